@@ -1,0 +1,24 @@
+"""Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini, plus multi-frame windows."""
+from occbench.datasets.base import SSCDataset
+from occbench.datasets.frame import Frame, Sequence
+from occbench.datasets.mini import OccbenchMini, ensure_mini
+from occbench.datasets.semantickitti import SemanticKITTI
+from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
+
+DATASETS = {"mini": OccbenchMini, "semantickitti": SemanticKITTI, "sscbench-kitti360": SSCBenchKITTI360}
+
+
+def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None, **kw) -> SSCDataset:
+    """Open a dataset by name (``mini``, ``semantickitti``, ``sscbench-kitti360``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    cls = DATASETS[name]
+    if name == "mini":
+        return cls(root, split=split, onboard=onboard, **kw)
+    if root is None:
+        raise ValueError(f"--root is required for dataset {name!r} (where the downloaded data lives)")
+    return cls(root, split=split, onboard=onboard, **kw)
+
+
+__all__ = ["SSCDataset", "Frame", "Sequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "ensure_mini",
+           "open_dataset", "DATASETS"]

@@ -1,0 +1,60 @@
+"""Common base of the dataset classes."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from occbench.datasets.frame import Frame, Sequence
+from occbench.labels import LabelMap
+
+
+class SSCDataset:
+    """A split of an SSC dataset: an ordered mapping of sequence name -> :class:`Sequence`.
+
+    Attributes: ``root``, ``split``, ``onboard`` (the onboard model whose predictions are read),
+    ``label_map``, ``protocol`` (the metric protocol id of :mod:`occbench.metrics`).
+    """
+
+    name: str = ""
+    protocol: str = ""
+    synthetic: bool = False
+
+    def __init__(self, root: Path, split: str, onboard: str | None, label_map: LabelMap, sequences: list[Sequence]):
+        self.root = root
+        self.split = split
+        self.onboard = onboard
+        self.label_map = label_map
+        self._sequences = {s.name: s for s in sequences}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, onboard={self.onboard!r}, sequences={list(self._sequences)})"
+
+    @property
+    def sequences(self) -> list[Sequence]:
+        return list(self._sequences.values())
+
+    @property
+    def sequence_names(self) -> list[str]:
+        return list(self._sequences)
+
+    def __getitem__(self, name: str) -> Sequence:
+        try:
+            return self._sequences[name]
+        except KeyError:
+            raise KeyError(f"sequence {name!r} is not in split {self.split!r}; it has {self.sequence_names}") from None
+
+    def __iter__(self) -> Iterator[Sequence]:
+        return iter(self.sequences)
+
+    def __len__(self) -> int:
+        return len(self._sequences)
+
+    def frames(self) -> Iterator[Frame]:
+        """Every labelled frame of every sequence of the split, in order."""
+        for s in self.sequences:
+            yield from s.frames()
+
+    def describe(self) -> dict:
+        """Header facts for results files."""
+        return {"dataset": self.name, "split": self.split, "onboard": self.onboard, "synthetic": self.synthetic,
+                "sequences": self.sequence_names, "root": str(self.root)}

@@ -1,0 +1,202 @@
+"""Frames and sequences: lazy views over an SSC dataset on disk.
+
+Nothing is read when a dataset or sequence is opened except the small text files (poses, calib)
+on first access; voxel files are read (memory-mapped for ``.label``) when a frame's array is asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from occbench.errors import FormatError, MissingDataError
+from occbench.io.kitti import Calibration
+from occbench.io.predictions import PredictionStore
+from occbench.io.voxels import read_bits, read_invalid_kitti360, read_label
+from occbench.labels import IGNORE, LabelMap
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True)
+class VoxelLayout:
+    """How a dataset stores a frame's voxel files."""
+
+    label_map: str = "semantickitti"
+    invalid_packed: bool = True  # SemanticKITTI: bit-packed; SSCBench-KITTI360: one byte per voxel
+    clear_invalid_where_labelled: bool = False  # SSCBench-KITTI360 preprocessing: INVALID[LABEL != 0] = 0
+    has_occluded: bool = True
+
+
+class Sequence:
+    """One driving sequence: poses, calibration, labelled frames, onboard predictions.
+
+    Parameters are filled in by the dataset classes; users get sequences from
+    ``dataset.sequences`` or ``dataset[name]``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        voxel_dir: Path,
+        gt_voxel_dir: Path | None,
+        label_map: LabelMap,
+        layout: VoxelLayout,
+        load_calib: Callable[[], Calibration],
+        load_poses: Callable[[Calibration], np.ndarray],
+        label_every: int = 5,
+        onboard: PredictionStore | None = None,
+        onboard_name: str | None = None,
+        sensor: str | None = None,
+        frame_ids: Callable[[], list[int]] | None = None,
+        image_size: tuple[int, int] = (1220, 370),
+    ):
+        self.name = name
+        self.voxel_dir = voxel_dir
+        self.gt_voxel_dir = gt_voxel_dir
+        self.label_map = label_map
+        self.layout = layout
+        self._load_calib = load_calib
+        self._load_poses = load_poses
+        self.label_every = label_every
+        self.onboard_store = onboard
+        self.onboard_name = onboard_name
+        self.sensor = sensor
+        self._frame_ids = frame_ids
+        self.image_size = image_size
+
+    def __repr__(self) -> str:
+        return f"Sequence({self.name!r}, scans={self.num_scans}, onboard={self.onboard_name!r})"
+
+    # -- geometry ----------------------------------------------------------------------------
+    @cached_property
+    def calib(self) -> Calibration:
+        return self._load_calib()
+
+    @cached_property
+    def poses(self) -> np.ndarray:
+        """(num_scans, 4, 4) float64 LiDAR poses in the sequence's world frame."""
+        return self._load_poses(self.calib)
+
+    @property
+    def num_scans(self) -> int:
+        return int(self.poses.shape[0])
+
+    def relative_transform(self, src: int, dst: int) -> np.ndarray:
+        """4x4 transform taking points of scan ``src`` into the LiDAR frame of scan ``dst``."""
+        return np.linalg.inv(self.poses[dst]) @ self.poses[src]
+
+    # -- frames --------------------------------------------------------------------------------
+    @cached_property
+    def labelled_frames(self) -> list[int]:
+        """Scan numbers that have (or, for hidden test sets, would have) voxel ground truth: every ``label_every``-th scan."""
+        if self._frame_ids is not None:
+            return self._frame_ids()
+        return list(range(0, self.num_scans, self.label_every))
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.gt_voxel_dir is not None
+
+    def frame(self, index: int) -> Frame:
+        if not 0 <= index < self.num_scans:
+            raise IndexError(f"sequence {self.name} has scans 0..{self.num_scans - 1}, asked for {index}")
+        return Frame(self, int(index))
+
+    def frames(self) -> list[Frame]:
+        """The labelled frames (the ones a benchmark scores)."""
+        return [Frame(self, i) for i in self.labelled_frames]
+
+    def __len__(self) -> int:
+        return len(self.labelled_frames)
+
+    def __iter__(self):
+        return iter(self.frames())
+
+    # -- onboard predictions --------------------------------------------------------------------
+    def prediction(self, index: int) -> np.ndarray:
+        """Onboard prediction of scan ``index`` as train ids (uint8, (256,256,32))."""
+        if self.onboard_store is None:
+            raise ValueError(f"sequence {self.name}: no onboard model chosen (pass onboard=NAME to the dataset)")
+        raw = self.onboard_store.read(self.name, index)
+        return self.label_map.to_train(raw, self.onboard_store.find(self.name, index))
+
+
+class Frame:
+    """One scan of a sequence. Arrays are read on access."""
+
+    __slots__ = ("sequence", "index")
+
+    def __init__(self, sequence: Sequence, index: int):
+        self.sequence = sequence
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Frame({self.sequence.name}/{self.index:06d})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:06d}"
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self.sequence.poses[self.index]
+
+    @property
+    def calib(self) -> Calibration:
+        return self.sequence.calib
+
+    def _gt_path(self, ext: str) -> Path:
+        d = self.sequence.gt_voxel_dir
+        if d is None:
+            raise MissingDataError(self.sequence.voxel_dir, f"ground truth of sequence {self.sequence.name} (hidden test split)")
+        return d / f"{self.name}{ext}"
+
+    @property
+    def has_ground_truth(self) -> bool:
+        d = self.sequence.gt_voxel_dir
+        return d is not None and (d / f"{self.name}.label").is_file()
+
+    def label_raw(self, mmap: bool = True) -> np.ndarray:
+        """The raw uint16 ``.label`` grid (memory-mapped by default)."""
+        return read_label(self._gt_path(".label"), mmap=mmap)
+
+    def invalid(self) -> np.ndarray:
+        """uint8 0/1 invalid mask (never observed by the LiDAR)."""
+        p = self._gt_path(".invalid")
+        lay = self.sequence.layout
+        inv = read_bits(p) if lay.invalid_packed else read_invalid_kitti360(p).copy()
+        if lay.clear_invalid_where_labelled:
+            inv[np.asarray(self.label_raw()) != 0] = 0
+        return inv
+
+    def occluded(self) -> np.ndarray:
+        if not self.sequence.layout.has_occluded:
+            raise MissingDataError(self._gt_path(".occluded"), "occluded mask (this dataset has none)")
+        return read_bits(self._gt_path(".occluded"))
+
+    def ground_truth(self) -> np.ndarray:
+        """Train ids (uint8, (256,256,32)): 0 empty, 1..C-1 classes, 255 where ignored or invalid."""
+        p = self._gt_path(".label")
+        gt = self.sequence.label_map.to_train(self.label_raw(), p).copy()
+        gt[self.invalid() != 0] = IGNORE
+        return gt
+
+    def input_occupancy(self) -> np.ndarray:
+        """The single-scan ``.bin`` input occupancy (uint8 0/1)."""
+        p = self.sequence.voxel_dir / f"{self.name}.bin"
+        return read_bits(p)
+
+    def prediction(self) -> np.ndarray:
+        """The onboard model's prediction of this scan (train ids)."""
+        return self.sequence.prediction(self.index)
+
+
+def check_grid(arr: np.ndarray, path: Path | str | None, what: str) -> np.ndarray:
+    if arr.shape != (256, 256, 32):
+        raise FormatError(path, f"{what} of shape (256, 256, 32)", f"shape {arr.shape}")
+    return arr

@@ -1,0 +1,119 @@
+"""SemanticKITTI semantic scene completion (v1.1 voxel release) with onboard predictions.
+
+Layout (semantic-kitti-api README; predictions in the official submission layout)::
+
+    <root>/sequences/XX/{calib.txt, poses.txt, times.txt}
+    <root>/sequences/XX/voxels/NNNNNN.{bin,label,invalid,occluded}      every 5th scan
+    <predictions_root>/<onboard>/sequences/XX/predictions/NNNNNN.label[.gz]
+
+``predictions_root`` defaults to ``<root>/predictions``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from occbench.datasets.base import SSCDataset
+from occbench.datasets.frame import Sequence, VoxelLayout
+from occbench.errors import MissingDataError
+from occbench.io.kitti import read_calib, read_poses
+from occbench.io.predictions import PredictionStore
+from occbench.labels import load_label_map
+
+SPLITS: dict[str, list[str]] = {
+    "train": ["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"],
+    "val": ["08"],
+    "test": [f"{i:02d}" for i in range(11, 22)],
+}
+SPLIT_ALIASES = {"valid": "val", "validation": "val"}
+
+HOW_TO_GET = (
+    "SemanticKITTI must be downloaded by hand (http://www.semantic-kitti.org/dataset.html#download: "
+    "'SemanticKITTI voxel data (v1.1)' plus the KITTI odometry calibration and poses), "
+    "unpacked so that <root>/sequences/08/voxels/000000.label exists."
+)
+
+# Onboard model modality, for sensor-aware methods. Users may pass sensor= explicitly.
+KNOWN_SENSORS = {
+    "voxformer": "camera", "monoscene": "camera", "tpvformer": "camera", "occformer": "camera",
+    "sscnet": "lidar", "sscnet-full": "lidar", "lmscnet": "lidar", "scpnet": "lidar",
+    "voxformer-sim": "camera", "sscnet-sim": "lidar",
+}
+
+
+def normalize_split(split: str, splits: dict[str, list[str]]) -> str:
+    split = SPLIT_ALIASES.get(split, split)
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; available: {', '.join(splits)}")
+    return split
+
+
+def guess_sensor(onboard: str | None) -> str | None:
+    if onboard is None:
+        return None
+    return KNOWN_SENSORS.get(onboard.lower())
+
+
+class SemanticKITTI(SSCDataset):
+    """SemanticKITTI SSC split with the predictions of one onboard model.
+
+    >>> ds = SemanticKITTI("/data/semantickitti", split="val", onboard="voxformer")   # doctest: +SKIP
+    >>> seq = ds["08"]; frame = seq.frames()[0]
+    >>> gt = frame.ground_truth()          # (256,256,32) uint8 train ids, 255 = ignore/invalid
+    >>> pred = frame.prediction()          # onboard prediction, train ids
+    """
+
+    name = "semantickitti"
+    protocol = "semantickitti-ssc"
+    splits = SPLITS
+    gt_subdir: str | None = None  # where hidden ground truth lives relative to root (mini keeps test GT apart)
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        onboard: str | None = None,
+        predictions_root: str | Path | None = None,
+        sequences: list[str] | None = None,
+        sensor: str | None = None,
+        ground_truth_root: str | Path | None = None,
+    ):
+        root = Path(root).expanduser()
+        split = normalize_split(split, self.splits)
+        seq_root = root / "sequences"
+        if not seq_root.is_dir():
+            raise MissingDataError(seq_root, f"{self.name} sequences folder", HOW_TO_GET)
+        names = list(self.splits[split]) if sequences is None else list(sequences)
+        pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
+        store = None
+        if onboard is not None:
+            model_dir = pred_root / onboard
+            if not model_dir.is_dir():
+                have = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
+                raise MissingDataError(
+                    model_dir, f"predictions of onboard model {onboard!r}",
+                    f"expected <predictions_root>/{onboard}/sequences/XX/predictions/NNNNNN.label; "
+                    f"models found under {pred_root}: {have or 'none'}",
+                )
+            store = PredictionStore(model_dir)
+        gt_root = Path(ground_truth_root) if ground_truth_root is not None else root
+        sensor = sensor or guess_sensor(onboard)
+        lm = load_label_map("semantickitti")
+        seqs = []
+        for s in names:
+            d = seq_root / s
+            if not d.is_dir():
+                raise MissingDataError(d, f"sequence {s} of split {split}", HOW_TO_GET)
+            gt_dir = self._gt_dir(root, gt_root, s, split)
+            seqs.append(Sequence(
+                name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=VoxelLayout(),
+                load_calib=lambda d=d: read_calib(d / "calib.txt"),
+                load_poses=lambda c, d=d: read_poses(d / "poses.txt", c),
+                onboard=store, onboard_name=onboard, sensor=sensor,
+            ))
+        super().__init__(root, split, onboard, lm, seqs)
+
+    def _gt_dir(self, root: Path, gt_root: Path, seq: str, split: str) -> Path | None:
+        d = gt_root / "sequences" / seq / "voxels"
+        if split == "test" and gt_root == root:
+            return None  # the hidden test set: inputs only
+        return d

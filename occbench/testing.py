@@ -1,0 +1,91 @@
+"""Small on-disk fixtures in the real layouts, for tests (occbench's and third parties')."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from occbench.io.kitti import Calibration, write_calib, write_poses, write_times
+from occbench.io.predictions import PredictionStore
+from occbench.io.voxels import write_bits, write_label
+from occbench.labels import load_label_map
+
+# Real KITTI odometry calib of sequence 08 (P2 and Tr), enough for tests that need a camera.
+P2_08 = np.array([[707.0912, 0.0, 601.8873, 46.88783], [0.0, 707.0912, 183.1104, 0.1178601], [0.0, 0.0, 1.0, 0.006203223]])
+TR_08 = np.array([
+    [-0.001857739385241, -0.9999659513510, -0.008039975204516, -0.004784029760483],
+    [-0.006481465826011, 0.008051860151134, -0.9999466081774, -0.07337429464231],
+    [0.9999773098147, -0.001805528627661, -0.006496203536139, -0.3339968064433],
+    [0.0, 0.0, 0.0, 1.0],
+])
+
+
+def tiny_calibration() -> Calibration:
+    P0 = P2_08.copy()
+    P0[:, 3] = 0
+    return Calibration(P={"P0": P0, "P1": P0.copy(), "P2": P2_08.copy(), "P3": P2_08.copy()}, Tr=TR_08.copy())
+
+
+def straight_poses(n: int, speed: float = 1.0) -> np.ndarray:
+    """LiDAR poses of a car driving straight along +x at ``speed`` metres per scan."""
+    T = np.tile(np.eye(4), (n, 1, 1))
+    T[:, 0, 3] = speed * np.arange(n)
+    return T
+
+
+def random_scene(rng: np.random.Generator, num_classes: int = 20) -> np.ndarray:
+    """A blocky random scene of train ids (ground plane + boxes), (256,256,32) uint8."""
+    g = np.zeros((256, 256, 32), np.uint8)
+    g[:, :, :10] = 9  # road up to z = 0 m
+    g[:, :100, :10] = 11
+    for _ in range(20):
+        x, y = rng.integers(0, 240, 2)
+        w, d, h = rng.integers(4, 16, 3)
+        g[x:x + w, y:y + d, 10:10 + h] = rng.integers(1, num_classes)
+    return g
+
+
+def make_semantickitti_tree(
+    root: str | Path,
+    sequences: dict[str, int],
+    onboard: dict[str, float] | None = None,
+    seed: int = 0,
+    label_every: int = 5,
+    compressed: bool = False,
+    speed: float = 1.0,
+) -> Path:
+    """Write a tiny SemanticKITTI-layout tree: ``sequences`` maps name -> number of scans.
+
+    Ground truth every ``label_every`` scans (random blocky scenes with a few ignore/invalid voxels);
+    ``onboard`` maps a model name -> fraction of voxels corrupted in its predictions (every scan).
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    lm = load_label_map("semantickitti")
+    calib = tiny_calibration()
+    for name, n in sequences.items():
+        d = root / "sequences" / name
+        d.mkdir(parents=True, exist_ok=True)
+        write_calib(d / "calib.txt", calib)
+        lidar = straight_poses(n, speed)
+        write_poses(d / "poses.txt", calib.Tr @ lidar @ np.linalg.inv(calib.Tr))
+        write_times(d / "times.txt", 0.1 * np.arange(n))
+        scenes = {}
+        for t in range(n):
+            scenes[t] = random_scene(rng)
+            if t % label_every == 0:
+                raw = lm.to_raw(scenes[t])
+                raw[rng.random(raw.shape) < 0.001] = 52  # other-structure -> ignore
+                vox = d / "voxels"
+                write_label(vox / f"{t:06d}.label", raw)
+                write_bits(vox / f"{t:06d}.invalid", rng.random(raw.shape) < 0.05)
+                write_bits(vox / f"{t:06d}.occluded", rng.random(raw.shape) < 0.2)
+                write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
+        for model, noise in (onboard or {}).items():
+            store = PredictionStore(root / "predictions" / model, compressed=compressed)
+            for t in range(n):
+                p = scenes[t].copy()
+                m = rng.random(p.shape) < noise
+                p[m] = rng.integers(0, 20, int(m.sum()))
+                store.write(name, t, lm.to_raw(p))
+    return root
