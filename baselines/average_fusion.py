@@ -1,0 +1,33 @@
+"""``average-fusion``: the paper's learning-free offboard baseline (vanilla registration, eqs. 7-9, no weights)."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence as Seq
+from dataclasses import dataclass
+
+import numpy as np
+
+from baselines.voting import SensorWeights, VotingConfig, VotingEngine
+from occbench.methods import OffboardMethod, OnboardSequence
+
+
+@dataclass(frozen=True)
+class AverageFusionOptions:
+    n: int = 25                   # window radius (scans)
+    empty_policy: str = "vote"    # how class 0 takes part (baselines/voting/config.py)
+    device: str | None = None     # None: cuda if available, else cpu
+
+
+class AverageFusion(OffboardMethod):
+    name = "average-fusion"
+    description = "Vanilla registration of the onboard predictions of 2n+1 scans and an unweighted vote (paper's baseline)."
+    Options = AverageFusionOptions
+
+    def voting_config(self, sequence: OnboardSequence) -> VotingConfig:
+        o = self.options
+        return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),
+                            num_classes=sequence.label_map.num_classes)
+
+    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+        engine = VotingEngine(sequence.prediction, sequence.poses, sequence.calib, self.voting_config(sequence),
+                              device=self.options.device)
+        yield from engine.run(sorted(targets))

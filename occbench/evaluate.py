@@ -1,0 +1,234 @@
+"""Evaluation runner: dataset -> sequences -> method -> refined predictions -> metric states -> results JSON.
+
+Work is split into jobs (a sequence and a contiguous block of its target scans). Jobs run inline or in
+worker processes; each returns integer metric states that are merged by addition, so the numbers do
+not depend on the number of workers or on the order in which jobs finish.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occbench import __version__
+from occbench.datasets import SSCDataset, open_dataset
+from occbench.errors import OccbenchError
+from occbench.executors import run_jobs
+from occbench.io.atomic import atomic_write_text
+from occbench.io.predictions import PredictionStore
+from occbench.methods import OffboardMethod, load_method
+from occbench.progress import progress_bar
+
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A picklable recipe that reopens a dataset in a worker process."""
+
+    name: str = "mini"
+    root: str | None = None
+    split: str = "val"
+    onboard: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> SSCDataset:
+        return open_dataset(self.name, self.root, split=self.split, onboard=self.onboard, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> OffboardMethod:
+        return load_method(self.name, **self.options)
+
+
+@dataclass(frozen=True)
+class Job:
+    sequence: str
+    targets: tuple[int, ...]
+
+
+def plan_jobs(dataset: SSCDataset, workers: int) -> list[Job]:
+    """Split every sequence's labelled scans into contiguous blocks, about two blocks per worker overall."""
+    seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
+    total = sum(len(t) for _, t in seqs)
+    jobs: list[Job] = []
+    want = 1 if workers <= 1 else 2 * workers
+    for name, targets in seqs:
+        if not targets:
+            continue
+        k = max(1, min(len(targets), round(want * len(targets) / max(total, 1)))) if workers > 1 else 1
+        size = math.ceil(len(targets) / k)
+        for i in range(0, len(targets), size):
+            jobs.append(Job(name, tuple(targets[i:i + size])))
+    return jobs
+
+
+def _new_states(dataset: SSCDataset, extras: tuple[str, ...]) -> dict[str, Any]:
+    from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
+
+    proto = PROTOCOLS[dataset.protocol]
+    states: dict[str, Any] = {"ssc": SSCMetric(proto)}
+    if "city" in extras:
+        states["city"] = {}
+    if "consistency" in extras:
+        states["consistency"] = TemporalConsistency(proto)
+    states["_city_cls"] = CityMapMetric
+    states["_proto"] = proto
+    return states
+
+
+def run_job(
+    dspec: DatasetSpec,
+    mspec: MethodSpec | None,
+    job: Job,
+    save: tuple[str, bool] | None = None,
+    extras: tuple[str, ...] = (),
+    on_frame: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Refine (or read) the targets of one job, score them, and return mergeable metric states.
+
+    ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
+    ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
+    present are read back instead of recomputed (resume).
+    """
+    ds = dspec.open()
+    seq = ds[job.sequence]
+    st = _new_states(ds, extras)
+    proto = st["_proto"]
+    store = PredictionStore(save[0], compressed=save[1]) if save else None
+    done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
+    todo = [t for t in job.targets if t not in set(done)]
+    city = st["_city_cls"](proto) if "city" in extras else None
+
+    def consume(t: int, pred: np.ndarray) -> None:
+        f = seq.frame(t)
+        gt = f.ground_truth()
+        st["ssc"].update(pred, gt)
+        if city is not None:
+            city.add_frame(pred, gt, seq.poses[t])
+        if "consistency" in extras:
+            st["consistency"].add_frame(pred, gt, seq.poses[t])
+        if on_frame is not None:
+            on_frame()
+
+    for t in done:
+        assert store is not None
+        consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
+    if todo:
+        if mspec is None:
+            outputs: Iterable[tuple[int, np.ndarray]] = ((t, seq.prediction(t)) for t in todo)
+        else:
+            outputs = mspec.load().refine(seq, todo)
+        seen = set()
+        for t, pred in outputs:
+            t = int(t)
+            if t not in set(todo) or t in seen:
+                raise OccbenchError(f"method {mspec.name if mspec else 'onboard'} returned scan {t} of sequence {seq.name}, "
+                                    f"which was not asked for or was returned twice")
+            seen.add(t)
+            pred = np.asarray(pred)
+            if pred.shape != (256, 256, 32):
+                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected (256, 256, 32)")
+            if store is not None:
+                store.write(seq.name, t, seq.label_map.to_raw(pred))
+            consume(t, pred)
+        missing = sorted(set(todo) - seen)
+        if missing:
+            raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
+                                f"first {missing[:5]}")
+    # metric objects travel back by pickle (process pool, Ray) and merge by addition
+    out: dict[str, Any] = {"ssc": st["ssc"], "sequence": seq.name, "frames": len(job.targets)}
+    if city is not None:
+        out["city"] = city
+    if "consistency" in extras:
+        out["consistency"] = st["consistency"]
+    return out
+
+
+def evaluate(
+    dspec: DatasetSpec,
+    mspec: MethodSpec | None,
+    workers: int = 1,
+    save: tuple[str, bool] | None = None,
+    extras: tuple[str, ...] = ("city", "consistency"),
+    command: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Run a method over a split and return the results document (see ``docs/results-schema.md``)."""
+    from occbench.metrics import PROTOCOLS, SSCMetric, TemporalConsistency, results_json
+    from occbench.metrics.citymap import city_scores
+
+    t0 = time.time()
+    ds = dspec.open()
+    proto = PROTOCOLS[ds.protocol]
+    jobs = plan_jobs(ds, workers)
+    total = sum(len(j.targets) for j in jobs)
+    label = mspec.name if mspec else "predictions"
+    bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
+    update = getattr(bar, "update", None)
+    inline = executor == "local" and workers <= 1
+    args = [(dspec, mspec, job, save, extras, (lambda: update(1)) if (update and inline) else None) for job in jobs]
+    states = run_jobs(run_job, args, workers, executor, address,
+                      on_done=None if (inline or not update) else (lambda i, r: update(len(jobs[i].targets))))
+    if hasattr(bar, "close"):
+        bar.close()
+    # merge in a fixed order (integers: order-independent anyway)
+    states.sort(key=lambda s: (s["sequence"], s["frames"]))
+    ssc = SSCMetric(proto)
+    for s in states:
+        ssc.merge(s["ssc"])
+    metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
+    per_seq: dict[str, Any] = {}
+    if "city" in extras:
+        by_seq: dict[str, Any] = {}
+        for s in states:
+            m = s["city"]
+            if s["sequence"] in by_seq:
+                by_seq[s["sequence"]].merge(m)
+            else:
+                by_seq[s["sequence"]] = m
+        per_seq = {k: v.compute() for k, v in sorted(by_seq.items())}
+        # one city map per sequence (each has its own world frame); over several sequences their confusions add up
+        if by_seq:
+            ms = list(by_seq.values())
+            metrics["city_map"] = city_scores(sum(m.confusion() for m in ms), proto, sum(m.n_frames for m in ms), ms[0].voxel_size)
+        metrics["city_map_per_sequence"] = per_seq
+    if "consistency" in extras:
+        tc = TemporalConsistency(proto)
+        for s in states:
+            tc.merge(s["consistency"])
+        metrics["temporal_consistency"] = tc.compute()
+    method_cfg = mspec.load().config() if mspec else {"name": "submitted-predictions", "options": {}}
+    header = {
+        "occbench_version": __version__,
+        "dataset": ds.describe(),
+        "method": method_cfg,
+        "frames": total,
+        "workers": workers,
+        "executor": executor,
+        "command": command,
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__},
+        "wall_time_s": round(time.time() - t0, 3),
+    }
+    return results_json(proto, metrics=metrics, extra_header=header)
+
+
+def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(results, indent=1, sort_keys=False) + "\n")
+
+
+def spec_dict(d: DatasetSpec) -> dict[str, Any]:
+    return asdict(d)

@@ -1,0 +1,442 @@
+"""Streaming semantic scene completion metric (official SemanticKITTI / SSCBench definitions), range-stratified.
+
+State: one integer confusion matrix per *cell* ``(range level, distance bin)``. Every frame is counted in
+ONE pass: each (x, y) column of the grid has a precomputed cell code, the nested range crops are sums of
+disjoint levels, the distance bins are the other axis. States merge by addition.
+
+Per frame the kernel never touches voxels that are empty in both prediction and ground truth one by one:
+the two grids are read as 64-bit words (8 train ids or 4 raw ids per word), only words holding something
+non-zero are gathered, and the empty/empty count of the rest is recovered exactly from the per-cell number
+of not-invalid voxels. See ``docs/metrics.md``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from occbench.errors import FormatError
+from occbench.geometry import GRID_SHAPE
+from occbench.labels import load_label_map
+from occbench.metrics.protocol import Protocol, get_protocol, range_key, validate_ranges
+
+NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
+NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
+_BYTE_SUM = np.uint64(0x0101010101010101)
+_STATE_FORMAT = "occbench.SSCMetric.state"
+# word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
+_WORD_DTYPE = {1: np.uint32, 2: np.uint64}
+_STATE_VERSION = 1
+
+
+class Layout:
+    """Cell code of every (x, y) column: ``code = level * n_bins + distance_bin``.
+
+    ``level`` is the index of the smallest range crop holding the column (``len(ranges)`` if none);
+    ``distance_bin = floor(hypot(x_c, y_c) / bin_width)`` of the column centre in the LiDAR frame.
+    """
+
+    def __init__(self, ranges: tuple[float, ...], bin_width: float):
+        self.ranges = validate_ranges(ranges)
+        self.bin_width = float(bin_width)
+        i = np.arange(GRID_SHAPE[0])[:, None]
+        j = np.arange(GRID_SHAPE[1])[None, :]
+        level = np.full(GRID_SHAPE[:2], len(self.ranges), np.int64)
+        for li in range(len(self.ranges) - 1, -1, -1):
+            nx, hy = range_box(self.ranges[li])
+            level[(i < nx) & (j >= 128 - hy) & (j < 128 + hy)] = li
+        self.n_levels = int(level.max()) + 1
+        xc = 0.2 * (i + 0.5)
+        yc = -25.6 + 0.2 * (j + 0.5)
+        dist = np.hypot(xc, yc)
+        dbin = np.floor(dist / self.bin_width).astype(np.int64)
+        self.n_bins = int(dbin.max()) + 1
+        self.bin_edges = self.bin_width * np.arange(self.n_bins + 1)
+        self.n_cells = self.n_levels * self.n_bins
+        code = level * self.n_bins + dbin
+        dt = np.uint8 if self.n_cells <= 256 else np.uint16
+        self.code = code.astype(dt).reshape(-1)  # (65536,) per column, C order over (x, y)
+        self.code.flags.writeable = False
+        self.columns_per_cell = np.bincount(self.code, minlength=self.n_cells).astype(np.int64)
+        self._col_order = np.argsort(self.code, kind="stable")
+        self._nonempty_cells = np.flatnonzero(self.columns_per_cell)
+        self._cell_starts = np.searchsorted(self.code[self._col_order], self._nonempty_cells)
+
+    def sum_per_cell(self, per_column: np.ndarray) -> np.ndarray:
+        """Sum a per-column (65536,) integer array over the columns of each cell -> (n_cells,) int64."""
+        out = np.zeros(self.n_cells, np.int64)
+        out[self._nonempty_cells] = np.add.reduceat(per_column[self._col_order], self._cell_starts)
+        return out
+
+
+def range_box(r: float) -> tuple[int, int]:
+    """``(nx, hy)``: range ``r`` keeps ``x < nx`` and ``128 - hy <= y < 128 + hy`` (voxel indices)."""
+    return int(round(r / 0.2)), int(round(r / 0.4))
+
+
+def _column_invalid_counts(inv_u8: np.ndarray) -> np.ndarray:
+    """Number of invalid voxels (0/1 bytes) in each of the 65536 columns of 32 voxels."""
+    v = inv_u8.view(np.uint64).reshape(NUM_COLUMNS, 4)
+    s = v[:, 0] + v[:, 1] + v[:, 2] + v[:, 3]  # per byte lane: <= 4, no carry
+    return ((s * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)  # sum of the 8 bytes (<= 32)
+
+
+def _word_byte_sums(words: np.ndarray) -> np.ndarray:
+    """Sum of the 8 bytes of each uint64 (each byte 0/1)."""
+    return ((words * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
+
+
+class SSCMetric:
+    """Streaming SSC metric over a confusion matrix accumulated across all frames of a split.
+
+    Identical in definition to the reference implementation named by the protocol
+    (``semantickitti-ssc``: semantic-kitti-api ``evaluate_completion.py``; ``sscbench-kitti360-ssc``:
+    SSCBench/MonoScene ``SSCMetrics``). A voxel is evaluated iff its ground truth is not ``ignore_index`` and it
+    is not invalid (see ``Protocol.invalid_policy``). Confusion rows are predictions, columns ground truth.
+
+    Args:
+        protocol: a :class:`Protocol` or its id.
+        ranges: range crops in metres; default ``protocol.ranges`` (12.8, 25.6, 51.2).
+        distance_bin_width: width of the finer distance bins; default ``protocol.distance_bin_width``.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol | str = "semantickitti-ssc",
+        ranges: tuple[float, ...] | None = None,
+        distance_bin_width: float | None = None,
+    ):
+        self.protocol = get_protocol(protocol)
+        p = self.protocol
+        self.layout = Layout(
+            tuple(ranges) if ranges is not None else p.ranges,
+            distance_bin_width if distance_bin_width is not None else p.distance_bin_width,
+        )
+        self.ranges = self.layout.ranges
+        C = p.num_classes
+        self.num_classes = C
+        if p.ignore_index != 255:
+            raise ValueError(f"SSCMetric requires ignore_index 255 (uint8 wrap-around), protocol {p.tag} has {p.ignore_index}")
+        self._counts = np.zeros((self.layout.n_cells, C, C), np.int64)  # [cell, gt, pred]
+        self.n_frames = 0
+        nkeys = self.layout.n_cells * (C + 1) * C
+        self._nkeys = nkeys
+        self._key_dtype = np.uint16 if nkeys <= 1 << 16 else np.int64
+        self._code_k = self.layout.code.astype(self._key_dtype)
+        # gt value -> state: class c -> c + 1, ignore -> 0, anything else -> 255 (malformed)
+        g = np.full(256, 255, np.uint8)
+        g[:C] = np.arange(1, C + 1, dtype=np.uint8)
+        g[p.ignore_index] = 0
+        self._g_lut_train = g
+        self._raw_luts: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ accumulation
+    def reset(self) -> None:
+        self._counts[...] = 0
+        self.n_frames = 0
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
+        """Add one frame ``(256, 256, 32)`` or a batch ``(B, 256, 256, 32)``.
+
+        Args:
+            pred: predicted train ids ``0..C-1`` (uint8 is the fast path; any integer dtype is accepted).
+                Values outside ``0..C-1`` are an error at evaluated voxels and ignored elsewhere.
+            gt: ground-truth train ids ``0..C-1`` or ``ignore_index`` (255).
+            invalid: optional mask, nonzero = invalid (bool / integer grid of the same shape, or the
+                bit-packed ``.invalid`` bytes, ``(262144,)`` per frame).
+            name: shown in error messages (e.g. the frame's file name).
+        """
+        pred, gt, batched = self._check_shapes(pred, gt)
+        inv = self._prep_invalid(invalid, pred.shape[0], name)
+        for b in range(pred.shape[0]):
+            nm = name if not batched else f"{name or 'batch'}[{b}]"
+            p8 = self._to_u8(pred[b], "prediction", nm, gt=gt[b], inv=None if inv is None else inv[b])
+            g8 = self._to_u8(gt[b], "ground truth", nm)
+            self._count(p8, g8, None if inv is None else inv[b], None, self._g_lut_train, nm)
+
+    def update_raw(self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
+        """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
+
+        Both are mapped with the protocol's label map (official LUT: raw 0 = empty, unmapped raw ids =
+        ignore). A raw prediction that maps to ignore, or is beyond the LUT, is an error at evaluated voxels
+        (the official script raises IndexError). Only the voxels that are non-zero in either grid are mapped.
+        """
+        pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw)
+        inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
+        p_lut, g_lut = self._raw_lookup()
+        for b in range(pred_raw.shape[0]):
+            nm = name if not batched else f"{name or 'batch'}[{b}]"
+            p16 = self._to_u16(pred_raw[b], "raw prediction", nm)
+            g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
+            self._count(p16, g16, None if inv is None else inv[b], p_lut, g_lut, nm)
+
+    def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._raw_luts is None:
+            lm = load_label_map(self.protocol.label_map)
+            lut = np.asarray(lm.lut)
+            if lut[0] != 0 or (lut[1:] == 0).any():
+                raise AssertionError("label map LUT must map only raw 0 to empty")  # pragma: no cover
+            p = np.full(1 << 16, 255, np.uint8)
+            p[: lut.size] = lut
+            g = np.full(1 << 16, 255, np.uint8)
+            g[: lut.size] = self._g_lut_train[lut]
+            self._raw_luts = (p, g)
+        return self._raw_luts
+
+    def _check_shapes(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        pred = np.asarray(pred)
+        gt = np.asarray(gt)
+        if pred.shape != gt.shape:
+            raise FormatError(None, f"prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
+        if pred.shape == GRID_SHAPE:
+            return pred[None], gt[None], False
+        if pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
+            return pred, gt, True
+        raise FormatError(None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}")
+
+    def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> np.ndarray | None:
+        """-> (n, NUM_VOXELS) uint8 0/1, C-contiguous, or None."""
+        if invalid is None:
+            return None
+        inv = np.asarray(invalid)
+        packed = NUM_VOXELS // 8
+        if inv.dtype == np.uint8 and inv.shape in ((packed,), (n, packed)):
+            return np.unpackbits(inv.reshape(n, packed), axis=1)
+        if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE)):
+            raise FormatError(name, f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)", f"shape {inv.shape} dtype {inv.dtype}")
+        if inv.dtype != np.bool_:
+            inv = inv != 0
+        return np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
+
+    def _to_u8(self, a: np.ndarray, what: str, name: str | None, gt: np.ndarray | None = None, inv: np.ndarray | None = None) -> np.ndarray:
+        if a.dtype == np.uint8:
+            return np.ascontiguousarray(a).reshape(-1)
+        if a.dtype.kind not in "ui":
+            raise FormatError(name, f"integer train ids for the {what}", f"dtype {a.dtype}")
+        lo, hi = int(a.min()), int(a.max())
+        if lo >= 0 and hi <= 255:
+            return np.ascontiguousarray(a, dtype=np.uint8).reshape(-1)
+        out_of_byte = (a < 0) | (a > 255)
+        if gt is None:  # ground truth: any value outside 0..C-1 / ignore is malformed
+            vals = np.unique(a[out_of_byte])[:10].tolist()
+            raise FormatError(name, f"{what} train ids 0..{self.num_classes - 1} or {self.protocol.ignore_index}", f"values {vals}")
+        mask = np.asarray(gt) != self.protocol.ignore_index
+        if inv is not None:
+            mask &= inv.reshape(GRID_SHAPE) == 0
+        bad = out_of_byte & mask
+        if bad.any():
+            self._raise_pred(np.unique(a[bad]), int(bad.sum()), name)
+        a = np.where(out_of_byte, 0, a)  # outside the mask: never evaluated
+        return a.astype(np.uint8).reshape(-1)
+
+    @staticmethod
+    def _to_u16(a: np.ndarray, what: str, name: str | None) -> np.ndarray:
+        if a.dtype == np.uint16:
+            return np.ascontiguousarray(a).reshape(-1)
+        if a.dtype.kind not in "ui":
+            raise FormatError(name, f"integer raw label ids for the {what}", f"dtype {a.dtype}")
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+            raise FormatError(name, f"{what} raw ids in 0..65535", f"values in {int(a.min())}..{int(a.max())}")
+        return np.ascontiguousarray(a, dtype=np.uint16).reshape(-1)
+
+    def _raise_pred(self, vals: np.ndarray, count: int, name: str | None, raw: bool = False) -> None:
+        C = self.num_classes
+        v = [int(x) for x in np.asarray(vals)[:10]]
+        if raw:
+            raise FormatError(name, f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) at evaluated voxels",
+                              f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels")
+        raise FormatError(name, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {v} at {count} evaluated voxels")
+
+    def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
+        """The one-pass kernel. ``p``/``g``: flat C-contiguous uint8 (train ids) or uint16 (raw ids)."""
+        C = self.num_classes
+        wdt = _WORD_DTYPE[p.itemsize]
+        W = wdt().itemsize // p.itemsize  # voxels per word
+        shift = (32 // W).bit_length() - 1  # word index -> column (32 voxels) index
+        wp = p.view(wdt)
+        wg = g.view(wdt)
+        nzw = np.flatnonzero(wp | wg)  # words holding any non-empty voxel in pred or gt
+        P = wp[nzw].view(p.dtype).reshape(-1, W)
+        G = wg[nzw].view(g.dtype).reshape(-1, W)
+        if p_lut is None:  # train ids: c -> c + 1, ignore (255) -> 0 by uint8 wrap-around
+            GS = G + np.uint8(1)
+        else:
+            GS = np.take(g_lut, G)  # raw ids -> 0 = not evaluated, c + 1 = class c, 255 = malformed
+        if GS.size and GS.max() > C:
+            vals = np.unique(G[GS > C])[:10].tolist()
+            what = "raw ground-truth ids known to the label map" if p_lut is not None else f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}"
+            raise FormatError(name, what, f"values {vals}")
+        cell = self._code_k[nzw >> shift]
+        if inv is not None:
+            Iw = inv.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[W])[nzw]
+            I = Iw.view(np.uint8).reshape(-1, W)
+            Ieff = I * (GS == 1) if self.protocol.invalid_policy == "mask-empty-only" else I
+            GS = GS * (1 - Ieff)
+        Pt = np.take(p_lut, P) if p_lut is not None else P
+        if Pt.size and Pt.max() >= C:
+            bad = (Pt >= C) & (GS != 0)
+            if bad.any():
+                self._raise_pred(np.unique(P[bad]), int(bad.sum()), name, raw=p_lut is not None)
+            Pt = np.where(Pt >= C, 0, Pt).astype(np.uint8)
+        key = (cell[:, None] * (C + 1) + GS) * C + Pt
+        bc = np.bincount(key.reshape(-1), minlength=self._nkeys).reshape(self.layout.n_cells, C + 1, C)
+        self._counts += bc[:, 1:, :]
+        # empty/empty voxels of the skipped words: every not-invalid voxel there is (pred 0, gt 0)
+        n_words = np.bincount(cell, minlength=self.layout.n_cells)
+        if inv is None:
+            notinv = 32 * self.layout.columns_per_cell
+            inv_in_words = 0
+        else:
+            notinv = 32 * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv))
+            isum = _word_byte_sums(Iw.astype(np.uint64))
+            inv_in_words = np.bincount(cell, weights=isum, minlength=self.layout.n_cells).astype(np.int64)
+        self._counts[:, 0, 0] += notinv - (W * n_words - inv_in_words)
+        self.n_frames += 1
+
+    # ------------------------------------------------------------------ state
+    def _check_compatible(self, other: "SSCMetric") -> None:
+        if not isinstance(other, SSCMetric):
+            raise TypeError(f"can only merge an SSCMetric, got {type(other).__name__}")
+        if other.protocol != self.protocol:
+            raise ValueError(f"cannot merge states of different protocols: {self.protocol.tag} and {other.protocol.tag}")
+        if other.ranges != self.ranges or other.layout.bin_width != self.layout.bin_width:
+            raise ValueError(
+                f"cannot merge states with different ranges/bins: {self.ranges}/{self.layout.bin_width} and {other.ranges}/{other.layout.bin_width}"
+            )
+
+    def merge(self, other: "SSCMetric") -> "SSCMetric":
+        """Add ``other``'s counts into this state (in place); returns self."""
+        self._check_compatible(other)
+        self._counts += other._counts
+        self.n_frames += other.n_frames
+        return self
+
+    def __add__(self, other: "SSCMetric") -> "SSCMetric":
+        out = self.copy()
+        return out.merge(other)
+
+    def __iadd__(self, other: "SSCMetric") -> "SSCMetric":
+        return self.merge(other)
+
+    def copy(self) -> "SSCMetric":
+        out = SSCMetric(self.protocol, self.ranges, self.layout.bin_width)
+        out._counts[...] = self._counts
+        out.n_frames = self.n_frames
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able exact state (integers only), for multi-process / multi-machine merging."""
+        flat = self._counts.reshape(-1)
+        nz = np.flatnonzero(flat)
+        return {
+            "format": _STATE_FORMAT,
+            "format_version": _STATE_VERSION,
+            "protocol": {"id": self.protocol.id, "version": self.protocol.version},
+            "ranges": [float(r) for r in self.ranges],
+            "distance_bin_width": self.layout.bin_width,
+            "shape": list(self._counts.shape),
+            "layout": "counts[cell][gt][pred], cell = range_level * n_bins + distance_bin; sparse: flat index -> count",
+            "n_frames": int(self.n_frames),
+            "index": nz.tolist(),
+            "count": flat[nz].tolist(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any], protocol: Protocol | None = None) -> "SSCMetric":
+        if d.get("format") != _STATE_FORMAT or d.get("format_version") != _STATE_VERSION:
+            raise FormatError(None, f"an {_STATE_FORMAT} state, format_version {_STATE_VERSION}", f"format {d.get('format')!r} version {d.get('format_version')!r}")
+        pid = d["protocol"]
+        proto = protocol if protocol is not None else get_protocol(pid["id"])
+        if (proto.id, proto.version) != (pid["id"], pid["version"]):
+            raise ValueError(f"state was computed under {pid['id']}@{pid['version']}, not {proto.tag}")
+        m = cls(proto, tuple(d["ranges"]), float(d["distance_bin_width"]))
+        if list(m._counts.shape) != list(d["shape"]):
+            raise FormatError(None, f"counts of shape {list(m._counts.shape)}", f"shape {d['shape']}")
+        idx = np.asarray(d["index"], np.int64)
+        cnt = np.asarray(d["count"], np.int64)
+        if idx.shape != cnt.shape or (idx.size and (idx.min() < 0 or idx.max() >= m._counts.size)) or (cnt < 0).any():
+            raise FormatError(None, "matching index/count lists of non-negative counts within the shape", "inconsistent lists")
+        m._counts.reshape(-1)[idx] = cnt
+        m.n_frames = int(d["n_frames"])
+        return m
+
+    # ------------------------------------------------------------------ results
+    def confusion(self, range_m: float | None = None) -> np.ndarray:
+        """(C, C) int64 confusion of a range crop (default: the largest), rows = prediction, cols = gt."""
+        cells = self._cells_of_range(range_m)
+        return self._counts[cells].sum(axis=0).T.copy()
+
+    def _cells_of_range(self, range_m: float | None) -> np.ndarray:
+        L = self.layout
+        if range_m is None:
+            li = len(self.ranges) - 1
+        else:
+            matches = [i for i, r in enumerate(self.ranges) if abs(r - float(range_m)) < 1e-9]
+            if not matches:
+                raise ValueError(f"range {range_m} m was not evaluated; ranges: {self.ranges}")
+            li = matches[0]
+        return np.arange((li + 1) * L.n_bins)
+
+    def compute(self) -> dict[str, dict[str, Any]]:
+        """Metrics of every range, as fractions in 0..1: ``{"12.8": {...}, "25.6": {...}, "51.2": {...}}``."""
+        return {range_key(r): scores_from_confusion(self.confusion(r), self.protocol) for r in self.ranges}
+
+    def distance_curve(self, range_m: float | None = None, cumulative: bool = False) -> dict[str, Any]:
+        """IoU / mIoU / precision / recall per distance bin (horizontal distance of the voxel column centre
+        from the sensor, bins of ``distance_bin_width``), restricted to a range crop (default: the largest).
+
+        ``cumulative=True`` gives the metrics of all voxels closer than each bin's upper edge.
+        Bins without evaluated voxels follow the protocol's rules (IoU NaN or 0, class IoUs 0).
+        """
+        L = self.layout
+        cells = self._cells_of_range(range_m)
+        per_bin = self._counts.reshape(L.n_levels, L.n_bins, self.num_classes, self.num_classes)
+        n_lv = cells.size // L.n_bins
+        cb = per_bin[:n_lv].sum(axis=0)  # (n_bins, gt, pred)
+        if cumulative:
+            cb = np.cumsum(cb, axis=0)
+        rows = [scores_from_confusion(cb[k].T, self.protocol) for k in range(L.n_bins)]
+        names = self.protocol.class_names
+        return {
+            "range": range_key(self.ranges[n_lv - 1] if n_lv <= len(self.ranges) else self.ranges[-1]),
+            "cumulative": cumulative,
+            "bin_edges_m": [float(x) for x in L.bin_edges],
+            "distance": "horizontal distance from the sensor to the voxel column centre",
+            "n_evaluated": [r["n_evaluated"] for r in rows],
+            "iou": [r["iou"] for r in rows],
+            "miou": [r["miou"] for r in rows],
+            "precision": [r["precision"] for r in rows],
+            "recall": [r["recall"] for r in rows],
+            "per_class_iou": {n: [r["per_class_iou"][n] for r in rows] for n in names},
+        }
+
+
+def scores_from_confusion(conf: np.ndarray, protocol: Protocol) -> dict[str, Any]:
+    """Official scores of a (C, C) confusion matrix (rows = prediction, cols = ground truth), as fractions."""
+    conf = np.asarray(conf, np.int64)
+    tp_c = np.diag(conf)
+    fp_c = conf.sum(axis=1) - tp_c
+    fn_c = conf.sum(axis=0) - tp_c
+    iou_c = tp_c / (tp_c + fp_c + fn_c + protocol.iou_epsilon)
+    miou = float(iou_c[list(protocol.miou_classes)].mean())
+    tp = int(conf[1:, 1:].sum())
+    fp = int(conf[1:, 0].sum())
+    fn = int(conf[0, 1:].sum())
+    if protocol.completion_rule == "semantic-kitti-api":
+        eps = protocol.pr_epsilon
+        precision = tp / (tp + fp + eps)
+        recall = tp / (tp + fn + eps)
+        iou = tp / (tp + fp + fn) if (tp + fp + fn) > 0 else float("nan")
+    else:  # SSCMetrics: all three 0 when tp == 0
+        if tp != 0:
+            precision, recall, iou = tp / (tp + fp), tp / (tp + fn), tp / (tp + fp + fn)
+        else:
+            precision = recall = iou = 0.0
+    return {
+        "iou": float(iou),
+        "precision": float(precision),
+        "recall": float(recall),
+        "miou": miou,
+        "per_class_iou": {n: float(v) for n, v in zip(protocol.class_names, iou_c)},
+        "n_evaluated": int(conf.sum()),
+    }

@@ -1,0 +1,44 @@
+"""Write a method's refined predictions for a split (resumable, atomic), without scoring them."""
+from __future__ import annotations
+
+from occbench.evaluate import DatasetSpec, Job, MethodSpec, plan_jobs
+from occbench.executors import run_jobs
+from occbench.io.predictions import PredictionStore
+from occbench.progress import progress_bar
+
+
+def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool) -> int:
+    ds = dspec.open()
+    seq = ds[job.sequence]
+    store = PredictionStore(out, compressed=compressed)
+    todo = [t for t in job.targets if not store.exists(seq.name, t)]
+    n = 0
+    if todo:
+        for t, pred in mspec.load().refine(seq, todo):
+            store.write(seq.name, int(t), seq.label_map.to_raw(pred))
+            n += 1
+    return n
+
+
+def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bool = False, workers: int = 1,
+                 targets: str = "labelled", executor: str = "local", address: str | None = None) -> tuple[int, int]:
+    """Refine every target scan of the split into ``out`` (``<out>/sequences/XX/predictions/``).
+
+    ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans.
+    Scans already written are skipped, so an interrupted run resumes where it stopped; every file is
+    written atomically (temporary file + rename), so no half-written file is ever left behind.
+    Returns (written, total).
+    """
+    ds = dspec.open()
+    if targets == "all":
+        jobs = [Job(s.name, tuple(range(s.num_scans))) for s in ds.sequences]
+    else:
+        jobs = plan_jobs(ds, workers)
+    total = sum(len(j.targets) for j in jobs)
+    bar = progress_bar(iter(()), desc=f"refine {mspec.name}", total=total)
+    upd = getattr(bar, "update", lambda n: None)
+    counts = run_jobs(_refine_job, [(dspec, mspec, j, out, compressed) for j in jobs], workers, executor, address,
+                      on_done=lambda i, r: upd(len(jobs[i].targets)))
+    if hasattr(bar, "close"):
+        bar.close()
+    return sum(counts), total

@@ -1,0 +1,69 @@
+"""``occbench render``: pictures of frames, distance curves and city maps."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def render() -> None:
+    """Bird's-eye-view pictures and plots (PNG)."""
+
+
+@render.command("frame")
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
+@click.option("--root", type=click.Path(path_type=Path), default=None)
+@click.option("--split", default="val", show_default=True)
+@click.option("--onboard", default=None)
+@click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
+@click.option("--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan).")
+@click.option("--method", "methods", multiple=True, help="Offboard method(s) whose refined frame is shown (repeatable).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
+def render_frame(dataset, root, split, onboard, sequence, scan, methods, output):
+    """Ground truth | onboard | refined | error map of one frame, side by side."""
+    from occbench.datasets import open_dataset
+    from occbench.methods import load_method
+    from occbench.render import bev_image, error_image, panel
+
+    if dataset == "mini" and onboard is None:
+        onboard = "voxformer-sim"
+    try:
+        ds = open_dataset(dataset, root, split=split, onboard=onboard)
+        seq = ds[sequence] if sequence else ds.sequences[0]
+        t = seq.labelled_frames[0] if scan is None else scan
+        f = seq.frame(t)
+        gt = f.ground_truth()
+        unknown = (gt == 255).all(axis=2)
+        images, titles = [bev_image(gt, ds.label_map, unknown)], [f"ground truth {seq.name}/{t:06d}"]
+        pred = f.prediction()
+        images.append(bev_image(pred, ds.label_map))
+        titles.append(f"onboard ({onboard})")
+        last = pred
+        for m in methods:
+            (_, out), = list(load_method(m).refine(seq, [t]))
+            images.append(bev_image(out, ds.label_map))
+            titles.append(m)
+            last = out
+        images.append(error_image(last, gt))
+        titles.append(f"error of {methods[-1] if methods else 'onboard'} (share of wrong voxels per column)")
+    except Exception as e:  # noqa: BLE001 - the CLI reports any failure in words
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {panel(images, titles, output)}")
+
+
+@render.command("distance")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
+def render_distance(results, output):
+    """IoU and mIoU against distance for several results files."""
+    from occbench.render import distance_plot
+
+    runs = []
+    for p in results:
+        d = json.loads(Path(p).read_text())
+        runs.append((d["header"]["method"]["name"], d))
+    click.echo(f"wrote {distance_plot(runs, output)}")

@@ -1,0 +1,147 @@
+"""The evaluation spine: methods through the registry, workers, resumable outputs, submissions, leaderboards."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import confusion_matrix
+
+from occbench.cli import main
+from occbench.datasets import SemanticKITTI
+from occbench.evaluate import DatasetSpec, MethodSpec, evaluate, plan_jobs, write_results
+from occbench.io.predictions import PredictionStore
+from occbench.methods import OffboardMethod, available_methods, register_method
+from occbench.testing import make_semantickitti_tree
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_semantickitti_tree(tmp_path_factory.mktemp("ev"), {"08": 16}, onboard={"noisy": 0.2}, compressed=True)
+
+
+def spec(tree, **kw):
+    return DatasetSpec("semantickitti", str(tree), "val", "noisy", kw)
+
+
+def test_reference_methods_registered():
+    assert {"onboard", "average-fusion", "occfiner-voting"} <= set(available_methods())
+
+
+def test_onboard_scores_match_sklearn_oracle(tree):
+    res = evaluate(spec(tree), MethodSpec("onboard"), workers=1, extras=())
+    ds = SemanticKITTI(tree, "val", onboard="noisy")
+    cm = np.zeros((20, 20), np.int64)
+    for f in ds.frames():
+        gt, pr = f.ground_truth().reshape(-1), f.prediction().reshape(-1)
+        keep = gt != 255
+        cm += confusion_matrix(gt[keep], pr[keep], labels=np.arange(20))  # rows = gt
+    tp = np.diag(cm).astype(float)
+    iou = tp / (cm.sum(0) + cm.sum(1) - tp + 1e-15)
+    occ_tp = cm[1:, 1:].sum()
+    comp = occ_tp / (cm.sum() - cm[0, 0])
+    full = res["metrics"]["ssc"]["51.2"]
+    assert full["iou"] == pytest.approx(comp, abs=1e-12)
+    assert full["miou"] == pytest.approx(iou[1:].mean(), abs=1e-12)
+    assert res["units"] == "fraction" and res["header"]["frames"] == 4 and res["protocol"]["id"] == "semantickitti-ssc"
+
+
+def test_identical_numbers_for_any_worker_count(tree):
+    a = evaluate(spec(tree), MethodSpec("onboard"), workers=1)
+    b = evaluate(spec(tree), MethodSpec("onboard"), workers=2)
+    assert len(plan_jobs(SemanticKITTI(tree, "val", onboard="noisy"), 2)) > 1
+    assert a["metrics"] == b["metrics"]
+
+
+class ShiftedOnboard(OffboardMethod):
+    """A third-party method in a few lines: returns the onboard prediction of the previous scan."""
+
+    name = "previous-scan"
+
+    def refine(self, sequence, targets) -> Iterator:
+        for t in targets:
+            yield t, sequence.prediction(max(t - 1, 0))
+
+
+def test_third_party_method_and_resume(tree, tmp_path):
+    register_method("previous-scan", ShiftedOnboard)
+    out = tmp_path / "refined"
+    r1 = evaluate(spec(tree), MethodSpec("previous-scan"), workers=1, save=(str(out), True), extras=())
+    store = PredictionStore(out)
+    assert store.frames("08") == [0, 5, 10, 15]
+    victim = store.find("08", 5)
+    mtime = store.find("08", 10).stat().st_mtime_ns
+    victim.unlink()
+    r2 = evaluate(spec(tree), MethodSpec("previous-scan"), workers=1, save=(str(out), True), extras=())
+    assert store.find("08", 10).stat().st_mtime_ns == mtime  # not rewritten
+    assert store.exists("08", 5)
+    assert r1["metrics"] == r2["metrics"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_cli_evaluate_predictions_valid_and_invalid(tree, tmp_path):
+    runner = CliRunner()
+    sub = tmp_path / "sub"
+    shutil.copytree(tree / "predictions" / "noisy", sub,
+                    ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5])  # labelled scans only
+    ok = runner.invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub),
+                              "--output", str(tmp_path / "r.json"), "-q", "-j", "1"])
+    assert ok.exit_code == 0, ok.output
+    direct = evaluate(spec(tree), MethodSpec("onboard"), workers=1)
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["ssc"] == direct["metrics"]["ssc"]
+    d = sub / "sequences" / "08" / "predictions"
+    (d / "000005.label.gz").unlink()                      # missing frame
+    (d / "000010.label.gz").write_bytes(b"garbage")       # corrupt file
+    raw = np.full((256, 256, 32), 52, np.uint16)           # other-structure: maps to ignore, not predictable
+    PredictionStore(sub).write("08", 15, raw)
+    (d / "000015.label.gz").unlink()
+    PredictionStore(sub, compressed=False).write("08", 15, raw)
+    (d / "notes.txt").write_text("hi")                    # stray file
+    shutil.copy(tree / "predictions/noisy/sequences/08/predictions/000003.label.gz", d)  # scan without ground truth
+    bad = runner.invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-q"])
+    assert bad.exit_code == 3
+    msg = bad.output
+    assert "000005.label: missing" in msg and "000010.label.gz" in msg and "[52]" in msg and "notes.txt" in msg
+    assert "scan 3, which has no ground truth" in msg
+    assert "5 problem(s)" in msg
+
+
+def test_cli_missing_root_message(tmp_path):
+    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tmp_path / "none"), "--method", "onboard", "-q"])
+    assert r.exit_code == 1
+    assert "none/sequences" in r.output and "downloaded by hand" in r.output
+
+
+def test_cli_refine_resumable(tree, tmp_path):
+    runner = CliRunner()
+    args = ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
+            "--output", str(tmp_path / "o"), "-j", "1"]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0 and "4 of 4 frames written" in r.output
+    r = runner.invoke(main, args)
+    assert "0 of 4 frames written" in r.output
+
+
+def test_leaderboard_render_and_check(tree, tmp_path):
+    res_dir, out = tmp_path / "results", tmp_path / "lb"
+    res_dir.mkdir()
+    out.mkdir()
+    for m in ("onboard", "previous-scan"):
+        register_method("previous-scan", ShiftedOnboard)
+        write_results(res_dir / f"{m}.json", evaluate(spec(tree), MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}"))
+    shutil.copytree("leaderboards/reported", tmp_path / "reported")
+    runner = CliRunner()
+    args = ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"), "--output", str(out)]
+    assert runner.invoke(main, args + ["--check"]).exit_code == 4
+    assert runner.invoke(main, args).exit_code == 0
+    assert runner.invoke(main, args + ["--check"]).exit_code == 0
+    page = (out / "semantickitti-val.md").read_text()
+    measured, reported = page.split("## Reported in the OccFiner paper")
+    assert "previous-scan" in measured and "65.38" not in measured
+    assert "65.38" in reported and "previous-scan" not in reported
+    assert "+0.0%" in measured  # onboard row relative to itself
+    (res_dir / "onboard.json").unlink()  # a result removed -> the committed page is stale
+    assert runner.invoke(main, args + ["--check"]).exit_code == 4
