@@ -1,0 +1,310 @@
+"""OccFiner stage 1: the multi-to-multi local propagation network (paper §3.2, Fig. 2, Appendix D.1).
+
+``OccFinerNet(cfg).forward(pred (B,T,X,Y,Z) long, transforms (B,T,4,4)) -> logits (B,T,C,X,Y,Z)``.
+
+Pipeline (one window of T = T_l + T_r frames, every frame refined):
+
+1. BEV feature encoder: the one-hot prediction (C classes x Z heights folded into C*Z channels; 255 = all
+   zero) -> per-cell Linear + LayerNorm -> 4 blocks [MaxPool 2, 3x3 conv, ReLU, 3x3 conv, ReLU] -> 80 ch
+   at X/16 x Y/16. The Linear on a one-hot vector is computed as a sum of embedding rows
+   (``F.embedding_bag``), which is exactly the same map without building the C*Z x X x Y one-hot tensor.
+2. BEV positional encoder, same blueprint, on the relative-coordinate volume of eq. 1 (voxel centres of
+   frame i in the pivot frame, divided by ``coord_scale``), heights folded into 3*Z channels. The
+   coordinates are affine in the height index, so the Linear over the 3*Z stack equals an affine map of
+   the (x, y) column coordinates and the frame's z axis; it is computed that way (exact, no 3*Z x X x Y
+   tensor). Summed with 1. (eq. 3).
+3. Soft split (7x7, stride 2, padding 3) -> N DualFlow4D blocks -> soft composition, added back to the
+   encoder features (FuseFormer/FlowLens residual).
+4. Segmentation head mirroring the encoder: 4 blocks [3x3 conv, ReLU, 3x3 conv, ReLU, bilinear x2] back to
+   X x Y, with parameter-free additive skips from the feature encoder (U-Net style; our choice, see docs),
+   then a per-cell Linear to Z*C logits, unfolded to (C, X, Y, Z).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.occfiner.attention import DualFlow4DBlock, SoftComp, SoftSplit
+from occbench.geometry import ORIGIN, VOXEL_SIZE
+
+IGNORE = 255
+PAPER_PARAMS = 4.51e6
+
+
+@dataclass(frozen=True)
+class OccFinerConfig:
+    num_classes: int = 20
+    height: int = 32  # Z of the grid (folded into channels)
+    embed_dim: int = 64  # per-cell Linear embedding width (e0)
+    enc_channels: tuple[int, ...] = (64, 64, 80, 80)  # output channels of the 4 conv blocks (last = 80, D.1)
+    hidden: int = 256  # c_e
+    heads: int = 4  # heads of the focal attention
+    depth: int = 2  # N DualFlow4D blocks
+    patch: int = 7  # soft-split kernel W_h = W_w
+    patch_stride: int = 2  # soft-split stride k
+    patch_padding: int = 3
+    window: int = 4  # focal attention window (tokens) and pooling size of the coarse level
+    pillar: int = 32  # W_z height tokens per BEV token
+    pillar_heads: int = 1
+    ffn_hidden: int = 512  # 2 x c_e: brings the paper configuration to 4.50 M parameters
+    skip: bool = True  # additive encoder->head skips
+    coord_scale: float = 51.2  # relative coordinates are divided by this (metres)
+    origin: tuple[float, float, float] = field(default=tuple(float(v) for v in ORIGIN))  # type: ignore[assignment]
+    voxel_size: float = VOXEL_SIZE
+
+    @staticmethod
+    def paper(**kw) -> "OccFinerConfig":
+        """Paper size (Appendix D.1): 80-channel encoders, c_e = 256, N = 2, 7x7 patches, W_z = 32 (~4.5 M params)."""
+        return replace(OccFinerConfig(), **kw)
+
+    @staticmethod
+    def small(**kw) -> "OccFinerConfig":
+        """CPU/CI size: same topology, narrow widths (~0.1 M params)."""
+        base = OccFinerConfig(
+            embed_dim=8, enc_channels=(8, 16, 16, 32), hidden=64, heads=2, depth=1, pillar=8, ffn_hidden=128
+        )
+        return replace(base, **kw)
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** len(self.enc_channels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["enc_channels"] = list(self.enc_channels)
+        d["origin"] = list(self.origin)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "OccFinerConfig":
+        d = dict(d)
+        d["enc_channels"] = tuple(d["enc_channels"])
+        d["origin"] = tuple(d["origin"])
+        return OccFinerConfig(**d)
+
+
+def relative_coordinates_torch(
+    transforms: torch.Tensor, shape: tuple[int, int, int], origin=tuple(ORIGIN), voxel_size: float = VOXEL_SIZE
+) -> torch.Tensor:
+    """Eq. 1 on the device: voxel centres of every frame mapped by its 4x4 into the pivot frame.
+
+    ``transforms`` (..., 4, 4) -> (..., X, Y, Z, 3) metres (same values as
+    :func:`occbench.geometry.relative_coordinates`). Used in tests and for ``explicit`` encoding.
+    """
+    dev, dt = transforms.device, transforms.dtype
+    axes = [origin[d] + voxel_size * (torch.arange(shape[d], device=dev, dtype=dt) + 0.5) for d in range(3)]
+    c = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (X,Y,Z,3)
+    R, t = transforms[..., :3, :3], transforms[..., :3, 3]
+    lead = transforms.shape[:-2]
+    out = torch.einsum("...ij,xyzj->...xyzi", R, c)
+    return out + t.reshape(*lead, 1, 1, 1, 3)
+
+
+class _ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True)
+        )
+
+
+class _BEVEncoderTrunk(nn.Module):
+    """LayerNorm after the embedding, then 4 x [MaxPool 2, conv3x3, ReLU, conv3x3, ReLU]."""
+
+    def __init__(self, embed_dim: int, channels: tuple[int, ...]):
+        super().__init__()
+        self.norm = nn.LayerNorm(embed_dim)
+        cins = (embed_dim,) + tuple(channels[:-1])
+        self.blocks = nn.ModuleList(_ConvBlock(ci, co) for ci, co in zip(cins, channels))
+
+    def forward(self, emb: torch.Tensor) -> list[torch.Tensor]:
+        """emb (N, X, Y, e) channels-last -> [level0 (N,e,X,Y), level1 (N,c1,X/2,Y/2), ...]."""
+        x = self.norm(emb).permute(0, 3, 1, 2).contiguous()
+        feats = [x]
+        for blk in self.blocks:
+            x = blk(F.max_pool2d(x, 2))
+            feats.append(x)
+        return feats
+
+
+class BEVFeatureEncoder(nn.Module):
+    """One-hot (C x Z folded) -> Linear embedding (as embedding_bag) + LayerNorm -> conv blocks."""
+
+    def __init__(self, cfg: OccFinerConfig):
+        super().__init__()
+        self.C, self.Z = cfg.num_classes, cfg.height
+        self.embed = nn.Linear(cfg.num_classes * cfg.height, cfg.embed_dim)  # weight column index: z*C + c
+        self.trunk = _BEVEncoderTrunk(cfg.embed_dim, cfg.enc_channels)
+
+    def embedding(self, pred: torch.Tensor) -> torch.Tensor:
+        """(N, X, Y, Z) long train ids (255 ignore) -> (N, X, Y, e) = Linear(one_hot folded)."""
+        n, X, Y, Z = pred.shape
+        if Z != self.Z:
+            raise ValueError(f"grid height {Z} != config height {self.Z}")
+        valid = (pred >= 0) & (pred < self.C)
+        z = torch.arange(Z, device=pred.device)
+        idx = torch.where(valid, z * self.C + pred.clamp(0, self.C - 1), self.C * Z)  # C*Z = zero row
+        out = _FoldedOneHotLinear.apply(idx.reshape(-1, Z), self.embed.weight)
+        return (out + self.embed.bias).view(n, X, Y, -1)
+
+    def forward(self, pred: torch.Tensor) -> list[torch.Tensor]:
+        return self.trunk(self.embedding(pred))
+
+
+class _FoldedOneHotLinear(torch.autograd.Function):
+    """``one_hot(idx) @ weight.T`` summed over the Z indices of each row, index ``C*Z`` = no class.
+
+    Forward: ``embedding_bag`` (sum), or Z gathers for narrow tables on CPU. Backward (weight only): one ``index_add_`` per height, which avoids
+    the 2-4x slower sort of ``embedding_bag``'s own backward on CPU for millions of bags.
+    """
+
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        e, cz = weight.shape
+        table = torch.cat([weight.t(), weight.new_zeros(1, e)])
+        ctx.save_for_backward(idx)
+        ctx.cz = cz
+        if idx.device.type == "cpu" and e < 32:  # narrow tables: Z gathers are ~4x faster than embedding_bag on CPU
+            cols = idx.t()
+            out = table.index_select(0, cols[0])
+            for z in range(1, cols.shape[0]):
+                out += table.index_select(0, cols[z])
+            return out
+        return F.embedding_bag(idx, table, mode="sum", padding_idx=cz)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (idx,) = ctx.saved_tensors
+        g = grad.contiguous()
+        gt = g.new_zeros(ctx.cz + 1, g.shape[1])
+        for z in range(idx.shape[1]):
+            gt.index_add_(0, idx[:, z], g)
+        return None, gt[:-1].t().contiguous()
+
+
+class BEVPositionalEncoder(nn.Module):
+    """Relative coordinates (3 x Z folded) -> Linear + LayerNorm -> conv blocks (same blueprint)."""
+
+    def __init__(self, cfg: OccFinerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Linear(3 * cfg.height, cfg.embed_dim)  # weight column index: z*3 + k
+        self.trunk = _BEVEncoderTrunk(cfg.embed_dim, cfg.enc_channels)
+
+    def embedding(self, transforms: torch.Tensor, X: int, Y: int, explicit: bool = False) -> torch.Tensor:
+        """(N, 4, 4) -> (N, X, Y, e) = Linear(folded relative coordinates / coord_scale)."""
+        cfg, Z = self.cfg, self.cfg.height
+        tf = transforms.float()
+        if explicit:
+            c = relative_coordinates_torch(tf, (X, Y, Z), cfg.origin, cfg.voxel_size) / cfg.coord_scale
+            return self.embed(c.reshape(c.shape[0], X, Y, Z * 3))
+        o, s = cfg.origin, cfg.voxel_size
+        dev = tf.device
+        px = o[0] + s * (torch.arange(X, device=dev, dtype=torch.float32) + 0.5)
+        py = o[1] + s * (torch.arange(Y, device=dev, dtype=torch.float32) + 0.5)
+        pz = o[2] + s * (torch.arange(Z, device=dev, dtype=torch.float32) + 0.5)
+        R, t = tf[:, :3, :3], tf[:, :3, 3]
+        # column coordinates without the height term: c0 = R[:,0] px + R[:,1] py + t    (N, X, Y, 3)
+        c0 = R[:, None, None, :, 0] * px[None, :, None, None] + R[:, None, None, :, 1] * py[None, None, :, None] + t[:, None, None, :]
+        W = self.embed.weight.float().view(-1, Z, 3)  # (e, Z, 3)
+        A = W.sum(1)  # (e, 3)
+        Bz = torch.einsum("ezk,z->ek", W, pz)  # (e, 3)
+        col = torch.einsum("nxyk,ek->nxye", c0, A)
+        per_frame = torch.einsum("nk,ek->ne", R[:, :, 2], Bz)  # (N, e)
+        return (col + per_frame[:, None, None, :]) / cfg.coord_scale + self.embed.bias.float()
+
+    def forward(self, transforms: torch.Tensor, X: int, Y: int, flip: torch.Tensor | None = None) -> list[torch.Tensor]:
+        emb = self.embedding(transforms, X, Y)
+        if flip is not None:
+            emb = _flip_maps(emb, flip, dims=(1, 2))
+        return self.trunk(emb)
+
+
+def _flip_maps(x: torch.Tensor, flip: torch.Tensor, dims: tuple[int, int]) -> torch.Tensor:
+    """Flip each sample of x (N, ...) along dims[0] where flip[n,0] and dims[1] where flip[n,1]."""
+    out = x
+    for a in range(2):
+        f = flip[:, a]
+        if bool(f.any()):
+            shape = [-1] + [1] * (x.dim() - 1)
+            out = torch.where(f.view(shape), out.flip(dims[a]), out)
+    return out
+
+
+class SegmentationHead(nn.Module):
+    """Mirror of the encoder: 4 x [conv3x3, ReLU, conv3x3, ReLU, bilinear x2 (+ skip)], then 1x1 conv to Z*C."""
+
+    def __init__(self, cfg: OccFinerConfig):
+        super().__init__()
+        chans = (cfg.embed_dim,) + tuple(cfg.enc_channels)  # level 0..L
+        L = len(cfg.enc_channels)
+        self.blocks = nn.ModuleList(_ConvBlock(chans[lvl], chans[lvl - 1]) for lvl in range(L, 0, -1))
+        self.C, self.Z = cfg.num_classes, cfg.height
+        self.out = nn.Linear(cfg.embed_dim, cfg.height * cfg.num_classes)  # per-cell; output index z*C + c
+        self.skip = cfg.skip
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> logits (N, C, X, Y, Z) (a view)."""
+        for i, blk in enumerate(self.blocks):
+            x = F.interpolate(blk(x), scale_factor=2, mode="bilinear", align_corners=False)
+            if self.skip:
+                x = x + skips[len(skips) - 1 - i]
+        n, _, X, Y = x.shape
+        # (N, X, Y, Z, C) contiguous (classes innermost: cheap softmax / loss), returned as a (N, C, X, Y, Z) view
+        return self.out(x.permute(0, 2, 3, 1)).view(n, X, Y, self.Z, self.C).permute(0, 4, 1, 2, 3)
+
+
+class OccFinerNet(nn.Module):
+    """OccFiner stage-1 network. ``forward(pred, transforms, flip=None) -> logits (B,T,C,X,Y,Z)``.
+
+    ``flip`` (B, 2) bool: the x / y flips already applied to ``pred`` (training augmentation); the
+    positional encoding is flipped the same way so coordinates stay attached to their voxels.
+    """
+
+    def __init__(self, cfg: OccFinerConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or OccFinerConfig.paper()
+        c = cfg.enc_channels[-1]
+        self.feature_encoder = BEVFeatureEncoder(cfg)
+        self.positional_encoder = BEVPositionalEncoder(cfg)
+        self.split = SoftSplit(c, cfg.hidden, cfg.patch, cfg.patch_stride, cfg.patch_padding)
+        self.blocks = nn.ModuleList(
+            DualFlow4DBlock(cfg.hidden, cfg.heads, cfg.window, cfg.pillar, cfg.pillar_heads, cfg.ffn_hidden) for _ in range(cfg.depth)
+        )
+        self.comp = SoftComp(c, cfg.hidden, cfg.patch, cfg.patch_stride, cfg.patch_padding)
+        self.head = SegmentationHead(cfg)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, X, Y, Z = pred.shape
+        d = self.cfg.downsample
+        if X % d or Y % d:
+            raise ValueError(f"grid {X}x{Y} must be divisible by {d}")
+        pred = pred.reshape(B * T, X, Y, Z).long()
+        flip_bt = None if flip is None else flip.to(pred.device).bool().repeat_interleave(T, dim=0)
+        sem = self.feature_encoder(pred)
+        pos = self.positional_encoder(transforms.reshape(B * T, 4, 4), X, Y, flip_bt)
+        x = sem[-1] + pos[-1]  # eq. 3: features + positional embedding
+        h, w = x.shape[-2:]
+        tok = self.split(x)  # (B*T, th, tw, c_e)
+        tok = tok.view(B, T, *tok.shape[1:])
+        for blk in self.blocks:
+            tok = blk(tok)
+        x = x + self.comp(tok.reshape(B * T, *tok.shape[2:]), (h, w))
+        logits = self.head(x, sem[:-1])
+        return logits.view(B, T, *logits.shape[1:])
+
+
+def count_parameters(cfg: OccFinerConfig) -> int:
+    return OccFinerNet(cfg).num_parameters()
+
+
+def class_weights_tensor(name: str = "semantickitti") -> torch.Tensor:
+    from occbench.labels import load_label_map
+
+    return torch.from_numpy(np.asarray(load_label_map(name).class_weights(), np.float32))
