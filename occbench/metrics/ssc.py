@@ -18,6 +18,7 @@ import numpy as np
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE
 from occbench.labels import load_label_map
+from occbench.metrics import _kernel
 from occbench.metrics.protocol import Protocol, get_protocol, range_key, validate_ranges
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
@@ -129,6 +130,7 @@ class SSCMetric:
         g[p.ignore_index] = 0
         self._g_lut_train = g
         self._raw_luts: tuple[np.ndarray, np.ndarray] | None = None
+        self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
     # ------------------------------------------------------------------ accumulation
     def reset(self) -> None:
@@ -248,7 +250,24 @@ class SSCMetric:
         raise FormatError(name, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {v} at {count} evaluated voxels")
 
     def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
-        """The one-pass kernel. ``p``/``g``: flat C-contiguous uint8 (train ids) or uint16 (raw ids)."""
+        """Count one frame: the compiled kernel for train ids when numba is present, else the numpy kernel."""
+        if self.use_compiled and _kernel.AVAILABLE:
+            fresh = np.zeros_like(self._counts)
+            args = (inv if inv is not None else np.zeros(p.size, np.uint8), inv is not None,
+                    self.protocol.invalid_policy == "mask-empty-only", self.layout.code, self.num_classes)
+            if p_lut is None:
+                bad = _kernel.count_train(p, g, *args, fresh)
+            else:
+                bad = _kernel.count_raw(p, g, *args, p_lut, g_lut, fresh)
+            if bad == 0:
+                self._counts += fresh
+                self.n_frames += 1
+                return
+            # fall through: the numpy kernel raises the precise error (nothing was added)
+        self._count_numpy(p, g, inv, p_lut, g_lut, name)
+
+    def _count_numpy(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
+        """The one-pass numpy kernel. ``p``/``g``: flat C-contiguous uint8 (train ids) or uint16 (raw ids)."""
         C = self.num_classes
         wdt = _WORD_DTYPE[p.itemsize]
         W = wdt().itemsize // p.itemsize  # voxels per word
