@@ -1,0 +1,223 @@
+"""Region-centric voting (OccFiner eqs. 7-12): reference registration, weights, windows, fast engine."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from baselines.voting import (
+    SensorWeights, VotingConfig, VotingConfigError, VotingEngine, camera_weights, frustum_mask, lidar_weights,
+    vote_frame_reference, window,
+)
+from baselines.voting.synthetic import SyntheticSequence
+from occbench.geometry import GRID_SHAPE
+from occbench.io.kitti import Calibration, read_calib, read_poses
+
+SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SMALL = (48, 48, 8)
+
+
+def _pose(yaw_deg: float = 0.0, t: tuple[float, float, float] = (0, 0, 0)) -> np.ndarray:
+    a = np.deg2rad(yaw_deg)
+    T = np.eye(4)
+    T[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    T[:3, 3] = t
+    return T
+
+
+def _toy_calib() -> Calibration:
+    P2 = np.array([[500.0, 0, 600, 0], [0, 500, 180, 0], [0, 0, 1, 0]])
+    Tr = np.eye(4)
+    Tr[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]  # velo (x fwd, y left, z up) -> cam (x right, y down, z fwd)
+    return Calibration(P={"P0": P2, "P1": P2, "P2": P2, "P3": P2}, Tr=Tr)
+
+
+def _rand_grid(rng: np.random.Generator, shape=SMALL, occ: float = 0.2) -> np.ndarray:
+    g = rng.integers(1, 20, shape).astype(np.uint8)
+    g[rng.random(shape) > occ] = 0
+    return g
+
+
+class Frames:
+    """Frame source that records which scans were requested and refuses out-of-range ones."""
+
+    def __init__(self, grids: list[np.ndarray]):
+        self.grids = grids
+        self.calls: list[int] = []
+
+    def __call__(self, i: int) -> np.ndarray:
+        if not 0 <= i < len(self.grids):
+            raise IndexError(i)
+        self.calls.append(i)
+        return self.grids[i]
+
+
+def _engine_all(frames, poses, calib, cfg, targets):
+    return dict(VotingEngine(frames, poses, calib, cfg, device="cpu").run(targets))
+
+
+# ---------------------------------------------------------------------------- registration
+def test_registration_known_pose_lands_voxel_exact():
+    """Scan 1 sees the scene rotated by 90 deg yaw and shifted by whole voxels: registered into scan 0
+    every occupied voxel lands exactly at the hand-computed index."""
+    rng = np.random.default_rng(0)
+    src = np.zeros(GRID_SHAPE, np.uint8)
+    idx = np.c_[rng.integers(0, 256, 400), rng.integers(0, 256, 400), rng.integers(0, 32, 400)]
+    src[tuple(idx.T)] = rng.integers(1, 20, 400)
+    # centre (0.1 + 0.2 i, -25.5 + 0.2 j, z) rotated by +90 deg -> (25.5 - 0.2 j, 0.1 + 0.2 i, z): index (127 - j, 128 + i, k)
+    shift = np.array([3, -5, 2])
+    T1 = _pose(90.0, tuple(0.2 * shift))
+    poses = np.stack([np.eye(4), T1])
+    frames = Frames([np.zeros(GRID_SHAPE, np.uint8), src])
+    cfg = VotingConfig(n=1, empty_policy="ignore")
+    out = vote_frame_reference(0, frames, poses, None, cfg)
+    occ = np.argwhere(src > 0)
+    tgt = np.c_[127 - occ[:, 1], 128 + occ[:, 0], occ[:, 2]] + shift
+    inside = np.all((tgt >= 0) & (tgt < np.array(GRID_SHAPE)), axis=1)
+    expected = np.zeros(GRID_SHAPE, np.uint8)
+    expected[tuple(tgt[inside].T)] = src[tuple(occ[inside].T)]
+    assert inside.sum() > 50 and (~inside).sum() > 50  # both cases exercised
+    np.testing.assert_array_equal(out, expected)
+    # the fast engine's world lattice is scan 0's: identical here
+    np.testing.assert_array_equal(_engine_all(frames, poses, None, cfg, [0])[0], expected)
+
+
+# ---------------------------------------------------------------------------- weights
+def test_camera_weights_hand_computed():
+    calib = _toy_calib()
+    sw = SensorWeights(kind="camera", w_high=1.0, w_med=0.1, w_low=0.01, box=(25.6, 25.6, 6.4), image_size=(1220, 370))
+    pts = np.array([
+        [10, 0, 0],     # u=600 v=180, in frustum, in box          -> high
+        [10, 11, 0],    # u=50, in frustum, |y| < 12.8             -> high
+        [30, 0, 0],     # in frustum, x >= 25.6                    -> med
+        [40, -20, 1],   # u=850, v=167.5: in frustum, out of box   -> med
+        [10, 12.5, 0],  # u=-25: out of frustum (in box)           -> low
+        [10, 0, 4.0],   # v=-20: out of frustum (in box)           -> low
+        [-5, 0, 0],     # behind the camera                         -> low
+        [10, -13, 0],   # u=1250 >= W: out of frustum               -> low
+    ], float)
+    np.testing.assert_array_equal(frustum_mask(pts, calib, (1220, 370)), [1, 1, 1, 1, 0, 0, 0, 0])
+    np.testing.assert_allclose(camera_weights(pts, calib, sw), [1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
+
+
+def test_camera_frustum_real_calib_08():
+    calib = read_calib(SEQ08 / "calib.txt")
+    pts = np.array([[20, 0, 0], [20, 10, 0], [20, 20, 0], [20, -20, 0], [-10, 0, 0], [10, 0, -1.5], [5, 0, -1.5]], float)
+    # KITTI colour camera: horizontal half-FOV ~ atan(610 / 707) = 40.8 deg (26.6 deg in, 45 deg out);
+    # vertical half-FOV ~ atan(185 / 707) = 14.7 deg below the axis (8.5 deg in, 16.7 deg out)
+    np.testing.assert_array_equal(frustum_mask(pts, calib, (1220, 370)), [1, 1, 0, 0, 0, 1, 0])
+
+
+def test_lidar_weights_hand_computed():
+    sw = SensorWeights(kind="lidar", w_max=10.0, w_min=0.1, max_range=50.0)
+    pts = np.array([[0, 0, 0], [3, 4, 0], [25, 0, 0], [0, 30, 40], [80, 0, 0]], float)
+    np.testing.assert_allclose(lidar_weights(pts, sw), [10.0, 10 - 9.9 * 0.1, 10 - 9.9 * 0.5, 0.1, 0.1])
+
+
+def test_weights_change_the_vote():
+    """One in-frustum, in-box vote (w_high) outweighs two out-of-frustum votes (w_low); unweighted it loses."""
+    calib = _toy_calib()
+    shape = (64, 240, 16)
+    a = np.zeros(shape, np.uint8)
+    a[50, 128, 10] = 1  # x=10.1: in frustum and box of scan 0
+    # scans 1 and 2 stand at world (6, -20, 0): the voxel is at (4.1, 20.1, 0.1) for them, 78 deg off their
+    # camera axis (out of frustum -> w_low); whole-voxel translation, so it lands exactly
+    T = _pose(0.0, (6.0, -20.0, 0.0))
+    poses = np.stack([np.eye(4), T, T])
+    b2 = np.zeros(shape, np.uint8)
+    b2[20, 228, 10] = 13
+    frames = Frames([a, b2, b2])
+    none = VotingConfig(n=2, empty_policy="ignore", grid_shape=shape)
+    cam = VotingConfig(n=2, empty_policy="ignore", weights=SensorWeights(kind="camera"), grid_shape=shape)
+    assert vote_frame_reference(0, frames, poses, calib, none)[50, 128, 10] == 13
+    assert vote_frame_reference(0, frames, poses, calib, cam)[50, 128, 10] == 1
+    assert _engine_all(frames, poses, calib, cam, [0])[0][50, 128, 10] == 1
+
+
+# ---------------------------------------------------------------------------- windows and policies
+@pytest.mark.parametrize("policy", ["vote", "occupancy", "ignore"])
+@pytest.mark.parametrize("kind", ["none", "camera", "lidar"])
+def test_window_of_identical_frames_is_unchanged(policy, kind):
+    rng = np.random.default_rng(1)
+    g = _rand_grid(rng)
+    T = _pose(33.0, (5.0, -2.0, 0.3))
+    poses = np.stack([T] * 5)
+    frames = Frames([g] * 5)
+    cfg = VotingConfig(n=3, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=SMALL)
+    for t, out in _engine_all(frames, poses, _toy_calib(), cfg, [0, 2, 4]).items():
+        np.testing.assert_array_equal(out, g)
+        np.testing.assert_array_equal(vote_frame_reference(t, frames, poses, _toy_calib(), cfg), g)
+
+
+def test_window_clipped_at_sequence_ends():
+    assert list(window(0, 25, 4)) == [0, 1, 2, 3]
+    assert list(window(3, 1, 10)) == [2, 3, 4]
+    assert list(window(9, 2, 10)) == [7, 8, 9]
+    with pytest.raises(VotingConfigError):
+        window(10, 2, 10)
+    rng = np.random.default_rng(2)
+    # a single scan: nothing else votes, the prediction is returned unchanged
+    g = _rand_grid(rng)
+    one = Frames([g])
+    for policy in ("vote", "occupancy", "ignore"):
+        cfg = VotingConfig(n=25, empty_policy=policy, grid_shape=SMALL)
+        np.testing.assert_array_equal(vote_frame_reference(0, one, np.eye(4)[None], None, cfg), g)
+        np.testing.assert_array_equal(_engine_all(one, np.eye(4)[None], None, cfg, [0])[0], g)
+    # 4 scans, n = 25: only existing scans are requested; both ends agree with the reference
+    grids = [_rand_grid(rng) for _ in range(4)]
+    poses = np.stack([_pose(0, (0.2 * i, 0, 0)) for i in range(4)])
+    frames = Frames(grids)
+    cfg = VotingConfig(n=25, grid_shape=SMALL)
+    fast = _engine_all(frames, poses, None, cfg, [0, 3])
+    for t in (0, 3):
+        np.testing.assert_array_equal(fast[t], vote_frame_reference(t, frames, poses, None, cfg))
+    assert set(frames.calls) == {0, 1, 2, 3}
+
+
+def test_empty_policies_differ_as_documented():
+    """Votes (empty 2, car 1.5, road 1) at one voxel: 'vote' -> empty, 'occupancy' -> car, 'ignore' -> car;
+    with (empty 2, car 1): 'occupancy' -> empty, 'ignore' -> car."""
+    def grid(c):
+        g = np.zeros(SMALL, np.uint8)
+        g[5, 5, 2] = c
+        return g
+    poses = np.stack([np.eye(4)] * 5)
+    cases = {(0, 0, 1, 9, 1): {"vote": 0, "occupancy": 1, "ignore": 1}, (0, 0, 1, 0, 0): {"vote": 0, "occupancy": 0, "ignore": 1}}
+    for classes, expect in cases.items():
+        frames = Frames([grid(c) for c in classes])
+        for policy, want in expect.items():
+            cfg = VotingConfig(n=4, empty_policy=policy, grid_shape=SMALL)
+            assert vote_frame_reference(2, frames, poses, None, cfg)[5, 5, 2] == want, (classes, policy)
+            assert _engine_all(frames, poses, None, cfg, [2])[2][5, 5, 2] == want, (classes, policy)
+
+
+def test_config_validation():
+    with pytest.raises(VotingConfigError):
+        VotingConfig(n=-1)
+    with pytest.raises(VotingConfigError):
+        VotingConfig(empty_policy="maybe")  # type: ignore[arg-type]
+    with pytest.raises(VotingConfigError):
+        SensorWeights(kind="radar")  # type: ignore[arg-type]
+    with pytest.raises(VotingConfigError):  # 1e-4 rounds to 0 at the default quantum
+        vote_frame_reference(0, Frames([np.zeros(SMALL, np.uint8)]), np.eye(4)[None], None,
+                             VotingConfig(grid_shape=SMALL, weights=SensorWeights(kind="lidar", w_min=1e-4, max_range=1.0)))
+    with pytest.raises(VotingConfigError):
+        list(VotingEngine(Frames([np.zeros(SMALL, np.uint8)] * 3), np.stack([np.eye(4)] * 3), None,
+                          VotingConfig(grid_shape=SMALL), device="cpu").run([2, 1]))
+
+
+# ---------------------------------------------------------------------------- fast == reference
+@pytest.mark.parametrize("policy,kind", [("vote", "none"), ("occupancy", "camera"), ("ignore", "lidar")])
+def test_engine_equals_reference_on_lattice_aligned_poses(policy, kind):
+    """Poses that map the lattice onto itself (whole-voxel shifts, 90 deg yaws): labels identical,
+    including the sliding window (targets 2, 3, 5, 9 reuse and update the running map)."""
+    rng = np.random.default_rng(3)
+    shape = (64, 64, 8)
+    poses = np.stack([_pose(90.0 * (i % 2), (0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-1, 2)))
+                      for i in range(10)])
+    frames = Frames([_rand_grid(rng, shape, 0.3) for _ in range(10)])
+    cfg = VotingConfig(n=2, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=shape)
+    fast = _engine_all(frames, poses, _toy_calib(), cfg, [2, 3, 5, 9])
+    for t, out in fast.items():
+        np.testing.assert_array_equal(out, vote_frame_reference(t, frames, poses, _toy_calib(), cfg))
