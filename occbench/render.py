@@ -108,3 +108,39 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def decode_world_keys(keys: np.ndarray) -> np.ndarray:
+    """(N, 3) int64 world voxel indices of the keys returned by ``CityMapMetric.maps()``."""
+    from occbench.metrics.citymap import _AXIS_BITS, _OFFSETS
+
+    k = np.asarray(keys, np.uint64)
+    bz, by, _ = _AXIS_BITS[2], _AXIS_BITS[1], _AXIS_BITS[0]
+    z = (k & np.uint64((1 << bz) - 1)).astype(np.int64) - _OFFSETS[2]
+    y = ((k >> np.uint64(bz)) & np.uint64((1 << by) - 1)).astype(np.int64) - _OFFSETS[1]
+    x = (k >> np.uint64(bz + by)).astype(np.int64) - _OFFSETS[0]
+    return np.stack([x, y, z], axis=1)
+
+
+def city_map_images(metric: Any, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:
+    """Bird's-eye views (world x up, y left) of the ground-truth and predicted static maps of a
+    :class:`~occbench.metrics.CityMapMetric`: each pixel shows the highest static voxel of its column."""
+    keys, g, p = metric.maps()
+    ijk = decode_world_keys(keys)
+    static_ids = np.asarray(metric.protocol.static_ids if hasattr(metric.protocol, "static_ids")
+                            else [label_map.class_names.index(n) for n in metric.protocol.static_classes])
+    lo = ijk.min(axis=0) if len(ijk) else np.zeros(3, np.int64)
+    hi = ijk.max(axis=0) if len(ijk) else np.zeros(3, np.int64)
+    H, W = int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
+    out = []
+    pal = label_map.colors.copy()
+    for cat in (g, p):
+        img = np.full((H, W, 3), 255, np.uint8)
+        m = cat > 0  # category 0 = not static
+        if m.any():
+            x, y, z = (ijk[m] - lo).T
+            cls = static_ids[cat[m] - 1]
+            order = np.argsort(z, kind="stable")  # later (higher) voxels overwrite lower ones
+            img[x[order], y[order]] = pal[cls[order]]
+        out.append(img[::-1, ::-1])
+    return out[0], out[1]

@@ -67,3 +67,37 @@ def render_distance(results, output):
         d = json.loads(Path(p).read_text())
         runs.append((d["header"]["method"]["name"], d))
     click.echo(f"wrote {distance_plot(runs, output)}")
+
+
+@render.command("citymap")
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
+@click.option("--root", type=click.Path(path_type=Path), default=None)
+@click.option("--split", default="val", show_default=True)
+@click.option("--onboard", default=None)
+@click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
+@click.option("--method", default="onboard", show_default=True, help="Offboard method whose predictions are mapped.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
+def render_citymap(dataset, root, split, onboard, sequence, method, output):
+    """City-level static-class maps (ground truth | method) of a whole sequence, bird's-eye view (paper Fig. 7)."""
+    from occbench.datasets import open_dataset
+    from occbench.methods import load_method
+    from occbench.metrics import PROTOCOLS, CityMapMetric
+    from occbench.progress import progress_bar
+    from occbench.render import city_map_images, panel
+
+    if dataset == "mini" and onboard is None:
+        onboard = "voxformer-sim"
+    try:
+        ds = open_dataset(dataset, root, split=split, onboard=onboard)
+        seq = ds[sequence] if sequence else ds.sequences[0]
+        city = CityMapMetric(PROTOCOLS[ds.protocol])
+        outs = load_method(method).refine(seq, list(seq.labelled_frames))
+        for t, pred in progress_bar(outs, desc=f"city map {method}", total=len(seq.labelled_frames)):
+            city.add_frame(pred, seq.frame(t).ground_truth(), seq.poses[t])
+        gt_img, pr_img = city_map_images(city, ds.label_map)
+        res = city.compute()
+    except Exception as e:  # noqa: BLE001
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    title = f"{method}: static IoU {100 * res['iou']:.1f}, mIoU {100 * res['miou']:.1f}"
+    click.echo(f"wrote {panel([gt_img, pr_img], [f'ground truth, sequence {seq.name}', title], output, scale=3)}")
