@@ -1,0 +1,172 @@
+"""Pseudo-label sources: run a registered offboard method over the unlabeled split and store its labels.
+
+Scores capability (needed for top-2 pseudo-labels): a method exposes scores by implementing
+
+    refine_top2(sequence, targets) -> Iterator[(scan, top1 uint8, top2 uint8, p1 float, p2 float)]
+
+(grids (256, 256, 32); ``top1`` must equal what ``refine`` returns; ``p1``, ``p2`` the probabilities of the two
+labels). occbench provides it for the voting baselines (``average-fusion``, ``occfiner-voting``: the vote
+shares of the window, read from the same :class:`~baselines.voting.VotingEngine`); ``onboard`` has no scores
+(the stored onboard predictions are labels only), and any other method without ``refine_top2`` is top-1 only.
+A top-2 request for a source without scores stores top-1 labels and says so in the manifest.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence as Seq
+from typing import Any
+
+import numpy as np
+
+from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
+from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, quantize
+from occbench.errors import OccbenchError
+from occbench.methods import OffboardMethod, load_method
+from occbench.progress import progress_bar
+
+Top2 = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def select_evenly(items: list[Any], max_n: int) -> list[Any]:
+    """``max_n`` evenly spaced items (first and last included); all when ``max_n`` is 0 or >= len."""
+    if max_n <= 0 or max_n >= len(items):
+        return list(items)
+    idx = np.unique(np.round(np.linspace(0, len(items) - 1, max_n)).astype(int))
+    return [items[i] for i in idx]
+
+
+def _voting_engine(method: OffboardMethod, sequence: Any) -> Any:
+    from baselines.voting import VotingEngine
+
+    if hasattr(method, "voting_config"):
+        cfg = method.voting_config(sequence)  # average-fusion
+    else:
+        from baselines.occfiner_voting import voting_config
+
+        cfg = voting_config(method.options, sequence)  # type: ignore[arg-type]
+    return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, cfg, device=method.options.device)  # type: ignore[union-attr]
+
+
+def voting_top2(method: OffboardMethod, sequence: Any, targets: Seq[int]) -> Iterator[Top2]:
+    """Top-2 of a voting baseline: its own decision, the best other class, and their vote shares."""
+    import torch
+
+    engine = _voting_engine(method, sequence)
+    for t in sorted(int(x) for x in targets):
+        top1 = engine.vote(t)                               # moves the window; the method's decision
+        v = engine.votes(t).float()                         # (V, C) votes of every voxel
+        total = v.sum(1)
+        l1 = torch.from_numpy(top1.reshape(-1).astype(np.int64)).to(v.device)
+        v1 = v.gather(1, l1[:, None])[:, 0]
+        masked = v.scatter(1, l1[:, None], -1.0)
+        v2, l2 = masked.max(1)
+        v2 = v2.clamp_min(0.0)
+        safe = total.clamp_min(1e-12)
+        p1 = torch.where(total > 0, v1 / safe, torch.ones_like(v1))
+        p2 = torch.where(total > 0, v2 / safe, torch.zeros_like(v2))
+        l2 = torch.where(v2 > 0, l2, l1)                    # no second candidate: repeat top-1 with p2 = 0
+        shp = top1.shape
+        yield (t, top1, l2.to(torch.uint8).cpu().numpy().reshape(shp), p1.cpu().numpy().reshape(shp),
+               p2.cpu().numpy().reshape(shp))
+
+
+def scores_function(method: OffboardMethod):
+    """The method's top-2 generator, or None when it gives no scores."""
+    if hasattr(method, "refine_top2"):
+        return method.refine_top2  # type: ignore[attr-defined]
+    from baselines.average_fusion import AverageFusion
+    from baselines.occfiner_voting import OccFinerVoting
+
+    if isinstance(method, (AverageFusion, OccFinerVoting)):
+        return lambda seq, targets: voting_top2(method, seq, targets)
+    return None
+
+
+def has_scores(source: SourceSpec) -> bool:
+    return not source.is_gt and scores_function(load_method(source.method, **dict(source.options))) is not None
+
+
+def pl_targets(dataset: Any, cfg: ProtocolConfig) -> list[tuple[str, int]]:
+    """The (sequence, scan) pairs of the unlabeled split that get pseudo-labels (its labelled scans, subsampled)."""
+    items = [(s.name, int(f)) for s in dataset.sequences for f in s.labelled_frames]
+    return select_evenly(items, cfg.max_pl_frames)
+
+
+def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig, store_root: Any,
+                           progress: bool = True) -> dict[str, Any]:
+    """Produce (or resume) the pseudo-labels of ``source`` for the unlabeled split and return the manifest.
+
+    ``dataset`` is the unlabeled split opened with ``onboard=source.onboard``. The manifest holds the method
+    config, the stored format, the frames, the disk usage and, where the split has ground truth (occbench-mini
+    keeps test ground truth apart), the pseudo-labels' own SSC scores against it.
+    """
+    if source.is_gt:
+        raise ValueError("the 'gt' source has no pseudo-labels")
+    method = load_method(source.method, **dict(source.options))
+    top2_fn = scores_function(method) if cfg.pl_format == "top2" else None
+    fmt = "top2" if top2_fn is not None else "top1"
+    store = PseudoLabelStore(store_root)
+    targets = pl_targets(dataset, cfg)
+    nc = dataset.label_map.num_classes
+    old = store.read_manifest()
+    if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
+        raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
+                            f"expected {source.name} ({fmt}); use another output folder")
+    todo = [(s, f) for s, f in targets if not store.exists(s, f)]
+    t0 = time.time()
+    bar = progress_bar(iter(()), desc=f"pseudo-labels {source.name}", total=len(targets))
+    upd = getattr(bar, "update", None)
+    if upd:
+        upd(len(targets) - len(todo))
+    by_seq: dict[str, list[int]] = {}
+    for s, f in todo:
+        by_seq.setdefault(s, []).append(f)
+    for sname, frames in by_seq.items():
+        seq = dataset[sname]
+        want = set(frames)
+        got: set[int] = set()
+        outputs: Iterator[Any] = top2_fn(seq, frames) if top2_fn is not None else method.refine(seq, frames)
+        for out in outputs:
+            t = int(out[0])
+            if t not in want or t in got:
+                raise OccbenchError(f"source {source.name} returned scan {t} of {sname}, not asked for or twice")
+            got.add(t)
+            if top2_fn is not None:
+                _, l1, l2, p1, p2 = out
+                pl = PseudoLabel(np.asarray(l1, np.uint8), np.asarray(l2, np.uint8),
+                                 np.stack([quantize(p1), quantize(p2)]))
+            else:
+                pl = PseudoLabel(np.asarray(out[1], np.uint8))
+            store.write(sname, t, pl, nc)
+            if upd:
+                upd(1)
+        if got != want:
+            raise OccbenchError(f"source {source.name} gave no pseudo-label for {sorted(want - got)[:5]} of {sname}")
+    if hasattr(bar, "close"):
+        bar.close()
+    manifest = {
+        "schema": "occbench-pseudo-labels", "source": source.name, "method": method.config(),
+        "onboard": source.onboard, "split": dataset.split, "sequences": dataset.sequence_names,
+        "format": fmt, "requested_format": cfg.pl_format,
+        "format_note": None if fmt == cfg.pl_format else f"{source.method} gives no scores: top-1 stored",
+        "file_format": "occbench-pl v1 (docs/autolabel.md)",
+        "frames": [[s, f] for s, f in targets], "disk": store.disk_usage(),
+        "quality": pseudo_label_quality(dataset, store, targets),
+        "generation_seconds_this_run": round(time.time() - t0, 2),
+    }
+    store.write_manifest(manifest)
+    return manifest
+
+
+def pseudo_label_quality(dataset: Any, store: PseudoLabelStore, targets: list[tuple[str, int]]) -> dict[str, Any] | None:
+    """SSC scores of the stored top-1 pseudo-labels against the split's ground truth, if it has any."""
+    from occbench.metrics import PROTOCOLS, SSCMetric
+
+    frames = [dataset[s].frame(f) for s, f in targets]
+    if not frames or not all(fr.has_ground_truth for fr in frames):
+        return None
+    m = SSCMetric(PROTOCOLS[dataset.protocol])
+    for (s, f), fr in zip(targets, frames):
+        m.update(store.read(s, f).top1, fr.ground_truth())
+    r = m.compute()
+    return {k: {"iou": v["iou"], "miou": v["miou"]} for k, v in r.items()}
