@@ -27,7 +27,7 @@ def _dataset_options(f):
     f = click.option("--dataset", "dataset", default="mini", show_default=True,
                      type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]), help="Which dataset.")(f)
     f = click.option("--root", type=click.Path(path_type=Path), default=None,
-                     help="Dataset root (mini: defaults to $OCCBENCH_DATA/mini, generated on first use).")(f)
+                     help="Dataset root (mini: defaults to $OCCBENCH_MINI or $OCCBENCH_DATA/mini-vX, generated on first use).")(f)
     f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
     f = click.option("--onboard", default=None, help="Onboard model whose predictions are refined (mini: voxformer-sim).")(f)
     f = click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
@@ -201,12 +201,9 @@ def _add_optional_commands() -> None:
     main.add_command(leaderboard)
     main.add_command(render)
     main.add_command(autolabel)
-    try:
-        from occbench.synth.command import synth
-    except ImportError:  # pragma: no cover - during development of the generator
-        synth = None
-    if synth is not None:
-        main.add_command(synth)
+    from occbench.synth.command import synth
+
+    main.add_command(synth)
 
 
 _add_optional_commands()

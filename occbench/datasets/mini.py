@@ -1,7 +1,8 @@
 """occbench-mini: the embedded default dataset, a procedural KITTI-like world in the SemanticKITTI layout.
 
 It is generated on first use (deterministically, from a seed) into the cache folder
-``$OCCBENCH_DATA/mini`` (default ``~/.cache/occbench/mini``) and read by the same loader as real
+``$OCCBENCH_MINI``, else ``$OCCBENCH_DATA/mini-v<generator version>`` (``$OCCBENCH_DATA`` defaults to
+``~/.cache/occbench``), and read by the same loader as real
 SemanticKITTI. ``mini.json`` in its root names the splits, the onboard models and their sensors.
 Mini numbers are synthetic: never present them as real-data numbers.
 """
@@ -23,7 +24,12 @@ def default_data_dir() -> Path:
 
 
 def default_mini_root() -> Path:
-    return default_data_dir() / "mini"
+    env = os.environ.get("OCCBENCH_MINI")
+    if env:
+        return Path(env).expanduser()
+    from occbench.synth.config import GENERATOR_VERSION
+
+    return default_data_dir() / f"mini-v{GENERATOR_VERSION}"
 
 
 def read_manifest(root: Path) -> dict:

@@ -1,0 +1,400 @@
+"""Write occbench-mini in the exact SemanticKITTI v1.1 layout (see docs/mini.md).
+
+Work is split into jobs: ``(sequence, "gt")`` writes poses, calib, times, ``.bin``, ``.label``, ``.invalid``,
+``.occluded``; ``(sequence, "models", t0, t1)`` writes the predictions of every onboard model for scans
+t0..t1-1. Each job depends only on the configuration, so jobs run in any order, in parallel processes, and
+give the same bytes. A finished job leaves a marker under ``<root>/.synth/``; a rerun with the same
+configuration skips finished jobs (resume). ``mini.json`` is written last: a root without it is not a
+generated data set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occbench.io.atomic import atomic_write_text
+from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
+from occbench.io.predictions import PredictionStore
+from occbench.io.voxels import write_bits, write_label
+from occbench.synth import world as Wmod
+from occbench.synth._calib import CALIB_08_TXT
+from occbench.synth.config import GENERATOR_VERSION, MiniConfig
+from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
+from occbench.synth.sensor import Caster, Visibility, unpack_columns
+
+NAME = "occbench-mini"
+FORMAT_VERSION = 1
+TEST_GT = "test-ground-truth"
+PREDICTIONS = "predictions"
+MARKERS = ".synth"
+
+BIG = ((-60.0, 60.0), (-60.0, 60.0))
+BIG_N = 600
+G0 = (300, 172)  # index of the SSC grid inside the big volume
+
+
+def seq_entropy(cfg: MiniConfig, seq: str) -> list[int]:
+    return [int(cfg.seed), 7_130_111, int(seq)]
+
+
+@lru_cache(maxsize=1)
+def _big_visibility() -> Visibility:
+    """Line of sight within 60 m of a viewpoint (``.invalid``: union over the viewpoints of a frame)."""
+    return Visibility.build(BIG[0], BIG[1], max_range=60.0)
+
+
+@lru_cache(maxsize=1)
+def _grid_visibility() -> Visibility:
+    """Line of sight inside the SSC grid (given to the simulated onboard models)."""
+    return Visibility.build((0.0, 51.2), (-25.6, 25.6), max_range=80.0)
+
+
+@lru_cache(maxsize=2)
+def _dense_caster(azimuths: int) -> Caster:
+    """Labelled scans: HDL-64E beams over the forward half (the grid), for the ``.bin`` input occupancy."""
+    return Caster.build((0.0, 51.2), (-25.6, 25.6), azimuths // 2, az_range=(-90.0, 90.0))
+
+
+@lru_cache(maxsize=1)
+def _columns() -> dict[str, np.ndarray]:
+    c = -60.0 + 0.2 * (np.arange(BIG_N) + 0.5)
+    U, V = np.meshgrid(c, c, indexing="ij")
+    gx = 0.2 * (np.arange(256) + 0.5)
+    gy = -25.6 + 0.2 * (np.arange(256) + 0.5)
+    GU, GV = np.meshgrid(gx, gy, indexing="ij")
+    return {"U": U.ravel(), "V": V.ravel(), "GU": GU.ravel(), "GV": GV.ravel()}
+
+
+_WORLD_CACHE: dict[tuple, Wmod.World] = {}
+
+
+def get_world(cfg: MiniConfig, seq: str) -> Wmod.World:
+    key = (cfg.digest(), seq)
+    if key not in _WORLD_CACHE:
+        _WORLD_CACHE.clear()
+        poses = None
+        if seq in cfg.follow_poses:
+            p = Path(cfg.follow_poses[seq])
+            poses = read_poses(p, read_calib(p.parent / "calib.txt"))
+        _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses)
+    return _WORLD_CACHE[key]
+
+
+def split_of(cfg: MiniConfig, seq: str) -> str:
+    for k, v in cfg.splits.items():
+        if seq in v:
+            return k
+    raise KeyError(seq)
+
+
+def grid_codes(world: Wmod.World, t: int) -> np.ndarray:
+    cols = _columns()
+    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(256, 256, 32)
+
+
+def big_codes(world: Wmod.World, t: int) -> np.ndarray:
+    cols = _columns()
+    return world.gather(tuple(world.poses[t]), cols["U"], cols["V"]).reshape(BIG_N, BIG_N, 32)
+
+
+def line_of_sight(codes: np.ndarray) -> np.ndarray:
+    """Voxels of the grid in line of sight of the scan's sensor (what the onboard models can see)."""
+    return _grid_visibility().visible(codes > 0).reshape(256, 256, 32)
+
+
+def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Big-volume column indices (in scan ``dst``'s frame) of the grid columns of scan ``src``; validity."""
+    cols = _columns()
+    xs, ys, yaws = world.poses[src]
+    xd, yd, yawd = world.poses[dst]
+    cs, ss = Wmod._c(float(yaws)), Wmod._s(float(yaws))
+    cd, sd = Wmod._c(float(yawd)), Wmod._s(float(yawd))
+    xw = (cs * cols["GU"] - ss * cols["GV"]) + float(xs) - float(xd)
+    yw = (ss * cols["GU"] + cs * cols["GV"]) + float(ys) - float(yd)
+    u = cd * xw + sd * yw
+    v = -sd * xw + cd * yw
+    iu = np.floor((u - BIG[0][0]) / 0.2).astype(np.int64)
+    iv = np.floor((v - BIG[1][0]) / 0.2).astype(np.int64)
+    ok = (iu >= 0) & (iu < BIG_N) & (iv >= 0) & (iv < BIG_N)
+    return np.where(ok, iu * BIG_N + iv, 0), ok
+
+
+def write_sequence_meta(root: Path, world: Wmod.World, n: int) -> None:
+    seq_dir = root
+    seq_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(seq_dir / "calib.txt", CALIB_08_TXT)
+    calib = read_calib(seq_dir / "calib.txt")
+    lidar = np.stack([world.lidar_pose(t) for t in range(n)])
+    write_poses(seq_dir / "poses.txt", lidar_to_cam0_poses(lidar, calib))
+    write_times(seq_dir / "times.txt", np.round(np.arange(n) * 0.1, 6))
+
+
+def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Ground truth of one sequence. Returns per-class voxel counts of its labelled frames (valid voxels)."""
+    world = get_world(cfg, seq)
+    n = cfg.scans[seq]
+    seq_dir = root / "sequences" / seq
+    write_sequence_meta(seq_dir, world, n)
+    gt_dir = (root / TEST_GT / "sequences" / seq if split_of(cfg, seq) == "test" else seq_dir) / "voxels"
+    vis_big = _big_visibility()
+    dense = _dense_caster(cfg.azimuths)
+    labelled = list(range(0, n, cfg.label_every))
+    pending: dict[int, dict[str, np.ndarray]] = {}
+    counts = np.zeros(256, np.int64)
+    stats = {"invalid": 0, "occluded": 0, "bin": 0, "frames": 0}
+    last_view = labelled[-1] + cfg.lookahead if labelled else -1
+    done_ticks = 0
+    g = (slice(G0[0], G0[0] + 256), slice(G0[1], G0[1] + 256))
+    for t in range(0, last_view + 1):
+        is_label = t < n and t % cfg.label_every == 0
+        is_view = (t % cfg.view_every == 0 and any(i <= t <= i + cfg.lookahead for i in labelled)) or is_label
+        if not is_view:
+            continue
+        undo = world.stamp_agents(t)
+        try:
+            vol = big_codes(world, t)
+        finally:
+            world.unstamp(undo)
+        occ = vol > 0
+        vis = vis_big.visible(occ).reshape(BIG_N, BIG_N, 32)
+        packed = np.packbits(vis.reshape(-1, 32), axis=1, bitorder="little")
+        if is_label:
+            codes = vol[g].copy()
+            _, dhit = dense.cast(np.ascontiguousarray(occ[g]))
+            # what the scan's own beams hit is observed too (real labels come from those points)
+            own = vis[g] | dhit.reshape(256, 256, 32)
+            pending[t] = {"codes": codes, "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
+                          "occluded": ~own, "bin": dhit.reshape(256, 256, 32)}
+        for i, p in pending.items():
+            if i == t:
+                continue
+            flat, ok = _to_frame(world, i, t)
+            got = packed[flat]
+            got[~ok] = 0
+            p["obs"] |= got
+        for i in [i for i in pending if t >= min(i + cfg.lookahead, last_view)]:
+            p = pending.pop(i)
+            name = f"{i:06d}"
+            obs = unpack_columns(p["obs"]).reshape(256, 256, 32)
+            invalid = ~obs
+            codes = np.where(obs, p["codes"], 0).astype(np.uint8)
+            raw = Wmod.CODE_TO_RAW[codes]
+            write_bits(seq_dir / "voxels" / f"{name}.bin", p["bin"])
+            write_label(gt_dir / f"{name}.label", raw)
+            write_bits(gt_dir / f"{name}.invalid", invalid)
+            write_bits(gt_dir / f"{name}.occluded", p["occluded"])
+            counts += np.bincount(Wmod.CODE_TO_TRAIN[codes][obs], minlength=256)
+            stats["invalid"] += int(invalid.sum())
+            stats["occluded"] += int(p["occluded"].sum())
+            stats["bin"] += int(p["bin"].sum())
+            stats["frames"] += 1
+            if tick:
+                tick(cfg.label_every)
+                done_ticks += cfg.label_every
+    if tick and n - done_ticks > 0:
+        tick(n - done_ticks)
+    return {"counts": counts[:20].tolist(), "ignored": int(counts[255]), **stats}
+
+
+def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...], t0: int = 0, t1: int | None = None,
+                  tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Predictions of the simulated onboard models for scans ``t0 .. t1-1`` of a sequence (every scan).
+
+    The scene and the line of sight of a scan are computed once and shared by the models.
+    """
+    world = get_world(cfg, seq)
+    t1 = cfg.scans[seq] if t1 is None else t1
+    stores = {m: PredictionStore(root / PREDICTIONS / m, compressed=True) for m in models}
+    fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m]) for m in models}
+    lut = _inv_lut()
+    for t in range(t0, t1):
+        undo = world.stamp_agents(t)
+        try:
+            codes = grid_codes(world, t)
+        finally:
+            world.unstamp(undo)
+        truth = Wmod.CODE_TO_TRAIN[codes]
+        vis = line_of_sight(codes)
+        for m in models:
+            pred = predict(MODELS[m], truth, vis, fields[m].at(t))
+            stores[m].write(seq, t, lut[pred])
+        if tick:
+            tick(1)
+    return {}
+
+
+@lru_cache(maxsize=1)
+def _inv_lut() -> np.ndarray:
+    from occbench.labels import load_label_map
+
+    return np.asarray(load_label_map("semantickitti").inv_lut)
+
+
+MODEL_CHUNK = 100  # scans per prediction job
+
+
+def _jobs(cfg: MiniConfig) -> list[tuple[str, str, int, int]]:
+    """(sequence, role, t0, t1): role "gt" or "models" (all onboard models of a chunk of scans)."""
+    out = []
+    for seq in sorted(cfg.scans):
+        n = cfg.scans[seq]
+        out.append((seq, "gt", 0, n))
+        if cfg.onboard:
+            for t0 in range(0, n, MODEL_CHUNK):
+                out.append((seq, "models", t0, min(n, t0 + MODEL_CHUNK)))
+    return out
+
+
+def _job_name(seq: str, role: str, t0: int, t1: int) -> str:
+    return f"{seq}-gt" if role == "gt" else f"{seq}-models-{t0:06d}-{t1:06d}"
+
+
+def _run(root: Path, cfg: MiniConfig, job: tuple[str, str, int, int], tick: Callable[[int], None] | None = None
+         ) -> dict[str, Any]:
+    seq, role, t0, t1 = job
+    if role == "gt":
+        out = run_gt_job(root, cfg, seq, tick)
+    else:
+        out = run_model_job(root, cfg, seq, tuple(cfg.onboard), t0, t1, tick)
+    atomic_write_text(root / MARKERS / f"{_job_name(*job)}.json", json.dumps(out))
+    return out
+
+
+def _job(root: str, cfg: MiniConfig, job: tuple[str, str, int, int]) -> tuple[tuple, dict[str, Any], float]:
+    t0 = time.perf_counter()
+    out = _run(Path(root), cfg, job)
+    return job, out, time.perf_counter() - t0
+
+
+def _default_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        n = os.cpu_count() or 1
+    return max(1, min(2, n))
+
+
+def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, workers: int | None = None,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Generate occbench-mini under ``root`` and return its manifest (also written as ``mini.json``, last).
+
+    An existing complete data set with the same configuration is returned as is. A partial one with the
+    same configuration is resumed. A different configuration raises ``FileExistsError`` unless
+    ``overwrite=True`` (which deletes the generated folders first).
+    """
+    root = Path(root)
+    manifest_path = root / "mini.json"
+    cfg_path = root / MARKERS / "config.json"
+    ident = cfg.identity()
+    if manifest_path.is_file() and not overwrite:
+        m = json.loads(manifest_path.read_text())
+        if m.get("config") == ident:
+            return m
+        else:
+            raise FileExistsError(f"{root} holds an occbench-mini generated with another configuration; "
+                                  "use overwrite=True (--overwrite) or another --output")
+    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident and not overwrite:
+        raise FileExistsError(f"{root} holds a partial generation with another configuration; "
+                              "use overwrite=True (--overwrite) or another --output")
+    if overwrite or (cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident):
+        for sub in ("sequences", TEST_GT, PREDICTIONS, MARKERS):
+            shutil.rmtree(root / sub, ignore_errors=True)
+        if manifest_path.exists():
+            manifest_path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, json.dumps(ident, sort_keys=True))
+
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for job in _jobs(cfg):
+        mk = root / MARKERS / f"{_job_name(*job)}.json"
+        if mk.is_file():
+            results[_job_name(*job)] = json.loads(mk.read_text())
+        else:
+            todo.append(job)
+    total = sum(j[3] - j[2] for j in todo)
+    workers = _default_workers() if workers is None else max(1, workers)
+    t_start = time.perf_counter()
+    bar = None
+    if progress and total:
+        from occbench.progress import is_quiet
+
+        if not is_quiet():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc=f"generating {NAME}", unit="scan", dynamic_ncols=True)
+    timings: dict[str, float] = {}
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for job in todo:
+                t0 = time.perf_counter()
+                results[_job_name(*job)] = _run(root, cfg, job, bar.update if bar is not None else None)
+                timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as ex:
+                futs = [ex.submit(_job, str(root), cfg, job) for job in todo]
+                for f in as_completed(futs):
+                    job, out, dt = f.result()
+                    results[_job_name(*job)] = out
+                    timings[_job_name(*job)] = round(dt, 2)
+                    if bar is not None:
+                        bar.update(job[3] - job[2])
+    finally:
+        if bar is not None:
+            bar.close()
+
+    counts = {split: np.zeros(20, np.int64) for split in cfg.splits}
+    gt_stats: dict[str, dict[str, Any]] = {}
+    for seq in sorted(cfg.scans):
+        r = results[f"{seq}-gt"]
+        counts[split_of(cfg, seq)] += np.asarray(r["counts"], np.int64)
+        gt_stats[seq] = {k: r[k] for k in ("frames", "invalid", "occluded", "bin", "ignored")}
+    manifest: dict[str, Any] = {
+        "name": NAME,
+        "format_version": FORMAT_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "seed": cfg.seed,
+        "size": cfg.size,
+        "splits": {k: list(v) for k, v in cfg.splits.items()},
+        "label_every": cfg.label_every,
+        "onboard": list(cfg.onboard),
+        "scans": {s: int(cfg.scans[s]) for s in sorted(cfg.scans)},
+        "test_ground_truth": TEST_GT,
+        "predictions": PREDICTIONS,
+        "synthetic": True,
+        "invalid_viewpoints": {"lookahead_scans": cfg.lookahead, "every": cfg.view_every},
+        "voxel_counts": {k: v.tolist() for k, v in counts.items()},
+        "gt_stats": gt_stats,
+        "config": ident,
+    }
+    # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
+    atomic_write_text(root / MARKERS / "timings.json",
+                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def default_mini_root() -> Path:
+    """Cache folder of the default mini split (one definition: :func:`occbench.datasets.mini.default_mini_root`)."""
+    from occbench.datasets.mini import default_mini_root as _root
+
+    return _root()
+
+
+def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True) -> Path:
+    """The root of a generated mini data set, generating (and caching) it on first use."""
+    from occbench.synth.config import default_mini_config
+
+    root = Path(root) if root is not None else default_mini_root()
+    cfg = cfg or default_mini_config()
+    generate_mini(root, cfg, progress=progress)
+    return root

@@ -1,0 +1,858 @@
+"""The procedural town of occbench-mini: route, static world raster, moving agents.
+
+The world is a 2.5D-plus raster ``W[ix, iy, k]`` of uint8 *codes* at 0.2 m in x/y whose 32 z levels are
+exactly the z levels of the SSC grid (``z in [-2 + 0.2 k, -2 + 0.2 (k + 1))`` in the LiDAR frame): the ego
+drives on flat ground with the LiDAR 1.73 m above the road (KITTI's mounting height), so every scan's grid
+is a planar (x, y, yaw) resampling of ``W`` with no z resampling.
+
+Codes are train ids 0..19 plus raw-only variants (moving objects, lane markings, ignored classes); see
+:data:`CODE_TO_RAW`. The world frame is the LiDAR frame of scan 0 (first pose = identity, like KITTI).
+
+Determinism: only integer/uniform draws of numpy's PCG64 and IEEE basic arithmetic touch per-cell data;
+the few trigonometric constants come from Python's ``math`` rounded to 12 digits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+CELL = 0.2
+NZ = 32
+GROUND_Z = -1.73  # road surface in the LiDAR frame (KITTI HDL-64E mounting height)
+LANE_OFF = 1.75  # ego lane centre right of the street centreline (right-hand traffic)
+
+# ---- codes -------------------------------------------------------------------------------------------
+# 0..19: train ids (written with learning_map_inv). Extra codes are raw ids the real data also contain.
+MOVING_CAR, MOVING_BICYCLIST, MOVING_PERSON, MOVING_MOTORCYCLIST = 20, 21, 22, 23
+OTHER_OBJECT, OTHER_STRUCTURE, LANE_MARKING = 24, 25, 26
+_INV = [0, 10, 11, 15, 18, 20, 30, 31, 32, 40, 44, 48, 49, 50, 51, 70, 71, 72, 80, 81]
+CODE_TO_RAW = np.zeros(256, np.uint16)
+CODE_TO_RAW[:20] = _INV
+CODE_TO_RAW[[20, 21, 22, 23, 24, 25, 26]] = [252, 253, 254, 255, 99, 52, 60]
+CODE_TO_RAW.flags.writeable = False
+# code -> train id (255 = ignored in evaluation, like raw 52/99)
+CODE_TO_TRAIN = np.zeros(256, np.uint8)
+CODE_TO_TRAIN[:20] = np.arange(20)
+CODE_TO_TRAIN[[20, 21, 22, 23, 24, 25, 26]] = [1, 7, 6, 8, 255, 255, 9]
+CODE_TO_TRAIN.flags.writeable = False
+
+(EMPTY, CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST, MOTORCYCLIST, ROAD, PARKING,
+ SIDEWALK, OTHER_GROUND, BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN) = range(20)
+
+
+def kz(z: float) -> int:
+    """z level of a LiDAR-frame height (clipped to the grid)."""
+    return int(min(NZ - 1, max(0, math.floor((z + 2.0) / CELL))))
+
+
+def kh(h: float) -> int:
+    """z level of a height above the road surface."""
+    return kz(GROUND_Z + h)
+
+
+K_ROAD = kz(GROUND_Z)  # 1: road top voxel
+K_CURB = kz(GROUND_Z + 0.15)  # 2: sidewalk top voxel (curb ~0.15-0.2 m)
+
+
+def _c(a: float) -> float:
+    return round(math.cos(a), 12)
+
+
+def _s(a: float) -> float:
+    return round(math.sin(a), 12)
+
+
+# ---- route -------------------------------------------------------------------------------------------
+@dataclass
+class Route:
+    """Dense ego path (0.1 m spacing): positions, yaw, and whether a sample lies on a turning arc."""
+
+    xy: np.ndarray  # (M, 2)
+    yaw: np.ndarray  # (M,)
+    turning: np.ndarray  # (M,) bool
+    step: float = 0.1
+
+    @property
+    def length(self) -> float:
+        return self.step * (len(self.xy) - 1)
+
+
+def _dirs() -> dict[str, tuple[int, int]]:
+    return {"E": (1, 0), "N": (0, 1), "W": (-1, 0), "S": (0, -1)}
+
+
+def _grid_lines(rng: np.random.Generator, start: float, extent: float, first: tuple[float, float]) -> list[float]:
+    """Street coordinates: one at ``start``, spaced 55..110 m, covering +-extent."""
+    out = [start]
+    x = start + float(rng.uniform(*first))
+    while x < start + extent:
+        out.append(round(x, 3))
+        x += float(rng.uniform(55.0, 110.0))
+    x = start - float(rng.uniform(55.0, 110.0))
+    while x > start - extent:
+        out.append(round(x, 3))
+        x -= float(rng.uniform(55.0, 110.0))
+    return sorted(out)
+
+
+def procedural_route(rng: np.random.Generator, length: float) -> tuple[Route, list[float], list[float]]:
+    """Ego route on a jittered street grid: straights, 90-degree turns on arcs (R 7 m right, 11 m left).
+
+    Returns the route and the x coordinates of north-south streets and y coordinates of east-west streets.
+    The ego starts at (0, 0) heading +x on the right lane of the east-west street ``y = LANE_OFF``.
+    """
+    extent = length + 200.0
+    ys = _grid_lines(rng, LANE_OFF, extent, (55.0, 110.0))
+    xs = _grid_lines(rng, float(rng.uniform(25.0, 70.0)), extent, (55.0, 110.0))
+    dirs = _dirs()
+    pts: list[np.ndarray] = []
+    yaws: list[np.ndarray] = []
+    turn: list[np.ndarray] = []
+    P = np.array([0.0, 0.0])
+    h = "E"
+    total = 0.0
+    step = 0.1
+    last_turn = 0
+    while total < length + 20.0:
+        hx, hy = dirs[h]
+        # candidate crossing streets ahead
+        if hx != 0:
+            cands = sorted(x for x in xs if (x - P[0]) * hx > 0)
+            cands = cands if hx > 0 else cands[::-1]
+        else:
+            cands = sorted(y for y in ys if (y - P[1]) * hy > 0)
+            cands = cands if hy > 0 else cands[::-1]
+        chosen = None
+        for c in cands:
+            decision = rng.random()
+            kind = "S" if decision < 0.55 and last_turn < 3 else ("L" if rng.random() < 0.5 else "R")
+            if kind == "S":
+                last_turn += 1
+                continue
+            R = 7.0 if kind == "R" else 11.0
+            # outgoing heading
+            ho = (-hy, hx) if kind == "L" else (hy, -hx)
+            right_out = (ho[1], -ho[0])
+            # corner C: on current lane line and the new lane line (street at coordinate c)
+            if hx != 0:
+                C = np.array([c + right_out[0] * LANE_OFF, P[1]])
+            else:
+                C = np.array([P[0], c + right_out[1] * LANE_OFF])
+            if float(np.dot(C - P, [hx, hy])) < R + 3.0:
+                continue
+            chosen = (C, R, ho, kind)
+            break
+        if chosen is None:  # no turn: drive 200 m straight
+            n = int(round(200.0 / step))
+            seg = P + np.outer(np.arange(1, n + 1) * step, [hx, hy])
+            pts.append(seg)
+            yaws.append(np.full(n, math.atan2(hy, hx)))
+            turn.append(np.zeros(n, bool))
+            P = seg[-1]
+            total += 200.0
+            continue
+        C, R, ho, kind = chosen
+        A = C - R * np.array([hx, hy], float)
+        dist = float(np.dot(A - P, [hx, hy]))
+        n = int(math.floor(dist / step))
+        if n > 0:
+            seg = P + np.outer(np.arange(1, n + 1) * step, [hx, hy])
+            pts.append(seg)
+            yaws.append(np.full(n, math.atan2(hy, hx)))
+            turn.append(np.zeros(n, bool))
+        # arc from A to B = C + R ho, centre O = A + R * n_turn
+        nt = np.array([-hy, hx], float) if kind == "L" else np.array([hy, -hx], float)
+        O = A + R * nt
+        a0 = math.atan2(A[1] - O[1], A[0] - O[0])
+        sgn = 1.0 if kind == "L" else -1.0
+        m = int(math.ceil(R * math.pi / 2 / step))
+        angs = [a0 + sgn * (math.pi / 2) * (i / m) for i in range(1, m + 1)]
+        arc = np.array([[O[0] + R * _c(a), O[1] + R * _s(a)] for a in angs])
+        yaw0 = math.atan2(hy, hx)
+        pts.append(arc)
+        yaws.append(np.array([yaw0 + sgn * (math.pi / 2) * (i / m) for i in range(1, m + 1)]))
+        turn.append(np.ones(m, bool))
+        P = C + R * np.array(ho, float)
+        h = {v: k for k, v in dirs.items()}[ho]
+        total += dist + R * math.pi / 2
+        last_turn = 0
+    xy = np.concatenate([np.zeros((1, 2))] + pts)
+    yaw = np.concatenate([[0.0]] + yaws)
+    tr = np.concatenate([[False]] + turn)
+    return Route(xy=np.round(xy, 9), yaw=yaw, turning=tr), xs, ys
+
+
+def route_from_poses(poses_lidar: np.ndarray) -> Route:
+    """Planar (x, y, yaw) projection of real LiDAR poses, relative to the first one, densified to 0.1 m."""
+    T0inv = np.linalg.inv(poses_lidar[0])
+    rel = np.einsum("ij,njk->nik", T0inv, poses_lidar)
+    xy = rel[:, :2, 3]
+    yaw = np.array([math.atan2(float(r[1, 0]), float(r[0, 0])) for r in rel])
+    seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(2, int(s[-1] / 0.1) + 1)
+    ss = np.arange(n) * 0.1
+    dx = np.interp(ss, s, xy[:, 0])
+    dy = np.interp(ss, s, xy[:, 1])
+    dyaw = np.interp(ss, s, np.unwrap(yaw))
+    turning = np.abs(np.gradient(dyaw, 0.1)) > 0.03
+    return Route(xy=np.round(np.stack([dx, dy], 1), 9), yaw=dyaw, turning=turning)
+
+
+def speed_profile(rng: np.random.Generator, route: Route) -> np.ndarray:
+    """Target speed (m/s) per route sample: cruise 8.5..11.5 m/s, slow drift, ~6 m/s in turns."""
+    n = len(route.xy)
+    s = np.arange(n) * route.step
+    cruise = float(rng.uniform(8.5, 11.5))
+    phase = float(rng.uniform(0, 2 * math.pi))
+    period = float(rng.uniform(120.0, 220.0))
+    # slow drift, +-0.8 m/s (sampled every 10 m, linearly interpolated: no per-sample trig)
+    knots = np.arange(0.0, s[-1] + 20.0, 10.0)
+    drift = np.array([0.8 * _s(2 * math.pi * k / period + phase) for k in knots])
+    v = cruise + np.interp(s, knots, drift)
+    turn_v = np.where(route.turning, 6.0, np.inf)
+    # widen the slow zone by 12 m on both sides
+    w = int(12.0 / route.step)
+    slow = ndimage.minimum_filter1d(turn_v, 2 * w + 1, mode="nearest")
+    v = np.minimum(v, slow)
+    k = int(20.0 / route.step)
+    v = ndimage.uniform_filter1d(v, k, mode="nearest")
+    return v
+
+
+def sample_poses(route: Route, speed: np.ndarray, n: int, dt: float = 0.1) -> np.ndarray:
+    """Planar LiDAR poses (n, 3) = (x, y, yaw) at 10 Hz along the route."""
+    out = np.zeros((n, 3))
+    s = 0.0
+    for t in range(n):
+        i = min(int(round(s / route.step)), len(route.xy) - 1)
+        out[t] = (route.xy[i, 0], route.xy[i, 1], route.yaw[i])
+        s += dt * float(speed[i])
+    out[:, :2] = np.round(out[:, :2], 6)
+    out[:, 2] = np.round(out[:, 2], 9)
+    return out
+
+
+def pose_matrix(x: float, y: float, yaw: float) -> np.ndarray:
+    T = np.eye(4)
+    c, s = _c(yaw), _s(yaw)
+    T[:2, :2] = [[c, -s], [s, c]]
+    T[0, 3], T[1, 3] = x, y
+    return T
+
+
+# ---- agents ------------------------------------------------------------------------------------------
+@dataclass
+class Path2D:
+    xy: np.ndarray  # (M, 2) dense samples, 0.5 m apart
+    yaw: np.ndarray  # (M,)
+    step: float = 0.5
+
+    @property
+    def length(self) -> float:
+        return self.step * (len(self.xy) - 1)
+
+
+@dataclass
+class Agent:
+    path: int
+    s0: float
+    speed: float  # m/s, signed (negative = against the path direction)
+    offset: float  # lateral offset, positive = left of the path direction
+    code: int
+    L: float
+    Wd: float
+    H: float
+
+
+# ---- the world ---------------------------------------------------------------------------------------
+@dataclass
+class World:
+    W: np.ndarray  # (NX, NY, 32) uint8 codes, static world
+    origin: np.ndarray  # world (x, y) of the corner of cell (0, 0)
+    poses: np.ndarray  # (n, 3) planar LiDAR poses (including look-ahead poses)
+    paths: list[Path2D]
+    agents: list[Agent]
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.W.shape[0]), int(self.W.shape[1])
+
+    def lidar_pose(self, t: int) -> np.ndarray:
+        x, y, yaw = self.poses[t]
+        return pose_matrix(float(x), float(y), float(yaw))
+
+    # -- agents --------------------------------------------------------------------------------------
+    def agent_state(self, a: Agent, t: int) -> tuple[float, float, float]:
+        p = self.paths[a.path]
+        s = (a.s0 + a.speed * 0.1 * t) % p.length
+        i = int(s / p.step)
+        i = min(i, len(p.xy) - 2)
+        f = s / p.step - i
+        x = p.xy[i, 0] * (1 - f) + p.xy[i + 1, 0] * f
+        y = p.xy[i, 1] * (1 - f) + p.xy[i + 1, 1] * f
+        yaw = float(p.yaw[i])
+        c, sn = _c(yaw), _s(yaw)
+        x += -sn * a.offset
+        y += c * a.offset
+        if a.speed < 0:
+            yaw += math.pi
+        return round(float(x), 6), round(float(y), 6), yaw
+
+    def stamp_agents(self, t: int, radius: float = 80.0) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+        """Write the moving agents of time t into ``W`` (only into empty voxels); returns an undo list."""
+        ex, ey, _ = self.poses[t]
+        undo: list[tuple[tuple[slice, slice], np.ndarray]] = []
+        for a in self.agents:
+            x, y, yaw = self.agent_state(a, t)
+            d2 = (x - ex) ** 2 + (y - ey) ** 2
+            if d2 > radius * radius:
+                continue
+            if d2 < (3.0 + a.L / 2) ** 2:  # never inside the ego vehicle
+                continue
+            undo.extend(self._stamp_box(x, y, yaw, a.L, a.Wd, a.H, a.code, only_empty=True, vehicle=a.code == MOVING_CAR))
+        return undo
+
+    def unstamp(self, undo: list[tuple[tuple[slice, slice], np.ndarray]]) -> None:
+        for sl, mask in reversed(undo):
+            self.W[sl][mask] = 0
+
+    def _stamp_box(self, x: float, y: float, yaw: float, L: float, Wd: float, H: float, code: int,
+                   only_empty: bool, vehicle: bool, k0: int | None = None) -> list:
+        c, s = _c(yaw), _s(yaw)
+        r = 0.5 * math.hypot(L, Wd) + CELL
+        ox, oy = self.origin
+        i0 = max(0, int(math.floor((x - r - ox) / CELL)))
+        i1 = min(self.W.shape[0], int(math.ceil((x + r - ox) / CELL)) + 1)
+        j0 = max(0, int(math.floor((y - r - oy) / CELL)))
+        j1 = min(self.W.shape[1], int(math.ceil((y + r - oy) / CELL)) + 1)
+        if i0 >= i1 or j0 >= j1:
+            return []
+        cx = ox + CELL * (np.arange(i0, i1) + 0.5) - x
+        cy = oy + CELL * (np.arange(j0, j1) + 0.5) - y
+        u = c * cx[:, None] + s * cy[None, :]
+        v = -s * cx[:, None] + c * cy[None, :]
+        foot = (np.abs(u) <= L / 2) & (np.abs(v) <= Wd / 2)
+        base = K_ROAD + 1 if k0 is None else k0
+        prof = np.zeros((i1 - i0, j1 - j0, NZ), bool)
+        if vehicle:  # body up to 1.0 m (0.2 m clearance), cabin (60 % of the length) up to H
+            kb = kh(min(1.0, H))
+            prof[foot, base:kb + 1] = True
+            cab = (np.abs(u + 0.1 * L) <= 0.3 * L) & (np.abs(v) <= Wd / 2 - 0.1)
+            prof[cab, base:kh(H) + 1] = True
+        else:
+            prof[foot, base:kh(H) + 1] = True
+        sl = (slice(i0, i1), slice(j0, j1))
+        region = self.W[sl]
+        if only_empty:
+            prof &= region == 0
+        region[prof] = code
+        return [(sl, prof)]
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def gather(self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Columns of ``W`` at LiDAR-frame column centres (u, v) of a planar pose: (len(u), 32) codes."""
+        x, y, yaw = pose
+        c, s = _c(float(yaw)), _s(float(yaw))
+        xw = (c * u - s * v) + float(x)
+        yw = (s * u + c * v) + float(y)
+        ix = np.floor((xw - self.origin[0]) / CELL).astype(np.int64)
+        iy = np.floor((yw - self.origin[1]) / CELL).astype(np.int64)
+        nx, ny = self.shape
+        ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        flat = np.where(ok, ix * ny + iy, 0)
+        cols = self.W.reshape(-1, NZ)[flat]
+        if not ok.all():
+            cols[~ok] = 0
+            cols[~ok, : K_ROAD + 1] = TERRAIN
+        return cols
+
+
+def _segment_samples(p0: np.ndarray, p1: np.ndarray, step: float) -> np.ndarray:
+    n = max(2, int(math.ceil(float(np.linalg.norm(p1 - p0)) / step)) + 1)
+    f = np.arange(n) / (n - 1)
+    return p0[None, :] * (1 - f[:, None]) + p1[None, :] * f[:, None]
+
+
+def _path_from_xy(xy: np.ndarray, step: float = 0.5) -> Path2D:
+    seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(2, int(s[-1] / step) + 1)
+    ss = np.arange(n) * step
+    px = np.interp(ss, s, xy[:, 0])
+    py = np.interp(ss, s, xy[:, 1])
+    d = np.diff(np.stack([px, py], 1), axis=0)
+    yaw = np.array([math.atan2(float(b), float(a)) for a, b in d] + [0.0])
+    yaw[-1] = yaw[-2] if len(yaw) > 1 else 0.0
+    return Path2D(xy=np.round(np.stack([px, py], 1), 6), yaw=yaw, step=step)
+
+
+def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None) -> World:
+    """Generate the town, the ego poses and the agents of one sequence.
+
+    ``seed_seq`` seeds everything (numpy SeedSequence entropy). With ``poses_lidar`` (real LiDAR poses),
+    the ego follows their planar projection and the town is laid out around that trajectory.
+    """
+    rng = np.random.default_rng(seed_seq)
+    n_total = n_scans + lookahead
+    if poses_lidar is None:
+        route, xs, ys = procedural_route(rng, length=12.0 * 0.1 * n_total + 40.0)
+        speed = speed_profile(rng, route)
+        poses = sample_poses(route, speed, n_total)
+    else:
+        route = route_from_poses(poses_lidar[:n_total])
+        xs, ys = [], []
+        T0inv = np.linalg.inv(poses_lidar[0])
+        rel = np.einsum("ij,njk->nik", T0inv, poses_lidar[:n_total])
+        poses = np.zeros((len(rel), 3))
+        poses[:, :2] = np.round(rel[:, :2, 3], 6)
+        poses[:, 2] = np.round([math.atan2(float(r[1, 0]), float(r[0, 0])) for r in rel], 9)
+        if len(poses) < n_total:  # extend the look-ahead by holding the last pose
+            poses = np.concatenate([poses, np.repeat(poses[-1:], n_total - len(poses), 0)])
+    used = poses[:, :2]
+    margin = 80.0
+    lo = np.floor((used.min(0) - margin) / CELL) * CELL
+    hi = np.ceil((used.max(0) + margin) / CELL) * CELL
+    origin = np.round(lo, 6)
+    NX, NY = int(round((hi[0] - lo[0]) / CELL)), int(round((hi[1] - lo[1]) / CELL))
+
+    # ---- street centrelines (polylines) --------------------------------------------------------------
+    streets: list[np.ndarray] = []
+    for x in xs:
+        if lo[0] - 10 < x < hi[0] + 10:
+            streets.append(np.array([[x, lo[1] - 20], [x, hi[1] + 20]]))
+    for y in ys:
+        if lo[1] - 10 < y < hi[1] + 10:
+            streets.append(np.array([[lo[0] - 20, y], [hi[0] + 20, y]]))
+    # the route's own centreline (ego lane shifted left by LANE_OFF): arcs become rounded corners
+    cy_, sy_ = np.array([_c(a) for a in route.yaw[::5]]), np.array([_s(a) for a in route.yaw[::5]])
+    rc = route.xy[::5] + LANE_OFF * np.stack([-sy_, cy_], 1)
+    route_id = len(streets)
+    streets.append(rc)
+    if poses_lidar is not None:  # cross streets every ~90-130 m
+        s = 0.0
+        nxt = float(rng.uniform(40, 90))
+        for i in range(1, len(rc)):
+            s += float(np.linalg.norm(rc[i] - rc[i - 1]))
+            if s >= nxt:
+                yaw = float(route.yaw[min(5 * i, len(route.yaw) - 1)])
+                nrm = np.array([-_s(yaw), _c(yaw)])
+                streets.append(np.stack([rc[i] - 150 * nrm, rc[i] + 150 * nrm]))
+                nxt = s + float(rng.uniform(90, 130))
+    nst = len(streets)
+    hw = rng.uniform(3.5, 6.5, nst)  # road half width
+    pw = np.where(rng.random(nst) < 0.35, rng.uniform(2.2, 2.6, nst), 0.0)  # parking strip
+    sw = rng.uniform(1.8, 3.8, nst)  # sidewalk
+    vw = np.where(rng.random(nst) < 0.75, rng.uniform(1.5, 3.5, nst), 0.0)  # grass verge (terrain)
+    hw[route_id] = float(rng.uniform(4.5, 6.0))
+
+    sid = np.full((NX, NY), -1, np.int32)
+    dense_paths: list[np.ndarray] = []
+    for i, pl in enumerate(streets):
+        pts = np.concatenate([_segment_samples(pl[j], pl[j + 1], 0.1) for j in range(len(pl) - 1)])
+        dense_paths.append(pts)
+        ix = np.floor((pts[:, 0] - origin[0]) / CELL).astype(np.int64)
+        iy = np.floor((pts[:, 1] - origin[1]) / CELL).astype(np.int64)
+        ok = (ix >= 0) & (ix < NX) & (iy >= 0) & (iy < NY)
+        sid[ix[ok], iy[ok]] = i
+    dist, (nix, niy) = ndimage.distance_transform_edt(sid < 0, return_indices=True)
+    d = (dist * CELL).astype(np.float32)
+    nid = sid[nix, niy]
+    del dist
+    # unit normal pointing away from the nearest centreline (for orienting things along streets)
+    gx = (np.arange(NX)[:, None] - nix).astype(np.float32)
+    gy = (np.arange(NY)[None, :] - niy).astype(np.float32)
+    del nix, niy
+    H = hw[nid].astype(np.float32)
+    P = pw[nid].astype(np.float32)
+    S = sw[nid].astype(np.float32)
+    VW = vw[nid].astype(np.float32)
+    front = H + P + VW + S  # start of the lots
+
+    # ---- zones (32 m cells) -----------------------------------------------------------------------
+    zc = 160  # cells
+    zx, zy = NX // zc + 2, NY // zc + 2
+    zone_small = rng.choice(4, size=(zx, zy), p=[0.45, 0.17, 0.25, 0.13]).astype(np.uint8)
+    # 0 residential, 1 commercial, 2 green, 3 parking lot
+    zone = np.repeat(np.repeat(zone_small, zc, 0), zc, 1)[:NX, :NY]
+    fence_flag = np.repeat(np.repeat(rng.random((zx, zy)) < 0.7, zc, 0), zc, 1)[:NX, :NY]
+    hedge_flag = np.repeat(np.repeat(rng.random((zx, zy)) < 0.85, zc, 0), zc, 1)[:NX, :NY]
+
+    W = np.zeros((NX, NY, NZ), np.uint8)
+    G = np.full((NX, NY), TERRAIN, np.uint8)
+    Gk = np.full((NX, NY), K_ROAD, np.int8)
+    road = d < H
+    park = (~road) & (d < H + P)
+    verge = (~road) & (~park) & (d < H + P + VW)
+    side = (~road) & (~park) & (~verge) & (d < front)
+    lot = d >= front
+    G[road] = ROAD
+    G[park] = PARKING
+    G[side] = SIDEWALK
+    Gk[side] = K_CURB
+    G[verge] = TERRAIN
+    Gk[verge] = K_CURB
+    # lot ground
+    coarse_rough = rng.random((NX // 10 + 2, NY // 10 + 2)) < 0.35
+    rough = np.repeat(np.repeat(coarse_rough, 10, 0), 10, 1)[:NX, :NY]
+    lotz = zone
+    G[lot & (lotz == 1)] = SIDEWALK  # commercial pavement
+    Gk[lot & (lotz == 1)] = K_CURB
+    og = lot & (lotz == 1) & np.repeat(np.repeat(rng.random((zx * 4, zy * 4)) < 0.35, zc // 4, 0), zc // 4, 1)[:NX, :NY]
+    G[og] = OTHER_GROUND
+    G[lot & (lotz == 3)] = PARKING
+    Gk[lot & ((lotz == 0) | (lotz == 2)) & rough] = K_CURB  # uneven terrain
+    # driveways (other-ground) crossing lawns in residential zones
+    drv = lot & (lotz == 0) & (d < front + 12) & (np.repeat(np.repeat(rng.random((NX // 20 + 1, NY // 20 + 1)) < 0.12, 20, 0), 20, 1)[:NX, :NY])
+    G[drv] = OTHER_GROUND
+    Gk[drv] = K_ROAD
+    # lane markings: dashed centre lines on streets with a wide road
+    mark = (d < 0.15) & (H > 4.0) & (((np.arange(NX)[:, None] + np.arange(NY)[None, :]) // 15) % 2 == 0)
+    for k in range(NZ):
+        if k > 2:
+            break
+        W[:, :, k] = np.where(k <= Gk, G, 0)
+    W[mark, K_ROAD] = LANE_MARKING
+
+    reserved = ~lot.copy()  # cells where nothing big may stand
+    stats: dict[str, int] = {}
+
+    def ground_k(ix: int, iy: int) -> int:
+        return int(Gk[min(max(ix, 0), NX - 1), min(max(iy, 0), NY - 1)])
+
+    def stamp_rect(x: float, y: float, yaw: float, L: float, Wd: float, k0: int, k1: int, code: int,
+                   overwrite: bool = True, only_free2d: np.ndarray | None = None) -> bool:
+        c, s = _c(yaw), _s(yaw)
+        r = 0.5 * math.hypot(L, Wd) + CELL
+        i0 = max(0, int((x - r - origin[0]) / CELL))
+        i1 = min(NX, int((x + r - origin[0]) / CELL) + 2)
+        j0 = max(0, int((y - r - origin[1]) / CELL))
+        j1 = min(NY, int((y + r - origin[1]) / CELL) + 2)
+        if i0 >= i1 or j0 >= j1:
+            return False
+        cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
+        cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
+        u = c * cx[:, None] + s * cy[None, :]
+        v = -s * cx[:, None] + c * cy[None, :]
+        foot = (np.abs(u) <= L / 2) & (np.abs(v) <= Wd / 2)
+        if only_free2d is not None:
+            if (only_free2d[i0:i1, j0:j1] & foot).any():
+                return False
+        blk = W[i0:i1, j0:j1, k0:k1 + 1]
+        if overwrite:
+            blk[foot] = code
+        else:
+            sub = blk[foot]
+            sub[sub == 0] = code
+            blk[foot] = sub
+        return True
+
+    def normal_at(ix: int, iy: int) -> tuple[float, float]:
+        a, b = float(gx[ix, iy]), float(gy[ix, iy])
+        n = math.hypot(a, b)
+        return (a / n, b / n) if n > 0 else (1.0, 0.0)
+
+    def cell_of(x: float, y: float) -> tuple[int, int]:
+        return int((x - origin[0]) / CELL), int((y - origin[1]) / CELL)
+
+    def pos_of(ix: int, iy: int) -> tuple[float, float]:
+        return float(origin[0] + CELL * (ix + 0.5)), float(origin[1] + CELL * (iy + 0.5))
+
+    def sample_cells(mask: np.ndarray, n: int) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if idx.size == 0 or n <= 0:
+            return np.zeros((0, 2), np.int64)
+        pick = idx[rng.integers(0, idx.size, n)]
+        return np.stack(np.unravel_index(pick, mask.shape), 1)
+
+    area_km2 = NX * NY * CELL * CELL / 1e6
+
+    # ---- buildings -----------------------------------------------------------------------------------
+    taken = np.zeros((NX, NY), bool)
+    nb = 0
+    cand = sample_cells(lot & (zone != 2) & (zone != 3) & (d < front + 20), int(5000 * area_km2 * 4))
+    for ix, iy in cand:
+        z = int(zone[ix, iy])
+        nx_, ny_ = normal_at(ix, iy)
+        yaw = math.atan2(-nx_, ny_)  # along the street
+        if z == 0:
+            L, D, Hh, setback = rng.uniform(8, 16), rng.uniform(8, 13), rng.uniform(4.5, 10), rng.uniform(1.5, 5)
+        else:
+            L, D, Hh, setback = rng.uniform(14, 40), rng.uniform(10, 22), rng.uniform(7, 22), rng.uniform(0.3, 2.5)
+        dd = float(d[ix, iy])
+        fr = float(front[ix, iy])
+        x, y = pos_of(ix, iy)
+        shift = fr + setback + D / 2 - dd
+        x, y = x + nx_ * shift, y + ny_ * shift
+        cx_, cy_ = cell_of(x, y)
+        if not (0 <= cx_ < NX and 0 <= cy_ < NY):
+            continue
+        # footprint must be on lots and keep 2.5 m from other buildings
+        rc_ = _rect_cells(x, y, yaw, L + 5, D + 5, origin, NX, NY)
+        if rc_ is None or (taken[rc_[0]] & rc_[1]).any():
+            continue
+        if not _all_in(lot, x, y, yaw, L, D, origin, NX, NY):
+            continue
+        stamp_rect(x, y, yaw, L, D, 0, kh(Hh), BUILDING)
+        _mark(taken, x, y, yaw, L + 1, D + 1, origin)
+        _mark(reserved, x, y, yaw, L + 1, D + 1, origin)
+        nb += 1
+        if rng.random() < 0.3:  # L-shaped wing behind
+            wl, wd = L * float(rng.uniform(0.3, 0.5)), D * float(rng.uniform(0.6, 1.0))
+            off = (L / 2 - wl / 2) * (1 if rng.random() < 0.5 else -1)
+            c, s = _c(yaw), _s(yaw)
+            wx, wy = x + c * off + nx_ * (D / 2 + wd / 2), y + s * off + ny_ * (D / 2 + wd / 2)
+            if _all_in(lot & ~taken, wx, wy, yaw, wl, wd, origin, NX, NY):
+                stamp_rect(wx, wy, yaw, wl, wd, 0, kh(Hh * float(rng.uniform(0.6, 1.0))), BUILDING)
+                _mark(taken, wx, wy, yaw, wl + 1, wd + 1, origin)
+                _mark(reserved, wx, wy, yaw, wl + 1, wd + 1, origin)
+    stats["buildings"] = nb
+
+    # ---- front-line hedges and fences --------------------------------------------------------------
+    gapn = np.repeat(np.repeat(rng.random((NX // 25 + 1, NY // 25 + 1)) < 0.22, 25, 0), 25, 1)[:NX, :NY]
+    free_lot = lot & ~taken & ~drv
+    hedge = free_lot & (d >= front + 0.2) & (d < front + 2.2) & (zone != 3) & (hedge_flag | (zone == 2)) & ~gapn
+    fence = free_lot & (d >= front + 0.0) & (d < front + 0.2) & ~gapn & (fence_flag | (zone == 3))
+    hedge_h = np.repeat(np.repeat(rng.integers(kh(1.2), kh(2.8) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[:NX, :NY]
+    fence_h = np.repeat(np.repeat(rng.integers(kh(1.0), kh(2.2) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[:NX, :NY]
+    # second fence line along back of lots (garden fences) and walls around parking lots
+    fence2 = free_lot & (d >= front + 9.0) & (d < front + 9.2) & fence_flag & (zone == 0) & ~gapn
+    ks = np.arange(NZ)[None, None, :]
+    for m, hgt, code in ((hedge, hedge_h, VEGETATION), (fence | fence2, fence_h, FENCE)):
+        ii, jj = np.nonzero(m)
+        base = Gk[ii, jj].astype(np.int64) + 1
+        top = hgt[ii, jj]
+        colmask = (ks[0] >= base[:, None]) & (ks[0] <= top[:, None])
+        cols = W[ii, jj]
+        cols[colmask] = code
+        W[ii, jj] = cols
+        reserved[ii, jj] = True
+    stats["hedge_cells"] = int(hedge.sum())
+    stats["fence_cells"] = int((fence | fence2).sum())
+
+    # ---- trees ---------------------------------------------------------------------------------------
+    def tree(x: float, y: float, big: bool) -> None:
+        ix, iy = cell_of(x, y)
+        g = ground_k(ix, iy)
+        tr = float(rng.uniform(0.1, 0.2 if not big else 0.3))
+        crown_c = float(rng.uniform(3.6, 5.5) if big else rng.uniform(2.5, 3.6))
+        rh = float(rng.uniform(2.5, 4.5) if big else rng.uniform(1.5, 2.5))
+        rv = float(rng.uniform(1.6, 2.8) if big else rng.uniform(1.0, 1.6))
+        r = rh + CELL
+        i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
+        j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
+        if i0 >= i1 or j0 >= j1:
+            return
+        cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
+        cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
+        zc_ = -2.0 + CELL * (np.arange(NZ) + 0.5) - (GROUND_Z + crown_c)
+        e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + zc_[None, None, :] ** 2 / (rv * rv)
+        blk = W[i0:i1, j0:j1]
+        crown = (e <= 1.0) & ((blk == 0) | (blk == VEGETATION))
+        blk[crown] = VEGETATION
+        trunk = (cx[:, None] ** 2 + cy[None, :] ** 2) <= (tr + 0.1) ** 2
+        top = kh(crown_c)
+        sub = blk[:, :, g + 1:top + 1]
+        sub[trunk] = TRUNK
+        blk[:, :, g + 1:top + 1] = sub
+
+    placed: list[tuple[float, float]] = []
+
+    def far_enough(x: float, y: float, dmin: float) -> bool:
+        for px, py in placed[-400:]:
+            if (px - x) ** 2 + (py - y) ** 2 < dmin * dmin:
+                return False
+        return True
+
+    street_tree_band = (side & (d >= front - 1.0) & (d < front - 0.4) & (S > 2.2)) | (verge & (VW > 1.5))
+    for ix, iy in sample_cells(street_tree_band, int(1500 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if far_enough(x, y, float(rng.uniform(6.0, 10.0))):
+            placed.append((x, y))
+            tree(x, y, big=rng.random() < 0.7)
+    lawn = lot & ~taken & ~reserved & ((zone == 0) | (zone == 2)) & (G == TERRAIN)
+    for ix, iy in sample_cells(lawn, int(5000 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if far_enough(x, y, float(rng.uniform(3.0, 6.0))):
+            placed.append((x, y))
+            if rng.random() < 0.55:
+                tree(x, y, big=rng.random() < 0.6)
+            else:  # bush
+                r = float(rng.uniform(1.0, 2.5))
+                hgt = float(rng.uniform(1.0, 2.5))
+                stamp_ellipsoid(W, origin, x, y, GROUND_Z + hgt * 0.4, r, hgt * 0.6, VEGETATION)
+    stats["trees_and_bushes"] = len(placed)
+
+    # ---- poles, signs, small objects on sidewalks ------------------------------------------------------
+    curb_band = side & (d >= H + P + 0.3) & (d < H + P + 0.6)
+    poles: list[tuple[float, float]] = []
+    for ix, iy in sample_cells(curb_band, int(1200 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if all((px - x) ** 2 + (py - y) ** 2 > 11.0 ** 2 for px, py in poles[-300:]):
+            poles.append((x, y))
+            g = ground_k(ix, iy)
+            w = 0.4 if rng.random() < 0.5 else 0.3
+            stamp_rect(x, y, 0.0, w, w, g + 1, NZ - 1, POLE)
+    nsign = 0
+    for ix, iy in sample_cells(curb_band, int(1500 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if all((px - x) ** 2 + (py - y) ** 2 > 5.0 ** 2 for px, py in poles[-300:]):
+            poles.append((x, y))
+            g = ground_k(ix, iy)
+            top = float(rng.uniform(2.4, 3.2))
+            stamp_rect(x, y, 0.0, 0.3, 0.3, g + 1, kh(top - 0.6), POLE)
+            nx_, ny_ = normal_at(ix, iy)
+            yaw = math.atan2(ny_, nx_)  # plate faces the road: spans across the sidewalk normal
+            pw_ = float(rng.uniform(0.7, 1.2))
+            stamp_rect(x, y, yaw + math.pi / 2, pw_, 0.3, kh(top - 0.8) + 1, kh(top), TRAFFIC_SIGN)
+            nsign += 1
+    stats["poles_and_signs"] = len(poles)
+    stats["signs"] = nsign
+    obj_band = side & (d >= front - 1.2) & (d < front - 0.3)
+    for ix, iy in sample_cells(obj_band, int(900 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        g = ground_k(ix, iy)
+        nx_, ny_ = normal_at(ix, iy)
+        yaw = math.atan2(-nx_, ny_)
+        r = rng.random()
+        if r < 0.25:  # parked bicycles (racks of 1-4)
+            for q in range(int(rng.integers(1, 5))):
+                stamp_rect(x + q * 0.7 * nx_, y + q * 0.7 * ny_, yaw + math.pi / 2, 1.7, 0.5, g + 1, g + kh(1.0) - K_ROAD,
+                           BICYCLE, overwrite=False)
+        elif r < 0.42:
+            stamp_rect(x, y, yaw, 2.0, 0.8, g + 1, g + kh(1.2) - K_ROAD, MOTORCYCLE, overwrite=False)
+        elif r < 0.72:  # standing / waiting people
+            stamp_rect(x, y, 0.0, 0.5, 0.5, g + 1, g + kh(1.7) - K_ROAD, PERSON, overwrite=False)
+        elif r < 0.9:  # bins, benches (raw 99 other-object: ignored by the metric)
+            stamp_rect(x, y, yaw, 1.2, 0.6, g + 1, g + kh(1.0) - K_ROAD, OTHER_OBJECT, overwrite=False)
+        else:  # shelters, kiosks (raw 52 other-structure: ignored)
+            stamp_rect(x, y, yaw, 3.0, 1.4, g + 1, g + kh(2.5) - K_ROAD, OTHER_STRUCTURE, overwrite=False)
+
+    # ---- parked vehicles ---------------------------------------------------------------------------
+    vehicles: list[tuple[float, float]] = []
+
+    def vehicle(x: float, y: float, yaw: float) -> None:
+        r = rng.random()
+        if r < 0.93:
+            code, L, Wd, Hh = CAR, rng.uniform(3.9, 4.8), rng.uniform(1.7, 1.9), rng.uniform(1.4, 1.6)
+        elif r < 0.965:
+            code, L, Wd, Hh = TRUCK, rng.uniform(6.0, 9.0), rng.uniform(2.3, 2.5), rng.uniform(2.8, 3.5)
+        else:
+            code, L, Wd, Hh = OTHER_VEHICLE, rng.uniform(5.0, 11.0), rng.uniform(2.0, 2.5), rng.uniform(2.0, 3.2)
+        ix, iy = cell_of(x, y)
+        g = ground_k(ix, iy)
+        L, Wd, Hh = float(L), float(Wd), float(Hh)
+        c, s = _c(yaw), _s(yaw)
+        if code == CAR:
+            stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(1.0) - K_ROAD, code, overwrite=False)
+            stamp_rect(x - 0.1 * L * c, y - 0.1 * L * s, yaw, 0.6 * L, Wd - 0.2, g + 1, g + kh(Hh) - K_ROAD, code,
+                       overwrite=False)
+        else:
+            stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(Hh) - K_ROAD, code, overwrite=False)
+        vehicles.append((x, y))
+
+    strip = park & (d >= H + 0.9) & (d < H + 1.3)
+    for ix, iy in sample_cells(strip, int(3000 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if rng.random() < 0.55:
+            continue
+        if all((px - x) ** 2 + (py - y) ** 2 > 7.0 ** 2 for px, py in vehicles[-400:]):
+            nx_, ny_ = normal_at(ix, iy)
+            vehicle(x, y, math.atan2(-nx_, ny_))
+    plot = lot & (zone == 3) & ~taken & (d > front + 2.0)
+    for ix, iy in sample_cells(plot, int(4000 * area_km2 * 4)):
+        x, y = pos_of(ix, iy)
+        if rng.random() < 0.3:
+            continue
+        if all((px - x) ** 2 + (py - y) ** 2 > 3.2 ** 2 for px, py in vehicles[-400:]):
+            nx_, ny_ = normal_at(ix, iy)
+            vehicle(x, y, math.atan2(ny_, nx_))
+    stats["parked_vehicles"] = len(vehicles)
+
+    # ---- moving agents -----------------------------------------------------------------------------
+    world = World(W=W, origin=origin, poses=poses, paths=[], agents=[], stats=stats)
+    for i, pts in enumerate(dense_paths):
+        world.paths.append(_path_from_xy(pts[::5]))
+    for i, p in enumerate(world.paths):
+        if p.length < 20:
+            continue
+        n_cars = max(1, int(p.length / 45.0))
+        for _ in range(n_cars):
+            lane = LANE_OFF if rng.random() < 0.5 else -LANE_OFF
+            if i == route_id:
+                lane = LANE_OFF  # only oncoming traffic on the ego's street
+            v = float(rng.uniform(6.0, 13.0)) * (1 if lane < 0 else -1)
+            r = rng.random()
+            if r < 0.88:
+                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_CAR,
+                                          float(rng.uniform(3.9, 4.8)), float(rng.uniform(1.7, 1.9)), 1.5))
+            else:
+                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_MOTORCYCLIST, 2.0, 0.8, 1.6))
+        hwi, side_off = float(hw[i]), float(hw[i] + pw[i] + sw[i] / 2)
+        for _ in range(max(1, int(p.length / 60.0))):
+            sgn = 1 if rng.random() < 0.5 else -1
+            if hwi >= 4.5:
+                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), -sgn * float(rng.uniform(3.5, 6.5)),
+                                          sgn * (hwi - 0.8), MOVING_BICYCLIST, 1.8, 0.6, 1.7))
+        for _ in range(max(1, int(p.length / 25.0))):
+            sgn = 1 if rng.random() < 0.5 else -1
+            world.agents.append(Agent(i, float(rng.uniform(0, p.length)), float(rng.uniform(-1.6, 1.6)),
+                                      sgn * side_off, MOVING_PERSON, 0.6, 0.5, float(rng.uniform(1.5, 1.9))))
+    stats["moving_agents"] = len(world.agents)
+    return world
+
+
+def stamp_ellipsoid(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float,
+                    code: int) -> None:
+    NX, NY = W.shape[:2]
+    r = rh + CELL
+    i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
+    j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
+    if i0 >= i1 or j0 >= j1:
+        return
+    cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
+    cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
+    cz = -2.0 + CELL * (np.arange(NZ) + 0.5) - z
+    e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + cz[None, None, :] ** 2 / (rv * rv)
+    blk = W[i0:i1, j0:j1]
+    m = (e <= 1.0) & ((blk == 0) | (blk == TERRAIN))
+    m[:, :, :K_ROAD + 1] &= False  # never replace the ground itself
+    blk[m] = code
+
+
+def _rect_cells(x: float, y: float, yaw: float, L: float, Wd: float, origin: np.ndarray, NX: int, NY: int):
+    c, s = _c(yaw), _s(yaw)
+    r = 0.5 * math.hypot(L, Wd) + CELL
+    i0 = max(0, int((x - r - origin[0]) / CELL))
+    i1 = min(NX, int((x + r - origin[0]) / CELL) + 2)
+    j0 = max(0, int((y - r - origin[1]) / CELL))
+    j1 = min(NY, int((y + r - origin[1]) / CELL) + 2)
+    if i0 >= i1 or j0 >= j1:
+        return None
+    cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
+    cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
+    u = c * cx[:, None] + s * cy[None, :]
+    v = -s * cx[:, None] + c * cy[None, :]
+    return (slice(i0, i1), slice(j0, j1)), (np.abs(u) <= L / 2) & (np.abs(v) <= Wd / 2), (i1 - i0) * (j1 - j0)
+
+
+def _all_in(mask: np.ndarray, x: float, y: float, yaw: float, L: float, Wd: float, origin: np.ndarray, NX: int,
+            NY: int) -> bool:
+    rc = _rect_cells(x, y, yaw, L, Wd, origin, NX, NY)
+    if rc is None:
+        return False
+    sl, foot, _ = rc
+    full = foot.sum()
+    expected = L * Wd / (CELL * CELL)
+    return bool(mask[sl][foot].all()) and full >= 0.8 * expected
+
+
+def _mark(mask: np.ndarray, x: float, y: float, yaw: float, L: float, Wd: float, origin: np.ndarray) -> None:
+    rc = _rect_cells(x, y, yaw, L, Wd, origin, mask.shape[0], mask.shape[1])
+    if rc is not None:
+        sl, foot, _ = rc
+        mask[sl] |= foot
