@@ -14,6 +14,7 @@ from typing import Any
 from tabulate import tabulate
 
 RANGES = ("12.8", "25.6", "51.2")
+TC_FRACTIONS = ("pair_agreement", "modal_agreement", "all_agree")
 # Order of reference methods in tables; others follow alphabetically.
 METHOD_ORDER = {"onboard": 0, "average-fusion": 1, "occfiner-voting": 2, "occfiner-stage1": 3, "occfiner": 4}
 DATASET_TITLES = {"occbench-mini": "occbench-mini (SYNTHETIC)", "semantickitti": "SemanticKITTI", "sscbench-kitti360": "SSCBench-KITTI360"}
@@ -57,7 +58,7 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
                           + ["rel. mIoU gain (51.2 m)"], tablefmt="github", disable_numparse=True))
     lines += ["", "Per-class IoU at 51.2 m:", ""]
-    names = list(rows[0][1]["metrics"]["ssc"]["51.2"]["per_class_iou"])
+    names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"]["per_class_iou"] if n != "empty"]  # classes of the mean
     ct = [[d["header"]["method"]["name"]] + [_pct(d["metrics"]["ssc"]["51.2"]["per_class_iou"][n]) for n in names] for _, d in rows]
     lines.append(tabulate(ct, headers=["method"] + names, tablefmt="github", disable_numparse=True))
     city_rows = [(p, d) for p, d in rows if d["metrics"].get("city_map")]
@@ -70,10 +71,10 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
     tc_rows = [(p, d) for p, d in rows if d["metrics"].get("temporal_consistency")]
     if tc_rows:
         lines += ["", "Temporal consistency (static world voxels seen by several frames):", ""]
-        keys = [k for k, v in tc_rows[0][1]["metrics"]["temporal_consistency"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        tt = [[d["header"]["method"]["name"]] + [
-            _pct(d["metrics"]["temporal_consistency"].get(k)) if isinstance(d["metrics"]["temporal_consistency"].get(k), float) else str(d["metrics"]["temporal_consistency"].get(k))
-            for k in keys] for _, d in tc_rows]
+        keys = ["pair_agreement", "modal_agreement", "all_agree", "n_static_voxels", "n_observations"]
+        fmt = lambda k, v: _pct(v) if k in TC_FRACTIONS else ("–" if v is None else f"{v:,}")  # noqa: E731
+        tt = [[d["header"]["method"]["name"]] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys]
+              for _, d in tc_rows]
         lines.append(tabulate(tt, headers=["method"] + keys, tablefmt="github", disable_numparse=True))
     cmds = sorted({d["header"].get("command") or "" for _, d in rows} - {""})
     if cmds:
@@ -99,8 +100,10 @@ def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
     return lines
 
 
-def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results")) -> dict[str, str]:
-    """Render every page; returns {file name: markdown}."""
+def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),
+                 plots_dir: Path | None = None) -> dict[str, str]:
+    """Render every page; returns {file name: markdown}. PNGs named ``<dataset>-<split>-*.png`` in
+    ``plots_dir`` are linked from the page they belong to."""
     results = load_results(results_dir)
     reported = [json.loads(p.read_text()) for p in sorted(Path(reported_dir).glob("*.json"))]
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -136,6 +139,10 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
                 lines += _section(onboard, rows, link_base)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
+        plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []
+        if plots:
+            lines += ["## Pictures", "", "Made with `occbench render` from the runs above (commands in `plots/README.md`).", ""]
+            lines += [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
         lines += _reported(reported, dataset)
         pages[f"{dataset}-{split}.md"] = "\n".join(lines).rstrip() + "\n"
     return pages

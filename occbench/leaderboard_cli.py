@@ -22,7 +22,7 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
         rel = Path(results_dir).resolve().relative_to(Path(out_dir).resolve())
     except ValueError:
         rel = Path(results_dir).resolve()
-    pages = render_pages(results_dir, reported_dir, rel)
+    pages = render_pages(results_dir, reported_dir, rel, Path(out_dir) / "plots")
     if check:
         stale = stale_pages(pages, out_dir)
         if stale:
