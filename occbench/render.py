@@ -59,6 +59,19 @@ def error_image(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return _to_image(rgb)
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure atomically (temporary file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def panel(images: list[np.ndarray], titles: list[str], path: str | Path, scale: int = 2) -> Path:
     """Save images side by side with titles as one PNG (matplotlib, Agg backend)."""
     import matplotlib
@@ -73,13 +86,7 @@ def panel(images: list[np.ndarray], titles: list[str], path: str | Path, scale: 
         ax.set_title(t, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
 
 
 def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -> Path:
@@ -101,13 +108,7 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -
         a.grid(alpha=0.3)
     a2.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
 
 
 def decode_world_keys(keys: np.ndarray) -> np.ndarray:
