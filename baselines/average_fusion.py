@@ -13,7 +13,7 @@ from occbench.methods import OffboardMethod, OnboardSequence
 @dataclass(frozen=True)
 class AverageFusionOptions:
     n: int = 25                   # window radius (scans)
-    empty_policy: str = "vote"    # how class 0 takes part (baselines/voting/config.py)
+    empty_policy: str = "occupancy"  # how class 0 takes part (baselines/voting/config.py; chosen on mini val)
     device: str | None = None     # None: cuda if available, else cpu
 
 

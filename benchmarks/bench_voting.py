@@ -1,91 +1,196 @@
-"""Throughput of region-centric voting: reference vs fast engine, n = 5, 10, 25.
+"""Throughput of region-centric voting on occbench-mini val: reference vs fast engine (numba and torch backends).
 
-Data: occbench-mini val (sequence 08 of ``$OCCBENCH_MINI`` if set: predictions of
-``voxformer-sim``), else a synthetic static scene seen from real sequence-08 poses (scans 1000..).
-Targets: every 5th scan (the labelled frames). Reported: targets per second (``extra_info``), and
-the projected time for real sequence 08 (815 labelled targets of 4071 scans).
+Data: sequence 08 of occbench-mini val (``--root``, else ``$OCCBENCH_MINI``, else the default mini root
+``~/.cache/occbench/mini`` if generated; predictions of ``voxformer-sim``, camera weights, the default
+config otherwise). Without mini the synthetic scene of ``baselines.voting.synthetic`` seen from real
+sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled frames), as on real data.
+One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
 
-    pytest benchmarks/bench_voting.py --benchmark-only --benchmark-columns=mean,rounds -s
+Reported per implementation and ``n``: targets/s in the steady state (the window slides by 5 scans per
+target: 5 scans enter, 5 leave), the time of the first target (builds the whole window), and the projected
+time for real sequence 08 (815 labelled targets of 4,071 scans): ``first + 814 / steady`` for the engine,
+``815 / rate`` for the reference; the prediction reads (``frames``, measured separately, once per scan for
+the engine, ``2n+1`` per target for the reference) are added on top.
+
+    python benchmarks/bench_voting.py [--root ROOT] [--n 5 10 25] [--targets 10]
+    pytest benchmarks/bench_voting.py --benchmark-only -s      # the same measurements through pytest-benchmark
 """
 from __future__ import annotations
 
+import argparse
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from baselines.voting import VotingConfig, VotingEngine, default_device, vote_frame_reference
+from baselines.voting import SensorWeights, VotingConfig, VotingEngine, _kernels, vote_frame_reference
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
-SEQ08_TARGETS = 815  # labelled (every 5th) scans of the 4071 of real sequence 08
-STEP, N_TARGETS = 5, 4
+SEQ08_TARGETS, SEQ08_SCANS = 815, 4071  # real sequence 08: labelled (every 5th) scans, all scans
+STEP = 5
 
 
-def _data(num: int):
-    mini = os.environ.get("OCCBENCH_MINI")
-    if mini:
-        from occbench.io.predictions import PredictionStore
-        root = Path(mini)
-        d = root / "sequences" / "08"
-        calib = read_calib(d / "calib.txt")
-        poses = read_poses(d / "poses.txt", calib)
-        store = PredictionStore(root / "predictions" / "voxformer-sim")
-        from occbench.labels import load_label_map
-        lm = load_label_map()
-        cache: dict[int, np.ndarray] = {}
+def mini_root(root: str | Path | None = None) -> Path | None:
+    if root is not None:
+        return Path(root)
+    if os.environ.get("OCCBENCH_MINI"):
+        return Path(os.environ["OCCBENCH_MINI"])
+    from occbench.datasets.mini import default_mini_root
 
-        def frames(i: int) -> np.ndarray:
-            if i not in cache:
-                cache[i] = lm.to_train(store.read("08", i)).astype(np.uint8).reshape(256, 256, 32)
-            return cache[i]
-        return "mini-08", calib, poses, frames
-    calib = read_calib(SEQ08 / "calib.txt")
-    poses = read_poses(SEQ08 / "poses.txt", calib)[1000:1000 + num]
-    seq = SyntheticSequence(poses, seed=1)
-    grids = [seq.noisy(i) for i in range(num)]
-    return "synthetic-08-poses", calib, poses, grids.__getitem__
+    r = default_mini_root()
+    return r if (r / "mini.json").is_file() else None
 
 
+class Data:
+    """Sequence 08 of mini val (predictions read once, kept in memory) or the synthetic fallback."""
+
+    def __init__(self, root: Path | None, model: str = "voxformer-sim", max_scans: int | None = None):
+        if root is not None:
+            from occbench.datasets import OccbenchMini
+
+            ds = OccbenchMini(root, split="val", onboard=model, generate=False, progress=False)
+            seq = ds["08"]
+            self.name = f"mini-val-08 ({model})"
+            self.calib, self.poses = seq.calib, seq.poses
+            self.image_size = tuple(seq.image_size)
+            self._read = seq.prediction
+        else:
+            num = max_scans or 120
+            self.calib = read_calib(SEQ08 / "calib.txt")
+            self.poses = read_poses(SEQ08 / "poses.txt", self.calib)[1000:1000 + num]
+            syn = SyntheticSequence(self.poses, seed=1)
+            self.name = "synthetic scene, real seq-08 poses 1000.. (mini not found)"
+            self.image_size = (1220, 370)
+            self._read = syn.noisy
+        self.num = len(self.poses) if max_scans is None else min(max_scans, len(self.poses))
+        self.poses = self.poses[: self.num]
+        self._cache: dict[int, np.ndarray] = {}
+        self.read_s: list[float] = []
+
+    def frames(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            t0 = time.perf_counter()
+            self._cache[i] = np.ascontiguousarray(self._read(i), dtype=np.uint8)
+            self.read_s.append(time.perf_counter() - t0)
+        return self._cache[i]
+
+    def preload(self) -> None:
+        for i in range(self.num):
+            self.frames(i)
+
+    @property
+    def read_per_scan(self) -> float:
+        return float(np.median(self.read_s)) if self.read_s else 0.0
+
+
+def config(n: int, data: Data) -> VotingConfig:
+    return VotingConfig(n=n, weights=SensorWeights(kind="camera", image_size=data.image_size))  # type: ignore[arg-type]
+
+
+def targets_for(n: int, data: Data, k: int) -> list[int]:
+    """1 + k labelled targets whose windows are not clipped by the sequence ends (where possible)."""
+    start = ((n + STEP - 1) // STEP) * STEP
+    ts = [t for t in range(start, data.num - n, STEP)] or [t for t in range(0, data.num, STEP)]
+    return ts[: k + 1]
+
+
+def time_engine(data: Data, n: int, k: int, backend: str) -> dict:
+    cfg = config(n, data)
+    ts = targets_for(n, data, k)
+    eng = VotingEngine(data.frames, data.poses, data.calib, cfg, device="cpu", backend=backend)
+    t0 = time.perf_counter()
+    eng.vote(ts[0])
+    first = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for t in ts[1:]:
+        eng.vote(t)
+    steady = (len(ts) - 1) / (time.perf_counter() - t1) if len(ts) > 1 else float("nan")
+    proj = first + (SEQ08_TARGETS - 1) / steady + SEQ08_SCANS * data.read_per_scan
+    return {"impl": f"fast-{backend}", "n": n, "targets": len(ts) - 1, "first_s": first, "tps": steady, "proj_s": proj}
+
+
+def time_reference(data: Data, n: int, k: int = 1) -> dict:
+    cfg = config(n, data)
+    ts = targets_for(n, data, k)[:k]
+    t0 = time.perf_counter()
+    for t in ts:
+        vote_frame_reference(t, data.frames, data.poses, data.calib, cfg)
+    rate = len(ts) / (time.perf_counter() - t0)
+    proj = SEQ08_TARGETS / rate + SEQ08_TARGETS * (2 * n + 1) * data.read_per_scan
+    return {"impl": "reference", "n": n, "targets": len(ts), "first_s": 1 / rate, "tps": rate, "proj_s": proj}
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| implementation | n | targets timed | first target (s) | steady targets/s | projected real seq 08 (min) |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['impl']} | {r['n']} | {r['targets']} | {r['first_s']:.2f} | {r['tps']:.3f} | {r['proj_s'] / 60:.1f} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=None)
+    ap.add_argument("--model", default="voxformer-sim")
+    ap.add_argument("--n", type=int, nargs="+", default=[5, 10, 25])
+    ap.add_argument("--reference-n", type=int, nargs="*", default=[5, 25])
+    ap.add_argument("--targets", type=int, default=10, help="steady-state targets timed per engine run")
+    ap.add_argument("--backends", nargs="+", default=["numba", "torch"] if _kernels.AVAILABLE else ["torch"])
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    data = Data(mini_root(a.root), a.model)
+    data.preload()
+    print(f"data: {data.name}, {data.num} scans; prediction read {1e3 * data.read_per_scan:.1f} ms/scan (median); "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+    # warm-up outside the timed calls: numba compilation (or cached machine code load)
+    for b in a.backends:
+        VotingEngine(data.frames, data.poses[:2], data.calib, config(0, data), device="cpu", backend=b).vote(0)
+    rows = []
+    for n in a.n:
+        for b in a.backends:
+            rows.append(time_engine(data, n, a.targets, b))
+            print(rows[-1], flush=True)
+    for n in a.reference_n:
+        rows.append(time_reference(data, n))
+        print(rows[-1], flush=True)
+    print(table(rows))
+
+
+# ------------------------------------------------------------------------------------ pytest-benchmark
 @pytest.fixture(scope="module")
 def data():
-    return _data(2 * 25 + STEP * N_TARGETS + 1)
+    torch.set_num_threads(1)
+    d = Data(mini_root(), max_scans=None if mini_root() else 2 * 25 + STEP * 4 + 1)
+    d.preload()
+    return d
 
 
-def _targets(n: int, num: int) -> list[int]:
-    t0 = min(n, num - 1)
-    return [t for t in range(t0, num, STEP)][:N_TARGETS]
+def _report(benchmark, row: dict) -> None:
+    benchmark.extra_info.update(targets_per_s=row["tps"], projected_seq08_s=row["proj_s"])
+    print(f"\n[{row['impl']} n={row['n']}] {row['tps']:.3f} targets/s -> projected real seq 08: {row['proj_s'] / 60:.1f} min")
 
 
-def _report(benchmark, name, n, ntargets):
-    fps = ntargets / benchmark.stats.stats.mean
-    benchmark.extra_info.update(targets_per_s=fps, projected_seq08_s=SEQ08_TARGETS / fps, device=str(default_device()))
-    print(f"\n[{name} n={n}] {fps:.3f} targets/s -> projected real seq 08 ({SEQ08_TARGETS} targets): "
-          f"{SEQ08_TARGETS / fps / 60:.1f} min on {default_device()}")
-
-
-@pytest.mark.parametrize("n", [5, 10, 25])
-def test_bench_fast(benchmark, data, n):
-    """Sliding window over N_TARGETS consecutive labelled targets (includes the first, full build)."""
-    name, calib, poses, frames = data
-    from baselines.voting import SensorWeights
-    cfg = VotingConfig(n=n, weights=SensorWeights(kind="camera"))
-    targets = _targets(n, len(poses))
-
-    def run():
-        for _ in VotingEngine(frames, poses, calib, cfg).run(targets):
-            pass
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    _report(benchmark, f"fast {name}", n, len(targets))
+@pytest.mark.parametrize("n", [5, 25])
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_bench_fast(benchmark, data, n, backend):
+    if backend == "numba" and not _kernels.AVAILABLE:
+        pytest.skip("numba not installed")
+    row: dict = {}
+    benchmark.pedantic(lambda: row.update(time_engine(data, n, 4, backend)), rounds=1, iterations=1)
+    _report(benchmark, row)
 
 
 @pytest.mark.parametrize("n", [5, 25])
 def test_bench_reference(benchmark, data, n):
-    name, calib, poses, frames = data
-    from baselines.voting import SensorWeights
-    cfg = VotingConfig(n=n, weights=SensorWeights(kind="camera"))
-    t = _targets(n, len(poses))[0]
-    benchmark.pedantic(lambda: vote_frame_reference(t, frames, poses, calib, cfg), rounds=1, iterations=1)
-    _report(benchmark, f"reference {name}", n, 1)
+    row: dict = {}
+    benchmark.pedantic(lambda: row.update(time_reference(data, n)), rounds=1, iterations=1)
+    _report(benchmark, row)
+
+
+if __name__ == "__main__":
+    main()

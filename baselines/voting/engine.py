@@ -1,39 +1,59 @@
 """Fast region-centric voting: a running world-frame vote map over a sliding window of scans.
 
 Each source scan is registered once into a vote map whose cells are the 0.2 m voxels of a fixed
-world lattice (the lattice of scan 0's grid, i.e. poses taken relative to ``poses[0]``). The map is
-block-sparse (voxel hashing without a hash): a dense int32 index over the sequence's bounding box in
-blocks of ``block^3`` cells points into a pool of dense ``(block^3, C)`` vote blocks, allocated when a
-scan first touches a block and freed when no scan in the window touches it any more. The map holds
-the integer class votes of the scans currently in the window. Moving
-from one target to the next adds the scans entering the window and subtracts those leaving it, so
-the cost per target depends on the target spacing and on the window's spatial extent, not on the
+world lattice (the lattice of scan 0's grid, i.e. poses taken relative to ``poses[0]``). Moving from
+one target to the next adds the scans entering the window and subtracts those leaving it (integer
+weights: the subtraction is exact), so the cost per target depends on the target step, not on the
 number of scans ``2n+1``. A target's refined grid is read by looking up the world cell that holds
 each of its voxel centres.
+
+Map layout (dense over the window, empty votes implicit):
+
+* ``cov``: one integer per world cell of a dense box covering the footprints of the window's scans
+  (re-based, by copying the overlap, when a scan entering the window leaves the box): the empty votes
+  of the cell (summed empty-vote weight of the empty source voxels registered into it). It is only
+  kept when empty votes count (``cfg.empty_votes``).
+* ``c2r``: per cell of the same box, the row of the cell in ``rows`` (-1: no occupied vote).
+* ``rows``: one row per cell with at least one occupied vote: column 0 counts the occupied source
+  voxels in the cell, column ``k >= 1`` holds the votes of class ``k``. A cell's first occupied entry
+  takes the next unused row (bump allocation, so that cells first seen together, by one scan, stay
+  together in memory); a cell whose last entry leaves the window drops its row (all-zero votes), and
+  dropped rows are squeezed out (order kept) when the table is full.
+
+The votes are exactly those of a dense ``(cells, C)`` map (class 0 in ``cov``), but a scan costs one
+pass over its voxels for ``cov`` (no per-class storage for the ~90 % of cells that only ever get empty
+votes) and one over its occupied voxels for ``rows``. The per-scan occupied voxel lists (ascending flat
+indices and classes) are kept while the scan is in the window, for its removal; nothing else is cached.
 
 Discretisation: the reference (``vote_frame_reference``) voxelises every source centre directly in
 the target lattice; here source centres are voxelised in the world lattice and target centres
 look up their world cell. The two coincide whenever the target lattice equals the world lattice up
 to an integer voxel shift (then labels are identical); for rotated targets a source vote can land
 in a neighbouring target voxel. The target's own scan is always counted exactly (its centres and
-its look-ups fall in the same cells). ``tests/test_voting_engine.py`` bounds the share of voxels
+its look-ups fall in the same cells). ``tests/test_voting_seq08.py`` bounds the share of voxels
 whose label differs from the reference on real sequence-08 poses.
 
-Runs on CUDA when available (``device=None``), else vectorised on the CPU with torch.
+Backends: ``numba`` (one compiled pass per scan, CPU; the default on CPU when numba is installed)
+and ``torch`` (vectorised; CUDA when available, also the CPU fallback). Both evaluate the same float64
+sums and floors and give identical labels (tested).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from occbench.geometry import ORIGIN, VOXEL_SIZE, grid_centres
+from occbench.geometry import ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration
 
+from . import _kernels
 from .config import VotingConfig, VotingConfigError
 from .reference import FrameSource, check_frame, window
 from .weights import weight_grids
+
+_POLICY_CODE = {"vote": 0, "occupancy": 1, "ignore": 2}
+BACKENDS = ("auto", "numba", "torch")
 
 
 def default_device() -> torch.device:
@@ -51,11 +71,41 @@ def decide_labels_torch(votes: torch.Tensor, empty_policy: str) -> torch.Tensor:
     return torch.where(occupied, label, torch.zeros_like(label))
 
 
+def _affine(T: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(P (3, X, Y), c (3, Z))`` float64 with world cell of voxel ``(i, j, k)`` = ``floor(P[:, i, j] + c[:, k])``.
+
+    In voxel units the world position of the centre of ``idx`` is ``R idx + b`` with
+    ``b = R (origin / 0.2 + 0.5) + (t - origin) / 0.2``; ``P`` holds the ``i``, ``j`` terms and ``b``,
+    ``c`` the ``k`` term. Both backends add ``P`` and ``c`` in float64 and floor: the same cells.
+    """
+    R, t = T[:3, :3], T[:3, 3]
+    org = np.asarray(ORIGIN, np.float64)
+    b = R @ (org / VOXEL_SIZE + 0.5) + (t - org) / VOXEL_SIZE
+    X, Y, Z = shape
+    i = np.arange(X, dtype=np.float64)
+    j = np.arange(Y, dtype=np.float64)
+    k = np.arange(Z, dtype=np.float64)
+    P = (i[None, :, None] * R[:, 0, None, None] + b[:, None, None]) + j[None, None, :] * R[:, 1, None, None]
+    c = k[None, :] * R[:, 2, None]
+    return np.ascontiguousarray(P), np.ascontiguousarray(c)
+
+
+def _footprint(T: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive (lo, hi) world cells that scan ``T``'s voxel centres can fall in (1-cell margin)."""
+    P, c = _affine(T, shape)
+    corners = P[:, [0, 0, -1, -1], [0, -1, 0, -1]]  # (3, 4): the map is affine, extremes are at corners
+    v = (corners[:, :, None] + c[:, None, [0, -1]]).reshape(3, -1)
+    return np.floor(v.min(1)).astype(np.int64) - 1, np.floor(v.max(1)).astype(np.int64) + 1
+
+
 class VotingEngine:
     """Sliding-window voting over one sequence.
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
     ``N = len(poses_lidar)``); it is called once per scan per entry into the window.
+    ``backend``: ``"auto"`` (numba on CPU when installed, else torch), ``"numba"`` or ``"torch"``.
+    ``lookahead``: when the map box is re-based it is sized for the scans up to ``lookahead`` beyond
+    the window, so that it is re-based about every ``lookahead`` scans.
     """
 
     def __init__(
@@ -65,165 +115,275 @@ class VotingEngine:
         calib: Calibration | None,
         cfg: VotingConfig,
         device: str | torch.device | None = None,
-        block: int = 8,
+        backend: str = "auto",
+        lookahead: int = 10,
     ) -> None:
         poses = np.asarray(poses_lidar, np.float64)
         if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
             raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
+        if backend not in BACKENDS:
+            raise VotingConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.frames = frames
         self.cfg = cfg
         self.num_frames = len(poses)
         self.device = torch.device(device) if device is not None else default_device()
+        if backend == "auto":
+            backend = "numba" if self.device.type == "cpu" and _kernels.AVAILABLE else "torch"
+        if backend == "numba" and (self.device.type != "cpu" or not _kernels.AVAILABLE):
+            raise VotingConfigError("the numba backend needs numba and device='cpu'")
+        self.backend = backend
+        self.lookahead = max(0, int(lookahead))
         # world = LiDAR frame of scan 0 (keeps coordinates small and the lattice of scan 0)
-        rel = np.linalg.inv(poses[0]) @ poses
-        self._poses = torch.as_tensor(rel, dtype=torch.float64, device=self.device)
-        shape = tuple(cfg.grid_shape)
+        self._rel = np.linalg.inv(poses[0]) @ poses
+        shape = tuple(int(s) for s in cfg.grid_shape)
         self._shape = shape
-        self._centres = torch.as_tensor(grid_centres(shape).reshape(-1, 3), dtype=torch.float64, device=self.device)
+        self._nvox = int(np.prod(shape))
+        fp = [_footprint(T, shape) for T in self._rel]
+        self._fp_lo = np.stack([f[0] for f in fp])
+        self._fp_hi = np.stack([f[1] for f in fp])
         w_occ, w_emp = weight_grids(cfg, calib)
         # largest possible vote sum of a cell: window scans x (<= 27 centres of one scan per cell) x max weight
         bound = (2 * cfg.n + 1) * 27 * int(max(w_occ.max(initial=0), w_emp.max(initial=0)))
-        self._vdtype = torch.int32 if bound < 2**31 - 1 else torch.int64
-        self._w_occ = torch.as_tensor(w_occ.reshape(-1), device=self.device).to(self._vdtype)
-        self._w_emp = torch.as_tensor(w_emp.reshape(-1), device=self.device).to(self._vdtype)
-        self._origin = torch.tensor(np.array(ORIGIN), dtype=torch.float64, device=self.device)
+        self._np_vdtype = np.int32 if bound < 2**31 - 1 else np.int64
+        self._vdtype = torch.int32 if self._np_vdtype == np.int32 else torch.int64
+        self._has_cov = bool(cfg.empty_votes)
+        self._w_occ = np.ascontiguousarray(w_occ.reshape(-1).astype(self._np_vdtype))
+        self._w_emp = np.ascontiguousarray(w_emp.reshape(-1).astype(self._np_vdtype))
+        self._w_pos = None if bool((w_occ > 0).all()) else (w_occ.reshape(-1) > 0)
+        if self.backend == "torch":
+            self._tw_occ = torch.as_tensor(self._w_occ, device=self.device)
+            self._tw_emp = torch.as_tensor(self._w_emp, device=self.device)
         C = cfg.num_classes
-        # block-sparse world map over the bounding box of every scan's grid
-        if block < 1 or block & (block - 1):
-            raise VotingConfigError(f"block must be a power of two, got {block}")
-        self._B = int(block)
-        self._shift = self._B.bit_length() - 1
-        self._ar = [torch.arange(n, dtype=torch.float64, device=self.device) for n in shape]
-        corners = grid_centres(shape)[[0, -1]][:, [0, -1]][:, :, [0, -1]].reshape(-1, 3)
-        wc = np.einsum("nij,kj->nki", rel[:, :3, :3], corners) + rel[:, None, :3, 3]
-        lo_cell = np.floor((wc.reshape(-1, 3).min(0) - ORIGIN) / VOXEL_SIZE).astype(np.int64) - 1
-        hi_cell = np.floor((wc.reshape(-1, 3).max(0) - ORIGIN) / VOXEL_SIZE).astype(np.int64) + 1
-        self._lo_block = torch.as_tensor(np.floor_divide(lo_cell, self._B), device=self.device)
-        nb = np.floor_divide(hi_cell, self._B) - np.floor_divide(lo_cell, self._B) + 1
-        self._nb = tuple(int(x) for x in nb)
-        self._index = torch.full((int(np.prod(nb)),), -1, dtype=torch.int64, device=self.device)
-        self._bv = self._B**3
-        self._pool = torch.zeros((0, self._bv * C), dtype=self._vdtype, device=self.device)
-        self._count = torch.zeros(0, dtype=torch.int64, device=self.device)  # entries per slot
-        self._free = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self._C = C
+        # dense local map (allocated on the first window)
+        self._lo = np.zeros(3, np.int64)
+        self._dims = np.zeros(3, np.int64)
+        self._cov = torch.zeros(0, dtype=self._vdtype, device=self.device)
+        self._c2r = torch.full((0,), -1, dtype=torch.int32, device=self.device)
+        self._rows = torch.zeros((0, C), dtype=self._vdtype, device=self.device)
+        self._top = np.zeros(1, np.int64)  # rows [0, top) are in use or dropped; [top, cap) unused
+        self.min_rows = 4096  # smallest growth of the row table
+        self.compactions = 0
         self._window: tuple[int, int] | None = None
-        self._cache: dict[int, torch.Tensor] = {}
+        self._occ: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # scan -> (flat voxel index int32, class uint8)
 
-    # -- geometry -------------------------------------------------------------------------------
-    def _cells(self, s: int, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(block number, cell offset in block) of the world cells holding the (masked) centres of scan ``s``.
+    # -- the dense local map --------------------------------------------------------------------
+    @property
+    def _strides(self) -> tuple[int, int]:
+        return int(self._dims[1] * self._dims[2]), int(self._dims[2])
 
-        In voxel units the world position of centre ``idx`` is ``R idx + b`` with
-        ``b = R (origin / 0.2 + 0.5) + (t - origin) / 0.2``; it is evaluated separably per axis.
-        """
-        T = self._poses[s]
-        R, t = T[:3, :3], T[:3, 3]
-        b = R @ (self._origin / VOXEL_SIZE + 0.5) + (t - self._origin) / VOXEL_SIZE
-        X, Y, Z = self._shape
-        sh, m = self._shift, self._B - 1
-        nb = self._nb
-        bflat = torch.zeros((), dtype=torch.int64, device=self.device)
-        ooff = torch.zeros((), dtype=torch.int64, device=self.device)
-        for d in range(3):  # contiguous per-component arithmetic (much faster than (V, 3) strided views)
-            comp = (self._ar[0] * R[d, 0] + b[d]).view(X, 1, 1) + (self._ar[1] * R[d, 1]).view(1, Y, 1) \
-                + (self._ar[2] * R[d, 2]).view(1, 1, Z)
-            cd = torch.floor(comp).to(torch.int64).view(-1)
-            if mask is not None:
-                cd = cd[mask]
-            bflat = bflat * nb[d] + ((cd >> sh) - self._lo_block[d])
-            ooff = (ooff << sh) + (cd & m)
-        return bflat, ooff
+    def _contains(self, lo: np.ndarray, hi: np.ndarray) -> bool:
+        return bool(np.all(lo >= self._lo) and np.all(hi < self._lo + self._dims))
 
-    def _entries(self, s: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(block number, offset * C + class, weight) of the votes scan ``s`` casts."""
-        g = self._cache[s]
-        if self.cfg.empty_votes:
-            mask = None
-            cls = g.to(torch.int64)
-            w = torch.where(cls > 0, self._w_occ, self._w_emp)
-        else:
-            mask = g > 0
-            cls = g[mask].to(torch.int64)
-            w = self._w_occ[mask]
-        blk, off = self._cells(s, mask)
-        keep = w != 0
-        if not bool(keep.all()):
-            blk, off, cls, w = blk[keep], off[keep], cls[keep], w[keep]
-        return blk, off * self.cfg.num_classes + cls, w
-
-    def _load(self, s: int) -> None:
-        g = check_frame(self.frames(s), s, self.cfg)
-        self._cache[s] = torch.as_tensor(np.ascontiguousarray(g).reshape(-1), device=self.device)
-
-    # -- the running map ------------------------------------------------------------------------
-    def _alloc(self, blocks: torch.Tensor) -> None:
-        """Give a pool slot to every block in ``blocks`` (unique) that has none."""
-        new = blocks[self._index[blocks] < 0]
-        k = new.numel()
-        if k == 0:
+    def _rebase(self, lo: int, hi: int) -> None:
+        """Make the box cover the footprints of scans ``lo .. hi`` (and ``lookahead`` more), keeping the content."""
+        need_lo = self._fp_lo[lo:hi + 1].min(0)
+        need_hi = self._fp_hi[lo:hi + 1].max(0)
+        if self._cov.numel() + self._c2r.numel() and self._contains(need_lo, need_hi):
             return
-        if self._free.numel() < k:
-            old = self._pool.shape[0]
-            grow = max(k - self._free.numel(), old // 2, 64)
-            self._pool = torch.cat([self._pool, self._pool.new_zeros((grow, self._pool.shape[1]))])
-            self._count = torch.cat([self._count, self._count.new_zeros(grow)])
-            self._free = torch.cat([self._free, torch.arange(old, old + grow, device=self.device)])
-        self._index[new] = self._free[:k]
-        self._free = self._free[k:]
+        ahead = min(self.num_frames - 1, hi + self.lookahead)
+        new_lo = self._fp_lo[lo:ahead + 1].min(0)
+        new_hi = self._fp_hi[lo:ahead + 1].max(0)
+        dims = new_hi - new_lo + 1
+        n = int(np.prod(dims))
+        c2r = torch.full((n,), -1, dtype=torch.int32, device=self.device)
+        cov = torch.zeros(n if self._has_cov else 0, dtype=self._vdtype, device=self.device)
+        if self._c2r.numel():
+            a = np.maximum(self._lo, new_lo)
+            b = np.minimum(self._lo + self._dims, new_lo + dims)
+            if np.all(b > a):
+                so = tuple(slice(int(x - o), int(y - o)) for x, y, o in zip(a, b, self._lo))
+                sn = tuple(slice(int(x - o), int(y - o)) for x, y, o in zip(a, b, new_lo))
+                c2r.view(*dims.tolist())[sn] = self._c2r.view(*self._dims.tolist())[so]
+                if self._has_cov:
+                    cov.view(*dims.tolist())[sn] = self._cov.view(*self._dims.tolist())[so]
+        self._lo, self._dims, self._c2r, self._cov = new_lo, dims, c2r, cov
+
+    def _reserve(self, k: int) -> None:
+        """At least ``k`` unused rows: squeeze out the dropped rows (keeping the order), grow if still short."""
+        top, cap = int(self._top[0]), self._rows.shape[0]
+        if top + k <= cap:
+            return
+        live = self._rows[:top, 0] > 0
+        nlive = int(live.sum())
+        if nlive < top:
+            new_of_old = torch.cumsum(live, 0, dtype=torch.int32) - 1
+            self._rows[:nlive] = self._rows[:top][live]
+            self._rows[nlive:top] = 0
+            m = self._c2r >= 0
+            self._c2r[m] = new_of_old[self._c2r[m].to(torch.int64)]
+            self._top[0] = top = nlive
+            self.compactions += 1
+        if 4 * (top + k) > 3 * cap:  # still (nearly) full: grow to twice what is needed
+            grow = max(2 * (top + k) - cap, self.min_rows)
+            self._rows = torch.cat([self._rows, self._rows.new_zeros((grow, self._C))])
+
+    def _reset(self) -> None:
+        self._cov.zero_()
+        self._c2r.fill_(-1)
+        self._rows.zero_()
+        self._top[0] = 0
+        self._occ.clear()
+
+    # -- one scan in / out ----------------------------------------------------------------------
+    def _load(self, s: int) -> None:
+        g = np.ascontiguousarray(check_frame(self.frames(s), s, self.cfg)).reshape(-1)
+        m = g > 0
+        if self._w_pos is not None:
+            m &= self._w_pos
+        idx = np.flatnonzero(m).astype(np.int32)
+        self._occ[s] = (idx, g[idx])
 
     def _apply(self, s: int, sign: int) -> None:
-        blk, col, w = self._entries(s)
+        idx, cls = self._occ[s]
+        P, c = _affine(self._rel[s], self._shape)
+        s0, s1 = self._strides
         if sign > 0:
-            touched = torch.zeros_like(self._index, dtype=torch.bool)
-            touched[blk] = True
-            self._alloc(torch.nonzero(touched).squeeze(1))
-        slot = self._index[blk]
-        self._pool.view(-1).index_add_(0, slot * self._pool.shape[1] + col, w if sign > 0 else -w)
-        self._count.index_add_(0, slot, torch.full_like(slot, sign))
-        if sign < 0:  # free the slots no scan in the window touches any more (their votes are all 0)
-            empty = torch.nonzero(self._count == 0).squeeze(1)
-            live = self._index >= 0
-            gone = live.clone()
-            gone[live] = torch.isin(self._index[live], empty)
-            if bool(gone.any()):
-                self._free = torch.cat([self._free, self._index[gone]])
-                self._index[gone] = -1
+            self._reserve(len(idx))
+        if self.backend == "numba":
+            lo = self._lo
+            if self._has_cov:
+                _kernels.coverage(P, c, lo, s0, s1, self._w_emp, idx, self._cov.numpy(), sign)
+            rc = _kernels.occupied(idx, cls, P, c, lo, s0, s1, self._w_occ, self._c2r.numpy(), self._rows.numpy(),
+                                   self._top, sign)
+            if rc != 0:  # pragma: no cover - _reserve guarantees enough rows
+                raise RuntimeError("voting engine: out of free rows")
+            return
+        self._apply_torch(idx, cls, P, c, sign)
 
+    # torch twin of the kernels ----------------------------------------------------------------
+    def _keys_torch(self, P: np.ndarray, c: np.ndarray, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Map keys of the world cells of all voxels (``idx`` None) or of flat voxel indices ``idx``."""
+        Pt = torch.as_tensor(P, device=self.device)
+        ct = torch.as_tensor(c, device=self.device)
+        s0, s1 = self._strides
+        strides = (s0, s1, 1)
+        if idx is not None:
+            Y, Z = self._shape[1], self._shape[2]
+            k = idx % Z
+            ij = idx // Z
+            i, j = ij // Y, ij % Y
+        key = None
+        for d in range(3):
+            if idx is None:
+                comp = Pt[d].unsqueeze(2) + ct[d].view(1, 1, -1)
+            else:
+                comp = Pt[d][i, j] + ct[d][k]
+            cd = torch.floor(comp).to(torch.int64).view(-1).sub_(int(self._lo[d]))
+            if strides[d] != 1:
+                cd.mul_(strides[d])
+            key = cd if key is None else key.add_(cd)
+        assert key is not None
+        return key
+
+    def _apply_torch(self, idx_np: np.ndarray, cls_np: np.ndarray, P: np.ndarray, c: np.ndarray, sign: int) -> None:
+        C = self._C
+        idx = torch.as_tensor(idx_np.astype(np.int64), device=self.device)
+        if self._has_cov:  # empty votes: every voxel but the occupied ones
+            keys = self._keys_torch(P, c)
+            w = self._tw_emp.clone() if sign > 0 else -self._tw_emp
+            w[idx] = 0
+            self._cov.index_add_(0, keys, w)
+        if idx.numel() == 0:
+            return
+        cls = torch.as_tensor(cls_np.astype(np.int64), device=self.device)
+        ko = self._keys_torch(P, c, idx)
+        wo = self._tw_occ[idx]
+        r = self._c2r[ko]
+        if sign > 0:
+            new = r < 0
+            if bool(new.any()):
+                kn = ko[new]
+                tmp = torch.arange(kn.numel(), device=self.device, dtype=torch.int32)
+                self._c2r[kn] = -2 - tmp  # one of the entries of each new cell wins the write
+                winner = (-2 - self._c2r[kn]) == tmp
+                nw = int(winner.sum())
+                top = int(self._top[0])
+                self._c2r[kn[winner]] = torch.arange(top, top + nw, device=self.device, dtype=torch.int32)
+                self._top[0] = top + nw
+                r = self._c2r[ko]
+        else:
+            wo = -wo
+        r = r.to(torch.int64)
+        flat = self._rows.view(-1)
+        flat.index_add_(0, r * C + cls, wo)
+        flat.index_add_(0, r * C, torch.full_like(wo, sign))
+        if sign < 0:
+            dead = self._rows[r, 0] == 0
+            if bool(dead.any()):
+                self._c2r[ko[dead]] = -1
+
+    # -- the window -----------------------------------------------------------------------------
     def _update(self, lo: int, hi: int) -> None:
         new = set(range(lo, hi + 1))
         old = set() if self._window is None else set(range(self._window[0], self._window[1] + 1))
         add, rem = sorted(new - old), sorted(old - new)
-        if len(add) + len(rem) >= len(new):  # cheaper to rebuild
-            self._pool.zero_()
-            self._count.zero_()
-            self._index.fill_(-1)
-            self._free = torch.arange(self._pool.shape[0], device=self.device)
-            self._cache.clear()
+        if len(add) + len(rem) >= len(new) and rem:  # cheaper to rebuild
+            self._reset()
             add, rem = sorted(new), []
         for s in rem:
             self._apply(s, -1)
-            del self._cache[s]
+            del self._occ[s]
+        self._rebase(lo, hi)  # after the removals: what is left lies in the new window's footprints
         for s in add:
             self._load(s)
             self._apply(s, +1)
         self._window = (lo, hi)
 
-    def votes(self, target: int) -> torch.Tensor:
-        """(V, C) votes read for every voxel of ``target`` (window must be current)."""
-        C = self.cfg.num_classes
-        blk, off = self._cells(target, None)
-        slot = self._index[blk]
-        missing = slot < 0  # a block no scan of the window voted into (possible when empty does not vote)
-        if self._pool.numel() == 0:
-            return torch.zeros((blk.numel(), C), dtype=self._vdtype, device=self.device)
-        v = self._pool.view(-1, C).index_select(0, slot.clamp(min=0) * self._bv + off)
-        return v.masked_fill_(missing.unsqueeze(1), 0)
-
-    def vote(self, target: int) -> np.ndarray:
-        """Refined grid of one target (moves the window)."""
+    def _move(self, target: int) -> None:
         w = window(target, self.cfg.n, self.num_frames)
         self._update(w.start, w.stop - 1)
-        lab = decide_labels_torch(self.votes(target), self.cfg.empty_policy)
+
+    def votes(self, target: int) -> torch.Tensor:
+        """(V, C) votes read for every voxel of ``target`` (column 0: empty); moves the window."""
+        self._move(target)
+        P, c = _affine(self._rel[target], self._shape)
+        if self.backend == "numba":
+            keys_np = np.empty(self._nvox, np.int64)
+            s0, s1 = self._strides
+            _kernels.keys(P, c, self._lo, s0, s1, keys_np)
+            keys = torch.from_numpy(keys_np)
+        else:
+            keys = self._keys_torch(P, c)
+        out = torch.zeros((self._nvox, self._C), dtype=self._vdtype, device=self.device)
+        if self._has_cov:
+            out[:, 0] = self._cov[keys]
+        r = self._c2r[keys].to(torch.int64)
+        has = torch.nonzero(r >= 0).squeeze(1)
+        v = self._rows[r[has]]
+        v[:, 0] = out[has, 0]
+        out[has] = v
+        return out
+
+    def vote(self, target: int, empty_policy: str | None = None) -> np.ndarray:
+        """Refined grid of one target (moves the window).
+
+        ``empty_policy`` overrides ``cfg.empty_policy`` for this read (the map does not depend on the
+        policy except that ``"vote"``/``"occupancy"`` need empty votes: a map built without them, i.e.
+        with ``"ignore"`` or ``empty_weight=0``, can only be read with ``"ignore"``). Used by the ablation.
+        """
+        self._move(target)
+        policy = self.cfg.empty_policy if empty_policy is None else empty_policy
+        if policy not in _POLICY_CODE:
+            raise VotingConfigError(f"empty_policy must be one of {tuple(_POLICY_CODE)}, got {policy!r}")
+        if policy != "ignore" and not self._has_cov:
+            raise VotingConfigError(f"empty_policy={policy!r} needs a map with empty votes (cfg.empty_votes)")
+        if self.backend == "numba":
+            P, c = _affine(self._rel[target], self._shape)
+            out = np.empty(self._nvox, np.uint8)
+            s0, s1 = self._strides
+            cov = self._cov.numpy() if self._has_cov else np.zeros(1, self._np_vdtype)
+            _kernels.read(P, c, self._lo, s0, s1, cov, self._has_cov, self._c2r.numpy(), self._rows.numpy(),
+                          _POLICY_CODE[policy], out)
+            return out.reshape(self._shape)
+        P, c = _affine(self._rel[target], self._shape)
+        keys = self._keys_torch(P, c)
+        r = self._c2r[keys].to(torch.int64)
+        has = torch.nonzero(r >= 0).squeeze(1)
+        v = self._rows[r[has]]
+        v[:, 0] = self._cov[keys[has]] if self._has_cov else 0
+        lab = torch.zeros(self._nvox, dtype=torch.uint8, device=self.device)
+        lab[has] = decide_labels_torch(v, policy)
         return lab.cpu().numpy().reshape(self._shape)
 
     def run(self, targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
