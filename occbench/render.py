@@ -99,9 +99,11 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
     for label, res in results:
         cur = res["metrics"]["distance"]
-        x = np.asarray(cur["bin_centres"] if "bin_centres" in cur else cur["centres"], float)
-        a1.plot(x, 100 * np.asarray(cur["iou"], float), marker=".", label=label)
-        a2.plot(x, 100 * np.asarray(cur["miou"], float), marker=".", label=label)
+        edges = np.asarray(cur["bin_edges_m"], float)
+        x = (edges[:-1] + edges[1:]) / 2
+        as_float = lambda v: np.array([np.nan if e is None else e for e in v], float)  # noqa: E731  (null = no voxel)
+        a1.plot(x, 100 * as_float(cur["iou"]), marker=".", label=label)
+        a2.plot(x, 100 * as_float(cur["miou"]), marker=".", label=label)
     for a, t in ((a1, "completion IoU (%)"), (a2, "mIoU (%)")):
         a.set_xlabel("distance from the sensor (m)")
         a.set_ylabel(t)
