@@ -196,9 +196,11 @@ def _add_optional_commands() -> None:
     from occbench.leaderboard_cli import leaderboard
     from occbench.render_cli import render
 
+    from baselines.occfiner.command import train
     from occbench.autolabel.command import autolabel
 
     main.add_command(leaderboard)
+    main.add_command(train)
     main.add_command(render)
     main.add_command(autolabel)
     from occbench.synth.command import synth

@@ -76,3 +76,22 @@ def test_lovasz_subsampling_uses_a_subset():
     full, _ = SSCLoss(lovasz_max_voxels=10**6)(logits, gt)
     assert full.item() == exact.item()
     assert sub.item() != exact.item() and abs(sub.item() - exact.item()) < 0.5
+
+
+def test_ssc_loss_gradient_equals_loss_on_the_valid_rows():
+    """CE with ignore_index on the full (P, C) view has the same value and gradient as CE on the gathered valid rows."""
+    torch.manual_seed(2)
+    w = class_weights_tensor()
+    logits = torch.randn(3, 20, 6, 4, 2, requires_grad=True)
+    gt = torch.randint(0, 20, (3, 6, 4, 2), dtype=torch.uint8)
+    gt[1] = 255
+    gt[0, :2] = 255
+    loss, _ = SSCLoss(w)(logits, gt)
+    (g,) = torch.autograd.grad(loss, logits)
+    lg = logits.movedim(1, -1).reshape(-1, 20)
+    tg = gt.reshape(-1).long()
+    m = tg != 255
+    ref = F.cross_entropy(lg[m], tg[m], weight=w) + lovasz_softmax_flat(F.softmax(lg[m], 1), tg[m])
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    assert abs(loss.item() - ref.item()) < 1e-5
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-7)

@@ -49,7 +49,7 @@ def test_forward_shape_and_all_parameters_get_gradients():
 
 def test_feature_embedding_equals_linear_on_folded_one_hot():
     torch.manual_seed(1)
-    cfg = OccFinerConfig.small(height=8, embed_dim=40)  # >= 32 takes the embedding_bag path
+    cfg = OccFinerConfig.small(height=8, embed_dim=40)
     for e in (8, 40):
         enc = OccFinerNet(OccFinerConfig.small(height=8, embed_dim=e)).feature_encoder
         pred = torch.randint(0, 20, (2, 16, 16, 8))
@@ -154,3 +154,77 @@ def test_pillar_attention_matches_loop_reference():
             qq, kk, vv = (a[0, :, y, x].reshape(t * W_z, d) for a in (q, k, v))  # channel index z*d + j
             ref = torch.softmax(qq @ kk.T / d**0.5, -1) @ vv
             torch.testing.assert_close(got[0, :, y, x].reshape(t * W_z, d), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_head_on_a_subset_of_frames_equals_the_full_head():
+    torch.manual_seed(5)
+    m = OccFinerNet(OccFinerConfig.small(height=8)).eval()
+    B, T = 2, 3
+    pred = torch.randint(0, 20, (B, T, 32, 16, 8))
+    tf = torch.from_numpy(np.stack([_pose(np.random.default_rng(i)) for i in range(T)])).float()[None].repeat(B, 1, 1, 1)
+    outputs = torch.tensor([[True, False, True], [False, True, False]])
+    with torch.no_grad():
+        full = m(pred, tf)
+        sub = m(pred, tf, None, outputs)
+    assert sub.shape == (3, 20, 32, 16, 8)
+    torch.testing.assert_close(sub, full[outputs], rtol=1e-5, atol=1e-5)
+    # gradients of a loss on the selected frames are the same either way
+    m.train()
+    g1 = torch.autograd.grad(m(pred, tf)[outputs].square().mean(), list(m.parameters()), allow_unused=True)
+    g2 = torch.autograd.grad(m(pred, tf, None, outputs).square().mean(), list(m.parameters()), allow_unused=True)
+    for a, b in zip(g1, g2):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("occupied", [0.05, 0.6])
+def test_sparse_and_dense_embedding_paths_agree(occupied):
+    """Mostly-empty input takes the sparse CPU path, dense input the dense one; both equal the explicit Linear."""
+    import baselines.occfiner.model as M
+
+    torch.manual_seed(3)
+    enc = OccFinerNet(OccFinerConfig.small(height=8)).feature_encoder
+    pred = torch.randint(1, 20, (2, 16, 16, 8))
+    pred[torch.rand(pred.shape) > occupied] = 0
+    pred[0, :2, :, 3] = 255
+    oh = F.one_hot(pred.clamp(max=19), 20).float() * (pred != 255)[..., None]
+    ref = enc.embed(oh.reshape(2, 16, 16, 8 * 20))
+    g = torch.randn_like(ref)
+    (gw_ref,) = torch.autograd.grad((ref * g).sum(), enc.embed.weight)
+    for sparse in (True, False):
+        M.SPARSE_EMBEDDING_ON_CPU = sparse
+        try:
+            emb = enc.embedding(pred)
+            (gw,) = torch.autograd.grad((emb * g).sum(), enc.embed.weight)
+        finally:
+            M.SPARSE_EMBEDDING_ON_CPU = True
+        torch.testing.assert_close(emb, ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gw, gw_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_named_configurations():
+    assert OccFinerConfig.named("small") == OccFinerConfig.small()
+    assert OccFinerConfig.named("paper") == OccFinerConfig.paper()
+    tiny = OccFinerNet(OccFinerConfig.named("tiny")).num_parameters()
+    assert tiny < OccFinerNet(OccFinerConfig.small()).num_parameters()
+    with pytest.raises(ValueError):
+        OccFinerConfig.named("huge")
+
+
+def test_input_skip_starts_as_identity_and_is_learned():
+    torch.manual_seed(6)
+    m = OccFinerNet(OccFinerConfig.small(height=8, input_skip=4.0))
+    assert m.num_parameters() == OccFinerNet(OccFinerConfig.small(height=8)).num_parameters() + 20
+    pred = torch.randint(0, 20, (1, 2, 32, 16, 8))
+    pred[0, 0, :4] = 255
+    tf = torch.eye(4).repeat(1, 2, 1, 1)
+    out = m(pred, tf)
+    ok = pred != 255
+    assert torch.equal(out.argmax(2)[ok], pred[ok])  # an untrained network reproduces its input
+    sub = m(pred, tf, None, torch.tensor([[True, False]]))
+    torch.testing.assert_close(sub, out[:, 0], rtol=1e-5, atol=1e-5)
+    sub.square().mean().backward()
+    assert m.input_gain.grad is not None and bool(torch.any(m.input_gain.grad != 0))
+    assert OccFinerConfig.from_dict(OccFinerConfig.small(input_skip=4.0).to_dict()).input_skip == 4.0

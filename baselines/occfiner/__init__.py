@@ -1,4 +1,7 @@
-"""OccFiner stage 1 (multi-to-multi local propagation network): model, loss, training and inference.
+"""OccFiner: stage 1 (multi-to-multi local propagation network: model, loss, training, inference) and the
+``occfiner`` / ``occfiner-stage1`` methods (``method.py``; stage 2 = ``baselines.voting`` on stage-1 output),
+the ``occbench train`` command (``command.py``), checkpoint export (``export.py``) and the shipped
+checkpoints (``checkpoints/<onboard>.pt``).
 
 The training loop is ``baselines.occfiner.train.train`` (not re-exported here, so that the submodule
 name ``baselines.occfiner.train`` is not shadowed by the function).

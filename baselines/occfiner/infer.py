@@ -98,29 +98,33 @@ def refine_sequence(
     pending = sorted(tgset)
 
     def finish(f: int) -> tuple[int, np.ndarray]:
-        prob = sums.pop(f) / counts.pop(f)
+        total, n = sums.pop(f), counts.pop(f)  # (X, Y, Z, C) sum of n softmax outputs
         if return_probs:
-            return f, prob.float().cpu().numpy()
-        return f, prob.argmax(0).to(torch.uint8).cpu().numpy()
+            return f, (total / n).permute(3, 0, 1, 2).float().cpu().numpy()
+        return f, total.argmax(-1).to(torch.uint8).cpu().numpy()  # argmax of the mean = argmax of the sum
 
+    use = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
     for k in progress_bar(range(len(pivots)), desc="occfiner refine", disable=not progress):
         p, idx = pivots[k], windows[k]
-        pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None].long()
-        tf = np.stack([np.linalg.inv(poses[p]) @ poses[i] for i in idx]).astype(np.float32)
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-            logits = model(pred, torch.from_numpy(tf).to(dev)[None])
-        probs = torch.softmax(logits[0].float(), dim=1)  # (T, C, X, Y, Z)
-        use = range(len(idx)) if use_reference_outputs else range(window_cfg.local)
-        for j in use:
-            f = idx[j]
-            if f not in tgset:
-                continue
-            if f in sums:
-                sums[f] += probs[j]
-                counts[f] += 1
-            else:
-                sums[f] = probs[j].clone()
-                counts[f] = 1
+        js = [j for j in use if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
+        if js:
+            pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None].long()
+            ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
+            tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
+            outputs = torch.zeros(1, len(idx), dtype=torch.bool)
+            outputs[0, js] = True
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(pred, torch.from_numpy(tf).to(dev)[None], None, outputs)  # (K, C, X, Y, Z)
+            # softmax over classes in the head's memory layout (classes innermost): (K, X, Y, Z, C)
+            probs = torch.softmax(logits.permute(0, 2, 3, 4, 1).float(), dim=-1)
+            for kk, j in enumerate(js):
+                f = idx[j]
+                if f in sums:
+                    sums[f] += probs[kk]
+                    counts[f] += 1
+                else:
+                    sums[f] = probs[kk].clone()
+                    counts[f] = 1
         while pending and last_use.get(pending[0], -1) <= k:
             f = pending.pop(0)
             if f in sums:

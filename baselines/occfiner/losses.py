@@ -73,16 +73,23 @@ class SSCLoss:
     lovasz_max_voxels: int | None = None  # None: exact; else Lovász on a random subset of the valid voxels
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        lg, tg = flatten_valid(logits, target, self.ignore_index)
-        if tg.numel() == 0:
+        # CE runs on the (P, C) view of all voxels with ``ignore_index`` (no copy of the valid rows: with
+        # weights, mean reduction divides by the summed weight of the non-ignored voxels, the same value
+        # as CE over the valid voxels only); Lovász gathers only the rows it uses.
+        C = logits.shape[-4]
+        lg = logits.movedim(-4, -1).reshape(-1, C)  # a view when the model made classes innermost
+        tg = target.reshape(-1).long()
+        valid = torch.nonzero(tg != self.ignore_index).squeeze(1)
+        if valid.numel() == 0:
             zero = logits.float().sum() * 0.0
             return zero, {"ce": 0.0, "lovasz": 0.0, "loss": 0.0, "voxels": 0}
-        w = None if self.class_weights is None else self.class_weights.to(lg.device, lg.dtype)
-        ce = F.cross_entropy(lg, tg, weight=w)
-        lg_l, tg_l = lg, tg
-        if self.lovasz_max_voxels is not None and tg.numel() > self.lovasz_max_voxels:
-            keep = torch.randperm(tg.numel(), device=tg.device)[: self.lovasz_max_voxels]
-            lg_l, tg_l = lg[keep], tg[keep]
-        lov = lovasz_softmax_flat(F.softmax(lg_l, dim=1), tg_l)
+        lgf = lg.float()
+        w = None if self.class_weights is None else self.class_weights.to(lgf.device, lgf.dtype)
+        ce = F.cross_entropy(lgf, torch.where(tg == self.ignore_index, -100, tg), weight=w, ignore_index=-100)
+        idx = valid
+        if self.lovasz_max_voxels is not None and valid.numel() > self.lovasz_max_voxels:
+            keep = torch.randperm(valid.numel(), device=tg.device)[: self.lovasz_max_voxels]
+            idx = valid[keep]
+        lov = lovasz_softmax_flat(F.softmax(lgf.index_select(0, idx), dim=1), tg.index_select(0, idx))
         total = self.ce_weight * ce + self.lovasz_weight * lov
-        return total, {"ce": float(ce.detach()), "lovasz": float(lov.detach()), "loss": float(total.detach()), "voxels": int(tg.numel())}
+        return total, {"ce": float(ce.detach()), "lovasz": float(lov.detach()), "loss": float(total.detach()), "voxels": int(valid.numel())}

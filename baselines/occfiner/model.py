@@ -52,6 +52,7 @@ class OccFinerConfig:
     pillar_heads: int = 1
     ffn_hidden: int = 512  # 2 x c_e: brings the paper configuration to 4.50 M parameters
     skip: bool = True  # additive encoder->head skips
+    input_skip: float = 0.0  # >0: logits += g_c * one_hot(input class), g (C,) learned, initialised to this (0 = paper, off)
     coord_scale: float = 51.2  # relative coordinates are divided by this (metres)
     origin: tuple[float, float, float] = field(default=tuple(float(v) for v in ORIGIN))  # type: ignore[assignment]
     voxel_size: float = VOXEL_SIZE
@@ -63,11 +64,26 @@ class OccFinerConfig:
 
     @staticmethod
     def small(**kw) -> "OccFinerConfig":
-        """CPU/CI size: same topology, narrow widths (~0.1 M params)."""
+        """CPU/CI size: same topology, narrow widths (0.32 M params)."""
         base = OccFinerConfig(
             embed_dim=8, enc_channels=(8, 16, 16, 32), hidden=64, heads=2, depth=1, pillar=8, ffn_hidden=128
         )
         return replace(base, **kw)
+
+    @staticmethod
+    def tiny(**kw) -> "OccFinerConfig":
+        """Smallest CPU size: same topology, narrower deep layers (0.10 M params); for quick CPU training."""
+        base = OccFinerConfig(
+            embed_dim=8, enc_channels=(8, 8, 16, 16), hidden=32, heads=2, depth=1, pillar=4, ffn_hidden=64
+        )
+        return replace(base, **kw)
+
+    @staticmethod
+    def named(name: str, **kw) -> "OccFinerConfig":
+        """``"paper"``, ``"small"`` or ``"tiny"``."""
+        if name not in ("paper", "small", "tiny"):
+            raise ValueError(f"unknown OccFiner configuration {name!r}; choose paper, small or tiny")
+        return getattr(OccFinerConfig, name)(**kw)
 
     @property
     def downsample(self) -> int:
@@ -131,7 +147,7 @@ class _BEVEncoderTrunk(nn.Module):
 
 
 class BEVFeatureEncoder(nn.Module):
-    """One-hot (C x Z folded) -> Linear embedding (as embedding_bag) + LayerNorm -> conv blocks."""
+    """One-hot (C x Z folded) -> Linear embedding (as a sum of table rows) + LayerNorm -> conv blocks."""
 
     def __init__(self, cfg: OccFinerConfig):
         super().__init__()
@@ -144,45 +160,79 @@ class BEVFeatureEncoder(nn.Module):
         n, X, Y, Z = pred.shape
         if Z != self.Z:
             raise ValueError(f"grid height {Z} != config height {self.Z}")
-        valid = (pred >= 0) & (pred < self.C)
-        z = torch.arange(Z, device=pred.device)
-        idx = torch.where(valid, z * self.C + pred.clamp(0, self.C - 1), self.C * Z)  # C*Z = zero row
-        out = _FoldedOneHotLinear.apply(idx.reshape(-1, Z), self.embed.weight)
+        cls = pred.permute(3, 0, 1, 2).reshape(Z, -1)  # (Z, M) heights major: every per-height row contiguous
+        out = _FoldedOneHotLinear.apply(cls, self.embed.weight, self.C)
         return (out + self.embed.bias).view(n, X, Y, -1)
 
     def forward(self, pred: torch.Tensor) -> list[torch.Tensor]:
         return self.trunk(self.embedding(pred))
 
 
-class _FoldedOneHotLinear(torch.autograd.Function):
-    """``one_hot(idx) @ weight.T`` summed over the Z indices of each row, index ``C*Z`` = no class.
+SPARSE_EMBEDDING_ON_CPU = True  # False: always the dense path on CPU (tests)
+SPARSE_MAX_FRACTION = 0.25  # sparse path only when at most this share of (cell, height) entries is not empty
 
-    Forward: ``embedding_bag`` (sum), or Z gathers for narrow tables on CPU. Backward (weight only): one ``index_add_`` per height, which avoids
-    the 2-4x slower sort of ``embedding_bag``'s own backward on CPU for millions of bags.
+
+class _FoldedOneHotLinear(torch.autograd.Function):
+    """``sum_z onehot(z*C + cls[z]) @ weight.T`` per cell (no bias); ``cls`` (Z, M) train ids, ids outside
+    [0, C) (255) = no class (all-zero one-hot).
+
+    CPU, when at most ``SPARSE_MAX_FRACTION`` of the entries are not empty: only the *non-empty* entries (class != 0) are gathered: ``out = sum_z w[z*C] + sum_{cls != 0}
+    (w[z*C + cls] - w[z*C])`` (the same sum regrouped; class 0 fills most of a scene), and the backward
+    mirrors it (rows of class 0 get ``sum(grad) - sum(grad of the cells not empty at that height)``), with
+    ``index_add_`` instead of ``embedding_bag``'s sort-based backward. Denser CPU input: Z row gathers
+    (forward) and Z ``index_add_`` (backward). CUDA: ``embedding_bag`` (sum), Z ``index_add_`` backward.
     """
 
     @staticmethod
-    def forward(ctx, idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:  # type: ignore[override]
         e, cz = weight.shape
-        table = torch.cat([weight.t(), weight.new_zeros(1, e)])
-        ctx.save_for_backward(idx)
-        ctx.cz = cz
-        if idx.device.type == "cpu" and e < 32:  # narrow tables: Z gathers are ~4x faster than embedding_bag on CPU
-            cols = idx.t()
-            out = table.index_select(0, cols[0])
-            for z in range(1, cols.shape[0]):
-                out += table.index_select(0, cols[z])
+        Z, M = cls.shape
+        table = torch.cat([weight.t(), weight.new_zeros(1, e)])  # row cz = no class
+        ctx.C, ctx.cz, ctx.Z = C, cz, Z
+        valid = (cls >= 0) & (cls < C)
+        zc = torch.arange(Z, device=cls.device)[:, None] * C
+        nonempty = cls != 0  # class 1..C-1 or no class
+        sparse = cls.device.type == "cpu" and SPARSE_EMBEDDING_ON_CPU
+        if sparse:
+            sparse = int(nonempty.sum()) <= SPARSE_MAX_FRACTION * nonempty.numel()
+        if sparse:
+            z_idx, m_idx = torch.nonzero(nonempty, as_tuple=True)
+        if not sparse:
+            idx = torch.where(valid, zc + cls.clamp(0, C - 1), cz)
+            ctx.save_for_backward(idx)
+            ctx.sparse = False
+            if cls.device.type != "cpu":
+                return F.embedding_bag(idx.t().contiguous(), table, mode="sum", padding_idx=cz)
+            out = table.index_select(0, idx[0])
+            for z in range(1, Z):
+                out += table.index_select(0, idx[z])
             return out
-        return F.embedding_bag(idx, table, mode="sum", padding_idx=cz)
+        ctx.sparse = True
+        cval = cls[z_idx, m_idx]
+        code = torch.where(valid[z_idx, m_idx], z_idx * C + cval.clamp(0, C - 1), cz)
+        ctx.save_for_backward(z_idx, m_idx, code)
+        empty_rows = table[zc[:, 0]]  # (Z, e) the class-0 row of every height
+        out = empty_rows.sum(0).expand(M, e).contiguous()
+        out.index_add_(0, m_idx, table.index_select(0, code) - empty_rows.index_select(0, z_idx))
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (idx,) = ctx.saved_tensors
         g = grad.contiguous()
-        gt = g.new_zeros(ctx.cz + 1, g.shape[1])
-        for z in range(idx.shape[1]):
-            gt.index_add_(0, idx[:, z], g)
-        return None, gt[:-1].t().contiguous()
+        e = g.shape[1]
+        gt = g.new_zeros(ctx.cz + 1, e)
+        if not ctx.sparse:
+            (idx,) = ctx.saved_tensors
+            for z in range(idx.shape[0]):
+                gt.index_add_(0, idx[z], g)
+            return None, gt[:-1].t().contiguous(), None
+        z_idx, m_idx, code = ctx.saved_tensors
+        gm = g.index_select(0, m_idx)
+        gt.index_add_(0, code, gm)
+        per_z = g.new_zeros(ctx.Z, e).index_add_(0, z_idx, gm)  # grad of the non-empty cells of each height
+        empty = torch.arange(ctx.Z, device=g.device) * ctx.C
+        gt[empty] += g.sum(0) - per_z
+        return None, gt[:-1].t().contiguous(), None
 
 
 class BEVPositionalEncoder(nn.Module):
@@ -276,11 +326,18 @@ class OccFinerNet(nn.Module):
         )
         self.comp = SoftComp(c, cfg.hidden, cfg.patch, cfg.patch_stride, cfg.patch_padding)
         self.head = SegmentationHead(cfg)
+        if cfg.input_skip:
+            self.input_gain = nn.Parameter(torch.full((cfg.num_classes,), float(cfg.input_skip)))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None, outputs: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``outputs`` (B, T) bool: run the segmentation head only for these frames (training: the frames
+        with ground truth) and return their logits stacked in (b, t) order as (K, C, X, Y, Z); every frame
+        still goes through the encoders and the transformer, so the result equals ``forward(...)[outputs]``."""
         B, T, X, Y, Z = pred.shape
         d = self.cfg.downsample
         if X % d or Y % d:
@@ -296,8 +353,23 @@ class OccFinerNet(nn.Module):
         for blk in self.blocks:
             tok = blk(tok)
         x = x + self.comp(tok.reshape(B * T, *tok.shape[2:]), (h, w))
-        logits = self.head(x, sem[:-1])
+        if outputs is not None:
+            sel = outputs.to(x.device).bool().reshape(B * T)
+            return self._input_skip(self.head(x[sel], [f[sel] for f in sem[:-1]]), pred[sel])
+        logits = self._input_skip(self.head(x, sem[:-1]), pred)
         return logits.view(B, T, *logits.shape[1:])
+
+    def _input_skip(self, logits: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Identity prior (``cfg.input_skip``, our addition): add the learned gain of the input class to its logit,
+        so an untrained network already reproduces its input and training learns the corrections."""
+        if not self.cfg.input_skip:
+            return logits
+        C = self.cfg.num_classes
+        lg = logits.permute(0, 2, 3, 4, 1)  # (N, X, Y, Z, C), the head's memory layout
+        valid = (pred >= 0) & (pred < C)
+        idx = pred.clamp(0, C - 1).unsqueeze(-1)
+        bonus = torch.zeros_like(lg).scatter_(-1, idx, (self.input_gain.to(lg.dtype)[idx] * valid.unsqueeze(-1).to(lg.dtype)))
+        return (lg + bonus).permute(0, 4, 1, 2, 3)
 
 
 def count_parameters(cfg: OccFinerConfig) -> int:

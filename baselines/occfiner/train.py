@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from baselines.occfiner.losses import SSCLoss
-from baselines.occfiner.model import OccFinerNet, class_weights_tensor
+from baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
 from occbench.progress import progress_bar
 
@@ -45,6 +45,7 @@ class TrainConfig:
     lovasz_weight: float = 1.0
     lovasz_max_voxels: int | None = None  # None = exact Lovász over all valid voxels (paper)
     grad_clip: float | None = None
+    head_on_labelled: bool = True  # run the segmentation head only on frames with ground truth (same loss, less work)
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int | None = None
     max_steps_per_epoch: int | None = None
@@ -89,8 +90,8 @@ def apply_flips(vol: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 
 
 def confusion(logits: torch.Tensor, gt: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(C, C) int64 confusion matrix [gt, pred] over voxels with gt != 255."""
-    pred = logits.argmax(2).reshape(-1)
+    """(C, C) int64 confusion matrix [gt, pred] over voxels with gt != 255; logits (..., C, X, Y, Z)."""
+    pred = logits.argmax(-4).reshape(-1)
     g = gt.reshape(-1).long()
     m = g != 255
     return torch.bincount(g[m] * num_classes + pred[m], minlength=num_classes**2).view(num_classes, num_classes).cpu()
@@ -126,8 +127,11 @@ def train(
     cfg: TrainConfig | None = None,
     out_dir: str | Path = "runs/occfiner",
     resume: bool = True,
+    extra: dict | None = None,
 ) -> list[dict]:
-    """Train ``model`` on ``loader`` for ``cfg.epochs`` epochs; returns the per-epoch history."""
+    """Train ``model`` on ``loader`` for ``cfg.epochs`` epochs; returns the per-epoch history.
+
+    ``extra``: more JSON-able entries stored in every checkpoint (e.g. ``window_config``)."""
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,7 @@ def train(
             "model_config": model.cfg.to_dict(),
             "train_config": asdict(cfg),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            **(extra or {}),
         }
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -204,8 +209,11 @@ def train(
             if cfg.flip:
                 flip = draw_flips(pred.shape[0], cfg.seed, epoch, step).to(device)
                 pred, gt = apply_flips(pred, flip), apply_flips(gt, flip)
+            outputs = (gt != 255).flatten(2).any(-1) if cfg.head_on_labelled else None  # (B, T) frames with GT
+            if outputs is not None:
+                gt = gt[outputs]  # (K, X, Y, Z), the order of the head's outputs
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(pred.long(), tf, flip)
+                logits = model(pred.long(), tf, flip, outputs)
             loss, parts = loss_fn(logits, gt)
             opt.zero_grad(set_to_none=True)
             if loss.requires_grad:
@@ -256,8 +264,7 @@ def _new_acc(C: int) -> dict:
 
 
 def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> OccFinerNet:
-    """Rebuild an :class:`OccFinerNet` from a checkpoint written by :func:`train`."""
-    from baselines.occfiner.model import OccFinerConfig
+    """Rebuild an :class:`OccFinerNet` from a checkpoint written by :func:`train` or an exported one."""
 
     ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
     model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
@@ -268,7 +275,7 @@ def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu")
 def run_training(
     sequences,
     out_dir: str | Path,
-    model_config: str = "paper",
+    model_config: str | OccFinerConfig = "paper",
     cfg: TrainConfig | None = None,
     window_cfg=None,
     batch_size: int = 1,
@@ -283,15 +290,17 @@ def run_training(
     """
     from torch.utils.data import DataLoader
 
-    from baselines.occfiner.model import OccFinerConfig
     from occbench.datasets.windows import WindowConfig, WindowDataset
 
+    from dataclasses import asdict as _asdict
+
     cfg = cfg or TrainConfig()
-    ds = WindowDataset(list(sequences), window_cfg or WindowConfig(), pivots="labelled", random_reference=True, flip=False, seed=cfg.seed)
+    window_cfg = window_cfg or WindowConfig()
+    ds = WindowDataset(list(sequences), window_cfg, pivots="labelled", random_reference=True, flip=False, seed=cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     keys = ("pred", "transforms", "gt", "frames")
     collate = lambda items: {k: torch.stack([it[k] for it in items]) for k in keys}  # noqa: E731
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, generator=g, collate_fn=collate)
-    mcfg = OccFinerConfig.paper() if model_config == "paper" else OccFinerConfig.small()
+    mcfg = OccFinerConfig.named(model_config) if isinstance(model_config, str) else model_config
     seed_everything(cfg.seed)
-    return train(OccFinerNet(mcfg), loader, cfg, out_dir, resume=resume)
+    return train(OccFinerNet(mcfg), loader, cfg, out_dir, resume=resume, extra={"window_config": _asdict(window_cfg)})

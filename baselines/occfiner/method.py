@@ -1,0 +1,199 @@
+"""The ``occfiner`` and ``occfiner-stage1`` offboard methods.
+
+* ``occfiner-stage1``: stage 1 alone — the multi-to-multi local propagation network
+  (:func:`baselines.occfiner.infer.refine_sequence`) on the onboard predictions.
+* ``occfiner``: stage 1, then stage 2 — sensor-aware voting (:class:`baselines.voting.VotingEngine`, the
+  weights of ``occfiner-voting``) over the **stage-1 refined** grids of the scans ``t-n .. t+n`` of each
+  target ``t``. Every scan within ``n`` of a target is refined by stage 1 exactly once per job; the refined
+  grids stream from stage 1 into the vote and are dropped once the window has moved past them (memory:
+  about ``2n+1`` grids of 2 MB, plus stage 1's windows in flight).
+
+``checkpoint="auto"`` (default) is the shipped checkpoint of the sequence's onboard model,
+``baselines/occfiner/checkpoints/<onboard>.pt``; any path to a checkpoint written by
+:func:`baselines.occfiner.train.train` or :func:`baselines.occfiner.export.export_checkpoint` works too.
+Window options left at ``None`` come from the checkpoint (the window it was trained with), else the
+paper's T_l = 4, T_r = 2, reference radius 10.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
+from baselines.voting import VotingEngine
+from occbench.datasets.windows import WindowConfig
+from occbench.errors import MissingDataError
+from occbench.methods import OffboardMethod, OnboardSequence
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def shipped_checkpoint(onboard: str) -> Path:
+    """Where the shipped checkpoint of an onboard model lives (it may not exist)."""
+    return CHECKPOINT_DIR / f"{onboard}.pt"
+
+
+def train_command(onboard: str) -> str:
+    """The recipe of the shipped checkpoints (docs/baselines/occfiner.md)."""
+    return (f"occbench train --method occfiner --dataset mini --onboard {onboard} --config small --input-skip 4 "
+            f"--epochs 1 --lr 2e-3 --output runs/occfiner-{onboard} --export auto")
+
+
+def resolve_checkpoint(option: str, onboard: str | None) -> Path:
+    """``"auto"`` -> the shipped checkpoint of ``onboard``; else the given path. Raises if it does not exist."""
+    if option == "auto":
+        if not onboard:
+            raise MissingDataError(CHECKPOINT_DIR / "<onboard>.pt", "OccFiner checkpoint (the sequence names no onboard model)",
+                                   "pass --option checkpoint=PATH")
+        path = shipped_checkpoint(onboard)
+        if not path.is_file():
+            have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")) if CHECKPOINT_DIR.is_dir() else []
+            raise MissingDataError(
+                path, f"OccFiner checkpoint for onboard model {onboard!r}",
+                f"shipped checkpoints: {', '.join(have) or 'none'}. Train and export one with\n  {train_command(onboard)}\n"
+                f"or pass --option checkpoint=PATH (a checkpoint-last.pt of a training run works too).")
+        return path
+    path = Path(option).expanduser()
+    if not path.is_file():
+        raise MissingDataError(path, "OccFiner checkpoint (--option checkpoint=...)",
+                               f"train one with `{train_command(onboard or 'NAME')}`")
+    return path
+
+
+_MODELS: dict[tuple, tuple[torch.nn.Module, dict]] = {}
+_LOCK = threading.Lock()
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
+    from baselines.occfiner.model import OccFinerConfig, OccFinerNet
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device))
+    with _LOCK:
+        if key not in _MODELS:
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+            model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+            model.to(device).eval()
+            _MODELS.clear()  # one model per process is enough (jobs of one evaluation share it)
+            _MODELS[key] = (model, {"window_config": ck.get("window_config")})
+        return _MODELS[key]
+
+
+@dataclass(frozen=True)
+class OccFinerStage1Options:
+    checkpoint: str = "auto"            # "auto": baselines/occfiner/checkpoints/<onboard>.pt, or a path
+    local: int | None = None            # T_l; None: from the checkpoint, else 4
+    reference: int | None = None        # T_r; None: from the checkpoint, else 2
+    reference_radius: int | None = None  # None: from the checkpoint, else 10
+    reference_stride: int | None = None  # None: from the checkpoint, else 1
+    stride: int | None = None           # pivot spacing of the inference windows (None: T_l // 2)
+    device: str | None = None           # None: cuda if available, else cpu
+    amp: bool = True                    # mixed precision on CUDA (ignored on CPU)
+    threads: int | None = None          # torch CPU threads in this process (None: leave as is)
+
+
+@dataclass(frozen=True)
+class OccFinerOptions(OccFinerVotingOptions):
+    """Stage-2 options of ``occfiner-voting`` (n, empty_policy, sensor, weights) plus stage 1's."""
+
+    checkpoint: str = "auto"
+    local: int | None = None
+    reference: int | None = None
+    reference_radius: int | None = None
+    reference_stride: int | None = None
+    stride: int | None = None
+    amp: bool = True
+    threads: int | None = None
+
+
+class _Stage1Base(OffboardMethod):
+    def _device(self) -> torch.device:
+        d = self.options.device
+        return torch.device(d) if d else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _model(self, sequence: OnboardSequence) -> tuple[torch.nn.Module, WindowConfig]:
+        if self.options.threads:
+            torch.set_num_threads(int(self.options.threads))
+        path = resolve_checkpoint(self.options.checkpoint, getattr(sequence, "onboard_name", None))
+        model, extra = load_checkpoint(path, self._device())
+        base = dict(extra.get("window_config") or {})
+        w = WindowConfig(**base) if base else WindowConfig()
+        o = self.options
+        w = WindowConfig(local=o.local if o.local is not None else w.local,
+                         reference=o.reference if o.reference is not None else w.reference,
+                         reference_radius=o.reference_radius if o.reference_radius is not None else w.reference_radius,
+                         reference_stride=o.reference_stride if o.reference_stride is not None else w.reference_stride)
+        return model, w
+
+    def stage1(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Stage-1 refined grids of ``targets`` (sorted), in frame order."""
+        from baselines.occfiner.infer import refine_sequence
+
+        model, wcfg = self._model(sequence)
+        return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, wcfg,
+                               stride=self.options.stride, device=self._device(), amp=self.options.amp, progress=False)
+
+
+class OccFinerStage1(_Stage1Base):
+    name = "occfiner-stage1"
+    description = "OccFiner stage 1 alone: multi-to-multi local propagation network (DualFlow4D) on the onboard predictions."
+    Options = OccFinerStage1Options
+
+    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+        yield from self.stage1(sequence, sorted(int(t) for t in targets))
+
+
+class _StreamCache:
+    """Stage-1 grids pulled in frame order from an iterator, kept until the vote window has passed them."""
+
+    def __init__(self, source: Iterator[tuple[int, np.ndarray]]):
+        self.source = source
+        self.grids: dict[int, np.ndarray] = {}
+        self.done = -1
+
+    def __call__(self, i: int) -> np.ndarray:
+        while i not in self.grids:
+            if i <= self.done:
+                raise RuntimeError(f"stage-1 grid of scan {i} was requested after it was dropped")
+            f, g = next(self.source)
+            self.grids[int(f)] = g
+            self.done = int(f)
+        return self.grids[i]
+
+    def drop_below(self, lo: int) -> None:
+        for k in [k for k in self.grids if k < lo]:
+            del self.grids[k]
+
+
+def needed_scans(targets: Seq[int], n: int, num_scans: int) -> list[int]:
+    """Every scan within ``n`` of a target (clipped to the sequence): the stage-1 outputs stage 2 votes with."""
+    out: set[int] = set()
+    for t in targets:
+        out.update(range(max(0, t - n), min(num_scans - 1, t + n) + 1))
+    return sorted(out)
+
+
+class OccFiner(_Stage1Base):
+    name = "occfiner"
+    description = ("OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
+                   "stage-1 refined scans t-n..t+n.")
+    Options = OccFinerOptions
+
+    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+        tg = sorted({int(t) for t in targets})
+        if not tg:
+            return
+        cfg = voting_config(self.options, sequence)
+        cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans)))
+        frames: Callable[[int], np.ndarray] = cache
+        engine = VotingEngine(frames, sequence.poses, sequence.calib, cfg, device=self.options.device)
+        for t in tg:
+            cache.drop_below(max(0, t - cfg.n))
+            yield t, engine.vote(t)
