@@ -187,3 +187,16 @@ def test_prediction_store_variants_and_converter(tmp_path):
     bad.write_bytes(gzip.compress(b"\0" * 100))
     with pytest.raises(FormatError, match="100 bytes"):
         read_prediction_file(bad)
+
+
+def test_atomic_write_permissions_and_no_leftovers(tmp_path):
+    import os
+
+    from occbench.io.atomic import atomic_write_bytes
+
+    p = tmp_path / "a.bin"
+    atomic_write_bytes(p, b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
+    assert [q.name for q in tmp_path.iterdir()] == ["a.bin"]
