@@ -526,23 +526,14 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
 
     def stamp_rect(x: float, y: float, yaw: float, L: float, Wd: float, k0: int, k1: int, code: int,
                    overwrite: bool = True, only_free2d: np.ndarray | None = None) -> bool:
-        c, s = _c(yaw), _s(yaw)
-        r = 0.5 * math.hypot(L, Wd) + CELL
-        i0 = max(0, int((x - r - origin[0]) / CELL))
-        i1 = min(NX, int((x + r - origin[0]) / CELL) + 2)
-        j0 = max(0, int((y - r - origin[1]) / CELL))
-        j1 = min(NY, int((y + r - origin[1]) / CELL) + 2)
-        if i0 >= i1 or j0 >= j1:
+        rc = _rect_cells(x, y, yaw, L, Wd, origin, NX, NY)
+        if rc is None:
             return False
-        cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
-        cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
-        u = c * cx[:, None] + s * cy[None, :]
-        v = -s * cx[:, None] + c * cy[None, :]
-        foot = (np.abs(u) <= L / 2) & (np.abs(v) <= Wd / 2)
+        (si, sj), foot, _ = rc
         if only_free2d is not None:
-            if (only_free2d[i0:i1, j0:j1] & foot).any():
+            if (only_free2d[si, sj] & foot).any():
                 return False
-        blk = W[i0:i1, j0:j1, k0:k1 + 1]
+        blk = W[si, sj, k0:k1 + 1]
         if overwrite:
             blk[foot] = code
         else:
