@@ -13,8 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -75,20 +74,6 @@ def plan_jobs(dataset: SSCDataset, workers: int) -> list[Job]:
     return jobs
 
 
-def _new_states(dataset: SSCDataset, extras: tuple[str, ...]) -> dict[str, Any]:
-    from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
-
-    proto = PROTOCOLS[dataset.protocol]
-    states: dict[str, Any] = {"ssc": SSCMetric(proto)}
-    if "city" in extras:
-        states["city"] = {}
-    if "consistency" in extras:
-        states["consistency"] = TemporalConsistency(proto)
-    states["_city_cls"] = CityMapMetric
-    states["_proto"] = proto
-    return states
-
-
 def run_job(
     dspec: DatasetSpec,
     mspec: MethodSpec | None,
@@ -103,23 +88,27 @@ def run_job(
     ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
     present are read back instead of recomputed (resume).
     """
+    from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
+
     ds = dspec.open()
     seq = ds[job.sequence]
-    st = _new_states(ds, extras)
-    proto = st["_proto"]
+    proto = PROTOCOLS[ds.protocol]
+    ssc = SSCMetric(proto)
+    city = CityMapMetric(proto) if "city" in extras else None
+    tc = TemporalConsistency(proto) if "consistency" in extras else None
     store = PredictionStore(save[0], compressed=save[1]) if save else None
     done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
-    todo = [t for t in job.targets if t not in set(done)]
-    city = st["_city_cls"](proto) if "city" in extras else None
+    todo = [t for t in job.targets if t not in set(done)] if done else list(job.targets)
+    wanted = set(todo)
 
     def consume(t: int, pred: np.ndarray) -> None:
         f = seq.frame(t)
         gt = f.ground_truth()
-        st["ssc"].update(pred, gt)
+        ssc.update(pred, gt)
         if city is not None:
             city.add_frame(pred, gt, seq.poses[t])
-        if "consistency" in extras:
-            st["consistency"].add_frame(pred, gt, seq.poses[t])
+        if tc is not None:
+            tc.add_frame(pred, gt, seq.poses[t])
         if on_frame is not None:
             on_frame()
 
@@ -134,7 +123,7 @@ def run_job(
         seen = set()
         for t, pred in outputs:
             t = int(t)
-            if t not in set(todo) or t in seen:
+            if t not in wanted or t in seen:
                 raise OccbenchError(f"method {mspec.name if mspec else 'onboard'} returned scan {t} of sequence {seq.name}, "
                                     f"which was not asked for or was returned twice")
             seen.add(t)
@@ -144,16 +133,16 @@ def run_job(
             if store is not None:
                 store.write(seq.name, t, seq.label_map.to_raw(pred))
             consume(t, pred)
-        missing = sorted(set(todo) - seen)
+        missing = sorted(wanted - seen)
         if missing:
             raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
                                 f"first {missing[:5]}")
     # metric objects travel back by pickle (process pool, Ray) and merge by addition
-    out: dict[str, Any] = {"ssc": st["ssc"], "sequence": seq.name, "frames": len(job.targets)}
+    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
     if city is not None:
         out["city"] = city
-    if "consistency" in extras:
-        out["consistency"] = st["consistency"]
+    if tc is not None:
+        out["consistency"] = tc
     return out
 
 
@@ -228,7 +217,3 @@ def evaluate(
 
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(results, indent=1, sort_keys=False) + "\n")
-
-
-def spec_dict(d: DatasetSpec) -> dict[str, Any]:
-    return asdict(d)

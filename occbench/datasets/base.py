@@ -5,7 +5,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from occbench.datasets.frame import Frame, Sequence
+from occbench.errors import MissingDataError
+from occbench.io.predictions import PredictionStore
 from occbench.labels import LabelMap
+
+
+def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard: str | None) -> PredictionStore | None:
+    """The prediction store of ``onboard`` under ``predictions_root`` (default ``<root>/predictions``), or None."""
+    if onboard is None:
+        return None
+    pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
+    model_dir = pred_root / onboard
+    if not model_dir.is_dir():
+        have = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
+        raise MissingDataError(
+            model_dir, f"predictions of onboard model {onboard!r}",
+            f"expected <predictions_root>/{onboard}/sequences/XX/predictions/NNNNNN.label; "
+            f"models found under {pred_root}: {have or 'none'}",
+        )
+    return PredictionStore(model_dir)
 
 
 class SSCDataset:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from occbench.datasets.base import SSCDataset
+from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.errors import MissingDataError
 from occbench.io.kitti import read_calib, read_poses
-from occbench.io.predictions import PredictionStore
 from occbench.labels import load_label_map
 
 SPLITS: dict[str, list[str]] = {
@@ -65,7 +64,6 @@ class SemanticKITTI(SSCDataset):
     name = "semantickitti"
     protocol = "semantickitti-ssc"
     splits = SPLITS
-    gt_subdir: str | None = None  # where hidden ground truth lives relative to root (mini keeps test GT apart)
 
     def __init__(
         self,
@@ -83,18 +81,7 @@ class SemanticKITTI(SSCDataset):
         if not seq_root.is_dir():
             raise MissingDataError(seq_root, f"{self.name} sequences folder", HOW_TO_GET)
         names = list(self.splits[split]) if sequences is None else list(sequences)
-        pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
-        store = None
-        if onboard is not None:
-            model_dir = pred_root / onboard
-            if not model_dir.is_dir():
-                have = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
-                raise MissingDataError(
-                    model_dir, f"predictions of onboard model {onboard!r}",
-                    f"expected <predictions_root>/{onboard}/sequences/XX/predictions/NNNNNN.label; "
-                    f"models found under {pred_root}: {have or 'none'}",
-                )
-            store = PredictionStore(model_dir)
+        store = open_onboard_store(root, predictions_root, onboard)
         gt_root = Path(ground_truth_root) if ground_truth_root is not None else root
         sensor = sensor or guess_sensor(onboard)
         lm = load_label_map("semantickitti")

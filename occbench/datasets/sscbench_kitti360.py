@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.datasets.base import SSCDataset
+from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.datasets.semantickitti import guess_sensor, normalize_split
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.kitti import Calibration, check_rigid
-from occbench.io.predictions import PredictionStore
 from occbench.labels import load_label_map
 
 DRIVE = "2013_05_28_drive_{:04d}_sync"
@@ -97,12 +96,7 @@ class SSCBenchKITTI360(SSCDataset):
         if not raw.is_dir():
             raise MissingDataError(raw, "SSCBench-KITTI360 data_2d_raw folder", HOW_TO_GET)
         names = list(self.splits[split]) if sequences is None else list(sequences)
-        pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
-        store = None
-        if onboard is not None:
-            if not (pred_root / onboard).is_dir():
-                raise MissingDataError(pred_root / onboard, f"predictions of onboard model {onboard!r}")
-            store = PredictionStore(pred_root / onboard)
+        store = open_onboard_store(root, predictions_root, onboard)
         lm = load_label_map("kitti360")
         layout = VoxelLayout(label_map="kitti360", invalid_packed=False, clear_invalid_where_labelled=True, has_occluded=False)
         seqs = []
