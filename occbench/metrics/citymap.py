@@ -215,7 +215,7 @@ class CityMapMetric:
         """(world voxel keys (uint64, >> 8 already applied), gt map category, pred map category) per voxel."""
         keys, counts = self.counter.finalize()
         K = self.n_cat
-        out_k, out_g, out_p = [], [], []
+        out_g, out_p = [], []
         for ordinal, cat, cnt, nv in _voxel_groups(keys, counts):
             gv = np.bincount(ordinal * K + cat // K, weights=cnt, minlength=nv * K).reshape(nv, K)
             pv = np.bincount(ordinal * K + cat % K, weights=cnt, minlength=nv * K).reshape(nv, K)

@@ -189,7 +189,7 @@ class SSCMetric:
         pred = np.asarray(pred)
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
-            raise FormatError(None, f"prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
+            raise FormatError(None, "prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
         if pred.shape == GRID_SHAPE:
             return pred[None], gt[None], False
         if pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:

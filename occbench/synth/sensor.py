@@ -113,7 +113,6 @@ class Caster:
         first = self.first_hits(flat)
         has = first >= 0
         # samples up to and including the hit, on rays with a return
-        lim = np.where(has, first, -1)
         end = np.where(has, first + 1, self.ray_start[:-1])  # exclusive end of the observed samples
         start = self.ray_start[:-1]
         n = end - start
