@@ -20,8 +20,9 @@ class MiniConfig:
     ``lookahead``/``view_every``: the ``.invalid`` mask of labelled scan i is the complement of what is in
     line of sight of scans i, i+view_every, ..., i+lookahead (real data: scans i..i+70).
     ``azimuths``: LiDAR azimuth steps per revolution for the ``.bin`` input (HDL-64E at 10 Hz: ~2,000).
-    ``follow_poses``: sequence -> path of a real ``poses.txt`` (with its ``calib.txt`` next to it); that
-    sequence's ego then follows the planar projection of the real trajectory.
+    ``follow_poses``: sequence -> path of a real ``poses.txt`` (at least one pose per scan, with its ``calib.txt``
+    next to it); scan i of that sequence then follows the planar projection of line i of the real trajectory,
+    relative to line 0 (:func:`occbench.synth.world.planar_poses`; docs/mini.md "Real trajectories").
     """
 
     seed: int = 0
@@ -53,6 +54,9 @@ class MiniConfig:
         unknown = [m for m in self.onboard if m not in MODELS]
         if unknown:
             raise ValueError(f"unknown onboard model(s) {unknown}; available: {sorted(MODELS)}")
+        extra = sorted(set(self.follow_poses) - set(self.scans))
+        if extra:
+            raise ValueError(f"follow_poses names sequence(s) {extra} that are not generated (scans: {sorted(self.scans)})")
         if self.label_every < 1 or self.view_every < 1 or self.lookahead < 0:
             raise ValueError("label_every and view_every must be >= 1, lookahead >= 0")
 

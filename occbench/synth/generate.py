@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from occbench.errors import FormatError, MissingDataError
 from occbench.io.atomic import atomic_write_text
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
 from occbench.io.predictions import PredictionStore
@@ -77,14 +78,34 @@ def _columns() -> dict[str, np.ndarray]:
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
 
 
+def follow_poses_of(cfg: MiniConfig, seq: str) -> np.ndarray | None:
+    """The real LiDAR poses (N, 4, 4) that sequence ``seq`` follows (``cfg.follow_poses``), or None.
+
+    Raises :class:`MissingDataError` for a missing ``poses.txt`` or ``calib.txt`` (it must sit next to the
+    poses) and :class:`FormatError` for a malformed file or one with fewer poses than the sequence has scans.
+    """
+    if seq not in cfg.follow_poses:
+        return None
+    p = Path(cfg.follow_poses[seq]).expanduser()
+    hint = ("follow_poses maps a sequence to a real KITTI odometry poses.txt (one 3x4 camera-0 pose, 12 floats, "
+            "per line) with its calib.txt in the same folder")
+    if not p.is_file():
+        raise MissingDataError(p, f"poses file of follow_poses[{seq!r}]", hint)
+    c = p.parent / "calib.txt"
+    if not c.is_file():
+        raise MissingDataError(c, f"calib.txt next to the poses file of follow_poses[{seq!r}] ({p})", hint)
+    poses = read_poses(p, read_calib(c))
+    if len(poses) < cfg.scans[seq]:
+        raise FormatError(p, f"at least {cfg.scans[seq]} poses (one per scan of sequence {seq})",
+                          f"{len(poses)} line{'s' if len(poses) != 1 else ''}")
+    return poses
+
+
 def get_world(cfg: MiniConfig, seq: str) -> Wmod.World:
     key = (cfg.digest(), seq)
     if key not in _WORLD_CACHE:
         _WORLD_CACHE.clear()
-        poses = None
-        if seq in cfg.follow_poses:
-            p = Path(cfg.follow_poses[seq])
-            poses = read_poses(p, read_calib(p.parent / "calib.txt"))
+        poses = follow_poses_of(cfg, seq)
         _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses)
     return _WORLD_CACHE[key]
 
@@ -292,6 +313,8 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     ``overwrite=True`` (which deletes the generated folders first).
     """
     root = Path(root)
+    for seq in sorted(cfg.follow_poses):  # fail early, in this process, on a missing or malformed poses file
+        follow_poses_of(cfg, seq)
     manifest_path = root / "mini.json"
     cfg_path = root / MARKERS / "config.json"
     ident = cfg.identity()

@@ -185,19 +185,59 @@ def procedural_route(rng: np.random.Generator, length: float) -> tuple[Route, li
     return Route(xy=np.round(xy, 9), yaw=yaw, turning=tr), xs, ys
 
 
-def route_from_poses(poses_lidar: np.ndarray) -> Route:
-    """Planar (x, y, yaw) projection of real LiDAR poses, relative to the first one, densified to 0.1 m."""
-    T0inv = np.linalg.inv(poses_lidar[0])
-    rel = np.einsum("ij,njk->nik", T0inv, poses_lidar)
-    xy = rel[:, :2, 3]
-    yaw = np.array([math.atan2(float(r[1, 0]), float(r[0, 0])) for r in rel])
+ROUTE_AHEAD = 80.0  # m of road drawn past the last followed pose (the grid reaches 51.2 m ahead)
+ROUTE_BEHIND = 40.0  # m of road drawn (straight) before the first followed pose
+
+
+def planar_poses(poses_lidar: np.ndarray) -> np.ndarray:
+    """Planar projection (N, 3) = (x, y, yaw) of real LiDAR poses, in the LiDAR frame of the first one.
+
+    ``rel_i = inv(T_0) @ T_i``; x, y are its translation's first two components and yaw is the heading of its
+    x axis, ``atan2(R[1, 0], R[0, 0])``. z, pitch and roll are dropped. The inverse is the rigid one
+    (``R_0^T``, no LAPACK call) so that the result does not depend on the linear-algebra library.
+    """
+    T = np.asarray(poses_lidar, np.float64)
+    R0, t0 = T[0, :3, :3], T[0, :3, 3]
+    R = np.einsum("ji,njk->nik", R0, T[:, :3, :3])
+    t = np.einsum("ji,nj->ni", R0, T[:, :3, 3] - t0)
+    yaw = np.array([math.atan2(float(r[1, 0]), float(r[0, 0])) for r in R])
+    return np.concatenate([t[:, :2], yaw[:, None]], axis=1)
+
+
+def route_from_poses(poses_lidar: np.ndarray, n: int | None = None, ahead: float = ROUTE_AHEAD,
+                     behind: float = ROUTE_BEHIND) -> Route:
+    """Route along the planar projection (:func:`planar_poses`) of the first ``n`` real poses, densified to 0.1 m.
+
+    The road must not end inside a scan's grid: the route goes on ``ahead`` metres past pose ``n - 1`` (along
+    the real trajectory while the file lasts, then straight on) and starts ``behind`` metres before pose 0.
+    Stops (repeated positions) are dropped, so a standing ego still gets a road.
+    """
+    plan = planar_poses(poses_lidar)
+    n = len(plan) if n is None else max(1, min(int(n), len(plan)))
+    xy, yaw = plan[:, :2], np.unwrap(plan[:, 2])
     seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(2, int(s[-1] / 0.1) + 1)
-    ss = np.arange(n) * 0.1
+    # real poses up to `ahead` metres past pose n-1, then a straight extension on the last heading
+    target = float(s[n - 1]) + ahead
+    end = int(np.searchsorted(s, target, side="right"))
+    xy, yaw, s = xy[:end], yaw[:end], s[:end]
+    keep = np.concatenate([[True], np.diff(s) > 1e-6])
+    xy, yaw, s = xy[keep], yaw[keep], s[keep]
+    rest = target - float(s[-1])
+    if rest > 0.05:
+        h = np.array([_c(float(yaw[-1])), _s(float(yaw[-1]))])
+        xy = np.concatenate([xy, [xy[-1] + rest * h]])
+        yaw = np.concatenate([yaw, [yaw[-1]]])
+        s = np.concatenate([s, [s[-1] + rest]])
+    h0 = np.array([_c(float(yaw[0])), _s(float(yaw[0]))])
+    xy = np.concatenate([[xy[0] - behind * h0], xy])
+    yaw = np.concatenate([[yaw[0]], yaw])
+    s = np.concatenate([[0.0], s + behind])
+    m = max(2, int(s[-1] / 0.1) + 1)
+    ss = np.arange(m) * 0.1
     dx = np.interp(ss, s, xy[:, 0])
     dy = np.interp(ss, s, xy[:, 1])
-    dyaw = np.interp(ss, s, np.unwrap(yaw))
+    dyaw = np.interp(ss, s, yaw)
     turning = np.abs(np.gradient(dyaw, 0.1)) > 0.03
     return Route(xy=np.round(np.stack([dx, dy], 1), 9), yaw=dyaw, turning=turning)
 
@@ -404,13 +444,12 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
         speed = speed_profile(rng, route)
         poses = sample_poses(route, speed, n_total)
     else:
-        route = route_from_poses(poses_lidar[:n_total])
+        route = route_from_poses(poses_lidar, n_total)
         xs, ys = [], []
-        T0inv = np.linalg.inv(poses_lidar[0])
-        rel = np.einsum("ij,njk->nik", T0inv, poses_lidar[:n_total])
-        poses = np.zeros((len(rel), 3))
-        poses[:, :2] = np.round(rel[:, :2, 3], 6)
-        poses[:, 2] = np.round([math.atan2(float(r[1, 0]), float(r[0, 0])) for r in rel], 9)
+        plan = planar_poses(poses_lidar[:n_total])
+        poses = np.zeros((len(plan), 3))
+        poses[:, :2] = np.round(plan[:, :2], 6) + 0.0  # + 0.0: no negative zeros in poses.txt
+        poses[:, 2] = np.round(plan[:, 2], 9) + 0.0
         if len(poses) < n_total:  # extend the look-ahead by holding the last pose
             poses = np.concatenate([poses, np.repeat(poses[-1:], n_total - len(poses), 0)])
     used = poses[:, :2]
