@@ -150,3 +150,14 @@ def test_sscbench_kitti360_tree(tmp_path):
 def test_open_dataset_requires_root():
     with pytest.raises(ValueError, match="--root is required"):
         open_dataset("semantickitti")
+
+
+def test_errors_survive_pickling_into_the_parent_process():
+    """Worker processes (evaluate -j, synth workers) send exceptions back pickled: nothing may be lost."""
+    import pickle
+
+    for e in (FormatError("/data/x.label", "4194304 bytes", "12 bytes"), FormatError(None, "a", "b"),
+              MissingDataError("/data/poses.txt", "poses file", "run occbench synth first"),
+              MissingDataError("/data/calib.txt", "calib.txt")):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e) and back.path == e.path

@@ -67,6 +67,19 @@ def test_occfiner_end_to_end_through_evaluate(trained):
         assert 0.0 <= scores["iou"] <= 1.0 and 0.0 <= scores["miou"] <= 1.0
 
 
+def test_occfiner_numbers_do_not_depend_on_the_worker_count(trained):
+    """Jobs split a sequence's targets into blocks; stage 1 windows and stage 2 votes must not see the split."""
+    from occbench.evaluate import plan_jobs
+
+    root, tmp = trained
+    ds = DatasetSpec("semantickitti", str(root), "val", "noisy")
+    assert len(plan_jobs(ds.open(), 2)) == 2  # the two labelled scans go to two processes
+    opts = {"checkpoint": str(tmp / "noisy.pt"), "n": 2, "sensor": "lidar", "threads": 1}
+    one = evaluate(ds, MethodSpec("occfiner", opts), workers=1, extras=())
+    two = evaluate(ds, MethodSpec("occfiner", opts), workers=2, extras=())
+    assert one["metrics"] == two["metrics"]
+
+
 def test_stage1_method_equals_refine_sequence_and_stage2_with_n0_equals_stage1(trained):
     root, tmp = trained
     seq = SemanticKITTI(root, split="val", onboard="noisy", sensor="lidar")["08"]
