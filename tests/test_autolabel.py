@@ -253,3 +253,43 @@ def test_training_uses_top2_pseudo_labels(tree, tmp_path):
     assert np.isfinite(l1) and np.isfinite(l2) and l1 != l2
     sample = SampleReader(train, test, s2)(items[0])
     assert sample.top2 is not None and np.array_equal(sample.occ, test["11"].frame(0).input_occupancy())
+
+
+def _changed_config(load):
+    """A load_method whose methods report another configuration (as a new checkpoint or option would)."""
+
+    def wrapped(*a, **k):
+        m = load(*a, **k)
+        cfg = m.config()
+        m.config = lambda: {**cfg, "checkpoint_sha256": {"noisy": "0123456789abcdef"}}
+        return m
+
+    return wrapped
+
+
+def test_resume_refuses_pseudo_labels_and_runs_of_another_method_configuration(tree, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import occbench.autolabel.sources as sources
+    import occbench.methods as methods
+    from occbench.autolabel.command import autolabel
+    from occbench.datasets import SemanticKITTI
+    from occbench.errors import OccbenchError
+
+    ds = SemanticKITTI(tree, "val", onboard="noisy", sequences=["08"])
+    src, cfg = SourceSpec.parse("onboard:noisy"), ProtocolConfig()
+    man = generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
+    assert man["complete"] is True and man["method"]["name"] == "onboard"
+    with monkeypatch.context() as mp:
+        mp.setattr(sources, "load_method", _changed_config(sources.load_method))
+        with pytest.raises(OccbenchError, match="another method configuration"):
+            generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
+    # a finished protocol run is not read back for a source whose configuration changed since
+    out = tmp_path / "runs"
+    args = ["--dataset", "semantickitti", "--root", str(tree), "--train-sequence", "00", "--eval-sequence", "08",
+            "--pl-sequence", "11", "--source", "onboard:noisy", "--no-gt", "--preset", "ci", "--max-eval-frames", "1",
+            "--out", str(out), "--markdown", str(tmp_path / "t.md"), "--quiet"]
+    assert CliRunner().invoke(autolabel, args).exit_code == 0
+    monkeypatch.setattr(methods, "load_method", _changed_config(methods.load_method))
+    r = CliRunner().invoke(autolabel, args)
+    assert r.exit_code == 1 and "another method configuration" in r.output and "delete" in r.output

@@ -41,7 +41,33 @@ def shipped_checkpoint(onboard: str) -> Path:
 def train_command(onboard: str) -> str:
     """The recipe of the shipped checkpoints (docs/baselines/occfiner.md)."""
     return (f"occbench train --method occfiner --dataset mini --onboard {onboard} --config small --input-skip 4 "
-            f"--epochs 1 --lr 2e-3 --output runs/occfiner-{onboard} --export auto")
+            f"--epochs 6 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of the SHA-256 of a file (cached per path, mtime and size)."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def checkpoint_digests(option: str) -> dict[str, str]:
+    """What ``checkpoint=option`` stands for, as content digests (recorded in results headers).
+
+    ``"auto"``: every shipped checkpoint, ``{onboard: digest}`` (which one is used depends on the sequence's
+    onboard model); a path: ``{path: digest}``, or ``{path: "missing"}``.
+    """
+    if option == "auto":
+        return {p.stem: file_digest(p) for p in sorted(CHECKPOINT_DIR.glob("*.pt"))} if CHECKPOINT_DIR.is_dir() else {}
+    p = Path(option).expanduser()
+    return {option: file_digest(p) if p.is_file() else "missing"}
 
 
 def resolve_checkpoint(option: str, onboard: str | None) -> Path:
@@ -114,6 +140,12 @@ class OccFinerOptions(OccFinerVotingOptions):
 
 
 class _Stage1Base(OffboardMethod):
+    def config(self) -> dict:
+        """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike."""
+        c = super().config()
+        c["checkpoint_sha256"] = checkpoint_digests(self.options.checkpoint)
+        return c
+
     def _device(self) -> torch.device:
         d = self.options.device
         return torch.device(d) if d else torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -24,6 +24,7 @@ from occbench.autolabel.sources import generate_pseudo_labels, pl_targets, selec
 from occbench.autolabel.storage import PseudoLabelStore
 from occbench.autolabel.train import SampleReader, TrainItem, evaluate_student, train_student
 from occbench.datasets import SSCDataset
+from occbench.errors import OccbenchError
 from occbench.evaluate import DatasetSpec
 from occbench.io.atomic import atomic_write_text
 
@@ -74,7 +75,19 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
     rdir = run_dir(out, cfg, source, seed)
     done = rdir / RESULT
     if done.is_file():
-        return json.loads(done.read_text())
+        res = json.loads(done.read_text())
+        if not source.is_gt:
+            from occbench.methods import load_method
+
+            stored = (res["header"].get("pseudo_labels") or {}).get("method")
+            now = load_method(source.method, **dict(source.options)).config()
+            if stored != now:
+                raise OccbenchError(
+                    f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "
+                    f"(a changed option or checkpoint): stored {json.dumps(stored, sort_keys=True)}, now "
+                    f"{json.dumps(now, sort_keys=True)}; delete {rdir.parent} and {pseudo_label_dir(out, source, '*').parent} "
+                    f"or use another --out")
+        return res
     t0 = time.time()
     train_ds = data.open(cfg.train_split)
     eval_ds = data.open(cfg.eval_split)

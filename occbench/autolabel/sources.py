@@ -12,6 +12,8 @@ A top-2 request for a source without scores stores top-1 labels and says so in t
 """
 from __future__ import annotations
 
+import json
+
 import time
 from collections.abc import Iterator, Sequence as Seq
 from typing import Any
@@ -109,10 +111,18 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     targets = pl_targets(dataset, cfg)
     nc = dataset.label_map.num_classes
     old = store.read_manifest()
+    mcfg = method.config()
     if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
         raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
                             f"expected {source.name} ({fmt}); use another output folder")
+    if old is not None and old.get("method") != mcfg:
+        raise OccbenchError(f"{store.root} holds pseudo-labels of {source.name} made with another method configuration "
+                            f"(a changed option or checkpoint): stored {json.dumps(old.get('method'), sort_keys=True)}, "
+                            f"now {json.dumps(mcfg, sort_keys=True)}; delete that folder or use another --out")
     todo = [(s, f) for s, f in targets if not store.exists(s, f)]
+    if old is None:  # claim the folder before the first frame, so an interrupted run is checked on resume too
+        store.write_manifest({"schema": "occbench-pseudo-labels", "source": source.name, "method": mcfg,
+                              "format": fmt, "complete": False})
     t0 = time.time()
     bar = progress_bar(iter(()), desc=f"pseudo-labels {source.name}", total=len(targets))
     upd = getattr(bar, "update", None)
@@ -145,7 +155,7 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     if hasattr(bar, "close"):
         bar.close()
     manifest = {
-        "schema": "occbench-pseudo-labels", "source": source.name, "method": method.config(),
+        "schema": "occbench-pseudo-labels", "source": source.name, "method": mcfg, "complete": True,
         "onboard": source.onboard, "split": dataset.split, "sequences": dataset.sequence_names,
         "format": fmt, "requested_format": cfg.pl_format,
         "format_note": None if fmt == cfg.pl_format else f"{source.method} gives no scores: top-1 stored",
