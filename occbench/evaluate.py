@@ -112,6 +112,13 @@ def run_job(
         if on_frame is not None:
             on_frame()
 
+    if mspec is None and store is None and city is None and tc is None and _scores_from_files(seq, proto):
+        # submitted predictions, SSC only: score straight from the files (one compiled pass per frame)
+        for t in todo:
+            _update_from_files(ssc, seq, t)
+            if on_frame is not None:
+                on_frame()
+        return {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
     for t in done:
         assert store is not None
         consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
@@ -144,6 +151,31 @@ def run_job(
     if tc is not None:
         out["consistency"] = tc
     return out
+
+
+def _scores_from_files(seq: Any, proto: Any) -> bool:
+    """Whether a sequence's files are exactly what ``SSCMetric.update_raw`` takes (SemanticKITTI layout: raw
+    ids of the protocol's label map, bit-packed ``.invalid`` used as stored), so that scoring its submitted
+    predictions needs no train-id arrays at all. ``Frame.ground_truth`` folds invalid voxels into ignore,
+    which equals passing the mask only under the ``mask-all`` invalid policy."""
+    lay = seq.layout
+    return (seq.onboard_store is not None and seq.gt_voxel_dir is not None and lay.invalid_packed
+            and not lay.clear_invalid_where_labelled and seq.label_map.name == proto.label_map
+            and proto.invalid_policy == "mask-all")
+
+
+def _update_from_files(ssc: Any, seq: Any, t: int) -> None:
+    """Add scan ``t`` of ``seq`` to ``ssc`` from its files: ground truth ``.label`` + packed ``.invalid`` and
+    the prediction (a plain ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
+    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file."""
+    from occbench.io.voxels import map_label, read_bits_packed
+
+    name = f"{t:06d}"
+    gt = map_label(seq.gt_voxel_dir / f"{name}.label")
+    inv = read_bits_packed(seq.gt_voxel_dir / f"{name}.invalid")
+    path = seq.onboard_store.find(seq.name, t)
+    pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    ssc.update_raw(pred, gt, inv, name=str(path))
 
 
 def evaluate(

@@ -82,7 +82,7 @@ def encode(pl: PseudoLabel, num_classes: int = 20) -> bytes:
 def decode(data: bytes, path: str | Path | None = None) -> PseudoLabel:
     if len(data) < HEADER_BYTES or data[:6] != MAGIC:
         raise FormatError(path, "an occbench-pl file (magic OCCPL)", f"{data[:6]!r}")
-    version, k, _c = data[6], data[7], data[8]
+    version, k = data[6], data[7]
     if version != FORMAT_VERSION or k not in (1, 2):
         raise FormatError(path, f"occbench-pl version {FORMAT_VERSION} with k in (1, 2)", f"version {version}, k {k}")
     try:

@@ -14,6 +14,8 @@ extension      content                                bytes / frame
 """
 from __future__ import annotations
 
+import mmap
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,51 @@ def read_bits(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarr
     n = int(np.prod(shape))
     _check_size(path, n // 8, f"bit-packed voxel grid of {shape}, MSB first")
     return np.unpackbits(np.fromfile(path, np.uint8)).reshape(shape)
+
+
+def read_bits_packed(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+    """Read a bit-packed file without unpacking it: ``(prod(shape) / 8,)`` uint8, MSB first (voxel ``i`` is
+    bit ``7 - (i & 7)`` of byte ``i >> 3``). :class:`occbench.metrics.SSCMetric` takes these bytes as they are."""
+    path = Path(path)
+    n = int(np.prod(shape))
+    _check_size(path, n // 8, f"bit-packed voxel grid of {shape}, MSB first")
+    return np.fromfile(path, np.uint8)
+
+
+def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+    """An ``.invalid`` file as stored, told apart by its size: bit-packed bytes ``(n / 8,)`` (SemanticKITTI,
+    see :func:`read_bits_packed`) or one 0/1 byte per voxel ``(n,)`` (SSCBench-KITTI360)."""
+    path = Path(path)
+    n = int(np.prod(shape))
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MissingDataError(path, "invalid mask") from None
+    if size == n // 8:
+        return np.fromfile(path, np.uint8)
+    if size == n:
+        return read_invalid_kitti360(path, shape).reshape(-1)
+    raise FormatError(path, f"{n // 8:,} bytes (bit-packed, SemanticKITTI) or {n:,} bytes (one byte per voxel, SSCBench-KITTI360)",
+                      f"{size:,} bytes")
+
+
+def map_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+    """A ``.label`` file as a read-only uint16 array of ``shape`` backed by a memory map of the file.
+
+    Unlike :func:`read_label` nothing is copied: on Linux the pages are mapped up front (``MAP_POPULATE``;
+    the file's pages are read into the page cache if they are not there), so a consumer's single pass over
+    the array is the only pass over the data. The map is released with the last reference to the array.
+    Do not truncate the file while the array is alive (the process would get SIGBUS).
+    """
+    path = Path(path)
+    n = int(np.prod(shape))
+    _check_size(path, 2 * n, f"{n:,} uint16 labels of {shape}")
+    with open(path, "rb") as fh:
+        if sys.platform == "win32":  # pragma: no cover
+            buf = mmap.mmap(fh.fileno(), 2 * n, access=mmap.ACCESS_READ)
+        else:
+            buf = mmap.mmap(fh.fileno(), 2 * n, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
+    return np.frombuffer(buf, "<u2").reshape(shape)
 
 
 def pack_bits(mask: np.ndarray) -> np.ndarray:

@@ -1,96 +1,124 @@
-"""Compiled one-pass counting kernel (numba) for the train-id fast path of :class:`SSCMetric`.
+"""Compiled one-pass counting kernels (numba) of :class:`SSCMetric`: train ids and raw ids, any invalid mask form.
 
-It visits every voxel once, in file order, and adds one to ``counts[cell(column), gt, pred]`` for
-each evaluated voxel. It is exact by construction (integer increments) and tested to give the same
-counts as the pure-numpy kernel of ``ssc.py``, which remains the fallback when numba is absent and the
-path for raw ids. Why numba: the numpy kernel needs several full passes and a bincount over the
-gathered voxels (~10 ms a frame for three ranges); one compiled pass over 2 M bytes takes ~2 ms.
+A kernel visits the grid once, column by column (32 voxels, file order), and adds one to
+``counts[cell(column), gt + 1, pred]`` for each evaluated voxel. It is exact by construction (integer
+increments) and tested to give the same counts as the pure-numpy kernel of ``ssc.py`` (the fallback when
+numba is absent). Everything happens inside the compiled loop, with no full-size intermediate array:
+
+* labels are read as 64-bit words (8 train ids or 4 raw ids a word); a column whose words are all zero in
+  both grids (empty/empty) is counted at once, and inside other columns zero words and zero voxels are too;
+* raw ids are mapped with the 64 Ki-entry LUTs inside the loop;
+* the invalid mask is read either as one byte per voxel or **bit-packed as on disk** (``.invalid``, MSB
+  first: voxel ``i`` is bit ``7 - (i & 7)`` of byte ``i >> 3``, ``np.packbits`` order), 32 bits a column,
+  so the 32 KiB file is never unpacked.
+
+Why numba: the numpy kernel needs several full passes and a bincount (~10 ms a frame for three ranges); this
+pass over the 4 MiB (raw ids) of each grid runs at about memory speed (~1 ms a frame, 2 cores, loaded).
+The kernels release the GIL (``nogil``), so frames can be read by other threads while one is counted.
 """
 from __future__ import annotations
 
 import numpy as np
 
 try:  # numba is a declared dependency; the fallback keeps occbench importable without it
-    from numba import njit
+    from numba import njit, types
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 
+# how the invalid mask is given to a kernel
+INV_NONE = 0  # no mask (``inv`` is a dummy of 8 bytes)
+INV_BYTES = 1  # one byte per voxel, 0 or 1, (N,)
+INV_PACKED = 2  # bit-packed, MSB first, (N / 8,) - the SemanticKITTI ``.invalid`` file as it is
 
-def _count_train_py(p, g, inv, has_inv, empty_only, code, C, counts):  # pragma: no cover - compiled below
-    """Add a frame into ``counts[cell, gt, pred]``; return the number of evaluated voxels whose
-    prediction or ground truth is not a valid train id (0 on success; then ``counts`` is complete).
+_U = np.uint64
+_PACK8 = _U(0x8040201008040201)  # (8 bytes of 0/1) * _PACK8 >> 56 = those 8 flags packed MSB first
 
-    ``p``, ``g``: flat uint8 (N,) train ids (255 = ignore in ``g``); ``inv``: flat uint8 0/1 (read only
-    if ``has_inv``); ``code``: (N / 32,) cell code per column of 32 voxels. Words of 8 voxels that are
-    empty in both grids are counted at once (empty/empty = all of their not-invalid voxels).
+if njit is not None:
+    @intrinsic
+    def _popcount(typingctx, x):  # pragma: no cover - compiled
+        """Number of set bits of a uint64 (LLVM ``ctpop``: one ``popcnt`` instruction on x86-64)."""
+        if x != types.uint64:
+            return None
+        return types.uint64(types.uint64), lambda context, builder, sig, args: builder.ctpop(args[0])
+
+
+def _column_bits(inv, i64, inv_mode, col):  # pragma: no cover - compiled below
+    """Invalid flags of the 32 voxels of column ``col`` as a 32-bit word: bit ``31 - k`` = voxel ``32 col + k``."""
+    b = col * 4
+    if inv_mode == INV_PACKED:  # 4 bytes, MSB first = big-endian
+        return (_U(inv[b]) << _U(24)) | (_U(inv[b + 1]) << _U(16)) | (_U(inv[b + 2]) << _U(8)) | _U(inv[b + 3])
+    if inv_mode == INV_BYTES:  # 4 words of 8 one-byte flags
+        return ((((i64[b] * _PACK8) >> _U(56)) << _U(24)) | (((i64[b + 1] * _PACK8) >> _U(56)) << _U(16))
+                | (((i64[b + 2] * _PACK8) >> _U(56)) << _U(8)) | ((i64[b + 3] * _PACK8) >> _U(56)))
+    return _U(0)
+
+
+def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V, WPC):  # pragma: no cover
+    """Add a frame into ``counts[cell, gs, pred]``; return the number of voxels with a malformed ground truth
+    or an invalid prediction at an evaluated voxel (0 on success; then ``counts[:, 1:, :]`` is complete).
+
+    ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word,
+    ``WPC`` = 32 / V words a column. ``p_lut``: id -> train id (>= C: not a valid prediction); ``g_lut``:
+    id -> gs = 0 not evaluated (ignore), c + 1 class c, > C malformed. ``code``: (N / 32,) cell per column.
+    ``counts``: (n_cells, C + 1, C) int64; row ``gs = 0`` is scratch for voxels that are not evaluated.
+    Voxels 0 in both grids (the empty/empty pairs) are not visited: a column adds ``n00`` = its voxels that
+    are not invalid minus the visited ones that are not invalid (both invalid policies drop an invalid
+    empty ground truth).
     """
     p64 = p.view(np.uint64)
     g64 = g.view(np.uint64)
     i64 = inv.view(np.uint64)
     bad = 0
-    ncol = code.shape[0]
-    for col in range(ncol):
+    for col in range(code.shape[0]):
         c = code[col]
-        for w in range(col * 4, col * 4 + 4):
-            if (p64[w] | g64[w]) == 0:
-                n = 8
-                if has_inv:
-                    n -= (i64[w] * np.uint64(0x0101010101010101)) >> np.uint64(56)
-                counts[c, 0, 0] += n
-                continue
-            for i in range(w * 8, w * 8 + 8):
-                gv = g[i]
-                if gv == 255:
+        w0 = col * WPC
+        acc = _U(0)
+        for w in range(w0, w0 + WPC):
+            acc |= p64[w] | g64[w]
+        ib = _column_bits(inv, i64, inv_mode, col)
+        n00 = 32 - np.int64(_popcount(ib))
+        if acc != 0:
+            for w in range(w0, w0 + WPC):
+                if (p64[w] | g64[w]) == 0:
                     continue
-                if has_inv and inv[i] != 0 and (not empty_only or gv == 0):
-                    continue
-                pv = p[i]
-                if pv >= C or gv >= C:
-                    bad += 1
-                    continue
-                counts[c, gv, pv] += 1
+                for i in range(w * V, w * V + V):
+                    gi = g[i]
+                    pi = p[i]
+                    if (gi | pi) == 0:
+                        continue
+                    iv = np.int64((ib >> _U(31 - (i - col * 32))) & _U(1))
+                    n00 -= 1 - iv
+                    gs = g_lut[gi]
+                    if gs > C:
+                        bad += 1
+                        continue
+                    if iv != 0 and (not empty_only or gs == 1):
+                        gs = 0
+                    pv = p_lut[pi]
+                    if pv >= C:
+                        if gs != 0:
+                            bad += 1
+                            continue
+                        pv = 0
+                    counts[c, gs, pv] += 1
+        counts[c, 1, 0] += n00
     return bad
 
 
-def _count_raw_py(p, g, inv, has_inv, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover - compiled below
-    """Raw-id twin of ``_count_train_py``: ``p``, ``g`` flat uint16 raw ids (what ``.label`` files hold).
+def _count_train_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
+    """uint8 train ids: 8 voxels a word (constant, so that the compiler unrolls the voxel loop)."""
+    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, 4)
 
-    ``p_lut``: raw -> train id (255 = maps to ignore / unknown); ``g_lut``: raw -> 0 not evaluated,
-    c + 1 class c, 255 malformed. Words of 4 voxels that are raw 0 in both grids are counted at once.
-    """
-    p64 = p.view(np.uint64)
-    g64 = g.view(np.uint64)
-    i32 = inv.view(np.uint32)
-    bad = 0
-    ncol = code.shape[0]
-    for col in range(ncol):
-        c = code[col]
-        for w in range(col * 8, col * 8 + 8):
-            if (p64[w] | g64[w]) == 0:
-                n = 4
-                if has_inv:
-                    n -= (np.uint64(i32[w]) * np.uint64(0x01010101) >> np.uint64(24)) & np.uint64(0xFF)
-                counts[c, 0, 0] += n
-                continue
-            for i in range(w * 4, w * 4 + 4):
-                gs = g_lut[g[i]]
-                if gs == 0:
-                    continue
-                if gs > C:
-                    bad += 1
-                    continue
-                gv = gs - 1
-                if has_inv and inv[i] != 0 and (not empty_only or gv == 0):
-                    continue
-                pv = p_lut[p[i]]
-                if pv >= C:
-                    bad += 1
-                    continue
-                counts[c, gv, pv] += 1
-    return bad
+
+def _count_raw_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
+    """uint16 raw ids (what ``.label`` files hold): 4 voxels a word."""
+    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, 8)
 
 
 if njit is not None:
+    _column_bits = njit(inline="always")(_column_bits)
+    _count = njit(inline="always", boundscheck=False)(_count_py)
     count_train = njit(cache=True, nogil=True, boundscheck=False)(_count_train_py)
     count_raw = njit(cache=True, nogil=True, boundscheck=False)(_count_raw_py)
 else:  # pragma: no cover
@@ -98,11 +126,26 @@ else:  # pragma: no cover
 AVAILABLE = count_train is not None
 
 
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``. The kernels are always called with read-only label and mask arrays, so
+    that arrays backed by read-only memory maps of the files (``occbench.io.voxels.map_label``) and ordinary
+    arrays share one compiled specialisation instead of one per combination."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def warm_up() -> None:
-    """Compile (or load from the on-disk cache) once, outside of timed code."""
+    """Compile (or load from the on-disk cache) the specialisations ``SSCMetric`` uses, outside of timed code."""
     if AVAILABLE:
-        z = np.zeros(32 * 4, np.uint8)
-        count_train(z, z, z, False, False, np.zeros(4, np.uint8), 2, np.zeros((1, 2, 2), np.int64))
-        z16 = np.zeros(32 * 4, np.uint16)
-        lut = np.zeros(1 << 16, np.uint8)
-        count_raw(z16, z16, z, False, False, np.zeros(4, np.uint8), 2, lut, lut, np.zeros((1, 2, 2), np.int64))
+        z8 = readonly(np.zeros(32 * 4, np.uint8))
+        z16 = readonly(np.zeros(32 * 4, np.uint16))
+        lut8 = np.zeros(256, np.uint8)
+        lut16 = np.zeros(1 << 16, np.uint8)
+        code = np.zeros(4, np.uint8)
+        counts = np.zeros((1, 3, 2), np.int64)
+        inv = readonly(np.zeros(16, np.uint8))
+        count_train(z8, z8, inv, INV_PACKED, False, code, 2, lut8, lut8, counts)
+        count_raw(z16, z16, inv, INV_PACKED, False, code, 2, lut16, lut16, counts)

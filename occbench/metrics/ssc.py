@@ -11,12 +11,14 @@ of not-invalid voxels. See ``docs/metrics.md``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE
+from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
 from occbench.metrics.protocol import Protocol, get_protocol, range_key, validate_ranges
@@ -28,6 +30,8 @@ _STATE_FORMAT = "occbench.SSCMetric.state"
 # word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
 _WORD_DTYPE = {1: np.uint32, 2: np.uint64}
 _STATE_VERSION = 1
+_NO_INV = np.zeros(8, np.uint8)  # placeholder mask for the kernels (never read with INV_NONE)
+_NO_INV.flags.writeable = False
 
 
 class Layout:
@@ -129,6 +133,9 @@ class SSCMetric:
         g[:C] = np.arange(1, C + 1, dtype=np.uint8)
         g[p.ignore_index] = 0
         self._g_lut_train = g
+        pl = np.full(256, 255, np.uint8)  # prediction train id -> itself if valid, else 255 (error if evaluated)
+        pl[:C] = np.arange(C, dtype=np.uint8)
+        self._p_lut_train = pl
         self._raw_luts: tuple[np.ndarray, np.ndarray] | None = None
         self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
@@ -144,33 +151,56 @@ class SSCMetric:
             pred: predicted train ids ``0..C-1`` (uint8 is the fast path; any integer dtype is accepted).
                 Values outside ``0..C-1`` are an error at evaluated voxels and ignored elsewhere.
             gt: ground-truth train ids ``0..C-1`` or ``ignore_index`` (255).
-            invalid: optional mask, nonzero = invalid (bool / integer grid of the same shape, or the
-                bit-packed ``.invalid`` bytes, ``(262144,)`` per frame).
+            invalid: optional mask, nonzero = invalid: a bool / integer grid of the same shape (or flat,
+                ``(2097152,)`` per frame), or the bit-packed ``.invalid`` bytes as on disk, ``(262144,)``
+                uint8 per frame (MSB first), which the compiled kernel reads without unpacking.
             name: shown in error messages (e.g. the frame's file name).
         """
         pred, gt, batched = self._check_shapes(pred, gt)
-        inv = self._prep_invalid(invalid, pred.shape[0], name)
+        mode, inv = self._prep_invalid(invalid, pred.shape[0], name)
         for b in range(pred.shape[0]):
             nm = name if not batched else f"{name or 'batch'}[{b}]"
-            p8 = self._to_u8(pred[b], "prediction", nm, gt=gt[b], inv=None if inv is None else inv[b])
+            ib = None if inv is None else inv[b]
+            p8 = self._to_u8(pred[b], "prediction", nm, gt=gt[b], inv=None if ib is None else (mode, ib))
             g8 = self._to_u8(gt[b], "ground truth", nm)
-            self._count(p8, g8, None if inv is None else inv[b], None, self._g_lut_train, nm)
+            self._count(p8, g8, mode, ib, None, self._g_lut_train, nm)
 
     def update_raw(self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
         """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
 
         Both are mapped with the protocol's label map (official LUT: raw 0 = empty, unmapped raw ids =
         ignore). A raw prediction that maps to ignore, or is beyond the LUT, is an error at evaluated voxels
-        (the official script raises IndexError). Only the voxels that are non-zero in either grid are mapped.
+        (the official script raises IndexError). ``invalid`` as in :meth:`update`; pass the bit-packed
+        ``.invalid`` bytes as read from disk (``np.fromfile(path, np.uint8)``): the compiled kernel maps the
+        raw ids and reads the invalid bits inside its one pass, with no full-size intermediate array.
+        See also :meth:`update_raw_files`.
         """
         pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw)
-        inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
+        mode, inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
         p_lut, g_lut = self._raw_lookup()
         for b in range(pred_raw.shape[0]):
             nm = name if not batched else f"{name or 'batch'}[{b}]"
             p16 = self._to_u16(pred_raw[b], "raw prediction", nm)
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
-            self._count(p16, g16, None if inv is None else inv[b], p_lut, g_lut, nm)
+            self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
+
+    def update_raw_files(self, pred_label: str | os.PathLike, gt_label: str | os.PathLike,
+                         gt_invalid: str | os.PathLike | None = None, *, name: str | None = None) -> None:
+        """Add a frame straight from its files: the prediction's and the ground truth's ``.label`` (uint16
+        raw ids) and optionally the ground truth's ``.invalid`` (bit-packed, SemanticKITTI; a file of one
+        byte per voxel, SSCBench-KITTI360, is recognised by its size).
+
+        The ``.label`` files are memory-mapped (pages populated up front where the OS allows it) and the
+        ``.invalid`` bytes are passed packed, so the only pass over the data is the kernel's. The mask is
+        used as stored: dataset-specific preprocessing (SSCBench-KITTI360 clears invalid where labelled) is
+        the caller's business. Sizes are checked first (:class:`FormatError` naming the file).
+        """
+        p = map_label(pred_label)
+        g = map_label(gt_label)
+        inv = None
+        if gt_invalid is not None:
+            inv = read_invalid_as_stored(gt_invalid)
+        self.update_raw(p, g, inv, name=name if name is not None else os.fspath(pred_label))
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
@@ -196,21 +226,32 @@ class SSCMetric:
             return pred, gt, True
         raise FormatError(None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}")
 
-    def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> np.ndarray | None:
-        """-> (n, NUM_VOXELS) uint8 0/1, C-contiguous, or None."""
+    def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> tuple[int, np.ndarray | None]:
+        """-> ``(mode, (n, L) uint8 C-contiguous)``: ``_kernel.INV_PACKED`` (L = N / 8, bits MSB first),
+        ``_kernel.INV_BYTES`` (L = N, 0/1) or ``(_kernel.INV_NONE, None)``."""
         if invalid is None:
-            return None
+            return _kernel.INV_NONE, None
         inv = np.asarray(invalid)
         packed = NUM_VOXELS // 8
         if inv.dtype == np.uint8 and inv.shape in ((packed,), (n, packed)):
-            return np.unpackbits(inv.reshape(n, packed), axis=1)
-        if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE)):
+            return _kernel.INV_PACKED, np.ascontiguousarray(inv).reshape(n, packed)
+        if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE), (NUM_VOXELS,), (n, NUM_VOXELS)):
+            if inv.ndim == 1 or (inv.ndim == 2 and inv.shape[0] == n and inv.dtype == np.uint8):
+                raise FormatError(name, f"an invalid mask of {NUM_VOXELS:,} voxels per frame: bit-packed as on disk, "
+                                        f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {NUM_VOXELS:,} values",
+                                  f"{inv.shape[-1]:,} values of dtype {inv.dtype}" + (f" for {n} frames" if inv.ndim == 2 else ""))
             raise FormatError(name, f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)", f"shape {inv.shape} dtype {inv.dtype}")
         if inv.dtype != np.bool_:
             inv = inv != 0
-        return np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
+        return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
 
-    def _to_u8(self, a: np.ndarray, what: str, name: str | None, gt: np.ndarray | None = None, inv: np.ndarray | None = None) -> np.ndarray:
+    @staticmethod
+    def _unpacked(mode: int, inv: np.ndarray) -> np.ndarray:
+        """One frame's mask as (N,) uint8 0/1 (unpacks a bit-packed one: numpy kernel and error paths only)."""
+        return np.unpackbits(inv) if mode == _kernel.INV_PACKED else inv
+
+    def _to_u8(self, a: np.ndarray, what: str, name: str | None, gt: np.ndarray | None = None,
+               inv: tuple[int, np.ndarray] | None = None) -> np.ndarray:
         if a.dtype == np.uint8:
             return np.ascontiguousarray(a).reshape(-1)
         if a.dtype.kind not in "ui":
@@ -224,7 +265,7 @@ class SSCMetric:
             raise FormatError(name, f"{what} train ids 0..{self.num_classes - 1} or {self.protocol.ignore_index}", f"values {vals}")
         mask = np.asarray(gt) != self.protocol.ignore_index
         if inv is not None:
-            mask &= inv.reshape(GRID_SHAPE) == 0
+            mask &= self._unpacked(*inv).reshape(GRID_SHAPE) == 0
         bad = out_of_byte & mask
         if bad.any():
             self._raise_pred(np.unique(a[bad]), int(bad.sum()), name)
@@ -249,22 +290,40 @@ class SSCMetric:
                               f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels")
         raise FormatError(name, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {v} at {count} evaluated voxels")
 
-    def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
-        """Count one frame: the compiled kernel for train ids when numba is present, else the numpy kernel."""
+    def _count(self, p: np.ndarray, g: np.ndarray, mode: int, inv: np.ndarray | None, p_lut: np.ndarray | None,
+               g_lut: np.ndarray, name: str | None) -> None:
+        """Count one frame: the compiled kernel when numba is present, else (or to raise the precise error
+        of a malformed frame) the numpy kernel. Either adds the whole frame or nothing."""
         if self.use_compiled and _kernel.AVAILABLE:
-            fresh = np.zeros_like(self._counts)
-            args = (inv if inv is not None else np.zeros(p.size, np.uint8), inv is not None,
-                    self.protocol.invalid_policy == "mask-empty-only", self.layout.code, self.num_classes)
+            C = self.num_classes
+            fresh = self._scratch()
+            ro = _kernel.readonly
+            args = (ro(p), ro(g), ro(inv) if inv is not None else _NO_INV, mode,
+                    self.protocol.invalid_policy == "mask-empty-only", self.layout.code, C)
             if p_lut is None:
-                bad = _kernel.count_train(p, g, *args, fresh)
+                bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
             else:
-                bad = _kernel.count_raw(p, g, *args, p_lut, g_lut, fresh)
+                bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
             if bad == 0:
-                self._counts += fresh
+                self._counts += fresh[:, 1:, :]
                 self.n_frames += 1
                 return
             # fall through: the numpy kernel raises the precise error (nothing was added)
-        self._count_numpy(p, g, inv, p_lut, g_lut, name)
+        self._count_numpy(p, g, None if inv is None else self._unpacked(mode, inv), p_lut, g_lut, name)
+
+    def _scratch(self) -> np.ndarray:
+        """Zeroed (n_cells, C + 1, C) int64 counts for one frame (kept between frames, not pickled)."""
+        buf = self.__dict__.get("_fresh")
+        if buf is None:
+            buf = self._fresh = np.zeros((self.layout.n_cells, self.num_classes + 1, self.num_classes), np.int64)
+        else:
+            buf.fill(0)
+        return buf
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_fresh", None)
+        return state
 
     def _count_numpy(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
         """The one-pass numpy kernel. ``p``/``g``: flat C-contiguous uint8 (train ids) or uint16 (raw ids)."""
