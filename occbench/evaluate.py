@@ -24,7 +24,7 @@ from occbench.errors import OccbenchError
 from occbench.executors import run_jobs
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
-from occbench.methods import OffboardMethod, load_method
+from occbench.methods import OffboardMethod, load_method, method_config
 from occbench.progress import progress_bar
 
 
@@ -232,7 +232,7 @@ def evaluate(
         for s in states:
             tc.merge(s["consistency"])
         metrics["temporal_consistency"] = tc.compute()
-    method_cfg = mspec.load().config() if mspec else {"name": "submitted-predictions", "options": {}}
+    method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,
         "dataset": ds.describe(),

@@ -145,3 +145,38 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     assert "+0.0%" in measured  # onboard row relative to itself
     (res_dir / "onboard.json").unlink()  # a result removed -> the committed page is stale
     assert runner.invoke(main, args + ["--check"]).exit_code == 4
+
+
+class _LegacyConfig(OffboardMethod):
+    """A third-party method written against the first interface: ``config()`` takes no ``onboard``."""
+
+    name = "legacy-config"
+
+    def config(self):
+        return {"name": self.name, "options": {}, "extra": 1}
+
+    def refine(self, sequence, targets):
+        for t in targets:
+            yield t, sequence.prediction(t)
+
+
+class _PerOnboardConfig(_LegacyConfig):
+    name = "per-onboard-config"
+
+    def config(self, onboard=None):
+        return {"name": self.name, "options": {}, "for": onboard}
+
+
+def test_results_header_records_the_method_config_for_the_runs_onboard_model(tree):
+    from occbench.methods import method_config
+
+    assert method_config(_LegacyConfig(), "noisy") == {"name": "legacy-config", "options": {}, "extra": 1}
+    assert method_config(_PerOnboardConfig(), "noisy")["for"] == "noisy"
+    assert method_config(_PerOnboardConfig())["for"] is None
+    register_method("legacy-config", _LegacyConfig)
+    register_method("per-onboard-config", _PerOnboardConfig)
+    legacy = evaluate(spec(tree), MethodSpec("legacy-config"), workers=1, extras=())
+    per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
+    assert legacy["header"]["method"]["extra"] == 1
+    assert per["header"]["method"]["for"] == "noisy"
+    assert legacy["metrics"]["ssc"] == per["metrics"]["ssc"]

@@ -58,12 +58,16 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def checkpoint_digests(option: str) -> dict[str, str]:
+def checkpoint_digests(option: str, onboard: str | None = None) -> dict[str, str]:
     """What ``checkpoint=option`` stands for, as content digests (recorded in results headers).
 
-    ``"auto"``: every shipped checkpoint, ``{onboard: digest}`` (which one is used depends on the sequence's
-    onboard model); a path: ``{path: digest}``, or ``{path: "missing"}``.
+    ``"auto"``: with ``onboard``, the shipped checkpoint of that onboard model, ``{onboard: digest}`` (or
+    ``"missing"``); without, every shipped checkpoint (which one is used depends on the sequence's onboard
+    model). A path: ``{path: digest}``, or ``{path: "missing"}``.
     """
+    if option == "auto" and onboard:
+        p = shipped_checkpoint(onboard)
+        return {onboard: file_digest(p) if p.is_file() else "missing"}
     if option == "auto":
         return {p.stem: file_digest(p) for p in sorted(CHECKPOINT_DIR.glob("*.pt"))} if CHECKPOINT_DIR.is_dir() else {}
     p = Path(option).expanduser()
@@ -140,10 +144,11 @@ class OccFinerOptions(OccFinerVotingOptions):
 
 
 class _Stage1Base(OffboardMethod):
-    def config(self) -> dict:
-        """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike."""
+    def config(self, onboard: str | None = None) -> dict:
+        """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike
+        (with ``onboard``: only the checkpoint that onboard model's sequences use)."""
         c = super().config()
-        c["checkpoint_sha256"] = checkpoint_digests(self.options.checkpoint)
+        c["checkpoint_sha256"] = checkpoint_digests(self.options.checkpoint, onboard)
         return c
 
     def _device(self) -> torch.device:

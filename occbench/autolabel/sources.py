@@ -23,7 +23,7 @@ import numpy as np
 from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, quantize
 from occbench.errors import OccbenchError
-from occbench.methods import OffboardMethod, load_method
+from occbench.methods import OffboardMethod, load_method, method_config
 from occbench.progress import progress_bar
 
 Top2 = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -111,7 +111,7 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     targets = pl_targets(dataset, cfg)
     nc = dataset.label_map.num_classes
     old = store.read_manifest()
-    mcfg = method.config()
+    mcfg = method_config(method, source.onboard)
     if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
         raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
                             f"expected {source.name} ({fmt}); use another output folder")
