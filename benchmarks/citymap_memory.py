@@ -143,12 +143,13 @@ class WorldScene:
         return pred.reshape(GRID_SHAPE), gt.reshape(GRID_SHAPE), invalid.reshape(GRID_SHAPE)
 
 
-def _extent(keys: np.ndarray, chunk: int = 1 << 22) -> list[int]:
-    """Extent of the map in world voxels along x, y, z (from the packed keys, chunk by chunk)."""
+def _extent(chunks: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """Extent of the map in world voxels along x, y, z (from the packed keys of the counter's chunks, no copy)."""
     lo = [None] * 3
     hi = [None] * 3
-    for s in range(0, keys.size, chunk):
-        k = keys[s:s + chunk]
+    for k, _ in chunks:
+        if k.size == 0:
+            continue
         for a, (shift, bits) in enumerate(((8 + 14 + 21, 21), (8 + 14, 21), (8, 14))):  # x, y, z fields of the key
             v = (k >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
             lo[a] = int(v.min()) if lo[a] is None else min(lo[a], int(v.min()))
@@ -197,7 +198,8 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log)
         res = city.compute()  # finalises the counter (merges every run) and scores chunk by chunk
         t_fin = time.perf_counter() - a
         fin_peak = tracemalloc.get_traced_memory()[1]
-        keys, _ = city.counter.finalize()  # the single run, no copy
+        rss_compute = _rss_mb()  # before anything below touches the map
+        chunks = city.counter.chunks()  # the single run as it is held (no copy; finalize() would concatenate)
         row = {
             "frames": cp,
             "s_per_frame_metric": t_add / cp,
@@ -205,18 +207,18 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log)
             "finalize_and_compute_s": t_fin,
             "wall_s": time.perf_counter() - t0,
             "peak_rss_mb_adding": rss_before,
-            "peak_rss_mb": _rss_mb(),
+            "peak_rss_mb": rss_compute,
             "tracemalloc_peak_mb_adding": add_peak / 2**20,
             "tracemalloc_peak_mb_compute": fin_peak / 2**20,
             "counter_mb_before_final_merge": before / 2**20,
             "counter_mb_final": city.counter.nbytes / 2**20,
-            "entries": int(keys.size),
+            "entries": int(sum(k.size for k, _ in chunks)),
             "map_voxels": int(res["n_map_voxels"]),
-            "map_extent_voxels_xyz": _extent(keys),
+            "map_extent_voxels_xyz": _extent(chunks),
             "invalid_fraction_sampled": float(np.mean(inv_frac)),
             "city_map": {k: res[k] for k in ("iou", "miou", "n_map_voxels", "n_static_gt", "n_static_pred", "n_frames")},
         }
-        del keys
+        del chunks
         tracemalloc.reset_peak()
         out.append(row)
         log(json.dumps(row))
