@@ -293,3 +293,23 @@ def test_resume_refuses_pseudo_labels_and_runs_of_another_method_configuration(t
     monkeypatch.setattr(methods, "load_method", _changed_config(methods.load_method))
     r = CliRunner().invoke(autolabel, args)
     assert r.exit_code == 1 and "another method configuration" in r.output and "delete" in r.output
+
+
+def test_resume_reuses_pseudo_labels_of_the_same_configuration_with_tuple_options(tree, tmp_path):
+    """occfiner-voting's options hold a tuple (``box``); read back from the manifest it is a list. The same
+    configuration must be recognised, so a second seed reuses the pseudo-labels instead of refusing them."""
+    from occbench.autolabel.sources import as_json
+    from occbench.datasets import SemanticKITTI
+    from occbench.methods import load_method, method_config
+
+    src = SourceSpec.parse("occfiner-voting:noisy:sensor=lidar")
+    cfg_mem = method_config(load_method(src.method, **dict(src.options)), src.onboard)
+    assert isinstance(cfg_mem["options"]["box"], tuple)  # the case this test is about
+    ds = SemanticKITTI(tree, "val", onboard="noisy", sequences=["08"])
+    cfg = ProtocolConfig(max_pl_frames=1)
+    first = generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
+    pl = next((tmp_path / "pl").rglob("*.pl"))
+    mtime = pl.stat().st_mtime_ns
+    again = generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
+    assert first["method"] == again["method"] == as_json(cfg_mem) and again["complete"] is True
+    assert pl.stat().st_mtime_ns == mtime  # reused, not rewritten

@@ -80,7 +80,9 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
             from occbench.methods import load_method, method_config
 
             stored = (res["header"].get("pseudo_labels") or {}).get("method")
-            now = method_config(load_method(source.method, **dict(source.options)), source.onboard)
+            from occbench.autolabel.sources import as_json
+
+            now = as_json(method_config(load_method(source.method, **dict(source.options)), source.onboard))
             if stored != now:
                 raise OccbenchError(
                     f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "

@@ -29,6 +29,12 @@ from occbench.progress import progress_bar
 Top2 = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+def as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, keys strings), so that a configuration held in
+    memory compares equal to the same configuration stored in a manifest or results file."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def select_evenly(items: list[Any], max_n: int) -> list[Any]:
     """``max_n`` evenly spaced items (first and last included); all when ``max_n`` is 0 or >= len."""
     if max_n <= 0 or max_n >= len(items):
@@ -111,7 +117,7 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     targets = pl_targets(dataset, cfg)
     nc = dataset.label_map.num_classes
     old = store.read_manifest()
-    mcfg = method_config(method, source.onboard)
+    mcfg = as_json(method_config(method, source.onboard))
     if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
         raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
                             f"expected {source.name} ({fmt}); use another output folder")
