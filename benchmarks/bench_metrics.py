@@ -180,14 +180,6 @@ def _occbench_split(root: Path) -> dict:
     return m.compute()
 
 
-def _occbench_split_prefetch(root: Path) -> dict:
-    """``update_raw_files_many``: the next frame's files are opened and mapped on a second thread."""
-    m = SSCMetric()
-    m.update_raw_files_many([(root / "predictions" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.label",
-                              root / "voxels" / f"{f:06d}.invalid", f"{f:06d}") for f in range(N_SPLIT)])
-    return m.compute()
-
-
 def _occbench_split_fromfile(root: Path) -> dict:
     """occbench from arrays read with np.fromfile (copies), packed .invalid bytes passed as they are."""
     m = SSCMetric()
@@ -225,12 +217,6 @@ def test_split_occbench_end_to_end(benchmark, split_dir):
 
 
 @pytest.mark.benchmark(group=f"split of {N_SPLIT} frames from disk (page cache)")
-def test_split_occbench_end_to_end_prefetch(benchmark, split_dir):
-    res = benchmark.pedantic(_occbench_split_prefetch, args=(split_dir,), rounds=20, iterations=1)
-    assert 0 < res["51.2"]["miou"] < 1
-
-
-@pytest.mark.benchmark(group=f"split of {N_SPLIT} frames from disk (page cache)")
 def test_split_occbench_from_fromfile_arrays(benchmark, split_dir):
     res = benchmark.pedantic(_occbench_split_fromfile, args=(split_dir,), rounds=20, iterations=1)
     assert 0 < res["51.2"]["miou"] < 1
@@ -249,7 +235,7 @@ def test_split_occbench_equals_official_pattern(split_dir):
         m.update_raw(read_label(split_dir / "predictions" / f"{f:06d}.label"), read_label(split_dir / "voxels" / f"{f:06d}.label"),
                      read_bits(split_dir / "voxels" / f"{f:06d}.invalid"))
     np.testing.assert_array_equal(m.confusion(51.2), _official_pattern_split(split_dir))
-    assert _occbench_split(split_dir) == _occbench_split_fromfile(split_dir) == _occbench_split_prefetch(split_dir) == m.compute()
+    assert _occbench_split(split_dir) == _occbench_split_fromfile(split_dir) == m.compute()
 
 
 # ---------------------------------------------------------------- city map

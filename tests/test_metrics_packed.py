@@ -212,29 +212,3 @@ def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, 
         ref.update(seq.prediction(t), seq.frame(t).ground_truth())
     assert out["ssc"].n_frames == len(targets) == 3
     assert np.array_equal(out["ssc"]._counts, ref._counts)
-
-
-def test_update_raw_files_many_equals_one_by_one_with_and_without_prefetch(tmp_path):
-    lm = load_label_map()
-    rng = np.random.default_rng(17)
-    frames = []
-    for f in range(4):
-        p, g, inv = _random_frame(rng, 20, 0.05 + 0.1 * f)
-        pr, gr = _raw(lm, p, g, rng)
-        write_label(tmp_path / f"p{f}.label", pr)
-        write_label(tmp_path / f"g{f}.label", gr)
-        write_bits(tmp_path / f"g{f}.invalid", inv)
-        frames.append((tmp_path / f"p{f}.label", tmp_path / f"g{f}.label", tmp_path / f"g{f}.invalid"))
-    ref = SSCMetric()
-    for fr in frames:
-        ref.update_raw_files(*fr)
-    for prefetch in (True, False):
-        m = SSCMetric()
-        assert m.update_raw_files_many(frames, prefetch=prefetch) == 4
-        assert np.array_equal(m._counts, ref._counts) and m.n_frames == 4
-    # an unreadable frame stops the run there, naming its file; the frames before it are counted
-    (tmp_path / "p2.label").write_bytes(b"\0" * 10)
-    m = SSCMetric()
-    with pytest.raises(FormatError, match=r"p2\.label"):
-        m.update_raw_files_many(frames, prefetch=True)
-    assert m.n_frames == 2

@@ -12,7 +12,6 @@ of not-invalid voxels. See ``docs/metrics.md``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -33,14 +32,6 @@ _WORD_DTYPE = {1: np.uint32, 2: np.uint64}
 _STATE_VERSION = 1
 _NO_INV = np.zeros(8, np.uint8)  # placeholder mask for the kernels (never read with INV_NONE)
 _NO_INV.flags.writeable = False
-
-
-def _open_frame_files(pred_label: str | os.PathLike, gt_label: str | os.PathLike,
-                      gt_invalid: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Both ``.label`` files memory-mapped and the ``.invalid`` bytes as stored (see ``update_raw_files``)."""
-    p = map_label(pred_label)
-    g = map_label(gt_label)
-    return p, g, read_invalid_as_stored(gt_invalid) if gt_invalid is not None else None
 
 
 class Layout:
@@ -204,39 +195,12 @@ class SSCMetric:
         used as stored: dataset-specific preprocessing (SSCBench-KITTI360 clears invalid where labelled) is
         the caller's business. Sizes are checked first (:class:`FormatError` naming the file).
         """
-        p, g, inv = _open_frame_files(pred_label, gt_label, gt_invalid)
+        p = map_label(pred_label)
+        g = map_label(gt_label)
+        inv = None
+        if gt_invalid is not None:
+            inv = read_invalid_as_stored(gt_invalid)
         self.update_raw(p, g, inv, name=name if name is not None else os.fspath(pred_label))
-
-    def update_raw_files_many(self, frames: Iterable[tuple[Any, ...]], *, prefetch: bool = True) -> int:
-        """:meth:`update_raw_files` for a sequence of frames ``(pred_label, gt_label, gt_invalid or None[, name])``,
-        in order. With ``prefetch`` a second thread opens and maps frame ``i + 1`` while frame ``i`` is counted
-        (the kernels release the GIL), so reading and counting overlap on two cores. The state is the same as
-        with ``prefetch=False`` (frames are counted in order, by this thread); an error names its frame and
-        stops at it, like the loop would. Returns the number of frames added.
-        """
-        items = [(f[0], f[1], f[2] if len(f) > 2 else None, f[3] if len(f) > 3 else None) for f in frames]
-
-        def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            return _open_frame_files(*items[i][:3])
-
-        def add(i: int, loaded: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> None:
-            nm = items[i][3]
-            self.update_raw(*loaded, name=nm if nm is not None else os.fspath(items[i][0]))
-
-        if not prefetch or len(items) < 2:
-            for i in range(len(items)):
-                add(i, load(i))
-            return len(items)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1, thread_name_prefix="occbench-prefetch") as pool:
-            nxt = pool.submit(load, 0)
-            for i in range(len(items)):
-                cur = nxt.result()
-                if i + 1 < len(items):
-                    nxt = pool.submit(load, i + 1)
-                add(i, cur)
-        return len(items)
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
