@@ -370,7 +370,6 @@ class CityMapMetric:
 
     def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(world voxel keys (uint64, >> 8 already applied), gt map category, pred map category) per voxel."""
-        K = self.n_cat
         out_v, out_g, out_p = [], [], []
         last = None
         for k, _ in self.counter.chunks():
@@ -381,11 +380,9 @@ class CityMapMetric:
                     first[0] = False
                 out_v.append(vk[first])
                 last = vk[-1]
-        for ordinal, cat, cnt, nv in _chunk_voxel_groups(self.counter.chunks()):
-            gv = np.bincount(ordinal * K + cat // K, weights=cnt, minlength=nv * K).reshape(nv, K)
-            pv = np.bincount(ordinal * K + cat % K, weights=cnt, minlength=nv * K).reshape(nv, K)
-            out_g.append(gv.argmax(axis=1))
-            out_p.append(pv.argmax(axis=1))
+        for g, p in self._map_labels():
+            out_g.append(g)
+            out_p.append(p)
         vox = np.concatenate(out_v) if out_v else np.zeros(0, np.uint64)
         if not out_g:
             return vox, np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -397,11 +394,18 @@ class CityMapMetric:
         the bincount of ``maps()``, without its per-voxel arrays)."""
         K = self.n_cat
         conf = np.zeros(K * K, np.int64)
+        for g, p in self._map_labels():
+            conf += np.bincount(p * K + g, minlength=K * K)
+        return conf.reshape(K, K)
+
+    def _map_labels(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per group of world voxels (in key order): the ground-truth map's and the predicted map's category of
+        each voxel, i.e. the majority of its votes (argmax: ties go to the lower category)."""
+        K = self.n_cat
         for ordinal, cat, cnt, nv in _chunk_voxel_groups(self.counter.chunks()):
             gv = np.bincount(ordinal * K + cat // K, weights=cnt, minlength=nv * K).reshape(nv, K)
             pv = np.bincount(ordinal * K + cat % K, weights=cnt, minlength=nv * K).reshape(nv, K)
-            conf += np.bincount(pv.argmax(axis=1) * K + gv.argmax(axis=1), minlength=K * K)
-        return conf.reshape(K, K)
+            yield gv.argmax(axis=1), pv.argmax(axis=1)
 
     def compute(self) -> dict[str, Any]:
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
