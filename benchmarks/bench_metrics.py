@@ -1,18 +1,22 @@
 """Metric speed: occbench's one-pass SSC metric vs the two common reference patterns, on the same frames.
 
 Run: ``pytest benchmarks/bench_metrics.py --benchmark-only`` (add ``--benchmark-columns=min,median,mean``).
+The split groups time a split written to disk, read from the page cache and (``cold``) from the disk, each
+file dropped from the page cache before every round (``occbench.io.pagecache.evict``, checked with mincore).
 All timings are single-threaded (numpy, or the compiled numba kernel). Frames: ``occbench.metrics.testing.synthetic_frame`` (SemanticKITTI-like
 structure, ~6 % occupied) and, as a worst case for the skip-empty trick, uniformly random frames (30 % ignore,
 random classes everywhere, like the anchors micro-benchmark).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from occbench.geometry import RANGE_SLICES
+from occbench.io.pagecache import evict, prefetch, resident_fraction
 from occbench.io.voxels import read_bits, read_label, write_bits, write_label
 from occbench.labels import load_label_map
 from occbench.metrics import CityMapMetric, SSCMetric
@@ -23,7 +27,10 @@ _kernel.warm_up()  # compile (or load the cached machine code) outside the timed
 
 C = 20
 SHAPE = (256, 256, 32)
-N_SPLIT = 24  # frames of the synthetic split written to disk (about 8.4 MB each)
+# frames of the synthetic split written to disk (about 8.4 MB each); OCCBENCH_BENCH_SPLIT_FRAMES=815 gives the
+# size of SemanticKITTI val (6.8 GB on disk)
+N_SPLIT = int(os.environ.get("OCCBENCH_BENCH_SPLIT_FRAMES", "24"))
+SPLIT_ROUNDS = 20 if N_SPLIT <= 100 else 5  # rounds of the fast split benchmarks (3 for the official pattern)
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +178,30 @@ def _read_only(root: Path) -> int:
     return n
 
 
-def _occbench_split(root: Path) -> dict:
-    """occbench end to end, the public files path: map both .label files, packed .invalid, one kernel pass."""
+def _files(root: Path, f: int) -> tuple[Path, Path, Path]:
+    return root / "predictions" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.invalid"
+
+
+def _read_only_prefetch(root: Path) -> int:
+    """Reading, with the next frame's files prefetched (the fairest reading time on a cold cache)."""
+    n = 0
+    for f in range(N_SPLIT):
+        a = np.fromfile(root / "voxels" / f"{f:06d}.label", np.uint16)
+        b = np.fromfile(root / "voxels" / f"{f:06d}.invalid", np.uint8)
+        c = np.fromfile(root / "predictions" / f"{f:06d}.label", np.uint16)
+        if f + 1 < N_SPLIT:
+            prefetch(*_files(root, f + 1))
+        n += a.size + b.size + c.size
+    return n
+
+
+def _occbench_split(root: Path, prefetch_next: bool = True) -> dict:
+    """occbench end to end, the public files path: map both .label files, packed .invalid, one kernel pass;
+    the next frame's files are prefetched (what ``occbench evaluate --predictions`` does)."""
     m = SSCMetric()
     for f in range(N_SPLIT):
-        m.update_raw_files(root / "predictions" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.label",
-                           root / "voxels" / f"{f:06d}.invalid", name=f"{f:06d}")
+        nxt = _files(root, f + 1) if (prefetch_next and f + 1 < N_SPLIT) else ()
+        m.update_raw_files(*_files(root, f), name=f"{f:06d}", prefetch_next=nxt)
     return m.compute()
 
 
@@ -207,18 +232,18 @@ def _official_pattern_split(root: Path) -> np.ndarray:
 @pytest.mark.benchmark(group=f"split of {N_SPLIT} frames from disk (page cache)")
 def test_split_read_files_only(benchmark, split_dir):
     _read_only(split_dir)  # warm the page cache
-    benchmark.pedantic(_read_only, args=(split_dir,), rounds=20, iterations=1)
+    benchmark.pedantic(_read_only, args=(split_dir,), rounds=SPLIT_ROUNDS, iterations=1)
 
 
 @pytest.mark.benchmark(group=f"split of {N_SPLIT} frames from disk (page cache)")
 def test_split_occbench_end_to_end(benchmark, split_dir):
-    res = benchmark.pedantic(_occbench_split, args=(split_dir,), rounds=20, iterations=1)
+    res = benchmark.pedantic(_occbench_split, args=(split_dir,), rounds=SPLIT_ROUNDS, iterations=1)
     assert 0 < res["51.2"]["miou"] < 1
 
 
 @pytest.mark.benchmark(group=f"split of {N_SPLIT} frames from disk (page cache)")
 def test_split_occbench_from_fromfile_arrays(benchmark, split_dir):
-    res = benchmark.pedantic(_occbench_split_fromfile, args=(split_dir,), rounds=20, iterations=1)
+    res = benchmark.pedantic(_occbench_split_fromfile, args=(split_dir,), rounds=SPLIT_ROUNDS, iterations=1)
     assert 0 < res["51.2"]["miou"] < 1
 
 
@@ -247,3 +272,48 @@ def test_city_map_add_frame(benchmark, frame):
     T[:3, 3] = (100.0, 50.0, 1.0)
     benchmark.pedantic(city.add_frame, args=(pred, gt, T, inv), rounds=5, iterations=1)
     benchmark.extra_info["bytes_per_distinct_entry"] = 12
+
+
+# ---------------------------------------------------------------- the same split, read from the disk
+COLD = f"split of {N_SPLIT} frames from disk (cold: evicted from the page cache before each round)"
+
+
+def _evicted(root: Path):
+    """pytest-benchmark setup: drop every file of the split from the page cache, and check that it worked."""
+    files = [p for f in range(N_SPLIT) for p in _files(root, f)]
+    evict(*files)
+    left = [resident_fraction(p) for p in files]
+    if any(r is None for r in left):
+        pytest.skip("this OS cannot report page-cache residency (mincore), so a cold read cannot be checked")
+    if max(left) > 0.01:
+        pytest.skip(f"the page cache kept {max(left):.0%} of a file after POSIX_FADV_DONTNEED: no cold reads here")
+    return (root,), {}
+
+
+@pytest.mark.benchmark(group=COLD)
+def test_cold_read_files_only(benchmark, split_dir):
+    benchmark.pedantic(_read_only, setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
+
+
+@pytest.mark.benchmark(group=COLD)
+def test_cold_read_files_only_prefetch_next(benchmark, split_dir):
+    benchmark.pedantic(_read_only_prefetch, setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
+
+
+@pytest.mark.benchmark(group=COLD)
+def test_cold_occbench_end_to_end(benchmark, split_dir):
+    res = benchmark.pedantic(_occbench_split, setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
+    assert res == _occbench_split(split_dir)
+
+
+@pytest.mark.benchmark(group=COLD)
+def test_cold_occbench_end_to_end_no_prefetch(benchmark, split_dir):
+    res = benchmark.pedantic(lambda root: _occbench_split(root, prefetch_next=False), setup=lambda: _evicted(split_dir),
+                             rounds=SPLIT_ROUNDS // 2, iterations=1)
+    assert res == _occbench_split(split_dir)
+
+
+@pytest.mark.benchmark(group=COLD)
+def test_cold_official_pattern_bincount_one_range(benchmark, split_dir):
+    conf = benchmark.pedantic(_official_pattern_split, setup=lambda: _evicted(split_dir), rounds=3, iterations=1)
+    assert conf.sum() > 0

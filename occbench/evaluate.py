@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,8 +115,8 @@ def run_job(
 
     if mspec is None and store is None and city is None and tc is None and _scores_from_files(seq, proto):
         # submitted predictions, SSC only: score straight from the files (one compiled pass per frame)
-        for t in todo:
-            _update_from_files(ssc, seq, t)
+        for i, t in enumerate(todo):
+            _update_from_files(ssc, seq, t, todo[i + 1] if i + 1 < len(todo) else None)
             if on_frame is not None:
                 on_frame()
         return {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
@@ -164,10 +165,21 @@ def _scores_from_files(seq: Any, proto: Any) -> bool:
             and proto.invalid_policy == "mask-all")
 
 
-def _update_from_files(ssc: Any, seq: Any, t: int) -> None:
+def _frame_files(seq: Any, t: int) -> list[Path]:
+    """The files scoring scan ``t`` reads: ground truth ``.label`` and ``.invalid``, and the prediction."""
+    name = f"{t:06d}"
+    files = [seq.gt_voxel_dir / f"{name}.label", seq.gt_voxel_dir / f"{name}.invalid"]
+    path = seq.onboard_store.find(seq.name, t)
+    return files + ([path] if path is not None else [])
+
+
+def _update_from_files(ssc: Any, seq: Any, t: int, next_t: int | None = None) -> None:
     """Add scan ``t`` of ``seq`` to ``ssc`` from its files: ground truth ``.label`` + packed ``.invalid`` and
     the prediction (a plain ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
-    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file."""
+    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
+    ``t`` are read, those of ``next_t`` are prefetched (a page-cache hint: the disk reads them while ``t`` is
+    counted)."""
+    from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
 
     name = f"{t:06d}"
@@ -175,6 +187,8 @@ def _update_from_files(ssc: Any, seq: Any, t: int) -> None:
     inv = read_bits_packed(seq.gt_voxel_dir / f"{name}.invalid")
     path = seq.onboard_store.find(seq.name, t)
     pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    if next_t is not None:
+        prefetch(*_frame_files(seq, next_t))
     ssc.update_raw(pred, gt, inv, name=str(path))
 
 

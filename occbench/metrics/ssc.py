@@ -12,12 +12,13 @@ of not-invalid voxels. See ``docs/metrics.md``.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE
+from occbench.io.pagecache import prefetch
 from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
@@ -185,7 +186,8 @@ class SSCMetric:
             self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
 
     def update_raw_files(self, pred_label: str | os.PathLike, gt_label: str | os.PathLike,
-                         gt_invalid: str | os.PathLike | None = None, *, name: str | None = None) -> None:
+                         gt_invalid: str | os.PathLike | None = None, *, name: str | None = None,
+                         prefetch_next: Sequence[str | os.PathLike] = ()) -> None:
         """Add a frame straight from its files: the prediction's and the ground truth's ``.label`` (uint16
         raw ids) and optionally the ground truth's ``.invalid`` (bit-packed, SemanticKITTI; a file of one
         byte per voxel, SSCBench-KITTI360, is recognised by its size).
@@ -194,12 +196,18 @@ class SSCMetric:
         ``.invalid`` bytes are passed packed, so the only pass over the data is the kernel's. The mask is
         used as stored: dataset-specific preprocessing (SSCBench-KITTI360 clears invalid where labelled) is
         the caller's business. Sizes are checked first (:class:`FormatError` naming the file).
+
+        ``prefetch_next``: the next frame's files. Once this frame's files are read, the OS is asked to start
+        reading those (:func:`occbench.io.pagecache.prefetch`), so that on a cold page cache the disk reads
+        the next frame while this one is counted. A hint only: counts never depend on it.
         """
         p = map_label(pred_label)
         g = map_label(gt_label)
         inv = None
         if gt_invalid is not None:
             inv = read_invalid_as_stored(gt_invalid)
+        if prefetch_next:
+            prefetch(*prefetch_next)
         self.update_raw(p, g, inv, name=name if name is not None else os.fspath(pred_label))
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
