@@ -41,7 +41,7 @@ def shipped_checkpoint(onboard: str) -> Path:
 def train_command(onboard: str) -> str:
     """The recipe of the shipped checkpoints (docs/baselines/occfiner.md)."""
     return (f"occbench train --method occfiner --dataset mini --onboard {onboard} --config small --input-skip 4 "
-            f"--epochs 6 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
+            f"--epochs 12 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
 
 
 _DIGESTS: dict[tuple, str] = {}
