@@ -182,10 +182,10 @@ def _update_from_files(ssc: Any, seq: Any, t: int, next_t: int | None = None) ->
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
 
-    name = f"{t:06d}"
-    gt = map_label(seq.gt_voxel_dir / f"{name}.label")
-    inv = read_bits_packed(seq.gt_voxel_dir / f"{name}.invalid")
-    path = seq.onboard_store.find(seq.name, t)
+    gt_label, gt_invalid, *found = _frame_files(seq, t)
+    gt = map_label(gt_label)
+    inv = read_bits_packed(gt_invalid)
+    path = found[0] if found else None
     pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
     if next_t is not None:
         prefetch(*_frame_files(seq, next_t))
