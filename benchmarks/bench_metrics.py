@@ -168,28 +168,20 @@ def split_dir(tmp_path_factory):
     return root
 
 
-def _read_only(root: Path) -> int:
-    n = 0
-    for f in range(N_SPLIT):
-        a = np.fromfile(root / "voxels" / f"{f:06d}.label", np.uint16)
-        b = np.fromfile(root / "voxels" / f"{f:06d}.invalid", np.uint8)
-        c = np.fromfile(root / "predictions" / f"{f:06d}.label", np.uint16)
-        n += a.size + b.size + c.size
-    return n
-
-
 def _files(root: Path, f: int) -> tuple[Path, Path, Path]:
     return root / "predictions" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.invalid"
 
 
-def _read_only_prefetch(root: Path) -> int:
-    """Reading, with the next frame's files prefetched (the fairest reading time on a cold cache)."""
+def _read_only(root: Path, prefetch_next: bool = False) -> int:
+    """Reading the three files of every frame with ``np.fromfile``; with ``prefetch_next`` the next frame's
+    files are prefetched (the fairest reading time on a cold cache)."""
     n = 0
     for f in range(N_SPLIT):
-        a = np.fromfile(root / "voxels" / f"{f:06d}.label", np.uint16)
-        b = np.fromfile(root / "voxels" / f"{f:06d}.invalid", np.uint8)
-        c = np.fromfile(root / "predictions" / f"{f:06d}.label", np.uint16)
-        if f + 1 < N_SPLIT:
+        pred, gt, inv = _files(root, f)
+        a = np.fromfile(gt, np.uint16)
+        b = np.fromfile(inv, np.uint8)
+        c = np.fromfile(pred, np.uint16)
+        if prefetch_next and f + 1 < N_SPLIT:
             prefetch(*_files(root, f + 1))
         n += a.size + b.size + c.size
     return n
@@ -297,7 +289,7 @@ def test_cold_read_files_only(benchmark, split_dir):
 
 @pytest.mark.benchmark(group=COLD)
 def test_cold_read_files_only_prefetch_next(benchmark, split_dir):
-    benchmark.pedantic(_read_only_prefetch, setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
+    benchmark.pedantic(lambda root: _read_only(root, prefetch_next=True), setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
 
 
 @pytest.mark.benchmark(group=COLD)
