@@ -56,6 +56,33 @@ def test_identical_numbers_for_any_worker_count(tree):
     assert a["metrics"] == b["metrics"]
 
 
+class _RecordingBar:
+    def __init__(self, *a, total=None, **kw):
+        self.total, self.calls = total, []
+        _RecordingBar.last = self
+
+    def update(self, n):
+        self.calls.append(n)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_advances_frame_by_frame_with_any_worker_count(tmp_path, monkeypatch, workers):
+    """Worker processes report each frame through a queue, so the bar does not stand still for a whole job."""
+    import occbench.evaluate as ev
+
+    big = make_semantickitti_tree(tmp_path, {"08": 40}, onboard={"noisy": 0.2})
+    ds = SemanticKITTI(big, "val", onboard="noisy")
+    assert max(len(j.targets) for j in plan_jobs(ds, workers)) > 1  # jobs of several frames
+    monkeypatch.setattr(ev, "progress_bar", lambda it, desc="", total=None, **kw: _RecordingBar(total=total))
+    res = evaluate(spec(big), MethodSpec("onboard"), workers=workers, extras=())
+    bar = _RecordingBar.last
+    assert bar.total == res["header"]["frames"] == sum(len(t) for t in [s.labelled_frames for s in ds.sequences])
+    assert bar.calls == [1] * bar.total
+
+
 class ShiftedOnboard(OffboardMethod):
     """A third-party method in a few lines: returns the onboard prediction of the previous scan."""
 
