@@ -26,7 +26,7 @@ from occbench.executors import run_jobs
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
 from occbench.methods import OffboardMethod, load_method, method_config
-from occbench.progress import progress_bar
+from occbench.progress import FrameTicks, progress_bar
 
 
 
@@ -154,50 +154,6 @@ def run_job(
     return out
 
 
-class _Tick:
-    """Picklable per-frame callback for worker processes: puts 1 on a multiprocessing queue."""
-
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
-
-    def __call__(self) -> None:
-        self.queue.put(1)
-
-
-class _FrameTicks:
-    """Context that forwards frame ticks from local worker processes to ``update`` (a progress bar's update),
-    through a manager queue drained by a thread. With ``update=None`` it does nothing and ``tick`` is None."""
-
-    def __init__(self, update: Callable[[int], Any] | None) -> None:
-        self.update = update
-        self.tick: _Tick | None = None
-
-    def __enter__(self) -> _FrameTicks:
-        if self.update is not None:
-            import multiprocessing as mp
-            import threading
-
-            self._manager = mp.get_context("spawn").Manager()
-            self._queue = self._manager.Queue()
-            self.tick = _Tick(self._queue)
-            self._thread = threading.Thread(target=self._drain, daemon=True)
-            self._thread.start()
-        return self
-
-    def _drain(self) -> None:
-        while True:
-            n = self._queue.get()
-            if n is None:
-                return
-            self.update(n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.tick is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._manager.shutdown()
-
-
 def _scores_from_files(seq: Any, proto: Any) -> bool:
     """Whether a sequence's files are exactly what ``SSCMetric.update_raw`` takes (SemanticKITTI layout: raw
     ids of the protocol's label map, bit-packed ``.invalid`` used as stored), so that scoring its submitted
@@ -258,13 +214,9 @@ def evaluate(
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
     update = getattr(bar, "update", None)
-    inline = executor == "local" and (workers <= 1 or len(jobs) <= 1)
-    with _FrameTicks(update if (update and executor == "local" and not inline) else None) as ticks:
-        # per-frame progress: inline calls the bar directly, local worker processes through a queue; Ray per job
-        tick = (lambda: update(1)) if (update and inline) else ticks.tick
-        args = [(dspec, mspec, job, save, extras, tick) for job in jobs]
-        states = run_jobs(run_job, args, workers, executor, address,
-                          on_done=(lambda i, r: update(len(jobs[i].targets))) if (update and executor == "ray") else None)
+    with FrameTicks(update, executor, inline=workers <= 1 or len(jobs) <= 1) as ticks:
+        args = [(dspec, mspec, job, save, extras, ticks.tick) for job in jobs]
+        states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
     if hasattr(bar, "close"):
         bar.close()
     # merge in a fixed order (integers: order-independent anyway)

@@ -1,22 +1,30 @@
 """Write a method's refined predictions for a split (resumable, atomic), without scoring them."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from occbench.evaluate import DatasetSpec, Job, MethodSpec, plan_jobs
 from occbench.executors import run_jobs
 from occbench.io.predictions import PredictionStore
-from occbench.progress import progress_bar
+from occbench.progress import FrameTicks, progress_bar
 
 
-def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool) -> int:
+def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,
+                on_frame: Callable[[], None] | None = None) -> int:
     ds = dspec.open()
     seq = ds[job.sequence]
     store = PredictionStore(out, compressed=compressed)
     todo = [t for t in job.targets if not store.exists(seq.name, t)]
+    if on_frame is not None:
+        for _ in range(len(job.targets) - len(todo)):  # already written (resume)
+            on_frame()
     n = 0
     if todo:
         for t, pred in mspec.load().refine(seq, todo):
             store.write(seq.name, int(t), seq.label_map.to_raw(pred))
             n += 1
+            if on_frame is not None:
+                on_frame()
     return n
 
 
@@ -36,9 +44,10 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
         jobs = plan_jobs(ds, workers)
     total = sum(len(j.targets) for j in jobs)
     bar = progress_bar(iter(()), desc=f"refine {mspec.name}", total=total)
-    upd = getattr(bar, "update", lambda n: None)
-    counts = run_jobs(_refine_job, [(dspec, mspec, j, out, compressed) for j in jobs], workers, executor, address,
-                      on_done=lambda i, r: upd(len(jobs[i].targets)))
+    update = getattr(bar, "update", None)
+    with FrameTicks(update, executor, inline=workers <= 1 or len(jobs) <= 1) as ticks:
+        counts = run_jobs(_refine_job, [(dspec, mspec, j, out, compressed, ticks.tick) for j in jobs], workers, executor,
+                          address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
     if hasattr(bar, "close"):
         bar.close()
     return sum(counts), total

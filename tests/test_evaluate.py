@@ -83,6 +83,22 @@ def test_progress_advances_frame_by_frame_with_any_worker_count(tmp_path, monkey
     assert bar.calls == [1] * bar.total
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_refine_progress_advances_frame_by_frame_and_counts_resumed_frames(tmp_path, monkeypatch, workers):
+    import occbench.refine as rf
+    from occbench.refine import refine_split
+
+    big = make_semantickitti_tree(tmp_path / "tree", {"08": 40}, onboard={"noisy": 0.2})
+    monkeypatch.setattr(rf, "progress_bar", lambda it, desc="", total=None, **kw: _RecordingBar(total=total))
+    out = tmp_path / "out"
+    written, total = refine_split(spec(big), MethodSpec("onboard"), str(out), workers=workers)
+    assert written == total > 2 and _RecordingBar.last.calls == [1] * total
+    first = sorted(out.rglob("*.label"))[0]
+    first.unlink()  # resume: one frame to write, the others already there
+    written, total = refine_split(spec(big), MethodSpec("onboard"), str(out), workers=workers)
+    assert written == 1 and _RecordingBar.last.calls == [1] * total
+
+
 class ShiftedOnboard(OffboardMethod):
     """A third-party method in a few lines: returns the onboard prediction of the previous scan."""
 
