@@ -22,7 +22,7 @@ import numpy as np
 from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
 from occbench.errors import OccbenchError
-from occbench.executors import run_jobs
+from occbench.executors import run_jobs, runs_inline
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
 from occbench.methods import OffboardMethod, load_method, method_config
@@ -115,8 +115,11 @@ def run_job(
 
     if mspec is None and store is None and city is None and tc is None and _scores_from_files(seq, proto):
         # submitted predictions, SSC only: score straight from the files (one compiled pass per frame)
+        files = _frame_files(seq, todo[0]) if todo else []
         for i, t in enumerate(todo):
-            _update_from_files(ssc, seq, t, todo[i + 1] if i + 1 < len(todo) else None)
+            nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
+            _update_from_files(ssc, seq, t, files, nxt)
+            files = nxt or []
             if on_frame is not None:
                 on_frame()
         return {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
@@ -173,22 +176,22 @@ def _frame_files(seq: Any, t: int) -> list[Path]:
     return files + ([path] if path is not None else [])
 
 
-def _update_from_files(ssc: Any, seq: Any, t: int, next_t: int | None = None) -> None:
-    """Add scan ``t`` of ``seq`` to ``ssc`` from its files: ground truth ``.label`` + packed ``.invalid`` and
-    the prediction (a plain ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
-    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
-    ``t`` are read, those of ``next_t`` are prefetched (a page-cache hint: the disk reads them while ``t`` is
-    counted)."""
+def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None) -> None:
+    """Add scan ``t`` of ``seq`` to ``ssc`` from its files (``_frame_files(seq, t)``): ground truth ``.label`` +
+    packed ``.invalid`` and the prediction (a plain ``.label`` is memory-mapped; a ``.label.gz`` is
+    decompressed). Same counts as ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the
+    prediction file. Once the files of ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk
+    reads them while ``t`` is counted)."""
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
 
-    gt_label, gt_invalid, *found = _frame_files(seq, t)
+    gt_label, gt_invalid, *found = files
     gt = map_label(gt_label)
     inv = read_bits_packed(gt_invalid)
     path = found[0] if found else None
     pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
-    if next_t is not None:
-        prefetch(*_frame_files(seq, next_t))
+    if next_files:
+        prefetch(*next_files)
     ssc.update_raw(pred, gt, inv, name=str(path))
 
 
@@ -214,7 +217,7 @@ def evaluate(
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
     update = getattr(bar, "update", None)
-    with FrameTicks(update, executor, inline=workers <= 1 or len(jobs) <= 1) as ticks:
+    with FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
         args = [(dspec, mspec, job, save, extras, ticks.tick) for job in jobs]
         states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
     if hasattr(bar, "close"):

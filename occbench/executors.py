@@ -24,6 +24,11 @@ def _worker_init() -> None:
         pass
 
 
+def runs_inline(executor: str, workers: int, n_jobs: int) -> bool:
+    """Whether :func:`run_jobs` runs the jobs in the calling process (so callbacks passed to them need not pickle)."""
+    return executor == "local" and (workers <= 1 or n_jobs <= 1)
+
+
 def run_jobs(
     fn: Callable[..., Any],
     jobs: Sequence[tuple],
@@ -49,7 +54,7 @@ def run_jobs(
 
     if executor == "ray":
         _run_ray(fn, jobs, workers, address, done)
-    elif workers <= 1 or len(jobs) <= 1:
+    elif runs_inline(executor, workers, len(jobs)):
         for i, args in enumerate(jobs):
             done(i, fn(*args))
     else:

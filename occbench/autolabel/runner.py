@@ -77,11 +77,10 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
     if done.is_file():
         res = json.loads(done.read_text())
         if not source.is_gt:
+            from occbench.autolabel.sources import as_json
             from occbench.methods import load_method, method_config
 
             stored = (res["header"].get("pseudo_labels") or {}).get("method")
-            from occbench.autolabel.sources import as_json
-
             now = as_json(method_config(load_method(source.method, **dict(source.options)), source.onboard))
             if stored != now:
                 raise OccbenchError(
