@@ -26,7 +26,7 @@ MICRO = MiniConfig(seed=3, scans={"00": 11, "08": 11, "11": 6},
 # sha256 over (relative path, content) of every file of the MICRO generation, .gz files decompressed
 # (the gzip container depends on the zlib build; its content does not). Update together with
 # GENERATOR_VERSION whenever the generator changes on purpose.
-MICRO_DIGEST = "ae9d47bc261b06006a9cf6615180997efcae1ff987c9769b5fbb2a8887f89c41"
+MICRO_DIGEST = "5d1b6bd7aaabe4844cfe15cd2dc72ce664a70b29d6054f661ac3e61d83d9b7d9"
 
 
 def content_digest(root: Path) -> str:
@@ -192,7 +192,7 @@ def test_onboard_errors_are_blobs_and_viewpoint_dependent() -> None:
     from occbench.synth.generate import MODEL_IDS, grid_codes, line_of_sight
     from occbench.synth.onboard import MODELS, FieldCache, _systematic, predict
 
-    w = W.build_world([2, 7_130_111, 8], 30, 0)
+    w = W.build_world([2, 7_130_111, 8], 31, 0)
     undo = w.stamp_agents(10)
     codes = grid_codes(w, 10)
     w.unstamp(undo)
@@ -200,9 +200,9 @@ def test_onboard_errors_are_blobs_and_viewpoint_dependent() -> None:
     vis = line_of_sight(codes)
     for name in ("voxformer-sim", "sscnet-sim"):
         spec = MODELS[name]
-        fc = FieldCache([2, 7_130_112, 8, MODEL_IDS[name]], spec)
+        fc = FieldCache([2, 7_130_112, 8, MODEL_IDS[name]], spec, world=w)
         p10 = predict(spec, truth, vis, fc.at(10))
-        p10b = predict(spec, truth, vis, FieldCache([2, 7_130_112, 8, MODEL_IDS[name]], spec).at(10))
+        p10b = predict(spec, truth, vis, FieldCache([2, 7_130_112, 8, MODEL_IDS[name]], spec, world=w).at(10))
         p30 = predict(spec, truth, vis, fc.at(30))
         assert np.array_equal(p10, p10b)
         assert not np.array_equal(p10, p30)  # same scene, other viewpoint time: other errors
@@ -219,13 +219,78 @@ def test_onboard_errors_are_blobs_and_viewpoint_dependent() -> None:
         assert 0.02 < wrong[m].mean() < 0.9 and p1 > p0 + 0.2, (name, p1, p0)
 
 
+def test_blend_uniform_is_uniform_and_exact_at_the_ends() -> None:
+    from occbench.synth.onboard import blend_uniform
+
+    rng = np.random.default_rng(0)
+    u, v = rng.random(400_000, dtype=np.float32), rng.random(400_000, dtype=np.float32)
+    assert np.array_equal(blend_uniform(u, v, 0.0), v) and np.array_equal(blend_uniform(u, v, 1.0), u)
+    for share in (0.2, 0.5, 0.8):
+        g = blend_uniform(u, v, share)
+        assert g.dtype == np.float32 and g.min() >= 0 and g.max() <= 1
+        # uniform: every decile holds 10 % of the values (binomial std here: 0.05 %)
+        hist = np.histogram(g, bins=10, range=(0, 1))[0] / g.size
+        assert np.abs(hist - 0.1).max() < 0.003, (share, hist)
+        # a monotone function of the weighted sum: same order
+        s = share * u.astype(np.float64) + (1 - share) * v
+        o = np.argsort(s[:2000], kind="stable")
+        assert (np.diff(g[:2000][o]) >= -1e-6).all()
+
+
+def _field_pairs(share: float, t1: int, t2: int, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Field values of scans t1 and t2 at the voxels of both grids that fall in the same world cell."""
+    from occbench.synth.generate import MODEL_IDS, _columns
+    from occbench.synth.onboard import MODELS, FieldCache
+
+    w = W.build_world([5, 7_130_111, 8], 40, 0)
+    # turn scan t2 by 0.3 rad and shift it off the 0.2 m lattice, so that the two grids sample the world
+    # at different points (this world starts on a straight road along x)
+    w.poses[t2] = (float(w.poses[t2][0]) + 0.07, float(w.poses[t2][1]) + 0.13, 0.3)
+    spec = dataclasses.replace(MODELS["voxformer-sim"], world_share=share)
+    fc = FieldCache([5, 7_130_112, 8, MODEL_IDS["voxformer-sim"]], spec, world=w)
+    cols = _columns()
+    cells = []
+    for t in (t1, t2):
+        x, y, yaw = (float(a) for a in w.poses[t])
+        c, s = W._c(yaw), W._s(yaw)
+        ix = np.floor(((c * cols["GU"] - s * cols["GV"]) + x - w.origin[0]) / W.CELL).astype(np.int64)
+        iy = np.floor(((s * cols["GU"] + c * cols["GV"]) + y - w.origin[1]) / W.CELL).astype(np.int64)
+        cells.append(ix * 1_000_003 + iy)
+    common, c1, c2 = np.intersect1d(cells[0], cells[1], return_indices=True)
+    assert common.size > 10_000  # the two grids overlap
+    kz = np.arange(0, 32, 3)
+    idx1 = (c1[:, None] * 32 + kz[None, :]).ravel()
+    idx2 = (c2[:, None] * 32 + kz[None, :]).ravel()
+    return fc.at(t1).sample(k, idx1), fc.at(t2).sample(k, idx2)
+
+
+def test_world_anchored_errors_are_shared_between_viewpoints() -> None:
+    """The same world place gets correlated error fields from two viewpoints in proportion to world_share."""
+    corr = {}
+    for share in (0.0, 0.5, 1.0):
+        a, b = _field_pairs(share, 10, 25)
+        corr[share] = float(np.corrcoef(a, b)[0, 1])
+    # 0: independent key fields (scans 10 and 25 are three key draws apart); 1: the same lattice, sampled
+    # at points at most one 0.2 m cell apart; 0.5: in between
+    assert abs(corr[0.0]) < 0.05 and corr[1.0] > 0.9 and 0.25 < corr[0.5] < 0.75, corr
+
+
+def test_world_anchored_model_needs_the_world() -> None:
+    from occbench.synth.onboard import MODELS, FieldCache
+
+    with pytest.raises(ValueError, match="needs the sequence's world"):
+        FieldCache([0, 1, 8, 0], MODELS["voxformer-sim"])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        FieldCache([0, 1, 8, 0], dataclasses.replace(MODELS["voxformer-sim"], world_share=1.5), world=object())
+
+
 def test_camera_model_worse_far_and_outside_fov() -> None:
     from occbench.synth.generate import MODEL_IDS, grid_codes, line_of_sight
     from occbench.synth.onboard import MODELS, FieldCache, grid_geometry, predict
 
     spec = MODELS["voxformer-sim"]
     w = W.build_world([4, 7_130_111, 8], 60, 0)
-    fc = FieldCache([4, 7_130_112, 8, MODEL_IDS["voxformer-sim"]], spec)
+    fc = FieldCache([4, 7_130_112, 8, MODEL_IDS["voxformer-sim"]], spec, world=w)
     geo = grid_geometry()
     near = (geo["rn"] * 51.2 < 20)[:, :, None] & np.ones(32, bool)
     stats = {"near": [0, 0], "far": [0, 0], "in": [0, 0], "out": [0, 0]}
@@ -289,3 +354,18 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert m["seed"] == 4 and m["onboard"] == ["sscnet-sim"]
     r = CliRunner().invoke(command.synth, ["-o", str(tmp_path / "m"), "--seed", "5", "--quiet", "--workers", "1"])
     assert r.exit_code != 0 and "another configuration" in r.output
+
+
+def test_calibrate_recomputes_the_written_predictions(micro: tuple[Path, dict], tmp_path: Path) -> None:
+    """The calibration tools see the bytes the generator wrote, and an override changes them."""
+    from occbench.synth.calibrate import main, measure, write_predictions
+
+    root, m = micro
+    assert measure(root, ["voxformer-sim"]) == measure(root, ["voxformer-sim"], in_memory=True)
+    out = write_predictions(root, tmp_path / "same", ["voxformer-sim"])
+    main(["--root", str(root), "--model", "voxformer-sim", "--set", "world_share=0", "--write-predictions",
+          str(tmp_path / "s0")])
+    a, b, c = (PredictionStore(d / "voxformer-sim") for d in (root / m["predictions"], out, tmp_path / "s0"))
+    n = m["scans"]["08"]
+    assert all(np.array_equal(a.read("08", f), b.read("08", f)) for f in range(n))
+    assert any(not np.array_equal(a.read("08", f), c.read("08", f)) for f in range(n))

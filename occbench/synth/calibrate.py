@@ -7,7 +7,9 @@ reads a generated mini root (ground truth + predictions) and prints, per model, 
 ``label != 255 & invalid == 0``, mIoU over classes 1..19) next to the paper's numbers of the real model.
 
 ``--in-memory`` recomputes the predictions of the labelled frames from the world instead of reading them
-(same bytes; used while tuning :data:`occbench.synth.onboard.MODELS`).
+(same bytes; used while tuning :data:`occbench.synth.onboard.MODELS`). ``--set PARAMETER=NUMBER`` overrides a
+parameter of the ``--model`` (e.g. ``world_share=0.45``); with ``--write-predictions DIR`` every scan of the split
+is written to ``DIR/<model>/`` for multi-frame methods (docs/mini.md, "Calibration of the shared error").
 """
 from __future__ import annotations
 
@@ -62,6 +64,29 @@ def load_gt(root: Path, manifest: dict, seq: str, frame: int) -> np.ndarray:
     return gt
 
 
+def _in_memory_predictions(root: Path, manifest: dict, model: str, seq: str, frames: range,
+                           overrides: dict[str, dict] | None = None):
+    """(frame, prediction in train ids) recomputed from the world, with ``overrides[model]`` applied to the spec."""
+    from occbench.synth import world as Wm
+    from occbench.synth.config import config_from_identity
+    from occbench.synth.generate import get_world, grid_codes, line_of_sight
+    from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
+
+    cfg = config_from_identity(manifest["config"])
+    spec = MODELS[model]
+    if overrides and model in overrides:
+        spec = dataclasses.replace(spec, **overrides[model])
+    w = get_world(cfg, seq)
+    fields = FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[model]], spec, world=w)
+    for f in frames:
+        undo = w.stamp_agents(f)
+        try:
+            codes = grid_codes(w, f)
+        finally:
+            w.unstamp(undo)
+        yield f, predict(spec, Wm.CODE_TO_TRAIN[codes], line_of_sight(codes), fields.at(f))
+
+
 def measure(root: str | Path, models: list[str] | None = None, split: str = "val", in_memory: bool = False,
             overrides: dict[str, dict] | None = None) -> dict[str, dict[float, dict[str, float]]]:
     root = Path(root)
@@ -72,35 +97,36 @@ def measure(root: str | Path, models: list[str] | None = None, split: str = "val
     for model in models:
         conf = Confusion()
         for seq in manifest["splits"][split]:
-            n = manifest["scans"][seq]
+            frames = range(0, manifest["scans"][seq], manifest["label_every"])
             if in_memory:
-                from occbench.synth import world as Wm
-                from occbench.synth.config import config_from_identity
-                from occbench.synth.generate import get_world, grid_codes, line_of_sight
-                from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
-
-                cfg = config_from_identity(manifest["config"])
-                spec = MODELS[model]
-                if overrides and model in overrides:
-                    spec = dataclasses.replace(spec, **overrides[model])
-                w = get_world(cfg, seq)
-                fields = FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[model]], spec)
+                preds = _in_memory_predictions(root, manifest, model, seq, frames, overrides)
             else:
                 store = PredictionStore(root / manifest["predictions"] / model)
-            for f in range(0, n, manifest["label_every"]):
-                gt = load_gt(root, manifest, seq, f)
-                if in_memory:
-                    undo = w.stamp_agents(f)
-                    try:
-                        codes = grid_codes(w, f)
-                    finally:
-                        w.unstamp(undo)
-                    pred = predict(spec, Wm.CODE_TO_TRAIN[codes], line_of_sight(codes), fields.at(f))
-                else:
-                    pred = lm.to_train(store.read(seq, f))
-                conf.update(pred, gt)
+                preds = ((f, lm.to_train(store.read(seq, f))) for f in frames)
+            for f, pred in preds:
+                conf.update(pred, load_gt(root, manifest, seq, f))
         results[model] = conf.scores()
     return results
+
+
+def write_predictions(root: str | Path, out: str | Path, models: list[str] | None = None, split: str = "val",
+                      overrides: dict[str, dict] | None = None) -> Path:
+    """Write the predictions of **every** scan of a split, with spec overrides, as ``out/<model>/sequences/...``.
+
+    For calibrating parameters that only multi-frame methods see (``world_share``): score a method on them with
+    ``occbench evaluate --root ROOT --predictions-root OUT --onboard MODEL --method average-fusion``.
+    """
+    from occbench.synth.generate import _inv_lut
+
+    root, out = Path(root), Path(out)
+    manifest = json.loads((root / "mini.json").read_text())
+    lut = _inv_lut()
+    for model in models or manifest["onboard"]:
+        store = PredictionStore(out / model, compressed=True)
+        for seq in manifest["splits"][split]:
+            for f, pred in _in_memory_predictions(root, manifest, model, seq, range(manifest["scans"][seq]), overrides):
+                store.write(seq, f, lut[pred])
+    return out
 
 
 def table(results: dict[str, dict[float, dict[str, float]]]) -> str:
@@ -116,6 +142,13 @@ def table(results: dict[str, dict[float, dict[str, float]]]) -> str:
     return "\n".join(rows)
 
 
+def _parse_override(text: str) -> tuple[str, float]:
+    k, sep, v = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set expects PARAMETER=NUMBER (e.g. world_share=0.5), got {text!r}")
+    return k, float(v)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True)
@@ -123,8 +156,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", default="val")
     ap.add_argument("--in-memory", action="store_true")
     ap.add_argument("--per-class", action="store_true")
+    ap.add_argument("--set", type=_parse_override, action="append", default=[], metavar="PARAMETER=NUMBER",
+                    help="override a numeric ModelSpec parameter of the --model(s) (implies --in-memory)")
+    ap.add_argument("--write-predictions", metavar="DIR",
+                    help="write every scan's prediction of the split to DIR/<model>/ instead of scoring")
     a = ap.parse_args(argv)
-    res = measure(a.root, a.model, a.split, a.in_memory)
+    overrides = None
+    if a.set:
+        if not a.model:
+            ap.error("--set needs --model")
+        overrides = {m: dict(a.set) for m in a.model}
+    if a.write_predictions:
+        print(write_predictions(a.root, a.write_predictions, a.model, a.split, overrides))
+        return
+    res = measure(a.root, a.model, a.split, a.in_memory or bool(a.set), overrides)
     print(table(res))
     if a.per_class:
         names = load_label_map("semantickitti").class_names

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 SIZES = ("tiny", "small", "default")
 ONBOARD_DEFAULT = ("voxformer-sim", "sscnet-sim")
 

@@ -235,7 +235,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
     world = get_world(cfg, seq)
     t1 = cfg.scans[seq] if t1 is None else t1
     stores = {m: PredictionStore(root / PREDICTIONS / m, compressed=True) for m in models}
-    fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m]) for m in models}
+    fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m], world=world) for m in models}
     lut = _inv_lut()
     for t in range(t0, t1):
         undo = world.stamp_agents(t)

@@ -6,11 +6,19 @@ sensor observed) into a prediction by applying, in this order:
 1. **systematic bias** (:func:`_systematic`): deterministic functions of the local scene and of the range,
    identical at every viewpoint of the same configuration. They are what a refinement model can *learn*
    to undo (train split ground truth shows the pattern), and what fusing frames cannot remove.
-2. **viewpoint-dependent errors** (:func:`_viewpoint`): thresholds on smooth random fields (blobs of
-   ~1.6 m x 1.6 m x 0.8 m) drawn in the *scan's* frame, redrawn every ``key_every`` scans and blended in
-   between. At a fixed place in the world they change as the ego moves: fusing frames averages them out.
-   Their rates grow with range, outside the camera field of view and behind occluders (camera), and in
-   the regions the scan did not see (LiDAR).
+2. **blob errors** (:func:`_viewpoint`): thresholds on smooth random fields (blobs of ~1.6 m x 1.6 m x 0.8 m).
+   Each field is a blend of two parts (generator 1.1):
+
+   - a *viewpoint* part drawn in the *scan's* frame, redrawn every ``key_every`` scans and blended in
+     between: at a fixed place in the world it changes as the ego moves, so fusing frames averages it out;
+   - a *world* part (share ``world_share``) drawn once per (model, sequence) on a lattice fixed in the
+     *world*: the same place looks equally hard from every nearby viewpoint, like a region a real network
+     fails on. Fusing frames cannot remove it; a learned model can only fill it in from context.
+
+   The blend is mapped back to a uniform value (:func:`blend_uniform`), so the per-voxel error *rates*, and
+   with them the single-frame scores, do not depend on the share; only how much of the error neighbouring
+   viewpoints have in common does. Rates grow with range, outside the camera field of view and behind
+   occluders (camera), and in the regions the scan did not see (LiDAR).
 
 The parameters of both models are in :data:`MODELS`; docs/mini.md explains each one and gives the
 calibration against Table 2 of the OccFiner paper (``python -m occbench.synth.calibrate``).
@@ -86,6 +94,7 @@ class ModelSpec:
     sys_small_to: int = -1  # small dynamic classes always predicted as this class (-1: untouched)
     key_every: int = 5  # scans between independent field draws (linear blend in between)
     blob: tuple[int, int, int] = (8, 8, 4)  # field cell in voxels
+    world_share: float = 0.0  # weight of the world-anchored part of every error field (0: all viewpoint)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -100,6 +109,7 @@ MODELS: dict[str, ModelSpec] = {
                     Wd.TRUCK: 0.25, Wd.OTHER_VEHICLE: 0.25},
         sys_parking_to_road=1.0, sys_otherground_to_sidewalk=True, sys_lowveg_to_terrain=True,
         sys_trunk_top=1.8, sys_sign_to_pole=False, sys_thicken_from=25.6, sys_smear=1,
+        world_share=0.5,
     ),
     "sscnet-sim": ModelSpec(
         name="sscnet-sim", modality="lidar",
@@ -111,7 +121,7 @@ MODELS: dict[str, ModelSpec] = {
                     Wd.TRUCK: 0.3, Wd.OTHER_VEHICLE: 0.3},
         sys_parking_to_road=0.6, sys_otherground_to_sidewalk=False, sys_lowveg_to_terrain=True,
         sys_trunk_top=99.0, sys_sign_to_pole=True, sys_thicken_from=99.0, sys_smear=0,
-        sys_small_to=0,
+        sys_small_to=0, world_share=0.5,
     ),
 }
 MODEL_IDS = {name: i for i, name in enumerate(sorted(MODELS))}
@@ -160,14 +170,39 @@ def smooth_field(rng: np.random.Generator, cell: tuple[int, int, int], shape: tu
     return a
 
 
-class FieldCache:
-    """Key fields of one (model, sequence): field t = blend of key fields floor(t/K) and floor(t/K)+1."""
+WORLD_STREAM = 1_000_003  # appended to a (model, sequence) entropy for its world-anchored fields
 
-    def __init__(self, entropy: list[int], spec: ModelSpec, n_fields: int = 3):
+
+class FieldCache:
+    """Fields of one (model, sequence).
+
+    Viewpoint part of scan t: blend of key fields floor(t/K) and floor(t/K)+1, in the scan's frame. World part
+    (when ``spec.world_share > 0``): ``n_fields`` lattices over the world of ``world`` (a
+    :class:`occbench.synth.world.World`), sampled at the world position of every voxel of scan t.
+    """
+
+    def __init__(self, entropy: list[int], spec: ModelSpec, n_fields: int = 3, world: "Wd.World | None" = None):
         self.entropy = entropy
         self.spec = spec
         self.n = n_fields
         self._cache: dict[int, list[np.ndarray]] = {}
+        self.world = world
+        self._world_fields: list[np.ndarray] | None = None
+        if spec.world_share > 0 and world is None:
+            raise ValueError(f"{spec.name} has world-anchored errors (world_share={spec.world_share}): "
+                             "FieldCache needs the sequence's world")
+        if not 0.0 <= spec.world_share <= 1.0:
+            raise ValueError(f"world_share of {spec.name} must lie in [0, 1], got {spec.world_share}")
+
+    def world_fields(self) -> list[np.ndarray]:
+        """Coarse lattices (cells of ``spec.blob`` voxels) covering the world, uniform draws in [0, 1)."""
+        if self._world_fields is None:
+            nx, ny = self.world.shape
+            c = self.spec.blob
+            shape = (nx // c[0] + 3, ny // c[1] + 3, GRID[2] // c[2] + 2)
+            rng = np.random.default_rng(self.entropy + [WORLD_STREAM])
+            self._world_fields = [rng.random(shape, dtype=np.float32) for _ in range(self.n)]
+        return self._world_fields
 
     def key(self, q: int) -> list[np.ndarray]:
         if q not in self._cache:
@@ -180,7 +215,11 @@ class FieldCache:
     def at(self, t: int) -> "Fields":
         K = self.spec.key_every
         q, r = divmod(t, K)
-        return Fields(self.key(q), self.key(q + 1), np.float32(r / K), _uniformiser(self.spec.blob, r, K))
+        fields = Fields(self.key(q), self.key(q + 1), np.float32(r / K), _uniformiser(self.spec.blob, r, K))
+        if self.spec.world_share > 0:
+            fields.world = WorldSample(self.world_fields(), self.world, t, self.spec.blob,
+                                       _uniformiser(self.spec.blob, 0, K), self.spec.world_share)
+        return fields
 
 
 LUT_N = 4096
@@ -204,18 +243,81 @@ def _uniformiser(blob: tuple[int, int, int], r: int, K: int) -> np.ndarray:
     return np.interp(np.arange(LUT_N) / (LUT_N - 1), q, np.linspace(0.0, 1.0, q.size)).astype(np.float32)
 
 
+def blend_uniform(u: np.ndarray, v: np.ndarray, share: float) -> np.ndarray:
+    """``share * u + (1 - share) * v`` for independent uniforms u, v, mapped through its exact CDF to uniform.
+
+    With a = max(share, 1 - share) and b = 1 - a, the sum s has the trapezoidal CDF s^2 / 2ab on [0, b],
+    (s - b/2) / a on [b, a] and 1 - (1 - s)^2 / 2ab on [a, 1]; only +, -, *, / are used (bit-identical
+    everywhere).
+    """
+    if share <= 0:
+        return v
+    if share >= 1:
+        return u
+    a = np.float32(max(share, 1.0 - share))
+    b = np.float32(1) - a
+    s = np.float32(share) * u + np.float32(1 - share) * v
+    two_ab = np.float32(2) * a * b
+    lo = s * s / two_ab
+    mid = (s - b / np.float32(2)) / a
+    hi = np.float32(1) - (np.float32(1) - s) * (np.float32(1) - s) / two_ab
+    return np.where(s < b, lo, np.where(s <= a, mid, hi)).astype(np.float32)
+
+
+class WorldSample:
+    """The world-anchored fields seen from scan t: values at the world position of each voxel of its grid."""
+
+    def __init__(self, lattices: list[np.ndarray], world: "Wd.World", t: int, cell: tuple[int, int, int],
+                 lut: np.ndarray, share: float):
+        from occbench.synth.generate import _columns  # grid column centres in the LiDAR frame
+
+        cols = _columns()
+        x, y, yaw = (float(v) for v in world.poses[t])
+        c, s = Wd._c(yaw), Wd._s(yaw)
+        xw = (c * cols["GU"] - s * cols["GV"]) + x  # the same arithmetic as World.gather
+        yw = (s * cols["GU"] + c * cols["GV"]) + y
+        # continuous lattice coordinates of each column centre (as smooth_field: voxel centre / cell + 0.5)
+        self.px = ((xw - world.origin[0]) / Wd.CELL / cell[0] + 0.5).astype(np.float32)
+        self.py = ((yw - world.origin[1]) / Wd.CELL / cell[1] + 0.5).astype(np.float32)
+        self.pz = ((np.arange(GRID[2]) + 0.5) / cell[2] + 0.5).astype(np.float32)
+        self.lattices, self.lut, self.share = lattices, lut, share
+
+    def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
+        L = self.lattices[k]
+        col, kz = idx >> 5, idx & 31
+        px, py, pz = self.px[col], self.py[col], self.pz[kz]
+        # outside the lattice (columns beyond the generated world) clamps to its border cells
+        i0 = np.clip(np.floor(px).astype(np.int64), 0, L.shape[0] - 2)
+        j0 = np.clip(np.floor(py).astype(np.int64), 0, L.shape[1] - 2)
+        k0 = np.floor(pz).astype(np.int64)
+        wx = np.clip(px - i0, 0, 1).astype(np.float32)
+        wy = np.clip(py - j0, 0, 1).astype(np.float32)
+        wz = (pz - k0).astype(np.float32)
+        one = np.float32(1)
+        f = np.zeros(idx.shape, np.float32)
+        for di, fx in ((0, one - wx), (1, wx)):
+            for dj, fy in ((0, one - wy), (1, wy)):
+                fxy = fx * fy
+                f += fxy * (L[i0 + di, j0 + dj, k0] * (one - wz) + L[i0 + di, j0 + dj, k0 + 1] * wz)
+        return self.lut[(f * np.float32(LUT_N - 1)).astype(np.int64)]
+
+
 class Fields:
     """The fields of one scan, evaluated lazily at flat voxel indices."""
 
     def __init__(self, a: list[np.ndarray], b: list[np.ndarray], w: np.float32, lut: np.ndarray):
         self.a, self.b, self.w, self.lut = a, b, w, lut
+        self.world: WorldSample | None = None
 
     def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
         """Approximately uniform values in [0, 1] at flat voxel indices ``idx`` (spatially smooth)."""
         fa = self.a[k].reshape(-1)[idx]
         fb = self.b[k].reshape(-1)[idx]
         f = fa * (np.float32(1) - self.w) + fb * self.w
-        return self.lut[(f * np.float32(LUT_N - 1)).astype(np.int64)]
+        v = self.lut[(f * np.float32(LUT_N - 1)).astype(np.int64)]
+        if self.world is None:
+            return v
+        return blend_uniform(self.world.sample(k, idx), v, self.world.share)
 
 
 def _shift(a: np.ndarray, axis: int, step: int) -> np.ndarray:
