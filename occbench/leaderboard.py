@@ -100,6 +100,23 @@ def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
     return lines
 
 
+def data_generation_lines(generators: list[dict | None]) -> list[str]:
+    """Markdown naming the generated data rows were measured on (``header.dataset.generator`` of each row:
+    generator version, seed, size), with a warning when they come from different generations (their numbers are
+    not comparable). Empty for real data (no generator)."""
+    gens: dict[tuple, int] = defaultdict(int)
+    for g in generators:
+        if g:
+            gens[(g.get("name", "?"), g.get("generator_version", "?"), g.get("seed", "?"), g.get("size", "?"))] += 1
+    if not gens:
+        return []
+    desc = [f"{n} generator {v} (seed {s}, size {z}): {k} row{'s' if k != 1 else ''}" for (n, v, s, z), k in sorted(gens.items())]
+    if len(gens) == 1:
+        return ["Data: " + desc[0].rsplit(":", 1)[0] + ".", ""]
+    return ["> **Rows from different data generations; numbers across them are not comparable.** "
+            + "; ".join(desc) + ".", ""]
+
+
 def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),
                  plots_dir: Path | None = None) -> dict[str, str]:
     """Render every page; returns {file name: markdown}. PNGs named ``<dataset>-<split>-*.png`` in
@@ -125,6 +142,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         if synthetic:
             lines += ["> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
                       "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.", ""]
+        lines += data_generation_lines([d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows])
         pr = protos.get((dataset, split), {})
         if pr:
             lines += ["Protocol: " + ", ".join(f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in

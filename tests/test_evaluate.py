@@ -223,3 +223,25 @@ def test_results_header_records_the_method_config_for_the_runs_onboard_model(tre
     assert legacy["header"]["method"]["extra"] == 1
     assert per["header"]["method"]["for"] == "noisy"
     assert legacy["metrics"]["ssc"] == per["metrics"]["ssc"]
+
+
+def test_leaderboard_names_the_data_generation_and_warns_when_rows_mix_them(tmp_path):
+    from pathlib import Path
+
+    from occbench.leaderboard import render_pages
+
+    res_dir = tmp_path / "results"
+    res_dir.mkdir()
+    d = json.loads(Path("leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
+    g = d["header"]["dataset"]["generator"]
+    g.update(generator_version="7.3", seed=0, size="default")
+    for name in ("onboard", "other"):
+        d["header"]["method"]["name"] = name
+        (res_dir / f"{name}.json").write_text(json.dumps(d))
+    page = render_pages(res_dir, Path("leaderboards/reported"))["occbench-mini-val.md"]
+    assert "Data: occbench-mini generator 7.3 (seed 0, size default)." in page
+    assert "Rows from different data generations" not in page
+    g["generator_version"] = "0.9"
+    (res_dir / "other.json").write_text(json.dumps(d))
+    page = render_pages(res_dir, Path("leaderboards/reported"))["occbench-mini-val.md"]
+    assert "Rows from different data generations" in page and "generator 0.9 (seed 0, size default): 1 row" in page
