@@ -272,13 +272,10 @@ class WorldSample:
         from occbench.synth.generate import _columns  # grid column centres in the LiDAR frame
 
         cols = _columns()
-        x, y, yaw = (float(v) for v in world.poses[t])
-        c, s = Wd._c(yaw), Wd._s(yaw)
-        xw = (c * cols["GU"] - s * cols["GV"]) + x  # the same arithmetic as World.gather
-        yw = (s * cols["GU"] + c * cols["GV"]) + y
+        fx, fy = world.cell_coords(tuple(world.poses[t]), cols["GU"], cols["GV"])  # where World.gather reads
         # continuous lattice coordinates of each column centre (as smooth_field: voxel centre / cell + 0.5)
-        self.px = ((xw - world.origin[0]) / Wd.CELL / cell[0] + 0.5).astype(np.float32)
-        self.py = ((yw - world.origin[1]) / Wd.CELL / cell[1] + 0.5).astype(np.float32)
+        self.px = (fx / cell[0] + 0.5).astype(np.float32)
+        self.py = (fy / cell[1] + 0.5).astype(np.float32)
         self.pz = ((np.arange(GRID[2]) + 0.5) / cell[2] + 0.5).astype(np.float32)
         self.lattices, self.lut, self.share = lattices, lut, share
 

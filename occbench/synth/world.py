@@ -394,14 +394,19 @@ class World:
         return [(sl, prof)]
 
     # -- sampling ------------------------------------------------------------------------------------
-    def gather(self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Columns of ``W`` at LiDAR-frame column centres (u, v) of a planar pose: (len(u), 32) codes."""
+    def cell_coords(self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous cell coordinates of ``W`` (cell i spans [i, i+1)) of LiDAR-frame points (u, v) of a planar pose."""
         x, y, yaw = pose
         c, s = _c(float(yaw)), _s(float(yaw))
         xw = (c * u - s * v) + float(x)
         yw = (s * u + c * v) + float(y)
-        ix = np.floor((xw - self.origin[0]) / CELL).astype(np.int64)
-        iy = np.floor((yw - self.origin[1]) / CELL).astype(np.int64)
+        return (xw - self.origin[0]) / CELL, (yw - self.origin[1]) / CELL
+
+    def gather(self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Columns of ``W`` at LiDAR-frame column centres (u, v) of a planar pose: (len(u), 32) codes."""
+        fx, fy = self.cell_coords(pose, u, v)
+        ix = np.floor(fx).astype(np.int64)
+        iy = np.floor(fy).astype(np.int64)
         nx, ny = self.shape
         ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         flat = np.where(ok, ix * ny + iy, 0)
