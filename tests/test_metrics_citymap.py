@@ -10,7 +10,7 @@ from occbench.io.kitti import read_calib, read_poses
 from occbench.metrics import CityMapMetric, PROTOCOLS, SSCMetric, TemporalConsistency
 from occbench.metrics.citymap import SparseCounter, world_keys
 
-SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
 SHAPE = (256, 256, 32)
 PROTO = PROTOCOLS["semantickitti-ssc"]
 ROAD, SIDEWALK, BUILDING, VEG, CAR = 9, 11, 13, 15, 1
