@@ -1,7 +1,7 @@
 """Throughput of region-centric voting on occbench-mini val: reference vs fast engine (numba and torch backends).
 
-Data: sequence 08 of occbench-mini val (``--root``, else ``$OCCBENCH_MINI``, else the default mini root
-``~/.cache/occbench/mini`` if generated; predictions of ``voxformer-sim``, camera weights, the default
+Data: sequence 08 of occbench-mini val (``--root``, else the default mini in the data cache,
+``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the default
 config otherwise). Without mini the synthetic scene of ``baselines.voting.synthetic`` seen from real
 sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled frames), as on real data.
 One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
@@ -18,7 +18,6 @@ the engine, ``2n+1`` per target for the reference) are added on top.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from baselines.voting import SensorWeights, VotingConfig, VotingEngine, _kernels
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
-SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "08"
 SEQ08_TARGETS, SEQ08_SCANS = 815, 4071  # real sequence 08: labelled (every 5th) scans, all scans
 STEP = 5
 
@@ -38,8 +37,6 @@ STEP = 5
 def mini_root(root: str | Path | None = None) -> Path | None:
     if root is not None:
         return Path(root)
-    if os.environ.get("OCCBENCH_MINI"):
-        return Path(os.environ["OCCBENCH_MINI"])
     from occbench.datasets.mini import default_mini_root
 
     r = default_mini_root()

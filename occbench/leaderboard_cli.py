@@ -18,6 +18,9 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
     """Render leaderboards/*.md from result files (one page per dataset/split)."""
     from occbench.leaderboard import render_pages, stale_pages, write_pages
 
+    if not Path(results_dir).is_dir():
+        raise click.BadParameter(f"no folder of results JSON files at {results_dir}; run it from the repository root "
+                                 "or give --results DIR (and --output DIR for the pages)", param_hint="'--results'")
     try:
         rel = Path(results_dir).resolve().relative_to(Path(out_dir).resolve())
     except ValueError:

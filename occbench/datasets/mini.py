@@ -1,32 +1,38 @@
 """occbench-mini: the embedded default dataset, a procedural KITTI-like world in the SemanticKITTI layout.
 
-It is generated on first use (deterministically, from a seed) into the cache folder
-``$OCCBENCH_MINI``, else ``$OCCBENCH_DATA/mini-v<generator version>`` (``$OCCBENCH_DATA`` defaults to
-``~/.cache/occbench``), and read by the same loader as real
-SemanticKITTI. ``mini.json`` in its root names the splits, the onboard models and their sensors.
+It lives in one cache folder, ``$OCCBENCH_DATA/mini-v<generator version>`` (``$OCCBENCH_DATA`` defaults to
+``~/.cache/occbench``), where it is generated (deterministically, from a seed) on first use, and it is read by the
+same loader as real SemanticKITTI. ``mini.json`` in its root names the splits, the onboard models and their sensors.
+An explicit ``root`` is only read: it must hold a generated mini (``occbench synth --output ROOT`` makes one), unless
+``generate=True`` asks for generation there, which is refused in a folder that holds anything else.
 Mini numbers are synthetic: never present them as real-data numbers.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from occbench.datasets.semantickitti import SemanticKITTI
-from occbench.errors import FormatError, MissingDataError
+from occbench.errors import FormatError, MissingDataError, OccbenchError
 
 MANIFEST = "mini.json"
+PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.MARKERS)
 DEFAULT_ONBOARD = "voxformer-sim"
+DATA_ENV = "OCCBENCH_DATA"
+# measured on the default val sequence (docs/mini.md, "Generation cost"): disk per scan, and seconds per scan on
+# 2 cores, idle and loaded
+MB_PER_SCAN, S_PER_SCAN_IDLE, S_PER_SCAN_BUSY = 1.27, 0.30, 1.06
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("OCCBENCH_DATA", Path.home() / ".cache" / "occbench")).expanduser()
+    """The data cache: ``$OCCBENCH_DATA``, default ``~/.cache/occbench``."""
+    return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "occbench").expanduser()
 
 
 def default_mini_root() -> Path:
-    env = os.environ.get("OCCBENCH_MINI")
-    if env:
-        return Path(env).expanduser()
+    """Where the default mini lives: ``<data cache>/mini-v<generator version>``."""
     from occbench.synth.config import GENERATOR_VERSION
 
     return default_data_dir() / f"mini-v{GENERATOR_VERSION}"
@@ -46,13 +52,54 @@ def read_manifest(root: Path) -> dict:
     return m
 
 
-def ensure_mini(root: str | Path | None = None, progress: bool = True) -> Path:
-    """Return the root of occbench-mini, generating the default mini split there on first use."""
-    root = Path(root).expanduser() if root is not None else default_mini_root()
-    if not (root / MANIFEST).is_file():
-        from occbench.synth import default_mini_config, generate_mini
+def check_generation_target(root: Path) -> None:
+    """Generation may write into ``root`` only if it is new, empty, or holds an occbench-mini (complete or started)."""
+    if (root / MANIFEST).is_file() or (root / PARTIAL).is_dir():
+        return
+    if root.exists() and not root.is_dir():
+        raise OccbenchError(f"{root}: expected a folder to generate occbench-mini into, found a file")
+    if root.is_dir() and any(root.iterdir()):
+        raise OccbenchError(f"{root}: expected a new or empty folder to generate occbench-mini into, found other files "
+                            f"(e.g. {next(iter(sorted(p.name for p in root.iterdir())))}); choose another folder")
 
-        generate_mini(root, default_mini_config(), progress=progress)
+
+def generation_estimate(cfg) -> str:
+    """Disk size and time of generating ``cfg`` (a ``MiniConfig``), in words, from the measured per-scan costs."""
+    n = sum(cfg.scans.values())
+    gb = n * MB_PER_SCAN / 1000
+    size = f"{gb:.1f} GB" if gb >= 0.95 else f"{gb * 1000:.0f} MB"
+    lo, hi = n * S_PER_SCAN_IDLE / 60, n * S_PER_SCAN_BUSY / 60
+    return f"{n:,} scans, about {size}, {lo:.0f}-{hi:.0f} minutes on 2 CPU cores (idle to busy)"
+
+
+def announce_generation(root: Path, cfg, why: str = "") -> None:
+    """One line on stderr before a generation starts: where, how big, how long."""
+    print(f"{why}generating occbench-mini ({generation_estimate(cfg)}) into {root}; "
+          f"set ${DATA_ENV} to keep the data cache elsewhere", file=sys.stderr, flush=True)
+
+
+def ensure_mini(root: str | Path | None = None, progress: bool = True, generate: bool | None = None) -> Path:
+    """The root of occbench-mini.
+
+    ``root`` None: the default mini in the data cache, generated there on first use. An explicit ``root`` must hold
+    a generated mini (``mini.json``); with ``generate=True`` the default configuration is generated there if it is
+    a new or empty folder. ``generate=False`` never generates.
+    """
+    explicit = root is not None
+    root = Path(root).expanduser() if explicit else default_mini_root()
+    if (root / MANIFEST).is_file():
+        return root
+    if generate is False or (explicit and not generate):
+        raise MissingDataError(
+            root / MANIFEST, "occbench-mini (its manifest)",
+            f"{root} holds no generated occbench-mini. Generate one there with `occbench synth --output {root}`, or "
+            f"leave out --root to use the data cache ({default_mini_root()}; ${DATA_ENV} moves it).")
+    check_generation_target(root)
+    from occbench.synth import default_mini_config, generate_mini
+
+    cfg = default_mini_config()
+    announce_generation(root, cfg, "" if explicit else "occbench-mini is not in the data cache yet: ")
+    generate_mini(root, cfg, progress=progress)
     return root
 
 
@@ -70,10 +117,10 @@ class OccbenchMini(SemanticKITTI):
         predictions_root: str | Path | None = None,
         sequences: list[str] | None = None,
         sensor: str | None = None,
-        generate: bool = True,
+        generate: bool | None = None,
         progress: bool = True,
     ):
-        root = ensure_mini(root, progress) if generate else Path(root or default_mini_root()).expanduser()
+        root = ensure_mini(root, progress, generate)
         self.manifest = read_manifest(root)
         self.splits = {k: list(v) for k, v in self.manifest["splits"].items()}
         sensors = self.manifest.get("sensors", {})

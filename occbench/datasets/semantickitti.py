@@ -14,7 +14,7 @@ from pathlib import Path
 
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
-from occbench.errors import MissingDataError
+from occbench.errors import MissingDataError, UnknownNameError
 from occbench.io.kitti import read_calib, read_poses
 from occbench.labels import load_label_map
 
@@ -42,7 +42,7 @@ KNOWN_SENSORS = {
 def normalize_split(split: str, splits: dict[str, list[str]]) -> str:
     split = SPLIT_ALIASES.get(split, split)
     if split not in splits:
-        raise ValueError(f"unknown split {split!r}; available: {', '.join(splits)}")
+        raise UnknownNameError("split", split, list(splits))
     return split
 
 
