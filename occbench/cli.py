@@ -87,7 +87,7 @@ def _dspec(dataset, root, split, onboard, predictions_root, sequences):
 def _method_options(method: str, options: tuple[str, ...]) -> dict:
     """The method's options from ``-O key=value``, checked against its declared types before any work starts.
     An unknown method or option, or a value of the wrong type, is a usage error (exit 2)."""
-    from occbench.errors import FormatError
+    from occbench.errors import FormatError, MissingDataError
     from occbench.methods import method_class, parse_options
     from occbench.methods.options import OptionError
 
@@ -100,10 +100,12 @@ def _method_options(method: str, options: tuple[str, ...]) -> dict:
         cls(**opts)
     except (OptionError, UnknownNameError) as e:
         raise click.BadParameter(str(e), param_hint="'-O' / '--option'") from None
-    except FormatError:
-        raise
+    except (FormatError, MissingDataError) as e:  # a file the method reads (e.g. its checkpoint): a failed run
+        _fail(e)
     except (TypeError, ValueError) as e:
         raise click.BadParameter(f"method {method!r}: {e}", param_hint="'-O' / '--option'") from None
+    except (OccbenchError, RuntimeError) as e:
+        _fail(e)
     return opts
 
 

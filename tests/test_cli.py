@@ -179,3 +179,23 @@ def test_leaderboard_refuses_without_results_folder(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["leaderboard"])
     assert r.exit_code == 2 and "leaderboards/results" in r.output and "--results" in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+class _NeedsFile(OffboardMethod):
+    name = "needs-file"
+
+    def __init__(self, **options):
+        from occbench.errors import MissingDataError
+
+        super().__init__(**options)
+        raise MissingDataError("/nowhere/weights.pt", "weights of needs-file")
+
+    def refine(self, sequence, targets):
+        yield from ()
+
+
+def test_a_method_missing_its_files_is_a_failed_run_not_a_traceback(tmp_path):
+    register_method("needs-file", _NeedsFile)
+    r = CliRunner().invoke(main, ["evaluate", "--method", "needs-file", "-q", "-o", str(tmp_path / "r.json")])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "weights of needs-file not found: /nowhere/weights.pt" in r.output
