@@ -92,7 +92,10 @@ def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
     if st.st_size > max_bytes:
         raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{st.st_size:,} bytes")
     with open(path, "rb") as f:
-        return f.read(max_bytes + 1)
+        data = f.read(st.st_size + 1)
+    if len(data) > max_bytes:
+        raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{len(data):,} bytes (the file grew)")
+    return data
 
 
 def _grid(arr: object, path: Path, what: str) -> np.ndarray:
@@ -108,6 +111,9 @@ def _grid(arr: object, path: Path, what: str) -> np.ndarray:
 
 
 def _bad_ids(arr: np.ndarray, ok: np.ndarray) -> list[int]:
+    """Values of ``arr`` outside ``ok`` (a bool mask over 0..len-1), sorted; cheap when there are none."""
+    if arr.size and int(arr.min()) >= 0 and int(arr.max()) < ok.size and (ok.all() or ok[arr].all()):
+        return []
     ids = np.unique(arr)
     return ids[(ids < 0) | (ids >= ok.size) | ~ok[np.clip(ids, 0, ok.size - 1)]].tolist()
 
@@ -118,7 +124,7 @@ def to_submission_ids(arr: np.ndarray, fmt: ForeignFormat, lm: LabelMap, path: P
         bad = _bad_ids(arr, np.ones(lm.num_classes, bool))
         if bad:
             raise FormatError(path, f"{lm.name} train ids 0..{lm.num_classes - 1}", f"ids {bad[:10]}")
-        return lm.inv_lut[arr.astype(np.intp, copy=False)]
+        return lm.inv_lut[arr]
     bad = _bad_ids(arr, lm.predictable_raw)
     if bad:
         raise FormatError(path, f"raw ids of {lm.name} classes (learning_map_inv, e.g. 0, 10, 40)", f"ids {bad[:10]}")
