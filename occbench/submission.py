@@ -69,7 +69,7 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
                                         f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
     extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
     for s in extra_seqs:
-        rep.problems.append(f"{store.root / 'sequences' / s}: sequence {s} is not part of split {dataset.split}")
+        rep.problems.append(f"{store.folder(s)}: sequence {s} is not part of split {dataset.split}")
     return rep
 
 

@@ -82,13 +82,19 @@ def make_semantickitti_tree(
                 write_bits(vox / f"{t:06d}.occluded", rng.random(raw.shape) < 0.2)
                 write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
         for model, noise in (onboard or {}).items():
-            store = PredictionStore(root / "predictions" / model, compressed=compressed)
-            for t in range(n):
-                p = scenes[t].copy()
-                m = rng.random(p.shape) < noise
-                p[m] = rng.integers(0, 20, int(m.sum()))
-                store.write(name, t, lm.to_raw(p))
+            write_noisy_predictions(PredictionStore(root / "predictions" / model, compressed=compressed), name, scenes,
+                                    noise, rng, lm)
     return root
+
+
+def write_noisy_predictions(store: PredictionStore, sequence: str, scenes: dict[int, np.ndarray], noise: float,
+                            rng: np.random.Generator, lm) -> None:
+    """Every scene (train ids) with a ``noise`` fraction of its voxels set to a random class, written as raw ids."""
+    for t in range(len(scenes)):
+        p = scenes[t].copy()
+        m = rng.random(p.shape) < noise
+        p[m] = rng.integers(0, lm.num_classes, int(m.sum()))
+        store.write(sequence, t, lm.to_raw(p))
 
 
 def make_sscbench_kitti360_tree(
@@ -124,10 +130,5 @@ def make_sscbench_kitti360_tree(
             write_invalid_kitti360(vox / f"{t:06d}.invalid", rng.random(raw.shape) < 0.05)
             write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
         for model, noise in (onboard or {}).items():
-            store = PredictionStore(root / "predictions" / model)
-            for t in range(n):
-                p = scenes[t].copy()
-                m = rng.random(p.shape) < noise
-                p[m] = rng.integers(0, lm.num_classes, int(m.sum()))
-                store.write(name, t, lm.to_raw(p))
+            write_noisy_predictions(PredictionStore(root / "predictions" / model), name, scenes, noise, rng, lm)
     return root

@@ -5,7 +5,12 @@ Layout (ai4ce/SSCBench ``dataset/KITTI-360/README.md``)::
     <root>/data_2d_raw/2013_05_28_drive_00XX_sync/voxels/NNNNNN.{bin,label,invalid}   every 5th frame
     <root>/data_2d_raw/2013_05_28_drive_00XX_sync/cam0_to_world.txt                  (or KITTI-360's
     <root>/data_poses/2013_05_28_drive_00XX_sync/cam0_to_world.txt                    data_poses folder)
+    <root>/preprocess/labels/2013_05_28_drive_00XX_sync/NNNNNN_1_1.npy   SSCBench's preprocessed ground truth
     <predictions_root>/<onboard>/sequences/2013_05_28_drive_00XX_sync/predictions/NNNNNN.label[.gz]
+
+The ground truth is read from the voxels or, where they are absent, from SSCBench's ``.npy`` labels (float32 train
+ids, 255 unknown): ``ground_truth="auto" | "voxels" | "sscbench-npy"`` (:func:`ground_truth_source`); the two forms
+score identically.
 
 Differences from SemanticKITTI, all handled here: 19 classes (``kitti360`` label map), ``.invalid`` is one
 byte per voxel and is cleared where the label is non-empty, no ``.occluded``, frames are numbered by the raw

@@ -1,19 +1,15 @@
 """Onboard predictions in the formats the public onboard codebases write, read as submission-layout raw ids.
 
-==================  ===============================================  ==========================================
-``--from``          written by                                        file
-==================  ===============================================  ==========================================
-``monoscene-pkl``   MonoScene ``monoscene/scripts/generate_output.py``  ``<out>/<kitti|kitti_360>/<seq>/<frame>.pkl``:
-                    and SSCBench's copy                               a pickled dict, ``y_pred`` uint16 train ids
-                    (``generate_output_kitti_360.py``)                (256, 256, 32), plus ``target``, ``fov_mask_1``,
-                                                                      ``cam_k``, ``T_velo_2_cam``
-``monoscene-pkl``   OccFormer ``--pred-save`` (key ``output_voxel``,  ``<out>/sequences/<seq>/predictions/<frame>.pkl``
-  with ``key=...``  flat uint8), Symphonies (key ``pred``)
-``label``           VoxFormer ``save_pred``, OccFormer/CGFormer       ``<out>/sequences/<seq>/predictions/<frame>.label``,
-                    ``--test-save``/``test_mapping``: raw ids;        uint16; raw ids, or train ids when the model
-                    CGFormer without ``test_mapping``: train ids      was run without its inverse mapping
-``npy``             arrays saved with ``np.save``                      ``<seq>/<frame>.npy`` (either layout)
-==================  ===============================================  ==========================================
+Formats (``occbench convert --from``, ``occbench evaluate --format``):
+
+- ``monoscene-pkl``: MonoScene ``monoscene/scripts/generate_output.py`` and SSCBench's copy
+  (``generate_output_kitti_360.py``) write ``<out>/<kitti|kitti_360>/<seq>/<frame>.pkl``, a pickled dict with
+  ``y_pred`` (uint16 train ids, (256, 256, 32)) plus ``target``, ``fov_mask_1``, ``cam_k``, ``T_velo_2_cam``.
+  Other keys with ``ForeignFormat(key=...)``: OccFormer ``--pred-save`` (``output_voxel``, flat uint8, in
+  ``sequences/<seq>/predictions/``), Symphonies (``pred``).
+- ``label``: ``sequences/<seq>/predictions/<frame>.label`` uint16; raw ids (VoxFormer ``save_pred``, OccFormer and
+  CGFormer with ``test_mapping``: the submission format) or train ids (CGFormer without ``test_mapping``).
+- ``npy``: arrays saved with ``np.save`` (train ids by default), read with ``allow_pickle=False``.
 
 Grids are ``[x, y, z]`` C-order, the order of the ``.label`` files the models were trained on (MonoScene reshapes
 the flat ``.label`` to (256, 256, 32); no flip or transpose anywhere). A leading batch axis of 1 and the flat
