@@ -70,6 +70,11 @@ def test_monoscene_tree_converts_to_the_submission_and_scores_the_same(tmp_path,
     assert r.exit_code == 0, r.output
     for s, t, p in noisy.iter_files():  # every scan, byte for byte the submission files
         assert PredictionStore(conv).find(s, t).read_bytes() == p.read_bytes()
+    # the submission format itself still converts byte for byte to .label.gz (no --from, no --dataset)
+    r = run("convert", conv, tmp_path / "gz", "-q")
+    assert r.exit_code == 0, r.output
+    gz = PredictionStore(tmp_path / "gz")
+    assert gz.find(seq, 7).name == "000007.label.gz" and gz.read(seq, 7).tobytes() == noisy.find(seq, 7).read_bytes()
 
     common = ["--dataset", dataset, "--root", root, "-j", "1", "-q"]
     assert run("evaluate", *common, "--method", "onboard", "--onboard", "noisy", "-o", tmp_path / "a.json").exit_code == 0
