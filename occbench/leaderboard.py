@@ -44,7 +44,12 @@ def _method_key(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.get(name, 99), name)
 
 
-def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -> list[str]:
+def _fingerprint(d: dict[str, Any]) -> dict[str, Any] | None:
+    return d["header"]["dataset"].get("fingerprint")
+
+
+def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None) -> list[str]:
+    """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
     base = next((d for _, d in rows if d["header"]["method"]["name"] == "onboard"), None)
     base_miou = base["metrics"]["ssc"]["51.2"]["miou"] if base else None
@@ -52,11 +57,14 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
     table = []
     for p, d in rows:
         m = d["metrics"]["ssc"]
+        same_data = data is None or base is None or data[id(d)] == data[id(base)]
         table.append([f"[{d['header']['method']['name']}]({rel / p.name})"]
                      + [_pct(m[r]["iou"]) for r in RANGES] + [_pct(m[r]["miou"]) for r in RANGES]
-                     + [_gain(m["51.2"]["miou"], base_miou)])
+                     + [_gain(m["51.2"]["miou"], base_miou) if same_data else "–"]
+                     + ([data[id(d)]] if data is not None else []))
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
-                          + ["rel. mIoU gain (51.2 m)"], tablefmt="github", disable_numparse=True))
+                          + ["rel. mIoU gain (51.2 m)"] + (["data"] if data is not None else []),
+                          tablefmt="github", disable_numparse=True))
     lines += ["", "Per-class IoU at 51.2 m:", ""]
     names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"]["per_class_iou"] if n != "empty"]  # classes of the mean
     ct = [[d["header"]["method"]["name"]] + [_pct(d["metrics"]["ssc"]["51.2"]["per_class_iou"][n]) for n in names] for _, d in rows]
@@ -83,21 +91,63 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
 
 
 def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
+    """One marked section per document of ``reported/`` that has tables for ``dataset`` (the mini page shows only
+    documents without ``"mini": false``, as real-data numbers for orientation)."""
     real = "semantickitti" if dataset == "occbench-mini" else dataset
-    tables = [t for r in reported for t in r["tables"] if t["dataset"] == real]
-    if not tables:
-        return []
-    lines = ["## Reported in the OccFiner paper (not measured by occbench)", ""]
-    if dataset == "occbench-mini":
-        lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
-                  "they are not comparable with the synthetic mini rows above.", ""]
-    for t in tables:
-        lines += [f"**{t['title']}** (percent)", ""]
-        lines.append(tabulate(t["rows"], headers=["method"] + t["columns"], tablefmt="github", floatfmt=".2f"))
-        lines.append("")
-    src = {r["source"] for r in reported}
-    lines += [f"Source: {s}" for s in sorted(src)] + [""]
+    lines: list[str] = []
+    for doc in reported:
+        if dataset == "occbench-mini" and not doc.get("mini", True):
+            continue
+        tables = [t for t in doc["tables"] if t["dataset"] == real]
+        if not tables:
+            continue
+        lines += [f"## {doc.get('heading', 'Reported in the OccFiner paper (not measured by occbench)')}", ""]
+        if dataset == "occbench-mini":
+            lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
+                      "they are not comparable with the synthetic mini rows above.", ""]
+        for t in tables:
+            lines += [f"**{t['title']}** (percent)", ""]
+            lines.append(tabulate(t["rows"], headers=["method"] + t["columns"], tablefmt="github",
+                                  floatfmt=t.get("floatfmt", ".2f"), missingval="–"))
+            lines.append("")
+            if t.get("source"):
+                lines += [f"Source: {t['source']}", ""]
+        lines += [f"Source: {doc['source']}", ""]
     return lines
+
+
+def data_fingerprint_lines(rows: list[dict[str, Any]]) -> tuple[list[str], dict[int, str] | None]:
+    """The page's note on the data its rows were scored on (``header.dataset.fingerprint``, see
+    :mod:`occbench.fingerprint`) and each row's label for the ``data`` column; ``([], None)`` when no row has a
+    fingerprint (results written before fingerprints existed: their pages render as before). Rows with different
+    fingerprints are flagged: their numbers come from different data and are not to be ranked together."""
+    from occbench.fingerprint import short
+
+    if not any(_fingerprint(d) for d in rows):
+        return [], None
+    groups: dict[str, list[str]] = defaultdict(list)
+    labels: dict[int, str] = {}
+    by_files: dict[str, str] = {}
+    by_content: dict[str, str] = {}
+    for d in rows:
+        fp = _fingerprint(d)
+        if not fp:
+            labels[id(d)] = "unknown"
+            continue
+        key = by_content.get(fp.get("content") or "") or by_files.get(fp["files"]) or short(fp) or "?"
+        by_files.setdefault(fp["files"], key)
+        if fp.get("content"):
+            by_content.setdefault(fp["content"], key)
+        labels[id(d)] = f"`{key}`"
+        groups[key].append(d["header"]["method"]["name"])
+    lines = []
+    if len(groups) > 1:
+        lines += ["> **Rows scored on different data** (dataset fingerprints differ: other frames or other files); "
+                  "compare only rows with the same `data`. " + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in groups.items())
+                  + ".", ""]
+    if "unknown" in labels.values():
+        lines += ["Data `unknown`: results files written before occbench recorded dataset fingerprints.", ""]
+    return lines, labels
 
 
 def data_generation_lines(generators: list[dict | None]) -> list[str]:
@@ -131,8 +181,8 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         groups[key][ds["onboard"] or "-"].append((p, d))
         protos[key] = d.get("protocol", {})
     # pages for real datasets exist even before anything was measured on them (reported rows only)
-    for name in ("semantickitti",):
-        groups.setdefault((name, "val"), defaultdict(list))
+    for name, split in (("semantickitti", "val"), ("sscbench-kitti360", "test")):
+        groups.setdefault((name, split), defaultdict(list))
     pages: dict[str, str] = {}
     for (dataset, split), by_onboard in sorted(groups.items()):
         synthetic = dataset == "occbench-mini"
@@ -143,6 +193,8 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
             lines += ["> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
                       "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.", ""]
         lines += data_generation_lines([d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows])
+        fp_lines, data = data_fingerprint_lines([d for rows in by_onboard.values() for _, d in rows])
+        lines += fp_lines
         pr = protos.get((dataset, split), {})
         if pr:
             lines += ["Protocol: " + ", ".join(f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in
@@ -154,7 +206,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         if by_onboard:
             lines += ["## Measured by occbench", ""]
             for onboard, rows in sorted(by_onboard.items()):
-                lines += _section(onboard, rows, link_base)
+                lines += _section(onboard, rows, link_base, data)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
         plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []

@@ -13,7 +13,7 @@ import numpy as np
 
 from occbench.datasets import SSCDataset
 from occbench.errors import FormatError
-from occbench.io.predictions import PredictionStore, read_prediction_file
+from occbench.io.predictions import PredictionStore
 
 
 @dataclass
@@ -39,8 +39,7 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
     """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``."""
     rep = ValidationReport()
     lm = dataset.label_map
-    valid_raw = np.zeros(lm.lut.size, bool)
-    valid_raw[[k for k, v in lm.learning_map.items() if lm.lut[k] != 255]] = True
+    valid_raw = lm.predictable_raw
     for seq in dataset.sequences:
         expected = set(seq.labelled_frames)
         present = set(store.frames(seq.name))
@@ -52,13 +51,13 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
         for t in sorted(present - expected):
             rep.problems.append(f"{store.find(seq.name, t)}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
         for p in store.unexpected_files(seq.name):
-            rep.problems.append(f"{p}: unexpected file (expected NNNNNN.label or NNNNNN.label.gz)")
+            rep.problems.append(f"{p}: unexpected file (expected {getattr(store, 'expected_names', 'NNNNNN.label or NNNNNN.label.gz')})")
         for t in sorted(expected & present):
             rep.checked += 1
             try:
                 path = store.find(seq.name, t)
                 assert path is not None
-                raw = read_prediction_file(path)
+                raw = store.read(seq.name, t)
             except FormatError as e:
                 rep.problems.append(str(e))
                 continue
@@ -70,7 +69,7 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
                                         f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
     extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
     for s in extra_seqs:
-        rep.problems.append(f"{store.root / 'sequences' / s}: sequence {s} is not part of split {dataset.split}")
+        rep.problems.append(f"{store.folder(s)}: sequence {s} is not part of split {dataset.split}")
     return rep
 
 
