@@ -21,9 +21,9 @@ MANIFEST = "mini.json"
 PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.MARKERS)
 DEFAULT_ONBOARD = "voxformer-sim"
 DATA_ENV = "OCCBENCH_DATA"
-# measured on the default val sequence (docs/mini.md, "Generation cost"): disk per scan, and seconds per scan on
-# 2 cores, idle and loaded
-MB_PER_SCAN, S_PER_SCAN_IDLE, S_PER_SCAN_BUSY = 1.27, 0.30, 1.06
+# measured: disk per scan (the default mini, 1,000 scans: 1.28 GB), seconds per scan on 2 cores idle (the default
+# val sequence, docs/mini.md "Generation cost") and busy (the default mini in 1,758 s at load average 9-12)
+MB_PER_SCAN, S_PER_SCAN_IDLE, S_PER_SCAN_BUSY = 1.28, 0.30, 1.76
 
 
 def default_data_dir() -> Path:
@@ -68,8 +68,8 @@ def generation_estimate(cfg) -> str:
     n = sum(cfg.scans.values())
     gb = n * MB_PER_SCAN / 1000
     size = f"{gb:.1f} GB" if gb >= 0.95 else f"{gb * 1000:.0f} MB"
-    lo, hi = n * S_PER_SCAN_IDLE / 60, n * S_PER_SCAN_BUSY / 60
-    return f"{n:,} scans, about {size}, {lo:.0f}-{hi:.0f} minutes on 2 CPU cores (idle to busy)"
+    lo, hi = (max(1, round(n * s / 60)) for s in (S_PER_SCAN_IDLE, S_PER_SCAN_BUSY))
+    return f"{n:,} scans, about {size}, {lo}-{hi} minutes on 2 CPU cores (idle to busy)"
 
 
 def announce_generation(root: Path, cfg, why: str = "") -> None:
