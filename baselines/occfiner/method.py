@@ -102,12 +102,13 @@ _LOCK = threading.Lock()
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
     from baselines.occfiner.model import OccFinerConfig, OccFinerNet
+    from occbench.checkpoints import load_checkpoint_file
 
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device))
     with _LOCK:
         if key not in _MODELS:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
+            ck = load_checkpoint_file(path, map_location="cpu")
             model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
             model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
             model.to(device).eval()
