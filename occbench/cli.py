@@ -1,7 +1,8 @@
 """The ``occbench`` command line.
 
 Exit codes: 0 success; 1 the run failed (a data or method error, message on stderr);
-2 usage error (click); 3 an invalid submission (``evaluate --predictions``); 4 stale leaderboards (``leaderboard --check``).
+2 usage error (click); 3 an invalid submission (``evaluate --predictions``); 4 stale leaderboards (``leaderboard --check``);
+5 invalid results files (``leaderboard``: each named, nothing written).
 """
 from __future__ import annotations
 
