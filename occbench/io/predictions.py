@@ -29,6 +29,7 @@ from occbench.io.voxels import GRID_SHAPE, LABEL_BYTES, NUM_VOXELS
 
 PLAIN = ".label"
 COMPRESSED = ".label.gz"
+PREDICTION_TEMPS = "sequences/*/predictions"  # where a store's temporary files live (occbench.io.folder_lock)
 FRAME_RE = re.compile(r"^(\d{6})\.label(\.gz)?$")
 
 

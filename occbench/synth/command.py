@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from occbench.errors import OccbenchError
 from occbench.synth.config import SIZES, config_for_size
 from occbench.synth.onboard import MODELS
 
@@ -40,7 +41,7 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], w
     t0 = time.perf_counter()
     try:
         m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite)
-    except FileExistsError as e:
+    except (FileExistsError, OccbenchError) as e:  # OccbenchError: e.g. another process writes into the folder
         raise click.ClickException(str(e)) from None
     if not quiet:
         n = sum(m["scans"].values())
