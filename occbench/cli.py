@@ -20,8 +20,17 @@ from occbench.progress import set_quiet
 EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE = 1, 3, 4
 
 
-def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+def _default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
+    """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, bounded by the
+    available memory over the method's per-worker estimate (occbench.resources; ``method`` None: scoring)."""
+    if executor != "local":
+        return requested or max(1, min(os.cpu_count() or 1, 8))
+    from occbench.resources import choose_workers
+
+    n, warnings = choose_workers(requested, method)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    return n
 
 
 def _dataset_options(f):
@@ -71,7 +80,7 @@ def main() -> None:
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
               help="Also write the refined predictions here (resumable: existing frames are reused).")
 @click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
-@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8).")
+@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8, fewer if the method's workers would not fit in memory).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
@@ -88,7 +97,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     from occbench.report import full_report
 
     set_quiet(quiet)
-    workers = workers or _default_workers()
+    workers = _default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
     if method and predictions_dir:
         raise click.UsageError("give either --method or --predictions, not both")
     try:
@@ -153,7 +162,7 @@ def refine(dataset, root, split, onboard, predictions_root, sequences, method, o
         opts = parse_options(options)
         method_class(method)(**opts)
         n, total = refine_split(_dspec(dataset, root, split, onboard, predictions_root, sequences),
-                                MethodSpec(method, opts), str(output), compressed, workers or _default_workers(), targets,
+                                MethodSpec(method, opts), str(output), compressed, _default_workers(method, workers, executor), targets,
                                 executor, address)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)

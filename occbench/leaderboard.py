@@ -14,7 +14,8 @@ from typing import Any
 from tabulate import tabulate
 
 from occbench.errors import FormatError, OccbenchError
-from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS, read_json_document,
+from occbench.io.files import read_json_document
+from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS,
                                      read_results, reported_problems)
 
 # Order of reference methods in tables; others follow alphabetically.

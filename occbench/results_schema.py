@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from occbench.errors import FormatError
-from occbench.io.files import open_regular
+from occbench.io.files import read_json_document
 
 SCHEMA = "occbench.results"
 KNOWN_SCHEMA_VERSIONS = (1,)
@@ -27,28 +27,9 @@ TC_COUNTS = ("n_static_voxels", "n_observations")
 PROTOCOL_SHOWN = ("id", "version", "epsilon", "units", "averaging", "ignore_policy")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 SAFE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\.json")
-MAX_BYTES = 16 << 20
 MAX_TEXT = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 EXPECTED = f"an occbench results file (schema '{SCHEMA}', version {' or '.join(map(str, KNOWN_SCHEMA_VERSIONS))})"
-
-
-def read_json_document(path: Path, what: str, max_bytes: int = MAX_BYTES) -> Any:
-    """The JSON value in ``path`` (a regular file of at most ``max_bytes``), or a :class:`FormatError`."""
-    with open_regular(path, what) as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FormatError(path, f"{what} of at most {max_bytes:,} bytes", "a larger file")
-    if not data.strip():
-        raise FormatError(path, what, "an empty file")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise FormatError(path, f"{what} in UTF-8", f"undecodable bytes ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise FormatError(path, f"{what} (valid JSON)", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise FormatError(path, f"{what} (valid JSON)", "nesting too deep to read") from None
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

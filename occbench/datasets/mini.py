@@ -8,12 +8,12 @@ Mini numbers are synthetic: never present them as real-data numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.errors import FormatError, MissingDataError
+from occbench.io.files import read_json_document
 
 MANIFEST = "mini.json"
 DEFAULT_ONBOARD = "voxformer-sim"
@@ -35,14 +35,22 @@ def default_mini_root() -> Path:
 def read_manifest(root: Path) -> dict:
     p = root / MANIFEST
     try:
-        m = json.loads(p.read_text())
-    except FileNotFoundError:
+        m = read_json_document(p, "a JSON manifest")
+    except MissingDataError:
         raise MissingDataError(p, "occbench-mini manifest", "generate it with `occbench synth --output ROOT`") from None
-    except json.JSONDecodeError as e:
-        raise FormatError(p, "a JSON manifest", f"invalid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise FormatError(p, "a JSON object (the occbench-mini manifest)", f"a JSON {type(m).__name__}")
     for key in ("splits", "onboard"):
         if key not in m:
             raise FormatError(p, f"a '{key}' entry", f"keys {sorted(m)}")
+    splits, onboard = m["splits"], m["onboard"]
+    if not (isinstance(splits, dict) and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in splits.values())):
+        raise FormatError(p, "'splits': an object of lists of sequence names", f"{str(splits)[:80]}")
+    if not (isinstance(onboard, list) and all(isinstance(s, str) for s in onboard)):
+        raise FormatError(p, "'onboard': a list of model names", f"{str(onboard)[:80]}")
+    for key in ("sensors", "test_ground_truth", "predictions"):
+        if key in m and not isinstance(m[key], dict if key == "sensors" else str):
+            raise FormatError(p, f"'{key}': {'an object' if key == 'sensors' else 'a folder name'}", f"{str(m[key])[:80]}")
     return m
 
 

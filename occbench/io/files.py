@@ -1,11 +1,15 @@
 """Opening files that may come from strangers: regular files only, never blocking on a FIFO or a device."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from occbench.errors import FormatError, MissingDataError
+
+MAX_JSON_BYTES = 16 << 20
 
 
 def describe_mode(mode: int) -> str:
@@ -58,3 +62,21 @@ def open_regular(path: str | Path, what: str, follow: bool = True):
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+def read_json_document(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value in ``path`` (a regular file of at most ``max_bytes``), or a :class:`FormatError`."""
+    with open_regular(path, what) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FormatError(path, f"{what} of at most {max_bytes:,} bytes", "a larger file")
+    if not data.strip():
+        raise FormatError(path, what, "an empty file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"{what} in UTF-8", f"undecodable bytes ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise FormatError(path, f"{what} (valid JSON)", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise FormatError(path, f"{what} (valid JSON)", "nesting too deep to read") from None
