@@ -181,6 +181,7 @@ class _Stage1Base(OffboardMethod):
 
 class OccFinerStage1(_Stage1Base):
     name = "occfiner-stage1"
+    worker_memory_gb = 2.5  # measured peak 1.85 GB, evaluate -j1 on tiny mini val (whole process)
     description = "OccFiner stage 1 alone: multi-to-multi local propagation network (DualFlow4D) on the onboard predictions."
     Options = OccFinerStage1Options
 
@@ -220,6 +221,7 @@ def needed_scans(targets: Seq[int], n: int, num_scans: int) -> list[int]:
 
 class OccFiner(_Stage1Base):
     name = "occfiner"
+    worker_memory_gb = 5.5  # measured peak 5.08 GB, evaluate -j1 on tiny mini val (whole process)
     description = ("OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
                    "stage-1 refined scans t-n..t+n.")
     Options = OccFinerOptions
