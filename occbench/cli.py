@@ -46,6 +46,21 @@ def _dataset_options(f):
     return f
 
 
+def _format_options(f):
+    """--ids / --pkl-key: how files of another codebase hold their grids (occbench.io.formats)."""
+    f = click.option("--ids", type=click.Choice(["train", "raw"]), default=None,
+                     help="Id space of the files (default: raw for label, train for monoscene-pkl and npy).")(f)
+    f = click.option("--pkl-key", default="y_pred", show_default=True,
+                     help="monoscene-pkl: dict key of the grid (OccFormer: output_voxel, Symphonies: pred).")(f)
+    return f
+
+
+def _foreign_format(kind, ids, key):
+    from occbench.io.formats import ForeignFormat
+
+    return ForeignFormat(kind, ids or "", key)
+
+
 def _dspec(dataset, root, split, onboard, predictions_root, sequences):
     from occbench.evaluate import DatasetSpec
 
@@ -75,6 +90,12 @@ def main() -> None:
 @click.option("--method", default=None, help="Registered offboard method (see `occbench methods`).")
 @click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path), default=None,
               help="Score an existing folder of predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz]) instead of running a method.")
+@click.option("--format", "pred_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
+              help="With --predictions: files written by another codebase (see `occbench convert --help`).")
+@_format_options
+@click.option("--fingerprint-content", is_flag=True, help="Also hash the content of the scored ground truth (reads it all).")
+@click.option("--ground-truth", type=click.Choice(["auto", "voxels", "sscbench-npy"]), default="auto", show_default=True,
+              help="sscbench-kitti360: data_2d_raw/<drive>/voxels (.label/.invalid) or SSCBench preprocess/labels/<drive>/*_1_1.npy.")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="Write the results JSON here.")
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
@@ -87,8 +108,9 @@ def main() -> None:
 @click.option("--city/--no-city", default=True, show_default=True, help="City-level static-class map metric.")
 @click.option("--consistency/--no-consistency", default=True, show_default=True, help="Temporal consistency metric.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors still go to stderr.")
-def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, options, output,
-             save_predictions, compressed, workers, executor, address, city, consistency, quiet):
+def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
+             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address, city,
+             consistency, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val)."""
     from occbench.evaluate import MethodSpec
     from occbench.evaluate import evaluate as run_evaluate
@@ -100,25 +122,34 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     workers = _default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
     if method and predictions_dir:
         raise click.UsageError("give either --method or --predictions, not both")
+    if pred_format != "label" and predictions_dir is None:
+        raise click.UsageError("--format applies to --predictions (convert onboard predictions with `occbench convert`)")
+    if ground_truth != "auto" and dataset != "sscbench-kitti360":
+        raise click.UsageError("--ground-truth applies to --dataset sscbench-kitti360")
     try:
         dspec = _dspec(dataset, root, split, onboard, predictions_root, sequences)
+        if ground_truth != "auto":
+            dspec.kwargs["ground_truth"] = ground_truth
         extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if predictions_dir is not None:
             from occbench.evaluate import DatasetSpec
-            from occbench.io.predictions import PredictionStore
+            from occbench.io.formats import open_prediction_store
             from occbench.submission import validate_predictions
 
+            fmt = _foreign_format(pred_format, ids, pkl_key)
             ds = dspec.open()
-            rep = validate_predictions(ds, PredictionStore(predictions_dir))
+            rep = validate_predictions(ds, open_prediction_store(predictions_dir, fmt, ds.label_map))
             if not rep.ok:
                 click.echo(rep.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             if not quiet:
                 click.echo(rep.summary(), err=True)
             kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
+            if not fmt.is_submission:
+                kw["predictions_format"] = fmt
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
-            results = run_evaluate(sub, None, workers, None, extras, command, executor, address)
+            results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content)
         else:
             method = method or "occfiner"
             cls = method_class(method)
@@ -126,7 +157,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
             cls(**opts)  # validate options before starting workers
             results = run_evaluate(dspec, MethodSpec(method, opts), workers,
                                    (str(save_predictions), compressed) if save_predictions else None, extras, command,
-                                   executor, address)
+                                   executor, address, fingerprint_content)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)
     if output is not None:
@@ -186,19 +217,41 @@ def methods():
 @main.command()
 @click.argument("src", type=click.Path(path_type=Path, exists=True))
 @click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--from", "src_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
+              help="Format of SRC: label (submission layout), monoscene-pkl (MonoScene/SSCBench generate_output.py), npy.")
+@click.option("--dataset", type=click.Choice(["semantickitti", "sscbench-kitti360"]), default=None,
+              help="Label map and sequence names of SRC (required unless SRC is raw-id .label files).")
+@_format_options
 @click.option("--compressed/--plain", default=True, show_default=True, help="Target variant.")
 @click.option("--quiet", "-q", is_flag=True)
-def convert(src, dst, compressed, quiet):
-    """Convert a prediction folder (SRC/sequences/XX/predictions) between .label and .label.gz."""
+def convert(src, dst, src_format, dataset, ids, pkl_key, compressed, quiet):
+    """Write SRC's predictions to DST in the submission layout (DST/sequences/XX/predictions/NNNNNN.label[.gz], raw ids).
+
+    SRC: raw-id .label files in the submission layout (converted byte for byte between .label and .label.gz), or
+    the files of an onboard codebase (--from, --dataset): every valid frame is written, every problem listed
+    (exit 3 if there was any). Pickles are read without running code. Frames already in DST are skipped.
+    """
+    from occbench.io.formats import convert_foreign
     from occbench.io.predictions import convert_store
 
     set_quiet(quiet)
     try:
-        n = convert_store(src, dst, compressed, progress=not quiet)
-    except OccbenchError as e:
+        fmt = _foreign_format(src_format, ids, pkl_key)
+        if fmt.is_submission and dataset is None:
+            n = convert_store(src, dst, compressed, progress=not quiet)
+            if not quiet:
+                click.echo(f"{n} files written to {dst}")
+            return
+        if dataset is None:
+            raise click.UsageError(f"--dataset is required with --from {src_format} --ids {fmt.ids}")
+        rep = convert_foreign(src, dst, fmt, dataset, compressed, progress=not quiet)
+    except (OccbenchError, ValueError) as e:
         _fail(e)
+    if rep.problems:
+        click.echo(rep.summary(dst), err=True)
+        sys.exit(EXIT_INVALID_SUBMISSION)
     if not quiet:
-        click.echo(f"{n} files written to {dst}")
+        click.echo(rep.summary(dst))
 
 
 def _add_optional_commands() -> None:

@@ -165,7 +165,8 @@ def _scores_from_files(seq: Any, proto: Any) -> bool:
     predictions needs no train-id arrays at all. ``Frame.ground_truth`` folds invalid voxels into ignore,
     which equals passing the mask only under the ``mask-all`` invalid policy."""
     lay = seq.layout
-    return (seq.onboard_store is not None and seq.gt_voxel_dir is not None and lay.invalid_packed
+    return (seq.onboard_store is not None and getattr(seq.onboard_store, "raw_label_files", True)
+            and seq.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
             and not lay.clear_invalid_where_labelled and seq.label_map.name == proto.label_map
             and proto.invalid_policy == "mask-all")
 
@@ -206,8 +207,12 @@ def evaluate(
     command: str | None = None,
     executor: str = "local",
     address: str | None = None,
+    fingerprint_content: bool = False,
 ) -> dict[str, Any]:
-    """Run a method over a split and return the results document (see ``docs/results-schema.md``)."""
+    """Run a method over a split and return the results document (see ``docs/results-schema.md``).
+    ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`)."""
+    from occbench.fingerprint import dataset_fingerprint
+
     from occbench.metrics import PROTOCOLS, SSCMetric, TemporalConsistency, results_json
     from occbench.metrics.citymap import city_scores
 
@@ -216,6 +221,10 @@ def evaluate(
     proto = PROTOCOLS[ds.protocol]
     jobs = plan_jobs(ds, workers)
     total = sum(len(j.targets) for j in jobs)
+    scored: dict[str, list[int]] = {}
+    for j in jobs:
+        scored.setdefault(j.sequence, []).extend(j.targets)
+    fingerprint = dataset_fingerprint(ds, scored, fingerprint_content)
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
     update = getattr(bar, "update", None)
@@ -254,7 +263,7 @@ def evaluate(
     method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,
-        "dataset": ds.describe(),
+        "dataset": {**ds.describe(), "fingerprint": fingerprint},
         "method": method_cfg,
         "frames": total,
         "workers": workers,

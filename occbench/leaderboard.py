@@ -15,8 +15,8 @@ from tabulate import tabulate
 
 from occbench.errors import FormatError, OccbenchError
 from occbench.io.files import read_json_document
-from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS,
-                                     read_results, reported_problems)
+from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS, read_results,
+                                     reported_problems)
 
 # Order of reference methods in tables; others follow alphabetically.
 METHOD_ORDER = {"onboard": 0, "average-fusion": 1, "occfiner-voting": 2, "occfiner-stage1": 3, "occfiner": 4}
@@ -64,13 +64,13 @@ def load_reported(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MD_SPECIAL = re.compile(r"([\\`\[\]|])")  # what could add code, links or table cells; emphasis is harmless
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 def md_text(x: Any) -> str:
-    """``x`` as inert text in Markdown (tables included) and HTML: ``& < >`` become entities, Markdown's
-    punctuation and table pipes are backslash-escaped, control characters become spaces."""
+    """``x`` as inert text in Markdown (tables included) and HTML: ``& < >`` become entities, backslashes,
+    backticks, brackets and table pipes are backslash-escaped, control characters become spaces."""
     s = _CONTROL.sub(" ", str(x)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", s)
 
@@ -93,7 +93,12 @@ def _name(d: dict[str, Any]) -> str:
     return md_text(d["header"]["method"]["name"])
 
 
-def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -> list[str]:
+def _fingerprint(d: dict[str, Any]) -> dict[str, Any] | None:
+    return d["header"]["dataset"].get("fingerprint")
+
+
+def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None) -> list[str]:
+    """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
     base = next((d for _, d in rows if d["header"]["method"]["name"] == "onboard"), None)
     base_miou = base["metrics"]["ssc"]["51.2"].get("miou") if base else None
@@ -101,11 +106,14 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
     table = []
     for p, d in rows:
         m = d["metrics"]["ssc"]
+        same_data = data is None or base is None or data[id(d)] == data[id(base)]
         table.append([f"[{_name(d)}]({rel / p.name})"]
                      + [_pct(m[r].get("iou")) for r in RANGES] + [_pct(m[r].get("miou")) for r in RANGES]
-                     + [_gain(m["51.2"].get("miou"), base_miou)])
+                     + [_gain(m["51.2"].get("miou"), base_miou) if same_data else "–"]
+                     + ([data[id(d)]] if data is not None else []))
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
-                          + ["rel. mIoU gain (51.2 m)"], tablefmt="github", disable_numparse=True))
+                          + ["rel. mIoU gain (51.2 m)"] + (["data"] if data is not None else []),
+                          tablefmt="github", disable_numparse=True))
     lines += ["", "Per-class IoU at 51.2 m:", ""]
     names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
     ct = [[_name(d)] + [_pct(d["metrics"]["ssc"]["51.2"].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]
@@ -133,22 +141,64 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
 
 
 def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
+    """One marked section per document of ``reported/`` that has tables for ``dataset`` (the mini page shows only
+    documents without ``"mini": false``, as real-data numbers for orientation)."""
     real = "semantickitti" if dataset == "occbench-mini" else dataset
-    tables = [t for r in reported for t in r["tables"] if t["dataset"] == real]
-    if not tables:
-        return []
-    lines = ["## Reported in the OccFiner paper (not measured by occbench)", ""]
-    if dataset == "occbench-mini":
-        lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
-                  "they are not comparable with the synthetic mini rows above.", ""]
-    for t in tables:
-        lines += [f"**{md_text(t['title'])}** (percent)", ""]
-        rows = [[md_text(r[0])] + list(r[1:]) for r in t["rows"]]
-        lines.append(tabulate(rows, headers=["method"] + [md_text(c) for c in t["columns"]], tablefmt="github", floatfmt=".2f"))
-        lines.append("")
-    src = {r["source"] for r in reported}
-    lines += [f"Source: {md_text(s)}" for s in sorted(src)] + [""]
+    lines: list[str] = []
+    for doc in reported:
+        if dataset == "occbench-mini" and not doc.get("mini", True):
+            continue
+        tables = [t for t in doc["tables"] if t["dataset"] == real]
+        if not tables:
+            continue
+        lines += [f"## {md_text(doc.get('heading', 'Reported in the OccFiner paper (not measured by occbench)'))}", ""]
+        if dataset == "occbench-mini":
+            lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
+                      "they are not comparable with the synthetic mini rows above.", ""]
+        for t in tables:
+            lines += [f"**{md_text(t['title'])}** (percent)", ""]
+            rows = [[md_text(x) if isinstance(x, str) else x for x in r] for r in t["rows"]]
+            lines.append(tabulate(rows, headers=["method"] + [md_text(c) for c in t["columns"]], tablefmt="github",
+                                  floatfmt=t.get("floatfmt", ".2f"), missingval="–"))
+            lines.append("")
+            if t.get("source"):
+                lines += [f"Source: {md_text(t['source'])}", ""]
+        lines += [f"Source: {md_text(doc['source'])}", ""]
     return lines
+
+
+def data_fingerprint_lines(rows: list[dict[str, Any]]) -> tuple[list[str], dict[int, str] | None]:
+    """The page's note on the data its rows were scored on (``header.dataset.fingerprint``, see
+    :mod:`occbench.fingerprint`) and each row's label for the ``data`` column; ``([], None)`` when no row has a
+    fingerprint (results written before fingerprints existed: their pages render as before). Rows with different
+    fingerprints are flagged: their numbers come from different data and are not to be ranked together."""
+    from occbench.fingerprint import short
+
+    if not any(_fingerprint(d) for d in rows):
+        return [], None
+    groups: dict[str, list[str]] = defaultdict(list)
+    labels: dict[int, str] = {}
+    by_files: dict[str, str] = {}
+    by_content: dict[str, str] = {}
+    for d in rows:
+        fp = _fingerprint(d)
+        if not fp:
+            labels[id(d)] = "unknown"
+            continue
+        key = by_content.get(fp.get("content") or "") or by_files.get(fp["files"]) or short(fp) or "?"
+        by_files.setdefault(fp["files"], key)
+        if fp.get("content"):
+            by_content.setdefault(fp["content"], key)
+        labels[id(d)] = f"`{key}`"
+        groups[key].append(_name(d))
+    lines = []
+    if len(groups) > 1:
+        lines += ["> **Rows scored on different data** (dataset fingerprints differ: other frames or other files); "
+                  "compare only rows with the same `data`. " + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in groups.items())
+                  + ".", ""]
+    if "unknown" in labels.values():
+        lines += ["Data `unknown`: results files written before occbench recorded dataset fingerprints.", ""]
+    return lines, labels
 
 
 def _sorted_items(d: dict) -> list:
@@ -190,8 +240,8 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         groups[key][ds["onboard"] or "-"].append((p, d))
         protos[key] = d.get("protocol", {})
     # pages for real datasets exist even before anything was measured on them (reported rows only)
-    for name in ("semantickitti",):
-        groups.setdefault((name, "val"), defaultdict(list))
+    for name, split in (("semantickitti", "val"), ("sscbench-kitti360", "test")):
+        groups.setdefault((name, split), defaultdict(list))
     pages: dict[str, str] = {}
     for (dataset, split), by_onboard in sorted(groups.items()):
         synthetic = dataset == "occbench-mini"
@@ -202,6 +252,8 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
             lines += ["> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
                       "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.", ""]
         lines += data_generation_lines([d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows])
+        fp_lines, data = data_fingerprint_lines([d for rows in by_onboard.values() for _, d in rows])
+        lines += fp_lines
         pr = protos.get((dataset, split), {})
         if pr:
             lines += ["Protocol: " + ", ".join(f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in
@@ -213,7 +265,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         if by_onboard:
             lines += ["## Measured by occbench", ""]
             for onboard, rows in sorted(by_onboard.items()):
-                lines += _section(onboard, rows, link_base)
+                lines += _section(onboard, rows, link_base, data)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
         plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []

@@ -28,6 +28,8 @@ PROTOCOL_SHOWN = ("id", "version", "epsilon", "units", "averaging", "ignore_poli
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 SAFE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\.json")
 MAX_TEXT = 4096
+_FLOATFMT = re.compile(r"\.[0-9][fge]")
+_HEX = re.compile(r"[0-9a-f]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 EXPECTED = f"an occbench results file (schema '{SCHEMA}', version {' or '.join(map(str, KNOWN_SCHEMA_VERSIONS))})"
 
@@ -65,6 +67,10 @@ def results_problems(doc: Any) -> list[str]:
             _choice(ds, "split", SPLITS, out, "header.dataset.")
             if ds.get("onboard") is not None:
                 _name(ds, "onboard", out, "header.dataset.")
+            fp = ds.get("fingerprint")
+            if fp is not None and not (isinstance(fp, dict) and isinstance(fp.get("files"), str) and _HEX.fullmatch(fp["files"])
+                                       and (fp.get("content") is None or (isinstance(fp["content"], str) and _HEX.fullmatch(fp["content"])))):
+                out.append("header.dataset.fingerprint is not {\"files\": hex digest, \"content\": hex digest or null}")
             gen = ds.get("generator")
             if gen is not None:
                 if not isinstance(gen, dict):
@@ -105,6 +111,10 @@ def reported_problems(doc: Any) -> list[str]:
         return [f"a JSON {type(doc).__name__} instead of an object"]
     out: list[str] = []
     _text(doc.get("source"), "source", out)
+    if "heading" in doc:
+        _text(doc["heading"], "heading", out)
+    if "mini" in doc and not isinstance(doc["mini"], bool):
+        out.append(f"mini = {_short(doc['mini'])} (expected true or false)")
     tables = doc.get("tables")
     if not isinstance(tables, list):
         return out + ["tables missing or not a list"]
@@ -114,6 +124,10 @@ def reported_problems(doc: Any) -> list[str]:
             out.append(f"{where} is not an object")
             continue
         _text(t.get("title"), f"{where}.title", out)
+        if t.get("source") is not None:
+            _text(t["source"], f"{where}.source", out)
+        if "floatfmt" in t and not (isinstance(t["floatfmt"], str) and _FLOATFMT.fullmatch(t["floatfmt"])):
+            out.append(f"{where}.floatfmt = {_short(t['floatfmt'])} (expected e.g. \".2f\")")
         if not isinstance(t.get("dataset"), str):
             out.append(f"{where}.dataset missing or not text")
         cols = t.get("columns")
@@ -132,8 +146,10 @@ def reported_problems(doc: Any) -> list[str]:
                 continue
             _text(r[0], f"{where}.rows[{j}][0]", out)
             for x in r[1:]:
-                if x is not None and (type(x) not in (int, float) or not math.isfinite(x)):
-                    out.append(f"{where}.rows[{j}] holds {_short(x)} (expected finite numbers or null)")
+                if isinstance(x, str):
+                    _text(x, f"{where}.rows[{j}]", out)
+                elif x is not None and (type(x) not in (int, float) or not math.isfinite(x)):
+                    out.append(f"{where}.rows[{j}] holds {_short(x)} (expected finite numbers, text or null)")
     return out
 
 

@@ -48,9 +48,11 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
     """
     rep = ValidationReport()
     lm = dataset.label_map
-    valid_raw = np.zeros(lm.lut.size, bool)
-    valid_raw[[k for k, v in lm.learning_map.items() if lm.lut[k] != 255]] = True
+    valid_raw = lm.predictable_raw
     root = Path(store.root)
+    names = getattr(store, "name_pattern", FRAME_RE)  # foreign formats have their own file names
+    expected_names = getattr(store, "expected_names", "NNNNNN.label or NNNNNN.label.gz")
+    submission_files = isinstance(store, PredictionStore)
     for seq in dataset.sequences:
         expected = set(seq.labelled_frames)
         folder = store.folder(seq.name)
@@ -62,10 +64,10 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
         present: dict[int, Path] = {}
         for name, st in _entries(folder):
             p = folder / name
-            m = FRAME_RE.match(name)
+            m = names.match(name)
             if not m:
                 kind = "" if stat.S_ISREG(st.st_mode) else f" ({describe_mode(st.st_mode)})"
-                rep.problems.append(f"{p}: unexpected file{kind} (expected NNNNNN.label or NNNNNN.label.gz)")
+                rep.problems.append(f"{p}: unexpected file{kind} (expected {expected_names})")
                 continue
             t = int(m.group(1))
             present.setdefault(t, p)
@@ -84,11 +86,13 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
                 continue
             path, st = files[t][0]
             rep.checked += 1
-            if not path.name.endswith(".gz") and st.st_size != LABEL_BYTES:
+            if submission_files and not path.name.endswith(".gz") and st.st_size != LABEL_BYTES:
                 rep.problems.append(f"{path}: expected {LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids), found {st.st_size:,} bytes")
                 continue
             try:
-                raw = read_prediction_file(path, follow_links=False)
+                # the submission format is opened here without following links; foreign formats through their
+                # store's reader (the entry passed the lstat checks above)
+                raw = read_prediction_file(path, follow_links=False) if submission_files else store.read(seq.name, t)
             except OccbenchError as e:
                 rep.problems.append(str(e))
                 continue
@@ -98,12 +102,9 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
                 if bad.size:
                     rep.problems.append(f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
                                         f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
-    seq_dir = root / "sequences"
-    if _folder_problem(root, seq_dir) is None:
-        wanted = set(dataset.sequence_names)
-        for name, st in _entries(seq_dir):
-            if name not in wanted:
-                rep.problems.append(f"{seq_dir / name}: sequence {name} is not part of split {dataset.split}")
+    extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
+    for s in extra_seqs:
+        rep.problems.append(f"{store.folder(s)}: sequence {s} is not part of split {dataset.split}")
     return rep
 
 

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+NPY_LABEL_SUFFIX = "_1_1.npy"
+
+
 @dataclass(frozen=True)
 class VoxelLayout:
     """How a dataset stores a frame's voxel files."""
@@ -30,6 +33,8 @@ class VoxelLayout:
     invalid_packed: bool = True  # SemanticKITTI: bit-packed; SSCBench-KITTI360: one byte per voxel
     clear_invalid_where_labelled: bool = False  # SSCBench-KITTI360 preprocessing: INVALID[LABEL != 0] = 0
     has_occluded: bool = True
+    # "voxels": <gt dir>/NNNNNN.label + .invalid; "sscbench-npy": SSCBench <gt dir>/NNNNNN_1_1.npy (train ids, 255)
+    gt_format: str = "voxels"
 
 
 class Sequence:
@@ -156,18 +161,29 @@ class Frame:
             raise MissingDataError(self.sequence.voxel_dir, f"ground truth of sequence {self.sequence.name} (hidden test split)")
         return d / f"{self.name}{ext}"
 
+    def ground_truth_files(self) -> list[Path]:
+        """The files :meth:`ground_truth` reads: ``.label`` and ``.invalid``, or SSCBench's ``_1_1.npy``."""
+        if self.sequence.layout.gt_format == "sscbench-npy":
+            return [self._gt_path(NPY_LABEL_SUFFIX)]
+        return [self._gt_path(".label"), self._gt_path(".invalid")]
+
     @property
     def has_ground_truth(self) -> bool:
-        d = self.sequence.gt_voxel_dir
-        return d is not None and (d / f"{self.name}.label").is_file()
+        return self.sequence.gt_voxel_dir is not None and self.ground_truth_files()[0].is_file()
+
+    def _voxel_gt_path(self, ext: str) -> Path:
+        if self.sequence.layout.gt_format != "voxels":
+            raise MissingDataError(self._gt_path(ext), f"{ext} file (this dataset reads its ground truth from "
+                                   f"SSCBench {NPY_LABEL_SUFFIX} labels, which hold train ids only)")
+        return self._gt_path(ext)
 
     def label_raw(self, mmap: bool = True) -> np.ndarray:
         """The raw uint16 ``.label`` grid (memory-mapped by default)."""
-        return read_label(self._gt_path(".label"), mmap=mmap)
+        return read_label(self._voxel_gt_path(".label"), mmap=mmap)
 
     def invalid(self) -> np.ndarray:
         """uint8 0/1 invalid mask (never observed by the LiDAR)."""
-        p = self._gt_path(".invalid")
+        p = self._voxel_gt_path(".invalid")
         lay = self.sequence.layout
         inv = read_bits(p) if lay.invalid_packed else read_invalid_kitti360(p).copy()
         if lay.clear_invalid_where_labelled:
@@ -181,6 +197,10 @@ class Frame:
 
     def ground_truth(self) -> np.ndarray:
         """Train ids (uint8, (256,256,32)): 0 empty, 1..C-1 classes, 255 where ignored or invalid."""
+        if self.sequence.layout.gt_format == "sscbench-npy":
+            from occbench.io.formats import read_sscbench_label_npy
+
+            return read_sscbench_label_npy(self._gt_path(NPY_LABEL_SUFFIX), self.sequence.label_map)
         p = self._gt_path(".label")
         gt = self.sequence.label_map.to_train(self.label_raw(), p).copy()
         gt[self.invalid() != 0] = IGNORE

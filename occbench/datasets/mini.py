@@ -80,6 +80,7 @@ class OccbenchMini(SemanticKITTI):
         sensor: str | None = None,
         generate: bool = True,
         progress: bool = True,
+        predictions_format=None,
     ):
         root = ensure_mini(root, progress) if generate else Path(root or default_mini_root()).expanduser()
         self.manifest = read_manifest(root)
@@ -93,7 +94,8 @@ class OccbenchMini(SemanticKITTI):
             raise MissingDataError(Path(predictions_root) / onboard, f"onboard model {onboard!r} in occbench-mini",
                                    f"this mini has: {', '.join(self.manifest['onboard'])}")
         super().__init__(root, split, onboard, predictions_root, sequences,
-                         sensor or sensors.get(onboard or "", None), ground_truth_root=None)
+                         sensor or sensors.get(onboard or "", None), ground_truth_root=None,
+                         predictions_format=predictions_format)
 
     def _gt_dir(self, root: Path, gt_root: Path, seq: str, split: str) -> Path | None:
         if seq in self.splits.get("test", []):

@@ -19,6 +19,7 @@ import numpy as np
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.errors import FormatError, MissingDataError
+from occbench.io.formats import ForeignFormat
 from occbench.io.kitti import Calibration, read_calib, read_poses, read_times
 from occbench.labels import load_label_map
 
@@ -102,6 +103,7 @@ class SemanticKITTI(SSCDataset):
         sequences: list[str] | None = None,
         sensor: str | None = None,
         ground_truth_root: str | Path | None = None,
+        predictions_format: ForeignFormat | None = None,
     ):
         root = Path(root).expanduser()
         split = normalize_split(split, self.splits)
@@ -109,10 +111,10 @@ class SemanticKITTI(SSCDataset):
         if not seq_root.is_dir():
             raise MissingDataError(seq_root, f"{self.name} sequences folder", HOW_TO_GET)
         names = list(self.splits[split]) if sequences is None else list(sequences)
-        store = open_onboard_store(root, predictions_root, onboard)
+        lm = load_label_map("semantickitti")
+        store = open_onboard_store(root, predictions_root, onboard, predictions_format, lm)
         gt_root = Path(ground_truth_root) if ground_truth_root is not None else root
         sensor = sensor or guess_sensor(onboard)
-        lm = load_label_map("semantickitti")
         seqs = []
         for s in names:
             d = seq_root / s

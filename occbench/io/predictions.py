@@ -129,6 +129,8 @@ class PredictionStore:
     ``root`` is the model's folder (``<predictions_root>/<model>``).
     """
 
+    name_pattern = FRAME_RE  # file names of frames
+
     def __init__(self, root: str | Path, compressed: bool = False):
         self.root = Path(root)
         self.compressed = compressed
