@@ -41,7 +41,7 @@ class FolderBusyError(OccbenchError):
 
 @contextmanager
 def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold the exclusive writer lock of ``folder`` (created if needed) for the ``with`` block; raise
+    """Hold the exclusive writer lock of ``folder`` (created if needed, removed again if left empty) for the ``with`` block; raise
     :class:`FolderBusyError` at once if another process holds it. No-op where ``fcntl`` is unavailable or the
     folder is read-only (nothing can be written there anyway)."""
     folder = Path(folder)
@@ -50,6 +50,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     except ImportError:  # pragma: no cover - Windows
         yield folder
         return
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -79,6 +80,11 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
                 os.unlink(path)  # still holding the lock: nobody else can be using this file
             except FileNotFoundError:
                 pass
+            if created:  # a writer that failed before writing anything leaves no empty folder behind
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
     finally:
         os.close(fd)
 
