@@ -2,7 +2,8 @@
 
 Exit codes (also in ``occbench --help``): 0 success; 1 the run failed (a data or method error, message on stderr);
 2 usage error (unknown command, method, dataset, split or option, a bad option value, an unwritable output);
-3 an invalid submission (``evaluate --predictions``); 4 stale leaderboards (``leaderboard --check``).
+3 an invalid submission (``evaluate --predictions``); 4 stale leaderboards (``leaderboard --check``);
+5 invalid results files (``leaderboard``: each named, nothing written).
 
 Start-up imports only click: every command imports what it needs when it runs, and commands defined elsewhere
 are imported only when used (:class:`occbench.lazy_group.LazyGroup`).
@@ -46,6 +47,7 @@ Exit codes:
      a bad option value, an unwritable output
   3  invalid submission (evaluate --predictions)
   4  stale leaderboards (leaderboard --check)
+  5  invalid results files (leaderboard: each named, nothing written)
 """
 
 
@@ -55,8 +57,17 @@ ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (de
              "generates one elsewhere). Real datasets: where the downloaded data lives (required).")
 
 
-def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+def _default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
+    """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, bounded by the
+    available memory over the method's per-worker estimate (occbench.resources; ``method`` None: scoring)."""
+    if executor != "local":
+        return requested or max(1, min(os.cpu_count() or 1, 8))
+    from occbench.resources import choose_workers
+
+    n, warnings = choose_workers(requested, method)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    return n
 
 
 def _dataset_options(f):
@@ -155,7 +166,7 @@ def main() -> None:
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
               help="Also write the refined predictions here (resumable: existing frames are reused).")
 @click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
-@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8).")
+@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8, fewer if the method's workers would not fit in memory).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
@@ -176,7 +187,6 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     from occbench.results_path import check_writable, default_results_path, resolve_output
 
     set_quiet(quiet)
-    workers = workers or _default_workers()
     if method and predictions_dir:
         raise click.UsageError("give either --method or --predictions, not both")
     if pred_format != "label" and predictions_dir is None:
@@ -193,6 +203,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
         check_writable(out_path)
     except OSError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
+    workers = _default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
     try:
         extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -256,7 +267,7 @@ def refine(dataset, root, split, onboard, predictions_root, sequences, method, o
     opts = _method_options(method, options)
     try:
         n, total = refine_split(_dspec(dataset, root, split, onboard, predictions_root, sequences),
-                                MethodSpec(method, opts), str(output), compressed, workers or _default_workers(), targets,
+                                MethodSpec(method, opts), str(output), compressed, _default_workers(method, workers, executor), targets,
                                 executor, address)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)

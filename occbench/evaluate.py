@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from occbench.datasets import SSCDataset, open_dataset
 from occbench.errors import OccbenchError
 from occbench.executors import run_jobs, runs_inline
 from occbench.io.atomic import atomic_write_text
-from occbench.io.predictions import PredictionStore
+from occbench.io.folder_lock import exclusive_writer
+from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.methods import OffboardMethod, load_method, method_config
 from occbench.progress import FrameTicks, progress_bar
 
@@ -226,7 +228,8 @@ def evaluate(
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
     update = getattr(bar, "update", None)
-    with FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
+    with exclusive_writer(save[0], PREDICTION_TEMPS) if save else nullcontext(), \
+            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
         args = [(dspec, mspec, job, save, extras, ticks.tick) for job in jobs]
         states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
     if hasattr(bar, "close"):

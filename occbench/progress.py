@@ -63,7 +63,12 @@ class FrameTicks:
             import multiprocessing as mp
             import threading
 
-            self._manager = mp.get_context("spawn").Manager()
+            from multiprocessing.managers import SyncManager
+
+            from occbench.executors import die_with_parent
+
+            self._manager = SyncManager(ctx=mp.get_context("spawn"))
+            self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one
             self._queue = self._manager.Queue()
             self.tick = _Tick(self._queue)
             self._thread = threading.Thread(target=self._drain, daemon=True)

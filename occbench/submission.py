@@ -6,14 +6,18 @@ script crash), predictions for scans that have no ground truth, and stray files.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from occbench.datasets import SSCDataset
-from occbench.errors import FormatError
-from occbench.io.predictions import PredictionStore
+from occbench.errors import OccbenchError
+from occbench.io.files import describe_mode
+from occbench.io.predictions import FRAME_RE, PredictionStore, read_prediction_file
+from occbench.io.voxels import LABEL_BYTES
 
 
 @dataclass
@@ -36,29 +40,60 @@ class ValidationReport:
 
 
 def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids: bool = True) -> ValidationReport:
-    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``."""
+    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``.
+
+    Every entry is looked at with ``lstat`` first: folders must be real folders and prediction files regular
+    files physically inside the submission folder (no symbolic links, directories, FIFOs or devices); a file is
+    opened only after it passed (and then without following links), so nothing outside is ever read.
+    """
     rep = ValidationReport()
     lm = dataset.label_map
     valid_raw = lm.predictable_raw
+    root = Path(store.root)
+    names = getattr(store, "name_pattern", FRAME_RE)  # foreign formats have their own file names
+    expected_names = getattr(store, "expected_names", "NNNNNN.label or NNNNNN.label.gz")
+    submission_files = isinstance(store, PredictionStore)
     for seq in dataset.sequences:
         expected = set(seq.labelled_frames)
-        present = set(store.frames(seq.name))
-        if not store.folder(seq.name).is_dir():
-            rep.problems.append(f"{store.folder(seq.name)}: folder missing (expected {len(expected)} predictions of sequence {seq.name})")
+        folder = store.folder(seq.name)
+        bad_dir = _folder_problem(root, folder)
+        if bad_dir:
+            rep.problems.append(f"{bad_dir} (expected {len(expected)} predictions of sequence {seq.name})")
             continue
-        for t in sorted(expected - present):
+        files: dict[int, list[tuple[Path, os.stat_result]]] = {}
+        present: dict[int, Path] = {}
+        for name, st in _entries(folder):
+            p = folder / name
+            m = names.match(name)
+            if not m:
+                kind = "" if stat.S_ISREG(st.st_mode) else f" ({describe_mode(st.st_mode)})"
+                rep.problems.append(f"{p}: unexpected file{kind} (expected {expected_names})")
+                continue
+            t = int(m.group(1))
+            present.setdefault(t, p)
+            if not stat.S_ISREG(st.st_mode):
+                rep.problems.append(f"{p}: {describe_mode(st.st_mode)} (expected a regular file inside the submission folder)")
+                continue
+            files.setdefault(t, []).append((p, st))
+        for t in sorted(expected - set(present)):
             rep.problems.append(f"{store.path(seq.name, t, False)}: missing (scan {t} of sequence {seq.name} has ground truth)")
-        for t in sorted(present - expected):
-            rep.problems.append(f"{store.find(seq.name, t)}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
-        for p in store.unexpected_files(seq.name):
-            rep.problems.append(f"{p}: unexpected file (expected {getattr(store, 'expected_names', 'NNNNNN.label or NNNNNN.label.gz')})")
-        for t in sorted(expected & present):
+        for t in sorted(set(present) - expected):
+            rep.problems.append(f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
+        for t in sorted(expected & set(files)):
+            if len(files[t]) > 1:
+                a, b = sorted(p.name for p, _ in files[t])
+                rep.problems.append(f"{folder / b}: one file per frame (expected {a} or {b}, found both)")
+                continue
+            path, st = files[t][0]
             rep.checked += 1
+            if submission_files and not path.name.endswith(".gz") and st.st_size != LABEL_BYTES:
+                rep.problems.append(f"{path}: expected {LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids), found {st.st_size:,} bytes")
+                continue
             try:
-                path = store.find(seq.name, t)
-                assert path is not None
-                raw = store.read(seq.name, t)
-            except FormatError as e:
+                # the submission format is opened here without following links; foreign formats through their
+                # store's reader (the entry passed the lstat checks above)
+                raw = read_prediction_file(path, follow_links=False) if submission_files else store.read(seq.name, t)
+            except OccbenchError as e:
                 rep.problems.append(str(e))
                 continue
             if check_ids:
@@ -71,6 +106,34 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
     for s in extra_seqs:
         rep.problems.append(f"{store.folder(s)}: sequence {s} is not part of split {dataset.split}")
     return rep
+
+
+def _folder_problem(root: Path, folder: Path) -> str | None:
+    """None if every component of ``folder`` below ``root`` is a real folder (no link), else the problem."""
+    cur = root
+    for part in folder.relative_to(root).parts:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return f"{cur}: folder missing"
+        except OSError as e:
+            return f"{cur}: cannot be read ({e.strerror or e})"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{cur}: {describe_mode(st.st_mode)}, expected a folder inside the submission folder"
+    return None
+
+
+def _entries(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of every entry of ``folder``, sorted by name; nothing is followed or opened."""
+    out = []
+    with os.scandir(folder) as it:
+        for e in it:
+            try:
+                out.append((e.name, e.stat(follow_symlinks=False)))
+            except FileNotFoundError:  # removed while listing
+                continue
+    return sorted(out, key=lambda x: x[0])
 
 
 def submission_store(path: str | Path) -> PredictionStore:

@@ -53,6 +53,8 @@ def test_results_header_fingerprint_follows_the_scored_ground_truth(tree):
         run(tree)
     poses = (tree / "sequences/08/poses.txt").read_text().splitlines()
     (tree / "sequences/08/poses.txt").write_text("\n".join(poses[:15]) + "\n")
+    times = (tree / "sequences/08/times.txt").read_text().splitlines()  # poses and times must stay of one length
+    (tree / "sequences/08/times.txt").write_text("\n".join(times[:15]) + "\n")
     short = fp(run(tree))
     assert short["frames"] == {"08": 3} and short["files"] != a["files"]
 

@@ -9,13 +9,13 @@ Mini numbers are synthetic: never present them as real-data numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.errors import FormatError, MissingDataError, OccbenchError
+from occbench.io.files import read_json_document
 
 MANIFEST = "mini.json"
 PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.MARKERS)
@@ -41,14 +41,22 @@ def default_mini_root() -> Path:
 def read_manifest(root: Path) -> dict:
     p = root / MANIFEST
     try:
-        m = json.loads(p.read_text())
-    except FileNotFoundError:
+        m = read_json_document(p, "a JSON manifest")
+    except MissingDataError:
         raise MissingDataError(p, "occbench-mini manifest", "generate it with `occbench synth --output ROOT`") from None
-    except json.JSONDecodeError as e:
-        raise FormatError(p, "a JSON manifest", f"invalid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise FormatError(p, "a JSON object (the occbench-mini manifest)", f"a JSON {type(m).__name__}")
     for key in ("splits", "onboard"):
         if key not in m:
             raise FormatError(p, f"a '{key}' entry", f"keys {sorted(m)}")
+    splits, onboard = m["splits"], m["onboard"]
+    if not (isinstance(splits, dict) and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in splits.values())):
+        raise FormatError(p, "'splits': an object of lists of sequence names", f"{str(splits)[:80]}")
+    if not (isinstance(onboard, list) and all(isinstance(s, str) for s in onboard)):
+        raise FormatError(p, "'onboard': a list of model names", f"{str(onboard)[:80]}")
+    for key in ("sensors", "test_ground_truth", "predictions"):
+        if key in m and not isinstance(m[key], dict if key == "sensors" else str):
+            raise FormatError(p, f"'{key}': {'an object' if key == 'sensors' else 'a folder name'}", f"{str(m[key])[:80]}")
     return m
 
 
@@ -58,9 +66,12 @@ def check_generation_target(root: Path) -> None:
         return
     if root.exists() and not root.is_dir():
         raise OccbenchError(f"{root}: expected a folder to generate occbench-mini into, found a file")
-    if root.is_dir() and any(root.iterdir()):
+    from occbench.io.folder_lock import LOCK_NAME
+
+    other = sorted(p.name for p in root.iterdir() if p.name != LOCK_NAME) if root.is_dir() else []
+    if other:
         raise OccbenchError(f"{root}: expected a new or empty folder to generate occbench-mini into, found other files "
-                            f"(e.g. {next(iter(sorted(p.name for p in root.iterdir())))}); choose another folder")
+                            f"(e.g. {other[0]}); choose another folder")
 
 
 def generation_estimate(cfg) -> str:

@@ -29,7 +29,7 @@ from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.datasets.semantickitti import guess_sensor, normalize_split
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.formats import ForeignFormat
-from occbench.io.kitti import Calibration, check_rigid
+from occbench.io.kitti import Calibration, check_rigid, read_number_rows
 from occbench.labels import load_label_map
 
 DRIVE = "2013_05_28_drive_{:04d}_sync"
@@ -67,15 +67,17 @@ def read_cam0_to_world(path: Path, calib: Calibration) -> np.ndarray:
     """
     if not path.is_file():
         raise MissingDataError(path, "KITTI-360 poses (cam0_to_world.txt)", HOW_TO_GET)
-    try:
-        rows = np.loadtxt(path, ndmin=2)
-    except ValueError as e:
-        raise FormatError(path, "rows of 'frame + 16 floats'", f"unparsable content ({e})") from None
-    if rows.shape[1] != 17:
-        raise FormatError(path, "17 numbers per row (frame id + 4x4 matrix)", f"{rows.shape[1]}")
-    frames = rows[:, 0].astype(np.int64)
+    rows, lines = read_number_rows(path, "KITTI-360 poses file (frame id + 16 floats per row)", 17)
+    f = rows[:, 0]
+    bad = np.flatnonzero((f < 0) | (f != np.round(f)) | (f > 200_000))
+    if bad.size:
+        raise FormatError(path, "a frame id (an integer >= 0) first on every row", f"{rows[bad[0], 0]!r} on line {lines[bad[0]]}")
+    frames = f.astype(np.int64)
+    if np.unique(frames).size != frames.size:
+        dup = int(frames[np.flatnonzero(np.bincount(frames) > 1)[0]]) if frames.size else 0
+        raise FormatError(path, "each frame id once", f"frame {dup} on several rows")
     T = rows[:, 1:].reshape(-1, 4, 4)
-    check_rigid(T, path, "cam0_to_world poses")
+    check_rigid(T, path, "cam0_to_world poses", lines=lines)
     poses = np.full((int(frames.max()) + 1, 4, 4), np.nan)
     poses[frames] = T @ calib.Tr
     return poses

@@ -170,6 +170,7 @@ class ForeignPredictionStore:
         self.base = base
         self.submission_layout = (base / "sequences").is_dir()
         self.expected_names = f"NNNNNN{fmt.suffix}"
+        self.name_pattern = self._re  # file names of frames (validation looks at entries by name before opening any)
 
     def __repr__(self) -> str:
         return f"ForeignPredictionStore({str(self.root)!r}, {self.format.describe()})"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from occbench.errors import OccbenchError
 from occbench.synth.config import ONBOARD_DEFAULT, SIZES, config_for_size
 
 
@@ -32,7 +33,6 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], w
     import dataclasses
 
     from occbench.datasets.mini import announce_generation, check_generation_target
-    from occbench.errors import OccbenchError
     from occbench.synth.generate import default_mini_root, generate_mini
 
     if quiet:
@@ -55,7 +55,7 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], w
         if not quiet and not (root / "mini.json").is_file():
             announce_generation(root, cfg)
         m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite)
-    except (FileExistsError, OccbenchError) as e:
+    except (FileExistsError, OccbenchError) as e:  # OccbenchError: e.g. another process writes into the folder
         raise click.ClickException(str(e)) from None
     if not quiet:
         n = sum(m["scans"].values())

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
+from occbench.executors import die_with_parent
 from occbench.io.atomic import atomic_write_text
+from occbench.io.folder_lock import writes_exclusively
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import write_bits, write_label
@@ -304,6 +306,7 @@ def _default_workers() -> int:
     return max(1, min(2, n))
 
 
+@writes_exclusively  # one generator per root; removes temporary files of an interrupted run
 def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, workers: int | None = None,
                   overwrite: bool = False) -> dict[str, Any]:
     """Generate occbench-mini under ``root`` and return its manifest (also written as ``mini.json``, last).
@@ -363,7 +366,7 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
                 results[_job_name(*job)] = _run(root, cfg, job, bar.update if bar is not None else None)
                 timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
                 futs = [ex.submit(_job, str(root), cfg, job) for job in todo]
                 for f in as_completed(futs):
                     job, out, dt = f.result()
