@@ -39,7 +39,7 @@ def plan_windows(n_frames: int, targets: Iterable[int], cfg: WindowConfig, strid
     return sorted(p for p in pivots)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def refine_sequence(
     model: OccFinerNet,
     frames_fn: Callable[[int], np.ndarray],
@@ -54,6 +54,7 @@ def refine_sequence(
     device: str | torch.device | None = None,
     amp: bool = True,
     cache_size: int = 32,
+    slab_rows: int = 8,
     progress: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Refine the scans ``targets`` (default all) of one sequence; yields ``(frame, out)`` in frame order.
@@ -108,23 +109,36 @@ def refine_sequence(
         p, idx = pivots[k], windows[k]
         js = [j for j in use if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
         if js:
-            pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None].long()
+            pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None]
             ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
             tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
             outputs = torch.zeros(1, len(idx), dtype=torch.bool)
             outputs[0, js] = True
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(pred, torch.from_numpy(tf).to(dev)[None], None, outputs)  # (K, C, X, Y, Z)
-            # softmax over classes in the head's memory layout (classes innermost): (K, X, Y, Z, C)
-            probs = torch.softmax(logits.permute(0, 2, 3, 4, 1).float(), dim=-1)
-            for kk, j in enumerate(js):
+                feats, cls = model.head_features(pred, torch.from_numpy(tf).to(dev)[None], outputs)
+            X = feats.shape[2]
+            # the first output of a scan starts its sum (a copy), later ones add to it, in window order
+            starts = []
+            for j in js:
                 f = idx[j]
-                if f in sums:
-                    sums[f] += probs[kk]
-                    counts[f] += 1
-                else:
-                    sums[f] = probs[kk].clone()
-                    counts[f] = 1
+                starts.append(f not in sums)
+                if f not in sums:
+                    sums[f] = torch.empty(X, *cls.shape[2:], model.cfg.num_classes, device=dev)
+                    counts[f] = 0
+                counts[f] += 1
+            # the head's last layer, softmax and sums one slab of rows at a time: the (K, X, Y, Z, C)
+            # logits of a whole window are never held (per-cell operations: the same numbers)
+            for a in range(0, X, slab_rows):
+                b = min(X, a + slab_rows)
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    lg = model.slab_logits(feats[:, :, a:b], cls[:, a:b])
+                probs = torch.softmax(lg.float(), dim=-1)  # (K, rows, Y, Z, C)
+                for kk, j in enumerate(js):
+                    if starts[kk]:
+                        sums[idx[j]][a:b] = probs[kk]
+                    else:
+                        sums[idx[j]][a:b] += probs[kk]
+            del feats, cls, pred
         while pending and last_use.get(pending[0], -1) <= k:
             f = pending.pop(0)
             if f in sums:

@@ -296,15 +296,23 @@ class SegmentationHead(nn.Module):
         self.out = nn.Linear(cfg.embed_dim, cfg.height * cfg.num_classes)  # per-cell; output index z*C + c
         self.skip = cfg.skip
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> logits (N, C, X, Y, Z) (a view)."""
+    def trunk(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> per-cell features (N, e, X, Y)."""
         for i, blk in enumerate(self.blocks):
             x = F.interpolate(blk(x), scale_factor=2, mode="bilinear", align_corners=False)
             if self.skip:
                 x = x + skips[len(skips) - 1 - i]
-        n, _, X, Y = x.shape
-        # (N, X, Y, Z, C) contiguous (classes innermost: cheap softmax / loss), returned as a (N, C, X, Y, Z) view
-        return self.out(x.permute(0, 2, 3, 1)).view(n, X, Y, self.Z, self.C).permute(0, 4, 1, 2, 3)
+        return x
+
+    def cell_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Per-cell Linear of :meth:`trunk`'s features (N, e, X', Y') -> logits (N, X', Y', Z, C), contiguous
+        (classes innermost: cheap softmax / loss). Any slab of rows X' gives the rows of the whole grid."""
+        n, _, X, Y = feats.shape
+        return self.out(feats.permute(0, 2, 3, 1)).view(n, X, Y, self.Z, self.C)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> logits (N, C, X, Y, Z) (a view)."""
+        return self.cell_logits(self.trunk(x, skips)).permute(0, 4, 1, 2, 3)
 
 
 class OccFinerNet(nn.Module):
@@ -338,6 +346,18 @@ class OccFinerNet(nn.Module):
         """``outputs`` (B, T) bool: run the segmentation head only for these frames (training: the frames
         with ground truth) and return their logits stacked in (b, t) order as (K, C, X, Y, Z); every frame
         still goes through the encoders and the transformer, so the result equals ``forward(...)[outputs]``."""
+        B, T = pred.shape[:2]
+        x, sem, pred = self._encode(pred, transforms, flip)
+        if outputs is not None:
+            sel = outputs.to(x.device).bool().reshape(B * T)
+            return self._input_skip(self.head(x[sel], [f[sel] for f in sem[:-1]]), pred[sel])
+        logits = self._input_skip(self.head(x, sem[:-1]), pred)
+        return logits.view(B, T, *logits.shape[1:])
+
+    def _encode(self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Everything before the head: (features (B*T, c_L, X/2^L, Y/2^L) after the transformer, the feature
+        encoder's levels, pred as (B*T, X, Y, Z) long)."""
         B, T, X, Y, Z = pred.shape
         d = self.cfg.downsample
         if X % d or Y % d:
@@ -353,22 +373,43 @@ class OccFinerNet(nn.Module):
         for blk in self.blocks:
             tok = blk(tok)
         x = x + self.comp(tok.reshape(B * T, *tok.shape[2:]), (h, w))
-        if outputs is not None:
-            sel = outputs.to(x.device).bool().reshape(B * T)
-            return self._input_skip(self.head(x[sel], [f[sel] for f in sem[:-1]]), pred[sel])
-        logits = self._input_skip(self.head(x, sem[:-1]), pred)
-        return logits.view(B, T, *logits.shape[1:])
+        return x, sem, pred
+
+    def head_features(self, pred: torch.Tensor, transforms: torch.Tensor, outputs: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference in slabs: the head's per-cell features (K, e, X, Y) of the frames ``outputs`` (B, T) and
+        their input classes (K, X, Y, Z) long. ``slab_logits(feats[:, :, a:b], pred[:, a:b])`` then gives rows
+        a..b-1 of ``forward(pred, transforms, None, outputs)`` (channels last), without the (K, C, X, Y, Z)
+        logits of a whole window in memory."""
+        B, T = pred.shape[:2]
+        x, sem, pred = self._encode(pred, transforms)
+        sel = outputs.to(x.device).bool().reshape(B * T)
+        return self.head.trunk(x[sel], [f[sel] for f in sem[:-1]]), pred[sel]
+
+    def slab_logits(self, feats: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Logits (K, X', Y, Z, C) of a slab of rows: ``feats`` (K, e, X', Y) and ``pred`` (K, X', Y, Z) slices
+        of :meth:`head_features`. The same operations as :meth:`forward` on those rows."""
+        lg = self.head.cell_logits(feats)
+        if self.cfg.input_skip:
+            idx, bonus = self._input_bonus(pred, lg.dtype)
+            lg.scatter_(-1, idx, lg.gather(-1, idx) + bonus)  # the input class's logit + its gain, in place
+        return lg
+
+    def _input_bonus(self, pred: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class index (..., 1), gain added to that class's logit (..., 1); 0 where the input is no class)."""
+        C = self.cfg.num_classes
+        valid = (pred >= 0) & (pred < C)
+        idx = pred.clamp(0, C - 1).unsqueeze(-1)
+        return idx, self.input_gain.to(dtype)[idx] * valid.unsqueeze(-1).to(dtype)
 
     def _input_skip(self, logits: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Identity prior (``cfg.input_skip``, our addition): add the learned gain of the input class to its logit,
         so an untrained network already reproduces its input and training learns the corrections."""
         if not self.cfg.input_skip:
             return logits
-        C = self.cfg.num_classes
         lg = logits.permute(0, 2, 3, 4, 1)  # (N, X, Y, Z, C), the head's memory layout
-        valid = (pred >= 0) & (pred < C)
-        idx = pred.clamp(0, C - 1).unsqueeze(-1)
-        bonus = torch.zeros_like(lg).scatter_(-1, idx, (self.input_gain.to(lg.dtype)[idx] * valid.unsqueeze(-1).to(lg.dtype)))
+        idx, gain = self._input_bonus(pred, lg.dtype)
+        bonus = torch.zeros_like(lg).scatter_(-1, idx, gain)
         return (lg + bonus).permute(0, 4, 1, 2, 3)
 
 
