@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from baselines.occfiner.model import OccFinerNet
+from baselines.occfiner._kernels import add_argmax
+from baselines.occfiner import model as model_module
+from baselines.occfiner.model import OccFinerNet, sparse_path
 from baselines.occfiner.train import amp_settings
 from occbench.datasets.windows import WindowConfig, window_indices
 
@@ -73,20 +75,28 @@ def refine_sequence(
     tgset = set(tg)
     pivots = plan_windows(n_frames, tg, window_cfg, stride)
     poses = np.asarray(poses, np.float64)
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
+    enc = model.feature_encoder
+    cache_rows = dev.type == "cpu" and model_module.SPARSE_EMBEDDING_ON_CPU
+    # per scan, shared by every window that holds it: the prediction on the device and (CPU) its rows of the
+    # sparse embedding with their count of non-empty entries
+    cache: OrderedDict[int, tuple[torch.Tensor, tuple[torch.Tensor, int] | None]] = OrderedDict()
 
-    def frame(i: int) -> np.ndarray:
+    def frame(i: int) -> tuple[torch.Tensor, tuple[torch.Tensor, int] | None]:
         if i in cache:
             cache.move_to_end(i)
             return cache[i]
-        a = np.asarray(frames_fn(i), np.uint8)
-        cache[i] = a
+        a = torch.from_numpy(np.asarray(frames_fn(i), np.uint8)).to(dev)
+        cache[i] = (a, enc.sparse_rows(a) if cache_rows else None)
         if len(cache) > cache_size:
             cache.popitem(last=False)
-        return a
+        return cache[i]
 
-    sums: dict[int, torch.Tensor] = {}
+    C = model.cfg.num_classes
+    # per scan with outputs still to come: its running sum of softmax outputs (X, Y, Z, C), one tensor per slab
+    # of rows; without return_probs, the slabs of a scan's last output go straight into its labels
+    sums: dict[int, list[torch.Tensor | None]] = {}
     counts: dict[int, int] = {}
+    labels: dict[int, np.ndarray] = {}
     # last pivot index (in ``pivots``) whose window outputs each target
     last_use: dict[int, int] = {}
     windows = []
@@ -99,50 +109,71 @@ def refine_sequence(
     pending = sorted(tgset)
 
     def finish(f: int) -> tuple[int, np.ndarray]:
-        total, n = sums.pop(f), counts.pop(f)  # (X, Y, Z, C) sum of n softmax outputs
-        if return_probs:
-            return f, (total / n).permute(3, 0, 1, 2).float().cpu().numpy()
-        return f, total.argmax(-1).to(torch.uint8).cpu().numpy()  # argmax of the mean = argmax of the sum
+        if not return_probs:
+            return f, labels.pop(f)
+        total = torch.cat(sums.pop(f))  # (X, Y, Z, C) sum of n softmax outputs
+        return f, (total / counts.pop(f)).permute(3, 0, 1, 2).float().cpu().numpy()
 
     use = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
     for k in progress_bar(range(len(pivots)), desc="occfiner refine", disable=not progress):
         p, idx = pivots[k], windows[k]
         js = [j for j in use if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
         if js:
-            pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None]
+            items = [frame(i) for i in idx]
+            pred = torch.stack([a for a, _ in items])[None]  # (1, T, X, Y, Z) uint8
+            X = pred.shape[2]
+            emb = None
+            if cache_rows and sparse_path(dev, lambda: sum(r[1] for _, r in items), pred.numel()):
+                emb = enc.embedding_from_rows([r[0] for _, r in items], X, pred.shape[3])  # type: ignore[index]
             ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
             tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
             outputs = torch.zeros(1, len(idx), dtype=torch.bool)
             outputs[0, js] = True
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                feats, cls = model.head_features(pred, torch.from_numpy(tf).to(dev)[None], outputs)
-            X = feats.shape[2]
-            # the first output of a scan starts its sum (a copy), later ones add to it, in window order
-            starts = []
-            for j in js:
-                f = idx[j]
-                starts.append(f not in sums)
+                feats, cls = model.head_features(pred, torch.from_numpy(tf).to(dev)[None], outputs, emb)
+            del pred, emb, items
+            # each output's role for its scan: the first one starts the sum, later ones add to it, in window
+            # order; the last one (labels only) is added and reduced to labels at once
+            frames_out = [idx[j] for j in js]
+            first = [f not in sums and f not in frames_out[:kk] for kk, f in enumerate(frames_out)]
+            last = [not return_probs and last_use[f] == k and f not in frames_out[kk + 1:] for kk, f in enumerate(frames_out)]
+            nslabs = -(-X // slab_rows)
+            for f in frames_out:
                 if f not in sums:
-                    sums[f] = torch.empty(X, *cls.shape[2:], model.cfg.num_classes, device=dev)
+                    sums[f] = [None] * nslabs
                     counts[f] = 0
+                    if not return_probs:
+                        labels[f] = np.empty((X, *cls.shape[2:]), np.uint8)
                 counts[f] += 1
-            # the head's last layer, softmax and sums one slab of rows at a time: the (K, X, Y, Z, C)
-            # logits of a whole window are never held (per-cell operations: the same numbers)
-            for a in range(0, X, slab_rows):
+            scratch = torch.empty(min(slab_rows, X), *cls.shape[2:], C, device=dev)
+            # the head's last layer, softmax and sums one slab of rows at a time: the (K, X, Y, Z, C) logits
+            # of a whole window are never held (per-cell operations: the same numbers)
+            for s_i, a in enumerate(range(0, X, slab_rows)):
                 b = min(X, a + slab_rows)
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                     lg = model.slab_logits(feats[:, :, a:b], cls[:, a:b])
-                probs = torch.softmax(lg.float(), dim=-1)  # (K, rows, Y, Z, C)
-                for kk, j in enumerate(js):
-                    if starts[kk]:
-                        sums[idx[j]][a:b] = probs[kk]
+                for kk, f in enumerate(frames_out):
+                    acc = sums[f]
+                    dst = torch.empty_like(scratch[: b - a]) if first[kk] else scratch[: b - a]
+                    torch.ops.aten._softmax.out(lg[kk].float(), -1, False, out=dst)
+                    if first[kk] and not last[kk]:
+                        acc[s_i] = dst
+                    elif first[kk]:
+                        labels[f][a:b] = dst.argmax(-1).to(torch.uint8).cpu().numpy()
+                    elif not last[kk]:
+                        acc[s_i] += dst  # type: ignore[operator]
                     else:
-                        sums[idx[j]][a:b] += probs[kk]
-            del feats, cls, pred
+                        labels[f][a:b] = add_argmax(acc[s_i], dst).cpu().numpy()  # type: ignore[arg-type]
+                        acc[s_i] = None
+                del lg
+            del feats, cls
         while pending and last_use.get(pending[0], -1) <= k:
             f = pending.pop(0)
             if f in sums:
-                yield finish(f)
+                out = finish(f)
+                sums.pop(f, None)
+                counts.pop(f, None)
+                yield out
     while pending:  # pragma: no cover - every target is covered by plan_windows
         f = pending.pop(0)
         if f in sums:
