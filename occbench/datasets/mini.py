@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from occbench.datasets.semantickitti import SemanticKITTI
+from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
 from occbench.errors import FormatError, MissingDataError
 
 MANIFEST = "mini.json"
@@ -46,13 +46,27 @@ def read_manifest(root: Path) -> dict:
     return m
 
 
-def ensure_mini(root: str | Path | None = None, progress: bool = True) -> Path:
-    """Return the root of occbench-mini, generating the default mini split there on first use."""
-    root = Path(root).expanduser() if root is not None else default_mini_root()
-    if not (root / MANIFEST).is_file():
-        from occbench.synth import default_mini_config, generate_mini
+def present_splits(manifest: dict) -> list[str]:
+    """The splits a manifest says are generated: ``generated_splits``, which is written only while some split
+    is still missing; without it (every complete manifest) all of its ``splits``."""
+    return list(manifest.get("generated_splits", manifest["splits"]))
 
-        generate_mini(root, default_mini_config(), progress=progress)
+
+def ensure_mini(root: str | Path | None = None, progress: bool = True, splits: list[str] | None = None) -> Path:
+    """Return the root of occbench-mini, generating the default mini split there on first use: only ``splits``
+    (default: all of them), and later the splits a root still lacks (with the configuration it was made with)."""
+    root = Path(root).expanduser() if root is not None else default_mini_root()
+    cfg = None
+    if (root / MANIFEST).is_file():
+        m = read_manifest(root)
+        if splits is None or set(splits) <= set(present_splits(m)):
+            return root
+        from occbench.synth.config import config_from_identity
+
+        cfg = config_from_identity(m["config"])
+    from occbench.synth import default_mini_config, generate_mini
+
+    generate_mini(root, cfg or default_mini_config(), progress=progress, splits=splits)
     return root
 
 
@@ -73,8 +87,14 @@ class OccbenchMini(SemanticKITTI):
         generate: bool = True,
         progress: bool = True,
     ):
-        root = ensure_mini(root, progress) if generate else Path(root or default_mini_root()).expanduser()
+        split = SPLIT_ALIASES.get(split, split)
+        root = ensure_mini(root, progress, [split]) if generate else Path(root or default_mini_root()).expanduser()
         self.manifest = read_manifest(root)
+        if split in self.manifest["splits"] and split not in present_splits(self.manifest):
+            m = self.manifest
+            raise MissingDataError(root / "sequences", f"occbench-mini split {split!r}",
+                                   f"this root has only {', '.join(present_splits(m)) or 'no split'} so far; generate it with "
+                                   f"`occbench synth --output {root} --split {split}` (size {m.get('size')}, seed {m.get('seed')})")
         self.splits = {k: list(v) for k, v in self.manifest["splits"].items()}
         sensors = self.manifest.get("sensors", {})
         gt_sub = self.manifest.get("test_ground_truth", "test-ground-truth")

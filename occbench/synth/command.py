@@ -19,11 +19,13 @@ from occbench.synth.onboard import MODELS
               help="tiny: 100 scans (CI); small: 500 scans; default: the mini split (1,000 scans).")
 @click.option("--onboard", "onboard", multiple=True, type=click.Choice(sorted(MODELS)),
               help="Simulated onboard model(s) whose predictions to write (repeatable; default: all).")
+@click.option("--split", "splits", multiple=True,
+              help="Generate only this split (repeatable; default: all). Later runs add the missing splits.")
 @click.option("--workers", type=int, default=None, help="Processes (default: min(2, CPUs)).")
 @click.option("--overwrite", is_flag=True, help="Replace a data set generated with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], workers: int | None,
-          overwrite: bool, quiet: bool) -> None:
+def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], splits: tuple[str, ...],
+          workers: int | None, overwrite: bool, quiet: bool) -> None:
     """Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."""
     import dataclasses
 
@@ -39,11 +41,14 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], w
     root = output if output is not None else default_mini_root()
     t0 = time.perf_counter()
     try:
-        m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite)
-    except FileExistsError as e:
+        m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite, splits=splits or None)
+    except (FileExistsError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if not quiet:
-        n = sum(m["scans"].values())
+        from occbench.datasets.mini import present_splits
+
+        n = sum(m["scans"][q] for sp in present_splits(m) for q in m["splits"][sp])
+        have = present_splits(m)
         click.echo(f"{m['name']} ({m['size']}, seed {m['seed']}): {n} scans, splits "
-                   f"{json.dumps(m['splits'])}, onboard {', '.join(m['onboard']) or '-'}")
+                   f"{json.dumps(m['splits'])} (generated: {', '.join(have) or '-'}), onboard {', '.join(m['onboard']) or '-'}")
         click.echo(f"root: {root}  ({time.perf_counter() - t0:.1f} s)")

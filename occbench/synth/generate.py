@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
@@ -304,27 +304,46 @@ def _default_workers() -> int:
     return max(1, min(2, n))
 
 
+def _wanted(cfg: MiniConfig, splits: Iterable[str] | None) -> list[str]:
+    if splits is None:
+        return list(cfg.splits)
+    out = list(dict.fromkeys(splits))
+    unknown = [s for s in out if s not in cfg.splits]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; this occbench-mini configuration has {list(cfg.splits)}")
+    return out
+
+
 def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, workers: int | None = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, splits: Iterable[str] | None = None) -> dict[str, Any]:
     """Generate occbench-mini under ``root`` and return its manifest (also written as ``mini.json``, last).
 
-    An existing complete data set with the same configuration is returned as is. A partial one with the
-    same configuration is resumed. A different configuration raises ``FileExistsError`` unless
-    ``overwrite=True`` (which deletes the generated folders first).
+    ``splits``: generate only these splits (default: all). A root that already holds some splits of the same
+    configuration keeps them and gains the missing ones (the manifest then lists both); a split is generated
+    job by job, so an interrupted one resumes. Every file is a function of the configuration and its sequence
+    alone: the same bytes whichever splits are generated together, in whatever order. An existing data set of
+    the same configuration that has the splits is returned as is. A different configuration raises
+    ``FileExistsError`` unless ``overwrite=True`` (which deletes the generated folders first).
     """
+    from occbench.datasets.mini import present_splits
+
     root = Path(root)
+    wanted = _wanted(cfg, splits)
     for seq in sorted(cfg.follow_poses):  # fail early, in this process, on a missing or malformed poses file
-        follow_poses_of(cfg, seq)
+        if split_of(cfg, seq) in wanted:
+            follow_poses_of(cfg, seq)
     manifest_path = root / "mini.json"
     cfg_path = root / MARKERS / "config.json"
     ident = cfg.identity()
+    have: list[str] = []
     if manifest_path.is_file() and not overwrite:
         m = json.loads(manifest_path.read_text())
-        if m.get("config") == ident:
-            return m
-        else:
+        if m.get("config") != ident:
             raise FileExistsError(f"{root} holds an occbench-mini generated with another configuration; "
                                   "use overwrite=True (--overwrite) or another --output")
+        have = present_splits(m)
+        if set(wanted) <= set(have):
+            return m
     if cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident and not overwrite:
         raise FileExistsError(f"{root} holds a partial generation with another configuration; "
                               "use overwrite=True (--overwrite) or another --output")
@@ -333,20 +352,28 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
             shutil.rmtree(root / sub, ignore_errors=True)
         if manifest_path.exists():
             manifest_path.unlink()
+        have = []
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, json.dumps(ident, sort_keys=True))
+    present = [s for s in cfg.splits if s in set(have) | set(wanted)]
+    seqs = {seq for split in present for seq in cfg.splits[split]}
 
-    results: dict[str, dict[str, Any]] = {}
-    todo = []
-    for job in _jobs(cfg):
-        mk = root / MARKERS / f"{_job_name(*job)}.json"
-        if mk.is_file():
-            results[_job_name(*job)] = json.loads(mk.read_text())
-        else:
-            todo.append(job)
-    total = sum(j[3] - j[2] for j in todo)
+    todo = [job for job in _jobs(cfg) if job[0] in seqs and not (root / MARKERS / f"{_job_name(*job)}.json").is_file()]
     workers = _default_workers() if workers is None else max(1, workers)
     t_start = time.perf_counter()
+    timings = _run_jobs(root, cfg, todo, workers, progress)
+    manifest = _manifest(root, cfg, present)
+    # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
+    atomic_write_text(root / MARKERS / "timings.json",
+                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def _run_jobs(root: Path, cfg: MiniConfig, todo: list[tuple[str, str, int, int]], workers: int, progress: bool
+              ) -> dict[str, float]:
+    """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers."""
+    total = sum(j[3] - j[2] for j in todo)
     bar = None
     if progress and total:
         from occbench.progress import is_quiet
@@ -360,25 +387,32 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
         if workers == 1 or len(todo) <= 1:
             for job in todo:
                 t0 = time.perf_counter()
-                results[_job_name(*job)] = _run(root, cfg, job, bar.update if bar is not None else None)
+                _run(root, cfg, job, bar.update if bar is not None else None)
                 timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
         else:
             with ProcessPoolExecutor(max_workers=workers) as ex:
                 futs = [ex.submit(_job, str(root), cfg, job) for job in todo]
                 for f in as_completed(futs):
-                    job, out, dt = f.result()
-                    results[_job_name(*job)] = out
+                    job, _, dt = f.result()
                     timings[_job_name(*job)] = round(dt, 2)
                     if bar is not None:
                         bar.update(job[3] - job[2])
     finally:
         if bar is not None:
             bar.close()
+    return timings
 
-    counts = {split: np.zeros(20, np.int64) for split in cfg.splits}
+
+def _manifest(root: Path, cfg: MiniConfig, present: list[str]) -> dict[str, Any]:
+    """``mini.json`` of the generated splits ``present`` (ground-truth statistics from the job markers): with
+    every split, byte for byte the manifest of a complete generation; otherwise it also lists
+    ``generated_splits``."""
+    counts = {split: np.zeros(20, np.int64) for split in present}
     gt_stats: dict[str, dict[str, Any]] = {}
     for seq in sorted(cfg.scans):
-        r = results[f"{seq}-gt"]
+        if split_of(cfg, seq) not in counts:
+            continue
+        r = json.loads((root / MARKERS / f"{seq}-gt.json").read_text())
         counts[split_of(cfg, seq)] += np.asarray(r["counts"], np.int64)
         gt_stats[seq] = {k: r[k] for k in ("frames", "invalid", "occluded", "bin", "ignored")}
     manifest: dict[str, Any] = {
@@ -397,12 +431,10 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
         "invalid_viewpoints": {"lookahead_scans": cfg.lookahead, "every": cfg.view_every},
         "voxel_counts": {k: v.tolist() for k, v in counts.items()},
         "gt_stats": gt_stats,
-        "config": ident,
+        "config": cfg.identity(),
     }
-    # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
-    atomic_write_text(root / MARKERS / "timings.json",
-                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if len(present) < len(cfg.splits):
+        manifest["generated_splits"] = list(present)
     return manifest
 
 
@@ -413,11 +445,13 @@ def default_mini_root() -> Path:
     return _root()
 
 
-def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True) -> Path:
-    """The root of a generated mini data set, generating (and caching) it on first use."""
+def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True,
+                splits: Iterable[str] | None = None) -> Path:
+    """The root of a generated mini data set with ``splits`` (default: all), generating (and caching) what is
+    missing on first use."""
     from occbench.synth.config import default_mini_config
 
     root = Path(root) if root is not None else default_mini_root()
     cfg = cfg or default_mini_config()
-    generate_mini(root, cfg, progress=progress)
+    generate_mini(root, cfg, progress=progress, splits=splits)
     return root
