@@ -92,11 +92,6 @@ def refine_sequence(
         return cache[i]
 
     C = model.cfg.num_classes
-    # per scan with outputs still to come: its running sum of softmax outputs (X, Y, Z, C), one tensor per slab
-    # of rows; without return_probs, the slabs of a scan's last output go straight into its labels
-    sums: dict[int, list[torch.Tensor | None]] = {}
-    counts: dict[int, int] = {}
-    labels: dict[int, np.ndarray] = {}
     # last pivot index (in ``pivots``) whose window outputs each target
     last_use: dict[int, int] = {}
     windows = []
@@ -107,12 +102,11 @@ def refine_sequence(
         for f in set(use) & tgset:
             last_use[f] = k
     pending = sorted(tgset)
-
-    def finish(f: int) -> tuple[int, np.ndarray]:
-        if not return_probs:
-            return f, labels.pop(f)
-        total = torch.cat(sums.pop(f))  # (X, Y, Z, C) sum of n softmax outputs
-        return f, (total / counts.pop(f)).permute(3, 0, 1, 2).float().cpu().numpy()
+    # the head's input (per-cell features and classes, (K, e, X, Y) and (K, X, Y, Z)) of every window with an
+    # output whose scan is not complete yet, and each scan's outputs as (window, output) in window order
+    held: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
+    outs: dict[int, list[tuple[int, int]]] = {}
+    done: dict[int, np.ndarray] = {}
 
     use = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
     for k in progress_bar(range(len(pivots)), desc="occfiner refine", disable=not progress):
@@ -121,10 +115,9 @@ def refine_sequence(
         if js:
             items = [frame(i) for i in idx]
             pred = torch.stack([a for a, _ in items])[None]  # (1, T, X, Y, Z) uint8
-            X = pred.shape[2]
             emb = None
             if cache_rows and sparse_path(dev, lambda: sum(r[1] for _, r in items), pred.numel()):
-                emb = enc.embedding_from_rows([r[0] for _, r in items], X, pred.shape[3])  # type: ignore[index]
+                emb = enc.embedding_from_rows([r[0] for _, r in items], pred.shape[2], pred.shape[3])  # type: ignore[index]
             ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
             tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
             outputs = torch.zeros(1, len(idx), dtype=torch.bool)
@@ -132,52 +125,54 @@ def refine_sequence(
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                 feats, cls = model.head_features(pred, torch.from_numpy(tf).to(dev)[None], outputs, emb)
             del pred, emb, items
-            # each output's role for its scan: the first one starts the sum, later ones add to it, in window
-            # order; the last one (labels only) is added and reduced to labels at once
             frames_out = [idx[j] for j in js]
-            first = [f not in sums and f not in frames_out[:kk] for kk, f in enumerate(frames_out)]
-            last = [not return_probs and last_use[f] == k and f not in frames_out[kk + 1:] for kk, f in enumerate(frames_out)]
-            nslabs = -(-X // slab_rows)
-            for f in frames_out:
-                if f not in sums:
-                    sums[f] = [None] * nslabs
-                    counts[f] = 0
-                    if not return_probs:
-                        labels[f] = np.empty((X, *cls.shape[2:]), np.uint8)
-                counts[f] += 1
-            scratch = torch.empty(min(slab_rows, X), *cls.shape[2:], C, device=dev)
-            # the head's last layer, softmax and sums one slab of rows at a time: the (K, X, Y, Z, C) logits
-            # of a whole window are never held (per-cell operations: the same numbers)
-            for s_i, a in enumerate(range(0, X, slab_rows)):
-                b = min(X, a + slab_rows)
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                    lg = model.slab_logits(feats[:, :, a:b], cls[:, a:b])
-                for kk, f in enumerate(frames_out):
-                    acc = sums[f]
-                    dst = torch.empty_like(scratch[: b - a]) if first[kk] else scratch[: b - a]
-                    torch.ops.aten._softmax.out(lg[kk].float(), -1, False, out=dst)
-                    if first[kk] and not last[kk]:
-                        acc[s_i] = dst
-                    elif first[kk]:
-                        labels[f][a:b] = dst.argmax(-1).to(torch.uint8).cpu().numpy()
-                    elif not last[kk]:
-                        acc[s_i] += dst  # type: ignore[operator]
-                    else:
-                        labels[f][a:b] = add_argmax(acc[s_i], dst).cpu().numpy()  # type: ignore[arg-type]
-                        acc[s_i] = None
-                del lg
-            del feats, cls
+            held[k] = (feats, cls, frames_out)
+            for kk, f in enumerate(frames_out):
+                outs.setdefault(f, []).append((k, kk))
+            complete = [f for f in dict.fromkeys(frames_out) if last_use[f] == k]
+            if complete:
+                done.update(_finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp))
+            for w in [w for w, (_, _, fo) in held.items() if all(last_use[f] <= k for f in fo)]:
+                del held[w]
         while pending and last_use.get(pending[0], -1) <= k:
             f = pending.pop(0)
-            if f in sums:
-                out = finish(f)
-                sums.pop(f, None)
-                counts.pop(f, None)
-                yield out
-    while pending:  # pragma: no cover - every target is covered by plan_windows
-        f = pending.pop(0)
-        if f in sums:
-            yield finish(f)
+            if f in done:
+                yield f, done.pop(f)
+
+
+def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int], slab_rows: int,
+            return_probs: bool, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool) -> dict[int, np.ndarray]:
+    """Labels (or averaged probabilities) of ``scans``, whose last window has run: slab of rows by slab of
+    rows, the head's last layer and softmax of each of a scan's outputs, summed in window order, then the
+    argmax. Per-cell operations in the order of the whole-grid computation: the same numbers, without any
+    (X, Y, Z, C) array of a scan (or a window) in memory."""
+    feats0, cls0, _ = held[outs[scans[0]][0][0]]
+    X, shape, C = feats0.shape[2], cls0.shape[2:], model.cfg.num_classes
+    res = {f: np.empty((X, *shape), np.uint8) for f in scans} if not return_probs else {}
+    sums: dict[int, list[torch.Tensor]] = {f: [] for f in scans}
+    for a in range(0, X, slab_rows):
+        b = min(X, a + slab_rows)
+        for f in scans:
+            parts = outs.pop(f) if b == X else outs[f]
+            acc = None
+            for n, (w, kk) in enumerate(parts):
+                feats, cls, _ = held[w]
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    lg = model.slab_logits(feats[kk:kk + 1, :, a:b], cls[kk:kk + 1, a:b])[0]
+                p = torch.softmax(lg.float(), -1)
+                if acc is None:
+                    acc = p
+                    if len(parts) == 1 and not return_probs:
+                        res[f][a:b] = acc.argmax(-1).to(torch.uint8).cpu().numpy()
+                elif n == len(parts) - 1 and not return_probs:
+                    res[f][a:b] = add_argmax(acc, p).cpu().numpy()
+                else:
+                    acc += p
+            if return_probs:
+                sums[f].append(acc / len(parts))  # type: ignore[operator]
+    if return_probs:
+        return {f: torch.cat(v).permute(3, 0, 1, 2).float().cpu().numpy() for f, v in sums.items()}
+    return res
 
 
 def refine_dataset_sequence(model: OccFinerNet, sequence, targets: Sequence[int] | None = None, **kw) -> Iterator[tuple[int, np.ndarray]]:

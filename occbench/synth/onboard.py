@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from occbench.synth import _kernels
 from occbench.synth import world as Wd
 
 GRID = (256, 256, 32)
@@ -279,6 +280,10 @@ class WorldSample:
         self.pz = ((np.arange(GRID[2]) + 0.5) / cell[2] + 0.5).astype(np.float32)
         self.lattices, self.lut, self.share = lattices, lut, share
 
+    def kernel_args(self, k: int) -> tuple:
+        """What :func:`occbench.synth._kernels.field_values` needs for field ``k``."""
+        return self.lattices[k], self.px, self.py, self.pz, self.lut, self.share
+
     def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
         L = self.lattices[k]
         col, kz = idx >> 5, idx & 31
@@ -307,7 +312,16 @@ class Fields:
         self.world: WorldSample | None = None
 
     def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
-        """Approximately uniform values in [0, 1] at flat voxel indices ``idx`` (spatially smooth)."""
+        """Approximately uniform values in [0, 1] at flat voxel indices ``idx`` (spatially smooth): the compiled
+        kernel when numba is present, else :meth:`sample_numpy` (bit-identical)."""
+        if not _kernels.AVAILABLE:
+            return self.sample_numpy(k, idx)
+        world = None if self.world is None else self.world.kernel_args(k)
+        return _kernels.field_values(self.a[k].reshape(-1), self.b[k].reshape(-1), self.w, self.lut,
+                                     np.ascontiguousarray(idx, np.int64), world)
+
+    def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
+        """The reference of :meth:`sample`, in numpy."""
         fa = self.a[k].reshape(-1)[idx]
         fb = self.b[k].reshape(-1)[idx]
         f = fa * (np.float32(1) - self.w) + fb * self.w

@@ -1,0 +1,125 @@
+"""Compiled (numba) kernels of the occbench-mini generator; the numpy code they replace stays as the reference.
+
+Each kernel evaluates, voxel by voxel, exactly the IEEE operations of the numpy code it stands for, in the
+same order and precision (float32 where numpy computes in float32, float64 where numpy promotes): numba
+compiles without fast-math, so nothing is fused or reordered and the output is bit-identical (tested
+against the numpy code, and by the pinned digest of a whole generation). Why numba: these are per-voxel
+gathers with a few operations each, which numpy spreads over a dozen full-size temporary arrays.
+
+* :func:`field_values`: :meth:`occbench.synth.onboard.Fields.sample` (blend of two key fields through the
+  uniformiser, then, with a world part, :meth:`~occbench.synth.onboard.WorldSample.sample`'s trilinear lookup
+  and :func:`~occbench.synth.onboard.blend_uniform`).
+* :func:`line_of_sight`: :meth:`occbench.synth.sensor.Visibility.visible` (parents visited in distance order,
+  then the faces of occupied voxels next to open ones).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a declared dependency; without it the generator runs its numpy code
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    njit = None
+
+AVAILABLE = njit is not None
+
+
+def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, osh, a, half_b, b, two_ab,
+                     out):  # pragma: no cover - compiled below
+    one = np.float32(1.0)
+    ow = one - w
+    scale = np.float32(lut.shape[0] - 1)
+    n0 = L.shape[0] - 2
+    n1 = L.shape[1] - 2
+    for n in range(idx.shape[0]):
+        i = idx[n]
+        f = fa[i] * ow + fb[i] * w
+        v = lut[np.int64(f * scale)]
+        if has_world:
+            col = i >> 5
+            x = px[col]
+            y = py[col]
+            z = pz[i & 31]
+            i0 = min(max(np.int64(np.floor(x)), 0), n0)
+            j0 = min(max(np.int64(np.floor(y)), 0), n1)
+            k0 = np.int64(np.floor(z))
+            wx = np.float32(min(max(np.float64(x) - np.float64(i0), 0.0), 1.0))
+            wy = np.float32(min(max(np.float64(y) - np.float64(j0), 0.0), 1.0))
+            wz = np.float32(np.float64(z) - np.float64(k0))
+            owz = one - wz
+            g = np.float32(0.0)
+            for di in range(2):
+                fx = one - wx if di == 0 else wx
+                for dj in range(2):
+                    fy = one - wy if dj == 0 else wy
+                    fxy = fx * fy
+                    g = g + fxy * (L[i0 + di, j0 + dj, k0] * owz + L[i0 + di, j0 + dj, k0 + 1] * wz)
+            u = wlut[np.int64(g * scale)]
+            s = sh * u + osh * v
+            if s < b:
+                v = s * s / two_ab
+            elif s <= a:
+                v = (s - half_b) / a
+            else:
+                v = one - (one - s) * (one - s) / two_ab
+        out[n] = v
+
+
+def _line_of_sight_py(occ, order, parent, nx, ny, nz, out):  # pragma: no cover - compiled below
+    n = occ.shape[0]
+    opn = np.zeros(n + 1, np.bool_)
+    opn[n] = True
+    for i in range(order.shape[0]):
+        v = order[i]
+        o = opn[parent[i]]
+        out[v] = o
+        opn[v] = o and not occ[v]
+    # an occupied voxel next to an open (visible, empty) voxel shows that face: it is visible too
+    sx = ny * nz
+    for ix in range(nx):
+        for iy in range(ny):
+            base = ix * sx + iy * nz
+            for iz in range(nz):
+                v = base + iz
+                if not occ[v] or out[v]:
+                    continue
+                if ((ix > 0 and opn[v - sx]) or (ix < nx - 1 and opn[v + sx]) or (iy > 0 and opn[v - nz])
+                        or (iy < ny - 1 and opn[v + nz]) or (iz > 0 and opn[v - 1]) or (iz < nz - 1 and opn[v + 1])):
+                    out[v] = True
+
+
+if AVAILABLE:
+    _jit = njit(cache=True, nogil=True, boundscheck=False)
+    _field_values = _jit(_field_values_py)
+    _line_of_sight = _jit(_line_of_sight_py)
+
+
+def field_values(fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray, idx: np.ndarray,
+                 world: tuple | None) -> np.ndarray:
+    """Values of a field at flat voxel indices ``idx`` (see :meth:`occbench.synth.onboard.Fields.sample`).
+
+    ``fa``, ``fb``: the two key fields, flat float32; ``world``: None or (lattice, px, py, pz, lut, share)."""
+    out = np.empty(idx.shape, np.float32)
+    f32 = np.float32
+    if world is None:
+        z3 = np.zeros((2, 2, 2), np.float32)
+        z1 = np.zeros(1, np.float32)
+        _field_values(fa, fb, f32(w), lut, idx, False, z3, z1, z1, z1, lut, f32(0), f32(0), f32(0), f32(0), f32(0),
+                      f32(1), out)
+        return out
+    L, px, py, pz, wlut, share = world
+    a = f32(max(share, 1.0 - share))
+    b = f32(1) - a
+    _field_values(fa, fb, f32(w), lut, idx, True, L, px, py, pz, wlut, f32(share), f32(1 - share), a, b / f32(2), b,
+                  f32(2) * a * b, out)
+    return out
+
+
+def line_of_sight(occupied: np.ndarray, order: np.ndarray, parent: np.ndarray, shape: tuple[int, int, int]
+                  ) -> np.ndarray:
+    """Flat bool line of sight (see :meth:`occbench.synth.sensor.Visibility.visible`); ``order`` must list every
+    voxel after its parent."""
+    occ = np.ascontiguousarray(occupied).reshape(-1)
+    out = np.zeros(occ.shape[0], np.bool_)
+    _line_of_sight(occ, order, parent, shape[0], shape[1], shape[2], out)
+    return out
