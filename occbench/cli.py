@@ -19,8 +19,17 @@ from occbench.progress import set_quiet
 EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE = 1, 3, 4
 
 
-def _default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+def _default_workers(method: str | None = None) -> int:
+    """The cores (at most 8) divided by the threads one worker of ``method`` keeps busy."""
+    threads = 1
+    if method is not None:
+        from occbench.methods import method_class
+
+        try:
+            threads = max(1, int(getattr(method_class(method), "worker_threads", 1)))
+        except Exception:  # an unknown method is reported where it is loaded
+            pass
+    return max(1, min(os.cpu_count() or 1, 8) // threads)
 
 
 def _dataset_options(f):
@@ -70,7 +79,8 @@ def main() -> None:
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
               help="Also write the refined predictions here (resumable: existing frames are reused).")
 @click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
-@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8).")
+@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method uses: "
+                   "occfiner 2).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
@@ -87,7 +97,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     from occbench.report import full_report
 
     set_quiet(quiet)
-    workers = workers or _default_workers()
+    workers = workers or _default_workers(None if predictions_dir else (method or "occfiner"))
     if method and predictions_dir:
         raise click.UsageError("give either --method or --predictions, not both")
     try:
@@ -152,7 +162,7 @@ def refine(dataset, root, split, onboard, predictions_root, sequences, method, o
         opts = parse_options(options)
         method_class(method)(**opts)
         n, total = refine_split(_dspec(dataset, root, split, onboard, predictions_root, sequences),
-                                MethodSpec(method, opts), str(output), compressed, workers or _default_workers(), targets,
+                                MethodSpec(method, opts), str(output), compressed, workers or _default_workers(method), targets,
                                 executor, address)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)

@@ -5,6 +5,7 @@ results; the caller merges them in a fixed order, so numbers are identical which
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -12,16 +13,25 @@ from typing import Any
 EXECUTORS = ("local", "ray")
 
 
-def _worker_init() -> None:
+def _worker_init(threads: int = 1) -> None:
     from occbench.progress import set_quiet
 
     set_quiet(True)
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local worker processes: the usable cores shared out, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
 
 
 def runs_inline(executor: str, workers: int, n_jobs: int) -> bool:
@@ -60,7 +70,8 @@ def run_jobs(
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads_per_worker(workers),)) as ex:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())

@@ -123,3 +123,34 @@ def test_synth_cli_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert json.loads((tmp_path / "mini.json").read_text())["generated_splits"] == ["test"]
     r = CliRunner().invoke(command.synth, ["-o", str(tmp_path), "--split", "bogus", "--onboard", "sscnet-sim", "--quiet"])
     assert r.exit_code != 0 and "unknown split" in r.output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_generation_progress_moves_scan_by_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    """Worker processes report every scan (through a queue), weighted by its kind of job: the bar never waits
+    for a whole job, and it ends exactly full."""
+    import tqdm.auto
+
+    from occbench import progress
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total=None, **kw):
+            self.total, self.calls = total, []
+            bars.append(self)
+
+        def update(self, n):
+            self.calls.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(progress, "is_quiet", lambda: False)
+    cfg = dataclasses.replace(MICRO, scans={"00": 2, "08": 11, "11": 2}, lookahead=0, onboard=("sscnet-sim",))
+    generate_mini(tmp_path, cfg, progress=True, workers=workers, splits=["val"])
+    (bar,) = bars
+    assert bar.total == 11 * 1 + 11 * 5  # ground truth: 1 unit a scan; predictions: 5 units a scan
+    assert sum(bar.calls) == bar.total
+    assert len(bar.calls) >= 11 + 3 and max(bar.calls) <= 5  # an update per predicted scan and per labelled frame

@@ -218,9 +218,10 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             stats["occluded"] += int(p["occluded"].sum())
             stats["bin"] += int(p["bin"].sum())
             stats["frames"] += 1
-            if tick:
-                tick(cfg.label_every)
-                done_ticks += cfg.label_every
+            if tick and n > done_ticks:
+                step = min(cfg.label_every, n - done_ticks)  # the scans up to the next labelled one, within the sequence
+                tick(step)
+                done_ticks += step
     if tick and n - done_ticks > 0:
         tick(n - done_ticks)
     return {"counts": counts[:20].tolist(), "ignored": int(counts[255]), **stats}
@@ -279,20 +280,34 @@ def _job_name(seq: str, role: str, t0: int, t1: int) -> str:
     return f"{seq}-gt" if role == "gt" else f"{seq}-models-{t0:06d}-{t1:06d}"
 
 
+# Progress counts work, not scans: a scan of the ground-truth job costs about 1/5 of a scan of a job that writes
+# the predictions of every onboard model (measured on the default mini, docs/performance.md), so that the
+# bar's rate, and its time estimate, stay about constant while both kinds of job run
+SCAN_UNITS = {"gt": 1, "models": 5}
+
+
+def _cost(cfg: MiniConfig, job: tuple[str, str, int, int]) -> int:
+    """Progress units of a job: its scans times :data:`SCAN_UNITS` of its kind."""
+    return (job[3] - job[2]) * SCAN_UNITS[job[1]]
+
+
 def _run(root: Path, cfg: MiniConfig, job: tuple[str, str, int, int], tick: Callable[[int], None] | None = None
          ) -> dict[str, Any]:
     seq, role, t0, t1 = job
+    w = SCAN_UNITS[role]
+    ticks = (lambda n: tick(n * w)) if tick is not None else None  # noqa: E731
     if role == "gt":
-        out = run_gt_job(root, cfg, seq, tick)
+        out = run_gt_job(root, cfg, seq, ticks)
     else:
-        out = run_model_job(root, cfg, seq, tuple(cfg.onboard), t0, t1, tick)
+        out = run_model_job(root, cfg, seq, tuple(cfg.onboard), t0, t1, ticks)
     atomic_write_text(root / MARKERS / f"{_job_name(*job)}.json", json.dumps(out))
     return out
 
 
-def _job(root: str, cfg: MiniConfig, job: tuple[str, str, int, int]) -> tuple[tuple, dict[str, Any], float]:
+def _job(root: str, cfg: MiniConfig, job: tuple[str, str, int, int], tick: Callable[[int], None] | None = None
+         ) -> tuple[tuple, dict[str, Any], float]:
     t0 = time.perf_counter()
-    out = _run(Path(root), cfg, job)
+    out = _run(Path(root), cfg, job, tick)
     return job, out, time.perf_counter() - t0
 
 
@@ -361,7 +376,7 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     todo = [job for job in _jobs(cfg) if job[0] in seqs and not (root / MARKERS / f"{_job_name(*job)}.json").is_file()]
     workers = _default_workers() if workers is None else max(1, workers)
     t_start = time.perf_counter()
-    timings = _run_jobs(root, cfg, todo, workers, progress)
+    timings = _run_jobs(root, cfg, todo, workers, progress, [s for s in present if s not in have])
     manifest = _manifest(root, cfg, present)
     # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
     atomic_write_text(root / MARKERS / "timings.json",
@@ -370,33 +385,33 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     return manifest
 
 
-def _run_jobs(root: Path, cfg: MiniConfig, todo: list[tuple[str, str, int, int]], workers: int, progress: bool
-              ) -> dict[str, float]:
-    """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers."""
-    total = sum(j[3] - j[2] for j in todo)
+def _run_jobs(root: Path, cfg: MiniConfig, todo: list[tuple[str, str, int, int]], workers: int, progress: bool,
+              splits: list[str]) -> dict[str, float]:
+    """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers. The
+    progress bar moves scan by scan in every job (from worker processes through a queue)."""
+    from occbench.progress import FrameTicks, is_quiet
+
     bar = None
-    if progress and total:
-        from occbench.progress import is_quiet
+    if progress and todo and not is_quiet():
+        from tqdm.auto import tqdm
 
-        if not is_quiet():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, desc=f"generating {NAME}", unit="scan", dynamic_ncols=True)
+        bar = tqdm(total=sum(_cost(cfg, j) for j in todo), desc=f"generating {NAME} {'+'.join(splits)}",
+                   dynamic_ncols=True, bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]")
+    inline = workers == 1 or len(todo) <= 1
     timings: dict[str, float] = {}
     try:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                t0 = time.perf_counter()
-                _run(root, cfg, job, bar.update if bar is not None else None)
-                timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
-                futs = [ex.submit(_job, str(root), cfg, job) for job in todo]
-                for f in as_completed(futs):
-                    job, _, dt = f.result()
-                    timings[_job_name(*job)] = round(dt, 2)
-                    if bar is not None:
-                        bar.update(job[3] - job[2])
+        with FrameTicks(bar.update if bar is not None else None, "local", inline=inline) as ticks:
+            if inline:
+                for job in todo:
+                    t0 = time.perf_counter()
+                    _run(root, cfg, job, ticks.tick)
+                    timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as ex:
+                    futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
+                    for f in as_completed(futs):
+                        job, _, dt = f.result()
+                        timings[_job_name(*job)] = round(dt, 2)
     finally:
         if bar is not None:
             bar.close()
