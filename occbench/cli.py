@@ -86,9 +86,11 @@ def main() -> None:
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
 @click.option("--city/--no-city", default=True, show_default=True, help="City-level static-class map metric.")
 @click.option("--consistency/--no-consistency", default=True, show_default=True, help="Temporal consistency metric.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors still go to stderr.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, options, output,
-             save_predictions, compressed, workers, executor, address, city, consistency, quiet):
+             save_predictions, compressed, workers, executor, address, city, consistency, max_frames, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val)."""
     from occbench.evaluate import MethodSpec
     from occbench.evaluate import evaluate as run_evaluate
@@ -118,7 +120,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
                 click.echo(rep.summary(), err=True)
             kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
-            results = run_evaluate(sub, None, workers, None, extras, command, executor, address)
+            results = run_evaluate(sub, None, workers, None, extras, command, executor, address, max_frames)
         else:
             method = method or "occfiner"
             cls = method_class(method)
@@ -126,7 +128,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
             cls(**opts)  # validate options before starting workers
             results = run_evaluate(dspec, MethodSpec(method, opts), workers,
                                    (str(save_predictions), compressed) if save_predictions else None, extras, command,
-                                   executor, address)
+                                   executor, address, max_frames)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)
     if output is not None:

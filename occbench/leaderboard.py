@@ -26,6 +26,10 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
         d = json.loads(p.read_text())
         if d.get("schema") != "occbench.results":
             raise ValueError(f"{p}: not an occbench results file (schema != 'occbench.results')")
+        part = d.get("header", {}).get("partial")
+        if part:
+            raise ValueError(f"{p}: results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} frames, "
+                             "evaluate --max-frames) cannot be a leaderboard row; run without --max-frames")
         out.append((p, d))
     return out
 

@@ -22,7 +22,11 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
         rel = Path(results_dir).resolve().relative_to(Path(out_dir).resolve())
     except ValueError:
         rel = Path(results_dir).resolve()
-    pages = render_pages(results_dir, reported_dir, rel, Path(out_dir) / "plots")
+    try:
+        pages = render_pages(results_dir, reported_dir, rel, Path(out_dir) / "plots")
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     if check:
         stale = stale_pages(pages, out_dir)
         if stale:
