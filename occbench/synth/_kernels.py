@@ -31,20 +31,25 @@ def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, os
     scale = np.float32(lut.shape[0] - 1)
     n0 = L.shape[0] - 2
     n1 = L.shape[1] - 2
+    last = -1  # the column whose horizontal weights are at hand (indices come column by column)
+    i0 = j0 = np.int64(0)
+    wx = wy = np.float32(0.0)
     for n in range(idx.shape[0]):
         i = idx[n]
         f = fa[i] * ow + fb[i] * w
         v = lut[np.int64(f * scale)]
         if has_world:
             col = i >> 5
-            x = px[col]
-            y = py[col]
+            if col != last:
+                last = col
+                x = px[col]
+                y = py[col]
+                i0 = min(max(np.int64(np.floor(x)), 0), n0)
+                j0 = min(max(np.int64(np.floor(y)), 0), n1)
+                wx = np.float32(min(max(np.float64(x) - np.float64(i0), 0.0), 1.0))
+                wy = np.float32(min(max(np.float64(y) - np.float64(j0), 0.0), 1.0))
             z = pz[i & 31]
-            i0 = min(max(np.int64(np.floor(x)), 0), n0)
-            j0 = min(max(np.int64(np.floor(y)), 0), n1)
             k0 = np.int64(np.floor(z))
-            wx = np.float32(min(max(np.float64(x) - np.float64(i0), 0.0), 1.0))
-            wy = np.float32(min(max(np.float64(y) - np.float64(j0), 0.0), 1.0))
             wz = np.float32(np.float64(z) - np.float64(k0))
             owz = one - wz
             g = np.float32(0.0)

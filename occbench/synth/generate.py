@@ -261,7 +261,7 @@ def _inv_lut() -> np.ndarray:
     return np.asarray(load_label_map("semantickitti").inv_lut)
 
 
-MODEL_CHUNK = 100  # scans per prediction job
+MODEL_CHUNK = 50  # scans per prediction job (small enough that two workers finish together)
 
 
 def _jobs(cfg: MiniConfig) -> list[tuple[str, str, int, int]]:
