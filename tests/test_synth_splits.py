@@ -36,16 +36,18 @@ def test_splits_one_by_one_give_the_pinned_bytes(tmp_path: Path, monkeypatch: py
     runs = _gt_runs(monkeypatch)
     m = generate_mini(tmp_path, MICRO, progress=False, workers=1, splits=["val"])
     assert runs == ["08"]
-    assert m["generated_splits"] == ["val"] and list(m["voxel_counts"]) == ["val"] and list(m["gt_stats"]) == ["08"]
+    assert m["generated"] == {"val": ["voxformer-sim", "sscnet-sim"]}
+    assert list(m["voxel_counts"]) == ["val"] and list(m["gt_stats"]) == ["08"]
     assert m["splits"] == {"train": ["00"], "val": ["08"], "test": ["11"]}  # the layout is always the whole one
     assert sorted(p.name for p in (tmp_path / "sequences").iterdir()) == ["08"]
     assert json.loads((tmp_path / "mini.json").read_text()) == m
     # asking again for what is there generates nothing
     assert generate_mini(tmp_path, MICRO, progress=False, workers=1, splits=["val"]) == m and runs == ["08"]
-    m = generate_mini(tmp_path, MICRO, progress=False, workers=1, splits=["test"])
-    assert runs == ["08", "11"] and m["generated_splits"] == ["val", "test"]
-    m = generate_mini(tmp_path, MICRO, progress=False, workers=1)  # all: only train is left
-    assert runs == ["08", "11", "00"] and "generated_splits" not in m
+    m = generate_mini(tmp_path, MICRO, progress=False, workers=1, splits=["test"], onboard=["sscnet-sim"])
+    assert runs == ["08", "11"] and m["generated"] == {"val": ["voxformer-sim", "sscnet-sim"], "test": ["sscnet-sim"]}
+    assert not (tmp_path / "predictions" / "voxformer-sim" / "sequences" / "11").exists()
+    m = generate_mini(tmp_path, MICRO, progress=False, workers=1)  # all: train, and test's other model, are left
+    assert runs == ["08", "11", "00"] and "generated" not in m
     # every file, mini.json included, is byte for byte that of the one-pass generation
     assert content_digest(tmp_path) == MICRO_DIGEST
 
@@ -75,7 +77,7 @@ def test_an_interrupted_split_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.undo()
     runs = _gt_runs(monkeypatch)
     m = generate_mini(tmp_path, cfg, progress=False, workers=1, splits=["train"])
-    assert runs == [] and m["generated_splits"] == ["train", "val"]  # the ground truth of 00 was not redone
+    assert runs == [] and m["generated"] == {"train": ["sscnet-sim"], "val": ["sscnet-sim"]}  # 00's ground truth not redone
     ref = generate_mini(tmp_path / "ref", cfg, progress=False, workers=1, splits=["train", "val"])
     assert ref == m and _files(tmp_path / "ref") == {k: v for k, v in _files(tmp_path).items() if not k.startswith("ref/")}
 
@@ -98,7 +100,7 @@ def test_the_loader_generates_only_the_split_it_opens(tmp_path: Path, monkeypatc
     monkeypatch.setattr(S, "default_mini_config", lambda: small)
     root = tmp_path / "mini"
     ds = OccbenchMini(root, split="val", onboard="sscnet-sim", progress=False)
-    assert ds.sequence_names == ["08"] and ds.manifest["generated_splits"] == ["val"]
+    assert ds.sequence_names == ["08"] and ds.manifest["generated"] == {"val": ["sscnet-sim"]}
     assert not (root / "sequences" / "00").exists()
     assert list(split_counts(root)) == ["val"]
     with pytest.raises(MissingDataError, match="occbench synth --output .* --split train"):
@@ -106,7 +108,7 @@ def test_the_loader_generates_only_the_split_it_opens(tmp_path: Path, monkeypatc
     # a later command adds its split to the same cache, with the configuration the root was made with
     monkeypatch.setattr(S, "default_mini_config", lambda: dataclasses.replace(small, seed=9))
     ds = OccbenchMini(root, split="train", onboard="sscnet-sim", progress=False)
-    assert ds.sequence_names == ["00"] and ds.manifest["generated_splits"] == ["train", "val"]
+    assert ds.sequence_names == ["00"] and ds.manifest["generated"] == {"train": ["sscnet-sim"], "val": ["sscnet-sim"]}
     assert ds.manifest["seed"] == small.seed
 
 
@@ -120,7 +122,7 @@ def test_synth_cli_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     r = CliRunner().invoke(command.synth, ["-o", str(tmp_path), "--split", "test", "--onboard", "sscnet-sim",
                                            "--workers", "1", "--quiet"])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "mini.json").read_text())["generated_splits"] == ["test"]
+    assert json.loads((tmp_path / "mini.json").read_text())["generated"] == {"test": ["sscnet-sim"]}
     r = CliRunner().invoke(command.synth, ["-o", str(tmp_path), "--split", "bogus", "--onboard", "sscnet-sim", "--quiet"])
     assert r.exit_code != 0 and "unknown split" in r.output
 
@@ -151,6 +153,28 @@ def test_generation_progress_moves_scan_by_scan(tmp_path: Path, monkeypatch: pyt
     cfg = dataclasses.replace(MICRO, scans={"00": 2, "08": 11, "11": 2}, lookahead=0, onboard=("sscnet-sim",))
     generate_mini(tmp_path, cfg, progress=True, workers=workers, splits=["val"])
     (bar,) = bars
-    assert bar.total == 11 * 1 + 11 * 5  # ground truth: 1 unit a scan; predictions: 5 units a scan
+    assert bar.total == 11 * 1 + 11 * 3  # ground truth: 1 unit a scan; predictions: 1 + 2 a model a scan
     assert sum(bar.calls) == bar.total
     assert len(bar.calls) >= 11 + 3 and max(bar.calls) <= 5  # an update per predicted scan and per labelled frame
+
+
+def test_the_loader_generates_only_the_onboard_model_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import occbench.synth as S
+    from occbench.datasets import OccbenchMini
+
+    small = dataclasses.replace(MICRO, scans={"00": 2, "08": 3, "11": 2}, lookahead=0)
+    monkeypatch.setattr(S, "default_mini_config", lambda: small)
+    root = tmp_path / "mini"
+    ds = OccbenchMini(root, split="val", onboard="voxformer-sim", progress=False)
+    assert ds.manifest["generated"] == {"val": ["voxformer-sim"]}
+    assert ds["08"].prediction(2).shape == (256, 256, 32)
+    assert not (root / "predictions" / "sscnet-sim").exists()
+    with pytest.raises(MissingDataError, match="with the predictions of sscnet-sim"):
+        OccbenchMini(root, split="val", onboard="sscnet-sim", generate=False)
+    runs = _gt_runs(monkeypatch)
+    ds = OccbenchMini(root, split="val", onboard="sscnet-sim", progress=False)
+    assert runs == [] and ds.manifest["generated"] == {"val": ["voxformer-sim", "sscnet-sim"]}
+    with pytest.raises(MissingDataError, match="this mini has: voxformer-sim, sscnet-sim"):
+        OccbenchMini(root, split="val", onboard="monoscene-sim", progress=False)
+    ref = generate_mini(tmp_path / "ref", small, progress=False, workers=1, splits=["val"])
+    assert ref == ds.manifest and _files(tmp_path / "ref") == _files(root)

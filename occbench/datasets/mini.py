@@ -46,27 +46,42 @@ def read_manifest(root: Path) -> dict:
     return m
 
 
+def generated(manifest: dict) -> dict[str, list[str]]:
+    """What a manifest says is generated: split -> the onboard models whose predictions it has. Written as
+    ``generated`` only while something is missing; without it (every complete manifest) every split with
+    every onboard model."""
+    if "generated" in manifest:
+        return {k: list(v) for k, v in manifest["generated"].items()}
+    return {s: list(manifest["onboard"]) for s in manifest["splits"]}
+
+
 def present_splits(manifest: dict) -> list[str]:
-    """The splits a manifest says are generated: ``generated_splits``, which is written only while some split
-    is still missing; without it (every complete manifest) all of its ``splits``."""
-    return list(manifest.get("generated_splits", manifest["splits"]))
+    """The splits whose ground truth a manifest says is generated."""
+    return list(generated(manifest))
 
 
-def ensure_mini(root: str | Path | None = None, progress: bool = True, splits: list[str] | None = None) -> Path:
+def ensure_mini(root: str | Path | None = None, progress: bool = True, splits: list[str] | None = None,
+                onboard: list[str] | None = None) -> Path:
     """Return the root of occbench-mini, generating the default mini split there on first use: only ``splits``
-    (default: all of them), and later the splits a root still lacks (with the configuration it was made with)."""
+    (default: all) with the predictions of only the ``onboard`` models (default: all), and later what a root
+    still lacks (with the configuration it was made with)."""
     root = Path(root).expanduser() if root is not None else default_mini_root()
     cfg = None
     if (root / MANIFEST).is_file():
         m = read_manifest(root)
-        if splits is None or set(splits) <= set(present_splits(m)):
+        have = generated(m)
+        if all(s in have and set(onboard if onboard is not None else m["onboard"]) <= set(have[s])
+               for s in (splits if splits is not None else m["splits"])):
             return root
         from occbench.synth.config import config_from_identity
 
         cfg = config_from_identity(m["config"])
     from occbench.synth import default_mini_config, generate_mini
 
-    generate_mini(root, cfg or default_mini_config(), progress=progress, splits=splits)
+    cfg = cfg or default_mini_config()
+    if onboard is not None:  # a model the configuration does not have is reported by the loader
+        onboard = [o for o in onboard if o in cfg.onboard]
+    generate_mini(root, cfg, progress=progress, splits=splits, onboard=onboard)
     return root
 
 
@@ -88,12 +103,15 @@ class OccbenchMini(SemanticKITTI):
         progress: bool = True,
     ):
         split = SPLIT_ALIASES.get(split, split)
-        root = ensure_mini(root, progress, [split]) if generate else Path(root or default_mini_root()).expanduser()
-        self.manifest = read_manifest(root)
-        if split in self.manifest["splits"] and split not in present_splits(self.manifest):
-            m = self.manifest
-            raise MissingDataError(root / "sequences", f"occbench-mini split {split!r}",
-                                   f"this root has only {', '.join(present_splits(m)) or 'no split'} so far; generate it with "
+        models = [onboard] if onboard is not None and predictions_root is None else []
+        root = (ensure_mini(root, progress, [split], models) if generate
+                else Path(root or default_mini_root()).expanduser())
+        self.manifest = m = read_manifest(root)
+        have = generated(m).get(split)
+        if split in m["splits"] and (have is None or not set(models) & set(m["onboard"]) <= set(have)):
+            what = f"split {split!r}" + (f" with the predictions of {onboard}" if models else "")
+            raise MissingDataError(root / "sequences", f"occbench-mini {what}",
+                                   "not generated in this root yet; generate it with "
                                    f"`occbench synth --output {root} --split {split}` (size {m.get('size')}, seed {m.get('seed')})")
         self.splits = {k: list(v) for k, v in self.manifest["splits"].items()}
         sensors = self.manifest.get("sensors", {})
