@@ -44,3 +44,26 @@ def test_field_kernel_equals_numpy(share: float) -> None:
             a, b = f.sample(k, idx), f.sample_numpy(k, idx)
             assert a.dtype == b.dtype == np.float32
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_systematic_and_neighbour_label_kernels_equal_numpy(model: str) -> None:
+    from occbench.synth.generate import grid_codes
+    from occbench.synth.onboard import _dilate_labels, _dilate_labels_numpy, _systematic, _systematic_numpy
+
+    w = W.build_world([4, 7_130_111, 8], 40, 0)
+    rng = np.random.default_rng(2)
+    specs = [MODELS[model], dataclasses.replace(MODELS[model], sys_parking_to_road=0.0, sys_smear=0, sys_thicken_from=99.0,
+                                                sys_otherground_to_sidewalk=True, sys_sign_to_pole=True, sys_small_to=1,
+                                                sys_trunk_top=1.0)]
+    for t in (0, 17, 39):
+        undo = w.stamp_agents(t)
+        codes = grid_codes(w, t)
+        w.unstamp(undo)
+        truth = W.CODE_TO_TRAIN[codes]
+        T = np.where(truth == 255, 0, truth).astype(np.uint8)
+        noisy = np.where(rng.random(T.shape) < 0.02, rng.integers(0, 20, T.shape), T).astype(np.uint8)
+        for P in (T, noisy):
+            for spec in specs:
+                assert np.array_equal(_systematic(spec, P), _systematic_numpy(spec, P))
+            assert np.array_equal(_dilate_labels(P), _dilate_labels_numpy(P))

@@ -11,6 +11,8 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
   and :func:`~occbench.synth.onboard.blend_uniform`).
 * :func:`line_of_sight`: :meth:`occbench.synth.sensor.Visibility.visible` (parents visited in distance order,
   then the faces of occupied voxels next to open ones).
+* :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
+  neighbours (integer label logic, one pass per step over the grid).
 """
 from __future__ import annotations
 
@@ -93,10 +95,108 @@ def _line_of_sight_py(occ, order, parent, nx, ny, nz, out):  # pragma: no cover 
                     out[v] = True
 
 
+def _dilate_labels_py(P, N):  # pragma: no cover - compiled below
+    X, Y, Z = P.shape
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z):
+                v = P[x, y, z - 1] if z > 0 else 0
+                if v == 0 and x > 0:
+                    v = P[x - 1, y, z]
+                if v == 0 and x < X - 1:
+                    v = P[x + 1, y, z]
+                if v == 0 and y > 0:
+                    v = P[x, y - 1, z]
+                if v == 0 and y < Y - 1:
+                    v = P[x, y + 1, z]
+                if v == 0 and z < Z - 1:
+                    v = P[x, y, z + 1]
+                N[x, y, z] = v
+
+
+def _systematic_py(P, near_n, park, road, og_from, og_to, veg_to, veg, terrain, trunk_k, trunk, sign_from, pole,
+                   small_to, thick, far, smear, xdom, ypos, ground, small, obj, tmp):  # pragma: no cover
+    X, Y, Z = P.shape
+    if near_n > 0:  # parking within near_n cells (Chebyshev, inside the grid) of a road column becomes road
+        road2d = np.zeros((X, Y), np.bool_)
+        for x in range(X):
+            for y in range(Y):
+                for z in range(Z):
+                    if P[x, y, z] == road:
+                        road2d[x, y] = True
+                        break
+        rows = np.zeros((X, Y), np.bool_)
+        for x in range(X):
+            for y in range(Y):
+                if road2d[x, y]:
+                    for xx in range(max(0, x - near_n), min(X, x + near_n + 1)):
+                        rows[xx, y] = True
+        for x in range(X):
+            for y in range(Y):
+                if rows[x, y]:
+                    for yy in range(max(0, y - near_n), min(Y, y + near_n + 1)):
+                        road2d[x, yy] = True
+        for x in range(X):
+            for y in range(Y):
+                if road2d[x, y]:
+                    for z in range(Z):
+                        if P[x, y, z] == park:
+                            P[x, y, z] = road
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z - 1, -1, -1):  # top down: a voxel reads the one below before that one changes
+                v = P[x, y, z]
+                if og_from >= 0 and v == og_from:
+                    v = og_to
+                if veg_to and v == veg and z > 0:
+                    b = P[x, y, z - 1]
+                    if og_from >= 0 and b == og_from:
+                        b = og_to
+                    if ground[b]:
+                        v = terrain
+                P[x, y, z] = v
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z):
+                v = P[x, y, z]
+                if z >= trunk_k and v == trunk:
+                    v = veg
+                if sign_from >= 0 and v == sign_from:
+                    v = pole
+                if small_to >= 0 and small[v]:
+                    v = small_to
+                P[x, y, z] = v
+    if thick:
+        for x in range(X):
+            for y in range(Y):
+                if far[x, y]:
+                    for z in range(Z - 1, 0, -1):  # top down, as above
+                        b = P[x, y, z - 1]
+                        if P[x, y, z] == 0 and ground[b]:
+                            P[x, y, z] = b
+    if smear:  # objects grow one voxel away from the sensor, all from the scene before this step
+        tmp[:] = P
+        for x in range(X):
+            for y in range(Y):
+                for z in range(Z):
+                    if P[x, y, z] != 0:
+                        continue
+                    if xdom[x, y]:
+                        c = tmp[x - 1, y, z] if x > 0 else 0
+                    elif ypos[x, y]:
+                        c = tmp[x, y - 1, z] if y > 0 else 0
+                    else:
+                        c = tmp[x, y + 1, z] if y < Y - 1 else 0
+                    if c != 0 and obj[c]:
+                        P[x, y, z] = c
+
+
 if AVAILABLE:
     _jit = njit(cache=True, nogil=True, boundscheck=False)
     _field_values = _jit(_field_values_py)
     _line_of_sight = _jit(_line_of_sight_py)
+    _dilate_labels = _jit(_dilate_labels_py)
+    _systematic = _jit(_systematic_py)
 
 
 def field_values(fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray, idx: np.ndarray,
@@ -127,4 +227,18 @@ def line_of_sight(occupied: np.ndarray, order: np.ndarray, parent: np.ndarray, s
     occ = np.ascontiguousarray(occupied).reshape(-1)
     out = np.zeros(occ.shape[0], np.bool_)
     _line_of_sight(occ, order, parent, shape[0], shape[1], shape[2], out)
+    return out
+
+
+def dilate_labels(P: np.ndarray) -> np.ndarray:
+    """See :func:`occbench.synth.onboard._dilate_labels`."""
+    N = np.empty_like(P)
+    _dilate_labels(np.ascontiguousarray(P), N)
+    return N
+
+
+def systematic(P: np.ndarray, args: tuple) -> np.ndarray:
+    """See :func:`occbench.synth.onboard._systematic`; ``args`` from ``onboard._systematic_args``."""
+    out = np.ascontiguousarray(P).copy()
+    _systematic(out, *args, np.empty_like(out))
     return out

@@ -427,7 +427,10 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
                     _run(root, cfg, job, ticks.tick)
                     timings[_job_name(job)] = round(time.perf_counter() - t0, 2)
             else:
-                with ProcessPoolExecutor(max_workers=workers) as ex:
+                import multiprocessing as mp
+
+                # spawned, not forked: a worker holds the generator, not the memory of the command that started it
+                with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
                     futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
                     for f in as_completed(futs):
                         job, _, dt = f.result()
