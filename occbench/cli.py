@@ -58,8 +58,9 @@ ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (de
 
 
 def _default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
-    """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, bounded by the
-    available memory over the method's per-worker estimate (occbench.resources; ``method`` None: scoring)."""
+    """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, over the threads
+    a worker of the method keeps busy, bounded by the available memory over the method's per-worker estimate
+    (occbench.resources; ``method`` None: scoring)."""
     if executor != "local":
         return requested or max(1, min(os.cpu_count() or 1, 8))
     from occbench.resources import choose_workers
@@ -166,16 +167,19 @@ def main() -> None:
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
               help="Also write the refined predictions here (resumable: existing frames are reused).")
 @click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
-@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8, fewer if the method's workers would not fit in memory).")
+@click.option("--workers", "-j", type=int, default=None, help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method uses "
+                   "(occfiner 2), fewer if the method's workers would not fit in memory).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
 @click.option("--city/--no-city", default=True, show_default=True, help="City-level static-class map metric.")
 @click.option("--consistency/--no-consistency", default=True, show_default=True, help="Temporal consistency metric.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None,
+              help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
              fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address, city,
-             consistency, quiet):
+             consistency, max_frames, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
     The results JSON is always written (see --output); its path is printed at the end.
@@ -224,11 +228,11 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
             if not fmt.is_submission:
                 kw["predictions_format"] = fmt
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
-            results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content)
+            results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content, max_frames)
         else:
             results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers,
                                    (str(save_predictions), compressed) if save_predictions else None, extras, command,
-                                   executor, address, fingerprint_content)
+                                   executor, address, fingerprint_content, max_frames)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)
     report = full_report(results)

@@ -42,7 +42,7 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="occbench-parent-watch", daemon=True).start()
 
 
-def _worker_init(parent: int | None = None) -> None:
+def _worker_init(parent: int | None = None, threads: int = 1) -> None:
     if parent is not None:
         die_with_parent(parent)
     from occbench.progress import set_quiet
@@ -51,9 +51,18 @@ def _worker_init(parent: int | None = None) -> None:
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local worker processes: the usable cores shared out, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
 
 
 def runs_inline(executor: str, workers: int, n_jobs: int) -> bool:
@@ -93,7 +102,7 @@ def run_jobs(
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(os.getpid(),)) as ex:
+                                 initargs=(os.getpid(), threads_per_worker(workers))) as ex:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())

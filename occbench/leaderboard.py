@@ -39,9 +39,17 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     out, bad = [], []
     for p in sorted(Path(folder).glob("*.json")):
         try:
-            out.append((p, read_results(p)))
+            d = read_results(p)
         except FormatError as e:
             bad.append(e)
+            continue
+        part = d.get("header", {}).get("partial")
+        if part:
+            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames)",
+                                   f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
+                                   "frames), which cannot be a leaderboard row"))
+            continue
+        out.append((p, d))
     if bad:
         raise InvalidResultsError(bad)
     return out

@@ -76,9 +76,22 @@ def worker_memory_gb(method: str | None) -> float:
         return DEFAULT_WORKER_GB
 
 
+def worker_threads(method: str | None) -> int:
+    """CPU threads one worker of a registered method keeps busy (None: scoring, 1)."""
+    if method is None:
+        return 1
+    try:
+        from occbench.methods import method_class
+
+        return max(1, int(getattr(method_class(method), "worker_threads", 1)))
+    except Exception:  # an unknown or broken method is reported where it is loaded
+        return 1
+
+
 def choose_workers(requested: int | None, method: str | None, cores: int | None = None,
                    memory: int | None = -1) -> tuple[int, list[str]]:
-    """(worker count, warnings) for a local run of ``method``: ``requested`` if given, else the default.
+    """(worker count, warnings) for a local run of ``method``: ``requested`` if given, else the default: the
+    cores (at most 8) over the threads a worker of the method keeps busy, bounded by the memory.
 
     ``cores`` / ``memory`` (bytes; None = unknown) default to this machine's."""
     cores = usable_cores() if cores is None else cores
@@ -87,7 +100,7 @@ def choose_workers(requested: int | None, method: str | None, cores: int | None 
     fit = None if memory is None else max(1, int(memory * MEMORY_FRACTION // (per * GIB)))
     what = f"method {method}" if method else "scoring"
     if requested is None or requested <= 0:
-        n = min(cores, MAX_DEFAULT_WORKERS)
+        n = max(1, min(cores, MAX_DEFAULT_WORKERS) // worker_threads(method))
         return (n if fit is None else max(1, min(n, fit))), []
     warnings = []
     if requested > cores:

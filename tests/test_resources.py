@@ -21,10 +21,12 @@ def test_every_reference_method_declares_its_per_worker_memory():
 
 def test_default_is_bounded_by_memory_on_a_small_machine():
     occ = worker_memory_gb("occfiner")
-    # 2 cores, 24 GB machine of which only 1.5 workers' worth is free: one worker, not two
-    assert choose_workers(None, "occfiner", cores=2, memory=int(1.5 * occ * GIB / 0.8)) == (1, [])
-    assert choose_workers(None, "occfiner", cores=2, memory=int(0.5 * occ * GIB)) == (1, [])  # never below one
-    assert choose_workers(None, "occfiner", cores=2, memory=24 * GIB) == (2, [])
+    # 4 cores (two 2-thread occfiner workers) of which only 1.5 workers' memory is free: one worker, not two
+    assert choose_workers(None, "occfiner", cores=4, memory=int(1.5 * occ * GIB / 0.8)) == (1, [])
+    assert choose_workers(None, "occfiner", cores=4, memory=int(0.5 * occ * GIB)) == (1, [])  # never below one
+    assert choose_workers(None, "occfiner", cores=2, memory=24 * GIB) == (1, [])  # a worker keeps 2 threads busy
+    assert choose_workers(None, "occfiner", cores=4, memory=24 * GIB) == (2, [])
+    assert choose_workers(None, "average-fusion", cores=2, memory=24 * GIB) == (2, [])
     assert choose_workers(None, "onboard", cores=16, memory=None) == (8, [])  # at most 8; memory unknown
     assert choose_workers(None, "occfiner", cores=64, memory=32 * GIB)[0] == int(32 * 0.8 // occ) < 8
 

@@ -145,6 +145,8 @@ class OccFinerOptions(OccFinerVotingOptions):
 
 
 class _Stage1Base(OffboardMethod):
+    # stage 1 keeps two torch threads busy, and every extra job refines the scans at its edges again
+    worker_threads = 2
     def config(self, onboard: str | None = None) -> dict:
         """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike
         (with ``onboard``: only the checkpoint that onboard model's sequences use)."""

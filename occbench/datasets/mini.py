@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from occbench.datasets.semantickitti import SemanticKITTI
+from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.io.files import read_json_document
 
@@ -74,33 +74,61 @@ def check_generation_target(root: Path) -> None:
                             f"(e.g. {other[0]}); choose another folder")
 
 
-def generation_estimate(cfg) -> str:
-    """Disk size and time of generating ``cfg`` (a ``MiniConfig``), in words, from the measured per-scan costs."""
-    n = sum(cfg.scans.values())
+def generation_estimate(cfg, splits: list[str] | None = None) -> str:
+    """Disk size and time of generating ``cfg`` (a ``MiniConfig``; only ``splits`` if given), in words, from the
+    measured per-scan costs of the whole default mini."""
+    seqs = [q for k, v in cfg.splits.items() if splits is None or k in splits for q in v]
+    n = sum(cfg.scans[q] for q in seqs)
     gb = n * MB_PER_SCAN / 1000
     size = f"{gb:.1f} GB" if gb >= 0.95 else f"{gb * 1000:.0f} MB"
     lo, hi = (max(1, round(n * s / 60)) for s in (S_PER_SCAN_IDLE, S_PER_SCAN_BUSY))
-    return f"{n:,} scans, about {size}, {lo}-{hi} minutes on 2 CPU cores (idle to busy)"
+    what = f"split(s) {', '.join(splits)}: " if splits is not None else ""
+    return f"{what}{n:,} scans, about {size}, {lo}-{hi} minutes on 2 CPU cores (idle to busy)"
 
 
-def announce_generation(root: Path, cfg, why: str = "") -> None:
+def announce_generation(root: Path, cfg, why: str = "", splits: list[str] | None = None) -> None:
     """One line on stderr before a generation starts: where, how big, how long."""
-    print(f"{why}generating occbench-mini ({generation_estimate(cfg)}) into {root}; "
+    print(f"{why}generating occbench-mini ({generation_estimate(cfg, splits)}) into {root}; "
           f"set ${DATA_ENV} to keep the data cache elsewhere", file=sys.stderr, flush=True)
 
 
-def ensure_mini(root: str | Path | None = None, progress: bool = True, generate: bool | None = None) -> Path:
-    """The root of occbench-mini.
+def generated(manifest: dict) -> dict[str, list[str]]:
+    """What a manifest says is generated: split -> the onboard models whose predictions it has. Written as
+    ``generated`` only while something is missing; without it (every complete manifest) every split with
+    every onboard model."""
+    if "generated" in manifest:
+        return {k: list(v) for k, v in manifest["generated"].items()}
+    return {s: list(manifest["onboard"]) for s in manifest["splits"]}
 
-    ``root`` None: the default mini in the data cache, generated there on first use. An explicit ``root`` must hold
-    a generated mini (``mini.json``); with ``generate=True`` the default configuration is generated there if it is
-    a new or empty folder. ``generate=False`` never generates.
+
+def present_splits(manifest: dict) -> list[str]:
+    """The splits whose ground truth a manifest says is generated."""
+    return list(generated(manifest))
+
+
+def ensure_mini(root: str | Path | None = None, progress: bool = True, generate: bool | None = None,
+                splits: list[str] | None = None, onboard: list[str] | None = None) -> Path:
+    """The root of occbench-mini, holding at least ``splits`` (default: all) with the predictions of the ``onboard``
+    models (default: all).
+
+    ``root`` None: the default mini in the data cache, generated there on first use, split by split and model by
+    model as commands need them. An explicit ``root`` must hold a generated mini (``mini.json``; what it lacks is
+    added with the configuration it was made with); with ``generate=True`` the default configuration is generated
+    there if it is a new or empty folder. ``generate=False`` never generates.
     """
     explicit = root is not None
     root = Path(root).expanduser() if explicit else default_mini_root()
+    cfg = None
     if (root / MANIFEST).is_file():
-        return root
-    if generate is False or (explicit and not generate):
+        m = read_manifest(root)
+        have = generated(m)
+        if generate is False or all(s in have and set(onboard if onboard is not None else m["onboard"]) <= set(have[s])
+                                    for s in (splits if splits is not None else m["splits"])):
+            return root
+        from occbench.synth.config import config_from_identity
+
+        cfg = config_from_identity(m["config"])
+    elif generate is False or (explicit and not generate):
         raise MissingDataError(
             root / MANIFEST, "occbench-mini (its manifest)",
             f"{root} holds no generated occbench-mini. Generate one there with `occbench synth --output {root}`, or "
@@ -108,9 +136,14 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
     check_generation_target(root)
     from occbench.synth import default_mini_config, generate_mini
 
-    cfg = default_mini_config()
-    announce_generation(root, cfg, "" if explicit else "occbench-mini is not in the data cache yet: ")
-    generate_mini(root, cfg, progress=progress)
+    cfg = cfg or default_mini_config()
+    if onboard is not None:  # a model the configuration does not have is reported by the loader
+        onboard = [o for o in onboard if o in cfg.onboard]
+    if splits is not None:  # a split the configuration does not have is reported by the loader
+        splits = [s for s in splits if s in cfg.splits]
+    announce_generation(root, cfg, "" if explicit or (root / MANIFEST).is_file() else
+                        "occbench-mini is not in the data cache yet: ", splits)
+    generate_mini(root, cfg, progress=progress, splits=splits, onboard=onboard)
     return root
 
 
@@ -132,8 +165,16 @@ class OccbenchMini(SemanticKITTI):
         progress: bool = True,
         predictions_format=None,
     ):
-        root = ensure_mini(root, progress, generate)
-        self.manifest = read_manifest(root)
+        split = SPLIT_ALIASES.get(split, split)
+        models = [onboard] if onboard is not None and predictions_root is None else []
+        root = ensure_mini(root, progress, generate, [split], models)
+        self.manifest = m = read_manifest(root)
+        have = generated(m).get(split)
+        if split in m["splits"] and (have is None or not set(models) & set(m["onboard"]) <= set(have)):
+            what = f"split {split!r}" + (f" with the predictions of {onboard}" if models else "")
+            raise MissingDataError(root / "sequences", f"occbench-mini {what}",
+                                   "not generated in this root yet; generate it with "
+                                   f"`occbench synth --output {root} --split {split}` (size {m.get('size')}, seed {m.get('seed')})")
         self.splits = {k: list(v) for k, v in self.manifest["splits"].items()}
         sensors = self.manifest.get("sensors", {})
         gt_sub = self.manifest.get("test_ground_truth", "test-ground-truth")

@@ -19,16 +19,17 @@ from occbench.synth.config import ONBOARD_DEFAULT, SIZES, config_for_size
 @click.option("--seed", type=int, default=0, show_default=True, help="World and model seed.")
 @click.option("--size", type=click.Choice(SIZES), default="default", show_default=True,
               help="tiny: 100 scans (about 130 MB, for tests and CI); small: 500 scans; default: the benchmark's mini "
-                   "split (1,000 scans, about 1.3 GB). The progress bar counts every scan twice: ground truth, "
-                   "then onboard predictions.")
+                   "split (1,000 scans, about 1.3 GB).")
 @click.option("--onboard", "onboard", multiple=True, metavar="MODEL",
               help=f"Simulated onboard model(s) whose predictions to write (repeatable; default: all, "
                    f"{', '.join(ONBOARD_DEFAULT)}).")
+@click.option("--split", "splits", multiple=True,
+              help="Generate only this split (repeatable; default: all). Later runs add the missing splits.")
 @click.option("--workers", type=int, default=None, help="Processes (default: min(2, CPUs)).")
 @click.option("--overwrite", is_flag=True, help="Replace an occbench-mini generated there with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], workers: int | None,
-          overwrite: bool, quiet: bool) -> None:
+def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], splits: tuple[str, ...],
+          workers: int | None, overwrite: bool, quiet: bool) -> None:
     """Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."""
     import dataclasses
 
@@ -53,12 +54,15 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], w
     try:
         check_generation_target(root)  # --overwrite too: it replaces a mini, never a folder of other files
         if not quiet and not (root / "mini.json").is_file():
-            announce_generation(root, cfg)
-        m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite)
-    except (FileExistsError, OccbenchError) as e:  # OccbenchError: e.g. another process writes into the folder
+            announce_generation(root, cfg, splits=list(splits) or None)
+        m = generate_mini(root, cfg, progress=not quiet, workers=workers, overwrite=overwrite, splits=splits or None)
+    except (FileExistsError, ValueError, OccbenchError) as e:  # OccbenchError: e.g. another process writes into the folder
         raise click.ClickException(str(e)) from None
     if not quiet:
-        n = sum(m["scans"].values())
+        from occbench.datasets.mini import present_splits
+
+        n = sum(m["scans"][q] for sp in present_splits(m) for q in m["splits"][sp])
+        have = present_splits(m)
         click.echo(f"{m['name']} ({m['size']}, seed {m['seed']}): {n} scans, splits "
-                   f"{json.dumps(m['splits'])}, onboard {', '.join(m['onboard']) or '-'}")
+                   f"{json.dumps(m['splits'])} (generated: {', '.join(have) or '-'}), onboard {', '.join(m['onboard']) or '-'}")
         click.echo(f"root: {root}  ({time.perf_counter() - t0:.1f} s)")
