@@ -94,12 +94,16 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
         dspec = _dspec(dataset, root, split, onboard, predictions_root, sequences)
         extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        from occbench.datasets.check import dataset_warnings
+
+        ds = dspec.open()
+        for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
+            click.echo(w, err=True)
         if predictions_dir is not None:
             from occbench.evaluate import DatasetSpec
             from occbench.io.predictions import PredictionStore
             from occbench.submission import validate_predictions
 
-            ds = dspec.open()
             rep = validate_predictions(ds, PredictionStore(predictions_dir))
             if not rep.ok:
                 click.echo(rep.summary(), err=True)
