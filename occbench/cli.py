@@ -102,17 +102,22 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
         if predictions_dir is not None:
             from occbench.evaluate import DatasetSpec
             from occbench.io.predictions import PredictionStore
-            from occbench.submission import validate_predictions
+            from occbench.submission import InvalidSubmission, check_submission_contents, check_submission_names
 
-            rep = validate_predictions(ds, PredictionStore(predictions_dir))
+            # names and sizes first; contents are checked while they are scored (each file is read once)
+            rep, files = check_submission_names(ds, PredictionStore(predictions_dir))
             if not rep.ok:
-                click.echo(rep.summary(), err=True)
+                click.echo(check_submission_contents(ds, rep, files).summary(), err=True)
+                sys.exit(EXIT_INVALID_SUBMISSION)
+            kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
+            sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
+            try:
+                results = run_evaluate(sub, None, workers, None, extras, command, executor, address, validate=True)
+            except InvalidSubmission as e:
+                click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             if not quiet:
                 click.echo(rep.summary(), err=True)
-            kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
-            sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
-            results = run_evaluate(sub, None, workers, None, extras, command, executor, address)
         else:
             method = method or "occfiner"
             cls = method_class(method)

@@ -21,7 +21,7 @@ import numpy as np
 
 from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
-from occbench.errors import OccbenchError
+from occbench.errors import FormatError, OccbenchError
 from occbench.executors import run_jobs, runs_inline
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
@@ -83,6 +83,7 @@ def run_job(
     extras: tuple[str, ...] = (),
     on_frame: Callable[[], None] | None = None,
     spill_dir: str | None = None,
+    validate: bool = False,
 ) -> dict[str, Any]:
     """Refine (or read) the targets of one job, score them, and return mergeable metric states.
 
@@ -92,6 +93,8 @@ def run_job(
     map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
     every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
     records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
+    ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
+    hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
     from occbench.metrics import PROTOCOLS, SSCMetric
     from occbench.metrics.worldmap import WorldMapState
@@ -109,7 +112,7 @@ def run_job(
     done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
     todo = [t for t in job.targets if t not in set(done)] if done else list(job.targets)
     wanted = set(todo)
-    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
+    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": []}
     if maps is not None:
         out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly
 
@@ -127,7 +130,9 @@ def run_job(
         files = _frame_files(seq, todo[0]) if todo else []
         for i, t in enumerate(todo):
             nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
-            _update_from_files(ssc, seq, t, files, nxt, maps)
+            problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate)
+            if problem:
+                out["problems"].append(problem)
             files = nxt or []
             if on_frame is not None:
                 on_frame()
@@ -137,7 +142,7 @@ def run_job(
         consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
     if todo:
         if mspec is None:
-            outputs: Iterable[tuple[int, np.ndarray]] = ((t, seq.prediction(t)) for t in todo)
+            outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
         seen = set()
@@ -179,13 +184,37 @@ def _frame_files(seq: Any, t: int) -> list[Path]:
     return files + ([path] if path is not None else [])
 
 
+def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
+    """``(scan, train ids)`` of the submitted predictions; with ``problems`` a list, a file that does not decode or
+    holds raw ids that are not predictable classes is reported there (and skipped) instead of raising."""
+    from occbench.submission import prediction_id_problem
+
+    for t in scans:
+        if problems is None:
+            yield t, seq.prediction(t)
+            continue
+        path = seq.onboard_store.find(seq.name, t)
+        try:
+            raw = seq.onboard_store.read(seq.name, t)
+        except FormatError as e:
+            problems.append(str(e))
+            continue
+        problem = prediction_id_problem(raw, path, seq.label_map)
+        if problem:
+            problems.append(problem)
+            continue
+        yield t, seq.label_map.to_train(raw, path)
+
+
 def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None,
-                       maps: Any = None) -> None:
+                       maps: Any = None, validate: bool = False) -> str | None:
     """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
     (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
     ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
     ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
-    ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted)."""
+    ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted).
+    ``validate``: a prediction that does not decode or holds unpredictable raw ids is not counted; the problem is
+    returned instead of raised."""
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
 
@@ -193,12 +222,24 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
     gt = map_label(gt_label)
     inv = read_bits_packed(gt_invalid)
     path = found[0] if found else None
-    pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    try:
+        pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    except FormatError as e:
+        if not validate:
+            raise
+        return str(e)
     if next_files:
         prefetch(*next_files)
+    if validate:
+        from occbench.submission import prediction_id_problem
+
+        problem = prediction_id_problem(pred, path, seq.label_map)
+        if problem:
+            return problem
     ssc.update_raw(pred, gt, inv, name=str(path))
     if maps is not None:
         maps.add(pred, gt, seq.poses[t], inv, raw=True)
+    return None
 
 
 def evaluate(
@@ -210,8 +251,13 @@ def evaluate(
     command: str | None = None,
     executor: str = "local",
     address: str | None = None,
+    validate: bool = False,
 ) -> dict[str, Any]:
-    """Run a method over a split and return the results document (see ``docs/results-schema.md``)."""
+    """Run a method over a split and return the results document (see ``docs/results-schema.md``).
+
+    ``validate`` (``mspec`` None, submitted predictions whose names and sizes were checked,
+    :func:`occbench.submission.check_submission_names`): every file's content is checked as it is scored, and
+    :class:`occbench.submission.InvalidSubmission` lists the problems instead of a result."""
     import tempfile
 
     from occbench.metrics import PROTOCOLS, SSCMetric, results_json
@@ -229,10 +275,15 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill, \
             FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
         local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
-        args = [(dspec, mspec, job, save, extras, ticks.tick, spill if local else None) for job in jobs]
+        args = [(dspec, mspec, job, save, extras, ticks.tick, spill if local else None, validate) for job in jobs]
         states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
         if hasattr(bar, "close"):
             bar.close()
+        problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
+        if problems:
+            from occbench.submission import InvalidSubmission, ValidationReport
+
+            raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
         # merge in a fixed order (integers: order-independent anyway)
         states.sort(key=lambda s: (s["sequence"], s["frames"]))
         ssc = SSCMetric(proto)

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from occbench.datasets import SSCDataset
-from occbench.errors import FormatError
+from occbench.errors import FormatError, OccbenchError
 from occbench.io.predictions import PredictionStore, read_prediction_file
+from occbench.io.voxels import LABEL_BYTES
+from occbench.labels import LabelMap
 
 
 @dataclass
@@ -36,11 +38,19 @@ class ValidationReport:
 
 
 def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids: bool = True) -> ValidationReport:
-    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``."""
+    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``: the names and
+    sizes (:func:`check_submission_names`), then every file's content (:func:`check_submission_contents`).
+    ``occbench evaluate --predictions`` does the first, then checks the contents while it scores them."""
+    rep, files = check_submission_names(dataset, store)
+    return check_submission_contents(dataset, rep, files, check_ids)
+
+
+def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+    """Everything that needs no file's content: a folder per sequence, one file per labelled scan, no prediction
+    for a scan without ground truth, no stray file or sequence, plain ``.label`` files of the right size.
+    Returns the report and the files to read, ``(sequence, scan) -> path``, which passed these checks."""
     rep = ValidationReport()
-    lm = dataset.label_map
-    valid_raw = np.zeros(lm.lut.size, bool)
-    valid_raw[[k for k, v in lm.learning_map.items() if lm.lut[k] != 255]] = True
+    files: dict[tuple[str, int], Path] = {}
     for seq in dataset.sequences:
         expected = set(seq.labelled_frames)
         present = set(store.frames(seq.name))
@@ -61,20 +71,64 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
             try:
                 path = store.find(seq.name, t)
                 assert path is not None
-                raw = read_prediction_file(path)
+                if not path.name.endswith(".gz") and path.stat().st_size != LABEL_BYTES:
+                    raise FormatError(path, f"{LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids)", f"{path.stat().st_size:,} bytes")
             except FormatError as e:
                 rep.problems.append(str(e))
                 continue
-            if check_ids:
-                ids = np.unique(raw)
-                bad = ids[(ids >= valid_raw.size) | ~valid_raw[np.minimum(ids, valid_raw.size - 1)]]
-                if bad.size:
-                    rep.problems.append(f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
-                                        f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
+            files[(seq.name, t)] = path
     extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
     for s in extra_seqs:
         rep.problems.append(f"{store.root / 'sequences' / s}: sequence {s} is not part of split {dataset.split}")
+    return rep, files
+
+
+def check_submission_contents(dataset: SSCDataset, rep: ValidationReport, files: dict[tuple[str, int], Path],
+                              check_ids: bool = True) -> ValidationReport:
+    """Read each file once: a ``.label.gz`` must inflate to a ``.label``; every raw id must be a predictable class.
+    Problems are added to ``rep``."""
+    for (_, _), path in sorted(files.items()):
+        try:
+            raw = read_prediction_file(path)
+        except FormatError as e:
+            rep.problems.append(str(e))
+            continue
+        if check_ids:
+            problem = prediction_id_problem(raw, path, dataset.label_map)
+            if problem:
+                rep.problems.append(problem)
     return rep
+
+
+class InvalidSubmission(OccbenchError):
+    """A submission with problems found while it was scored (its scores are not reported)."""
+
+    def __init__(self, report: ValidationReport):
+        super().__init__(report.summary())
+        self.report = report
+
+
+def _prediction_lut(lm: LabelMap) -> np.ndarray:
+    """raw id -> train id over all 65,536 uint16 values; 255 where the id is not a predictable class."""
+    lut = np.full(1 << 16, 255, np.uint8)
+    lut[:lm.lut.size] = lm.lut
+    return lut
+
+
+def prediction_id_problem(raw: np.ndarray, path: str | Path, lm: LabelMap) -> str | None:
+    """The problem of a prediction holding raw ids that are not predictable classes of ``lm`` at any voxel (the
+    official LUT maps them to ignore or does not know them: the official script crashes on them), or None. One
+    compiled pass over the non-zero words; the ids are listed only when there are some."""
+    from occbench.metrics import _kernel
+
+    flat = _kernel.readonly(np.ascontiguousarray(raw, dtype=np.uint16).reshape(-1))
+    lut = _prediction_lut(lm)
+    if not _kernel.count_unmapped(flat, lut, lm.num_classes):
+        return None
+    ids = np.unique(flat)
+    bad = ids[lut[ids] >= lm.num_classes]
+    return (f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
+            f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
 
 
 def submission_store(path: str | Path) -> PredictionStore:

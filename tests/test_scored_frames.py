@@ -105,3 +105,37 @@ def test_occbench_mini_frames_unchanged_every_5th_scan_of_every_split(tmp_path):
         for seq in ds.sequences:
             assert seq.labelled_frames == list(range(0, seq.num_scans, 5)), (split, seq.name)
         assert dataset_warnings(ds) == []
+
+
+def test_submission_contents_are_checked_while_scored_each_file_read_once(tmp_path, monkeypatch):
+    """Names and sizes are checked before anything is read; each prediction is then read once, by the scoring
+    pass, which checks its ids too: a file with unpredictable raw ids or a corrupt .label.gz is listed, exit 3."""
+    import occbench.io.predictions as preds
+    import occbench.io.voxels as vox
+
+    tree = make_semantickitti_tree(tmp_path / "t", {"08": 16}, onboard={"noisy": 0.2}, compressed=True)
+    sub = tmp_path / "sub"
+    shutil.copytree(tree / "predictions" / "noisy", sub, ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5])
+    reads: list[str] = []
+    for mod, fn in ((vox, "map_label"), (preds, "read_prediction_file")):
+        orig = getattr(mod, fn)
+        monkeypatch.setattr(mod, fn, lambda p, *a, _o=orig, **k: reads.append(str(p)) or _o(p, *a, **k))
+    args = ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-j", "1", "--no-city"]
+    ok = CliRunner().invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert "submission OK: 4 prediction files checked" in ok.output
+    pred_reads = [r for r in reads if str(sub) in r]
+    assert sorted(pred_reads) == sorted(set(pred_reads)) and len(pred_reads) == 4  # each prediction read once
+    d = sub / "sequences" / "08" / "predictions"
+    (d / "000010.label.gz").write_bytes(b"garbage")
+    raw = np.full((256, 256, 32), 40, np.uint16)
+    raw[0, 0, 0] = 52  # other-structure maps to ignore: not predictable, even at one voxel
+    (d / "000015.label.gz").unlink()
+    from occbench.io.predictions import PredictionStore
+
+    PredictionStore(sub).write("08", 15, raw)
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 3, bad.output
+    assert "2 problem(s) in 4 files checked" in bad.output
+    assert "000010.label.gz" in bad.output and "000015.label: raw ids [52] are not predictable" in bad.output
+    assert "results written" not in bad.output

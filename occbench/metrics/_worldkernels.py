@@ -7,7 +7,7 @@ non-negative: x and y in 21 bits, z in 14.
 
 Tiles: 8 x 8 x 8 world voxels, key ``tx << 29 | ty << 11 | tz`` (``t = index >> 3``); voxel ``l`` of a tile is
 ``(x & 7) << 6 | (y & 7) << 3 | (z & 7)``. Live tiles sit in a pool (``t_n``: observations per voxel; ``t_row``:
-the voxel's histogram row or -1) found through a direct-mapped table of ``2**18`` slots (``64 x 64 x 64``
+the voxel's histogram row within the tile or -1; a tile's rows lie in chunks of 64, ``t_chunk``) found through a direct-mapped table of ``2**18`` slots (``64 x 64 x 64``
 tiles, wrapping around: wider than any frame's footprint, 47 tiles at most along any axis). A histogram row holds, per voxel with at least one non-zero observation, the counts of
 reference categories ``1..S`` then of predicted labels ``1..C-1``; the counts of category 0 and label 0 are
 ``n`` minus the others. A supertile is 8 x 8 tiles (12.8 m at 0.2 m), all heights: key ``(tx >> 3) << 15 | ty >> 3``.
@@ -142,15 +142,15 @@ def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_fra
     return status, nconf
 
 
-def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, tab_tile, t_n, t_row, rows, free_r,
-                rtop, S, start_col):  # pragma: no cover - compiled
+def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, tab_tile, t_n, t_row, t_cnt, t_chunk,
+                rows, free_c, ctop, S, start_col):  # pragma: no cover - compiled
     """Count the evaluated voxels of one frame (after :func:`_prepare`) from column ``start_col`` on.
 
     ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids). ``r_lut``: ground-truth
     id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
     train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
     empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_ROWS`` with the column to resume
-    at when fewer than 32 free histogram rows are left; ``bad`` = evaluated voxels with a malformed ground truth
+    at when fewer than 32 free chunks of histogram rows are left; ``bad`` = evaluated voxels with a malformed ground truth
     or an invalid prediction (not counted)."""
     i64 = inv.view(np.uint64)
     c0x, aix, ajx, akx = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3]
@@ -162,7 +162,7 @@ def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, ta
     last_key = -1
     ti = 0
     for col in range(start_col, 65536):
-        if rtop[0] < 32:
+        if ctop[0] < 32:
             return col, bad, 4
         ib = _column_bits(inv, i64, inv_mode, col)
         if ib == full and not empty_only:
@@ -207,11 +207,15 @@ def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, ta
             li = ((wx & 7) << 6) | ((wy & 7) << 3) | (wz & 7)
             t_n[ti, li] += 1
             if r != 0 or lab != 0:
-                ri = t_row[ti, li]
-                if ri < 0:
-                    rtop[0] -= 1
-                    ri = free_r[rtop[0]]
-                    t_row[ti, li] = ri
+                lr = np.int64(t_row[ti, li])
+                if lr < 0:
+                    lr = np.int64(t_cnt[ti])
+                    t_cnt[ti] += 1
+                    t_row[ti, li] = lr
+                    if t_chunk[ti, lr >> 6] < 0:
+                        ctop[0] -= 1
+                        t_chunk[ti, lr >> 6] = free_c[ctop[0]]
+                ri = (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
                 if r != 0:
                     rows[ri, r - 1] += 1
                 if lab != 0:
@@ -269,14 +273,26 @@ def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no c
     return g * K + p
 
 
-def _release(ti, tab_key, t_key, t_n, t_row, rows, free_r, rtop, free_t, ttop):  # pragma: no cover - compiled
-    """Return live tile ``ti`` and its histogram rows to the free stacks, zeroed."""
-    for li in range(512):
-        ri = t_row[ti, li]
-        if ri >= 0:
-            rows[ri, :] = 0
-            free_r[rtop[0]] = ri
-            rtop[0] += 1
+def _row(ti, li, t_row, t_chunk):  # pragma: no cover - compiled
+    """Histogram row of voxel ``li`` of live tile ``ti``, or -1."""
+    lr = np.int64(t_row[ti, li])
+    if lr < 0:
+        return -1
+    return (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
+
+
+def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop):  # pragma: no cover
+    """Return live tile ``ti`` and its chunks of histogram rows to the free stacks, zeroed."""
+    used = np.int64(t_cnt[ti])
+    for c in range(8):
+        ch = t_chunk[ti, c]
+        if ch >= 0:
+            r0 = np.int64(ch) << 6
+            rows[r0:r0 + min(64, used - 64 * c), :] = 0
+            free_c[ctop[0]] = ch
+            ctop[0] += 1
+            t_chunk[ti, c] = -1
+    t_cnt[ti] = 0
     t_row[ti, :] = -1
     t_n[ti, :] = 0
     key = t_key[ti]
@@ -286,8 +302,8 @@ def _release(ti, tab_key, t_key, t_n, t_row, rows, free_r, rtop, free_t, ttop): 
     ttop[0] += 1
 
 
-def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, seen_at, out_seal, t_n, t_row, rows,
-           free_r, rtop, tab_key, free_t, ttop, S, C, cat, conf, psame, pall, scal):  # pragma: no cover - compiled
+def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, seen_at, out_seal, t_n, t_row, t_cnt,
+           t_chunk, rows, free_c, ctop, tab_key, free_t, ttop, S, C, cat, conf, psame, pall, scal):  # pragma: no cover
     """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
     supertile is this state's and has been added, ``rem == ext == 0``, and no tile of it was sealed before) into
     the sums; list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
@@ -303,12 +319,12 @@ def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, 
                 n = np.int64(t_n[ti, li])
                 if n == 0:
                     continue
-                ri = t_row[ti, li]
+                ri = _row(ti, li, t_row, t_chunk)
                 if ri < 0:
                     conf[0] += 1
                 else:
                     _reduce_voxel(n, rows[ri], S, C, cat, conf, psame, pall, scal, pc)
-            _release(ti, tab_key, t_key, t_n, t_row, rows, free_r, rtop, free_t, ttop)
+            _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
         elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
             out_seal[ns] = ti
             ns += 1
@@ -329,8 +345,8 @@ def _seal_sizes(tiles, t_n, t_row):  # pragma: no cover - compiled
     return nv, nr
 
 
-def _seal_fill(tiles, t_key, t_n, t_row, rows, keys, voff, vidx, vn, vrow, rowdata, tab_key, free_r, rtop, free_t,
-               ttop):  # pragma: no cover - compiled
+def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, voff, vidx, vn, vrow, rowdata, tab_key, free_c,
+               ctop, free_t, ttop):  # pragma: no cover - compiled
     """Write live tiles (in the given order) as records, then release them."""
     v = 0
     q = 0
@@ -344,7 +360,7 @@ def _seal_fill(tiles, t_key, t_n, t_row, rows, keys, voff, vidx, vn, vrow, rowda
                 continue
             vidx[v] = li
             vn[v] = n
-            ri = t_row[ti, li]
+            ri = _row(ti, li, t_row, t_chunk)
             if ri >= 0:
                 rowdata[q, :] = rows[ri, :]
                 vrow[v] = q
@@ -352,7 +368,7 @@ def _seal_fill(tiles, t_key, t_n, t_row, rows, keys, voff, vidx, vn, vrow, rowda
             else:
                 vrow[v] = -1
             v += 1
-        _release(ti, tab_key, t_key, t_n, t_row, rows, free_r, rtop, free_t, ttop)
+        _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
     voff[tiles.size] = v
 
 
@@ -415,6 +431,7 @@ if njit is not None:
     _in_range = njit(inline="always")(_in_range)
     _sup_index = njit(inline="always")(_sup_index)
     _reduce_voxel = njit(inline="always")(_reduce_voxel)
+    _row = njit(inline="always")(_row)
     _release = njit(inline="always")(_release)
     frame_supertiles = njit(cache=True, nogil=True)(_frame_supertiles)
     prepare = njit(cache=True, nogil=True)(_prepare)

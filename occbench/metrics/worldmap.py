@@ -6,7 +6,8 @@ Per world voxel the metrics need only three things: ``n`` (observations), the hi
 histogram of predicted train ids. :class:`WorldMapState` keeps them
 
 - **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint16 count per voxel,
-  and a histogram row (S + C - 1 uint16 counts) only for voxels with a non-zero category or label. A frame first
+  and a histogram row (S + C - 1 uint16 counts, in chunks of 64 rows per tile) only for voxels with a non-zero
+  category or label. A frame first
   makes the tiles of its footprint live, then one compiled pass counts its evaluated voxels;
 - **sealed**, as records: a tile leaving the view (not touched for ``keep_frames`` frames, its area out of the
   last frame's view) is written as a record (key; per voxel with observations its index, ``n`` and histogram
@@ -184,14 +185,16 @@ def _open_run(sf: _SpillFile) -> _Run:
 
 # ---------------------------------------------------------------------------- live tiles
 class _Pool:
-    """Live tiles and histogram rows (grown by doubling), and the direct-mapped tile table."""
+    """Live tiles and chunks of 64 histogram rows (grown by doubling), and the direct-mapped tile table."""
 
-    def __init__(self, width: int, tiles: int = 2048, rows: int = 1 << 16):
+    def __init__(self, width: int, tiles: int = 2048, chunks: int = 1024):
         self.width = width
         self.tab_key = np.full(K.TABLE_SIZE, -1, np.int64)
         self.tab_tile = np.zeros(K.TABLE_SIZE, np.int32)
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
-        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int32)
+        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int16)
+        self.t_cnt = np.zeros(0, np.int32)
+        self.t_chunk = np.zeros((0, 8), np.int32)
         self.t_key = np.zeros(0, np.int64)
         self.t_last = np.zeros(0, np.int64)
         self.t_frames = np.zeros(0, np.int32)
@@ -199,37 +202,39 @@ class _Pool:
         self.free_t = np.zeros(0, np.int32)
         self.ttop = np.zeros(1, np.int64)
         self.rows = np.zeros((0, width), np.uint16)
-        self.free_r = np.zeros(0, np.int32)
-        self.rtop = np.zeros(1, np.int64)
+        self.free_c = np.zeros(0, np.int32)
+        self.ctop = np.zeros(1, np.int64)
         self.grow_tiles(tiles)
-        self.grow_rows(rows)
+        self.grow_chunks(chunks)
+
+    @staticmethod
+    def _grown(free: np.ndarray, top: np.ndarray, old: int, new: int) -> np.ndarray:
+        """The free stack with the new items ``old..new-1`` pushed (lowest on top)."""
+        t = int(top[0])
+        out = np.empty(new, np.int32)
+        out[:t] = free[:t]
+        out[t:t + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+        top[0] = t + new - old
+        return out
 
     def grow_tiles(self, n: int | None = None) -> None:
         old = self.t_key.size
-        new = old + (n or max(old, 1024))
-        pad = new - old
+        pad = n or max(old, 1024)
         self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
-        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int32)))
+        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int16)))
+        self.t_cnt = np.concatenate((self.t_cnt, np.zeros(pad, np.int32)))
+        self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, 8), -1, np.int32)))
         self.t_key = np.concatenate((self.t_key, np.full(pad, -1, np.int64)))
         self.t_last = np.concatenate((self.t_last, np.zeros(pad, np.int64)))
         self.t_frames = np.concatenate((self.t_frames, np.zeros(pad, np.int32)))
         self.t_sup = np.concatenate((self.t_sup, np.full(pad, -1, np.int32)))
-        top = int(self.ttop[0])
-        free = np.empty(new, np.int32)
-        free[:top] = self.free_t[:top]
-        free[top:top + pad] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
-        self.free_t, self.ttop[0] = free, top + pad
+        self.free_t = self._grown(self.free_t, self.ttop, old, old + pad)
 
-    def grow_rows(self, n: int | None = None) -> None:
-        old = self.rows.shape[0]
-        new = old + (n or max(old, 1024))
-        pad = new - old
-        self.rows = np.concatenate((self.rows, np.zeros((pad, self.width), np.uint16)))
-        top = int(self.rtop[0])
-        free = np.empty(new, np.int32)
-        free[:top] = self.free_r[:top]
-        free[top:top + pad] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
-        self.free_r, self.rtop[0] = free, top + pad
+    def grow_chunks(self, n: int | None = None) -> None:
+        old = self.rows.shape[0] // 64
+        pad = n or max(old, 256)
+        self.rows = np.concatenate((self.rows, np.zeros((64 * pad, self.width), np.uint16)))
+        self.free_c = self._grown(self.free_c, self.ctop, old, old + pad)
 
     @property
     def live_tiles(self) -> int:
@@ -408,10 +413,11 @@ class WorldMapState:
         col, bad = 0, 0
         while col >= 0:
             col, b, status = K.accumulate(p, g, inv, mode, empty_only, r_lut, l_lut, coef, pool.tab_key, pool.tab_tile,
-                                          pool.t_n, pool.t_row, pool.rows, pool.free_r, pool.rtop, self.S, col)
+                                          pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, pool.free_c, pool.ctop,
+                                          self.S, col)
             bad += b
             if status == K.NEED_ROWS:
-                pool.grow_rows()
+                pool.grow_chunks()
             elif status != K.OK:  # pragma: no cover - a footprint that misses a voxel would be a bug
                 raise RuntimeError(f"world map: voxel outside the prepared footprint (status {status})")
         self._frame_no = fn
@@ -450,8 +456,9 @@ class WorldMapState:
         before = pool.live_tiles
         out = np.empty(pool.t_key.size, np.int64)
         ns = K.evict(self._frame_no, self.keep_frames, force, plan is not None, pool.t_key, pool.t_last, pool.t_sup,
-                     rem, ext, sealed, seen, out, pool.t_n, pool.t_row, pool.rows, pool.free_r, pool.rtop, pool.tab_key,
-                     pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf, self.psame, self.pall, self.scal)
+                     rem, ext, sealed, seen, out, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, pool.free_c,
+                     pool.ctop, pool.tab_key, pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf, self.psame,
+                     self.pall, self.scal)
         self.finalised_early += before - pool.live_tiles
         if ns:
             self._seal(out[:ns])
@@ -463,8 +470,8 @@ class WorldMapState:
         nv, nr = K.seal_sizes(tiles, pool.t_n, pool.t_row)
         run = _Run(np.empty(tiles.size, np.int64), np.empty(tiles.size + 1, np.int64), np.empty(nv, np.uint16),
                    np.empty(nv, np.uint16), np.empty(nv, np.int32), np.empty((nr, self.width), np.uint16))
-        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.rows, run.keys, run.voff, run.vidx, run.vn, run.vrow,
-                    run.rowdata, pool.tab_key, pool.free_r, pool.rtop, pool.free_t, pool.ttop)
+        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, run.keys, run.voff,
+                    run.vidx, run.vn, run.vrow, run.rowdata, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
         self._add_run(run)
 
     def _add_run(self, run: _Run) -> None:
