@@ -59,12 +59,14 @@ class Job:
     targets: tuple[int, ...]
 
 
-def plan_jobs(dataset: SSCDataset, workers: int) -> list[Job]:
-    """Split every sequence's labelled scans into contiguous blocks, about two blocks per worker overall."""
+def plan_jobs(dataset: SSCDataset, workers: int, per_worker: int = 2) -> list[Job]:
+    """Split every sequence's labelled scans into contiguous blocks, about ``per_worker`` blocks per worker overall
+    (scoring submitted predictions costs the same for every frame: one block per worker, so that fewer world map
+    tiles straddle two jobs; methods: two, to even out the load)."""
     seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
     total = sum(len(t) for _, t in seqs)
     jobs: list[Job] = []
-    want = 1 if workers <= 1 else 2 * workers
+    want = 1 if workers <= 1 else per_worker * workers
     for name, targets in seqs:
         if not targets:
             continue
@@ -114,7 +116,7 @@ def run_job(
     wanted = set(todo)
     out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": []}
     if maps is not None:
-        out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly
+        out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
 
     def consume(t: int, pred: np.ndarray) -> None:
         f = seq.frame(t)
@@ -136,6 +138,8 @@ def run_job(
             files = nxt or []
             if on_frame is not None:
                 on_frame()
+        if maps is not None:
+            maps.settle()  # keeps only the records of tiles that other jobs' frames touch too
         return out
     for t in done:
         assert store is not None
@@ -162,6 +166,8 @@ def run_job(
         if missing:
             raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
                                 f"first {missing[:5]}")
+    if maps is not None:
+        maps.settle()
     return out
 
 
@@ -267,7 +273,7 @@ def evaluate(
     proto = PROTOCOLS[ds.protocol]
     n_frames = sum(len(s.labelled_frames) for s in ds.sequences)
     workers = useful_workers(workers, n_frames, mspec is None, bool({"city", "consistency"} & set(extras)), executor)
-    jobs = plan_jobs(ds, workers)
+    jobs = plan_jobs(ds, workers, 1 if mspec is None else 2)
     total = sum(len(j.targets) for j in jobs)
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)

@@ -173,18 +173,21 @@ def test_both_protocols_and_no_ground_truth_reference():
 
 
 def test_kitti00_loop_closure_two_planned_jobs_equal_one_state():
-    """Real poses of KITTI 00 around its first loop closure (scans 0-60 and 4460-4540 see the same street):
+    """Real poses of KITTI 00 around its first loop closure (scans 0-180 and 4480-4540 see the same street):
     two planned jobs, merged, equal the oracle; the tiles seen on both visits are not finalised early."""
     poses = kitti_poses("00")
-    scans = list(range(0, 60, 12)) + list(range(4460, 4541, 20))
+    scans = list(range(0, 181, 30)) + list(range(4480, 4541, 20))
     rng = np.random.default_rng(5)
     frames = [(*synthetic_frame(rng), poses[s]) for s in scans]
     want = oracle(frames)
-    first, second = list(range(5)), list(range(5, len(frames)))
-    a = _state(frames, plan=True, mine=first)
-    b = _state(frames, plan=True, mine=second)
-    assert a.record_bytes > 0 and b.record_bytes > 0  # the shared street is handed over as records
+    first, second = list(range(7)), list(range(7, len(frames)))
+    a = _state(frames, plan=True, mine=first, keep_frames=0)
+    b = _state(frames, plan=True, mine=second, keep_frames=0)
+    assert a.settle().record_bytes > 0 and b.settle().record_bytes > 0  # the street both jobs see is handed over
     _same(a.merge(b).reduce(), want)
+    whole = _state(frames, plan=True, keep_frames=0)  # one state seeing both visits parks the street, then settles it
+    assert whole.flush().record_bytes > 0 and whole.settle().record_bytes == 0
+    _same(whole.reduce(), want)
     c = CityMapMetric().expect(np.stack([f[3] for f in frames]))
     for p, g, inv, T in frames:
         c.add_frame(p, g, T, inv)

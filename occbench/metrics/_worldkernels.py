@@ -89,11 +89,12 @@ def _frame_supertiles(coef, out):  # pragma: no cover - compiled
     return n
 
 
-def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_frames, t_sup, free_t, ttop, sup_keys,
-             conflicts):  # pragma: no cover - compiled
+def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_frames, t_sup, t_hasrec, free_t, ttop,
+             sup_keys, recorded, conflicts):  # pragma: no cover - compiled
     """Make every tile the frame may touch live before its voxels are counted: found in the table (touched: its
     ``t_last`` = ``frame_no``, ``t_frames`` + 1 once per frame), else allocated from the free stack. Returns
-    ``(status, n_conflicts)``: ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
+    ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
+    ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
     lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint16 counts could
     overflow with one more frame), ``OUT_OF_RANGE`` or ``OK``. Calling again after growing or evicting is safe."""
     nconf = 0
@@ -132,6 +133,7 @@ def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_fra
                                 t_last[ti] = frame_no
                                 t_frames[ti] = 1
                                 t_sup[ti] = _sup_index(sup_keys, ((tx >> 3) << 15) | (ty >> 3))
+                                t_hasrec[ti] = _keyset_has(recorded, key)
                             else:
                                 ti = tab_tile[slot]
                                 if t_last[ti] != -1 and nconf < conflicts.size:  # -1: listed already
@@ -302,11 +304,11 @@ def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop,
     ttop[0] += 1
 
 
-def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, seen_at, out_seal, t_n, t_row, t_cnt,
+def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, t_hasrec, rem, ext, seen_at, out_seal, t_n, t_row, t_cnt,
            t_chunk, rows, free_c, ctop, tab_key, free_t, ttop, S, C, cat, conf, psame, pall, scal):  # pragma: no cover
     """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
-    supertile is this state's and has been added, ``rem == ext == 0``, and no tile of it was sealed before) into
-    the sums; list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
+    supertile is this state's and has been added, ``rem == ext == 0``) into
+    the sums (and the tile itself has no sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
     ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
     ns = 0
     pc = np.zeros(S + 1, np.int64)
@@ -314,7 +316,7 @@ def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, 
         if t_key[ti] < 0:
             continue
         s = t_sup[ti]
-        if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not sealed[s]:
+        if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not t_hasrec[ti]:
             for li in range(512):
                 n = np.int64(t_n[ti, li])
                 if n == 0:
@@ -328,8 +330,6 @@ def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, rem, ext, sealed, 
         elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
             out_seal[ns] = ti
             ns += 1
-            if s >= 0:
-                sealed[s] = True
     return ns
 
 
@@ -345,15 +345,17 @@ def _seal_sizes(tiles, t_n, t_row):  # pragma: no cover - compiled
     return nv, nr
 
 
-def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, voff, vidx, vn, vrow, rowdata, tab_key, free_c,
+def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rnv, rnr, vidx, vn, vr, rowdata, tab_key, free_c,
                ctop, free_t, ttop):  # pragma: no cover - compiled
-    """Write live tiles (in the given order) as records, then release them."""
+    """Write live tiles (in the given order) as records, then release them. A record: its key, ``rnv`` voxels
+    (``vidx`` voxel within the tile, ``vn`` observations, ``vr`` its row among the record's ``rnr`` rows or -1)."""
     v = 0
     q = 0
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
-        voff[a] = v
+        v0 = v
+        q0 = q
         for li in range(512):
             n = t_n[ti, li]
             if n == 0:
@@ -363,20 +365,36 @@ def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, voff, vidx,
             ri = _row(ti, li, t_row, t_chunk)
             if ri >= 0:
                 rowdata[q, :] = rows[ri, :]
-                vrow[v] = q
+                vr[v] = q - q0
                 q += 1
             else:
-                vrow[v] = -1
+                vr[v] = -1
             v += 1
+        rnv[a] = v - v0
+        rnr[a] = q - q0
         _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
-    voff[tiles.size] = v
 
 
-def _reduce_records(keys, voff, vidx, vn, vrow, rowdata, order, S, C, cat, conf, psame, pall, scal, want_maps, mkeys,
-                    mcat):  # pragma: no cover - compiled
-    """Add the records of a batch (``order``: sorted by key, all records of a key together) to the sums, summing the
-    records of one tile first. With ``want_maps`` every world voxel's packed key and ``g * K + p`` go to
-    ``mkeys`` / ``mcat``; returns how many."""
+def _gather_records(sel, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, ovidx, ovn, ovr, orows):  # pragma: no cover
+    """Copy the voxels and rows of records ``sel`` (in that order) into the output arrays."""
+    v = 0
+    q = 0
+    for r in sel:
+        n = rnv[r]
+        ovidx[v:v + n] = vidx[voff[r]:voff[r] + n]
+        ovn[v:v + n] = vn[voff[r]:voff[r] + n]
+        ovr[v:v + n] = vr[voff[r]:voff[r] + n]
+        m = rnr[r]
+        orows[q:q + m, :] = rowdata[roff[r]:roff[r] + m, :]
+        v += n
+        q += m
+
+
+def _reduce_records(keys, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, order, keep, S, C, cat, conf, psame, pall,
+                    scal, want_maps, mkeys, mcat):  # pragma: no cover - compiled
+    """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
+    of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
+    world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""
     W = rowdata.shape[1]
     sn = np.zeros(512, np.int64)
     sh = np.zeros((512, W), np.int64)
@@ -389,16 +407,20 @@ def _reduce_records(keys, voff, vidx, vn, vrow, rowdata, order, S, C, cat, conf,
         key = keys[order[i]]
         j = i
         while j < N and keys[order[j]] == key:
-            r = order[j]
-            for v in range(voff[r], voff[r + 1]):
+            j += 1
+        if keep[order[i]]:
+            i = j
+            continue
+        for a in range(i, j):
+            r = order[a]
+            for v in range(voff[r], voff[r] + rnv[r]):
                 li = vidx[v]
                 sn[li] += vn[v]
-                q = vrow[v]
+                q = vr[v]
                 if q >= 0:
                     has[li] = True
                     for w in range(W):
-                        sh[li, w] += rowdata[q, w]
-            j += 1
+                        sh[li, w] += rowdata[roff[r] + q, w]
         tx = key >> 29
         ty = (key >> 11) & ((1 << 18) - 1)
         tz = key & ((1 << 11) - 1)
@@ -425,6 +447,49 @@ def _reduce_records(keys, voff, vidx, vn, vrow, rowdata, order, S, C, cat, conf,
     return m
 
 
+def _hash_slot(key, mask):  # pragma: no cover - compiled
+    h = key * np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64 (wraps)
+    return (h ^ (h >> 29)) & mask
+
+
+def _keyset_has(slots, key):  # pragma: no cover - compiled
+    mask = slots.size - 1
+    i = _hash_slot(key, mask)
+    while True:
+        k = slots[i]
+        if k == key:
+            return True
+        if k < 0:
+            return False
+        i = (i + 1) & mask
+
+
+def _keyset_add(slots, keys):  # pragma: no cover - compiled
+    """Insert ``keys`` (open addressing, linear probing; the caller keeps the table at most half full); returns how
+    many were new."""
+    mask = slots.size - 1
+    added = 0
+    for key in keys:
+        i = _hash_slot(key, mask)
+        while True:
+            k = slots[i]
+            if k == key:
+                break
+            if k < 0:
+                slots[i] = key
+                added += 1
+                break
+            i = (i + 1) & mask
+    return added
+
+
+def _mark_recorded(slots, t_key, t_hasrec):  # pragma: no cover - compiled
+    """Refresh the live tiles' has-records flags (after records were merged in)."""
+    for ti in range(t_key.size):
+        if t_key[ti] >= 0:
+            t_hasrec[ti] = _keyset_has(slots, t_key[ti])
+
+
 if njit is not None:
     _slot = njit(inline="always")(_slot)
     _block_range = njit(inline="always")(_block_range)
@@ -439,7 +504,13 @@ if njit is not None:
     evict = njit(cache=True, nogil=True)(_evict)
     seal_sizes = njit(cache=True, nogil=True)(_seal_sizes)
     seal_fill = njit(cache=True, nogil=True)(_seal_fill)
+    gather_records = njit(cache=True, nogil=True)(_gather_records)
     reduce_records = njit(cache=True, nogil=True)(_reduce_records)
+    _hash_slot = njit(inline="always")(_hash_slot)
+    _keyset_has = njit(inline="always")(_keyset_has)
+    keyset_add = njit(cache=True, nogil=True)(_keyset_add)
+    mark_recorded = njit(cache=True, nogil=True)(_mark_recorded)
 else:  # pragma: no cover - numba is a declared dependency; the pure-Python versions are far too slow for real use
     frame_supertiles, prepare, accumulate, evict = _frame_supertiles, _prepare, _accumulate, _evict
-    seal_sizes, seal_fill, reduce_records = _seal_sizes, _seal_fill, _reduce_records
+    seal_sizes, seal_fill, gather_records, reduce_records = _seal_sizes, _seal_fill, _gather_records, _reduce_records
+    keyset_add, mark_recorded = _keyset_add, _mark_recorded

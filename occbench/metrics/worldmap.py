@@ -7,21 +7,22 @@ histogram of predicted train ids. :class:`WorldMapState` keeps them
 
 - **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint16 count per voxel,
   and a histogram row (S + C - 1 uint16 counts, in chunks of 64 rows per tile) only for voxels with a non-zero
-  category or label. A frame first
-  makes the tiles of its footprint live, then one compiled pass counts its evaluated voxels;
-- **sealed**, as records: a tile leaving the view (not touched for ``keep_frames`` frames, its area out of the
-  last frame's view) is written as a record (key; per voxel with observations its index, ``n`` and histogram
-  row). Records are sorted by tile key into runs; runs held in memory beyond ``spill_bytes`` are written to disk
-  (``spill_dir``) and read back memory-mapped;
+  category or label. A frame first makes the tiles of its footprint live, then one compiled pass counts its
+  evaluated voxels;
 - **finalised**, into integer sums (the city-map confusion and the consistency counts) as soon as a tile is known
   to be complete. That needs a plan (:meth:`WorldMapState.expect`): the poses of every frame that will ever be
-  added, to this state or to states merged with it. A tile whose 12.8 m supertile no pending frame can touch
-  is reduced and dropped at once; the rest are sealed and reduced when the result is asked for.
+  added, to this state or to the states merged with it. A tile whose 12.8 m supertile no pending frame can touch
+  is reduced and dropped at once;
+- **sealed**, as records, when a tile leaves the view before it is complete (the drive comes back later, another
+  state adds frames there, or there is no plan): its key and, per voxel with observations, the voxel, ``n`` and
+  its histogram row. Records go to one of 16 partitions by a hash of the tile key; beyond ``spill_bytes`` in
+  memory, every partition appends what it holds to its own file (``spill_dir``).
 
-Results are reduced from the sums and the records with a batched k-way merge by tile key (records of one tile,
-from any run, are summed first), so memory holds the live tiles, at most ``spill_bytes`` of records and one
-batch, whatever the drive's length. Every count is an integer, so results do not depend on the order of
-frames, on how they were split between states, on when tiles were sealed or spilled, or on the batch size.
+Results are reduced from the sums and the records partition by partition (the records of one tile, from any
+batch or state, are summed before its voxels are reduced), so memory holds the live tiles (bounded by what the
+last few frames see), at most ``spill_bytes`` of records and one partition while reducing, whatever the drive's
+length. Every count is an integer: results do not depend on the order of frames, on how they were split between
+states, on when tiles were sealed or spilled.
 """
 from __future__ import annotations
 
@@ -77,72 +78,67 @@ def frame_footprint(coef: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- records
+PARTITIONS = 16
+_BATCH_FIELDS = ("keys", "nv", "nr", "vidx", "vn", "vr", "rows")
+_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "i4", "u2", "u2", "i2", "u2"))))
+
+
 @dataclass
-class _Run:
-    """Sealed tiles: ``keys`` (sorted, repeats allowed), per record the voxel range ``voff[r]:voff[r + 1]`` of
-    ``vidx`` (voxel within the tile), ``vn`` (observations) and ``vrow`` (row of ``rowdata`` or -1)."""
+class _Batch:
+    """Records: tile ``keys``; per record ``nv`` voxels and ``nr`` histogram rows; per voxel (records one after the
+    other) ``vidx`` (voxel within the tile), ``vn`` (observations) and ``vr`` (its row among the record's, or -1);
+    ``rows`` (records one after the other)."""
 
     keys: np.ndarray
-    voff: np.ndarray
+    nv: np.ndarray
+    nr: np.ndarray
     vidx: np.ndarray
     vn: np.ndarray
-    vrow: np.ndarray
-    rowdata: np.ndarray
-    spill: "_SpillFile | None" = None
+    vr: np.ndarray
+    rows: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.keys, self.voff, self.vidx, self.vn, self.vrow, self.rowdata))
+        return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
 
-    def slice(self, r0: int, r1: int) -> "_Run":
-        """Records ``r0:r1`` as a run of their own (voxel and row indices rebased)."""
-        v0, v1 = int(self.voff[r0]), int(self.voff[r1])
-        vrow = np.asarray(self.vrow[v0:v1])
-        used = vrow[vrow >= 0]
-        q0, q1 = (int(used.min()), int(used.max()) + 1) if used.size else (0, 0)
-        return _Run(np.asarray(self.keys[r0:r1]), np.asarray(self.voff[r0:r1 + 1]) - v0, np.asarray(self.vidx[v0:v1]),
-                    np.asarray(self.vn[v0:v1]), np.where(vrow >= 0, vrow - q0, -1).astype(np.int32),
-                    np.asarray(self.rowdata[q0:q1]))
+    @staticmethod
+    def empty(width: int) -> _Batch:
+        return _Batch(*(np.zeros((0, width) if f == "rows" else 0, _DTYPES[f]) for f in _BATCH_FIELDS))
+
+    @staticmethod
+    def concat(batches: list[_Batch], width: int) -> _Batch:
+        if not batches:
+            return _Batch.empty(width)
+        if len(batches) == 1:
+            return batches[0]
+        return _Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_FIELDS))
+
+    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per record, its first voxel and first row."""
+        voff = np.zeros(self.keys.size, np.int64)
+        roff = np.zeros(self.keys.size, np.int64)
+        np.cumsum(self.nv[:-1], out=voff[1:])
+        np.cumsum(self.nr[:-1], out=roff[1:])
+        return voff, roff
+
+    def take(self, sel: np.ndarray) -> _Batch:
+        """Records ``sel`` (in that order)."""
+        voff, roff = self.offsets()
+        nv, nr = self.nv[sel], self.nr[sel]
+        out = _Batch(self.keys[sel], nv, nr, np.empty(int(nv.sum()), np.uint16), np.empty(int(nv.sum()), np.uint16),
+                     np.empty(int(nv.sum()), np.int16), np.empty((int(nr.sum()), self.rows.shape[1]), np.uint16))
+        K.gather_records(sel, voff, self.nv, roff, self.nr, self.vidx, self.vn, self.vr, self.rows, out.vidx, out.vn,
+                         out.vr, out.rows)
+        return out
 
 
-def _concat(runs: list[_Run], width: int) -> _Run:
-    """One run holding the records of ``runs`` in order (not sorted)."""
-    if not runs:
-        return _Run(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.uint16),
-                    np.zeros(0, np.int32), np.zeros((0, width), np.uint16))
-    voff, vrow = [], []
-    vb = qb = 0
-    for r in runs:
-        voff.append(np.asarray(r.voff[:-1]) + vb)
-        vr = np.asarray(r.vrow)
-        vrow.append(np.where(vr >= 0, vr + qb, -1).astype(np.int32))
-        vb += int(r.voff[-1])
-        qb += r.rowdata.shape[0]
-    voff.append(np.array([vb], np.int64))
-    return _Run(np.concatenate([r.keys for r in runs]), np.concatenate(voff).astype(np.int64),
-                np.concatenate([r.vidx for r in runs]), np.concatenate([r.vn for r in runs]), np.concatenate(vrow),
-                np.concatenate([r.rowdata for r in runs]))
-
-
-def _sorted(run: _Run) -> _Run:
-    """The run's records in key order (stable)."""
-    order = np.argsort(run.keys, kind="stable")
-    if order.size == 0 or np.all(order == np.arange(order.size)):
-        return run
-    sizes = np.diff(run.voff)[order]
-    vstart = np.asarray(run.voff[:-1])[order]
-    voff = np.zeros(order.size + 1, np.int64)
-    np.cumsum(sizes, out=voff[1:])
-    take = np.repeat(vstart - voff[:-1], sizes) + np.arange(int(voff[-1]))
-    vrow = run.vrow[take]
-    has = vrow >= 0
-    new_vrow = np.full(vrow.size, -1, np.int32)
-    new_vrow[has] = np.arange(int(has.sum()), dtype=np.int32)
-    return _Run(run.keys[order], voff, run.vidx[take], run.vn[take], new_vrow, run.rowdata[vrow[has]])
+def _partition(keys: np.ndarray) -> np.ndarray:
+    """Partition (0..15) of tile keys: the top bits of a multiplicative hash."""
+    return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(60)).astype(np.int64)
 
 
 class _SpillDir:
-    """A folder of spilled runs. Created by the state (removed when no run refers to it any more) or given by
+    """A folder of spilled records. Created by the state (removed when nothing refers to it any more) or given by
     the caller (``owned=False``: left alone; the caller removes it)."""
 
     def __init__(self, path: str | None = None):
@@ -153,34 +149,112 @@ class _SpillDir:
 
 
 @dataclass
-class _SpillFile:
+class _Spilled:
+    """A batch written to a partition file: where, and the shapes of its arrays."""
+
     folder: _SpillDir
     path: Path
-    layout: list  # (name, dtype str, shape, offset)
+    offset: int
+    shapes: tuple
+    nbytes: int
+
+    def load(self) -> _Batch:
+        arrays, off = [], self.offset
+        with open(self.path, "rb") as fh:
+            for f, shape in zip(_BATCH_FIELDS, self.shapes):
+                dt = _DTYPES[f]
+                n = int(np.prod(shape))
+                fh.seek(off)
+                arrays.append(np.fromfile(fh, dt, n).reshape(shape))
+                off += n * dt.itemsize
+        return _Batch(*arrays)
 
 
-def _write_run(run: _Run, folder: _SpillDir) -> _Run:
-    fd, name = tempfile.mkstemp(prefix="run-", suffix=".bin", dir=folder.path)
-    layout, off = [], 0
-    with os.fdopen(fd, "wb") as fh:
-        for attr in ("keys", "voff", "vidx", "vn", "vrow", "rowdata"):
-            a = np.ascontiguousarray(getattr(run, attr))
-            pad = (-off) % 64
-            fh.write(b"\0" * pad)
-            off += pad
-            layout.append((attr, a.dtype.str, a.shape, off))
-            fh.write(a.tobytes())
-            off += a.nbytes
-    return _open_run(_SpillFile(folder, Path(name), layout))
+class _Records:
+    """Sealed tiles, by partition: batches in memory, or appended to the partition's file once the memory held
+    passes ``spill_bytes``."""
 
+    def __init__(self, width: int, spill_bytes: int, spill_dir: _SpillDir | None):
+        self.width = width
+        self.spill_bytes = spill_bytes
+        self.spill_dir = spill_dir
+        self.parts: list[list[_Batch | _Spilled]] = [[] for _ in range(PARTITIONS)]
+        self.mem_bytes = 0
+        self._files: dict[int, Path] = {}
 
-def _open_run(sf: _SpillFile) -> _Run:
-    arrays = {}
-    for attr, dt, shape, off in sf.layout:
-        n = int(np.prod(shape))
-        arrays[attr] = (np.memmap(sf.path, dtype=dt, mode="r", offset=off, shape=tuple(shape)) if n
-                        else np.zeros(shape, dt))
-    return _Run(spill=sf, **arrays)
+    def add(self, batch: _Batch) -> None:
+        """Add a batch of records (any order), split by partition."""
+        if not batch.keys.size:
+            return
+        part = _partition(batch.keys)
+        order = np.argsort(part, kind="stable")
+        batch = batch.take(order)
+        bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        voff, roff = batch.offsets()
+        vend = np.append(voff, batch.vidx.size)
+        rend = np.append(roff, batch.rows.shape[0])
+        for p in range(PARTITIONS):
+            a, b = int(bounds[p]), int(bounds[p + 1])
+            if a == b:
+                continue
+            v0, v1, q0, q1 = int(vend[a]), int(vend[b]), int(rend[a]), int(rend[b])
+            self.parts[p].append(_Batch(batch.keys[a:b], batch.nv[a:b], batch.nr[a:b], batch.vidx[v0:v1],
+                                        batch.vn[v0:v1], batch.vr[v0:v1], batch.rows[q0:q1]))
+        self.mem_bytes += batch.nbytes
+        if self.mem_bytes > self.spill_bytes:
+            self.spill()
+
+    def spill(self) -> None:
+        """Append every partition's batches held in memory to its file."""
+        if self.spill_dir is None:
+            self.spill_dir = _SpillDir()
+        for p, items in enumerate(self.parts):
+            mem = [b for b in items if isinstance(b, _Batch)]
+            if not mem:
+                continue
+            batch = _Batch.concat(mem, self.width)
+            path = self._files.get(p)
+            if path is None:
+                fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
+                os.close(fd)
+                path = self._files[p] = Path(name)
+            with open(path, "ab") as fh:
+                offset = fh.tell()
+                for f in _BATCH_FIELDS:
+                    fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
+            spilled = _Spilled(self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes)
+            self.parts[p] = [b for b in items if not isinstance(b, _Batch)] + [spilled]
+        self.mem_bytes = 0
+
+    def extend(self, other: _Records) -> None:
+        for p in range(PARTITIONS):
+            self.parts[p].extend(other.parts[p])
+        self.mem_bytes += other.mem_bytes
+        if self.mem_bytes > self.spill_bytes:
+            self.spill()
+
+    def partition(self, p: int) -> _Batch:
+        """Every record of partition ``p`` in one batch (spilled ones read back)."""
+        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]], self.width)
+
+    def keys(self) -> np.ndarray:
+        return np.concatenate([self.partition(p).keys for p in range(PARTITIONS)]) if self.nbytes else np.zeros(0, np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for items in self.parts for b in items)
+
+    @property
+    def spilled_bytes(self) -> int:
+        return sum(b.nbytes for items in self.parts for b in items if isinstance(b, _Spilled))
+
+    def portable(self) -> _Records:
+        """A copy whose batches are in memory or in files the caller manages (for pickling): files in a folder
+        of our own are removed with us, so their batches are read back."""
+        out = _Records(self.width, self.spill_bytes, None)
+        out.parts = [[b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts]
+        out.mem_bytes = sum(b.nbytes for items in out.parts for b in items if isinstance(b, _Batch))
+        return out
 
 
 # ---------------------------------------------------------------------------- live tiles
@@ -199,6 +273,7 @@ class _Pool:
         self.t_last = np.zeros(0, np.int64)
         self.t_frames = np.zeros(0, np.int32)
         self.t_sup = np.zeros(0, np.int32)
+        self.t_hasrec = np.zeros(0, np.bool_)
         self.free_t = np.zeros(0, np.int32)
         self.ttop = np.zeros(1, np.int64)
         self.rows = np.zeros((0, width), np.uint16)
@@ -228,6 +303,7 @@ class _Pool:
         self.t_last = np.concatenate((self.t_last, np.zeros(pad, np.int64)))
         self.t_frames = np.concatenate((self.t_frames, np.zeros(pad, np.int32)))
         self.t_sup = np.concatenate((self.t_sup, np.full(pad, -1, np.int32)))
+        self.t_hasrec = np.concatenate((self.t_hasrec, np.zeros(pad, np.bool_)))
         self.free_t = self._grown(self.free_t, self.ttop, old, old + pad)
 
     def grow_chunks(self, n: int | None = None) -> None:
@@ -260,7 +336,6 @@ class _Plan:
         self.ext = np.zeros(self.sup_keys.size, np.int32)
         for f, s in enumerate(self.frame_sups):
             (self.rem if self.mine[f] else self.ext)[s] += 1
-        self.sealed = np.zeros(self.sup_keys.size, np.bool_)
         self.seen_at = np.full(self.sup_keys.size, -1, np.int64)
         self.pending: dict[bytes, list[int]] = {}
         for f in np.flatnonzero(self.mine)[::-1]:
@@ -276,13 +351,31 @@ class _Plan:
 
 
 # ---------------------------------------------------------------------------- the state
+class _KeySet:
+    """Keys of the tiles that have sealed records (open addressing, kept at most half full)."""
+
+    def __init__(self, size: int = 1 << 12):
+        self.slots = np.full(size, -1, np.int64)
+        self.n = 0
+
+    def add(self, keys: np.ndarray) -> None:
+        if (self.n + keys.size) * 2 > self.slots.size:
+            old = self.slots[self.slots >= 0]
+            size = self.slots.size
+            while (self.n + keys.size) * 2 > size:
+                size *= 2
+            self.slots = np.full(size, -1, np.int64)
+            K.keyset_add(self.slots, old)
+        self.n += K.keyset_add(self.slots, np.ascontiguousarray(keys, np.int64))
+
+
 class WorldMapState:
     """Per world voxel counts of observations, reference categories and predicted labels (see the module doc).
 
     Args:
         protocol: metric protocol (classes, static classes, invalid policy).
         voxel_size: world voxel size in metres.
-        spill_dir: folder for runs spilled to disk; default a temporary folder of the state's own (removed with
+        spill_dir: folder for records spilled to disk; default a temporary folder of the state's own (removed with
             it). A caller-given folder is left alone (the caller removes it), and pickling the state then refers
             to the files instead of copying them.
         spill_bytes: records held in memory before they are written to disk.
@@ -302,18 +395,15 @@ class WorldMapState:
         cat = np.zeros(self.C, np.int64)
         cat[list(p.static_ids)] = np.arange(1, self.S + 1)
         self.cat = cat
-        self.spill_bytes = int(spill_bytes)
         self.keep_frames = int(keep_frames)
-        self._spill_dir = None if spill_dir is None else _SpillDir(os.fspath(spill_dir))
         self._max_frames = 65535 // self._max_obs_per_frame()
         kk = self.S + 1
         self.conf = np.zeros(kk * kk, np.int64)
         self.psame = np.zeros(kk, np.int64)
         self.pall = np.zeros(kk, np.int64)
         self.scal = np.zeros(4, np.int64)  # modal sum, observations, static voxels kept, all-agree voxels
-        self.runs: list[_Run] = []  # spilled runs (memory-mapped files)
-        self._mem: list[tuple[int, _Run]] = []  # (tier, run) held in memory
-        self._mem_bytes = 0
+        self.records = _Records(self.width, int(spill_bytes), None if spill_dir is None else _SpillDir(os.fspath(spill_dir)))
+        self._recorded = _KeySet()
         self._pool: _Pool | None = None
         self._plan: _Plan | None = None
         self._plan_id: str | None = None
@@ -400,7 +490,8 @@ class WorldMapState:
         conflicts = np.empty(4096, np.int64)
         while True:
             status, nconf = K.prepare(coef, fn, self._max_frames, pool.tab_key, pool.tab_tile, pool.t_key, pool.t_last,
-                                      pool.t_frames, pool.t_sup, pool.free_t, pool.ttop, sup_keys, conflicts)
+                                      pool.t_frames, pool.t_sup, pool.t_hasrec, pool.free_t, pool.ttop, sup_keys,
+                                      self._recorded.slots, conflicts)
             if status == K.NEED_TILES:
                 pool.grow_tiles()
             elif status == K.CONFLICT:
@@ -441,62 +532,39 @@ class WorldMapState:
             inv = inv != 0
         return INV_BYTES, readonly(np.ascontiguousarray(inv).reshape(-1).view(np.uint8))
 
-    # -------------------------------------------------------------------- sealing, spilling
+    # -------------------------------------------------------------------- sealing
     def _evict(self, force: bool) -> None:
         pool = self._pool
         if pool is None:
             return
         plan = self._plan
         if plan is None:
-            z32, zb, z64 = np.zeros(0, np.int32), np.zeros(0, np.bool_), np.zeros(0, np.int64)
-            rem = ext = z32
-            sealed, seen = zb, z64
+            rem = ext = np.zeros(0, np.int32)
+            seen = np.zeros(0, np.int64)
         else:
-            rem, ext, sealed, seen = plan.rem, plan.ext, plan.sealed, plan.seen_at
+            rem, ext, seen = plan.rem, plan.ext, plan.seen_at
         before = pool.live_tiles
         out = np.empty(pool.t_key.size, np.int64)
         ns = K.evict(self._frame_no, self.keep_frames, force, plan is not None, pool.t_key, pool.t_last, pool.t_sup,
-                     rem, ext, sealed, seen, out, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, pool.free_c,
-                     pool.ctop, pool.tab_key, pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf, self.psame,
-                     self.pall, self.scal)
-        self.finalised_early += before - pool.live_tiles
+                     pool.t_hasrec, rem, ext, seen, out, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows,
+                     pool.free_c, pool.ctop, pool.tab_key, pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf,
+                     self.psame, self.pall, self.scal)
+        self.finalised_early += before - pool.live_tiles  # the tiles listed to seal are still live here
         if ns:
             self._seal(out[:ns])
 
     def _seal(self, tiles: np.ndarray) -> None:
+        """Write live tiles as records and release them."""
         pool = self._pool
         assert pool is not None
-        tiles = tiles[np.argsort(pool.t_key[tiles], kind="stable")]
         nv, nr = K.seal_sizes(tiles, pool.t_n, pool.t_row)
-        run = _Run(np.empty(tiles.size, np.int64), np.empty(tiles.size + 1, np.int64), np.empty(nv, np.uint16),
-                   np.empty(nv, np.uint16), np.empty(nv, np.int32), np.empty((nr, self.width), np.uint16))
-        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, run.keys, run.voff,
-                    run.vidx, run.vn, run.vrow, run.rowdata, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
-        self._add_run(run)
-
-    def _add_run(self, run: _Run) -> None:
-        """Keep a sealed run: spilled runs as they are; runs in memory are merged in tiers (8 runs of one tier make
-        one of the next, so a record is re-sorted a few times at most) and written to disk together once they
-        hold more than ``spill_bytes``."""
-        if run.spill is not None:
-            self.runs.append(run)
-            return
-        self._mem.append((0, run))
-        self._mem_bytes += run.nbytes
-        while len(self._mem) >= 8 and len({t for t, _ in self._mem[-8:]}) == 1:
-            tier = self._mem[-1][0]
-            merged = _sorted(_concat([r for _, r in self._mem[-8:]], self.width))
-            del self._mem[-8:]
-            self._mem.append((tier + 1, merged))
-        if self._mem_bytes > self.spill_bytes:
-            if self._spill_dir is None:
-                self._spill_dir = _SpillDir()
-            self.runs.append(_write_run(_sorted(_concat([r for _, r in self._mem], self.width)), self._spill_dir))
-            self._mem, self._mem_bytes = [], 0
-
-    @property
-    def _all_runs(self) -> list[_Run]:
-        return self.runs + [r for _, r in self._mem]
+        n = tiles.size
+        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32), np.empty(nv, np.uint16),
+                   np.empty(nv, np.uint16), np.empty(nv, np.int16), np.empty((nr, self.width), np.uint16))
+        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.nv, b.nr,
+                    b.vidx, b.vn, b.vr, b.rows, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
+        self._recorded.add(b.keys)
+        self.records.add(b)
 
     def flush(self) -> WorldMapState:
         """Finalise or seal every live tile (done before reducing, merging and pickling)."""
@@ -520,15 +588,16 @@ class WorldMapState:
         self._plan_id = self._plan_id or other._plan_id
         self._mine |= other._mine
         self._unplanned = self._unplanned or other._unplanned
-        if self._plan is not None:  # tiles that the merged frames touched have records now: never finalise them live
-            for f in other._mine:
-                self._plan.sealed[self._plan.frame_sups[f]] = True
         for a, b in ((self.conf, other.conf), (self.psame, other.psame), (self.pall, other.pall), (self.scal, other.scal)):
             a += b
         self.n_frames += other.n_frames
         self.finalised_early += other.finalised_early
-        for r in other._all_runs:
-            self._add_run(r)
+        if self._plan is not None:  # tiles with records from elsewhere must not be finalised live
+            self._recorded.add(other.records.keys())
+        self.records.extend(other.records)
+        if self._plan is not None:
+            if self._pool is not None:
+                K.mark_recorded(self._recorded.slots, self._pool.t_key, self._pool.t_hasrec)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -536,39 +605,40 @@ class WorldMapState:
         d = dict(self.__dict__)
         d["_pool"] = None
         d["_luts"] = {}
-        if self._spill_dir is not None and self._spill_dir.owned:
-            d["_spill_dir"] = None  # our own folder is removed with us; the copy makes its own when it spills
-        runs = []
-        for r in self._all_runs:
-            if r.spill is not None and r.spill.folder.owned:  # our own temporary files die with us: copy them
-                r = _Run(*(np.array(getattr(r, a)) for a in ("keys", "voff", "vidx", "vn", "vrow", "rowdata")))
-            runs.append(r if r.spill is None else r.spill)
-        d["runs"], d["_mem"], d["_mem_bytes"] = runs, [], 0
+        d["records"] = self.records.portable()
         return d
-
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        runs = [_open_run(r) if isinstance(r, _SpillFile) else r for r in d["runs"]]
-        d["runs"] = [r for r in runs if r.spill is not None]
-        d["_mem"] = [(0, r) for r in runs if r.spill is None]
-        d["_mem_bytes"] = sum(r.nbytes for _, r in d["_mem"])
-        self.__dict__.update(d)
 
     # -------------------------------------------------------------------- results
     @property
     def nbytes(self) -> int:
-        """Memory held: live tiles and rows (with the table), records in memory and the sums."""
+        """Memory held: live tiles and rows (with the table), records in memory, the key set and the sums."""
         pool = self._pool.nbytes if self._pool is not None else 0
-        return pool + self._mem_bytes + self.conf.nbytes + 64
+        return pool + self.records.mem_bytes + self._recorded.slots.nbytes + self.conf.nbytes + 64
 
     @property
     def spilled_bytes(self) -> int:
-        return sum(r.nbytes for r in self.runs)
+        return self.records.spilled_bytes
 
     @property
     def record_bytes(self) -> int:
-        return sum(r.nbytes for r in self._all_runs)
+        return self.records.nbytes
 
-    def reduce(self, want_maps: bool = False, batch_records: int = 8192) -> dict[str, Any]:
+    def _sums(self) -> dict[str, np.ndarray]:
+        return {"conf": self.conf.copy(), "psame": self.psame.copy(), "pall": self.pall.copy(), "scal": self.scal.copy()}
+
+    def _reduce_partition(self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None,
+                          want_maps: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(batch.keys, kind="stable")
+        voff, roff = batch.offsets()
+        keep = np.zeros(batch.keys.size, np.bool_) if keep is None else keep
+        nv = batch.vidx.size if want_maps else 0
+        mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
+        m = K.reduce_records(batch.keys, voff, batch.nv, roff, batch.nr, batch.vidx, batch.vn, batch.vr, batch.rows,
+                             order, keep, self.S, self.C, self.cat, sums["conf"], sums["psame"], sums["pall"],
+                             sums["scal"], want_maps, mk, mc)
+        return mk[:m], mc[:m]
+
+    def reduce(self, want_maps: bool = False) -> dict[str, Any]:
         """The sums over every world voxel: ``conf`` ((S+1)^2, index ``p * (S+1) + g``: predicted and ground-truth
         map categories), ``psame`` / ``pall`` (per reference category: same-label and all pairs of observations
         of static voxels with n >= 2), ``scal`` (modal sum, observations, such voxels, all-agree voxels). With
@@ -578,36 +648,41 @@ class WorldMapState:
         if want_maps and self.finalised_early:
             raise ValueError("the per-voxel maps of a planned state are gone (tiles finalised early); "
                              "build the maps without expect()")
-        conf, psame, pall, scal = self.conf.copy(), self.psame.copy(), self.pall.copy(), self.scal.copy()
+        sums = self._sums()
         mkeys, mcat = [], []
-        runs = [r for r in self._all_runs if r.keys.size]
-        pos = [0] * len(runs)
-        per_run = max(64, batch_records // max(1, len(runs)))
-        while True:
-            live = [i for i, r in enumerate(runs) if pos[i] < r.keys.size]
-            if not live:
-                break
-            hi = min(int(runs[i].keys[min(pos[i] + per_run, runs[i].keys.size) - 1]) for i in live)
-            parts = []
-            for i in live:
-                end = int(np.searchsorted(runs[i].keys, hi, side="right"))
-                if end > pos[i]:
-                    parts.append(runs[i].slice(pos[i], end))
-                    pos[i] = end
-            batch = _concat(parts, self.width)
-            order = np.argsort(batch.keys, kind="stable")
-            nv = int(batch.voff[-1]) if want_maps else 0
-            mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
-            m = K.reduce_records(batch.keys, batch.voff, batch.vidx, batch.vn, batch.vrow, batch.rowdata, order, self.S,
-                                 self.C, self.cat, conf, psame, pall, scal, want_maps, mk, mc)
-            if want_maps:
-                mkeys.append(mk[:m])
-                mcat.append(mc[:m])
-        out: dict[str, Any] = {"conf": conf, "psame": psame, "pall": pall, "scal": scal}
+        for p in range(PARTITIONS):
+            mk, mc = self._reduce_partition(self.records.partition(p), sums, want_maps=want_maps)
+            mkeys.append(mk)
+            mcat.append(mc)
+        out: dict[str, Any] = sums
         if want_maps:
-            keys = np.concatenate(mkeys) if mkeys else np.zeros(0, np.int64)
-            cat = np.concatenate(mcat) if mcat else np.zeros(0, np.int64)
+            keys, cat = np.concatenate(mkeys), np.concatenate(mcat)
             o = np.argsort(keys, kind="stable")
             kk = self.S + 1
             out.update(keys=keys[o].astype(np.uint64), g=cat[o] // kk, p=cat[o] % kk)
         return out
+
+    def settle(self) -> WorldMapState:
+        """Reduce into the sums every record that no other state can add to (planned states: tiles whose supertile
+        no frame of another state touches), keeping only the records to hand over. A job calls this once its
+        frames are added, so it returns the few records its neighbours share, not every tile it had to park."""
+        self.flush()
+        plan = self._plan
+        if plan is None or not self.records.nbytes:
+            return self
+        sums = {"conf": self.conf, "psame": self.psame, "pall": self.pall, "scal": self.scal}
+        kept = _Records(self.width, self.records.spill_bytes, self.records.spill_dir)
+        for p in range(PARTITIONS):
+            batch = self.records.partition(p)
+            if not batch.keys.size:
+                continue
+            sup = ((batch.keys >> 32) << 15) | ((batch.keys >> 14) & ((1 << 15) - 1))  # (tx >> 3) << 15 | ty >> 3
+            shared = np.ones(sup.size, bool)
+            if plan.sup_keys.size:
+                i = np.minimum(np.searchsorted(plan.sup_keys, sup), plan.sup_keys.size - 1)
+                shared = (plan.sup_keys[i] != sup) | (plan.ext[i] > 0) | (plan.rem[i] > 0)
+            self._reduce_partition(batch, sums, keep=shared)
+            if shared.any():
+                kept.add(batch.take(np.flatnonzero(shared)))
+        self.records = kept
+        return self
