@@ -132,6 +132,12 @@ class _Batch:
         return out
 
 
+def _supertile_of(keys: np.ndarray) -> np.ndarray:
+    """Supertile keys (``(x >> 6) << 15 | y >> 6``) of tile keys."""
+    tx, ty = keys >> (K.KY + K.KZ), (keys >> K.KZ) & ((1 << K.KY) - 1)
+    return ((tx >> (6 - K.XB)) << 15) | (ty >> (6 - K.YB))
+
+
 def _partition(keys: np.ndarray) -> np.ndarray:
     """Partition (0..15) of tile keys: the top bits of a multiplicative hash."""
     return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(60)).astype(np.int64)
@@ -268,7 +274,7 @@ class _Pool:
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
         self.t_row = np.zeros((0, K.TILE_VOXELS), np.int16)
         self.t_cnt = np.zeros(0, np.int32)
-        self.t_chunk = np.zeros((0, 8), np.int32)
+        self.t_chunk = np.zeros((0, K.CHUNKS), np.int32)
         self.t_key = np.zeros(0, np.int64)
         self.t_last = np.zeros(0, np.int64)
         self.t_frames = np.zeros(0, np.int32)
@@ -298,7 +304,7 @@ class _Pool:
         self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
         self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int16)))
         self.t_cnt = np.concatenate((self.t_cnt, np.zeros(pad, np.int32)))
-        self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, 8), -1, np.int32)))
+        self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, K.CHUNKS), -1, np.int32)))
         self.t_key = np.concatenate((self.t_key, np.full(pad, -1, np.int64)))
         self.t_last = np.concatenate((self.t_last, np.zeros(pad, np.int64)))
         self.t_frames = np.concatenate((self.t_frames, np.zeros(pad, np.int32)))
@@ -676,7 +682,7 @@ class WorldMapState:
             batch = self.records.partition(p)
             if not batch.keys.size:
                 continue
-            sup = ((batch.keys >> 32) << 15) | ((batch.keys >> 14) & ((1 << 15) - 1))  # (tx >> 3) << 15 | ty >> 3
+            sup = _supertile_of(batch.keys)
             shared = np.ones(sup.size, bool)
             if plan.sup_keys.size:
                 i = np.minimum(np.searchsorted(plan.sup_keys, sup), plan.sup_keys.size - 1)
