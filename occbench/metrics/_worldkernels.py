@@ -8,7 +8,7 @@ non-negative: x and y in 21 bits, z in 14.
 Tiles: 8 x 8 x 8 world voxels (``tx = x >> 3`` ...), key ``tx << 29 | ty << 11 | tz``; voxel ``l`` of a tile is
 ``(x & 7) << 6 | (y & 7) << 3 | (z & 7)`` (counting into them measured 5-50 % faster than into 4 x 4 x 32,
 4 x 4 x 64, 8 x 8 x 16, 8 x 8 x 32 or 16 x 16 x 8 tiles). Live tiles sit in a pool (``t_n``: observations per voxel;
-``t_row``: the voxel's histogram row within the tile or -1; a tile's rows lie in chunks of 64, ``t_chunk``), found
+``t_row``: the voxel's histogram row or -1; a tile's rows are taken from its chunks of 64, ``t_chunk``), found
 through a direct-mapped table of ``2**18`` slots (``64 x 64 x 64`` tiles, wrapping around: wider than any frame's
 footprint, 47 tiles at most along any axis). A histogram row holds, per voxel with at least one non-zero
 observation, the counts of reference categories ``1..S`` then of predicted labels ``1..C-1``; the counts of
@@ -221,15 +221,15 @@ def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, ta
             li = ((wx & ((1 << XB) - 1)) << (YB + ZB)) | ((wy & ((1 << YB) - 1)) << ZB) | (wz & ((1 << ZB) - 1))
             t_n[ti, li] += 1
             if r != 0 or lab != 0:
-                lr = np.int64(t_row[ti, li])
-                if lr < 0:
+                ri = np.int64(t_row[ti, li])
+                if ri < 0:
                     lr = np.int64(t_cnt[ti])
                     t_cnt[ti] += 1
-                    t_row[ti, li] = lr
                     if t_chunk[ti, lr >> 6] < 0:
                         ctop[0] -= 1
                         t_chunk[ti, lr >> 6] = free_c[ctop[0]]
-                ri = (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
+                    ri = (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
+                    t_row[ti, li] = ri
                 if r != 0:
                     rows[ri, r - 1] += 1
                 if lab != 0:
@@ -254,21 +254,13 @@ def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no c
     for k in range(K):
         pc[k] = 0
     sl = 0
-    same = 0
-    mx = 0
     for lab in range(1, C):
         c = np.int64(h[S + lab - 1])
         if c != 0:
             sl += c
             pc[cat[lab]] += c
-            same += c * (c - 1)
-            if c > mx:
-                mx = c
     h0 = n - sl
     pc[cat[0]] += h0
-    same += h0 * (h0 - 1)
-    if h0 > mx:
-        mx = h0
     p = 0
     bp = pc[0]
     for k in range(1, K):
@@ -276,7 +268,14 @@ def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no c
             bp = pc[k]
             p = k
     conf[p * K + g] += 1
-    if g > 0 and n >= 2:
+    if g > 0 and n >= 2:  # a static voxel seen twice or more: how its predicted labels agree
+        same = h0 * (h0 - 1)
+        mx = h0
+        for lab in range(1, C):
+            c = np.int64(h[S + lab - 1])
+            same += c * (c - 1)
+            if c > mx:
+                mx = c
         psame[g] += same
         pall[g] += n * (n - 1)
         scal[0] += mx
@@ -289,10 +288,7 @@ def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no c
 
 def _row(ti, li, t_row, t_chunk):  # pragma: no cover - compiled
     """Histogram row of voxel ``li`` of live tile ``ti``, or -1."""
-    lr = np.int64(t_row[ti, li])
-    if lr < 0:
-        return -1
-    return (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
+    return np.int64(t_row[ti, li])
 
 
 def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop):  # pragma: no cover

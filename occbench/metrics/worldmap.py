@@ -272,7 +272,7 @@ class _Pool:
         self.tab_key = np.full(K.TABLE_SIZE, -1, np.int64)
         self.tab_tile = np.zeros(K.TABLE_SIZE, np.int32)
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
-        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int16)
+        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int32)
         self.t_cnt = np.zeros(0, np.int32)
         self.t_chunk = np.zeros((0, K.CHUNKS), np.int32)
         self.t_key = np.zeros(0, np.int64)
@@ -302,7 +302,7 @@ class _Pool:
         old = self.t_key.size
         pad = n or max(old, 1024)
         self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
-        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int16)))
+        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int32)))
         self.t_cnt = np.concatenate((self.t_cnt, np.zeros(pad, np.int32)))
         self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, K.CHUNKS), -1, np.int32)))
         self.t_key = np.concatenate((self.t_key, np.full(pad, -1, np.int64)))
