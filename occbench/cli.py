@@ -211,24 +211,35 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     try:
         extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        from occbench.datasets.check import dataset_warnings
+
+        ds = dspec.open()
+        for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
+            click.echo(w, err=True)
         if predictions_dir is not None:
             from occbench.evaluate import DatasetSpec
             from occbench.io.formats import open_prediction_store
-            from occbench.submission import validate_predictions
+            from occbench.submission import InvalidSubmission, check_submission_contents, check_submission_names
 
             fmt = _foreign_format(pred_format, ids, pkl_key)
-            ds = dspec.open()
-            rep = validate_predictions(ds, open_prediction_store(predictions_dir, fmt, ds.label_map))
+            store = open_prediction_store(predictions_dir, fmt, ds.label_map)
+            # names, kinds and sizes first; contents are checked while they are scored (each file is read once)
+            rep, files = check_submission_names(ds, store)
             if not rep.ok:
-                click.echo(rep.summary(), err=True)
+                click.echo(check_submission_contents(ds, rep, files, store=store).summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
-            if not quiet:
-                click.echo(rep.summary(), err=True)
             kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
             if not fmt.is_submission:
                 kw["predictions_format"] = fmt
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
-            results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content, max_frames)
+            try:
+                results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content,
+                                       max_frames, validate=True)
+            except InvalidSubmission as e:
+                click.echo(e.report.summary(), err=True)
+                sys.exit(EXIT_INVALID_SUBMISSION)
+            if not quiet:
+                click.echo(rep.summary(), err=True)
         else:
             results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers,
                                    (str(save_predictions), compressed) if save_predictions else None, extras, command,

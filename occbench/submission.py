@@ -18,6 +18,7 @@ from occbench.errors import OccbenchError
 from occbench.io.files import describe_mode
 from occbench.io.predictions import FRAME_RE, PredictionStore, read_prediction_file
 from occbench.io.voxels import LABEL_BYTES
+from occbench.labels import LabelMap
 
 
 @dataclass
@@ -40,15 +41,24 @@ class ValidationReport:
 
 
 def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids: bool = True) -> ValidationReport:
-    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``.
+    """Check that ``store`` holds exactly one valid prediction per labelled scan of ``dataset``: the names, kinds
+    and sizes (:func:`check_submission_names`), then every file's content (:func:`check_submission_contents`).
+    ``occbench evaluate --predictions`` does the first, then checks the contents while it scores them."""
+    rep, files = check_submission_names(dataset, store)
+    return check_submission_contents(dataset, rep, files, check_ids, store)
 
-    Every entry is looked at with ``lstat`` first: folders must be real folders and prediction files regular
-    files physically inside the submission folder (no symbolic links, directories, FIFOs or devices); a file is
-    opened only after it passed (and then without following links), so nothing outside is ever read.
+
+def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+    """Everything that needs no file's content: a folder per sequence, one file per labelled scan, no prediction
+    for a scan without ground truth, no stray file or sequence, plain ``.label`` files of the right size.
+    Returns the report and the files to read, ``(sequence, scan) -> path``, which passed these checks.
+
+    Every entry is looked at with ``lstat``: folders must be real folders and prediction files regular files
+    physically inside the submission folder (no symbolic links, directories, FIFOs or devices); nothing is opened
+    here, and a file is later opened only if it passed (then without following links), so nothing outside is read.
     """
     rep = ValidationReport()
-    lm = dataset.label_map
-    valid_raw = lm.predictable_raw
+    out: dict[tuple[str, int], Path] = {}
     root = Path(store.root)
     names = getattr(store, "name_pattern", FRAME_RE)  # foreign formats have their own file names
     expected_names = getattr(store, "expected_names", "NNNNNN.label or NNNNNN.label.gz")
@@ -77,7 +87,10 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
             files.setdefault(t, []).append((p, st))
         for t in sorted(expected - set(present)):
             rep.problems.append(f"{store.path(seq.name, t, False)}: missing (scan {t} of sequence {seq.name} has ground truth)")
-        for t in sorted(set(present) - expected):
+        # a scan of the full release's every-5th pattern whose ground truth is absent from this tree (a partial
+        # tree: the dataset warning says so) is not scored; its prediction is not a problem
+        pattern = set(range(0, seq.num_scans, seq.label_every)) if seq.gt_voxel_dir is not None else set()
+        for t in sorted(set(present) - expected - pattern):
             rep.problems.append(f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
         for t in sorted(expected & set(files)):
             if len(files[t]) > 1:
@@ -89,23 +102,62 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
             if submission_files and not path.name.endswith(".gz") and st.st_size != LABEL_BYTES:
                 rep.problems.append(f"{path}: expected {LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids), found {st.st_size:,} bytes")
                 continue
-            try:
-                # the submission format is opened here without following links; foreign formats through their
-                # store's reader (the entry passed the lstat checks above)
-                raw = read_prediction_file(path, follow_links=False) if submission_files else store.read(seq.name, t)
-            except OccbenchError as e:
-                rep.problems.append(str(e))
-                continue
-            if check_ids:
-                ids = np.unique(raw)
-                bad = ids[(ids >= valid_raw.size) | ~valid_raw[np.minimum(ids, valid_raw.size - 1)]]
-                if bad.size:
-                    rep.problems.append(f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
-                                        f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
+            out[(seq.name, t)] = path
     extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
     for s in extra_seqs:
         rep.problems.append(f"{store.folder(s)}: sequence {s} is not part of split {dataset.split}")
+    return rep, out
+
+
+def check_submission_contents(dataset: SSCDataset, rep: ValidationReport, files: dict[tuple[str, int], Path],
+                              check_ids: bool = True, store: PredictionStore | None = None) -> ValidationReport:
+    """Read each file once (:func:`check_submission_names` passed it): a ``.label.gz`` must inflate to a
+    ``.label``; every raw id must be a predictable class. A file of the submission format is opened without
+    following links; a foreign format (``store`` not a :class:`PredictionStore`) through its store's reader.
+    Problems are added to ``rep``."""
+    foreign = store is not None and not isinstance(store, PredictionStore)
+    for (seq, t), path in sorted(files.items()):
+        try:
+            raw = store.read(seq, t) if foreign else read_prediction_file(path, follow_links=False)
+        except OccbenchError as e:
+            rep.problems.append(str(e))
+            continue
+        if check_ids:
+            problem = prediction_id_problem(raw, path, dataset.label_map)
+            if problem:
+                rep.problems.append(problem)
     return rep
+
+
+class InvalidSubmission(OccbenchError):
+    """A submission with problems found while it was scored (its scores are not reported)."""
+
+    def __init__(self, report: ValidationReport):
+        super().__init__(report.summary())
+        self.report = report
+
+
+def _prediction_lut(lm: LabelMap) -> np.ndarray:
+    """raw id -> train id over all 65,536 uint16 values; 255 where the id is not a predictable class."""
+    lut = np.full(1 << 16, 255, np.uint8)
+    lut[:lm.lut.size] = lm.lut
+    return lut
+
+
+def prediction_id_problem(raw: np.ndarray, path: str | Path, lm: LabelMap) -> str | None:
+    """The problem of a prediction holding raw ids that are not predictable classes of ``lm`` at any voxel (the
+    official LUT maps them to ignore or does not know them: the official script crashes on them), or None. One
+    compiled pass over the non-zero words; the ids are listed only when there are some."""
+    from occbench.metrics import _kernel
+
+    flat = _kernel.readonly(np.ascontiguousarray(raw, dtype=np.uint16).reshape(-1))
+    lut = _prediction_lut(lm)
+    if not _kernel.count_unmapped(flat, lut, lm.num_classes):
+        return None
+    ids = np.unique(flat)
+    bad = ids[lut[ids] >= lm.num_classes]
+    return (f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
+            f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
 
 
 def _folder_problem(root: Path, folder: Path) -> str | None:

@@ -5,6 +5,8 @@ on first access; voxel files are read (memory-mapped for ``.label``) when a fram
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +22,8 @@ from occbench.labels import IGNORE, LabelMap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+_GT_LABEL = re.compile(r"^\d{6}\.label$")
 
 
 NPY_LABEL_SUFFIX = "_1_1.npy"
@@ -98,10 +102,27 @@ class Sequence:
     # -- frames --------------------------------------------------------------------------------
     @cached_property
     def labelled_frames(self) -> list[int]:
-        """Scan numbers that have (or, for hidden test sets, would have) voxel ground truth: every ``label_every``-th scan."""
+        """The scans a benchmark scores. With ground truth: the scans whose ``NNNNNN.label`` is present in the
+        ground-truth folder (as the official ``evaluate_completion.py`` scores the files it finds), within the
+        poses; a hidden test split (no ground truth): every ``label_every``-th scan of the sequence. Gaps are
+        reported by :func:`occbench.datasets.check.dataset_warnings`."""
         if self._frame_ids is not None:
             return self._frame_ids()
-        return list(range(0, self.num_scans, self.label_every))
+        if self.gt_voxel_dir is None:
+            return list(range(0, self.num_scans, self.label_every))
+        return [t for t in self.ground_truth_scans if t < self.num_scans]
+
+    @cached_property
+    def ground_truth_scans(self) -> list[int]:
+        """Scan numbers of the ground-truth ``NNNNNN.label`` files present (sorted; none without ground truth)."""
+        d = self.gt_voxel_dir
+        if d is None:
+            return []
+        try:
+            names = [e.name for e in os.scandir(d)]
+        except FileNotFoundError:
+            raise MissingDataError(d, f"ground truth of sequence {self.name} (a voxels folder with NNNNNN.label files)") from None
+        return sorted(int(n[:6]) for n in names if _GT_LABEL.match(n))
 
     @property
     def has_ground_truth(self) -> bool:
