@@ -20,11 +20,12 @@ a random class 1..19 and 2 % of the empty voxels predicted as a random class.
 Reported at each checkpoint (``--checkpoints``, default 1000 2000 4541, as far as ``--max-minutes`` allows):
 frames, seconds per frame (generation excluded and included), peak RSS of the process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, before and after ``compute()``), the peak of numpy/Python
-allocations (``tracemalloc``) while adding frames and during ``compute()``, the metric's own arrays
-(``SparseCounter.nbytes``: one uint64 key + one uint32 count per distinct (world voxel, category) entry,
-before and after the final merge), the map size in world voxels and its extent, and the ``compute()``
-result (at a checkpoint the state is finalised, i.e. all runs merged, as ``compute`` does at the end of a
-real evaluation; adding frames afterwards continues normally). The peak RSS includes the generator's
+allocations (``tracemalloc``) while adding frames and during ``compute()``, the metric's own state
+(:class:`occbench.metrics.worldmap.WorldMapState`: ``nbytes`` in memory, ``spilled_bytes`` on disk, the number
+of world tiles reduced early), the map size in world voxels and the ``compute()`` result (``compute`` leaves the
+state unchanged, so adding frames afterwards continues normally). With ``--plan`` (default) the state is told
+the poses of every frame first (``expect``), as ``occbench evaluate`` does, so tiles no later frame touches are
+reduced as the drive goes; ``--no-plan`` shows an unplanned state. The peak RSS includes the generator's
 per-frame arrays (about 60 MB) and the interpreter with numpy, scipy and numba (about 300 MB).
 
     python benchmarks/citymap_memory.py [--poses POSES --calib CALIB] [--json out.json]
@@ -143,20 +144,6 @@ class WorldScene:
         return pred.reshape(GRID_SHAPE), gt.reshape(GRID_SHAPE), invalid.reshape(GRID_SHAPE)
 
 
-def _extent(chunks: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
-    """Extent of the map in world voxels along x, y, z (from the packed keys of the counter's chunks, no copy)."""
-    lo = [None] * 3
-    hi = [None] * 3
-    for k, _ in chunks:
-        if k.size == 0:
-            continue
-        for a, (shift, bits) in enumerate(((8 + 14 + 21, 21), (8 + 14, 21), (8, 14))):  # x, y, z fields of the key
-            v = (k >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
-            lo[a] = int(v.min()) if lo[a] is None else min(lo[a], int(v.min()))
-            hi[a] = int(v.max()) if hi[a] is None else max(hi[a], int(v.max()))
-    return [0 if lo[a] is None else hi[a] - lo[a] + 1 for a in range(3)]
-
-
 def _rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return r / 1024 if sys.platform != "darwin" else r / 2**20
@@ -166,16 +153,18 @@ def _log(*args) -> None:
     print(*args, flush=True)
 
 
-def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log) -> list[dict]:
+def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log, plan: bool = True) -> list[dict]:
     tracemalloc.start()
     scene = WorldScene(poses)
     city = CityMapMetric()
+    n = len(poses)
+    checkpoints = sorted({min(c, n) for c in checkpoints})
+    if plan:
+        city.expect(poses[:checkpoints[-1]])
     out: list[dict] = []
     t_gen = t_add = 0.0
     inv_frac = []
     t0 = time.perf_counter()
-    n = len(poses)
-    checkpoints = sorted({min(c, n) for c in checkpoints})
     done = 0
     for cp in checkpoints:
         for t in range(done, cp):
@@ -187,38 +176,35 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log)
             t_gen += b - a
             if t % 500 == 0:
                 inv_frac.append(float(inv.mean()))
-                log(f"  frame {t}: {time.perf_counter() - t0:.0f} s, counter {city.counter.nbytes / 2**20:.0f} MiB, "
-                    f"peak RSS {_rss_mb():.0f} MB")
+                log(f"  frame {t}: {time.perf_counter() - t0:.0f} s, state {city.state.nbytes / 2**20:.0f} MiB "
+                    f"(+{city.state.spilled_bytes / 2**20:.0f} MiB on disk), peak RSS {_rss_mb():.0f} MB")
         done = cp
         add_peak = tracemalloc.get_traced_memory()[1]
         rss_before = _rss_mb()
-        before = city.counter.nbytes
+        before, spilled = city.state.nbytes, city.state.spilled_bytes
         tracemalloc.reset_peak()
         a = time.perf_counter()
-        res = city.compute()  # finalises the counter (merges every run) and scores chunk by chunk
+        res = city.compute()  # seals the live tiles and reduces every record, partition by partition
         t_fin = time.perf_counter() - a
         fin_peak = tracemalloc.get_traced_memory()[1]
-        rss_compute = _rss_mb()  # before anything below touches the map
-        chunks = city.counter.chunks()  # the single run as it is held (no copy; finalize() would concatenate)
         row = {
             "frames": cp,
+            "planned": plan,
             "s_per_frame_metric": t_add / cp,
             "s_per_frame_with_generation": (t_add + t_gen) / cp,
-            "finalize_and_compute_s": t_fin,
+            "compute_s": t_fin,
             "wall_s": time.perf_counter() - t0,
             "peak_rss_mb_adding": rss_before,
-            "peak_rss_mb": rss_compute,
+            "peak_rss_mb": _rss_mb(),
             "tracemalloc_peak_mb_adding": add_peak / 2**20,
             "tracemalloc_peak_mb_compute": fin_peak / 2**20,
-            "counter_mb_before_final_merge": before / 2**20,
-            "counter_mb_final": city.counter.nbytes / 2**20,
-            "entries": int(sum(k.size for k, _ in chunks)),
+            "state_mb_before_compute": before / 2**20,
+            "spilled_mb_before_compute": spilled / 2**20,
+            "tiles_reduced_early": int(city.state.finalised_early),
             "map_voxels": int(res["n_map_voxels"]),
-            "map_extent_voxels_xyz": _extent(chunks),
             "invalid_fraction_sampled": float(np.mean(inv_frac)),
             "city_map": {k: res[k] for k in ("iou", "miou", "n_map_voxels", "n_static_gt", "n_static_pred", "n_frames")},
         }
-        del chunks
         tracemalloc.reset_peak()
         out.append(row)
         log(json.dumps(row))
@@ -236,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", type=int, nargs="+", default=[1000, 2000, 4541])
     ap.add_argument("--max-minutes", type=float, default=60.0, help="no further checkpoint once this much time has passed")
     ap.add_argument("--json", type=Path, default=None, help="also write the checkpoint rows here")
+    ap.add_argument("--no-plan", dest="plan", action="store_false", help="do not declare the poses first (unbounded state)")
     a = ap.parse_args(argv)
     poses = read_poses(a.poses, read_calib(a.calib))
     _log(f"{a.poses}: {len(poses)} poses, path length {np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum():.0f} m")
-    rows = run(poses, a.checkpoints, a.max_minutes)
+    rows = run(poses, a.checkpoints, a.max_minutes, plan=a.plan)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

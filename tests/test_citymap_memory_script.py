@@ -37,11 +37,16 @@ def test_generator_frames_are_world_consistent_and_realistic():
 
 def test_run_reports_checkpoints():
     mod = _load()
-    rows = mod.run(straight_poses(100, speed=2.0), checkpoints=[2, 3], max_minutes=10, log=lambda *a: None)
-    assert [r["frames"] for r in rows] == [2, 3]
-    last = rows[-1]
-    assert last["map_voxels"] > 1_000_000 and last["entries"] >= last["map_voxels"]
-    assert last["peak_rss_mb"] >= last["peak_rss_mb_adding"] > 0 and last["counter_mb_final"] > 0
-    assert last["tracemalloc_peak_mb_adding"] > 0 and last["tracemalloc_peak_mb_compute"] > 0
-    assert last["city_map"]["n_frames"] == 3 and 0 < last["city_map"]["miou"] < 1
-    assert all(e > 100 for e in last["map_extent_voxels_xyz"][:2])
+    for plan in (True, False):
+        rows = mod.run(straight_poses(100, speed=2.0), checkpoints=[2, 3], max_minutes=10, log=lambda *a: None, plan=plan)
+        assert [r["frames"] for r in rows] == [2, 3]
+        last = rows[-1]
+        assert last["map_voxels"] > 1_000_000 and last["planned"] is plan
+        assert last["peak_rss_mb"] >= last["peak_rss_mb_adding"] > 0 and last["state_mb_before_compute"] > 0
+        assert last["tracemalloc_peak_mb_adding"] > 0 and last["tracemalloc_peak_mb_compute"] > 0
+        assert last["city_map"]["n_frames"] == 3 and 0 < last["city_map"]["miou"] < 1
+        # the same frames give the same map, planned or not
+        if plan:
+            planned = last["city_map"]
+        else:
+            assert last["city_map"] == planned
