@@ -9,9 +9,11 @@ is only for reporting. Targets: every labelled scan of every sequence of the spl
 for the onboard predictions and each configuration. One engine run per (weights, n) is read with the three empty
 policies (the votes do not depend on the policy). Prints a markdown table; ``--json PATH`` writes the rows.
 
-Run sets: ``select`` (the selection: unweighted = Average Fusion, the model's own sensor weights, and LiDAR weights
+``--predictions-root`` votes on other grids than the onboard predictions (e.g. stage-1 outputs); their scores are then
+the "onboard" row. Run sets: ``select`` (the selection: unweighted = Average Fusion, the model's own sensor weights, and LiDAR weights
 with ``max_range`` 25.6 / 38.4 / 51.2 / 76.8 m, all at the paper's n = 25), ``main`` (every weight kind at n = 5,
-10, 25), ``all`` (``main`` plus weight-value variants at n = 25).
+10, 25), ``all`` (``main`` plus weight-value variants at n = 25), ``ranges`` (LiDAR weights at ``--max-ranges``
+only).
 """
 from __future__ import annotations
 
@@ -31,14 +33,16 @@ RANGES = ("12.8", "25.6", "51.2")
 MAX_RANGES = (25.6, 38.4, 51.2, 76.8)
 
 
-def runs(kind: str, sensor: str) -> list[tuple[str, SensorWeights, int]]:
+def runs(kind: str, sensor: str, max_ranges: tuple[float, ...] = MAX_RANGES) -> list[tuple[str, SensorWeights, int]]:
     """(label, weights, n) of a run set (``sensor``: the onboard model's modality)."""
     if kind == "select":
         out = [("none", SensorWeights(kind="none"), 25)]
         if sensor == "camera":
             out.append(("camera", SensorWeights(kind="camera"), 25))
-        out += [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in MAX_RANGES]
+        out += [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
         return out
+    if kind == "ranges":
+        return [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
     out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]  # type: ignore[arg-type]
     if kind == "main":
         return out
@@ -61,10 +65,11 @@ def scores(m: SSCMetric) -> dict[str, tuple[float, float]]:
 class Split:
     """The sequences of one split: labelled targets and their ground truth (predictions are read by the engines)."""
 
-    def __init__(self, root: Path, split: str, model: str, max_targets: int = 0):
+    def __init__(self, root: Path, split: str, model: str, max_targets: int = 0, predictions_root: Path | None = None):
         from occbench.datasets import OccbenchMini
 
-        self.ds = OccbenchMini(root, split=split, onboard=model, generate=False, progress=False)
+        self.ds = OccbenchMini(root, split=split, onboard=model, predictions_root=predictions_root, generate=False,
+                               progress=False)
         self.seqs = list(self.ds.sequences)
         self.targets = {s.name: list(s.labelled_frames)[: max_targets or None] for s in self.seqs}
         self.gts = {s.name: {t: s.frame(t).ground_truth() for t in self.targets[s.name]} for s in self.seqs}
@@ -84,12 +89,17 @@ def main() -> None:
     ap.add_argument("--model", default="voxformer-sim")
     ap.add_argument("--engine", default="exact", help="voting engine (exact, lattice, reference)")
     ap.add_argument("--max-targets", type=int, default=0, help="per sequence (0: all labelled scans)")
-    ap.add_argument("--runs", default="select", choices=("select", "main", "all"))
+    ap.add_argument("--runs", default="select", choices=("select", "ranges", "main", "all"))
+    ap.add_argument("--max-ranges", type=float, nargs="+", default=list(MAX_RANGES),
+                    help="LiDAR max_range candidates of the run sets 'select' and 'ranges'")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--predictions-root", type=Path, default=None,
+                    help="vote on other grids: a folder holding <model>/sequences/XX/predictions (e.g. stage-1 outputs "
+                         "written by `occbench refine --targets all`)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = Split(a.root, a.split, a.model, a.max_targets)
+    data = Split(a.root, a.split, a.model, a.max_targets, a.predictions_root)
     sensor = data.seqs[0].sensor or "camera"
     onboard = SSCMetric()
     for s in data.seqs:
@@ -99,7 +109,7 @@ def main() -> None:
     rows = [{"config": "onboard", "policy": "-", "n": 0, "scores": scores(onboard)}]
     print(f"{a.model} ({sensor}), {a.split} {[s.name for s in data.seqs]}: {data.num_targets} targets; "
           f"data {time.perf_counter() - t0:.0f} s", flush=True)
-    for label, sw, n in runs(a.runs, sensor):
+    for label, sw, n in runs(a.runs, sensor, tuple(a.max_ranges)):
         ms = {p: SSCMetric() for p in EMPTY_POLICIES}
         t1 = time.perf_counter()
         for s in data.seqs:
@@ -122,6 +132,7 @@ def main() -> None:
         print(f"| {r['config']} | {r['n'] or '-'} | {r['policy']} | " + " | ".join(f"{s[k][0]:.2f} / {s[k][1]:.2f}" for k in RANGES) + " |")
     if a.json:
         a.json.write_text(json.dumps({"model": a.model, "split": a.split, "engine": a.engine,
+                                      "votes_on": "onboard predictions" if a.predictions_root is None else "refined grids",
                                       "targets": data.targets, "rows": rows}, indent=1))
 
 

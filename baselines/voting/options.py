@@ -20,7 +20,7 @@ _PAPER_WEIGHTS = SensorWeights()  # appendix D.2 (max_range: not given in the pa
 
 # per preset: option -> value (options a method does not have are ignored)
 PRESET_VALUES: dict[str, dict[str, Any]] = {
-    "occbench": {"n": 25, "empty_policy": "occupancy", "engine": "exact", "max_range": _PAPER_WEIGHTS.max_range},
+    "occbench": {"n": 25, "empty_policy": "occupancy", "engine": "exact", "max_range": 25.6},
     "paper": {"n": 25, "empty_policy": "vote", "engine": "exact", "max_range": _PAPER_WEIGHTS.max_range},
 }
 
