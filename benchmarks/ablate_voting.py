@@ -1,8 +1,8 @@
 """Voting configurations scored on one split of occbench-mini: empty policy, sensor weights, LiDAR range, n.
 
-    python benchmarks/ablate_voting.py ROOT --split train --model voxformer-sim --runs select --json OUT.json
+    python benchmarks/ablate_voting.py [ROOT] --split train --model voxformer-sim --runs select --json OUT.json
 
-``ROOT``: an occbench-mini (e.g. the default one). ``--split train`` (sequences 00 and 01) is where the defaults of
+``ROOT``: an occbench-mini (default: the default mini, ``$OCCBENCH_MINI`` or ``$OCCBENCH_DATA/mini-v<version>``). ``--split train`` (sequences 00 and 01) is where the defaults of
 the voting methods are **selected** (``--runs select``; protocol in ``docs/baselines/voting.md``); the val split
 is only for reporting. Targets: every labelled scan of every sequence of the split. Scores: the official
 ``SSCMetric`` (``.invalid`` and ignore voxels not evaluated), IoU / mIoU in % at the 12.8 / 25.6 / 51.2 m crops,
@@ -84,7 +84,7 @@ class Split:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("root", type=Path)
+    ap.add_argument("root", type=Path, nargs="?", default=None)
     ap.add_argument("--split", default="val")
     ap.add_argument("--model", default="voxformer-sim")
     ap.add_argument("--engine", default="exact", help="voting engine (exact, lattice, reference)")
@@ -97,6 +97,10 @@ def main() -> None:
                     help="vote on other grids: a folder holding <model>/sequences/XX/predictions (e.g. stage-1 outputs "
                          "written by `occbench refine --targets all`)")
     a = ap.parse_args()
+    if a.root is None:
+        from occbench.datasets.mini import default_mini_root
+
+        a.root = default_mini_root()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = Split(a.root, a.split, a.model, a.max_targets, a.predictions_root)
