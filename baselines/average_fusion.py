@@ -18,6 +18,7 @@ class AverageFusionOptions(VotingOptions):
 
 class AverageFusion(RegistrationNote, OffboardMethod):
     name = "average-fusion"
+    worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = "Vanilla registration of the onboard predictions of 2n+1 scans and an unweighted vote (paper's baseline)."
     Options = AverageFusionOptions
 

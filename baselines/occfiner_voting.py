@@ -47,6 +47,7 @@ def voting_config(o: OccFinerVotingOptions, sequence: OnboardSequence) -> Voting
 
 class OccFinerVoting(RegistrationNote, OffboardMethod):
     name = "occfiner-voting"
+    worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = "OccFiner stage 2: region-centric registration of 2n+1 scans with sensor-aware (frustum/box or range) weights."
     Options = OccFinerVotingOptions
 

@@ -10,6 +10,7 @@ from occbench.methods import OffboardMethod, OnboardSequence
 
 class OnboardMethod(OffboardMethod):
     name = "onboard"
+    worker_memory_gb = 1.0  # measured peak 0.79 GB, evaluate -j1 on tiny mini val (whole process)
     description = "The onboard model's predictions, unchanged."
 
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:

@@ -1,8 +1,8 @@
 """Throughput of region-centric voting on occbench-mini val: the reference, the exact engine and the approximate
 lattice engine (numba and torch backends), side by side in one process.
 
-Data: sequence 08 of occbench-mini val (``--root``, else ``$OCCBENCH_MINI``, else the default mini root
-``~/.cache/occbench/mini`` if generated; predictions of ``voxformer-sim``, camera weights, the default
+Data: sequence 08 of occbench-mini val (``--root``, else the default mini in the data cache,
+``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the default
 config otherwise). Without mini the synthetic scene of ``baselines.voting.synthetic`` seen from real
 sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled frames), as on real data.
 One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
@@ -20,7 +20,6 @@ the engines, ``2n+1`` per target for the reference) are added on top.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from baselines.voting import SensorWeights, VotingConfig, _exact_kernels, make_e
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
-SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "08"
 SEQ08_TARGETS, SEQ08_SCANS = 815, 4071  # real sequence 08: labelled (every 5th) scans, all scans
 STEP = 5
 
@@ -40,8 +39,6 @@ STEP = 5
 def mini_root(root: str | Path | None = None) -> Path | None:
     if root is not None:
         return Path(root)
-    if os.environ.get("OCCBENCH_MINI"):
-        return Path(os.environ["OCCBENCH_MINI"])
     from occbench.datasets.mini import default_mini_root
 
     r = default_mini_root()

@@ -27,9 +27,9 @@ result (at a checkpoint the state is finalised, i.e. all runs merged, as ``compu
 real evaluation; adding frames afterwards continues normally). The peak RSS includes the generator's
 per-frame arrays (about 60 MB) and the interpreter with numpy, scipy and numba (about 300 MB).
 
-    python benchmarks/citymap_memory.py \\
-        --poses ../shared/data/kitti-odometry/sequences/00/poses.txt \\
-        --calib ../shared/data/kitti-odometry/sequences/00/calib.txt [--json out.json]
+    python benchmarks/citymap_memory.py [--poses POSES --calib CALIB] [--json out.json]
+
+(default: the real sequence 00 shipped in ``tests/data/kitti-odometry/sequences/00``).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import read_calib, read_poses
 from occbench.metrics import CityMapMetric
 
-SEQ00 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "00"
+SEQ00 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "00"
 LIDAR_HEIGHT = 1.73  # m above the ground (KITTI HDL-64 mounting)
 # SemanticKITTI train ids
 CAR, ROAD, PARKING, SIDEWALK, BUILDING, FENCE, VEG, TRUNK, TERRAIN, POLE, SIGN = 1, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19

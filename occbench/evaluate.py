@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,11 @@ import numpy as np
 
 from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
-from occbench.errors import OccbenchError
+from occbench.errors import FormatError, OccbenchError
 from occbench.executors import run_jobs, runs_inline
 from occbench.io.atomic import atomic_write_text
-from occbench.io.predictions import PredictionStore
+from occbench.io.folder_lock import exclusive_writer
+from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.methods import OffboardMethod, load_method, method_config
 from occbench.progress import FrameTicks, progress_bar
 
@@ -59,12 +61,27 @@ class Job:
     targets: tuple[int, ...]
 
 
-def plan_jobs(dataset: SSCDataset, workers: int) -> list[Job]:
-    """Split every sequence's labelled scans into contiguous blocks, about two blocks per worker overall."""
+def split_targets(dataset: SSCDataset, max_frames: int | None = None) -> list[tuple[str, list[int]]]:
+    """(sequence, labelled scans) of the split in order; with ``max_frames``, only its first ``max_frames``
+    frames (a quick partial run: sequences in order, frames in order, so a method's cost shrinks with it)."""
     seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
+    if max_frames is None:
+        return seqs
+    out, left = [], max(0, int(max_frames))
+    for name, targets in seqs:
+        out.append((name, targets[:left]))
+        left -= len(out[-1][1])
+    return out
+
+
+def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2) -> list[Job]:
+    """Split every sequence's labelled scans (:func:`split_targets`) into contiguous blocks, about ``per_worker``
+    blocks per worker overall (scoring submitted predictions costs the same for every frame: one block per worker,
+    so that fewer world map tiles straddle two jobs; methods: two, to even out the load)."""
+    seqs = split_targets(dataset, max_frames)
     total = sum(len(t) for _, t in seqs)
     jobs: list[Job] = []
-    want = 1 if workers <= 1 else 2 * workers
+    want = 1 if workers <= 1 else per_worker * workers
     for name, targets in seqs:
         if not targets:
             continue
@@ -82,53 +99,69 @@ def run_job(
     save: tuple[str, bool] | None = None,
     extras: tuple[str, ...] = (),
     on_frame: Callable[[], None] | None = None,
+    spill_dir: str | None = None,
+    validate: bool = False,
 ) -> dict[str, Any]:
     """Refine (or read) the targets of one job, score them, and return mergeable metric states.
 
     ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
     ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
-    present are read back instead of recomputed (resume).
+    present are read back instead of recomputed (resume). With ``extras`` (``city``, ``consistency``) one world
+    map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
+    every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
+    records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
+    ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
+    hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
-    from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
+    from occbench.metrics import PROTOCOLS, SSCMetric
+    from occbench.metrics.worldmap import WorldMapState
 
     ds = dspec.open()
     seq = ds[job.sequence]
     proto = PROTOCOLS[ds.protocol]
     ssc = SSCMetric(proto)
-    city = CityMapMetric(proto) if "city" in extras else None
-    tc = TemporalConsistency(proto) if "consistency" in extras else None
+    maps = None
+    if {"city", "consistency"} & set(extras):
+        scored = list(seq.labelled_frames)
+        position = {t: i for i, t in enumerate(scored)}
+        maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
     store = PredictionStore(save[0], compressed=save[1]) if save else None
     done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
     todo = [t for t in job.targets if t not in set(done)] if done else list(job.targets)
     wanted = set(todo)
+    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": []}
+    if maps is not None:
+        out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
 
     def consume(t: int, pred: np.ndarray) -> None:
         f = seq.frame(t)
         gt = f.ground_truth()
-        ssc.update(pred, gt)
-        if city is not None:
-            city.add_frame(pred, gt, seq.poses[t])
-        if tc is not None:
-            tc.add_frame(pred, gt, seq.poses[t])
+        ssc.update(pred, gt)  # raises on an invalid prediction at an evaluated voxel, before the map sees it
+        if maps is not None:
+            maps.add(pred if pred.dtype == np.uint8 else pred.astype(np.uint8), gt, seq.poses[t])
         if on_frame is not None:
             on_frame()
 
-    if mspec is None and store is None and city is None and tc is None and _scores_from_files(seq, proto):
-        # submitted predictions, SSC only: score straight from the files (one compiled pass per frame)
+    if mspec is None and store is None and _scores_from_files(seq, proto):
+        # submitted predictions: score straight from the files (one compiled pass per frame and metric)
         files = _frame_files(seq, todo[0]) if todo else []
         for i, t in enumerate(todo):
             nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
-            _update_from_files(ssc, seq, t, files, nxt)
+            problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate)
+            if problem:
+                out["problems"].append(problem)
             files = nxt or []
             if on_frame is not None:
                 on_frame()
-        return {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
+        if maps is not None:
+            maps.settle()  # keeps only the records of tiles that other jobs' frames touch too
+        return out
     for t in done:
         assert store is not None
         consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
     if todo:
         if mspec is None:
-            outputs: Iterable[tuple[int, np.ndarray]] = ((t, seq.prediction(t)) for t in todo)
+            outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
         seen = set()
@@ -148,12 +181,8 @@ def run_job(
         if missing:
             raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
                                 f"first {missing[:5]}")
-    # metric objects travel back by pickle (process pool, Ray) and merge by addition
-    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets)}
-    if city is not None:
-        out["city"] = city
-    if tc is not None:
-        out["consistency"] = tc
+    if maps is not None:
+        maps.settle()
     return out
 
 
@@ -163,7 +192,8 @@ def _scores_from_files(seq: Any, proto: Any) -> bool:
     predictions needs no train-id arrays at all. ``Frame.ground_truth`` folds invalid voxels into ignore,
     which equals passing the mask only under the ``mask-all`` invalid policy."""
     lay = seq.layout
-    return (seq.onboard_store is not None and seq.gt_voxel_dir is not None and lay.invalid_packed
+    return (seq.onboard_store is not None and getattr(seq.onboard_store, "raw_label_files", True)
+            and seq.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
             and not lay.clear_invalid_where_labelled and seq.label_map.name == proto.label_map
             and proto.invalid_policy == "mask-all")
 
@@ -176,12 +206,37 @@ def _frame_files(seq: Any, t: int) -> list[Path]:
     return files + ([path] if path is not None else [])
 
 
-def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None) -> None:
-    """Add scan ``t`` of ``seq`` to ``ssc`` from its files (``_frame_files(seq, t)``): ground truth ``.label`` +
-    packed ``.invalid`` and the prediction (a plain ``.label`` is memory-mapped; a ``.label.gz`` is
-    decompressed). Same counts as ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the
-    prediction file. Once the files of ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk
-    reads them while ``t`` is counted)."""
+def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
+    """``(scan, train ids)`` of the submitted predictions; with ``problems`` a list, a file that does not decode or
+    holds raw ids that are not predictable classes is reported there (and skipped) instead of raising."""
+    from occbench.submission import prediction_id_problem
+
+    for t in scans:
+        if problems is None:
+            yield t, seq.prediction(t)
+            continue
+        path = seq.onboard_store.find(seq.name, t)
+        try:
+            raw = seq.onboard_store.read(seq.name, t)
+        except FormatError as e:
+            problems.append(str(e))
+            continue
+        problem = prediction_id_problem(raw, path, seq.label_map)
+        if problem:
+            problems.append(problem)
+            continue
+        yield t, seq.label_map.to_train(raw, path)
+
+
+def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None,
+                       maps: Any = None, validate: bool = False) -> str | None:
+    """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
+    (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
+    ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
+    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
+    ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted).
+    ``validate``: a prediction that does not decode or holds unpredictable raw ids is not counted; the problem is
+    returned instead of raised."""
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
 
@@ -189,10 +244,24 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
     gt = map_label(gt_label)
     inv = read_bits_packed(gt_invalid)
     path = found[0] if found else None
-    pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    try:
+        pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    except FormatError as e:
+        if not validate:
+            raise
+        return str(e)
     if next_files:
         prefetch(*next_files)
+    if validate:
+        from occbench.submission import prediction_id_problem
+
+        problem = prediction_id_problem(pred, path, seq.label_map)
+        if problem:
+            return problem
     ssc.update_raw(pred, gt, inv, name=str(path))
+    if maps is not None:
+        maps.add(pred, gt, seq.poses[t], inv, raw=True)
+    return None
 
 
 def evaluate(
@@ -204,54 +273,63 @@ def evaluate(
     command: str | None = None,
     executor: str = "local",
     address: str | None = None,
+    fingerprint_content: bool = False,
+    max_frames: int | None = None,
+    validate: bool = False,
 ) -> dict[str, Any]:
-    """Run a method over a split and return the results document (see ``docs/results-schema.md``)."""
-    from occbench.metrics import PROTOCOLS, SSCMetric, TemporalConsistency, results_json
-    from occbench.metrics.citymap import city_scores
+    """Run a method over a split and return the results document (see ``docs/results-schema.md``).
+
+    ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`).
+    ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
+    (such a file is refused by ``occbench leaderboard``).
+    ``validate`` (``mspec`` None, submitted predictions whose names and sizes were checked,
+    :func:`occbench.submission.check_submission_names`): every file's content is checked as it is scored, and
+    :class:`occbench.submission.InvalidSubmission` lists the problems instead of a result."""
+    import tempfile
+
+    from occbench.fingerprint import dataset_fingerprint
+    from occbench.metrics import PROTOCOLS, SSCMetric, results_json
 
     t0 = time.time()
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
-    jobs = plan_jobs(ds, workers)
+    n_frames = sum(len(t) for _, t in split_targets(ds, max_frames))
+    workers = useful_workers(workers, n_frames, mspec is None, bool({"city", "consistency"} & set(extras)), executor)
+    jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2)
     total = sum(len(j.targets) for j in jobs)
+    scored: dict[str, list[int]] = {}
+    for j in jobs:
+        scored.setdefault(j.sequence, []).extend(j.targets)
+    fingerprint = dataset_fingerprint(ds, scored, fingerprint_content)
+    in_split = sum(len(t) for _, t in split_targets(ds))
     label = mspec.name if mspec else "predictions"
     bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
     update = getattr(bar, "update", None)
-    with FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
-        args = [(dspec, mspec, job, save, extras, ticks.tick) for job in jobs]
+    with exclusive_writer(save[0], PREDICTION_TEMPS) if save else nullcontext(), \
+            tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill, \
+            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
+        local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
+        args = [(dspec, mspec, job, save, extras, ticks.tick, spill if local else None, validate) for job in jobs]
         states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
-    if hasattr(bar, "close"):
-        bar.close()
-    # merge in a fixed order (integers: order-independent anyway)
-    states.sort(key=lambda s: (s["sequence"], s["frames"]))
-    ssc = SSCMetric(proto)
-    for s in states:
-        ssc.merge(s["ssc"])
-    metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
-    per_seq: dict[str, Any] = {}
-    if "city" in extras:
-        by_seq: dict[str, Any] = {}
+        if hasattr(bar, "close"):
+            bar.close()
+        problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
+        if problems:
+            from occbench.submission import InvalidSubmission, ValidationReport
+
+            raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
+        # merge in a fixed order (integers: order-independent anyway)
+        states.sort(key=lambda s: (s["sequence"], s["frames"]))
+        ssc = SSCMetric(proto)
         for s in states:
-            m = s["city"]
-            if s["sequence"] in by_seq:
-                by_seq[s["sequence"]].merge(m)
-            else:
-                by_seq[s["sequence"]] = m
-        per_seq = {k: v.compute() for k, v in sorted(by_seq.items())}
-        # one city map per sequence (each has its own world frame); over several sequences their confusions add up
-        if by_seq:
-            ms = list(by_seq.values())
-            metrics["city_map"] = city_scores(sum(m.confusion() for m in ms), proto, sum(m.n_frames for m in ms), ms[0].voxel_size)
-        metrics["city_map_per_sequence"] = per_seq
-    if "consistency" in extras:
-        tc = TemporalConsistency(proto)
-        for s in states:
-            tc.merge(s["consistency"])
-        metrics["temporal_consistency"] = tc.compute()
+            ssc.merge(s["ssc"])
+        metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
+        if {"city", "consistency"} & set(extras):
+            metrics.update(_map_metrics(states, proto, extras))
     method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,
-        "dataset": ds.describe(),
+        "dataset": {**ds.describe(), "fingerprint": fingerprint},
         "method": method_cfg,
         "frames": total,
         "workers": workers,
@@ -260,7 +338,49 @@ def evaluate(
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__},
         "wall_time_s": round(time.time() - t0, 3),
     }
+    if total < in_split:
+        header["partial"] = {"frames": total, "frames_in_split": in_split, "max_frames": max_frames}
     return results_json(proto, metrics=metrics, extra_header=header)
+
+
+def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, executor: str = "local") -> int:
+    """How many of the ``workers`` asked for pay for their start-up (a spawned process imports numpy, numba and
+    occbench and loads the compiled kernels: about a second of CPU). Scoring submitted predictions costs about
+    25 ms a frame with the city map and consistency and 3 ms without, so a worker starts per 64 or per 512
+    frames; methods (whose cost is unknown here) and Ray get what was asked for."""
+    if not scoring_files or executor != "local":
+        return workers
+    per_worker = 64 if maps else 512
+    return max(1, min(workers, frames // per_worker))
+
+
+def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
+    """City map (per sequence: each has its own world frame; over several sequences the confusions add up) and
+    temporal consistency (sums over the sequences) from the jobs' world map states."""
+    from occbench.metrics.citymap import city_scores, consistency_scores
+
+    by_seq: dict[str, Any] = {}
+    for s in states:
+        if s["sequence"] in by_seq:
+            by_seq[s["sequence"]].merge(s["maps"])
+        else:
+            by_seq[s["sequence"]] = s["maps"]
+    sums = {k: v.reduce() for k, v in sorted(by_seq.items())}
+    frames = {k: v.n_frames for k, v in by_seq.items()}
+    out: dict[str, Any] = {}
+    K1 = len(proto.static_ids) + 1
+    if "city" in extras:
+        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), proto, frames[k]) for k, r in sums.items()}
+        if sums:
+            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), proto, sum(frames.values()))
+        out["city_map_per_sequence"] = per_seq
+    if "consistency" in extras:
+        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
+        for r in sums.values():
+            for key in tot:
+                tot[key] += r[key]
+        out["temporal_consistency"] = consistency_scores(tot["psame"], tot["pall"], tot["scal"], proto, sum(frames.values()), bool(sums))
+    return out
 
 
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:

@@ -5,6 +5,11 @@ results; the caller merges them in a fixed order, so numbers are identical which
 """
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -12,16 +17,52 @@ from typing import Any
 EXECUTORS = ("local", "ray")
 
 
-def _worker_init() -> None:
+def die_with_parent(parent: int) -> None:
+    """Make this (worker) process exit as soon as process ``parent`` is gone, ``kill -9`` included.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a daemon thread that polls the parent pid
+    (twice a second) as a fallback. Call it first thing in a worker (a pool ``initializer``)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below does it
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="occbench-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent: int | None = None, threads: int = 1) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     from occbench.progress import set_quiet
 
     set_quiet(True)
     try:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover
         pass
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local worker processes: the usable cores shared out, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
 
 
 def runs_inline(executor: str, workers: int, n_jobs: int) -> bool:
@@ -60,7 +101,8 @@ def run_jobs(
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(), threads_per_worker(workers))) as ex:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())

@@ -6,28 +6,81 @@ come only from ``leaderboards/reported/*.json`` and are rendered in their own ma
 """
 from __future__ import annotations
 
-import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-RANGES = ("12.8", "25.6", "51.2")
-TC_FRACTIONS = ("pair_agreement", "modal_agreement", "all_agree")
+from occbench.errors import FormatError, OccbenchError
+from occbench.io.files import read_json_document
+from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS, read_results,
+                                     reported_problems)
+
 # Order of reference methods in tables; others follow alphabetically.
 METHOD_ORDER = {"onboard": 0, "average-fusion": 1, "occfiner-voting": 2, "occfiner-stage1": 3, "occfiner": 4}
 DATASET_TITLES = {"occbench-mini": "occbench-mini (SYNTHETIC)", "semantickitti": "SemanticKITTI", "sscbench-kitti360": "SSCBench-KITTI360"}
 
 
+class InvalidResultsError(OccbenchError):
+    """One or more results (or reported-numbers) files are invalid; ``errors`` holds one error per file."""
+
+    def __init__(self, errors: list[FormatError]):
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __reduce__(self):
+        return (type(self), (self.errors,))
+
+
 def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    out = []
+    """Every results file of ``folder``, validated; raises :class:`InvalidResultsError` naming each bad one."""
+    out, bad = [], []
     for p in sorted(Path(folder).glob("*.json")):
-        d = json.loads(p.read_text())
-        if d.get("schema") != "occbench.results":
-            raise ValueError(f"{p}: not an occbench results file (schema != 'occbench.results')")
+        try:
+            d = read_results(p)
+        except FormatError as e:
+            bad.append(e)
+            continue
+        part = d.get("header", {}).get("partial")
+        if part:
+            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames)",
+                                   f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
+                                   "frames), which cannot be a leaderboard row"))
+            continue
         out.append((p, d))
+    if bad:
+        raise InvalidResultsError(bad)
     return out
+
+
+def load_reported(folder: Path) -> list[dict[str, Any]]:
+    """Every reported-numbers file of ``folder``, validated like results files."""
+    out, bad = [], []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            d = read_json_document(p, "a reported-numbers file")
+            problems = reported_problems(d)
+            if problems:
+                raise FormatError(p, "a reported-numbers file (source, tables of title, dataset, columns, rows)", "; ".join(problems))
+            out.append(d)
+        except FormatError as e:
+            bad.append(e)
+    if bad:
+        raise InvalidResultsError(bad)
+    return out
+
+
+_MD_SPECIAL = re.compile(r"([\\`\[\]|])")  # what could add code, links or table cells; emphasis is harmless
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def md_text(x: Any) -> str:
+    """``x`` as inert text in Markdown (tables included) and HTML: ``& < >`` become entities, backslashes,
+    backticks, brackets and table pipes are backslash-escaped, control characters become spaces."""
+    s = _CONTROL.sub(" ", str(x)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", s)
 
 
 def _pct(x: float | None) -> str:
@@ -44,36 +97,49 @@ def _method_key(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.get(name, 99), name)
 
 
-def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -> list[str]:
+def _name(d: dict[str, Any]) -> str:
+    return md_text(d["header"]["method"]["name"])
+
+
+def _fingerprint(d: dict[str, Any]) -> dict[str, Any] | None:
+    return d["header"]["dataset"].get("fingerprint")
+
+
+def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None) -> list[str]:
+    """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
     base = next((d for _, d in rows if d["header"]["method"]["name"] == "onboard"), None)
-    base_miou = base["metrics"]["ssc"]["51.2"]["miou"] if base else None
+    base_miou = base["metrics"]["ssc"]["51.2"].get("miou") if base else None
     lines = [f"### Onboard model: `{onboard}`", ""]
     table = []
     for p, d in rows:
         m = d["metrics"]["ssc"]
-        table.append([f"[{d['header']['method']['name']}]({rel / p.name})"]
-                     + [_pct(m[r]["iou"]) for r in RANGES] + [_pct(m[r]["miou"]) for r in RANGES]
-                     + [_gain(m["51.2"]["miou"], base_miou)])
+        same_data = data is None or base is None or data[id(d)] == data[id(base)]
+        table.append([f"[{_name(d)}]({rel / p.name})"]
+                     + [_pct(m[r].get("iou")) for r in RANGES] + [_pct(m[r].get("miou")) for r in RANGES]
+                     + [_gain(m["51.2"].get("miou"), base_miou) if same_data else "–"]
+                     + ([data[id(d)]] if data is not None else []))
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
-                          + ["rel. mIoU gain (51.2 m)"], tablefmt="github", disable_numparse=True))
+                          + ["rel. mIoU gain (51.2 m)"] + (["data"] if data is not None else []),
+                          tablefmt="github", disable_numparse=True))
     lines += ["", "Per-class IoU at 51.2 m:", ""]
-    names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"]["per_class_iou"] if n != "empty"]  # classes of the mean
-    ct = [[d["header"]["method"]["name"]] + [_pct(d["metrics"]["ssc"]["51.2"]["per_class_iou"][n]) for n in names] for _, d in rows]
-    lines.append(tabulate(ct, headers=["method"] + names, tablefmt="github", disable_numparse=True))
+    names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
+    ct = [[_name(d)] + [_pct(d["metrics"]["ssc"]["51.2"].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]
+    lines.append(tabulate(ct, headers=["method"] + [md_text(n) for n in names], tablefmt="github", disable_numparse=True))
     city_rows = [(p, d) for p, d in rows if d["metrics"].get("city_map")]
     if city_rows:
-        cnames = list(city_rows[0][1]["metrics"]["city_map"]["per_class_iou"])
+        cnames = list(city_rows[0][1]["metrics"]["city_map"].get("per_class_iou", {}))
         lines += ["", "City-level static-class map (static classes only):", ""]
-        cm = [[d["header"]["method"]["name"]] + [_pct(d["metrics"]["city_map"]["per_class_iou"][n]) for n in cnames]
-              + [_pct(d["metrics"]["city_map"]["iou"]), _pct(d["metrics"]["city_map"]["miou"])] for _, d in city_rows]
-        lines.append(tabulate(cm, headers=["method"] + cnames + ["IoU", "mIoU"], tablefmt="github", disable_numparse=True))
+        cm = [[_name(d)] + [_pct(d["metrics"]["city_map"].get("per_class_iou", {}).get(n)) for n in cnames]
+              + [_pct(d["metrics"]["city_map"].get("iou")), _pct(d["metrics"]["city_map"].get("miou"))] for _, d in city_rows]
+        lines.append(tabulate(cm, headers=["method"] + [md_text(n) for n in cnames] + ["IoU", "mIoU"], tablefmt="github",
+                              disable_numparse=True))
     tc_rows = [(p, d) for p, d in rows if d["metrics"].get("temporal_consistency")]
     if tc_rows:
         lines += ["", "Temporal consistency (static world voxels seen by several frames):", ""]
         keys = ["pair_agreement", "modal_agreement", "all_agree", "n_static_voxels", "n_observations"]
         fmt = lambda k, v: _pct(v) if k in TC_FRACTIONS else ("–" if v is None else f"{v:,}")  # noqa: E731
-        tt = [[d["header"]["method"]["name"]] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys]
+        tt = [[_name(d)] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys]
               for _, d in tc_rows]
         lines.append(tabulate(tt, headers=["method"] + keys, tablefmt="github", disable_numparse=True))
     cmds = sorted({d["header"].get("command") or "" for _, d in rows} - {""})
@@ -83,21 +149,71 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path) -
 
 
 def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
+    """One marked section per document of ``reported/`` that has tables for ``dataset`` (the mini page shows only
+    documents without ``"mini": false``, as real-data numbers for orientation)."""
     real = "semantickitti" if dataset == "occbench-mini" else dataset
-    tables = [t for r in reported for t in r["tables"] if t["dataset"] == real]
-    if not tables:
-        return []
-    lines = ["## Reported in the OccFiner paper (not measured by occbench)", ""]
-    if dataset == "occbench-mini":
-        lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
-                  "they are not comparable with the synthetic mini rows above.", ""]
-    for t in tables:
-        lines += [f"**{t['title']}** (percent)", ""]
-        lines.append(tabulate(t["rows"], headers=["method"] + t["columns"], tablefmt="github", floatfmt=".2f"))
-        lines.append("")
-    src = {r["source"] for r in reported}
-    lines += [f"Source: {s}" for s in sorted(src)] + [""]
+    lines: list[str] = []
+    for doc in reported:
+        if dataset == "occbench-mini" and not doc.get("mini", True):
+            continue
+        tables = [t for t in doc["tables"] if t["dataset"] == real]
+        if not tables:
+            continue
+        lines += [f"## {md_text(doc.get('heading', 'Reported in the OccFiner paper (not measured by occbench)'))}", ""]
+        if dataset == "occbench-mini":
+            lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
+                      "they are not comparable with the synthetic mini rows above.", ""]
+        for t in tables:
+            lines += [f"**{md_text(t['title'])}** (percent)", ""]
+            rows = [[md_text(x) if isinstance(x, str) else x for x in r] for r in t["rows"]]
+            lines.append(tabulate(rows, headers=["method"] + [md_text(c) for c in t["columns"]], tablefmt="github",
+                                  floatfmt=t.get("floatfmt", ".2f"), missingval="–"))
+            lines.append("")
+            if t.get("source"):
+                lines += [f"Source: {md_text(t['source'])}", ""]
+        lines += [f"Source: {md_text(doc['source'])}", ""]
     return lines
+
+
+def data_fingerprint_lines(rows: list[dict[str, Any]]) -> tuple[list[str], dict[int, str] | None]:
+    """The page's note on the data its rows were scored on (``header.dataset.fingerprint``, see
+    :mod:`occbench.fingerprint`) and each row's label for the ``data`` column; ``([], None)`` when no row has a
+    fingerprint (results written before fingerprints existed: their pages render as before). Rows with different
+    fingerprints are flagged: their numbers come from different data and are not to be ranked together."""
+    from occbench.fingerprint import short
+
+    if not any(_fingerprint(d) for d in rows):
+        return [], None
+    groups: dict[str, list[str]] = defaultdict(list)
+    labels: dict[int, str] = {}
+    by_files: dict[str, str] = {}
+    by_content: dict[str, str] = {}
+    for d in rows:
+        fp = _fingerprint(d)
+        if not fp:
+            labels[id(d)] = "unknown"
+            continue
+        key = by_content.get(fp.get("content") or "") or by_files.get(fp["files"]) or short(fp) or "?"
+        by_files.setdefault(fp["files"], key)
+        if fp.get("content"):
+            by_content.setdefault(fp["content"], key)
+        labels[id(d)] = f"`{key}`"
+        groups[key].append(_name(d))
+    lines = []
+    if len(groups) > 1:
+        lines += ["> **Rows scored on different data** (dataset fingerprints differ: other frames or other files); "
+                  "compare only rows with the same `data`. " + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in groups.items())
+                  + ".", ""]
+    if "unknown" in labels.values():
+        lines += ["Data `unknown`: results files written before occbench recorded dataset fingerprints.", ""]
+    return lines, labels
+
+
+def _sorted_items(d: dict) -> list:
+    try:
+        return sorted(d.items())
+    except TypeError:  # keys mixing numbers and text
+        return sorted(d.items(), key=lambda kv: tuple(map(str, kv[0])))
 
 
 def data_generation_lines(generators: list[dict | None]) -> list[str]:
@@ -110,7 +226,8 @@ def data_generation_lines(generators: list[dict | None]) -> list[str]:
             gens[(g.get("name", "?"), g.get("generator_version", "?"), g.get("seed", "?"), g.get("size", "?"))] += 1
     if not gens:
         return []
-    desc = [f"{n} generator {v} (seed {s}, size {z}): {k} row{'s' if k != 1 else ''}" for (n, v, s, z), k in sorted(gens.items())]
+    desc = [f"{md_text(n)} generator {md_text(v)} (seed {md_text(s)}, size {md_text(z)}): {k} row{'s' if k != 1 else ''}"
+            for (n, v, s, z), k in _sorted_items(gens)]
     if len(gens) == 1:
         return ["Data: " + desc[0].rsplit(":", 1)[0] + ".", ""]
     return ["> **Rows from different data generations; numbers across them are not comparable.** "
@@ -122,7 +239,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
     """Render every page; returns {file name: markdown}. PNGs named ``<dataset>-<split>-*.png`` in
     ``plots_dir`` are linked from the page they belong to."""
     results = load_results(results_dir)
-    reported = [json.loads(p.read_text()) for p in sorted(Path(reported_dir).glob("*.json"))]
+    reported = load_reported(reported_dir)
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     protos: dict[tuple[str, str], dict] = {}
     for p, d in results:
@@ -131,8 +248,8 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         groups[key][ds["onboard"] or "-"].append((p, d))
         protos[key] = d.get("protocol", {})
     # pages for real datasets exist even before anything was measured on them (reported rows only)
-    for name in ("semantickitti",):
-        groups.setdefault((name, "val"), defaultdict(list))
+    for name, split in (("semantickitti", "val"), ("sscbench-kitti360", "test")):
+        groups.setdefault((name, split), defaultdict(list))
     pages: dict[str, str] = {}
     for (dataset, split), by_onboard in sorted(groups.items()):
         synthetic = dataset == "occbench-mini"
@@ -143,10 +260,12 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
             lines += ["> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
                       "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.", ""]
         lines += data_generation_lines([d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows])
+        fp_lines, data = data_fingerprint_lines([d for rows in by_onboard.values() for _, d in rows])
+        lines += fp_lines
         pr = protos.get((dataset, split), {})
         if pr:
             lines += ["Protocol: " + ", ".join(f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in
-                                                ("id", "version", "epsilon", "units", "averaging", "ignore_policy")) , ""]
+                                                PROTOCOL_SHOWN), ""]
         lines += ["Numbers are percent (results files hold fractions). IoU = completion IoU (occupied vs empty); "
                   "mIoU = mean IoU over classes 1..C-1 from one confusion matrix accumulated over all frames; "
                   "ranges are the VoxFormer crops (12.8 m: x<64, 96<=y<160; 25.6 m: x<128, 64<=y<192; 51.2 m: full grid). "
@@ -154,7 +273,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         if by_onboard:
             lines += ["## Measured by occbench", ""]
             for onboard, rows in sorted(by_onboard.items()):
-                lines += _section(onboard, rows, link_base)
+                lines += _section(onboard, rows, link_base, data)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
         plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []
@@ -166,11 +285,16 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
     return pages
 
 
+_PAGE_NAME = re.compile("(" + "|".join(map(re.escape, DATASETS)) + ")-(" + "|".join(SPLITS) + r")\.md")
+
+
 def write_pages(pages: dict[str, str], out_dir: Path) -> list[Path]:
     from occbench.io.atomic import atomic_write_text
 
     out = []
     for name, text in pages.items():
+        if not _PAGE_NAME.fullmatch(name):  # render_pages only makes these; never a path out of out_dir
+            raise ValueError(f"refusing to write a leaderboard page named {name!r}")
         p = Path(out_dir) / name
         atomic_write_text(p, text)
         out.append(p)

@@ -29,18 +29,18 @@ def progress_bar(it: Iterable[T], desc: str = "", total: int | None = None, disa
 
 
 class _Tick:
-    """Picklable per-frame callback for worker processes: puts 1 on a multiprocessing queue."""
+    """Picklable progress callback for worker processes: puts its amount (default 1) on a multiprocessing queue."""
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
 
-    def __call__(self) -> None:
-        self.queue.put(1)
+    def __call__(self, n: float = 1) -> None:
+        self.queue.put(n)
 
 
 class FrameTicks:
     """Per-frame progress for jobs that may run elsewhere. ``ticks.tick`` goes to every job, which calls it once
-    per frame: inline jobs update the bar directly; local worker processes put on a manager queue that a thread
+    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on a manager queue that a thread
     drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the bar, so ``ticks.on_job_done``
     advances it when a job finishes. With ``update=None`` (quiet) everything is None."""
 
@@ -48,7 +48,7 @@ class FrameTicks:
         self.update = update
         self._queued = update is not None and executor == "local" and not inline
         self._per_job = update is not None and executor != "local"
-        self.tick: Callable[[], None] | None = (lambda: update(1)) if (update is not None and executor == "local" and inline) else None
+        self.tick: Callable[..., None] | None = (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
 
     def on_job_done(self, sizes: list[int]) -> Callable[[int, Any], None] | None:
         """``on_done`` for ``run_jobs``: job ``i`` of ``sizes[i]`` frames finished (Ray only)."""
@@ -63,7 +63,12 @@ class FrameTicks:
             import multiprocessing as mp
             import threading
 
-            self._manager = mp.get_context("spawn").Manager()
+            from multiprocessing.managers import SyncManager
+
+            from occbench.executors import die_with_parent
+
+            self._manager = SyncManager(ctx=mp.get_context("spawn"))
+            self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one
             self._queue = self._manager.Queue()
             self.tick = _Tick(self._queue)
             self._thread = threading.Thread(target=self._drain, daemon=True)

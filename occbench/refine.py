@@ -5,7 +5,8 @@ from collections.abc import Callable
 
 from occbench.evaluate import DatasetSpec, Job, MethodSpec, plan_jobs
 from occbench.executors import run_jobs, runs_inline
-from occbench.io.predictions import PredictionStore
+from occbench.io.folder_lock import exclusive_writer
+from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.progress import FrameTicks, progress_bar
 
 
@@ -45,7 +46,8 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
     total = sum(len(j.targets) for j in jobs)
     bar = progress_bar(iter(()), desc=f"refine {mspec.name}", total=total)
     update = getattr(bar, "update", None)
-    with FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
+    with exclusive_writer(out, PREDICTION_TEMPS), \
+            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
         counts = run_jobs(_refine_job, [(dspec, mspec, j, out, compressed, ticks.tick) for j in jobs], workers, executor,
                           address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
     if hasattr(bar, "close"):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from occbench.cli import ROOT_HELP
+
 
 @click.group()
 def render() -> None:
@@ -15,7 +17,7 @@ def render() -> None:
 
 @render.command("frame")
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
-@click.option("--root", type=click.Path(path_type=Path), default=None)
+@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
 @click.option("--onboard", default=None)
 @click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
@@ -71,7 +73,7 @@ def render_distance(results, output):
 
 @render.command("citymap")
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
-@click.option("--root", type=click.Path(path_type=Path), default=None)
+@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
 @click.option("--onboard", default=None)
 @click.option("--sequence", default=None, help="Sequence name (default: the split's first).")

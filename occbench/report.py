@@ -42,6 +42,10 @@ def full_report(results: dict[str, Any]) -> str:
     ds = h.get("dataset", {})
     title = (f"{h.get('method', {}).get('name')} on {ds.get('dataset')} {ds.get('split')} "
              f"(onboard: {ds.get('onboard')}){' [SYNTHETIC mini data]' if ds.get('synthetic') else ''}")
+    part = h.get("partial")
+    if part:
+        title += (f"\nPARTIAL RUN: the first {part.get('frames')} of the split's {part.get('frames_in_split')} frames "
+                  "(--max-frames); not comparable with full results")
     parts = [title, "", range_table(results), "", class_table(results)]
     ex = extras_table(results)
     if ex:

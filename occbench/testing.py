@@ -82,10 +82,53 @@ def make_semantickitti_tree(
                 write_bits(vox / f"{t:06d}.occluded", rng.random(raw.shape) < 0.2)
                 write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
         for model, noise in (onboard or {}).items():
-            store = PredictionStore(root / "predictions" / model, compressed=compressed)
-            for t in range(n):
-                p = scenes[t].copy()
-                m = rng.random(p.shape) < noise
-                p[m] = rng.integers(0, 20, int(m.sum()))
-                store.write(name, t, lm.to_raw(p))
+            write_noisy_predictions(PredictionStore(root / "predictions" / model, compressed=compressed), name, scenes,
+                                    noise, rng, lm)
+    return root
+
+
+def write_noisy_predictions(store: PredictionStore, sequence: str, scenes: dict[int, np.ndarray], noise: float,
+                            rng: np.random.Generator, lm) -> None:
+    """Every scene (train ids) with a ``noise`` fraction of its voxels set to a random class, written as raw ids."""
+    for t in range(len(scenes)):
+        p = scenes[t].copy()
+        m = rng.random(p.shape) < noise
+        p[m] = rng.integers(0, lm.num_classes, int(m.sum()))
+        store.write(sequence, t, lm.to_raw(p))
+
+
+def make_sscbench_kitti360_tree(
+    root: str | Path,
+    drives: dict[str, int],
+    onboard: dict[str, float] | None = None,
+    seed: int = 0,
+    label_every: int = 5,
+) -> Path:
+    """Write a tiny SSCBench-KITTI360 tree: ``drives`` maps a drive name -> number of scans (poses for all).
+
+    ``data_2d_raw/<drive>/voxels/NNNNNN.{label,invalid}`` every ``label_every`` scans (one-byte ``.invalid``; some
+    invalid voxels are labelled, as in the release, which SSCBench's preprocessing clears), ``cam0_to_world.txt``, and
+    ``predictions/<model>/sequences/<drive>/predictions/NNNNNN.label`` for every scan of each ``onboard`` model.
+    """
+    from occbench.io.voxels import write_invalid_kitti360
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    lm = load_label_map("kitti360")
+    for name, n in drives.items():
+        d = root / "data_2d_raw" / name
+        vox = d / "voxels"
+        vox.mkdir(parents=True, exist_ok=True)
+        rows = np.array([[t, *np.eye(4).reshape(-1)] for t in range(n)])
+        rows[:, 4] = 0.5 * np.arange(n)  # the camera moves along its x axis
+        np.savetxt(d / "cam0_to_world.txt", rows)
+        scenes = {t: random_scene(rng, lm.num_classes) for t in range(n)}
+        for t in range(0, n, label_every):
+            raw = lm.to_raw(scenes[t])
+            raw[rng.random(raw.shape) < 0.001] = 71  # trunk -> ignore in KITTI-360
+            write_label(vox / f"{t:06d}.label", raw)
+            write_invalid_kitti360(vox / f"{t:06d}.invalid", rng.random(raw.shape) < 0.05)
+            write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
+        for model, noise in (onboard or {}).items():
+            write_noisy_predictions(PredictionStore(root / "predictions" / model), name, scenes, noise, rng, lm)
     return root

@@ -28,24 +28,24 @@ def test_bits_msb_first_and_c_order(tmp_path):
     assert np.array_equal(read_bits(p), g)
 
 
-def test_bits_match_semantic_kitti_api_unpack(tmp_path, shared_data):
+def test_bits_match_semantic_kitti_api_unpack(tmp_path, real_data):
     # The API's unpack: uncompressed[::8] = c >> 7 & 1, ... [7::8] = c & 1 (semantic-kitti-api evaluate_completion.py)
-    c = np.fromfile(shared_data / "semantickitti-sample" / "voxel_label_kitti_odometry_08_001000.invalid", np.uint8)
+    c = np.fromfile(real_data / "semantickitti-sample" / "voxel_label_kitti_odometry_08_001000.invalid", np.uint8)
     api = np.zeros(c.size * 8, np.uint8)
     for b in range(8):
         api[b::8] = (c >> (7 - b)) & 1
-    got = read_bits(shared_data / "semantickitti-sample" / "voxel_label_kitti_odometry_08_001000.invalid")
+    got = read_bits(real_data / "semantickitti-sample" / "voxel_label_kitti_odometry_08_001000.invalid")
     assert np.array_equal(got.reshape(-1), api)
     assert int(got.sum()) == 507368  # documented count of the real file
     write_bits(tmp_path / "x.invalid", got)
     assert (tmp_path / "x.invalid").read_bytes() == c.tobytes()  # byte-exact round trip
 
 
-def test_real_sample_voxelizes_with_v11_origin_after_shift(shared_data):
+def test_real_sample_voxelizes_with_v11_origin_after_shift(real_data):
     """The v1.0 sample, shifted back by one flat index, equals the voxelized raw scan with origin (0,-25.6,-2)."""
     from occbench.geometry import voxelize
 
-    d = shared_data / "semantickitti-sample"
+    d = real_data / "semantickitti-sample"
     occ = read_bits(d / "voxel_label_kitti_odometry_08_001000.bin").reshape(-1)
     fixed = np.zeros_like(occ)
     fixed[:-1] = occ[1:]
@@ -126,8 +126,8 @@ def test_label_maps():
                                  "trunk", "terrain", "pole", "traffic-sign")
 
 
-def test_calib_poses_times_roundtrip(tmp_path, shared_data):
-    src = shared_data / "kitti-odometry" / "sequences" / "08"
+def test_calib_poses_times_roundtrip(tmp_path, real_data):
+    src = real_data / "kitti-odometry" / "sequences" / "08"
     c = read_calib(src / "calib.txt")
     write_calib(tmp_path / "calib.txt", c)
     c2 = read_calib(tmp_path / "calib.txt")
@@ -143,8 +143,8 @@ def test_calib_poses_times_roundtrip(tmp_path, shared_data):
     assert np.allclose(read_times(tmp_path / "times.txt"), t, rtol=1e-6)
 
 
-def test_calib_without_tr(tmp_path, shared_data):
-    lines = (shared_data / "kitti-odometry" / "sequences" / "08" / "calib.txt").read_text().splitlines()
+def test_calib_without_tr(tmp_path, real_data):
+    lines = (real_data / "kitti-odometry" / "sequences" / "08" / "calib.txt").read_text().splitlines()
     p = tmp_path / "calib.txt"
     p.write_text("\n".join(line for line in lines if not line.startswith("Tr")) + "\n")
     with pytest.raises(FormatError) as e:

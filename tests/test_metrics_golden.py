@@ -19,7 +19,7 @@ from occbench.metrics.testing import synthetic_frame
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden" / "metrics_golden.json"
 CHANGELOG = HERE.parent / "docs" / "metrics-changelog.md"
-SEQ08 = HERE.parents[1] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = HERE / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
 GOLDEN_VERSION = 1
 SEED = 20240611
 

@@ -175,13 +175,18 @@ def test_raw_path_equals_official_script_bit_for_bit():
 
 
 def sscmetrics_reference(preds, gts, C):
-    """MonoScene/SSCBench SSCMetrics (per-class np.where loop), on targets with 255 = ignore/invalid."""
+    """MonoScene/SSCBench ``SSCMetrics.add_batch`` (the per-class ``np.where`` loop), on targets with 255 = ignore/invalid.
+
+    ``add_batch`` passes ``mask = y_true != 255`` as ``nonempty`` to both scores, so ignored voxels count nowhere,
+    not even as (empty, empty) hits (``get_score_semantic_and_completion`` keeps ``nonempty_idx == 1`` only)."""
     ctp = cfp = cfn = 0
     tps, fps, fns = np.zeros(C), np.zeros(C), np.zeros(C)
     for pr, tg in zip(preds, gts):
         pr, tg = pr.ravel().copy(), tg.ravel().copy()
+        mask = tg != 255
         pr[tg == 255] = 0
         tg[tg == 255] = 0
+        pr, tg = pr[mask], tg[mask]
         bp, bt = pr > 0, tg > 0
         ctp += np.sum(bt & bp); cfp += np.sum(~bt & bp); cfn += np.sum(bt & ~bp)
         for j in range(C):
@@ -204,9 +209,8 @@ def test_sscbench_kitti360_protocol_matches_sscmetrics_and_invalid_policy():
     assert r["iou"] == pytest.approx(iou, rel=1e-15)
     assert r["precision"] == pytest.approx(prec, rel=1e-15) and r["recall"] == pytest.approx(rec, rel=1e-15)
     got = np.array(list(r["per_class_iou"].values()))
-    # class 0 differs by design: SSCMetrics turns ignored voxels into (empty, empty) true positives
-    np.testing.assert_allclose(got[1:], iou_ssc[1:], rtol=1e-15)
-    assert got[0] < iou_ssc[0]
+    # every class, empty included: add_batch masks y_true != 255 exactly like occbench's evaluated-voxel mask
+    np.testing.assert_allclose(got, iou_ssc, rtol=1e-14)
     assert r["miou"] == pytest.approx(miou, rel=1e-14)
 
 

@@ -45,7 +45,7 @@ def test_train_command_writes_run_folder_and_export(trained):
     assert rec["epoch"] == 1 and rec["steps"] == 2 and np.isfinite(rec["loss"])
     meta = json.loads((run / "run.json").read_text())
     assert meta["model_config"] == "tiny" and meta["window_config"]["local"] == 2
-    ex = torch.load(tmp / "noisy.pt", weights_only=False)
+    ex = torch.load(tmp / "noisy.pt", weights_only=True)
     assert ex["format"] == "occfiner-export-1" and "optimizer" not in ex
     assert ex["window_config"] == {"local": 2, "reference": 1, "reference_radius": 3, "reference_stride": 1}
     assert all(v.dtype == torch.float32 for v in ex["model"].values() if v.is_floating_point())

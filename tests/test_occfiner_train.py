@@ -116,7 +116,7 @@ def test_mid_epoch_resume_matches_uninterrupted(tmp_path):
 
     with pytest.raises(_Crash):
         train(small_model(), Loader(), cfg, tmp_path / "part")
-    ck = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=False)
+    ck = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=True)
     assert (ck["epoch"], ck["step"]) == (0, 2)
     resumed = small_model(seed=5)
     h = train(resumed, batches, cfg, tmp_path / "part")

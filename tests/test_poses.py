@@ -6,8 +6,8 @@ from occbench.geometry import relative_coordinates, relative_transform, transfor
 from occbench.io.kitti import check_rigid, read_calib, read_poses
 
 
-def test_real_seq08_lidar_poses_rigid_and_compose(shared_data):
-    d = shared_data / "kitti-odometry" / "sequences" / "08"
+def test_real_seq08_lidar_poses_rigid_and_compose(real_data):
+    d = real_data / "kitti-odometry" / "sequences" / "08"
     calib = read_calib(d / "calib.txt")
     T = read_poses(d / "poses.txt", calib)
     assert T.shape == (4071, 4, 4)
@@ -22,9 +22,9 @@ def test_real_seq08_lidar_poses_rigid_and_compose(shared_data):
         assert np.abs(T_ab @ T_bc - T_ac).max() < 1e-9
 
 
-def test_lidar_pose_z_up_forward_motion(shared_data):
+def test_lidar_pose_z_up_forward_motion(real_data):
     """In LiDAR poses the car moves along its own +x (forward) and the world z stays ~constant per step."""
-    d = shared_data / "kitti-odometry" / "sequences" / "08"
+    d = real_data / "kitti-odometry" / "sequences" / "08"
     calib = read_calib(d / "calib.txt")
     T = read_poses(d / "poses.txt", calib)
     step = np.linalg.inv(T[100]) @ T[101]

@@ -17,7 +17,7 @@ from baselines.voting.synthetic import SyntheticSequence
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE, voxel_indices
 from occbench.io.kitti import Calibration, read_calib, read_poses
 
-SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
 SMALL = (48, 48, 8)
 
 

@@ -18,7 +18,7 @@ from baselines.voting import (
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
-SEQ08 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences" / "08"
+SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
 TARGET, N = 3, 3
 POLICIES = ("vote", "occupancy", "ignore")
 

@@ -4,11 +4,17 @@ the ``occbench train`` command (``command.py``), checkpoint export (``export.py`
 checkpoints (``checkpoints/<onboard>.pt``).
 
 The training loop is ``baselines.occfiner.train.train`` (not re-exported here, so that the submodule
-name ``baselines.occfiner.train`` is not shadowed by the function).
+name ``baselines.occfiner.train`` is not shadowed by the function). Names are imported on first use, so that the
+``occbench train`` command (``command.py``) loads without torch.
 """
-from baselines.occfiner.losses import SSCLoss, lovasz_softmax_flat
-from baselines.occfiner.model import OccFinerConfig, OccFinerNet, relative_coordinates_torch
-from baselines.occfiner.train import TrainConfig, load_model, run_training
+from occbench._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["SSCLoss", "lovasz_softmax_flat"], "baselines.occfiner.losses"),
+    **dict.fromkeys(["OccFinerConfig", "OccFinerNet", "relative_coordinates_torch"], "baselines.occfiner.model"),
+    **dict.fromkeys(["TrainConfig", "load_model", "run_training"], "baselines.occfiner.train"),
+    "refine_sequence": "baselines.occfiner.infer",
+})
 
 __all__ = [
     "OccFinerConfig",
@@ -21,11 +27,3 @@ __all__ = [
     "relative_coordinates_torch",
     "run_training",
 ]
-
-
-def __getattr__(name: str):
-    if name == "refine_sequence":
-        from baselines.occfiner.infer import refine_sequence
-
-        return refine_sequence
-    raise AttributeError(name)

@@ -1,9 +1,11 @@
 """``occbench train --method occfiner --onboard NAME``: train OccFiner stage 1 on a split's labelled scans.
 
-Wiring (in ``occbench/cli.py``, ``_add_optional_commands``)::
+It joins the ``occbench`` CLI through the ``occbench.commands`` entry point (``pyproject.toml``)::
 
-    from baselines.occfiner.command import train
-    main.add_command(train)
+    [project.entry-points."occbench.commands"]
+    train = "baselines.occfiner.command:train"
+
+Module-level imports stay light (click): ``occbench --help`` imports this module to list the command.
 
 Writes into ``--output``: ``checkpoint-last.pt`` (every epoch and every ``--checkpoint-every`` steps; the
 run resumes from it with ``--resume``, the default), ``checkpoint-epoch-N.pt``, ``metrics.jsonl`` (one line
@@ -21,12 +23,14 @@ from pathlib import Path
 
 import click
 
+from occbench.cli import ROOT_HELP
+
 
 @click.command("train")
 @click.option("--method", default="occfiner", show_default=True, type=click.Choice(["occfiner"]), help="Method to train.")
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti"]))
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Dataset root (mini: $OCCBENCH_DATA/mini, generated on first use).")
+              help=ROOT_HELP)
 @click.option("--onboard", required=True, help="Onboard model whose predictions are the input (mini: voxformer-sim, sscnet-sim).")
 @click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
               help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).")

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from occbench.checkpoints import load_checkpoint_file
 from occbench.datasets.windows import WindowConfig
 from occbench.io.atomic import atomic_write_bytes
 
@@ -24,7 +25,7 @@ FORMAT = "occfiner-export-1"
 def export_checkpoint(src: str | Path, dst: str | Path, window_cfg: WindowConfig | None = None,
                       meta: dict[str, Any] | None = None) -> Path:
     """Write ``dst`` from the training checkpoint ``src`` (e.g. ``<run>/checkpoint-last.pt``); returns ``dst``."""
-    ck = torch.load(src, map_location="cpu", weights_only=False)
+    ck = load_checkpoint_file(src, map_location="cpu")
     history = list(ck.get("history") or [])
     out = {
         "format": FORMAT,

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from baselines.occfiner.model import OccFinerNet
+from baselines.occfiner._kernels import add_argmax
+from baselines.occfiner import model as model_module
+from baselines.occfiner.model import OccFinerNet, sparse_path
 from baselines.occfiner.train import amp_settings
 from occbench.datasets.windows import WindowConfig, window_indices
 
@@ -39,7 +41,7 @@ def plan_windows(n_frames: int, targets: Iterable[int], cfg: WindowConfig, strid
     return sorted(p for p in pivots)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def refine_sequence(
     model: OccFinerNet,
     frames_fn: Callable[[int], np.ndarray],
@@ -54,6 +56,7 @@ def refine_sequence(
     device: str | torch.device | None = None,
     amp: bool = True,
     cache_size: int = 32,
+    slab_rows: int = 8,
     progress: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Refine the scans ``targets`` (default all) of one sequence; yields ``(frame, out)`` in frame order.
@@ -72,20 +75,23 @@ def refine_sequence(
     tgset = set(tg)
     pivots = plan_windows(n_frames, tg, window_cfg, stride)
     poses = np.asarray(poses, np.float64)
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
+    enc = model.feature_encoder
+    cache_rows = dev.type == "cpu" and model_module.SPARSE_EMBEDDING_ON_CPU
+    # per scan, shared by every window that holds it: the prediction on the device and (CPU) its rows of the
+    # sparse embedding with their count of non-empty entries
+    cache: OrderedDict[int, tuple[torch.Tensor, tuple[torch.Tensor, int] | None]] = OrderedDict()
 
-    def frame(i: int) -> np.ndarray:
+    def frame(i: int) -> tuple[torch.Tensor, tuple[torch.Tensor, int] | None]:
         if i in cache:
             cache.move_to_end(i)
             return cache[i]
-        a = np.asarray(frames_fn(i), np.uint8)
-        cache[i] = a
+        a = torch.from_numpy(np.asarray(frames_fn(i), np.uint8)).to(dev)
+        cache[i] = (a, enc.sparse_rows(a) if cache_rows else None)
         if len(cache) > cache_size:
             cache.popitem(last=False)
-        return a
+        return cache[i]
 
-    sums: dict[int, torch.Tensor] = {}
-    counts: dict[int, int] = {}
+    C = model.cfg.num_classes
     # last pivot index (in ``pivots``) whose window outputs each target
     last_use: dict[int, int] = {}
     windows = []
@@ -96,43 +102,77 @@ def refine_sequence(
         for f in set(use) & tgset:
             last_use[f] = k
     pending = sorted(tgset)
-
-    def finish(f: int) -> tuple[int, np.ndarray]:
-        total, n = sums.pop(f), counts.pop(f)  # (X, Y, Z, C) sum of n softmax outputs
-        if return_probs:
-            return f, (total / n).permute(3, 0, 1, 2).float().cpu().numpy()
-        return f, total.argmax(-1).to(torch.uint8).cpu().numpy()  # argmax of the mean = argmax of the sum
+    # the head's input (per-cell features and classes, (K, e, X, Y) and (K, X, Y, Z)) of every window with an
+    # output whose scan is not complete yet, and each scan's outputs as (window, output) in window order
+    held: dict[int, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
+    outs: dict[int, list[tuple[int, int]]] = {}
+    done: dict[int, np.ndarray] = {}
 
     use = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
     for k in progress_bar(range(len(pivots)), desc="occfiner refine", disable=not progress):
         p, idx = pivots[k], windows[k]
         js = [j for j in use if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
         if js:
-            pred = torch.from_numpy(np.stack([frame(i) for i in idx])).to(dev)[None].long()
+            items = [frame(i) for i in idx]
+            pred = torch.stack([a for a, _ in items])[None]  # (1, T, X, Y, Z) uint8
+            emb = None
+            if cache_rows and sparse_path(dev, lambda: sum(r[1] for _, r in items), pred.numel()):
+                emb = enc.embedding_from_rows([r[0] for _, r in items], pred.shape[2], pred.shape[3])  # type: ignore[index]
             ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
             tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
             outputs = torch.zeros(1, len(idx), dtype=torch.bool)
             outputs[0, js] = True
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(pred, torch.from_numpy(tf).to(dev)[None], None, outputs)  # (K, C, X, Y, Z)
-            # softmax over classes in the head's memory layout (classes innermost): (K, X, Y, Z, C)
-            probs = torch.softmax(logits.permute(0, 2, 3, 4, 1).float(), dim=-1)
-            for kk, j in enumerate(js):
-                f = idx[j]
-                if f in sums:
-                    sums[f] += probs[kk]
-                    counts[f] += 1
-                else:
-                    sums[f] = probs[kk].clone()
-                    counts[f] = 1
+                feats, cls = model.head_features(pred, torch.from_numpy(tf).to(dev)[None], outputs, emb)
+            del pred, emb, items
+            frames_out = [idx[j] for j in js]
+            held[k] = (feats, cls, frames_out)
+            for kk, f in enumerate(frames_out):
+                outs.setdefault(f, []).append((k, kk))
+            complete = [f for f in dict.fromkeys(frames_out) if last_use[f] == k]
+            if complete:
+                done.update(_finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp))
+            for w in [w for w, (_, _, fo) in held.items() if all(last_use[f] <= k for f in fo)]:
+                del held[w]
         while pending and last_use.get(pending[0], -1) <= k:
             f = pending.pop(0)
-            if f in sums:
-                yield finish(f)
-    while pending:  # pragma: no cover - every target is covered by plan_windows
-        f = pending.pop(0)
-        if f in sums:
-            yield finish(f)
+            if f in done:
+                yield f, done.pop(f)
+
+
+def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int], slab_rows: int,
+            return_probs: bool, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool) -> dict[int, np.ndarray]:
+    """Labels (or averaged probabilities) of ``scans``, whose last window has run: slab of rows by slab of
+    rows, the head's last layer and softmax of each of a scan's outputs, summed in window order, then the
+    argmax. Per-cell operations in the order of the whole-grid computation: the same numbers, without any
+    (X, Y, Z, C) array of a scan (or a window) in memory."""
+    feats0, cls0, _ = held[outs[scans[0]][0][0]]
+    X, shape, C = feats0.shape[2], cls0.shape[2:], model.cfg.num_classes
+    res = {f: np.empty((X, *shape), np.uint8) for f in scans} if not return_probs else {}
+    sums: dict[int, list[torch.Tensor]] = {f: [] for f in scans}
+    for a in range(0, X, slab_rows):
+        b = min(X, a + slab_rows)
+        for f in scans:
+            parts = outs.pop(f) if b == X else outs[f]
+            acc = None
+            for n, (w, kk) in enumerate(parts):
+                feats, cls, _ = held[w]
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    lg = model.slab_logits(feats[kk:kk + 1, :, a:b], cls[kk:kk + 1, a:b])[0]
+                p = torch.softmax(lg.float(), -1)
+                if acc is None:
+                    acc = p
+                    if len(parts) == 1 and not return_probs:
+                        res[f][a:b] = acc.argmax(-1).to(torch.uint8).cpu().numpy()
+                elif n == len(parts) - 1 and not return_probs:
+                    res[f][a:b] = add_argmax(acc, p).cpu().numpy()
+                else:
+                    acc += p
+            if return_probs:
+                sums[f].append(acc / len(parts))  # type: ignore[operator]
+    if return_probs:
+        return {f: torch.cat(v).permute(3, 0, 1, 2).float().cpu().numpy() for f, v in sums.items()}
+    return res
 
 
 def refine_dataset_sequence(model: OccFinerNet, sequence, targets: Sequence[int] | None = None, **kw) -> Iterator[tuple[int, np.ndarray]]:

@@ -21,6 +21,7 @@ Pipeline (one window of T = T_l + T_r frames, every frame refined):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.occfiner._kernels import add_gain
 from baselines.occfiner.attention import DualFlow4DBlock, SoftComp, SoftSplit
 from occbench.geometry import ORIGIN, VOXEL_SIZE
 
@@ -167,9 +169,46 @@ class BEVFeatureEncoder(nn.Module):
     def forward(self, pred: torch.Tensor) -> list[torch.Tensor]:
         return self.trunk(self.embedding(pred))
 
+    def sparse_rows(self, pred: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """One frame's share of the sparse CPU path: (its rows (X*Y, e) of ``_FoldedOneHotLinear``'s output,
+        without the bias; its number of non-empty entries). Inference caches these per scan: stacked, they are
+        bit for bit the sparse output of any batch of frames that takes the sparse path
+        (:func:`sparse_path`), because a cell's sum only ever adds its own entries, heights in order."""
+        X, Y, Z = pred.shape
+        cls = pred.permute(2, 0, 1).reshape(Z, -1).long()
+        nonempty = cls != 0
+        return _sparse_forward(cls, nonempty, self.embed.weight, self.C)[0], int(nonempty.sum())
+
+    def embedding_from_rows(self, rows: list[torch.Tensor], X: int, Y: int) -> torch.Tensor:
+        """:meth:`embedding` of a batch from the :meth:`sparse_rows` of its frames (valid when
+        :func:`sparse_path` holds for the batch)."""
+        return (torch.cat(rows) + self.embed.bias).view(len(rows), X, Y, -1)
+
 
 SPARSE_EMBEDDING_ON_CPU = True  # False: always the dense path on CPU (tests)
 SPARSE_MAX_FRACTION = 0.25  # sparse path only when at most this share of (cell, height) entries is not empty
+
+
+def sparse_path(device: torch.device, nonempty: Callable[[], int], numel: int) -> bool:
+    """Whether :class:`_FoldedOneHotLinear` takes its sparse path for a batch with ``nonempty()`` non-empty
+    entries out of ``numel`` (CPU only, at most ``SPARSE_MAX_FRACTION`` non-empty)."""
+    return device.type == "cpu" and SPARSE_EMBEDDING_ON_CPU and nonempty() <= SPARSE_MAX_FRACTION * numel
+
+
+def _sparse_forward(cls: torch.Tensor, nonempty: torch.Tensor, weight: torch.Tensor, C: int
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The sparse path's output (M, e) and what its backward needs: ``out = sum_z w[z*C] + sum_{cls != 0}
+    (w[z*C + cls] - w[z*C])``, the entries added per cell in height order."""
+    e, cz = weight.shape
+    Z, M = cls.shape
+    table = torch.cat([weight.t(), weight.new_zeros(1, e)])  # row cz = no class
+    z_idx, m_idx = torch.nonzero(nonempty, as_tuple=True)
+    cval = cls[z_idx, m_idx]
+    code = torch.where((cval >= 0) & (cval < C), z_idx * C + cval.clamp(0, C - 1), cz)
+    empty_rows = table[torch.arange(Z, device=cls.device) * C]  # (Z, e) the class-0 row of every height
+    out = empty_rows.sum(0).expand(M, e).contiguous()
+    out.index_add_(0, m_idx, table.index_select(0, code) - empty_rows.index_select(0, z_idx))
+    return out, (z_idx, m_idx, code)
 
 
 class _FoldedOneHotLinear(torch.autograd.Function):
@@ -187,17 +226,12 @@ class _FoldedOneHotLinear(torch.autograd.Function):
     def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:  # type: ignore[override]
         e, cz = weight.shape
         Z, M = cls.shape
-        table = torch.cat([weight.t(), weight.new_zeros(1, e)])  # row cz = no class
         ctx.C, ctx.cz, ctx.Z = C, cz, Z
-        valid = (cls >= 0) & (cls < C)
-        zc = torch.arange(Z, device=cls.device)[:, None] * C
         nonempty = cls != 0  # class 1..C-1 or no class
-        sparse = cls.device.type == "cpu" and SPARSE_EMBEDDING_ON_CPU
-        if sparse:
-            sparse = int(nonempty.sum()) <= SPARSE_MAX_FRACTION * nonempty.numel()
-        if sparse:
-            z_idx, m_idx = torch.nonzero(nonempty, as_tuple=True)
-        if not sparse:
+        if not sparse_path(cls.device, lambda: int(nonempty.sum()), nonempty.numel()):
+            table = torch.cat([weight.t(), weight.new_zeros(1, e)])  # row cz = no class
+            valid = (cls >= 0) & (cls < C)
+            zc = torch.arange(Z, device=cls.device)[:, None] * C
             idx = torch.where(valid, zc + cls.clamp(0, C - 1), cz)
             ctx.save_for_backward(idx)
             ctx.sparse = False
@@ -208,12 +242,8 @@ class _FoldedOneHotLinear(torch.autograd.Function):
                 out += table.index_select(0, idx[z])
             return out
         ctx.sparse = True
-        cval = cls[z_idx, m_idx]
-        code = torch.where(valid[z_idx, m_idx], z_idx * C + cval.clamp(0, C - 1), cz)
-        ctx.save_for_backward(z_idx, m_idx, code)
-        empty_rows = table[zc[:, 0]]  # (Z, e) the class-0 row of every height
-        out = empty_rows.sum(0).expand(M, e).contiguous()
-        out.index_add_(0, m_idx, table.index_select(0, code) - empty_rows.index_select(0, z_idx))
+        out, saved = _sparse_forward(cls, nonempty, weight, C)
+        ctx.save_for_backward(*saved)
         return out
 
     @staticmethod
@@ -296,15 +326,23 @@ class SegmentationHead(nn.Module):
         self.out = nn.Linear(cfg.embed_dim, cfg.height * cfg.num_classes)  # per-cell; output index z*C + c
         self.skip = cfg.skip
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> logits (N, C, X, Y, Z) (a view)."""
+    def trunk(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> per-cell features (N, e, X, Y)."""
         for i, blk in enumerate(self.blocks):
             x = F.interpolate(blk(x), scale_factor=2, mode="bilinear", align_corners=False)
             if self.skip:
                 x = x + skips[len(skips) - 1 - i]
-        n, _, X, Y = x.shape
-        # (N, X, Y, Z, C) contiguous (classes innermost: cheap softmax / loss), returned as a (N, C, X, Y, Z) view
-        return self.out(x.permute(0, 2, 3, 1)).view(n, X, Y, self.Z, self.C).permute(0, 4, 1, 2, 3)
+        return x
+
+    def cell_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Per-cell Linear of :meth:`trunk`'s features (N, e, X', Y') -> logits (N, X', Y', Z, C), contiguous
+        (classes innermost: cheap softmax / loss). Any slab of rows X' gives the rows of the whole grid."""
+        n, _, X, Y = feats.shape
+        return self.out(feats.permute(0, 2, 3, 1)).view(n, X, Y, self.Z, self.C)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x (N, c_L, X/2^L, Y/2^L); skips = encoder levels 0..L-1 -> logits (N, C, X, Y, Z) (a view)."""
+        return self.cell_logits(self.trunk(x, skips)).permute(0, 4, 1, 2, 3)
 
 
 class OccFinerNet(nn.Module):
@@ -338,13 +376,29 @@ class OccFinerNet(nn.Module):
         """``outputs`` (B, T) bool: run the segmentation head only for these frames (training: the frames
         with ground truth) and return their logits stacked in (b, t) order as (K, C, X, Y, Z); every frame
         still goes through the encoders and the transformer, so the result equals ``forward(...)[outputs]``."""
+        B, T = pred.shape[:2]
+        x, sem, pred = self._encode(pred, transforms, flip)
+        if outputs is not None:
+            sel = outputs.to(x.device).bool().reshape(B * T)
+            return self._input_skip(self.head(x[sel], [f[sel] for f in sem[:-1]]), pred[sel])
+        logits = self._input_skip(self.head(x, sem[:-1]), pred)
+        return logits.view(B, T, *logits.shape[1:])
+
+    def _encode(self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None,
+                emb: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """Everything before the head: (features (B*T, c_L, X/2^L, Y/2^L) after the transformer, the feature
+        encoder's levels, pred as (B*T, X, Y, Z)). ``emb``: the feature encoder's embedding of the B*T frames,
+        when the caller has it (then ``pred`` keeps its dtype)."""
         B, T, X, Y, Z = pred.shape
         d = self.cfg.downsample
         if X % d or Y % d:
             raise ValueError(f"grid {X}x{Y} must be divisible by {d}")
-        pred = pred.reshape(B * T, X, Y, Z).long()
+        pred = pred.reshape(B * T, X, Y, Z)
+        if emb is None:
+            pred = pred.long()
+            emb = self.feature_encoder.embedding(pred)
         flip_bt = None if flip is None else flip.to(pred.device).bool().repeat_interleave(T, dim=0)
-        sem = self.feature_encoder(pred)
+        sem = self.feature_encoder.trunk(emb)
         pos = self.positional_encoder(transforms.reshape(B * T, 4, 4), X, Y, flip_bt)
         x = sem[-1] + pos[-1]  # eq. 3: features + positional embedding
         h, w = x.shape[-2:]
@@ -353,22 +407,44 @@ class OccFinerNet(nn.Module):
         for blk in self.blocks:
             tok = blk(tok)
         x = x + self.comp(tok.reshape(B * T, *tok.shape[2:]), (h, w))
-        if outputs is not None:
-            sel = outputs.to(x.device).bool().reshape(B * T)
-            return self._input_skip(self.head(x[sel], [f[sel] for f in sem[:-1]]), pred[sel])
-        logits = self._input_skip(self.head(x, sem[:-1]), pred)
-        return logits.view(B, T, *logits.shape[1:])
+        return x, sem, pred
+
+    def head_features(self, pred: torch.Tensor, transforms: torch.Tensor, outputs: torch.Tensor,
+                      emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference in slabs: the head's per-cell features (K, e, X, Y) of the frames ``outputs`` (B, T) and
+        their input classes (K, X, Y, Z). ``slab_logits(feats[:, :, a:b], pred[:, a:b])`` then gives rows
+        a..b-1 of ``forward(pred, transforms, None, outputs)`` (channels last), without the (K, C, X, Y, Z)
+        logits of a whole window in memory. ``emb``: the feature encoder's embedding of the B*T frames, if
+        known (e.g. from :meth:`BEVFeatureEncoder.embedding_from_rows`)."""
+        B, T = pred.shape[:2]
+        x, sem, pred = self._encode(pred, transforms, None, emb)
+        sel = outputs.to(x.device).bool().reshape(B * T)
+        return self.head.trunk(x[sel], [f[sel] for f in sem[:-1]]), pred[sel]
+
+    def slab_logits(self, feats: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Logits (K, X', Y, Z, C) of a slab of rows: ``feats`` (K, e, X', Y) and ``pred`` (K, X', Y, Z) slices
+        of :meth:`head_features`. The same operations as :meth:`forward` on those rows."""
+        lg = self.head.cell_logits(feats)
+        if self.cfg.input_skip and not add_gain(lg, pred, self.input_gain.to(lg.dtype)):
+            idx, bonus = self._input_bonus(pred, lg.dtype)
+            lg.scatter_(-1, idx, lg.gather(-1, idx) + bonus)  # the input class's logit + its gain, in place
+        return lg
+
+    def _input_bonus(self, pred: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class index (..., 1), gain added to that class's logit (..., 1); 0 where the input is no class)."""
+        C = self.cfg.num_classes
+        valid = (pred >= 0) & (pred < C)
+        idx = pred.clamp(0, C - 1).long().unsqueeze(-1)
+        return idx, self.input_gain.to(dtype)[idx] * valid.unsqueeze(-1).to(dtype)
 
     def _input_skip(self, logits: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Identity prior (``cfg.input_skip``, our addition): add the learned gain of the input class to its logit,
         so an untrained network already reproduces its input and training learns the corrections."""
         if not self.cfg.input_skip:
             return logits
-        C = self.cfg.num_classes
         lg = logits.permute(0, 2, 3, 4, 1)  # (N, X, Y, Z, C), the head's memory layout
-        valid = (pred >= 0) & (pred < C)
-        idx = pred.clamp(0, C - 1).unsqueeze(-1)
-        bonus = torch.zeros_like(lg).scatter_(-1, idx, (self.input_gain.to(lg.dtype)[idx] * valid.unsqueeze(-1).to(lg.dtype)))
+        idx, gain = self._input_bonus(pred, lg.dtype)
+        bonus = torch.zeros_like(lg).scatter_(-1, idx, gain)
         return (lg + bonus).permute(0, 4, 1, 2, 3)
 
 

@@ -25,6 +25,7 @@ import torch
 
 from baselines.occfiner.losses import SSCLoss
 from baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
+from occbench.checkpoints import load_checkpoint_file, to_plain
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
 from occbench.progress import progress_bar
 
@@ -151,7 +152,7 @@ def train(
     acc: dict = _new_acc(C)
     last = out / "checkpoint-last.pt"
     if resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
+        ck = load_checkpoint_file(last, map_location=device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -162,7 +163,8 @@ def train(
         if start_step:
             acc = ck["acc"]
         torch.set_rng_state(ck["rng"]["torch"])
-        np.random.set_state(ck["rng"]["numpy"])
+        kind, keys, *rest = ck["rng"]["numpy"]
+        np.random.set_state((kind, np.asarray(keys, np.uint32), *rest))
         random.setstate(ck["rng"]["python"])
 
     def snapshot(epoch: int, step: int) -> dict:
@@ -177,7 +179,7 @@ def train(
             "history": history,
             "model_config": model.cfg.to_dict(),
             "train_config": asdict(cfg),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": to_plain(np.random.get_state()), "python": random.getstate()},
             **(extra or {}),
         }
 
@@ -266,7 +268,7 @@ def _new_acc(C: int) -> dict:
 def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> OccFinerNet:
     """Rebuild an :class:`OccFinerNet` from a checkpoint written by :func:`train` or an exported one."""
 
-    ck = torch.load(checkpoint, map_location=map_location, weights_only=False)
+    ck = load_checkpoint_file(checkpoint, map_location=map_location)
     model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])
     return model

@@ -6,11 +6,17 @@
 - :mod:`~occbench.autolabel.sources`: pseudo-labels from any registered method (scores capability);
 - :mod:`~occbench.autolabel.runner`: :func:`run_protocol` (resumable); :mod:`~occbench.autolabel.table`: markdown;
 - :mod:`~occbench.autolabel.command`: the ``occbench autolabel`` click command.
+
+Names are imported on first use (the student network needs torch; ``occbench autolabel --help`` does not).
 """
-from occbench.autolabel.model import StudentConfig, StudentNet, soft_top2_loss
-from occbench.autolabel.protocol import PRESETS, PROTOCOL_TAG, ProtocolConfig, SourceSpec, preset
-from occbench.autolabel.runner import AutolabelData, run_one, run_protocol
-from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore
+from occbench._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["StudentConfig", "StudentNet", "soft_top2_loss"], "occbench.autolabel.model"),
+    **dict.fromkeys(["PRESETS", "PROTOCOL_TAG", "ProtocolConfig", "SourceSpec", "preset"], "occbench.autolabel.protocol"),
+    **dict.fromkeys(["AutolabelData", "run_one", "run_protocol"], "occbench.autolabel.runner"),
+    **dict.fromkeys(["PseudoLabel", "PseudoLabelStore"], "occbench.autolabel.storage"),
+})
 
 __all__ = ["PRESETS", "PROTOCOL_TAG", "AutolabelData", "ProtocolConfig", "PseudoLabel", "PseudoLabelStore", "SourceSpec",
            "StudentConfig", "StudentNet", "preset", "run_one", "run_protocol", "soft_top2_loss"]

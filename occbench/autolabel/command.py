@@ -1,6 +1,6 @@
 """``occbench autolabel``: the auto-labeling retraining protocol from the command line.
 
-The lead adds it to the CLI group with ``main.add_command(autolabel)``; it also runs alone as
+A command of the ``occbench`` CLI group (loaded on use); it also runs alone as
 ``python -m occbench.autolabel.command``.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from occbench.cli import ROOT_HELP
 from occbench.errors import OccbenchError
 from occbench.progress import set_quiet
 
@@ -20,7 +21,7 @@ DATASET_TITLES = {"mini": "occbench-mini (SYNTHETIC)", "semantickitti": "Semanti
 
 @click.command("autolabel")
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti"]))
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Dataset root (mini: the default cache, generated on first use).")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--predictions-root", type=click.Path(path_type=Path), default=None, help="Folder holding <onboard>/sequences/... (default <root>/predictions).")
 @click.option("--source", "sources", multiple=True, metavar="METHOD:ONBOARD[:k=v,...]",
               help="Pseudo-label source (repeatable), e.g. onboard:voxformer-sim, average-fusion:voxformer-sim, "

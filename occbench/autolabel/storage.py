@@ -28,6 +28,7 @@ import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
+from occbench.io.files import read_json_document
 
 MAGIC = b"OCCPL\0"
 FORMAT_VERSION = 1
@@ -137,7 +138,12 @@ class PseudoLabelStore:
 
     def read_manifest(self) -> dict[str, Any] | None:
         p = self.root / "manifest.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+        if not p.exists():
+            return None
+        m = read_json_document(p, "a pseudo-label manifest")
+        if not isinstance(m, dict):
+            raise FormatError(p, "a JSON object (a pseudo-label manifest)", f"a JSON {type(m).__name__}")
+        return m
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")

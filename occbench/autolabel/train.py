@@ -13,6 +13,7 @@ import torch
 from occbench.autolabel.model import StudentConfig, StudentNet, soft_top2_loss
 from occbench.autolabel.protocol import ProtocolConfig
 from occbench.autolabel.storage import PseudoLabelStore
+from occbench.checkpoints import load_checkpoint_file
 from occbench.io.atomic import atomic_write_bytes
 from occbench.labels import IGNORE
 from occbench.progress import progress_bar
@@ -109,7 +110,7 @@ def train_student(cfg: ProtocolConfig, seed: int, items: list[TrainItem], reader
     ckpt = run_dir / CHECKPOINT
     start = 0
     if ckpt.is_file():
-        st = torch.load(ckpt, map_location=dev, weights_only=True)
+        st = load_checkpoint_file(ckpt, map_location=dev)
         if st.get("digest") == cfg.digest() and st.get("seed") == seed:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])

@@ -4,6 +4,7 @@ from occbench.datasets.frame import Frame, Sequence
 from occbench.datasets.mini import OccbenchMini, ensure_mini
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
+from occbench.errors import UnknownNameError
 
 DATASETS = {"mini": OccbenchMini, "semantickitti": SemanticKITTI, "sscbench-kitti360": SSCBenchKITTI360}
 
@@ -11,7 +12,7 @@ DATASETS = {"mini": OccbenchMini, "semantickitti": SemanticKITTI, "sscbench-kitt
 def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None, **kw) -> SSCDataset:
     """Open a dataset by name (``mini``, ``semantickitti``, ``sscbench-kitti360``)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        raise UnknownNameError("dataset", name, list(DATASETS))
     cls = DATASETS[name]
     if name == "mini":
         return cls(root, split=split, onboard=onboard, **kw)

@@ -6,12 +6,16 @@ from pathlib import Path
 
 from occbench.datasets.frame import Frame, Sequence
 from occbench.errors import MissingDataError
+from occbench.io.formats import ForeignFormat, ForeignPredictionStore, open_prediction_store
 from occbench.io.predictions import PredictionStore
 from occbench.labels import LabelMap
 
 
-def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard: str | None) -> PredictionStore | None:
-    """The prediction store of ``onboard`` under ``predictions_root`` (default ``<root>/predictions``), or None."""
+def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard: str | None,
+                       predictions_format: ForeignFormat | None = None,
+                       label_map: LabelMap | None = None) -> PredictionStore | ForeignPredictionStore | None:
+    """The prediction store of ``onboard`` under ``predictions_root`` (default ``<root>/predictions``), or None.
+    ``predictions_format`` reads another codebase's files (:mod:`occbench.io.formats`) instead of the submission layout."""
     if onboard is None:
         return None
     pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
@@ -23,6 +27,8 @@ def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard:
             f"expected <predictions_root>/{onboard}/sequences/XX/predictions/NNNNNN.label; "
             f"models found under {pred_root}: {have or 'none'}",
         )
+    if predictions_format is not None and label_map is not None:
+        return open_prediction_store(model_dir, predictions_format, label_map)
     return PredictionStore(model_dir)
 
 

@@ -5,6 +5,8 @@ on first access; voxel files are read (memory-mapped for ``.label``) when a fram
 """
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +23,11 @@ from occbench.labels import IGNORE, LabelMap
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+_GT_LABEL = re.compile(r"^\d{6}\.label$")
+
+
+NPY_LABEL_SUFFIX = "_1_1.npy"
+
 
 @dataclass(frozen=True)
 class VoxelLayout:
@@ -30,6 +37,8 @@ class VoxelLayout:
     invalid_packed: bool = True  # SemanticKITTI: bit-packed; SSCBench-KITTI360: one byte per voxel
     clear_invalid_where_labelled: bool = False  # SSCBench-KITTI360 preprocessing: INVALID[LABEL != 0] = 0
     has_occluded: bool = True
+    # "voxels": <gt dir>/NNNNNN.label + .invalid; "sscbench-npy": SSCBench <gt dir>/NNNNNN_1_1.npy (train ids, 255)
+    gt_format: str = "voxels"
 
 
 class Sequence:
@@ -93,10 +102,27 @@ class Sequence:
     # -- frames --------------------------------------------------------------------------------
     @cached_property
     def labelled_frames(self) -> list[int]:
-        """Scan numbers that have (or, for hidden test sets, would have) voxel ground truth: every ``label_every``-th scan."""
+        """The scans a benchmark scores. With ground truth: the scans whose ``NNNNNN.label`` is present in the
+        ground-truth folder (as the official ``evaluate_completion.py`` scores the files it finds), within the
+        poses; a hidden test split (no ground truth): every ``label_every``-th scan of the sequence. Gaps are
+        reported by :func:`occbench.datasets.check.dataset_warnings`."""
         if self._frame_ids is not None:
             return self._frame_ids()
-        return list(range(0, self.num_scans, self.label_every))
+        if self.gt_voxel_dir is None:
+            return list(range(0, self.num_scans, self.label_every))
+        return [t for t in self.ground_truth_scans if t < self.num_scans]
+
+    @cached_property
+    def ground_truth_scans(self) -> list[int]:
+        """Scan numbers of the ground-truth ``NNNNNN.label`` files present (sorted; none without ground truth)."""
+        d = self.gt_voxel_dir
+        if d is None:
+            return []
+        try:
+            names = [e.name for e in os.scandir(d)]
+        except FileNotFoundError:
+            raise MissingDataError(d, f"ground truth of sequence {self.name} (a voxels folder with NNNNNN.label files)") from None
+        return sorted(int(n[:6]) for n in names if _GT_LABEL.match(n))
 
     @property
     def has_ground_truth(self) -> bool:
@@ -156,18 +182,29 @@ class Frame:
             raise MissingDataError(self.sequence.voxel_dir, f"ground truth of sequence {self.sequence.name} (hidden test split)")
         return d / f"{self.name}{ext}"
 
+    def ground_truth_files(self) -> list[Path]:
+        """The files :meth:`ground_truth` reads: ``.label`` and ``.invalid``, or SSCBench's ``_1_1.npy``."""
+        if self.sequence.layout.gt_format == "sscbench-npy":
+            return [self._gt_path(NPY_LABEL_SUFFIX)]
+        return [self._gt_path(".label"), self._gt_path(".invalid")]
+
     @property
     def has_ground_truth(self) -> bool:
-        d = self.sequence.gt_voxel_dir
-        return d is not None and (d / f"{self.name}.label").is_file()
+        return self.sequence.gt_voxel_dir is not None and self.ground_truth_files()[0].is_file()
+
+    def _voxel_gt_path(self, ext: str) -> Path:
+        if self.sequence.layout.gt_format != "voxels":
+            raise MissingDataError(self._gt_path(ext), f"{ext} file (this dataset reads its ground truth from "
+                                   f"SSCBench {NPY_LABEL_SUFFIX} labels, which hold train ids only)")
+        return self._gt_path(ext)
 
     def label_raw(self, mmap: bool = True) -> np.ndarray:
         """The raw uint16 ``.label`` grid (memory-mapped by default)."""
-        return read_label(self._gt_path(".label"), mmap=mmap)
+        return read_label(self._voxel_gt_path(".label"), mmap=mmap)
 
     def invalid(self) -> np.ndarray:
         """uint8 0/1 invalid mask (never observed by the LiDAR)."""
-        p = self._gt_path(".invalid")
+        p = self._voxel_gt_path(".invalid")
         lay = self.sequence.layout
         inv = read_bits(p) if lay.invalid_packed else read_invalid_kitti360(p).copy()
         if lay.clear_invalid_where_labelled:
@@ -181,6 +218,10 @@ class Frame:
 
     def ground_truth(self) -> np.ndarray:
         """Train ids (uint8, (256,256,32)): 0 empty, 1..C-1 classes, 255 where ignored or invalid."""
+        if self.sequence.layout.gt_format == "sscbench-npy":
+            from occbench.io.formats import read_sscbench_label_npy
+
+            return read_sscbench_label_npy(self._gt_path(NPY_LABEL_SUFFIX), self.sequence.label_map)
         p = self._gt_path(".label")
         gt = self.sequence.label_map.to_train(self.label_raw(), p).copy()
         gt[self.invalid() != 0] = IGNORE

@@ -10,12 +10,17 @@ Layout (semantic-kitti-api README; predictions in the official submission layout
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+
+import numpy as np
 
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
-from occbench.errors import MissingDataError
-from occbench.io.kitti import read_calib, read_poses
+from occbench.errors import FormatError, MissingDataError, UnknownNameError
+from occbench.io.formats import ForeignFormat
+from occbench.io.kitti import Calibration, read_calib, read_poses, read_times
 from occbench.labels import load_label_map
 
 SPLITS: dict[str, list[str]] = {
@@ -42,7 +47,7 @@ KNOWN_SENSORS = {
 def normalize_split(split: str, splits: dict[str, list[str]]) -> str:
     split = SPLIT_ALIASES.get(split, split)
     if split not in splits:
-        raise ValueError(f"unknown split {split!r}; available: {', '.join(splits)}")
+        raise UnknownNameError("split", split, list(splits))
     return split
 
 
@@ -50,6 +55,30 @@ def guess_sensor(onboard: str | None) -> str | None:
     if onboard is None:
         return None
     return KNOWN_SENSORS.get(onboard.lower())
+
+
+_SCAN_RE = re.compile(r"^(\d{6})\.")
+
+
+def read_sequence_poses(seq_dir: Path, calib: Calibration) -> np.ndarray:
+    """LiDAR poses of ``<seq_dir>/poses.txt``, checked against the sequence: ``times.txt`` (when present) must have
+    as many lines, and every scan in ``voxels/`` (and ``velodyne/``, when present) must have a pose."""
+    path = seq_dir / "poses.txt"
+    poses = read_poses(path, calib)
+    n = poses.shape[0]
+    times = seq_dir / "times.txt"
+    if times.exists():
+        nt = read_times(times).shape[0]
+        if nt != n:
+            raise FormatError(path, f"one pose per line of {times.name} ({nt} lines)", f"{n} poses")
+    for sub in ("voxels", "velodyne"):
+        d = seq_dir / sub
+        if d.is_dir():
+            last = max((int(m.group(1)) for m in map(_SCAN_RE.match, os.listdir(d)) if m), default=-1)
+            if last >= n:
+                raise FormatError(path, f"a pose for every scan ({sub}/ holds scan {last:06d}, so at least {last + 1} poses)",
+                                  f"{n} poses")
+    return poses
 
 
 class SemanticKITTI(SSCDataset):
@@ -74,6 +103,7 @@ class SemanticKITTI(SSCDataset):
         sequences: list[str] | None = None,
         sensor: str | None = None,
         ground_truth_root: str | Path | None = None,
+        predictions_format: ForeignFormat | None = None,
     ):
         root = Path(root).expanduser()
         split = normalize_split(split, self.splits)
@@ -81,10 +111,10 @@ class SemanticKITTI(SSCDataset):
         if not seq_root.is_dir():
             raise MissingDataError(seq_root, f"{self.name} sequences folder", HOW_TO_GET)
         names = list(self.splits[split]) if sequences is None else list(sequences)
-        store = open_onboard_store(root, predictions_root, onboard)
+        lm = load_label_map("semantickitti")
+        store = open_onboard_store(root, predictions_root, onboard, predictions_format, lm)
         gt_root = Path(ground_truth_root) if ground_truth_root is not None else root
         sensor = sensor or guess_sensor(onboard)
-        lm = load_label_map("semantickitti")
         seqs = []
         for s in names:
             d = seq_root / s
@@ -94,7 +124,7 @@ class SemanticKITTI(SSCDataset):
             seqs.append(Sequence(
                 name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=VoxelLayout(),
                 load_calib=lambda d=d: read_calib(d / "calib.txt"),
-                load_poses=lambda c, d=d: read_poses(d / "poses.txt", c),
+                load_poses=lambda c, d=d: read_sequence_poses(d, c),
                 onboard=store, onboard_name=onboard, sensor=sensor,
             ))
         super().__init__(root, split, onboard, lm, seqs)

@@ -7,6 +7,7 @@ The LiDAR pose of scan i in the sequence's world is ``inv(Tr) @ P_i @ Tr``
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.atomic import atomic_write_text
+from occbench.io.files import open_regular
 
 # Rotation matrices in poses.txt / calib.txt are printed with ~7 significant digits:
 # on the real files max |R^T R - I| is 1.6e-6. Anything beyond 1e-4 is not a rigid transform.
@@ -44,47 +46,120 @@ class Calibration:
         return self.P2[:3, :3].copy()
 
 
-def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = RIGID_TOL) -> None:
-    """Raise :class:`FormatError` unless every 4x4 in ``T`` is a rigid transform."""
+def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = RIGID_TOL,
+                lines: np.ndarray | None = None) -> None:
+    """Raise :class:`FormatError` unless every 4x4 in ``T`` is finite and a rigid transform.
+
+    ``lines``: the file line of each matrix (for the message; default: entry ``i`` is on line ``i + 1``)."""
     T = np.asarray(T, np.float64)
     Ts = T.reshape(-1, 4, 4)
+    where = (lambda i: int(lines[i])) if lines is not None else (lambda i: i + 1)
+    finite = np.isfinite(Ts).all(axis=(1, 2))
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        bad = Ts[i][~np.isfinite(Ts[i])][0]
+        raise FormatError(path, f"finite numbers in {what}",
+                          f"{int((~finite).sum())} entr{'y' if (~finite).sum() == 1 else 'ies'} with NaN or inf, "
+                          f"first at line {where(i)} ({bad})")
     R = Ts[:, :3, :3]
     ortho = np.abs(np.einsum("nij,nkj->nik", R, R) - np.eye(3)).max(axis=(1, 2))
     det = np.linalg.det(R)
     bottom = np.abs(Ts[:, 3] - np.array([0, 0, 0, 1.0])).max(axis=1)
-    bad = np.flatnonzero((ortho > tol) | (np.abs(det - 1) > tol) | (bottom > 0) | ~np.isfinite(Ts).all(axis=(1, 2)))
+    bad = np.flatnonzero((ortho > tol) | (np.abs(det - 1) > tol) | (bottom > 0))
     if bad.size:
         i = int(bad[0])
         raise FormatError(
             path,
             f"rigid {what} (|R^T R - I| <= {tol:g}, det R = 1)",
-            f"{bad.size} non-rigid entr{'y' if bad.size == 1 else 'ies'}, first at line {i + 1}: "
+            f"{bad.size} non-rigid entr{'y' if bad.size == 1 else 'ies'}, first at line {where(i)}: "
             f"|R^T R - I| = {ortho[i]:.3g}, det R = {det[i]:.6g}",
         )
 
 
-def read_calib(path: str | Path) -> Calibration:
-    """Read ``calib.txt`` (keys ``P0..P3`` and ``Tr``) with pykitti's parser, then validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(path, "calibration file")
-    from pykitti.utils import read_calib_file  # imports cv2 at import time (opencv-python-headless)
+MAX_TEXT_BYTES = 64 << 20  # poses of the longest KITTI sequence are ~0.5 MB
 
+
+def read_text_lines(path: str | Path, what: str) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank line of a small text file (a regular file, UTF-8)."""
+    path = Path(path)
+    with open_regular(path, what) as f:
+        data = f.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise FormatError(path, f"a {what} of at most {MAX_TEXT_BYTES:,} bytes", "a larger file")
     try:
-        raw = read_calib_file(str(path))
-    except ValueError as e:
-        raise FormatError(path, "lines 'KEY: 12 floats'", f"unparsable content ({e})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"a {what} in plain text", f"undecodable bytes at byte {e.start}") from None
+    return [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def parse_numbers(path: Path, lineno: int, tokens: list[str], expected: str, count: int | None = None) -> list[float]:
+    """Floats of one line; a token that is not a number, NaN or inf, or a wrong count is a :class:`FormatError`
+    naming the file, the line and the column. ``expected`` says what a line holds (e.g. "12 floats per line")."""
+    out = []
+    for j, tok in enumerate(tokens, 1):
+        try:
+            x = float(tok)
+        except ValueError:
+            raise FormatError(path, expected, f"unparsable content on line {lineno}: {tok[:40]!r} in column {j} is not a number") from None
+        if not math.isfinite(x):
+            raise FormatError(path, f"finite numbers, {expected}", f"{tok[:40]!r} on line {lineno}, column {j}")
+        out.append(x)
+    if count is not None and len(tokens) != count:
+        raise FormatError(path, expected, f"{len(tokens)} per line on line {lineno}")
+    return out
+
+
+def read_number_rows(path: str | Path, what: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A text file of ``width`` finite numbers per non-blank line: ((rows, width) float64, line numbers)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise MissingDataError(path, what)
+    lines = read_text_lines(path, what)
+    if not lines:
+        raise FormatError(path, f"{what}: {width} float{'s' if width != 1 else ''} per line", "an empty file")
+    expected = f"{width} float{'s' if width != 1 else ''} per line" if width != 1 else "one float per line"
+    vals = np.array([parse_numbers(path, i, line.split(), expected, width) for i, line in lines], np.float64).reshape(-1, width)
+    return vals, np.array([i for i, _ in lines])
+
+
+CALIB_KEYS = ("P0", "P1", "P2", "P3", "Tr")
+
+
+def read_calib(path: str | Path) -> Calibration:
+    """Read ``calib.txt`` (keys ``P0..P3`` and ``Tr``, 12 numbers each) and validate it.
+
+    Refused, naming the line: a line that is not ``KEY: values``, a key given twice, a missing key, a value that
+    is not a finite number, a projection ``P0..P3`` whose left 3x3 block is singular (e.g. all zeros), and a
+    ``Tr`` that is not rigid. Lines of other keys are ignored (as KITTI tools do).
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise MissingDataError(path, "calibration file")
+    seen: dict[str, int] = {}
     P: dict[str, np.ndarray] = {}
-    for key in ("P0", "P1", "P2", "P3", "Tr"):
-        if key not in raw:
-            raise FormatError(path, f"a '{key}:' line (keys P0, P1, P2, P3, Tr)", f"keys {sorted(raw)}")
-        v = np.asarray(raw[key], np.float64).reshape(-1)
-        if v.size != 12:
-            raise FormatError(path, f"12 values for {key}", f"{v.size}")
-        P[key] = v.reshape(3, 4)
+    for lineno, line in read_text_lines(path, "calibration file"):
+        key, sep, rest = line.partition(":")
+        key = key.strip()
+        if not sep or not key:
+            raise FormatError(path, f"lines 'KEY: values' (keys {', '.join(CALIB_KEYS)})", f"line {lineno}: {line[:60]!r}")
+        if key in seen:
+            raise FormatError(path, f"each key once ('{key}:' on line {seen[key]})", f"a second '{key}:' line on line {lineno}")
+        seen[key] = lineno
+        if key in CALIB_KEYS:
+            P[key] = np.array(parse_numbers(path, lineno, rest.split(), f"12 floats for {key}", 12)).reshape(3, 4)
+    missing = [k for k in CALIB_KEYS if k not in P]
+    if missing:
+        raise FormatError(path, f"a '{missing[0]}:' line (keys {', '.join(CALIB_KEYS)})", f"keys {sorted(seen)}")
+    for k in ("P0", "P1", "P2", "P3"):
+        K = P[k][:, :3]
+        scale = np.abs(K).max()
+        if scale == 0 or abs(np.linalg.det(K / scale)) < 1e-9 or P[k][0, 0] == 0:
+            raise FormatError(path, f"a projection matrix {k} (line {seen[k]}) with a non-singular left 3x3 block and fx != 0",
+                              f"a degenerate one (|det| = {abs(np.linalg.det(K)):.3g}, fx = {P[k][0, 0]:g})")
     Tr = np.eye(4)
     Tr[:3, :4] = P.pop("Tr")
-    check_rigid(Tr, path, "Tr (velodyne -> cam0)")
+    check_rigid(Tr, path, "Tr (velodyne -> cam0)", lines=np.array([seen["Tr"]]))
     return Calibration(P=P, Tr=Tr, path=path)
 
 
@@ -98,23 +173,14 @@ def read_poses(path: str | Path, calib: Calibration | None = None) -> np.ndarray
     """Read ``poses.txt`` as (N, 4, 4) float64.
 
     Without ``calib`` these are the camera-0 poses as stored. With ``calib`` they are the LiDAR
-    poses ``inv(Tr) @ P @ Tr``. Every pose is checked to be rigid.
+    poses ``inv(Tr) @ P @ Tr``. Every value must be a finite number and every pose rigid (errors name the line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(path, "poses file")
-    try:
-        vals = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise FormatError(path, "12 floats per line", f"unparsable content ({e})") from None
-    if vals.size == 0:
-        raise FormatError(path, "one 3x4 pose (12 floats) per line", "an empty file")
-    if vals.shape[1] != 12:
-        raise FormatError(path, "12 floats per line (row-major 3x4 pose)", f"{vals.shape[1]} per line")
+    vals, lines = read_number_rows(path, "poses file", 12)
     n = vals.shape[0]
     T = np.tile(np.eye(4), (n, 1, 1))
     T[:, :3, :4] = vals.reshape(n, 3, 4)
-    check_rigid(T, path, "camera-0 poses")
+    check_rigid(T, path, "camera-0 poses", lines=lines)
     if calib is not None:
         T = np.linalg.inv(calib.Tr) @ T @ calib.Tr
     return T
@@ -132,16 +198,8 @@ def lidar_to_cam0_poses(poses_lidar: np.ndarray, calib: Calibration) -> np.ndarr
 
 
 def read_times(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingDataError(path, "times file")
-    try:
-        t = np.loadtxt(path, dtype=np.float64, ndmin=1)
-    except ValueError as e:
-        raise FormatError(path, "one float (seconds) per line", f"unparsable content ({e})") from None
-    if t.ndim != 1:
-        raise FormatError(path, "one float (seconds) per line", f"{t.shape[1]} values per line")
-    return t
+    """Read ``times.txt``: one finite number (seconds) per line."""
+    return read_number_rows(path, "times file", 1)[0][:, 0]
 
 
 def write_times(path: str | Path, times: np.ndarray) -> None:

@@ -12,39 +12,87 @@ decompressed in about 7 ms a frame. A folder may mix both; if both exist for a f
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import stat
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.atomic import atomic_write_bytes
-from occbench.io.voxels import GRID_SHAPE, LABEL_BYTES, read_label
+from occbench.io.files import describe_mode, open_regular
+from occbench.io.voxels import GRID_SHAPE, LABEL_BYTES, NUM_VOXELS
 
 PLAIN = ".label"
 COMPRESSED = ".label.gz"
-_FRAME_RE = re.compile(r"^(\d{6})\.label(\.gz)?$")
+PREDICTION_TEMPS = "sequences/*/predictions"  # where a store's temporary files live (occbench.io.folder_lock)
+FRAME_RE = re.compile(r"^(\d{6})\.label(\.gz)?$")
 
 
 def frame_name(frame: int) -> str:
     return f"{int(frame):06d}"
 
 
-def read_prediction_file(path: str | Path) -> np.ndarray:
-    """Read a ``.label`` or ``.label.gz`` file as (256, 256, 32) uint16 raw ids."""
+def read_prediction_file(path: str | Path, follow_links: bool = True) -> np.ndarray:
+    """Read a ``.label`` or ``.label.gz`` file as (256, 256, 32) uint16 raw ids.
+
+    Only a regular file is opened (a directory, FIFO or device is refused; ``follow_links=False`` refuses a
+    symbolic link too). A ``.label.gz`` is inflated as a stream and never past one frame: more data than
+    4,194,304 bytes, a truncated or a corrupt stream is a :class:`FormatError` naming the file.
+    """
     path = Path(path)
-    if path.name.endswith(".gz"):
-        if not path.is_file():
-            raise MissingDataError(path, "prediction file")
+    with open_regular(path, "prediction file", follow=follow_links) as f:
+        if path.name.endswith(".gz"):
+            data = inflate_capped(f, path, LABEL_BYTES)
+        else:
+            size = os.fstat(f.fileno()).st_size
+            if size != LABEL_BYTES:
+                raise FormatError(path, f"{LABEL_BYTES:,} bytes ({NUM_VOXELS:,} uint16 labels of {GRID_SHAPE})", f"{size:,} bytes")
+            data = bytearray(LABEL_BYTES)
+            got = f.readinto(data)
+            if got != LABEL_BYTES or f.read(1):  # changed while being read
+                raise FormatError(path, f"{LABEL_BYTES:,} bytes", "a file whose size changed while it was read")
+    return np.frombuffer(data, "<u2").reshape(GRID_SHAPE)
+
+
+def inflate_capped(f: BinaryIO, path: Path, size: int, chunk: int = 1 << 16) -> bytearray:
+    """Inflate the gzip stream (one or more members) read from ``f``, which must hold exactly ``size`` bytes.
+
+    Streaming with a hard cap: at most ``size + 1`` bytes are ever inflated (the extra byte detects an
+    overflow), so a gzip bomb costs no more memory than one frame."""
+    expected = f"a gzip stream of exactly {size:,} bytes (a .label file)"
+    out = bytearray(size)
+    n, read_any = 0, False
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = b""
+    while True:
+        if not pending:
+            pending = f.read(chunk)
+            if not pending:
+                break
+            read_any = True
+        if d.eof:  # the previous member ended: another one follows
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            data = gzip.decompress(path.read_bytes())
-        except (OSError, EOFError) as e:
-            raise FormatError(path, "a gzip stream of a .label file", f"corrupt data ({e})") from None
-        if len(data) != LABEL_BYTES:
-            raise FormatError(path, f"{LABEL_BYTES:,} bytes after decompression (2,097,152 uint16)", f"{len(data):,} bytes")
-        return np.frombuffer(data, "<u2").reshape(GRID_SHAPE)
-    return read_label(path)
+            piece = d.decompress(pending, size + 1 - n)
+        except zlib.error as e:
+            raise FormatError(path, expected, f"corrupt data after {n:,} inflated bytes ({e})") from None
+        if n + len(piece) > size:
+            raise FormatError(path, expected, f"more than {size:,} bytes (inflating stopped there)")
+        out[n:n + len(piece)] = piece
+        n += len(piece)
+        pending = d.unused_data if d.eof else d.unconsumed_tail
+    if not read_any:
+        raise FormatError(path, expected, "an empty file")
+    if not d.eof:
+        raise FormatError(path, expected, f"a truncated stream ({n:,} bytes inflated before it ended)")
+    if n != size:
+        raise FormatError(path, expected, f"{n:,} bytes after decompression")
+    return out
 
 
 def encode_prediction(raw: np.ndarray, compressed: bool) -> bytes:
@@ -63,11 +111,25 @@ def write_prediction_file(path: str | Path, raw: np.ndarray) -> None:
     atomic_write_bytes(path, encode_prediction(raw, compressed=path.name.endswith(".gz")))
 
 
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` resolves to a regular file; False if absent (or a broken link); an entry of that name that
+    is something else (a directory, FIFO, device) is a :class:`FormatError`."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise FormatError(path, "a regular prediction file", describe_mode(st.st_mode))
+    return True
+
+
 class PredictionStore:
     """Predictions of one model: ``<root>/sequences/XX/predictions/NNNNNN.label[.gz]``.
 
     ``root`` is the model's folder (``<predictions_root>/<model>``).
     """
+
+    name_pattern = FRAME_RE  # file names of frames
 
     def __init__(self, root: str | Path, compressed: bool = False):
         self.root = Path(root)
@@ -86,7 +148,7 @@ class PredictionStore:
     def find(self, sequence: str, frame: int) -> Path | None:
         """The existing file of a frame (either variant), or None. Both variants at once is an error."""
         plain, comp = self.path(sequence, frame, False), self.path(sequence, frame, True)
-        has_p, has_c = plain.is_file(), comp.is_file()
+        has_p, has_c = _is_regular(plain), _is_regular(comp)
         if has_p and has_c:
             raise FormatError(comp, f"one file per frame, not both {plain.name} and {comp.name}", "both")
         return plain if has_p else comp if has_c else None
@@ -116,7 +178,7 @@ class PredictionStore:
             return []
         out = set()
         for name in (e.name for e in d.iterdir()):
-            m = _FRAME_RE.match(name)
+            m = FRAME_RE.match(name)
             if m:
                 out.add(int(m.group(1)))
         return sorted(out)
@@ -125,13 +187,14 @@ class PredictionStore:
         d = self.folder(sequence)
         if not d.is_dir():
             return []
-        return sorted(p for p in d.iterdir() if not _FRAME_RE.match(p.name))
+        return sorted(p for p in d.iterdir() if not FRAME_RE.match(p.name))
 
     def iter_files(self) -> Iterator[tuple[str, int, Path]]:
         for s in self.sequences():
             for f in self.frames(s):
                 p = self.find(s, f)
-                assert p is not None
+                if p is None:  # listed by name, but neither variant resolves to a file
+                    raise FormatError(self.path(s, f), "a prediction file", "a broken symbolic link")
                 yield s, f, p
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.errors import FormatError, MissingDataError
+from occbench.errors import FormatError
 from occbench.io.atomic import atomic_write_bytes
+from occbench.io.files import regular_stat
 
 GRID_SHAPE: tuple[int, int, int] = (256, 256, 32)
 NUM_VOXELS: int = 256 * 256 * 32
@@ -30,10 +31,7 @@ LABEL_BYTES: int = NUM_VOXELS * 2
 
 
 def _check_size(path: Path, expected: int, what: str) -> None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise MissingDataError(path, what) from None
+    size = regular_stat(path, what).st_size  # a directory, FIFO or device is refused before it is opened
     if size != expected:
         raise FormatError(path, f"{expected:,} bytes ({what})", f"{size:,} bytes")
 
@@ -60,10 +58,7 @@ def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE
     see :func:`read_bits_packed`) or one 0/1 byte per voxel ``(n,)`` (SSCBench-KITTI360)."""
     path = Path(path)
     n = int(np.prod(shape))
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise MissingDataError(path, "invalid mask") from None
+    size = regular_stat(path, "invalid mask").st_size
     if size == n // 8:
         return np.fromfile(path, np.uint8)
     if size == n:

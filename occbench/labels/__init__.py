@@ -48,6 +48,15 @@ class LabelMap:
         inv.flags.writeable = False
         return inv
 
+    @cached_property
+    def predictable_raw(self) -> np.ndarray:
+        """Bool mask over raw ids (length of :attr:`lut`): True for the raw ids a prediction may hold, the keys of
+        ``learning_map`` that the official LUT does not send to ignore (0 = empty, 10 = car, ...)."""
+        ok = np.zeros(self.lut.size, bool)
+        ok[[k for k in self.learning_map if self.lut[k] != IGNORE]] = True
+        ok.flags.writeable = False
+        return ok
+
     @property
     def static_ids(self) -> tuple[int, ...]:
         return tuple(self.class_names.index(n) for n in self.static_classes)

@@ -50,6 +50,13 @@ class OffboardMethod(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Options: ClassVar[type | None] = None
+    # CPU threads one worker process of this method keeps busy (torch intra-op work): the default worker count
+    # is the cores divided by this, and every local worker process gets the cores divided by the workers
+    worker_threads: ClassVar[int] = 1
+    # about how much memory (GB) one worker process running this method needs: its measured peak resident memory
+    # in a one-process run on a full-size sequence. The default worker count keeps workers x this within the
+    # available memory (occbench.resources).
+    worker_memory_gb: ClassVar[float] = 2.0
 
     def __init__(self, **options: Any):
         if self.Options is not None:

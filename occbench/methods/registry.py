@@ -4,7 +4,9 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any
 
+from occbench.errors import UnknownNameError
 from occbench.methods.base import OffboardMethod
+from occbench.methods.options import parse_options
 
 GROUP = "occbench.methods"
 _LOCAL: dict[str, type[OffboardMethod]] = {}
@@ -29,8 +31,8 @@ def method_class(name: str) -> type[OffboardMethod]:
         return _LOCAL[name]
     eps = _entry_points()
     if name not in eps:
-        raise KeyError(f"unknown method {name!r}; registered methods: {', '.join(available_methods()) or 'none'} "
-                       f"(third-party methods register under the '{GROUP}' entry-point group)")
+        raise UnknownNameError("method", name, available_methods(),
+                               f"third-party methods register under the '{GROUP}' entry-point group")
     cls = eps[name].load()
     if not (isinstance(cls, type) and issubclass(cls, OffboardMethod)):
         raise TypeError(f"entry point {name!r} ({eps[name].value}) is not an OffboardMethod subclass")
@@ -41,17 +43,4 @@ def load_method(name: str, **options: Any) -> OffboardMethod:
     return method_class(name)(**options)
 
 
-def parse_options(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are JSON when they parse as JSON, else strings."""
-    import json
-
-    out: dict[str, Any] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ValueError(f"method option {p!r} must look like key=value")
-        k, v = p.split("=", 1)
-        try:
-            out[k.strip().replace("-", "_")] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip().replace("-", "_")] = v
-    return out
+__all__ = ["GROUP", "available_methods", "load_method", "method_class", "parse_options", "register_method"]

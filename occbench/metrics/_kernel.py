@@ -116,13 +116,29 @@ def _count_raw_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts
     return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, 8)
 
 
+def _count_unmapped_py(p, lut, C):  # pragma: no cover - compiled below
+    """Number of ids in ``p`` (flat uint16 raw ids) that ``lut`` does not map to a train id ``0..C-1``, at any voxel
+    (a submission's validity, not only where it is evaluated). Words of 4 zero ids (raw 0 = empty) are skipped."""
+    p64 = p.view(np.uint64)
+    n = 0
+    for w in range(p64.size):
+        if p64[w] == 0:
+            continue
+        for i in range(4 * w, 4 * w + 4):
+            if lut[p[i]] >= C:
+                n += 1
+    return n
+
+
 if njit is not None:
     _column_bits = njit(inline="always")(_column_bits)
     _count = njit(inline="always", boundscheck=False)(_count_py)
     count_train = njit(cache=True, nogil=True, boundscheck=False)(_count_train_py)
     count_raw = njit(cache=True, nogil=True, boundscheck=False)(_count_raw_py)
+    count_unmapped = njit(cache=True, nogil=True, boundscheck=False)(_count_unmapped_py)
 else:  # pragma: no cover
     count_train = count_raw = None
+    count_unmapped = _count_unmapped_py
 AVAILABLE = count_train is not None
 
 

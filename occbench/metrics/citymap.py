@@ -1,14 +1,12 @@
 """Sequence-level metrics in a global (world) voxel map: the city-level static map metric (OccFiner paper,
 Appendix B, Table 7) and the multi-view temporal consistency metric.
 
-Both share one sparse accumulator: every observation of a world voxel is a ``uint64``
-``(world voxel key << 8) | category`` appended to a buffer; buffers are sorted and run-length reduced into
-runs that are merged like an LSM tree, so memory holds one ``uint64`` key + one ``uint32`` count per distinct
-(world voxel, category) pair and nothing per frame. A run is stored as a list of chunks (4 Mi entries each), and
-two runs are merged in one linear pass (compiled with numba) that frees each input chunk as soon as it is
-consumed: a merge needs little more than the two runs themselves, never two copies of the map. Scores are
-reduced chunk by chunk, without per-voxel arrays of the whole map. Measured over the 4,541 real poses of
-sequence 00: ``benchmarks/citymap_memory.py`` and ``docs/performance.md``.
+Both read one state, :class:`occbench.metrics.worldmap.WorldMapState`: per world voxel the number of evaluated
+frame voxels that observed it, the histogram of their reference categories and the histogram of their predicted
+labels, held in tiles while frames are added, sealed into sorted records (spilled to disk beyond a memory bound)
+and reduced by a batched k-way merge; with the frames declared up front (:meth:`CityMapMetric.expect`) tiles are
+reduced as soon as no pending frame can touch them. Memory and speed over a whole real sequence:
+``benchmarks/citymap_memory.py`` and ``docs/performance.md``.
 
 World voxel of a frame voxel (``forward mapping``): its centre ``c`` in the frame's LiDAR coordinates is moved
 with the frame's LiDAR pose ``T`` (4x4, LiDAR -> world, ``occbench.io.kitti.read_poses``) and floored:
@@ -17,7 +15,6 @@ can receive two observations from one frame or none (nearest-neighbour resamplin
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,11 +22,7 @@ import numpy as np
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.metrics.protocol import Protocol, get_protocol
-
-try:  # numba is a declared dependency; without it merges fall back to numpy (more temporary memory)
-    from numba import njit
-except ImportError:  # pragma: no cover
-    njit = None
+from occbench.metrics.worldmap import WorldMapState
 
 _AXIS_BITS = (21, 21, 14)  # x, y, z of the world voxel index
 _OFFSETS = tuple(1 << (b - 1) for b in _AXIS_BITS)
@@ -61,235 +54,13 @@ def world_keys(flat_idx: np.ndarray, pose: np.ndarray, voxel_size: float) -> np.
     return key
 
 
-_EMPTY_K = np.zeros(0, np.uint64)
-_EMPTY_C = np.zeros(0, np.uint32)
-_Run = list  # a run: list of (sorted unique uint64 keys, uint32 counts) chunks, keys increasing across chunks
-
-
-class SparseCounter:
-    """Counts of uint64 items, streaming: ``add`` appends, runs are sorted/reduced and merged (LSM style).
-
-    Memory: 12 bytes per distinct item (uint64 key + uint32 count) in runs of chunks of ``chunk_items``
-    entries, plus the add buffer (``buffer_items`` uint64) and, while two runs merge, about one chunk.
-    """
-
-    def __init__(self, buffer_items: int = 1 << 23, chunk_items: int = 1 << 22):
-        self.buffer_items = int(buffer_items)
-        self.chunk_items = int(chunk_items)
-        if self.chunk_items < 1:
-            raise ValueError(f"chunk_items must be >= 1, got {chunk_items}")
-        self._buf: list[np.ndarray] = []
-        self._buf_n = 0
-        self._runs: list[_Run] = []
-
-    def add(self, items: np.ndarray) -> None:
-        if items.size:
-            self._buf.append(np.asarray(items, np.uint64))
-            self._buf_n += items.size
-            if self._buf_n >= self.buffer_items:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self._buf:
-            return
-        a = np.concatenate(self._buf)
-        self._buf, self._buf_n = [], 0
-        a.sort()
-        k, c = _count_sorted(a)
-        del a
-        C = self.chunk_items
-        self._runs.append([(k[s:s + C].copy(), c[s:s + C].copy()) for s in range(0, k.size, C)])
-        del k, c
-        while len(self._runs) >= 2 and _run_size(self._runs[-1]) * 2 >= _run_size(self._runs[-2]):
-            self._runs.append(_merge_runs(self._runs.pop(), self._runs.pop(), C))
-
-    def _single_run(self) -> _Run:
-        self._flush()
-        while len(self._runs) >= 2:
-            self._runs.append(_merge_runs(self._runs.pop(), self._runs.pop(), self.chunk_items))
-        if not self._runs:
-            self._runs.append([])
-        return self._runs[0]
-
-    def chunks(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All (sorted unique items, counts) as chunks in increasing order, after merging every run into one.
-        Leaves the counter holding exactly that run; the arrays are the counter's own (do not modify)."""
-        return list(self._single_run())
-
-    def finalize(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted unique items, counts) as two arrays (a concatenation of :meth:`chunks`: for big maps
-        prefer :meth:`chunks`, which copies nothing). Leaves the counter holding exactly one run."""
-        run = self._single_run()
-        if not run:
-            return _EMPTY_K.copy(), _EMPTY_C.copy()
-        if len(run) == 1:
-            return run[0]
-        return np.concatenate([k for k, _ in run]), np.concatenate([c for _, c in run])
-
-    def merge(self, other: "SparseCounter") -> None:
-        run = [(k.copy(), c.copy()) for k, c in other.chunks()]
-        self._flush()
-        self._runs.append(run)
-        self._single_run()
-
-    @property
-    def n_entries(self) -> int:
-        return sum(_run_size(r) for r in self._runs)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(k.nbytes + c.nbytes for r in self._runs for k, c in r) + sum(b.nbytes for b in self._buf)
-
-
-def _run_size(run: _Run) -> int:
-    return sum(k.size for k, _ in run)
-
-
-def _reduce_sorted(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if keys.size == 0:
-        return keys, counts.astype(np.uint32)
-    start = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[start], np.add.reduceat(counts.astype(np.uint64), start).astype(np.uint32)
-
-
-def _count_sorted(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique items, uint32 multiplicities) of a sorted uint64 array."""
-    if a.size == 0:
-        return a, np.zeros(0, np.uint32)
-    start = np.flatnonzero(np.concatenate(([True], a[1:] != a[:-1])))
-    counts = np.diff(np.append(start, a.size)).astype(np.uint32)
-    return a[start], counts
-
-
-def _merge_step_py(ka, ca, i, a_last, kb, cb, j, b_last, ok, oc, n):  # pragma: no cover - compiled below
-    """Merge chunk ``ka[i:]`` with chunk ``kb[j:]`` into ``ok[n:]``/``oc[n:]`` (counts of equal keys added)
-    until the output chunk is full or an input chunk runs out while its run has more chunks (``*_last``
-    False). Returns the new ``(i, j, n)``."""
-    na, nb, no = ka.size, kb.size, ok.size
-    while n < no:
-        if i < na and j < nb:
-            x = ka[i]
-            y = kb[j]
-            if x < y:
-                ok[n] = x
-                oc[n] = ca[i]
-                i += 1
-            elif y < x:
-                ok[n] = y
-                oc[n] = cb[j]
-                j += 1
-            else:
-                ok[n] = x
-                oc[n] = ca[i] + cb[j]
-                i += 1
-                j += 1
-        elif i < na:
-            if not b_last:
-                break
-            ok[n] = ka[i]
-            oc[n] = ca[i]
-            i += 1
-        elif j < nb:
-            if not a_last:
-                break
-            ok[n] = kb[j]
-            oc[n] = cb[j]
-            j += 1
-        else:
-            break
-        n += 1
-    return i, j, n
-
-
-if njit is not None:
-    _merge_step = njit(cache=True, nogil=True, boundscheck=False)(_merge_step_py)
-else:  # pragma: no cover - without numba (slow, same result)
-    _merge_step = _merge_step_py
-
-
-def _merge_runs(ra: _Run, rb: _Run, chunk: int) -> _Run:
-    """Merge two runs into a new one (chunks of ``chunk`` entries), adding the counts of equal keys.
-
-    ``ra`` and ``rb`` are consumed: their chunks are dropped as soon as they are merged, so the memory
-    needed is the two runs plus about one output chunk."""
-    out: _Run = []
-    ra, rb = list(ra), list(rb)
-    ka, ca = ra.pop(0) if ra else (_EMPTY_K, _EMPTY_C)
-    kb, cb = rb.pop(0) if rb else (_EMPTY_K, _EMPTY_C)
-    i = j = n = 0
-    ok, oc = np.empty(chunk, np.uint64), np.empty(chunk, np.uint32)
-    while True:
-        i, j, n = _merge_step(ka, ca, i, not ra, kb, cb, j, not rb, ok, oc, n)
-        if n == chunk:
-            out.append((ok, oc))
-            ok, oc, n = np.empty(chunk, np.uint64), np.empty(chunk, np.uint32), 0
-            continue
-        moved = False
-        if i == ka.size and ra:
-            ka, ca = ra.pop(0)
-            i, moved = 0, True
-        if j == kb.size and rb:
-            kb, cb = rb.pop(0)
-            j, moved = 0, True
-        if not moved:
-            break
-    if n:
-        out.append((ok[:n].copy(), oc[:n].copy()))
-    return out
-
-
-def _merge(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Merge two single-array runs (sorted unique keys, uint32 counts) into one (tests and small states)."""
-    run = _merge_runs([a], [b], max(1, a[0].size + b[0].size))
-    return run[0] if run else (_EMPTY_K.copy(), _EMPTY_C.copy())
-
-
-def _chunk_voxel_groups(chunks: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-    """:func:`_voxel_groups` over a run stored in chunks: the entries of one world voxel (at most 256
-    categories) may straddle two chunks; they are carried over so that no group splits a voxel."""
-    sh = np.uint64(_CAT_BITS)
-    carry: tuple[np.ndarray, np.ndarray] | None = None
-    for k, c in chunks:
-        if k.size == 0:
-            continue
-        s = 0
-        if carry is not None:
-            e = int(np.searchsorted(k, ((carry[0][0] >> sh) + np.uint64(1)) << sh, side="left"))
-            if e == k.size:  # the whole chunk is still the carried voxel
-                carry = (np.concatenate((carry[0], k)), np.concatenate((carry[1], c)))
-                continue
-            yield from _voxel_groups(np.concatenate((carry[0], k[:e])), np.concatenate((carry[1], c[:e])))
-            carry, s = None, e
-        cut = max(s, int(np.searchsorted(k, (k[-1] >> sh) << sh, side="left")))  # the last voxel may go on
-        if cut > s:
-            yield from _voxel_groups(k[s:cut], c[s:cut])
-        carry = (k[cut:], c[cut:])
-    if carry is not None:
-        yield from _voxel_groups(*carry)
-
-
-def _voxel_groups(keys: np.ndarray, counts: np.ndarray, chunk: int = 1 << 20) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
-    """Yield (voxel ordinal within chunk per entry, category per entry, counts, n_voxels) in chunks that
-    never split a world voxel."""
-    n = keys.size
-    s = 0
-    while s < n:
-        e = min(s + chunk, n)
-        if e < n:  # extend to the end of the voxel at e - 1
-            vox_end = keys[e - 1] >> np.uint64(_CAT_BITS)
-            e = int(np.searchsorted(keys, (vox_end + np.uint64(1)) << np.uint64(_CAT_BITS), side="left"))
-        k = keys[s:e]
-        vox = k >> np.uint64(_CAT_BITS)
-        new = np.concatenate(([True], vox[1:] != vox[:-1]))
-        ordinal = np.cumsum(new) - 1
-        yield ordinal, (k & np.uint64(0xFF)).astype(np.int64), counts[s:e].astype(np.int64), int(ordinal[-1]) + 1
-        s = e
-
-
 def _valid_mask(gt: np.ndarray, invalid: np.ndarray | None, protocol: Protocol) -> np.ndarray:
     valid = gt != protocol.ignore_index
     if invalid is not None:
-        inv = np.asarray(invalid) != 0
+        inv = np.asarray(invalid)
+        if inv.dtype == np.uint8 and inv.shape == (gt.size // 8,):  # bit-packed, as stored
+            inv = np.unpackbits(inv).reshape(GRID_SHAPE)
+        inv = inv != 0
         if inv.shape != GRID_SHAPE:
             raise FormatError(None, f"invalid mask of shape {GRID_SHAPE}", f"shape {inv.shape}")
         if protocol.invalid_policy == "mask-empty-only":
@@ -307,7 +78,62 @@ def _check_grid(a: np.ndarray, what: str, C: int, allow_ignore: bool) -> np.ndar
     return a
 
 
-class CityMapMetric:
+class _WorldMapMetric:
+    """Common part of the two metrics: a :class:`WorldMapState` and the checks of a frame's arrays."""
+
+    def __init__(self, protocol: Protocol | str, voxel_size: float, **state_options: Any):
+        self.protocol = get_protocol(protocol)
+        self.voxel_size = float(voxel_size)
+        if not self.voxel_size > 0:
+            raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+        self._C = self.protocol.num_classes
+        self.state = WorldMapState(self.protocol, self.voxel_size, **state_options)
+
+    @property
+    def n_frames(self) -> int:
+        return self.state.n_frames
+
+    def expect(self, poses: np.ndarray, mine: np.ndarray | list[int] | None = None):
+        """Declare the poses of every frame that will be added (see :meth:`WorldMapState.expect`): the map is then
+        reduced tile by tile while frames are added, in memory bounded by the view, not by the drive."""
+        self.state.expect(poses, mine)
+        return self
+
+    def _checked(self, pred: np.ndarray, gt: np.ndarray | None, invalid: np.ndarray | None,
+                 check_gt: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 prediction and ground truth with the errors of the evaluated voxels raised (the state is not
+        touched on error). Fast path: uint8 arrays whose values are all acceptable."""
+        C = self._C
+        pred = _check_grid(pred, "prediction", C, False)
+        if gt is not None:
+            gt = _check_grid(gt, "ground truth", C, True)
+        fast = pred.dtype == np.uint8 and int(pred.max()) < C
+        if gt is not None:
+            fast = fast and gt.dtype == np.uint8 and (not check_gt or _ok_ground_truth(gt, C, self.protocol.ignore_index))
+        if fast:
+            return pred, gt
+        valid = _valid_mask(gt, invalid, self.protocol) if gt is not None else np.ones(GRID_SHAPE, bool)
+        p = pred[valid]
+        if p.size and (p.min() < 0 or p.max() >= C):
+            bad = np.unique(p[(p < 0) | (p >= C)])[:10].tolist()
+            raise FormatError(None, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {bad}")
+        pred = np.where(valid, pred, 0).astype(np.uint8)
+        if gt is not None:
+            g = gt[valid]
+            if check_gt and g.size and g.max() >= C:
+                raise FormatError(None, f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}", f"values {np.unique(g[g >= C])[:10].tolist()}")
+            gt = np.where(valid, np.clip(gt, 0, 254), self.protocol.ignore_index).astype(np.uint8)
+        return pred, gt
+
+
+def _ok_ground_truth(gt: np.ndarray, C: int, ignore: int) -> bool:
+    """No uint8 ground-truth value is outside ``0..C-1`` and ``ignore`` (cheap: a histogram of the values)."""
+    counts = np.bincount(gt.reshape(-1), minlength=256)
+    counts[ignore] = 0
+    return not counts[C:].any()
+
+
+class CityMapMetric(_WorldMapMetric):
     """City-level static-class map metric (OccFiner Appendix B, Table 7).
 
     Labelling rule of each world voxel (ground-truth map and predicted map alike): every frame votes with
@@ -322,90 +148,37 @@ class CityMapMetric:
     Args:
         protocol: :class:`Protocol` or id.
         voxel_size: world voxel size in metres (default 0.2, the SSC voxel).
-        buffer_items: observations buffered before a sort/reduce (memory/speed trade-off).
+        **state_options: passed to :class:`WorldMapState` (``spill_dir``, ``spill_bytes``, ``keep_frames``).
     """
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, buffer_items: int = 1 << 23):
-        self.protocol = get_protocol(protocol)
-        self.voxel_size = float(voxel_size)
-        if not self.voxel_size > 0:
-            raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
-        C = self.protocol.num_classes
+    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+        super().__init__(protocol, voxel_size, **state_options)
         self.static_ids = self.protocol.static_ids
-        S = len(self.static_ids)
-        self.n_cat = S + 1
+        self.n_cat = len(self.static_ids) + 1
         if self.n_cat * self.n_cat > 256:
-            raise ValueError("too many static classes for the 8-bit category field")
-        cat = np.zeros(256, np.int64)
-        cat[list(self.static_ids)] = np.arange(1, S + 1)
-        self._cat = cat  # train id -> 0 (not static) / 1..S
-        self._C = C
-        self.counter = SparseCounter(buffer_items)
-        self.n_frames = 0
+            raise ValueError("too many static classes")
 
     def add_frame(self, pred: np.ndarray, gt: np.ndarray, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
         """Add one frame: ``pred`` / ``gt`` train-id grids (gt 255 = ignore), ``pose`` 4x4 LiDAR -> world."""
-        C = self._C
-        pred = _check_grid(pred, "prediction", C, False)
-        gt = _check_grid(gt, "ground truth", C, True)
-        valid = _valid_mask(gt, invalid, self.protocol)
-        idx = np.flatnonzero(valid)
-        p = pred.reshape(-1)[idx]
-        g = gt.reshape(-1)[idx]
-        if p.size and (p.min() < 0 or p.max() >= C):
-            bad = np.unique(p[(p < 0) | (p >= C)])[:10].tolist()
-            raise FormatError(None, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {bad}")
-        if g.size and g.max() >= C:
-            raise FormatError(None, f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}", f"values {np.unique(g[g >= C])[:10].tolist()}")
-        cat = (self._cat[g] * self.n_cat + self._cat[p]).astype(np.uint64)
-        self.counter.add(world_keys(idx, pose, self.voxel_size) | cat)
-        self.n_frames += 1
+        pred, gt = self._checked(pred, gt, invalid, check_gt=True)
+        self.state.add(pred, gt, pose, invalid)
 
     def merge(self, other: "CityMapMetric") -> "CityMapMetric":
         if other.protocol != self.protocol or other.voxel_size != self.voxel_size:
             raise ValueError("cannot merge city maps of different protocols or voxel sizes")
-        self.counter.merge(other.counter)
-        self.n_frames += other.n_frames
+        self.state.merge(other.state)
         return self
 
     def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(world voxel keys (uint64, >> 8 already applied), gt map category, pred map category) per voxel."""
-        out_v, out_g, out_p = [], [], []
-        last = None
-        for k, _ in self.counter.chunks():
-            vk = k >> np.uint64(_CAT_BITS)
-            if vk.size:
-                first = np.concatenate(([True], vk[1:] != vk[:-1]))
-                if last is not None and vk[0] == last:  # a voxel straddling two chunks is listed once
-                    first[0] = False
-                out_v.append(vk[first])
-                last = vk[-1]
-        for g, p in self._map_labels():
-            out_g.append(g)
-            out_p.append(p)
-        vox = np.concatenate(out_v) if out_v else np.zeros(0, np.uint64)
-        if not out_g:
-            return vox, np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return vox, np.concatenate(out_g), np.concatenate(out_p)
+        """(world voxel keys (uint64, ``x << 35 | y << 14 | z`` with the axis offsets), gt map category, pred map
+        category) per voxel, sorted by key. Needs every voxel: not available after :meth:`expect`."""
+        r = self.state.reduce(want_maps=True)
+        return r["keys"], r["g"], r["p"]
 
     def confusion(self) -> np.ndarray:
         """(S+1, S+1) int64 confusion of the two maps: rows = predicted map, cols = ground-truth map;
-        index 0 = not static, 1..S = static classes in protocol order. Computed chunk by chunk (equal to
-        the bincount of ``maps()``, without its per-voxel arrays)."""
-        K = self.n_cat
-        conf = np.zeros(K * K, np.int64)
-        for g, p in self._map_labels():
-            conf += np.bincount(p * K + g, minlength=K * K)
-        return conf.reshape(K, K)
-
-    def _map_labels(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Per group of world voxels (in key order): the ground-truth map's and the predicted map's category of
-        each voxel, i.e. the majority of its votes (argmax: ties go to the lower category)."""
-        K = self.n_cat
-        for ordinal, cat, cnt, nv in _chunk_voxel_groups(self.counter.chunks()):
-            gv = np.bincount(ordinal * K + cat // K, weights=cnt, minlength=nv * K).reshape(nv, K)
-            pv = np.bincount(ordinal * K + cat % K, weights=cnt, minlength=nv * K).reshape(nv, K)
-            yield gv.argmax(axis=1), pv.argmax(axis=1)
+        index 0 = not static, 1..S = static classes in protocol order."""
+        return self.state.reduce()["conf"].reshape(self.n_cat, self.n_cat)
 
     def compute(self) -> dict[str, Any]:
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
@@ -433,7 +206,7 @@ def city_scores(conf: np.ndarray, protocol: Protocol, n_frames: int, voxel_size:
     }
 
 
-class TemporalConsistency:
+class TemporalConsistency(_WorldMapMetric):
     """Multi-view temporal consistency: how often a static world voxel seen by several frames gets the same
     label from each of them.
 
@@ -450,86 +223,46 @@ class TemporalConsistency:
     and ``pair_agreement`` per reference static class.
     """
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, buffer_items: int = 1 << 23):
-        self.protocol = get_protocol(protocol)
-        self.voxel_size = float(voxel_size)
-        C = self.protocol.num_classes
-        S = len(self.protocol.static_ids)
-        self.n_ref = S + 1
-        if self.n_ref * C > 256:
-            raise ValueError("too many classes for the 8-bit category field")
-        cat = np.zeros(256, np.int64)
-        cat[list(self.protocol.static_ids)] = np.arange(1, S + 1)
-        self._cat = cat
-        self._C = C
-        self.counter = SparseCounter(buffer_items)
-        self.n_frames = 0
+    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+        super().__init__(protocol, voxel_size, **state_options)
+        self.n_ref = len(self.protocol.static_ids) + 1
         self._has_gt: bool | None = None
 
     def add_frame(self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
-        C = self._C
-        pred = _check_grid(pred, "prediction", C, False)
         has_gt = gt is not None
         if self._has_gt is not None and has_gt != self._has_gt:
             raise ValueError("either every frame or no frame must come with ground truth")
+        pred, gt = self._checked(pred, gt, invalid if has_gt else None, check_gt=False)
         self._has_gt = has_gt
-        if has_gt:
-            gt = _check_grid(gt, "ground truth", C, True)
-            idx = np.flatnonzero(_valid_mask(gt, invalid, self.protocol))
-        else:
-            idx = np.arange(pred.size)
-        p = pred.reshape(-1)[idx]
-        if p.size and (p.min() < 0 or p.max() >= C):
-            raise FormatError(None, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {np.unique(p[(p < 0) | (p >= C)])[:10].tolist()}")
-        ref = self._cat[gt.reshape(-1)[idx]] if has_gt else self._cat[p]
-        cat = (ref * C + p).astype(np.uint64)
-        self.counter.add(world_keys(idx, pose, self.voxel_size) | cat)
-        self.n_frames += 1
+        self.state.add(pred, gt, pose, invalid if has_gt else None, lenient=True)
 
     def merge(self, other: "TemporalConsistency") -> "TemporalConsistency":
         if other.protocol != self.protocol or other.voxel_size != self.voxel_size or (other._has_gt is not None and self._has_gt is not None and other._has_gt != self._has_gt):
             raise ValueError("cannot merge temporal-consistency states of different settings")
-        self.counter.merge(other.counter)
-        self.n_frames += other.n_frames
+        self.state.merge(other.state)
         self._has_gt = self._has_gt if self._has_gt is not None else other._has_gt
         return self
 
     def compute(self) -> dict[str, Any]:
-        C, R = self._C, self.n_ref
-        pairs_same = np.zeros(R)
-        pairs_all = np.zeros(R)
-        modal = obs = 0.0
-        n_vox = all_agree = 0
-        for ordinal, cat, cnt, nv in _chunk_voxel_groups(self.counter.chunks()):
-            ref_votes = np.bincount(ordinal * R + cat // C, weights=cnt, minlength=nv * R).reshape(nv, R)
-            ref = ref_votes.argmax(axis=1)
-            keep = (ref > 0) & (ref_votes.sum(axis=1) >= 2)
-            new_id = np.cumsum(keep) - 1
-            nk = int(keep.sum())
-            sel = keep[ordinal]
-            lab = np.bincount(new_id[ordinal[sel]] * C + cat[sel] % C, weights=cnt[sel], minlength=nk * C).reshape(nk, C)
-            n, ref = lab.sum(axis=1), ref[keep]
-            same = (lab * (lab - 1)).sum(axis=1)
-            tot = n * (n - 1)
-            pairs_same += np.bincount(ref, weights=same, minlength=R)
-            pairs_all += np.bincount(ref, weights=tot, minlength=R)
-            mx = lab.max(axis=1)
-            modal += float(mx.sum())
-            obs += float(n.sum())
-            n_vox += int(keep.sum())
-            all_agree += int((mx == n).sum())
-        names = self.protocol.static_classes
-        total_same, total_all = pairs_same.sum(), pairs_all.sum()
-        return {
-            "pair_agreement": float(total_same / total_all) if total_all else float("nan"),
-            "modal_agreement": float(modal / obs) if obs else float("nan"),
-            "all_agree": float(all_agree / n_vox) if n_vox else float("nan"),
-            "per_class_pair_agreement": {
-                n: (float(pairs_same[i + 1] / pairs_all[i + 1]) if pairs_all[i + 1] else float("nan")) for i, n in enumerate(names)
-            },
-            "n_static_voxels": n_vox,
-            "n_observations": int(obs),
-            "n_frames": int(self.n_frames),
-            "reference": "ground truth" if self._has_gt else "prediction majority",
-            "voxel_size_m": self.voxel_size,
-        }
+        r = self.state.reduce()
+        return consistency_scores(r["psame"], r["pall"], r["scal"], self.protocol, self.n_frames, bool(self._has_gt), self.voxel_size)
+
+
+def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, protocol: Protocol, n_frames: int,
+                       has_gt: bool, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+    """Scores of the consistency sums of :meth:`WorldMapState.reduce` (integers; sums of several sequences add up)."""
+    same, tot = [int(x) for x in psame], [int(x) for x in pall]
+    modal, obs, n_vox, all_agree = (int(x) for x in scal)
+    total_same, total_all = sum(same), sum(tot)
+    names = protocol.static_classes
+    return {
+        "pair_agreement": float(total_same / total_all) if total_all else float("nan"),
+        "modal_agreement": float(modal / obs) if obs else float("nan"),
+        "all_agree": float(all_agree / n_vox) if n_vox else float("nan"),
+        "per_class_pair_agreement": {n: (float(same[i + 1] / tot[i + 1]) if tot[i + 1] else float("nan")) for i, n in enumerate(names)},
+        "n_static_voxels": n_vox,
+        "n_observations": obs,
+        "n_frames": int(n_frames),
+        "reference": "ground truth" if has_gt else "prediction majority",
+        "voxel_size_m": voxel_size,
+    }

@@ -4,13 +4,20 @@
 >>> manifest = generate_mini("/tmp/mini", default_mini_config())      # doctest: +SKIP
 
 See docs/mini.md for the world, the simulated onboard models and what mini numbers can and cannot tell.
+Names are imported on first use (the generator needs scipy; ``occbench synth --help`` does not).
 """
 from __future__ import annotations
 
-from occbench.synth.config import (GENERATOR_VERSION, SIZES, MiniConfig, config_for_size, default_mini_config,
-                                   small_mini_config, tiny_mini_config)
-from occbench.synth.generate import NAME, default_mini_root, ensure_mini, generate_mini
-from occbench.synth.onboard import MODELS
+from occbench._lazy import lazy_exports
+
+_CONFIG = "occbench.synth.config"
+_EXPORTS = {
+    **dict.fromkeys(["GENERATOR_VERSION", "SIZES", "MiniConfig", "config_for_size", "default_mini_config",
+                     "small_mini_config", "tiny_mini_config"], _CONFIG),
+    **dict.fromkeys(["NAME", "default_mini_root", "ensure_mini", "generate_mini"], "occbench.synth.generate"),
+    "MODELS": "occbench.synth.onboard",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = ["GENERATOR_VERSION", "MODELS", "NAME", "SIZES", "MiniConfig", "config_for_size", "default_mini_config",
            "default_mini_root", "ensure_mini", "generate_mini", "small_mini_config", "tiny_mini_config"]

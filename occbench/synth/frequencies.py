@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.datasets.mini import read_manifest
+from occbench.datasets.mini import present_splits, read_manifest
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import IGNORE, LabelMap, load_label_map
 
@@ -38,7 +38,7 @@ def split_counts(root: str | Path, lm: LabelMap | None = None) -> dict[str, dict
     test_gt = root / m.get("test_ground_truth", "test-ground-truth")
     every = int(m.get("label_every", 5))
     out: dict[str, dict] = {}
-    splits = sorted(m["splits"], key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
+    splits = sorted(present_splits(m), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
     for split in splits:
         counts = np.zeros(lm.num_classes, np.int64)
         frames = 0

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
+from occbench.executors import die_with_parent
 from occbench.io.atomic import atomic_write_text
+from occbench.io.folder_lock import writes_exclusively
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import write_bits, write_label
@@ -218,9 +220,10 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             stats["occluded"] += int(p["occluded"].sum())
             stats["bin"] += int(p["bin"].sum())
             stats["frames"] += 1
-            if tick:
-                tick(cfg.label_every)
-                done_ticks += cfg.label_every
+            if tick and n > done_ticks:
+                step = min(cfg.label_every, n - done_ticks)  # the scans up to the next labelled one, within the sequence
+                tick(step)
+                done_ticks += step
     if tick and n - done_ticks > 0:
         tick(n - done_ticks)
     return {"counts": counts[:20].tolist(), "ignored": int(counts[255]), **stats}
@@ -260,39 +263,70 @@ def _inv_lut() -> np.ndarray:
     return np.asarray(load_label_map("semantickitti").inv_lut)
 
 
-MODEL_CHUNK = 100  # scans per prediction job
+MODEL_CHUNK = 50  # scans per prediction job (small enough that two workers finish together)
+
+Job = tuple[str, str, int, int, tuple[str, ...]]  # (sequence, "gt" or "models", t0, t1, onboard models)
 
 
-def _jobs(cfg: MiniConfig) -> list[tuple[str, str, int, int]]:
-    """(sequence, role, t0, t1): role "gt" or "models" (all onboard models of a chunk of scans)."""
-    out = []
+def _marker(root: Path, seq: str, what: str, t0: int = 0, t1: int = 0) -> Path:
+    """Marker of a finished piece: a sequence's ground truth (``what="gt"``) or one model's scans t0..t1-1."""
+    return root / MARKERS / (f"{seq}-gt.json" if what == "gt" else f"{seq}-{what}-{t0:06d}-{t1:06d}.json")
+
+
+def _jobs(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> list[Job]:
+    """What is missing under ``root`` of the splits in ``want`` (split -> onboard models): per sequence its
+    ground truth, and per chunk of scans one job for the models whose predictions are not there."""
+    out: list[Job] = []
     for seq in sorted(cfg.scans):
+        models = want.get(split_of(cfg, seq))
+        if models is None:
+            continue
         n = cfg.scans[seq]
-        out.append((seq, "gt", 0, n))
-        if cfg.onboard:
-            for t0 in range(0, n, MODEL_CHUNK):
-                out.append((seq, "models", t0, min(n, t0 + MODEL_CHUNK)))
+        if not _marker(root, seq, "gt").is_file():
+            out.append((seq, "gt", 0, n, ()))
+        for t0 in range(0, n, MODEL_CHUNK):
+            t1 = min(n, t0 + MODEL_CHUNK)
+            todo = tuple(m for m in models if not _marker(root, seq, m, t0, t1).is_file())
+            if todo:
+                out.append((seq, "models", t0, t1, todo))
     return out
 
 
-def _job_name(seq: str, role: str, t0: int, t1: int) -> str:
-    return f"{seq}-gt" if role == "gt" else f"{seq}-models-{t0:06d}-{t1:06d}"
+def _job_name(job: Job) -> str:
+    seq, role, t0, t1, models = job
+    return f"{seq}-gt" if role == "gt" else f"{seq}-{'+'.join(models)}-{t0:06d}-{t1:06d}"
 
 
-def _run(root: Path, cfg: MiniConfig, job: tuple[str, str, int, int], tick: Callable[[int], None] | None = None
-         ) -> dict[str, Any]:
-    seq, role, t0, t1 = job
+# Progress counts work, not scans: a scan of the ground-truth job costs about 1 unit, a scan of a prediction job
+# 1 unit (the scene and its line of sight) plus 2 a model (measured on the default mini, docs/performance.md),
+# so that the bar's rate, and its time estimate, stay about constant while both kinds of job run
+def _cost(job: Job) -> int:
+    """Progress units of a job."""
+    return (job[3] - job[2]) * _units(job)
+
+
+def _units(job: Job) -> int:
+    return 1 if job[1] == "gt" else 1 + 2 * len(job[4])
+
+
+def _run(root: Path, cfg: MiniConfig, job: Job, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    seq, role, t0, t1, models = job
+    w = _units(job)
+    ticks = (lambda n: tick(n * w)) if tick is not None else None  # noqa: E731
     if role == "gt":
-        out = run_gt_job(root, cfg, seq, tick)
-    else:
-        out = run_model_job(root, cfg, seq, tuple(cfg.onboard), t0, t1, tick)
-    atomic_write_text(root / MARKERS / f"{_job_name(*job)}.json", json.dumps(out))
+        out = run_gt_job(root, cfg, seq, ticks)
+        atomic_write_text(_marker(root, seq, "gt"), json.dumps(out))
+        return out
+    out = run_model_job(root, cfg, seq, models, t0, t1, ticks)
+    for m in models:
+        atomic_write_text(_marker(root, seq, m, t0, t1), json.dumps(out))
     return out
 
 
-def _job(root: str, cfg: MiniConfig, job: tuple[str, str, int, int]) -> tuple[tuple, dict[str, Any], float]:
+def _job(root: str, cfg: MiniConfig, job: Job, tick: Callable[[int], None] | None = None
+         ) -> tuple[Job, dict[str, Any], float]:
     t0 = time.perf_counter()
-    out = _run(Path(root), cfg, job)
+    out = _run(Path(root), cfg, job, tick)
     return job, out, time.perf_counter() - t0
 
 
@@ -304,27 +338,50 @@ def _default_workers() -> int:
     return max(1, min(2, n))
 
 
+def _checked(what: str, given: Iterable[str] | None, known: list[str]) -> list[str]:
+    if given is None:
+        return list(known)
+    out = list(dict.fromkeys(given))
+    unknown = [s for s in out if s not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; this occbench-mini configuration has {known}")
+    return out
+
+
+@writes_exclusively  # one generator per root; removes temporary files of an interrupted run
 def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, workers: int | None = None,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, splits: Iterable[str] | None = None,
+                  onboard: Iterable[str] | None = None) -> dict[str, Any]:
     """Generate occbench-mini under ``root`` and return its manifest (also written as ``mini.json``, last).
 
-    An existing complete data set with the same configuration is returned as is. A partial one with the
-    same configuration is resumed. A different configuration raises ``FileExistsError`` unless
-    ``overwrite=True`` (which deletes the generated folders first).
+    ``splits``, ``onboard``: generate only these splits (default: all), with the predictions of only these of
+    the configuration's onboard models (default: all). A root that already holds part of the same
+    configuration keeps it and gains what is missing (the manifest lists what is there); generation goes job by
+    job, so an interrupted one resumes. Every file is a function of the configuration and its sequence alone:
+    the same bytes whatever is generated together, in whatever order. An existing data set of the same
+    configuration that has everything asked for is returned as is. A different configuration raises
+    ``FileExistsError`` unless ``overwrite=True`` (which deletes the generated folders first).
     """
+    from occbench.datasets.mini import generated
+
     root = Path(root)
+    wanted = _checked("split", splits, list(cfg.splits))
+    models = _checked("onboard model", onboard, list(cfg.onboard))
     for seq in sorted(cfg.follow_poses):  # fail early, in this process, on a missing or malformed poses file
-        follow_poses_of(cfg, seq)
+        if split_of(cfg, seq) in wanted:
+            follow_poses_of(cfg, seq)
     manifest_path = root / "mini.json"
     cfg_path = root / MARKERS / "config.json"
     ident = cfg.identity()
+    have: dict[str, list[str]] = {}
     if manifest_path.is_file() and not overwrite:
         m = json.loads(manifest_path.read_text())
-        if m.get("config") == ident:
-            return m
-        else:
+        if m.get("config") != ident:
             raise FileExistsError(f"{root} holds an occbench-mini generated with another configuration; "
                                   "use overwrite=True (--overwrite) or another --output")
+        have = generated(m)
+        if all(s in have and set(models) <= set(have[s]) for s in wanted):
+            return m
     if cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident and not overwrite:
         raise FileExistsError(f"{root} holds a partial generation with another configuration; "
                               "use overwrite=True (--overwrite) or another --output")
@@ -333,52 +390,71 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
             shutil.rmtree(root / sub, ignore_errors=True)
         if manifest_path.exists():
             manifest_path.unlink()
+        have = {}
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, json.dumps(ident, sort_keys=True))
-
-    results: dict[str, dict[str, Any]] = {}
-    todo = []
-    for job in _jobs(cfg):
-        mk = root / MARKERS / f"{_job_name(*job)}.json"
-        if mk.is_file():
-            results[_job_name(*job)] = json.loads(mk.read_text())
-        else:
-            todo.append(job)
-    total = sum(j[3] - j[2] for j in todo)
+    want = {s: [m for m in cfg.onboard if m in set(have.get(s, [])) | (set(models) if s in wanted else set())]
+            for s in cfg.splits if s in have or s in wanted}
+    todo = _jobs(root, cfg, want)
     workers = _default_workers() if workers is None else max(1, workers)
     t_start = time.perf_counter()
+    what = [s for s in want if want[s] != have.get(s)]
+    timings = _run_jobs(root, cfg, todo, workers, progress, what)
+    manifest = _manifest(root, cfg, want)
+    # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
+    atomic_write_text(root / MARKERS / "timings.json",
+                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progress: bool, splits: list[str]
+              ) -> dict[str, float]:
+    """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers. The
+    progress bar moves scan by scan in every job (from worker processes through a queue)."""
+    from occbench.progress import FrameTicks, is_quiet
+
     bar = None
-    if progress and total:
-        from occbench.progress import is_quiet
+    if progress and todo and not is_quiet():
+        from tqdm.auto import tqdm
 
-        if not is_quiet():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, desc=f"generating {NAME}", unit="scan", dynamic_ncols=True)
+        bar = tqdm(total=sum(_cost(j) for j in todo), desc=f"generating {NAME} {'+'.join(splits)}",
+                   dynamic_ncols=True, bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]")
+    inline = workers == 1 or len(todo) <= 1
     timings: dict[str, float] = {}
     try:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                t0 = time.perf_counter()
-                results[_job_name(*job)] = _run(root, cfg, job, bar.update if bar is not None else None)
-                timings[_job_name(*job)] = round(time.perf_counter() - t0, 2)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
-                futs = [ex.submit(_job, str(root), cfg, job) for job in todo]
-                for f in as_completed(futs):
-                    job, out, dt = f.result()
-                    results[_job_name(*job)] = out
-                    timings[_job_name(*job)] = round(dt, 2)
-                    if bar is not None:
-                        bar.update(job[3] - job[2])
+        with FrameTicks(bar.update if bar is not None else None, "local", inline=inline) as ticks:
+            if inline:
+                for job in todo:
+                    t0 = time.perf_counter()
+                    _run(root, cfg, job, ticks.tick)
+                    timings[_job_name(job)] = round(time.perf_counter() - t0, 2)
+            else:
+                import multiprocessing as mp
+
+                # spawned, not forked: a worker holds the generator, not the memory of the command that started it
+                with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                                         initargs=(os.getpid(),)) as ex:
+                    futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
+                    for f in as_completed(futs):
+                        job, _, dt = f.result()
+                        timings[_job_name(job)] = round(dt, 2)
     finally:
         if bar is not None:
             bar.close()
+    return timings
 
-    counts = {split: np.zeros(20, np.int64) for split in cfg.splits}
+
+def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[str, Any]:
+    """``mini.json`` of the generated splits ``want`` (split -> onboard models with predictions; ground-truth
+    statistics from the job markers): with every split and model, byte for byte the manifest of a complete
+    generation; otherwise it also says what is there (``generated``)."""
+    counts = {split: np.zeros(20, np.int64) for split in want}
     gt_stats: dict[str, dict[str, Any]] = {}
     for seq in sorted(cfg.scans):
-        r = results[f"{seq}-gt"]
+        if split_of(cfg, seq) not in counts:
+            continue
+        r = json.loads(_marker(root, seq, "gt").read_text())
         counts[split_of(cfg, seq)] += np.asarray(r["counts"], np.int64)
         gt_stats[seq] = {k: r[k] for k in ("frames", "invalid", "occluded", "bin", "ignored")}
     manifest: dict[str, Any] = {
@@ -397,12 +473,10 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
         "invalid_viewpoints": {"lookahead_scans": cfg.lookahead, "every": cfg.view_every},
         "voxel_counts": {k: v.tolist() for k, v in counts.items()},
         "gt_stats": gt_stats,
-        "config": ident,
+        "config": cfg.identity(),
     }
-    # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
-    atomic_write_text(root / MARKERS / "timings.json",
-                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if want != {s: list(cfg.onboard) for s in cfg.splits}:
+        manifest["generated"] = want
     return manifest
 
 
@@ -413,11 +487,13 @@ def default_mini_root() -> Path:
     return _root()
 
 
-def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True) -> Path:
-    """The root of a generated mini data set, generating (and caching) it on first use."""
+def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True,
+                splits: Iterable[str] | None = None) -> Path:
+    """The root of a generated mini data set with ``splits`` (default: all), generating (and caching) what is
+    missing on first use."""
     from occbench.synth.config import default_mini_config
 
     root = Path(root) if root is not None else default_mini_root()
     cfg = cfg or default_mini_config()
-    generate_mini(root, cfg, progress=progress)
+    generate_mini(root, cfg, progress=progress, splits=splits)
     return root

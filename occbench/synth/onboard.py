@@ -34,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from occbench.synth import _kernels
 from occbench.synth import world as Wd
 
 GRID = (256, 256, 32)
@@ -279,6 +280,10 @@ class WorldSample:
         self.pz = ((np.arange(GRID[2]) + 0.5) / cell[2] + 0.5).astype(np.float32)
         self.lattices, self.lut, self.share = lattices, lut, share
 
+    def kernel_args(self, k: int) -> tuple:
+        """What :func:`occbench.synth._kernels.field_values` needs for field ``k``."""
+        return self.lattices[k], self.px, self.py, self.pz, self.lut, self.share
+
     def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
         L = self.lattices[k]
         col, kz = idx >> 5, idx & 31
@@ -307,7 +312,16 @@ class Fields:
         self.world: WorldSample | None = None
 
     def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
-        """Approximately uniform values in [0, 1] at flat voxel indices ``idx`` (spatially smooth)."""
+        """Approximately uniform values in [0, 1] at flat voxel indices ``idx`` (spatially smooth): the compiled
+        kernel when numba is present, else :meth:`sample_numpy` (bit-identical)."""
+        if not _kernels.AVAILABLE:
+            return self.sample_numpy(k, idx)
+        world = None if self.world is None else self.world.kernel_args(k)
+        return _kernels.field_values(self.a[k].reshape(-1), self.b[k].reshape(-1), self.w, self.lut,
+                                     np.ascontiguousarray(idx, np.int64), world)
+
+    def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
+        """The reference of :meth:`sample`, in numpy."""
         fa = self.a[k].reshape(-1)[idx]
         fb = self.b[k].reshape(-1)[idx]
         f = fa * (np.float32(1) - self.w) + fb * self.w
@@ -333,6 +347,24 @@ def _shift(a: np.ndarray, axis: int, step: int) -> np.ndarray:
 
 
 def _systematic(spec: ModelSpec, P: np.ndarray) -> np.ndarray:
+    """The systematic bias of ``spec`` applied to the labels ``P``: the compiled kernel when numba is present,
+    else :func:`_systematic_numpy` (the same labels)."""
+    if not _kernels.AVAILABLE:
+        return _systematic_numpy(spec, P)
+    geo = grid_geometry()
+    X, Y = geo["X"], geo["Y"]
+    args = (max(1, int(round(spec.sys_parking_to_road / 0.2))) if spec.sys_parking_to_road > 0 else 0, Wd.PARKING, Wd.ROAD,
+            Wd.OTHER_GROUND if spec.sys_otherground_to_sidewalk else -1, Wd.SIDEWALK,
+            bool(spec.sys_lowveg_to_terrain), Wd.VEGETATION, Wd.TERRAIN,
+            Wd.kh(spec.sys_trunk_top) if spec.sys_trunk_top < 99 else P.shape[2], Wd.TRUNK,
+            Wd.TRAFFIC_SIGN if spec.sys_sign_to_pole else -1, Wd.POLE, int(spec.sys_small_to),
+            spec.sys_thicken_from < 99, np.ascontiguousarray(geo["rn"] * 51.2 >= spec.sys_thicken_from),
+            spec.sys_smear > 0, np.abs(X) >= np.abs(Y), Y > 0, GROUND_LUT, SMALL_LUT, OBJ_LUT)
+    return _kernels.systematic(P, args)
+
+
+def _systematic_numpy(spec: ModelSpec, P: np.ndarray) -> np.ndarray:
+    """The reference of :func:`_systematic`, in numpy."""
     geo = grid_geometry()
     P = P.copy()
     if spec.sys_parking_to_road > 0:
@@ -375,7 +407,13 @@ def _systematic(spec: ModelSpec, P: np.ndarray) -> np.ndarray:
 
 
 def _dilate_labels(P: np.ndarray) -> np.ndarray:
-    """For every voxel, the label of an occupied 6-neighbour (x, y, below, above), 0 if none."""
+    """For every voxel, the label of an occupied 6-neighbour (below, x, y, above; the first found), 0 if none:
+    the compiled kernel when numba is present, else :func:`_dilate_labels_numpy`."""
+    return _kernels.dilate_labels(P) if _kernels.AVAILABLE else _dilate_labels_numpy(P)
+
+
+def _dilate_labels_numpy(P: np.ndarray) -> np.ndarray:
+    """The reference of :func:`_dilate_labels`, in numpy."""
     N = np.zeros_like(P)
     for axis, step in ((2, 1), (0, 1), (0, -1), (1, 1), (1, -1), (2, -1)):
         dst = [slice(None)] * 3

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+
+from occbench.synth import _kernels
 
 NZ = 32
 CELL = 0.2
@@ -189,8 +192,27 @@ class Visibility:
         bounds = [(a, b) for a, b in zip(cut[:-1], cut[1:]) if b > a]
         return cls(order=ids, parent=par, bounds=bounds, n=n, shape=shape)
 
+    @cached_property
+    def parents_first(self) -> bool:
+        """Whether every voxel's parent lies in an earlier shell (or is the sensor): then visiting ``order`` one
+        voxel at a time gives what the shell-by-shell pass gives (a shell reads its parents before it writes)."""
+        pos = np.full(self.n + 1, -1, np.int64)
+        pos[self.order] = np.arange(self.order.size)
+        start = np.empty(self.order.size, np.int64)
+        for a, b in self.bounds:
+            start[a:b] = a
+        p = self.parent
+        return bool(np.all((p == self.n) | (pos[p] < start)))
+
     def visible(self, occupied: np.ndarray) -> np.ndarray:
-        """Flat bool: voxels in line of sight of the sensor (occupied surfaces included, what lies behind not)."""
+        """Flat bool: voxels in line of sight of the sensor (occupied surfaces included, what lies behind not).
+        The compiled kernel when numba is present (and :attr:`parents_first`), else :meth:`visible_numpy`."""
+        if _kernels.AVAILABLE and self.parents_first:
+            return _kernels.line_of_sight(occupied, self.order, self.parent, self.shape)
+        return self.visible_numpy(occupied)
+
+    def visible_numpy(self, occupied: np.ndarray) -> np.ndarray:
+        """The reference of :meth:`visible`, in numpy: one vectorised step per shell."""
         free = np.empty(self.n + 1, bool)
         free[: self.n] = ~occupied.reshape(-1)
         free[self.n] = True

@@ -1,0 +1,242 @@
+"""Whole-command timing of ``occbench evaluate --predictions DIR`` against the plain numpy script, side by side.
+
+Builds SemanticKITTI-layout trees (``ROOT/sequences/08/{calib.txt,poses.txt,voxels/}`` + a submission
+``SUB/sequences/08/predictions/``) with the real poses of sequence 08 (4,071 scans) and ground truth for the first
+N labelled scans (every 5th: 0, 5, 10, ...). Frames are hard links to a few distinct frames (``--distinct``), so a
+val-size tree takes little disk and the page cache holds it (timings are warm-cache). Two densities:
+
+- ``real``: ``occbench.metrics.testing.synthetic_frame`` (SemanticKITTI-like: ground, walls, cars, vegetation;
+  25-30 % invalid; the prediction is a noisy copy),
+- ``dense``: 40 % of the voxels occupied (random boxes of random classes, 10 % invalid), prediction a noisy copy.
+
+Then, for each tree, it runs as whole processes, interleaved, ``--runs`` times each:
+
+- ``plain``: ``python benchmarks/plain_score.py ROOT SUB`` (read 3 files a frame, LUT, one bincount, one range),
+- ``default``: ``occbench evaluate --dataset semantickitti --root ROOT --predictions SUB -q -o OUT`` (city map and
+  temporal consistency on; default workers),
+- ``ssc-only``: the same with ``--no-city --no-consistency``,
+
+and reports wall seconds (min and median), each occbench variant's ratio to ``plain`` (min over min), the peak
+RSS of the whole process tree (sum over the command's processes, sampled every 50 ms from /proc) and the largest
+single process's peak RSS (``ru_maxrss`` of the waited-for children, what ``/usr/bin/time -v`` shows).
+
+    python benchmarks/bench_evaluate_cli.py --work /tmp/occbench-bench [--poses-dir DIR] [--frames 40 815]
+        [--density real dense] [--runs 3] [--json out.json]
+
+``--poses-dir`` holds ``poses.txt`` and ``calib.txt`` of sequence 08; default ``$OCCBENCH_KITTI_SEQ08``, else
+``tests/data/kitti/08``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PLAIN = HERE / "plain_score.py"
+VARIANTS = ("plain", "default", "ssc-only")
+
+
+def default_poses_dir() -> Path | None:
+    env = os.environ.get("OCCBENCH_KITTI_SEQ08")
+    if env:
+        return Path(env)
+    p = REPO / "tests" / "data" / "kitti" / "08"
+    return p if (p / "poses.txt").is_file() else None
+
+
+# ---------------------------------------------------------------- frames
+def dense_frame(rng: np.random.Generator, occupancy: float = 0.4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pred, gt with 255 = ignore, invalid) with ``occupancy`` of the voxels occupied in the ground truth."""
+    shape = (256, 256, 32)
+    gt = np.zeros(shape, np.uint8)
+    occ = 0
+    while occ < occupancy * gt.size:
+        c = rng.integers(0, [256, 256, 32])
+        s = rng.integers([6, 6, 3], [40, 40, 16])
+        sl = tuple(slice(int(a), int(a + b)) for a, b in zip(c, s))
+        gt[sl] = rng.integers(1, 20)
+        occ = int(np.count_nonzero(gt))
+    invalid = rng.random(shape) < 0.02
+    for _ in range(30):
+        c = rng.integers(0, [256, 256, 32])
+        invalid[c[0]:c[0] + 30, c[1]:c[1] + 30, c[2]:c[2] + 8] = True
+    gt[rng.random(shape) < 0.002] = 255
+    pred = np.where(gt == 255, 0, gt).astype(np.uint8)
+    noisy = rng.random(shape) < 0.15
+    pred[noisy] = rng.integers(0, 20, int(noisy.sum()))
+    return pred, gt, invalid
+
+
+def _frames(density: str, n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    from occbench.metrics.testing import synthetic_frame
+
+    rng = np.random.default_rng(seed)
+    return [synthetic_frame(rng) if density == "real" else dense_frame(rng) for _ in range(n)]
+
+
+def build_tree(work: Path, poses_dir: Path, frames: int, density: str, distinct: int = 8) -> tuple[Path, Path, dict]:
+    """``(ROOT, SUB, facts)``: a tree with ground truth for the first ``frames`` labelled scans of sequence 08 and a
+    submission for exactly those scans; files are hard links to ``distinct`` frames written once per density."""
+    from occbench.io.voxels import write_bits, write_label
+    from occbench.labels import load_label_map
+
+    lm = load_label_map("semantickitti")
+    pool = work / f"pool-{density}-{distinct}"
+    if not (pool / "done").is_file():
+        shutil.rmtree(pool, ignore_errors=True)
+        pool.mkdir(parents=True)
+        occupied = []
+        for i, (pred, gt, inv) in enumerate(_frames(density, distinct)):
+            raw = lm.inv_lut[np.where(gt == 255, 0, gt)].astype(np.uint16)
+            raw[gt == 255] = 52  # other-structure: ignore
+            write_label(pool / f"{i}.gt.label", raw)
+            write_bits(pool / f"{i}.invalid", inv)
+            write_label(pool / f"{i}.pred.label", lm.inv_lut[pred].astype(np.uint16))
+            occupied.append(float(((gt != 0) & (gt != 255)).mean()))
+        (pool / "done").write_text(json.dumps({"occupied": occupied}))
+    facts = json.loads((pool / "done").read_text())
+    root = work / f"tree-{density}-{frames}"
+    sub = work / f"sub-{density}-{frames}"
+    if not (root / "done").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(sub, ignore_errors=True)
+        seq = root / "sequences" / "08"
+        vox, pred_dir = seq / "voxels", sub / "sequences" / "08" / "predictions"
+        vox.mkdir(parents=True)
+        pred_dir.mkdir(parents=True)
+        for f in ("poses.txt", "calib.txt"):
+            shutil.copy(poses_dir / f, seq / f)
+        n_scans = sum(1 for line in (poses_dir / "poses.txt").read_text().splitlines() if line.strip())
+        scans = list(range(0, n_scans, 5))[:frames]
+        if len(scans) < frames:
+            raise SystemExit(f"{poses_dir / 'poses.txt'}: {n_scans} poses give {len(scans)} labelled scans, fewer than {frames}")
+        for i, t in enumerate(scans):
+            k = i % distinct
+            os.link(pool / f"{k}.gt.label", vox / f"{t:06d}.label")
+            os.link(pool / f"{k}.invalid", vox / f"{t:06d}.invalid")
+            os.link(pool / f"{k}.pred.label", pred_dir / f"{t:06d}.label")
+        (root / "done").write_text("")
+    return root, sub, {"occupied_fraction_mean": float(np.mean(facts["occupied"]))}
+
+
+# ---------------------------------------------------------------- measuring
+def _tree_rss_bytes(pid: int) -> int:
+    """Sum of the resident set sizes of ``pid`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05) -> dict:
+    """Run ``cmd``; return wall seconds, exit code, the process tree's peak summed RSS and the largest process's peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss_bytes(proc.pid))
+            stop.wait(interval)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB; a max over all children so far
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{err[-3000:]}")
+    return {"wall_s": wall, "tree_peak_rss_mb": peak[0] / 2**20,
+            "max_process_rss_mb": (after / 1024) if after > before else None, "stdout": out.strip()[-300:]}
+
+
+def commands(root: Path, sub: Path, out: Path) -> dict[str, list[str]]:
+    occ = [shutil.which("occbench") or "occbench", "evaluate", "--dataset", "semantickitti", "--root", str(root),
+           "--predictions", str(sub), "-q", "-o", str(out)]
+    return {"plain": [sys.executable, str(PLAIN), str(root), str(sub)], "default": occ,
+            "ssc-only": occ + ["--no-city", "--no-consistency"]}
+
+
+def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, variants: tuple[str, ...], log=print) -> dict:
+    root, sub, facts = build_tree(work, poses_dir, frames, density)
+    cmds = commands(root, sub, work / "results.json")
+    env = dict(os.environ)
+    rows: dict[str, list[dict]] = {v: [] for v in variants}
+    for r in range(runs):
+        for v in variants:
+            m = run_measured(cmds[v], env)
+            rows[v].append(m)
+            log(f"  {density} {frames} frames, run {r + 1}: {v:9s} {m['wall_s']:7.2f} s, tree peak RSS {m['tree_peak_rss_mb']:7.0f} MB")
+    summary = {"frames": frames, "density": density, **facts, "commands": {v: " ".join(cmds[v]) for v in variants}}
+    for v in variants:
+        walls = [m["wall_s"] for m in rows[v]]
+        summary[v] = {"wall_s_min": min(walls), "wall_s_median": statistics.median(walls), "walls": walls,
+                      "tree_peak_rss_mb": max(m["tree_peak_rss_mb"] for m in rows[v]),
+                      "max_process_rss_mb": max((m["max_process_rss_mb"] or 0) for m in rows[v]) or None}
+    if "plain" in variants:
+        for v in variants:
+            if v != "plain":
+                summary[v]["ratio_min_to_plain"] = summary[v]["wall_s_min"] / summary["plain"]["wall_s_min"]
+                summary[v]["ratio_median_to_plain"] = summary[v]["wall_s_median"] / summary["plain"]["wall_s_median"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True, help="folder for the trees (hard links; about 70 MB per density)")
+    ap.add_argument("--poses-dir", type=Path, default=default_poses_dir(), help="folder with poses.txt and calib.txt of sequence 08")
+    ap.add_argument("--frames", type=int, nargs="+", default=[40, 815])
+    ap.add_argument("--density", nargs="+", default=["real", "dense"], choices=["real", "dense"])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    if a.poses_dir is None or not (a.poses_dir / "poses.txt").is_file():
+        ap.error("no poses of sequence 08: pass --poses-dir DIR (with poses.txt and calib.txt) or set OCCBENCH_KITTI_SEQ08")
+    a.work.mkdir(parents=True, exist_ok=True)
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    out = []
+    for density in a.density:
+        for frames in a.frames:
+            s = bench(a.work, a.poses_dir, frames, density, a.runs, tuple(a.variants))
+            out.append(s)
+            print(json.dumps({k: v for k, v in s.items() if k != "commands"}, indent=None))
+    print(f"load average {os.getloadavg()}")
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

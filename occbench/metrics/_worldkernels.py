@@ -1,0 +1,524 @@
+"""Compiled kernels (numba) of the world-voxel map state of :mod:`occbench.metrics.worldmap`.
+
+World voxel of a frame voxel ``(i, j, k)`` on axis ``d``: ``floor(((c0 + ai * i) + aj * j) + ak * k)`` with the
+coefficients of :func:`occbench.metrics.worldmap.pose_coefficients` (the same float operations, in the same
+order, as :func:`occbench.metrics.citymap.world_keys`), plus the axis offset (``OFFSETS``), so that indices are
+non-negative: x and y in 21 bits, z in 14.
+
+Tiles: 8 x 8 x 8 world voxels (``tx = x >> 3`` ...), key ``tx << 29 | ty << 11 | tz``; voxel ``l`` of a tile is
+``(x & 7) << 6 | (y & 7) << 3 | (z & 7)`` (counting into them measured 5-50 % faster than into 4 x 4 x 32,
+4 x 4 x 64, 8 x 8 x 16, 8 x 8 x 32 or 16 x 16 x 8 tiles). Live tiles sit in a pool (``t_n``: observations per voxel;
+``t_row``: the voxel's histogram row or -1; a tile's rows are taken from its chunks of 64, ``t_chunk``), found
+through a direct-mapped table of ``2**18`` slots (``64 x 64 x 64`` tiles, wrapping around: wider than any frame's
+footprint, 47 tiles at most along any axis). A histogram row holds, per voxel with at least one non-zero
+observation, the counts of reference categories ``1..S`` then of predicted labels ``1..C-1``; the counts of
+category 0 and label 0 are ``n`` minus the others. A supertile is 64 x 64 world voxels (12.8 m at 0.2 m), all
+heights: key ``(x >> 6) << 15 | y >> 6``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bits
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover
+    njit = None
+
+OFFSETS = (1 << 20, 1 << 20, 1 << 13)
+AXIS_BITS = (21, 21, 14)
+XB, YB, ZB = 3, 3, 3  # log2 of the tile's size along x, y, z
+TILE_VOXELS = 1 << (XB + YB + ZB)
+CHUNKS = TILE_VOXELS // 64  # chunks of 64 histogram rows a tile can hold
+KZ = 14 - ZB  # bits of tz in a key
+KY = 21 - YB  # bits of ty
+TXB, TYB, TZB = 6, 6, 6  # log2 of the table's size in tiles along x, y, z
+TABLE_SIZE = 1 << (TXB + TYB + TZB)
+BI, BJ, BK = 4, 4, 32  # frame sub-blocks whose world bounding boxes make up a frame's footprint
+# prepare / accumulate status codes
+OK, NEED_TILES, CONFLICT, OUT_OF_RANGE, NEED_ROWS, MISMATCH = 0, 1, 2, 3, 4, 5
+_MARGIN = 1e-6  # voxels: the footprint's bounding boxes are widened by this much against rounding
+
+__all__ = ["INV_BYTES", "INV_NONE", "INV_PACKED", "OFFSETS", "AXIS_BITS", "TILE_VOXELS", "CHUNKS", "TABLE_SIZE"]
+
+
+def _slot(tx, ty, tz):  # pragma: no cover - compiled
+    return ((tx & ((1 << TXB) - 1)) << (TYB + TZB)) | ((ty & ((1 << TYB) - 1)) << TZB) | (tz & ((1 << TZB) - 1))
+
+
+def _key_slot(key):  # pragma: no cover - compiled
+    return _slot(key >> (KY + KZ), (key >> KZ) & ((1 << KY) - 1), key & ((1 << KZ) - 1))
+
+
+def _block_range(coef, d, i0, j0, k0, ni, nj, nk):  # pragma: no cover - compiled
+    """Smallest and largest world voxel index (offset added) on axis ``d`` of frame voxels
+    ``[i0, i0 + ni) x [j0, j0 + nj) x [k0, k0 + nk)``, widened by ``_MARGIN``."""
+    c0, ai, aj, ak = coef[d, 0], coef[d, 1], coef[d, 2], coef[d, 3]
+    lo = c0 + min(ai * i0, ai * (i0 + ni - 1)) + min(aj * j0, aj * (j0 + nj - 1)) + min(ak * k0, ak * (k0 + nk - 1))
+    hi = c0 + max(ai * i0, ai * (i0 + ni - 1)) + max(aj * j0, aj * (j0 + nj - 1)) + max(ak * k0, ak * (k0 + nk - 1))
+    off = 1 << 20 if d < 2 else 1 << 13
+    return math.floor(lo - _MARGIN) + off, math.floor(hi + _MARGIN) + off
+
+
+def _in_range(lo, hi, d):  # pragma: no cover - compiled
+    return lo >= 0 and hi < (1 << (21 if d < 2 else 14))
+
+
+def _sup_index(sup_keys, key):  # pragma: no cover - compiled
+    """Index of ``key`` in the sorted ``sup_keys``, or -1."""
+    if sup_keys.size == 0:
+        return -1
+    i = np.searchsorted(sup_keys, key)
+    if i < sup_keys.size and sup_keys[i] == key:
+        return i
+    return -1
+
+
+def _frame_supertiles(coef, out):  # pragma: no cover - compiled
+    """Supertile keys a frame may touch (its footprint, from 8-voxel sub-blocks) into ``out``; returns how many
+    (with repeats), or -1 if a voxel index leaves the key's range."""
+    n = 0
+    for bi in range(256 // BI):
+        for bj in range(256 // BJ):
+            for bk in range(32 // BK):
+                xl, xh = _block_range(coef, 0, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                yl, yh = _block_range(coef, 1, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                zl, zh = _block_range(coef, 2, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                if not (_in_range(xl, xh, 0) and _in_range(yl, yh, 1) and _in_range(zl, zh, 2)):
+                    return -1
+                for sx in range(xl >> 6, (xh >> 6) + 1):
+                    for sy in range(yl >> 6, (yh >> 6) + 1):
+                        key = (sx << 15) | sy
+                        if n > 0 and out[n - 1] == key:
+                            continue
+                        if n == out.size:
+                            return -2
+                        out[n] = key
+                        n += 1
+    return n
+
+
+def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_frames, t_sup, t_hasrec, free_t, ttop,
+             sup_keys, recorded, conflicts):  # pragma: no cover - compiled
+    """Make every tile the frame may touch live before its voxels are counted: found in the table (touched: its
+    ``t_last`` = ``frame_no``, ``t_frames`` + 1 once per frame), else allocated from the free stack. Returns
+    ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
+    ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
+    lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint16 counts could
+    overflow with one more frame), ``OUT_OF_RANGE`` or ``OK``. Calling again after growing or evicting is safe."""
+    nconf = 0
+    status = 0
+    for bi in range(256 // BI):
+        for bj in range(256 // BJ):
+            for bk in range(32 // BK):
+                xl, xh = _block_range(coef, 0, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                yl, yh = _block_range(coef, 1, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                zl, zh = _block_range(coef, 2, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+                if not (_in_range(xl, xh, 0) and _in_range(yl, yh, 1) and _in_range(zl, zh, 2)):
+                    return 3, nconf
+                for tx in range(xl >> XB, (xh >> XB) + 1):
+                    for ty in range(yl >> YB, (yh >> YB) + 1):
+                        for tz in range(zl >> ZB, (zh >> ZB) + 1):
+                            key = (tx << (KY + KZ)) | (ty << KZ) | tz
+                            slot = _slot(tx, ty, tz)
+                            k0 = tab_key[slot]
+                            if k0 == key:
+                                ti = tab_tile[slot]
+                                if t_last[ti] != frame_no:
+                                    t_last[ti] = frame_no
+                                    t_frames[ti] += 1
+                                    if t_frames[ti] > max_frames and nconf < conflicts.size:
+                                        conflicts[nconf] = ti
+                                        nconf += 1
+                                        status = 2
+                            elif k0 < 0:
+                                if ttop[0] == 0:
+                                    return 1, nconf
+                                ttop[0] -= 1
+                                ti = free_t[ttop[0]]
+                                t_key[ti] = key
+                                tab_key[slot] = key
+                                tab_tile[slot] = ti
+                                t_last[ti] = frame_no
+                                t_frames[ti] = 1
+                                t_sup[ti] = _sup_index(sup_keys, ((tx >> (6 - XB)) << 15) | (ty >> (6 - YB)))
+                                t_hasrec[ti] = _keyset_has(recorded, key)
+                            else:
+                                ti = tab_tile[slot]
+                                if t_last[ti] != -1 and nconf < conflicts.size:  # -1: listed already
+                                    t_last[ti] = -1
+                                    conflicts[nconf] = ti
+                                    nconf += 1
+                                status = 2
+    return status, nconf
+
+
+def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, tab_tile, t_n, t_row, t_cnt, t_chunk,
+                rows, free_c, ctop, S, start_col):  # pragma: no cover - compiled
+    """Count the evaluated voxels of one frame (after :func:`_prepare`) from column ``start_col`` on.
+
+    ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids). ``r_lut``: ground-truth
+    id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
+    train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
+    empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_ROWS`` with the column to resume
+    at when fewer than 32 free chunks of histogram rows are left; ``bad`` = evaluated voxels with a malformed ground truth
+    or an invalid prediction (not counted)."""
+    i64 = inv.view(np.uint64)
+    c0x, aix, ajx, akx = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3]
+    c0y, aiy, ajy, aky = coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3]
+    c0z, aiz, ajz, akz = coef[2, 0], coef[2, 1], coef[2, 2], coef[2, 3]
+    ox, oy, oz = 1 << 20, 1 << 20, 1 << 13
+    full = np.uint64(0xFFFFFFFF)
+    bad = 0
+    last_key = -1
+    ti = 0
+    for col in range(start_col, 65536):
+        if ctop[0] < 32:
+            return col, bad, 4
+        ib = _column_bits(inv, i64, inv_mode, col)
+        if ib == full and not empty_only:
+            continue
+        i = col >> 8
+        j = col & 255
+        bx = (c0x + aix * i) + ajx * j
+        by = (c0y + aiy * i) + ajy * j
+        bz = (c0z + aiz * i) + ajz * j
+        # bx + akx * k is monotonic in k (so is its floor): equal ends = the same x for the whole column
+        x0 = math.floor(bx + akx * 0) + ox
+        y0 = math.floor(by + aky * 0) + oy
+        const_xy = x0 == math.floor(bx + akx * 31) + ox and y0 == math.floor(by + aky * 31) + oy
+        base = col * 32
+        for k in range(32):
+            v = base + k
+            gi = g[v]
+            if (ib >> np.uint64(31 - k)) & np.uint64(1):
+                if not empty_only or gi == 0:
+                    continue
+            r = r_lut[gi]
+            if r == 255:
+                continue
+            lab = l_lut[p[v]]
+            if r == 254 or lab == 255:
+                bad += 1
+                continue
+            if const_xy:
+                wx = x0
+                wy = y0
+            else:
+                wx = math.floor(bx + akx * k) + ox
+                wy = math.floor(by + aky * k) + oy
+            wz = math.floor(bz + akz * k) + oz
+            tkey = ((wx >> XB) << (KY + KZ)) | ((wy >> YB) << KZ) | (wz >> ZB)
+            if tkey != last_key:
+                slot = _slot(wx >> XB, wy >> YB, wz >> ZB)
+                if tab_key[slot] != tkey:
+                    return col, bad, 5
+                ti = tab_tile[slot]
+                last_key = tkey
+            li = ((wx & ((1 << XB) - 1)) << (YB + ZB)) | ((wy & ((1 << YB) - 1)) << ZB) | (wz & ((1 << ZB) - 1))
+            t_n[ti, li] += 1
+            if r != 0 or lab != 0:
+                ri = np.int64(t_row[ti, li])
+                if ri < 0:
+                    lr = np.int64(t_cnt[ti])
+                    t_cnt[ti] += 1
+                    if t_chunk[ti, lr >> 6] < 0:
+                        ctop[0] -= 1
+                        t_chunk[ti, lr >> 6] = free_c[ctop[0]]
+                    ri = (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
+                    t_row[ti, li] = ri
+                if r != 0:
+                    rows[ri, r - 1] += 1
+                if lab != 0:
+                    rows[ri, S + lab - 1] += 1
+    return -1, bad, 0
+
+
+def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no cover - compiled
+    """Add one world voxel (``n`` observations, histogram row ``h``) to the sums; returns ``g * K + p``, its
+    ground-truth (reference) and predicted map categories. Ties go to the lower category."""
+    K = S + 1
+    sr = 0
+    g = 0
+    for k in range(S):
+        sr += np.int64(h[k])
+    best = n - sr
+    for k in range(S):
+        hk = np.int64(h[k])
+        if hk > best:
+            best = hk
+            g = k + 1
+    for k in range(K):
+        pc[k] = 0
+    sl = 0
+    for lab in range(1, C):
+        c = np.int64(h[S + lab - 1])
+        if c != 0:
+            sl += c
+            pc[cat[lab]] += c
+    h0 = n - sl
+    pc[cat[0]] += h0
+    p = 0
+    bp = pc[0]
+    for k in range(1, K):
+        if pc[k] > bp:
+            bp = pc[k]
+            p = k
+    conf[p * K + g] += 1
+    if g > 0 and n >= 2:  # a static voxel seen twice or more: how its predicted labels agree
+        same = h0 * (h0 - 1)
+        mx = h0
+        for lab in range(1, C):
+            c = np.int64(h[S + lab - 1])
+            same += c * (c - 1)
+            if c > mx:
+                mx = c
+        psame[g] += same
+        pall[g] += n * (n - 1)
+        scal[0] += mx
+        scal[1] += n
+        scal[2] += 1
+        if mx == n:
+            scal[3] += 1
+    return g * K + p
+
+
+def _row(ti, li, t_row, t_chunk):  # pragma: no cover - compiled
+    """Histogram row of voxel ``li`` of live tile ``ti``, or -1."""
+    return np.int64(t_row[ti, li])
+
+
+def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop):  # pragma: no cover
+    """Return live tile ``ti`` and its chunks of histogram rows to the free stacks, zeroed."""
+    used = np.int64(t_cnt[ti])
+    for c in range(CHUNKS):
+        ch = t_chunk[ti, c]
+        if ch >= 0:
+            r0 = np.int64(ch) << 6
+            rows[r0:r0 + min(64, used - 64 * c), :] = 0
+            free_c[ctop[0]] = ch
+            ctop[0] += 1
+            t_chunk[ti, c] = -1
+    t_cnt[ti] = 0
+    t_row[ti, :] = -1
+    t_n[ti, :] = 0
+    tab_key[_key_slot(t_key[ti])] = -1
+    t_key[ti] = -1
+    free_t[ttop[0]] = ti
+    ttop[0] += 1
+
+
+def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, t_hasrec, rem, ext, seen_at, out_seal, t_n, t_row, t_cnt,
+           t_chunk, rows, free_c, ctop, tab_key, free_t, ttop, S, C, cat, conf, psame, pall, scal):  # pragma: no cover
+    """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
+    supertile is this state's and has been added, ``rem == ext == 0``) into
+    the sums (and the tile itself has no sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
+    ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
+    ns = 0
+    pc = np.zeros(S + 1, np.int64)
+    for ti in range(t_key.size):
+        if t_key[ti] < 0:
+            continue
+        s = t_sup[ti]
+        if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not t_hasrec[ti]:
+            for li in range(TILE_VOXELS):
+                n = np.int64(t_n[ti, li])
+                if n == 0:
+                    continue
+                ri = _row(ti, li, t_row, t_chunk)
+                if ri < 0:
+                    conf[0] += 1
+                else:
+                    _reduce_voxel(n, rows[ri], S, C, cat, conf, psame, pall, scal, pc)
+            _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
+        elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
+            out_seal[ns] = ti
+            ns += 1
+    return ns
+
+
+def _seal_sizes(tiles, t_n, t_row):  # pragma: no cover - compiled
+    nv = 0
+    nr = 0
+    for ti in tiles:
+        for li in range(TILE_VOXELS):
+            if t_n[ti, li] != 0:
+                nv += 1
+                if t_row[ti, li] >= 0:
+                    nr += 1
+    return nv, nr
+
+
+def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rnv, rnr, vidx, vn, vr, rowdata, tab_key, free_c,
+               ctop, free_t, ttop):  # pragma: no cover - compiled
+    """Write live tiles (in the given order) as records, then release them. A record: its key, ``rnv`` voxels
+    (``vidx`` voxel within the tile, ``vn`` observations, ``vr`` its row among the record's ``rnr`` rows or -1)."""
+    v = 0
+    q = 0
+    for a in range(tiles.size):
+        ti = tiles[a]
+        keys[a] = t_key[ti]
+        v0 = v
+        q0 = q
+        for li in range(TILE_VOXELS):
+            n = t_n[ti, li]
+            if n == 0:
+                continue
+            vidx[v] = li
+            vn[v] = n
+            ri = _row(ti, li, t_row, t_chunk)
+            if ri >= 0:
+                rowdata[q, :] = rows[ri, :]
+                vr[v] = q - q0
+                q += 1
+            else:
+                vr[v] = -1
+            v += 1
+        rnv[a] = v - v0
+        rnr[a] = q - q0
+        _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
+
+
+def _gather_records(sel, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, ovidx, ovn, ovr, orows):  # pragma: no cover
+    """Copy the voxels and rows of records ``sel`` (in that order) into the output arrays."""
+    v = 0
+    q = 0
+    for r in sel:
+        n = rnv[r]
+        ovidx[v:v + n] = vidx[voff[r]:voff[r] + n]
+        ovn[v:v + n] = vn[voff[r]:voff[r] + n]
+        ovr[v:v + n] = vr[voff[r]:voff[r] + n]
+        m = rnr[r]
+        orows[q:q + m, :] = rowdata[roff[r]:roff[r] + m, :]
+        v += n
+        q += m
+
+
+def _reduce_records(keys, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, order, keep, S, C, cat, conf, psame, pall,
+                    scal, want_maps, mkeys, mcat):  # pragma: no cover - compiled
+    """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
+    of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
+    world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""
+    W = rowdata.shape[1]
+    sn = np.zeros(TILE_VOXELS, np.int64)
+    sh = np.zeros((TILE_VOXELS, W), np.int64)
+    has = np.zeros(TILE_VOXELS, np.bool_)
+    pc = np.zeros(S + 1, np.int64)
+    m = 0
+    i = 0
+    N = order.size
+    while i < N:
+        key = keys[order[i]]
+        j = i
+        while j < N and keys[order[j]] == key:
+            j += 1
+        if keep[order[i]]:
+            i = j
+            continue
+        for a in range(i, j):
+            r = order[a]
+            for v in range(voff[r], voff[r] + rnv[r]):
+                li = vidx[v]
+                sn[li] += vn[v]
+                q = vr[v]
+                if q >= 0:
+                    has[li] = True
+                    for w in range(W):
+                        sh[li, w] += rowdata[roff[r] + q, w]
+        tx = key >> (KY + KZ)
+        ty = (key >> KZ) & ((1 << KY) - 1)
+        tz = key & ((1 << KZ) - 1)
+        for li in range(TILE_VOXELS):
+            n = sn[li]
+            if n == 0:
+                continue
+            gp = 0
+            if has[li]:
+                gp = _reduce_voxel(n, sh[li], S, C, cat, conf, psame, pall, scal, pc)
+                sh[li, :] = 0
+                has[li] = False
+            else:
+                conf[0] += 1
+            if want_maps:
+                ux = (tx << XB) | (li >> (YB + ZB))
+                uy = (ty << YB) | ((li >> ZB) & ((1 << YB) - 1))
+                uz = (tz << ZB) | (li & ((1 << ZB) - 1))
+                mkeys[m] = (ux << 35) | (uy << 14) | uz
+                mcat[m] = gp
+                m += 1
+            sn[li] = 0
+        i = j
+    return m
+
+
+def _hash_slot(key, mask):  # pragma: no cover - compiled
+    h = key * np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64 (wraps)
+    return (h ^ (h >> 29)) & mask
+
+
+def _keyset_has(slots, key):  # pragma: no cover - compiled
+    mask = slots.size - 1
+    i = _hash_slot(key, mask)
+    while True:
+        k = slots[i]
+        if k == key:
+            return True
+        if k < 0:
+            return False
+        i = (i + 1) & mask
+
+
+def _keyset_add(slots, keys):  # pragma: no cover - compiled
+    """Insert ``keys`` (open addressing, linear probing; the caller keeps the table at most half full); returns how
+    many were new."""
+    mask = slots.size - 1
+    added = 0
+    for key in keys:
+        i = _hash_slot(key, mask)
+        while True:
+            k = slots[i]
+            if k == key:
+                break
+            if k < 0:
+                slots[i] = key
+                added += 1
+                break
+            i = (i + 1) & mask
+    return added
+
+
+def _mark_recorded(slots, t_key, t_hasrec):  # pragma: no cover - compiled
+    """Refresh the live tiles' has-records flags (after records were merged in)."""
+    for ti in range(t_key.size):
+        if t_key[ti] >= 0:
+            t_hasrec[ti] = _keyset_has(slots, t_key[ti])
+
+
+if njit is not None:
+    _slot = njit(inline="always")(_slot)
+    _key_slot = njit(inline="always")(_key_slot)
+    _block_range = njit(inline="always")(_block_range)
+    _in_range = njit(inline="always")(_in_range)
+    _sup_index = njit(inline="always")(_sup_index)
+    _reduce_voxel = njit(inline="always")(_reduce_voxel)
+    _row = njit(inline="always")(_row)
+    _release = njit(inline="always")(_release)
+    frame_supertiles = njit(cache=True, nogil=True)(_frame_supertiles)
+    prepare = njit(cache=True, nogil=True)(_prepare)
+    accumulate = njit(cache=True, nogil=True, boundscheck=False)(_accumulate)
+    evict = njit(cache=True, nogil=True)(_evict)
+    seal_sizes = njit(cache=True, nogil=True)(_seal_sizes)
+    seal_fill = njit(cache=True, nogil=True)(_seal_fill)
+    gather_records = njit(cache=True, nogil=True)(_gather_records)
+    reduce_records = njit(cache=True, nogil=True)(_reduce_records)
+    _hash_slot = njit(inline="always")(_hash_slot)
+    _keyset_has = njit(inline="always")(_keyset_has)
+    keyset_add = njit(cache=True, nogil=True)(_keyset_add)
+    mark_recorded = njit(cache=True, nogil=True)(_mark_recorded)
+else:  # pragma: no cover - numba is a declared dependency; the pure-Python versions are far too slow for real use
+    frame_supertiles, prepare, accumulate, evict = _frame_supertiles, _prepare, _accumulate, _evict
+    seal_sizes, seal_fill, gather_records, reduce_records = _seal_sizes, _seal_fill, _gather_records, _reduce_records
+    keyset_add, mark_recorded = _keyset_add, _mark_recorded

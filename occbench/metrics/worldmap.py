@@ -1,0 +1,694 @@
+"""The state behind the city map and temporal consistency: per world voxel, how many evaluated frame voxels
+observed it, with which reference category and which predicted label, in bounded memory.
+
+Per world voxel the metrics need only three things: ``n`` (observations), the histogram of reference categories
+(0 = not static, 1..S = the static classes: the ground truth's, or the prediction's without ground truth) and the
+histogram of predicted train ids. :class:`WorldMapState` keeps them
+
+- **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint16 count per voxel,
+  and a histogram row (S + C - 1 uint16 counts, in chunks of 64 rows per tile) only for voxels with a non-zero
+  category or label. A frame first makes the tiles of its footprint live, then one compiled pass counts its
+  evaluated voxels;
+- **finalised**, into integer sums (the city-map confusion and the consistency counts) as soon as a tile is known
+  to be complete. That needs a plan (:meth:`WorldMapState.expect`): the poses of every frame that will ever be
+  added, to this state or to the states merged with it. A tile whose 12.8 m supertile no pending frame can touch
+  is reduced and dropped at once;
+- **sealed**, as records, when a tile leaves the view before it is complete (the drive comes back later, another
+  state adds frames there, or there is no plan): its key and, per voxel with observations, the voxel, ``n`` and
+  its histogram row. Records go to one of 16 partitions by a hash of the tile key; beyond ``spill_bytes`` in
+  memory, every partition appends what it holds to its own file (``spill_dir``).
+
+Results are reduced from the sums and the records partition by partition (the records of one tile, from any
+batch or state, are summed before its voxels are reduced), so memory holds the live tiles (bounded by what the
+last few frames see), at most ``spill_bytes`` of records and one partition while reducing, whatever the drive's
+length. Every count is an integer: results do not depend on the order of frames, on how they were split between
+states, on when tiles were sealed or spilled.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occbench.errors import FormatError
+from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.metrics import _worldkernels as K
+from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, readonly
+from occbench.metrics.protocol import Protocol, get_protocol
+
+NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
+_NO_INV = readonly(np.zeros(8, np.uint8))
+
+
+def pose_coefficients(pose: np.ndarray, voxel_size: float) -> np.ndarray:
+    """(3, 4) float64: per world axis ``d``, ``(c0, ai, aj, ak)`` such that the world voxel of frame voxel
+    ``(i, j, k)`` is ``floor(((c0 + ai * i) + aj * j) + ak * k)``: the floating-point operations, in the same
+    order, of :func:`occbench.metrics.citymap.world_keys`, so both give the same voxel to the last bit."""
+    pose = np.asarray(pose, np.float64)
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise FormatError(None, "a finite 4x4 LiDAR pose", f"shape {pose.shape}")
+    R, t = pose[:3, :3], pose[:3, 3]
+    base = R @ (ORIGIN + 0.5 * VOXEL_SIZE) + t
+    A = VOXEL_SIZE * R / voxel_size
+    coef = np.empty((3, 4), np.float64)
+    for d in range(3):
+        coef[d] = (base[d] / voxel_size, A[d, 0], A[d, 1], A[d, 2])
+    return coef
+
+
+def _range_error() -> FormatError:
+    return FormatError(None, f"world voxel indices within +-{K.OFFSETS[0]} (x, y) and +-{K.OFFSETS[2]} (z) of the origin",
+                       "a pose too far from the origin")
+
+
+def frame_footprint(coef: np.ndarray) -> np.ndarray:
+    """Sorted supertile keys (12.8 m squares at 0.2 m, all heights) that a frame at these coefficients may touch."""
+    out = np.empty(16384, np.int64)
+    n = K.frame_supertiles(coef, out)
+    if n < 0:
+        raise _range_error()
+    return np.unique(out[:n])
+
+
+# ---------------------------------------------------------------------------- records
+PARTITIONS = 16
+_BATCH_FIELDS = ("keys", "nv", "nr", "vidx", "vn", "vr", "rows")
+_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "i4", "u2", "u2", "i2", "u2"))))
+
+
+@dataclass
+class _Batch:
+    """Records: tile ``keys``; per record ``nv`` voxels and ``nr`` histogram rows; per voxel (records one after the
+    other) ``vidx`` (voxel within the tile), ``vn`` (observations) and ``vr`` (its row among the record's, or -1);
+    ``rows`` (records one after the other)."""
+
+    keys: np.ndarray
+    nv: np.ndarray
+    nr: np.ndarray
+    vidx: np.ndarray
+    vn: np.ndarray
+    vr: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
+
+    @staticmethod
+    def empty(width: int) -> _Batch:
+        return _Batch(*(np.zeros((0, width) if f == "rows" else 0, _DTYPES[f]) for f in _BATCH_FIELDS))
+
+    @staticmethod
+    def concat(batches: list[_Batch], width: int) -> _Batch:
+        if not batches:
+            return _Batch.empty(width)
+        if len(batches) == 1:
+            return batches[0]
+        return _Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_FIELDS))
+
+    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per record, its first voxel and first row."""
+        voff = np.zeros(self.keys.size, np.int64)
+        roff = np.zeros(self.keys.size, np.int64)
+        np.cumsum(self.nv[:-1], out=voff[1:])
+        np.cumsum(self.nr[:-1], out=roff[1:])
+        return voff, roff
+
+    def take(self, sel: np.ndarray) -> _Batch:
+        """Records ``sel`` (in that order)."""
+        voff, roff = self.offsets()
+        nv, nr = self.nv[sel], self.nr[sel]
+        out = _Batch(self.keys[sel], nv, nr, np.empty(int(nv.sum()), np.uint16), np.empty(int(nv.sum()), np.uint16),
+                     np.empty(int(nv.sum()), np.int16), np.empty((int(nr.sum()), self.rows.shape[1]), np.uint16))
+        K.gather_records(sel, voff, self.nv, roff, self.nr, self.vidx, self.vn, self.vr, self.rows, out.vidx, out.vn,
+                         out.vr, out.rows)
+        return out
+
+
+def _supertile_of(keys: np.ndarray) -> np.ndarray:
+    """Supertile keys (``(x >> 6) << 15 | y >> 6``) of tile keys."""
+    tx, ty = keys >> (K.KY + K.KZ), (keys >> K.KZ) & ((1 << K.KY) - 1)
+    return ((tx >> (6 - K.XB)) << 15) | (ty >> (6 - K.YB))
+
+
+def _partition(keys: np.ndarray) -> np.ndarray:
+    """Partition (0..15) of tile keys: the top bits of a multiplicative hash."""
+    return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(60)).astype(np.int64)
+
+
+class _SpillDir:
+    """A folder of spilled records. Created by the state (removed when nothing refers to it any more) or given by
+    the caller (``owned=False``: left alone; the caller removes it)."""
+
+    def __init__(self, path: str | None = None):
+        self.owned = path is None
+        self.path = Path(tempfile.mkdtemp(prefix="occbench-worldmap-") if path is None else path)
+        if self.owned:
+            weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
+@dataclass
+class _Spilled:
+    """A batch written to a partition file: where, and the shapes of its arrays."""
+
+    folder: _SpillDir
+    path: Path
+    offset: int
+    shapes: tuple
+    nbytes: int
+
+    def load(self) -> _Batch:
+        arrays, off = [], self.offset
+        with open(self.path, "rb") as fh:
+            for f, shape in zip(_BATCH_FIELDS, self.shapes):
+                dt = _DTYPES[f]
+                n = int(np.prod(shape))
+                fh.seek(off)
+                arrays.append(np.fromfile(fh, dt, n).reshape(shape))
+                off += n * dt.itemsize
+        return _Batch(*arrays)
+
+
+class _Records:
+    """Sealed tiles, by partition: batches in memory, or appended to the partition's file once the memory held
+    passes ``spill_bytes``."""
+
+    def __init__(self, width: int, spill_bytes: int, spill_dir: _SpillDir | None):
+        self.width = width
+        self.spill_bytes = spill_bytes
+        self.spill_dir = spill_dir
+        self.parts: list[list[_Batch | _Spilled]] = [[] for _ in range(PARTITIONS)]
+        self.mem_bytes = 0
+        self._files: dict[int, Path] = {}
+
+    def add(self, batch: _Batch) -> None:
+        """Add a batch of records (any order), split by partition."""
+        if not batch.keys.size:
+            return
+        part = _partition(batch.keys)
+        order = np.argsort(part, kind="stable")
+        batch = batch.take(order)
+        bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        voff, roff = batch.offsets()
+        vend = np.append(voff, batch.vidx.size)
+        rend = np.append(roff, batch.rows.shape[0])
+        for p in range(PARTITIONS):
+            a, b = int(bounds[p]), int(bounds[p + 1])
+            if a == b:
+                continue
+            v0, v1, q0, q1 = int(vend[a]), int(vend[b]), int(rend[a]), int(rend[b])
+            self.parts[p].append(_Batch(batch.keys[a:b], batch.nv[a:b], batch.nr[a:b], batch.vidx[v0:v1],
+                                        batch.vn[v0:v1], batch.vr[v0:v1], batch.rows[q0:q1]))
+        self.mem_bytes += batch.nbytes
+        if self.mem_bytes > self.spill_bytes:
+            self.spill()
+
+    def spill(self) -> None:
+        """Append every partition's batches held in memory to its file."""
+        if self.spill_dir is None:
+            self.spill_dir = _SpillDir()
+        for p, items in enumerate(self.parts):
+            mem = [b for b in items if isinstance(b, _Batch)]
+            if not mem:
+                continue
+            batch = _Batch.concat(mem, self.width)
+            path = self._files.get(p)
+            if path is None:
+                fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
+                os.close(fd)
+                path = self._files[p] = Path(name)
+            with open(path, "ab") as fh:
+                offset = fh.tell()
+                for f in _BATCH_FIELDS:
+                    fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
+            spilled = _Spilled(self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes)
+            self.parts[p] = [b for b in items if not isinstance(b, _Batch)] + [spilled]
+        self.mem_bytes = 0
+
+    def extend(self, other: _Records) -> None:
+        for p in range(PARTITIONS):
+            self.parts[p].extend(other.parts[p])
+        self.mem_bytes += other.mem_bytes
+        if self.mem_bytes > self.spill_bytes:
+            self.spill()
+
+    def partition(self, p: int) -> _Batch:
+        """Every record of partition ``p`` in one batch (spilled ones read back)."""
+        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]], self.width)
+
+    def keys(self) -> np.ndarray:
+        return np.concatenate([self.partition(p).keys for p in range(PARTITIONS)]) if self.nbytes else np.zeros(0, np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for items in self.parts for b in items)
+
+    @property
+    def spilled_bytes(self) -> int:
+        return sum(b.nbytes for items in self.parts for b in items if isinstance(b, _Spilled))
+
+    def portable(self) -> _Records:
+        """A copy whose batches are in memory or in files the caller manages (for pickling): files in a folder
+        of our own are removed with us, so their batches are read back."""
+        out = _Records(self.width, self.spill_bytes, None)
+        out.parts = [[b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts]
+        out.mem_bytes = sum(b.nbytes for items in out.parts for b in items if isinstance(b, _Batch))
+        return out
+
+
+# ---------------------------------------------------------------------------- live tiles
+class _Pool:
+    """Live tiles and chunks of 64 histogram rows (grown by doubling), and the direct-mapped tile table."""
+
+    def __init__(self, width: int, tiles: int = 2048, chunks: int = 1024):
+        self.width = width
+        self.tab_key = np.full(K.TABLE_SIZE, -1, np.int64)
+        self.tab_tile = np.zeros(K.TABLE_SIZE, np.int32)
+        self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
+        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int32)
+        self.t_cnt = np.zeros(0, np.int32)
+        self.t_chunk = np.zeros((0, K.CHUNKS), np.int32)
+        self.t_key = np.zeros(0, np.int64)
+        self.t_last = np.zeros(0, np.int64)
+        self.t_frames = np.zeros(0, np.int32)
+        self.t_sup = np.zeros(0, np.int32)
+        self.t_hasrec = np.zeros(0, np.bool_)
+        self.free_t = np.zeros(0, np.int32)
+        self.ttop = np.zeros(1, np.int64)
+        self.rows = np.zeros((0, width), np.uint16)
+        self.free_c = np.zeros(0, np.int32)
+        self.ctop = np.zeros(1, np.int64)
+        self.grow_tiles(tiles)
+        self.grow_chunks(chunks)
+
+    @staticmethod
+    def _grown(free: np.ndarray, top: np.ndarray, old: int, new: int) -> np.ndarray:
+        """The free stack with the new items ``old..new-1`` pushed (lowest on top)."""
+        t = int(top[0])
+        out = np.empty(new, np.int32)
+        out[:t] = free[:t]
+        out[t:t + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+        top[0] = t + new - old
+        return out
+
+    def grow_tiles(self, n: int | None = None) -> None:
+        old = self.t_key.size
+        pad = n or max(old, 1024)
+        self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
+        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int32)))
+        self.t_cnt = np.concatenate((self.t_cnt, np.zeros(pad, np.int32)))
+        self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, K.CHUNKS), -1, np.int32)))
+        self.t_key = np.concatenate((self.t_key, np.full(pad, -1, np.int64)))
+        self.t_last = np.concatenate((self.t_last, np.zeros(pad, np.int64)))
+        self.t_frames = np.concatenate((self.t_frames, np.zeros(pad, np.int32)))
+        self.t_sup = np.concatenate((self.t_sup, np.full(pad, -1, np.int32)))
+        self.t_hasrec = np.concatenate((self.t_hasrec, np.zeros(pad, np.bool_)))
+        self.free_t = self._grown(self.free_t, self.ttop, old, old + pad)
+
+    def grow_chunks(self, n: int | None = None) -> None:
+        old = self.rows.shape[0] // 64
+        pad = n or max(old, 256)
+        self.rows = np.concatenate((self.rows, np.zeros((64 * pad, self.width), np.uint16)))
+        self.free_c = self._grown(self.free_c, self.ctop, old, old + pad)
+
+    @property
+    def live_tiles(self) -> int:
+        return int(self.t_key.size - self.ttop[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+
+class _Plan:
+    """The frames a state (and the states it will be merged with) will ever see, for early finalisation."""
+
+    def __init__(self, poses: np.ndarray, voxel_size: float, mine: np.ndarray):
+        poses = np.asarray(poses, np.float64)
+        self.id = hashlib.sha256(np.ascontiguousarray(poses).tobytes() + repr(voxel_size).encode()).hexdigest()[:16]
+        feet = [frame_footprint(pose_coefficients(p, voxel_size)) for p in poses]
+        self.sup_keys = np.unique(np.concatenate(feet)) if feet else np.zeros(0, np.int64)
+        self.frame_sups = [np.searchsorted(self.sup_keys, f).astype(np.int64) for f in feet]
+        self.mine = np.zeros(len(poses), bool)
+        self.mine[mine] = True
+        self.rem = np.zeros(self.sup_keys.size, np.int32)
+        self.ext = np.zeros(self.sup_keys.size, np.int32)
+        for f, s in enumerate(self.frame_sups):
+            (self.rem if self.mine[f] else self.ext)[s] += 1
+        self.seen_at = np.full(self.sup_keys.size, -1, np.int64)
+        self.pending: dict[bytes, list[int]] = {}
+        for f in np.flatnonzero(self.mine)[::-1]:
+            self.pending.setdefault(poses[f].tobytes(), []).append(int(f))
+
+    def take(self, pose: np.ndarray) -> int:
+        """The planned frame of this pose that has not been added yet."""
+        left = self.pending.get(np.asarray(pose, np.float64).tobytes())
+        if not left:
+            raise ValueError("a frame was added whose pose is not among the frames this state expects "
+                             "(see WorldMapState.expect), or more frames than expected at this pose")
+        return left.pop()
+
+
+# ---------------------------------------------------------------------------- the state
+class _KeySet:
+    """Keys of the tiles that have sealed records (open addressing, kept at most half full)."""
+
+    def __init__(self, size: int = 1 << 12):
+        self.slots = np.full(size, -1, np.int64)
+        self.n = 0
+
+    def add(self, keys: np.ndarray) -> None:
+        if (self.n + keys.size) * 2 > self.slots.size:
+            old = self.slots[self.slots >= 0]
+            size = self.slots.size
+            while (self.n + keys.size) * 2 > size:
+                size *= 2
+            self.slots = np.full(size, -1, np.int64)
+            K.keyset_add(self.slots, old)
+        self.n += K.keyset_add(self.slots, np.ascontiguousarray(keys, np.int64))
+
+
+class WorldMapState:
+    """Per world voxel counts of observations, reference categories and predicted labels (see the module doc).
+
+    Args:
+        protocol: metric protocol (classes, static classes, invalid policy).
+        voxel_size: world voxel size in metres.
+        spill_dir: folder for records spilled to disk; default a temporary folder of the state's own (removed with
+            it). A caller-given folder is left alone (the caller removes it), and pickling the state then refers
+            to the files instead of copying them.
+        spill_bytes: records held in memory before they are written to disk.
+        keep_frames: a live tile not touched for this many frames (and outside the last frame's view) is sealed.
+    """
+
+    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
+                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2):
+        self.protocol = get_protocol(protocol)
+        self.voxel_size = float(voxel_size)
+        if not self.voxel_size > 0:
+            raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+        p = self.protocol
+        self.S = len(p.static_ids)
+        self.C = p.num_classes
+        self.width = self.S + self.C - 1
+        cat = np.zeros(self.C, np.int64)
+        cat[list(p.static_ids)] = np.arange(1, self.S + 1)
+        self.cat = cat
+        self.keep_frames = int(keep_frames)
+        self._max_frames = 65535 // self._max_obs_per_frame()
+        kk = self.S + 1
+        self.conf = np.zeros(kk * kk, np.int64)
+        self.psame = np.zeros(kk, np.int64)
+        self.pall = np.zeros(kk, np.int64)
+        self.scal = np.zeros(4, np.int64)  # modal sum, observations, static voxels kept, all-agree voxels
+        self.records = _Records(self.width, int(spill_bytes), None if spill_dir is None else _SpillDir(os.fspath(spill_dir)))
+        self._recorded = _KeySet()
+        self._pool: _Pool | None = None
+        self._plan: _Plan | None = None
+        self._plan_id: str | None = None
+        self._mine: set[int] = set()
+        self._unplanned = False
+        self._frame_no = 0
+        self.n_frames = 0
+        self.finalised_early = 0
+        self._luts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _max_obs_per_frame(self) -> int:
+        """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
+        m = int(np.floor(self.voxel_size / VOXEL_SIZE * np.sqrt(3.0))) + 1
+        return max(8, m ** 3)
+
+    # -------------------------------------------------------------------- plan
+    def expect(self, poses: np.ndarray, mine: np.ndarray | list[int] | None = None) -> WorldMapState:
+        """Declare every frame that will be added to this state or to the states it will be merged with (their
+        4x4 LiDAR poses), and which of them this state adds (``mine``, indices; default all). Tiles then finalise
+        as soon as no pending frame can touch them, so memory stays small. States planned with the same poses
+        and disjoint ``mine`` merge exactly; frames must be added with exactly these poses."""
+        if self.n_frames or self._plan_id is not None:
+            raise ValueError("expect() must be called once, before any frame is added or merged")
+        poses = np.asarray(poses, np.float64)
+        idx = np.arange(len(poses)) if mine is None else np.asarray(mine, np.int64)
+        self._plan = _Plan(poses, self.voxel_size, idx)
+        self._plan_id = self._plan.id
+        self._mine = set(int(i) for i in idx)
+        return self
+
+    # -------------------------------------------------------------------- adding frames
+    def luts(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(r_lut, l_lut)`` for ``kind`` ``"train"`` (uint8 train ids; a ground truth of C..254 is malformed),
+        ``"train-lenient"`` (the same, but such a ground truth counts as not static), ``"raw"`` (uint16 raw ids
+        of the protocol's label map) or ``"pred-ref"`` (train ids, reference = the prediction's category)."""
+        if kind not in self._luts:
+            C = self.C
+            if kind == "raw":
+                from occbench.labels import load_label_map
+
+                lut = np.asarray(load_label_map(self.protocol.label_map).lut)
+                r = np.full(1 << 16, 254, np.uint8)
+                lab = np.full(1 << 16, 255, np.uint8)
+                r[:lut.size] = np.where(lut == 255, 255, self.cat[np.minimum(lut, C - 1)])
+                lab[:lut.size] = np.where(lut < C, lut, 255)
+            else:
+                r = np.full(256, 254 if kind == "train" else 0, np.uint8)
+                r[:C] = self.cat
+                if kind != "pred-ref":
+                    r[self.protocol.ignore_index] = 255
+                lab = np.full(256, 255, np.uint8)
+                lab[:C] = np.arange(C)
+            self._luts[kind] = (r, lab)
+        return self._luts[kind]
+
+    def add(self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None, *,
+            raw: bool = False, lenient: bool = False) -> int:
+        """Add one frame; returns the number of evaluated voxels with a malformed ground truth or an invalid
+        prediction, which are not counted (callers check their inputs first: a non-zero return means the
+        frame was partly counted).
+
+        ``pred``, ``gt``: (256, 256, 32) or flat, uint8 train ids (``raw=False``) or uint16 raw ids (``raw=True``),
+        ``gt`` 255 / an ignore-mapped raw id = not evaluated; ``gt=None``: every voxel is evaluated and the
+        reference is the prediction's category. ``invalid``: as :meth:`SSCMetric.update` takes it (bit-packed
+        bytes, or one flag per voxel); under the protocol's ``mask-empty-only`` policy it drops only voxels
+        whose ground truth is empty. ``lenient``: train-id ground truth of C..254 counts as not static."""
+        coef = pose_coefficients(pose, self.voxel_size)
+        plan = self._plan
+        f = plan.take(pose) if plan is not None else -1
+        if plan is None:
+            self._unplanned = True
+        p = readonly(np.ascontiguousarray(pred).reshape(-1))
+        g = p if gt is None else readonly(np.ascontiguousarray(gt).reshape(-1))
+        if p.size != NUM_VOXELS or g.size != NUM_VOXELS or p.dtype != g.dtype:
+            raise FormatError(None, f"prediction and ground truth of {NUM_VOXELS} voxels and one dtype",
+                              f"{p.size} {p.dtype} and {g.size} {g.dtype}")
+        r_lut, l_lut = self.luts("raw" if raw else ("pred-ref" if gt is None else "train-lenient" if lenient else "train"))
+        mode, inv = self._invalid(invalid)
+        if self._pool is None:
+            self._pool = _Pool(self.width)
+        pool = self._pool
+        fn = self._frame_no + 1
+        sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
+        conflicts = np.empty(4096, np.int64)
+        while True:
+            status, nconf = K.prepare(coef, fn, self._max_frames, pool.tab_key, pool.tab_tile, pool.t_key, pool.t_last,
+                                      pool.t_frames, pool.t_sup, pool.t_hasrec, pool.free_t, pool.ttop, sup_keys,
+                                      self._recorded.slots, conflicts)
+            if status == K.NEED_TILES:
+                pool.grow_tiles()
+            elif status == K.CONFLICT:
+                self._seal(conflicts[:nconf].copy())
+            elif status == K.OUT_OF_RANGE:
+                raise _range_error()
+            else:
+                break
+        empty_only = self.protocol.invalid_policy == "mask-empty-only" and gt is not None
+        col, bad = 0, 0
+        while col >= 0:
+            col, b, status = K.accumulate(p, g, inv, mode, empty_only, r_lut, l_lut, coef, pool.tab_key, pool.tab_tile,
+                                          pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, pool.free_c, pool.ctop,
+                                          self.S, col)
+            bad += b
+            if status == K.NEED_ROWS:
+                pool.grow_chunks()
+            elif status != K.OK:  # pragma: no cover - a footprint that misses a voxel would be a bug
+                raise RuntimeError(f"world map: voxel outside the prepared footprint (status {status})")
+        self._frame_no = fn
+        self.n_frames += 1
+        if plan is not None:
+            s = plan.frame_sups[f]
+            plan.rem[s] -= 1
+            plan.seen_at[s] = fn
+        self._evict(force=False)
+        return bad
+
+    def _invalid(self, invalid: np.ndarray | None) -> tuple[int, np.ndarray]:
+        if invalid is None:
+            return INV_NONE, _NO_INV
+        inv = np.asarray(invalid)
+        if inv.dtype == np.uint8 and inv.size == NUM_VOXELS // 8:
+            return INV_PACKED, readonly(np.ascontiguousarray(inv).reshape(-1))
+        if inv.size != NUM_VOXELS:
+            raise FormatError(None, f"an invalid mask of {NUM_VOXELS} voxels (or {NUM_VOXELS // 8} bit-packed bytes)", f"{inv.size} values")
+        if inv.dtype != np.bool_:
+            inv = inv != 0
+        return INV_BYTES, readonly(np.ascontiguousarray(inv).reshape(-1).view(np.uint8))
+
+    # -------------------------------------------------------------------- sealing
+    def _evict(self, force: bool) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        plan = self._plan
+        if plan is None:
+            rem = ext = np.zeros(0, np.int32)
+            seen = np.zeros(0, np.int64)
+        else:
+            rem, ext, seen = plan.rem, plan.ext, plan.seen_at
+        before = pool.live_tiles
+        out = np.empty(pool.t_key.size, np.int64)
+        ns = K.evict(self._frame_no, self.keep_frames, force, plan is not None, pool.t_key, pool.t_last, pool.t_sup,
+                     pool.t_hasrec, rem, ext, seen, out, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows,
+                     pool.free_c, pool.ctop, pool.tab_key, pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf,
+                     self.psame, self.pall, self.scal)
+        self.finalised_early += before - pool.live_tiles  # the tiles listed to seal are still live here
+        if ns:
+            self._seal(out[:ns])
+
+    def _seal(self, tiles: np.ndarray) -> None:
+        """Write live tiles as records and release them."""
+        pool = self._pool
+        assert pool is not None
+        nv, nr = K.seal_sizes(tiles, pool.t_n, pool.t_row)
+        n = tiles.size
+        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32), np.empty(nv, np.uint16),
+                   np.empty(nv, np.uint16), np.empty(nv, np.int16), np.empty((nr, self.width), np.uint16))
+        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.nv, b.nr,
+                    b.vidx, b.vn, b.vr, b.rows, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
+        self._recorded.add(b.keys)
+        self.records.add(b)
+
+    def flush(self) -> WorldMapState:
+        """Finalise or seal every live tile (done before reducing, merging and pickling)."""
+        self._evict(force=True)
+        if self._pool is not None and self._pool.live_tiles == 0:
+            self._pool = None  # frees the pool's memory; a later frame allocates a new one
+        return self
+
+    # -------------------------------------------------------------------- merging
+    def merge(self, other: WorldMapState) -> WorldMapState:
+        """Add ``other``'s counts to this state. Both must be planned for the same frames with disjoint shares
+        (:meth:`expect`), or neither may have finalised anything early."""
+        if other.protocol != self.protocol or other.voxel_size != self.voxel_size:
+            raise ValueError("cannot merge world map states of different protocols or voxel sizes")
+        for a, b in ((self, other), (other, self)):
+            if a._plan_id is not None and (b._unplanned or (b._plan_id not in (None, a._plan_id))):
+                raise ValueError("cannot merge world map states planned for different frames (see WorldMapState.expect)")
+        if self._mine & other._mine:
+            raise ValueError("cannot merge world map states that both added the same planned frames")
+        other.flush()
+        self._plan_id = self._plan_id or other._plan_id
+        self._mine |= other._mine
+        self._unplanned = self._unplanned or other._unplanned
+        for a, b in ((self.conf, other.conf), (self.psame, other.psame), (self.pall, other.pall), (self.scal, other.scal)):
+            a += b
+        self.n_frames += other.n_frames
+        self.finalised_early += other.finalised_early
+        if self._plan is not None:  # tiles with records from elsewhere must not be finalised live
+            self._recorded.add(other.records.keys())
+        self.records.extend(other.records)
+        if self._plan is not None:
+            if self._pool is not None:
+                K.mark_recorded(self._recorded.slots, self._pool.t_key, self._pool.t_hasrec)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.flush()
+        d = dict(self.__dict__)
+        d["_pool"] = None
+        d["_luts"] = {}
+        d["records"] = self.records.portable()
+        return d
+
+    # -------------------------------------------------------------------- results
+    @property
+    def nbytes(self) -> int:
+        """Memory held: live tiles and rows (with the table), records in memory, the key set and the sums."""
+        pool = self._pool.nbytes if self._pool is not None else 0
+        return pool + self.records.mem_bytes + self._recorded.slots.nbytes + self.conf.nbytes + 64
+
+    @property
+    def spilled_bytes(self) -> int:
+        return self.records.spilled_bytes
+
+    @property
+    def record_bytes(self) -> int:
+        return self.records.nbytes
+
+    def _sums(self) -> dict[str, np.ndarray]:
+        return {"conf": self.conf.copy(), "psame": self.psame.copy(), "pall": self.pall.copy(), "scal": self.scal.copy()}
+
+    def _reduce_partition(self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None,
+                          want_maps: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(batch.keys, kind="stable")
+        voff, roff = batch.offsets()
+        keep = np.zeros(batch.keys.size, np.bool_) if keep is None else keep
+        nv = batch.vidx.size if want_maps else 0
+        mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
+        m = K.reduce_records(batch.keys, voff, batch.nv, roff, batch.nr, batch.vidx, batch.vn, batch.vr, batch.rows,
+                             order, keep, self.S, self.C, self.cat, sums["conf"], sums["psame"], sums["pall"],
+                             sums["scal"], want_maps, mk, mc)
+        return mk[:m], mc[:m]
+
+    def reduce(self, want_maps: bool = False) -> dict[str, Any]:
+        """The sums over every world voxel: ``conf`` ((S+1)^2, index ``p * (S+1) + g``: predicted and ground-truth
+        map categories), ``psame`` / ``pall`` (per reference category: same-label and all pairs of observations
+        of static voxels with n >= 2), ``scal`` (modal sum, observations, such voxels, all-agree voxels). With
+        ``want_maps``: ``keys`` (packed world voxel keys, sorted) and their ``g`` and ``p``; only for states that
+        never finalised a tile early. The state itself is unchanged (live tiles are sealed first)."""
+        self.flush()
+        if want_maps and self.finalised_early:
+            raise ValueError("the per-voxel maps of a planned state are gone (tiles finalised early); "
+                             "build the maps without expect()")
+        sums = self._sums()
+        mkeys, mcat = [], []
+        for p in range(PARTITIONS):
+            mk, mc = self._reduce_partition(self.records.partition(p), sums, want_maps=want_maps)
+            mkeys.append(mk)
+            mcat.append(mc)
+        out: dict[str, Any] = sums
+        if want_maps:
+            keys, cat = np.concatenate(mkeys), np.concatenate(mcat)
+            o = np.argsort(keys, kind="stable")
+            kk = self.S + 1
+            out.update(keys=keys[o].astype(np.uint64), g=cat[o] // kk, p=cat[o] % kk)
+        return out
+
+    def settle(self) -> WorldMapState:
+        """Reduce into the sums every record that no other state can add to (planned states: tiles whose supertile
+        no frame of another state touches), keeping only the records to hand over. A job calls this once its
+        frames are added, so it returns the few records its neighbours share, not every tile it had to park."""
+        self.flush()
+        plan = self._plan
+        if plan is None or not self.records.nbytes:
+            return self
+        sums = {"conf": self.conf, "psame": self.psame, "pall": self.pall, "scal": self.scal}
+        kept = _Records(self.width, self.records.spill_bytes, self.records.spill_dir)
+        for p in range(PARTITIONS):
+            batch = self.records.partition(p)
+            if not batch.keys.size:
+                continue
+            sup = _supertile_of(batch.keys)
+            shared = np.ones(sup.size, bool)
+            if plan.sup_keys.size:
+                i = np.minimum(np.searchsorted(plan.sup_keys, sup), plan.sup_keys.size - 1)
+                shared = (plan.sup_keys[i] != sup) | (plan.ext[i] > 0) | (plan.rem[i] > 0)
+            self._reduce_partition(batch, sums, keep=shared)
+            if shared.any():
+                kept.add(batch.take(np.flatnonzero(shared)))
+        self.records = kept
+        return self

@@ -1,0 +1,244 @@
+"""Compiled (numba) kernels of the occbench-mini generator; the numpy code they replace stays as the reference.
+
+Each kernel evaluates, voxel by voxel, exactly the IEEE operations of the numpy code it stands for, in the
+same order and precision (float32 where numpy computes in float32, float64 where numpy promotes): numba
+compiles without fast-math, so nothing is fused or reordered and the output is bit-identical (tested
+against the numpy code, and by the pinned digest of a whole generation). Why numba: these are per-voxel
+gathers with a few operations each, which numpy spreads over a dozen full-size temporary arrays.
+
+* :func:`field_values`: :meth:`occbench.synth.onboard.Fields.sample` (blend of two key fields through the
+  uniformiser, then, with a world part, :meth:`~occbench.synth.onboard.WorldSample.sample`'s trilinear lookup
+  and :func:`~occbench.synth.onboard.blend_uniform`).
+* :func:`line_of_sight`: :meth:`occbench.synth.sensor.Visibility.visible` (parents visited in distance order,
+  then the faces of occupied voxels next to open ones).
+* :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
+  neighbours (integer label logic, one pass per step over the grid).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a declared dependency; without it the generator runs its numpy code
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    njit = None
+
+AVAILABLE = njit is not None
+
+
+def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, osh, a, half_b, b, two_ab,
+                     out):  # pragma: no cover - compiled below
+    one = np.float32(1.0)
+    ow = one - w
+    scale = np.float32(lut.shape[0] - 1)
+    n0 = L.shape[0] - 2
+    n1 = L.shape[1] - 2
+    last = -1  # the column whose horizontal weights are at hand (indices come column by column)
+    i0 = j0 = np.int64(0)
+    wx = wy = np.float32(0.0)
+    for n in range(idx.shape[0]):
+        i = idx[n]
+        f = fa[i] * ow + fb[i] * w
+        v = lut[np.int64(f * scale)]
+        if has_world:
+            col = i >> 5
+            if col != last:
+                last = col
+                x = px[col]
+                y = py[col]
+                i0 = min(max(np.int64(np.floor(x)), 0), n0)
+                j0 = min(max(np.int64(np.floor(y)), 0), n1)
+                wx = np.float32(min(max(np.float64(x) - np.float64(i0), 0.0), 1.0))
+                wy = np.float32(min(max(np.float64(y) - np.float64(j0), 0.0), 1.0))
+            z = pz[i & 31]
+            k0 = np.int64(np.floor(z))
+            wz = np.float32(np.float64(z) - np.float64(k0))
+            owz = one - wz
+            g = np.float32(0.0)
+            for di in range(2):
+                fx = one - wx if di == 0 else wx
+                for dj in range(2):
+                    fy = one - wy if dj == 0 else wy
+                    fxy = fx * fy
+                    g = g + fxy * (L[i0 + di, j0 + dj, k0] * owz + L[i0 + di, j0 + dj, k0 + 1] * wz)
+            u = wlut[np.int64(g * scale)]
+            s = sh * u + osh * v
+            if s < b:
+                v = s * s / two_ab
+            elif s <= a:
+                v = (s - half_b) / a
+            else:
+                v = one - (one - s) * (one - s) / two_ab
+        out[n] = v
+
+
+def _line_of_sight_py(occ, order, parent, nx, ny, nz, out):  # pragma: no cover - compiled below
+    n = occ.shape[0]
+    opn = np.zeros(n + 1, np.bool_)
+    opn[n] = True
+    for i in range(order.shape[0]):
+        v = order[i]
+        o = opn[parent[i]]
+        out[v] = o
+        opn[v] = o and not occ[v]
+    # an occupied voxel next to an open (visible, empty) voxel shows that face: it is visible too
+    sx = ny * nz
+    for ix in range(nx):
+        for iy in range(ny):
+            base = ix * sx + iy * nz
+            for iz in range(nz):
+                v = base + iz
+                if not occ[v] or out[v]:
+                    continue
+                if ((ix > 0 and opn[v - sx]) or (ix < nx - 1 and opn[v + sx]) or (iy > 0 and opn[v - nz])
+                        or (iy < ny - 1 and opn[v + nz]) or (iz > 0 and opn[v - 1]) or (iz < nz - 1 and opn[v + 1])):
+                    out[v] = True
+
+
+def _dilate_labels_py(P, N):  # pragma: no cover - compiled below
+    X, Y, Z = P.shape
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z):
+                v = P[x, y, z - 1] if z > 0 else 0
+                if v == 0 and x > 0:
+                    v = P[x - 1, y, z]
+                if v == 0 and x < X - 1:
+                    v = P[x + 1, y, z]
+                if v == 0 and y > 0:
+                    v = P[x, y - 1, z]
+                if v == 0 and y < Y - 1:
+                    v = P[x, y + 1, z]
+                if v == 0 and z < Z - 1:
+                    v = P[x, y, z + 1]
+                N[x, y, z] = v
+
+
+def _systematic_py(P, near_n, park, road, og_from, og_to, veg_to, veg, terrain, trunk_k, trunk, sign_from, pole,
+                   small_to, thick, far, smear, xdom, ypos, ground, small, obj, tmp):  # pragma: no cover
+    X, Y, Z = P.shape
+    if near_n > 0:  # parking within near_n cells (Chebyshev, inside the grid) of a road column becomes road
+        road2d = np.zeros((X, Y), np.bool_)
+        for x in range(X):
+            for y in range(Y):
+                for z in range(Z):
+                    if P[x, y, z] == road:
+                        road2d[x, y] = True
+                        break
+        rows = np.zeros((X, Y), np.bool_)
+        for x in range(X):
+            for y in range(Y):
+                if road2d[x, y]:
+                    for xx in range(max(0, x - near_n), min(X, x + near_n + 1)):
+                        rows[xx, y] = True
+        for x in range(X):
+            for y in range(Y):
+                if rows[x, y]:
+                    for yy in range(max(0, y - near_n), min(Y, y + near_n + 1)):
+                        road2d[x, yy] = True
+        for x in range(X):
+            for y in range(Y):
+                if road2d[x, y]:
+                    for z in range(Z):
+                        if P[x, y, z] == park:
+                            P[x, y, z] = road
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z - 1, -1, -1):  # top down: a voxel reads the one below before that one changes
+                v = P[x, y, z]
+                if og_from >= 0 and v == og_from:
+                    v = og_to
+                if veg_to and v == veg and z > 0:
+                    b = P[x, y, z - 1]
+                    if og_from >= 0 and b == og_from:
+                        b = og_to
+                    if ground[b]:
+                        v = terrain
+                P[x, y, z] = v
+    for x in range(X):
+        for y in range(Y):
+            for z in range(Z):
+                v = P[x, y, z]
+                if z >= trunk_k and v == trunk:
+                    v = veg
+                if sign_from >= 0 and v == sign_from:
+                    v = pole
+                if small_to >= 0 and small[v]:
+                    v = small_to
+                P[x, y, z] = v
+    if thick:
+        for x in range(X):
+            for y in range(Y):
+                if far[x, y]:
+                    for z in range(Z - 1, 0, -1):  # top down, as above
+                        b = P[x, y, z - 1]
+                        if P[x, y, z] == 0 and ground[b]:
+                            P[x, y, z] = b
+    if smear:  # objects grow one voxel away from the sensor, all from the scene before this step
+        tmp[:] = P
+        for x in range(X):
+            for y in range(Y):
+                for z in range(Z):
+                    if P[x, y, z] != 0:
+                        continue
+                    if xdom[x, y]:
+                        c = tmp[x - 1, y, z] if x > 0 else 0
+                    elif ypos[x, y]:
+                        c = tmp[x, y - 1, z] if y > 0 else 0
+                    else:
+                        c = tmp[x, y + 1, z] if y < Y - 1 else 0
+                    if c != 0 and obj[c]:
+                        P[x, y, z] = c
+
+
+if AVAILABLE:
+    _jit = njit(cache=True, nogil=True, boundscheck=False)
+    _field_values = _jit(_field_values_py)
+    _line_of_sight = _jit(_line_of_sight_py)
+    _dilate_labels = _jit(_dilate_labels_py)
+    _systematic = _jit(_systematic_py)
+
+
+def field_values(fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray, idx: np.ndarray,
+                 world: tuple | None) -> np.ndarray:
+    """Values of a field at flat voxel indices ``idx`` (see :meth:`occbench.synth.onboard.Fields.sample`).
+
+    ``fa``, ``fb``: the two key fields, flat float32; ``world``: None or (lattice, px, py, pz, lut, share)."""
+    out = np.empty(idx.shape, np.float32)
+    f32 = np.float32
+    if world is None:
+        z3 = np.zeros((2, 2, 2), np.float32)
+        z1 = np.zeros(1, np.float32)
+        _field_values(fa, fb, f32(w), lut, idx, False, z3, z1, z1, z1, lut, f32(0), f32(0), f32(0), f32(0), f32(0),
+                      f32(1), out)
+        return out
+    L, px, py, pz, wlut, share = world
+    a = f32(max(share, 1.0 - share))
+    b = f32(1) - a
+    _field_values(fa, fb, f32(w), lut, idx, True, L, px, py, pz, wlut, f32(share), f32(1 - share), a, b / f32(2), b,
+                  f32(2) * a * b, out)
+    return out
+
+
+def line_of_sight(occupied: np.ndarray, order: np.ndarray, parent: np.ndarray, shape: tuple[int, int, int]
+                  ) -> np.ndarray:
+    """Flat bool line of sight (see :meth:`occbench.synth.sensor.Visibility.visible`); ``order`` must list every
+    voxel after its parent."""
+    occ = np.ascontiguousarray(occupied).reshape(-1)
+    out = np.zeros(occ.shape[0], np.bool_)
+    _line_of_sight(occ, order, parent, shape[0], shape[1], shape[2], out)
+    return out
+
+
+def dilate_labels(P: np.ndarray) -> np.ndarray:
+    """See :func:`occbench.synth.onboard._dilate_labels`."""
+    N = np.empty_like(P)
+    _dilate_labels(np.ascontiguousarray(P), N)
+    return N
+
+
+def systematic(P: np.ndarray, args: tuple) -> np.ndarray:
+    """See :func:`occbench.synth.onboard._systematic`; ``args`` from ``onboard._systematic_args``."""
+    out = np.ascontiguousarray(P).copy()
+    _systematic(out, *args, np.empty_like(out))
+    return out

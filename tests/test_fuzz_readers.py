@@ -1,0 +1,247 @@
+"""Property-based fuzzing of every reader and of the submission validator: whatever the bytes, only occbench's own
+errors (occbench.errors.OccbenchError) come out, never a traceback of another kind.
+
+Deterministic (derandomized) and bounded: 60 examples a reader, about 10 s in total on a shared 2-core machine.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from occbench.autolabel.storage import PseudoLabelStore
+from occbench.datasets import SemanticKITTI
+from occbench.datasets.mini import read_manifest
+from occbench.datasets.sscbench_kitti360 import kitti360_calibration, read_cam0_to_world
+from occbench.errors import OccbenchError
+from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses
+from occbench.io.predictions import PredictionStore, read_prediction_file
+from occbench.io.voxels import (LABEL_BYTES, NUM_VOXELS, PACKED_BYTES, map_label, read_bits, read_bits_packed,
+                                read_invalid_as_stored, read_invalid_kitti360, read_label)
+from occbench.results_schema import read_results
+from occbench.submission import validate_predictions
+from occbench.testing import make_semantickitti_tree, tiny_calibration
+
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+TOKENS = ["nan", "inf", "-inf", "1e999", "0", "-0", "1.2.3", "Tr:", "P2:", ":", "", "\x00", "é", "\ufeff", "0x10",
+          "1_000", "--1", "  ", "\t", "9" * 400]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.write_bytes(data)
+    return path
+
+
+def _only_occbench_errors(fn, *args):
+    try:
+        fn(*args)
+    except OccbenchError:
+        pass
+
+
+def _bytes_of(size: int, seed: int, fill: str) -> bytes:
+    if fill == "zeros":
+        return bytes(size)
+    if fill == "ids":  # plausible raw ids, so that a right-sized file gets past the size checks
+        return np.random.default_rng(seed).choice(np.array([0, 10, 40, 52, 999, 65535], "<u2"), size // 2).tobytes() + b"\0" * (size % 2)
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+SIZES = st.sampled_from([0, 1, 7, PACKED_BYTES - 1, PACKED_BYTES, PACKED_BYTES + 1, NUM_VOXELS, LABEL_BYTES - 1,
+                         LABEL_BYTES, LABEL_BYTES + 1])
+
+
+@FUZZ
+@given(size=SIZES, seed=st.integers(0, 2**32 - 1), fill=st.sampled_from(["random", "zeros", "ids"]))
+def test_voxel_readers(tmp_path, size, seed, fill):
+    p = _write(tmp_path / "f.bin", _bytes_of(size, seed, fill))
+    for reader in (read_bits, read_bits_packed, read_label, map_label, read_invalid_kitti360, read_invalid_as_stored,
+                   read_prediction_file):
+        _only_occbench_errors(reader, p)
+
+
+_RAW = np.where(np.random.default_rng(0).random(NUM_VOXELS) < 0.05, 40, 0).astype("<u2").tobytes()
+_GOOD = gzip.compress(_RAW, compresslevel=1, mtime=0)
+
+
+def _gz_variant(seed: int, how: str) -> bytes:
+    rng = np.random.default_rng(seed)
+    cut = int(rng.integers(0, len(_GOOD)))
+    if how == "good":
+        return _GOOD
+    if how == "cut":
+        return _GOOD[:cut]
+    if how == "flip":
+        flip = bytearray(_GOOD)
+        for i in rng.integers(0, len(_GOOD), 8):
+            flip[i] ^= int(rng.integers(1, 256))
+        return bytes(flip)
+    if how == "header-only":
+        return _GOOD[:10] + rng.bytes(200)
+    if how == "short":
+        return gzip.compress(_RAW[: cut * 20], compresslevel=1, mtime=0)
+    if how == "long":
+        return _GOOD + gzip.compress(_RAW[: cut + 1], compresslevel=1, mtime=0)
+    if how == "two-members":
+        k = cut * 20
+        return gzip.compress(_RAW[:k], compresslevel=1, mtime=0) + gzip.compress(_RAW[k:], compresslevel=1, mtime=0)
+    return _GOOD + rng.bytes(int(rng.integers(1, 64)))  # junk after the stream
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1), how=st.sampled_from(["good", "cut", "flip", "header-only", "short", "long",
+                                                              "two-members", "junk-after"]))
+def test_gzip_prediction_reader(tmp_path, seed, how):
+    p = _write(tmp_path / "000000.label.gz", _gz_variant(seed, how))
+    _only_occbench_errors(read_prediction_file, p)
+
+
+def _mutate(text: str, data: st.DataObject) -> bytes:
+    lines = text.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["token", "dup", "drop", "bytes", "truncate", "swap"]))
+        i = data.draw(st.integers(0, max(0, len(lines) - 1))) if lines else 0
+        if op == "token" and lines:
+            toks = lines[i].split(" ")
+            toks[data.draw(st.integers(0, len(toks) - 1))] = data.draw(st.sampled_from(TOKENS))
+            lines[i] = " ".join(toks)
+        elif op == "dup" and lines:
+            lines.insert(i, lines[i])
+        elif op == "drop" and lines:
+            del lines[i]
+        elif op == "swap" and len(lines) > 1:
+            lines[0], lines[-1] = lines[-1], lines[0]
+        elif op == "truncate":
+            joined = "\n".join(lines)
+            lines = joined[: data.draw(st.integers(0, len(joined)))].splitlines()
+    out = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+    if data.draw(st.booleans()):
+        out += data.draw(st.binary(max_size=16))
+    return out
+
+
+@pytest.fixture(scope="module")
+def kitti_texts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("texts")
+    write_calib(d / "calib.txt", tiny_calibration())
+    T = np.tile(np.eye(4), (5, 1, 1))
+    T[:, 0, 3] = np.arange(5)
+    write_poses(d / "poses.txt", T)
+    cam = "".join(f"{i} " + " ".join(f"{x:.6f}" for x in t.reshape(-1)) + "\n" for i, t in enumerate(T))
+    return {"calib": (d / "calib.txt").read_text(), "poses": (d / "poses.txt").read_text(),
+            "times": "".join(f"{0.1 * i:.6e}\n" for i in range(5)), "cam0_to_world": cam}
+
+
+@FUZZ
+@given(data=st.data(), which=st.sampled_from(["calib", "poses", "times", "cam0_to_world"]))
+def test_text_readers(tmp_path, kitti_texts, data, which):
+    raw = data.draw(st.one_of(st.just(None), st.binary(max_size=300)))
+    p = _write(tmp_path / f"{which}.txt", raw if raw is not None else _mutate(kitti_texts[which], data))
+    reader = {"calib": read_calib, "poses": read_poses, "times": read_times,
+              "cam0_to_world": lambda q: read_cam0_to_world(q, kitti360_calibration())}[which]
+    _only_occbench_errors(reader, p)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+RESULTS = json.loads(Path("leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
+
+
+def _set_random_path(doc, data: st.DataObject):
+    cur = doc
+    for _ in range(data.draw(st.integers(0, 4))):
+        if isinstance(cur, dict) and cur:
+            k = data.draw(st.sampled_from(sorted(cur)))
+            if not isinstance(cur[k], (dict, list)) or data.draw(st.booleans()):
+                cur[k] = data.draw(JSON)
+                return doc
+            cur = cur[k]
+        elif isinstance(cur, list) and cur:
+            cur = cur[data.draw(st.integers(0, len(cur) - 1))]
+    if isinstance(cur, dict):
+        cur[data.draw(st.text(max_size=8))] = data.draw(JSON)
+    return doc
+
+
+@FUZZ
+@given(data=st.data(), kind=st.sampled_from(["mutated", "json", "bytes"]))
+def test_results_and_manifest_readers(tmp_path, data, kind):
+    if kind == "mutated":
+        text = json.dumps(_set_random_path(json.loads(json.dumps(RESULTS)), data), allow_nan=True).encode()
+    elif kind == "json":
+        text = json.dumps(data.draw(JSON)).encode()
+    else:
+        text = data.draw(st.binary(max_size=200))
+    _only_occbench_errors(read_results, _write(tmp_path / "r.json", text))
+    _write(tmp_path / "mini.json", text)
+    _only_occbench_errors(read_manifest, tmp_path)
+    _write(tmp_path / "pl" / "manifest.json", text)
+    _only_occbench_errors(PseudoLabelStore(tmp_path / "pl").read_manifest)
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory):
+    return make_semantickitti_tree(tmp_path_factory.mktemp("fz") / "kitti", {"08": 6}, onboard={"noisy": 0.2}, seed=9)
+
+
+_GOOD_GZ = b""
+ENTRY = st.sampled_from(["good", "good-gz", "bytes", "dir", "link-in", "link-out", "broken-link", "fifo", "gz-junk"])
+NAMES = st.sampled_from(["000000.label", "000000.label.gz", "000005.label", "000005.label.gz", "000003.label", "x.txt"])
+
+
+@FUZZ
+@given(entries=st.lists(st.tuples(NAMES, ENTRY, st.integers(0, 2**16)), max_size=5), seq_dir=st.sampled_from(["dir", "link", "file"]))
+def test_submission_validator(tmp_path, small_tree, entries, seq_dir):
+    sub = tmp_path / "sub"
+    shutil.rmtree(sub, ignore_errors=True)
+    d = sub / "sequences" / "08" / "predictions"
+    if seq_dir == "dir":
+        d.mkdir(parents=True)
+    elif seq_dir == "link":
+        (sub / "sequences" / "08").mkdir(parents=True)
+        os.symlink(small_tree / "predictions/noisy/sequences/08/predictions", d)
+    else:
+        _write(sub / "sequences" / "08", b"x")
+    good = (small_tree / "predictions/noisy/sequences/08/predictions/000000.label").read_bytes()
+    global _GOOD_GZ
+    _GOOD_GZ = _GOOD_GZ or gzip.compress(good, compresslevel=1, mtime=0)
+    if seq_dir == "dir":
+        for name, kind, seed in entries:
+            p = d / name
+            if p.exists() or p.is_symlink():
+                continue
+            if kind == "good":
+                p.write_bytes(good)
+            elif kind == "good-gz":
+                p.write_bytes(_GOOD_GZ)
+            elif kind == "bytes":
+                p.write_bytes(_bytes_of(seed % 64, seed, "random"))
+            elif kind == "dir":
+                p.mkdir()
+            elif kind == "link-in":
+                os.symlink(small_tree / "sequences/08/voxels/000000.label", p)
+            elif kind == "link-out":
+                os.symlink("/dev/null", p)
+            elif kind == "broken-link":
+                os.symlink(tmp_path / "nowhere", p)
+            elif kind == "fifo":
+                os.mkfifo(p)
+            else:
+                p.write_bytes(_GOOD_GZ[:40] + bytes(seed % 50))
+    ds = SemanticKITTI(small_tree, "val", onboard="noisy")
+    try:
+        validate_predictions(ds, PredictionStore(sub))
+    except OccbenchError:
+        pass

@@ -1,0 +1,194 @@
+"""The world map state behind the city map and temporal consistency: exact against a brute-force oracle,
+whatever the tiles, seals, spills, plans, job splits, merges and pickling."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from occbench.io.kitti import read_calib, read_poses
+from occbench.metrics import PROTOCOLS, CityMapMetric, TemporalConsistency
+from occbench.metrics.citymap import city_scores, consistency_scores, world_keys
+from occbench.metrics.testing import synthetic_frame
+from occbench.metrics.worldmap import WorldMapState, _Pool
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences"
+PROTO = PROTOCOLS["semantickitti-ssc"]
+
+
+def oracle(frames, proto=PROTO, voxel_size=0.2):
+    """City confusion, consistency sums and per-voxel maps by brute force: every evaluated frame voxel's world key
+    (``world_keys``), then per world voxel histograms by ``np.unique`` + ``np.add.at``."""
+    S, C = len(proto.static_ids), proto.num_classes
+    cat = np.zeros(256, np.int64)
+    cat[list(proto.static_ids)] = np.arange(1, S + 1)
+    keys, refs, labs = [], [], []
+    for pred, gt, inv, pose in frames:
+        valid = gt != 255
+        if inv is not None:
+            i = inv.copy() if proto.invalid_policy == "mask-all" else inv & (gt == 0)
+            valid &= ~i
+        idx = np.flatnonzero(valid)
+        keys.append(world_keys(idx, pose, voxel_size) >> np.uint64(8))
+        refs.append(cat[gt.reshape(-1)[idx]])
+        labs.append(pred.reshape(-1)[idx].astype(np.int64))
+    k, r, lab = np.concatenate(keys), np.concatenate(refs), np.concatenate(labs)
+    vox, inv_idx = np.unique(k, return_inverse=True)
+    hr = np.zeros((vox.size, S + 1), np.int64)
+    hl = np.zeros((vox.size, C), np.int64)
+    np.add.at(hr, (inv_idx, r), 1)
+    np.add.at(hl, (inv_idx, lab), 1)
+    pc = np.zeros((vox.size, S + 1), np.int64)
+    np.add.at(pc, (np.repeat(np.arange(vox.size), C), np.tile(cat[:C], vox.size)), hl.reshape(-1))
+    g, p = hr.argmax(1), pc.argmax(1)
+    conf = np.bincount(p * (S + 1) + g, minlength=(S + 1) ** 2)
+    n = hl.sum(1)
+    keep = (g > 0) & (n >= 2)
+    same = (hl * (hl - 1)).sum(1)
+    mx = hl.max(1)
+    psame = np.bincount(g[keep], weights=same[keep], minlength=S + 1).astype(np.int64)
+    pall = np.bincount(g[keep], weights=(n * (n - 1))[keep], minlength=S + 1).astype(np.int64)
+    scal = np.array([mx[keep].sum(), n[keep].sum(), keep.sum(), (mx == n)[keep].sum()], np.int64)
+    return {"conf": conf, "psame": psame, "pall": pall, "scal": scal, "keys": vox, "g": g, "p": p}
+
+
+def rotated_pose(t: int) -> np.ndarray:
+    a, b = 0.37 * t, 0.2 * t
+    Rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    Rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    T = np.eye(4)
+    T[:3, :3] = Rz @ Rx
+    T[:3, 3] = (3.1 * t, -1.7 * t, 0.5 * t)
+    return T
+
+
+def kitti_poses(seq: str) -> np.ndarray:
+    d = DATA / seq
+    return read_poses(d / "poses.txt", read_calib(d / "calib.txt"))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    rng = np.random.default_rng(7)
+    return [(*synthetic_frame(rng), rotated_pose(t)) for t in range(4)]
+
+
+def _state(frames, plan=False, mine=None, **kw):
+    st = WorldMapState(PROTO, **kw)
+    if plan:
+        st.expect(np.stack([f[3] for f in frames]), mine)
+    for i, (p, g, inv, T) in enumerate(frames):
+        if mine is None or i in mine:
+            assert st.add(p, g, T, inv) == 0
+    return st
+
+
+def _same(got, want, maps=False):
+    for k in ("conf", "psame", "pall", "scal"):
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    if maps:
+        np.testing.assert_array_equal(got["keys"], want["keys"].astype(np.uint64))
+        np.testing.assert_array_equal(got["g"], want["g"])
+        np.testing.assert_array_equal(got["p"], want["p"])
+
+
+
+@pytest.mark.parametrize("options", [{}, {"keep_frames": 0}, {"spill_bytes": 1}, {"keep_frames": 0, "spill_bytes": 50_000}])
+def test_equals_brute_force_oracle_maps_included(frames, options):
+    want = oracle(frames)
+    _same(_state(frames, **options).reduce(want_maps=True), want, maps=True)
+
+
+def test_planned_and_split_states_merge_to_the_oracle_in_any_order_and_through_pickle(frames, tmp_path):
+    want = oracle(frames)
+    planned = _state(frames, plan=True)
+    assert planned.finalised_early > 0
+    _same(planned.reduce(), want)
+    with pytest.raises(ValueError, match="finalised early"):
+        planned.reduce(want_maps=True)
+    parts = [_state(frames, plan=True, mine=m, spill_dir=tmp_path, spill_bytes=1) for m in ([0, 2], [1], [3])]
+    assert all(p.flush().spilled_bytes > 0 for p in parts)
+    moved = [pickle.loads(pickle.dumps(p)) for p in parts]  # records in the caller's folder travel as file references
+    for order in ((0, 1, 2), (2, 0, 1)):
+        total = WorldMapState(PROTO)
+        for i in order:
+            total.merge(pickle.loads(pickle.dumps(moved[i])))
+        _same(total.reduce(), want)
+    own = _state(frames, plan=True, mine=[0, 1], spill_bytes=1)  # its own temporary folder: pickled by value
+    other = _state(frames, plan=True, mine=[2, 3])
+    _same(pickle.loads(pickle.dumps(own)).merge(other).reduce(), want)
+
+
+def test_merge_refuses_states_planned_for_other_frames(frames):
+    a = _state(frames[:2], plan=True)
+    with pytest.raises(ValueError, match="planned for different frames"):
+        a.merge(_state(frames[2:], plan=True))
+    with pytest.raises(ValueError, match="planned for different frames"):
+        a.merge(_state(frames[2:]))
+    b = _state(frames, plan=True, mine=[0])
+    with pytest.raises(ValueError, match="same planned frames"):
+        b.merge(_state(frames, plan=True, mine=[0, 1]))
+    with pytest.raises(ValueError, match="not among the frames"):
+        _state(frames[:2], plan=True).add(*frames[3][:2], frames[3][3], frames[3][2])
+
+
+def test_small_pools_table_conflicts_and_count_overflow_guard():
+    """Pools that must grow, two tiles wanting one table slot (frames 204.8 m apart: the table wraps every
+    512 voxels), and tiles sealed before their uint16 counts could overflow (standing still)."""
+    rng = np.random.default_rng(3)
+    base = synthetic_frame(rng)
+    poses = []
+    for t in range(6):
+        T = np.eye(4)
+        T[:3, 3] = (204.8 * (t % 2), 0.4 * t, 0.0)  # alternating: every tile of one frame collides with the other's
+        poses.append(T)
+    poses += [poses[-1]] * 4  # standing still
+    frames = [(*base, T) for T in poses]
+    st = WorldMapState(PROTO, keep_frames=100)
+    st._pool = _Pool(st.width, tiles=16, chunks=1)
+    st._max_frames = 2
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
+    assert st.record_bytes > 0
+    _same(st.reduce(want_maps=True), oracle(frames), maps=True)
+
+
+def test_both_protocols_and_no_ground_truth_reference():
+    rng = np.random.default_rng(11)
+    p360 = PROTOCOLS["sscbench-kitti360-ssc"]
+    frames = [(*synthetic_frame(rng, num_classes=19), rotated_pose(t)) for t in range(3)]
+    st = WorldMapState(p360, keep_frames=0)
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
+    _same(st.reduce(), oracle(frames, p360))  # mask-empty-only: invalid drops only empty ground truth
+    tc = TemporalConsistency(p360)
+    for p, g, inv, T in frames:
+        tc.add_frame(p, None, T)
+    want = oracle([(p, p, None, T) for p, _, _, T in frames], p360)  # reference = the prediction's category
+    got = tc.compute()
+    assert got == consistency_scores(want["psame"], want["pall"], want["scal"], p360, 3, False)
+    assert got["reference"] == "prediction majority" and got["n_static_voxels"] > 1000
+
+
+def test_kitti00_loop_closure_two_planned_jobs_equal_one_state():
+    """Real poses of KITTI 00 around its first loop closure (scans 0-180 and 4480-4540 see the same street):
+    two planned jobs, merged, equal the oracle; the tiles seen on both visits are not finalised early."""
+    poses = kitti_poses("00")
+    scans = list(range(0, 181, 30)) + list(range(4480, 4541, 20))
+    rng = np.random.default_rng(5)
+    frames = [(*synthetic_frame(rng), poses[s]) for s in scans]
+    want = oracle(frames)
+    first, second = list(range(7)), list(range(7, len(frames)))
+    a = _state(frames, plan=True, mine=first, keep_frames=0)
+    b = _state(frames, plan=True, mine=second, keep_frames=0)
+    assert a.settle().record_bytes > 0 and b.settle().record_bytes > 0  # the street both jobs see is handed over
+    _same(a.merge(b).reduce(), want)
+    whole = _state(frames, plan=True, keep_frames=0)  # one state seeing both visits parks the street, then settles it
+    assert whole.flush().record_bytes > 0 and whole.settle().record_bytes == 0
+    _same(whole.reduce(), want)
+    c = CityMapMetric().expect(np.stack([f[3] for f in frames]))
+    for p, g, inv, T in frames:
+        c.add_frame(p, g, T, inv)
+    assert c.compute() == city_scores(want["conf"].reshape(12, 12), PROTO, len(frames))
