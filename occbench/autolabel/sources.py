@@ -6,7 +6,7 @@ Scores capability (needed for top-2 pseudo-labels): a method exposes scores by i
 
 (grids (256, 256, 32); ``top1`` must equal what ``refine`` returns; ``p1``, ``p2`` the probabilities of the two
 labels). occbench provides it for the voting baselines (``average-fusion``, ``occfiner-voting``: the vote
-shares of the window, read from the same :class:`~baselines.voting.VotingEngine`); ``onboard`` has no scores
+shares of the window, read from the same voting engine); ``onboard`` has no scores
 (the stored onboard predictions are labels only), and any other method without ``refine_top2`` is top-1 only.
 A top-2 request for a source without scores stores top-1 labels and says so in the manifest.
 """
@@ -44,7 +44,7 @@ def select_evenly(items: list[Any], max_n: int) -> list[Any]:
 
 
 def _voting_engine(method: OffboardMethod, sequence: Any) -> Any:
-    from baselines.voting import VotingEngine
+    from baselines.voting.options import voting_engine
 
     if hasattr(method, "voting_config"):
         cfg = method.voting_config(sequence)  # average-fusion
@@ -52,7 +52,7 @@ def _voting_engine(method: OffboardMethod, sequence: Any) -> Any:
         from baselines.occfiner_voting import voting_config
 
         cfg = voting_config(method.options, sequence)  # type: ignore[arg-type]
-    return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, cfg, device=method.options.device)  # type: ignore[union-attr]
+    return voting_engine(method.options, sequence, cfg)  # type: ignore[arg-type]
 
 
 def voting_top2(method: OffboardMethod, sequence: Any, targets: Seq[int]) -> Iterator[Top2]:
