@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from baselines.voting import SensorWeights, VotingConfig, VotingEngine
+from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 
@@ -28,7 +29,13 @@ class AverageFusion(OffboardMethod):
         return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),
                             num_classes=sequence.label_map.num_classes)
 
+    def engine(self, sequence: OnboardSequence) -> VotingEngine:
+        return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, self.voting_config(sequence),
+                            device=self.options.device)
+
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        engine = VotingEngine(sequence.prediction, sequence.poses, sequence.calib, self.voting_config(sequence),
-                              device=self.options.device)
-        yield from engine.run(sorted(targets))
+        yield from self.engine(sequence).run(sorted(targets))
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
+        yield from engine_top2(self.engine(sequence), targets)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from baselines.voting import SensorWeights, VotingConfig, VotingEngine
+from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 _DEFAULT_WEIGHTS = SensorWeights()
@@ -49,7 +50,13 @@ class OccFinerVoting(OffboardMethod):
     description = "OccFiner stage 2: region-centric registration of 2n+1 scans with sensor-aware (frustum/box or range) weights."
     Options = OccFinerVotingOptions
 
+    def engine(self, sequence: OnboardSequence) -> VotingEngine:
+        return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, voting_config(self.options, sequence),
+                            device=self.options.device)
+
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        engine = VotingEngine(sequence.prediction, sequence.poses, sequence.calib, voting_config(self.options, sequence),
-                              device=self.options.device)
-        yield from engine.run(sorted(targets))
+        yield from self.engine(sequence).run(sorted(targets))
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
+        yield from engine_top2(self.engine(sequence), targets)

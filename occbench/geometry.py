@@ -59,12 +59,3 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 def relative_transform(poses: np.ndarray, src: int, dst: int) -> np.ndarray:
     """4x4 transform taking points of frame ``src`` into frame ``dst``: ``inv(T_dst) @ T_src``."""
     return np.linalg.inv(poses[dst]) @ poses[src]
-
-
-def relative_coordinates(T_src_to_dst: np.ndarray, shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
-    """Eq. 1 of OccFiner: every voxel centre of frame i expressed in the target frame's LiDAR coordinates.
-
-    Returns (X, Y, Z, 3) float32 metres.
-    """
-    c = grid_centres(shape).reshape(-1, 3)
-    return transform_points(T_src_to_dst, c).reshape(*shape, 3).astype(np.float32)

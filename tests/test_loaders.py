@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
+from baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.datasets import SemanticKITTI, SSCBenchKITTI360, open_dataset
-from occbench.datasets.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import write_invalid_kitti360, write_label
 from occbench.labels import load_label_map

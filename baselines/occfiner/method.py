@@ -26,7 +26,7 @@ import torch
 
 from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
 from baselines.voting import VotingEngine
-from occbench.datasets.windows import WindowConfig
+from baselines.occfiner.windows import WindowConfig
 from occbench.errors import MissingDataError
 from occbench.methods import OffboardMethod, OnboardSequence
 

@@ -54,6 +54,16 @@ def world_keys(flat_idx: np.ndarray, pose: np.ndarray, voxel_size: float) -> np.
     return key
 
 
+def decode_world_keys(keys: np.ndarray) -> np.ndarray:
+    """(N, 3) int64 world voxel indices of the keys returned by ``CityMapMetric.maps()``."""
+    k = np.asarray(keys, np.uint64)
+    bz, by, _ = _AXIS_BITS[2], _AXIS_BITS[1], _AXIS_BITS[0]
+    z = (k & np.uint64((1 << bz) - 1)).astype(np.int64) - _OFFSETS[2]
+    y = ((k >> np.uint64(bz)) & np.uint64((1 << by) - 1)).astype(np.int64) - _OFFSETS[1]
+    x = (k >> np.uint64(bz + by)).astype(np.int64) - _OFFSETS[0]
+    return np.stack([x, y, z], axis=1)
+
+
 def _valid_mask(gt: np.ndarray, invalid: np.ndarray | None, protocol: Protocol) -> np.ndarray:
     valid = gt != protocol.ignore_index
     if invalid is not None:

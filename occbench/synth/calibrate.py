@@ -116,11 +116,11 @@ def write_predictions(root: str | Path, out: str | Path, models: list[str] | Non
     For calibrating parameters that only multi-frame methods see (``world_share``): score a method on them with
     ``occbench evaluate --root ROOT --predictions-root OUT --onboard MODEL --method average-fusion``.
     """
-    from occbench.synth.generate import _inv_lut
+    from occbench.synth.generate import inv_lut
 
     root, out = Path(root), Path(out)
     manifest = json.loads((root / "mini.json").read_text())
-    lut = _inv_lut()
+    lut = inv_lut()
     for model in models or manifest["onboard"]:
         store = PredictionStore(out / model, compressed=True)
         for seq in manifest["splits"][split]:

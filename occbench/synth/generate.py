@@ -30,6 +30,7 @@ from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import write_bits, write_label
 from occbench.synth import world as Wmod
 from occbench.synth._calib import CALIB_08_TXT
+from occbench.synth.columns import BIG, BIG_N, columns
 from occbench.synth.config import GENERATOR_VERSION, MiniConfig
 from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
 from occbench.synth.sensor import Caster, Visibility, unpack_columns
@@ -40,8 +41,6 @@ TEST_GT = "test-ground-truth"
 PREDICTIONS = "predictions"
 MARKERS = ".synth"
 
-BIG = ((-60.0, 60.0), (-60.0, 60.0))
-BIG_N = 600
 G0 = (300, 172)  # index of the SSC grid inside the big volume
 
 
@@ -65,16 +64,6 @@ def _grid_visibility() -> Visibility:
 def _dense_caster(azimuths: int) -> Caster:
     """Labelled scans: HDL-64E beams over the forward half (the grid), for the ``.bin`` input occupancy."""
     return Caster.build((0.0, 51.2), (-25.6, 25.6), azimuths // 2, az_range=(-90.0, 90.0))
-
-
-@lru_cache(maxsize=1)
-def _columns() -> dict[str, np.ndarray]:
-    c = -60.0 + 0.2 * (np.arange(BIG_N) + 0.5)
-    U, V = np.meshgrid(c, c, indexing="ij")
-    gx = 0.2 * (np.arange(256) + 0.5)
-    gy = -25.6 + 0.2 * (np.arange(256) + 0.5)
-    GU, GV = np.meshgrid(gx, gy, indexing="ij")
-    return {"U": U.ravel(), "V": V.ravel(), "GU": GU.ravel(), "GV": GV.ravel()}
 
 
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
@@ -120,12 +109,12 @@ def split_of(cfg: MiniConfig, seq: str) -> str:
 
 
 def grid_codes(world: Wmod.World, t: int) -> np.ndarray:
-    cols = _columns()
+    cols = columns()
     return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(256, 256, 32)
 
 
 def big_codes(world: Wmod.World, t: int) -> np.ndarray:
-    cols = _columns()
+    cols = columns()
     return world.gather(tuple(world.poses[t]), cols["U"], cols["V"]).reshape(BIG_N, BIG_N, 32)
 
 
@@ -136,7 +125,7 @@ def line_of_sight(codes: np.ndarray) -> np.ndarray:
 
 def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Big-volume column indices (in scan ``dst``'s frame) of the grid columns of scan ``src``; validity."""
-    cols = _columns()
+    cols = columns()
     xs, ys, yaws = world.poses[src]
     xd, yd, yawd = world.poses[dst]
     cs, ss = Wmod._c(float(yaws)), Wmod._s(float(yaws))
@@ -239,7 +228,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
     t1 = cfg.scans[seq] if t1 is None else t1
     stores = {m: PredictionStore(root / PREDICTIONS / m, compressed=True) for m in models}
     fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m], world=world) for m in models}
-    lut = _inv_lut()
+    lut = inv_lut()
     for t in range(t0, t1):
         undo = world.stamp_agents(t)
         try:
@@ -257,7 +246,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
 
 
 @lru_cache(maxsize=1)
-def _inv_lut() -> np.ndarray:
+def inv_lut() -> np.ndarray:
     from occbench.labels import load_label_map
 
     return np.asarray(load_label_map("semantickitti").inv_lut)
@@ -478,22 +467,3 @@ def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[s
     if want != {s: list(cfg.onboard) for s in cfg.splits}:
         manifest["generated"] = want
     return manifest
-
-
-def default_mini_root() -> Path:
-    """Cache folder of the default mini split (one definition: :func:`occbench.datasets.mini.default_mini_root`)."""
-    from occbench.datasets.mini import default_mini_root as _root
-
-    return _root()
-
-
-def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True,
-                splits: Iterable[str] | None = None) -> Path:
-    """The root of a generated mini data set with ``splits`` (default: all), generating (and caching) what is
-    missing on first use."""
-    from occbench.synth.config import default_mini_config
-
-    root = Path(root) if root is not None else default_mini_root()
-    cfg = cfg or default_mini_config()
-    generate_mini(root, cfg, progress=progress, splits=splits)
-    return root

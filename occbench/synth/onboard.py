@@ -270,9 +270,9 @@ class WorldSample:
 
     def __init__(self, lattices: list[np.ndarray], world: "Wd.World", t: int, cell: tuple[int, int, int],
                  lut: np.ndarray, share: float):
-        from occbench.synth.generate import _columns  # grid column centres in the LiDAR frame
+        from occbench.synth.columns import columns  # grid column centres in the LiDAR frame
 
-        cols = _columns()
+        cols = columns()
         fx, fy = world.cell_coords(tuple(world.poses[t]), cols["GU"], cols["GV"])  # where World.gather reads
         # continuous lattice coordinates of each column centre (as smooth_field: voxel centre / cell + 0.5)
         self.px = (fx / cell[0] + 0.5).astype(np.float32)
