@@ -24,6 +24,7 @@ from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
 from occbench.errors import FormatError, OccbenchError
 from occbench.executors import run_jobs, runs_inline
+from occbench.geometry import GRID_SHAPE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
@@ -172,8 +173,8 @@ def run_job(
                                     f"which was not asked for or was returned twice")
             seen.add(t)
             pred = np.asarray(pred)
-            if pred.shape != (256, 256, 32):
-                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected (256, 256, 32)")
+            if pred.shape != GRID_SHAPE:
+                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}")
             if store is not None:
                 store.write(seq.name, t, seq.label_map.to_raw(pred))
             consume(t, pred)

@@ -235,9 +235,3 @@ class Frame:
     def prediction(self) -> np.ndarray:
         """The onboard model's prediction of this scan (train ids)."""
         return self.sequence.prediction(self.index)
-
-
-def check_grid(arr: np.ndarray, path: Path | str | None, what: str) -> np.ndarray:
-    if arr.shape != (256, 256, 32):
-        raise FormatError(path, f"{what} of shape (256, 256, 32)", f"shape {arr.shape}")
-    return arr
