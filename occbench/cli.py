@@ -233,17 +233,19 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
                 kw["predictions_format"] = fmt
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
             try:
-                results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content,
-                                       max_frames, validate=True)
+                results = run_evaluate(sub, None, workers=workers, extras=extras, command=command, executor=executor,
+                                       address=address, fingerprint_content=fingerprint_content, max_frames=max_frames,
+                                       validate=True)
             except InvalidSubmission as e:
                 click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             if not quiet:
                 click.echo(rep.summary(), err=True)
         else:
-            results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers,
-                                   (str(save_predictions), compressed) if save_predictions else None, extras, command,
-                                   executor, address, fingerprint_content, max_frames)
+            results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers=workers,
+                                   save=(str(save_predictions), compressed) if save_predictions else None, extras=extras,
+                                   command=command, executor=executor, address=address,
+                                   fingerprint_content=fingerprint_content, max_frames=max_frames)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)
     report = full_report(results)

@@ -268,6 +268,7 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
 def evaluate(
     dspec: DatasetSpec,
     mspec: MethodSpec | None,
+    *,
     workers: int = 1,
     save: tuple[str, bool] | None = None,
     extras: tuple[str, ...] = ("city", "consistency"),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from occbench.labels import IGNORE, LabelMap
-from occbench.metrics.citymap import decode_world_keys  # noqa: F401  (public here too)
+from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
 
 EMPTY_RGB = (255, 255, 255)
 UNKNOWN_RGB = (200, 200, 200)

@@ -94,3 +94,20 @@ def test_help_imports_no_torch(argv):
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
     r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH", r.stderr[-2000:]
+
+
+def test_each_metric_lives_in_its_own_module():
+    from occbench.metrics import CityMapMetric, SSCMetric, TemporalConsistency
+
+    mods = [c.__module__ for c in (SSCMetric, CityMapMetric, TemporalConsistency)]
+    assert len(set(mods)) == 3, mods
+
+
+def test_evaluate_takes_its_options_by_keyword():
+    import inspect
+
+    from occbench.evaluate import evaluate
+
+    params = list(inspect.signature(evaluate).parameters.values())
+    assert [p.name for p in params[:2]] == ["dspec", "mspec"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
