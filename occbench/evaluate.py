@@ -201,10 +201,9 @@ def _scores_from_files(seq: Any, proto: Any) -> bool:
 
 def _frame_files(seq: Any, t: int) -> list[Path]:
     """The files scoring scan ``t`` reads: ground truth ``.label`` and ``.invalid``, and the prediction."""
-    name = f"{t:06d}"
-    files = [seq.gt_voxel_dir / f"{name}.label", seq.gt_voxel_dir / f"{name}.invalid"]
-    path = seq.onboard_store.find(seq.name, t)
-    return files + ([path] if path is not None else [])
+    f = seq.frame(t)
+    path = f.prediction_file()
+    return f.ground_truth_files() + ([path] if path is not None else [])
 
 
 def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
@@ -216,7 +215,7 @@ def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterab
         if problems is None:
             yield t, seq.prediction(t)
             continue
-        path = seq.onboard_store.find(seq.name, t)
+        path = seq.frame(t).prediction_file()
         try:
             raw = seq.onboard_store.read(seq.name, t)
         except FormatError as e:

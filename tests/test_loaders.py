@@ -42,6 +42,14 @@ def test_tree_loads(tree):
     assert np.allclose(seq.relative_transform(5, 0)[:3, 3], [5, 0, 0], atol=1e-6)
 
 
+def test_a_frame_names_the_files_it_reads(tree):
+    f = SemanticKITTI(tree, split="val", onboard="noisy")["08"].frame(5)
+    gt_dir = tree / "sequences" / "08" / "voxels"
+    assert f.ground_truth_files() == [gt_dir / "000005.label", gt_dir / "000005.invalid"]
+    assert f.prediction_file() == tree / "predictions" / "noisy" / "sequences" / "08" / "predictions" / "000005.label.gz"
+    assert SemanticKITTI(tree, split="val", onboard=None)["08"].frame(5).prediction_file() is None
+
+
 def test_opening_reads_no_voxel_file(tree, monkeypatch):
     import occbench.io.voxels as vox
 

@@ -188,6 +188,11 @@ class Frame:
             return [self._gt_path(NPY_LABEL_SUFFIX)]
         return [self._gt_path(".label"), self._gt_path(".invalid")]
 
+    def prediction_file(self) -> Path | None:
+        """The file :meth:`prediction` reads (the onboard model's, or a submission's), None if there is none."""
+        store = self.sequence.onboard_store
+        return None if store is None else store.find(self.sequence.name, self.index)
+
     @property
     def has_ground_truth(self) -> bool:
         return self.sequence.gt_voxel_dir is not None and self.ground_truth_files()[0].is_file()
