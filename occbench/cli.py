@@ -149,6 +149,26 @@ def main() -> None:
     """occbench: datasets, metrics, baselines and leaderboards for offboard 3D semantic scene completion."""
 
 
+def _metric_extras(names: tuple[str, ...], city: bool | None, consistency: bool | None) -> tuple[str, ...]:
+    """The metrics evaluate computes besides ssc: the ``--metric`` names (default city and consistency), with
+    ``--city``/``--consistency`` adding and ``--no-city``/``--no-consistency`` removing theirs."""
+    from occbench.metrics.registry import BUILTIN, metric_class
+
+    chosen = dict.fromkeys(names or ("city", "consistency"))
+    for n in chosen:
+        if n not in BUILTIN:
+            try:
+                metric_class(n)
+            except UnknownNameError as e:
+                raise click.BadParameter(str(e), param_hint="'--metric'") from None
+    for n, on in (("city", city), ("consistency", consistency)):
+        if on is True:
+            chosen[n] = None
+        elif on is False:
+            chosen.pop(n, None)
+    return tuple(n for n in chosen if n != "ssc")
+
+
 @main.command()
 @_dataset_options
 @click.option("--method", default=None, help="Registered offboard method (see `occbench methods`).")
@@ -172,14 +192,17 @@ def main() -> None:
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
-@click.option("--city/--no-city", default=True, show_default=True, help="City-level static-class map metric.")
-@click.option("--consistency/--no-consistency", default=True, show_default=True, help="Temporal consistency metric.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              help="A metric to compute (repeatable): ssc (always computed), city, consistency, or one registered under "
+                   "the occbench.metrics entry points. Default: ssc, city and consistency.")
+@click.option("--city/--no-city", default=None, help="Add or leave out the city-level static-class map metric (default: on).")
+@click.option("--consistency/--no-consistency", default=None, help="Add or leave out the temporal consistency metric (default: on).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
-             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address, city,
-             consistency, max_frames, quiet):
+             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
+             metric_names, city, consistency, max_frames, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
     The results JSON is always written (see --output); its path is printed at the end.
@@ -208,8 +231,8 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     except OSError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
     workers = _default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
+    extras = _metric_extras(metric_names, city, consistency)
     try:
-        extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         from occbench.datasets.check import dataset_warnings
 

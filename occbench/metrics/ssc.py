@@ -158,6 +158,10 @@ class SSCMetric:
             g8 = self._to_u8(gt[b], "ground truth", nm)
             self._count(p8, g8, mode, ib, None, self._g_lut_train, nm)
 
+    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
+        """Add one scored frame of a dataset: ``pred`` against ``frame.ground_truth()`` (invalid folded into ignore)."""
+        self.update(pred, frame.ground_truth(), name=str(frame))
+
     def update_raw(self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
         """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
 

@@ -97,6 +97,10 @@ class WorldMapMetric:
     def n_frames(self) -> int:
         return self.state.n_frames
 
+    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
+        """Add one scored frame of a dataset (its ground truth and pose)."""
+        self.add_frame(pred, frame.ground_truth(), frame.pose)
+
     def expect(self, poses: np.ndarray, mine: np.ndarray | list[int] | None = None):
         """Declare the poses of every frame that will be added (see :meth:`WorldMapState.expect`): the map is then
         reduced tile by tile while frames are added, in memory bounded by the view, not by the drive."""
