@@ -23,6 +23,7 @@ import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
 from occbench.executors import die_with_parent
+from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import writes_exclusively
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
@@ -42,6 +43,8 @@ PREDICTIONS = "predictions"
 MARKERS = ".synth"
 
 G0 = (300, 172)  # index of the SSC grid inside the big volume
+# the SSC grid's x and y extents (metres, LiDAR frame)
+_GRID_XY = tuple((float(ORIGIN[a]), float(ORIGIN[a] + VOXEL_SIZE * GRID_SHAPE[a])) for a in (0, 1))
 
 
 def seq_entropy(cfg: MiniConfig, seq: str) -> list[int]:
@@ -57,13 +60,13 @@ def _big_visibility() -> Visibility:
 @lru_cache(maxsize=1)
 def _grid_visibility() -> Visibility:
     """Line of sight inside the SSC grid (given to the simulated onboard models)."""
-    return Visibility.build((0.0, 51.2), (-25.6, 25.6), max_range=80.0)
+    return Visibility.build(*_GRID_XY, max_range=80.0)
 
 
 @lru_cache(maxsize=2)
 def _dense_caster(azimuths: int) -> Caster:
     """Labelled scans: HDL-64E beams over the forward half (the grid), for the ``.bin`` input occupancy."""
-    return Caster.build((0.0, 51.2), (-25.6, 25.6), azimuths // 2, az_range=(-90.0, 90.0))
+    return Caster.build(*_GRID_XY, azimuths // 2, az_range=(-90.0, 90.0))
 
 
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
@@ -110,7 +113,7 @@ def split_of(cfg: MiniConfig, seq: str) -> str:
 
 def grid_codes(world: Wmod.World, t: int) -> np.ndarray:
     cols = columns()
-    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(256, 256, 32)
+    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(GRID_SHAPE)
 
 
 def big_codes(world: Wmod.World, t: int) -> np.ndarray:
@@ -120,7 +123,7 @@ def big_codes(world: Wmod.World, t: int) -> np.ndarray:
 
 def line_of_sight(codes: np.ndarray) -> np.ndarray:
     """Voxels of the grid in line of sight of the scan's sensor (what the onboard models can see)."""
-    return _grid_visibility().visible(codes > 0).reshape(256, 256, 32)
+    return _grid_visibility().visible(codes > 0).reshape(GRID_SHAPE)
 
 
 def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +168,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
     stats = {"invalid": 0, "occluded": 0, "bin": 0, "frames": 0}
     last_view = labelled[-1] + cfg.lookahead if labelled else -1
     done_ticks = 0
-    g = (slice(G0[0], G0[0] + 256), slice(G0[1], G0[1] + 256))
+    g = (slice(G0[0], G0[0] + GRID_SHAPE[0]), slice(G0[1], G0[1] + GRID_SHAPE[1]))
     for t in range(0, last_view + 1):
         is_label = t < n and t % cfg.label_every == 0
         is_view = (t % cfg.view_every == 0 and any(i <= t <= i + cfg.lookahead for i in labelled)) or is_label
@@ -183,9 +186,9 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             codes = vol[g].copy()
             _, dhit = dense.cast(np.ascontiguousarray(occ[g]))
             # what the scan's own beams hit is observed too (real labels come from those points)
-            own = vis[g] | dhit.reshape(256, 256, 32)
+            own = vis[g] | dhit.reshape(GRID_SHAPE)
             pending[t] = {"codes": codes, "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
-                          "occluded": ~own, "bin": dhit.reshape(256, 256, 32)}
+                          "occluded": ~own, "bin": dhit.reshape(GRID_SHAPE)}
         for i, p in pending.items():
             if i == t:
                 continue
@@ -196,7 +199,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
         for i in [i for i in pending if t >= min(i + cfg.lookahead, last_view)]:
             p = pending.pop(i)
             name = f"{i:06d}"
-            obs = unpack_columns(p["obs"]).reshape(256, 256, 32)
+            obs = unpack_columns(p["obs"]).reshape(GRID_SHAPE)
             invalid = ~obs
             codes = np.where(obs, p["codes"], 0).astype(np.uint8)
             raw = Wmod.CODE_TO_RAW[codes]
