@@ -51,6 +51,9 @@ Exit codes:
 """
 
 
+# the names of occbench.datasets.DATASETS (kept here so that start-up imports no loader; a test keeps them equal)
+DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
+
 # --root of every command that opens a dataset
 ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
              "$OCCBENCH_DATA/mini-v<generator version>, generated there on first use; `occbench synth --output DIR` "
@@ -73,7 +76,7 @@ def _default_workers(method: str | None = None, requested: int | None = None, ex
 
 def _dataset_options(f):
     f = click.option("--dataset", "dataset", default="mini", show_default=True,
-                     type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]), help="Which dataset.")(f)
+                     type=click.Choice(DATASET_NAMES), help="Which dataset.")(f)
     f = click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)(f)
     f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
     f = click.option("--onboard", default=None, help="Onboard model whose predictions are refined (mini: voxformer-sim).")(f)
@@ -107,7 +110,9 @@ def _dspec(dataset, root, split, onboard, predictions_root, sequences):
     if sequences:
         kw["sequences"] = list(sequences)
     if dataset == "mini" and onboard is None:
-        onboard = "voxformer-sim"
+        from occbench.datasets.mini import DEFAULT_ONBOARD
+
+        onboard = DEFAULT_ONBOARD
     return DatasetSpec(dataset, None if root is None else str(root), split, onboard, kw)
 
 

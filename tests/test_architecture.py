@@ -111,3 +111,10 @@ def test_evaluate_takes_its_options_by_keyword():
     params = list(inspect.signature(evaluate).parameters.values())
     assert [p.name for p in params[:2]] == ["dspec", "mspec"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+
+
+def test_the_command_line_offers_the_registered_datasets():
+    from occbench.cli import DATASET_NAMES
+    from occbench.datasets import DATASETS
+
+    assert DATASET_NAMES == tuple(DATASETS)
