@@ -6,19 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.voting import SensorWeights, VotingConfig, VotingEngine
+from baselines.voting import SensorWeights, VotingConfig
+from baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
 from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 
 @dataclass(frozen=True)
-class AverageFusionOptions:
-    n: int = 25                   # window radius (scans)
-    empty_policy: str = "occupancy"  # how class 0 takes part (baselines/voting/config.py; chosen on mini val)
-    device: str | None = None     # None: cuda if available, else cpu
+class AverageFusionOptions(VotingOptions):
+    """``VotingOptions``: preset, n (window radius), empty_policy, engine, device."""
 
 
-class AverageFusion(OffboardMethod):
+class AverageFusion(RegistrationNote, OffboardMethod):
     name = "average-fusion"
     worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = "Vanilla registration of the onboard predictions of 2n+1 scans and an unweighted vote (paper's baseline)."
@@ -26,12 +25,12 @@ class AverageFusion(OffboardMethod):
 
     def voting_config(self, sequence: OnboardSequence) -> VotingConfig:
         o = self.options
-        return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),
+        return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),  # type: ignore[arg-type]
                             num_classes=sequence.label_map.num_classes)
 
-    def engine(self, sequence: OnboardSequence) -> VotingEngine:
-        return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, self.voting_config(sequence),
-                            device=self.options.device)
+    def engine(self, sequence: OnboardSequence):
+        """The voting engine the options name over ``sequence``."""
+        return voting_engine(self.options, sequence, self.voting_config(sequence))
 
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.engine(sequence).run(sorted(targets))

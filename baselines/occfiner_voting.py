@@ -6,26 +6,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.voting import SensorWeights, VotingConfig, VotingEngine
+from baselines.voting import SensorWeights, VotingConfig
+from baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
 from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
-_DEFAULT_WEIGHTS = SensorWeights()
+_PAPER = SensorWeights()  # appendix D.2
 
 
 @dataclass(frozen=True)
-class OccFinerVotingOptions:
-    n: int = 25
-    empty_policy: str = "occupancy"  # chosen on mini val (docs/baselines/voting.md); the paper leaves it open
-    sensor: str = "auto"          # auto (the onboard model's modality), camera, lidar, none
-    w_high: float = _DEFAULT_WEIGHTS.w_high
-    w_med: float = _DEFAULT_WEIGHTS.w_med
-    w_low: float = _DEFAULT_WEIGHTS.w_low
-    box: tuple[float, float, float] = _DEFAULT_WEIGHTS.box
-    w_max: float = _DEFAULT_WEIGHTS.w_max
-    w_min: float = _DEFAULT_WEIGHTS.w_min
-    max_range: float = _DEFAULT_WEIGHTS.max_range
-    device: str | None = None
+class OccFinerVotingOptions(VotingOptions):
+    """``VotingOptions`` (preset, n, empty_policy, engine, device) plus the sensor weights (eqs. 10-12):
+    ``sensor`` auto (the onboard model's modality), camera, lidar or none; camera ``w_high``, ``w_med``, ``w_low``,
+    ``box``; LiDAR ``w_max``, ``w_min``, ``max_range`` (None: the preset's value; the paper does not give it)."""
+
+    sensor: str = "auto"
+    w_high: float = _PAPER.w_high
+    w_med: float = _PAPER.w_med
+    w_low: float = _PAPER.w_low
+    box: tuple[float, float, float] = _PAPER.box
+    w_max: float = _PAPER.w_max
+    w_min: float = _PAPER.w_min
+    max_range: float | None = None
 
 
 def sensor_kind(option: str, sequence: OnboardSequence) -> str:
@@ -40,19 +42,19 @@ def sensor_kind(option: str, sequence: OnboardSequence) -> str:
 def voting_config(o: OccFinerVotingOptions, sequence: OnboardSequence) -> VotingConfig:
     w = SensorWeights(kind=sensor_kind(o.sensor, sequence), w_high=o.w_high, w_med=o.w_med, w_low=o.w_low,  # type: ignore[arg-type]
                       box=tuple(o.box), image_size=tuple(sequence.image_size), w_max=o.w_max, w_min=o.w_min,  # type: ignore[arg-type]
-                      max_range=o.max_range)
+                      max_range=float(o.max_range))  # type: ignore[arg-type]
     return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=w, num_classes=sequence.label_map.num_classes)  # type: ignore[arg-type]
 
 
-class OccFinerVoting(OffboardMethod):
+class OccFinerVoting(RegistrationNote, OffboardMethod):
     name = "occfiner-voting"
     worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = "OccFiner stage 2: region-centric registration of 2n+1 scans with sensor-aware (frustum/box or range) weights."
     Options = OccFinerVotingOptions
 
-    def engine(self, sequence: OnboardSequence) -> VotingEngine:
-        return VotingEngine(sequence.prediction, sequence.poses, sequence.calib, voting_config(self.options, sequence),
-                            device=self.options.device)
+    def engine(self, sequence: OnboardSequence):
+        """The voting engine the options name over ``sequence``."""
+        return voting_engine(self.options, sequence, voting_config(self.options, sequence))
 
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.engine(sequence).run(sorted(targets))

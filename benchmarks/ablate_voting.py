@@ -1,14 +1,19 @@
-"""Ablation of region-centric voting on occbench-mini val (sequence 08): empty policy, sensor weights, n.
+"""Voting configurations scored on one split of occbench-mini: empty policy, sensor weights, LiDAR range, n.
 
-    python benchmarks/ablate_voting.py ROOT --model voxformer-sim [--max-targets 0] [--runs all|main]
+    python benchmarks/ablate_voting.py [ROOT] --split train --model voxformer-sim --runs select --json OUT.json
 
-``ROOT``: an occbench-mini with the val split and onboard predictions (e.g. the default mini, or
-``generate_mini(ROOT, MiniConfig(scans={"08": 300}, splits={"train": (), "val": ("08",), "test": ()}))``,
-whose sequence 08 is the default mini's). Targets: the labelled scans (every 5th). Scores: the official
-``SSCMetric`` (semantickitti-ssc protocol: ``.invalid`` and ignore voxels not evaluated), IoU / mIoU in %
-at the 12.8 / 25.6 / 51.2 m crops, for the onboard predictions and each configuration. One engine run
-per (weights, n) is read with the three empty policies (the map does not depend on the policy).
-Prints a markdown table (and ``--json PATH`` writes the rows).
+``ROOT``: an occbench-mini (default: the default mini, ``$OCCBENCH_MINI`` or ``$OCCBENCH_DATA/mini-v<version>``). ``--split train`` (sequences 00 and 01) is where the defaults of
+the voting methods are **selected** (``--runs select``; protocol in ``docs/baselines/voting.md``); the val split
+is only for reporting. Targets: every labelled scan of every sequence of the split. Scores: the official
+``SSCMetric`` (``.invalid`` and ignore voxels not evaluated), IoU / mIoU in % at the 12.8 / 25.6 / 51.2 m crops,
+for the onboard predictions and each configuration. One engine run per (weights, n) is read with the three empty
+policies (the votes do not depend on the policy). Prints a markdown table; ``--json PATH`` writes the rows.
+
+``--predictions-root`` votes on other grids than the onboard predictions (e.g. stage-1 outputs); their scores are then
+the "onboard" row. Run sets: ``select`` (the selection: unweighted = Average Fusion, the model's own sensor weights, and LiDAR weights
+with ``max_range`` 25.6 / 38.4 / 51.2 / 76.8 m, all at the paper's n = 25), ``main`` (every weight kind at n = 5,
+10, 25), ``all`` (``main`` plus weight-value variants at n = 25), ``ranges`` (LiDAR weights at ``--max-ranges``
+only).
 """
 from __future__ import annotations
 
@@ -21,14 +26,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.voting import EMPTY_POLICIES, SensorWeights, VotingConfig, VotingEngine
+from baselines.voting import EMPTY_POLICIES, SensorWeights, VotingConfig, make_engine
 from occbench.metrics import SSCMetric
 
 RANGES = ("12.8", "25.6", "51.2")
+MAX_RANGES = (25.6, 38.4, 51.2, 76.8)
 
 
-def runs(kind: str, sensor: str) -> list[tuple[str, SensorWeights, int]]:
-    """(label, weights, n): every weight kind at n = 5, 10, 25, and weight variants of the model's sensor at n = 25."""
+def runs(kind: str, sensor: str, max_ranges: tuple[float, ...] = MAX_RANGES) -> list[tuple[str, SensorWeights, int]]:
+    """(label, weights, n) of a run set (``sensor``: the onboard model's modality)."""
+    if kind == "select":
+        out = [("none", SensorWeights(kind="none"), 25)]
+        if sensor == "camera":
+            out.append(("camera", SensorWeights(kind="camera"), 25))
+        out += [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
+        return out
+    if kind == "ranges":
+        return [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
     out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]  # type: ignore[arg-type]
     if kind == "main":
         return out
@@ -48,59 +62,82 @@ def scores(m: SSCMetric) -> dict[str, tuple[float, float]]:
     return {r: (100 * c[r]["iou"], 100 * c[r]["miou"]) for r in RANGES}
 
 
+class Split:
+    """The sequences of one split: labelled targets and their ground truth (predictions are read by the engines)."""
+
+    def __init__(self, root: Path, split: str, model: str, max_targets: int = 0, predictions_root: Path | None = None):
+        from occbench.datasets import OccbenchMini
+
+        self.ds = OccbenchMini(root, split=split, onboard=model, predictions_root=predictions_root, generate=False,
+                               progress=False)
+        self.seqs = list(self.ds.sequences)
+        self.targets = {s.name: list(s.labelled_frames)[: max_targets or None] for s in self.seqs}
+        self.gts = {s.name: {t: s.frame(t).ground_truth() for t in self.targets[s.name]} for s in self.seqs}
+
+    def frames(self, seq):
+        return seq.prediction
+
+    @property
+    def num_targets(self) -> int:
+        return sum(len(v) for v in self.targets.values())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("root", type=Path)
+    ap.add_argument("root", type=Path, nargs="?", default=None)
+    ap.add_argument("--split", default="val")
     ap.add_argument("--model", default="voxformer-sim")
-    ap.add_argument("--seq", default="08")
-    ap.add_argument("--max-targets", type=int, default=0)
-    ap.add_argument("--runs", default="all", choices=("all", "main"))
+    ap.add_argument("--engine", default="exact", help="voting engine (exact, lattice, reference)")
+    ap.add_argument("--max-targets", type=int, default=0, help="per sequence (0: all labelled scans)")
+    ap.add_argument("--runs", default="select", choices=("select", "ranges", "main", "all"))
+    ap.add_argument("--max-ranges", type=float, nargs="+", default=list(MAX_RANGES),
+                    help="LiDAR max_range candidates of the run sets 'select' and 'ranges'")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--predictions-root", type=Path, default=None,
+                    help="vote on other grids: a folder holding <model>/sequences/XX/predictions (e.g. stage-1 outputs "
+                         "written by `occbench refine --targets all`)")
     a = ap.parse_args()
+    if a.root is None:
+        from occbench.datasets.mini import default_mini_root
+
+        a.root = default_mini_root()
     torch.set_num_threads(1)
-    from occbench.datasets import OccbenchMini
-
-    ds = OccbenchMini(a.root, split="val", onboard=a.model, generate=False, progress=False)
-    seq = ds[a.seq]
-    sensor = seq.sensor or "camera"
-    targets = list(seq.labelled_frames)
-    if a.max_targets:
-        targets = targets[: a.max_targets]
     t0 = time.perf_counter()
-    gts = {t: seq.frame(t).ground_truth() for t in targets}
-    preds: dict[int, np.ndarray] = {}
-
-    def frames(i: int) -> np.ndarray:
-        if i not in preds:
-            preds[i] = seq.prediction(i)
-        return preds[i]
-
+    data = Split(a.root, a.split, a.model, a.max_targets, a.predictions_root)
+    sensor = data.seqs[0].sensor or "camera"
     onboard = SSCMetric()
-    for t in targets:
-        onboard.update(frames(t), gts[t])
+    for s in data.seqs:
+        read = data.frames(s)
+        for t in data.targets[s.name]:
+            onboard.update(read(t), data.gts[s.name][t])
     rows = [{"config": "onboard", "policy": "-", "n": 0, "scores": scores(onboard)}]
-    print(f"{a.model} ({sensor}): {len(targets)} targets of {seq.num_scans} scans; data {time.perf_counter() - t0:.0f} s", flush=True)
-    for label, sw, n in runs(a.runs, sensor):
-        sw = replace(sw, image_size=tuple(seq.image_size))
-        cfg = VotingConfig(n=n, empty_policy="vote", weights=sw, num_classes=seq.label_map.num_classes)
-        eng = VotingEngine(frames, seq.poses, seq.calib, cfg, device="cpu")
+    print(f"{a.model} ({sensor}), {a.split} {[s.name for s in data.seqs]}: {data.num_targets} targets; "
+          f"data {time.perf_counter() - t0:.0f} s", flush=True)
+    for label, sw, n in runs(a.runs, sensor, tuple(a.max_ranges)):
         ms = {p: SSCMetric() for p in EMPTY_POLICIES}
         t1 = time.perf_counter()
-        for t in targets:
-            for p in EMPTY_POLICIES:
-                ms[p].update(eng.vote(t, empty_policy=p), gts[t])
+        for s in data.seqs:
+            cfg = VotingConfig(n=n, empty_policy="vote", weights=replace(sw, image_size=tuple(s.image_size)),
+                               num_classes=s.label_map.num_classes)
+            eng = make_engine(a.engine, data.frames(s), s.poses, s.calib, cfg, device="cpu")
+            for t in data.targets[s.name]:
+                for p in EMPTY_POLICIES:
+                    ms[p].update(eng.vote(t, empty_policy=p), data.gts[s.name][t])
         for p in EMPTY_POLICIES:
             rows.append({"config": label, "policy": p, "n": n, "scores": scores(ms[p])})
         print(f"{label} n={n}: {time.perf_counter() - t1:.0f} s; " + "; ".join(
-            f"{p} mIoU {ms[p].compute()['51.2']['miou'] * 100:.2f}" for p in EMPTY_POLICIES), flush=True)
-    print(f"\n{a.model}: IoU / mIoU (%) on mini val {a.seq}, {len(targets)} targets\n")
+            f"{p} IoU/mIoU {ms[p].compute()['51.2']['iou'] * 100:.2f}/{ms[p].compute()['51.2']['miou'] * 100:.2f}"
+            for p in EMPTY_POLICIES), flush=True)
+    print(f"\n{a.model}: IoU / mIoU (%) on mini {a.split}, {data.num_targets} targets, engine {a.engine}\n")
     print("| weights | n | empty policy | " + " | ".join(f"{r} m IoU / mIoU" for r in RANGES) + " |")
     print("|---|---|---|" + "---|" * len(RANGES))
     for r in rows:
         s = r["scores"]
         print(f"| {r['config']} | {r['n'] or '-'} | {r['policy']} | " + " | ".join(f"{s[k][0]:.2f} / {s[k][1]:.2f}" for k in RANGES) + " |")
     if a.json:
-        a.json.write_text(json.dumps({"model": a.model, "targets": targets, "rows": rows}, indent=1))
+        a.json.write_text(json.dumps({"model": a.model, "split": a.split, "engine": a.engine,
+                                      "votes_on": "onboard predictions" if a.predictions_root is None else "refined grids",
+                                      "targets": data.targets, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

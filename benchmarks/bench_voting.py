@@ -1,4 +1,5 @@
-"""Throughput of region-centric voting on occbench-mini val: reference vs fast engine (numba and torch backends).
+"""Throughput of region-centric voting on occbench-mini val: the reference, the exact engine and the approximate
+lattice engine (numba and torch backends), side by side in one process.
 
 Data: sequence 08 of occbench-mini val (``--root``, else the default mini in the data cache,
 ``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the default
@@ -7,12 +8,13 @@ sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled f
 One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
 
 Reported per implementation and ``n``: targets/s in the steady state (the window slides by 5 scans per
-target: 5 scans enter, 5 leave), the time of the first target (builds the whole window), and the projected
-time for real sequence 08 (815 labelled targets of 4,071 scans): ``first + 814 / steady`` for the engine,
+target: 5 scans enter, 5 leave), wall-clock and CPU time of the process (the CPU rate is what one core gives when
+the machine is shared), the time of the first target (builds the whole window), and the projected
+time for real sequence 08 (815 labelled targets of 4,071 scans): ``first + 814 / steady`` for the engines,
 ``815 / rate`` for the reference; the prediction reads (``frames``, measured separately, once per scan for
-the engine, ``2n+1`` per target for the reference) are added on top.
+the engines, ``2n+1`` per target for the reference) are added on top.
 
-    python benchmarks/bench_voting.py [--root ROOT] [--n 5 10 25] [--targets 10]
+    python benchmarks/bench_voting.py [--root ROOT] [--n 5 10 25] [--targets 10] [--impls exact-numba lattice-numba ...]
     pytest benchmarks/bench_voting.py --benchmark-only -s      # the same measurements through pytest-benchmark
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.voting import SensorWeights, VotingConfig, VotingEngine, _kernels, vote_frame_reference
+from baselines.voting import SensorWeights, VotingConfig, _exact_kernels, make_engine, vote_frame_reference
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
@@ -96,37 +98,46 @@ def targets_for(n: int, data: Data, k: int) -> list[int]:
     return ts[: k + 1]
 
 
-def time_engine(data: Data, n: int, k: int, backend: str) -> dict:
+IMPLS = ("exact-numba", "lattice-numba", "exact-torch", "lattice-torch", "reference")
+
+
+def time_engine(data: Data, n: int, k: int, impl: str) -> dict:
+    engine, backend = impl.split("-")
     cfg = config(n, data)
     ts = targets_for(n, data, k)
-    eng = VotingEngine(data.frames, data.poses, data.calib, cfg, device="cpu", backend=backend)
+    eng = make_engine(engine, data.frames, data.poses, data.calib, cfg, device="cpu", backend=backend)
     t0 = time.perf_counter()
     eng.vote(ts[0])
     first = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for t in ts[1:]:
         eng.vote(t)
-    steady = (len(ts) - 1) / (time.perf_counter() - t1) if len(ts) > 1 else float("nan")
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+    steady = (len(ts) - 1) / wall if len(ts) > 1 else float("nan")
     proj = first + (SEQ08_TARGETS - 1) / steady + SEQ08_SCANS * data.read_per_scan
-    return {"impl": f"fast-{backend}", "n": n, "targets": len(ts) - 1, "first_s": first, "tps": steady, "proj_s": proj}
+    return {"impl": impl, "n": n, "targets": len(ts) - 1, "first_s": first, "tps": steady,
+            "tps_cpu": (len(ts) - 1) / cpu if cpu > 0 else float("nan"), "proj_s": proj}
 
 
 def time_reference(data: Data, n: int, k: int = 1) -> dict:
     cfg = config(n, data)
     ts = targets_for(n, data, k)[:k]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in ts:
         vote_frame_reference(t, data.frames, data.poses, data.calib, cfg)
-    rate = len(ts) / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rate = len(ts) / wall
     proj = SEQ08_TARGETS / rate + SEQ08_TARGETS * (2 * n + 1) * data.read_per_scan
-    return {"impl": "reference", "n": n, "targets": len(ts), "first_s": 1 / rate, "tps": rate, "proj_s": proj}
+    return {"impl": "reference", "n": n, "targets": len(ts), "first_s": 1 / rate, "tps": rate, "tps_cpu": len(ts) / cpu,
+            "proj_s": proj}
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| implementation | n | targets timed | first target (s) | steady targets/s | projected real seq 08 (min) |",
-           "|---|---|---|---|---|---|"]
+    out = ["| implementation | n | targets timed | first target (s) | steady targets/s (wall) | targets/s (CPU time) "
+           "| projected real seq 08 (min) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['impl']} | {r['n']} | {r['targets']} | {r['first_s']:.2f} | {r['tps']:.3f} | {r['proj_s'] / 60:.1f} |")
+        out.append(f"| {r['impl']} | {r['n']} | {r['targets']} | {r['first_s']:.2f} | {r['tps']:.3f} | {r['tps_cpu']:.3f} "
+                   f"| {r['proj_s'] / 60:.1f} |")
     return "\n".join(out)
 
 
@@ -137,24 +148,28 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[5, 10, 25])
     ap.add_argument("--reference-n", type=int, nargs="*", default=[5, 25])
     ap.add_argument("--targets", type=int, default=10, help="steady-state targets timed per engine run")
-    ap.add_argument("--backends", nargs="+", default=["numba", "torch"] if _kernels.AVAILABLE else ["torch"])
+    ap.add_argument("--torch-targets", type=int, default=2, help="steady-state targets of the torch CPU backends")
+    default = [i for i in IMPLS if i != "reference" and (_exact_kernels.AVAILABLE or not i.endswith("numba"))]
+    ap.add_argument("--impls", nargs="+", default=default, choices=[i for i in IMPLS if i != "reference"])
     a = ap.parse_args()
     torch.set_num_threads(1)
     data = Data(mini_root(a.root), a.model)
     data.preload()
     print(f"data: {data.name}, {data.num} scans; prediction read {1e3 * data.read_per_scan:.1f} ms/scan (median); "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+          f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     # warm-up outside the timed calls: numba compilation (or cached machine code load)
-    for b in a.backends:
-        VotingEngine(data.frames, data.poses[:2], data.calib, config(0, data), device="cpu", backend=b).vote(0)
+    for impl in a.impls:
+        engine, backend = impl.split("-")
+        make_engine(engine, data.frames, data.poses[:2], data.calib, config(0, data), device="cpu", backend=backend).vote(0)
     rows = []
     for n in a.n:
-        for b in a.backends:
-            rows.append(time_engine(data, n, a.targets, b))
+        for impl in a.impls:
+            rows.append(time_engine(data, n, a.torch_targets if impl.endswith("torch") else a.targets, impl))
             print(rows[-1], flush=True)
     for n in a.reference_n:
         rows.append(time_reference(data, n))
         print(rows[-1], flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(table(rows))
 
 
@@ -173,12 +188,12 @@ def _report(benchmark, row: dict) -> None:
 
 
 @pytest.mark.parametrize("n", [5, 25])
-@pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_bench_fast(benchmark, data, n, backend):
-    if backend == "numba" and not _kernels.AVAILABLE:
+@pytest.mark.parametrize("impl", ["exact-numba", "lattice-numba", "exact-torch", "lattice-torch"])
+def test_bench_engine(benchmark, data, n, impl):
+    if impl.endswith("numba") and not _exact_kernels.AVAILABLE:
         pytest.skip("numba not installed")
     row: dict = {}
-    benchmark.pedantic(lambda: row.update(time_engine(data, n, 4, backend)), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: row.update(time_engine(data, n, 4 if impl.endswith("numba") else 1, impl)), rounds=1, iterations=1)
     _report(benchmark, row)
 
 

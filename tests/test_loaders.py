@@ -129,6 +129,39 @@ def test_flip_keeps_geometry_consistent():
     assert np.allclose(transform_points(M, voxel_centres(idx)), voxel_centres(flipped_idx))
 
 
+def test_window_flip_moves_coordinates_with_predictions_and_transforms(tree):
+    """``flip=True`` with ``with_coords=True``: the coordinate volumes are those of the returned (flipped) transforms,
+    and equal the unflipped volumes reflected and flipped along the same axes as the predictions."""
+    from baselines.occfiner.windows import relative_coordinates
+
+    ds = SemanticKITTI(tree, split="val", onboard="noisy")
+    cfg = WindowConfig(local=2, reference=0)
+    plain = WindowDataset(ds.sequences, cfg, with_coords=True, with_gt=False)[1]
+    seen = set()
+    for seed in range(8):
+        item = WindowDataset(ds.sequences, cfg, with_coords=True, with_gt=False, flip=True, seed=seed)[1]
+        flip = _flip_axes(item, plain)  # axes of the (T, X, Y, Z) stack
+        seen.add(flip)
+        M = flip_matrix([a - 1 for a in flip])
+        tf = item["transforms"].numpy().astype(np.float64)
+        np.testing.assert_allclose(tf, M @ plain["transforms"].numpy().astype(np.float64) @ M, atol=1e-5)
+        for f in range(len(tf)):
+            coords = item["coords"][f].numpy()
+            np.testing.assert_allclose(coords, relative_coordinates(tf[f]), atol=1e-5)
+            moved = plain["coords"][f].numpy() @ M[:3, :3].T + M[:3, 3]  # each voxel's coordinate, reflected ...
+            np.testing.assert_allclose(coords, np.flip(moved, [a - 1 for a in flip]) if flip else moved, atol=1e-4)
+    assert {(), (1,), (2,), (1, 2)} <= seen  # every flip drawn at least once over the seeds
+
+
+def _flip_axes(item, plain) -> tuple[int, ...]:
+    """The axes (1 = x, 2 = y of the (T, X, Y, Z) stack) along which ``item``'s predictions are ``plain``'s flipped."""
+    for axes in ((), (1,), (2,), (1, 2)):
+        p = plain["pred"].numpy()
+        if np.array_equal(item["pred"].numpy(), np.flip(p, axes) if axes else p):
+            return axes
+    raise AssertionError("predictions are not a flip of the unflipped window")
+
+
 def test_sscbench_kitti360_tree(tmp_path):
     drive = "2013_05_28_drive_0006_sync"
     vox = tmp_path / "data_2d_raw" / drive / "voxels"

@@ -192,3 +192,31 @@ def test_kitti00_loop_closure_two_planned_jobs_equal_one_state():
     for p, g, inv, T in frames:
         c.add_frame(p, g, T, inv)
     assert c.compute() == city_scores(want["conf"].reshape(12, 12), PROTO, len(frames))
+
+
+def test_a_state_unpickled_with_read_only_arrays_still_merges():
+    """Ray's object store hands back numpy arrays read-only (zero-copy); such a state must still merge."""
+    import pickle
+
+    from occbench.metrics.worldmap import WorldMapState
+
+    rng = np.random.default_rng(0)
+    poses = np.repeat(np.eye(4)[None], 2, axis=0)
+    poses[1, 0, 3] = 0.4
+    states = []
+    for i in range(2):
+        s = WorldMapState().expect(poses, [i])
+        gt = rng.integers(0, 20, (256, 256, 32), dtype=np.uint8)
+        s.add(gt, gt, poses[i])
+        states.append(s)
+    whole = pickle.loads(pickle.dumps(states[0]))
+    whole.merge(pickle.loads(pickle.dumps(states[1])))
+    frozen = [pickle.loads(pickle.dumps(s)) for s in states]
+    for s in frozen:
+        for k in ("conf", "psame", "pall", "scal"):
+            getattr(s, k).flags.writeable = False
+        s._recorded.slots.flags.writeable = False
+        s.__setstate__(dict(s.__dict__))
+    a, b = frozen
+    a.merge(b)
+    assert all(np.array_equal(a.reduce()[k], whole.reduce()[k]) for k in ("conf", "psame", "pall", "scal"))

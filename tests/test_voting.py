@@ -1,4 +1,5 @@
-"""Region-centric voting (OccFiner eqs. 7-12): reference registration, weights, windows, fast engine."""
+"""Region-centric voting (OccFiner eqs. 7-12): reference registration, weights, windows, the exact engine (labels
+identical to the reference on arbitrary poses) and the approximate lattice engine."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +8,13 @@ import numpy as np
 import pytest
 
 from baselines.voting import (
-    SensorWeights, VotingConfig, VotingConfigError, VotingEngine, camera_weights, frustum_mask, lidar_weights,
-    vote_frame_reference, window,
+    ENGINES, LatticeVotingEngine, SensorWeights, VotingConfig, VotingConfigError, VotingEngine, camera_weights,
+    decide_labels, frustum_mask, lidar_weights, make_engine, vote_frame_reference, window,
 )
-from baselines.voting import _kernels
+from baselines.voting import _exact_kernels, _lattice_kernels
+from baselines.voting.registration import affine, cells, pair_transform
 from baselines.voting.synthetic import SyntheticSequence
-from occbench.geometry import GRID_SHAPE
+from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE, voxel_indices
 from occbench.io.kitti import Calibration, read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
@@ -54,11 +56,21 @@ class Frames:
         return self.grids[i]
 
 
-BACKENDS = ["numba", "torch"] if _kernels.AVAILABLE else ["torch"]
+BACKENDS = ["numba", "torch"] if _lattice_kernels.AVAILABLE else ["torch"]
+EXACT_BACKENDS = ["numba", "torch"] if _exact_kernels.AVAILABLE else ["torch"]
 
 
-def _engine_all(frames, poses, calib, cfg, targets, backend="auto", **kw):
-    return dict(VotingEngine(frames, poses, calib, cfg, device="cpu", backend=backend, **kw).run(targets))
+def _engine_all(frames, poses, calib, cfg, targets, backend="auto", engine="exact", **kw):
+    cls = LatticeVotingEngine if engine == "lattice" else VotingEngine
+    return dict(cls(frames, poses, calib, cfg, device="cpu", backend=backend, **kw).run(targets))
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+    Rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    Rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    return Rz @ Ry @ Rx
 
 
 # ---------------------------------------------------------------------------- registration
@@ -83,8 +95,8 @@ def test_registration_known_pose_lands_voxel_exact():
     expected[tuple(tgt[inside].T)] = src[tuple(occ[inside].T)]
     assert inside.sum() > 50 and (~inside).sum() > 50  # both cases exercised
     np.testing.assert_array_equal(out, expected)
-    # the fast engine's world lattice is scan 0's: identical here
-    np.testing.assert_array_equal(_engine_all(frames, poses, None, cfg, [0])[0], expected)
+    for engine in ENGINES:  # exact: always; lattice: its world lattice is scan 0's, identical here
+        np.testing.assert_array_equal(dict(make_engine(engine, frames, poses, None, cfg, device="cpu").run([0]))[0], expected)
 
 
 # ---------------------------------------------------------------------------- weights
@@ -140,16 +152,17 @@ def test_weights_change_the_vote():
 
 
 # ---------------------------------------------------------------------------- windows and policies
+@pytest.mark.parametrize("engine", ["exact", "lattice"])
 @pytest.mark.parametrize("policy", ["vote", "occupancy", "ignore"])
 @pytest.mark.parametrize("kind", ["none", "camera", "lidar"])
-def test_window_of_identical_frames_is_unchanged(policy, kind):
+def test_window_of_identical_frames_is_unchanged(policy, kind, engine):
     rng = np.random.default_rng(1)
     g = _rand_grid(rng)
     T = _pose(33.0, (5.0, -2.0, 0.3))
     poses = np.stack([T] * 5)
     frames = Frames([g] * 5)
     cfg = VotingConfig(n=3, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=SMALL)
-    for t, out in _engine_all(frames, poses, _toy_calib(), cfg, [0, 2, 4]).items():
+    for t, out in _engine_all(frames, poses, _toy_calib(), cfg, [0, 2, 4], engine=engine).items():
         np.testing.assert_array_equal(out, g)
         np.testing.assert_array_equal(vote_frame_reference(t, frames, poses, _toy_calib(), cfg), g)
 
@@ -211,10 +224,101 @@ def test_config_validation():
                           VotingConfig(grid_shape=SMALL), device="cpu").run([2, 1]))
 
 
-# ---------------------------------------------------------------------------- fast == reference
+# ---------------------------------------------------------------------------- registration arithmetic
+def test_eq7_centres_map_the_identity_onto_itself_corners_do_not():
+    """Eq. 7 with voxel centres (ours): the identity transform puts every voxel back into its own cell. With eq. 7's
+    literal corners ``o + i dv`` and the floor rule, floating-point rounding (e.g. 0.2 * 3 / 0.2 = 2.9999999999999996)
+    moves 407,132 of the 2,097,152 voxels into a neighbouring cell (docs/baselines/voting.md)."""
+    idx = voxel_indices(GRID_SHAPE)
+    np.testing.assert_array_equal(cells(*affine(np.eye(4), GRID_SHAPE), idx), idx)
+    corners = ORIGIN + VOXEL_SIZE * idx.astype(np.float64)
+    moved = np.any(np.floor((corners - ORIGIN) / VOXEL_SIZE).astype(np.int64) != idx, axis=1)
+    assert int(moved.sum()) == 407_132
+
+
+def test_affine_is_the_centre_transform():
+    """``registration.affine`` is ``(T centre - ORIGIN) / 0.2`` in voxel units (to rounding: within 1e-9 of the
+    metric computation on arbitrary poses)."""
+    rng = np.random.default_rng(11)
+    idx = np.c_[rng.integers(0, 256, 5000), rng.integers(0, 256, 5000), rng.integers(0, 32, 5000)]
+    for _ in range(5):
+        T = np.eye(4)
+        T[:3, :3] = _rotation(*rng.uniform(-np.pi, np.pi, 3))
+        T[:3, 3] = rng.uniform(-30, 30, 3)
+        P, c = affine(T, GRID_SHAPE)
+        q = np.stack([P[d, idx[:, 0], idx[:, 1]] + c[d, idx[:, 2]] for d in range(3)], 1)
+        metric = ((ORIGIN + VOXEL_SIZE * (idx + 0.5)) @ T[:3, :3].T + T[:3, 3] - ORIGIN) / VOXEL_SIZE
+        assert np.abs(q - metric).max() < 1e-9
+
+
+# ---------------------------------------------------------------------------- exact engine == reference
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@pytest.mark.parametrize("kind", ["none", "camera", "lidar"])
+def test_exact_equals_reference_on_arbitrary_poses(kind, backend):
+    """Arbitrary rotations (any yaw, pitch and roll, some upside down, so a source column's height runs backwards in
+    the target) and sub-voxel translations: for every empty policy the exact engine's labels equal the reference's
+    label for label, at both sequence ends and in between, while the window slides; ``votes()`` equals the reference
+    vote tensor (column 0 = empty votes)."""
+    rng = np.random.default_rng({"none": 0, "camera": 1, "lidar": 2}[kind])
+    shape = (40, 36, 10)
+    N = 9
+    poses = np.stack([np.eye(4)] * N)
+    for i in range(N):
+        ang = rng.uniform(-np.pi, np.pi, 3) if i % 3 else rng.uniform(-0.3, 0.3, 3)
+        poses[i, :3, :3] = _rotation(*ang)
+        poses[i, :3, 3] = rng.uniform(-1.5, 1.5, 3) + [2.0, 0, 0]
+    frames = Frames([_rand_grid(rng, shape, 0.3) for _ in range(N)])
+    calib = _toy_calib()
+    for policy in ("vote", "occupancy", "ignore"):
+        cfg = VotingConfig(n=2, empty_policy=policy, weights=SensorWeights(kind=kind, max_range=4.0), grid_shape=shape)
+        eng = VotingEngine(frames, poses, calib, cfg, device="cpu", backend=backend)
+        for t in [0, 1, 4, 7, 8]:
+            ref, ref_votes = vote_frame_reference(t, frames, poses, calib, cfg, return_votes=True)
+            out = eng.vote(t)
+            assert (ref > 0).sum() > 100
+            np.testing.assert_array_equal(out, ref, err_msg=f"{policy} t={t}")
+            np.testing.assert_array_equal(eng.votes(t).numpy(), ref_votes.reshape(-1, cfg.num_classes))
+            for other in ("vote", "occupancy", "ignore") if cfg.empty_votes else ("ignore",):  # re-read, other rule
+                np.testing.assert_array_equal(eng.vote(t, empty_policy=other), decide_labels(ref_votes.reshape(-1, 20), other).reshape(shape))
+
+
+@pytest.mark.parametrize("engine", ["exact", "reference"])
+def test_exact_engines_request_each_scan_once_per_window_entry(engine):
+    """The exact engine reads a scan once while it stays in the window (ascending targets); the reference
+    engine behind the same interface re-reads the window per target but gives the same labels."""
+    rng = np.random.default_rng(5)
+    N = 12
+    poses = np.stack([_pose(7.0 * i, (0.13 * i, 0.05 * i, 0.0)) for i in range(N)])
+    frames = Frames([_rand_grid(rng, SMALL) for _ in range(N)])
+    cfg = VotingConfig(n=2, grid_shape=SMALL)
+    out = dict(make_engine(engine, frames, poses, None, cfg, device="cpu").run([0, 3, 4, 8, 11]))
+    for t, g in out.items():
+        np.testing.assert_array_equal(g, vote_frame_reference(t, Frames(frames.grids), poses, None, cfg))
+    if engine == "exact":
+        assert sorted(frames.calls) == sorted(set(frames.calls))  # no scan read twice
+        assert frames.calls == sorted(frames.calls)  # in ascending order (stage 1 streams them)
+
+
+def test_exact_engine_on_cuda_matches_cpu():
+    """The CUDA path (torch backend) evaluates the same float64 additions and floors as the numba kernels."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here; benchmarks/check_voting_cuda.py compares CUDA and CPU labels on mini")
+    rng = np.random.default_rng(9)
+    poses = np.stack([_pose(11.0 * i, (0.37 * i, -0.11 * i, 0.02 * i)) for i in range(8)])
+    frames = Frames([_rand_grid(rng, (64, 64, 16)) for _ in range(8)])
+    cfg = VotingConfig(n=3, grid_shape=(64, 64, 16), weights=SensorWeights(kind="lidar"))
+    a = dict(VotingEngine(frames, poses, None, cfg, device="cpu").run(range(8)))
+    b = dict(VotingEngine(frames, poses, None, cfg, device="cuda").run(range(8)))
+    for t in a:
+        np.testing.assert_array_equal(a[t], b[t])
+
+
+# ---------------------------------------------------------------------------- lattice engine (approximate)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("policy,kind", [("vote", "none"), ("occupancy", "camera"), ("ignore", "lidar"), ("vote", "camera")])
-def test_engine_equals_reference_on_lattice_aligned_poses(policy, kind, backend):
+def test_lattice_equals_reference_on_lattice_aligned_poses(policy, kind, backend):
     """Poses that map the lattice onto itself (whole-voxel shifts, 90 deg yaws): labels identical,
     including the sliding window (targets 2, 3, 5, 9 reuse and update the running map); the votes read
     by ``votes()`` (column 0 = empty, implicit in the engine) equal the reference's vote tensor."""
@@ -224,7 +328,7 @@ def test_engine_equals_reference_on_lattice_aligned_poses(policy, kind, backend)
                       for i in range(10)])
     frames = Frames([_rand_grid(rng, shape, 0.3) for _ in range(10)])
     cfg = VotingConfig(n=2, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=shape)
-    eng = VotingEngine(frames, poses, _toy_calib(), cfg, device="cpu", backend=backend)
+    eng = LatticeVotingEngine(frames, poses, _toy_calib(), cfg, device="cpu", backend=backend)
     for t in [2, 3, 5, 9]:
         out = eng.vote(t)
         ref, ref_votes = vote_frame_reference(t, frames, poses, _toy_calib(), cfg, return_votes=True)
@@ -233,7 +337,7 @@ def test_engine_equals_reference_on_lattice_aligned_poses(policy, kind, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_engine_long_slide_rebases_and_recycles(backend):
+def test_lattice_long_slide_rebases_and_recycles(backend):
     """A car driving 1 voxel per scan on a lattice-aligned path (with 90 deg turns), one target per scan:
     the dense map box is re-based many times (``lookahead=1``) and map rows are freed and reused; every
     target equals the reference, and once the window has passed only its own scans' rows are alive."""
@@ -244,7 +348,7 @@ def test_engine_long_slide_rebases_and_recycles(backend):
     grids = [_rand_grid(rng, shape, 0.25) for _ in range(N)]
     frames = Frames(grids)
     cfg = VotingConfig(n=3, empty_policy="occupancy", weights=SensorWeights(kind="lidar", max_range=3.0), grid_shape=shape)
-    eng = VotingEngine(frames, poses, None, cfg, device="cpu", backend=backend, lookahead=1)
+    eng = LatticeVotingEngine(frames, poses, None, cfg, device="cpu", backend=backend, lookahead=1)
     eng.min_rows = 64  # small row table: dropped rows are squeezed out many times
     boxes = set()
     for t in range(N):
@@ -257,7 +361,7 @@ def test_engine_long_slide_rebases_and_recycles(backend):
     assert sorted(frames.calls) == list(range(N))  # each scan read once
 
 
-def test_backends_agree_on_real_poses():
+def test_lattice_backends_agree_on_real_poses():
     """numba and torch evaluate the same float64 sums and floors: identical labels on rotated poses."""
     if len(BACKENDS) < 2:
         pytest.skip("numba not installed")
@@ -268,7 +372,7 @@ def test_backends_agree_on_real_poses():
     grids = [seq.noisy(i) for i in range(len(poses))]
     for policy, kind in (("vote", "camera"), ("ignore", "none")):
         cfg = VotingConfig(n=3, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=shape)
-        a = _engine_all(grids.__getitem__, poses, calib, cfg, [2, 6, 11], backend="numba")
-        b = _engine_all(grids.__getitem__, poses, calib, cfg, [2, 6, 11], backend="torch")
+        a = _engine_all(grids.__getitem__, poses, calib, cfg, [2, 6, 11], backend="numba", engine="lattice")
+        b = _engine_all(grids.__getitem__, poses, calib, cfg, [2, 6, 11], backend="torch", engine="lattice")
         for t in a:
             np.testing.assert_array_equal(a[t], b[t])

@@ -2,8 +2,8 @@
 
 * ``occfiner-stage1``: stage 1 alone — the multi-to-multi local propagation network
   (:func:`baselines.occfiner.infer.refine_sequence`) on the onboard predictions.
-* ``occfiner``: stage 1, then stage 2 — sensor-aware voting (:class:`baselines.voting.VotingEngine`, the
-  weights of ``occfiner-voting``) over the **stage-1 refined** grids of the scans ``t-n .. t+n`` of each
+* ``occfiner``: stage 1, then stage 2 — sensor-aware voting (the engine and weights of ``occfiner-voting``,
+  exact by default) over the **stage-1 refined** grids of the scans ``t-n .. t+n`` of each
   target ``t``. Every scan within ``n`` of a target is refined by stage 1 exactly once per job; the refined
   grids stream from stage 1 into the vote and are dropped once the window has moved past them (memory:
   about ``2n+1`` grids of 2 MB, plus stage 1's windows in flight).
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
-from baselines.voting import VotingEngine
 from baselines.occfiner.windows import WindowConfig
+from baselines.voting.options import RegistrationNote, voting_engine
 from occbench.errors import MissingDataError
 from occbench.methods import OffboardMethod, OnboardSequence
 
@@ -132,7 +132,7 @@ class OccFinerStage1Options:
 
 @dataclass(frozen=True)
 class OccFinerOptions(OccFinerVotingOptions):
-    """Stage-2 options of ``occfiner-voting`` (n, empty_policy, sensor, weights) plus stage 1's."""
+    """Stage-2 options of ``occfiner-voting`` (preset, n, empty_policy, engine, sensor, weights) plus stage 1's."""
 
     checkpoint: str = "auto"
     local: int | None = None
@@ -221,7 +221,7 @@ def needed_scans(targets: Seq[int], n: int, num_scans: int) -> list[int]:
     return sorted(out)
 
 
-class OccFiner(_Stage1Base):
+class OccFiner(RegistrationNote, _Stage1Base):
     name = "occfiner"
     worker_memory_gb = 5.5  # measured peak 5.08 GB, evaluate -j1 on tiny mini val (whole process)
     description = ("OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
@@ -235,7 +235,7 @@ class OccFiner(_Stage1Base):
         cfg = voting_config(self.options, sequence)
         cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans)))
         frames: Callable[[int], np.ndarray] = cache
-        engine = VotingEngine(frames, sequence.poses, sequence.calib, cfg, device=self.options.device)
+        engine = voting_engine(self.options, sequence, cfg, frames)
         for t in tg:
             cache.drop_below(max(0, t - cfg.n))
             yield t, engine.vote(t)

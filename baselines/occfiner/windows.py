@@ -94,7 +94,9 @@ class WindowDataset(Dataset):
     ``pred`` (T,256,256,32) uint8 onboard train ids; ``transforms`` (T,4,4) float32 scan -> pivot;
     ``gt`` (T,256,256,32) uint8 train ids with 255 for ignore/invalid and for scans without ground truth;
     ``frames`` (T,) int64; ``pivot`` int; ``sequence`` str; ``coords`` (T,256,256,32,3) float32 if ``with_coords``.
-    ``flip=True`` applies a random x/y flip (training augmentation, LMSCNet style) to pred and gt.
+    ``flip=True`` applies a random x/y flip (training augmentation, LMSCNet style) to pred and gt, conjugates the
+    transforms by the reflection (``flip_matrix``) and builds ``coords`` from the flipped transforms, so a voxel's
+    prediction, ground truth and coordinates move together.
     """
 
     def __init__(
@@ -164,8 +166,8 @@ class WindowDataset(Dataset):
                     out["gt"] = np.flip(out["gt"], axes)
                 M = flip_matrix([a - 1 for a in axes])
                 out["transforms"] = (M @ out["transforms"].astype(np.float64) @ M).astype(np.float32)
-        if self.with_coords:
-            out["coords"] = np.stack([relative_coordinates(m.astype(np.float64)) for m in tf])
+        if self.with_coords:  # from the returned (possibly flipped) transforms, so that they agree with pred and gt
+            out["coords"] = np.stack([relative_coordinates(m.astype(np.float64)) for m in out["transforms"]])
         res = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
         res["pivot"] = t
         res["sequence"] = name

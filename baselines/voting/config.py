@@ -31,8 +31,9 @@ class SensorWeights:
     ``box = (bx, by, bz)`` and ``z0`` the grid floor (-2 m): the default is the 25.6 m range crop.
     ``kind="lidar"`` (eq. 12): ``w_max - (w_max - w_min) * min(r / max_range, 1)`` with ``r`` the
     3-D distance of the voxel centre from the LiDAR origin.
-    Defaults are the paper's appendix D.2 values (``max_range``: not given there; 51.2 m, the
-    benchmark's range).
+    Defaults are the paper's appendix D.2 values (``max_range``: not given there; 51.2 m, the benchmark's
+    range, is the ``paper`` preset's value; the methods' ``occbench`` preset uses 25.6 m, selected on
+    occbench-mini train).
     """
 
     kind: SensorKind = "none"
@@ -71,10 +72,9 @@ class VotingConfig:
 
     * ``"vote"``: empty is a class like the others; label = argmax over all classes (eq. 9 read
       literally: every voxel of every source, empty ones included, is a point of P_cur).
-    * ``"occupancy"`` (default; chosen on occbench-mini val, docs/baselines/voting.md: at n = 10 and 25
-      the best IoU and mIoU at every range for every weight kind on both simulated onboard models;
-      at n = 25 +3.9 / +8.1 mIoU (51.2 m) over ``"vote"`` for voxformer-sim / sscnet-sim): geometry
-      first. A voxel is occupied iff the summed weight of occupied votes
+    * ``"occupancy"`` (default of the methods' ``occbench`` preset, selected on occbench-mini train; protocol
+      and numbers in docs/baselines/voting.md): geometry first. A voxel is occupied iff the summed weight of
+      occupied votes
       exceeds the empty votes (times ``empty_weight``); an occupied voxel takes the argmax over
       the occupied classes. Differs from ``"vote"`` when occupied votes are split between classes.
     * ``"ignore"``: only occupied voxels vote; a voxel is occupied iff it received any occupied
@@ -82,7 +82,8 @@ class VotingConfig:
 
     ``empty_weight`` scales the weight of empty votes (``"vote"``/``"occupancy"``).
     Ties go to the lowest train id (empty first). Weights are quantised to integer multiples of
-    ``weight_quantum`` so vote sums are exact and independent of summation order.
+    ``weight_quantum`` so vote sums are exact and independent of summation order (the reference and the exact
+    engine accumulate in different orders and agree bit for bit).
     """
 
     n: int = 25

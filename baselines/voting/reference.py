@@ -1,6 +1,9 @@
 """Reference vanilla / sensor-aware registration (eqs. 7-9, 11-12): one target at a time, per source voxel.
 
-Cost O(window x voxels) per target; meant for tests and as the definition the fast engine is held to.
+Cost O(window x voxels) per target; meant for tests and as the definition the engines are held to (the exact
+engine label for label; the lattice engine within a measured bound). The arithmetic of a voxel's destination
+cell is fixed in :mod:`baselines.voting.registration`; votes are integer multiples of the weight quantum, so their
+sums are exact and do not depend on the order of accumulation; ties go to the lowest train id (``decide_labels``).
 """
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from occbench.geometry import relative_transform, transform_points, voxel_centres, voxelize
 from occbench.io.kitti import Calibration
 
 from .config import VotingConfig, VotingConfigError
+from .registration import affine, cells, inside, pair_transform
 from .weights import decide_labels, weight_grids
 
 FrameSource = Callable[[int], np.ndarray]
@@ -48,9 +51,9 @@ def vote_frame_reference(
 
     Every voting voxel ``(i, j, k)`` of every source scan ``s`` in the window (all voxels when empty
     votes, occupied ones otherwise) is devoxelised to its centre (eq. 7), moved with
-    ``inv(T_target) @ T_s`` (eq. 8), voxelised with the floor rule and adds its integer weight to its
-    class (eq. 9); the decision rule is ``cfg.empty_policy``. With ``return_votes`` the (X, Y, Z, C)
-    int64 vote tensor is returned too.
+    ``inv(T_target) @ T_s`` (eq. 8), voxelised with the floor rule (arithmetic fixed in
+    :mod:`baselines.voting.registration`) and adds its integer weight to its class (eq. 9); the decision
+    rule is ``cfg.empty_policy``. With ``return_votes`` the (X, Y, Z, C) int64 vote tensor is returned too.
     """
     poses = np.asarray(poses_lidar, np.float64)
     shape = tuple(cfg.grid_shape)
@@ -74,10 +77,10 @@ def vote_frame_reference(
         idx = np.argwhere(mask)
         cls = grid[mask].astype(np.int64)
         w = np.where(cls > 0, w_occ[mask], w_emp[mask])
-        pts = transform_points(relative_transform(poses, s, target), voxel_centres(idx))
-        tidx, inside = voxelize(pts, shape)
-        keys.append(np.ravel_multi_index(tidx[inside].T, shape) * C + cls[inside])
-        wts.append(w[inside].astype(np.float64))
+        tidx = cells(*affine(pair_transform(poses, s, target), shape), idx)
+        ok = inside(tidx, shape)
+        keys.append(np.ravel_multi_index(tidx[ok].T, shape) * C + cls[ok])
+        wts.append(w[ok].astype(np.float64))
         if len(keys) == 8:
             flush()
     flush()

@@ -614,6 +614,17 @@ class WorldMapState:
         d["records"] = self.records.portable()
         return d
 
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        # a state that travelled through Ray's object store comes back with read-only arrays (zero-copy): the sums
+        # and the key set are written to when states merge, so they are made this state's own
+        for k in ("conf", "psame", "pall", "scal"):
+            if not d[k].flags.writeable:
+                d[k] = d[k].copy()
+        ks = d.get("_recorded")
+        if ks is not None and not ks.slots.flags.writeable:
+            ks.slots = ks.slots.copy()
+        self.__dict__.update(d)
+
     # -------------------------------------------------------------------- results
     @property
     def nbytes(self) -> int:

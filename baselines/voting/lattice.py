@@ -1,4 +1,6 @@
-"""Fast region-centric voting: a running world-frame vote map over a sliding window of scans.
+"""The lattice voting engine (``engine=lattice``): fast, and an APPROXIMATION of eqs. 7-9.
+
+A running world-frame vote map over a sliding window of scans.
 
 Each source scan is registered once into a vote map whose cells are the 0.2 m voxels of a fixed
 world lattice (the lattice of scan 0's grid, i.e. poses taken relative to ``poses[0]``). Moving from
@@ -44,50 +46,16 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from occbench.geometry import ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration
 
-from . import _kernels
+from . import _lattice_kernels as _kernels
 from .config import VotingConfig, VotingConfigError
+from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
+from .registration import affine as _affine
 from .weights import weight_grids
 
-_POLICY_CODE = {"vote": 0, "occupancy": 1, "ignore": 2}
 BACKENDS = ("auto", "numba", "torch")
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def decide_labels_torch(votes: torch.Tensor, empty_policy: str) -> torch.Tensor:
-    """Torch twin of :func:`baselines.voting.weights.decide_labels` (ties -> lowest id)."""
-    if empty_policy == "vote":
-        return torch.argmax(votes, dim=1).to(torch.uint8)
-    occ = votes[:, 1:]
-    label = torch.argmax(occ, dim=1).to(torch.uint8) + 1
-    total = occ.sum(dim=1)
-    occupied = total > votes[:, 0] if empty_policy == "occupancy" else total > 0
-    return torch.where(occupied, label, torch.zeros_like(label))
-
-
-def _affine(T: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(P (3, X, Y), c (3, Z))`` float64 with world cell of voxel ``(i, j, k)`` = ``floor(P[:, i, j] + c[:, k])``.
-
-    In voxel units the world position of the centre of ``idx`` is ``R idx + b`` with
-    ``b = R (origin / 0.2 + 0.5) + (t - origin) / 0.2``; ``P`` holds the ``i``, ``j`` terms and ``b``,
-    ``c`` the ``k`` term. Both backends add ``P`` and ``c`` in float64 and floor: the same cells.
-    """
-    R, t = T[:3, :3], T[:3, 3]
-    org = np.asarray(ORIGIN, np.float64)
-    b = R @ (org / VOXEL_SIZE + 0.5) + (t - org) / VOXEL_SIZE
-    X, Y, Z = shape
-    i = np.arange(X, dtype=np.float64)
-    j = np.arange(Y, dtype=np.float64)
-    k = np.arange(Z, dtype=np.float64)
-    P = (i[None, :, None] * R[:, 0, None, None] + b[:, None, None]) + j[None, None, :] * R[:, 1, None, None]
-    c = k[None, :] * R[:, 2, None]
-    return np.ascontiguousarray(P), np.ascontiguousarray(c)
 
 
 def _footprint(T: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +66,8 @@ def _footprint(T: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, 
     return np.floor(v.min(1)).astype(np.int64) - 1, np.floor(v.max(1)).astype(np.int64) + 1
 
 
-class VotingEngine:
-    """Sliding-window voting over one sequence.
+class LatticeVotingEngine:
+    """Sliding-window voting over one sequence in a world lattice (approximate: see the module docstring).
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
     ``N = len(poses_lidar)``); it is called once per scan per entry into the window.
@@ -107,6 +75,8 @@ class VotingEngine:
     ``lookahead``: when the map box is re-based it is sized for the scans up to ``lookahead`` beyond
     the window, so that it is re-based about every ``lookahead`` scans.
     """
+
+    exact = False
 
     def __init__(
         self,
@@ -121,17 +91,11 @@ class VotingEngine:
         poses = np.asarray(poses_lidar, np.float64)
         if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
             raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
-        if backend not in BACKENDS:
-            raise VotingConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.frames = frames
         self.cfg = cfg
         self.num_frames = len(poses)
         self.device = torch.device(device) if device is not None else default_device()
-        if backend == "auto":
-            backend = "numba" if self.device.type == "cpu" and _kernels.AVAILABLE else "torch"
-        if backend == "numba" and (self.device.type != "cpu" or not _kernels.AVAILABLE):
-            raise VotingConfigError("the numba backend needs numba and device='cpu'")
-        self.backend = backend
+        self.backend = resolve_backend(backend, self.device, _kernels.AVAILABLE)
         self.lookahead = max(0, int(lookahead))
         # world = LiDAR frame of scan 0 (keeps coordinates small and the lattice of scan 0)
         self._rel = np.linalg.inv(poses[0]) @ poses
@@ -364,10 +328,7 @@ class VotingEngine:
         """
         self._move(target)
         policy = self.cfg.empty_policy if empty_policy is None else empty_policy
-        if policy not in _POLICY_CODE:
-            raise VotingConfigError(f"empty_policy must be one of {tuple(_POLICY_CODE)}, got {policy!r}")
-        if policy != "ignore" and not self._has_cov:
-            raise VotingConfigError(f"empty_policy={policy!r} needs a map with empty votes (cfg.empty_votes)")
+        check_policy(policy, self._has_cov)
         if self.backend == "numba":
             P, c = _affine(self._rel[target], self._shape)
             out = np.empty(self._nvox, np.uint8)
