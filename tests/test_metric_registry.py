@@ -12,7 +12,7 @@ from occbench.cli import main
 from occbench.datasets import SemanticKITTI
 from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
 from occbench.metrics import PROTOCOLS, SSCMetric
-from occbench.metrics.registry import _LOCAL, StreamingMetric, available_metrics, load_metric, register_metric
+from occbench.metrics.registry import _REGISTRY, StreamingMetric, available_metrics, load_metric, register_metric
 from occbench.testing import make_semantickitti_tree
 
 
@@ -56,7 +56,7 @@ def test_update_frame_equals_update_with_the_frames_ground_truth(tree):
 
 
 def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):
-    monkeypatch.setitem(_LOCAL, "occupied-share", OccupiedShare)
+    monkeypatch.setitem(_REGISTRY.local, "occupied-share", OccupiedShare)
     spec = DatasetSpec("semantickitti", str(tree), "val", "noisy")
     res = evaluate(spec, MethodSpec("onboard"), workers=1, extras=("occupied-share",))
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]

@@ -14,14 +14,13 @@ computes them in one fused pass (the city map and consistency share one world ma
 """
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Any, Protocol as TypingProtocol, runtime_checkable
 
-from occbench.errors import UnknownNameError
+from occbench.entry_points import PluginRegistry
 
 GROUP = "occbench.metrics"
 BUILTIN = ("ssc", "city", "consistency")  # computed by evaluate's fused pass
-_LOCAL: dict[str, type] = {}
+_REGISTRY = PluginRegistry(GROUP, "metric", BUILTIN)
 
 
 @runtime_checkable
@@ -37,26 +36,15 @@ class StreamingMetric(TypingProtocol):
 
 def register_metric(name: str, cls: type) -> type:
     """Register a metric class in this process (tests, notebooks). Packages use entry points instead."""
-    _LOCAL[name] = cls
-    return cls
-
-
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return _REGISTRY.register(name, cls)
 
 
 def available_metrics() -> list[str]:
-    return sorted(set(_entry_points()) | set(_LOCAL) | set(BUILTIN))
+    return _REGISTRY.names()
 
 
 def metric_class(name: str) -> type:
-    if name in _LOCAL:
-        return _LOCAL[name]
-    eps = _entry_points()
-    if name not in eps:
-        raise UnknownNameError("metric", name, available_metrics(),
-                               f"third-party metrics register under the '{GROUP}' entry-point group")
-    return eps[name].load()
+    return _REGISTRY.load(name)
 
 
 def load_metric(name: str, protocol: Any) -> Any:
