@@ -33,7 +33,6 @@ NPY_LABEL_SUFFIX = "_1_1.npy"
 class VoxelLayout:
     """How a dataset stores a frame's voxel files."""
 
-    label_map: str = "semantickitti"
     invalid_packed: bool = True  # SemanticKITTI: bit-packed; SSCBench-KITTI360: one byte per voxel
     clear_invalid_where_labelled: bool = False  # SSCBench-KITTI360 preprocessing: INVALID[LABEL != 0] = 0
     has_occluded: bool = True
