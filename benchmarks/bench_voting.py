@@ -20,6 +20,7 @@ the engines, ``2n+1`` per target for the reference) are added on top.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
