@@ -24,7 +24,7 @@ single process's peak RSS (``ru_maxrss`` of the waited-for children, what ``/usr
         [--density real dense] [--runs 3] [--json out.json]
 
 ``--poses-dir`` holds ``poses.txt`` and ``calib.txt`` of sequence 08; default ``$OCCBENCH_KITTI_SEQ08``, else
-``tests/data/kitti/08``.
+``tests/data/kitti-odometry/sequences/08``.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def default_poses_dir() -> Path | None:
     env = os.environ.get("OCCBENCH_KITTI_SEQ08")
     if env:
         return Path(env)
-    p = REPO / "tests" / "data" / "kitti" / "08"
+    p = REPO / "tests" / "data" / "kitti-odometry" / "sequences" / "08"
     return p if (p / "poses.txt").is_file() else None
 
 
