@@ -8,6 +8,7 @@ import numpy as np
 
 from baselines.voting import SensorWeights, VotingConfig
 from baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
+from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 
@@ -27,5 +28,13 @@ class AverageFusion(RegistrationNote, OffboardMethod):
         return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),  # type: ignore[arg-type]
                             num_classes=sequence.label_map.num_classes)
 
+    def engine(self, sequence: OnboardSequence):
+        """The voting engine the options name over ``sequence``."""
+        return voting_engine(self.options, sequence, self.voting_config(sequence))
+
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        yield from voting_engine(self.options, sequence, self.voting_config(sequence)).run(sorted(targets))
+        yield from self.engine(sequence).run(sorted(targets))
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
+        yield from engine_top2(self.engine(sequence), targets)

@@ -8,6 +8,7 @@ import numpy as np
 
 from baselines.voting import SensorWeights, VotingConfig
 from baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
+from baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 _PAPER = SensorWeights()  # appendix D.2
@@ -51,5 +52,13 @@ class OccFinerVoting(RegistrationNote, OffboardMethod):
     description = "OccFiner stage 2: region-centric registration of 2n+1 scans with sensor-aware (frustum/box or range) weights."
     Options = OccFinerVotingOptions
 
+    def engine(self, sequence: OnboardSequence):
+        """The voting engine the options name over ``sequence``."""
+        return voting_engine(self.options, sequence, voting_config(self.options, sequence))
+
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        yield from voting_engine(self.options, sequence, voting_config(self.options, sequence)).run(sorted(targets))
+        yield from self.engine(sequence).run(sorted(targets))
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
+        yield from engine_top2(self.engine(sequence), targets)

@@ -98,7 +98,7 @@ def main() -> None:
                          "written by `occbench refine --targets all`)")
     a = ap.parse_args()
     if a.root is None:
-        from occbench.datasets.mini import default_mini_root
+        from occbench.synth.cache import default_mini_root
 
         a.root = default_mini_root()
     torch.set_num_threads(1)

@@ -40,7 +40,7 @@ STEP = 5
 def mini_root(root: str | Path | None = None) -> Path | None:
     if root is not None:
         return Path(root)
-    from occbench.datasets.mini import default_mini_root
+    from occbench.synth.cache import default_mini_root
 
     r = default_mini_root()
     return r if (r / "mini.json").is_file() else None

@@ -47,7 +47,7 @@ def cached(read):
 
 
 def load(root: str | None, num: int):
-    from occbench.datasets.mini import default_mini_root
+    from occbench.synth.cache import default_mini_root
 
     r = Path(root) if root else Path(os.environ["OCCBENCH_MINI"]) if os.environ.get("OCCBENCH_MINI") else default_mini_root()
     if (r / "mini.json").is_file():

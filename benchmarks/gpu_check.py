@@ -315,7 +315,7 @@ class GpuCheck:
         """name -> (CPU model fp32 in eval mode, description, window config)."""
         from baselines.occfiner.method import load_checkpoint, shipped_checkpoint
         from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-        from occbench.datasets.windows import WindowConfig
+        from baselines.occfiner.windows import WindowConfig
 
         path = shipped_checkpoint(MODEL)
         small, extra = load_checkpoint(path, torch.device("cpu"))
@@ -327,7 +327,7 @@ class GpuCheck:
                 "paper": (paper, "paper configuration, random initialisation (seed 0)", wcfg)}
 
     def window(self, pivot: int, wcfg) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        from occbench.datasets.windows import window_indices
+        from baselines.occfiner.windows import window_indices
 
         idx = window_indices(pivot, self.n_scans, wcfg)
         pred = torch.from_numpy(np.stack([self.frames[i] for i in idx]))[None]
@@ -479,7 +479,7 @@ class GpuCheck:
         from baselines.occfiner.losses import SSCLoss
         from baselines.occfiner.model import class_weights_tensor
         from baselines.occfiner.train import amp_settings
-        from occbench.datasets.windows import WindowDataset
+        from baselines.occfiner.windows import WindowDataset
 
         use_amp, amp_dtype, use_scaler = amp_settings(self.dev, True)
         for name, (cpu_model, _, wcfg) in self.nets.items():

@@ -51,6 +51,9 @@ Exit codes:
 """
 
 
+# the names of occbench.datasets.DATASETS (kept here so that start-up imports no loader; a test keeps them equal)
+DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
+
 # --root of every command that opens a dataset
 ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
              "$OCCBENCH_DATA/mini-v<generator version>, generated there on first use; `occbench synth --output DIR` "
@@ -73,7 +76,7 @@ def _default_workers(method: str | None = None, requested: int | None = None, ex
 
 def _dataset_options(f):
     f = click.option("--dataset", "dataset", default="mini", show_default=True,
-                     type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]), help="Which dataset.")(f)
+                     type=click.Choice(DATASET_NAMES), help="Which dataset.")(f)
     f = click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)(f)
     f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
     f = click.option("--onboard", default=None, help="Onboard model whose predictions are refined (mini: voxformer-sim).")(f)
@@ -107,7 +110,9 @@ def _dspec(dataset, root, split, onboard, predictions_root, sequences):
     if sequences:
         kw["sequences"] = list(sequences)
     if dataset == "mini" and onboard is None:
-        onboard = "voxformer-sim"
+        from occbench.datasets.mini import DEFAULT_ONBOARD
+
+        onboard = DEFAULT_ONBOARD
     return DatasetSpec(dataset, None if root is None else str(root), split, onboard, kw)
 
 
@@ -149,6 +154,26 @@ def main() -> None:
     """occbench: datasets, metrics, baselines and leaderboards for offboard 3D semantic scene completion."""
 
 
+def _metric_extras(names: tuple[str, ...], city: bool | None, consistency: bool | None) -> tuple[str, ...]:
+    """The metrics evaluate computes besides ssc: the ``--metric`` names (default city and consistency), with
+    ``--city``/``--consistency`` adding and ``--no-city``/``--no-consistency`` removing theirs."""
+    from occbench.metrics.registry import BUILTIN, metric_class
+
+    chosen = dict.fromkeys(names or ("city", "consistency"))
+    for n in chosen:
+        if n not in BUILTIN:
+            try:
+                metric_class(n)
+            except UnknownNameError as e:
+                raise click.BadParameter(str(e), param_hint="'--metric'") from None
+    for n, on in (("city", city), ("consistency", consistency)):
+        if on is True:
+            chosen[n] = None
+        elif on is False:
+            chosen.pop(n, None)
+    return tuple(n for n in chosen if n != "ssc")
+
+
 @main.command()
 @_dataset_options
 @click.option("--method", default=None, help="Registered offboard method (see `occbench methods`).")
@@ -172,14 +197,17 @@ def main() -> None:
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray; default: start a local Ray instance).")
-@click.option("--city/--no-city", default=True, show_default=True, help="City-level static-class map metric.")
-@click.option("--consistency/--no-consistency", default=True, show_default=True, help="Temporal consistency metric.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              help="A metric to compute (repeatable): ssc (always computed), city, consistency, or one registered under "
+                   "the occbench.metrics entry points. Default: ssc, city and consistency.")
+@click.option("--city/--no-city", default=None, help="Add or leave out the city-level static-class map metric (default: on).")
+@click.option("--consistency/--no-consistency", default=None, help="Add or leave out the temporal consistency metric (default: on).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
-             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address, city,
-             consistency, max_frames, quiet):
+             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
+             metric_names, city, consistency, max_frames, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
     The results JSON is always written (see --output); its path is printed at the end.
@@ -208,8 +236,8 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     except OSError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
     workers = _default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
+    extras = _metric_extras(metric_names, city, consistency)
     try:
-        extras = tuple(x for x, on in (("city", city), ("consistency", consistency)) if on)
         command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         from occbench.datasets.check import dataset_warnings
 
@@ -233,17 +261,19 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
                 kw["predictions_format"] = fmt
             sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
             try:
-                results = run_evaluate(sub, None, workers, None, extras, command, executor, address, fingerprint_content,
-                                       max_frames, validate=True)
+                results = run_evaluate(sub, None, workers=workers, extras=extras, command=command, executor=executor,
+                                       address=address, fingerprint_content=fingerprint_content, max_frames=max_frames,
+                                       validate=True)
             except InvalidSubmission as e:
                 click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             if not quiet:
                 click.echo(rep.summary(), err=True)
         else:
-            results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers,
-                                   (str(save_predictions), compressed) if save_predictions else None, extras, command,
-                                   executor, address, fingerprint_content, max_frames)
+            results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers=workers,
+                                   save=(str(save_predictions), compressed) if save_predictions else None, extras=extras,
+                                   command=command, executor=executor, address=address,
+                                   fingerprint_content=fingerprint_content, max_frames=max_frames)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         _fail(e)
     report = full_report(results)

@@ -24,6 +24,7 @@ from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
 from occbench.errors import FormatError, OccbenchError
 from occbench.executors import run_jobs, runs_inline
+from occbench.geometry import GRID_SHAPE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
@@ -106,7 +107,8 @@ def run_job(
 
     ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
     ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
-    present are read back instead of recomputed (resume). With ``extras`` (``city``, ``consistency``) one world
+    present are read back instead of recomputed (resume). Other ``extras`` than ``city`` and ``consistency`` are
+    metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With ``city`` or ``consistency`` one world
     map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
     every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
     records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
@@ -114,12 +116,14 @@ def run_job(
     hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
     from occbench.metrics import PROTOCOLS, SSCMetric
+    from occbench.metrics.registry import BUILTIN, load_metric
     from occbench.metrics.worldmap import WorldMapState
 
     ds = dspec.open()
     seq = ds[job.sequence]
     proto = PROTOCOLS[ds.protocol]
     ssc = SSCMetric(proto)
+    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in BUILTIN}
     maps = None
     if {"city", "consistency"} & set(extras):
         scored = list(seq.labelled_frames)
@@ -129,7 +133,7 @@ def run_job(
     done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
     todo = [t for t in job.targets if t not in set(done)] if done else list(job.targets)
     wanted = set(todo)
-    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": []}
+    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": [], "metrics": others}
     if maps is not None:
         out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
 
@@ -139,10 +143,12 @@ def run_job(
         ssc.update(pred, gt)  # raises on an invalid prediction at an evaluated voxel, before the map sees it
         if maps is not None:
             maps.add(pred if pred.dtype == np.uint8 else pred.astype(np.uint8), gt, seq.poses[t])
+        for m in others.values():
+            m.update_frame(pred, f)
         if on_frame is not None:
             on_frame()
 
-    if mspec is None and store is None and _scores_from_files(seq, proto):
+    if mspec is None and store is None and not others and _scores_from_files(seq, proto):
         # submitted predictions: score straight from the files (one compiled pass per frame and metric)
         files = _frame_files(seq, todo[0]) if todo else []
         for i, t in enumerate(todo):
@@ -172,8 +178,8 @@ def run_job(
                                     f"which was not asked for or was returned twice")
             seen.add(t)
             pred = np.asarray(pred)
-            if pred.shape != (256, 256, 32):
-                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected (256, 256, 32)")
+            if pred.shape != GRID_SHAPE:
+                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}")
             if store is not None:
                 store.write(seq.name, t, seq.label_map.to_raw(pred))
             consume(t, pred)
@@ -200,10 +206,9 @@ def _scores_from_files(seq: Any, proto: Any) -> bool:
 
 def _frame_files(seq: Any, t: int) -> list[Path]:
     """The files scoring scan ``t`` reads: ground truth ``.label`` and ``.invalid``, and the prediction."""
-    name = f"{t:06d}"
-    files = [seq.gt_voxel_dir / f"{name}.label", seq.gt_voxel_dir / f"{name}.invalid"]
-    path = seq.onboard_store.find(seq.name, t)
-    return files + ([path] if path is not None else [])
+    f = seq.frame(t)
+    path = f.prediction_file()
+    return f.ground_truth_files() + ([path] if path is not None else [])
 
 
 def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
@@ -215,7 +220,7 @@ def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterab
         if problems is None:
             yield t, seq.prediction(t)
             continue
-        path = seq.onboard_store.find(seq.name, t)
+        path = seq.frame(t).prediction_file()
         try:
             raw = seq.onboard_store.read(seq.name, t)
         except FormatError as e:
@@ -267,6 +272,7 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
 def evaluate(
     dspec: DatasetSpec,
     mspec: MethodSpec | None,
+    *,
     workers: int = 1,
     save: tuple[str, bool] | None = None,
     extras: tuple[str, ...] = ("city", "consistency"),
@@ -326,6 +332,11 @@ def evaluate(
         metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
         if {"city", "consistency"} & set(extras):
             metrics.update(_map_metrics(states, proto, extras))
+        for name in states[0]["metrics"] if states else ():
+            merged = states[0]["metrics"][name]
+            for s in states[1:]:
+                merged.merge(s["metrics"][name])
+            metrics[name] = merged.compute()
     method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,

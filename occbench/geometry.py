@@ -1,6 +1,6 @@
 """The SSC voxel grid and the pose algebra used everywhere.
 
-Grid (SemanticKITTI v1.1 / VoxFormer / MonoScene): 256 x 256 x 32 voxels of 0.2 m in the LiDAR frame
+Grid (:data:`occbench.grid.KITTI`; SemanticKITTI v1.1 / VoxFormer / MonoScene): 256 x 256 x 32 voxels of 0.2 m in the LiDAR frame
 of the scan; origin ``(0, -25.6, -2.0)``; voxel ``(i, j, k)`` covers
 ``x in [0.2 i, 0.2 i + 0.2)``, ``y in [-25.6 + 0.2 j, ...)``, ``z in [-2 + 0.2 k, ...)``.
 x forward, y left, z up. Centres are ``origin + 0.2 (idx + 0.5)``.
@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-GRID_SHAPE: tuple[int, int, int] = (256, 256, 32)
-VOXEL_SIZE: float = 0.2
-ORIGIN: np.ndarray = np.array([0.0, -25.6, -2.0])
+from occbench.grid import KITTI
+
+GRID_SHAPE: tuple[int, int, int] = KITTI.shape
+VOXEL_SIZE: float = KITTI.voxel_size
+ORIGIN: np.ndarray = np.array(KITTI.origin)
 ORIGIN.flags.writeable = False
 
 # Range crops of the VoxFormer/OccFiner protocol, as index slices [x, y] (all z).
-RANGE_SLICES: dict[float, tuple[slice, slice]] = {
-    12.8: (slice(0, 64), slice(96, 160)),
-    25.6: (slice(0, 128), slice(64, 192)),
-    51.2: (slice(0, 256), slice(0, 256)),
-}
-
-
-def voxel_indices(shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
-    """(N, 3) int64 indices of every voxel in C order."""
-    return np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
+RANGE_SLICES: dict[float, tuple[slice, slice]] = {r: KITTI.range_slices(r) for r in KITTI.ranges}
 
 
 def voxel_centres(idx: np.ndarray, origin: np.ndarray = ORIGIN, size: float = VOXEL_SIZE) -> np.ndarray:
@@ -59,12 +52,3 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 def relative_transform(poses: np.ndarray, src: int, dst: int) -> np.ndarray:
     """4x4 transform taking points of frame ``src`` into frame ``dst``: ``inv(T_dst) @ T_src``."""
     return np.linalg.inv(poses[dst]) @ poses[src]
-
-
-def relative_coordinates(T_src_to_dst: np.ndarray, shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
-    """Eq. 1 of OccFiner: every voxel centre of frame i expressed in the target frame's LiDAR coordinates.
-
-    Returns (X, Y, Z, 3) float32 metres.
-    """
-    c = grid_centres(shape).reshape(-1, 3)
-    return transform_points(T_src_to_dst, c).reshape(*shape, 3).astype(np.float32)

@@ -109,7 +109,7 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
     """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
     base = next((d for _, d in rows if d["header"]["method"]["name"] == "onboard"), None)
-    base_miou = base["metrics"]["ssc"]["51.2"].get("miou") if base else None
+    base_miou = base["metrics"]["ssc"][RANGES[-1]].get("miou") if base else None
     lines = [f"### Onboard model: `{onboard}`", ""]
     table = []
     for p, d in rows:
@@ -117,14 +117,14 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
         same_data = data is None or base is None or data[id(d)] == data[id(base)]
         table.append([f"[{_name(d)}]({rel / p.name})"]
                      + [_pct(m[r].get("iou")) for r in RANGES] + [_pct(m[r].get("miou")) for r in RANGES]
-                     + [_gain(m["51.2"].get("miou"), base_miou) if same_data else "–"]
+                     + [_gain(m[RANGES[-1]].get("miou"), base_miou) if same_data else "–"]
                      + ([data[id(d)]] if data is not None else []))
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
-                          + ["rel. mIoU gain (51.2 m)"] + (["data"] if data is not None else []),
+                          + [f"rel. mIoU gain ({RANGES[-1]} m)"] + (["data"] if data is not None else []),
                           tablefmt="github", disable_numparse=True))
-    lines += ["", "Per-class IoU at 51.2 m:", ""]
-    names = [n for n in rows[0][1]["metrics"]["ssc"]["51.2"].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
-    ct = [[_name(d)] + [_pct(d["metrics"]["ssc"]["51.2"].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]
+    lines += ["", f"Per-class IoU at {RANGES[-1]} m:", ""]
+    names = [n for n in rows[0][1]["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
+    ct = [[_name(d)] + [_pct(d["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]
     lines.append(tabulate(ct, headers=["method"] + [md_text(n) for n in names], tablefmt="github", disable_numparse=True))
     city_rows = [(p, d) for p, d in rows if d["metrics"].get("city_map")]
     if city_rows:

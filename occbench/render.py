@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from occbench.labels import IGNORE, LabelMap
+from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
 
 EMPTY_RGB = (255, 255, 255)
 UNKNOWN_RGB = (200, 200, 200)
@@ -111,18 +112,6 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -
     a2.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def decode_world_keys(keys: np.ndarray) -> np.ndarray:
-    """(N, 3) int64 world voxel indices of the keys returned by ``CityMapMetric.maps()``."""
-    from occbench.metrics.citymap import _AXIS_BITS, _OFFSETS
-
-    k = np.asarray(keys, np.uint64)
-    bz, by, _ = _AXIS_BITS[2], _AXIS_BITS[1], _AXIS_BITS[0]
-    z = (k & np.uint64((1 << bz) - 1)).astype(np.int64) - _OFFSETS[2]
-    y = ((k >> np.uint64(bz)) & np.uint64((1 << by) - 1)).astype(np.int64) - _OFFSETS[1]
-    x = (k >> np.uint64(bz + by)).astype(np.int64) - _OFFSETS[0]
-    return np.stack([x, y, z], axis=1)
 
 
 def city_map_images(metric: Any, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from occbench.cli import ROOT_HELP
+from occbench.cli import DATASET_NAMES, ROOT_HELP
 
 
 @click.group()
@@ -16,7 +16,7 @@ def render() -> None:
 
 
 @render.command("frame")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
 @click.option("--onboard", default=None)
@@ -31,7 +31,9 @@ def render_frame(dataset, root, split, onboard, sequence, scan, methods, output)
     from occbench.render import bev_image, error_image, panel
 
     if dataset == "mini" and onboard is None:
-        onboard = "voxformer-sim"
+        from occbench.datasets.mini import DEFAULT_ONBOARD
+
+        onboard = DEFAULT_ONBOARD
     try:
         ds = open_dataset(dataset, root, split=split, onboard=onboard)
         seq = ds[sequence] if sequence else ds.sequences[0]
@@ -72,7 +74,7 @@ def render_distance(results, output):
 
 
 @render.command("citymap")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti", "sscbench-kitti360"]))
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
 @click.option("--onboard", default=None)
@@ -88,7 +90,9 @@ def render_citymap(dataset, root, split, onboard, sequence, method, output):
     from occbench.render import city_map_images, panel
 
     if dataset == "mini" and onboard is None:
-        onboard = "voxformer-sim"
+        from occbench.datasets.mini import DEFAULT_ONBOARD
+
+        onboard = DEFAULT_ONBOARD
     try:
         ds = open_dataset(dataset, root, split=split, onboard=onboard)
         seq = ds[sequence] if sequence else ds.sequences[0]

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from occbench.grid import KITTI
 from occbench.errors import FormatError
 from occbench.io.files import read_json_document
 
@@ -21,7 +22,7 @@ SCHEMA = "occbench.results"
 KNOWN_SCHEMA_VERSIONS = (1,)
 DATASETS = ("occbench-mini", "semantickitti", "sscbench-kitti360")
 SPLITS = ("train", "val", "test")
-RANGES = ("12.8", "25.6", "51.2")
+RANGES = KITTI.range_keys  # the range keys of every protocol occbench ships (KITTI grid)
 TC_FRACTIONS = ("pair_agreement", "modal_agreement", "all_agree")
 TC_COUNTS = ("n_static_voxels", "n_observations")
 PROTOCOL_SHOWN = ("id", "version", "epsilon", "units", "averaging", "ignore_policy")

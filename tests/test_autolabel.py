@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from baselines.voting.top2 import engine_top2
 from occbench.autolabel import storage
 from occbench.autolabel.model import StudentConfig, StudentNet, soft_top2_loss
 from occbench.autolabel.protocol import PRESETS, ProtocolConfig, SourceSpec, preset
-from occbench.autolabel.sources import generate_pseudo_labels, select_evenly, voting_top2
+from occbench.autolabel.sources import generate_pseudo_labels, scores_function, select_evenly
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore
 from occbench.autolabel.train import SampleReader, TrainItem, epoch_plan, train_student
 from occbench.errors import FormatError
@@ -130,7 +131,7 @@ def test_select_evenly_and_epoch_plan():
     assert all(0 <= ox <= 192 and 0 <= oy <= 192 for *_, ox, oy in p0)
 
 
-def test_voting_top2_math(monkeypatch):
+def test_voting_top2_math():
     """Top-2 of a voting source: its decision, the best other class, vote shares (engine faked)."""
     votes = torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 2.0]])
 
@@ -141,13 +142,33 @@ def test_voting_top2_math(monkeypatch):
         def votes(self, t):
             return votes
 
-    import occbench.autolabel.sources as src
-
-    monkeypatch.setattr(src, "_voting_engine", lambda m, s: Engine())
-    (t, l1, l2, p1, p2), = list(voting_top2(None, None, [4]))  # type: ignore[arg-type]
+    (t, l1, l2, p1, p2), = list(engine_top2(Engine(), [4]))
     assert t == 4 and l1.tolist() == [0, 0, 2] and l2.tolist() == [1, 0, 0]
     np.testing.assert_allclose(p1, [0.75, 1.0, 0.5])
     np.testing.assert_allclose(p2, [0.25, 0.0, 0.25])
+
+
+def test_scores_come_from_the_refine_top2_hook_only():
+    """The voting methods give scores through their own ``refine_top2``; autolabel knows no method class."""
+    from occbench.methods import OffboardMethod, load_method
+
+    class Plain(OffboardMethod):
+        name = "plain"
+
+        def refine(self, sequence, targets):
+            yield from ()
+
+    class Scored(Plain):
+        def refine_top2(self, sequence, targets):
+            yield from ()
+
+    assert scores_function(Plain()) is None
+    s = Scored()
+    assert scores_function(s) == s.refine_top2
+    for name in ("average-fusion", "occfiner-voting"):
+        m = load_method(name)
+        assert scores_function(m) == m.refine_top2
+    assert scores_function(load_method("onboard")) is None
 
 
 # ---------------------------------------------------------------- sources

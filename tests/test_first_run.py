@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 import occbench.synth
 from occbench.cli import main
-from occbench.datasets.mini import default_data_dir, default_mini_root, ensure_mini
+from occbench.datasets.mini import default_data_dir
+from occbench.synth.cache import default_mini_root, ensure_mini
 from occbench.errors import MissingDataError, OccbenchError
 from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
 from occbench.synth.config import GENERATOR_VERSION, default_mini_config
@@ -82,7 +83,7 @@ def test_explicit_generation_only_into_an_empty_folder(tmp_path, no_generation):
 
 
 def test_generation_estimate_scales_with_scans():
-    from occbench.datasets.mini import generation_estimate
+    from occbench.synth.cache import generation_estimate
 
     assert generation_estimate(default_mini_config()).startswith("1,000 scans, about 1.3 GB")
 
@@ -146,3 +147,12 @@ def test_results_are_written_before_the_tables_are_printed(tree, tmp_path, monke
     assert r.exit_code == 0, r.output
     tables = [written for message, written in printed if "mIoU" in message]
     assert tables and all(tables)
+
+
+def test_datasets_ensure_mini_is_a_deprecated_alias_of_the_generators():
+    import occbench.datasets as datasets
+    from occbench.synth import ensure_mini as generators
+
+    with pytest.warns(DeprecationWarning, match="occbench.synth.ensure_mini"):
+        alias = datasets.ensure_mini
+    assert alias is generators is ensure_mini

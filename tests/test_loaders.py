@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
+from baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.datasets import SemanticKITTI, SSCBenchKITTI360, open_dataset
-from occbench.datasets.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import write_invalid_kitti360, write_label
 from occbench.labels import load_label_map
@@ -40,6 +40,14 @@ def test_tree_loads(tree):
     assert f.input_occupancy().shape == (256, 256, 32)
     # poses: LiDAR frames of a car driving +1 m per scan along x
     assert np.allclose(seq.relative_transform(5, 0)[:3, 3], [5, 0, 0], atol=1e-6)
+
+
+def test_a_frame_names_the_files_it_reads(tree):
+    f = SemanticKITTI(tree, split="val", onboard="noisy")["08"].frame(5)
+    gt_dir = tree / "sequences" / "08" / "voxels"
+    assert f.ground_truth_files() == [gt_dir / "000005.label", gt_dir / "000005.invalid"]
+    assert f.prediction_file() == tree / "predictions" / "noisy" / "sequences" / "08" / "predictions" / "000005.label.gz"
+    assert SemanticKITTI(tree, split="val", onboard=None)["08"].frame(5).prediction_file() is None
 
 
 def test_opening_reads_no_voxel_file(tree, monkeypatch):
@@ -124,7 +132,7 @@ def test_flip_keeps_geometry_consistent():
 def test_window_flip_moves_coordinates_with_predictions_and_transforms(tree):
     """``flip=True`` with ``with_coords=True``: the coordinate volumes are those of the returned (flipped) transforms,
     and equal the unflipped volumes reflected and flipped along the same axes as the predictions."""
-    from occbench.geometry import relative_coordinates
+    from baselines.occfiner.windows import relative_coordinates
 
     ds = SemanticKITTI(tree, split="val", onboard="noisy")
     cfg = WindowConfig(local=2, reference=0)

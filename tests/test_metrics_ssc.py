@@ -8,13 +8,18 @@ import pytest
 from sklearn.metrics import confusion_matrix, jaccard_score
 
 from occbench.errors import FormatError
-from occbench.geometry import RANGE_SLICES
+from occbench.geometry import RANGE_SLICES as GEOMETRY_SLICES
+from occbench.grid import KITTI
 from occbench.labels import load_label_map
 from occbench.metrics import PROTOCOLS, SSCMetric, results_json
-from occbench.metrics.ssc import range_box
 
 C = 20
 SHAPE = (256, 256, 32)
+
+
+# VoxFormer's range crops (semantic_kitti_dataset_stage2.py get_gt_info), as index slices [x, y], all z
+RANGE_SLICES = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)),
+                51.2: (slice(0, 256), slice(0, 256))}
 
 
 def tiny_example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,10 +66,9 @@ def test_hand_computed_tiny_grid():
     assert conf[0, 0] == 64 * 64 * 32 - 2 - 5
 
 
-def test_range_boxes_match_geometry_slices():
-    for r, (sx, sy) in RANGE_SLICES.items():
-        nx, hy = range_box(r)
-        assert (0, nx) == (sx.start, sx.stop) and (128 - hy, 128 + hy) == (sy.start, sy.stop)
+def test_range_crops_of_the_kitti_grid_are_voxformers():
+    assert {r: KITTI.range_slices(r) for r in KITTI.ranges} == RANGE_SLICES == GEOMETRY_SLICES
+    assert KITTI.range_keys == ("12.8", "25.6", "51.2")
 
 
 def random_frame(rng: np.random.Generator, C: int = C, p_ignore: float = 0.15, p_inv: float = 0.2):

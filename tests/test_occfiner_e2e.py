@@ -10,7 +10,7 @@ import torch
 from baselines.occfiner.infer import refine_sequence
 from baselines.occfiner.train import TrainConfig, load_model, run_training
 from occbench.datasets.semantickitti import SemanticKITTI
-from occbench.datasets.windows import WindowConfig
+from baselines.occfiner.windows import WindowConfig
 from occbench.testing import make_semantickitti_tree
 
 torch.set_num_threads(1)

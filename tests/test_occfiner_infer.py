@@ -7,7 +7,7 @@ import torch
 
 from baselines.occfiner.infer import plan_windows, refine_sequence
 from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-from occbench.datasets.windows import WindowConfig, window_indices
+from baselines.occfiner.windows import WindowConfig, window_indices
 
 torch.set_num_threads(1)
 N = 11

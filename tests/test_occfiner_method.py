@@ -14,7 +14,7 @@ from baselines.occfiner.method import (OccFiner, OccFinerStage1, _StreamCache, n
                                        shipped_checkpoint)
 from baselines.occfiner.train import load_model
 from occbench.datasets.semantickitti import SemanticKITTI
-from occbench.datasets.windows import WindowConfig
+from baselines.occfiner.windows import WindowConfig
 from occbench.errors import MissingDataError
 from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
 from occbench.methods import method_class

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from baselines.occfiner.attention import FocalAttention, PillarAttention, SoftComp, SoftSplit
 from baselines.occfiner.model import PAPER_PARAMS, OccFinerConfig, OccFinerNet, _flip_maps, relative_coordinates_torch
-from occbench.geometry import relative_coordinates
+from baselines.occfiner.windows import relative_coordinates
 
 torch.set_num_threads(1)
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from occbench.geometry import relative_coordinates, relative_transform, transform_points, voxel_centres, voxelize
+from baselines.occfiner.windows import relative_coordinates
+from occbench.geometry import relative_transform, transform_points, voxel_centres, voxelize
 from occbench.io.kitti import check_rigid, read_calib, read_poses
 
 

@@ -238,7 +238,8 @@ def test_blend_uniform_is_uniform_and_exact_at_the_ends() -> None:
 
 def _field_pairs(share: float, t1: int, t2: int, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Field values of scans t1 and t2 at the voxels of both grids that fall in the same world cell."""
-    from occbench.synth.generate import MODEL_IDS, _columns
+    from occbench.synth.columns import columns
+    from occbench.synth.generate import MODEL_IDS
     from occbench.synth.onboard import MODELS, FieldCache
 
     w = W.build_world([5, 7_130_111, 8], 40, 0)
@@ -247,7 +248,7 @@ def _field_pairs(share: float, t1: int, t2: int, k: int = 0) -> tuple[np.ndarray
     w.poses[t2] = (float(w.poses[t2][0]) + 0.07, float(w.poses[t2][1]) + 0.13, 0.3)
     spec = dataclasses.replace(MODELS["voxformer-sim"], world_share=share)
     fc = FieldCache([5, 7_130_112, 8, MODEL_IDS["voxformer-sim"]], spec, world=w)
-    cols = _columns()
+    cols = columns()
     cells = []
     for t in (t1, t2):
         x, y, yaw = (float(a) for a in w.poses[t])

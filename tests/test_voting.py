@@ -14,7 +14,7 @@ from baselines.voting import (
 from baselines.voting import _exact_kernels, _lattice_kernels
 from baselines.voting.registration import affine, cells, pair_transform
 from baselines.voting.synthetic import SyntheticSequence
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE, voxel_indices
+from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration, read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
@@ -229,7 +229,7 @@ def test_eq7_centres_map_the_identity_onto_itself_corners_do_not():
     """Eq. 7 with voxel centres (ours): the identity transform puts every voxel back into its own cell. With eq. 7's
     literal corners ``o + i dv`` and the floor rule, floating-point rounding (e.g. 0.2 * 3 / 0.2 = 2.9999999999999996)
     moves 407,132 of the 2,097,152 voxels into a neighbouring cell (docs/baselines/voting.md)."""
-    idx = voxel_indices(GRID_SHAPE)
+    idx = np.stack(np.unravel_index(np.arange(int(np.prod(GRID_SHAPE))), GRID_SHAPE), axis=1)  # every voxel, C order
     np.testing.assert_array_equal(cells(*affine(np.eye(4), GRID_SHAPE), idx), idx)
     corners = ORIGIN + VOXEL_SIZE * idx.astype(np.float64)
     moved = np.any(np.floor((corners - ORIGIN) / VOXEL_SIZE).astype(np.int64) != idx, axis=1)

@@ -67,7 +67,7 @@ def train(method, dataset, root, onboard, predictions_root, split, sequences, mo
 
     from baselines.occfiner.train import TrainConfig, run_training, select_device
     from occbench.datasets import open_dataset
-    from occbench.datasets.windows import WindowConfig
+    from baselines.occfiner.windows import WindowConfig
     from occbench.errors import OccbenchError
     from occbench.progress import set_quiet
 

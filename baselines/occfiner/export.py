@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from occbench.checkpoints import load_checkpoint_file
-from occbench.datasets.windows import WindowConfig
+from baselines.occfiner.windows import WindowConfig
 from occbench.io.atomic import atomic_write_bytes
 
 FORMAT = "occfiner-export-1"

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
+from baselines.occfiner.windows import WindowConfig
 from baselines.voting.options import RegistrationNote, voting_engine
-from occbench.datasets.windows import WindowConfig
 from occbench.errors import MissingDataError
 from occbench.methods import OffboardMethod, OnboardSequence
 

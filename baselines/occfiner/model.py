@@ -111,7 +111,7 @@ def relative_coordinates_torch(
     """Eq. 1 on the device: voxel centres of every frame mapped by its 4x4 into the pivot frame.
 
     ``transforms`` (..., 4, 4) -> (..., X, Y, Z, 3) metres (same values as
-    :func:`occbench.geometry.relative_coordinates`). Used in tests and for ``explicit`` encoding.
+    :func:`baselines.occfiner.windows.relative_coordinates`). Used in tests and for ``explicit`` encoding.
     """
     dev, dt = transforms.device, transforms.dtype
     axes = [origin[d] + voxel_size * (torch.arange(shape[d], device=dev, dtype=dt) + 0.5) for d in range(3)]

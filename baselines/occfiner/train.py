@@ -2,7 +2,7 @@
 
 ``train(model, loader, cfg, out_dir, resume=True) -> history`` takes any re-iterable of batches
 ``{"pred": (B,T,X,Y,Z) uint8, "transforms": (B,T,4,4), "gt": (B,T,X,Y,Z) uint8, ...}`` (e.g. a
-``DataLoader`` over :class:`occbench.datasets.windows.WindowDataset` with ``flip=False``: the flips are
+``DataLoader`` over :class:`baselines.occfiner.windows.WindowDataset` with ``flip=False``: the flips are
 drawn here, seeded by (seed, epoch, step), and also applied to the positional encoding).
 
 Files in ``out_dir`` (all written atomically): ``checkpoint-last.pt`` (after every epoch and every
@@ -292,7 +292,7 @@ def run_training(
     """
     from torch.utils.data import DataLoader
 
-    from occbench.datasets.windows import WindowConfig, WindowDataset
+    from baselines.occfiner.windows import WindowConfig, WindowDataset
 
     from dataclasses import asdict as _asdict
 

@@ -6,7 +6,7 @@ Scores capability (needed for top-2 pseudo-labels): a method exposes scores by i
 
 (grids (256, 256, 32); ``top1`` must equal what ``refine`` returns; ``p1``, ``p2`` the probabilities of the two
 labels). occbench provides it for the voting baselines (``average-fusion``, ``occfiner-voting``: the vote
-shares of the window, read from the same voting engine); ``onboard`` has no scores
+shares of the window, read from the same voting engine as their ``refine``); ``onboard`` has no scores
 (the stored onboard predictions are labels only), and any other method without ``refine_top2`` is top-1 only.
 A top-2 request for a source without scores stores top-1 labels and says so in the manifest.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import time
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,6 @@ from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, quantize
 from occbench.errors import OccbenchError
 from occbench.methods import OffboardMethod, load_method, method_config
 from occbench.progress import progress_bar
-
-Top2 = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
 
 def as_json(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists, keys strings), so that a configuration held in
@@ -43,51 +40,9 @@ def select_evenly(items: list[Any], max_n: int) -> list[Any]:
     return [items[i] for i in idx]
 
 
-def _voting_engine(method: OffboardMethod, sequence: Any) -> Any:
-    from baselines.voting.options import voting_engine
-
-    if hasattr(method, "voting_config"):
-        cfg = method.voting_config(sequence)  # average-fusion
-    else:
-        from baselines.occfiner_voting import voting_config
-
-        cfg = voting_config(method.options, sequence)  # type: ignore[arg-type]
-    return voting_engine(method.options, sequence, cfg)  # type: ignore[arg-type]
-
-
-def voting_top2(method: OffboardMethod, sequence: Any, targets: Seq[int]) -> Iterator[Top2]:
-    """Top-2 of a voting baseline: its own decision, the best other class, and their vote shares."""
-    import torch
-
-    engine = _voting_engine(method, sequence)
-    for t in sorted(int(x) for x in targets):
-        top1 = engine.vote(t)                               # moves the window; the method's decision
-        v = engine.votes(t).float()                         # (V, C) votes of every voxel
-        total = v.sum(1)
-        l1 = torch.from_numpy(top1.reshape(-1).astype(np.int64)).to(v.device)
-        v1 = v.gather(1, l1[:, None])[:, 0]
-        masked = v.scatter(1, l1[:, None], -1.0)
-        v2, l2 = masked.max(1)
-        v2 = v2.clamp_min(0.0)
-        safe = total.clamp_min(1e-12)
-        p1 = torch.where(total > 0, v1 / safe, torch.ones_like(v1))
-        p2 = torch.where(total > 0, v2 / safe, torch.zeros_like(v2))
-        l2 = torch.where(v2 > 0, l2, l1)                    # no second candidate: repeat top-1 with p2 = 0
-        shp = top1.shape
-        yield (t, top1, l2.to(torch.uint8).cpu().numpy().reshape(shp), p1.cpu().numpy().reshape(shp),
-               p2.cpu().numpy().reshape(shp))
-
-
 def scores_function(method: OffboardMethod):
-    """The method's top-2 generator, or None when it gives no scores."""
-    if hasattr(method, "refine_top2"):
-        return method.refine_top2  # type: ignore[attr-defined]
-    from baselines.average_fusion import AverageFusion
-    from baselines.occfiner_voting import OccFinerVoting
-
-    if isinstance(method, (AverageFusion, OccFinerVoting)):
-        return lambda seq, targets: voting_top2(method, seq, targets)
-    return None
+    """The method's top-2 generator (its ``refine_top2`` hook), or None when it gives no scores."""
+    return getattr(method, "refine_top2", None)
 
 
 def has_scores(source: SourceSpec) -> bool:

@@ -1,7 +1,7 @@
-"""Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini, plus multi-frame windows."""
+"""Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini."""
 from occbench.datasets.base import SSCDataset
 from occbench.datasets.frame import Frame, Sequence
-from occbench.datasets.mini import OccbenchMini, ensure_mini
+from occbench.datasets.mini import OccbenchMini, mini_provider
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
 from occbench.errors import UnknownNameError
@@ -21,5 +21,15 @@ def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None
     return cls(root, split=split, onboard=onboard, **kw)
 
 
-__all__ = ["SSCDataset", "Frame", "Sequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "ensure_mini",
-           "open_dataset", "DATASETS"]
+def __getattr__(name: str):
+    if name == "ensure_mini":  # deprecated alias: finding and generating mini is the generator's
+        import warnings
+
+        warnings.warn("occbench.datasets.ensure_mini is deprecated: use occbench.synth.ensure_mini (same arguments)",
+                      DeprecationWarning, stacklevel=2)
+        return mini_provider()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SSCDataset", "Frame", "Sequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "open_dataset",
+           "DATASETS"]

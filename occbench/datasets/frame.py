@@ -33,7 +33,6 @@ NPY_LABEL_SUFFIX = "_1_1.npy"
 class VoxelLayout:
     """How a dataset stores a frame's voxel files."""
 
-    label_map: str = "semantickitti"
     invalid_packed: bool = True  # SemanticKITTI: bit-packed; SSCBench-KITTI360: one byte per voxel
     clear_invalid_where_labelled: bool = False  # SSCBench-KITTI360 preprocessing: INVALID[LABEL != 0] = 0
     has_occluded: bool = True
@@ -188,6 +187,11 @@ class Frame:
             return [self._gt_path(NPY_LABEL_SUFFIX)]
         return [self._gt_path(".label"), self._gt_path(".invalid")]
 
+    def prediction_file(self) -> Path | None:
+        """The file :meth:`prediction` reads (the onboard model's, or a submission's), None if there is none."""
+        store = self.sequence.onboard_store
+        return None if store is None else store.find(self.sequence.name, self.index)
+
     @property
     def has_ground_truth(self) -> bool:
         return self.sequence.gt_voxel_dir is not None and self.ground_truth_files()[0].is_file()
@@ -235,9 +239,3 @@ class Frame:
     def prediction(self) -> np.ndarray:
         """The onboard model's prediction of this scan (train ids)."""
         return self.sequence.prediction(self.index)
-
-
-def check_grid(arr: np.ndarray, path: Path | str | None, what: str) -> np.ndarray:
-    if arr.shape != (256, 256, 32):
-        raise FormatError(path, f"{what} of shape (256, 256, 32)", f"shape {arr.shape}")
-    return arr

@@ -110,7 +110,7 @@ class SSCBenchKITTI360(SSCDataset):
         self.ground_truth = ground_truth_source(raw, npy_root, names, split, ground_truth)
         lm = load_label_map("kitti360")
         store = open_onboard_store(root, predictions_root, onboard, predictions_format, lm)
-        layout = VoxelLayout(label_map="kitti360", invalid_packed=False, clear_invalid_where_labelled=True, has_occluded=False,
+        layout = VoxelLayout(invalid_packed=False, clear_invalid_where_labelled=True, has_occluded=False,
                              gt_format=self.ground_truth)
         frame_re, gt_of = (_VOX_RE, lambda s: raw / s / "voxels") if self.ground_truth == "voxels" else \
             (_NPY_RE, lambda s: npy_root / s)

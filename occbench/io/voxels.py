@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from occbench.errors import FormatError
+from occbench.grid import KITTI
 from occbench.io.atomic import atomic_write_bytes
 from occbench.io.files import regular_stat
 
-GRID_SHAPE: tuple[int, int, int] = (256, 256, 32)
-NUM_VOXELS: int = 256 * 256 * 32
+GRID_SHAPE: tuple[int, int, int] = KITTI.shape
+NUM_VOXELS: int = KITTI.num_voxels
 PACKED_BYTES: int = NUM_VOXELS // 8
 LABEL_BYTES: int = NUM_VOXELS * 2
 

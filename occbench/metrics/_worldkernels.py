@@ -2,7 +2,7 @@
 
 World voxel of a frame voxel ``(i, j, k)`` on axis ``d``: ``floor(((c0 + ai * i) + aj * j) + ak * k)`` with the
 coefficients of :func:`occbench.metrics.worldmap.pose_coefficients` (the same float operations, in the same
-order, as :func:`occbench.metrics.citymap.world_keys`), plus the axis offset (``OFFSETS``), so that indices are
+order, as :func:`occbench.metrics.worldmetric.world_keys`), plus the axis offset (``OFFSETS``), so that indices are
 non-negative: x and y in 21 bits, z in 14.
 
 Tiles: 8 x 8 x 8 world voxels (``tx = x >> 3`` ...), key ``tx << 29 | ty << 11 | tz``; voxel ``l`` of a tile is

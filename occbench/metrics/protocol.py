@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from occbench.grid import KITTI, Grid, range_key
 from occbench.labels import load_label_map
 
 FLOAT32_EPS: float = float(np.finfo(np.float32).eps)
@@ -44,6 +45,8 @@ class Protocol:
         static_classes: class names kept by the city-level map metric (paper Appendix B).
         distance_bin_width: width in metres of the finer distance bins of ``SSCMetric.distance_curve``.
         reference: where the definition comes from.
+        grid: the dataset's voxel grid (:class:`occbench.grid.Grid`), which the range crops are checked against
+            and cut from (not written in results headers: their ``ranges`` name the crops).
     """
 
     id: str
@@ -53,7 +56,7 @@ class Protocol:
     class_names: tuple[str, ...]
     miou_classes: tuple[int, ...]
     ignore_index: int = 255
-    ranges: tuple[float, ...] = (12.8, 25.6, 51.2)
+    ranges: tuple[float, ...] = KITTI.ranges
     iou_epsilon: float = 1e-15
     completion_rule: CompletionRule = "semantic-kitti-api"
     pr_epsilon: float = FLOAT32_EPS
@@ -61,6 +64,7 @@ class Protocol:
     static_classes: tuple[str, ...] = ()
     distance_bin_width: float = 1.6
     reference: str = ""
+    grid: Grid = KITTI
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +77,7 @@ class Protocol:
         unknown = [n for n in self.static_classes if n not in self.class_names]
         if unknown:
             raise ValueError(f"protocol {self.id}: static classes {unknown} are not class names")
-        validate_ranges(self.ranges)
+        validate_ranges(self.ranges, self.grid)
         if self.completion_rule not in ("semantic-kitti-api", "sscmetrics"):
             raise ValueError(f"protocol {self.id}: unknown completion_rule {self.completion_rule!r}")
         if self.invalid_policy not in ("mask-all", "mask-empty-only"):
@@ -86,6 +90,11 @@ class Protocol:
         return tuple(self.class_names.index(n) for n in self.static_classes)
 
     @property
+    def range_keys(self) -> tuple[str, ...]:
+        """Keys of the range crops in results files, smallest first (``"51.2"``: the full KITTI grid)."""
+        return tuple(range_key(r) for r in self.ranges)
+
+    @property
     def tag(self) -> str:
         """``"<id>@<version>"``, the short form written next to every number."""
         return f"{self.id}@{self.version}"
@@ -94,6 +103,7 @@ class Protocol:
         """The protocol as a JSON-able dict (what :func:`occbench.metrics.results_json` writes)."""
         d = asdict(self)
         d.pop("extra")
+        d.pop("grid")  # the grid is the dataset's; results files name its crops under "ranges"
         d["class_names"] = list(self.class_names)
         d["miou_classes"] = list(self.miou_classes)
         d["miou_class_names"] = [self.class_names[c] for c in self.miou_classes]
@@ -108,23 +118,9 @@ class Protocol:
         return d
 
 
-def validate_ranges(ranges: tuple[float, ...] | list[float]) -> tuple[float, ...]:
-    """Check range crops: strictly increasing, in (0, 51.2], multiples of 0.4 m (whole voxels on each side)."""
-    rs = tuple(float(r) for r in ranges)
-    if not rs:
-        raise ValueError("at least one range is required")
-    for r in rs:
-        half = r / 0.4
-        if not (0 < r <= 51.2 + 1e-9) or abs(half - round(half)) > 1e-6:
-            raise ValueError(f"range {r} m: expected a multiple of 0.4 m in (0, 51.2]")
-    if any(b <= a for a, b in zip(rs, rs[1:])):
-        raise ValueError(f"ranges must be strictly increasing, got {rs}")
-    return rs
-
-
-def range_key(r: float) -> str:
-    """The dict key of a range: ``12.8 -> "12.8"``."""
-    return f"{float(r):.1f}"
+def validate_ranges(ranges: tuple[float, ...] | list[float], grid: Grid = KITTI) -> tuple[float, ...]:
+    """Check range crops against ``grid`` (:meth:`occbench.grid.Grid.check_ranges`)."""
+    return grid.check_ranges(ranges)
 
 
 def _make(label_map: str, **kw: Any) -> Protocol:

@@ -18,11 +18,12 @@ import numpy as np
 
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE
+from occbench.grid import KITTI, Grid
 from occbench.io.pagecache import prefetch
 from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
-from occbench.metrics.protocol import Protocol, get_protocol, range_key, validate_ranges
+from occbench.metrics.protocol import Protocol, get_protocol, range_key
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
@@ -42,18 +43,13 @@ class Layout:
     ``distance_bin = floor(hypot(x_c, y_c) / bin_width)`` of the column centre in the LiDAR frame.
     """
 
-    def __init__(self, ranges: tuple[float, ...], bin_width: float):
-        self.ranges = validate_ranges(ranges)
+    def __init__(self, ranges: tuple[float, ...], bin_width: float, grid: Grid = KITTI):
+        self.grid = grid
+        self.ranges = grid.check_ranges(ranges)
         self.bin_width = float(bin_width)
-        i = np.arange(GRID_SHAPE[0])[:, None]
-        j = np.arange(GRID_SHAPE[1])[None, :]
-        level = np.full(GRID_SHAPE[:2], len(self.ranges), np.int64)
-        for li in range(len(self.ranges) - 1, -1, -1):
-            nx, hy = range_box(self.ranges[li])
-            level[(i < nx) & (j >= 128 - hy) & (j < 128 + hy)] = li
+        level = grid.range_levels(self.ranges)
         self.n_levels = int(level.max()) + 1
-        xc = 0.2 * (i + 0.5)
-        yc = -25.6 + 0.2 * (j + 0.5)
+        xc, yc = grid.column_centres()
         dist = np.hypot(xc, yc)
         dbin = np.floor(dist / self.bin_width).astype(np.int64)
         self.n_bins = int(dbin.max()) + 1
@@ -61,7 +57,7 @@ class Layout:
         self.n_cells = self.n_levels * self.n_bins
         code = level * self.n_bins + dbin
         dt = np.uint8 if self.n_cells <= 256 else np.uint16
-        self.code = code.astype(dt).reshape(-1)  # (65536,) per column, C order over (x, y)
+        self.code = code.astype(dt).reshape(-1)  # (X * Y,) per column, C order over (x, y)
         self.code.flags.writeable = False
         self.columns_per_cell = np.bincount(self.code, minlength=self.n_cells).astype(np.int64)
         self._col_order = np.argsort(self.code, kind="stable")
@@ -69,15 +65,10 @@ class Layout:
         self._cell_starts = np.searchsorted(self.code[self._col_order], self._nonempty_cells)
 
     def sum_per_cell(self, per_column: np.ndarray) -> np.ndarray:
-        """Sum a per-column (65536,) integer array over the columns of each cell -> (n_cells,) int64."""
+        """Sum a per-column (X * Y,) integer array over the columns of each cell -> (n_cells,) int64."""
         out = np.zeros(self.n_cells, np.int64)
         out[self._nonempty_cells] = np.add.reduceat(per_column[self._col_order], self._cell_starts)
         return out
-
-
-def range_box(r: float) -> tuple[int, int]:
-    """``(nx, hy)``: range ``r`` keeps ``x < nx`` and ``128 - hy <= y < 128 + hy`` (voxel indices)."""
-    return int(round(r / 0.2)), int(round(r / 0.4))
 
 
 def _column_invalid_counts(inv_u8: np.ndarray) -> np.ndarray:
@@ -117,6 +108,7 @@ class SSCMetric:
         self.layout = Layout(
             tuple(ranges) if ranges is not None else p.ranges,
             distance_bin_width if distance_bin_width is not None else p.distance_bin_width,
+            p.grid,
         )
         self.ranges = self.layout.ranges
         C = p.num_classes
@@ -165,6 +157,10 @@ class SSCMetric:
             p8 = self._to_u8(pred[b], "prediction", nm, gt=gt[b], inv=None if ib is None else (mode, ib))
             g8 = self._to_u8(gt[b], "ground truth", nm)
             self._count(p8, g8, mode, ib, None, self._g_lut_train, nm)
+
+    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
+        """Add one scored frame of a dataset: ``pred`` against ``frame.ground_truth()`` (invalid folded into ignore)."""
+        self.update(pred, frame.ground_truth(), name=str(frame))
 
     def update_raw(self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
         """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.

@@ -50,7 +50,7 @@ _NO_INV = readonly(np.zeros(8, np.uint8))
 def pose_coefficients(pose: np.ndarray, voxel_size: float) -> np.ndarray:
     """(3, 4) float64: per world axis ``d``, ``(c0, ai, aj, ak)`` such that the world voxel of frame voxel
     ``(i, j, k)`` is ``floor(((c0 + ai * i) + aj * j) + ak * k)``: the floating-point operations, in the same
-    order, of :func:`occbench.metrics.citymap.world_keys`, so both give the same voxel to the last bit."""
+    order, of :func:`occbench.metrics.worldmetric.world_keys`, so both give the same voxel to the last bit."""
     pose = np.asarray(pose, np.float64)
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         raise FormatError(None, "a finite 4x4 LiDAR pose", f"shape {pose.shape}")

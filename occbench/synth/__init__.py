@@ -14,7 +14,8 @@ _CONFIG = "occbench.synth.config"
 _EXPORTS = {
     **dict.fromkeys(["GENERATOR_VERSION", "SIZES", "MiniConfig", "config_for_size", "default_mini_config",
                      "small_mini_config", "tiny_mini_config"], _CONFIG),
-    **dict.fromkeys(["NAME", "default_mini_root", "ensure_mini", "generate_mini"], "occbench.synth.generate"),
+    **dict.fromkeys(["NAME", "generate_mini"], "occbench.synth.generate"),
+    **dict.fromkeys(["default_mini_root", "ensure_mini"], "occbench.synth.cache"),
     "MODELS": "occbench.synth.onboard",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from occbench.geometry import RANGE_SLICES
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import load_label_map
 
-RANGES = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)), 51.2: (slice(0, 256), slice(0, 256))}
+RANGES = RANGE_SLICES
 PAPER = {  # OccFiner Table 2 (SemanticKITTI val): IoU and mIoU at 12.8 / 25.6 / 51.2 m
     "voxformer-sim": {"real": "VoxFormer", "iou": (65.38, 57.70, 44.16), "miou": (22.13, 18.58, 13.33)},
     "sscnet-sim": {"real": "SSCNet", "iou": (50.85, 52.54, 44.90), "miou": (17.59, 17.39, 14.11)},
@@ -116,11 +117,11 @@ def write_predictions(root: str | Path, out: str | Path, models: list[str] | Non
     For calibrating parameters that only multi-frame methods see (``world_share``): score a method on them with
     ``occbench evaluate --root ROOT --predictions-root OUT --onboard MODEL --method average-fusion``.
     """
-    from occbench.synth.generate import _inv_lut
+    from occbench.synth.generate import inv_lut
 
     root, out = Path(root), Path(out)
     manifest = json.loads((root / "mini.json").read_text())
-    lut = _inv_lut()
+    lut = inv_lut()
     for model in models or manifest["onboard"]:
         store = PredictionStore(out / model, compressed=True)
         for seq in manifest["splits"][split]:

@@ -33,8 +33,8 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], s
     """Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."""
     import dataclasses
 
-    from occbench.datasets.mini import announce_generation, check_generation_target
-    from occbench.synth.generate import default_mini_root, generate_mini
+    from occbench.synth.cache import announce_generation, check_generation_target, default_mini_root
+    from occbench.synth.generate import generate_mini
 
     if quiet:
         from occbench.progress import set_quiet

@@ -23,6 +23,7 @@ import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
 from occbench.executors import die_with_parent
+from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import writes_exclusively
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
@@ -30,6 +31,7 @@ from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import write_bits, write_label
 from occbench.synth import world as Wmod
 from occbench.synth._calib import CALIB_08_TXT
+from occbench.synth.columns import BIG, BIG_N, columns
 from occbench.synth.config import GENERATOR_VERSION, MiniConfig
 from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
 from occbench.synth.sensor import Caster, Visibility, unpack_columns
@@ -40,9 +42,9 @@ TEST_GT = "test-ground-truth"
 PREDICTIONS = "predictions"
 MARKERS = ".synth"
 
-BIG = ((-60.0, 60.0), (-60.0, 60.0))
-BIG_N = 600
 G0 = (300, 172)  # index of the SSC grid inside the big volume
+# the SSC grid's x and y extents (metres, LiDAR frame)
+_GRID_XY = tuple((float(ORIGIN[a]), float(ORIGIN[a] + VOXEL_SIZE * GRID_SHAPE[a])) for a in (0, 1))
 
 
 def seq_entropy(cfg: MiniConfig, seq: str) -> list[int]:
@@ -58,23 +60,13 @@ def _big_visibility() -> Visibility:
 @lru_cache(maxsize=1)
 def _grid_visibility() -> Visibility:
     """Line of sight inside the SSC grid (given to the simulated onboard models)."""
-    return Visibility.build((0.0, 51.2), (-25.6, 25.6), max_range=80.0)
+    return Visibility.build(*_GRID_XY, max_range=80.0)
 
 
 @lru_cache(maxsize=2)
 def _dense_caster(azimuths: int) -> Caster:
     """Labelled scans: HDL-64E beams over the forward half (the grid), for the ``.bin`` input occupancy."""
-    return Caster.build((0.0, 51.2), (-25.6, 25.6), azimuths // 2, az_range=(-90.0, 90.0))
-
-
-@lru_cache(maxsize=1)
-def _columns() -> dict[str, np.ndarray]:
-    c = -60.0 + 0.2 * (np.arange(BIG_N) + 0.5)
-    U, V = np.meshgrid(c, c, indexing="ij")
-    gx = 0.2 * (np.arange(256) + 0.5)
-    gy = -25.6 + 0.2 * (np.arange(256) + 0.5)
-    GU, GV = np.meshgrid(gx, gy, indexing="ij")
-    return {"U": U.ravel(), "V": V.ravel(), "GU": GU.ravel(), "GV": GV.ravel()}
+    return Caster.build(*_GRID_XY, azimuths // 2, az_range=(-90.0, 90.0))
 
 
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
@@ -120,23 +112,23 @@ def split_of(cfg: MiniConfig, seq: str) -> str:
 
 
 def grid_codes(world: Wmod.World, t: int) -> np.ndarray:
-    cols = _columns()
-    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(256, 256, 32)
+    cols = columns()
+    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(GRID_SHAPE)
 
 
 def big_codes(world: Wmod.World, t: int) -> np.ndarray:
-    cols = _columns()
+    cols = columns()
     return world.gather(tuple(world.poses[t]), cols["U"], cols["V"]).reshape(BIG_N, BIG_N, 32)
 
 
 def line_of_sight(codes: np.ndarray) -> np.ndarray:
     """Voxels of the grid in line of sight of the scan's sensor (what the onboard models can see)."""
-    return _grid_visibility().visible(codes > 0).reshape(256, 256, 32)
+    return _grid_visibility().visible(codes > 0).reshape(GRID_SHAPE)
 
 
 def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Big-volume column indices (in scan ``dst``'s frame) of the grid columns of scan ``src``; validity."""
-    cols = _columns()
+    cols = columns()
     xs, ys, yaws = world.poses[src]
     xd, yd, yawd = world.poses[dst]
     cs, ss = Wmod._c(float(yaws)), Wmod._s(float(yaws))
@@ -176,7 +168,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
     stats = {"invalid": 0, "occluded": 0, "bin": 0, "frames": 0}
     last_view = labelled[-1] + cfg.lookahead if labelled else -1
     done_ticks = 0
-    g = (slice(G0[0], G0[0] + 256), slice(G0[1], G0[1] + 256))
+    g = (slice(G0[0], G0[0] + GRID_SHAPE[0]), slice(G0[1], G0[1] + GRID_SHAPE[1]))
     for t in range(0, last_view + 1):
         is_label = t < n and t % cfg.label_every == 0
         is_view = (t % cfg.view_every == 0 and any(i <= t <= i + cfg.lookahead for i in labelled)) or is_label
@@ -194,9 +186,9 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             codes = vol[g].copy()
             _, dhit = dense.cast(np.ascontiguousarray(occ[g]))
             # what the scan's own beams hit is observed too (real labels come from those points)
-            own = vis[g] | dhit.reshape(256, 256, 32)
+            own = vis[g] | dhit.reshape(GRID_SHAPE)
             pending[t] = {"codes": codes, "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
-                          "occluded": ~own, "bin": dhit.reshape(256, 256, 32)}
+                          "occluded": ~own, "bin": dhit.reshape(GRID_SHAPE)}
         for i, p in pending.items():
             if i == t:
                 continue
@@ -207,7 +199,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
         for i in [i for i in pending if t >= min(i + cfg.lookahead, last_view)]:
             p = pending.pop(i)
             name = f"{i:06d}"
-            obs = unpack_columns(p["obs"]).reshape(256, 256, 32)
+            obs = unpack_columns(p["obs"]).reshape(GRID_SHAPE)
             invalid = ~obs
             codes = np.where(obs, p["codes"], 0).astype(np.uint8)
             raw = Wmod.CODE_TO_RAW[codes]
@@ -239,7 +231,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
     t1 = cfg.scans[seq] if t1 is None else t1
     stores = {m: PredictionStore(root / PREDICTIONS / m, compressed=True) for m in models}
     fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m], world=world) for m in models}
-    lut = _inv_lut()
+    lut = inv_lut()
     for t in range(t0, t1):
         undo = world.stamp_agents(t)
         try:
@@ -257,7 +249,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
 
 
 @lru_cache(maxsize=1)
-def _inv_lut() -> np.ndarray:
+def inv_lut() -> np.ndarray:
     from occbench.labels import load_label_map
 
     return np.asarray(load_label_map("semantickitti").inv_lut)
@@ -478,22 +470,3 @@ def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[s
     if want != {s: list(cfg.onboard) for s in cfg.splits}:
         manifest["generated"] = want
     return manifest
-
-
-def default_mini_root() -> Path:
-    """Cache folder of the default mini split (one definition: :func:`occbench.datasets.mini.default_mini_root`)."""
-    from occbench.datasets.mini import default_mini_root as _root
-
-    return _root()
-
-
-def ensure_mini(root: str | Path | None = None, cfg: MiniConfig | None = None, progress: bool = True,
-                splits: Iterable[str] | None = None) -> Path:
-    """The root of a generated mini data set with ``splits`` (default: all), generating (and caching) what is
-    missing on first use."""
-    from occbench.synth.config import default_mini_config
-
-    root = Path(root) if root is not None else default_mini_root()
-    cfg = cfg or default_mini_config()
-    generate_mini(root, cfg, progress=progress, splits=splits)
-    return root

@@ -34,10 +34,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from occbench.geometry import GRID_SHAPE
 from occbench.synth import _kernels
 from occbench.synth import world as Wd
 
-GRID = (256, 256, 32)
+GRID = GRID_SHAPE
 NCLS = 20
 
 # Confusion partners (train ids): (first, second). A confused blob takes the first partner where the
@@ -270,9 +271,9 @@ class WorldSample:
 
     def __init__(self, lattices: list[np.ndarray], world: "Wd.World", t: int, cell: tuple[int, int, int],
                  lut: np.ndarray, share: float):
-        from occbench.synth.generate import _columns  # grid column centres in the LiDAR frame
+        from occbench.synth.columns import columns  # grid column centres in the LiDAR frame
 
-        cols = _columns()
+        cols = columns()
         fx, fy = world.cell_coords(tuple(world.poses[t]), cols["GU"], cols["GV"])  # where World.gather reads
         # continuous lattice coordinates of each column centre (as smooth_field: voxel centre / cell + 0.5)
         self.px = (fx / cell[0] + 0.5).astype(np.float32)

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-CELL = 0.2
-NZ = 32
+from occbench.grid import KITTI
+
+CELL = KITTI.voxel_size  # the world raster is the SSC grid's voxel size in x/y and its z levels
+NZ = KITTI.shape[2]
 GROUND_Z = -1.73  # road surface in the LiDAR frame (KITTI HDL-64E mounting height)
 LANE_OFF = 1.75  # ego lane centre right of the street centreline (right-hand traffic)
 

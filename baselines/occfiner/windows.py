@@ -4,7 +4,7 @@ For a pivot (target) scan ``t`` a window holds ``T_l`` local scans around ``t`` 
 reference scans sampled from ``[t - d, t + d]`` at stride ``s``; every scan comes with the 4x4 transform
 from its LiDAR frame into the pivot's (``inv(T_t) @ T_i``), from which its relative-coordinate volume
 (eq. 1: every voxel centre of scan i expressed in the pivot frame) follows — see
-:func:`occbench.geometry.relative_coordinates`, or ``with_coords=True`` to get the volume itself.
+:func:`relative_coordinates`, or ``with_coords=True`` to get the volume itself.
 Indices outside the sequence are clamped to its ends (VoxFormer's fallback to an existing frame).
 """
 from __future__ import annotations
@@ -16,8 +16,17 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from occbench.datasets.frame import Sequence
-from occbench.geometry import relative_coordinates
+from occbench.geometry import GRID_SHAPE, grid_centres, transform_points
 from occbench.labels import IGNORE
+
+
+def relative_coordinates(T_src_to_dst: np.ndarray, shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
+    """Eq. 1 of OccFiner: every voxel centre of frame i expressed in the target frame's LiDAR coordinates.
+
+    Returns (X, Y, Z, 3) float32 metres.
+    """
+    c = grid_centres(shape).reshape(-1, 3)
+    return transform_points(T_src_to_dst, c).reshape(*shape, 3).astype(np.float32)
 
 
 @dataclass(frozen=True)

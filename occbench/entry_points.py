@@ -1,0 +1,39 @@
+"""Named plug-ins: the entry points of one group, plus classes registered in this process (tests, notebooks)."""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from occbench.errors import UnknownNameError
+
+
+class PluginRegistry:
+    """The ``group`` entry points and in-process registrations, by name; ``kind`` names them in errors."""
+
+    def __init__(self, group: str, kind: str, builtin: tuple[str, ...] = ()):
+        self.group, self.kind, self.builtin = group, kind, builtin
+        self.local: dict[str, Any] = {}
+
+    def register(self, name: str, obj: Any) -> Any:
+        self.local[name] = obj
+        return obj
+
+    def _entry_points(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+    def names(self) -> list[str]:
+        return sorted(set(self._entry_points()) | set(self.local) | set(self.builtin))
+
+    def load(self, name: str) -> Any:
+        """What ``name`` stands for: an in-process registration, else its entry point (loaded)."""
+        if name in self.local:
+            return self.local[name]
+        eps = self._entry_points()
+        if name not in eps:
+            raise UnknownNameError(self.kind, name, self.names(),
+                                   f"third-party {self.kind}s register under the '{self.group}' entry-point group")
+        return eps[name].load()
+
+    def value(self, name: str) -> str:
+        """The ``module:attribute`` of ``name``'s entry point (for messages)."""
+        return self._entry_points()[name].value
