@@ -83,7 +83,7 @@ def test_unknown_method_exits_2_with_suggestion(tmp_path):
 def test_option_value_error_names_option_and_type(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--method", "average-fusion", "-O", "n=abc", "-q", "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 2
-    assert "option 'n' of method 'average-fusion' expects int, got 'abc'" in r.output
+    assert "option 'n' of method 'average-fusion' expects int | None, got 'abc'" in r.output
     assert "invalid literal" not in r.output
     r = CliRunner().invoke(main, ["evaluate", "--method", "average-fusion", "-O", "nn=3", "-q", "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 2 and "unknown option 'nn'" in r.output and "did you mean 'n'" in r.output
@@ -142,7 +142,9 @@ def test_methods_lists_the_reference_methods_options():
     blocks = {b.splitlines()[0]: b for b in r.output.strip().split("\n\n")}
     assert {"onboard", "average-fusion", "occfiner-voting", "occfiner", "occfiner-stage1"} <= set(blocks)
     assert "options: none" in blocks["onboard"]
-    assert any(line.split() == ["n", "int", "default", "25"] for line in blocks["average-fusion"].splitlines())
+    lines = [line.split() for line in blocks["average-fusion"].splitlines()]
+    assert ["preset", "str", "default", "'occbench'"] in lines  # n and the empty policy come from the preset
+    assert ["n", "int", "|", "None", "default", "null"] in lines
     assert any(line.split()[:2] == ["checkpoint", "str"] for line in blocks["occfiner"].splitlines())
 
 
