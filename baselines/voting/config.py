@@ -1,8 +1,11 @@
 """Configuration of region-centric voting (OccFiner §3.3, eqs. 7-12; Average Fusion)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 from occbench.errors import OccbenchError
 from occbench.geometry import GRID_SHAPE
@@ -16,6 +19,17 @@ EMPTY_POLICIES: tuple[str, ...] = ("vote", "occupancy", "ignore")
 
 class VotingConfigError(OccbenchError, ValueError):
     """An invalid voting configuration."""
+
+
+def run_targets(vote: Callable[[int], np.ndarray], targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(target, vote(target))`` for sorted, distinct ``targets`` (every engine's ``run``)."""
+    prev = -1
+    for t in targets:
+        t = int(t)
+        if t <= prev:
+            raise VotingConfigError(f"targets must be sorted and distinct; got {t} after {prev}")
+        prev = t
+        yield t, vote(t)
 
 
 @dataclass(frozen=True)

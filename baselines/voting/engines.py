@@ -14,7 +14,7 @@ import torch
 
 from occbench.io.kitti import Calibration
 
-from .config import VotingConfig, VotingConfigError
+from .config import VotingConfig, VotingConfigError, run_targets
 from .exact import VotingEngine, check_policy
 from .lattice import LatticeVotingEngine
 from .reference import FrameSource, vote_frame_reference
@@ -51,13 +51,7 @@ class ReferenceVotingEngine:
         return torch.from_numpy(self._votes(target).copy())
 
     def run(self, targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-        prev = -1
-        for t in targets:
-            t = int(t)
-            if t <= prev:
-                raise VotingConfigError(f"targets must be sorted and distinct; got {t} after {prev}")
-            prev = t
-            yield t, self.vote(t)
+        return run_targets(self.vote, targets)
 
 
 def make_engine(engine: str, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None,

@@ -31,7 +31,7 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _exact_kernels as _k
-from .config import VotingConfig, VotingConfigError
+from .config import VotingConfig, VotingConfigError, run_targets
 from .reference import FrameSource, check_frame, window
 from .registration import affine, pair_transform
 from .weights import weight_grids
@@ -272,13 +272,7 @@ class VotingEngine:
 
     def run(self, targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(frame_index, refined uint8 grid)`` for sorted, distinct ``targets``."""
-        prev = -1
-        for t in targets:
-            t = int(t)
-            if t <= prev:
-                raise VotingConfigError(f"targets must be sorted and distinct; got {t} after {prev}")
-            prev = t
-            yield t, self.vote(t)
+        return run_targets(self.vote, targets)
 
 
 def _cells_torch(P: torch.Tensor, c: torch.Tensor, idx: torch.Tensor | None,

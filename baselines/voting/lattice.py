@@ -49,7 +49,7 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _lattice_kernels as _kernels
-from .config import VotingConfig, VotingConfigError
+from .config import VotingConfig, VotingConfigError, run_targets
 from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
 from .registration import affine as _affine
@@ -349,10 +349,4 @@ class LatticeVotingEngine:
 
     def run(self, targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(frame_index, refined uint8 grid)`` for sorted, distinct ``targets``."""
-        prev = -1
-        for t in targets:
-            t = int(t)
-            if t <= prev:
-                raise VotingConfigError(f"targets must be sorted and distinct; got {t} after {prev}")
-            prev = t
-            yield t, self.vote(t)
+        return run_targets(self.vote, targets)
