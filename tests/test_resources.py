@@ -28,7 +28,8 @@ def test_default_is_bounded_by_memory_on_a_small_machine():
     assert choose_workers(None, "occfiner", cores=4, memory=24 * GIB) == (2, [])
     assert choose_workers(None, "average-fusion", cores=2, memory=24 * GIB) == (2, [])
     assert choose_workers(None, "onboard", cores=16, memory=None) == (8, [])  # at most 8; memory unknown
-    assert choose_workers(None, "occfiner", cores=64, memory=32 * GIB)[0] == int(32 * 0.8 // occ) < 8
+    assert choose_workers(None, "occfiner", cores=64, memory=8 * GIB)[0] == int(8 * 0.8 // occ) < 4  # memory-bound
+    assert choose_workers(None, "occfiner", cores=64, memory=64 * GIB)[0] == 4  # at most 8 cores / 2 threads
 
 
 def test_explicit_workers_are_kept_but_warned_about():
