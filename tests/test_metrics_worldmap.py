@@ -14,7 +14,7 @@ from occbench.metrics.citymap import city_scores, consistency_scores, world_keys
 from occbench.metrics.testing import synthetic_frame
 from occbench.metrics.worldmap import WorldMapState, _Pool
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti-odometry" / "sequences"
+DATA = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences"
 PROTO = PROTOCOLS["semantickitti-ssc"]
 
 
