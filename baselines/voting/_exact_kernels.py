@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from ._decide_kernel import row_label
+
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -277,25 +279,9 @@ def _decide_py(cov, has_cov, rows, vox, top, policy, out):  # pragma: no cover -
 
     Empty votes of a cell: ``cov[cell] - rows[r, 0]``. Ties go to the lowest train id (empty first).
     """
-    C = rows.shape[1]
     for r in range(top):
         cell = vox[r]
-        empty = cov[cell] - rows[r, 0] if has_cov else 0
-        lab = 1
-        best = rows[r, 1]
-        tot = best
-        for q in range(2, C):
-            vq = rows[r, q]
-            tot += vq
-            if vq > best:
-                best = vq
-                lab = q
-        if policy == 0:
-            out[cell] = lab if best > empty else 0
-        elif policy == 1:
-            out[cell] = lab if tot > empty else 0
-        else:
-            out[cell] = lab if tot > 0 else 0
+        out[cell] = row_label(rows, r, cov[cell] - rows[r, 0] if has_cov else 0, policy)
 
 
 def _release_py(c2r, vox, top):  # pragma: no cover - compiled below

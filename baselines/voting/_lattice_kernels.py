@@ -11,10 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._decide_kernel import row_label
+
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
+
+
+def cell_key(p0, p1, p2, c, k, lo0, lo1, lo2, s0, s1):  # pragma: no cover - compiled below
+    """Flat key of the map cell that holds source voxel ``k`` of the column with affine terms ``p0, p1, p2``."""
+    return ((np.int64(np.floor(p0 + c[0, k])) - lo0) * s0 + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
+            + np.int64(np.floor(p2 + c[2, k])) - lo2)
+
+
+if njit is not None:
+    cell_key = njit(cache=True, nogil=True, boundscheck=False, inline="always")(cell_key)
 
 
 def _coverage_py(P, c, lo, s0, s1, w, occ, cov, sign):  # pragma: no cover - compiled below
@@ -46,8 +58,7 @@ def _coverage_py(P, c, lo, s0, s1, w, occ, cov, sign):  # pragma: no cover - com
                 wv = w[v]
                 if wv == 0:
                     continue
-                key = ((np.int64(np.floor(p0 + c[0, k])) - lo0) * s0 + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
-                       + np.int64(np.floor(p2 + c[2, k])) - lo2)
+                key = cell_key(p0, p1, p2, c, k, lo0, lo1, lo2, s0, s1)
                 cov[key] += sign * wv
 
 
@@ -74,8 +85,7 @@ def _occupied_py(idx, cls, P, c, lo, s0, s1, w_occ, c2r, rows, top, sign):  # pr
         ij = v // Z
         j = ij % Y
         i = ij // Y
-        key = ((np.int64(np.floor(P[0, i, j] + c[0, k])) - lo0) * s0 + (np.int64(np.floor(P[1, i, j] + c[1, k])) - lo1) * s1
-               + np.int64(np.floor(P[2, i, j] + c[2, k])) - lo2)
+        key = cell_key(P[0, i, j], P[1, i, j], P[2, i, j], c, k, lo0, lo1, lo2, s0, s1)
         r = c2r[key]
         if r < 0:
             if nt == cap:
@@ -100,7 +110,6 @@ def _read_py(P, c, lo, s0, s1, cov, has_cov, c2r, rows, policy, out):  # pragma:
     X = P.shape[1]
     Y = P.shape[2]
     Z = c.shape[1]
-    C = rows.shape[1]
     lo0 = lo[0]
     lo1 = lo[1]
     lo2 = lo[2]
@@ -111,28 +120,12 @@ def _read_py(P, c, lo, s0, s1, cov, has_cov, c2r, rows, policy, out):  # pragma:
             p2 = P[2, i, j]
             base = (i * Y + j) * Z
             for k in range(Z):
-                key = ((np.int64(np.floor(p0 + c[0, k])) - lo0) * s0 + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
-                       + np.int64(np.floor(p2 + c[2, k])) - lo2)
+                key = cell_key(p0, p1, p2, c, k, lo0, lo1, lo2, s0, s1)
                 r = c2r[key]
                 if r < 0:
                     out[base + k] = 0
                     continue
-                empty = cov[key] if has_cov else 0
-                lab = 1
-                best = rows[r, 1]
-                tot = best
-                for q in range(2, C):
-                    vq = rows[r, q]
-                    tot += vq
-                    if vq > best:
-                        best = vq
-                        lab = q
-                if policy == 0:
-                    out[base + k] = lab if best > empty else 0
-                elif policy == 1:
-                    out[base + k] = lab if tot > empty else 0
-                else:
-                    out[base + k] = lab if tot > 0 else 0
+                out[base + k] = row_label(rows, r, cov[key] if has_cov else 0, policy)
 
 
 def _keys_py(P, c, lo, s0, s1, out):  # pragma: no cover - compiled below
@@ -144,9 +137,7 @@ def _keys_py(P, c, lo, s0, s1, out):  # pragma: no cover - compiled below
         for j in range(Y):
             base = (i * Y + j) * Z
             for k in range(Z):
-                out[base + k] = ((np.int64(np.floor(P[0, i, j] + c[0, k])) - lo[0]) * s0
-                                 + (np.int64(np.floor(P[1, i, j] + c[1, k])) - lo[1]) * s1
-                                 + np.int64(np.floor(P[2, i, j] + c[2, k])) - lo[2])
+                out[base + k] = cell_key(P[0, i, j], P[1, i, j], P[2, i, j], c, k, lo[0], lo[1], lo[2], s0, s1)
 
 
 coverage = occupied = read = keys = None
