@@ -64,28 +64,27 @@ def available_memory() -> int | None:
     return avail
 
 
-def worker_memory_gb(method: str | None) -> float:
-    """Per-worker memory estimate of a registered method (None: scoring submitted predictions)."""
+def _method_attr(method: str | None, name: str, scoring: float, default: float) -> float:
+    """Class attribute ``name`` of a registered method (``scoring`` for None: scoring submitted predictions;
+    ``default`` for a method that cannot be loaded, which is reported where it is loaded)."""
     if method is None:
-        return SCORING_WORKER_GB
+        return scoring
     try:
         from occbench.methods import method_class
 
-        return float(getattr(method_class(method), "worker_memory_gb", DEFAULT_WORKER_GB))
-    except Exception:  # an unknown or broken method is reported where it is loaded
-        return DEFAULT_WORKER_GB
+        return float(getattr(method_class(method), name, default))
+    except Exception:
+        return default
+
+
+def worker_memory_gb(method: str | None) -> float:
+    """Per-worker memory estimate of a registered method (None: scoring submitted predictions)."""
+    return _method_attr(method, "worker_memory_gb", SCORING_WORKER_GB, DEFAULT_WORKER_GB)
 
 
 def worker_threads(method: str | None) -> int:
     """CPU threads one worker of a registered method keeps busy (None: scoring, 1)."""
-    if method is None:
-        return 1
-    try:
-        from occbench.methods import method_class
-
-        return max(1, int(getattr(method_class(method), "worker_threads", 1)))
-    except Exception:  # an unknown or broken method is reported where it is loaded
-        return 1
+    return max(1, int(_method_attr(method, "worker_threads", 1, 1)))
 
 
 def choose_workers(requested: int | None, method: str | None, cores: int | None = None,
