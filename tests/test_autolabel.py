@@ -222,7 +222,7 @@ def test_training_is_deterministic_and_resume_exact(tree, tmp_path):
 def test_cli_end_to_end_ci_and_resume(tree, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from occbench.autolabel.command import autolabel
+    from occbench.cli.autolabel import autolabel
 
     out, md, js = tmp_path / "runs", tmp_path / "autolabel-test.md", tmp_path / "all.json"
     args = ["--dataset", "semantickitti", "--root", str(tree), "--train-sequence", "00", "--eval-sequence", "08",
@@ -293,7 +293,7 @@ def test_resume_refuses_pseudo_labels_and_runs_of_another_method_configuration(t
 
     import occbench.autolabel.sources as sources
     import occbench.methods as methods
-    from occbench.autolabel.command import autolabel
+    from occbench.cli.autolabel import autolabel
     from occbench.datasets import SemanticKITTI
     from occbench.errors import OccbenchError
 

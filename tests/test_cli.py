@@ -53,7 +53,7 @@ def test_top_level_help_lists_every_command_and_the_exit_codes():
 
 def test_lazy_command_help_lines_match_the_commands():
     from occbench.cli import LAZY_COMMANDS
-    from occbench.lazy_group import _load
+    from occbench.cli.group import _load
 
     for name, (target, short) in LAZY_COMMANDS.items():
         cmd = _load(target)
@@ -61,7 +61,7 @@ def test_lazy_command_help_lines_match_the_commands():
 
 
 def test_train_comes_from_the_commands_entry_point():
-    from occbench.lazy_group import LazyGroup
+    from occbench.cli.group import LazyGroup
 
     assert LazyGroup.entry_points()["train"] == "baselines.occfiner.command:train"
 
@@ -201,3 +201,39 @@ def test_a_method_missing_its_files_is_a_failed_run_not_a_traceback(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--method", "needs-file", "-q", "-o", str(tmp_path / "r.json")])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
     assert "weights of needs-file not found: /nowhere/weights.pt" in r.output
+
+
+def test_one_module_per_command_in_the_cli_package():
+    import importlib
+
+    from occbench.cli import main
+
+    for name in ("evaluate", "refine", "methods", "convert", "leaderboard", "render", "autolabel", "synth"):
+        cmd = main.get_command(None, name)
+        assert cmd is not None and cmd.callback.__module__ == f"occbench.cli.{name}", name
+        assert importlib.import_module(f"occbench.cli.{name}") is not None
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("occbench.lazy_group", "occbench.cli.group", "LazyGroup"),
+    ("occbench.render_cli", "occbench.cli.render", "render"),
+    ("occbench.leaderboard_cli", "occbench.cli.leaderboard", "leaderboard"),
+    ("occbench.autolabel.command", "occbench.cli.autolabel", "autolabel"),
+    ("occbench.synth.command", "occbench.cli.synth", "synth"),
+])
+def test_old_command_modules_are_deprecated_aliases(old, new, name):
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+        mod = importlib.import_module(old)
+    assert getattr(mod, name) is getattr(importlib.import_module(new), name)
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "occbench.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("occbench, version")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from occbench.cli import ROOT_HELP
+from occbench.cli.options import ROOT_HELP
 
 
 @click.command("train")

@@ -5,7 +5,7 @@
 - :mod:`~occbench.autolabel.storage`: the ``.pl`` pseudo-label format (top-1 / top-2 + confidences);
 - :mod:`~occbench.autolabel.sources`: pseudo-labels from any registered method (scores capability);
 - :mod:`~occbench.autolabel.runner`: :func:`run_protocol` (resumable); :mod:`~occbench.autolabel.table`: markdown;
-- :mod:`~occbench.autolabel.command`: the ``occbench autolabel`` click command.
+- the ``occbench autolabel`` command: :mod:`occbench.cli.autolabel`.
 
 Names are imported on first use (the student network needs torch; ``occbench autolabel --help`` does not).
 """

@@ -1,0 +1,73 @@
+"""A click group whose commands are imported only when they run (or their own ``--help`` is asked for).
+
+Commands come from three places: those defined on the group itself; built-in ones named by ``"module:attribute"``
+with their one-line help (so that ``occbench --help`` lists them without importing anything); and the
+``occbench.commands`` entry points, through which packages (the reference baselines among them) add commands::
+
+    [project.entry-points."occbench.commands"]
+    train = "baselines.occfiner.command:train"
+
+An entry-point command's module is imported to list it in ``--help``: keep its module-level imports light (click),
+and import heavy dependencies inside the command function.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+COMMANDS_GROUP = "occbench.commands"
+
+
+def _load(target: str) -> click.Command:
+    module, _, attr = target.partition(":")
+    cmd = getattr(importlib.import_module(module), attr)
+    if not isinstance(cmd, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return cmd
+
+
+class LazyGroup(click.Group):
+    """``lazy``: command name -> (``"module:attribute"``, one-line help)."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    @staticmethod
+    def entry_points() -> dict[str, str]:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.lazy) | set(self.entry_points()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = self.lazy[cmd_name][0] if cmd_name in self.lazy else self.entry_points().get(cmd_name)
+        if target is None:
+            return None
+        cmd = _load(target)
+        self.commands[cmd_name] = cmd
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, click.Command(name, help=self.lazy[name][1]).get_short_help_str(limit)))
+                continue
+            try:
+                cmd = self.get_command(ctx, name)
+            except Exception as e:  # noqa: BLE001 - a broken third-party command must not hide the others
+                rows.append((name, f"(cannot load: {e})"))
+                continue
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)

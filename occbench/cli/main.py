@@ -1,0 +1,56 @@
+"""The ``occbench`` command line.
+
+Exit codes (also in ``occbench --help``): 0 success; 1 the run failed (a data or method error, message on stderr);
+2 usage error (unknown command, method, dataset, split or option, a bad option value, an unwritable output);
+3 an invalid submission (``evaluate --predictions``); 4 stale leaderboards (``leaderboard --check``);
+5 invalid results files (``leaderboard``: each named, nothing written).
+
+Start-up imports only click: every command imports what it needs when it runs, and commands defined elsewhere
+are imported only when used (:class:`occbench.cli.group.LazyGroup`).
+"""
+from __future__ import annotations
+
+import click
+
+from occbench import __version__
+from occbench.cli.convert import convert
+from occbench.cli.evaluate import evaluate
+from occbench.cli.group import LazyGroup
+from occbench.cli.methods import methods
+from occbench.cli.refine import refine
+
+# built-in commands living in their own modules: name -> ("module:command", first line of its help)
+LAZY_COMMANDS = {
+    "autolabel": ("occbench.cli.autolabel:autolabel",
+                  "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."),
+    "leaderboard": ("occbench.cli.leaderboard:leaderboard", "Render leaderboards/*.md from result files (one page per dataset/split)."),
+    "render": ("occbench.cli.render:render", "Bird's-eye-view pictures and plots (PNG)."),
+    "synth": ("occbench.cli.synth:synth",
+              "Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."),
+}
+
+EPILOG = """\b
+Data: occbench-mini, the default dataset, is generated on first use
+(about 1.3 GB) into the data cache, $OCCBENCH_DATA/mini-v<generator version>;
+$OCCBENCH_DATA defaults to ~/.cache/occbench.
+
+\b
+Exit codes:
+  0  success
+  1  the run failed (data or method error; the message is on stderr)
+  2  usage error: unknown command, method, dataset, split or option,
+     a bad option value, an unwritable output
+  3  invalid submission (evaluate --predictions)
+  4  stale leaderboards (leaderboard --check)
+  5  invalid results files (leaderboard: each named, nothing written)
+"""
+
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="occbench")
+def main() -> None:
+    """occbench: datasets, metrics, baselines and leaderboards for offboard 3D semantic scene completion."""
+
+
+for _command in (evaluate, refine, methods, convert):
+    main.add_command(_command)

@@ -1,0 +1,144 @@
+"""Options and helpers shared by the commands of the ``occbench`` command line.
+
+Module-level imports stay light (click): ``occbench --help`` imports this module.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from occbench.errors import OccbenchError, UnknownNameError
+
+EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE, EXIT_INVALID_RESULTS = 1, 3, 4, 5
+
+
+# the names of occbench.datasets.DATASETS (kept here so that start-up imports no loader; a test keeps them equal)
+DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
+
+# --root of every command that opens a dataset
+ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
+             "$OCCBENCH_DATA/mini-v<generator version>, generated there on first use; `occbench synth --output DIR` "
+             "generates one elsewhere). Real datasets: where the downloaded data lives (required).")
+
+
+def default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
+    """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, over the threads
+    a worker of the method keeps busy, bounded by the available memory over the method's per-worker estimate
+    (occbench.resources; ``method`` None: scoring)."""
+    if executor != "local":
+        return requested or max(1, min(os.cpu_count() or 1, 8))
+    from occbench.resources import choose_workers
+
+    n, warnings = choose_workers(requested, method)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    return n
+
+
+def dataset_options(f):
+    f = click.option("--sequence", "sequences", multiple=True, help="Restrict to these sequences (repeatable).")(f)
+    f = click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
+                     help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).")(f)
+    f = click.option("--onboard", default=None, help="Onboard model whose predictions are refined (mini: voxformer-sim).")(f)
+    f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
+    f = click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)(f)
+    f = click.option("--dataset", "dataset", default="mini", show_default=True,
+                     type=click.Choice(DATASET_NAMES), help="Which dataset.")(f)
+    return f
+
+
+def execution_options(f):
+    """--workers / --executor / --address: where a method's (or the scoring's) work runs."""
+    f = click.option("--address", default=None,
+                     help="Ray cluster address (with --executor ray; default: start a local Ray instance).")(f)
+    f = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")(f)
+    f = click.option("--workers", "-j", type=int, default=None,
+                     help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method "
+                          "uses (occfiner 2), fewer if the method's workers would not fit in memory).")(f)
+    return f
+
+
+def format_options(f):
+    """--ids / --pkl-key: how files of another codebase hold their grids (occbench.io.formats)."""
+    f = click.option("--pkl-key", default="y_pred", show_default=True,
+                     help="monoscene-pkl: dict key of the grid (OccFormer: output_voxel, Symphonies: pred).")(f)
+    f = click.option("--ids", type=click.Choice(["train", "raw"]), default=None,
+                     help="Id space of the files (default: raw for label, train for monoscene-pkl and npy).")(f)
+    return f
+
+
+def foreign_format(kind, ids, key):
+    from occbench.io.formats import ForeignFormat
+
+    return ForeignFormat(kind, ids or "", key)
+
+
+def dataset_spec(dataset, root, split, onboard, predictions_root, sequences):
+    from occbench.evaluate import DatasetSpec
+
+    kw = {}
+    if predictions_root is not None:
+        kw["predictions_root"] = str(predictions_root)
+    if sequences:
+        kw["sequences"] = list(sequences)
+    if dataset == "mini" and onboard is None:
+        from occbench.datasets.mini import DEFAULT_ONBOARD
+
+        onboard = DEFAULT_ONBOARD
+    return DatasetSpec(dataset, None if root is None else str(root), split, onboard, kw)
+
+
+def method_options(method: str, options: tuple[str, ...]) -> dict:
+    """The method's options from ``-O key=value``, checked against its declared types before any work starts.
+    An unknown method or option, or a value of the wrong type, is a usage error (exit 2)."""
+    from occbench.errors import FormatError, MissingDataError
+    from occbench.methods import method_class, parse_options
+    from occbench.methods.options import OptionError
+
+    try:
+        cls = method_class(method)
+    except UnknownNameError as e:
+        raise click.BadParameter(f"{e}; see `occbench methods`", param_hint="'--method'") from None
+    try:
+        opts = parse_options(options, cls, method)
+        cls(**opts)
+    except (OptionError, UnknownNameError) as e:
+        raise click.BadParameter(str(e), param_hint="'-O' / '--option'") from None
+    except (FormatError, MissingDataError) as e:  # a file the method reads (e.g. its checkpoint): a failed run
+        fail(e)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(f"method {method!r}: {e}", param_hint="'-O' / '--option'") from None
+    except (OccbenchError, RuntimeError) as e:
+        fail(e)
+    return opts
+
+
+def fail(e: Exception) -> None:
+    if isinstance(e, UnknownNameError):  # a name the user typed (e.g. --split): usage error, exit 2
+        raise click.UsageError(str(e))
+    click.echo(f"error: {e}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def metric_extras(names: tuple[str, ...], city: bool | None, consistency: bool | None) -> tuple[str, ...]:
+    """The metrics evaluate computes besides ssc: the ``--metric`` names (default city and consistency), with
+    ``--city``/``--consistency`` adding and ``--no-city``/``--no-consistency`` removing theirs."""
+    from occbench.metrics.registry import BUILTIN, metric_class
+
+    chosen = dict.fromkeys(names or ("city", "consistency"))
+    for n in chosen:
+        if n not in BUILTIN:
+            try:
+                metric_class(n)
+            except UnknownNameError as e:
+                raise click.BadParameter(str(e), param_hint="'--metric'") from None
+    for n, on in (("city", city), ("consistency", consistency)):
+        if on is True:
+            chosen[n] = None
+        elif on is False:
+            chosen.pop(n, None)
+    return tuple(n for n in chosen if n != "ssc")
