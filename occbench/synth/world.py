@@ -438,14 +438,138 @@ def _path_from_xy(xy: np.ndarray, step: float = 0.5) -> Path2D:
     return Path2D(xy=np.round(np.stack([px, py], 1), 6), yaw=yaw, step=step)
 
 
-def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None) -> World:
-    """Generate the town, the ego poses and the agents of one sequence.
+# ---- the town, stage by stage --------------------------------------------------------------------------
+# ``build_world`` runs the stages below in a fixed order on one random generator and most of them draw from it,
+# so reordering the stages (or the draws inside one) changes every sequence's world.
 
-    ``seed_seq`` seeds everything (numpy SeedSequence entropy). With ``poses_lidar`` (real LiDAR poses),
-    the ego follows their planar projection and the town is laid out around that trajectory.
+_ZONE_CELLS = 160  # side of a zone in cells (32 m)
+
+
+@dataclass
+class _Grid:
+    """Extent of the world raster: ``NX x NY`` cells whose cell (0, 0) has its corner at ``origin``."""
+    lo: np.ndarray  # (x, y) of the lower corner, before rounding (street ends are laid out from it)
+    hi: np.ndarray  # (x, y) of the upper corner
+    origin: np.ndarray  # ``lo`` rounded to 1e-6 m
+    NX: int
+    NY: int
+
+    @property
+    def area_km2(self) -> float:
+        return self.NX * self.NY * CELL * CELL / 1e6
+
+
+@dataclass
+class _StreetWidths:
+    """Cross-section of every street (index = street), in m."""
+    hw: np.ndarray  # road half width
+    pw: np.ndarray  # parking strip (0 where none)
+    sw: np.ndarray  # sidewalk
+    vw: np.ndarray  # grass verge (0 where none)
+
+
+@dataclass
+class _StreetFields:
+    """Per cell: distance to the nearest street centreline, the direction away from it, and its cross-section."""
+    d: np.ndarray  # (NX, NY) float32 distance (m) to the nearest centreline
+    gx: np.ndarray  # (NX, NY) float32 cell offset from the nearest centreline cell, x (not normalised)
+    gy: np.ndarray  # (NX, NY) float32 same, y
+    H: np.ndarray  # (NX, NY) float32 road half width of the nearest street
+    P: np.ndarray  # parking strip width
+    S: np.ndarray  # sidewalk width
+    VW: np.ndarray  # verge width
+    front: np.ndarray  # H + P + VW + S: where the lots begin
+
+
+@dataclass
+class _Zones:
+    """32 m zones (0 residential, 1 commercial, 2 green, 3 parking lot) and their per-zone flags, per cell."""
+    zone: np.ndarray  # (NX, NY) uint8
+    fence_flag: np.ndarray  # (NX, NY) bool: the zone's lots are fenced
+    hedge_flag: np.ndarray  # (NX, NY) bool: the zone's lots have front hedges
+    zx: int  # number of zones along x (with a spare row)
+    zy: int
+
+
+@dataclass
+class _Ground:
+    """The static raster with its ground levels written, and the ground cover of every cell."""
+    W: np.ndarray  # (NX, NY, NZ) uint8 codes
+    G: np.ndarray  # (NX, NY) uint8 ground code
+    Gk: np.ndarray  # (NX, NY) int8 top voxel of the ground
+    park: np.ndarray  # (NX, NY) bool parking strips
+    verge: np.ndarray  # grass verges
+    side: np.ndarray  # sidewalks
+    lot: np.ndarray  # everything behind the sidewalks
+    drv: np.ndarray  # driveways
+
+
+@dataclass
+class _Town:
+    """State shared by the stages that place objects in the raster (``ground.W`` is written in place)."""
+    rng: np.random.Generator
+    grid: _Grid
+    fields: _StreetFields
+    zones: _Zones
+    ground: _Ground
+    reserved: np.ndarray  # (NX, NY) bool: cells where nothing big may stand
+    taken: np.ndarray  # (NX, NY) bool: building footprints with a 0.5 m margin
+    stats: dict[str, int]
+
+    def ground_k(self, ix: int, iy: int) -> int:
+        """Ground top voxel of cell (ix, iy), clamped to the raster."""
+        NX, NY = self.grid.NX, self.grid.NY
+        return int(self.ground.Gk[min(max(ix, 0), NX - 1), min(max(iy, 0), NY - 1)])
+
+    def stamp_rect(self, x: float, y: float, yaw: float, L: float, Wd: float, k0: int, k1: int, code: int,
+                   overwrite: bool = True, only_free2d: np.ndarray | None = None) -> bool:
+        """Write ``code`` into levels k0..k1 of an L x Wd rectangle (only into empty voxels unless ``overwrite``)."""
+        rc = _rect_cells(x, y, yaw, L, Wd, self.grid.origin, self.grid.NX, self.grid.NY)
+        if rc is None:
+            return False
+        (si, sj), foot, _ = rc
+        if only_free2d is not None:
+            if (only_free2d[si, sj] & foot).any():
+                return False
+        blk = self.ground.W[si, sj, k0:k1 + 1]
+        if overwrite:
+            blk[foot] = code
+        else:
+            sub = blk[foot]
+            sub[sub == 0] = code
+            blk[foot] = sub
+        return True
+
+    def normal_at(self, ix: int, iy: int) -> tuple[float, float]:
+        """Unit normal pointing away from the nearest street centreline at cell (ix, iy)."""
+        a, b = float(self.fields.gx[ix, iy]), float(self.fields.gy[ix, iy])
+        n = math.hypot(a, b)
+        return (a / n, b / n) if n > 0 else (1.0, 0.0)
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int]:
+        origin = self.grid.origin
+        return int((x - origin[0]) / CELL), int((y - origin[1]) / CELL)
+
+    def pos_of(self, ix: int, iy: int) -> tuple[float, float]:
+        origin = self.grid.origin
+        return float(origin[0] + CELL * (ix + 0.5)), float(origin[1] + CELL * (iy + 0.5))
+
+    def sample_cells(self, mask: np.ndarray, n: int) -> np.ndarray:
+        """``n`` cells of ``mask`` drawn uniformly with replacement: (n, 2) indices (none if the mask is empty)."""
+        idx = np.flatnonzero(mask)
+        if idx.size == 0 or n <= 0:
+            return np.zeros((0, 2), np.int64)
+        pick = idx[self.rng.integers(0, idx.size, n)]
+        return np.stack(np.unravel_index(pick, mask.shape), 1)
+
+
+def _ego_route_and_poses(rng: np.random.Generator, n_total: int,
+                         poses_lidar: np.ndarray | None) -> tuple[Route, list[float], list[float], np.ndarray]:
+    """The ego's route and its ``n_total`` planar poses, plus the street grid lines (x, y) of a procedural route.
+
+    Without ``poses_lidar`` the route runs through a procedural street grid at a drawn speed profile; with
+    them the route follows their planar projection (no grid lines), holding the last pose past their end.
     """
-    rng = np.random.default_rng(seed_seq)
-    n_total = n_scans + lookahead
     if poses_lidar is None:
         route, xs, ys = procedural_route(rng, length=12.0 * 0.1 * n_total + 40.0)
         speed = speed_profile(rng, route)
@@ -459,14 +583,29 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
         poses[:, 2] = np.round(plan[:, 2], 9) + 0.0
         if len(poses) < n_total:  # extend the look-ahead by holding the last pose
             poses = np.concatenate([poses, np.repeat(poses[-1:], n_total - len(poses), 0)])
+    return route, xs, ys, poses
+
+
+def _grid_extent(poses: np.ndarray) -> _Grid:
+    """The raster covers the ego's positions with an 80 m margin, snapped to the cell size."""
     used = poses[:, :2]
     margin = 80.0
     lo = np.floor((used.min(0) - margin) / CELL) * CELL
     hi = np.ceil((used.max(0) + margin) / CELL) * CELL
     origin = np.round(lo, 6)
     NX, NY = int(round((hi[0] - lo[0]) / CELL)), int(round((hi[1] - lo[1]) / CELL))
+    return _Grid(lo=lo, hi=hi, origin=origin, NX=NX, NY=NY)
 
-    # ---- street centrelines (polylines) --------------------------------------------------------------
+
+def _street_centrelines(rng: np.random.Generator, route: Route, xs: list[float], ys: list[float], grid: _Grid,
+                        cross_streets: bool) -> tuple[list[np.ndarray], int]:
+    """Street centreline polylines and the index of the route's own.
+
+    The grid lines that cross the raster become straight streets past its edges; the route's centreline (ego
+    lane shifted left by ``LANE_OFF``) follows its arcs, so turning corners are rounded. With ``cross_streets``
+    (a route that follows real poses) straight cross streets are added every ~90-130 m along it.
+    """
+    lo, hi = grid.lo, grid.hi
     streets: list[np.ndarray] = []
     for x in xs:
         if lo[0] - 10 < x < hi[0] + 10:
@@ -474,28 +613,48 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     for y in ys:
         if lo[1] - 10 < y < hi[1] + 10:
             streets.append(np.array([[lo[0] - 20, y], [hi[0] + 20, y]]))
-    # the route's own centreline (ego lane shifted left by LANE_OFF): arcs become rounded corners
     cy_, sy_ = np.array([_c(a) for a in route.yaw[::5]]), np.array([_s(a) for a in route.yaw[::5]])
     rc = route.xy[::5] + LANE_OFF * np.stack([-sy_, cy_], 1)
     route_id = len(streets)
     streets.append(rc)
-    if poses_lidar is not None:  # cross streets every ~90-130 m
-        s = 0.0
-        nxt = float(rng.uniform(40, 90))
-        for i in range(1, len(rc)):
-            s += float(np.linalg.norm(rc[i] - rc[i - 1]))
-            if s >= nxt:
-                yaw = float(route.yaw[min(5 * i, len(route.yaw) - 1)])
-                nrm = np.array([-_s(yaw), _c(yaw)])
-                streets.append(np.stack([rc[i] - 150 * nrm, rc[i] + 150 * nrm]))
-                nxt = s + float(rng.uniform(90, 130))
-    nst = len(streets)
+    if cross_streets:
+        streets.extend(_cross_streets(rng, route, rc))
+    return streets, route_id
+
+
+def _cross_streets(rng: np.random.Generator, route: Route, rc: np.ndarray) -> list[np.ndarray]:
+    """300 m straight streets across the route centreline ``rc``, the first 40-90 m along it, then every 90-130 m."""
+    out: list[np.ndarray] = []
+    s = 0.0
+    nxt = float(rng.uniform(40, 90))
+    for i in range(1, len(rc)):
+        s += float(np.linalg.norm(rc[i] - rc[i - 1]))
+        if s >= nxt:
+            yaw = float(route.yaw[min(5 * i, len(route.yaw) - 1)])
+            nrm = np.array([-_s(yaw), _c(yaw)])
+            out.append(np.stack([rc[i] - 150 * nrm, rc[i] + 150 * nrm]))
+            nxt = s + float(rng.uniform(90, 130))
+    return out
+
+
+def _street_widths(rng: np.random.Generator, nst: int, route_id: int) -> _StreetWidths:
+    """Draw the cross-section of ``nst`` streets; the route's own street gets a road half width of 4.5-6 m."""
     hw = rng.uniform(3.5, 6.5, nst)  # road half width
     pw = np.where(rng.random(nst) < 0.35, rng.uniform(2.2, 2.6, nst), 0.0)  # parking strip
     sw = rng.uniform(1.8, 3.8, nst)  # sidewalk
     vw = np.where(rng.random(nst) < 0.75, rng.uniform(1.5, 3.5, nst), 0.0)  # grass verge (terrain)
     hw[route_id] = float(rng.uniform(4.5, 6.0))
+    return _StreetWidths(hw=hw, pw=pw, sw=sw, vw=vw)
 
+
+def _street_fields(streets: list[np.ndarray], widths: _StreetWidths,
+                   grid: _Grid) -> tuple[list[np.ndarray], _StreetFields]:
+    """Rasterise the centrelines (0.1 m samples) and take every cell's nearest one (exact distance transform).
+
+    Returns the dense centreline samples (one array per street) and the per-cell fields.
+    """
+    origin, NX, NY = grid.origin, grid.NX, grid.NY
+    hw, pw, sw, vw = widths.hw, widths.pw, widths.sw, widths.vw
     sid = np.full((NX, NY), -1, np.int32)
     dense_paths: list[np.ndarray] = []
     for i, pl in enumerate(streets):
@@ -518,16 +677,32 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     S = sw[nid].astype(np.float32)
     VW = vw[nid].astype(np.float32)
     front = H + P + VW + S  # start of the lots
+    return dense_paths, _StreetFields(d=d, gx=gx, gy=gy, H=H, P=P, S=S, VW=VW, front=front)
 
-    # ---- zones (32 m cells) -----------------------------------------------------------------------
-    zc = 160  # cells
+
+def _zones(rng: np.random.Generator, grid: _Grid) -> _Zones:
+    """Draw the 32 m zones' use (residential 45 %, commercial 17 %, green 25 %, parking lot 13 %) and flags."""
+    NX, NY = grid.NX, grid.NY
+    zc = _ZONE_CELLS
     zx, zy = NX // zc + 2, NY // zc + 2
     zone_small = rng.choice(4, size=(zx, zy), p=[0.45, 0.17, 0.25, 0.13]).astype(np.uint8)
     # 0 residential, 1 commercial, 2 green, 3 parking lot
     zone = np.repeat(np.repeat(zone_small, zc, 0), zc, 1)[:NX, :NY]
     fence_flag = np.repeat(np.repeat(rng.random((zx, zy)) < 0.7, zc, 0), zc, 1)[:NX, :NY]
     hedge_flag = np.repeat(np.repeat(rng.random((zx, zy)) < 0.85, zc, 0), zc, 1)[:NX, :NY]
+    return _Zones(zone=zone, fence_flag=fence_flag, hedge_flag=hedge_flag, zx=zx, zy=zy)
 
+
+def _ground(rng: np.random.Generator, grid: _Grid, f: _StreetFields, zones: _Zones) -> _Ground:
+    """Ground cover and height of every cell, written into the bottom levels of a new raster.
+
+    Streets get road, parking strips, raised sidewalks and verges by distance from their centreline; lots get
+    terrain lawns with uneven patches (residential, green), pavement with other-ground plazas (commercial),
+    parking (parking lots) and other-ground driveways (residential). Dashed lane markings go on wide roads.
+    """
+    NX, NY = grid.NX, grid.NY
+    d, H, P, VW, front = f.d, f.H, f.P, f.VW, f.front
+    zx, zy, zc = zones.zx, zones.zy, _ZONE_CELLS
     W = np.zeros((NX, NY, NZ), np.uint8)
     G = np.full((NX, NY), TERRAIN, np.uint8)
     Gk = np.full((NX, NY), K_ROAD, np.int8)
@@ -545,7 +720,7 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     # lot ground
     coarse_rough = rng.random((NX // 10 + 2, NY // 10 + 2)) < 0.35
     rough = np.repeat(np.repeat(coarse_rough, 10, 0), 10, 1)[:NX, :NY]
-    lotz = zone
+    lotz = zones.zone
     G[lot & (lotz == 1)] = SIDEWALK  # commercial pavement
     Gk[lot & (lotz == 1)] = K_CURB
     og = lot & (lotz == 1) & np.repeat(np.repeat(rng.random((zx * 4, zy * 4)) < 0.35, zc // 4, 0), zc // 4, 1)[:NX, :NY]
@@ -563,58 +738,20 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
             break
         W[:, :, k] = np.where(k <= Gk, G, 0)
     W[mark, K_ROAD] = LANE_MARKING
+    return _Ground(W=W, G=G, Gk=Gk, park=park, verge=verge, side=side, lot=lot, drv=drv)
 
-    reserved = ~lot.copy()  # cells where nothing big may stand
-    stats: dict[str, int] = {}
 
-    def ground_k(ix: int, iy: int) -> int:
-        return int(Gk[min(max(ix, 0), NX - 1), min(max(iy, 0), NY - 1)])
-
-    def stamp_rect(x: float, y: float, yaw: float, L: float, Wd: float, k0: int, k1: int, code: int,
-                   overwrite: bool = True, only_free2d: np.ndarray | None = None) -> bool:
-        rc = _rect_cells(x, y, yaw, L, Wd, origin, NX, NY)
-        if rc is None:
-            return False
-        (si, sj), foot, _ = rc
-        if only_free2d is not None:
-            if (only_free2d[si, sj] & foot).any():
-                return False
-        blk = W[si, sj, k0:k1 + 1]
-        if overwrite:
-            blk[foot] = code
-        else:
-            sub = blk[foot]
-            sub[sub == 0] = code
-            blk[foot] = sub
-        return True
-
-    def normal_at(ix: int, iy: int) -> tuple[float, float]:
-        a, b = float(gx[ix, iy]), float(gy[ix, iy])
-        n = math.hypot(a, b)
-        return (a / n, b / n) if n > 0 else (1.0, 0.0)
-
-    def cell_of(x: float, y: float) -> tuple[int, int]:
-        return int((x - origin[0]) / CELL), int((y - origin[1]) / CELL)
-
-    def pos_of(ix: int, iy: int) -> tuple[float, float]:
-        return float(origin[0] + CELL * (ix + 0.5)), float(origin[1] + CELL * (iy + 0.5))
-
-    def sample_cells(mask: np.ndarray, n: int) -> np.ndarray:
-        idx = np.flatnonzero(mask)
-        if idx.size == 0 or n <= 0:
-            return np.zeros((0, 2), np.int64)
-        pick = idx[rng.integers(0, idx.size, n)]
-        return np.stack(np.unravel_index(pick, mask.shape), 1)
-
-    area_km2 = NX * NY * CELL * CELL / 1e6
-
-    # ---- buildings -----------------------------------------------------------------------------------
-    taken = np.zeros((NX, NY), bool)
+def _buildings(t: _Town) -> None:
+    """Buildings on residential and commercial lots, aligned with the nearest street and set back from the lot
+    front, 2.5 m apart from each other; 30 % get an L-shaped wing behind."""
+    rng, origin, NX, NY = t.rng, t.grid.origin, t.grid.NX, t.grid.NY
+    d, front, zone, lot = t.fields.d, t.fields.front, t.zones.zone, t.ground.lot
+    taken, reserved = t.taken, t.reserved
     nb = 0
-    cand = sample_cells(lot & (zone != 2) & (zone != 3) & (d < front + 20), int(5000 * area_km2 * 4))
+    cand = t.sample_cells(lot & (zone != 2) & (zone != 3) & (d < front + 20), int(5000 * t.grid.area_km2 * 4))
     for ix, iy in cand:
         z = int(zone[ix, iy])
-        nx_, ny_ = normal_at(ix, iy)
+        nx_, ny_ = t.normal_at(ix, iy)
         yaw = math.atan2(-nx_, ny_)  # along the street
         if z == 0:
             L, D, Hh, setback = rng.uniform(8, 16), rng.uniform(8, 13), rng.uniform(4.5, 10), rng.uniform(1.5, 5)
@@ -622,10 +759,10 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
             L, D, Hh, setback = rng.uniform(14, 40), rng.uniform(10, 22), rng.uniform(7, 22), rng.uniform(0.3, 2.5)
         dd = float(d[ix, iy])
         fr = float(front[ix, iy])
-        x, y = pos_of(ix, iy)
+        x, y = t.pos_of(ix, iy)
         shift = fr + setback + D / 2 - dd
         x, y = x + nx_ * shift, y + ny_ * shift
-        cx_, cy_ = cell_of(x, y)
+        cx_, cy_ = t.cell_of(x, y)
         if not (0 <= cx_ < NX and 0 <= cy_ < NY):
             continue
         # footprint must be on lots and keep 2.5 m from other buildings
@@ -634,7 +771,7 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
             continue
         if not _all_in(lot, x, y, yaw, L, D, origin, NX, NY):
             continue
-        stamp_rect(x, y, yaw, L, D, 0, kh(Hh), BUILDING)
+        t.stamp_rect(x, y, yaw, L, D, 0, kh(Hh), BUILDING)
         _mark(taken, x, y, yaw, L + 1, D + 1, origin)
         _mark(reserved, x, y, yaw, L + 1, D + 1, origin)
         nb += 1
@@ -644,12 +781,21 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
             c, s = _c(yaw), _s(yaw)
             wx, wy = x + c * off + nx_ * (D / 2 + wd / 2), y + s * off + ny_ * (D / 2 + wd / 2)
             if _all_in(lot & ~taken, wx, wy, yaw, wl, wd, origin, NX, NY):
-                stamp_rect(wx, wy, yaw, wl, wd, 0, kh(Hh * float(rng.uniform(0.6, 1.0))), BUILDING)
+                t.stamp_rect(wx, wy, yaw, wl, wd, 0, kh(Hh * float(rng.uniform(0.6, 1.0))), BUILDING)
                 _mark(taken, wx, wy, yaw, wl + 1, wd + 1, origin)
                 _mark(reserved, wx, wy, yaw, wl + 1, wd + 1, origin)
-    stats["buildings"] = nb
+    t.stats["buildings"] = nb
 
-    # ---- front-line hedges and fences --------------------------------------------------------------
+
+def _hedges_and_fences(t: _Town) -> None:
+    """Hedges and fences along the front of the lots (with gaps), and garden fences further back in residential
+    zones; their cells become reserved."""
+    rng, NX, NY = t.rng, t.grid.NX, t.grid.NY
+    d, front = t.fields.d, t.fields.front
+    zone, fence_flag, hedge_flag = t.zones.zone, t.zones.fence_flag, t.zones.hedge_flag
+    zx, zy, zc = t.zones.zx, t.zones.zy, _ZONE_CELLS
+    W, Gk, lot, drv = t.ground.W, t.ground.Gk, t.ground.lot, t.ground.drv
+    taken, reserved = t.taken, t.reserved
     gapn = np.repeat(np.repeat(rng.random((NX // 25 + 1, NY // 25 + 1)) < 0.22, 25, 0), 25, 1)[:NX, :NY]
     free_lot = lot & ~taken & ~drv
     hedge = free_lot & (d >= front + 0.2) & (d < front + 2.2) & (zone != 3) & (hedge_flag | (zone == 2)) & ~gapn
@@ -668,153 +814,189 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
         cols[colmask] = code
         W[ii, jj] = cols
         reserved[ii, jj] = True
-    stats["hedge_cells"] = int(hedge.sum())
-    stats["fence_cells"] = int((fence | fence2).sum())
+    t.stats["hedge_cells"] = int(hedge.sum())
+    t.stats["fence_cells"] = int((fence | fence2).sum())
 
-    # ---- trees ---------------------------------------------------------------------------------------
-    def tree(x: float, y: float, big: bool) -> None:
-        ix, iy = cell_of(x, y)
-        g = ground_k(ix, iy)
-        tr = float(rng.uniform(0.1, 0.2 if not big else 0.3))
-        crown_c = float(rng.uniform(3.6, 5.5) if big else rng.uniform(2.5, 3.6))
-        rh = float(rng.uniform(2.5, 4.5) if big else rng.uniform(1.5, 2.5))
-        rv = float(rng.uniform(1.6, 2.8) if big else rng.uniform(1.0, 1.6))
-        r = rh + CELL
-        i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
-        j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
-        if i0 >= i1 or j0 >= j1:
-            return
-        cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
-        cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
-        zc_ = -2.0 + CELL * (np.arange(NZ) + 0.5) - (GROUND_Z + crown_c)
-        e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + zc_[None, None, :] ** 2 / (rv * rv)
-        blk = W[i0:i1, j0:j1]
-        crown = (e <= 1.0) & ((blk == 0) | (blk == VEGETATION))
-        blk[crown] = VEGETATION
-        trunk = (cx[:, None] ** 2 + cy[None, :] ** 2) <= (tr + 0.1) ** 2
-        top = kh(crown_c)
-        sub = blk[:, :, g + 1:top + 1]
-        sub[trunk] = TRUNK
-        blk[:, :, g + 1:top + 1] = sub
 
+def _tree(t: _Town, x: float, y: float, big: bool) -> None:
+    """A trunk and an ellipsoid crown at (x, y); the crown fills only empty or vegetation voxels."""
+    rng, origin, NX, NY, W = t.rng, t.grid.origin, t.grid.NX, t.grid.NY, t.ground.W
+    ix, iy = t.cell_of(x, y)
+    g = t.ground_k(ix, iy)
+    tr = float(rng.uniform(0.1, 0.2 if not big else 0.3))
+    crown_c = float(rng.uniform(3.6, 5.5) if big else rng.uniform(2.5, 3.6))
+    rh = float(rng.uniform(2.5, 4.5) if big else rng.uniform(1.5, 2.5))
+    rv = float(rng.uniform(1.6, 2.8) if big else rng.uniform(1.0, 1.6))
+    r = rh + CELL
+    i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
+    j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
+    if i0 >= i1 or j0 >= j1:
+        return
+    cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
+    cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
+    zc_ = -2.0 + CELL * (np.arange(NZ) + 0.5) - (GROUND_Z + crown_c)
+    e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + zc_[None, None, :] ** 2 / (rv * rv)
+    blk = W[i0:i1, j0:j1]
+    crown = (e <= 1.0) & ((blk == 0) | (blk == VEGETATION))
+    blk[crown] = VEGETATION
+    trunk = (cx[:, None] ** 2 + cy[None, :] ** 2) <= (tr + 0.1) ** 2
+    top = kh(crown_c)
+    sub = blk[:, :, g + 1:top + 1]
+    sub[trunk] = TRUNK
+    blk[:, :, g + 1:top + 1] = sub
+
+
+def _far_enough(placed: list[tuple[float, float]], x: float, y: float, dmin: float) -> bool:
+    """(x, y) is at least ``dmin`` from the last 400 ``placed`` points."""
+    for px, py in placed[-400:]:
+        if (px - x) ** 2 + (py - y) ** 2 < dmin * dmin:
+            return False
+    return True
+
+
+def _trees_and_bushes(t: _Town) -> None:
+    """Street trees every 6-10 m on wide sidewalks and verges, then trees and bushes 3-6 m apart on free lawns."""
+    rng, origin, W = t.rng, t.grid.origin, t.ground.W
+    d, front, S, VW = t.fields.d, t.fields.front, t.fields.S, t.fields.VW
+    zone, G, side, verge, lot = t.zones.zone, t.ground.G, t.ground.side, t.ground.verge, t.ground.lot
+    area_km2 = t.grid.area_km2
     placed: list[tuple[float, float]] = []
-
-    def far_enough(x: float, y: float, dmin: float) -> bool:
-        for px, py in placed[-400:]:
-            if (px - x) ** 2 + (py - y) ** 2 < dmin * dmin:
-                return False
-        return True
-
     street_tree_band = (side & (d >= front - 1.0) & (d < front - 0.4) & (S > 2.2)) | (verge & (VW > 1.5))
-    for ix, iy in sample_cells(street_tree_band, int(1500 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
-        if far_enough(x, y, float(rng.uniform(6.0, 10.0))):
+    for ix, iy in t.sample_cells(street_tree_band, int(1500 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
+        if _far_enough(placed, x, y, float(rng.uniform(6.0, 10.0))):
             placed.append((x, y))
-            tree(x, y, big=rng.random() < 0.7)
-    lawn = lot & ~taken & ~reserved & ((zone == 0) | (zone == 2)) & (G == TERRAIN)
-    for ix, iy in sample_cells(lawn, int(5000 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
-        if far_enough(x, y, float(rng.uniform(3.0, 6.0))):
+            _tree(t, x, y, big=rng.random() < 0.7)
+    lawn = lot & ~t.taken & ~t.reserved & ((zone == 0) | (zone == 2)) & (G == TERRAIN)
+    for ix, iy in t.sample_cells(lawn, int(5000 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
+        if _far_enough(placed, x, y, float(rng.uniform(3.0, 6.0))):
             placed.append((x, y))
             if rng.random() < 0.55:
-                tree(x, y, big=rng.random() < 0.6)
+                _tree(t, x, y, big=rng.random() < 0.6)
             else:  # bush
                 r = float(rng.uniform(1.0, 2.5))
                 hgt = float(rng.uniform(1.0, 2.5))
                 stamp_ellipsoid(W, origin, x, y, GROUND_Z + hgt * 0.4, r, hgt * 0.6, VEGETATION)
-    stats["trees_and_bushes"] = len(placed)
+    t.stats["trees_and_bushes"] = len(placed)
 
-    # ---- poles, signs, small objects on sidewalks ------------------------------------------------------
-    curb_band = side & (d >= H + P + 0.3) & (d < H + P + 0.6)
+
+def _poles_and_signs(t: _Town) -> None:
+    """Poles at the sidewalk curb at least 11 m apart, then traffic signs (a pole and a plate facing the road)
+    at least 5 m from the poles and signs already placed."""
+    rng = t.rng
+    d, H, P = t.fields.d, t.fields.H, t.fields.P
+    area_km2 = t.grid.area_km2
+    curb_band = t.ground.side & (d >= H + P + 0.3) & (d < H + P + 0.6)
     poles: list[tuple[float, float]] = []
-    for ix, iy in sample_cells(curb_band, int(1200 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
+    for ix, iy in t.sample_cells(curb_band, int(1200 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
         if all((px - x) ** 2 + (py - y) ** 2 > 11.0 ** 2 for px, py in poles[-300:]):
             poles.append((x, y))
-            g = ground_k(ix, iy)
+            g = t.ground_k(ix, iy)
             w = 0.4 if rng.random() < 0.5 else 0.3
-            stamp_rect(x, y, 0.0, w, w, g + 1, NZ - 1, POLE)
+            t.stamp_rect(x, y, 0.0, w, w, g + 1, NZ - 1, POLE)
     nsign = 0
-    for ix, iy in sample_cells(curb_band, int(1500 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
+    for ix, iy in t.sample_cells(curb_band, int(1500 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
         if all((px - x) ** 2 + (py - y) ** 2 > 5.0 ** 2 for px, py in poles[-300:]):
             poles.append((x, y))
-            g = ground_k(ix, iy)
+            g = t.ground_k(ix, iy)
             top = float(rng.uniform(2.4, 3.2))
-            stamp_rect(x, y, 0.0, 0.3, 0.3, g + 1, kh(top - 0.6), POLE)
-            nx_, ny_ = normal_at(ix, iy)
+            t.stamp_rect(x, y, 0.0, 0.3, 0.3, g + 1, kh(top - 0.6), POLE)
+            nx_, ny_ = t.normal_at(ix, iy)
             yaw = math.atan2(ny_, nx_)  # plate faces the road: spans across the sidewalk normal
             pw_ = float(rng.uniform(0.7, 1.2))
-            stamp_rect(x, y, yaw + math.pi / 2, pw_, 0.3, kh(top - 0.8) + 1, kh(top), TRAFFIC_SIGN)
+            t.stamp_rect(x, y, yaw + math.pi / 2, pw_, 0.3, kh(top - 0.8) + 1, kh(top), TRAFFIC_SIGN)
             nsign += 1
-    stats["poles_and_signs"] = len(poles)
-    stats["signs"] = nsign
-    obj_band = side & (d >= front - 1.2) & (d < front - 0.3)
-    for ix, iy in sample_cells(obj_band, int(900 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
-        g = ground_k(ix, iy)
-        nx_, ny_ = normal_at(ix, iy)
+    t.stats["poles_and_signs"] = len(poles)
+    t.stats["signs"] = nsign
+
+
+def _sidewalk_objects(t: _Town) -> None:
+    """Small objects near the back of the sidewalks: parked bicycles, motorcycles, standing people, bins and
+    benches (other-object), shelters and kiosks (other-structure); written only into empty voxels."""
+    rng = t.rng
+    d, front = t.fields.d, t.fields.front
+    obj_band = t.ground.side & (d >= front - 1.2) & (d < front - 0.3)
+    for ix, iy in t.sample_cells(obj_band, int(900 * t.grid.area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
+        g = t.ground_k(ix, iy)
+        nx_, ny_ = t.normal_at(ix, iy)
         yaw = math.atan2(-nx_, ny_)
         r = rng.random()
         if r < 0.25:  # parked bicycles (racks of 1-4)
             for q in range(int(rng.integers(1, 5))):
-                stamp_rect(x + q * 0.7 * nx_, y + q * 0.7 * ny_, yaw + math.pi / 2, 1.7, 0.5, g + 1, g + kh(1.0) - K_ROAD,
-                           BICYCLE, overwrite=False)
+                t.stamp_rect(x + q * 0.7 * nx_, y + q * 0.7 * ny_, yaw + math.pi / 2, 1.7, 0.5, g + 1,
+                             g + kh(1.0) - K_ROAD, BICYCLE, overwrite=False)
         elif r < 0.42:
-            stamp_rect(x, y, yaw, 2.0, 0.8, g + 1, g + kh(1.2) - K_ROAD, MOTORCYCLE, overwrite=False)
+            t.stamp_rect(x, y, yaw, 2.0, 0.8, g + 1, g + kh(1.2) - K_ROAD, MOTORCYCLE, overwrite=False)
         elif r < 0.72:  # standing / waiting people
-            stamp_rect(x, y, 0.0, 0.5, 0.5, g + 1, g + kh(1.7) - K_ROAD, PERSON, overwrite=False)
+            t.stamp_rect(x, y, 0.0, 0.5, 0.5, g + 1, g + kh(1.7) - K_ROAD, PERSON, overwrite=False)
         elif r < 0.9:  # bins, benches (raw 99 other-object: ignored by the metric)
-            stamp_rect(x, y, yaw, 1.2, 0.6, g + 1, g + kh(1.0) - K_ROAD, OTHER_OBJECT, overwrite=False)
+            t.stamp_rect(x, y, yaw, 1.2, 0.6, g + 1, g + kh(1.0) - K_ROAD, OTHER_OBJECT, overwrite=False)
         else:  # shelters, kiosks (raw 52 other-structure: ignored)
-            stamp_rect(x, y, yaw, 3.0, 1.4, g + 1, g + kh(2.5) - K_ROAD, OTHER_STRUCTURE, overwrite=False)
+            t.stamp_rect(x, y, yaw, 3.0, 1.4, g + 1, g + kh(2.5) - K_ROAD, OTHER_STRUCTURE, overwrite=False)
 
-    # ---- parked vehicles ---------------------------------------------------------------------------
+
+def _parked_vehicle(t: _Town, x: float, y: float, yaw: float) -> None:
+    """One parked vehicle at (x, y) heading ``yaw``: 93 % cars (body and cabin), 3.5 % trucks, 3.5 % other
+    vehicles; written only into empty voxels."""
+    rng = t.rng
+    r = rng.random()
+    if r < 0.93:
+        code, L, Wd, Hh = CAR, rng.uniform(3.9, 4.8), rng.uniform(1.7, 1.9), rng.uniform(1.4, 1.6)
+    elif r < 0.965:
+        code, L, Wd, Hh = TRUCK, rng.uniform(6.0, 9.0), rng.uniform(2.3, 2.5), rng.uniform(2.8, 3.5)
+    else:
+        code, L, Wd, Hh = OTHER_VEHICLE, rng.uniform(5.0, 11.0), rng.uniform(2.0, 2.5), rng.uniform(2.0, 3.2)
+    ix, iy = t.cell_of(x, y)
+    g = t.ground_k(ix, iy)
+    L, Wd, Hh = float(L), float(Wd), float(Hh)
+    c, s = _c(yaw), _s(yaw)
+    if code == CAR:
+        t.stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(1.0) - K_ROAD, code, overwrite=False)
+        t.stamp_rect(x - 0.1 * L * c, y - 0.1 * L * s, yaw, 0.6 * L, Wd - 0.2, g + 1, g + kh(Hh) - K_ROAD, code,
+                     overwrite=False)
+    else:
+        t.stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(Hh) - K_ROAD, code, overwrite=False)
+
+
+def _parked_vehicles(t: _Town) -> None:
+    """Vehicles along the parking strips (parallel to the street, at least 7 m apart) and in parking lots
+    (across the street direction, at least 3.2 m apart)."""
+    rng = t.rng
+    d, front, H = t.fields.d, t.fields.front, t.fields.H
+    area_km2 = t.grid.area_km2
     vehicles: list[tuple[float, float]] = []
-
-    def vehicle(x: float, y: float, yaw: float) -> None:
-        r = rng.random()
-        if r < 0.93:
-            code, L, Wd, Hh = CAR, rng.uniform(3.9, 4.8), rng.uniform(1.7, 1.9), rng.uniform(1.4, 1.6)
-        elif r < 0.965:
-            code, L, Wd, Hh = TRUCK, rng.uniform(6.0, 9.0), rng.uniform(2.3, 2.5), rng.uniform(2.8, 3.5)
-        else:
-            code, L, Wd, Hh = OTHER_VEHICLE, rng.uniform(5.0, 11.0), rng.uniform(2.0, 2.5), rng.uniform(2.0, 3.2)
-        ix, iy = cell_of(x, y)
-        g = ground_k(ix, iy)
-        L, Wd, Hh = float(L), float(Wd), float(Hh)
-        c, s = _c(yaw), _s(yaw)
-        if code == CAR:
-            stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(1.0) - K_ROAD, code, overwrite=False)
-            stamp_rect(x - 0.1 * L * c, y - 0.1 * L * s, yaw, 0.6 * L, Wd - 0.2, g + 1, g + kh(Hh) - K_ROAD, code,
-                       overwrite=False)
-        else:
-            stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(Hh) - K_ROAD, code, overwrite=False)
-        vehicles.append((x, y))
-
-    strip = park & (d >= H + 0.9) & (d < H + 1.3)
-    for ix, iy in sample_cells(strip, int(3000 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
+    strip = t.ground.park & (d >= H + 0.9) & (d < H + 1.3)
+    for ix, iy in t.sample_cells(strip, int(3000 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
         if rng.random() < 0.55:
             continue
         if all((px - x) ** 2 + (py - y) ** 2 > 7.0 ** 2 for px, py in vehicles[-400:]):
-            nx_, ny_ = normal_at(ix, iy)
-            vehicle(x, y, math.atan2(-nx_, ny_))
-    plot = lot & (zone == 3) & ~taken & (d > front + 2.0)
-    for ix, iy in sample_cells(plot, int(4000 * area_km2 * 4)):
-        x, y = pos_of(ix, iy)
+            nx_, ny_ = t.normal_at(ix, iy)
+            _parked_vehicle(t, x, y, math.atan2(-nx_, ny_))
+            vehicles.append((x, y))
+    plot = t.ground.lot & (t.zones.zone == 3) & ~t.taken & (d > front + 2.0)
+    for ix, iy in t.sample_cells(plot, int(4000 * area_km2 * 4)):
+        x, y = t.pos_of(ix, iy)
         if rng.random() < 0.3:
             continue
         if all((px - x) ** 2 + (py - y) ** 2 > 3.2 ** 2 for px, py in vehicles[-400:]):
-            nx_, ny_ = normal_at(ix, iy)
-            vehicle(x, y, math.atan2(ny_, nx_))
-    stats["parked_vehicles"] = len(vehicles)
+            nx_, ny_ = t.normal_at(ix, iy)
+            _parked_vehicle(t, x, y, math.atan2(ny_, nx_))
+            vehicles.append((x, y))
+    t.stats["parked_vehicles"] = len(vehicles)
 
-    # ---- moving agents -----------------------------------------------------------------------------
-    world = World(W=W, origin=origin, poses=poses, paths=[], agents=[], stats=stats)
-    for i, pts in enumerate(dense_paths):
-        world.paths.append(_path_from_xy(pts[::5]))
-    for i, p in enumerate(world.paths):
+
+def _moving_agents(rng: np.random.Generator, paths: list[Path2D], route_id: int,
+                   widths: _StreetWidths) -> list[Agent]:
+    """Agents on every street of at least 20 m: cars and motorcyclists in both lanes (only the oncoming one on the
+    ego's street), bicyclists at the edge of wide roads, pedestrians on the sidewalks."""
+    hw, pw, sw = widths.hw, widths.pw, widths.sw
+    agents: list[Agent] = []
+    for i, p in enumerate(paths):
         if p.length < 20:
             continue
         n_cars = max(1, int(p.length / 45.0))
@@ -825,22 +1007,53 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
             v = float(rng.uniform(6.0, 13.0)) * (1 if lane < 0 else -1)
             r = rng.random()
             if r < 0.88:
-                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_CAR,
-                                          float(rng.uniform(3.9, 4.8)), float(rng.uniform(1.7, 1.9)), 1.5))
+                agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_CAR,
+                                    float(rng.uniform(3.9, 4.8)), float(rng.uniform(1.7, 1.9)), 1.5))
             else:
-                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_MOTORCYCLIST, 2.0, 0.8, 1.6))
+                agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_MOTORCYCLIST, 2.0, 0.8, 1.6))
         hwi, side_off = float(hw[i]), float(hw[i] + pw[i] + sw[i] / 2)
         for _ in range(max(1, int(p.length / 60.0))):
             sgn = 1 if rng.random() < 0.5 else -1
             if hwi >= 4.5:
-                world.agents.append(Agent(i, float(rng.uniform(0, p.length)), -sgn * float(rng.uniform(3.5, 6.5)),
-                                          sgn * (hwi - 0.8), MOVING_BICYCLIST, 1.8, 0.6, 1.7))
+                agents.append(Agent(i, float(rng.uniform(0, p.length)), -sgn * float(rng.uniform(3.5, 6.5)),
+                                    sgn * (hwi - 0.8), MOVING_BICYCLIST, 1.8, 0.6, 1.7))
         for _ in range(max(1, int(p.length / 25.0))):
             sgn = 1 if rng.random() < 0.5 else -1
-            world.agents.append(Agent(i, float(rng.uniform(0, p.length)), float(rng.uniform(-1.6, 1.6)),
-                                      sgn * side_off, MOVING_PERSON, 0.6, 0.5, float(rng.uniform(1.5, 1.9))))
-    stats["moving_agents"] = len(world.agents)
-    return world
+            agents.append(Agent(i, float(rng.uniform(0, p.length)), float(rng.uniform(-1.6, 1.6)),
+                                sgn * side_off, MOVING_PERSON, 0.6, 0.5, float(rng.uniform(1.5, 1.9))))
+    return agents
+
+
+def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None) -> World:
+    """Generate the town, the ego poses and the agents of one sequence.
+
+    ``seed_seq`` seeds everything (numpy SeedSequence entropy). With ``poses_lidar`` (real LiDAR poses),
+    the ego follows their planar projection and the town is laid out around that trajectory.
+
+    The stages run in this order, all drawing from one generator: ego route and poses, raster extent, street
+    centrelines, street widths, per-cell street fields, zones, ground, buildings, hedges and fences, trees
+    and bushes, poles and signs, sidewalk objects, parked vehicles, moving agents.
+    """
+    rng = np.random.default_rng(seed_seq)
+    route, xs, ys, poses = _ego_route_and_poses(rng, n_scans + lookahead, poses_lidar)
+    grid = _grid_extent(poses)
+    streets, route_id = _street_centrelines(rng, route, xs, ys, grid, cross_streets=poses_lidar is not None)
+    widths = _street_widths(rng, len(streets), route_id)
+    dense_paths, fields = _street_fields(streets, widths, grid)
+    zones = _zones(rng, grid)
+    ground = _ground(rng, grid, fields, zones)
+    town = _Town(rng=rng, grid=grid, fields=fields, zones=zones, ground=ground,
+                 reserved=~ground.lot.copy(), taken=np.zeros((grid.NX, grid.NY), bool), stats={})
+    _buildings(town)
+    _hedges_and_fences(town)
+    _trees_and_bushes(town)
+    _poles_and_signs(town)
+    _sidewalk_objects(town)
+    _parked_vehicles(town)
+    paths = [_path_from_xy(pts[::5]) for pts in dense_paths]
+    agents = _moving_agents(rng, paths, route_id, widths)
+    town.stats["moving_agents"] = len(agents)
+    return World(W=ground.W, origin=grid.origin, poses=poses, paths=paths, agents=agents, stats=town.stats)
 
 
 def stamp_ellipsoid(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float,
