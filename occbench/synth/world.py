@@ -446,7 +446,7 @@ _ZONE_CELLS = 160  # side of a zone in cells (32 m)
 
 
 @dataclass
-class _Grid:
+class _TownRaster:
     """Extent of the world raster: ``NX x NY`` cells whose cell (0, 0) has its corner at ``origin``."""
     lo: np.ndarray  # (x, y) of the lower corner, before rounding (street ends are laid out from it)
     hi: np.ndarray  # (x, y) of the upper corner
@@ -508,7 +508,7 @@ class _Ground:
 class _Town:
     """State shared by the stages that place objects in the raster (``ground.W`` is written in place)."""
     rng: np.random.Generator
-    grid: _Grid
+    grid: _TownRaster
     fields: _StreetFields
     zones: _Zones
     ground: _Ground
@@ -586,7 +586,7 @@ def _ego_route_and_poses(rng: np.random.Generator, n_total: int,
     return route, xs, ys, poses
 
 
-def _grid_extent(poses: np.ndarray) -> _Grid:
+def _grid_extent(poses: np.ndarray) -> _TownRaster:
     """The raster covers the ego's positions with an 80 m margin, snapped to the cell size."""
     used = poses[:, :2]
     margin = 80.0
@@ -594,10 +594,10 @@ def _grid_extent(poses: np.ndarray) -> _Grid:
     hi = np.ceil((used.max(0) + margin) / CELL) * CELL
     origin = np.round(lo, 6)
     NX, NY = int(round((hi[0] - lo[0]) / CELL)), int(round((hi[1] - lo[1]) / CELL))
-    return _Grid(lo=lo, hi=hi, origin=origin, NX=NX, NY=NY)
+    return _TownRaster(lo=lo, hi=hi, origin=origin, NX=NX, NY=NY)
 
 
-def _street_centrelines(rng: np.random.Generator, route: Route, xs: list[float], ys: list[float], grid: _Grid,
+def _street_centrelines(rng: np.random.Generator, route: Route, xs: list[float], ys: list[float], grid: _TownRaster,
                         cross_streets: bool) -> tuple[list[np.ndarray], int]:
     """Street centreline polylines and the index of the route's own.
 
@@ -648,7 +648,7 @@ def _street_widths(rng: np.random.Generator, nst: int, route_id: int) -> _Street
 
 
 def _street_fields(streets: list[np.ndarray], widths: _StreetWidths,
-                   grid: _Grid) -> tuple[list[np.ndarray], _StreetFields]:
+                   grid: _TownRaster) -> tuple[list[np.ndarray], _StreetFields]:
     """Rasterise the centrelines (0.1 m samples) and take every cell's nearest one (exact distance transform).
 
     Returns the dense centreline samples (one array per street) and the per-cell fields.
@@ -680,7 +680,7 @@ def _street_fields(streets: list[np.ndarray], widths: _StreetWidths,
     return dense_paths, _StreetFields(d=d, gx=gx, gy=gy, H=H, P=P, S=S, VW=VW, front=front)
 
 
-def _zones(rng: np.random.Generator, grid: _Grid) -> _Zones:
+def _zones(rng: np.random.Generator, grid: _TownRaster) -> _Zones:
     """Draw the 32 m zones' use (residential 45 %, commercial 17 %, green 25 %, parking lot 13 %) and flags."""
     NX, NY = grid.NX, grid.NY
     zc = _ZONE_CELLS
@@ -693,7 +693,7 @@ def _zones(rng: np.random.Generator, grid: _Grid) -> _Zones:
     return _Zones(zone=zone, fence_flag=fence_flag, hedge_flag=hedge_flag, zx=zx, zy=zy)
 
 
-def _ground(rng: np.random.Generator, grid: _Grid, f: _StreetFields, zones: _Zones) -> _Ground:
+def _ground(rng: np.random.Generator, grid: _TownRaster, f: _StreetFields, zones: _Zones) -> _Ground:
     """Ground cover and height of every cell, written into the bottom levels of a new raster.
 
     Streets get road, parking strips, raised sidewalks and verges by distance from their centreline; lots get
