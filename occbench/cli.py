@@ -63,10 +63,10 @@ ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (de
 def _default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
     """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, over the threads
     a worker of the method keeps busy, bounded by the available memory over the method's per-worker estimate
-    (occbench.resources; ``method`` None: scoring)."""
+    (occbench.evaluation.resources; ``method`` None: scoring)."""
     if executor != "local":
         return requested or max(1, min(os.cpu_count() or 1, 8))
-    from occbench.resources import choose_workers
+    from occbench.evaluation.resources import choose_workers
 
     n, warnings = choose_workers(requested, method)
     for w in warnings:
@@ -102,7 +102,7 @@ def _foreign_format(kind, ids, key):
 
 
 def _dspec(dataset, root, split, onboard, predictions_root, sequences):
-    from occbench.evaluate import DatasetSpec
+    from occbench.evaluation.run import DatasetSpec
 
     kw = {}
     if predictions_root is not None:
@@ -212,11 +212,11 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
 
     The results JSON is always written (see --output); its path is printed at the end.
     """
-    from occbench.evaluate import MethodSpec
-    from occbench.evaluate import evaluate as run_evaluate
-    from occbench.evaluate import write_results
+    from occbench.evaluation.run import MethodSpec
+    from occbench.evaluation.run import evaluate as run_evaluate
+    from occbench.evaluation.run import write_results
     from occbench.report import full_report
-    from occbench.results_path import check_writable, default_results_path, resolve_output
+    from occbench.evaluation.results_path import check_writable, default_results_path, resolve_output
 
     set_quiet(quiet)
     if method and predictions_dir:
@@ -245,9 +245,9 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
         for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
             click.echo(w, err=True)
         if predictions_dir is not None:
-            from occbench.evaluate import DatasetSpec
+            from occbench.evaluation.run import DatasetSpec
             from occbench.io.formats import open_prediction_store
-            from occbench.submission import InvalidSubmission, check_submission_contents, check_submission_names
+            from occbench.evaluation.submission import InvalidSubmission, check_submission_contents, check_submission_names
 
             fmt = _foreign_format(pred_format, ids, pkl_key)
             store = open_prediction_store(predictions_dir, fmt, ds.label_map)
@@ -305,8 +305,8 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
 def refine(dataset, root, split, onboard, predictions_root, sequences, method, options, output, compressed, targets,
            workers, executor, address, quiet):
     """Write a method's refined predictions for a split (resumable; atomic files)."""
-    from occbench.evaluate import MethodSpec
-    from occbench.refine import refine_split
+    from occbench.evaluation.run import MethodSpec
+    from occbench.evaluation.refine import refine_split
 
     set_quiet(quiet)
     opts = _method_options(method, options)

@@ -65,7 +65,7 @@ class FrameTicks:
 
             from multiprocessing.managers import SyncManager
 
-            from occbench.executors import die_with_parent
+            from occbench.evaluation.executors import die_with_parent
 
             self._manager = SyncManager(ctx=mp.get_context("spawn"))
             self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one

@@ -106,7 +106,7 @@ def test_each_metric_lives_in_its_own_module():
 def test_evaluate_takes_its_options_by_keyword():
     import inspect
 
-    from occbench.evaluate import evaluate
+    from occbench.evaluation.run import evaluate
 
     params = list(inspect.signature(evaluate).parameters.values())
     assert [p.name for p in params[:2]] == ["dspec", "mspec"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.executors import die_with_parent
+from occbench.evaluation.executors import die_with_parent
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import writes_exclusively

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from occbench.evaluate import DatasetSpec, Job, MethodSpec, plan_jobs
-from occbench.executors import run_jobs, runs_inline
+from occbench.evaluation.run import DatasetSpec, Job, MethodSpec, plan_jobs
+from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.progress import FrameTicks, progress_bar

@@ -23,7 +23,7 @@ import numpy as np
 from occbench import __version__
 from occbench.datasets import SSCDataset, open_dataset
 from occbench.errors import FormatError, OccbenchError
-from occbench.executors import run_jobs, runs_inline
+from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.geometry import GRID_SHAPE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import exclusive_writer
@@ -214,7 +214,7 @@ def _frame_files(seq: Any, t: int) -> list[Path]:
 def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
     """``(scan, train ids)`` of the submitted predictions; with ``problems`` a list, a file that does not decode or
     holds raw ids that are not predictable classes is reported there (and skipped) instead of raising."""
-    from occbench.submission import prediction_id_problem
+    from occbench.evaluation.submission import prediction_id_problem
 
     for t in scans:
         if problems is None:
@@ -258,7 +258,7 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
     if next_files:
         prefetch(*next_files)
     if validate:
-        from occbench.submission import prediction_id_problem
+        from occbench.evaluation.submission import prediction_id_problem
 
         problem = prediction_id_problem(pred, path, seq.label_map)
         if problem:
@@ -289,8 +289,8 @@ def evaluate(
     ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
     (such a file is refused by ``occbench leaderboard``).
     ``validate`` (``mspec`` None, submitted predictions whose names and sizes were checked,
-    :func:`occbench.submission.check_submission_names`): every file's content is checked as it is scored, and
-    :class:`occbench.submission.InvalidSubmission` lists the problems instead of a result."""
+    :func:`occbench.evaluation.submission.check_submission_names`): every file's content is checked as it is scored, and
+    :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
     import tempfile
 
     from occbench.fingerprint import dataset_fingerprint
@@ -321,7 +321,7 @@ def evaluate(
             bar.close()
         problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
         if problems:
-            from occbench.submission import InvalidSubmission, ValidationReport
+            from occbench.evaluation.submission import InvalidSubmission, ValidationReport
 
             raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
         # merge in a fixed order (integers: order-independent anyway)
