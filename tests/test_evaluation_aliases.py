@@ -59,3 +59,14 @@ def test_the_package_offers_the_public_names():
     assert ev.evaluate is run.evaluate and ev.refine_split is refine.refine_split
     assert ev.run_jobs is executors.run_jobs and ev.validate_predictions is submission.validate_predictions
     assert set(ev.__all__) <= set(dir(ev))
+
+
+def test_frame_ticks_moved_to_the_executors_and_warns_under_its_old_name():
+    import occbench.progress as progress
+    from occbench.evaluation.progress import FrameTicks
+
+    with pytest.warns(DeprecationWarning, match="occbench.evaluation.progress.FrameTicks"):
+        assert progress.FrameTicks is FrameTicks
+    assert callable(progress.progress_bar) and callable(progress.set_quiet)  # the bars themselves stay
+    with pytest.raises(AttributeError):
+        progress.no_such_name  # noqa: B018

@@ -7,7 +7,8 @@ from occbench.evaluation.run import DatasetSpec, Job, MethodSpec, plan_jobs
 from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
-from occbench.progress import FrameTicks, progress_bar
+from occbench.evaluation.progress import FrameTicks
+from occbench.progress import progress_bar
 
 
 def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,

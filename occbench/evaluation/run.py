@@ -29,7 +29,8 @@ from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.methods import OffboardMethod, load_method, method_config
-from occbench.progress import FrameTicks, progress_bar
+from occbench.evaluation.progress import FrameTicks
+from occbench.progress import progress_bar
 
 
 
