@@ -111,6 +111,7 @@ def test_evaluate_takes_its_options_by_keyword():
     params = list(inspect.signature(evaluate).parameters.values())
     assert [p.name for p in params[:2]] == ["dspec", "mspec"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+    assert "submission" in [p.name for p in params[2:]]  # a Submission is named, never passed as a disguised onboard
 
 
 def test_the_command_line_offers_the_registered_datasets():

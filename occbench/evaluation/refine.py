@@ -1,14 +1,16 @@
-"""Write a method's refined predictions for a split (resumable, atomic), without scoring them."""
+"""Write a method's refined predictions for a split (resumable, atomic), without scoring them.
+
+The same scaffold as the scoring run (:mod:`occbench.evaluation.jobs`): the same jobs, executors, progress, lock,
+resume and writing of the method's grids; only the metrics are left out."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from occbench.evaluation.run import DatasetSpec, Job, MethodSpec, plan_jobs
-from occbench.evaluation.executors import run_jobs, runs_inline
-from occbench.io.folder_lock import exclusive_writer
-from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
-from occbench.evaluation.progress import FrameTicks
-from occbench.progress import progress_bar
+from occbench.evaluation.jobs import plan_jobs, resume, run_planned, write_outputs
+from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec
+from occbench.io.predictions import PredictionStore
+
+__all__ = ["refine_split"]
 
 
 def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,
@@ -16,14 +18,13 @@ def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compr
     ds = dspec.open()
     seq = ds[job.sequence]
     store = PredictionStore(out, compressed=compressed)
-    todo = [t for t in job.targets if not store.exists(seq.name, t)]
+    done, todo = resume(store, seq.name, job.targets)
     if on_frame is not None:
-        for _ in range(len(job.targets) - len(todo)):  # already written (resume)
+        for _ in done:  # already written (resume)
             on_frame()
     n = 0
     if todo:
-        for t, pred in mspec.load().refine(seq, todo):
-            store.write(seq.name, int(t), seq.label_map.to_raw(pred))
+        for _t, _pred in write_outputs(seq, mspec.load().refine(seq, todo), todo, store, who=mspec.name, check=False):
             n += 1
             if on_frame is not None:
                 on_frame()
@@ -44,13 +45,6 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
         jobs = [Job(s.name, tuple(range(s.num_scans))) for s in ds.sequences]
     else:
         jobs = plan_jobs(ds, workers)
-    total = sum(len(j.targets) for j in jobs)
-    bar = progress_bar(iter(()), desc=f"refine {mspec.name}", total=total)
-    update = getattr(bar, "update", None)
-    with exclusive_writer(out, PREDICTION_TEMPS), \
-            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
-        counts = run_jobs(_refine_job, [(dspec, mspec, j, out, compressed, ticks.tick) for j in jobs], workers, executor,
-                          address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
-    if hasattr(bar, "close"):
-        bar.close()
-    return sum(counts), total
+    counts = run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, out, compressed, tick),
+                         desc=f"refine {mspec.name}", workers=workers, executor=executor, address=address, writes=out)
+    return sum(counts), sum(len(j.targets) for j in jobs)

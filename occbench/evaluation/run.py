@@ -7,91 +7,27 @@ not depend on the number of workers or on the order in which jobs finish.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from occbench import __version__
-from occbench.datasets import SSCDataset, open_dataset
-from occbench.errors import FormatError, OccbenchError
-from occbench.evaluation.executors import run_jobs, runs_inline
-from occbench.geometry import GRID_SHAPE
+from occbench.errors import FormatError
+from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
+from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
 from occbench.io.atomic import atomic_write_text
-from occbench.io.folder_lock import exclusive_writer
-from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
-from occbench.methods import OffboardMethod, load_method, method_config
-from occbench.evaluation.progress import FrameTicks
-from occbench.progress import progress_bar
+from occbench.io.predictions import PredictionStore
+from occbench.methods import method_config
 
+__all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
+           "useful_workers", "write_results"]
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A picklable recipe that reopens a dataset in a worker process."""
-
-    name: str = "mini"
-    root: str | None = None
-    split: str = "val"
-    onboard: str | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def open(self) -> SSCDataset:
-        return open_dataset(self.name, self.root, split=self.split, onboard=self.onboard, **self.kwargs)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def load(self) -> OffboardMethod:
-        return load_method(self.name, **self.options)
-
-
-@dataclass(frozen=True)
-class Job:
-    sequence: str
-    targets: tuple[int, ...]
-
-
-def split_targets(dataset: SSCDataset, max_frames: int | None = None) -> list[tuple[str, list[int]]]:
-    """(sequence, labelled scans) of the split in order; with ``max_frames``, only its first ``max_frames``
-    frames (a quick partial run: sequences in order, frames in order, so a method's cost shrinks with it)."""
-    seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
-    if max_frames is None:
-        return seqs
-    out, left = [], max(0, int(max_frames))
-    for name, targets in seqs:
-        out.append((name, targets[:left]))
-        left -= len(out[-1][1])
-    return out
-
-
-def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2) -> list[Job]:
-    """Split every sequence's labelled scans (:func:`split_targets`) into contiguous blocks, about ``per_worker``
-    blocks per worker overall (scoring submitted predictions costs the same for every frame: one block per worker,
-    so that fewer world map tiles straddle two jobs; methods: two, to even out the load)."""
-    seqs = split_targets(dataset, max_frames)
-    total = sum(len(t) for _, t in seqs)
-    jobs: list[Job] = []
-    want = 1 if workers <= 1 else per_worker * workers
-    for name, targets in seqs:
-        if not targets:
-            continue
-        k = max(1, min(len(targets), round(want * len(targets) / max(total, 1)))) if workers > 1 else 1
-        size = math.ceil(len(targets) / k)
-        for i in range(0, len(targets), size):
-            jobs.append(Job(name, tuple(targets[i:i + size])))
-    return jobs
 
 
 def run_job(
@@ -131,9 +67,7 @@ def run_job(
         position = {t: i for i, t in enumerate(scored)}
         maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
     store = PredictionStore(save[0], compressed=save[1]) if save else None
-    done = [t for t in job.targets if store is not None and store.exists(seq.name, t)]
-    todo = [t for t in job.targets if t not in set(done)] if done else list(job.targets)
-    wanted = set(todo)
+    done, todo = resume(store, seq.name, job.targets)
     out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": [], "metrics": others}
     if maps is not None:
         out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
@@ -171,23 +105,8 @@ def run_job(
             outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
-        seen = set()
-        for t, pred in outputs:
-            t = int(t)
-            if t not in wanted or t in seen:
-                raise OccbenchError(f"method {mspec.name if mspec else 'onboard'} returned scan {t} of sequence {seq.name}, "
-                                    f"which was not asked for or was returned twice")
-            seen.add(t)
-            pred = np.asarray(pred)
-            if pred.shape != GRID_SHAPE:
-                raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}")
-            if store is not None:
-                store.write(seq.name, t, seq.label_map.to_raw(pred))
+        for t, pred in write_outputs(seq, outputs, todo, store, who=mspec.name if mspec else "onboard"):
             consume(t, pred)
-        missing = sorted(wanted - seen)
-        if missing:
-            raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
-                                f"first {missing[:5]}")
     if maps is not None:
         maps.settle()
     return out
@@ -271,9 +190,10 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
 
 
 def evaluate(
-    dspec: DatasetSpec,
-    mspec: MethodSpec | None,
+    dspec: DatasetSpec | None = None,
+    mspec: MethodSpec | None = None,
     *,
+    submission: Submission | None = None,
     workers: int = 1,
     save: tuple[str, bool] | None = None,
     extras: tuple[str, ...] = ("city", "consistency"),
@@ -284,19 +204,30 @@ def evaluate(
     max_frames: int | None = None,
     validate: bool = False,
 ) -> dict[str, Any]:
-    """Run a method over a split and return the results document (see ``docs/results-schema.md``).
+    """Run a method over a split, or score a submission, and return the results document (see
+    ``docs/results-schema.md``).
 
+    What is scored: the method ``mspec`` run on the split ``dspec`` (refining the predictions of its ``onboard``
+    model), or the :class:`~occbench.evaluation.specs.Submission` ``submission`` (given by keyword, without
+    ``dspec`` and ``mspec``). ``mspec`` None with ``dspec``: the predictions of ``dspec.onboard`` are scored as
+    they are, like a submission.
     ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`).
     ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
     (such a file is refused by ``occbench leaderboard``).
-    ``validate`` (``mspec`` None, submitted predictions whose names and sizes were checked,
-    :func:`occbench.evaluation.submission.check_submission_names`): every file's content is checked as it is scored, and
+    ``validate`` (a submission, or ``mspec`` None, whose names and sizes were checked:
+    :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is checked as it is scored, and
     :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
     import tempfile
 
     from occbench.fingerprint import dataset_fingerprint
     from occbench.metrics import PROTOCOLS, SSCMetric, results_json
 
+    if submission is not None:
+        if dspec is not None or mspec is not None:
+            raise ValueError("evaluate: give a submission, or a dataset spec and a method spec, not both")
+        dspec = submission.reader()
+    elif dspec is None:
+        raise ValueError("evaluate: give a dataset spec (and a method spec), or a submission")
     t0 = time.time()
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
@@ -310,16 +241,12 @@ def evaluate(
     fingerprint = dataset_fingerprint(ds, scored, fingerprint_content)
     in_split = sum(len(t) for _, t in split_targets(ds))
     label = mspec.name if mspec else "predictions"
-    bar = progress_bar(iter(()), desc=f"evaluate {label}", total=total)
-    update = getattr(bar, "update", None)
-    with exclusive_writer(save[0], PREDICTION_TEMPS) if save else nullcontext(), \
-            tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill, \
-            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
-        local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
-        args = [(dspec, mspec, job, save, extras, ticks.tick, spill if local else None, validate) for job in jobs]
-        states = run_jobs(run_job, args, workers, executor, address, on_done=ticks.on_job_done([len(j.targets) for j in jobs]))
-        if hasattr(bar, "close"):
-            bar.close()
+    local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
+    with tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill:
+        states = run_planned(run_job, jobs, lambda job, tick: (dspec, mspec, job, save, extras, tick,
+                                                               spill if local else None, validate),
+                             desc=f"evaluate {label}", workers=workers, executor=executor, address=address,
+                             writes=save[0] if save else None)
         problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
         if problems:
             from occbench.evaluation.submission import InvalidSubmission, ValidationReport
@@ -332,7 +259,7 @@ def evaluate(
             ssc.merge(s["ssc"])
         metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
         if {"city", "consistency"} & set(extras):
-            metrics.update(_map_metrics(states, proto, extras))
+            metrics.update(_map_metrics(states, proto, extras))  # reads what the jobs spilled
         for name in states[0]["metrics"] if states else ():
             merged = states[0]["metrics"][name]
             for s in states[1:]:
