@@ -57,6 +57,7 @@ def test_the_package_offers_the_public_names():
     from occbench.evaluation import executors, refine, run, submission
 
     assert ev.evaluate is run.evaluate and ev.refine_split is refine.refine_split
+    assert ev.Submission is run.Submission and ev.DatasetSpec is run.DatasetSpec
     assert ev.run_jobs is executors.run_jobs and ev.validate_predictions is submission.validate_predictions
     assert set(ev.__all__) <= set(dir(ev))
 
