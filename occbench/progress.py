@@ -1,8 +1,11 @@
-"""Progress bars (tqdm) that respect ``--quiet`` and non-interactive runs."""
+"""Progress bars (tqdm) that respect ``--quiet`` and non-interactive runs.
+
+Per-frame progress of jobs that run in worker processes (``FrameTicks``) lives with the executors, in
+:mod:`occbench.evaluation.progress`."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,63 +31,13 @@ def progress_bar(it: Iterable[T], desc: str = "", total: int | None = None, disa
     return tqdm(it, desc=desc, total=total, dynamic_ncols=True, leave=False, **kw)
 
 
-class _Tick:
-    """Picklable progress callback for worker processes: puts its amount (default 1) on a multiprocessing queue."""
+def __getattr__(name: str) -> Any:
+    if name == "FrameTicks":  # deprecated alias: per-frame progress of jobs is the executors'
+        import warnings
 
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
+        from occbench.evaluation.progress import FrameTicks
 
-    def __call__(self, n: float = 1) -> None:
-        self.queue.put(n)
-
-
-class FrameTicks:
-    """Per-frame progress for jobs that may run elsewhere. ``ticks.tick`` goes to every job, which calls it once
-    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on a manager queue that a thread
-    drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the bar, so ``ticks.on_job_done``
-    advances it when a job finishes. With ``update=None`` (quiet) everything is None."""
-
-    def __init__(self, update: Callable[[int], Any] | None, executor: str = "local", inline: bool = True) -> None:
-        self.update = update
-        self._queued = update is not None and executor == "local" and not inline
-        self._per_job = update is not None and executor != "local"
-        self.tick: Callable[..., None] | None = (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
-
-    def on_job_done(self, sizes: list[int]) -> Callable[[int, Any], None] | None:
-        """``on_done`` for ``run_jobs``: job ``i`` of ``sizes[i]`` frames finished (Ray only)."""
-        if not self._per_job:
-            return None
-        update = self.update
-        assert update is not None
-        return lambda i, _result: update(sizes[i])
-
-    def __enter__(self) -> FrameTicks:
-        if self._queued:
-            import multiprocessing as mp
-            import threading
-
-            from multiprocessing.managers import SyncManager
-
-            from occbench.executors import die_with_parent
-
-            self._manager = SyncManager(ctx=mp.get_context("spawn"))
-            self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one
-            self._queue = self._manager.Queue()
-            self.tick = _Tick(self._queue)
-            self._thread = threading.Thread(target=self._drain, daemon=True)
-            self._thread.start()
-        return self
-
-    def _drain(self) -> None:
-        assert self.update is not None
-        while True:
-            n = self._queue.get()
-            if n is None:
-                return
-            self.update(n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._queued:
-            self._queue.put(None)
-            self._thread.join()
-            self._manager.shutdown()
+        warnings.warn("occbench.progress.FrameTicks is deprecated: use occbench.evaluation.progress.FrameTicks",
+                      DeprecationWarning, stacklevel=2)
+        return FrameTicks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

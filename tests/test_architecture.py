@@ -106,11 +106,12 @@ def test_each_metric_lives_in_its_own_module():
 def test_evaluate_takes_its_options_by_keyword():
     import inspect
 
-    from occbench.evaluate import evaluate
+    from occbench.evaluation.run import evaluate
 
     params = list(inspect.signature(evaluate).parameters.values())
     assert [p.name for p in params[:2]] == ["dspec", "mspec"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
+    assert "submission" in [p.name for p in params[2:]]  # a Submission is named, never passed as a disguised onboard
 
 
 def test_the_command_line_offers_the_registered_datasets():

@@ -12,7 +12,7 @@ from sklearn.metrics import confusion_matrix
 
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate, plan_jobs, write_results
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, plan_jobs, write_results
 from occbench.io.predictions import PredictionStore
 from occbench.methods import OffboardMethod, available_methods, register_method
 from occbench.testing import make_semantickitti_tree
@@ -71,7 +71,7 @@ class _RecordingBar:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_advances_frame_by_frame_with_any_worker_count(tmp_path, monkeypatch, workers):
     """Worker processes report each frame through a queue, so the bar does not stand still for a whole job."""
-    import occbench.evaluate as ev
+    import occbench.evaluation.jobs as ev  # the scaffold evaluate and refine share draws the bar
 
     big = make_semantickitti_tree(tmp_path, {"08": 40}, onboard={"noisy": 0.2})
     ds = SemanticKITTI(big, "val", onboard="noisy")
@@ -85,8 +85,8 @@ def test_progress_advances_frame_by_frame_with_any_worker_count(tmp_path, monkey
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_refine_progress_advances_frame_by_frame_and_counts_resumed_frames(tmp_path, monkeypatch, workers):
-    import occbench.refine as rf
-    from occbench.refine import refine_split
+    import occbench.evaluation.jobs as rf
+    from occbench.evaluation.refine import refine_split
 
     big = make_semantickitti_tree(tmp_path / "tree", {"08": 40}, onboard={"noisy": 0.2})
     monkeypatch.setattr(rf, "progress_bar", lambda it, desc="", total=None, **kw: _RecordingBar(total=total))

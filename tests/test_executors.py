@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
-from occbench.executors import run_jobs
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.executors import run_jobs
 from occbench.testing import make_semantickitti_tree
 
 

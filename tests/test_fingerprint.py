@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from occbench.errors import MissingDataError
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate, write_results
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, write_results
 from occbench.leaderboard import render_pages, stale_pages
 from occbench.testing import make_semantickitti_tree
 

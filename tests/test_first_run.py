@@ -12,7 +12,7 @@ from occbench.cli import main
 from occbench.datasets.mini import default_data_dir
 from occbench.synth.cache import default_mini_root, ensure_mini
 from occbench.errors import MissingDataError, OccbenchError
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.synth.config import GENERATOR_VERSION, default_mini_config
 from occbench.testing import make_semantickitti_tree
 
@@ -116,12 +116,12 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path):
 
 
 def test_results_write_failure_still_prints_the_scores(tree, tmp_path, monkeypatch):
-    import occbench.evaluate
+    import occbench.evaluation.run
 
     def broken(path, results):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(occbench.evaluate, "write_results", broken)
+    monkeypatch.setattr(occbench.evaluation.run, "write_results", broken)
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, _sk(tree, "-q", "-o", str(out)))
     assert r.exit_code == 1

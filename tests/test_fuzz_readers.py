@@ -27,7 +27,7 @@ from occbench.io.predictions import PredictionStore, read_prediction_file
 from occbench.io.voxels import (LABEL_BYTES, NUM_VOXELS, PACKED_BYTES, map_label, read_bits, read_bits_packed,
                                 read_invalid_as_stored, read_invalid_kitti360, read_label)
 from occbench.results_schema import read_results
-from occbench.submission import validate_predictions
+from occbench.evaluation.submission import validate_predictions
 from occbench.testing import make_semantickitti_tree, tiny_calibration
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,

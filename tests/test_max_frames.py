@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.metrics import PROTOCOLS, SSCMetric
 from occbench.testing import make_semantickitti_tree
 

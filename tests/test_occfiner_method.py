@@ -16,7 +16,7 @@ from baselines.occfiner.train import load_model
 from occbench.datasets.semantickitti import SemanticKITTI
 from baselines.occfiner.windows import WindowConfig
 from occbench.errors import MissingDataError
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.methods import method_class
 from occbench.testing import make_semantickitti_tree
 
@@ -69,7 +69,7 @@ def test_occfiner_end_to_end_through_evaluate(trained):
 
 def test_occfiner_numbers_do_not_depend_on_the_worker_count(trained):
     """Jobs split a sequence's targets into blocks; stage 1 windows and stage 2 votes must not see the split."""
-    from occbench.evaluate import plan_jobs
+    from occbench.evaluation.run import plan_jobs
 
     root, tmp = trained
     ds = DatasetSpec("semantickitti", str(root), "val", "noisy")

@@ -61,7 +61,7 @@ def test_city_map_images_and_cli(tmp_path):
                                   "--method", "onboard", "-o", str(tmp_path / "f.png")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from occbench.evaluate import DatasetSpec, MethodSpec, evaluate, write_results
+    from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, write_results
 
     write_results(tmp_path / "r.json", evaluate(DatasetSpec("semantickitti", str(root), "val", "noisy"), MethodSpec("onboard"), extras=()))
     r = CliRunner().invoke(main, ["render", "distance", str(tmp_path / "r.json"), "-o", str(tmp_path / "d.png")])

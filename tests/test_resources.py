@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.methods import OffboardMethod, available_methods, method_class
-from occbench.resources import GIB, available_memory, choose_workers, usable_cores, worker_memory_gb
+from occbench.evaluation.resources import GIB, available_memory, choose_workers, usable_cores, worker_memory_gb
 from occbench.testing import make_semantickitti_tree
 
 

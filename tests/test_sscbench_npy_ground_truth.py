@@ -9,7 +9,7 @@ import pytest
 
 from occbench.datasets import SSCBenchKITTI360
 from occbench.errors import MissingDataError
-from occbench.evaluate import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.labels import load_label_map
 from occbench.testing import make_sscbench_kitti360_tree
 

@@ -25,7 +25,7 @@ from occbench.autolabel.storage import PseudoLabelStore
 from occbench.autolabel.train import SampleReader, TrainItem, evaluate_student, train_student
 from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
-from occbench.evaluate import DatasetSpec
+from occbench.evaluation.run import DatasetSpec
 from occbench.io.atomic import atomic_write_text
 
 RESULT = "result.json"

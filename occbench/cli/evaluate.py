@@ -48,11 +48,11 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
 
     The results JSON is always written (see --output); its path is printed at the end.
     """
-    from occbench.evaluate import MethodSpec
-    from occbench.evaluate import evaluate as run_evaluate
-    from occbench.evaluate import write_results
+    from occbench.evaluation.results_path import check_writable, default_results_path, resolve_output
+    from occbench.evaluation.run import MethodSpec
+    from occbench.evaluation.run import evaluate as run_evaluate
+    from occbench.evaluation.run import write_results
     from occbench.report import full_report
-    from occbench.results_path import check_writable, default_results_path, resolve_output
 
     set_quiet(quiet)
     if method and predictions_dir:
@@ -81,23 +81,17 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
         for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
             click.echo(w, err=True)
         if predictions_dir is not None:
-            from occbench.evaluate import DatasetSpec
-            from occbench.io.formats import open_prediction_store
-            from occbench.submission import InvalidSubmission, check_submission_contents, check_submission_names
+            from occbench.evaluation.specs import Submission
+            from occbench.evaluation.submission import InvalidSubmission
 
-            fmt = foreign_format(pred_format, ids, pkl_key)
-            store = open_prediction_store(predictions_dir, fmt, ds.label_map)
+            sub = Submission(str(predictions_dir), dspec, foreign_format(pred_format, ids, pkl_key))
             # names, kinds and sizes first; contents are checked while they are scored (each file is read once)
-            rep, files = check_submission_names(ds, store)
+            rep, files = sub.check_names(ds)
             if not rep.ok:
-                click.echo(check_submission_contents(ds, rep, files, store=store).summary(), err=True)
+                click.echo(sub.check_contents(ds, rep, files).summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
-            kw = dict(dspec.kwargs, predictions_root=str(Path(predictions_dir).parent))
-            if not fmt.is_submission:
-                kw["predictions_format"] = fmt
-            sub = DatasetSpec(dspec.name, dspec.root, dspec.split, Path(predictions_dir).name, kw)
             try:
-                results = run_evaluate(sub, None, workers=workers, extras=extras, command=command, executor=executor,
+                results = run_evaluate(submission=sub, workers=workers, extras=extras, command=command, executor=executor,
                                        address=address, fingerprint_content=fingerprint_content, max_frames=max_frames,
                                        validate=True)
             except InvalidSubmission as e:

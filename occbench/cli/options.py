@@ -27,10 +27,10 @@ ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (de
 def default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
     """``requested`` (warned about when above the cores or the memory), else the cores, at most 8, over the threads
     a worker of the method keeps busy, bounded by the available memory over the method's per-worker estimate
-    (occbench.resources; ``method`` None: scoring)."""
+    (occbench.evaluation.resources; ``method`` None: scoring)."""
     if executor != "local":
         return requested or max(1, min(os.cpu_count() or 1, 8))
-    from occbench.resources import choose_workers
+    from occbench.evaluation.resources import choose_workers
 
     n, warnings = choose_workers(requested, method)
     for w in warnings:
@@ -78,7 +78,7 @@ def foreign_format(kind, ids, key):
 
 
 def dataset_spec(dataset, root, split, onboard, predictions_root, sequences):
-    from occbench.evaluate import DatasetSpec
+    from occbench.evaluation.run import DatasetSpec
 
     kw = {}
     if predictions_root is not None:

@@ -23,8 +23,8 @@ from occbench.progress import set_quiet
 def refine(dataset, root, split, onboard, predictions_root, sequences, method, options, output, compressed, targets,
            workers, executor, address, quiet):
     """Write a method's refined predictions for a split (resumable; atomic files)."""
-    from occbench.evaluate import MethodSpec
-    from occbench.refine import refine_split
+    from occbench.evaluation.refine import refine_split
+    from occbench.evaluation.run import MethodSpec
 
     set_quiet(quiet)
     opts = method_options(method, options)

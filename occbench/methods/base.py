@@ -55,7 +55,7 @@ class OffboardMethod(ABC):
     worker_threads: ClassVar[int] = 1
     # about how much memory (GB) one worker process running this method needs: its measured peak resident memory
     # in a one-process run on a full-size sequence. The default worker count keeps workers x this within the
-    # available memory (occbench.resources).
+    # available memory (occbench.evaluation.resources).
     worker_memory_gb: ClassVar[float] = 2.0
 
     def __init__(self, **options: Any):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.executors import die_with_parent
+from occbench.evaluation.executors import die_with_parent
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import writes_exclusively
@@ -404,7 +404,8 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
               ) -> dict[str, float]:
     """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers. The
     progress bar moves scan by scan in every job (from worker processes through a queue)."""
-    from occbench.progress import FrameTicks, is_quiet
+    from occbench.evaluation.progress import FrameTicks
+    from occbench.progress import is_quiet
 
     bar = None
     if progress and todo and not is_quiet():

@@ -1,0 +1,140 @@
+"""Where jobs run: inline, in local worker processes (default), or on a Ray cluster.
+
+Every executor calls the same picklable job function with the same arguments and returns the job
+results; the caller merges them in a fixed order, so numbers are identical whichever executor ran.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+EXECUTORS = ("local", "ray")
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this (worker) process exit as soon as process ``parent`` is gone, ``kill -9`` included.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a daemon thread that polls the parent pid
+    (twice a second) as a fallback. Call it first thing in a worker (a pool ``initializer``)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below does it
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="occbench-parent-watch", daemon=True).start()
+
+
+def _worker_init(parent: int | None = None, threads: int = 1) -> None:
+    if parent is not None:
+        die_with_parent(parent)
+    from occbench.progress import set_quiet
+
+    set_quiet(True)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads of each of ``workers`` local worker processes: the usable cores shared out, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
+def runs_inline(executor: str, workers: int, n_jobs: int) -> bool:
+    """Whether :func:`run_jobs` runs the jobs in the calling process (so callbacks passed to them need not pickle)."""
+    return executor == "local" and (workers <= 1 or n_jobs <= 1)
+
+
+def run_jobs(
+    fn: Callable[..., Any],
+    jobs: Sequence[tuple],
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    on_done: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """Run ``fn(*args)`` for every ``args`` in ``jobs``; return results in job order.
+
+    ``executor="local"``: inline when ``workers <= 1``, else a pool of ``workers`` spawned processes.
+    ``executor="ray"``: one Ray task per job on the cluster at ``address`` (``None``: start a local Ray
+    instance with ``workers`` CPUs). ``on_done(i, result)`` is called as each job finishes.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; available: {', '.join(EXECUTORS)}")
+    results: list[Any] = [None] * len(jobs)
+
+    def done(i: int, r: Any) -> None:
+        results[i] = r
+        if on_done is not None:
+            on_done(i, r)
+
+    if executor == "ray":
+        _run_ray(fn, jobs, workers, address, done)
+    elif runs_inline(executor, workers, len(jobs)):
+        for i, args in enumerate(jobs):
+            done(i, fn(*args))
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(), threads_per_worker(workers))) as ex:
+            futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
+            for f in as_completed(futs):
+                done(futs[f], f.result())
+    return results
+
+
+def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None,
+             done: Callable[[int, Any], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--executor ray needs Ray: pip install 'occbench[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_call)
+        refs = {remote.remote(fn, args): i for i, args in enumerate(jobs)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                done(refs[r], ray.get(r))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_call(fn: Callable[..., Any], args: tuple) -> Any:
+    _worker_init()
+    return fn(*args)

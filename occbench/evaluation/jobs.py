@@ -1,0 +1,112 @@
+"""The scaffold that ``occbench evaluate`` and ``occbench refine`` share: cut a split into jobs (a sequence and a
+contiguous block of its target scans), run them (inline, in worker processes or on Ray) with a per-frame progress
+bar and, when predictions are written, the folder locked against a second writer; in a job, what is already
+written is skipped (resume) and a method's grids are written, atomically, as they come."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from occbench.datasets import SSCDataset
+from occbench.errors import OccbenchError
+from occbench.evaluation.executors import run_jobs, runs_inline
+from occbench.evaluation.progress import FrameTicks
+from occbench.evaluation.specs import Job
+from occbench.geometry import GRID_SHAPE
+from occbench.io.folder_lock import exclusive_writer
+from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
+from occbench.progress import progress_bar
+
+
+def split_targets(dataset: SSCDataset, max_frames: int | None = None) -> list[tuple[str, list[int]]]:
+    """(sequence, labelled scans) of the split in order; with ``max_frames``, only its first ``max_frames``
+    frames (a quick partial run: sequences in order, frames in order, so a method's cost shrinks with it)."""
+    seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
+    if max_frames is None:
+        return seqs
+    out, left = [], max(0, int(max_frames))
+    for name, targets in seqs:
+        out.append((name, targets[:left]))
+        left -= len(out[-1][1])
+    return out
+
+
+def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2) -> list[Job]:
+    """Split every sequence's labelled scans (:func:`split_targets`) into contiguous blocks, about ``per_worker``
+    blocks per worker overall (scoring submitted predictions costs the same for every frame: one block per worker,
+    so that fewer world map tiles straddle two jobs; methods: two, to even out the load)."""
+    seqs = split_targets(dataset, max_frames)
+    total = sum(len(t) for _, t in seqs)
+    jobs: list[Job] = []
+    want = 1 if workers <= 1 else per_worker * workers
+    for name, targets in seqs:
+        if not targets:
+            continue
+        k = max(1, min(len(targets), round(want * len(targets) / max(total, 1)))) if workers > 1 else 1
+        size = math.ceil(len(targets) / k)
+        for i in range(0, len(targets), size):
+            jobs.append(Job(name, tuple(targets[i:i + size])))
+    return jobs
+
+
+def run_planned(fn: Callable[..., Any], jobs: list[Job], job_args: Callable[[Job, Callable[..., None] | None], tuple],
+                *, desc: str, workers: int = 1, executor: str = "local", address: str | None = None,
+                writes: str | None = None) -> list[Any]:
+    """Run ``fn(*job_args(job, tick))`` for every job (:func:`occbench.evaluation.executors.run_jobs`) under one
+    progress bar ``desc`` of the jobs' frames; the job calls ``tick()`` once per frame (``tick`` is None when
+    quiet, and picklable when the job runs in a worker process). ``writes``: the folder the jobs write predictions
+    to, locked for the run (:func:`occbench.io.folder_lock.exclusive_writer`). Returns the jobs' results in job
+    order."""
+    sizes = [len(j.targets) for j in jobs]
+    bar = progress_bar(iter(()), desc=desc, total=sum(sizes))
+    update = getattr(bar, "update", None)
+    with exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(), \
+            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
+        results = run_jobs(fn, [job_args(j, ticks.tick) for j in jobs], workers, executor, address,
+                           on_done=ticks.on_job_done(sizes))
+    if hasattr(bar, "close"):
+        bar.close()
+    return results
+
+
+def resume(store: PredictionStore | None, sequence: str, targets: Iterable[int]) -> tuple[list[int], list[int]]:
+    """(already written, still to do): the ``targets`` of ``sequence`` that ``store`` holds (None: none), and the
+    others, in order."""
+    targets = list(targets)
+    done = [t for t in targets if store is not None and store.exists(sequence, t)]
+    if not done:
+        return [], targets
+    written = set(done)
+    return done, [t for t in targets if t not in written]
+
+
+def write_outputs(seq: Any, outputs: Iterable[tuple[int, Any]], todo: list[int], store: PredictionStore | None = None,
+                  who: str = "onboard", check: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """``(scan, train-id grid)`` of ``outputs`` (a method's ``refine(seq, todo)``, or submitted predictions), each
+    written to ``store`` (raw ids, atomically) before it is yielded. ``check``: a scan that was not asked for or
+    comes twice, a grid of another shape than the grid's, or a scan of ``todo`` missing at the end is an
+    :class:`occbench.errors.OccbenchError` naming ``who`` (``occbench evaluate``; ``occbench refine`` writes what the
+    method returns)."""
+    wanted = set(todo)
+    seen: set[int] = set()
+    for t, pred in outputs:
+        t = int(t)
+        if check:
+            if t not in wanted or t in seen:
+                raise OccbenchError(f"method {who} returned scan {t} of sequence {seq.name}, "
+                                    f"which was not asked for or was returned twice")
+            seen.add(t)
+        pred = np.asarray(pred)
+        if check and pred.shape != GRID_SHAPE:
+            raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}")
+        if store is not None:
+            store.write(seq.name, t, seq.label_map.to_raw(pred))
+        yield t, pred
+    missing = sorted(wanted - seen) if check else []
+    if missing:
+        raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
+                            f"first {missing[:5]}")

@@ -1,0 +1,50 @@
+"""Write a method's refined predictions for a split (resumable, atomic), without scoring them.
+
+The same scaffold as the scoring run (:mod:`occbench.evaluation.jobs`): the same jobs, executors, progress, lock,
+resume and writing of the method's grids; only the metrics are left out."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from occbench.evaluation.jobs import plan_jobs, resume, run_planned, write_outputs
+from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec
+from occbench.io.predictions import PredictionStore
+
+__all__ = ["refine_split"]
+
+
+def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,
+                on_frame: Callable[[], None] | None = None) -> int:
+    ds = dspec.open()
+    seq = ds[job.sequence]
+    store = PredictionStore(out, compressed=compressed)
+    done, todo = resume(store, seq.name, job.targets)
+    if on_frame is not None:
+        for _ in done:  # already written (resume)
+            on_frame()
+    n = 0
+    if todo:
+        for _t, _pred in write_outputs(seq, mspec.load().refine(seq, todo), todo, store, who=mspec.name, check=False):
+            n += 1
+            if on_frame is not None:
+                on_frame()
+    return n
+
+
+def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bool = False, workers: int = 1,
+                 targets: str = "labelled", executor: str = "local", address: str | None = None) -> tuple[int, int]:
+    """Refine every target scan of the split into ``out`` (``<out>/sequences/XX/predictions/``).
+
+    ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans.
+    Scans already written are skipped, so an interrupted run resumes where it stopped; every file is
+    written atomically (temporary file + rename), so no half-written file is ever left behind.
+    Returns (written, total).
+    """
+    ds = dspec.open()
+    if targets == "all":
+        jobs = [Job(s.name, tuple(range(s.num_scans))) for s in ds.sequences]
+    else:
+        jobs = plan_jobs(ds, workers)
+    counts = run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, out, compressed, tick),
+                         desc=f"refine {mspec.name}", workers=workers, executor=executor, address=address, writes=out)
+    return sum(counts), sum(len(j.targets) for j in jobs)

@@ -1,0 +1,326 @@
+"""Evaluation runner: dataset -> sequences -> method -> refined predictions -> metric states -> results JSON.
+
+Work is split into jobs (a sequence and a contiguous block of its target scans). Jobs run inline or in
+worker processes; each returns integer metric states that are merged by addition, so the numbers do
+not depend on the number of workers or on the order in which jobs finish.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occbench import __version__
+from occbench.errors import FormatError
+from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
+from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
+from occbench.io.atomic import atomic_write_text
+from occbench.io.predictions import PredictionStore
+from occbench.methods import method_config
+
+__all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
+           "useful_workers", "write_results"]
+
+
+
+def run_job(
+    dspec: DatasetSpec,
+    mspec: MethodSpec | None,
+    job: Job,
+    save: tuple[str, bool] | None = None,
+    extras: tuple[str, ...] = (),
+    on_frame: Callable[[], None] | None = None,
+    spill_dir: str | None = None,
+    validate: bool = False,
+) -> dict[str, Any]:
+    """Refine (or read) the targets of one job, score them, and return mergeable metric states.
+
+    ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
+    ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
+    present are read back instead of recomputed (resume). Other ``extras`` than ``city`` and ``consistency`` are
+    metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With ``city`` or ``consistency`` one world
+    map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
+    every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
+    records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
+    ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
+    hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
+    """
+    from occbench.metrics import PROTOCOLS, SSCMetric
+    from occbench.metrics.registry import BUILTIN, load_metric
+    from occbench.metrics.worldmap import WorldMapState
+
+    ds = dspec.open()
+    seq = ds[job.sequence]
+    proto = PROTOCOLS[ds.protocol]
+    ssc = SSCMetric(proto)
+    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in BUILTIN}
+    maps = None
+    if {"city", "consistency"} & set(extras):
+        scored = list(seq.labelled_frames)
+        position = {t: i for i, t in enumerate(scored)}
+        maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
+    store = PredictionStore(save[0], compressed=save[1]) if save else None
+    done, todo = resume(store, seq.name, job.targets)
+    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": [], "metrics": others}
+    if maps is not None:
+        out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
+
+    def consume(t: int, pred: np.ndarray) -> None:
+        f = seq.frame(t)
+        gt = f.ground_truth()
+        ssc.update(pred, gt)  # raises on an invalid prediction at an evaluated voxel, before the map sees it
+        if maps is not None:
+            maps.add(pred if pred.dtype == np.uint8 else pred.astype(np.uint8), gt, seq.poses[t])
+        for m in others.values():
+            m.update_frame(pred, f)
+        if on_frame is not None:
+            on_frame()
+
+    if mspec is None and store is None and not others and _scores_from_files(seq, proto):
+        # submitted predictions: score straight from the files (one compiled pass per frame and metric)
+        files = _frame_files(seq, todo[0]) if todo else []
+        for i, t in enumerate(todo):
+            nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
+            problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate)
+            if problem:
+                out["problems"].append(problem)
+            files = nxt or []
+            if on_frame is not None:
+                on_frame()
+        if maps is not None:
+            maps.settle()  # keeps only the records of tiles that other jobs' frames touch too
+        return out
+    for t in done:
+        assert store is not None
+        consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
+    if todo:
+        if mspec is None:
+            outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
+        else:
+            outputs = mspec.load().refine(seq, todo)
+        for t, pred in write_outputs(seq, outputs, todo, store, who=mspec.name if mspec else "onboard"):
+            consume(t, pred)
+    if maps is not None:
+        maps.settle()
+    return out
+
+
+def _scores_from_files(seq: Any, proto: Any) -> bool:
+    """Whether a sequence's files are exactly what ``SSCMetric.update_raw`` takes (SemanticKITTI layout: raw
+    ids of the protocol's label map, bit-packed ``.invalid`` used as stored), so that scoring its submitted
+    predictions needs no train-id arrays at all. ``Frame.ground_truth`` folds invalid voxels into ignore,
+    which equals passing the mask only under the ``mask-all`` invalid policy."""
+    lay = seq.layout
+    return (seq.onboard_store is not None and getattr(seq.onboard_store, "raw_label_files", True)
+            and seq.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
+            and not lay.clear_invalid_where_labelled and seq.label_map.name == proto.label_map
+            and proto.invalid_policy == "mask-all")
+
+
+def _frame_files(seq: Any, t: int) -> list[Path]:
+    """The files scoring scan ``t`` reads: ground truth ``.label`` and ``.invalid``, and the prediction."""
+    f = seq.frame(t)
+    path = f.prediction_file()
+    return f.ground_truth_files() + ([path] if path is not None else [])
+
+
+def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterable[tuple[int, np.ndarray]]:
+    """``(scan, train ids)`` of the submitted predictions; with ``problems`` a list, a file that does not decode or
+    holds raw ids that are not predictable classes is reported there (and skipped) instead of raising."""
+    from occbench.evaluation.submission import prediction_id_problem
+
+    for t in scans:
+        if problems is None:
+            yield t, seq.prediction(t)
+            continue
+        path = seq.frame(t).prediction_file()
+        try:
+            raw = seq.onboard_store.read(seq.name, t)
+        except FormatError as e:
+            problems.append(str(e))
+            continue
+        problem = prediction_id_problem(raw, path, seq.label_map)
+        if problem:
+            problems.append(problem)
+            continue
+        yield t, seq.label_map.to_train(raw, path)
+
+
+def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None,
+                       maps: Any = None, validate: bool = False) -> str | None:
+    """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
+    (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
+    ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
+    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
+    ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted).
+    ``validate``: a prediction that does not decode or holds unpredictable raw ids is not counted; the problem is
+    returned instead of raised."""
+    from occbench.io.pagecache import prefetch
+    from occbench.io.voxels import map_label, read_bits_packed
+
+    gt_label, gt_invalid, *found = files
+    gt = map_label(gt_label)
+    inv = read_bits_packed(gt_invalid)
+    path = found[0] if found else None
+    try:
+        pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+    except FormatError as e:
+        if not validate:
+            raise
+        return str(e)
+    if next_files:
+        prefetch(*next_files)
+    if validate:
+        from occbench.evaluation.submission import prediction_id_problem
+
+        problem = prediction_id_problem(pred, path, seq.label_map)
+        if problem:
+            return problem
+    ssc.update_raw(pred, gt, inv, name=str(path))
+    if maps is not None:
+        maps.add(pred, gt, seq.poses[t], inv, raw=True)
+    return None
+
+
+def evaluate(
+    dspec: DatasetSpec | None = None,
+    mspec: MethodSpec | None = None,
+    *,
+    submission: Submission | None = None,
+    workers: int = 1,
+    save: tuple[str, bool] | None = None,
+    extras: tuple[str, ...] = ("city", "consistency"),
+    command: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    fingerprint_content: bool = False,
+    max_frames: int | None = None,
+    validate: bool = False,
+) -> dict[str, Any]:
+    """Run a method over a split, or score a submission, and return the results document (see
+    ``docs/results-schema.md``).
+
+    What is scored: the method ``mspec`` run on the split ``dspec`` (refining the predictions of its ``onboard``
+    model), or the :class:`~occbench.evaluation.specs.Submission` ``submission`` (given by keyword, without
+    ``dspec`` and ``mspec``). ``mspec`` None with ``dspec``: the predictions of ``dspec.onboard`` are scored as
+    they are, like a submission.
+    ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`).
+    ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
+    (such a file is refused by ``occbench leaderboard``).
+    ``validate`` (a submission, or ``mspec`` None, whose names and sizes were checked:
+    :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is checked as it is scored, and
+    :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
+    import tempfile
+
+    from occbench.fingerprint import dataset_fingerprint
+    from occbench.metrics import PROTOCOLS, SSCMetric, results_json
+
+    if submission is not None:
+        if dspec is not None or mspec is not None:
+            raise ValueError("evaluate: give a submission, or a dataset spec and a method spec, not both")
+        dspec = submission.reader()
+    elif dspec is None:
+        raise ValueError("evaluate: give a dataset spec (and a method spec), or a submission")
+    t0 = time.time()
+    ds = dspec.open()
+    proto = PROTOCOLS[ds.protocol]
+    n_frames = sum(len(t) for _, t in split_targets(ds, max_frames))
+    workers = useful_workers(workers, n_frames, mspec is None, bool({"city", "consistency"} & set(extras)), executor)
+    jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2)
+    total = sum(len(j.targets) for j in jobs)
+    scored: dict[str, list[int]] = {}
+    for j in jobs:
+        scored.setdefault(j.sequence, []).extend(j.targets)
+    fingerprint = dataset_fingerprint(ds, scored, fingerprint_content)
+    in_split = sum(len(t) for _, t in split_targets(ds))
+    label = mspec.name if mspec else "predictions"
+    local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
+    with tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill:
+        states = run_planned(run_job, jobs, lambda job, tick: (dspec, mspec, job, save, extras, tick,
+                                                               spill if local else None, validate),
+                             desc=f"evaluate {label}", workers=workers, executor=executor, address=address,
+                             writes=save[0] if save else None)
+        problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
+        if problems:
+            from occbench.evaluation.submission import InvalidSubmission, ValidationReport
+
+            raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
+        # merge in a fixed order (integers: order-independent anyway)
+        states.sort(key=lambda s: (s["sequence"], s["frames"]))
+        ssc = SSCMetric(proto)
+        for s in states:
+            ssc.merge(s["ssc"])
+        metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
+        if {"city", "consistency"} & set(extras):
+            metrics.update(_map_metrics(states, proto, extras))  # reads what the jobs spilled
+        for name in states[0]["metrics"] if states else ():
+            merged = states[0]["metrics"][name]
+            for s in states[1:]:
+                merged.merge(s["metrics"][name])
+            metrics[name] = merged.compute()
+    method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    header = {
+        "occbench_version": __version__,
+        "dataset": {**ds.describe(), "fingerprint": fingerprint},
+        "method": method_cfg,
+        "frames": total,
+        "workers": workers,
+        "executor": executor,
+        "command": command,
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__},
+        "wall_time_s": round(time.time() - t0, 3),
+    }
+    if total < in_split:
+        header["partial"] = {"frames": total, "frames_in_split": in_split, "max_frames": max_frames}
+    return results_json(proto, metrics=metrics, extra_header=header)
+
+
+def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, executor: str = "local") -> int:
+    """How many of the ``workers`` asked for pay for their start-up (a spawned process imports numpy, numba and
+    occbench and loads the compiled kernels: about a second of CPU). Scoring submitted predictions costs about
+    25 ms a frame with the city map and consistency and 3 ms without, so a worker starts per 64 or per 512
+    frames; methods (whose cost is unknown here) and Ray get what was asked for."""
+    if not scoring_files or executor != "local":
+        return workers
+    per_worker = 64 if maps else 512
+    return max(1, min(workers, frames // per_worker))
+
+
+def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
+    """City map (per sequence: each has its own world frame; over several sequences the confusions add up) and
+    temporal consistency (sums over the sequences) from the jobs' world map states."""
+    from occbench.metrics.citymap import city_scores, consistency_scores
+
+    by_seq: dict[str, Any] = {}
+    for s in states:
+        if s["sequence"] in by_seq:
+            by_seq[s["sequence"]].merge(s["maps"])
+        else:
+            by_seq[s["sequence"]] = s["maps"]
+    sums = {k: v.reduce() for k, v in sorted(by_seq.items())}
+    frames = {k: v.n_frames for k, v in by_seq.items()}
+    out: dict[str, Any] = {}
+    K1 = len(proto.static_ids) + 1
+    if "city" in extras:
+        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), proto, frames[k]) for k, r in sums.items()}
+        if sums:
+            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), proto, sum(frames.values()))
+        out["city_map_per_sequence"] = per_seq
+    if "consistency" in extras:
+        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
+        for r in sums.values():
+            for key in tot:
+                tot[key] += r[key]
+        out["temporal_consistency"] = consistency_scores(tot["psame"], tot["pall"], tot["scal"], proto, sum(frames.values()), bool(sums))
+    return out
+
+
+def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(results, indent=1, sort_keys=False) + "\n")

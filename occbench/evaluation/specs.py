@@ -1,0 +1,96 @@
+"""What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
+(:class:`DatasetSpec`), the method (:class:`MethodSpec`) or the :class:`Submission` that is scored, and the
+:class:`Job`\\ s the split is cut into."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from occbench.datasets import SSCDataset
+    from occbench.evaluation.submission import ValidationReport
+    from occbench.io.formats import ForeignFormat
+    from occbench.io.predictions import PredictionStore
+    from occbench.labels import LabelMap
+    from occbench.methods import OffboardMethod
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A picklable recipe that reopens a dataset in a worker process."""
+
+    name: str = "mini"
+    root: str | None = None
+    split: str = "val"
+    onboard: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> SSCDataset:
+        from occbench.datasets import open_dataset
+
+        return open_dataset(self.name, self.root, split=self.split, onboard=self.onboard, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> OffboardMethod:
+        from occbench.methods import load_method
+
+        return load_method(self.name, **self.options)
+
+
+@dataclass(frozen=True)
+class Job:
+    sequence: str
+    targets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A folder of predictions that answers one split of a dataset, scored as it is (``occbench evaluate
+    --predictions``): ``folder`` holds ``sequences/XX/predictions/NNNNNN.label[.gz]`` (raw ids), or the files of
+    another codebase in ``format`` (:class:`occbench.io.formats.ForeignFormat`; None: the submission format);
+    ``dataset`` is the split it answers (its ``onboard`` plays no part).
+
+    Check it before scoring, as a benchmark server does (:mod:`occbench.evaluation.submission`):
+    :meth:`check_names` (names, kinds and sizes; nothing is opened), then either :meth:`check_contents`, or
+    ``evaluate(submission=..., validate=True)``, which checks every file's content as it scores it. Results
+    files name it as the dataset's onboard model ``<folder name>`` and the method ``submitted-predictions``.
+    """
+
+    folder: str
+    dataset: DatasetSpec
+    format: ForeignFormat | None = None
+
+    def store(self, label_map: LabelMap) -> PredictionStore:
+        """The folder's prediction store (its files read as raw ids of ``label_map``)."""
+        from occbench.io.formats import open_prediction_store
+
+        return open_prediction_store(Path(self.folder), self.format, label_map)
+
+    def check_names(self, dataset: SSCDataset) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+        """:func:`occbench.evaluation.submission.check_submission_names` on the split ``dataset`` (opened from
+        :attr:`dataset`): the report, and the files that passed, to read."""
+        from occbench.evaluation.submission import check_submission_names
+
+        return check_submission_names(dataset, self.store(dataset.label_map))
+
+    def check_contents(self, dataset: SSCDataset, report: ValidationReport,
+                       files: dict[tuple[str, int], Path]) -> ValidationReport:
+        """:func:`occbench.evaluation.submission.check_submission_contents`: each file of ``files`` read once."""
+        from occbench.evaluation.submission import check_submission_contents
+
+        return check_submission_contents(dataset, report, files, store=self.store(dataset.label_map))
+
+    def reader(self) -> DatasetSpec:
+        """The split opened with this folder as its predictions (``Frame.prediction_file`` names the submitted
+        files): what the scoring jobs open."""
+        folder = Path(self.folder)
+        kw = dict(self.dataset.kwargs, predictions_root=str(folder.parent))
+        if self.format is not None and not self.format.is_submission:
+            kw["predictions_format"] = self.format
+        return DatasetSpec(self.dataset.name, self.dataset.root, self.dataset.split, folder.name, kw)
