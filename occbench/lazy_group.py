@@ -1,6 +1,4 @@
-"""Deprecated: moved to :mod:`occbench.cli.group` (this alias re-exports it and warns)."""
-import warnings
+"""Deprecated: moved to :mod:`occbench.cli.group` (this name is that module, with a ``DeprecationWarning``)."""
+from occbench._lazy import moved_module
 
-from occbench.cli.group import COMMANDS_GROUP, LazyGroup  # noqa: F401
-
-warnings.warn("occbench.lazy_group is deprecated: use occbench.cli.group", DeprecationWarning, stacklevel=2)
+moved_module(__name__, "occbench.cli.group")

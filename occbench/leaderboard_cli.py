@@ -1,6 +1,4 @@
-"""Deprecated: moved to :mod:`occbench.cli.leaderboard` (this alias re-exports it and warns)."""
-import warnings
+"""Deprecated: moved to :mod:`occbench.cli.leaderboard` (this name is that module, with a ``DeprecationWarning``)."""
+from occbench._lazy import moved_module
 
-from occbench.cli.leaderboard import leaderboard, EXIT_STALE, EXIT_INVALID_RESULTS  # noqa: F401
-
-warnings.warn("occbench.leaderboard_cli is deprecated: use occbench.cli.leaderboard", DeprecationWarning, stacklevel=2)
+moved_module(__name__, "occbench.cli.leaderboard")

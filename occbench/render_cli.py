@@ -1,6 +1,4 @@
-"""Deprecated: moved to :mod:`occbench.cli.render` (this alias re-exports it and warns)."""
-import warnings
+"""Deprecated: moved to :mod:`occbench.cli.render` (this name is that module, with a ``DeprecationWarning``)."""
+from occbench._lazy import moved_module
 
-from occbench.cli.render import render  # noqa: F401
-
-warnings.warn("occbench.render_cli is deprecated: use occbench.cli.render", DeprecationWarning, stacklevel=2)
+moved_module(__name__, "occbench.cli.render")

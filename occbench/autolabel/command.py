@@ -1,6 +1,4 @@
-"""Deprecated: moved to :mod:`occbench.cli.autolabel` (this alias re-exports it and warns)."""
-import warnings
+"""Deprecated: moved to :mod:`occbench.cli.autolabel` (this name is that module, with a ``DeprecationWarning``)."""
+from occbench._lazy import moved_module
 
-from occbench.cli.autolabel import autolabel, DEFAULT_SOURCES, DATASET_TITLES  # noqa: F401
-
-warnings.warn("occbench.autolabel.command is deprecated: use occbench.cli.autolabel", DeprecationWarning, stacklevel=2)
+moved_module(__name__, "occbench.cli.autolabel")

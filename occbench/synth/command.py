@@ -1,6 +1,4 @@
-"""Deprecated: moved to :mod:`occbench.cli.synth` (this alias re-exports it and warns)."""
-import warnings
+"""Deprecated: moved to :mod:`occbench.cli.synth` (this name is that module, with a ``DeprecationWarning``)."""
+from occbench._lazy import moved_module
 
-from occbench.cli.synth import synth  # noqa: F401
-
-warnings.warn("occbench.synth.command is deprecated: use occbench.cli.synth", DeprecationWarning, stacklevel=2)
+moved_module(__name__, "occbench.cli.synth")
