@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from occbench import __version__
+from occbench.dataset_cards import dataset_names
 from occbench.errors import OccbenchError, UnknownNameError
 from occbench.lazy_group import LazyGroup
 from occbench.progress import set_quiet
@@ -51,8 +52,8 @@ Exit codes:
 """
 
 
-# the names of occbench.datasets.DATASETS (kept here so that start-up imports no loader; a test keeps them equal)
-DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
+# the names of occbench.datasets.DATASETS, from the dataset files (start-up imports no loader; a test keeps them equal)
+DATASET_NAMES = dataset_names()
 
 # --root of every command that opens a dataset
 ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
@@ -360,7 +361,7 @@ def methods(names):
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--from", "src_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
               help="Format of SRC: label (submission layout), monoscene-pkl (MonoScene/SSCBench generate_output.py), npy.")
-@click.option("--dataset", type=click.Choice(["semantickitti", "sscbench-kitti360"]), default=None,
+@click.option("--dataset", type=click.Choice(dataset_names(synthetic=False)), default=None,
               help="Label map and sequence names of SRC (required unless SRC is raw-id .label files).")
 @_format_options
 @click.option("--compressed/--plain", default=True, show_default=True, help="Target variant.")
