@@ -59,7 +59,8 @@ _KEYS: dict[str, tuple[str, Any]] = {
 _PROTOCOL_KEYS: dict[str, tuple[str, Any]] = {
     "id": ("a protocol id", lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
     "version": ("a version text", lambda v: isinstance(v, str) and v != "" and not _CONTROL.search(v)),
-    "label_map": ("the name of a label map of occbench/labels", lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
+    "label_map": ("the name of a label map of occbench/labels",
+                  lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
     "iou_epsilon": ("a number >= 0", lambda v: type(v) in (int, float) and v >= 0),
     "completion_rule": (" or ".join(COMPLETION_RULES), lambda v: v in COMPLETION_RULES),
     "invalid_policy": (" or ".join(INVALID_POLICIES), lambda v: v in INVALID_POLICIES),
@@ -208,7 +209,8 @@ def dataset_cards() -> Mapping[str, DatasetCard]:
         for p in sorted(folder.glob("*.json")):
             _, c = read_card(p)
             if c.name in cards:
-                raise FormatError(p, "a dataset name not used by another dataset file", f"{c.name!r}, as in {cards[c.name].path}")
+                raise FormatError(p, "a dataset name not used by another dataset file",
+                                  f"{c.name!r}, as in {cards[c.name].path}")
             same = [o for o in cards.values() if o.results_name == c.results_name]
             if same:
                 raise FormatError(p, "a 'results_name' not used by another dataset file",

@@ -53,7 +53,8 @@ OLD_PROTOCOL_ARGS = {
 OLD_HEADER_SUMMARY = {  # a few fields of each header, written out (the full headers are compared with _make below)
     "semantickitti-ssc": {"num_classes": 20, "iou_epsilon": 1e-15, "pr_epsilon": 1.1920928955078125e-07,
                           "ranges": [12.8, 25.6, 51.2], "ignore_index": 255, "distance_bin_width": 1.6,
-                          "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and it is not invalid"},
+                          "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and "
+                                                   "it is not invalid"},
     "sscbench-kitti360-ssc": {"num_classes": 19, "iou_epsilon": 1e-5, "pr_epsilon": 1.1920928955078125e-07,
                               "ranges": [12.8, 25.6, 51.2], "ignore_index": 255, "distance_bin_width": 1.6,
                               "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and "
