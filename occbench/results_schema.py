@@ -14,13 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from occbench.dataset_cards import dataset_cards
 from occbench.grid import KITTI
 from occbench.errors import FormatError
 from occbench.io.files import read_json_document
 
 SCHEMA = "occbench.results"
 KNOWN_SCHEMA_VERSIONS = (1,)
-DATASETS = ("occbench-mini", "semantickitti", "sscbench-kitti360")
+DATASETS = tuple(c.results_name for c in dataset_cards().values())  # the dataset files' results names
 SPLITS = ("train", "val", "test")
 RANGES = KITTI.range_keys  # the range keys of every protocol occbench ships (KITTI grid)
 TC_FRACTIONS = ("pair_agreement", "modal_agreement", "all_agree")

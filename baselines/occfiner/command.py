@@ -24,11 +24,12 @@ from pathlib import Path
 import click
 
 from occbench.cli.options import ROOT_HELP
+from occbench.dataset_cards import dataset_names
 
 
 @click.command("train")
 @click.option("--method", default="occfiner", show_default=True, type=click.Choice(["occfiner"]), help="Method to train.")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti"]))
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(dataset_names(trainable=True)))
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help=ROOT_HELP)
 @click.option("--onboard", required=True, help="Onboard model whose predictions are the input (mini: voxformer-sim, sscnet-sim).")

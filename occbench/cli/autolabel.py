@@ -12,15 +12,16 @@ from pathlib import Path
 import click
 
 from occbench.cli.options import ROOT_HELP
+from occbench.dataset_cards import dataset_cards, dataset_names
 from occbench.errors import OccbenchError
 from occbench.progress import set_quiet
 
 DEFAULT_SOURCES = ("onboard:voxformer-sim", "onboard:sscnet-sim", "occfiner:voxformer-sim")
-DATASET_TITLES = {"mini": "occbench-mini (SYNTHETIC)", "semantickitti": "SemanticKITTI"}
+DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=True)}  # the dataset files'
 
 
 @click.command("autolabel")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(["mini", "semantickitti"]))
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(dataset_names(trainable=True)))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--predictions-root", type=click.Path(path_type=Path), default=None, help="Folder holding <onboard>/sequences/... (default <root>/predictions).")
 @click.option("--source", "sources", multiple=True, metavar="METHOD:ONBOARD[:k=v,...]",

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from occbench.cli.options import EXIT_INVALID_SUBMISSION, fail, foreign_format, format_options
+from occbench.dataset_cards import dataset_names
 from occbench.errors import OccbenchError
 from occbench.progress import set_quiet
 
@@ -16,7 +17,7 @@ from occbench.progress import set_quiet
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--from", "src_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
               help="Format of SRC: label (submission layout), monoscene-pkl (MonoScene/SSCBench generate_output.py), npy.")
-@click.option("--dataset", type=click.Choice(["semantickitti", "sscbench-kitti360"]), default=None,
+@click.option("--dataset", type=click.Choice(dataset_names(synthetic=False)), default=None,
               help="Label map and sequence names of SRC (required unless SRC is raw-id .label files).")
 @format_options
 @click.option("--compressed/--plain", default=True, show_default=True, help="Target variant.")

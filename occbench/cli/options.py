@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
+from occbench.dataset_cards import dataset_names
 from occbench.errors import OccbenchError, UnknownNameError
 
 EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE, EXIT_INVALID_RESULTS = 1, 3, 4, 5
 
 
-# the names of occbench.datasets.DATASETS (kept here so that start-up imports no loader; a test keeps them equal)
-DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
+# the names of occbench.datasets.DATASETS, from the dataset files (start-up imports no loader; a test keeps them equal)
+DATASET_NAMES = dataset_names()
 
 # --root of every command that opens a dataset
 ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "

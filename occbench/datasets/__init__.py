@@ -4,9 +4,11 @@ from occbench.datasets.frame import Frame, Sequence
 from occbench.datasets.mini import OccbenchMini, mini_provider
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
+from occbench.dataset_cards import dataset_cards
 from occbench.errors import UnknownNameError
 
-DATASETS = {"mini": OccbenchMini, "semantickitti": SemanticKITTI, "sscbench-kitti360": SSCBenchKITTI360}
+# --dataset name -> loader class, from the dataset files (occbench/labels/datasets/*.json)
+DATASETS = {name: card.load_loader() for name, card in dataset_cards().items()}
 
 
 def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None, **kw) -> SSCDataset:
@@ -14,9 +16,7 @@ def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None
     if name not in DATASETS:
         raise UnknownNameError("dataset", name, list(DATASETS))
     cls = DATASETS[name]
-    if name == "mini":
-        return cls(root, split=split, onboard=onboard, **kw)
-    if root is None:
+    if root is None and dataset_cards()[name].root_required:
         raise ValueError(f"--root is required for dataset {name!r} (where the downloaded data lives)")
     return cls(root, split=split, onboard=onboard, **kw)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from occbench.dataset_cards import dataset_card
 from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.io.files import read_json_document
@@ -24,6 +25,7 @@ PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.
 DEFAULT_ONBOARD = "voxformer-sim"
 DATA_ENV = "OCCBENCH_DATA"
 DATA_GROUP = "occbench.data"  # entry points that find (and make on first use) embedded data sets
+CARD = dataset_card("mini")  # occbench/labels/datasets/mini.json
 
 
 def default_data_dir() -> Path:
@@ -81,8 +83,9 @@ def mini_provider() -> Callable[..., Path]:
 class OccbenchMini(SemanticKITTI):
     """occbench-mini through the SemanticKITTI loader (splits and sensors from ``mini.json``)."""
 
-    name = "occbench-mini"
-    synthetic = True
+    name = CARD.results_name
+    protocol = CARD.protocol_id
+    synthetic = CARD.synthetic
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from occbench.dataset_cards import dataset_card
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.errors import FormatError, MissingDataError, UnknownNameError
@@ -23,11 +24,8 @@ from occbench.io.formats import ForeignFormat
 from occbench.io.kitti import Calibration, read_calib, read_poses, read_times
 from occbench.labels import load_label_map
 
-SPLITS: dict[str, list[str]] = {
-    "train": ["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"],
-    "val": ["08"],
-    "test": [f"{i:02d}" for i in range(11, 22)],
-}
+CARD = dataset_card("semantickitti")  # occbench/labels/datasets/semantickitti.json
+SPLITS: dict[str, list[str]] = CARD.split_lists()
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 
 HOW_TO_GET = (
@@ -90,8 +88,8 @@ class SemanticKITTI(SSCDataset):
     >>> pred = frame.prediction()          # onboard prediction, train ids
     """
 
-    name = "semantickitti"
-    protocol = "semantickitti-ssc"
+    name = CARD.results_name
+    protocol = CARD.protocol_id
     splits = SPLITS
 
     def __init__(

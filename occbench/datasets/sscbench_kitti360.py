@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from occbench.dataset_cards import dataset_card
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
 from occbench.datasets.semantickitti import guess_sensor, normalize_split
@@ -33,11 +34,8 @@ from occbench.io.kitti import Calibration, check_rigid, read_number_rows
 from occbench.labels import load_label_map
 
 DRIVE = "2013_05_28_drive_{:04d}_sync"
-SPLITS: dict[str, list[str]] = {
-    "train": [DRIVE.format(i) for i in (0, 2, 3, 4, 5, 7, 10)],
-    "val": [DRIVE.format(6)],
-    "test": [DRIVE.format(9)],
-}
+CARD = dataset_card("sscbench-kitti360")  # occbench/labels/datasets/sscbench-kitti360.json
+SPLITS: dict[str, list[str]] = CARD.split_lists()
 CAM2VELO = np.array([
     [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
     [-0.999004371, 0.007784614041, 0.04392796942, 0.2993489574],
@@ -86,8 +84,8 @@ def read_cam0_to_world(path: Path, calib: Calibration) -> np.ndarray:
 class SSCBenchKITTI360(SSCDataset):
     """SSCBench-KITTI360 split with the predictions of one onboard model."""
 
-    name = "sscbench-kitti360"
-    protocol = "sscbench-kitti360-ssc"
+    name = CARD.results_name
+    protocol = CARD.protocol_id
     splits = SPLITS
 
     def __init__(

@@ -299,15 +299,13 @@ def convert_foreign(src: str | Path, dst: str | Path, fmt: ForeignFormat, datase
 
 def _dataset_facts(dataset: str) -> tuple[str, set[str]]:
     """Label map name and every sequence name of a real dataset."""
-    if dataset == "semantickitti":
-        from occbench.datasets.semantickitti import SPLITS
-        lm = "semantickitti"
-    elif dataset == "sscbench-kitti360":
-        from occbench.datasets.sscbench_kitti360 import SPLITS  # type: ignore[assignment]
-        lm = "kitti360"
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}; available: semantickitti, sscbench-kitti360")
-    return lm, {s for seqs in SPLITS.values() for s in seqs}
+    from occbench.dataset_cards import dataset_cards, dataset_names
+
+    real = dataset_names(synthetic=False)
+    if dataset not in real:
+        raise ValueError(f"unknown dataset {dataset!r}; available: {', '.join(real)}")
+    card = dataset_cards()[dataset]
+    return card.label_map, {s for seqs in card.split_lists().values() for s in seqs}
 
 
 def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from occbench.dataset_cards import label_map_names
 from occbench.errors import FormatError
 
 IGNORE = 255
-AVAILABLE = ("semantickitti", "kitti360")
+AVAILABLE = label_map_names()  # ("semantickitti", "kitti360"): those of the protocols first, then other label map files
 
 
 @dataclass(frozen=True, eq=False)

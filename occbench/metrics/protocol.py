@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from occbench.dataset_cards import protocol_definitions
 from occbench.grid import KITTI, Grid, range_key
 from occbench.labels import load_label_map
 
@@ -135,28 +136,8 @@ def _make(label_map: str, **kw: Any) -> Protocol:
     )
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    "semantickitti-ssc": _make(
-        "semantickitti",
-        id="semantickitti-ssc",
-        version="1.0",
-        iou_epsilon=1e-15,
-        completion_rule="semantic-kitti-api",
-        invalid_policy="mask-all",
-        reference="PRBonn/semantic-kitti-api evaluate_completion.py + auxiliary/np_ioueval.py (a9c749e); "
-        "ranges: VoxFormer semantic_kitti_dataset_stage2.py get_gt_info",
-    ),
-    "sscbench-kitti360-ssc": _make(
-        "kitti360",
-        id="sscbench-kitti360-ssc",
-        version="1.0",
-        iou_epsilon=1e-5,
-        completion_rule="sscmetrics",
-        invalid_policy="mask-empty-only",
-        reference="ai4ce/SSCBench method/MonoScene monoscene/loss/sscMetrics.py + preprocess.py (9e767e1); "
-        "ranges: ahayler/s4c evaluate_model_sscbench.py",
-    ),
-}
+# protocol id -> Protocol, from the protocol definitions of the dataset files (occbench/labels/datasets/*.json)
+PROTOCOLS: dict[str, Protocol] = {pid: _make(**kw) for pid, kw in protocol_definitions().items()}
 
 
 def get_protocol(p: Protocol | str) -> Protocol:
