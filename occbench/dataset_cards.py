@@ -55,6 +55,8 @@ _KEYS: dict[str, tuple[str, Any]] = {
     "splits": ("null or an object: split name -> list of sequence names", lambda v: v is None or isinstance(v, dict)),
     "leaderboard_splits": ("a list of split names", lambda v: isinstance(v, list)),
     "trainable": ("true or false", lambda v: isinstance(v, bool)),
+    "default_onboard": ("null or the name of an onboard model",
+                        lambda v: v is None or (isinstance(v, str) and NAME.fullmatch(v) is not None)),
 }
 _PROTOCOL_KEYS: dict[str, tuple[str, Any]] = {
     "id": ("a protocol id", lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
@@ -85,6 +87,7 @@ class DatasetCard:
         splits: split name -> sequence names, or None when the data names its own (occbench-mini).
         leaderboard_splits: splits whose leaderboard page exists before any result.
         trainable: offered by ``occbench train`` and ``occbench autolabel``.
+        default_onboard: the onboard model whose predictions are used when none is named (None: one must be).
         path: the file.
     """
 
@@ -100,6 +103,7 @@ class DatasetCard:
     splits: Mapping[str, tuple[str, ...]] | None
     leaderboard_splits: tuple[str, ...]
     trainable: bool
+    default_onboard: str | None
     path: str
 
     def split_lists(self) -> dict[str, list[str]]:
@@ -194,7 +198,8 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
         name=doc["name"], results_name=doc["results_name"], title=doc["title"], synthetic=doc["synthetic"],
         root_required=doc["root_required"], loader=doc["loader"], protocol_id=pid, protocol_definition=definition,
         label_map=proto["label_map"] if definition is not None else "", splits=splits,
-        leaderboard_splits=tuple(board), trainable=doc["trainable"], path=str(path),
+        leaderboard_splits=tuple(board), trainable=doc["trainable"], default_onboard=doc["default_onboard"],
+        path=str(path),
     )
     return doc, card
 

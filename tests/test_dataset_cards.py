@@ -106,7 +106,7 @@ def test_the_dataset_files_import_nothing_heavy():
 
 def test_derived_names_equal_the_former_literals():
     from occbench import leaderboard, results_schema
-    from occbench.autolabel import command as autolabel_command
+    from occbench.cli import autolabel as autolabel_command
     from occbench.cli import DATASET_NAMES
     from occbench.datasets import DATASETS, OccbenchMini, SemanticKITTI, SSCBenchKITTI360
     from occbench.datasets import semantickitti, sscbench_kitti360
@@ -192,6 +192,7 @@ def _write(folder: Path, doc: dict, name: str | None = None) -> Path:
     ({"splits": {"val": ["08", "08"]}}, "'splits' 'val'"),
     ({"leaderboard_splits": ["train"], "splits": {"val": ["08"]}}, "'leaderboard_splits'"),
     ({"colour": "red"}, "unknown colour"),
+    ({"default_onboard": "a b"}, "'default_onboard'"),
     ({"protocol": {"id": "x"}}, "no version"),
     ({"protocol": {**_card()["protocol"], "completion_rule": "mine"}}, "'completion_rule'"),
     ({"protocol": {**_card()["protocol"], "label_map": "nuscenes"}}, "'label_map'"),
@@ -336,3 +337,18 @@ def test_a_dataset_added_by_a_data_file_and_a_loader_appears_everywhere(tmp_path
     r = subprocess.run([sys.executable, "-m", "occbench.cli", "evaluate", "--help"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert "fake-kitti" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_default_onboard_model_comes_from_the_dataset_file(tmp_path):
+    from click.testing import CliRunner
+
+    from occbench.cli import main
+    from occbench.cli.options import default_onboard
+    from occbench.datasets.mini import DEFAULT_ONBOARD
+
+    assert dc.dataset_card("mini").default_onboard == DEFAULT_ONBOARD == "voxformer-sim"
+    assert dc.dataset_card("semantickitti").default_onboard is None
+    assert default_onboard("mini", None) == "voxformer-sim" and default_onboard("mini", "sscnet-sim") == "sscnet-sim"
+    assert default_onboard("semantickitti", None) is None
+    r = CliRunner().invoke(main, ["evaluate", "--help"])
+    assert "mini: voxformer-sim" in " ".join(r.output.split())

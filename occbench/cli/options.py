@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from occbench.dataset_cards import dataset_names
+from occbench.dataset_cards import dataset_cards, dataset_names
 from occbench.errors import OccbenchError, UnknownNameError
 
 EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE, EXIT_INVALID_RESULTS = 1, 3, 4, 5
@@ -18,6 +18,19 @@ EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE, EXIT_INVALID_RESULTS = 1, 3, 4
 
 # the names of occbench.datasets.DATASETS, from the dataset files (start-up imports no loader; a test keeps them equal)
 DATASET_NAMES = dataset_names()
+
+# --onboard of every command that opens a dataset; the defaults are the dataset files'
+ONBOARD_HELP = ("Onboard model whose predictions are refined (default: "
+                + ("; ".join(f"{c.name}: {c.default_onboard}" for c in dataset_cards().values() if c.default_onboard)
+                   or "none") + "; other datasets: required).")
+
+
+def default_onboard(dataset: str, onboard: str | None) -> str | None:
+    """``onboard``, else the dataset's default onboard model (its dataset file's ``default_onboard``)."""
+    if onboard is None and dataset in dataset_cards():
+        return dataset_cards()[dataset].default_onboard
+    return onboard
+
 
 # --root of every command that opens a dataset
 ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
@@ -43,7 +56,7 @@ def dataset_options(f):
     f = click.option("--sequence", "sequences", multiple=True, help="Restrict to these sequences (repeatable).")(f)
     f = click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
                      help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).")(f)
-    f = click.option("--onboard", default=None, help="Onboard model whose predictions are refined (mini: voxformer-sim).")(f)
+    f = click.option("--onboard", default=None, help=ONBOARD_HELP)(f)
     f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
     f = click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)(f)
     f = click.option("--dataset", "dataset", default="mini", show_default=True,
@@ -86,10 +99,7 @@ def dataset_spec(dataset, root, split, onboard, predictions_root, sequences):
         kw["predictions_root"] = str(predictions_root)
     if sequences:
         kw["sequences"] = list(sequences)
-    if dataset == "mini" and onboard is None:
-        from occbench.datasets.mini import DEFAULT_ONBOARD
-
-        onboard = DEFAULT_ONBOARD
+    onboard = default_onboard(dataset, onboard)
     return DatasetSpec(dataset, None if root is None else str(root), split, onboard, kw)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from occbench.cli.options import DATASET_NAMES, ROOT_HELP
+from occbench.cli.options import DATASET_NAMES, ONBOARD_HELP, ROOT_HELP, default_onboard
 
 
 @click.group()
@@ -19,7 +19,7 @@ def render() -> None:
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
-@click.option("--onboard", default=None)
+@click.option("--onboard", default=None, help=ONBOARD_HELP)
 @click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
 @click.option("--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan).")
 @click.option("--method", "methods", multiple=True, help="Offboard method(s) whose refined frame is shown (repeatable).")
@@ -30,10 +30,7 @@ def render_frame(dataset, root, split, onboard, sequence, scan, methods, output)
     from occbench.methods import load_method
     from occbench.render import bev_image, error_image, panel
 
-    if dataset == "mini" and onboard is None:
-        from occbench.datasets.mini import DEFAULT_ONBOARD
-
-        onboard = DEFAULT_ONBOARD
+    onboard = default_onboard(dataset, onboard)
     try:
         ds = open_dataset(dataset, root, split=split, onboard=onboard)
         seq = ds[sequence] if sequence else ds.sequences[0]
@@ -77,7 +74,7 @@ def render_distance(results, output):
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
 @click.option("--split", default="val", show_default=True)
-@click.option("--onboard", default=None)
+@click.option("--onboard", default=None, help=ONBOARD_HELP)
 @click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
 @click.option("--method", default="onboard", show_default=True, help="Offboard method whose predictions are mapped.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
@@ -89,10 +86,7 @@ def render_citymap(dataset, root, split, onboard, sequence, method, output):
     from occbench.progress import progress_bar
     from occbench.render import city_map_images, panel
 
-    if dataset == "mini" and onboard is None:
-        from occbench.datasets.mini import DEFAULT_ONBOARD
-
-        onboard = DEFAULT_ONBOARD
+    onboard = default_onboard(dataset, onboard)
     try:
         ds = open_dataset(dataset, root, split=split, onboard=onboard)
         seq = ds[sequence] if sequence else ds.sequences[0]

@@ -22,7 +22,7 @@ from occbench.io.files import read_json_document
 
 MANIFEST = "mini.json"
 PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.MARKERS)
-DEFAULT_ONBOARD = "voxformer-sim"
+DEFAULT_ONBOARD: str = dataset_card("mini").default_onboard or ""  # occbench/labels/datasets/mini.json
 DATA_ENV = "OCCBENCH_DATA"
 DATA_GROUP = "occbench.data"  # entry points that find (and make on first use) embedded data sets
 CARD = dataset_card("mini")  # occbench/labels/datasets/mini.json
