@@ -119,3 +119,13 @@ def test_the_command_line_offers_the_registered_datasets():
     from occbench.datasets import DATASETS
 
     assert DATASET_NAMES == tuple(DATASETS)
+
+
+def test_orchestration_reads_no_dataset_layout():
+    """Frame and Sequence know the files of a dataset; the evaluation package asks them (no layout attributes)."""
+    import re
+
+    pattern = re.compile(r"\.(layout|gt_voxel_dir|voxel_dir|onboard_store|_gt_path)\b")
+    found = [f"{p.relative_to(REPO)}:{i}" for p in sorted((REPO / "occbench" / "evaluation").glob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

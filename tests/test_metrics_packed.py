@@ -197,7 +197,7 @@ def test_kernels_are_called_read_only():
 @pytest.mark.parametrize("compressed", [False, True])
 def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, compressed):
     """run_job's files path (predictions, SSC only) gives the counts of update(prediction, ground_truth)."""
-    from occbench.evaluation.run import DatasetSpec, Job, _scores_from_files, run_job
+    from occbench.evaluation.run import DatasetSpec, Job, run_job
     from occbench.testing import make_semantickitti_tree
 
     root = make_semantickitti_tree(tmp_path, {"08": 11}, onboard={"noisy": 0.2}, compressed=compressed)
@@ -205,7 +205,7 @@ def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, 
     ds = dspec.open()
     seq = ds["08"]
     targets = tuple(seq.labelled_frames)
-    assert _scores_from_files(seq, PROTOCOLS[ds.protocol])  # the files path is the one taken
+    assert seq.scored_from_raw_files(PROTOCOLS[ds.protocol])  # the files path is the one taken
     out = run_job(dspec, None, Job("08", targets), extras=())
     ref = SSCMetric()
     for t in targets:

@@ -150,6 +150,25 @@ class Sequence:
         raw = self.onboard_store.read(self.name, index)
         return self.label_map.to_train(raw, self.onboard_store.find(self.name, index))
 
+    def prediction_raw(self, index: int) -> np.ndarray:
+        """Onboard prediction (or submitted file) of scan ``index`` as stored: raw ids of the label map, not
+        checked against it (errors name the file)."""
+        if self.onboard_store is None:
+            raise ValueError(f"sequence {self.name}: no onboard model chosen (pass onboard=NAME to the dataset)")
+        return self.onboard_store.read(self.name, index)
+
+    def scored_from_raw_files(self, protocol) -> bool:
+        """Whether this sequence's files are exactly what ``SSCMetric.update_raw`` takes under ``protocol``
+        (SemanticKITTI layout: raw ids of the protocol's label map in ``.label`` predictions, bit-packed
+        ``.invalid`` used as stored), so that scoring its predictions needs no train-id arrays at all.
+        :meth:`Frame.ground_truth` folds invalid voxels into ignore, which equals passing the mask only under the
+        ``mask-all`` invalid policy."""
+        lay = self.layout
+        return (self.onboard_store is not None and getattr(self.onboard_store, "raw_label_files", True)
+                and self.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
+                and not lay.clear_invalid_where_labelled and self.label_map.name == protocol.label_map
+                and protocol.invalid_policy == "mask-all")
+
 
 class Frame:
     """One scan of a sequence. Arrays are read on access."""

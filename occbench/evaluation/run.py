@@ -83,7 +83,7 @@ def run_job(
         if on_frame is not None:
             on_frame()
 
-    if mspec is None and store is None and not others and _scores_from_files(seq, proto):
+    if mspec is None and store is None and not others and seq.scored_from_raw_files(proto):
         # submitted predictions: score straight from the files (one compiled pass per frame and metric)
         files = _frame_files(seq, todo[0]) if todo else []
         for i, t in enumerate(todo):
@@ -112,18 +112,6 @@ def run_job(
     return out
 
 
-def _scores_from_files(seq: Any, proto: Any) -> bool:
-    """Whether a sequence's files are exactly what ``SSCMetric.update_raw`` takes (SemanticKITTI layout: raw
-    ids of the protocol's label map, bit-packed ``.invalid`` used as stored), so that scoring its submitted
-    predictions needs no train-id arrays at all. ``Frame.ground_truth`` folds invalid voxels into ignore,
-    which equals passing the mask only under the ``mask-all`` invalid policy."""
-    lay = seq.layout
-    return (seq.onboard_store is not None and getattr(seq.onboard_store, "raw_label_files", True)
-            and seq.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
-            and not lay.clear_invalid_where_labelled and seq.label_map.name == proto.label_map
-            and proto.invalid_policy == "mask-all")
-
-
 def _frame_files(seq: Any, t: int) -> list[Path]:
     """The files scoring scan ``t`` reads: ground truth ``.label`` and ``.invalid``, and the prediction."""
     f = seq.frame(t)
@@ -142,7 +130,7 @@ def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterab
             continue
         path = seq.frame(t).prediction_file()
         try:
-            raw = seq.onboard_store.read(seq.name, t)
+            raw = seq.prediction_raw(t)
         except FormatError as e:
             problems.append(str(e))
             continue
@@ -170,7 +158,7 @@ def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files
     inv = read_bits_packed(gt_invalid)
     path = found[0] if found else None
     try:
-        pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.onboard_store.read(seq.name, t)
+        pred = map_label(path) if path is not None and path.name.endswith(".label") else seq.prediction_raw(t)
     except FormatError as e:
         if not validate:
             raise

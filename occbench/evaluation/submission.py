@@ -89,7 +89,7 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple
             rep.problems.append(f"{store.path(seq.name, t, False)}: missing (scan {t} of sequence {seq.name} has ground truth)")
         # a scan of the full release's every-5th pattern whose ground truth is absent from this tree (a partial
         # tree: the dataset warning says so) is not scored; its prediction is not a problem
-        pattern = set(range(0, seq.num_scans, seq.label_every)) if seq.gt_voxel_dir is not None else set()
+        pattern = set(range(0, seq.num_scans, seq.label_every)) if seq.has_ground_truth else set()
         for t in sorted(set(present) - expected - pattern):
             rep.problems.append(f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
         for t in sorted(expected & set(files)):
