@@ -132,3 +132,15 @@ def make_sscbench_kitti360_tree(
         for model, noise in (onboard or {}).items():
             write_noisy_predictions(PredictionStore(root / "predictions" / model), name, scenes, noise, rng, lm)
     return root
+
+
+def submission_from_onboard(tree: Path, onboard: str, dst: Path, every: int = 5) -> Path:
+    """Copy the onboard model ``onboard`` of a tree made by :func:`make_semantickitti_tree` to ``dst`` as a
+    submission: only the labelled scans (every ``every``-th) of each sequence. Returns ``dst``."""
+    import shutil
+
+    shutil.copytree(Path(tree) / "predictions" / onboard, dst)
+    for f in Path(dst).glob("sequences/*/predictions/*"):
+        if int(f.name[:6]) % every:
+            f.unlink()
+    return Path(dst)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from occbench.testing import make_semantickitti_tree
+from occbench.testing import make_semantickitti_tree, submission_from_onboard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,11 +65,7 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_scoring_a_submission_imports_no_torch(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 12}, onboard={"noisy": 0.2}, seed=3)
-    sub = tmp_path / "model"
-    shutil.copytree(tree / "predictions" / "noisy", sub)
-    for f in (sub / "sequences" / "08" / "predictions").iterdir():  # a submission holds the labelled scans only
-        if int(f.name[:6]) % 5:
-            f.unlink()
+    sub = submission_from_onboard(tree, "noisy", tmp_path / "model")
     out = tmp_path / "r.json"
     code = ("import sys\n"
             "sys.argv = ['occbench', 'evaluate', '--dataset', 'semantickitti', '--root', sys.argv[1], "

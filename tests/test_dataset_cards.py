@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ import pytest
 
 from occbench import dataset_cards as dc
 from occbench.errors import FormatError, MissingDataError, UnknownNameError
-from occbench.testing import make_semantickitti_tree
+from occbench.testing import make_semantickitti_tree, submission_from_onboard
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "occbench" / "labels" / "datasets"
@@ -306,11 +305,7 @@ print("title", pages["fake-kitti-val.md"].splitlines()[0])
 
 def test_a_dataset_added_by_a_data_file_and_a_loader_appears_everywhere(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 12}, onboard={"noisy": 0.2}, seed=3)
-    sub = tmp_path / "model"
-    shutil.copytree(tree / "predictions" / "noisy", sub)
-    for f in (sub / "sequences" / "08" / "predictions").iterdir():  # a submission holds the labelled scans only
-        if int(f.name[:6]) % 5:
-            f.unlink()
+    sub = submission_from_onboard(tree, "noisy", tmp_path / "model")
     plugin = tmp_path / "plugin"
     (plugin / "datasets").mkdir(parents=True)
     (plugin / "fake_loader.py").write_text(FAKE_LOADER)

@@ -10,17 +10,26 @@ import click
 from occbench.cli.options import DATASET_NAMES, ONBOARD_HELP, ROOT_HELP, default_onboard
 
 
+def _sequence_options(f):
+    """--dataset / --root / --split / --onboard / --sequence: the one sequence a picture shows."""
+    for opt in reversed((
+        click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES)),
+        click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP),
+        click.option("--split", default="val", show_default=True),
+        click.option("--onboard", default=None, help=ONBOARD_HELP),
+        click.option("--sequence", default=None, help="Sequence name (default: the split's first)."),
+    )):
+        f = opt(f)
+    return f
+
+
 @click.group()
 def render() -> None:
     """Bird's-eye-view pictures and plots (PNG)."""
 
 
 @render.command("frame")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
-@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
-@click.option("--split", default="val", show_default=True)
-@click.option("--onboard", default=None, help=ONBOARD_HELP)
-@click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
+@_sequence_options
 @click.option("--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan).")
 @click.option("--method", "methods", multiple=True, help="Offboard method(s) whose refined frame is shown (repeatable).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
@@ -71,11 +80,7 @@ def render_distance(results, output):
 
 
 @render.command("citymap")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES))
-@click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
-@click.option("--split", default="val", show_default=True)
-@click.option("--onboard", default=None, help=ONBOARD_HELP)
-@click.option("--sequence", default=None, help="Sequence name (default: the split's first).")
+@_sequence_options
 @click.option("--method", default="onboard", show_default=True, help="Offboard method whose predictions are mapped.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
 def render_citymap(dataset, root, split, onboard, sequence, method, output):

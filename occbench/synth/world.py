@@ -820,22 +820,17 @@ def _hedges_and_fences(t: _Town) -> None:
 
 def _tree(t: _Town, x: float, y: float, big: bool) -> None:
     """A trunk and an ellipsoid crown at (x, y); the crown fills only empty or vegetation voxels."""
-    rng, origin, NX, NY, W = t.rng, t.grid.origin, t.grid.NX, t.grid.NY, t.ground.W
+    rng, W = t.rng, t.ground.W
     ix, iy = t.cell_of(x, y)
     g = t.ground_k(ix, iy)
     tr = float(rng.uniform(0.1, 0.2 if not big else 0.3))
     crown_c = float(rng.uniform(3.6, 5.5) if big else rng.uniform(2.5, 3.6))
     rh = float(rng.uniform(2.5, 4.5) if big else rng.uniform(1.5, 2.5))
     rv = float(rng.uniform(1.6, 2.8) if big else rng.uniform(1.0, 1.6))
-    r = rh + CELL
-    i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
-    j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
-    if i0 >= i1 or j0 >= j1:
+    box = _ellipsoid_box(W, t.grid.origin, x, y, GROUND_Z + crown_c, rh, rv)
+    if box is None:
         return
-    cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
-    cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
-    zc_ = -2.0 + CELL * (np.arange(NZ) + 0.5) - (GROUND_Z + crown_c)
-    e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + zc_[None, None, :] ** 2 / (rv * rv)
+    i0, i1, j0, j1, cx, cy, e = box
     blk = W[i0:i1, j0:j1]
     crown = (e <= 1.0) & ((blk == 0) | (blk == VEGETATION))
     blk[crown] = VEGETATION
@@ -1056,18 +1051,28 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     return World(W=ground.W, origin=grid.origin, poses=poses, paths=paths, agents=agents, stats=town.stats)
 
 
-def stamp_ellipsoid(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float,
-                    code: int) -> None:
+def _ellipsoid_box(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float):
+    """The cells of ``W`` around an ellipsoid centred at (x, y, z) with radii ``rh`` (horizontal) and ``rv``:
+    ``(i0, i1, j0, j1, cx, cy, e)`` with ``e <= 1`` inside (cell centres), or None when it misses ``W``."""
     NX, NY = W.shape[:2]
     r = rh + CELL
     i0, i1 = max(0, int((x - r - origin[0]) / CELL)), min(NX, int((x + r - origin[0]) / CELL) + 2)
     j0, j1 = max(0, int((y - r - origin[1]) / CELL)), min(NY, int((y + r - origin[1]) / CELL) + 2)
     if i0 >= i1 or j0 >= j1:
-        return
+        return None
     cx = origin[0] + CELL * (np.arange(i0, i1) + 0.5) - x
     cy = origin[1] + CELL * (np.arange(j0, j1) + 0.5) - y
     cz = -2.0 + CELL * (np.arange(NZ) + 0.5) - z
     e = (cx[:, None, None] ** 2 + cy[None, :, None] ** 2) / (rh * rh) + cz[None, None, :] ** 2 / (rv * rv)
+    return i0, i1, j0, j1, cx, cy, e
+
+
+def stamp_ellipsoid(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float,
+                    code: int) -> None:
+    box = _ellipsoid_box(W, origin, x, y, z, rh, rv)
+    if box is None:
+        return
+    i0, i1, j0, j1, _, _, e = box
     blk = W[i0:i1, j0:j1]
     m = (e <= 1.0) & ((blk == 0) | (blk == TERRAIN))
     m[:, :, :K_ROAD + 1] &= False  # never replace the ground itself
