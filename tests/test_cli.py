@@ -237,3 +237,12 @@ def test_python_dash_m_runs_the_command_line():
 
     r = subprocess.run([sys.executable, "-m", "occbench.cli", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("occbench, version")
+
+
+def test_importing_the_main_module_runs_nothing():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "import occbench.cli.__main__; print('imported')", "evaluate", "--bogus"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "imported", r.stderr
