@@ -334,3 +334,22 @@ def test_resume_reuses_pseudo_labels_of_the_same_configuration_with_tuple_option
     again = generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
     assert first["method"] == again["method"] == as_json(cfg_mem) and again["complete"] is True
     assert pl.stat().st_mtime_ns == mtime  # reused, not rewritten
+
+
+def test_committed_autolabel_page_is_generated_from_its_committed_results():
+    """leaderboards/autolabel-mini.md is what `occbench autolabel` writes from leaderboards/autolabel/mini-full.json,
+    all rows from one run of the documented command on the current generator."""
+    import json
+    from pathlib import Path
+
+    from occbench.autolabel.table import markdown
+    from occbench.dataset_cards import dataset_card
+    from occbench.synth.config import GENERATOR_VERSION
+
+    repo = Path(__file__).resolve().parents[1]
+    results = json.loads((repo / "leaderboards" / "autolabel" / "mini-full.json").read_text())
+    commands = {r["header"]["command"] for r in results}
+    assert len(commands) == 1
+    assert {r["header"]["dataset"]["train"]["generator"]["generator_version"] for r in results} == {GENERATOR_VERSION}
+    page = (repo / "leaderboards" / "autolabel-mini.md").read_text()
+    assert page == markdown(results, dataset_card("mini").title, command=commands.pop())
