@@ -128,3 +128,11 @@ class VotingConfig:
     def empty_votes(self) -> bool:
         """Whether empty source voxels cast votes (decides which source voxels are registered)."""
         return self.empty_policy != "ignore" and self.empty_weight > 0
+
+
+def check_poses(poses_lidar) -> np.ndarray:
+    """``poses_lidar`` as float64 ``(N, 4, 4)`` with N >= 1, else a :class:`VotingConfigError`."""
+    poses = np.asarray(poses_lidar, np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
+        raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
+    return poses

@@ -31,10 +31,10 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _exact_kernels as _k
-from .config import VotingConfig, VotingConfigError, run_targets
+from .config import VotingConfig, VotingConfigError, check_poses, run_targets
 from .reference import FrameSource, check_frame, window
 from .registration import affine, pair_transform
-from .weights import weight_grids
+from .weights import vote_weights
 
 POLICY_CODE = {"vote": 0, "occupancy": 1, "ignore": 2}
 BACKENDS = ("auto", "numba", "torch")
@@ -94,9 +94,7 @@ class VotingEngine:
         device: str | torch.device | None = None,
         backend: str = "auto",
     ) -> None:
-        poses = np.asarray(poses_lidar, np.float64)
-        if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
-            raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
+        poses = check_poses(poses_lidar)
         self.frames = frames
         self.cfg = cfg
         self.poses = poses
@@ -107,14 +105,9 @@ class VotingEngine:
         self._nvox = int(np.prod(self._shape))
         self._C = cfg.num_classes
         self._has_cov = bool(cfg.empty_votes)
-        w_occ, w_emp = weight_grids(cfg, calib)
-        # largest possible vote sum of a cell: window scans x (<= 27 centres of one scan per cell) x max weight
-        bound = (2 * cfg.n + 1) * 27 * int(max(w_occ.max(initial=0), w_emp.max(initial=0)))
-        self._dtype = np.int32 if bound < 2**31 - 1 else np.int64
-        self._w_occ = w_occ.reshape(-1).astype(self._dtype)
-        self._w_emp = w_emp.reshape(-1).astype(self._dtype)
-        const = self._has_cov and int(w_emp.min()) == int(w_emp.max())
-        self._w_const = int(w_emp.reshape(-1)[0]) if const else 0
+        self._w_occ, self._w_emp, self._dtype = vote_weights(cfg, calib)
+        const = self._has_cov and int(self._w_emp.min()) == int(self._w_emp.max())
+        self._w_const = int(self._w_emp[0]) if const else 0
         self._w_cov = np.zeros(0, self._dtype) if const else self._w_emp
         self._sources: dict[int, tuple] = {}  # scan -> its occupied voxels (flat index, class, weights)
         self._current: int | None = None      # the target whose votes are held

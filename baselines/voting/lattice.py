@@ -49,11 +49,11 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _lattice_kernels as _kernels
-from .config import VotingConfig, VotingConfigError, run_targets
+from .config import VotingConfig, check_poses, run_targets
 from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
 from .registration import affine as _affine
-from .weights import weight_grids
+from .weights import vote_weights
 
 BACKENDS = ("auto", "numba", "torch")
 
@@ -88,9 +88,7 @@ class LatticeVotingEngine:
         backend: str = "auto",
         lookahead: int = 10,
     ) -> None:
-        poses = np.asarray(poses_lidar, np.float64)
-        if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
-            raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
+        poses = check_poses(poses_lidar)
         self.frames = frames
         self.cfg = cfg
         self.num_frames = len(poses)
@@ -105,15 +103,10 @@ class LatticeVotingEngine:
         fp = [_footprint(T, shape) for T in self._rel]
         self._fp_lo = np.stack([f[0] for f in fp])
         self._fp_hi = np.stack([f[1] for f in fp])
-        w_occ, w_emp = weight_grids(cfg, calib)
-        # largest possible vote sum of a cell: window scans x (<= 27 centres of one scan per cell) x max weight
-        bound = (2 * cfg.n + 1) * 27 * int(max(w_occ.max(initial=0), w_emp.max(initial=0)))
-        self._np_vdtype = np.int32 if bound < 2**31 - 1 else np.int64
+        self._w_occ, self._w_emp, self._np_vdtype = vote_weights(cfg, calib)
         self._vdtype = torch.int32 if self._np_vdtype == np.int32 else torch.int64
         self._has_cov = bool(cfg.empty_votes)
-        self._w_occ = np.ascontiguousarray(w_occ.reshape(-1).astype(self._np_vdtype))
-        self._w_emp = np.ascontiguousarray(w_emp.reshape(-1).astype(self._np_vdtype))
-        self._w_pos = None if bool((w_occ > 0).all()) else (w_occ.reshape(-1) > 0)
+        self._w_pos = None if bool((self._w_occ > 0).all()) else (self._w_occ > 0)
         if self.backend == "torch":
             self._tw_occ = torch.as_tensor(self._w_occ, device=self.device)
             self._tw_emp = torch.as_tensor(self._w_emp, device=self.device)

@@ -90,6 +90,16 @@ def weight_grids(cfg: VotingConfig, calib: Calibration | None) -> tuple[np.ndarr
     return occ, emp
 
 
+def vote_weights(cfg: VotingConfig, calib: Calibration | None) -> tuple[np.ndarray, np.ndarray, type]:
+    """:func:`weight_grids` flattened to ``(X*Y*Z,)`` in the vote dtype of an engine, and that dtype: int32 when the
+    largest possible vote sum of a cell fits (window scans x at most 27 voxel centres of one scan per cell x the
+    largest weight), else int64."""
+    w_occ, w_emp = weight_grids(cfg, calib)
+    bound = (2 * cfg.n + 1) * 27 * int(max(w_occ.max(initial=0), w_emp.max(initial=0)))
+    dtype = np.int32 if bound < 2**31 - 1 else np.int64
+    return w_occ.reshape(-1).astype(dtype), w_emp.reshape(-1).astype(dtype), dtype
+
+
 def decide_labels(votes: np.ndarray, empty_policy: str) -> np.ndarray:
     """Labels (M,) uint8 from integer votes (M, C) (column 0 = empty votes); ties -> lowest id."""
     votes = np.asarray(votes)

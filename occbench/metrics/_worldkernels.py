@@ -67,6 +67,16 @@ def _in_range(lo, hi, d):  # pragma: no cover - compiled
     return lo >= 0 and hi < (1 << (21 if d < 2 else 14))
 
 
+def _block_box(coef, bi, bj, bk):  # pragma: no cover - compiled
+    """World index ranges (offsets added, widened by ``_MARGIN``) of the frame's sub-block ``(bi, bj, bk)`` of
+    ``BI x BJ x BK`` voxels: ``(ok, xl, xh, yl, yh, zl, zh)``, ``ok`` False when a range leaves the key's bits."""
+    xl, xh = _block_range(coef, 0, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+    yl, yh = _block_range(coef, 1, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+    zl, zh = _block_range(coef, 2, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
+    ok = _in_range(xl, xh, 0) and _in_range(yl, yh, 1) and _in_range(zl, zh, 2)
+    return ok, xl, xh, yl, yh, zl, zh
+
+
 def _sup_index(sup_keys, key):  # pragma: no cover - compiled
     """Index of ``key`` in the sorted ``sup_keys``, or -1."""
     if sup_keys.size == 0:
@@ -84,10 +94,8 @@ def _frame_supertiles(coef, out):  # pragma: no cover - compiled
     for bi in range(256 // BI):
         for bj in range(256 // BJ):
             for bk in range(32 // BK):
-                xl, xh = _block_range(coef, 0, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                yl, yh = _block_range(coef, 1, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                zl, zh = _block_range(coef, 2, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                if not (_in_range(xl, xh, 0) and _in_range(yl, yh, 1) and _in_range(zl, zh, 2)):
+                ok, xl, xh, yl, yh, zl, zh = _block_box(coef, bi, bj, bk)
+                if not ok:
                     return -1
                 for sx in range(xl >> 6, (xh >> 6) + 1):
                     for sy in range(yl >> 6, (yh >> 6) + 1):
@@ -114,10 +122,8 @@ def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_fra
     for bi in range(256 // BI):
         for bj in range(256 // BJ):
             for bk in range(32 // BK):
-                xl, xh = _block_range(coef, 0, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                yl, yh = _block_range(coef, 1, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                zl, zh = _block_range(coef, 2, bi * BI, bj * BJ, bk * BK, BI, BJ, BK)
-                if not (_in_range(xl, xh, 0) and _in_range(yl, yh, 1) and _in_range(zl, zh, 2)):
+                ok, xl, xh, yl, yh, zl, zh = _block_box(coef, bi, bj, bk)
+                if not ok:
                     return 3, nconf
                 for tx in range(xl >> XB, (xh >> XB) + 1):
                     for ty in range(yl >> YB, (yh >> YB) + 1):
@@ -502,6 +508,7 @@ if njit is not None:
     _key_slot = njit(inline="always")(_key_slot)
     _block_range = njit(inline="always")(_block_range)
     _in_range = njit(inline="always")(_in_range)
+    _block_box = njit(inline="always")(_block_box)
     _sup_index = njit(inline="always")(_sup_index)
     _reduce_voxel = njit(inline="always")(_reduce_voxel)
     _row = njit(inline="always")(_row)
