@@ -40,6 +40,7 @@ def dataset_fingerprint(dataset: Any, frames: dict[str, list[int]], content: boo
     lines: list[str] = []
     for name in sorted(frames):
         seq = dataset[name]
+        seq.require_poses(frames[name])  # a scored frame without a pose: an error naming sequence, frame and file
         entries = sorted(f"{name}/{p.name} {_size(p, name, t)}" for t in frames[name] for p in seq.frame(t).ground_truth_files())
         per_seq[name] = _hexdigest(entries)
         lines += entries

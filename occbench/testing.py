@@ -103,12 +103,16 @@ def make_sscbench_kitti360_tree(
     onboard: dict[str, float] | None = None,
     seed: int = 0,
     label_every: int = 5,
+    poses_numbering: str = "kitti360",
 ) -> Path:
     """Write a tiny SSCBench-KITTI360 tree: ``drives`` maps a drive name -> number of scans (poses for all).
 
     ``data_2d_raw/<drive>/voxels/NNNNNN.{label,invalid}`` every ``label_every`` scans (one-byte ``.invalid``; some
     invalid voxels are labelled, as in the release, which SSCBench's preprocessing clears), ``cam0_to_world.txt``, and
     ``predictions/<model>/sequences/<drive>/predictions/NNNNNN.label`` for every scan of each ``onboard`` model.
+    ``poses_numbering``: ``kitti360`` (as KITTI-360 ships them: rows numbered by KITTI-360 frame through the release's
+    frame map, with rows of KITTI-360 frames that are no SSCBench frame in between) or ``sscbench`` (row i = scan i).
+    Scan t's camera sits 0.5 t m along its x axis either way.
     """
     from occbench.io.voxels import write_invalid_kitti360
 
@@ -121,7 +125,20 @@ def make_sscbench_kitti360_tree(
         vox.mkdir(parents=True, exist_ok=True)
         rows = np.array([[t, *np.eye(4).reshape(-1)] for t in range(n)])
         rows[:, 4] = 0.5 * np.arange(n)  # the camera moves along its x axis
-        np.savetxt(d / "cam0_to_world.txt", rows)
+        if poses_numbering == "kitti360":
+            from occbench.datasets.kitti360_frames import release_frame_map
+
+            ids = release_frame_map()[name][:n]
+            rows[:, 0] = ids
+            extra = np.setdiff1d(np.arange(ids[0], ids[-1] + 1), ids)[::2]  # KITTI-360 frames SSCBench left out
+            if extra.size:
+                more = np.array([[f, *np.eye(4).reshape(-1)] for f in extra])
+                more[:, 4] = 1000.0 + extra  # far away: a pose looked up by the wrong number shows
+                rows = np.r_[rows, more]
+                rows = rows[np.argsort(rows[:, 0], kind="stable")]
+        elif poses_numbering != "sscbench":
+            raise ValueError(f"poses_numbering must be 'kitti360' or 'sscbench', not {poses_numbering!r}")
+        np.savetxt(d / "cam0_to_world.txt", rows, fmt="%.10g")
         scenes = {t: random_scene(rng, lm.num_classes) for t in range(n)}
         for t in range(0, n, label_every):
             raw = lm.to_raw(scenes[t])

@@ -58,14 +58,33 @@ def refine_sequence(
     cache_size: int = 32,
     slab_rows: int = 8,
     progress: bool = True,
+    pose_valid: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Refine the scans ``targets`` (default all) of one sequence; yields ``(frame, out)`` in frame order.
 
     ``frames_fn(i)`` -> onboard prediction (X, Y, Z) uint8 train ids; ``poses`` (N, 4, 4) LiDAR poses.
     ``out`` is (X, Y, Z) uint8 labels, or with ``return_probs`` (C, X, Y, Z) float32 averaged softmax.
+    ``pose_valid`` (N,) bool (None: all): scans without a pose are left out of the sequence before any window is laid
+    (window offsets then count the scans with a pose; their predictions are never read); a target without one is
+    an error; ``targets`` None: every scan with a pose.
     """
     from occbench.progress import progress_bar
 
+    valid = None if pose_valid is None else np.asarray(pose_valid, bool)
+    if valid is not None and not valid.all():
+        posed = np.flatnonzero(valid)
+        where = {int(s): i for i, s in enumerate(posed)}
+        tg0 = [int(s) for s in posed] if targets is None else [int(t) for t in targets]
+        lost = [t for t in tg0 if t not in where]
+        if lost:
+            raise ValueError(f"target scan {lost[0]} has no pose: OccFiner cannot register it with the scans around it")
+        inner = refine_sequence(model, lambda i: frames_fn(int(posed[i])), np.asarray(poses, np.float64)[posed], len(posed),
+                                [where[t] for t in tg0], window_cfg, stride=stride, return_probs=return_probs,
+                                use_reference_outputs=use_reference_outputs, device=device, amp=amp,
+                                cache_size=cache_size, slab_rows=slab_rows, progress=progress)
+        for i, out in inner:
+            yield int(posed[i]), out
+        return
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(dev).eval()
     use_amp, amp_dtype, _ = amp_settings(dev, amp)
@@ -177,4 +196,5 @@ def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]
 
 def refine_dataset_sequence(model: OccFinerNet, sequence, targets: Sequence[int] | None = None, **kw) -> Iterator[tuple[int, np.ndarray]]:
     """Convenience wrapper for :class:`occbench.datasets.frame.Sequence` (``prediction(i)``, ``poses``)."""
-    return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, **kw)
+    return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets,
+                           pose_valid=getattr(sequence, "pose_valid", None), **kw)

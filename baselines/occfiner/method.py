@@ -178,7 +178,8 @@ class _Stage1Base(OffboardMethod):
 
         model, wcfg = self._model(sequence)
         return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, wcfg,
-                               stride=self.options.stride, device=self._device(), amp=self.options.amp, progress=False)
+                               stride=self.options.stride, device=self._device(), amp=self.options.amp, progress=False,
+                               pose_valid=getattr(sequence, "pose_valid", None))
 
 
 class OccFinerStage1(_Stage1Base):
@@ -213,12 +214,13 @@ class _StreamCache:
             del self.grids[k]
 
 
-def needed_scans(targets: Seq[int], n: int, num_scans: int) -> list[int]:
-    """Every scan within ``n`` of a target (clipped to the sequence): the stage-1 outputs stage 2 votes with."""
+def needed_scans(targets: Seq[int], n: int, num_scans: int, pose_valid: np.ndarray | None = None) -> list[int]:
+    """Every scan within ``n`` of a target (clipped to the sequence) that has a pose (``pose_valid``; None: all): the
+    stage-1 outputs stage 2 votes with."""
     out: set[int] = set()
     for t in targets:
         out.update(range(max(0, t - n), min(num_scans - 1, t + n) + 1))
-    return sorted(out)
+    return sorted(s for s in out if pose_valid is None or pose_valid[s])
 
 
 class OccFiner(RegistrationNote, _Stage1Base):
@@ -233,7 +235,8 @@ class OccFiner(RegistrationNote, _Stage1Base):
         if not tg:
             return
         cfg = voting_config(self.options, sequence)
-        cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans)))
+        cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans,
+                                                               getattr(sequence, "pose_valid", None))))
         frames: Callable[[int], np.ndarray] = cache
         engine = voting_engine(self.options, sequence, cfg, frames)
         for t in tg:

@@ -66,6 +66,20 @@ def window_indices(t: int, num_scans: int, cfg: WindowConfig, rng: np.random.Gen
     return local + [clamp(t + o) for o in ref]
 
 
+def posed_window_indices(t: int, num_scans: int, pose_valid: np.ndarray | None, cfg: WindowConfig,
+                         rng: np.random.Generator | None = None) -> list[int]:
+    """:func:`window_indices` over the scans that have a pose (``pose_valid``; None: all scans, the same indices as
+    ``window_indices``): scans without one are left out of the sequence before the window is laid, so offsets count
+    scans with a pose. The pivot ``t`` must have one."""
+    if pose_valid is None or bool(np.all(pose_valid)):
+        return window_indices(t, num_scans, cfg, rng)
+    posed = np.flatnonzero(pose_valid)
+    i = int(np.searchsorted(posed, t))
+    if i >= len(posed) or posed[i] != t:
+        raise ValueError(f"pivot scan {t} has no pose: it cannot be the centre of a window")
+    return [int(posed[k]) for k in window_indices(i, len(posed), cfg, rng)]
+
+
 def flip_matrix(axes: list[int]) -> np.ndarray:
     """The reflection of the grid that reverses voxel indices along ``axes`` (0 = x, 1 = y).
 
@@ -128,7 +142,8 @@ class WindowDataset(Dataset):
                 ts = range(s.num_scans)
             else:
                 raise ValueError(f"pivots must be 'labelled', 'all' or a dict, got {pivots!r}")
-            self.items.extend((s.name, int(t)) for t in ts)
+            valid = getattr(s, "pose_valid", None)  # pivots without a pose are left out
+            self.items.extend((s.name, int(t)) for t in ts if valid is None or (int(t) < len(valid) and valid[int(t)]))
 
     def set_epoch(self, epoch: int) -> None:
         """Make random draws differ per epoch while staying reproducible."""
@@ -140,7 +155,8 @@ class WindowDataset(Dataset):
     def indices(self, i: int) -> list[int]:
         name, t = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.random_reference else None
-        return window_indices(t, self.sequences[name].num_scans, self.cfg, rng)
+        seq = self.sequences[name]
+        return posed_window_indices(t, seq.num_scans, getattr(seq, "pose_valid", None), self.cfg, rng)
 
     def __getitem__(self, i: int) -> dict:
         torch = _torch()

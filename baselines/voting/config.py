@@ -136,3 +136,30 @@ def check_poses(poses_lidar) -> np.ndarray:
     if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
         raise VotingConfigError(f"poses_lidar must be (N, 4, 4) with N >= 1, got {poses.shape}")
     return poses
+
+
+def posed_scans(poses: np.ndarray, pose_valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """The pose-valid rule of every engine: ``(poses, valid)`` where ``valid`` (N,) bool says which scans have a pose
+    (``pose_valid``; None: all) and the rows of the others are replaced by the identity, so that no arithmetic ever
+    sees them. A scan without a pose is left out of every window; a target without one is an error
+    (:func:`posed_window`). A scan marked valid must have a finite pose."""
+    N = len(poses)
+    valid = np.ones(N, bool) if pose_valid is None else np.asarray(pose_valid, bool)
+    if valid.shape != (N,):
+        raise VotingConfigError(f"pose_valid must be ({N},) bools, got shape {valid.shape}")
+    finite = np.isfinite(poses).all(axis=(1, 2))
+    if (valid & ~finite).any():
+        s = int(np.flatnonzero(valid & ~finite)[0])
+        raise VotingConfigError(f"the pose of scan {s} is not finite but the scan is marked as having a pose")
+    if valid.all():
+        return poses, valid
+    out = poses.copy()
+    out[~valid] = np.eye(4)
+    return out, valid
+
+
+def posed_window(window: range, valid: np.ndarray, target: int) -> list[int]:
+    """The scans of ``window`` that have a pose; ``target`` must have one."""
+    if not valid[target]:
+        raise VotingConfigError(f"target scan {target} has no pose: it cannot be registered with the scans around it")
+    return [s for s in window if valid[s]]

@@ -30,15 +30,18 @@ class ReferenceVotingEngine:
     exact = True
 
     def __init__(self, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None, cfg: VotingConfig,
-                 device: str | torch.device | None = None, backend: str = "auto") -> None:
+                 device: str | torch.device | None = None, backend: str = "auto",
+                 pose_valid: np.ndarray | None = None) -> None:
         self.frames, self.poses, self.calib, self.cfg = frames, np.asarray(poses_lidar, np.float64), calib, cfg
+        self.pose_valid = pose_valid
         self.device = torch.device("cpu")
         self.backend = "numpy"
         self._held: tuple[int, np.ndarray] | None = None
 
     def _votes(self, target: int) -> np.ndarray:
         if self._held is None or self._held[0] != target:
-            _, v = vote_frame_reference(target, self.frames, self.poses, self.calib, self.cfg, return_votes=True)
+            _, v = vote_frame_reference(target, self.frames, self.poses, self.calib, self.cfg, return_votes=True,
+                                        pose_valid=self.pose_valid)
             self._held = (target, v.reshape(-1, self.cfg.num_classes))
         return self._held[1]
 
@@ -55,9 +58,11 @@ class ReferenceVotingEngine:
 
 
 def make_engine(engine: str, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None,
-                cfg: VotingConfig, device: str | torch.device | None = None, backend: str = "auto"):
-    """The voting engine named ``engine`` (``ENGINES``) over one sequence."""
+                cfg: VotingConfig, device: str | torch.device | None = None, backend: str = "auto",
+                pose_valid: np.ndarray | None = None):
+    """The voting engine named ``engine`` (``ENGINES``) over one sequence (``pose_valid``: which scans have a pose;
+    None: all; the others are left out of every window)."""
     classes = {"exact": VotingEngine, "lattice": LatticeVotingEngine, "reference": ReferenceVotingEngine}
     if engine not in classes:
         raise VotingConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
-    return classes[engine](frames, poses_lidar, calib, cfg, device=device, backend=backend)
+    return classes[engine](frames, poses_lidar, calib, cfg, device=device, backend=backend, pose_valid=pose_valid)

@@ -31,7 +31,7 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _exact_kernels as _k
-from .config import VotingConfig, VotingConfigError, check_poses, run_targets
+from .config import VotingConfig, VotingConfigError, check_poses, posed_scans, posed_window, run_targets
 from .reference import FrameSource, check_frame, window
 from .registration import affine, pair_transform
 from .weights import vote_weights
@@ -77,7 +77,8 @@ class VotingEngine:
     """Exact sliding-window voting over one sequence (the default engine).
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
-    ``N = len(poses_lidar)``); it is called once per scan per entry into the window, in ascending order when
+    ``N = len(poses_lidar)``); it is called once per scan per entry into the window (never for a scan that
+    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window), in ascending order when
     the targets ascend. ``backend``: ``"auto"`` (numba on CPU when installed, else torch), ``"numba"`` or
     ``"torch"``; ``device``: None (CUDA when available), ``"cpu"``, ``"cuda"``...
     """
@@ -93,8 +94,9 @@ class VotingEngine:
         cfg: VotingConfig,
         device: str | torch.device | None = None,
         backend: str = "auto",
+        pose_valid: np.ndarray | None = None,
     ) -> None:
-        poses = check_poses(poses_lidar)
+        poses, self.pose_valid = posed_scans(check_poses(poses_lidar), pose_valid)
         self.frames = frames
         self.cfg = cfg
         self.poses = poses
@@ -145,9 +147,10 @@ class VotingEngine:
             self._sources[s] = src
         return self._sources[s]
 
-    def _window(self, target: int) -> range:
-        w = window(target, self.cfg.n, self.num_frames)
-        for s in [s for s in self._sources if s < w.start or s >= w.stop]:
+    def _window(self, target: int) -> list[int]:
+        w = posed_window(window(target, self.cfg.n, self.num_frames), self.pose_valid, target)
+        keep = set(w)
+        for s in [s for s in self._sources if s not in keep]:
             del self._sources[s]
         return w
 

@@ -49,7 +49,7 @@ import torch
 from occbench.io.kitti import Calibration
 
 from . import _lattice_kernels as _kernels
-from .config import VotingConfig, check_poses, run_targets
+from .config import VotingConfig, check_poses, posed_scans, posed_window, run_targets
 from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
 from .registration import affine as _affine
@@ -70,7 +70,8 @@ class LatticeVotingEngine:
     """Sliding-window voting over one sequence in a world lattice (approximate: see the module docstring).
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
-    ``N = len(poses_lidar)``); it is called once per scan per entry into the window.
+    ``N = len(poses_lidar)``); it is called once per scan per entry into the window (never for a scan that
+    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window).
     ``backend``: ``"auto"`` (numba on CPU when installed, else torch), ``"numba"`` or ``"torch"``.
     ``lookahead``: when the map box is re-based it is sized for the scans up to ``lookahead`` beyond
     the window, so that it is re-based about every ``lookahead`` scans.
@@ -87,8 +88,9 @@ class LatticeVotingEngine:
         device: str | torch.device | None = None,
         backend: str = "auto",
         lookahead: int = 10,
+        pose_valid: np.ndarray | None = None,
     ) -> None:
-        poses = check_poses(poses_lidar)
+        poses, self.pose_valid = posed_scans(check_poses(poses_lidar), pose_valid)
         self.frames = frames
         self.cfg = cfg
         self.num_frames = len(poses)
@@ -103,6 +105,9 @@ class LatticeVotingEngine:
         fp = [_footprint(T, shape) for T in self._rel]
         self._fp_lo = np.stack([f[0] for f in fp])
         self._fp_hi = np.stack([f[1] for f in fp])
+        big = np.iinfo(np.int64).max // 4  # scans without a pose: footprints that no box has to cover
+        self._fp_lo[~self.pose_valid] = big
+        self._fp_hi[~self.pose_valid] = -big
         self._w_occ, self._w_emp, self._np_vdtype = vote_weights(cfg, calib)
         self._vdtype = torch.int32 if self._np_vdtype == np.int32 else torch.int64
         self._has_cov = bool(cfg.empty_votes)
@@ -272,8 +277,9 @@ class LatticeVotingEngine:
 
     # -- the window -----------------------------------------------------------------------------
     def _update(self, lo: int, hi: int) -> None:
-        new = set(range(lo, hi + 1))
-        old = set() if self._window is None else set(range(self._window[0], self._window[1] + 1))
+        v = self.pose_valid
+        new = {s for s in range(lo, hi + 1) if v[s]}
+        old = set() if self._window is None else {s for s in range(self._window[0], self._window[1] + 1) if v[s]}
         add, rem = sorted(new - old), sorted(old - new)
         if len(add) + len(rem) >= len(new) and rem:  # cheaper to rebuild
             self._reset()
@@ -289,6 +295,7 @@ class LatticeVotingEngine:
 
     def _move(self, target: int) -> None:
         w = window(target, self.cfg.n, self.num_frames)
+        posed_window(w, self.pose_valid, target)  # the target must have a pose
         self._update(w.start, w.stop - 1)
 
     def votes(self, target: int) -> torch.Tensor:

@@ -62,7 +62,7 @@ def registration_note(engine: str) -> str:
 def voting_engine(o: VotingOptions, sequence: Any, cfg: VotingConfig, frames: Any = None) -> Any:
     """The engine the options name over ``sequence`` (``frames``: the grids that vote, default its predictions)."""
     return make_engine(o.engine, sequence.prediction if frames is None else frames, sequence.poses, sequence.calib, cfg,  # type: ignore[arg-type]
-                       device=o.device)
+                       device=o.device, pose_valid=getattr(sequence, "pose_valid", None))
 
 
 class RegistrationNote:

@@ -13,7 +13,7 @@ import numpy as np
 
 from occbench.io.kitti import Calibration
 
-from .config import VotingConfig, VotingConfigError
+from .config import VotingConfig, VotingConfigError, posed_scans, posed_window
 from .registration import affine, cells, inside, pair_transform
 from .weights import decide_labels, weight_grids
 
@@ -46,6 +46,7 @@ def vote_frame_reference(
     cfg: VotingConfig,
     *,
     return_votes: bool = False,
+    pose_valid: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Refined train-id grid of scan ``target``.
 
@@ -54,8 +55,9 @@ def vote_frame_reference(
     ``inv(T_target) @ T_s`` (eq. 8), voxelised with the floor rule (arithmetic fixed in
     :mod:`baselines.voting.registration`) and adds its integer weight to its class (eq. 9); the decision
     rule is ``cfg.empty_policy``. With ``return_votes`` the (X, Y, Z, C) int64 vote tensor is returned too.
+    ``pose_valid`` (None: all): scans without a pose are left out of the window; the target must have one.
     """
-    poses = np.asarray(poses_lidar, np.float64)
+    poses, valid = posed_scans(np.asarray(poses_lidar, np.float64), pose_valid)
     shape = tuple(cfg.grid_shape)
     C = cfg.num_classes
     nvox = int(np.prod(shape))
@@ -71,7 +73,7 @@ def vote_frame_reference(
             keys.clear()
             wts.clear()
 
-    for s in window(target, cfg.n, len(poses)):
+    for s in posed_window(window(target, cfg.n, len(poses)), valid, target):
         grid = check_frame(frames(s), s, cfg)
         mask = np.ones(shape, bool) if cfg.empty_votes else grid > 0
         idx = np.argwhere(mask)

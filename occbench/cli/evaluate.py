@@ -41,7 +41,7 @@ from occbench.progress import set_quiet
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
-def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
+def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, predictions_dir, pred_format, ids, pkl_key,
              fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
              metric_names, city, consistency, max_frames, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
@@ -62,7 +62,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
     if ground_truth != "auto" and dataset != "sscbench-kitti360":
         raise click.UsageError("--ground-truth applies to --dataset sscbench-kitti360")
     opts = None if predictions_dir is not None else method_options(method or "occfiner", options)
-    dspec = dataset_spec(dataset, root, split, onboard, predictions_root, sequences)
+    dspec = dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map)
     if ground_truth != "auto":
         dspec.kwargs["ground_truth"] = ground_truth
     label = f"predictions-{Path(predictions_dir).name}" if predictions_dir is not None else method or "occfiner"

@@ -52,7 +52,28 @@ def default_workers(method: str | None = None, requested: int | None = None, exe
     return n
 
 
+# --frame-map of every command that opens a dataset (sscbench-kitti360 only)
+FRAME_MAP_HELP = ("sscbench-kitti360: which KITTI-360 frame each SSCBench frame is, to look its pose up in KITTI-360's "
+                  "cam0_to_world.txt: 'sscbench-release' (default: the public release's correspondence, shipped with "
+                  "occbench), a frame-map file, or 'identity' for poses files already numbered by SSCBench frame.")
+
+
+def frame_map_option(f):
+    return click.option("--frame-map", "frame_map", default=None, metavar="FILE|sscbench-release|identity",
+                        help=FRAME_MAP_HELP)(f)
+
+
+def dataset_kwargs(dataset: str, frame_map: str | None) -> dict:
+    """Loader arguments of the dataset options that only some datasets take (a usage error elsewhere)."""
+    if frame_map is None:
+        return {}
+    if dataset != "sscbench-kitti360":
+        raise click.UsageError("--frame-map applies to --dataset sscbench-kitti360")
+    return {"frame_map": frame_map}
+
+
 def dataset_options(f):
+    f = frame_map_option(f)
     f = click.option("--sequence", "sequences", multiple=True, help="Restrict to these sequences (repeatable).")(f)
     f = click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
                      help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).")(f)
@@ -91,10 +112,10 @@ def foreign_format(kind, ids, key):
     return ForeignFormat(kind, ids or "", key)
 
 
-def dataset_spec(dataset, root, split, onboard, predictions_root, sequences):
+def dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map=None):
     from occbench.evaluation.run import DatasetSpec
 
-    kw = {}
+    kw = dataset_kwargs(dataset, frame_map)
     if predictions_root is not None:
         kw["predictions_root"] = str(predictions_root)
     if sequences:

@@ -20,7 +20,7 @@ from occbench.progress import set_quiet
 @click.option("--targets", type=click.Choice(["labelled", "all"]), default="labelled", show_default=True)
 @execution_options
 @click.option("--quiet", "-q", is_flag=True)
-def refine(dataset, root, split, onboard, predictions_root, sequences, method, options, output, compressed, targets,
+def refine(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, options, output, compressed, targets,
            workers, executor, address, quiet):
     """Write a method's refined predictions for a split (resumable; atomic files)."""
     from occbench.evaluation.refine import refine_split
@@ -29,7 +29,7 @@ def refine(dataset, root, split, onboard, predictions_root, sequences, method, o
     set_quiet(quiet)
     opts = method_options(method, options)
     try:
-        n, total = refine_split(dataset_spec(dataset, root, split, onboard, predictions_root, sequences),
+        n, total = refine_split(dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map),
                                 MethodSpec(method, opts), str(output), compressed, default_workers(method, workers, executor), targets,
                                 executor, address)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from occbench.cli.options import DATASET_NAMES, ONBOARD_HELP, ROOT_HELP, default_onboard
+from occbench.cli.options import DATASET_NAMES, ONBOARD_HELP, ROOT_HELP, dataset_kwargs, default_onboard, frame_map_option
 
 
 def _sequence_options(f):
@@ -18,6 +18,7 @@ def _sequence_options(f):
         click.option("--split", default="val", show_default=True),
         click.option("--onboard", default=None, help=ONBOARD_HELP),
         click.option("--sequence", default=None, help="Sequence name (default: the split's first)."),
+        frame_map_option,
     )):
         f = opt(f)
     return f
@@ -33,15 +34,16 @@ def render() -> None:
 @click.option("--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan).")
 @click.option("--method", "methods", multiple=True, help="Offboard method(s) whose refined frame is shown (repeatable).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
-def render_frame(dataset, root, split, onboard, sequence, scan, methods, output):
+def render_frame(dataset, root, split, onboard, sequence, frame_map, scan, methods, output):
     """Ground truth | onboard | refined | error map of one frame, side by side."""
     from occbench.datasets import open_dataset
     from occbench.methods import load_method
     from occbench.render import bev_image, error_image, panel
 
     onboard = default_onboard(dataset, onboard)
+    kw = dataset_kwargs(dataset, frame_map)
     try:
-        ds = open_dataset(dataset, root, split=split, onboard=onboard)
+        ds = open_dataset(dataset, root, split=split, onboard=onboard, **kw)
         seq = ds[sequence] if sequence else ds.sequences[0]
         t = seq.labelled_frames[0] if scan is None else scan
         f = seq.frame(t)
@@ -83,7 +85,7 @@ def render_distance(results, output):
 @_sequence_options
 @click.option("--method", default="onboard", show_default=True, help="Offboard method whose predictions are mapped.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
-def render_citymap(dataset, root, split, onboard, sequence, method, output):
+def render_citymap(dataset, root, split, onboard, sequence, frame_map, method, output):
     """City-level static-class maps (ground truth | method) of a whole sequence, bird's-eye view (paper Fig. 7)."""
     from occbench.datasets import open_dataset
     from occbench.methods import load_method
@@ -92,10 +94,12 @@ def render_citymap(dataset, root, split, onboard, sequence, method, output):
     from occbench.render import city_map_images, panel
 
     onboard = default_onboard(dataset, onboard)
+    kw = dataset_kwargs(dataset, frame_map)
     try:
-        ds = open_dataset(dataset, root, split=split, onboard=onboard)
+        ds = open_dataset(dataset, root, split=split, onboard=onboard, **kw)
         seq = ds[sequence] if sequence else ds.sequences[0]
         city = CityMapMetric(PROTOCOLS[ds.protocol])
+        seq.require_poses(seq.labelled_frames)
         outs = load_method(method).refine(seq, list(seq.labelled_frames))
         for t, pred in progress_bar(outs, desc=f"city map {method}", total=len(seq.labelled_frames)):
             city.add_frame(pred, seq.frame(t).ground_truth(), seq.poses[t])

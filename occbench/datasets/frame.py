@@ -62,6 +62,8 @@ class Sequence:
         sensor: str | None = None,
         frame_ids: Callable[[], list[int]] | None = None,
         image_size: tuple[int, int] = (1220, 370),
+        pose_file: Path | None = None,
+        pose_note: Callable[[int], str] | None = None,
     ):
         self.name = name
         self.voxel_dir = voxel_dir
@@ -76,6 +78,8 @@ class Sequence:
         self.sensor = sensor
         self._frame_ids = frame_ids
         self.image_size = image_size
+        self.pose_file = pose_file
+        self._pose_note = pose_note
 
     def __repr__(self) -> str:
         return f"Sequence({self.name!r}, scans={self.num_scans}, onboard={self.onboard_name!r})"
@@ -86,16 +90,50 @@ class Sequence:
         return self._load_calib()
 
     @cached_property
+    def _pose_table(self) -> tuple[np.ndarray, np.ndarray]:
+        out = self._load_poses(self.calib)  # poses, or (poses, pose_valid) where some scans have none
+        poses, valid = out if isinstance(out, tuple) else (out, None)
+        poses = np.asarray(poses, np.float64)
+        valid = np.ones(len(poses), bool) if valid is None else np.array(valid, bool)
+        if valid.shape != (len(poses),):
+            raise ValueError(f"sequence {self.name}: pose_valid of shape {valid.shape} for {len(poses)} poses")
+        poses.flags.writeable = False
+        valid.flags.writeable = False
+        return poses, valid
+
+    @property
     def poses(self) -> np.ndarray:
-        """(num_scans, 4, 4) float64 LiDAR poses in the sequence's world frame."""
-        return self._load_poses(self.calib)
+        """(num_scans, 4, 4) float64 LiDAR poses in the sequence's world frame (read-only). The rows of scans without a
+        pose (``pose_valid`` False) hold NaN and are never used: see :attr:`pose_valid`."""
+        return self._pose_table[0]
+
+    @property
+    def pose_valid(self) -> np.ndarray:
+        """(num_scans,) bool: which scans have a pose. A scan without one takes no part in any window (voting, OccFiner's
+        stage 1, the world map); a scored scan without one is an error (:meth:`require_poses`)."""
+        return self._pose_table[1]
 
     @property
     def num_scans(self) -> int:
         return int(self.poses.shape[0])
 
+    def require_poses(self, scans, what: str = "scored") -> None:
+        """Raise :class:`MissingDataError` (naming the sequence, the scan and the poses file) unless every scan of
+        ``scans`` has a pose."""
+        valid = self.pose_valid
+        for t in scans:
+            t = int(t)
+            if 0 <= t < len(valid) and valid[t]:
+                continue
+            note = self._pose_note(t) if self._pose_note is not None else (
+                f" (the poses cover scans 0..{len(valid) - 1})" if not 0 <= t < len(valid) else " (no pose for it)")
+            raise MissingDataError(self.pose_file or self.voxel_dir,
+                                   f"pose of {what} frame {t:06d} of sequence {self.name}{note}",
+                                   "every scored frame needs a pose; see the dataset documentation on poses")
+
     def relative_transform(self, src: int, dst: int) -> np.ndarray:
         """4x4 transform taking points of scan ``src`` into the LiDAR frame of scan ``dst``."""
+        self.require_poses((src, dst), "requested")
         return np.linalg.inv(self.poses[dst]) @ self.poses[src]
 
     # -- frames --------------------------------------------------------------------------------
@@ -188,6 +226,7 @@ class Frame:
 
     @property
     def pose(self) -> np.ndarray:
+        self.sequence.require_poses((self.index,), "requested")
         return self.sequence.poses[self.index]
 
     @property

@@ -3,8 +3,9 @@
 Layout (ai4ce/SSCBench ``dataset/KITTI-360/README.md``)::
 
     <root>/data_2d_raw/2013_05_28_drive_00XX_sync/voxels/NNNNNN.{bin,label,invalid}   every 5th frame
-    <root>/data_2d_raw/2013_05_28_drive_00XX_sync/cam0_to_world.txt                  (or KITTI-360's
-    <root>/data_poses/2013_05_28_drive_00XX_sync/cam0_to_world.txt                    data_poses folder)
+    <root>/data_poses/2013_05_28_drive_00XX_sync/cam0_to_world.txt                    KITTI-360's poses download
+    <root>/data_2d_raw/2013_05_28_drive_00XX_sync/cam0_to_world.txt                   (or there)
+    <root>/calibration/perspective.txt, calib_cam_to_velo.txt                        KITTI-360's calibration (optional)
     <root>/preprocess/labels/2013_05_28_drive_00XX_sync/NNNNNN_1_1.npy   SSCBench's preprocessed ground truth
     <predictions_root>/<onboard>/sequences/2013_05_28_drive_00XX_sync/predictions/NNNNNN.label[.gz]
 
@@ -12,10 +13,21 @@ The ground truth is read from the voxels or, where they are absent, from SSCBenc
 ids, 255 unknown): ``ground_truth="auto" | "voxels" | "sscbench-npy"`` (:func:`ground_truth_source`); the two forms
 score identically.
 
-Differences from SemanticKITTI, all handled here: 19 classes (``kitti360`` label map), ``.invalid`` is one
-byte per voxel and is cleared where the label is non-empty, no ``.occluded``, frames are numbered by the raw
-KITTI-360 frame id, and the calibration is fixed (SSCBench ``kitti_360_dataset.py``: fx=fy=552.554261,
-cx=682.049453, cy=238.769549, images 1408x376, ``cam2velo`` below).
+Frames are SSCBench's 6-digit frame numbers, which are not KITTI-360's: the poses file is numbered by KITTI-360
+frame and each SSCBench frame's pose is looked up through a frame map (:mod:`occbench.datasets.kitti360_frames`):
+``frame_map="sscbench-release"`` (default, the correspondence of the public release shipped with occbench), a path
+to a frame-map file, or ``"identity"`` for a poses file already numbered by SSCBench frame. A scan whose KITTI-360
+frame has no row in the poses file has no pose (``Sequence.pose_valid``).
+
+The LiDAR pose is composed as the KITTI-360 devkit does: ``cam0_to_world @ R_rect_00 @ inv(cam_to_velo)``
+(``cam0_to_world`` is the rectified camera 0). The calibration is read from ``<root>/calibration/perspective.txt``
+(``P_rect_00``, ``R_rect_00``) and ``calib_cam_to_velo.txt`` when present, else published values are used: SSCBench's
+``read_calib`` (``kitti_360_dataset.py``: fx=fy=552.554261, cx=682.049453, cy=238.769549, images 1408x376,
+``cam2velo`` below) and KITTI-360's ``R_rect_00``. Which was used is recorded in the results header
+(``header.dataset.poses``).
+
+Other differences from SemanticKITTI, all handled here: 19 classes (``kitti360`` label map), ``.invalid`` is one
+byte per voxel and is cleared where the label is non-empty, no ``.occluded``.
 """
 from __future__ import annotations
 
@@ -27,15 +39,18 @@ import numpy as np
 from occbench.dataset_cards import dataset_card
 from occbench.datasets.base import SSCDataset, open_onboard_store
 from occbench.datasets.frame import Sequence, VoxelLayout
+from occbench.datasets.kitti360_frames import IDENTITY, RELEASE, RELEASE_MAP, load_frame_map
 from occbench.datasets.semantickitti import guess_sensor, normalize_split
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.formats import ForeignFormat
-from occbench.io.kitti import Calibration, check_rigid, read_number_rows
+from occbench.io.kitti import Calibration
+from occbench.io.kitti360 import read_cam0_to_world_rows, read_cam_to_velo, read_perspective
 from occbench.labels import load_label_map
 
 DRIVE = "2013_05_28_drive_{:04d}_sync"
 CARD = dataset_card("sscbench-kitti360")  # occbench/labels/datasets/sscbench-kitti360.json
 SPLITS: dict[str, list[str]] = CARD.split_lists()
+# SSCBench read_calib (method/MonoScene/monoscene/data/kitti_360/kitti_360_dataset.py): camera 0 -> velodyne
 CAM2VELO = np.array([
     [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
     [-0.999004371, 0.007784614041, 0.04392796942, 0.2993489574],
@@ -43,42 +58,97 @@ CAM2VELO = np.array([
     [0.0, 0.0, 0.0, 1.0],
 ])
 K = np.array([[552.554261, 0.0, 682.049453, 0.0], [0.0, 552.554261, 238.769549, 0.0], [0.0, 0.0, 1.0, 0.0]])
+# KITTI-360 calibration/perspective.txt, R_rect_00 as printed there (6 decimals): unrectified -> rectified camera 0
+R_RECT_00 = np.array([
+    [0.999974, -0.007141, -0.000089, 0.0],
+    [0.007141, 0.999969, -0.003247, 0.0],
+    [0.000112, 0.003247, 0.999995, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
 IMAGE_SIZE = (1408, 376)
+PERSPECTIVE = Path("calibration") / "perspective.txt"
+CAM_TO_VELO = Path("calibration") / "calib_cam_to_velo.txt"
 HOW_TO_GET = (
     "SSCBench-KITTI360 must be downloaded by hand (https://github.com/ai4ce/SSCBench, dataset/KITTI-360/README.md) "
     "and unpacked so that <root>/data_2d_raw/2013_05_28_drive_0006_sync/voxels/ exists; the poses "
-    "(cam0_to_world.txt) come from KITTI-360's data_poses download."
+    "(cam0_to_world.txt, numbered by KITTI-360 frame) come from KITTI-360's data_poses download."
 )
 _VOX_RE = re.compile(r"^(\d{6})\.label$")
 _NPY_RE = re.compile(r"^(\d{6})_1_1\.npy$")
 
 
-def kitti360_calibration() -> Calibration:
-    Tr = np.linalg.inv(CAM2VELO)  # velodyne -> camera 0
-    return Calibration(P={k: K.copy() for k in ("P0", "P1", "P2", "P3")}, Tr=Tr, path=None)
+def kitti360_calibration(root: str | Path | None = None) -> Calibration:
+    """The calibration of camera 0 and the velodyne: from ``<root>/calibration/perspective.txt`` and
+    ``calib_cam_to_velo.txt`` where present (each file on its own), else the published values (module docstring).
+    ``Tr`` = ``inv(cam_to_velo)`` (velodyne -> unrectified camera 0, as SSCBench projects), ``R_rect`` = ``R_rect_00``."""
+    P, R = K, R_RECT_00
+    cam2velo = CAM2VELO
+    path = None
+    if root is not None:
+        persp, c2v = Path(root) / PERSPECTIVE, Path(root) / CAM_TO_VELO
+        if persp.exists():
+            P, R = read_perspective(persp)
+            path = persp
+        if c2v.exists():
+            cam2velo = read_cam_to_velo(c2v)
+    return Calibration(P={k: P.copy() for k in ("P0", "P1", "P2", "P3")}, Tr=np.linalg.inv(cam2velo), path=path,
+                       R_rect=R.copy())
 
 
-def read_cam0_to_world(path: Path, calib: Calibration) -> np.ndarray:
-    """Read KITTI-360 ``cam0_to_world.txt`` (``frame`` + 16 floats per row) as dense LiDAR poses.
+def calibration_source(root: str | Path) -> dict[str, str]:
+    """Where each part of the calibration comes from (for the results header)."""
+    out = {}
+    for key, rel, published in (("perspective", PERSPECTIVE, "published (SSCBench read_calib P_rect_00, KITTI-360 R_rect_00)"),
+                                ("cam_to_velo", CAM_TO_VELO, "published (SSCBench read_calib cam2velo)")):
+        out[key] = str(rel) if (Path(root) / rel).exists() else published
+    return out
 
-    Returns (max_frame + 1, 4, 4); frames without a pose are NaN and raise when used.
-    """
-    if not path.is_file():
-        raise MissingDataError(path, "KITTI-360 poses (cam0_to_world.txt)", HOW_TO_GET)
-    rows, lines = read_number_rows(path, "KITTI-360 poses file (frame id + 16 floats per row)", 17)
-    f = rows[:, 0]
-    bad = np.flatnonzero((f < 0) | (f != np.round(f)) | (f > 200_000))
-    if bad.size:
-        raise FormatError(path, "a frame id (an integer >= 0) first on every row", f"{rows[bad[0], 0]!r} on line {lines[bad[0]]}")
-    frames = f.astype(np.int64)
-    if np.unique(frames).size != frames.size:
-        dup = int(frames[np.flatnonzero(np.bincount(frames) > 1)[0]]) if frames.size else 0
-        raise FormatError(path, "each frame id once", f"frame {dup} on several rows")
-    T = rows[:, 1:].reshape(-1, 4, 4)
-    check_rigid(T, path, "cam0_to_world poses", lines=lines)
-    poses = np.full((int(frames.max()) + 1, 4, 4), np.nan)
-    poses[frames] = T @ calib.Tr
-    return poses
+
+def read_cam0_to_world(path: Path, calib: Calibration, frame_ids: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """LiDAR poses of the scans whose KITTI-360 frame ids are ``frame_ids`` (index = scan) from ``cam0_to_world.txt``:
+    ``(poses (N, 4, 4), valid (N,))``, ``poses[i] = cam0_to_world[frame_ids[i]] @ R_rect_00 @ inv(cam_to_velo)``
+    (``calib.Tr_rect``). ``frame_ids`` None: the file's own numbering (scan i is row id i, ``N`` = largest id + 1).
+    A scan whose frame has no row is not valid; its pose row is NaN."""
+    rows = read_cam0_to_world_rows(path)
+    ids = np.arange(int(rows.frames[-1]) + 1) if frame_ids is None else np.asarray(frame_ids, np.int64)
+    pos, found = rows.lookup(ids)
+    poses = np.full((len(ids), 4, 4), np.nan)
+    poses[found] = rows.poses[pos[found]] @ calib.Tr_rect
+    return poses, found
+
+
+def _resolve_frame_map(frame_map: str | Path | None) -> tuple[str, Path | None]:
+    """``(what the header records, the map file or None for identity)``."""
+    if frame_map is None or str(frame_map) == RELEASE:
+        return RELEASE, RELEASE_MAP
+    if str(frame_map) == IDENTITY:
+        return IDENTITY, None
+    p = Path(frame_map).expanduser()
+    if not p.is_file():
+        raise MissingDataError(p, "SSCBench-KITTI360 frame map (--frame-map: a file, 'sscbench-release' or 'identity')")
+    return str(p), p
+
+
+def _drive_frames(map_file: Path | None, drive: str) -> np.ndarray | None:
+    if map_file is None:
+        return None
+    table = load_frame_map(map_file)
+    if drive not in table:
+        raise FormatError(map_file, f"a line for drive {drive} in the SSCBench-KITTI360 frame map",
+                          f"drives {', '.join(sorted(table))}")
+    return table[drive]
+
+
+def _pose_note(pose_file: Path, map_file: Path | None, drive: str):
+    def note(t: int) -> str:
+        ids = _drive_frames(map_file, drive)
+        if ids is None:
+            return f" (frame {t} has no row in {pose_file.name}, which is read as numbered by SSCBench frame)"
+        if not 0 <= t < len(ids):
+            return f" (the frame map {map_file} lists SSCBench frames 000000..{len(ids) - 1:06d} of this drive)"
+        return f" (it is KITTI-360 frame {ids[t]:010d}, which has no row in {pose_file.name})"
+    return note
 
 
 class SSCBenchKITTI360(SSCDataset):
@@ -99,6 +169,7 @@ class SSCBenchKITTI360(SSCDataset):
         ground_truth: str = "auto",
         labels_root: str | Path | None = None,
         predictions_format: ForeignFormat | None = None,
+        frame_map: str | Path | None = None,
     ):
         root = Path(root).expanduser()
         split = normalize_split(split, self.splits)
@@ -112,6 +183,7 @@ class SSCBenchKITTI360(SSCDataset):
                              gt_format=self.ground_truth)
         frame_re, gt_of = (_VOX_RE, lambda s: raw / s / "voxels") if self.ground_truth == "voxels" else \
             (_NPY_RE, lambda s: npy_root / s)
+        self.frame_map, map_file = _resolve_frame_map(frame_map)
         seqs = []
         for s in names:
             d = raw / s
@@ -121,16 +193,26 @@ class SSCBenchKITTI360(SSCDataset):
                 pose_file = root / "data_poses" / s / "cam0_to_world.txt"
             seqs.append(Sequence(
                 name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=layout,
-                load_calib=kitti360_calibration,
-                load_poses=lambda c, p=pose_file: read_cam0_to_world(p, c),
+                load_calib=lambda r=root: kitti360_calibration(r),
+                load_poses=lambda c, p=pose_file, s=s: read_cam0_to_world(p, c, _drive_frames(map_file, s)),
                 onboard=store, onboard_name=onboard, sensor=sensor or guess_sensor(onboard),
                 frame_ids=lambda g=gt_dir, r=frame_re: sorted(int(m.group(1)) for m in map(r.match, (e.name for e in g.iterdir())) if m),
-                image_size=IMAGE_SIZE,
+                image_size=IMAGE_SIZE, pose_file=pose_file, pose_note=_pose_note(pose_file, map_file, s),
             ))
         super().__init__(root, split, onboard, lm, seqs)
 
     def describe(self) -> dict:
-        return {**super().describe(), "ground_truth": self.ground_truth}
+        """Header facts, with ``poses``: the frame map (``sscbench-release``, ``identity`` or the file given), where
+        the calibration came from, and per drive the scans without a pose (left out of every window)."""
+        poses = {
+            "frame_map": self.frame_map,
+            "numbering": ("the poses files are numbered by SSCBench frame" if self.frame_map == IDENTITY else
+                          "the poses files are numbered by KITTI-360 frame; SSCBench frames are looked up in the frame map"),
+            "composition": "cam0_to_world @ R_rect_00 @ inv(cam_to_velo)",
+            "calibration": calibration_source(self.root),
+            "scans_without_pose": {s.name: int((~s.pose_valid).sum()) for s in self.sequences},
+        }
+        return {**super().describe(), "ground_truth": self.ground_truth, "poses": poses}
 
 
 def ground_truth_source(raw: Path, npy_root: Path, drives: list[str], split: str, choice: str = "auto") -> str:

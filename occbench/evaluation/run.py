@@ -64,6 +64,7 @@ def run_job(
     maps = None
     if {"city", "consistency"} & set(extras):
         scored = list(seq.labelled_frames)
+        seq.require_poses(scored)  # the world map places every scored frame by its pose
         position = {t: i for i, t in enumerate(scored)}
         maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
     store = PredictionStore(save[0], compressed=save[1]) if save else None

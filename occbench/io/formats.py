@@ -19,7 +19,8 @@ the flat ``.label`` to (256, 256, 32); no flip or transpose anywhere). A leading
 Three layouts are recognised under a folder ``SRC``: ``SRC/sequences/<seq>/predictions/<frame><ext>`` (submission
 layout), ``SRC/<seq>/<frame><ext>`` (MonoScene), and MonoScene's ``output_path`` itself, whose ``kitti`` or
 ``kitti_360`` folder then holds the sequences. Frame names are 6 to 10 digits (KITTI-360 images are numbered
-with 10).
+with 10); SSCBench-KITTI360 takes only 6 (SSCBench renumbers KITTI-360's frames, so a 10-digit KITTI-360 number
+names another frame).
 """
 from __future__ import annotations
 
@@ -161,7 +162,10 @@ class ForeignPredictionStore:
         self.root = Path(root)
         self.format = fmt
         self.label_map = load_label_map(label_map) if isinstance(label_map, str) else label_map
-        self._re = re.compile(r"^(\d{6,10})" + re.escape(fmt.suffix) + "$")
+        # SSCBench-KITTI360 frames are SSCBench's 6-digit numbers; a 10-digit name is a KITTI-360 frame number, which
+        # is another frame (SSCBench renumbers KITTI-360's frames): refused, never read as an SSCBench frame
+        self._max_digits = 6 if self.label_map.name == "kitti360" else 10
+        self._re = re.compile(r"^(\d{6," + str(self._max_digits) + r"})" + re.escape(fmt.suffix) + "$")
         base = self.root
         if not (base / "sequences").is_dir():
             sub = base / MONOSCENE_FOLDER.get(self.label_map.name, "")
@@ -169,7 +173,9 @@ class ForeignPredictionStore:
                 base = sub
         self.base = base
         self.submission_layout = (base / "sequences").is_dir()
-        self.expected_names = f"NNNNNN{fmt.suffix}"
+        self.expected_names = f"NNNNNN{fmt.suffix}" + (
+            " with 6-digit SSCBench frame numbers; 10-digit KITTI-360 frame numbers name other frames"
+            if self._max_digits == 6 else "")
         self.name_pattern = self._re  # file names of frames (validation looks at entries by name before opening any)
 
     def __repr__(self) -> str:
@@ -206,7 +212,7 @@ class ForeignPredictionStore:
         """The file of a frame, or None. Two files for one frame (``000005.pkl`` and ``0000000005.pkl``) is an error."""
         name = f"{int(frame):06d}"
         cands = [p for p in (self.folder(sequence) / f"{'0' * k}{name}{self.format.suffix}" for k in range(5))
-                 if len(p.name) - len(self.format.suffix) <= 10 and p.is_file()]
+                 if len(p.name) - len(self.format.suffix) <= self._max_digits and p.is_file()]
         if len(cands) > 1:
             raise FormatError(cands[0], f"one file per frame, not {', '.join(p.name for p in cands)}", "several")
         return cands[0] if cands else None

@@ -1,6 +1,6 @@
 """KITTI odometry text files: ``calib.txt``, ``poses.txt``, ``times.txt``.
 
-``calib.txt`` holds ``P0..P3`` (3x4 rectified projections) and ``Tr`` (3x4 velodyne -> cam0).
+``calib.txt`` holds ``P0..P3`` (3x4 rectified projections) and ``Tr`` (3x4 velodyne -> rectified cam0).
 ``poses.txt`` holds one 3x4 camera-0 pose per scan (SemanticKITTI loop-closed poses).
 The LiDAR pose of scan i in the sequence's world is ``inv(Tr) @ P_i @ Tr``
 (semantic-kitti-api ``generate_sequential.py::parse_poses``; voxelizer ``KittiReader::readPoses``).
@@ -24,11 +24,25 @@ RIGID_TOL = 1e-4
 
 @dataclass(frozen=True, eq=False)
 class Calibration:
-    """KITTI odometry calibration of one sequence. All matrices are float64."""
+    """Calibration of one sequence. All matrices are float64.
+
+    ``Tr`` takes velodyne points into the camera-0 frame that the projections ``P`` are applied to (the camera
+    frustum). For KITTI odometry (``calib.txt``) that frame is the rectified camera 0 and ``R_rect`` is None. For
+    SSCBench-KITTI360 it is the unrectified camera 0 (``inv(calib_cam_to_velo)``: SSCBench's loaders project with
+    it, and the onboard models' field of view assumes it), and ``R_rect`` holds KITTI-360's ``R_rect_00``
+    (unrectified -> rectified camera 0). :attr:`Tr_rect` = ``R_rect @ Tr`` is velodyne -> rectified camera 0 in
+    both cases: the LiDAR pose of a scan is ``camera-0 pose @ Tr_rect`` (KITTI odometry:
+    ``inv(Tr) @ P_i @ Tr``)."""
 
     P: dict[str, np.ndarray]  # "P0".."P3": (3, 4)
-    Tr: np.ndarray  # (4, 4) velodyne -> rectified camera 0
+    Tr: np.ndarray  # (4, 4) velodyne -> the camera-0 frame of the projections P (see above)
     path: Path | None = None
+    R_rect: np.ndarray | None = None  # (4, 4) that frame -> rectified camera 0; None: identity
+
+    @property
+    def Tr_rect(self) -> np.ndarray:
+        """(4, 4) velodyne -> rectified camera 0 (``R_rect @ Tr``)."""
+        return self.Tr.copy() if self.R_rect is None else self.R_rect @ self.Tr
 
     @property
     def P2(self) -> np.ndarray:
