@@ -240,3 +240,130 @@ def test_kitti360_prediction_names_are_6_digit_sscbench_frames(tmp_path):
     assert s.frames(D0) == [5] and s.find(D0, 53) is None
     assert [p.name for p in s.unexpected_files(D0)] == ["0000000053.pkl"]
     assert "10-digit KITTI-360 frame numbers name other frames" in s.expected_names
+
+
+# -- the pose-valid rule of the windows ------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ["exact", "lattice", "reference"])
+def test_voting_leaves_scans_without_a_pose_out_of_windows(engine):
+    from baselines.voting import SensorWeights, VotingConfig, make_engine
+    from baselines.voting.config import VotingConfigError
+
+    rng = np.random.default_rng(3)
+    N, shape = 6, (24, 24, 4)
+    grids = [rng.integers(0, 4, shape).astype(np.uint8) for _ in range(N)]
+    poses = np.tile(np.eye(4), (N, 1, 1))
+    poses[:, 0, 3] = 0.2 * np.arange(N)
+    valid = np.ones(N, bool)
+    valid[2] = False
+    holed = poses.copy()
+    holed[2] = np.nan  # as Sequence.poses holds it
+    asked: list[int] = []
+
+    def frames(i: int) -> np.ndarray:
+        asked.append(i)
+        return grids[i]
+
+    cfg = VotingConfig(n=N, weights=SensorWeights(kind="none"), num_classes=4, grid_shape=shape)
+    eng = make_engine(engine, frames, holed, None, cfg, device="cpu", pose_valid=valid)
+    keep = np.flatnonzero(valid)  # the same sequence without scan 2 (every window holds every scan)
+    ref = make_engine("reference", lambda i: grids[keep[i]], poses[keep], None, cfg, device="cpu")
+    for t in (0, 4):
+        np.testing.assert_array_equal(eng.vote(t), ref.vote(int(np.searchsorted(keep, t))))
+    assert 2 not in asked
+    with pytest.raises(VotingConfigError, match="target scan 2 has no pose"):
+        eng.vote(2)
+    with pytest.raises(VotingConfigError, match="pose of scan 2 is not finite but the scan is marked"):
+        make_engine(engine, frames, holed, None, cfg, device="cpu")
+
+
+def test_occfiner_windows_count_scans_with_a_pose():
+    from baselines.occfiner.method import needed_scans
+    from baselines.occfiner.windows import WindowConfig, posed_window_indices, window_indices
+
+    cfg = WindowConfig(local=4, reference=2, reference_radius=6, reference_stride=2)
+    valid = np.ones(20, bool)
+    assert posed_window_indices(7, 20, valid, cfg) == window_indices(7, 20, cfg)
+    valid[[6, 8, 9]] = False
+    posed = np.flatnonzero(valid)
+    w = posed_window_indices(7, 20, valid, cfg)
+    assert not set(w) & {6, 8, 9}
+    assert w == [int(posed[i]) for i in window_indices(int(np.searchsorted(posed, 7)), len(posed), cfg)]
+    with pytest.raises(ValueError, match="pivot scan 8 has no pose"):
+        posed_window_indices(8, 20, valid, cfg)
+    assert needed_scans([7], 2, 20, valid) == [5, 7]
+
+
+# -- what the right poses change in a method's numbers --------------------------------------------------------------
+def _world_tree(root: Path, n: int, R_rect_file: np.ndarray) -> None:
+    """A static synthetic world (baselines.voting.synthetic) driven through along KITTI-360 frame ids: SSCBench frame t
+    is KITTI-360 frame ids[t] (the release map, drive 0000), the car moving 0.8 m and turning 0.1 degree per KITTI-360
+    frame. Ground truth every 5th frame, an onboard model (30 % of the occupied voxels dropped or relabelled, phantoms)
+    for every frame, KITTI-360's poses file (rows 0..39 and the frames SSCBench kept, a third of the others left out),
+    and a calibration whose perspective.txt holds ``R_rect_file``."""
+    from baselines.voting.synthetic import SyntheticSequence
+    from occbench.io.predictions import PredictionStore
+    from occbench.io.voxels import write_invalid_kitti360, write_label
+    from occbench.labels import load_label_map
+
+    lm = load_label_map("kitti360")
+    ids = release_frame_map()[D0]
+
+    def lidar(r: int) -> np.ndarray:
+        a = 0.0017 * r
+        T = np.eye(4)
+        T[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+        T[0, 3], T[1, 3] = 0.8 * r, 0.05 * r
+        return T
+
+    top = int(ids[n - 1])
+    others = np.setdiff1d(np.arange(40, top + 1), ids[:n])
+    raw = np.union1d(np.union1d(np.arange(40), ids[:n]), np.delete(others, np.s_[::3]))
+    cam = {int(r): lidar(int(r)) @ CAM2VELO @ np.linalg.inv(R_RECT_00) for r in raw}  # rectified camera 0 -> world
+    _write_tree(root, D0, n, cam, labelled=())
+    _write_calibration(root, K, R_rect_file, CAM2VELO)
+    world = SyntheticSequence(np.stack([lidar(int(r)) for r in ids[:n]]), seed=5)
+    vox = root / "data_2d_raw" / D0 / "voxels"
+    store = PredictionStore(root / "predictions" / "sim")
+    for t in range(n):
+        g = world.gt(t)
+        rng = np.random.default_rng(t)
+        p = g.copy()
+        u = rng.random(g.shape)
+        occ = g > 0
+        p[occ & (u < 0.15)] = 0
+        relabel = occ & (u >= 0.15) & (u < 0.3)
+        p[relabel] = rng.integers(1, lm.num_classes, int(relabel.sum()))
+        ph = ~occ & (u < 0.01)
+        p[ph] = rng.integers(1, lm.num_classes, int(ph.sum()))
+        store.write(D0, t, lm.to_raw(p))
+        if t % 5 == 0:
+            write_label(vox / f"{t:06d}.label", lm.to_raw(g))
+            write_invalid_kitti360(vox / f"{t:06d}.invalid", np.zeros(g.shape, np.uint8))
+
+
+@pytest.mark.slow
+def test_average_fusion_with_the_right_poses_vs_the_old_lookup(tmp_path):
+    """The numbers of docs/datasets.md: average fusion (n=10) on a gapped raw-id tree, with each frame's own pose,
+    without R_rect_00 (perspective.txt holding the identity), and with the old lookup (the KITTI-360-numbered poses
+    file read as if numbered by SSCBench frame: SSCBench frame t took row t; no R_rect_00)."""
+    from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+
+    n = 30
+    root = tmp_path / "tree"
+    _world_tree(root, n, R_RECT_00)
+    write_frame_map(tmp_path / "old.txt", {D0: np.arange(n)})  # scan t -> row t: the old lookup
+    scores = {}
+    for name, R, fmap in (("right", R_RECT_00, None), ("no R_rect", np.eye(4), None),
+                          ("old", np.eye(4), str(tmp_path / "old.txt"))):
+        _write_calibration(root, K, R, CAM2VELO)
+        kw = {"sequences": [D0], **({"frame_map": fmap} if fmap else {})}
+        res = {m: evaluate(DatasetSpec("sscbench-kitti360", str(root), "train", "sim", kw), MethodSpec(m, o), workers=1,
+                           extras=())["metrics"]["ssc"]["51.2"]
+               for m, o in (("onboard", {}), ("average-fusion", {"n": 10}))}
+        scores[name] = {m: (round(100 * r["iou"], 2), round(100 * r["miou"], 2)) for m, r in res.items()}
+    print(scores)
+    assert scores["right"]["onboard"] == scores["old"]["onboard"] == scores["no R_rect"]["onboard"]  # no pose used
+    iou, miou = scores["right"]["average-fusion"]
+    assert miou > scores["right"]["onboard"][1] + 5    # fusion with the right poses helps ...
+    assert miou > scores["old"]["average-fusion"][1] + 5  # ... and the old lookup loses most of it
+    assert miou >= scores["no R_rect"]["average-fusion"][1]

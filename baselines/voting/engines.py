@@ -14,7 +14,7 @@ import torch
 
 from occbench.io.kitti import Calibration
 
-from .config import VotingConfig, VotingConfigError, run_targets
+from .config import VotingConfig, VotingConfigError, posed_scans, run_targets
 from .exact import VotingEngine, check_policy
 from .lattice import LatticeVotingEngine
 from .reference import FrameSource, vote_frame_reference
@@ -32,8 +32,8 @@ class ReferenceVotingEngine:
     def __init__(self, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None, cfg: VotingConfig,
                  device: str | torch.device | None = None, backend: str = "auto",
                  pose_valid: np.ndarray | None = None) -> None:
-        self.frames, self.poses, self.calib, self.cfg = frames, np.asarray(poses_lidar, np.float64), calib, cfg
-        self.pose_valid = pose_valid
+        self.frames, self.calib, self.cfg = frames, calib, cfg
+        self.poses, self.pose_valid = posed_scans(np.asarray(poses_lidar, np.float64), pose_valid)
         self.device = torch.device("cpu")
         self.backend = "numpy"
         self._held: tuple[int, np.ndarray] | None = None
