@@ -367,3 +367,68 @@ def test_average_fusion_with_the_right_poses_vs_the_old_lookup(tmp_path):
     assert miou > scores["right"]["onboard"][1] + 5    # fusion with the right poses helps ...
     assert miou > scores["old"]["average-fusion"][1] + 5  # ... and the old lookup loses most of it
     assert miou >= scores["no R_rect"]["average-fusion"][1]
+
+
+def test_occfiner_stage1_leaves_scans_without_a_pose_out_of_its_windows():
+    """refine_sequence with a pose-valid mask equals refine_sequence on the sequence without those scans."""
+    import torch
+
+    from baselines.occfiner.infer import refine_sequence
+    from baselines.occfiner.model import OccFinerConfig, OccFinerNet
+    from baselines.occfiner.windows import WindowConfig
+
+    torch.manual_seed(0)
+    model = OccFinerNet(OccFinerConfig.small(height=8)).eval()
+    rng = np.random.default_rng(0)
+    N = 9
+    frames = rng.integers(0, 20, (N, 32, 16, 8)).astype(np.uint8)
+    poses = np.tile(np.eye(4), (N, 1, 1))
+    poses[:, 0, 3] = 0.5 * np.arange(N)
+    valid = np.ones(N, bool)
+    valid[[3, 4]] = False
+    holed = poses.copy()
+    holed[~valid] = np.nan
+    keep = np.flatnonzero(valid)
+    asked: list[int] = []
+
+    def read(i: int) -> np.ndarray:
+        asked.append(i)
+        return frames[i]
+
+    wcfg = WindowConfig(local=4, reference=2, reference_radius=4)
+    got = dict(refine_sequence(model, read, holed, N, [0, 5, 8], wcfg, progress=False, pose_valid=valid))
+    ref = dict(refine_sequence(model, frames[keep].__getitem__, poses[keep], len(keep), [0, 3, 6], wcfg, progress=False))
+    assert sorted(got) == [0, 5, 8] and not {3, 4} & set(asked)
+    for t, i in ((0, 0), (5, 3), (8, 6)):
+        np.testing.assert_array_equal(got[t], ref[i])
+    assert sorted(dict(refine_sequence(model, read, holed, N, None, wcfg, progress=False, pose_valid=valid))) == keep.tolist()
+    with pytest.raises(ValueError, match="target scan 4 has no pose"):
+        list(refine_sequence(model, read, holed, N, [4], wcfg, progress=False, pose_valid=valid))
+
+
+def test_frame_map_option_of_the_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from occbench.cli import main as cli
+    from occbench.testing import make_sscbench_kitti360_tree
+
+    drive = SPLITS["val"][0]
+    root = make_sscbench_kitti360_tree(tmp_path / "renumbered", {drive: 11}, onboard={"noisy": 0.2}, poses_numbering="sscbench")
+    run = lambda *a: CliRunner().invoke(cli, [str(x) for x in a])  # noqa: E731
+    common = ("--dataset", "sscbench-kitti360", "--root", root, "--onboard", "noisy", "--method", "average-fusion",
+              "-O", "n=2", "--no-city", "--no-consistency", "-q")
+    # read through the release's map, this SSCBench-numbered file has no row for KITTI-360 frames 35, 42, ...
+    r = run("evaluate", *common, "-o", tmp_path / "a.json")
+    assert r.exit_code == 1 and "pose of scored frame 000000 of sequence 2013_05_28_drive_0006_sync" in r.output
+    r = run("evaluate", *common, "--frame-map", "identity", "-o", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    import json
+
+    h = json.loads((tmp_path / "b.json").read_text())["header"]["dataset"]["poses"]
+    assert h["frame_map"] == "identity" and h["scans_without_pose"] == {drive: 0}
+    assert h["calibration"]["cam_to_velo"].startswith("published")
+    r = run("refine", "--dataset", "sscbench-kitti360", "--root", root, "--onboard", "noisy", "--method", "average-fusion",
+            "-O", "n=2", "--frame-map", "identity", "-o", tmp_path / "refined", "-q")
+    assert r.exit_code == 0, r.output
+    r = run("evaluate", "--dataset", "mini", "--frame-map", "identity", "-o", tmp_path / "c.json")
+    assert r.exit_code == 2 and "--frame-map applies to --dataset sscbench-kitti360" in r.output
