@@ -432,3 +432,18 @@ def test_frame_map_option_of_the_commands(tmp_path):
     assert r.exit_code == 0, r.output
     r = run("evaluate", "--dataset", "mini", "--frame-map", "identity", "-o", tmp_path / "c.json")
     assert r.exit_code == 2 and "--frame-map applies to --dataset sscbench-kitti360" in r.output
+
+
+def test_the_frame_map_and_its_notice_are_shipped():
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    from occbench.datasets.kitti360_frames import RELEASE_MAP
+
+    repo = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["occbench"]
+    for path in (RELEASE_MAP, RELEASE_MAP.parent / "NOTICE"):
+        rel = path.relative_to(repo / "occbench").as_posix()
+        assert path.is_file() and any(fnmatch.fnmatch(rel, p) and rel.count("/") == p.count("/") for p in patterns), rel
+    notice = (RELEASE_MAP.parent / "NOTICE").read_text()
+    assert "hustvl/Symphonies" in notice and "MIT License" in notice and "Permission is hereby granted" in notice

@@ -34,6 +34,8 @@ class OnboardSequence(Protocol):
     def num_scans(self) -> int: ...
     @property
     def poses(self) -> np.ndarray: ...          # (num_scans, 4, 4) LiDAR poses in the sequence's world
+    # ``pose_valid`` ((num_scans,) bool, read with getattr: absent means every scan has a pose): a scan without a pose
+    # must be left out of every window (its ``poses`` row is NaN); see docs/datasets.md, frame numbering and poses
     @property
     def calib(self) -> Calibration: ...
     def prediction(self, index: int) -> np.ndarray: ...   # onboard train ids (256,256,32) uint8
