@@ -420,16 +420,20 @@ def test_frame_map_option_of_the_commands(tmp_path):
     # read through the release's map, this SSCBench-numbered file has no row for KITTI-360 frames 35, 42, ...
     r = run("evaluate", *common, "-o", tmp_path / "a.json")
     assert r.exit_code == 1 and "pose of scored frame 000000 of sequence 2013_05_28_drive_0006_sync" in r.output
+    pf = root / "data_2d_raw" / drive / "cam0_to_world.txt"
+    pf.write_text("".join(line for line in pf.read_text().splitlines(True) if not line.startswith("7 ")))  # no pose: scan 7
     r = run("evaluate", *common, "--frame-map", "identity", "-o", tmp_path / "b.json")
     assert r.exit_code == 0, r.output
     import json
 
     h = json.loads((tmp_path / "b.json").read_text())["header"]["dataset"]["poses"]
-    assert h["frame_map"] == "identity" and h["scans_without_pose"] == {drive: 0}
+    assert h["frame_map"] == "identity" and h["scans_without_pose"] == {drive: 1}
     assert h["calibration"]["cam_to_velo"].startswith("published")
     r = run("refine", "--dataset", "sscbench-kitti360", "--root", root, "--onboard", "noisy", "--method", "average-fusion",
-            "-O", "n=2", "--frame-map", "identity", "-o", tmp_path / "refined", "-q")
+            "-O", "n=2", "--frame-map", "identity", "--targets", "all", "-o", tmp_path / "refined", "-q")
     assert r.exit_code == 0, r.output
+    written = sorted(int(f.name[:6]) for f in (tmp_path / "refined" / "sequences" / drive / "predictions").iterdir())
+    assert written == [t for t in range(11) if t != 7]  # every scan with a pose
     r = run("evaluate", "--dataset", "mini", "--frame-map", "identity", "-o", tmp_path / "c.json")
     assert r.exit_code == 2 and "--frame-map applies to --dataset sscbench-kitti360" in r.output
 

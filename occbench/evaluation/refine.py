@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, write_outputs
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec
 from occbench.io.predictions import PredictionStore
@@ -35,14 +37,15 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
                  targets: str = "labelled", executor: str = "local", address: str | None = None) -> tuple[int, int]:
     """Refine every target scan of the split into ``out`` (``<out>/sequences/XX/predictions/``).
 
-    ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans.
+    ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans that have
+    a pose (a scan without one cannot be registered with its neighbours; ``Sequence.pose_valid``).
     Scans already written are skipped, so an interrupted run resumes where it stopped; every file is
     written atomically (temporary file + rename), so no half-written file is ever left behind.
     Returns (written, total).
     """
     ds = dspec.open()
     if targets == "all":
-        jobs = [Job(s.name, tuple(range(s.num_scans))) for s in ds.sequences]
+        jobs = [Job(s.name, tuple(int(t) for t in np.flatnonzero(s.pose_valid))) for s in ds.sequences]
     else:
         jobs = plan_jobs(ds, workers)
     counts = run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, out, compressed, tick),
