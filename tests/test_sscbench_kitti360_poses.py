@@ -451,3 +451,47 @@ def test_the_frame_map_and_its_notice_are_shipped():
         assert path.is_file() and any(fnmatch.fnmatch(rel, p) and rel.count("/") == p.count("/") for p in patterns), rel
     notice = (RELEASE_MAP.parent / "NOTICE").read_text()
     assert "hustvl/Symphonies" in notice and "MIT License" in notice and "Permission is hereby granted" in notice
+
+
+def test_fuzzed_kitti360_text_files_raise_only_occbench_errors(tmp_path):
+    """Randomly damaged perspective.txt, calib_cam_to_velo.txt, frame maps (both forms) and cam0_to_world.txt: each
+    reader returns or raises an occbench error naming the file, never anything else; the undamaged files are read."""
+    from occbench.errors import OccbenchError
+    from occbench.io.kitti360 import read_cam0_to_world_rows
+
+    f = lambda a: " ".join(f"{x:.9g}" for x in np.asarray(a).reshape(-1))  # noqa: E731
+    good = {
+        "perspective": (f"P_rect_00: {f(K)}\nR_rect_00: {f(R_RECT_00[:3, :3])}\nS_rect_00: 1408 376\n", read_perspective),
+        "cam_to_velo": (f(CAM2VELO[:3]) + "\n", read_cam_to_velo),
+        "runs": (f"{D0} 9 14 22-25 40\n2013_05_28_drive_0003_sync 4 6-8\n", read_frame_map),
+        "pairs": (EXCERPT.read_text()[:2000].rsplit("\n", 1)[0] + "\n", read_frame_map),
+        "cam0_to_world": ("".join(f"{r} {f(np.eye(4))}\n" for r in (3, 4, 9, 12)), read_cam0_to_world_rows),
+    }
+    tokens = ["nan", "inf", "1e999", "-1", "0", "1.5", "9" * 30, "x", ":", "-", "5-2", "0000000009.png", "000000.png",
+              "", "\x00", "\ufeff", "2013_05_28_drive_0000_sync"]
+    rng = np.random.default_rng(7)
+    for name, (text, reader) in good.items():
+        p = tmp_path / name
+        p.write_text(text)
+        reader(p)  # good input is accepted
+        for _ in range(150):
+            lines = text.splitlines()
+            for _ in range(int(rng.integers(1, 4))):
+                i = int(rng.integers(len(lines)))
+                toks = lines[i].split(" ")
+                op = rng.integers(4)
+                if op == 0:
+                    toks[int(rng.integers(len(toks)))] = str(rng.choice(tokens))
+                elif op == 1:
+                    lines.insert(i, lines[i])
+                elif op == 2:
+                    del toks[int(rng.integers(len(toks)))]
+                else:
+                    lines[i], lines[-1] = lines[-1], lines[i]
+                if op in (0, 2):
+                    lines[i] = " ".join(toks)
+            p.write_bytes("\n".join(lines).encode("utf-8", "surrogatepass") + b"\n")
+            try:
+                reader(p)
+            except OccbenchError as e:
+                assert str(p) in str(e)
