@@ -190,39 +190,22 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     assert runner.invoke(main, args + ["--check"]).exit_code == 4
 
 
-class _LegacyConfig(OffboardMethod):
-    """A third-party method written against the first interface: ``config()`` takes no ``onboard``."""
+class _PerOnboardConfig(OffboardMethod):
+    name = "per-onboard-config"
 
-    name = "legacy-config"
-
-    def config(self):
-        return {"name": self.name, "options": {}, "extra": 1}
+    def config(self, onboard=None):
+        return {"name": self.name, "options": {}, "for": onboard}
 
     def refine(self, sequence, targets):
         for t in targets:
             yield t, sequence.prediction(t)
 
 
-class _PerOnboardConfig(_LegacyConfig):
-    name = "per-onboard-config"
-
-    def config(self, onboard=None):
-        return {"name": self.name, "options": {}, "for": onboard}
-
-
 def test_results_header_records_the_method_config_for_the_runs_onboard_model(tree):
-    from occbench.methods import method_config
-
-    assert method_config(_LegacyConfig(), "noisy") == {"name": "legacy-config", "options": {}, "extra": 1}
-    assert method_config(_PerOnboardConfig(), "noisy")["for"] == "noisy"
-    assert method_config(_PerOnboardConfig())["for"] is None
-    register_method("legacy-config", _LegacyConfig)
+    assert _PerOnboardConfig().config()["for"] is None
     register_method("per-onboard-config", _PerOnboardConfig)
-    legacy = evaluate(spec(tree), MethodSpec("legacy-config"), workers=1, extras=())
     per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
-    assert legacy["header"]["method"]["extra"] == 1
-    assert per["header"]["method"]["for"] == "noisy"
-    assert legacy["metrics"]["ssc"] == per["metrics"]["ssc"]
+    assert per["header"]["method"] == {"name": "per-onboard-config", "options": {}, "for": "noisy"}
 
 
 def test_leaderboard_names_the_data_generation_and_warns_when_rows_mix_them(tmp_path):

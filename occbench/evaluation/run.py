@@ -23,7 +23,6 @@ from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targe
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
-from occbench.methods import method_config
 
 __all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
            "useful_workers", "write_results"]
@@ -253,7 +252,7 @@ def evaluate(
             for s in states[1:]:
                 merged.merge(s["metrics"][name])
             metrics[name] = merged.compute()
-    method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    method_cfg = mspec.load().config(onboard=ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},
