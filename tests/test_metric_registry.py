@@ -46,13 +46,32 @@ def test_builtin_metrics_implement_the_interface():
         assert isinstance(load_metric(name, PROTOCOLS["semantickitti-ssc"]), StreamingMetric)
 
 
-def test_update_frame_equals_update_with_the_frames_ground_truth(tree):
+def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):
+    """``update_frame`` against the frame's files read here with numpy as semantic-kitti-api's
+    ``evaluate_completion.py`` reads them (uint16 ``.label`` through the completion LUT, bit-packed ``.invalid``),
+    with VoxFormer's range crops."""
+    from occbench.labels import load_label_map
+
+    lut = load_label_map("semantickitti").lut.astype(np.int64)
+    crops = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)), 51.2: (slice(None), slice(None))}
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]
-    a, b = SSCMetric(), SSCMetric()
+    m = SSCMetric()
+    ref = {r: np.zeros((20, 20), np.int64) for r in crops}
     for f in seq.frames():
-        a.update_frame(f.prediction(), f)
-        b.update(f.prediction(), f.ground_truth())
-    assert a.compute() == b.compute() and a.n_frames == 3
+        pred = f.prediction()
+        m.update_frame(pred, f)
+        label, invalid = f.ground_truth_files()
+        gt = lut[np.fromfile(label, np.uint16)].reshape(256, 256, 32)
+        keep = (gt != 255) & (np.unpackbits(np.fromfile(invalid, np.uint8)).reshape(256, 256, 32) == 0)
+        for r, (sx, sy) in crops.items():
+            k = keep[sx, sy]
+            np.add.at(ref[r], (pred[sx, sy][k].astype(np.int64), gt[sx, sy][k]), 1)
+    assert m.n_frames == 3 and ref[51.2].sum() > 0
+    for r, conf in ref.items():
+        np.testing.assert_array_equal(m.confusion(r), conf)
+        tp = np.diag(conf)
+        iou = tp / (conf.sum(0) + conf.sum(1) - tp + 1e-15)
+        assert m.compute()[f"{r}"]["miou"] == pytest.approx(iou[1:].mean(), rel=1e-14)
 
 
 def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):
