@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
-from occbench.metrics import PROTOCOLS, SSCMetric
-from occbench.metrics.registry import _REGISTRY, StreamingMetric, available_metrics, load_metric, register_metric
+from occbench.metrics import PROTOCOLS, Metric, SSCMetric
+from occbench.metrics.registry import _REGISTRY, available_metrics, load_metric, register_metric
 from occbench.testing import make_semantickitti_tree
 
 
@@ -21,20 +21,17 @@ def tree(tmp_path_factory):
     return make_semantickitti_tree(tmp_path_factory.mktemp("reg"), {"08": 11}, onboard={"noisy": 0.2}, seed=4)
 
 
-class OccupiedShare:
+class OccupiedShare(Metric):
     """Share of voxels the prediction calls occupied (a toy metric: counts that add up)."""
 
     def __init__(self, protocol):
-        self.occupied, self.total = 0, 0
+        super().__init__(protocol)
+        self.add_state("occupied", 0)
+        self.add_state("total", 0)
 
     def update_frame(self, pred, frame):
         self.occupied += int(np.count_nonzero(pred))
         self.total += pred.size
-
-    def merge(self, other):
-        self.occupied += other.occupied
-        self.total += other.total
-        return self
 
     def compute(self):
         return {"occupied_share": self.occupied / self.total, "voxels": self.total}
@@ -43,7 +40,18 @@ class OccupiedShare:
 def test_builtin_metrics_implement_the_interface():
     assert {"ssc", "city", "consistency"} <= set(available_metrics())
     for name in ("ssc", "city", "consistency"):
-        assert isinstance(load_metric(name, PROTOCOLS["semantickitti-ssc"]), StreamingMetric)
+        m = load_metric(name, PROTOCOLS["semantickitti-ssc"])
+        assert isinstance(m, Metric) and m.higher_is_better is True
+
+
+def test_a_metric_that_is_not_a_metric_subclass_is_refused(monkeypatch):
+    class Loose:
+        def __init__(self, protocol):
+            pass
+
+    monkeypatch.setitem(_REGISTRY.local, "loose", Loose)
+    with pytest.raises(TypeError, match="subclass of occbench.metrics.Metric"):
+        load_metric("loose", PROTOCOLS["semantickitti-ssc"])
 
 
 def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):

@@ -51,17 +51,18 @@ def run_job(
     ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
     hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
-    from occbench.metrics import PROTOCOLS, SSCMetric
-    from occbench.metrics.registry import BUILTIN, load_metric
+    from occbench.metrics import PROTOCOLS
+    from occbench.metrics.registry import load_metric
     from occbench.metrics.worldmap import WorldMapState
 
     ds = dspec.open()
     seq = ds[job.sequence]
     proto = PROTOCOLS[ds.protocol]
-    ssc = SSCMetric(proto)
-    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in BUILTIN}
+    ssc = load_metric("ssc", proto)
+    world = _world_map_metrics(extras)
+    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in world and n != "ssc"}  # ssc: always
     maps = None
-    if {"city", "consistency"} & set(extras):
+    if world:
         scored = list(seq.labelled_frames)
         position = {t: i for i, t in enumerate(scored)}
         maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
@@ -109,6 +110,15 @@ def run_job(
     if maps is not None:
         maps.settle()
     return out
+
+
+def _world_map_metrics(names: Iterable[str]) -> list[str]:
+    """The metrics among ``names`` that read a world map (:class:`~occbench.metrics.worldmetric.WorldMapMetric`):
+    every job keeps one world map state for all of them (see :func:`_map_metrics`)."""
+    from occbench.metrics.registry import metric_class
+    from occbench.metrics.worldmetric import WorldMapMetric
+
+    return [n for n in dict.fromkeys(names) if issubclass(metric_class(n), WorldMapMetric)]
 
 
 def _frame_files(seq: Any, t: int) -> list[Path]:
@@ -207,7 +217,8 @@ def evaluate(
     import tempfile
 
     from occbench.fingerprint import dataset_fingerprint
-    from occbench.metrics import PROTOCOLS, SSCMetric, results_json
+    from occbench.metrics import PROTOCOLS, results_json
+    from occbench.metrics.registry import load_metric
 
     if submission is not None:
         if dspec is not None or mspec is not None:
@@ -219,7 +230,8 @@ def evaluate(
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
     n_frames = sum(len(t) for _, t in split_targets(ds, max_frames))
-    workers = useful_workers(workers, n_frames, mspec is None, bool({"city", "consistency"} & set(extras)), executor)
+    world = _world_map_metrics(extras)
+    workers = useful_workers(workers, n_frames, mspec is None, bool(world), executor)
     jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2)
     total = sum(len(j.targets) for j in jobs)
     scored: dict[str, list[int]] = {}
@@ -241,11 +253,11 @@ def evaluate(
             raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
         # merge in a fixed order (integers: order-independent anyway)
         states.sort(key=lambda s: (s["sequence"], s["frames"]))
-        ssc = SSCMetric(proto)
+        ssc = load_metric("ssc", proto)
         for s in states:
             ssc.merge(s["ssc"])
         metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
-        if {"city", "consistency"} & set(extras):
+        if world:
             metrics.update(_map_metrics(states, proto, extras))  # reads what the jobs spilled
         for name in states[0]["metrics"] if states else ():
             merged = states[0]["metrics"][name]
