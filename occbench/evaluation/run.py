@@ -293,9 +293,9 @@ def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, e
 
 
 def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
-    """City map (per sequence: each has its own world frame; over several sequences the confusions add up) and
-    temporal consistency (sums over the sequences) from the jobs' world map states."""
-    from occbench.metrics.citymap import city_scores, consistency_scores
+    """The world-map metrics among ``extras`` (:func:`_world_map_metrics`) from the jobs' world map states, merged
+    per sequence (each has its own world frame) and scored by each metric's ``scores_of_maps``."""
+    from occbench.metrics.registry import metric_class
 
     by_seq: dict[str, Any] = {}
     for s in states:
@@ -306,18 +306,8 @@ def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ..
     sums = {k: v.reduce() for k, v in sorted(by_seq.items())}
     frames = {k: v.n_frames for k, v in by_seq.items()}
     out: dict[str, Any] = {}
-    K1 = len(proto.static_ids) + 1
-    if "city" in extras:
-        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), proto, frames[k]) for k, r in sums.items()}
-        if sums:
-            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), proto, sum(frames.values()))
-        out["city_map_per_sequence"] = per_seq
-    if "consistency" in extras:
-        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
-        for r in sums.values():
-            for key in tot:
-                tot[key] += r[key]
-        out["temporal_consistency"] = consistency_scores(tot["psame"], tot["pall"], tot["scal"], proto, sum(frames.values()), bool(sums))
+    for name in _world_map_metrics(extras):
+        out.update(metric_class(name).scores_of_maps(sums, frames, proto))
     return out
 
 

@@ -70,6 +70,18 @@ class CityMapMetric(WorldMapMetric):
     def compute(self) -> dict[str, Any]:
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
 
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """``city_map`` (over every sequence: the confusions add up) and ``city_map_per_sequence`` (each sequence
+        has its own world frame, so maps are never merged across sequences)."""
+        K1 = len(protocol.static_ids) + 1
+        out: dict[str, Any] = {}
+        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), protocol, frames[k]) for k, r in sums.items()}
+        if sums:
+            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), protocol, sum(frames.values()))
+        out["city_map_per_sequence"] = per_seq
+        return out
+
 
 def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], poses: Iterable[np.ndarray],
                     protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:

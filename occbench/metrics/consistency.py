@@ -54,6 +54,17 @@ class TemporalConsistency(WorldMapMetric):
         super().reset()
         self._has_gt = None
 
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """``temporal_consistency`` over every sequence (the sums add up)."""
+        K1 = len(protocol.static_ids) + 1
+        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
+        for r in sums.values():
+            for key in tot:
+                tot[key] += r[key]
+        return {"temporal_consistency": consistency_scores(tot["psame"], tot["pall"], tot["scal"], protocol,
+                                                           sum(frames.values()), bool(sums))}
+
     def compute(self) -> dict[str, Any]:
         r = self.state.reduce()
         return consistency_scores(r["psame"], r["pall"], r["scal"], self.protocol, self.n_frames, bool(self._has_gt), self.voxel_size)

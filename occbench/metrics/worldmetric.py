@@ -122,6 +122,13 @@ class WorldMapMetric(Metric):
     def state_dict(self) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
 
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """The results entries of the world maps of a split's sequences, given as their sums
+        (:meth:`WorldMapState.reduce`) and frame counts by sequence name: how ``occbench evaluate``, which keeps
+        one world map state for every world-map metric, scores this one."""
+        raise NotImplementedError(f"{cls.__name__} does not score world map sums")
+
     def load_state_dict(self, d: dict[str, Any]) -> Any:
         raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
 
