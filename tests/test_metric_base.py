@@ -201,3 +201,13 @@ def _with_gt(proto, gt, pose):
     t = TemporalConsistency(proto)
     t.add_frame(gt, gt, pose)
     return t
+
+
+def test_a_state_resets_to_its_declared_default():
+    m = Histogram()
+    m.add_state("floor", np.array([3, 0, 1], np.int32))
+    m.floor += 5
+    m.counts += 2
+    m.reset()
+    assert m.floor.tolist() == [3, 0, 1] and m.floor.dtype == np.int32 and m.counts.tolist() == [0, 0, 0, 0]
+    assert pickle.loads(pickle.dumps(m)).floor.tolist() == [3, 0, 1]

@@ -13,7 +13,7 @@ share to be added) is the metric's :meth:`Metric.settings`; states of different 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,20 @@ from occbench.metrics.protocol import Protocol, get_protocol
 
 _STATE_FORMAT = "occbench.Metric.state"
 _STATE_VERSION = 1
+
+
+class _Zeros(NamedTuple):
+    """The default of an array state of zeros, kept as its shape and dtype (states travel by pickle)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _array_default(default: Any) -> np.ndarray | None:
+    """The default array of an array state, None for an integer state."""
+    if isinstance(default, _Zeros):
+        return np.zeros(default.shape, default.dtype)
+    return default if isinstance(default, np.ndarray) else None
 
 
 class Metric(ABC):
@@ -36,7 +50,7 @@ class Metric(ABC):
 
     def __init__(self, protocol: Protocol | str = "semantickitti-ssc") -> None:
         self.protocol = get_protocol(protocol)
-        self._defaults: dict[str, int | np.ndarray] = {}
+        self._defaults: dict[str, int | np.ndarray | _Zeros] = {}
 
     # ------------------------------------------------------------------ declared states
     def add_state(self, name: str, default: int | np.ndarray, dist_reduce_fx: str = "sum") -> None:
@@ -48,9 +62,12 @@ class Metric(ABC):
         if isinstance(default, np.ndarray):
             if default.dtype.kind not in "iu":
                 raise TypeError(f"state {name!r}: an integer array, got dtype {default.dtype}")
-            kept = default.copy()
-            kept.flags.writeable = False
-            self._defaults[name] = kept
+            if default.any():
+                kept = default.copy()
+                kept.flags.writeable = False
+                self._defaults[name] = kept
+            else:
+                self._defaults[name] = _Zeros(default.shape, default.dtype.str)
             setattr(self, name, default.copy())
         elif isinstance(default, (int, np.integer)) and not isinstance(default, bool):
             self._defaults[name] = int(default)
@@ -69,8 +86,9 @@ class Metric(ABC):
     def reset(self) -> None:
         """Back to the state of no frame."""
         for name, default in self._defaults.items():
-            if isinstance(default, np.ndarray):
-                getattr(self, name)[...] = default
+            arr = _array_default(default)
+            if arr is not None:
+                getattr(self, name)[...] = arr
             else:
                 setattr(self, name, default)
 
@@ -93,7 +111,7 @@ class Metric(ABC):
         """Add ``other``'s states into this one (in place); returns self."""
         self._check_compatible(other)
         for name, default in self._defaults.items():
-            if isinstance(default, np.ndarray):
+            if not isinstance(default, int):
                 getattr(self, name)[...] += getattr(other, name)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -113,7 +131,7 @@ class Metric(ABC):
         """An independent metric of the same settings and states."""
         out = self._empty_like()
         for name, default in self._defaults.items():
-            if isinstance(default, np.ndarray):
+            if not isinstance(default, int):
                 getattr(out, name)[...] = getattr(self, name)
             else:
                 setattr(out, name, getattr(self, name))
@@ -124,7 +142,7 @@ class Metric(ABC):
         states: dict[str, Any] = {}
         for name, default in self._defaults.items():
             v = getattr(self, name)
-            if isinstance(default, np.ndarray):
+            if not isinstance(default, int):
                 flat = np.asarray(v).reshape(-1)
                 nz = np.flatnonzero(flat)
                 states[name] = {"shape": list(np.shape(v)), "index": nz.tolist(), "count": flat[nz].tolist()}
@@ -145,7 +163,7 @@ class Metric(ABC):
             raise FormatError(None, f"states {sorted(self._defaults)}", f"{sorted(states) if isinstance(states, dict) else states!r}")
         for name, default in self._defaults.items():
             s = states[name]
-            if isinstance(default, np.ndarray):
+            if not isinstance(default, int):
                 arr = getattr(self, name)
                 if not isinstance(s, dict) or list(s.get("shape", ())) != list(arr.shape):
                     raise FormatError(None, f"state {name} of shape {list(arr.shape)}", f"{str(s)[:80]}")
@@ -154,7 +172,7 @@ class Metric(ABC):
                 if idx.shape != cnt.shape or idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= arr.size)) or (cnt < 0).any():
                     raise FormatError(None, f"state {name}: matching index/count lists of non-negative counts within the shape",
                                       "inconsistent lists")
-                arr[...] = default
+                arr[...] = _array_default(default)
                 arr.reshape(-1)[idx] = cnt
             else:
                 if not isinstance(s, int) or isinstance(s, bool):
