@@ -27,13 +27,3 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
 
     return __getattr__, __dir__
 
-
-def moved_module(old: str, new: str) -> None:
-    """Called by the module ``old`` as it is imported: ``old`` becomes another name of module ``new`` (the same
-    module object, so every name, its monkeypatching included, is shared), with a ``DeprecationWarning`` naming
-    ``new``. The warning points at the import statement (the import machinery's frames are skipped)."""
-    import sys
-    import warnings
-
-    warnings.warn(f"{old} is deprecated: it moved to {new} (same names)", DeprecationWarning, stacklevel=3)
-    sys.modules[old] = importlib.import_module(new)

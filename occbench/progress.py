@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -30,14 +30,3 @@ def progress_bar(it: Iterable[T], desc: str = "", total: int | None = None, disa
 
     return tqdm(it, desc=desc, total=total, dynamic_ncols=True, leave=False, **kw)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "FrameTicks":  # deprecated alias: per-frame progress of jobs is the executors'
-        import warnings
-
-        from occbench.evaluation.progress import FrameTicks
-
-        warnings.warn("occbench.progress.FrameTicks is deprecated: use occbench.evaluation.progress.FrameTicks",
-                      DeprecationWarning, stacklevel=2)
-        return FrameTicks
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -281,8 +281,8 @@ def _changed_config(load):
 
     def wrapped(*a, **k):
         m = load(*a, **k)
-        cfg = m.config()
-        m.config = lambda: {**cfg, "checkpoint_sha256": {"noisy": "0123456789abcdef"}}
+        config = m.config
+        m.config = lambda onboard=None: {**config(onboard=onboard), "checkpoint_sha256": {"noisy": "0123456789abcdef"}}
         return m
 
     return wrapped
@@ -321,10 +321,10 @@ def test_resume_reuses_pseudo_labels_of_the_same_configuration_with_tuple_option
     configuration must be recognised, so a second seed reuses the pseudo-labels instead of refusing them."""
     from occbench.autolabel.sources import as_json
     from occbench.datasets import SemanticKITTI
-    from occbench.methods import load_method, method_config
+    from occbench.methods import load_method
 
     src = SourceSpec.parse("occfiner-voting:noisy:sensor=lidar")
-    cfg_mem = method_config(load_method(src.method, **dict(src.options)), src.onboard)
+    cfg_mem = load_method(src.method, **dict(src.options)).config(onboard=src.onboard)
     assert isinstance(cfg_mem["options"]["box"], tuple)  # the case this test is about
     ds = SemanticKITTI(tree, "val", onboard="noisy", sequences=["08"])
     cfg = ProtocolConfig(max_pl_frames=1)

@@ -214,23 +214,6 @@ def test_one_module_per_command_in_the_cli_package():
         assert importlib.import_module(f"occbench.cli.{name}") is not None
 
 
-@pytest.mark.parametrize("old, new, name", [
-    ("occbench.lazy_group", "occbench.cli.group", "LazyGroup"),
-    ("occbench.render_cli", "occbench.cli.render", "render"),
-    ("occbench.leaderboard_cli", "occbench.cli.leaderboard", "leaderboard"),
-    ("occbench.autolabel.command", "occbench.cli.autolabel", "autolabel"),
-    ("occbench.synth.command", "occbench.cli.synth", "synth"),
-])
-def test_old_command_modules_are_deprecated_aliases(old, new, name):
-    import importlib
-    import sys
-
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
-        mod = importlib.import_module(old)
-    assert getattr(mod, name) is getattr(importlib.import_module(new), name)
-
-
 def test_python_dash_m_runs_the_command_line():
     import subprocess
     import sys

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, plan_jobs
 from occbench.io.predictions import PredictionStore
 from occbench.methods import OffboardMethod, available_methods, register_method
 from occbench.testing import make_semantickitti_tree
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +178,7 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     for m in ("onboard", "previous-scan"):
         register_method("previous-scan", ShiftedOnboard)
         write_results(res_dir / f"{m}.json", evaluate(spec(tree), MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}"))
-    shutil.copytree("leaderboards/reported", tmp_path / "reported")
+    shutil.copytree(REPO / "leaderboards/reported", tmp_path / "reported")
     runner = CliRunner()
     args = ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"), "--output", str(out)]
     assert runner.invoke(main, args + ["--check"]).exit_code == 4
@@ -190,58 +193,39 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     assert runner.invoke(main, args + ["--check"]).exit_code == 4
 
 
-class _LegacyConfig(OffboardMethod):
-    """A third-party method written against the first interface: ``config()`` takes no ``onboard``."""
+class _PerOnboardConfig(OffboardMethod):
+    name = "per-onboard-config"
 
-    name = "legacy-config"
-
-    def config(self):
-        return {"name": self.name, "options": {}, "extra": 1}
+    def config(self, onboard=None):
+        return {"name": self.name, "options": {}, "for": onboard}
 
     def refine(self, sequence, targets):
         for t in targets:
             yield t, sequence.prediction(t)
 
 
-class _PerOnboardConfig(_LegacyConfig):
-    name = "per-onboard-config"
-
-    def config(self, onboard=None):
-        return {"name": self.name, "options": {}, "for": onboard}
-
-
 def test_results_header_records_the_method_config_for_the_runs_onboard_model(tree):
-    from occbench.methods import method_config
-
-    assert method_config(_LegacyConfig(), "noisy") == {"name": "legacy-config", "options": {}, "extra": 1}
-    assert method_config(_PerOnboardConfig(), "noisy")["for"] == "noisy"
-    assert method_config(_PerOnboardConfig())["for"] is None
-    register_method("legacy-config", _LegacyConfig)
+    assert _PerOnboardConfig().config()["for"] is None
     register_method("per-onboard-config", _PerOnboardConfig)
-    legacy = evaluate(spec(tree), MethodSpec("legacy-config"), workers=1, extras=())
     per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
-    assert legacy["header"]["method"]["extra"] == 1
-    assert per["header"]["method"]["for"] == "noisy"
-    assert legacy["metrics"]["ssc"] == per["metrics"]["ssc"]
+    assert per["header"]["method"] == {"name": "per-onboard-config", "options": {}, "for": "noisy"}
 
 
 def test_leaderboard_names_the_data_generation_and_warns_when_rows_mix_them(tmp_path):
-    from pathlib import Path
-
     from occbench.leaderboard import render_pages
 
     res_dir = tmp_path / "results"
     res_dir.mkdir()
-    d = json.loads(Path("leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
+    d = json.loads((REPO / "leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
     g = d["header"]["dataset"]["generator"]
     g.update(generator_version="7.3", seed=0, size="default")
     for name in ("onboard", "other"):
         d["header"]["method"]["name"] = name
         (res_dir / f"{name}.json").write_text(json.dumps(d))
-    page = render_pages(res_dir, Path("leaderboards/reported"))["occbench-mini-val.md"]
+    page = render_pages(res_dir, REPO / "leaderboards/reported")["occbench-mini-val.md"]
     assert "Data: occbench-mini generator 7.3 (seed 0, size default)." in page
     assert "Rows from different data generations" not in page
     g["generator_version"] = "0.9"
     (res_dir / "other.json").write_text(json.dumps(d))
-    page = render_pages(res_dir, Path("leaderboards/reported"))["occbench-mini-val.md"]
+    page = render_pages(res_dir, REPO / "leaderboards/reported")["occbench-mini-val.md"]
     assert "Rows from different data generations" in page and "generator 0.9 (seed 0, size default): 1 row" in page

@@ -147,12 +147,3 @@ def test_results_are_written_before_the_tables_are_printed(tree, tmp_path, monke
     assert r.exit_code == 0, r.output
     tables = [written for message, written in printed if "mIoU" in message]
     assert tables and all(tables)
-
-
-def test_datasets_ensure_mini_is_a_deprecated_alias_of_the_generators():
-    import occbench.datasets as datasets
-    from occbench.synth import ensure_mini as generators
-
-    with pytest.warns(DeprecationWarning, match="occbench.synth.ensure_mini"):
-        alias = datasets.ensure_mini
-    assert alias is generators is ensure_mini

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from occbench.errors import FormatError
 from occbench.grid import KITTI, Grid
 from occbench.metrics import PROTOCOLS
 from occbench.metrics.ssc import Layout, SSCMetric
@@ -15,14 +16,30 @@ OCC3D = Grid(name="occ3d", shape=(200, 200, 16), voxel_size=0.4, origin=(-40.0, 
              ranges=(20.0, 40.0, 80.0), crop="around")
 
 
-def test_kitti_grid_is_the_one_every_module_uses():
+def test_kitti_grid_is_the_semantic_kitti_voxelizers():
+    """The numbers of the SemanticKITTI SSC grid as its sources state them: ``VOXEL_DIMS = (256, 256, 32)``
+    (semantic-kitti-api ``auxiliary/SSCDataset.py``); voxel size 0.2 m and extents [0, -25.6, -2] .. [51.2, 25.6, 4.4]
+    (jbehley/voxelizer ``assets/semantic_kitti.cfg``; VoxFormer ``point_cloud_range``; MonoScene ``vox_origin``);
+    voxel ``(i, j, k)`` holds the points with ``floor((p - origin) / 0.2) == (i, j, k)`` (voxelizer ``VoxelGrid::insert``);
+    a ``.label`` file is 4,194,304 bytes, a bit-packed ``.invalid`` 262,144."""
     from occbench import geometry
     from occbench.io import voxels
 
-    assert geometry.GRID_SHAPE == voxels.GRID_SHAPE == KITTI.shape == (256, 256, 32)
-    assert voxels.NUM_VOXELS == KITTI.num_voxels == 256 * 256 * 32
-    assert geometry.VOXEL_SIZE == KITTI.voxel_size and tuple(geometry.ORIGIN) == KITTI.origin
-    assert all(p.grid == KITTI and p.range_keys == KITTI.range_keys for p in PROTOCOLS.values())
+    assert KITTI.shape == (256, 256, 32) and KITTI.num_voxels == 2_097_152
+    assert KITTI.voxel_size == 0.2 and KITTI.origin == (0.0, -25.6, -2.0)
+    np.testing.assert_allclose(np.array(KITTI.origin) + 0.2 * np.array(KITTI.shape), (51.2, 25.6, 4.4), rtol=0, atol=1e-12)
+    assert (voxels.LABEL_BYTES, voxels.PACKED_BYTES) == (4_194_304, 262_144)
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([[[0, 0, 0], [255, 255, 31], [0, 128, 10]], rng.integers(0, (256, 256, 32), (50, 3))])
+    inner = rng.uniform(0.01, 0.19, idx.shape)  # a point strictly inside each voxel
+    points = np.array([0.0, -25.6, -2.0]) + 0.2 * idx + inner
+    got, inside = geometry.voxelize(points)
+    assert inside.all() and np.array_equal(got, idx)
+    np.testing.assert_allclose(geometry.voxel_centres(idx), np.array([0.0, -25.6, -2.0]) + 0.2 * idx + 0.1, atol=1e-12)
+    outside = np.array([[-0.01, 0.0, 0.0], [51.21, 0.0, 0.0], [10.0, 25.61, 0.0], [10.0, 0.0, 4.41]])
+    assert not geometry.voxelize(outside)[1].any()
+    for p in PROTOCOLS.values():  # every shipped protocol scores that grid
+        assert p.grid.shape == (256, 256, 32) and p.grid.voxel_size == 0.2 and p.grid.origin == (0.0, -25.6, -2.0)
 
 
 def test_occ3d_range_crops_are_centred_on_the_ego_vehicle():
@@ -36,8 +53,43 @@ def test_occ3d_range_crops_are_centred_on_the_ego_vehicle():
         OCC3D.check_ranges((20.0, 90.0))
 
 
+def _occ3d_frame(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random (pred, gt, invalid) frame on the Occ3D grid: 20 classes, 255 = ignore in the ground truth."""
+    rng = np.random.default_rng(seed)
+    shape = (200, 200, 16)
+    gt = rng.integers(0, 20, shape).astype(np.uint8)
+    u = rng.random(shape)
+    gt[u < 0.5] = 0
+    gt[u > 0.85] = 255
+    pred = rng.integers(0, 20, shape).astype(np.uint8)
+    pred[rng.random(shape) < 0.6] = 0
+    return pred, gt, rng.random(shape) < 0.2
+
+
+def _occ3d_brute_force(pred, gt, inv, r: float, dist_lo: float = 0.0, dist_hi: float = np.inf) -> np.ndarray:
+    """(C, C) confusion (rows = prediction) of the voxels whose column centre lies in the square of side ``r``
+    around the ego vehicle (and at a horizontal distance in [dist_lo, dist_hi)), from the grid's numbers only:
+    centre of index i is -40 + 0.4 (i + 0.5) m."""
+    c = -40.0 + 0.4 * (np.arange(200) + 0.5)
+    xc, yc = c[:, None], c[None, :]
+    d = np.hypot(xc, yc)
+    col = (np.abs(xc) < r / 2) & (np.abs(yc) < r / 2) & (d >= dist_lo) & (d < dist_hi)
+    sel = col[:, :, None] & (gt != 255) & ~inv
+    cm = np.zeros((20, 20), np.int64)
+    np.add.at(cm, (pred[sel].astype(int), gt[sel].astype(int)), 1)
+    return cm
+
+
+_OCC3D_NOT_SCORED = pytest.mark.xfail(
+    raises=FormatError, strict=True,
+    reason="missing: SSCMetric still takes only KITTI's (256, 256, 32) grids (its shape checks, column kernel and "
+           "invalid masks read GRID_SHAPE), so a frame of another grid is refused")
+
+
+@_OCC3D_NOT_SCORED
 def test_occ3d_cell_layout_of_the_ssc_metric():
-    """The SSC metric's per-column cells (range level x distance bin) come from the grid alone."""
+    """The SSC metric's per-column cells (range level x distance bin) come from the grid alone, and a frame is
+    counted in the cells of its columns."""
     lay = Layout(OCC3D.ranges, 1.6, OCC3D)
     assert lay.code.size == 200 * 200 and lay.n_levels == 3
     assert lay.columns_per_cell.sum() == 200 * 200
@@ -45,8 +97,20 @@ def test_occ3d_cell_layout_of_the_ssc_metric():
     assert lay.n_bins == int(np.hypot(39.8, 39.8) // 1.6) + 1
     kitti = Layout(KITTI.ranges, 1.6)
     assert kitti.n_levels == 3 and kitti.code.size == 256 * 256
+    p = dataclasses.replace(PROTOCOLS["semantickitti-ssc"], grid=OCC3D, ranges=OCC3D.ranges)
+    m = SSCMetric(p)
+    pred, gt, inv = _occ3d_frame(5)
+    m.update(pred, gt, inv)
+    curve = m.distance_curve(40.0)
+    edges = curve["bin_edges_m"]
+    for k in (0, 3, 12):
+        cm = _occ3d_brute_force(pred, gt, inv, 40.0, edges[k], edges[k + 1])
+        assert curve["n_evaluated"][k] == cm.sum() > 0
+        tp = np.diag(cm)
+        assert curve["miou"][k] == pytest.approx((tp / (cm.sum(0) + cm.sum(1) - tp + 1e-15))[1:].mean(), rel=1e-14)
 
 
+@_OCC3D_NOT_SCORED
 def test_a_protocol_carries_its_grid_and_checks_ranges_against_it():
     p = dataclasses.replace(PROTOCOLS["semantickitti-ssc"], grid=OCC3D, ranges=OCC3D.ranges)
     assert p.range_keys == OCC3D.range_keys
@@ -55,3 +119,16 @@ def test_a_protocol_carries_its_grid_and_checks_ranges_against_it():
         dataclasses.replace(PROTOCOLS["semantickitti-ssc"], ranges=(12.8, 60.0))
     m = SSCMetric(p)
     assert m.layout.grid == OCC3D and m.ranges == OCC3D.ranges
+    frames = [_occ3d_frame(1), _occ3d_frame(2)]
+    for pred, gt, inv in frames:
+        m.update(pred, gt, inv)
+    res = m.compute()
+    for r in OCC3D.ranges:
+        cm = sum(_occ3d_brute_force(*f, r) for f in frames)
+        np.testing.assert_array_equal(m.confusion(r), cm)
+        tp = np.diag(cm)
+        iou_c = tp / (cm.sum(0) + cm.sum(1) - tp + 1e-15)
+        occ_tp = cm[1:, 1:].sum()
+        assert res[f"{r:.1f}"]["miou"] == pytest.approx(iou_c[1:].mean(), rel=1e-14)
+        assert res[f"{r:.1f}"]["iou"] == pytest.approx(occ_tp / (cm.sum() - cm[0, 0]), rel=1e-14)
+        assert res[f"{r:.1f}"]["n_evaluated"] == cm.sum()

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.leaderboard import md_text, render_pages
 
-TEMPLATE = json.loads(Path("leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
-REPORTED = Path("leaderboards/reported")
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = json.loads((REPO / "leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
+REPORTED = REPO / "leaderboards/reported"
 
 
 def _doc(**changes):
@@ -114,6 +115,7 @@ def test_md_text_leaves_ordinary_names_alone():
     assert md_text("a\nb|c") == "a b\\|c"
 
 
-def test_committed_results_validate_and_pages_regenerate_byte_identically():
+def test_committed_results_validate_and_pages_regenerate_byte_identically(monkeypatch):
+    monkeypatch.chdir(REPO)  # the command's default folders are the repository's
     r = CliRunner().invoke(main, ["leaderboard", "--check"])
     assert r.exit_code == 0, r.output

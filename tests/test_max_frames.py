@@ -14,6 +14,8 @@ from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.metrics import PROTOCOLS, SSCMetric
 from occbench.testing import make_semantickitti_tree
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -46,7 +48,7 @@ def test_cli_flags_the_run_and_leaderboard_refuses_it(tree: Path, tmp_path: Path
     assert r.exit_code == 0, r.output
     assert "PARTIAL RUN: the first 3 of the split's 5 frames" in r.output
     assert json.loads(out.read_text())["header"]["partial"]["frames"] == 3
-    shutil.copytree("leaderboards/reported", tmp_path / "reported")
+    shutil.copytree(REPO / "leaderboards/reported", tmp_path / "reported")
     r = CliRunner().invoke(main, ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"),
                                   "--output", str(tmp_path / "lb")])
     assert r.exit_code == 5 and "quick.json: expected the results of a complete run" in r.output

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
-from occbench.metrics import PROTOCOLS, SSCMetric
-from occbench.metrics.registry import _REGISTRY, StreamingMetric, available_metrics, load_metric, register_metric
+from occbench.metrics import PROTOCOLS, Metric, SSCMetric
+from occbench.metrics.registry import _REGISTRY, available_metrics, load_metric, register_metric
 from occbench.testing import make_semantickitti_tree
 
 
@@ -21,20 +21,17 @@ def tree(tmp_path_factory):
     return make_semantickitti_tree(tmp_path_factory.mktemp("reg"), {"08": 11}, onboard={"noisy": 0.2}, seed=4)
 
 
-class OccupiedShare:
+class OccupiedShare(Metric):
     """Share of voxels the prediction calls occupied (a toy metric: counts that add up)."""
 
     def __init__(self, protocol):
-        self.occupied, self.total = 0, 0
+        super().__init__(protocol)
+        self.add_state("occupied", 0)
+        self.add_state("total", 0)
 
     def update_frame(self, pred, frame):
         self.occupied += int(np.count_nonzero(pred))
         self.total += pred.size
-
-    def merge(self, other):
-        self.occupied += other.occupied
-        self.total += other.total
-        return self
 
     def compute(self):
         return {"occupied_share": self.occupied / self.total, "voxels": self.total}
@@ -43,16 +40,46 @@ class OccupiedShare:
 def test_builtin_metrics_implement_the_interface():
     assert {"ssc", "city", "consistency"} <= set(available_metrics())
     for name in ("ssc", "city", "consistency"):
-        assert isinstance(load_metric(name, PROTOCOLS["semantickitti-ssc"]), StreamingMetric)
+        m = load_metric(name, PROTOCOLS["semantickitti-ssc"])
+        assert isinstance(m, Metric) and m.higher_is_better is True
 
 
-def test_update_frame_equals_update_with_the_frames_ground_truth(tree):
+def test_a_metric_that_is_not_a_metric_subclass_is_refused(monkeypatch):
+    class Loose:
+        def __init__(self, protocol):
+            pass
+
+    monkeypatch.setitem(_REGISTRY.local, "loose", Loose)
+    with pytest.raises(TypeError, match="subclass of occbench.metrics.Metric"):
+        load_metric("loose", PROTOCOLS["semantickitti-ssc"])
+
+
+def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):
+    """``update_frame`` against the frame's files read here with numpy as semantic-kitti-api's
+    ``evaluate_completion.py`` reads them (uint16 ``.label`` through the completion LUT, bit-packed ``.invalid``),
+    with VoxFormer's range crops."""
+    from occbench.labels import load_label_map
+
+    lut = load_label_map("semantickitti").lut.astype(np.int64)
+    crops = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)), 51.2: (slice(None), slice(None))}
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]
-    a, b = SSCMetric(), SSCMetric()
+    m = SSCMetric()
+    ref = {r: np.zeros((20, 20), np.int64) for r in crops}
     for f in seq.frames():
-        a.update_frame(f.prediction(), f)
-        b.update(f.prediction(), f.ground_truth())
-    assert a.compute() == b.compute() and a.n_frames == 3
+        pred = f.prediction()
+        m.update_frame(pred, f)
+        label, invalid = f.ground_truth_files()
+        gt = lut[np.fromfile(label, np.uint16)].reshape(256, 256, 32)
+        keep = (gt != 255) & (np.unpackbits(np.fromfile(invalid, np.uint8)).reshape(256, 256, 32) == 0)
+        for r, (sx, sy) in crops.items():
+            k = keep[sx, sy]
+            np.add.at(ref[r], (pred[sx, sy][k].astype(np.int64), gt[sx, sy][k]), 1)
+    assert m.n_frames == 3 and ref[51.2].sum() > 0
+    for r, conf in ref.items():
+        np.testing.assert_array_equal(m.confusion(r), conf)
+        tp = np.diag(conf)
+        iou = tp / (conf.sum(0) + conf.sum(1) - tp + 1e-15)
+        assert m.compute()[f"{r}"]["miou"] == pytest.approx(iou[1:].mean(), rel=1e-14)
 
 
 def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):

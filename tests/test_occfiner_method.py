@@ -114,20 +114,19 @@ def test_config_records_only_the_checkpoint_the_onboard_model_uses(tmp_path):
     import hashlib
 
     from baselines.occfiner.method import CHECKPOINT_DIR
-    from occbench.methods import method_config
 
     shipped = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
     assert {"voxformer-sim", "sscnet-sim"} <= set(shipped)
     m = OccFiner()
-    every = method_config(m)["checkpoint_sha256"]
+    every = m.config()["checkpoint_sha256"]
     assert sorted(every) == shipped
-    one = method_config(m, "voxformer-sim")["checkpoint_sha256"]
+    one = m.config(onboard="voxformer-sim")["checkpoint_sha256"]
     digest = hashlib.sha256(shipped_checkpoint("voxformer-sim").read_bytes()).hexdigest()[:16]
     assert one == {"voxformer-sim": digest} == {"voxformer-sim": every["voxformer-sim"]}
-    assert method_config(m, "no-such-model")["checkpoint_sha256"] == {"no-such-model": "missing"}
+    assert m.config(onboard="no-such-model")["checkpoint_sha256"] == {"no-such-model": "missing"}
     f = tmp_path / "x.pt"
     f.write_bytes(b"abc")
-    by_path = method_config(OccFinerStage1(checkpoint=str(f)), "voxformer-sim")["checkpoint_sha256"]
+    by_path = OccFinerStage1(checkpoint=str(f)).config(onboard="voxformer-sim")["checkpoint_sha256"]
     assert by_path == {str(f): hashlib.sha256(b"abc").hexdigest()[:16]}
 
 

@@ -11,7 +11,9 @@ from occbench.synth import world as W
 from occbench.synth.onboard import MODELS, FieldCache
 from occbench.synth.sensor import Visibility
 
-pytestmark = pytest.mark.skipif(not _kernels.AVAILABLE, reason="numba is not installed (the numpy code runs)")
+
+def test_the_compiled_kernels_are_available() -> None:
+    assert _kernels.AVAILABLE  # numba is a declared dependency: without it every test here would test numpy twice
 
 
 def test_line_of_sight_kernel_equals_the_shell_pass() -> None:

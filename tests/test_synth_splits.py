@@ -115,7 +115,7 @@ def test_the_loader_generates_only_the_split_it_opens(tmp_path: Path, monkeypatc
 def test_synth_cli_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from occbench.synth import command
+    from occbench.cli import synth as command
 
     small = dataclasses.replace(MICRO, scans={"00": 2, "08": 2, "11": 2}, lookahead=0)
     monkeypatch.setattr(command, "config_for_size", lambda size, seed: dataclasses.replace(small, seed=seed))

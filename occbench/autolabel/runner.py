@@ -78,10 +78,10 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
         res = json.loads(done.read_text())
         if not source.is_gt:
             from occbench.autolabel.sources import as_json
-            from occbench.methods import load_method, method_config
+            from occbench.methods import load_method
 
             stored = (res["header"].get("pseudo_labels") or {}).get("method")
-            now = as_json(method_config(load_method(source.method, **dict(source.options)), source.onboard))
+            now = as_json(load_method(source.method, **dict(source.options)).config(onboard=source.onboard))
             if stored != now:
                 raise OccbenchError(
                     f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "

@@ -23,7 +23,7 @@ import numpy as np
 from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, quantize
 from occbench.errors import OccbenchError
-from occbench.methods import OffboardMethod, load_method, method_config
+from occbench.methods import OffboardMethod, load_method
 from occbench.progress import progress_bar
 
 def as_json(value: Any) -> Any:
@@ -72,7 +72,7 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     targets = pl_targets(dataset, cfg)
     nc = dataset.label_map.num_classes
     old = store.read_manifest()
-    mcfg = as_json(method_config(method, source.onboard))
+    mcfg = as_json(method.config(onboard=source.onboard))
     if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
         raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
                             f"expected {source.name} ({fmt}); use another output folder")

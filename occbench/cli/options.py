@@ -159,15 +159,14 @@ def fail(e: Exception) -> None:
 def metric_extras(names: tuple[str, ...], city: bool | None, consistency: bool | None) -> tuple[str, ...]:
     """The metrics evaluate computes besides ssc: the ``--metric`` names (default city and consistency), with
     ``--city``/``--consistency`` adding and ``--no-city``/``--no-consistency`` removing theirs."""
-    from occbench.metrics.registry import BUILTIN, metric_class
+    from occbench.metrics.registry import metric_class
 
     chosen = dict.fromkeys(names or ("city", "consistency"))
     for n in chosen:
-        if n not in BUILTIN:
-            try:
-                metric_class(n)
-            except UnknownNameError as e:
-                raise click.BadParameter(str(e), param_hint="'--metric'") from None
+        try:
+            metric_class(n)
+        except UnknownNameError as e:
+            raise click.BadParameter(str(e), param_hint="'--metric'") from None
     for n, on in (("city", city), ("consistency", consistency)):
         if on is True:
             chosen[n] = None

@@ -1,7 +1,7 @@
 """Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini."""
 from occbench.datasets.base import SSCDataset
 from occbench.datasets.frame import Frame, Sequence
-from occbench.datasets.mini import OccbenchMini, mini_provider
+from occbench.datasets.mini import OccbenchMini
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
 from occbench.dataset_cards import dataset_cards
@@ -19,16 +19,6 @@ def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None
     if root is None and dataset_cards()[name].root_required:
         raise ValueError(f"--root is required for dataset {name!r} (where the downloaded data lives)")
     return cls(root, split=split, onboard=onboard, **kw)
-
-
-def __getattr__(name: str):
-    if name == "ensure_mini":  # deprecated alias: finding and generating mini is the generator's
-        import warnings
-
-        warnings.warn("occbench.datasets.ensure_mini is deprecated: use occbench.synth.ensure_mini (same arguments)",
-                      DeprecationWarning, stacklevel=2)
-        return mini_provider()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["SSCDataset", "Frame", "Sequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "open_dataset",

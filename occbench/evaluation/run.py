@@ -23,7 +23,6 @@ from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targe
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
 from occbench.io.atomic import atomic_write_text
 from occbench.io.predictions import PredictionStore
-from occbench.methods import method_config
 
 __all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
            "useful_workers", "write_results"]
@@ -52,17 +51,18 @@ def run_job(
     ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
     hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
-    from occbench.metrics import PROTOCOLS, SSCMetric
-    from occbench.metrics.registry import BUILTIN, load_metric
+    from occbench.metrics import PROTOCOLS
+    from occbench.metrics.registry import load_metric
     from occbench.metrics.worldmap import WorldMapState
 
     ds = dspec.open()
     seq = ds[job.sequence]
     proto = PROTOCOLS[ds.protocol]
-    ssc = SSCMetric(proto)
-    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in BUILTIN}
+    ssc = load_metric("ssc", proto)
+    world = _world_map_metrics(extras)
+    others = {n: load_metric(n, proto) for n in dict.fromkeys(extras) if n not in world and n != "ssc"}  # ssc: always
     maps = None
-    if {"city", "consistency"} & set(extras):
+    if world:
         scored = list(seq.labelled_frames)
         seq.require_poses(scored)  # the world map places every scored frame by its pose
         position = {t: i for i, t in enumerate(scored)}
@@ -111,6 +111,15 @@ def run_job(
     if maps is not None:
         maps.settle()
     return out
+
+
+def _world_map_metrics(names: Iterable[str]) -> list[str]:
+    """The metrics among ``names`` that read a world map (:class:`~occbench.metrics.worldmetric.WorldMapMetric`):
+    every job keeps one world map state for all of them (see :func:`_map_metrics`)."""
+    from occbench.metrics.registry import metric_class
+    from occbench.metrics.worldmetric import WorldMapMetric
+
+    return [n for n in dict.fromkeys(names) if issubclass(metric_class(n), WorldMapMetric)]
 
 
 def _frame_files(seq: Any, t: int) -> list[Path]:
@@ -209,7 +218,8 @@ def evaluate(
     import tempfile
 
     from occbench.fingerprint import dataset_fingerprint
-    from occbench.metrics import PROTOCOLS, SSCMetric, results_json
+    from occbench.metrics import PROTOCOLS, results_json
+    from occbench.metrics.registry import load_metric
 
     if submission is not None:
         if dspec is not None or mspec is not None:
@@ -221,7 +231,8 @@ def evaluate(
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
     n_frames = sum(len(t) for _, t in split_targets(ds, max_frames))
-    workers = useful_workers(workers, n_frames, mspec is None, bool({"city", "consistency"} & set(extras)), executor)
+    world = _world_map_metrics(extras)
+    workers = useful_workers(workers, n_frames, mspec is None, bool(world), executor)
     jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2)
     total = sum(len(j.targets) for j in jobs)
     scored: dict[str, list[int]] = {}
@@ -243,18 +254,18 @@ def evaluate(
             raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
         # merge in a fixed order (integers: order-independent anyway)
         states.sort(key=lambda s: (s["sequence"], s["frames"]))
-        ssc = SSCMetric(proto)
+        ssc = load_metric("ssc", proto)
         for s in states:
             ssc.merge(s["ssc"])
         metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
-        if {"city", "consistency"} & set(extras):
+        if world:
             metrics.update(_map_metrics(states, proto, extras))  # reads what the jobs spilled
         for name in states[0]["metrics"] if states else ():
             merged = states[0]["metrics"][name]
             for s in states[1:]:
                 merged.merge(s["metrics"][name])
             metrics[name] = merged.compute()
-    method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    method_cfg = mspec.load().config(onboard=ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
     header = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},
@@ -283,9 +294,9 @@ def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, e
 
 
 def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
-    """City map (per sequence: each has its own world frame; over several sequences the confusions add up) and
-    temporal consistency (sums over the sequences) from the jobs' world map states."""
-    from occbench.metrics.citymap import city_scores, consistency_scores
+    """The world-map metrics among ``extras`` (:func:`_world_map_metrics`) from the jobs' world map states, merged
+    per sequence (each has its own world frame) and scored by each metric's ``scores_of_maps``."""
+    from occbench.metrics.registry import metric_class
 
     by_seq: dict[str, Any] = {}
     for s in states:
@@ -296,18 +307,8 @@ def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ..
     sums = {k: v.reduce() for k, v in sorted(by_seq.items())}
     frames = {k: v.n_frames for k, v in by_seq.items()}
     out: dict[str, Any] = {}
-    K1 = len(proto.static_ids) + 1
-    if "city" in extras:
-        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), proto, frames[k]) for k, r in sums.items()}
-        if sums:
-            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), proto, sum(frames.values()))
-        out["city_map_per_sequence"] = per_seq
-    if "consistency" in extras:
-        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
-        for r in sums.values():
-            for key in tot:
-                tot[key] += r[key]
-        out["temporal_consistency"] = consistency_scores(tot["psame"], tot["pall"], tot["scal"], proto, sum(frames.values()), bool(sums))
+    for name in _world_map_metrics(extras):
+        out.update(metric_class(name).scores_of_maps(sums, frames, proto))
     return out
 
 

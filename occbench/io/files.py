@@ -80,3 +80,21 @@ def read_json_document(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -
         raise FormatError(path, f"{what} (valid JSON)", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise FormatError(path, f"{what} (valid JSON)", "nesting too deep to read") from None
+
+
+def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of a regular file (not a link, device or fifo) of at most ``max_bytes``."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise MissingDataError(path, what) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FormatError(path, f"a regular file ({what})", "a link or special file")
+    if st.st_size > max_bytes:
+        raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{st.st_size:,} bytes")
+    with open(path, "rb") as f:
+        data = f.read(st.st_size + 1)
+    if len(data) > max_bytes:
+        raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{len(data):,} bytes (the file grew)")
+    return data

@@ -24,9 +24,7 @@ names another frame).
 """
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
+from occbench.io.files import read_regular_file
 from occbench.io.voxels import GRID_SHAPE, NUM_VOXELS, read_label
 from occbench.labels import IGNORE, LabelMap, load_label_map
 
@@ -75,24 +74,6 @@ class ForeignFormat:
     def describe(self) -> str:
         key = f", key {self.key!r}" if self.kind == "monoscene-pkl" else ""
         return f"{self.kind} ({self.ids} ids{key})"
-
-
-def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:
-    """The bytes of a regular file (not a link, device or fifo) of at most ``max_bytes``."""
-    path = Path(path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise MissingDataError(path, what) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise FormatError(path, f"a regular file ({what})", "a link or special file")
-    if st.st_size > max_bytes:
-        raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{st.st_size:,} bytes")
-    with open(path, "rb") as f:
-        data = f.read(st.st_size + 1)
-    if len(data) > max_bytes:
-        raise FormatError(path, f"a {what} of at most {max_bytes:,} bytes", f"{len(data):,} bytes (the file grew)")
-    return data
 
 
 def _grid(arr: object, path: Path, what: str) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, OccbenchError
+from occbench.io.files import read_regular_file
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024  # a MonoScene frame pickle is about 10 MB
 
@@ -101,6 +102,4 @@ def loads_pickle(data: bytes, path: str | Path | None = None) -> Any:
 def load_pickle(path: str | Path, max_bytes: int = MAX_PICKLE_BYTES) -> Any:
     """Read a pickle file with the restricted unpickler (see the module docstring). Files over ``max_bytes`` are
     refused before they are read."""
-    from occbench.io.formats import read_regular_file
-
     return loads_pickle(read_regular_file(path, max_bytes, "pickle"), path)

@@ -78,7 +78,7 @@ class OffboardMethod(ABC):
         ``onboard``: the onboard model whose predictions will be refined, when the caller knows it. A method
         whose output depends on it (e.g. one checkpoint per onboard model) records only what applies to it,
         so that a change that cannot affect a run (another onboard model's checkpoint) does not change its
-        configuration. Overrides may omit the parameter: callers go through :func:`method_config`.
+        configuration.
         """
         opts = dataclasses.asdict(self.options) if self.options is not None and dataclasses.is_dataclass(self.options) else {}
         return {"name": self.name, "options": opts}
@@ -87,14 +87,3 @@ class OffboardMethod(ABC):
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(scan, refined train ids (256,256,32) uint8)`` for each scan in ``targets``."""
 
-
-def method_config(method: OffboardMethod, onboard: str | None = None) -> dict[str, Any]:
-    """``method.config(onboard=onboard)``, or ``method.config()`` for a method whose ``config`` takes no
-    ``onboard`` (third-party methods written against the first version of this interface)."""
-    import inspect
-
-    try:
-        takes = "onboard" in inspect.signature(method.config).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        takes = False
-    return method.config(onboard=onboard) if takes else method.config()

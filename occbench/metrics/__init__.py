@@ -1,22 +1,29 @@
 """occbench metrics: exact, documented, streaming (see ``docs/metrics.md``).
 
+- :class:`Metric`: the base of every metric (declared integer states; merge, reset, ``state_dict`` follow).
 - :class:`SSCMetric`: official SemanticKITTI / SSCBench SSC scores, range-stratified in one pass, mergeable.
 - :class:`CityMapMetric`: city-level static-class map metric (OccFiner Appendix B).
 - :class:`TemporalConsistency`: multi-view label agreement of static world voxels.
+- one-shot forms of the three: :func:`ssc_scores`, :func:`city_map_scores`, :func:`temporal_consistency_scores`.
 - :func:`results_json`: numbers + their full protocol.
 """
-from occbench.metrics.citymap import CityMapMetric, TemporalConsistency
+from occbench.metrics.base import Metric
+from occbench.metrics.citymap import CityMapMetric, TemporalConsistency, city_map_scores, temporal_consistency_scores
 from occbench.metrics.protocol import PROTOCOLS, Protocol, get_protocol
 from occbench.metrics.results import results_json
-from occbench.metrics.ssc import SSCMetric, scores_from_confusion
+from occbench.metrics.ssc import SSCMetric, scores_from_confusion, ssc_scores
 
 __all__ = [
     "PROTOCOLS",
     "Protocol",
     "get_protocol",
+    "Metric",
     "SSCMetric",
+    "ssc_scores",
     "scores_from_confusion",
     "CityMapMetric",
+    "city_map_scores",
     "TemporalConsistency",
+    "temporal_consistency_scores",
     "results_json",
 ]

@@ -13,12 +13,13 @@ World voxels of frame voxels: :mod:`occbench.metrics.worldmetric`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from occbench.geometry import VOXEL_SIZE
-from occbench.metrics.consistency import TemporalConsistency, consistency_scores  # noqa: F401  (public here too)
+from occbench.metrics.consistency import TemporalConsistency, consistency_scores, temporal_consistency_scores  # noqa: F401  (public here too)
 from occbench.metrics.protocol import Protocol
 from occbench.metrics.worldmetric import WorldMapMetric, decode_world_keys, world_keys  # noqa: F401  (public here too)
 
@@ -41,6 +42,8 @@ class CityMapMetric(WorldMapMetric):
         **state_options: passed to :class:`WorldMapState` (``spill_dir``, ``spill_bytes``, ``keep_frames``).
     """
 
+    higher_is_better = True
+
     def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
         super().__init__(protocol, voxel_size, **state_options)
         self.static_ids = self.protocol.static_ids
@@ -52,12 +55,6 @@ class CityMapMetric(WorldMapMetric):
         """Add one frame: ``pred`` / ``gt`` train-id grids (gt 255 = ignore), ``pose`` 4x4 LiDAR -> world."""
         pred, gt = self._checked(pred, gt, invalid, check_gt=True)
         self.state.add(pred, gt, pose, invalid)
-
-    def merge(self, other: "CityMapMetric") -> "CityMapMetric":
-        if other.protocol != self.protocol or other.voxel_size != self.voxel_size:
-            raise ValueError("cannot merge city maps of different protocols or voxel sizes")
-        self.state.merge(other.state)
-        return self
 
     def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(world voxel keys (uint64, ``x << 35 | y << 14 | z`` with the axis offsets), gt map category, pred map
@@ -72,6 +69,28 @@ class CityMapMetric(WorldMapMetric):
 
     def compute(self) -> dict[str, Any]:
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
+
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """``city_map`` (over every sequence: the confusions add up) and ``city_map_per_sequence`` (each sequence
+        has its own world frame, so maps are never merged across sequences)."""
+        K1 = len(protocol.static_ids) + 1
+        out: dict[str, Any] = {}
+        per_seq = {k: city_scores(r["conf"].reshape(K1, K1), protocol, frames[k]) for k, r in sums.items()}
+        if sums:
+            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), protocol, sum(frames.values()))
+        out["city_map_per_sequence"] = per_seq
+        return out
+
+
+def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], poses: Iterable[np.ndarray],
+                    protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+    """One-shot :class:`CityMapMetric` over the frames of one sequence: train-id grids ``preds`` and ``gts``
+    (255 = ignore) and their 4x4 LiDAR -> world ``poses``."""
+    m = CityMapMetric(protocol, voxel_size)
+    for pred, gt, pose in zip(preds, gts, poses, strict=True):
+        m.add_frame(pred, gt, pose)
+    return m.compute()
 
 
 def city_scores(conf: np.ndarray, protocol: Protocol, n_frames: int, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 each of them. Reads the world map state of :mod:`occbench.metrics.worldmetric`, as the city map metric does."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ class TemporalConsistency(WorldMapMetric):
     and ``pair_agreement`` per reference static class.
     """
 
+    higher_is_better = True
+
     def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
         super().__init__(protocol, voxel_size, **state_options)
         self.n_ref = len(self.protocol.static_ids) + 1
@@ -41,15 +44,40 @@ class TemporalConsistency(WorldMapMetric):
         self.state.add(pred, gt, pose, invalid if has_gt else None, lenient=True)
 
     def merge(self, other: "TemporalConsistency") -> "TemporalConsistency":
-        if other.protocol != self.protocol or other.voxel_size != self.voxel_size or (other._has_gt is not None and self._has_gt is not None and other._has_gt != self._has_gt):
-            raise ValueError("cannot merge temporal-consistency states of different settings")
-        self.state.merge(other.state)
+        if isinstance(other, TemporalConsistency) and other._has_gt is not None and self._has_gt is not None and other._has_gt != self._has_gt:
+            raise ValueError("cannot merge temporal-consistency states of frames with and without ground truth")
+        super().merge(other)
         self._has_gt = self._has_gt if self._has_gt is not None else other._has_gt
         return self
+
+    def reset(self) -> None:
+        super().reset()
+        self._has_gt = None
+
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """``temporal_consistency`` over every sequence (the sums add up)."""
+        K1 = len(protocol.static_ids) + 1
+        tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
+        for r in sums.values():
+            for key in tot:
+                tot[key] += r[key]
+        return {"temporal_consistency": consistency_scores(tot["psame"], tot["pall"], tot["scal"], protocol,
+                                                           sum(frames.values()), bool(sums))}
 
     def compute(self) -> dict[str, Any]:
         r = self.state.reduce()
         return consistency_scores(r["psame"], r["pall"], r["scal"], self.protocol, self.n_frames, bool(self._has_gt), self.voxel_size)
+
+
+def temporal_consistency_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray | None], poses: Iterable[np.ndarray],
+                                protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+    """One-shot :class:`TemporalConsistency` over the frames of one sequence: train-id grids ``preds``, their
+    ground truth ``gts`` (every one None: the reference is the prediction majority) and 4x4 LiDAR -> world ``poses``."""
+    m = TemporalConsistency(protocol, voxel_size)
+    for pred, gt, pose in zip(preds, gts, poses, strict=True):
+        m.add_frame(pred, gt, pose)
+    return m.compute()
 
 
 def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, protocol: Protocol, n_frames: int,

@@ -1,37 +1,27 @@
 """Metric registry: the ``occbench.metrics`` entry points, plus in-process registration.
 
-A metric is a streaming state (:class:`StreamingMetric`): ``update_frame(pred, frame)`` for every scored frame
-(``pred``: the method's ``(256, 256, 32)`` uint8 train ids; ``frame``: the :class:`occbench.datasets.Frame`, with
-its ground truth and pose), ``merge(other)`` (states of disjoint frames add up) and ``compute()`` (a JSON-able
-dict, written under the metric's name in the results file's ``metrics``); states travel between processes by
-pickle. ``state_dict()`` (a JSON-able exact state) where a metric has one (:class:`~occbench.metrics.SSCMetric`).
-It is built from the dataset's :class:`~occbench.metrics.Protocol`: ``cls(protocol)``.
+A metric is a :class:`~occbench.metrics.base.Metric`: built from the dataset's
+:class:`~occbench.metrics.Protocol` (``cls(protocol)``), it takes every scored frame through
+``update_frame(pred, frame)`` (``pred``: the method's ``(256, 256, 32)`` uint8 train ids; ``frame``: the
+:class:`occbench.datasets.Frame`, with its ground truth and pose), merges with the state of other frames
+(``merge``) and gives a JSON-able dict (``compute``), written under the metric's name in the results file's
+``metrics``; states travel between processes by pickle.
 
-``ssc``, ``city`` and ``consistency`` are occbench's own (:class:`~occbench.metrics.SSCMetric`,
-:class:`~occbench.metrics.CityMapMetric`, :class:`~occbench.metrics.TemporalConsistency`); ``occbench evaluate``
-computes them in one fused pass (the city map and consistency share one world map state) and writes them under
-``ssc``/``distance``, ``city_map``/``city_map_per_sequence`` and ``temporal_consistency``.
+``ssc``, ``city`` and ``consistency`` are entry points like any other (:class:`~occbench.metrics.SSCMetric`,
+:class:`~occbench.metrics.CityMapMetric`, :class:`~occbench.metrics.TemporalConsistency`). ``occbench evaluate``
+computes the world-map metrics (:class:`~occbench.metrics.worldmetric.WorldMapMetric`: ``city`` and
+``consistency``) in one fused pass over one shared world map state and writes them under ``city_map``,
+``city_map_per_sequence`` and ``temporal_consistency``; ``ssc`` under ``ssc`` and ``distance``.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol as TypingProtocol, runtime_checkable
+from typing import Any
 
 from occbench.entry_points import PluginRegistry
+from occbench.metrics.base import Metric
 
 GROUP = "occbench.metrics"
-BUILTIN = ("ssc", "city", "consistency")  # computed by evaluate's fused pass
-_REGISTRY = PluginRegistry(GROUP, "metric", BUILTIN)
-
-
-@runtime_checkable
-class StreamingMetric(TypingProtocol):
-    """What a metric implements (see the module docstring)."""
-
-    def update_frame(self, pred: Any, frame: Any) -> None: ...
-
-    def merge(self, other: Any) -> Any: ...
-
-    def compute(self) -> dict[str, Any]: ...
+_REGISTRY = PluginRegistry(GROUP, "metric")
 
 
 def register_metric(name: str, cls: type) -> type:
@@ -49,7 +39,7 @@ def metric_class(name: str) -> type:
 
 def load_metric(name: str, protocol: Any) -> Any:
     """A fresh state of metric ``name`` for ``protocol``."""
-    m = metric_class(name)(protocol)
-    if not isinstance(m, StreamingMetric):
-        raise TypeError(f"metric {name!r} ({type(m).__name__}): expected update_frame, merge and compute methods")
-    return m
+    cls = metric_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise TypeError(f"metric {name!r} ({getattr(cls, '__name__', cls)!r}): expected a subclass of occbench.metrics.Metric")
+    return cls(protocol)

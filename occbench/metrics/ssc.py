@@ -23,15 +23,14 @@ from occbench.io.pagecache import prefetch
 from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
+from occbench.metrics.base import Metric
 from occbench.metrics.protocol import Protocol, get_protocol, range_key
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
 _BYTE_SUM = np.uint64(0x0101010101010101)
-_STATE_FORMAT = "occbench.SSCMetric.state"
 # word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
 _WORD_DTYPE = {1: np.uint32, 2: np.uint64}
-_STATE_VERSION = 1
 _NO_INV = np.zeros(8, np.uint8)  # placeholder mask for the kernels (never read with INV_NONE)
 _NO_INV.flags.writeable = False
 
@@ -83,7 +82,7 @@ def _word_byte_sums(words: np.ndarray) -> np.ndarray:
     return ((words * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)
 
 
-class SSCMetric:
+class SSCMetric(Metric):
     """Streaming SSC metric over a confusion matrix accumulated across all frames of a split.
 
     Identical in definition to the reference implementation named by the protocol
@@ -95,7 +94,11 @@ class SSCMetric:
         protocol: a :class:`Protocol` or its id.
         ranges: range crops in metres; default ``protocol.ranges`` (12.8, 25.6, 51.2).
         distance_bin_width: width of the finer distance bins; default ``protocol.distance_bin_width``.
+
+    States (:class:`~occbench.metrics.base.Metric`): ``_counts`` ``[cell, gt, pred]`` and ``n_frames``.
     """
+
+    higher_is_better = True
 
     def __init__(
         self,
@@ -103,7 +106,7 @@ class SSCMetric:
         ranges: tuple[float, ...] | None = None,
         distance_bin_width: float | None = None,
     ):
-        self.protocol = get_protocol(protocol)
+        super().__init__(protocol)
         p = self.protocol
         self.layout = Layout(
             tuple(ranges) if ranges is not None else p.ranges,
@@ -115,8 +118,8 @@ class SSCMetric:
         self.num_classes = C
         if p.ignore_index != 255:
             raise ValueError(f"SSCMetric requires ignore_index 255 (uint8 wrap-around), protocol {p.tag} has {p.ignore_index}")
-        self._counts = np.zeros((self.layout.n_cells, C, C), np.int64)  # [cell, gt, pred]
-        self.n_frames = 0
+        self.add_state("_counts", np.zeros((self.layout.n_cells, C, C), np.int64))  # [cell, gt, pred]
+        self.add_state("n_frames", 0)
         nkeys = self.layout.n_cells * (C + 1) * C
         self._nkeys = nkeys
         self._key_dtype = np.uint16 if nkeys <= 1 << 16 else np.int64
@@ -133,10 +136,6 @@ class SSCMetric:
         self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
     # ------------------------------------------------------------------ accumulation
-    def reset(self) -> None:
-        self._counts[...] = 0
-        self.n_frames = 0
-
     def update(self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
         """Add one frame ``(256, 256, 32)`` or a batch ``(B, 256, 256, 32)``.
 
@@ -376,71 +375,23 @@ class SSCMetric:
         self.n_frames += 1
 
     # ------------------------------------------------------------------ state
-    def _check_compatible(self, other: "SSCMetric") -> None:
-        if not isinstance(other, SSCMetric):
-            raise TypeError(f"can only merge an SSCMetric, got {type(other).__name__}")
-        if other.protocol != self.protocol:
-            raise ValueError(f"cannot merge states of different protocols: {self.protocol.tag} and {other.protocol.tag}")
-        if other.ranges != self.ranges or other.layout.bin_width != self.layout.bin_width:
-            raise ValueError(
-                f"cannot merge states with different ranges/bins: {self.ranges}/{self.layout.bin_width} and {other.ranges}/{other.layout.bin_width}"
-            )
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "ranges": [float(r) for r in self.ranges], "distance_bin_width": self.layout.bin_width}
 
-    def merge(self, other: "SSCMetric") -> "SSCMetric":
-        """Add ``other``'s counts into this state (in place); returns self."""
-        self._check_compatible(other)
-        self._counts += other._counts
-        self.n_frames += other.n_frames
-        return self
-
-    def __add__(self, other: "SSCMetric") -> "SSCMetric":
-        out = self.copy()
-        return out.merge(other)
-
-    def __iadd__(self, other: "SSCMetric") -> "SSCMetric":
-        return self.merge(other)
-
-    def copy(self) -> "SSCMetric":
-        out = SSCMetric(self.protocol, self.ranges, self.layout.bin_width)
-        out._counts[...] = self._counts
-        out.n_frames = self.n_frames
-        return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able exact state (integers only), for multi-process / multi-machine merging."""
-        flat = self._counts.reshape(-1)
-        nz = np.flatnonzero(flat)
-        return {
-            "format": _STATE_FORMAT,
-            "format_version": _STATE_VERSION,
-            "protocol": {"id": self.protocol.id, "version": self.protocol.version},
-            "ranges": [float(r) for r in self.ranges],
-            "distance_bin_width": self.layout.bin_width,
-            "shape": list(self._counts.shape),
-            "layout": "counts[cell][gt][pred], cell = range_level * n_bins + distance_bin; sparse: flat index -> count",
-            "n_frames": int(self.n_frames),
-            "index": nz.tolist(),
-            "count": flat[nz].tolist(),
-        }
+    def _empty_like(self) -> "SSCMetric":
+        return SSCMetric(self.protocol, self.ranges, self.layout.bin_width)
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any], protocol: Protocol | None = None) -> "SSCMetric":
-        if d.get("format") != _STATE_FORMAT or d.get("format_version") != _STATE_VERSION:
-            raise FormatError(None, f"an {_STATE_FORMAT} state, format_version {_STATE_VERSION}", f"format {d.get('format')!r} version {d.get('format_version')!r}")
-        pid = d["protocol"]
-        proto = protocol if protocol is not None else get_protocol(pid["id"])
-        if (proto.id, proto.version) != (pid["id"], pid["version"]):
-            raise ValueError(f"state was computed under {pid['id']}@{pid['version']}, not {proto.tag}")
-        m = cls(proto, tuple(d["ranges"]), float(d["distance_bin_width"]))
-        if list(m._counts.shape) != list(d["shape"]):
-            raise FormatError(None, f"counts of shape {list(m._counts.shape)}", f"shape {d['shape']}")
-        idx = np.asarray(d["index"], np.int64)
-        cnt = np.asarray(d["count"], np.int64)
-        if idx.shape != cnt.shape or (idx.size and (idx.min() < 0 or idx.max() >= m._counts.size)) or (cnt < 0).any():
-            raise FormatError(None, "matching index/count lists of non-negative counts within the shape", "inconsistent lists")
-        m._counts.reshape(-1)[idx] = cnt
-        m.n_frames = int(d["n_frames"])
-        return m
+        """The metric of a :meth:`state_dict` (under ``protocol``, default the one its settings name)."""
+        settings = d.get("settings") if isinstance(d, dict) else None
+        if not isinstance(settings, dict) or not {"protocol", "ranges", "distance_bin_width"} <= set(settings):
+            raise FormatError(None, "an SSCMetric state_dict (settings: protocol, ranges, distance_bin_width)", f"{str(d)[:80]}")
+        pid, _, version = str(settings["protocol"]).partition("@")
+        proto = protocol if protocol is not None else get_protocol(pid)
+        if (proto.id, proto.version) != (pid, version):
+            raise ValueError(f"state was computed under {settings['protocol']}, not {proto.tag}")
+        return cls(proto, tuple(settings["ranges"]), float(settings["distance_bin_width"])).load_state_dict(d)
 
     # ------------------------------------------------------------------ results
     def confusion(self, range_m: float | None = None) -> np.ndarray:
@@ -491,6 +442,15 @@ class SSCMetric:
             "recall": [r["recall"] for r in rows],
             "per_class_iou": {n: [r["per_class_iou"][n] for r in rows] for n in names},
         }
+
+
+def ssc_scores(pred: np.ndarray, gt: np.ndarray, protocol: Protocol | str = "semantickitti-ssc",
+               invalid: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
+    ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
+    m = SSCMetric(protocol)
+    m.update(pred, gt, invalid)
+    return m.compute()
 
 
 def scores_from_confusion(conf: np.ndarray, protocol: Protocol) -> dict[str, Any]:

@@ -9,13 +9,15 @@ can receive two observations from one frame or none (nearest-neighbour resamplin
 """
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
 
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
-from occbench.metrics.protocol import Protocol, get_protocol
+from occbench.metrics.base import Metric
+from occbench.metrics.protocol import Protocol
 from occbench.metrics.worldmap import WorldMapState
 
 _AXIS_BITS = (21, 21, 14)  # x, y, z of the world voxel index
@@ -82,16 +84,53 @@ def _check_grid(a: np.ndarray, what: str, C: int, allow_ignore: bool) -> np.ndar
     return a
 
 
-class WorldMapMetric:
-    """Common part of the two metrics: a :class:`WorldMapState` and the checks of a frame's arrays."""
+class WorldMapMetric(Metric):
+    """Common part of the two metrics: a :class:`WorldMapState` and the checks of a frame's arrays.
+
+    The state is the world map (:class:`WorldMapState`: integer sums and per-voxel records, in tiles, merged by
+    its own exact reduction), not declared states: merging adds the maps, states travel by pickle, and there is
+    no ``state_dict``."""
 
     def __init__(self, protocol: Protocol | str, voxel_size: float, **state_options: Any):
-        self.protocol = get_protocol(protocol)
+        super().__init__(protocol)
         self.voxel_size = float(voxel_size)
         if not self.voxel_size > 0:
             raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
         self._C = self.protocol.num_classes
+        self._state_options = dict(state_options)
         self.state = WorldMapState(self.protocol, self.voxel_size, **state_options)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "voxel_size": self.voxel_size}
+
+    def merge(self, other: Any) -> Any:
+        """Add ``other``'s world map (of the same protocol and voxel size) into this one; returns self."""
+        super().merge(other)
+        self.state.merge(other.state)
+        return self
+
+    def reset(self) -> None:
+        super().reset()
+        self.state = WorldMapState(self.protocol, self.voxel_size, **self._state_options)
+
+    def _empty_like(self) -> Any:
+        return type(self)(self.protocol, self.voxel_size, **self._state_options)
+
+    def copy(self) -> Any:
+        return pickle.loads(pickle.dumps(self))  # the map's records come back in memory: nothing is shared
+
+    def state_dict(self) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
+
+    @classmethod
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+        """The results entries of the world maps of a split's sequences, given as their sums
+        (:meth:`WorldMapState.reduce`) and frame counts by sequence name: how ``occbench evaluate``, which keeps
+        one world map state for every world-map metric, scores this one."""
+        raise NotImplementedError(f"{cls.__name__} does not score world map sums")
+
+    def load_state_dict(self, d: dict[str, Any]) -> Any:
+        raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
 
     @property
     def n_frames(self) -> int:
