@@ -75,7 +75,7 @@ def window_scans(target: int, n: int, num_scans: int, *, stride: int = 1, ends: 
     return np.clip(s, 0, num_scans - 1) if ends == "repeat" else s[(s >= 0) & (s < num_scans)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Window:
     """A dense window (:func:`window`): ``k`` scans sampled into the target scan's grid.
 
@@ -103,7 +103,7 @@ class Window:
         return len(self.scans)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ForwardWindow:
     """A sparse window (:func:`forward_window`): source voxels moved into the target grid (eqs. 7-8).
 
@@ -141,6 +141,9 @@ class ForwardWindow:
     def votes(self, num_classes: int = 20) -> np.ndarray:
         """(X, Y, Z, num_classes) int64: per target voxel, how many source voxels of each class landed in it."""
         nvox = self.grid.num_voxels
+        if len(self.labels) and int(self.labels.max()) >= num_classes:
+            raise ValueError(f"sequence {self.sequence}, target {self.target}: train id {int(self.labels.max())} in the "
+                             f"window, expected ids below num_classes={num_classes}")
         keys = self.cells * num_classes + self.labels
         return np.bincount(keys, minlength=nvox * num_classes).reshape(*self.grid.shape, num_classes)
 

@@ -220,6 +220,10 @@ def test_bad_input_is_refused_with_what_was_found(seq08):
     with pytest.raises(ValueError, match="pose of scan 2 is not finite"):
         windows.window(ArraySequence(poses, seq08.grids), 3, 1)
     assert windows.window(ArraySequence(poses, seq08.grids), 5, 1).scans.tolist() == [4, 5, 6]  # good input
+    fw = windows.forward_window(seq08, 5, 0, occupied_only=True)
+    with pytest.raises(ValueError, match=r"train id \d+ in the window, expected ids below num_classes=5"):
+        fw.votes(5)
+    assert fw.votes(20).sum() == len(fw.cells)
 
 
 def test_window_dataset_with_two_workers(mini):
