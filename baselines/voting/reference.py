@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 from occbench.io.kitti import Calibration
+from occbench.registration import affine, cells, inside, pair_transform
 
 from .config import VotingConfig, VotingConfigError
-from occbench.registration import affine, cells, inside, pair_transform
 from .weights import decide_labels, weight_grids
 
 FrameSource = Callable[[int], np.ndarray]
