@@ -12,7 +12,7 @@ from baselines.voting import (
     decide_labels, frustum_mask, lidar_weights, make_engine, vote_frame_reference, window,
 )
 from baselines.voting import _exact_kernels, _lattice_kernels
-from baselines.voting.registration import affine, cells, pair_transform
+from occbench.registration import affine, cells, pair_transform
 from baselines.voting.synthetic import SyntheticSequence
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration, read_calib, read_poses

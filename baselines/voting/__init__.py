@@ -1,6 +1,6 @@
 """Region-centric global propagation (OccFiner §3.3): vanilla registration and sensor-aware voting.
 
-``vote_frame_reference`` is the per-voxel definition (eqs. 7-9, arithmetic fixed in ``registration``);
+``vote_frame_reference`` is the per-voxel definition (eqs. 7-9, arithmetic fixed in ``occbench.registration``);
 ``VotingEngine`` is the exact engine (the default: the reference's labels at engine speed; numba on CPU, torch
 on CUDA); ``LatticeVotingEngine`` is a faster approximation; ``make_engine(name, ...)`` picks one of
 ``ENGINES``. See ``docs/baselines/voting.md``.

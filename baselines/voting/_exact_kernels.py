@@ -1,13 +1,13 @@
 """Compiled (numba) CPU kernels of the exact voting engine (``exact.py``; its torch code is their twin).
 
 A source voxel ``(i, j, k)`` lands in destination cell ``floor(P[d, i, j] + c[d, k])`` per axis ``d``
-(``registration.affine``: one float64 addition and a floor, exactly what the reference evaluates). Cells are
+(``occbench.registration.affine``: one float64 addition and a floor, exactly what the reference evaluates). Cells are
 addressed by their flat index ``(x * Y + y) * Z + z`` in the destination grid, which has the source grid's shape.
 
 * ``coverage``: the empty-vote weight of *every* source voxel that lands in the grid, summed per cell. Empty
   votes are counted implicitly: a cell's empty votes are its coverage minus the empty-vote weights of the
   occupied source voxels that landed in it (column 0 of its row). The destination cell is monotonic in ``k``
-  along a source column (``registration``), so a column whose two end voxels fall in the same destination
+  along a source column (``occbench.registration``), so a column whose two end voxels fall in the same destination
   column (x, y) is treated as one: only z is computed per voxel; columns whose two ends leave the grid on
   the same side are skipped.
 * ``occupied``: each occupied source voxel adds its class weight to its cell's row (column ``cls``) and its

@@ -2,14 +2,14 @@
 
 Each kernel makes one pass over a scan's voxels. The world cell of source voxel ``(i, j, k)`` is
 ``floor(P[d, i, j] + c[d, k])`` per axis ``d`` (float64; ``P`` and ``c`` come from the scan's pose, see
-``registration.affine``), exactly the sum and floor that the torch twin evaluates, so both give the same
+``occbench.registration.affine``), exactly the sum and floor that the torch twin evaluates, so both give the same
 cells. Cells are addressed by ``key = (cx - lo0) * s0 + (cy - lo1) * s1 + (cz - lo2)`` in the engine's
 dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba: the vectorised torch version needs ~10 full passes over 2 M voxels plus a
 scatter per scan; one compiled pass is 3-4x faster on one CPU core (numbers in docs/baselines/voting.md).
 """
 from __future__ import annotations
 
-import numpy as np
+from occbench.registration import cell_key  # the registration kernel, shared with occbench.windows
 
 from ._decide_kernel import row_label
 
@@ -17,16 +17,6 @@ try:  # numba is a declared dependency; without it the engine uses its torch cod
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
-
-
-def cell_key(p0, p1, p2, c, k, lo0, lo1, lo2, s0, s1):  # pragma: no cover - compiled below
-    """Flat key of the map cell that holds source voxel ``k`` of the column with affine terms ``p0, p1, p2``."""
-    return ((np.int64(np.floor(p0 + c[0, k])) - lo0) * s0 + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
-            + np.int64(np.floor(p2 + c[2, k])) - lo2)
-
-
-if njit is not None:
-    cell_key = njit(cache=True, nogil=True, boundscheck=False, inline="always")(cell_key)
 
 
 def _coverage_py(P, c, lo, s0, s1, w, occ, cov, sign):  # pragma: no cover - compiled below

@@ -1,7 +1,7 @@
 """The exact voting engine: eqs. 7-9 as the reference defines them, label for label, at engine speed.
 
 For each target every source scan of its window is splatted forward, straight into the target's grid, with
-the arithmetic of :mod:`baselines.voting.registration` (the reference's). What makes it fast:
+the arithmetic of :mod:`occbench.registration` (the reference's). What makes it fast:
 
 * **Sources are prepared once per entry into the window**: a scan's occupied voxels (flat index, class,
   class weight, empty-vote weight) are gathered when it enters the window and shared by every target it votes
@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from occbench.io.kitti import Calibration
+from occbench.registration import affine, pair_transform
 
 from . import _exact_kernels as _k
 from .config import VotingConfig, VotingConfigError, check_poses, posed_scans, posed_window, run_targets
 from .reference import FrameSource, check_frame, window
-from .registration import affine, pair_transform
 from .weights import vote_weights
 
 POLICY_CODE = {"vote": 0, "occupancy": 1, "ignore": 2}
@@ -274,7 +274,7 @@ class VotingEngine:
 def _cells_torch(P: torch.Tensor, c: torch.Tensor, idx: torch.Tensor | None,
                  shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat destination cells and in-grid mask of all source voxels (``idx`` None) or of flat indices ``idx``:
-    the float64 addition and floor of ``registration``."""
+    the float64 addition and floor of ``occbench.registration``."""
     X, Y, Z = shape
     if idx is not None:
         k = idx % Z

@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 from occbench.io.kitti import Calibration
+from occbench.registration import affine as _affine
 
 from . import _lattice_kernels as _kernels
 from .config import VotingConfig, check_poses, posed_scans, posed_window, run_targets
 from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
-from .registration import affine as _affine
 from .weights import vote_weights
 
 BACKENDS = ("auto", "numba", "torch")

@@ -2,7 +2,7 @@
 
 Cost O(window x voxels) per target; meant for tests and as the definition the engines are held to (the exact
 engine label for label; the lattice engine within a measured bound). The arithmetic of a voxel's destination
-cell is fixed in :mod:`baselines.voting.registration`; votes are integer multiples of the weight quantum, so their
+cell is fixed in :mod:`occbench.registration`; votes are integer multiples of the weight quantum, so their
 sums are exact and do not depend on the order of accumulation; ties go to the lowest train id (``decide_labels``).
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 from occbench.io.kitti import Calibration
+from occbench.registration import affine, cells, inside, pair_transform
 
 from .config import VotingConfig, VotingConfigError, posed_scans, posed_window
-from .registration import affine, cells, inside, pair_transform
 from .weights import decide_labels, weight_grids
 
 FrameSource = Callable[[int], np.ndarray]
@@ -53,7 +53,7 @@ def vote_frame_reference(
     Every voting voxel ``(i, j, k)`` of every source scan ``s`` in the window (all voxels when empty
     votes, occupied ones otherwise) is devoxelised to its centre (eq. 7), moved with
     ``inv(T_target) @ T_s`` (eq. 8), voxelised with the floor rule (arithmetic fixed in
-    :mod:`baselines.voting.registration`) and adds its integer weight to its class (eq. 9); the decision
+    :mod:`occbench.registration`) and adds its integer weight to its class (eq. 9); the decision
     rule is ``cfg.empty_policy``. With ``return_votes`` the (X, Y, Z, C) int64 vote tensor is returned too.
     ``pose_valid`` (None: all): scans without a pose are left out of the window; the target must have one.
     """

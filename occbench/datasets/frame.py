@@ -84,6 +84,16 @@ class Sequence:
     def __repr__(self) -> str:
         return f"Sequence({self.name!r}, scans={self.num_scans}, onboard={self.onboard_name!r})"
 
+    def __getstate__(self) -> dict:
+        """Pickles (e.g. into ``DataLoader`` workers) with its calibration, poses and scan list read: the loaders
+        that read them are closures of the dataset, which do not pickle."""
+        state = self.__dict__.copy()
+        state["calib"], state["poses"] = self.calib, self.poses
+        if self._frame_ids is not None:
+            state["labelled_frames"] = self.labelled_frames
+        state["_load_calib"] = state["_load_poses"] = state["_frame_ids"] = None
+        return state
+
     # -- geometry ----------------------------------------------------------------------------
     @cached_property
     def calib(self) -> Calibration:
