@@ -124,12 +124,14 @@ class DatasetCard:
 
 def shipped_folder() -> Path:
     """The folder of the dataset files shipped with occbench."""
-    return Path(str(resources.files("occbench").joinpath("labels", "datasets")))
+    return label_map_folder() / "datasets"
 
 
 def label_map_folder() -> Path:
-    """The folder of the label maps shipped with occbench (``occbench/labels``)."""
-    return Path(str(resources.files("occbench").joinpath("labels")))
+    """The folder of the label maps shipped with occbench (``occbench/labels``). Found through the regular package
+    ``occbench.labels``, never through ``occbench`` itself: a folder named ``occbench`` in the current folder can
+    make ``occbench`` a namespace package under an editable install (whose resources are a ``MultiplexedPath``)."""
+    return Path(str(resources.files("occbench.labels")))
 
 
 def folders() -> list[Path]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from occbench import __version__
+from occbench.version import __version__
 from occbench.errors import FormatError
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
