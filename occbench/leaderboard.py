@@ -47,7 +47,7 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
             continue
         part = d.get("header", {}).get("partial")
         if part:
-            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames)",
+            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames or --frames)",
                                    f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
                                    "frames), which cannot be a leaderboard row"))
             continue
