@@ -47,11 +47,13 @@ def full_report(results: dict[str, Any]) -> str:
              f"{' [SYNTHETIC mini data]' if ds.get('synthetic') else ''}")
     part = h.get("partial")
     if part:
-        how = (f"{part.get('frames')} chosen frames (--frames {part['scans']}"
-               + (f", at most {part['max_frames']}" if part.get("max_frames") else "") + ")"
-               if part.get("scans") else f"the first {part.get('frames')} frames (--max-frames)")
-        title += (f"\nPARTIAL RUN: {how} of the split's {part.get('frames_in_split')}; "
-                  "not comparable with full results")
+        if part.get("scans"):
+            limit = f", at most {part['max_frames']}" if part.get("max_frames") else ""
+            title += (f"\nPARTIAL RUN: {part.get('frames')} chosen frames (--frames {part['scans']}{limit}) of the "
+                      f"split's {part.get('frames_in_split')}; not comparable with full results")
+        else:
+            title += (f"\nPARTIAL RUN: the first {part.get('frames')} of the split's {part.get('frames_in_split')} "
+                      "frames (--max-frames); not comparable with full results")
     parts = [title, "", range_table(results), "", class_table(results)]
     ex = extras_table(results)
     if ex:

@@ -71,7 +71,7 @@ def test_five_files_of_a_foreign_folder_score_with_frames(tree, tmp_path):
                                   str(folder), "--frames", "0,5,20-25,40", "-j", "1", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert f"predictions: {folder} on semantickitti val" in r.output and "onboard:" not in r.output
-    assert "PARTIAL RUN: 5 chosen frames (--frames 0,5,20,25,40) of the split's 10" in r.output
+    assert "PARTIAL RUN: 5 chosen frames (--frames 0,5,20,25,40) of the split's 10;" in r.output
     doc = json.loads(out.read_text())
     h = doc["header"]
     assert h["predictions"] == str(folder) and h["dataset"]["onboard"] is None

@@ -257,6 +257,10 @@ def evaluate(
                 merged.merge(s["metrics"][name])
             metrics[name] = merged.compute()
     method_cfg = method_config(mspec.load(), ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    if mspec is not None:
+        from occbench.methods.registry import method_source
+
+        method_cfg = {**method_cfg, "source": method_source(mspec.name)}
     header = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},

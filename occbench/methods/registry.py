@@ -31,4 +31,11 @@ def load_method(name: str, **options: Any) -> OffboardMethod:
     return method_class(name)(**options)
 
 
-__all__ = ["GROUP", "available_methods", "load_method", "method_class", "parse_options", "register_method"]
+def method_source(name: str) -> dict[str, Any]:
+    """Where method ``name`` comes from (``header.method.source`` of results files): its distribution's name and
+    version and its entry point, or that it was registered in this process (and the class)."""
+    return _REGISTRY.source(name)
+
+
+__all__ = ["GROUP", "available_methods", "load_method", "method_class", "method_source", "parse_options",
+           "register_method"]
