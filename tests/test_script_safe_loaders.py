@@ -123,3 +123,59 @@ def test_busy_folder_names_its_holder_truly(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     assert describe_holder(f"pid {dead.stdout.strip()}").startswith("a child of an ended occbench process")
     assert describe_holder("") == "another occbench process is"
+
+
+EVALUATE = """
+import json
+from occbench.evaluation.run import evaluate
+from occbench.evaluation.specs import DatasetSpec, MethodSpec
+res = evaluate(DatasetSpec("semantickitti", TREE, "val", "noisy"), MethodSpec(NAME), workers=2, extras=())
+print("scored", res["header"]["workers"], res["header"]["frames"], json.dumps(res["metrics"]["ssc"]["51.2"]["iou"]),
+      flush=True)
+"""
+
+
+def test_evaluate_in_workers_from_a_top_level_script(tmp_path):
+    """Scoring in 2 worker processes from top-level code: the workers do not re-run the script."""
+    tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 21}, onboard={"noisy": 0.2}, seed=1)
+    script = tmp_path / "score.py"
+    script.write_text(f"TREE, NAME = {str(tree)!r}, 'onboard'\n" + EVALUATE)
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [x for x in r.stdout.splitlines() if x.startswith("scored ")]
+    assert len(lines) == 1 and lines[0].startswith("scored 2 5 "), r.stdout
+    # a method registered in the script itself still reaches the workers (they import the script, as spawn does):
+    # the script keeps its main guard around the run, as multiprocessing asks
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        "from occbench.methods import OffboardMethod, register_method\n"
+        "class Same(OffboardMethod):\n"
+        "    def refine(self, sequence, targets):\n"
+        "        for t in targets:\n"
+        "            yield t, sequence.prediction(t)\n"
+        "register_method('same-here', Same)\n"
+        f"TREE, NAME = {str(tree)!r}, 'same-here'\n"
+        "if __name__ == '__main__':\n" + "".join(f"    {x}\n" for x in EVALUATE.strip().splitlines()))
+    r2 = subprocess.run([sys.executable, str(guarded)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                        timeout=600)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    lines2 = [x for x in r2.stdout.splitlines() if x.startswith("scored ")]
+    assert lines2 == lines  # the same scores: the in-process method passes the onboard predictions through
+
+
+def test_refers_to_main():
+    from occbench.evaluation.executors import refers_to_main
+    from occbench.evaluation.specs import DatasetSpec, Job
+
+    assert not refers_to_main((DatasetSpec("mini"), Job("08", (0, 5)), "__main__x"))
+    fake = type("Local", (), {})
+    fake.__module__ = "__main__"
+    import __main__
+
+    __main__.Local = fake
+    try:
+        assert refers_to_main([fake]) and refers_to_main([fake()])
+    finally:
+        del __main__.Local
+    assert refers_to_main(lambda: 1)  # does not pickle: the pool reports it

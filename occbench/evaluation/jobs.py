@@ -15,7 +15,7 @@ from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.evaluation.progress import FrameTicks
-from occbench.evaluation.specs import Job
+from occbench.evaluation.specs import Job, MethodSpec
 from occbench.geometry import GRID_SHAPE
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
@@ -128,11 +128,22 @@ def run_planned(fn: Callable[..., Any], jobs: list[Job], job_args: Callable[[Job
     update = getattr(bar, "update", None)
     with exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(), \
             FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
-        results = run_jobs(fn, [job_args(j, ticks.tick) for j in jobs], workers, executor, address,
-                           on_done=ticks.on_job_done(sizes))
+        args = [job_args(j, ticks.tick) for j in jobs]
+        results = run_jobs(fn, args, workers, executor, address, on_done=ticks.on_job_done(sizes),
+                           import_main=True if _registered_in_main(args) else None)
     if hasattr(bar, "close"):
         bar.close()
     return results
+
+
+def _registered_in_main(args: list[tuple]) -> bool:
+    """Whether a job runs a method registered in this process from ``__main__`` (``register_method`` in a script
+    or notebook): a worker finds it only by importing ``__main__`` again."""
+    from occbench.methods.registry import method_source, registered_in_process
+
+    local = registered_in_process()
+    names = {a.name for job in args for a in job if isinstance(a, MethodSpec) and a.name in local}
+    return any(method_source(n).get("object", "").startswith("__main__:") for n in names)
 
 
 def resume(store: PredictionStore | None, sequence: str, targets: Iterable[int]) -> tuple[list[int], list[int]]:
