@@ -132,7 +132,8 @@ def train(dataset, root, onboard, predictions_root, split, sequences, model_conf
 
 
 def _args() -> list[str]:
-    """The options of this invocation (``occbench occfiner-train ...`` or ``python -m baselines.occfiner.command ...``)."""
+    """The options of this invocation (``occbench occfiner-train ...`` or
+    ``python -m baselines.occfiner.command ...``)."""
     args = sys.argv[1:]
     return args[1:] if args[:1] == [COMMAND] else args
 
@@ -149,5 +150,5 @@ def export_run(run_dir: Path, onboard: str | None = None, dst: Path | None = Non
     return export_checkpoint(Path(run_dir) / "checkpoint-last.pt", dst, meta=meta)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m baselines.occfiner.command ...` = `occbench occfiner-train ...`
+if __name__ == "__main__":  # pragma: no cover - `python -m baselines.occfiner.command` = `occbench occfiner-train`
     train()

@@ -43,7 +43,8 @@ from occbench.progress import set_quiet
               help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
 @click.option("--frames", "frames_text", default=None, metavar="SCANS",
               help="Score only these scans of each sequence: numbers (each must have ground truth) and ranges (the "
-                   "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. The results say so and are kept off leaderboards.")
+                   "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. "
+                   "The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, method, predictions_dir, pred_format, ids, pkl_key,
              fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
              metric_names, city, consistency, max_frames, frames_text, quiet):
@@ -97,7 +98,6 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, method,
 
             if scan_ranges is not None:  # a range: the labelled scans in it
                 frames = select_scans(scan_ranges, (t for _, ts in split_targets(ds) for t in ts))
-
             # scans without ground truth are refused before any work; a partial run needs only its frames' files
             targets = dict(split_targets(ds, max_frames, frames))
         if predictions_dir is not None:
