@@ -25,7 +25,7 @@ import os
 import occbench.synth.generate as G
 G._default_workers = lambda: 2
 from occbench.datasets import OccbenchMini
-ds = OccbenchMini(ROOT, split="train", onboard="voxformer-sim", progress=False)
+ds = OccbenchMini(ROOT, split="train", onboard="voxformer-sim")  # progress bar on: its queue manager is a process too
 frame = ds["00"].frames()[0]
 print("train", ds["00"].name, frame.ground_truth().shape, frame.prediction().dtype, os.getpid(), flush=True)
 """
