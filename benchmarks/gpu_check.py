@@ -21,7 +21,7 @@ What it does, phase by phase (progress lines on stdout, each with the elapsed ti
 4. **stage-1 speed**: windows/s and frames/s of a forward pass (every frame of a window is an output, so
    frames/s = T x windows/s), fp32 and AMP; scans/s of ``refine_sequence`` over the whole val sequence.
 5. **training step**: forward + loss (weighted CE + exact Lovasz) + backward + Adam, the head run on the
-   labelled scans only, as ``occbench train`` does; AMP on CUDA.
+   labelled scans only, as ``occbench occfiner-train`` does; AMP on CUDA.
 
 Every measurement also records the peak GPU memory (``torch.cuda.max_memory_allocated``) of its phase. Each
 timed measurement runs until a time cap or a number of rounds, and a measurement that would start after the

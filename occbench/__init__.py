@@ -1,2 +1,4 @@
 """occbench: dataset + evaluation suite for offboard 3D semantic scene completion refinement."""
-__version__ = "0.1.0"
+from occbench.version import __version__
+
+__all__ = ["__version__"]

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import import_module, resources
+from importlib import import_module
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -86,7 +86,7 @@ class DatasetCard:
         label_map: the protocol's label map.
         splits: split name -> sequence names, or None when the data names its own (occbench-mini).
         leaderboard_splits: splits whose leaderboard page exists before any result.
-        trainable: offered by ``occbench train`` and ``occbench autolabel``.
+        trainable: offered by ``occbench autolabel`` (``occbench occfiner-train`` trains on every dataset).
         default_onboard: the onboard model whose predictions are used when none is named (None: one must be).
         path: the file.
     """
@@ -124,12 +124,14 @@ class DatasetCard:
 
 def shipped_folder() -> Path:
     """The folder of the dataset files shipped with occbench."""
-    return Path(str(resources.files("occbench").joinpath("labels", "datasets")))
+    return label_map_folder() / "datasets"
 
 
 def label_map_folder() -> Path:
-    """The folder of the label maps shipped with occbench (``occbench/labels``)."""
-    return Path(str(resources.files("occbench").joinpath("labels")))
+    """The folder of the label maps shipped with occbench (``occbench/labels``), next to this module. Never found
+    through ``importlib.resources.files("occbench")``: a folder named ``occbench`` in the current folder can make
+    ``occbench`` a namespace package under an editable install (whose resources are a ``MultiplexedPath``)."""
+    return Path(__file__).resolve().parent / "labels"
 
 
 def folders() -> list[Path]:

@@ -34,6 +34,20 @@ class PluginRegistry:
                                    f"third-party {self.kind}s register under the '{self.group}' entry-point group")
         return eps[name].load()
 
+    def source(self, name: str) -> dict[str, Any]:
+        """Where ``name`` comes from, for results headers: an entry point's distribution (name and version) and
+        the entry point itself (``name = module:attribute``), or ``{"registered": "in-process", "object":
+        "module:qualified name"}`` for a registration in this process."""
+        if name in self.local:
+            obj = self.local[name]
+            return {"registered": "in-process",
+                    "object": f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__qualname__)}"}
+        ep = self._entry_points()[name]
+        dist = getattr(ep, "dist", None)
+        return {"distribution": dist.name if dist is not None else None,
+                "version": dist.version if dist is not None else None,
+                "entry_point": f"{ep.name} = {ep.value}"}
+
     def value(self, name: str) -> str:
         """The ``module:attribute`` of ``name``'s entry point (for messages)."""
         return self._entry_points()[name].value

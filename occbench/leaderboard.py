@@ -6,7 +6,9 @@ come only from ``leaderboards/reported/*.json`` and are rendered in their own ma
 """
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
             continue
         part = d.get("header", {}).get("partial")
         if part:
-            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames)",
+            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames or --frames)",
                                    f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
                                    "frames), which cannot be a leaderboard row"))
             continue
@@ -107,8 +109,40 @@ def _fingerprint(d: dict[str, Any]) -> dict[str, Any] | None:
     return d["header"]["dataset"].get("fingerprint")
 
 
-def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None) -> list[str]:
-    """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data."""
+def command_with_output(command: str, output: str) -> str:
+    """``command`` (an ``occbench evaluate`` command line as a results header records it) with its output path
+    (``-o``/``--output``) replaced by ``output``, or ``-o output`` added when it has none: the command that writes
+    the results file where it is now, whatever scratch path it was first written to. Other commands, and text
+    that does not split like a command line, are returned unchanged."""
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return command
+    if args[:2] != ["occbench", "evaluate"]:
+        return command
+    out: list[str] = []
+    found = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-o", "--output") and i + 1 < len(args):
+            out += [a, output]
+            i += 2
+            found = True
+            continue
+        if a.startswith("--output="):
+            a, found = f"--output={output}", True
+        out.append(a)
+        i += 1
+    if not found:
+        out += ["-o", output]
+    return " ".join(shlex.quote(a) for a in out)
+
+
+def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None,
+             shown: dict[Path, str] | None = None) -> list[str]:
+    """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data.
+    ``shown``: results file -> its path as the "Produced by" commands show it (None: commands as recorded)."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
     base = next((d for _, d in rows if d["header"]["method"]["name"] == "onboard"), None)
     base_miou = base["metrics"]["ssc"][RANGES[-1]].get("miou") if base else None
@@ -117,7 +151,7 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
     for p, d in rows:
         m = d["metrics"]["ssc"]
         same_data = data is None or base is None or data[id(d)] == data[id(base)]
-        table.append([f"[{_name(d)}]({rel / p.name})"]
+        table.append([f"[{_name(d)}]({(rel / p.name).as_posix()})"]
                      + [_pct(m[r].get("iou")) for r in RANGES] + [_pct(m[r].get("miou")) for r in RANGES]
                      + [_gain(m[RANGES[-1]].get("miou"), base_miou) if same_data else "–"]
                      + ([data[id(d)]] if data is not None else []))
@@ -144,7 +178,8 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
         tt = [[_name(d)] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys]
               for _, d in tc_rows]
         lines.append(tabulate(tt, headers=["method"] + keys, tablefmt="github", disable_numparse=True))
-    cmds = sorted({d["header"].get("command") or "" for _, d in rows} - {""})
+    cmds = sorted({(command_with_output(d["header"]["command"], shown[p]) if shown is not None
+                    else d["header"]["command"]) for p, d in rows if d["header"].get("command")})
     if cmds:
         lines += ["", "Produced by:", ""] + [f"    {c}" for c in cmds]
     return lines + [""]
@@ -237,10 +272,19 @@ def data_generation_lines(generators: list[dict | None]) -> list[str]:
 
 
 def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),
-                 plots_dir: Path | None = None) -> dict[str, str]:
+                 plots_dir: Path | None = None, pages_dir: Path | None = None) -> dict[str, str]:
     """Render every page; returns {file name: markdown}. PNGs named ``<dataset>-<split>-*.png`` in
-    ``plots_dir`` are linked from the page they belong to."""
+    ``plots_dir`` are linked from the page they belong to. ``link_base``: the results folder relative to the
+    pages (links). ``pages_dir``: the folder the pages go to (default: the one ``link_base`` leads from, when it
+    is relative and goes down only); the "Produced by" commands then show each results file's path relative to
+    the folder that holds ``pages_dir`` (``-o leaderboards/results/NAME.json`` for the shipped pages, run from
+    the repository root), not where the file was first written."""
+    if pages_dir is None and not link_base.is_absolute() and ".." not in link_base.parts:
+        pages_dir = Path(os.path.normpath(Path(results_dir).resolve().joinpath(*[".."] * len(link_base.parts))))
+    base = Path(pages_dir).resolve().parent if pages_dir is not None else None
     results = load_results(results_dir)
+    shown = ({p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p, _ in results}
+             if base is not None else None)
     reported = load_reported(reported_dir)
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     protos: dict[tuple[str, str], dict] = {}
@@ -276,7 +320,7 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         if by_onboard:
             lines += ["## Measured by occbench", ""]
             for onboard, rows in sorted(by_onboard.items()):
-                lines += _section(onboard, rows, link_base, data)
+                lines += _section(onboard, rows, link_base, data, shown)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
         plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []

@@ -82,6 +82,15 @@ def results_problems(doc: Any) -> list[str]:
                         _text(x, f"header.dataset.generator.{k}", out, scalar=True)
         if method is not None:
             _name(method, "name", out, "header.method.")
+            src = method.get("source")
+            if src is not None:
+                if not isinstance(src, dict):
+                    out.append("header.method.source is not an object")
+                else:
+                    for k, x in src.items():
+                        _text(x, f"header.method.source.{k}", out, scalar=True)
+        if header.get("predictions") is not None:
+            _text(header["predictions"], "header.predictions", out)
         if header.get("command") is not None:
             _text(header["command"], "header.command", out)
     if metrics is not None:

@@ -52,7 +52,8 @@ def test_a_submission_scored_through_the_api_gives_what_the_command_line_writes(
     cli = json.loads(out.read_text())
     assert _timeless(api) == _timeless(cli)
     assert api["header"]["method"] == {"name": "submitted-predictions", "options": {}}
-    assert api["header"]["dataset"]["onboard"] == "model"
+    assert api["header"]["dataset"]["onboard"] is None  # the folder is named, not taken for an onboard model
+    assert api["header"]["predictions"] == str(folder)
 
 
 def test_a_submission_is_given_alone():

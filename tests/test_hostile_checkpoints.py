@@ -90,7 +90,7 @@ def test_train_does_not_resume_from_a_hostile_checkpoint(tree, evil, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint-last.pt").write_bytes(path.read_bytes())
-    r = CliRunner().invoke(main, ["train", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
+    r = CliRunner().invoke(main, ["occfiner-train", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
                                   "--split", "val", "--config", "tiny", "--epochs", "1", "--max-steps-per-epoch", "1",
                                   "--output", str(run), "--quiet"])
     assert not marker.exists()

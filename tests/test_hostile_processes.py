@@ -140,7 +140,7 @@ def test_refine_into_a_folder_being_written_is_refused(tmp_path):
     with folder_lock(out):
         r = CliRunner().invoke(main, ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
                                       "--method", "onboard", "--output", str(out), "-j", "1", "-q"])
-        assert r.exit_code == 1 and "another occbench process" in r.output, r.output
+        assert r.exit_code == 1 and "this process itself (pid" in r.output, r.output
         with pytest.raises(FolderBusyError):
             with folder_lock(out):
                 pass

@@ -103,7 +103,9 @@ def test_registered_and_missing_checkpoint_message(trained):
     with pytest.raises(MissingDataError) as e:
         list(OccFiner().refine(seq, [0]))
     msg = str(e.value)
-    assert str(shipped_checkpoint("noisy")) in msg and "occbench train --method occfiner" in msg and "--onboard noisy" in msg
+    assert str(shipped_checkpoint("noisy")) in msg and "--onboard noisy" in msg
+    # the hint trains on the dataset the sequence comes from, not on mini
+    assert f"occbench occfiner-train --dataset semantickitti --root {root} --onboard noisy --config paper" in msg
     with pytest.raises(MissingDataError):
         resolve_checkpoint("/nonexistent/x.pt", "noisy")
 

@@ -1,11 +1,11 @@
 """OccFiner: stage 1 (multi-to-multi local propagation network: model, loss, training, inference) and the
 ``occfiner`` / ``occfiner-stage1`` methods (``method.py``; stage 2 = ``baselines.voting`` on stage-1 output),
-the ``occbench train`` command (``command.py``), checkpoint export (``export.py``) and the shipped
+the ``occbench occfiner-train`` command (``command.py``), checkpoint export (``export.py``) and the shipped
 checkpoints (``checkpoints/<onboard>.pt``).
 
 The training loop is ``baselines.occfiner.train.train`` (not re-exported here, so that the submodule
 name ``baselines.occfiner.train`` is not shadowed by the function). Names are imported on first use, so that the
-``occbench train`` command (``command.py``) loads without torch.
+``occbench occfiner-train`` command (``command.py``) loads without torch.
 """
 from occbench._lazy import lazy_exports
 

@@ -1,9 +1,12 @@
-"""``occbench train --method occfiner --onboard NAME``: train OccFiner stage 1 on a split's labelled scans.
+"""``occbench occfiner-train --onboard NAME``: train OccFiner stage 1 on a split's labelled scans, on any dataset
+occbench loads (``--dataset``: every dataset file's name; the class count and class weights follow the dataset's
+label map).
 
-It joins the ``occbench`` CLI through the ``occbench.commands`` entry point (``pyproject.toml``)::
+It joins the ``occbench`` CLI through the ``occbench.commands`` entry point (``pyproject.toml``), named for its
+method::
 
     [project.entry-points."occbench.commands"]
-    train = "baselines.occfiner.command:train"
+    occfiner-train = "baselines.occfiner.command:train"
 
 Module-level imports stay light (click): ``occbench --help`` imports this module to list the command.
 
@@ -27,9 +30,12 @@ from occbench.cli.options import ROOT_HELP
 from occbench.dataset_cards import dataset_names
 
 
-@click.command("train")
-@click.option("--method", default="occfiner", show_default=True, type=click.Choice(["occfiner"]), help="Method to train.")
-@click.option("--dataset", default="mini", show_default=True, type=click.Choice(dataset_names(trainable=True)))
+COMMAND = "occfiner-train"
+
+
+@click.command(COMMAND)
+@click.option("--dataset", default="mini", show_default=True, type=click.Choice(dataset_names()),
+              help="Which dataset (any that occbench loads).")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help=ROOT_HELP)
 @click.option("--onboard", required=True, help="Onboard model whose predictions are the input (mini: voxformer-sim, sscnet-sim).")
@@ -60,10 +66,13 @@ from occbench.dataset_cards import dataset_names
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
 @click.option("--workers", "-j", default=0, show_default=True, type=int, help="DataLoader worker processes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
-def train(method, dataset, root, onboard, predictions_root, split, sequences, model_config, epochs, input_skip, lr, lr_decay, local,
+def train(dataset, root, onboard, predictions_root, split, sequences, model_config, epochs, input_skip, lr, lr_decay, local,
           reference, reference_radius, lovasz_voxels, max_steps_per_epoch, checkpoint_every, output, resume, export, seed,
           device, threads, workers, quiet):
-    """Train OccFiner stage 1 on the labelled scans of a split (default: occbench-mini train)."""
+    """Train OccFiner stage 1 on the labelled scans of a split (default: occbench-mini train).
+
+    The network predicts the dataset's classes (its label map: 20 on SemanticKITTI and mini, 19 on
+    SSCBench-KITTI360) with its class weights."""
     import torch
 
     from baselines.occfiner.train import TrainConfig, run_training, select_device
@@ -92,21 +101,21 @@ def train(method, dataset, root, onboard, predictions_root, split, sequences, mo
         wcfg = WindowConfig(local=local, reference=reference, reference_radius=reference_radius)
         cfg = TrainConfig(epochs=epochs, lr=lr, lr_decay=lr_decay, seed=seed, device=device, lovasz_max_voxels=lmv,
                           checkpoint_every_steps=checkpoint_every or None, max_steps_per_epoch=max_steps_per_epoch,
-                          progress=not quiet)
+                          progress=not quiet, label_map=ds.label_map.name)
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         n_pivots = sum(len(s.labelled_frames) for s in ds.sequences)
         if n_pivots == 0:
             raise click.ClickException(f"split {split!r} of {dataset} has no labelled scans to train on")
         run = {
-            "command": "occbench train " + " ".join(shlex.quote(a) for a in _args()),
+            "command": f"occbench {COMMAND} " + " ".join(shlex.quote(a) for a in _args()),
             "dataset": ds.describe(), "onboard": onboard, "model_config": model_config,
             "window_config": asdict(wcfg), "input_skip": input_skip, "train_config": asdict(cfg), "pivots": n_pivots,
         }
         (out / "run.json").write_text(json.dumps(run, indent=1, default=str) + "\n")
         from baselines.occfiner.model import OccFinerConfig
 
-        mcfg = OccFinerConfig.named(model_config, input_skip=float(input_skip))
+        mcfg = OccFinerConfig.named(model_config, input_skip=float(input_skip), num_classes=ds.label_map.num_classes)
         history = run_training(ds.sequences, out, mcfg, cfg, wcfg, num_workers=workers, resume=resume)
     except OccbenchError as e:
         click.echo(f"error: {e}", err=True)
@@ -123,9 +132,10 @@ def train(method, dataset, root, onboard, predictions_root, split, sequences, mo
 
 
 def _args() -> list[str]:
-    """The options of this invocation (``occbench train ...`` or ``python -m baselines.occfiner.command ...``)."""
+    """The options of this invocation (``occbench occfiner-train ...`` or
+    ``python -m baselines.occfiner.command ...``)."""
     args = sys.argv[1:]
-    return args[1:] if args[:1] == ["train"] else args
+    return args[1:] if args[:1] == [COMMAND] else args
 
 
 def export_run(run_dir: Path, onboard: str | None = None, dst: Path | None = None, meta: dict | None = None) -> Path:
@@ -140,5 +150,5 @@ def export_run(run_dir: Path, onboard: str | None = None, dst: Path | None = Non
     return export_checkpoint(Path(run_dir) / "checkpoint-last.pt", dst, meta=meta)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m baselines.occfiner.command ...` = `occbench train ...`
+if __name__ == "__main__":  # pragma: no cover - `python -m baselines.occfiner.command` = `occbench occfiner-train`
     train()

@@ -16,6 +16,7 @@ paper's T_l = 4, T_r = 2, reference radius 10.
 """
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable, Iterator, Sequence as Seq
 from dataclasses import dataclass
@@ -38,10 +39,22 @@ def shipped_checkpoint(onboard: str) -> Path:
     return CHECKPOINT_DIR / f"{onboard}.pt"
 
 
-def train_command(onboard: str) -> str:
-    """The recipe of the shipped checkpoints (docs/baselines/occfiner.md)."""
-    return (f"occbench train --method occfiner --dataset mini --onboard {onboard} --config small --input-skip 4 "
-            f"--epochs 12 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
+def train_command(onboard: str, dataset: str | None = None, root: str | Path | None = None) -> str:
+    """The command that trains and exports a checkpoint for ``onboard`` on ``dataset`` (a ``--dataset`` name or a
+    results name; None: occbench-mini): on mini the recipe of the shipped checkpoints (docs/baselines/occfiner.md),
+    on real data the paper's network and epochs (10 on SemanticKITTI, 15 on SSCBench-KITTI360) on the train split
+    of the dataset at ``root``."""
+    from occbench.dataset_cards import dataset_cards
+
+    cards = dataset_cards()
+    name = next((n for n, c in cards.items() if dataset in (n, c.results_name)), dataset) if dataset else "mini"
+    if name in cards and cards[name].synthetic:
+        return (f"occbench occfiner-train --dataset {name} --onboard {onboard} --config small --input-skip 4 "
+                f"--epochs 12 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
+    epochs = 15 if "kitti360" in name else 10
+    where = shlex.quote(str(root)) if root is not None else "ROOT"
+    return (f"occbench occfiner-train --dataset {name} --root {where} --onboard {onboard} --config paper "
+            f"--epochs {epochs} --output runs/occfiner-{name}-{onboard} --export auto")
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -74,8 +87,10 @@ def checkpoint_digests(option: str, onboard: str | None = None) -> dict[str, str
     return {option: file_digest(p) if p.is_file() else "missing"}
 
 
-def resolve_checkpoint(option: str, onboard: str | None) -> Path:
-    """``"auto"`` -> the shipped checkpoint of ``onboard``; else the given path. Raises if it does not exist."""
+def resolve_checkpoint(option: str, onboard: str | None, dataset: str | None = None,
+                       root: str | Path | None = None) -> Path:
+    """``"auto"`` -> the shipped checkpoint of ``onboard``; else the given path. Raises if it does not exist, with
+    the command that trains one on ``dataset`` (at ``root``), the dataset the sequence comes from."""
     if option == "auto":
         if not onboard:
             raise MissingDataError(CHECKPOINT_DIR / "<onboard>.pt", "OccFiner checkpoint (the sequence names no onboard model)",
@@ -85,13 +100,14 @@ def resolve_checkpoint(option: str, onboard: str | None) -> Path:
             have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")) if CHECKPOINT_DIR.is_dir() else []
             raise MissingDataError(
                 path, f"OccFiner checkpoint for onboard model {onboard!r}",
-                f"shipped checkpoints: {', '.join(have) or 'none'}. Train and export one with\n  {train_command(onboard)}\n"
+                f"shipped checkpoints: {', '.join(have) or 'none'}. Train and export one with\n  "
+                f"{train_command(onboard, dataset, root)}\n"
                 f"or pass --option checkpoint=PATH (a checkpoint-last.pt of a training run works too).")
         return path
     path = Path(option).expanduser()
     if not path.is_file():
         raise MissingDataError(path, "OccFiner checkpoint (--option checkpoint=...)",
-                               f"train one with `{train_command(onboard or 'NAME')}`")
+                               f"train one with `{train_command(onboard or 'NAME', dataset, root)}`")
     return path
 
 
@@ -161,7 +177,8 @@ class _Stage1Base(OffboardMethod):
     def _model(self, sequence: OnboardSequence) -> tuple[torch.nn.Module, WindowConfig]:
         if self.options.threads:
             torch.set_num_threads(int(self.options.threads))
-        path = resolve_checkpoint(self.options.checkpoint, getattr(sequence, "onboard_name", None))
+        path = resolve_checkpoint(self.options.checkpoint, getattr(sequence, "onboard_name", None),
+                                  getattr(sequence, "dataset", None), getattr(sequence, "dataset_root", None))
         model, extra = load_checkpoint(path, self._device())
         base = dict(extra.get("window_config") or {})
         w = WindowConfig(**base) if base else WindowConfig()

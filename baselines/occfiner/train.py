@@ -284,7 +284,7 @@ def run_training(
     num_workers: int = 0,
     resume: bool = True,
 ) -> list[dict]:
-    """Entry point for ``occbench train --method occfiner --onboard NAME``.
+    """Entry point for ``occbench occfiner-train --onboard NAME``.
 
     ``sequences``: :class:`occbench.datasets.frame.Sequence` objects of the training split whose
     ``prediction(i)`` reads the chosen onboard model. Pivots = labelled scans, random reference scans

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from occbench import __version__
+from occbench.version import __version__
 from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
 from occbench.autolabel.sources import generate_pseudo_labels, pl_targets, select_evenly
 from occbench.autolabel.storage import PseudoLabelStore

@@ -41,9 +41,13 @@ from occbench.progress import set_quiet
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None,
               help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
+@click.option("--frames", "frames_text", default=None, metavar="SCANS",
+              help="Score only these scans of each sequence: numbers (each must have ground truth) and ranges (the "
+                   "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. "
+                   "The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, predictions_dir, pred_format, ids, pkl_key,
              fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
-             metric_names, city, consistency, max_frames, quiet):
+             metric_names, city, consistency, max_frames, frames_text, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
     The results JSON is always written (see --output); its path is printed at the end.
@@ -61,6 +65,14 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
         raise click.UsageError("--format applies to --predictions (convert onboard predictions with `occbench convert`)")
     if ground_truth != "auto" and dataset != "sscbench-kitti360":
         raise click.UsageError("--ground-truth applies to --dataset sscbench-kitti360")
+    frames = scan_ranges = None
+    if frames_text is not None:
+        from occbench.evaluation.jobs import parse_scans
+
+        try:
+            scan_ranges = parse_scans(frames_text)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--frames'") from None
     opts = None if predictions_dir is not None else method_options(method or "occfiner", options)
     dspec = dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map)
     if ground_truth != "auto":
@@ -80,20 +92,28 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
         ds = dspec.open()
         for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
             click.echo(w, err=True)
+        targets = None
+        if scan_ranges is not None or max_frames is not None:
+            from occbench.evaluation.jobs import select_scans, split_targets
+
+            if scan_ranges is not None:  # a range: the labelled scans in it
+                frames = select_scans(scan_ranges, (t for _, ts in split_targets(ds) for t in ts))
+            # scans without ground truth are refused before any work; a partial run needs only its frames' files
+            targets = dict(split_targets(ds, max_frames, frames))
         if predictions_dir is not None:
             from occbench.evaluation.specs import Submission
             from occbench.evaluation.submission import InvalidSubmission
 
             sub = Submission(str(predictions_dir), dspec, foreign_format(pred_format, ids, pkl_key))
             # names, kinds and sizes first; contents are checked while they are scored (each file is read once)
-            rep, files = sub.check_names(ds)
+            rep, files = sub.check_names(ds, targets)
             if not rep.ok:
                 click.echo(sub.check_contents(ds, rep, files).summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             try:
                 results = run_evaluate(submission=sub, workers=workers, extras=extras, command=command, executor=executor,
                                        address=address, fingerprint_content=fingerprint_content, max_frames=max_frames,
-                                       validate=True)
+                                       validate=True, frames=frames)
             except InvalidSubmission as e:
                 click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
@@ -103,7 +123,7 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
             results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers=workers,
                                    save=(str(save_predictions), compressed) if save_predictions else None, extras=extras,
                                    command=command, executor=executor, address=address,
-                                   fingerprint_content=fingerprint_content, max_frames=max_frames)
+                                   fingerprint_content=fingerprint_content, max_frames=max_frames, frames=frames)
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
     report = full_report(results)

@@ -1,6 +1,7 @@
 """``occbench leaderboard``: render (or check) the markdown leaderboards."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -27,12 +28,10 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
     if not Path(results_dir).is_dir():
         raise click.BadParameter(f"no folder of results JSON files at {results_dir}; run it from the repository root "
                                  "or give --results DIR (and --output DIR for the pages)", param_hint="'--results'")
+    # links relative to the pages, wherever the results are: a page and its results can move together
+    rel = Path(os.path.relpath(Path(results_dir).resolve(), Path(out_dir).resolve()))
     try:
-        rel = Path(results_dir).resolve().relative_to(Path(out_dir).resolve())
-    except ValueError:
-        rel = Path(results_dir).resolve()
-    try:
-        pages = render_pages(results_dir, reported_dir, rel, Path(out_dir) / "plots")
+        pages = render_pages(results_dir, reported_dir, rel, Path(out_dir) / "plots", pages_dir=Path(out_dir))
     except InvalidResultsError as e:
         for err in e.errors:
             click.echo(f"invalid: {err}", err=True)

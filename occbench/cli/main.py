@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from occbench import __version__
+from occbench.version import __version__
 from occbench.cli.convert import convert
 from occbench.cli.evaluate import evaluate
 from occbench.cli.group import LazyGroup

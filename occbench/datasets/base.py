@@ -49,6 +49,8 @@ class SSCDataset:
         self.onboard = onboard
         self.label_map = label_map
         self._sequences = {s.name: s for s in sequences}
+        for s in sequences:  # what a method's messages may name (e.g. the command that trains for this dataset)
+            s.dataset, s.dataset_root = self.name, Path(root)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, onboard={self.onboard!r}, sequences={list(self._sequences)})"

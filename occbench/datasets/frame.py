@@ -44,8 +44,12 @@ class Sequence:
     """One driving sequence: poses, calibration, labelled frames, onboard predictions.
 
     Parameters are filled in by the dataset classes; users get sequences from
-    ``dataset.sequences`` or ``dataset[name]``.
+    ``dataset.sequences`` or ``dataset[name]``. ``dataset`` and ``dataset_root``: the results name and root of the
+    dataset it belongs to (set by :class:`~occbench.datasets.base.SSCDataset`; None for a sequence made alone).
     """
+
+    dataset: str | None = None
+    dataset_root: Path | None = None
 
     def __init__(
         self,

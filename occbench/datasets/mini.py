@@ -113,9 +113,10 @@ class OccbenchMini(SemanticKITTI):
         sensors = self.manifest.get("sensors", {})
         gt_sub = self.manifest.get("test_ground_truth", "test-ground-truth")
         self._test_gt_root = root / gt_sub
-        if predictions_root is None:
+        own = predictions_root is None  # the mini's own predictions (another folder's models may have any name)
+        if own:
             predictions_root = root / self.manifest.get("predictions", "predictions")
-        if onboard is not None and onboard not in self.manifest["onboard"]:
+        if own and onboard is not None and onboard not in self.manifest["onboard"]:
             raise MissingDataError(Path(predictions_root) / onboard, f"onboard model {onboard!r} in occbench-mini",
                                    f"this mini has: {', '.join(self.manifest['onboard'])}")
         super().__init__(root, split, onboard, predictions_root, sequences,

@@ -77,12 +77,16 @@ def run_jobs(
     executor: str = "local",
     address: str | None = None,
     on_done: Callable[[int, Any], None] | None = None,
+    import_main: bool | None = None,
 ) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; return results in job order.
 
     ``executor="local"``: inline when ``workers <= 1``, else a pool of ``workers`` spawned processes.
     ``executor="ray"``: one Ray task per job on the cluster at ``address`` (``None``: start a local Ray
     instance with ``workers`` CPUs). ``on_done(i, result)`` is called as each job finishes.
+    ``import_main``: whether local workers import the caller's ``__main__`` (``spawn``'s default, which re-runs a
+    script without a main guard); None: only when what is sent to them names something defined there
+    (:func:`refers_to_main`), else they start without it (:func:`occbench.processes.worker_context`).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; available: {', '.join(EXECUTORS)}")
@@ -101,12 +105,32 @@ def run_jobs(
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+        from occbench.processes import worker_context
+
+        if import_main is None:
+            import_main = refers_to_main((fn, list(jobs)))
+        ctx = mp.get_context("spawn") if import_main else worker_context()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(os.getpid(), threads_per_worker(workers))) as ex:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())
     return results
+
+
+def refers_to_main(obj: Any) -> bool:
+    """Whether ``obj`` pickles with a reference to ``__main__`` (a function or class defined in the caller's script
+    or notebook), which a worker can only unpickle by importing it; True too when it does not pickle (the pool then
+    reports that as before)."""
+    import pickle
+    import pickletools
+
+    try:
+        data = pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - the pool reports the error itself
+        return True
+    return any(isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
+               for _, arg, _ in pickletools.genops(data))
 
 
 def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None,

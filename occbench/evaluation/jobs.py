@@ -15,17 +15,78 @@ from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.evaluation.progress import FrameTicks
-from occbench.evaluation.specs import Job
+from occbench.evaluation.specs import Job, MethodSpec
 from occbench.geometry import GRID_SHAPE
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.progress import progress_bar
 
 
-def split_targets(dataset: SSCDataset, max_frames: int | None = None) -> list[tuple[str, list[int]]]:
-    """(sequence, labelled scans) of the split in order; with ``max_frames``, only its first ``max_frames``
-    frames (a quick partial run: sequences in order, frames in order, so a method's cost shrinks with it)."""
+def parse_scans(text: str) -> tuple[tuple[int, int], ...]:
+    """The scan numbers and ranges of ``"0,5,10-20"`` as ``(low, high)`` pairs (both ends included; a number is
+    ``(n, n)``); ``ValueError`` naming what is wrong. :func:`select_scans` resolves them on a split."""
+    out: list[tuple[int, int]] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if dash else a
+        except ValueError:
+            raise ValueError(f"frames {text!r}: expected scan numbers and ranges such as 0,5,10-20, found {part!r}") from None
+        if a < 0 or b < a:
+            raise ValueError(f"frames {text!r}: expected scan numbers >= 0 and ranges low-high, found {part!r}")
+        out.append((a, b))
+    return tuple(out)
+
+
+def select_scans(parts: Iterable[tuple[int, int]], labelled: Iterable[int]) -> tuple[int, ...]:
+    """The scans :func:`parse_scans` names on a split whose labelled scans are ``labelled``: a number as it is (it
+    must be labelled: :func:`split_targets` says so if not), a range the labelled scans in it (``ValueError`` when
+    it holds none). Sorted, without repeats."""
+    have = sorted(set(int(t) for t in labelled))
+    out: set[int] = set()
+    for a, b in parts:
+        if a == b:
+            out.add(a)
+            continue
+        inside = [t for t in have if a <= t <= b]
+        if not inside:
+            raise ValueError(f"frames {a}-{b}: no labelled scan in this range (expected a range holding scans with "
+                             f"ground truth: {format_scans(have) or 'none'})")
+        out.update(inside)
+    return tuple(sorted(out))
+
+
+def format_scans(scans: Iterable[int]) -> str:
+    """The shortest ``"0,5,10-20"`` form of ``scans`` (inverse of :func:`parse_scans`)."""
+    parts: list[str] = []
+    run: list[int] = []
+    for t in sorted(set(int(t) for t in scans)) + [None]:  # type: ignore[list-item]
+        if run and (t is None or t != run[-1] + 1):
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run = []
+        if t is not None:
+            run.append(t)
+    return ",".join(parts)
+
+
+def split_targets(dataset: SSCDataset, max_frames: int | None = None,
+                  frames: Iterable[int] | None = None) -> list[tuple[str, list[int]]]:
+    """(sequence, labelled scans) of the split in order; with ``frames`` (scan numbers), only those scans of each
+    sequence (each must be a labelled scan of some sequence of the split: ``ValueError`` otherwise); with
+    ``max_frames``, only the first ``max_frames`` of them (a quick partial run: sequences in order, frames in order,
+    so a method's cost shrinks with it)."""
     seqs = [(s.name, list(s.labelled_frames)) for s in dataset.sequences]
+    if frames is not None:
+        chosen = set(int(t) for t in frames)
+        labelled = {t for _, ts in seqs for t in ts}
+        unknown = sorted(chosen - labelled)
+        if unknown:
+            have = "; ".join(f"sequence {n}: {format_scans(ts) or 'none'}" for n, ts in seqs)
+            raise ValueError(f"frames {format_scans(unknown)}: not labelled scans of split {dataset.split!r} of "
+                             f"{dataset.name} (expected scans with ground truth; {have})")
+        seqs = [(n, [t for t in ts if t in chosen]) for n, ts in seqs]
     if max_frames is None:
         return seqs
     out, left = [], max(0, int(max_frames))
@@ -35,11 +96,12 @@ def split_targets(dataset: SSCDataset, max_frames: int | None = None) -> list[tu
     return out
 
 
-def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2) -> list[Job]:
+def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2,
+              frames: Iterable[int] | None = None) -> list[Job]:
     """Split every sequence's labelled scans (:func:`split_targets`) into contiguous blocks, about ``per_worker``
     blocks per worker overall (scoring submitted predictions costs the same for every frame: one block per worker,
     so that fewer world map tiles straddle two jobs; methods: two, to even out the load)."""
-    seqs = split_targets(dataset, max_frames)
+    seqs = split_targets(dataset, max_frames, frames)
     total = sum(len(t) for _, t in seqs)
     jobs: list[Job] = []
     want = 1 if workers <= 1 else per_worker * workers
@@ -66,11 +128,22 @@ def run_planned(fn: Callable[..., Any], jobs: list[Job], job_args: Callable[[Job
     update = getattr(bar, "update", None)
     with exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(), \
             FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
-        results = run_jobs(fn, [job_args(j, ticks.tick) for j in jobs], workers, executor, address,
-                           on_done=ticks.on_job_done(sizes))
+        args = [job_args(j, ticks.tick) for j in jobs]
+        results = run_jobs(fn, args, workers, executor, address, on_done=ticks.on_job_done(sizes),
+                           import_main=True if _registered_in_main(args) else None)
     if hasattr(bar, "close"):
         bar.close()
     return results
+
+
+def _registered_in_main(args: list[tuple]) -> bool:
+    """Whether a job runs a method registered in this process from ``__main__`` (``register_method`` in a script
+    or notebook): a worker finds it only by importing ``__main__`` again."""
+    from occbench.methods.registry import method_source, registered_in_process
+
+    local = registered_in_process()
+    names = {a.name for job in args for a in job if isinstance(a, MethodSpec) and a.name in local}
+    return any(method_source(n).get("object", "").startswith("__main__:") for n in names)
 
 
 def resume(store: PredictionStore | None, sequence: str, targets: Iterable[int]) -> tuple[list[int], list[int]]:

@@ -39,14 +39,13 @@ class FrameTicks:
 
     def __enter__(self) -> FrameTicks:
         if self._queued:
-            import multiprocessing as mp
             import threading
-
             from multiprocessing.managers import SyncManager
 
             from occbench.evaluation.executors import die_with_parent
+            from occbench.processes import worker_context
 
-            self._manager = SyncManager(ctx=mp.get_context("spawn"))
+            self._manager = SyncManager(ctx=worker_context())  # holds a queue: needs nothing of the caller's __main__
             self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one
             self._queue = self._manager.Queue()
             self.tick = _Tick(self._queue)

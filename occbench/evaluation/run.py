@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from occbench import __version__
+from occbench.version import __version__
 from occbench.errors import FormatError
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
@@ -201,6 +201,7 @@ def evaluate(
     fingerprint_content: bool = False,
     max_frames: int | None = None,
     validate: bool = False,
+    frames: Iterable[int] | None = None,
 ) -> dict[str, Any]:
     """Run a method over a split, or score a submission, and return the results document (see
     ``docs/results-schema.md``).
@@ -211,7 +212,8 @@ def evaluate(
     they are, like a submission.
     ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`).
     ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
-    (such a file is refused by ``occbench leaderboard``).
+    (such a file is refused by ``occbench leaderboard``). ``frames``: score only these scans of each sequence
+    (labelled ones; with ``max_frames``, the first ``max_frames`` of them); partial too, unless they are all.
     ``validate`` (a submission, or ``mspec`` None, whose names and sizes were checked:
     :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is checked as it is scored, and
     :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
@@ -230,10 +232,11 @@ def evaluate(
     t0 = time.time()
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
-    n_frames = sum(len(t) for _, t in split_targets(ds, max_frames))
+    frames = None if frames is None else tuple(sorted(set(int(t) for t in frames)))
+    n_frames = sum(len(t) for _, t in split_targets(ds, max_frames, frames))
     world = _world_map_metrics(extras)
     workers = useful_workers(workers, n_frames, mspec is None, bool(world), executor)
-    jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2)
+    jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2, frames)
     total = sum(len(j.targets) for j in jobs)
     scored: dict[str, list[int]] = {}
     for j in jobs:
@@ -266,6 +269,10 @@ def evaluate(
                 merged.merge(s["metrics"][name])
             metrics[name] = merged.compute()
     method_cfg = mspec.load().config(onboard=ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    if mspec is not None:
+        from occbench.methods.registry import method_source
+
+        method_cfg = {**method_cfg, "source": method_source(mspec.name)}
     header = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},
@@ -277,8 +284,15 @@ def evaluate(
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__},
         "wall_time_s": round(time.time() - t0, 3),
     }
+    if submission is not None:  # a folder of any name: no onboard model
+        header["dataset"]["onboard"] = None
+        header["predictions"] = str(submission.folder)
     if total < in_split:
         header["partial"] = {"frames": total, "frames_in_split": in_split, "max_frames": max_frames}
+        if frames is not None:
+            from occbench.evaluation.jobs import format_scans
+
+            header["partial"]["scans"] = format_scans(frames)
     return results_json(proto, metrics=metrics, extra_header=header)
 
 

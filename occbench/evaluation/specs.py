@@ -3,6 +3,7 @@
 :class:`Job`\\ s the split is cut into."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,8 @@ class Submission:
     Check it before scoring, as a benchmark server does (:mod:`occbench.evaluation.submission`):
     :meth:`check_names` (names, kinds and sizes; nothing is opened), then either :meth:`check_contents`, or
     ``evaluate(submission=..., validate=True)``, which checks every file's content as it scores it. Results
-    files name it as the dataset's onboard model ``<folder name>`` and the method ``submitted-predictions``.
+    files name the method ``submitted-predictions`` and the folder as ``header.predictions`` (no onboard model:
+    the folder may have any name).
     """
 
     folder: str
@@ -72,12 +74,14 @@ class Submission:
 
         return open_prediction_store(Path(self.folder), self.format, label_map)
 
-    def check_names(self, dataset: SSCDataset) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+    def check_names(self, dataset: SSCDataset, targets: Mapping[str, Iterable[int]] | None = None
+                    ) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
         """:func:`occbench.evaluation.submission.check_submission_names` on the split ``dataset`` (opened from
-        :attr:`dataset`): the report, and the files that passed, to read."""
+        :attr:`dataset`): the report, and the files that passed, to read. ``targets`` (sequence -> scans): only
+        these scans are expected (a partial run: :func:`occbench.evaluation.jobs.split_targets`)."""
         from occbench.evaluation.submission import check_submission_names
 
-        return check_submission_names(dataset, self.store(dataset.label_map))
+        return check_submission_names(dataset, self.store(dataset.label_map), targets)
 
     def check_contents(self, dataset: SSCDataset, report: ValidationReport,
                        files: dict[tuple[str, int], Path]) -> ValidationReport:
@@ -88,7 +92,8 @@ class Submission:
 
     def reader(self) -> DatasetSpec:
         """The split opened with this folder as its predictions (``Frame.prediction_file`` names the submitted
-        files): what the scoring jobs open."""
+        files): what the scoring jobs open. The loader reads ``<parent>/<folder name>`` as an onboard model's
+        folder; the results header names the folder instead (:func:`occbench.evaluation.run.evaluate`)."""
         folder = Path(self.folder)
         kw = dict(self.dataset.kwargs, predictions_root=str(folder.parent))
         if self.format is not None and not self.format.is_submission:

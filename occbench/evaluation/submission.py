@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +49,15 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
     return check_submission_contents(dataset, rep, files, check_ids, store)
 
 
-def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+def check_submission_names(dataset: SSCDataset, store: PredictionStore,
+                           targets: Mapping[str, Iterable[int]] | None = None
+                           ) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
     """Everything that needs no file's content: a folder per sequence, one file per labelled scan, no prediction
     for a scan without ground truth, no stray file or sequence, plain ``.label`` files of the right size.
     Returns the report and the files to read, ``(sequence, scan) -> path``, which passed these checks.
+    ``targets`` (sequence -> scans, the frames a partial run scores: ``evaluate --frames`` or ``--max-frames``):
+    only those labelled scans are expected, and files of other scans are neither required nor read (a sequence
+    with none of them needs no folder).
 
     Every entry is looked at with ``lstat``: folders must be real folders and prediction files regular files
     physically inside the submission folder (no symbolic links, directories, FIFOs or devices); nothing is opened
@@ -64,7 +70,10 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple
     expected_names = getattr(store, "expected_names", "NNNNNN.label or NNNNNN.label.gz")
     submission_files = isinstance(store, PredictionStore)
     for seq in dataset.sequences:
-        expected = set(seq.labelled_frames)
+        chosen = None if targets is None else set(int(t) for t in targets.get(seq.name, ()))
+        expected = set(seq.labelled_frames) if chosen is None else set(seq.labelled_frames) & chosen
+        if chosen is not None and not expected:
+            continue
         folder = store.folder(seq.name)
         bad_dir = _folder_problem(root, folder)
         if bad_dir:
@@ -90,7 +99,8 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore) -> tuple
         # a scan of the full release's every-5th pattern whose ground truth is absent from this tree (a partial
         # tree: the dataset warning says so) is not scored; its prediction is not a problem
         pattern = set(range(0, seq.num_scans, seq.label_every)) if seq.has_ground_truth else set()
-        for t in sorted(set(present) - expected - pattern):
+        looked_at = set(present) if chosen is None else set(present) & chosen
+        for t in sorted(looked_at - expected - pattern):
             rep.problems.append(f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
         for t in sorted(expected & set(files)):
             if len(files[t]) > 1:

@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,17 +27,50 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FolderBusyError(OccbenchError):
-    """Another process holds the writer lock of an output folder."""
+    """Another process (or an earlier, unfinished writer of this one) holds the writer lock of an output folder.
+    ``holder``: what the lock file says of its holder (``pid N: command line``)."""
 
     def __init__(self, folder: str | Path, holder: str = ""):
         self.folder = Path(folder)
         self.holder = holder
-        who = f" ({holder})" if holder else ""
-        super().__init__(f"{self.folder}: another occbench process{who} is writing into this folder "
-                         f"(lock {LOCK_NAME} held); wait for it to finish or choose another output folder")
+        super().__init__(f"{self.folder}: {describe_holder(holder)} writing into this folder (lock {LOCK_NAME} held); "
+                         "wait for it to finish or choose another output folder")
 
     def __reduce__(self):
         return (type(self), (self.folder, self.holder))
+
+
+_HOLDER = re.compile(r"pid (\d+)(?:: (.*))?", re.S)
+
+
+def holder_text() -> str:
+    """What the lock file says of this process: its pid and command line (at most 200 bytes)."""
+    argv = list(sys.argv or [""])
+    argv[0] = "python -c" if argv[0] == "-c" else os.path.basename(argv[0]) or "python"
+    cmd = " ".join(argv)
+    return f"pid {os.getpid()}: {cmd}".encode()[:200].decode("utf-8", "ignore")
+
+
+def describe_holder(holder: str) -> str:
+    """The subject of a busy-folder message, as true as can be told: this process itself, the process that started
+    this one, another (running) process with its command line, or one that inherited the lock from a process that has
+    ended."""
+    m = _HOLDER.fullmatch(holder.strip())
+    if m is None:
+        return "another occbench process is"
+    pid, cmd = int(m.group(1)), (m.group(2) or "").strip()
+    what = f"pid {pid}" + (f", `{cmd}`" if cmd else "")
+    if pid == os.getpid():
+        return f"this process itself ({what}) is already"
+    if pid == os.getppid():
+        return f"the process that started this one ({what}) is"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"a child of an ended occbench process ({what}; the lock passed to a process it started) is"
+    except OSError:  # alive, another user's
+        pass
+    return f"another occbench process ({what}) is"
 
 
 @contextmanager
@@ -72,7 +106,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         if not same:
             raise FolderBusyError(folder)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        os.pwrite(fd, holder_text().encode(), 0)
         try:
             yield folder
         finally:

@@ -31,4 +31,16 @@ def load_method(name: str, **options: Any) -> OffboardMethod:
     return method_class(name)(**options)
 
 
-__all__ = ["GROUP", "available_methods", "load_method", "method_class", "parse_options", "register_method"]
+def registered_in_process() -> set[str]:
+    """The names of the methods registered in this process (:func:`register_method`)."""
+    return set(_REGISTRY.local)
+
+
+def method_source(name: str) -> dict[str, Any]:
+    """Where method ``name`` comes from (``header.method.source`` of results files): its distribution's name and
+    version and its entry point, or that it was registered in this process (and the class)."""
+    return _REGISTRY.source(name)
+
+
+__all__ = ["GROUP", "available_methods", "load_method", "method_class", "method_source", "parse_options",
+           "register_method"]

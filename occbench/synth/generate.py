@@ -423,10 +423,11 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
                     _run(root, cfg, job, ticks.tick)
                     timings[_job_name(job)] = round(time.perf_counter() - t0, 2)
             else:
-                import multiprocessing as mp
+                from occbench.processes import worker_context
 
-                # spawned, not forked: a worker holds the generator, not the memory of the command that started it
-                with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                # spawned, not forked: a worker holds the generator, not the memory of the command that started it;
+                # and it does not re-run the caller's script (no main guard needed around a loader that generates)
+                with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=die_with_parent,
                                          initargs=(os.getpid(),)) as ex:
                     futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
                     for f in as_completed(futs):
