@@ -208,7 +208,9 @@ def test_results_header_records_the_method_config_for_the_runs_onboard_model(tre
     assert _PerOnboardConfig().config()["for"] is None
     register_method("per-onboard-config", _PerOnboardConfig)
     per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
-    assert per["header"]["method"] == {"name": "per-onboard-config", "options": {}, "for": "noisy"}
+    assert per["header"]["method"] == {"name": "per-onboard-config", "options": {}, "for": "noisy",
+                                       "source": {"registered": "in-process",
+                                                  "object": "test_evaluate:_PerOnboardConfig"}}
 
 
 def test_leaderboard_names_the_data_generation_and_warns_when_rows_mix_them(tmp_path):
