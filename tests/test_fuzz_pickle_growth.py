@@ -174,3 +174,31 @@ def test_growing_pickle_through_convert_is_a_problem_of_that_file(tmp_path):
                                   "--dataset", "semantickitti", "-q"])
     assert r.exit_code == 3 and "000000.pkl" in r.output and "admitted for (str, 'latin1') only" in r.output
     assert not (tmp_path / "out" / "sequences").exists()
+
+
+@pytest.mark.parametrize("shape", [(2**27,), (2**40,), (256, 256, 2**20)])
+def test_npy_header_cannot_ask_for_more_than_its_data(tmp_path, shape):
+    """np.load allocates the shape a .npy header announces before reading the data: a 200-byte file could ask
+    for terabytes. The readers check the header against the bytes present first."""
+    import io
+
+    from numpy.lib import format as npy
+
+    from occbench.io.formats import load_npy_bytes
+
+    buf = io.BytesIO()
+    npy.write_array_header_1_0(buf, {"descr": "<u8", "fortran_order": False, "shape": shape})
+    buf.write(b"\0" * 100)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match=r"x\.npy: expected a \.npy array.*bytes of data"):
+            load_npy_bytes(buf.getvalue(), "x.npy")
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    for good in (np.arange(24, dtype="<f4").reshape(2, 3, 4), np.asfortranarray(np.ones((3, 4), np.uint8)),
+                 np.arange(3, dtype=">u2"), np.zeros((0, 5))):
+        b = io.BytesIO()
+        np.save(b, good)
+        back = load_npy_bytes(b.getvalue(), "good.npy")
+        assert back.dtype == good.dtype and back.shape == good.shape and (back == good).all()
