@@ -40,6 +40,18 @@ class LazyGroup(click.Group):
 
         return {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
 
+    def invoke(self, ctx: click.Context):
+        """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143 (:mod:`occbench.interrupts`)."""
+        from occbench.interrupts import exit_code, signal_name, stop_on_signals
+
+        try:
+            with stop_on_signals():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            click.echo(f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
+                       "half-written is left; no results file was written)", err=True)
+            ctx.exit(exit_code(e))
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy) | set(self.entry_points()))
 

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.evaluation.executors import die_with_parent
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
 from occbench.io.folder_lock import writes_exclusively
@@ -426,12 +425,19 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
                 import multiprocessing as mp
 
                 # spawned, not forked: a worker holds the generator, not the memory of the command that started it
-                with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
-                                         initargs=(os.getpid(),)) as ex:
+                from occbench.evaluation.executors import helper_init, stop_pool
+
+                ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=helper_init,
+                                         initargs=(os.getpid(),))
+                try:
                     futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
                     for f in as_completed(futs):
                         job, _, dt = f.result()
                         timings[_job_name(job)] = round(dt, 2)
+                except BaseException:  # interrupt or failed job: queued jobs cancelled, workers ended now
+                    stop_pool(ex)
+                    raise
+                ex.shutdown(wait=True)
     finally:
         if bar is not None:
             bar.close()
