@@ -13,6 +13,7 @@ and import heavy dependencies inside the command function.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -30,9 +31,22 @@ def _load(target: str) -> click.Command:
 class LazyGroup(click.Group):
     """``lazy``: command name -> (``"module:attribute"``, one-line help)."""
 
-    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None,
+                 warnings: Callable[[], Iterable[str]] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.warnings = warnings  # lines for stderr before a command runs or the help is shown (once)
+        self._warned = False
+
+    def warn(self) -> None:
+        if self.warnings is not None and not self._warned:
+            self._warned = True
+            for line in self.warnings():
+                click.echo(line, err=True)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.warn()
+        super().format_help(ctx, formatter)
 
     @staticmethod
     def entry_points() -> dict[str, str]:
@@ -44,6 +58,7 @@ class LazyGroup(click.Group):
         """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143 (:mod:`occbench.interrupts`)."""
         from occbench.interrupts import exit_code, signal_name, stop_on_signals
 
+        self.warn()
         try:
             with stop_on_signals():
                 return super().invoke(ctx)
