@@ -28,6 +28,28 @@ def _load(target: str) -> click.Command:
     return cmd
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system error: the file(s), what went wrong, and for a full disk under the
+    temporary folder that it is the temporary folder ($TMPDIR)."""
+    import errno
+    import tempfile
+
+    what = e.strerror or str(e)
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    line = f"{files}: {what}" if files else what
+    if e.errno == errno.ENOSPC:
+        tmp = tempfile.gettempdir()
+        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
+            line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
+        else:
+            line += " (free some space, or write elsewhere)"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        line += " (the folder is not writable: choose another output, or set $OCCBENCH_DATA for the data cache)"
+    elif e.errno == errno.ENOTDIR:
+        line += " (a file stands where a folder is expected)"
+    return line
+
+
 class LazyGroup(click.Group):
     """``lazy``: command name -> (``"module:attribute"``, one-line help)."""
 
@@ -62,6 +84,9 @@ class LazyGroup(click.Group):
         try:
             with stop_on_signals():
                 return super().invoke(ctx)
+        except OSError as e:  # no space, read-only, not a folder...: one line naming the file, exit 1
+            click.echo(f"error: {os_error_message(e)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt as e:
             click.echo(f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
                        "half-written is left; no results file was written)", err=True)

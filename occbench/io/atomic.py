@@ -24,6 +24,11 @@ def _write_temp(path: Path, data: bytes | memoryview) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        _unlink(tmp)
+        if e.filename is None:  # a failed write or fsync names no file: name the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         _unlink(tmp)
         raise

@@ -91,6 +91,10 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
         onboard = [o for o in onboard if o in cfg.onboard]
     if splits is not None:  # a split the configuration does not have is reported by the loader
         splits = [s for s in splits if s in cfg.splits]
+    from occbench.io.folder_lock import folder_lock
+
+    with folder_lock(root):  # another generator at work, or no folder can be made here: said before any announcement
+        pass
     announce_generation(root, cfg, "" if explicit or (root / MANIFEST).is_file() else
                         "occbench-mini is not in the data cache yet: ", splits)
     generate_mini(root, cfg, progress=progress, splits=splits, onboard=onboard)
