@@ -95,6 +95,8 @@ def test_messages_say_which_folder_is_full():
     e = OSError(errno.ENOSPC, "No space left on device", "/data/out/x.label")
     assert os_error_message(e).startswith("/data/out/x.label: No space left on device")
     assert "TMPDIR" not in os_error_message(e)
+    e = OSError(errno.ENOSPC, "No space left on device")  # a write that names no file
+    assert tempfile.gettempdir() in os_error_message(e) and "$TMPDIR" in os_error_message(e)
 
 
 def test_a_second_generation_reports_the_lock_before_announcing(tmp_path):

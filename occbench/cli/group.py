@@ -41,6 +41,9 @@ def os_error_message(e: OSError) -> str:
         tmp = tempfile.gettempdir()
         if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
             line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
+        elif e.filename is None:  # e.g. the world map's spill files: say which folders it can be
+            line += (f" (the output folder or the temporary folder {tmp} is full: free space, write elsewhere, "
+                     "or set $TMPDIR)")
         else:
             line += " (free some space, or write elsewhere)"
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
