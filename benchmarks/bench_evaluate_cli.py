@@ -183,7 +183,7 @@ def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05) ->
 
 def commands(root: Path, sub: Path, out: Path) -> dict[str, list[str]]:
     occ = [shutil.which("occbench") or "occbench", "evaluate", "--dataset", "semantickitti", "--root", str(root),
-           "--predictions", str(sub), "-q", "-o", str(out)]
+           "--predictions", str(sub), "-q", "-o", str(out), "--overwrite"]  # rerun into one file
     return {"plain": [sys.executable, str(PLAIN), str(root), str(sub)], "default": occ,
             "ssc-only": occ + ["--no-city", "--no-consistency"]}
 

@@ -37,6 +37,7 @@ INVALID_POLICIES = ("mask-all", "mask-empty-only")
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # a --dataset choice and the file's name
 RESULTS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # occbench.results_schema.SAFE_NAME
 LOADER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+MAX_CARD_BYTES = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 # key -> (what it must be, check)
@@ -63,7 +64,7 @@ _PROTOCOL_KEYS: dict[str, tuple[str, Any]] = {
     "version": ("a version text", lambda v: isinstance(v, str) and v != "" and not _CONTROL.search(v)),
     "label_map": ("the name of a label map of occbench/labels",
                   lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
-    "iou_epsilon": ("a number >= 0", lambda v: type(v) in (int, float) and v >= 0),
+    "iou_epsilon": ("a finite number >= 0", lambda v: type(v) in (int, float) and 0 <= v < float("inf")),
     "completion_rule": (" or ".join(COMPLETION_RULES), lambda v: v in COMPLETION_RULES),
     "invalid_policy": (" or ".join(INVALID_POLICIES), lambda v: v in INVALID_POLICIES),
     "reference": ("a text", lambda v: isinstance(v, str) and not _CONTROL.search(v)),
@@ -134,12 +135,17 @@ def label_map_folder() -> Path:
     return Path(__file__).resolve().parent / "labels"
 
 
-def folders() -> list[Path]:
-    """The folders read, in order: the shipped one, then those of ``$OCCBENCH_DATASET_PATH``."""
+def folders(problems: list[str] | None = None) -> list[Path]:
+    """The folders read, in order: the shipped one, then those of ``$OCCBENCH_DATASET_PATH``. A name there that is
+    not a folder is an error, or with ``problems`` a problem listed there (and the name left out)."""
     extra = [Path(p).expanduser() for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
-    for p in extra:
+    for p in list(extra):
         if not p.is_dir():
-            raise MissingDataError(p, f"folder of dataset files (named in ${PATH_ENV})")
+            e = MissingDataError(p, f"folder of dataset files (named in ${PATH_ENV})")
+            if problems is None:
+                raise e
+            problems.append(str(e))
+            extra.remove(p)
     return [shipped_folder()] + extra
 
 
@@ -158,13 +164,10 @@ def _check(doc: dict, keys: dict[str, tuple[str, Any]], path: Path, where: str) 
 def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
     """Read and check one dataset file (a protocol it names by id is not looked up here: see :func:`dataset_cards`).
     Returns the parsed document and the card."""
+    from occbench.regular_files import read_json_document
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MissingDataError(path, "dataset file") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(path, "a JSON dataset file", str(e)) from None
+    doc = read_json_document(path, "a JSON dataset file", MAX_CARD_BYTES)
     if not isinstance(doc, dict):
         raise FormatError(path, "a JSON object (a dataset file)", f"a JSON {type(doc).__name__}")
     _check(doc, _KEYS, path, "")
@@ -207,42 +210,71 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
 
 
 @lru_cache(maxsize=None)
-def dataset_cards() -> Mapping[str, DatasetCard]:
-    """Every dataset file, by ``--dataset`` name: the shipped ones (in the order of their file names), then those of
-    ``$OCCBENCH_DATASET_PATH``. Read once per process."""
+def _read_all() -> tuple[Mapping[str, DatasetCard], tuple[str, ...]]:
+    """(the cards, the problems of the files of ``$OCCBENCH_DATASET_PATH`` that were left out)."""
     cards: dict[str, DatasetCard] = {}
     defined: dict[str, DatasetCard] = {}
-    for folder in folders():
+    problems: list[str] = []
+    shipped = shipped_folder()
+    for folder in folders(problems):
         for p in sorted(folder.glob("*.json")):
-            _, c = read_card(p)
-            if c.name in cards:
-                raise FormatError(p, "a dataset name not used by another dataset file",
-                                  f"{c.name!r}, as in {cards[c.name].path}")
-            same = [o for o in cards.values() if o.results_name == c.results_name]
-            if same:
-                raise FormatError(p, "a 'results_name' not used by another dataset file",
-                                  f"{c.results_name!r}, as in {same[0].path}")
-            if c.protocol_definition is not None:
-                if c.protocol_id in defined:
-                    raise FormatError(p, "a protocol id defined by one dataset file only",
-                                      f"{c.protocol_id!r}, also defined in {defined[c.protocol_id].path}")
-                defined[c.protocol_id] = c
+            try:
+                _, c = read_card(p)
+                if c.name in cards:
+                    raise FormatError(p, "a dataset name not used by another dataset file",
+                                      f"{c.name!r}, as in {cards[c.name].path}")
+                same = [o for o in cards.values() if o.results_name == c.results_name]
+                if same:
+                    raise FormatError(p, "a 'results_name' not used by another dataset file",
+                                      f"{c.results_name!r}, as in {same[0].path}")
+                if c.protocol_definition is not None:
+                    if c.protocol_id in defined:
+                        raise FormatError(p, "a protocol id defined by one dataset file only",
+                                          f"{c.protocol_id!r}, also defined in {defined[c.protocol_id].path}")
+                    defined[c.protocol_id] = c
+            except OccbenchError as e:
+                if folder == shipped:
+                    raise
+                problems.append(str(e))  # a stranger's file: left out, reported; the others still work
+                continue
             cards[c.name] = c
     out = {}
     for name, c in cards.items():
         if c.protocol_definition is None:
             if c.protocol_id not in defined:
-                raise FormatError(c.path, "'protocol': the id of a protocol a dataset file defines "
-                                  f"({', '.join(defined) or 'none'})", repr(c.protocol_id))
+                e = FormatError(c.path, "'protocol': the id of a protocol a dataset file defines "
+                                f"({', '.join(defined) or 'none'})", repr(c.protocol_id))
+                if Path(c.path).parent == shipped:
+                    raise e
+                problems.append(str(e))
+                continue
             c = replace(c, label_map=defined[c.protocol_id].label_map)
         out[name] = c
-    return MappingProxyType(out)
+    return MappingProxyType(out), tuple(problems)
+
+
+def dataset_cards() -> Mapping[str, DatasetCard]:
+    """Every dataset file, by ``--dataset`` name: the shipped ones (in the order of their file names), then those of
+    ``$OCCBENCH_DATASET_PATH``. Read once per process. A file of ``$OCCBENCH_DATASET_PATH`` that is not a valid
+    dataset file is left out (see :func:`card_problems`); a shipped one that is not is an error."""
+    return _read_all()[0]
+
+
+dataset_cards.cache_clear = _read_all.cache_clear  # type: ignore[attr-defined]
+
+
+def card_problems() -> tuple[str, ...]:
+    """Why files of ``$OCCBENCH_DATASET_PATH`` were left out (one message per file, naming it)."""
+    return _read_all()[1]
 
 
 def dataset_card(name: str) -> DatasetCard:
     """The card of the dataset ``name`` (its ``--dataset`` name)."""
     cards = dataset_cards()
     if name not in cards:
+        for problem in card_problems():  # its file was left out: say why rather than "unknown"
+            if problem.split(": ", 1)[0].endswith(f"/{name}.json"):
+                raise OccbenchError(problem)
         raise UnknownNameError("dataset", name, list(cards))
     return cards[name]
 

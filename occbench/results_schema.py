@@ -30,6 +30,7 @@ PROTOCOL_SHOWN = ("id", "version", "epsilon", "units", "averaging", "ignore_poli
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 SAFE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\.json")
 MAX_TEXT = 4096
+MAX_CLASSES = 256
 _FLOATFMT = re.compile(r"\.[0-9][fge]")
 _HEX = re.compile(r"[0-9a-f]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -47,6 +48,32 @@ def read_results(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def read_results_for_plot(path: str | Path) -> dict[str, Any]:
+    """A results file for ``occbench render distance``: valid as :func:`read_results` asks (any file name), with a
+    distance curve of ``bin_edges_m`` (n + 1 finite numbers, at most 10,000) and ``iou``, ``miou`` (n fractions or
+    null each)."""
+    path = Path(path)
+    doc = read_json_document(path, "an occbench results file")
+    problems = results_problems(doc)
+    if not problems:
+        cur = doc["metrics"].get("distance")
+        edges = cur.get("bin_edges_m") if isinstance(cur, dict) else None
+        if not (isinstance(edges, list) and 2 <= len(edges) <= 10_001
+                and all(type(e) in (int, float) and math.isfinite(e) for e in edges)):
+            problems.append("metrics.distance.bin_edges_m missing or not a list of 2-10,001 finite numbers")
+        else:
+            for k in ("iou", "miou"):
+                v = cur.get(k)
+                if not (isinstance(v, list) and len(v) == len(edges) - 1):
+                    problems.append(f"metrics.distance.{k} is not a list of {len(edges) - 1} values")
+                    continue
+                for x in v:
+                    _fraction(x, f"metrics.distance.{k}", problems)
+    if problems:
+        raise FormatError(path, EXPECTED + " with a distance curve", "; ".join(problems[:10]))
+    return doc
+
+
 def results_problems(doc: Any) -> list[str]:
     """Everything wrong with a parsed results document (empty when it is valid)."""
     if not isinstance(doc, dict):
@@ -58,7 +85,16 @@ def results_problems(doc: Any) -> list[str]:
     if type(v) is not int or v not in KNOWN_SCHEMA_VERSIONS:
         return [f"schema_version {_short(v)}, which this version of occbench does not know"]
     header, metrics, proto = (_obj(doc, k, out) for k in ("header", "metrics", "protocol"))
+    classes = None
     if proto is not None:
+        names = proto.get("class_names")
+        if (isinstance(names, list) and 0 < len(names) <= MAX_CLASSES and all(isinstance(n, str) for n in names)
+                and len(set(names)) == len(names)):
+            for n in names:
+                _text(n, "protocol.class_names", out)
+            classes = set(names)
+        else:
+            out.append(f"protocol.class_names = {_short(names)} (expected a list of 1-{MAX_CLASSES} distinct class names)")
         for k in PROTOCOL_SHOWN:
             if k in proto and isinstance(proto[k], (str, int, float)) and not SAFE_NAME.fullmatch(str(proto[k])):
                 out.append(f"protocol.{k} {_short(proto[k])} (expected letters, digits and . _ + -)")
@@ -67,7 +103,9 @@ def results_problems(doc: Any) -> list[str]:
         if ds is not None:
             _choice(ds, "dataset", DATASETS, out, "header.dataset.")
             _choice(ds, "split", SPLITS, out, "header.dataset.")
-            if ds.get("onboard") is not None:
+            if "onboard" not in ds:
+                out.append("header.dataset.onboard missing (expected the onboard model's name, or null)")
+            elif ds["onboard"] is not None:
                 _name(ds, "onboard", out, "header.dataset.")
             fp = ds.get("fingerprint")
             if fp is not None and not (isinstance(fp, dict) and isinstance(fp.get("files"), str) and _HEX.fullmatch(fp["files"])
@@ -93,17 +131,24 @@ def results_problems(doc: Any) -> list[str]:
             _text(header["predictions"], "header.predictions", out)
         if header.get("command") is not None:
             _text(header["command"], "header.command", out)
+        part = header.get("partial")
+        if part is not None:
+            if not (isinstance(part, dict) and set(part) <= {"frames", "frames_in_split", "max_frames"}
+                    and all(type(part.get(k)) is int and part[k] >= 0 for k in ("frames", "frames_in_split"))
+                    and (part.get("max_frames") is None or (type(part["max_frames"]) is int and part["max_frames"] >= 0))):
+                out.append(f"header.partial = {_short(part)} (expected null or {{\"frames\": count, "
+                           "\"frames_in_split\": count, \"max_frames\": count or null}})")
     if metrics is not None:
         ssc = _obj(metrics, "ssc", out, "metrics.")
         if ssc is not None:
             for r in RANGES:
                 block = _obj(ssc, r, out, "metrics.ssc.")
                 if block is not None:
-                    _scores(block, f"metrics.ssc.{r}", out)
+                    _scores(block, f"metrics.ssc.{r}", out, classes)
         if metrics.get("city_map") is not None:
             cm = _obj(metrics, "city_map", out, "metrics.")
             if cm is not None:
-                _scores(cm, "metrics.city_map", out)
+                _scores(cm, "metrics.city_map", out, classes)
         if metrics.get("temporal_consistency") is not None:
             tc = _obj(metrics, "temporal_consistency", out, "metrics.")
             if tc is not None:
@@ -202,12 +247,17 @@ def _fraction(x: Any, where: str, out: list[str]) -> None:
         out.append(f"{where} = {_short(x)} (expected a finite fraction in [0, 1] or null)")
 
 
-def _scores(block: dict, where: str, out: list[str]) -> None:
+def _scores(block: dict, where: str, out: list[str], classes: set[str] | None = None) -> None:
     for k in ("iou", "miou"):
         _fraction(block.get(k), f"{where}.{k}", out)
     per = block.get("per_class_iou", {})
     if not isinstance(per, dict):
         out.append(f"{where}.per_class_iou is not an object")
+        return
+    unknown = [k for k in per if classes is None or k not in classes]
+    if unknown:
+        out.append(f"{where}.per_class_iou has {len(unknown)} key(s) that are not protocol.class_names, "
+                   f"e.g. {_short(unknown[0])}")
         return
     for name, x in per.items():
         _text(name, f"{where}.per_class_iou key", out)

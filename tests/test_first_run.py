@@ -118,7 +118,7 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path):
 def test_results_write_failure_still_prints_the_scores(tree, tmp_path, monkeypatch):
     import occbench.evaluation.run
 
-    def broken(path, results):
+    def broken(path, results, **kw):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(occbench.evaluation.run, "write_results", broken)

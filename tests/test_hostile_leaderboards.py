@@ -97,6 +97,7 @@ def test_free_text_is_escaped_for_markdown_and_html(tmp_path):
     d = _doc()
     pci = d["metrics"]["ssc"]["51.2"]["per_class_iou"]
     pci[hostile] = 0.5
+    d["protocol"]["class_names"].append(hostile)  # per-class keys must be class names of the file's protocol
     d["header"]["dataset"]["generator"]["size"] = "<script>x</script>"
     res = tmp_path / "r"
     res.mkdir()

@@ -28,7 +28,7 @@ import torch
 from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
 from baselines.occfiner.windows import WindowConfig
 from baselines.voting.options import RegistrationNote, voting_engine
-from occbench.errors import MissingDataError
+from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.methods import OffboardMethod, OnboardSequence
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -117,6 +117,7 @@ _LOCK = threading.Lock()
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
+    from baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
     from baselines.occfiner.model import OccFinerConfig, OccFinerNet
     from occbench.checkpoints import load_checkpoint_file
 
@@ -125,8 +126,13 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
     with _LOCK:
         if key not in _MODELS:
             ck = load_checkpoint_file(path, map_location="cpu")
-            model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
-            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+            check_occfiner_checkpoint(path, ck)  # types and bounds, before anything is built from it
+            try:
+                model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
+                model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
+            except (RuntimeError, TypeError, ValueError, KeyError) as e:
+                raise FormatError(path, "an OccFiner checkpoint whose weights fit its model_config",
+                                  f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
             model.to(device).eval()
             _MODELS.clear()  # one model per process is enough (jobs of one evaluation share it)
             _MODELS[key] = (model, {"window_config": ck.get("window_config")})
@@ -187,6 +193,12 @@ class _Stage1Base(OffboardMethod):
                          reference=o.reference if o.reference is not None else w.reference,
                          reference_radius=o.reference_radius if o.reference_radius is not None else w.reference_radius,
                          reference_stride=o.reference_stride if o.reference_stride is not None else w.reference_stride)
+        from baselines.occfiner.checkpoint_check import WINDOW_BOUNDS
+
+        for k, (lo, hi) in WINDOW_BOUNDS.items():  # an option given with -O, or the checkpoint's (checked on load)
+            v = getattr(w, k)
+            if not (type(v) is int and lo <= v <= hi):
+                raise OccbenchError(f"option {k}={v!r}: expected an integer in [{lo}, {hi}]")
         return model, w
 
     def stage1(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:

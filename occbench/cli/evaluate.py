@@ -29,6 +29,7 @@ from occbench.progress import set_quiet
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Results JSON file, or a folder to put it in. Default: ./occbench-results/"
                    "<dataset>-<split>-<onboard>-<method>-<time>.json. Checked writable before any work starts.")
+@click.option("--overwrite", is_flag=True, help="Replace the -o file if it exists (by default an existing results file is never replaced).")
 @click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
               help="Also write the refined predictions here (resumable: existing frames are reused).")
 @click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
@@ -46,7 +47,7 @@ from occbench.progress import set_quiet
                    "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. "
                    "The results say so and are kept off leaderboards.")
 def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, predictions_dir, pred_format, ids, pkl_key,
-             fingerprint_content, ground_truth, options, output, save_predictions, compressed, workers, executor, address,
+             fingerprint_content, ground_truth, options, output, overwrite, save_predictions, compressed, workers, executor, address,
              metric_names, city, consistency, max_frames, frames_text, quiet):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
@@ -78,9 +79,11 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
     if ground_truth != "auto":
         dspec.kwargs["ground_truth"] = ground_truth
     label = f"predictions-{Path(predictions_dir).name}" if predictions_dir is not None else method or "occfiner"
-    out_path = resolve_output(output, default_results_path(dataset, split, dspec.onboard if opts is not None else None, label))
+    default = default_results_path(dataset, split, dspec.onboard if opts is not None else None, label)
+    out_path = resolve_output(output, default)
+    number = output is None or Path(output).expanduser().is_dir()  # a default name: the next free one at write time
     try:
-        check_writable(out_path)
+        check_writable(out_path, overwrite=overwrite or number)
     except OSError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
     workers = default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
@@ -127,8 +130,12 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
     report = full_report(results)
-    try:
-        write_results(out_path, results)  # before anything is printed: the results are never lost to a closed terminal
+    clash = False
+    try:  # before anything is printed: the results are never lost to a closed terminal
+        try:
+            written = write_results(out_path, results, overwrite=overwrite, number=number)
+        except FileExistsError:  # another run wrote -o while this one ran: both results are kept
+            written, clash = write_results(out_path, results, number=True), True
     except OSError as e:
         click.echo(report)
         click.echo(f"error: the results JSON could not be written to {out_path} ({e.strerror or e}); "
@@ -136,4 +143,8 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
         sys.exit(EXIT_FAILED)
     if not quiet:
         click.echo(report)
-    click.echo(f"results written to {out_path}", err=True)
+    if clash:
+        click.echo(f"error: {out_path} was created by another run while this one ran (it is left as it is); these "
+                   f"results were written to {written}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"results written to {written}", err=True)

@@ -13,6 +13,7 @@ and import heavy dependencies inside the command function.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -27,18 +28,72 @@ def _load(target: str) -> click.Command:
     return cmd
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for an operating-system error: the file(s), what went wrong, and for a full disk under the
+    temporary folder that it is the temporary folder ($TMPDIR)."""
+    import errno
+    import tempfile
+
+    what = e.strerror or str(e)
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    line = f"{files}: {what}" if files else what
+    if e.errno == errno.ENOSPC:
+        tmp = tempfile.gettempdir()
+        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
+            line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
+        elif e.filename is None:  # e.g. the world map's spill files: say which folders it can be
+            line += (f" (the output folder or the temporary folder {tmp} is full: free space, write elsewhere, "
+                     "or set $TMPDIR)")
+        else:
+            line += " (free some space, or write elsewhere)"
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        line += " (the folder is not writable: choose another output, or set $OCCBENCH_DATA for the data cache)"
+    elif e.errno == errno.ENOTDIR:
+        line += " (a file stands where a folder is expected)"
+    return line
+
+
 class LazyGroup(click.Group):
     """``lazy``: command name -> (``"module:attribute"``, one-line help)."""
 
-    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs) -> None:
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None,
+                 warnings: Callable[[], Iterable[str]] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.warnings = warnings  # lines for stderr before a command runs or the help is shown (once)
+        self._warned = False
+
+    def warn(self) -> None:
+        if self.warnings is not None and not self._warned:
+            self._warned = True
+            for line in self.warnings():
+                click.echo(line, err=True)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.warn()
+        super().format_help(ctx, formatter)
 
     @staticmethod
     def entry_points() -> dict[str, str]:
         from importlib.metadata import entry_points
 
         return {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143 (:mod:`occbench.interrupts`)."""
+        from occbench.interrupts import exit_code, signal_name, stop_on_signals
+
+        self.warn()
+        try:
+            with stop_on_signals():
+                return super().invoke(ctx)
+        except OSError as e:  # no space, read-only, not a folder...: one line naming the file, exit 1
+            click.echo(f"error: {os_error_message(e)}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt as e:
+            click.echo(f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
+                       "half-written is left; no results file was written)", err=True)
+            ctx.exit(exit_code(e))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self.lazy) | set(self.entry_points()))

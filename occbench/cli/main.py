@@ -46,7 +46,13 @@ Exit codes:
 """
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+def _card_warnings() -> list[str]:
+    from occbench.dataset_cards import card_problems
+
+    return [f"warning: {p} (this dataset file is left out)" for p in card_problems()]
+
+
+@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, warnings=_card_warnings, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="occbench")
 def main() -> None:
     """occbench: datasets, metrics, baselines and leaderboards for offboard 3D semantic scene completion."""

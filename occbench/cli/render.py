@@ -1,7 +1,6 @@
 """``occbench render``: pictures of frames, distance curves and city maps."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -72,11 +71,17 @@ def render_frame(dataset, root, split, onboard, sequence, frame_map, scan, metho
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
 def render_distance(results, output):
     """IoU and mIoU against distance for several results files."""
+    from occbench.errors import OccbenchError
     from occbench.render import distance_plot
+    from occbench.results_schema import read_results_for_plot
 
     runs = []
     for p in results:
-        d = json.loads(Path(p).read_text())
+        try:  # bounded, validated: a stranger's file is refused naming it
+            d = read_results_for_plot(p)
+        except OccbenchError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
         runs.append((d["header"]["method"]["name"], d))
     click.echo(f"wrote {distance_plot(runs, output)}")
 

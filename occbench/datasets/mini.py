@@ -11,11 +11,12 @@ Mini numbers are synthetic: never present them as real-data numbers.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from occbench.dataset_cards import dataset_card
+from occbench.dataset_cards import SPLIT_NAMES, dataset_card
 from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.io.files import read_json_document
@@ -33,7 +34,20 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "occbench").expanduser()
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # a sequence, model, sensor or folder name: no path
+
+
+def _plain(v: object) -> bool:
+    return isinstance(v, str) and PLAIN_NAME.fullmatch(v) is not None and v not in (".", "..") and ".." not in v
+
+
+def _names(v: object) -> bool:
+    return isinstance(v, list) and len(v) <= 1000 and all(_plain(x) for x in v) and len(set(v)) == len(v)
+
+
 def read_manifest(root: Path) -> dict:
+    """``mini.json`` of ``root``, checked: every name in it is a plain name (a sequence named ``../x`` would be
+    read from outside the root), every entry has its type; a :class:`FormatError` naming the file otherwise."""
     p = root / MANIFEST
     try:
         m = read_json_document(p, "a JSON manifest")
@@ -45,14 +59,37 @@ def read_manifest(root: Path) -> dict:
         if key not in m:
             raise FormatError(p, f"a '{key}' entry", f"keys {sorted(m)}")
     splits, onboard = m["splits"], m["onboard"]
-    if not (isinstance(splits, dict) and all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in splits.values())):
-        raise FormatError(p, "'splits': an object of lists of sequence names", f"{str(splits)[:80]}")
-    if not (isinstance(onboard, list) and all(isinstance(s, str) for s in onboard)):
-        raise FormatError(p, "'onboard': a list of model names", f"{str(onboard)[:80]}")
-    for key in ("sensors", "test_ground_truth", "predictions"):
-        if key in m and not isinstance(m[key], dict if key == "sensors" else str):
-            raise FormatError(p, f"'{key}': {'an object' if key == 'sensors' else 'a folder name'}", f"{str(m[key])[:80]}")
+    if not (isinstance(splits, dict) and all(k in SPLIT_NAMES and _names(v) for k, v in splits.items())):
+        raise FormatError(p, f"'splits': an object of {', '.join(SPLIT_NAMES)} -> lists of plain sequence names "
+                             "(letters, digits, _ . + -)", _short(splits))
+    if not _names(onboard):
+        raise FormatError(p, "'onboard': a list of plain model names", _short(onboard))
+    checks = {
+        "sensors": ("an object: onboard model -> plain sensor name",
+                    lambda v: isinstance(v, dict) and all(k in onboard and _plain(x) for k, x in v.items())),
+        "test_ground_truth": ("a plain folder name", _plain),
+        "predictions": ("a plain folder name", _plain),
+        "generated": ("an object: split of 'splits' -> list of models of 'onboard'",
+                      lambda v: isinstance(v, dict) and all(k in splits and _names(x) and set(x) <= set(onboard)
+                                                            for k, x in v.items())),
+        "config": ("an object (the generator configuration)", lambda v: isinstance(v, dict)),
+        "name": ("a text", lambda v: isinstance(v, str)),
+        "size": ("a text", lambda v: isinstance(v, str)),
+        "generator_version": ("a text", lambda v: isinstance(v, str)),
+        "format_version": ("an integer", lambda v: type(v) is int),
+        "seed": ("an integer", lambda v: type(v) is int),
+    }
+    for key, (what, ok) in checks.items():
+        if key in m and not ok(m[key]):
+            raise FormatError(p, f"'{key}': {what}", _short(m[key]))
     return m
+
+
+def _short(v: object) -> str:
+    import json
+
+    s = json.dumps(v)
+    return s if len(s) <= 80 else s[:77] + "..."
 
 
 def generated(manifest: dict) -> dict[str, list[str]]:

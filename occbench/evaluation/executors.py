@@ -42,8 +42,21 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="occbench-parent-watch", daemon=True).start()
 
 
+def ignore_interrupts() -> None:
+    """In a helper process: leave Ctrl-C to the main process (a terminal sends SIGINT to the whole process group;
+    the main process ends its helpers itself, see :func:`stop_pool`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def helper_init(parent: int) -> None:
+    """Initializer of a helper process (the progress manager): dies with ``parent``, leaves Ctrl-C to it."""
+    ignore_interrupts()
+    die_with_parent(parent)
+
+
 def _worker_init(parent: int | None = None, threads: int = 1) -> None:
     if parent is not None:
+        ignore_interrupts()
         die_with_parent(parent)
     from occbench.progress import set_quiet
 
@@ -110,11 +123,16 @@ def run_jobs(
         if import_main is None:
             import_main = refers_to_main((fn, list(jobs)))
         ctx = mp.get_context("spawn") if import_main else worker_context()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(os.getpid(), threads_per_worker(workers))) as ex:
+        ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(os.getpid(), threads_per_worker(workers)))
+        try:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())
+        except BaseException:  # an interrupt or a failed job: queued jobs are cancelled, running ones ended now
+            stop_pool(ex)
+            raise
+        ex.shutdown(wait=True)
     return results
 
 
@@ -131,6 +149,27 @@ def refers_to_main(obj: Any) -> bool:
         return True
     return any(isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
                for _, arg, _ in pickletools.genops(data))
+
+
+def stop_pool(ex: ProcessPoolExecutor, grace: float = 1.0) -> None:
+    """Cancel the queued jobs of ``ex`` and end its worker processes: SIGTERM, then SIGKILL for those still alive
+    after ``grace`` seconds. Returns when they are gone (what they were writing is theirs to lose: atomic writes
+    leave only temporary files, which the folder's writer removes, see :mod:`occbench.io.folder_lock`)."""
+    from occbench.interrupts import signals_deferred
+
+    with signals_deferred():
+        procs = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + grace
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
 
 
 def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None,
@@ -150,10 +189,18 @@ def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, addres
         remote = ray.remote(num_cpus=1)(_ray_call)
         refs = {remote.remote(fn, args): i for i, args in enumerate(jobs)}
         pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for r in ready:
-                done(refs[r], ray.get(r))
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for r in ready:
+                    done(refs[r], ray.get(r))
+        except BaseException:  # interrupt or failed job: the other tasks are cancelled (their workers killed)
+            for r in pending:
+                try:
+                    ray.cancel(r, force=True)
+                except Exception:  # noqa: BLE001 - already finished or gone
+                    pass
+            raise
     finally:
         if started:
             ray.shutdown()

@@ -14,7 +14,12 @@ class _Tick:
         self.queue = queue
 
     def __call__(self, n: float = 1) -> None:
-        self.queue.put(n)
+        if self.queue is None:
+            return
+        try:
+            self.queue.put(n)
+        except (OSError, EOFError):  # the progress channel is gone (its process ended): progress only, not the run
+            self.queue = None
 
 
 class FrameTicks:
@@ -42,11 +47,11 @@ class FrameTicks:
             import threading
             from multiprocessing.managers import SyncManager
 
-            from occbench.evaluation.executors import die_with_parent
+            from occbench.evaluation.executors import helper_init
             from occbench.processes import worker_context
 
             self._manager = SyncManager(ctx=worker_context())  # holds a queue: needs nothing of the caller's __main__
-            self._manager.start(die_with_parent, (os.getpid(),))  # the manager process dies with this one
+            self._manager.start(helper_init, (os.getpid(),))  # dies with this process; Ctrl-C is left to this one
             self._queue = self._manager.Queue()
             self.tick = _Tick(self._queue)
             self._thread = threading.Thread(target=self._drain, daemon=True)
@@ -56,13 +61,30 @@ class FrameTicks:
     def _drain(self) -> None:
         assert self.update is not None
         while True:
-            n = self._queue.get()
+            try:
+                n = self._queue.get()
+            except (OSError, EOFError):  # the manager process ended: no more progress, the run goes on
+                self.lost = True
+                return
             if n is None:
                 return
             self.update(n)
 
+    lost = False
+
     def __exit__(self, *exc: Any) -> None:
         if self._queued:
-            self._queue.put(None)
-            self._thread.join()
-            self._manager.shutdown()
+            try:
+                self._queue.put(None)
+            except (OSError, EOFError):
+                self.lost = True
+            self._thread.join(timeout=2.0)
+            try:
+                self._manager.shutdown()
+            except (OSError, EOFError):  # pragma: no cover - already gone
+                pass
+            if self.lost and exc[0] is None:
+                import sys
+
+                print("warning: the progress display stopped (its helper process ended); the run completed",
+                      file=sys.stderr)

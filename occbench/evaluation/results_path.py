@@ -1,6 +1,7 @@
 """Where ``occbench evaluate`` writes its results JSON, checked writable before any work starts."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -32,11 +33,19 @@ def resolve_output(output: str | Path | None, default: Path) -> Path:
     return out / default.name if out.is_dir() else out
 
 
-def check_writable(path: Path) -> None:
+PROBE_BYTES = 256 * 1024  # a results JSON is about 30 KB; the probe reserves several times that
+
+
+def check_writable(path: Path, overwrite: bool = True, probe_bytes: int = PROBE_BYTES) -> None:
     """Make sure the results JSON can be created at ``path`` (its folder may not exist yet: it is created when the
-    results are written), without leaving anything behind. Raises ``OSError`` with a message naming the path."""
+    results are written), without leaving anything behind: a probe file next to it gets ``probe_bytes`` of real
+    space (a full disk is found now, not after the run). ``overwrite`` False: an existing ``path`` is refused
+    (``FileExistsError``). Raises ``OSError`` with a message naming the path."""
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path for the results JSON")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"{path} exists (another run's results?); give --overwrite to replace it, "
+                              "or another -o")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -44,7 +53,26 @@ def check_writable(path: Path) -> None:
         raise NotADirectoryError(f"cannot write the results JSON to {path}: {folder} is a file, expected a folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        try:
+            _reserve(fd, probe_bytes)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
     except OSError as e:
         raise OSError(f"cannot write the results JSON to {path}: {folder}: {e.strerror or e}") from None
+
+
+def _reserve(fd: int, n: int) -> None:
+    """Allocate ``n`` bytes of disk to ``fd`` (``posix_fallocate``; written zeros where it is not supported)."""
+    if n <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, n)
+        return
+    except (AttributeError, OSError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+            raise
+    zeros, done = memoryview(bytes(n)), 0
+    while done < n:
+        done += os.write(fd, zeros[done:])
+    os.fsync(fd)

@@ -21,7 +21,7 @@ from occbench.version import __version__
 from occbench.errors import FormatError
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
-from occbench.io.atomic import atomic_write_text
+from occbench.io.atomic import create_new_bytes
 from occbench.io.predictions import PredictionStore
 
 __all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
@@ -326,5 +326,10 @@ def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ..
     return out
 
 
-def write_results(path: str | os.PathLike, results: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(results, indent=1, sort_keys=False) + "\n")
+def write_results(path: str | os.PathLike, results: dict[str, Any], *, overwrite: bool = False,
+                  number: bool = False) -> Path:
+    """Write the results JSON to a new file at ``path`` and return where it went: complete before its name appears,
+    and never over an existing file (another run's) unless ``overwrite``; with ``number`` an existing ``path``
+    makes it ``STEM-2.json``, ``STEM-3.json``, ... (see :func:`occbench.io.atomic.create_new_bytes`)."""
+    data = (json.dumps(results, indent=1, sort_keys=False) + "\n").encode("utf-8")
+    return create_new_bytes(path, data, overwrite=overwrite, number=number)

@@ -139,10 +139,14 @@ def remove_stale_temps(folder: str | Path, subfolders: str = "**") -> int:
 
 @contextmanager
 def exclusive_writer(folder: str | Path, subfolders: str = "**") -> Iterator[Path]:
-    """:func:`folder_lock` on ``folder``, then :func:`remove_stale_temps` (resume)."""
+    """:func:`folder_lock` on ``folder``, then :func:`remove_stale_temps` (resume); again when the block ends, however
+    it ends (an interrupted run's workers are ended before: what they were writing is removed, the lock too)."""
     with folder_lock(folder) as f:
         remove_stale_temps(f, subfolders)
-        yield f
+        try:
+            yield f
+        finally:
+            remove_stale_temps(f, subfolders)
 
 
 def writes_exclusively(fn: F) -> F:

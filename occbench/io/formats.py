@@ -109,6 +109,33 @@ def to_submission_ids(arr: np.ndarray, fmt: ForeignFormat, lm: LabelMap, path: P
     return arr.astype(np.uint16, copy=False)
 
 
+def load_npy_bytes(data: bytes, path: str | Path) -> np.ndarray:
+    """The array of a ``.npy`` file's bytes, without pickled objects, and only if the data the header announces is
+    there: ``np.load`` allocates the header's shape before reading, so a few bytes could ask for any size."""
+    import io
+
+    from numpy.lib import format as npy
+
+    f = io.BytesIO(data)
+    try:
+        version = npy.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"npy format version {version}")
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError("an array of pickled objects")
+        n = dtype.itemsize
+        for k in shape:
+            n *= int(k)
+        if n != len(data) - f.tell():
+            raise ValueError(f"shape {shape} of {dtype} ({n:,} bytes) with {len(data) - f.tell():,} bytes of data")
+        arr = np.frombuffer(data, dtype=dtype, count=n // dtype.itemsize if dtype.itemsize else 0, offset=f.tell())
+        return arr.reshape(shape, order="F" if fortran else "C")
+    except (ValueError, TypeError, SyntaxError, OverflowError) as e:
+        raise FormatError(path, "a .npy array without pickled objects", str(e)) from None
+
+
 def read_foreign_grid(path: Path, fmt: ForeignFormat) -> np.ndarray:
     """The (256, 256, 32) integer grid of one file, ids as stored (not yet checked)."""
     if fmt.kind == "label":
@@ -117,11 +144,7 @@ def read_foreign_grid(path: Path, fmt: ForeignFormat) -> np.ndarray:
         import io
 
         data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "numpy .npy file")
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as e:
-            raise FormatError(path, "a .npy array without pickled objects", str(e)) from None
-        return _grid(arr, path, "a prediction")
+        return _grid(load_npy_bytes(data, path), path, "a prediction")
     from occbench.io.safe_pickle import load_pickle
 
     obj = load_pickle(path)
@@ -304,10 +327,7 @@ def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:
 
     path = Path(path)
     data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "SSCBench label .npy")
-    try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as e:
-        raise FormatError(path, "a .npy array without pickled objects", str(e)) from None
+    arr = load_npy_bytes(data, path)
     if arr.shape != GRID_SHAPE:
         raise FormatError(path, "an SSCBench label grid of shape (256, 256, 32)", f"shape {arr.shape}")
     if arr.dtype.kind not in "uif":

@@ -60,9 +60,13 @@ class Calibration:
         return self.P2[:3, :3].copy()
 
 
+MAX_POSE_TRANSLATION_M = 1e5  # 100 km: longer than any driving log; the world map holds +-209 km (x, y)
+
+
 def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = RIGID_TOL,
-                lines: np.ndarray | None = None) -> None:
-    """Raise :class:`FormatError` unless every 4x4 in ``T`` is finite and a rigid transform.
+                lines: np.ndarray | None = None, max_translation: float = MAX_POSE_TRANSLATION_M) -> None:
+    """Raise :class:`FormatError` unless every 4x4 in ``T`` is finite, a rigid transform, and translates by at most
+    ``max_translation`` metres on each axis (a pose at 1e308 m is finite and rigid, and breaks every map).
 
     ``lines``: the file line of each matrix (for the message; default: entry ``i`` is on line ``i + 1``)."""
     T = np.asarray(T, np.float64)
@@ -88,6 +92,12 @@ def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = 
             f"{bad.size} non-rigid entr{'y' if bad.size == 1 else 'ies'}, first at line {where(i)}: "
             f"|R^T R - I| = {ortho[i]:.3g}, det R = {det[i]:.6g}",
         )
+    far = np.flatnonzero(np.abs(Ts[:, :3, 3]).max(axis=1) > max_translation)
+    if far.size:
+        i = int(far[0])
+        raise FormatError(path, f"{what} with translations within {max_translation:g} m",
+                          f"{far.size} entr{'y' if far.size == 1 else 'ies'} beyond, first at line {where(i)} "
+                          f"({np.abs(Ts[i, :3, 3]).max():.6g} m)")
 
 
 MAX_TEXT_BYTES = 64 << 20  # poses of the longest KITTI sequence are ~0.5 MB
@@ -138,6 +148,7 @@ def read_number_rows(path: str | Path, what: str, width: int) -> tuple[np.ndarra
 
 
 CALIB_KEYS = ("P0", "P1", "P2", "P3", "Tr")
+MAX_TR_TRANSLATION_M = 100.0  # a sensor-to-sensor offset on one vehicle
 
 
 def read_calib(path: str | Path) -> Calibration:
@@ -173,7 +184,7 @@ def read_calib(path: str | Path) -> Calibration:
                               f"a degenerate one (|det| = {abs(np.linalg.det(K)):.3g}, fx = {P[k][0, 0]:g})")
     Tr = np.eye(4)
     Tr[:3, :4] = P.pop("Tr")
-    check_rigid(Tr, path, "Tr (velodyne -> cam0)", lines=np.array([seen["Tr"]]))
+    check_rigid(Tr, path, "Tr (velodyne -> cam0)", lines=np.array([seen["Tr"]]), max_translation=MAX_TR_TRANSLATION_M)
     return Calibration(P=P, Tr=Tr, path=path)
 
 

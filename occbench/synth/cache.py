@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from occbench.datasets.mini import (DATA_ENV, MANIFEST, PARTIAL, default_data_dir, generated, read_manifest)
-from occbench.errors import MissingDataError, OccbenchError
+from occbench.errors import FormatError, MissingDataError, OccbenchError
 
 # measured: disk per scan (the default mini, 1,000 scans: 1.28 GB), seconds per scan on 2 cores idle (the default
 # val sequence, docs/mini.md "Generation cost") and busy (the default mini in 1,758 s at load average 9-12)
@@ -77,7 +77,11 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
             return root
         from occbench.synth.config import config_from_identity
 
-        cfg = config_from_identity(m["config"])
+        try:
+            cfg = config_from_identity(m["config"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise FormatError(root / MANIFEST, "'config': the generator configuration it was made with",
+                              f"{type(e).__name__}: {e}") from None
     elif generate is False or (explicit and not generate):
         raise MissingDataError(
             root / MANIFEST, "occbench-mini (its manifest)",
@@ -91,6 +95,10 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
         onboard = [o for o in onboard if o in cfg.onboard]
     if splits is not None:  # a split the configuration does not have is reported by the loader
         splits = [s for s in splits if s in cfg.splits]
+    from occbench.io.folder_lock import folder_lock
+
+    with folder_lock(root):  # another generator at work, or no folder can be made here: said before any announcement
+        pass
     announce_generation(root, cfg, "" if explicit or (root / MANIFEST).is_file() else
                         "occbench-mini is not in the data cache yet: ", splits)
     generate_mini(root, cfg, progress=progress, splits=splits, onboard=onboard)

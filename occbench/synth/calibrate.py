@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
+from occbench.datasets.mini import read_manifest
 from occbench.geometry import RANGE_SLICES
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import read_bits, read_label
@@ -91,7 +91,7 @@ def _in_memory_predictions(root: Path, manifest: dict, model: str, seq: str, fra
 def measure(root: str | Path, models: list[str] | None = None, split: str = "val", in_memory: bool = False,
             overrides: dict[str, dict] | None = None) -> dict[str, dict[float, dict[str, float]]]:
     root = Path(root)
-    manifest = json.loads((root / "mini.json").read_text())
+    manifest = read_manifest(root)
     models = models or manifest["onboard"]
     lm = load_label_map("semantickitti")
     results = {}
@@ -120,7 +120,7 @@ def write_predictions(root: str | Path, out: str | Path, models: list[str] | Non
     from occbench.synth.generate import inv_lut
 
     root, out = Path(root), Path(out)
-    manifest = json.loads((root / "mini.json").read_text())
+    manifest = read_manifest(root)
     lut = inv_lut()
     for model in models or manifest["onboard"]:
         store = PredictionStore(out / model, compressed=True)

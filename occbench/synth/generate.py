@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.evaluation.executors import die_with_parent
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.atomic import atomic_write_text
+from occbench.io.files import read_json_document
 from occbench.io.folder_lock import writes_exclusively
 from occbench.io.kitti import lidar_to_cam0_poses, read_calib, read_poses, write_poses, write_times
 from occbench.io.predictions import PredictionStore
@@ -354,7 +354,7 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     configuration that has everything asked for is returned as is. A different configuration raises
     ``FileExistsError`` unless ``overwrite=True`` (which deletes the generated folders first).
     """
-    from occbench.datasets.mini import generated
+    from occbench.datasets.mini import generated, read_manifest
 
     root = Path(root)
     wanted = _checked("split", splits, list(cfg.splits))
@@ -367,17 +367,17 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     ident = cfg.identity()
     have: dict[str, list[str]] = {}
     if manifest_path.is_file() and not overwrite:
-        m = json.loads(manifest_path.read_text())
+        m = read_manifest(root)
         if m.get("config") != ident:
             raise FileExistsError(f"{root} holds an occbench-mini generated with another configuration; "
                                   "use overwrite=True (--overwrite) or another --output")
         have = generated(m)
         if all(s in have and set(models) <= set(have[s]) for s in wanted):
             return m
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident and not overwrite:
+    if cfg_path.is_file() and _read_record(cfg_path, "the configuration of a started generation") != ident and not overwrite:
         raise FileExistsError(f"{root} holds a partial generation with another configuration; "
                               "use overwrite=True (--overwrite) or another --output")
-    if overwrite or (cfg_path.is_file() and json.loads(cfg_path.read_text()) != ident):
+    if overwrite or (cfg_path.is_file() and _read_record(cfg_path, "the configuration of a started generation") != ident):
         for sub in ("sequences", TEST_GT, PREDICTIONS, MARKERS):
             shutil.rmtree(root / sub, ignore_errors=True)
         if manifest_path.exists():
@@ -427,16 +427,31 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
 
                 # spawned, not forked: a worker holds the generator, not the memory of the command that started it;
                 # and it does not re-run the caller's script (no main guard needed around a loader that generates)
-                with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=die_with_parent,
-                                         initargs=(os.getpid(),)) as ex:
+                from occbench.evaluation.executors import helper_init, stop_pool
+
+                ex = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=helper_init,
+                                         initargs=(os.getpid(),))
+                try:
                     futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
                     for f in as_completed(futs):
                         job, _, dt = f.result()
                         timings[_job_name(job)] = round(dt, 2)
+                except BaseException:  # interrupt or failed job: queued jobs cancelled, workers ended now
+                    stop_pool(ex)
+                    raise
+                ex.shutdown(wait=True)
     finally:
         if bar is not None:
             bar.close()
     return timings
+
+
+def _read_record(path: Path, what: str) -> Any:
+    """A JSON record the generator wrote (bounded reader; a damaged one is an error naming it and the way out)."""
+    try:
+        return read_json_document(path, what)
+    except FormatError as e:
+        raise FormatError(path, f"{what}; delete it (or the folder) to generate again", e.found) from None
 
 
 def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[str, Any]:
@@ -448,9 +463,15 @@ def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[s
     for seq in sorted(cfg.scans):
         if split_of(cfg, seq) not in counts:
             continue
-        r = json.loads(_marker(root, seq, "gt").read_text())
+        path = _marker(root, seq, "gt")
+        r = _read_record(path, "the ground-truth record of a generated sequence")
+        keys = ("frames", "invalid", "occluded", "bin", "ignored")
+        if not (isinstance(r, dict) and isinstance(r.get("counts"), list) and len(r["counts"]) == 20
+                and all(type(c) is int for c in r["counts"]) and all(type(r.get(k)) is int for k in keys)):
+            raise FormatError(path, "the ground-truth record of a generated sequence (20 class counts and "
+                              f"{', '.join(keys)}); delete it to generate sequence {seq} again", "something else")
         counts[split_of(cfg, seq)] += np.asarray(r["counts"], np.int64)
-        gt_stats[seq] = {k: r[k] for k in ("frames", "invalid", "occluded", "bin", "ignored")}
+        gt_stats[seq] = {k: r[k] for k in keys}
     manifest: dict[str, Any] = {
         "name": NAME,
         "format_version": FORMAT_VERSION,

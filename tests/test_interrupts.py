@@ -1,0 +1,181 @@
+"""Ctrl-C and SIGTERM stop `evaluate -j 2`, `refine` and generation promptly: queued jobs cancelled, workers
+ended, one line, exit 130 / 143, no lock or temporary file left, completed frames kept (a re-run resumes)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from occbench.io.folder_lock import LOCK_NAME
+from occbench.testing import make_semantickitti_tree
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+SLOW = '''
+import time
+from occbench.methods import OffboardMethod
+
+
+class SlowMethod(OffboardMethod):
+    name = "slow-test"
+    worker_memory_gb = 0.5
+    description = "The onboard predictions, one every 0.5 s."
+
+    def refine(self, sequence, targets):
+        for t in targets:
+            time.sleep(0.5)
+            yield t, sequence.prediction(t)
+'''
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A method that takes 0.5 s a frame, registered as an entry point (worker processes find it too)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "slow_test_method.py").write_text(SLOW)
+    dist = site / "slow_test_method-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-test-method\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[occbench.methods]\nslow-test = slow_test_method:SlowMethod\n")
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [e.get("PYTHONPATH")])])
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_semantickitti_tree(tmp_path_factory.mktemp("kitti"), {"08": 40}, onboard={"noisy": 0.2}, label_every=1)
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _interrupt(cmd, env, sig, ready, kids=3):
+    """Start ``cmd``, wait until ``ready()`` and ``kids`` live descendants, send ``sig`` to the main process only;
+    return (exit code, seconds from the signal to the exit, stderr, the descendants seen)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        seen: set[int] = set()
+        while time.time() < deadline and proc.poll() is None:
+            seen = {k for k in _descendants(proc.pid) if _alive(k)}
+            if len(seen) >= kids and ready():
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        assert ready() and len(seen) >= kids, f"never ready ({seen})"
+        t0 = time.monotonic()
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, time.monotonic() - t0, err, seen
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _none_left(kids: set[int]) -> None:
+    deadline = time.time() + 2.0  # the multiprocessing resource tracker exits once it reads the end of its pipe
+    while time.time() < deadline and [k for k in kids if _alive(k)]:
+        time.sleep(0.1)
+    left = {k: Path(f"/proc/{k}/cmdline").read_bytes().replace(b"\0", b" ")[:200] for k in kids if _alive(k)}
+    assert not left, f"processes left running: {left}"
+
+
+def _written(out: Path) -> list[Path]:
+    d = out / "sequences" / "08" / "predictions"
+    return sorted(d.glob("*.label")) if d.is_dir() else []
+
+
+def _all_files(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+OCCBENCH = [sys.executable, "-c", "from occbench.cli import main; main()"]
+LIMIT_S = 6.0  # the promise is 2 s; a loaded shared test machine gets some slack (the previous code took > 15 s)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_refine_stops_promptly_and_resumes(tree, env, tmp_path, sig, code):
+    out = tmp_path / "out"
+    cmd = OCCBENCH + ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
+                      "--method", "slow-test", "-o", str(out), "-j", "2", "-q"]
+    rc, dt, err, kids = _interrupt(cmd, env, sig, lambda: len(_written(out)) >= 4)
+    assert rc == code, err
+    print(f"stopped {sig.name} in {dt:.2f} s")
+    assert dt < LIMIT_S, f"took {dt:.1f} s to stop"
+    assert "stopped by SIG" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "leaked semaphore" not in err
+    _none_left(kids)
+    files = _all_files(out)
+    assert LOCK_NAME not in [Path(f).name for f in files] and not [f for f in files if f.endswith(".tmp")], files
+    done = _written(out)
+    assert 4 <= len(done) < 40  # stopped early, completed frames kept
+    r = subprocess.run(cmd[:-1], env=env, capture_output=True, text=True, timeout=300)  # resume
+    assert r.returncode == 0, r.stderr
+    assert f"{40 - len(done)} of 40 frames written" in r.stdout
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_evaluate_j2_stops_promptly_without_a_results_file(tree, env, tmp_path, sig, code):
+    saved = tmp_path / "saved"
+    res = tmp_path / "r.json"
+    cmd = OCCBENCH + ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
+                      "--method", "slow-test", "-j", "2", "--save-predictions", str(saved), "-o", str(res)]
+    rc, dt, err, kids = _interrupt(cmd, env, sig, lambda: len(_written(saved)) >= 4)
+    assert rc == code, err
+    print(f"stopped {sig.name} in {dt:.2f} s")
+    assert dt < LIMIT_S, f"took {dt:.1f} s to stop"
+    assert "stopped by SIG" in err and "Traceback" not in err and "Aborted" not in err, err
+    _none_left(kids)
+    assert not res.exists() and list(tmp_path.glob(".r.json*")) == []  # nothing that looks like results
+    files = _all_files(saved)
+    assert LOCK_NAME not in [Path(f).name for f in files] and not [f for f in files if f.endswith(".tmp")], files
+
+
+def test_a_killed_progress_channel_does_not_fail_the_run(capsys):
+    """The progress bar's manager process killed mid-run: ticks are dropped, the run goes on, one warning."""
+    from occbench.evaluation.progress import FrameTicks
+
+    got = []
+    with FrameTicks(got.append, "local", inline=False) as ticks:
+        ticks.tick()
+        deadline = time.time() + 10
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+        ticks._manager._process.kill()
+        ticks._manager._process.join(5)
+        for _ in range(3):
+            ticks.tick()  # from a worker this would be a chain of connection errors
+    assert got == [1]
+    err = capsys.readouterr().err
+    assert "progress display stopped" in err and "Traceback" not in err
