@@ -59,7 +59,7 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path, t
     (label, results); the range crops' distances are marked."""
     data = distance_data(results)
     plt = _style()
-    fig, axes = plt.subplots(1, 2, figsize=(width, width * 0.36), dpi=DPI)
+    fig, axes = plt.subplots(1, 2, figsize=(width, width * 0.4), dpi=DPI)
     arr = lambda v: np.array([np.nan if e is None else e for e in v], float)  # noqa: E731  (null = no voxel)
     for s in data["series"]:
         for a, key in zip(axes, ("iou", "miou")):
@@ -68,13 +68,15 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path, t
         a.set_xlabel("distance from the sensor (m)")
         a.set_ylabel(t)
         a.grid(alpha=0.3, linewidth=0.4)
+        a.set_ylim(bottom=0, top=a.get_ylim()[1] * 1.08)
         for r in (12.8, 25.6, 51.2):
             a.axvline(r, color="0.5", linewidth=0.5, linestyle=":")
-        a.set_ylim(bottom=0)
-    axes[1].legend(loc="upper right", frameon=False)
+            a.text(r, a.get_ylim()[1], f"{r:g} m", ha="center", va="bottom", fontsize=FONT - 1.5, color="0.35")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=FONT)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.09 * (1 + (len(labels) - 1) // 5), 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("distance", {**data, "title": title}))
 
 
@@ -155,10 +157,11 @@ def autolabel_plot(results: list[dict[str, Any]], path: str | Path, title: str |
     axes[2].set_xlabel("pseudo-label mIoU at 51.2 m (%)")
     axes[2].set_ylabel("student mIoU at 51.2 m (%)")
     axes[2].grid(alpha=0.3, linewidth=0.4)
-    axes[2].text(0.02, 0.03, "dashed: GT-Train only", transform=axes[2].transAxes, fontsize=FONT - 1.5)
+    axes[2].text(0.03, 0.97, "dashed: GT-Train only\n(no pseudo-labels)", transform=axes[2].transAxes, va="top",
+                 fontsize=FONT - 1.5)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=FONT)
-    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("autolabel", {**data, "title": title}))
