@@ -149,10 +149,12 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
     if seen.any():
         rows, cols = np.flatnonzero(seen.any(axis=1)), np.flatnonzero(seen.any(axis=0))
         mpx = int(round(margin_m / res))
-        r0, r1 = max(rows[0] - mpx, 0), min(rows[-1] + mpx + 1, g.shape[0])
-        c0, c1 = max(cols[0] - mpx, 0), min(cols[-1] + mpx + 1, g.shape[1])
+        g = np.pad(g, mpx, constant_values=255)  # a white margin around the drive
+        p = np.pad(p, mpx, constant_values=255)
+        r0, r1 = rows[0], rows[-1] + 2 * mpx + 1
+        c0, c1 = cols[0], cols[-1] + 2 * mpx + 1
         g, p = g[r0:r1, c0:c1], p[r0:r1, c0:c1]
-        x0, y0 = x0 + r0, y0 + c0
+        x0, y0 = x0 + r0 - mpx, y0 + c0 - mpx
     cls_pal = np.full((256, 3), 255, np.uint8)
     cls_pal[1:len(static_ids) + 1] = label_map.colors[np.asarray(static_ids)]
     images, shown_cls, shown_err = [], set(), set()
@@ -170,17 +172,23 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
         # world x to the right, world y up: the map array is indexed [x, y]
         images.append(np.ascontiguousarray(np.transpose(img, (1, 0, 2))[::-1]))
     Hm, Wm = images[0].shape[:2]
-    side = Wm > Hm  # a wide drive: panels stacked vertically
     n = len(images)
-    fs = max(8.0, 0.011 * (Wm if side else Hm * 1.2) * 72 / dpi)
-    pad_px = int(fs * 2.6 * dpi / 72)
-    fig_w = (Wm if side else n * Wm + (n - 1) * pad_px // 3) / dpi
-    fig_hm = ((n * Hm + (n - 1) * pad_px) if side else Hm + pad_px) / dpi
-    legend_rows = 2 + (len(shown_cls) // 6) + (1 if shown_err else 0)
-    legend_h = legend_rows * fs * 1.8 / 72
-    title_h = fs * 2.0 / 72 if title else 0
-    fig = plt.figure(figsize=(fig_w, fig_hm + legend_h + title_h), dpi=dpi)
-    H_in = fig_hm + legend_h + title_h
+    # side by side or stacked: whichever gives the figure an aspect nearer 4:3
+    side = abs(np.log(Wm / (n * Hm) / 1.33)) < abs(np.log(n * Wm / Hm / 1.33))  # True: stacked
+    fs = max(8.0, 0.011 * max(Wm, Hm) * 72 / dpi)
+    pt = dpi / 72  # pixels per point
+    gap = int(fs * 2.6 * pt)
+    content_w = Wm if side else n * Wm + (n - 1) * gap // 3
+    content_h = n * Hm + (n - 1) * gap if side else Hm
+    fig_w_px = max(content_w, int(58 * fs * pt))  # room for a legend of 6 columns
+    legend_rows = 1.5 + (len(shown_cls) + 5) // 6 + (1 if shown_err else 0)
+    legend_px = int(legend_rows * fs * 1.8 * pt)
+    title_px = int(fs * 2.4 * pt) if title else int(fs * pt)
+    fig_h_px = title_px + content_h + legend_px
+    fig = plt.figure(figsize=(fig_w_px / dpi, fig_h_px / dpi), dpi=dpi)
+    H_in = fig_h_px / dpi
+    legend_h = legend_px / dpi
+    left0 = (fig_w_px - content_w) / 2
     traj = np.asarray(trajectory, float)
     tc = (traj[:, 0] / res - x0)  # map rows (x) -> image columns
     tr = (traj[:, 1] / res - y0)  # map cols (y) -> image rows (flipped)
@@ -188,11 +196,10 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
     names.update(titles or {})
     for i, (what, img) in enumerate(zip(show, images)):
         if side:
-            left, bottom = 0.0, (legend_h + (n - 1 - i) * (Hm + pad_px) / dpi) / H_in
-            w, h = 1.0, Hm / dpi / H_in
+            left, bottom = left0 / fig_w_px, (legend_px + (n - 1 - i) * (Hm + gap)) / fig_h_px
         else:
-            left, bottom = i * (Wm + pad_px // 3) / dpi / fig_w, legend_h / H_in
-            w, h = Wm / dpi / fig_w, Hm / dpi / H_in
+            left, bottom = (left0 + i * (Wm + gap // 3)) / fig_w_px, legend_px / fig_h_px
+        w, h = Wm / fig_w_px, Hm / fig_h_px
         ax = fig.add_axes((left, bottom, w, h))
         ax.imshow(img, interpolation="nearest")
         ax.set_xlim(-0.5, Wm - 0.5)

@@ -36,6 +36,7 @@ class FramePicture:
     classes: list[int] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)
     size_px: tuple[int, int] = (0, 0)
+    legend: list[str] = field(default_factory=list)  # the texts of the class legend, in order
 
 
 def _bev_crops(ax, grid: Grid, fontsize: float) -> None:
@@ -161,7 +162,8 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
         h = heights[ri] * col_w / fig_h
         y -= h
         for ci, (name, _) in enumerate(columns):
-            ax = fig.add_axes((row_label_w + ci / ncol, y, 1 / ncol, h))
+            gap = 0.025 / ncol  # a thin white gap between columns
+            ax = fig.add_axes((row_label_w + ci / ncol + gap / 2, y, 1 / ncol - gap, h))
             ax.set_axis_off()
             if (v, ci) not in cells:
                 if ci == 0 and v in ("error", "error3d") and not placed_err_legend and shown_errors:
@@ -188,9 +190,11 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
         fig.text(0.5, 1 - 0.2 * fontsize / 72 / fig_h, title, ha="center", va="top", fontsize=fontsize)
     ly = legend_h / fig_h
     ids = sorted(shown_classes)
+    legend_texts: list[str] = []
     if ids:
-        class_legend(fig, ids, list(label_map.class_names), label_map.colors, ncol=legend_cols, fontsize=fontsize * 0.9,
+        leg = class_legend(fig, ids, list(label_map.class_names), label_map.colors, ncol=legend_cols, fontsize=fontsize * 0.9,
                      y=ly)
+        legend_texts = [t.get_text() for t in leg.get_texts()]
     note = []
     if "bev" in views or "error" in views:
         note.append("light grey: not evaluated (never observed)")
@@ -206,7 +210,7 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
 
     with Image.open(out) as im:
         size = im.size
-    return FramePicture(out, ids, sorted(shown_errors), size)
+    return FramePicture(out, ids, sorted(shown_errors), size, legend_texts)
 
 
 __all__ = ["FramePicture", "frame_figure", "UNKNOWN_RGB"]
