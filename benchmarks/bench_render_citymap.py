@@ -13,6 +13,7 @@ and prints the command's wall time, CPU time and peak RSS. The tree needs about 
 (3.4 GB for 4,000 scans); ``--keep`` keeps it.
 
     python benchmarks/bench_render_citymap.py [--scans 4000] [--work DIR] [--keep]
+    python benchmarks/bench_render_citymap.py --footprint 800 4000   # the map's tiles only, for extrapolating
 """
 from __future__ import annotations
 
@@ -62,13 +63,44 @@ def build(work: Path, scans: int, every: int = 5) -> tuple[Path, Path]:
     return root, preds
 
 
+def footprint(scans: int, every: int = 5, resolution: float = 0.2) -> dict:
+    """Without rendering: the map tiles the labelled frames of the first ``scans`` poses touch (every column of the
+    grid, as :class:`occbench.render.citymap.CityCanvas` places them), the tiles' bytes and the dense map's size."""
+    from occbench.grid import KITTI
+    from occbench.render.citymap import TILE
+
+    calib = read_calib(SEQ00 / "calib.txt")
+    poses = read_poses(SEQ00 / "poses.txt", calib)[:scans]
+    xc, yc = KITTI.column_centres()
+    cols = np.stack(np.broadcast_arrays(xc, yc), axis=-1).reshape(-1, 2)
+    tiles: set[tuple[int, int]] = set()
+    for t in range(0, scans, every):
+        P = poses[t]
+        pix = np.floor((cols @ P[:2, :2].T + P[:2, 3]) / resolution).astype(np.int64) // TILE
+        tiles |= set(map(tuple, np.unique(pix, axis=0).tolist()))
+    ks = np.array(sorted(tiles))
+    span = (ks.max(axis=0) - ks.min(axis=0) + 1) * TILE
+    n_cat = 12  # no static voxel + the 11 static classes of SemanticKITTI
+    return {"scans": scans, "frames": len(range(0, scans, every)), "tiles": len(tiles),
+            "tile_bytes": len(tiles) * 2 * TILE * TILE * n_cat * 2, "map_pixels": int(span[0] * span[1]),
+            "path_m": float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scans", type=int, default=4000)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--output", type=Path, default=None, help="the picture (default: in the work folder)")
+    ap.add_argument("--footprint", type=int, nargs="*", default=None, metavar="SCANS",
+                    help="only report the map tiles the first SCANS scans touch (no tree, no rendering)")
     a = ap.parse_args(argv)
+    if a.footprint is not None:
+        for n in a.footprint or [800, 4000]:
+            f = footprint(n)
+            print(f"{n} scans ({f['frames']} labelled, {f['path_m']:.0f} m driven): {f['tiles']} tiles, "
+                  f"{f['tile_bytes'] / 2**20:.0f} MiB of votes; dense map {f['map_pixels'] / 1e6:.1f} M pixels")
+        return 0
     work = a.work or Path(tempfile.mkdtemp(prefix="occbench-citymap-render-"))
     try:
         root, preds = build(work, a.scans)

@@ -93,7 +93,7 @@ class CityCanvas:
         H, W = int(hi[0] - lo[0] + 1) * TILE, int(hi[1] - lo[1] + 1) * TILE
         g = np.full((H, W), 255, np.uint8)
         p = np.full((H, W), 255, np.uint8)
-        n = np.zeros((H, W), np.int64)
+        n = np.zeros((H, W), np.int32)
         for (a, b), t in sorted(self.tiles.items()):
             r0, c0 = (a - lo[0]) * TILE, (b - lo[1]) * TILE
             votes = t[0].sum(axis=1).reshape(TILE, TILE)

@@ -58,14 +58,12 @@ def run_method(dspec, mspec, sequence: str, targets: list[int], out: str | Path,
     through the evaluation's jobs (contiguous blocks, ``workers`` processes); returns the folder as a source."""
     import math
 
-    from occbench.evaluation.jobs import run_planned
-    from occbench.evaluation.refine import _refine_job  # the job `occbench refine` runs, for chosen scans
+    from occbench.evaluation.refine import refine_jobs
     from occbench.evaluation.specs import Job
 
     targets = sorted(set(int(t) for t in targets))
     k = max(1, min(len(targets), 2 * workers if workers > 1 else 1))
     size = math.ceil(len(targets) / k)
     jobs = [Job(sequence, tuple(targets[i:i + size])) for i in range(0, len(targets), size)]
-    run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, str(out), True, tick),
-                desc=f"refine {mspec.name}", workers=workers, executor=executor, address=address, writes=str(out))
+    refine_jobs(dspec, mspec, jobs, str(out), True, workers, executor, address)
     return PredictionSource(mspec.name, PredictionStore(out))
