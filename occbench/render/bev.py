@@ -63,8 +63,8 @@ def error_image(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 # error categories of a voxel (evaluated voxels only: ground truth neither ignored nor invalid)
 ERR_NONE, ERR_CORRECT, ERR_WRONG, ERR_MISSED, ERR_HALLUCINATED = 0, 1, 2, 3, 4
-ERROR_NAMES = {ERR_CORRECT: "correct", ERR_WRONG: "wrong class", ERR_MISSED: "missed (predicted empty)",
-               ERR_HALLUCINATED: "hallucinated (truly empty)"}
+ERROR_NAMES = {ERR_CORRECT: "correct", ERR_WRONG: "wrong class", ERR_MISSED: "missed", ERR_HALLUCINATED: "hallucinated"}
+ERROR_NOTE = "missed: occupied, predicted empty; hallucinated: empty, predicted occupied"
 ERROR_RGB = {ERR_CORRECT: (170, 170, 170), ERR_WRONG: (255, 140, 0), ERR_MISSED: (30, 110, 255),
              ERR_HALLUCINATED: (225, 20, 60)}
 

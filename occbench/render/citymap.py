@@ -20,7 +20,8 @@ import numpy as np
 
 from occbench.grid import KITTI, Grid
 from occbench.labels import IGNORE, LabelMap
-from occbench.render.bev import ERR_CORRECT, ERR_HALLUCINATED, ERR_MISSED, ERR_WRONG, ERROR_NAMES, error_palette
+from occbench.render.bev import (ERR_CORRECT, ERR_HALLUCINATED, ERR_MISSED, ERR_WRONG, ERROR_NAMES, ERROR_NOTE,
+                                 error_palette)
 from occbench.render.figure import class_legend, pyplot, save_figure
 
 TILE = 256
@@ -180,7 +181,7 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
     gap = int(fs * 2.6 * pt)
     content_w = Wm if side else n * Wm + (n - 1) * gap // 3
     content_h = n * Hm + (n - 1) * gap if side else Hm
-    fig_w_px = max(content_w, int(58 * fs * pt))  # room for a legend of 6 columns
+    fig_w_px = max(content_w, int(78 * fs * pt))  # room for a legend of 6 columns and the note
     legend_rows = 1.5 + (len(shown_cls) + 5) // 6 + (1 if shown_err else 0)
     legend_px = int(legend_rows * fs * 1.8 * pt)
     title_px = int(fs * 2.4 * pt) if title else int(fs * pt)
@@ -230,8 +231,10 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
         ey = ly - ((len(cls_ids) + 5) // 6 + 0.4) * fs * 1.8 / 72 / H_in if cls_ids else ly
         class_legend(fig, sorted(shown_err), [ERROR_NAMES.get(i, "") for i in range(256)], error_palette(), ncol=4,
                      fontsize=fs, y=ey)
-    fig.text(0.5, 0.2 * fs / 72 / H_in, f"static classes, top view; {res:g} m per pixel; black line: trajectory "
-             "(dot: start)", ha="center", va="bottom", fontsize=fs * 0.85, color="0.3")
+    note = f"static classes, top view; {res:g} m per pixel; black line: trajectory (dot: start)"
+    if shown_err:
+        note += "; errors: " + ERROR_NOTE.replace("occupied", "static").replace("empty", "no static voxel")
+    fig.text(0.5, 0.2 * fs / 72 / H_in, note, ha="center", va="bottom", fontsize=fs * 0.85, color="0.3")
     out = save_figure(fig, path, dpi=dpi)
     from PIL import Image
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from occbench.grid import KITTI, Grid
 from occbench.labels import IGNORE, LabelMap
-from occbench.render.bev import ERROR_NAMES, NOT_EVALUATED_RGB, UNKNOWN_RGB, bev_image, error_bev, error_labels, error_palette, top_labels
+from occbench.render.bev import ERROR_NAMES, ERROR_NOTE, NOT_EVALUATED_RGB, UNKNOWN_RGB, bev_image, error_bev, error_labels, error_palette, top_labels
 from occbench.render.figure import class_legend, pyplot, save_figure
 from occbench.render.voxels3d import Camera, render_voxels
 
@@ -84,8 +84,8 @@ def _error_legend(ax, ids: list[int], pal: np.ndarray, fontsize: float, crops: b
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=pal[i] / 255, edgecolor="0.3", linewidth=0.4, label=ERROR_NAMES[i]) for i in ids]
-    ax.legend(handles=handles, loc="center", fontsize=fontsize * 0.95, frameon=False, title="errors of each prediction",
-              title_fontsize=fontsize * 0.95, handlelength=1.0, handleheight=1.0)
+    ax.legend(handles=handles, loc="center", fontsize=fontsize * 0.9, frameon=False, title="errors",
+              title_fontsize=fontsize * 0.9, handlelength=1.0, handleheight=1.0)
 
 
 def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], label_map: LabelMap, path: str | Path, *,
@@ -148,8 +148,9 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
     col_w = width / ncol
     title_h = (fontsize * 1.6 / 72) * (2 if title else 1)
     n_cls = len(shown_classes)
-    legend_cols = max(1, int(width / 1.05))
-    legend_rows = -(-n_cls // legend_cols) + 1  # classes, then a line on the grey and the dashed outlines
+    longest = max([len(label_map.class_names[i]) for i in shown_classes - {0, IGNORE}] + [4])
+    legend_cols = max(1, int(width * 72 / (0.9 * fontsize * (0.55 * longest + 2.8))))
+    legend_rows = -(-n_cls // legend_cols) + 1.2 * (1 + (width < 5))  # classes, then the notes (wrapped when narrow)
     legend_h = legend_rows * fontsize * 1.75 / 72 + 0.06
     body_h = sum(h * col_w for h in heights)
     fig_h = title_h + body_h + legend_h
@@ -202,9 +203,14 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
         note.append("dashed: range crops " + " / ".join(f"{r:g}" for r in grid.ranges) + " m")
     if shown_errors and not placed_err_legend:
         note.append("errors: " + ", ".join(f"{ERROR_NAMES[i]} ({_colour_word(i)})" for i in sorted(shown_errors)))
+    if shown_errors:
+        note.append(ERROR_NOTE)
     if note:
-        fig.text(0.5, 0.35 * fontsize / 72 / fig_h, "; ".join(note), ha="center", va="bottom", fontsize=fontsize * 0.8,
-                 color="0.25")
+        import textwrap
+
+        text = "\n".join(textwrap.wrap("; ".join(note), int(width * 72 / (0.8 * fontsize * 0.52))))
+        fig.text(0.5, 0.35 * fontsize / 72 / fig_h, text, ha="center", va="bottom", fontsize=fontsize * 0.8,
+                 color="0.25", linespacing=1.3)
     out = save_figure(fig, path, dpi=dpi)
     from PIL import Image
 
