@@ -128,6 +128,8 @@ def test_render_from_folder_equals_render_from_method(tmp_path):
     # a folder that is not a predictions folder is named
     r = run(main, [*args, "--predictions", f"x={tmp_path / 'nowhere'}", "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 1 and "nowhere" in r.output
+    r = run(main, ["render", "frame", *base, "--frame", "3", "-o", str(tmp_path / "d.png")])
+    assert r.exit_code == 1 and "scan 3 of sequence 08 has no ground truth" in r.output
     # city maps too: from the folder, and from the method
     c = ["render", "citymap", *base, "--colour", "error"]
     r1 = run(main, [*c, "--predictions", f"average-fusion={tmp_path / 'refined'}", "-o", str(tmp_path / "m1.png")])

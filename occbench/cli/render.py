@@ -111,8 +111,9 @@ def render_frame(dataset, root, split, onboard, sequence, scan, prediction_dirs,
         ds, seq, dspec, onboard = _open(dataset, root, split, onboard, sequence)
         t = seq.labelled_frames[0] if scan is None else scan
         if t not in seq.labelled_frames:
-            raise ValueError(f"scan {t} of sequence {seq.name} has no ground truth (labelled scans: "
-                             f"{seq.labelled_frames[0]}, {seq.labelled_frames[1] if len(seq.labelled_frames) > 1 else ''}, ...)")
+            lf = seq.labelled_frames
+            raise ValueError(f"scan {t} of sequence {seq.name} has no ground truth (expected one of its {len(lf)} labelled "
+                             f"scans, {', '.join(map(str, lf[:3]))}{', ...' if len(lf) > 3 else ''})")
         with tempfile.TemporaryDirectory(prefix="occbench-render-") as tmp:
             cols = _sources(dspec, seq, onboard, onboard_column, prediction_dirs, methods, options, save_predictions,
                             workers, [t], tmp)
