@@ -185,8 +185,9 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
                         style="italic", bbox={"facecolor": "white", "alpha": 0.8, "pad": 0.5, "linewidth": 0})
         if ri == 0:
             for ci, (name, _) in enumerate(columns):
+                fit = min(1.0, 0.95 * col_w * 72 / (0.6 * fontsize * max(len(name), 1)))  # long names shrink to fit
                 fig.text((ci + 0.5) / ncol, top_y + 0.15 * fontsize / 72 / fig_h, name, ha="center", va="bottom",
-                         fontsize=fontsize, fontweight="bold" if ci == 0 else None)
+                         fontsize=fontsize * max(fit, 0.6), fontweight="bold" if ci == 0 else None)
     if title:
         fig.text(0.5, 1 - 0.2 * fontsize / 72 / fig_h, title, ha="center", va="top", fontsize=fontsize)
     ly = legend_h / fig_h
