@@ -273,18 +273,22 @@ def data_generation_lines(generators: list[dict | None]) -> list[str]:
 
 def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),
                  plots_dir: Path | None = None, pages_dir: Path | None = None) -> dict[str, str]:
-    """Render every page; returns {file name: markdown}. PNGs named ``<dataset>-<split>-*.png`` in
-    ``plots_dir`` are linked from the page they belong to. ``link_base``: the results folder relative to the
-    pages (links). ``pages_dir``: the folder the pages go to (default: the one ``link_base`` leads from, when it
-    is relative and goes down only); the "Produced by" commands then show each results file's path relative to
-    the folder that holds ``pages_dir`` (``-o leaderboards/results/NAME.json`` for the shipped pages, run from
-    the repository root), not where the file was first written."""
+    """Render every page; returns {file name: markdown}. With ``plots_dir``, each page links its plots there
+    (:mod:`occbench.leaderboard_plots`: planned from the results files and ``plots_dir/../autolabel/*.json``) and the
+    pictures of ``plots_dir/../pictures`` named ``<dataset>-<split>-*.png``. ``link_base``: the results folder
+    relative to the pages (links). ``pages_dir``: the folder the pages go to (default: the one ``link_base`` leads
+    from, when it is relative and goes down only); the "Produced by" commands then show each results file's path
+    relative to the folder that holds ``pages_dir`` (``-o leaderboards/results/NAME.json`` for the shipped pages,
+    run from the repository root), not where the file was first written."""
+    from occbench.leaderboard_plots import figure_lines
+
     if pages_dir is None and not link_base.is_absolute() and ".." not in link_base.parts:
         pages_dir = Path(os.path.normpath(Path(results_dir).resolve().joinpath(*[".."] * len(link_base.parts))))
     base = Path(pages_dir).resolve().parent if pages_dir is not None else None
     results = load_results(results_dir)
     shown = ({p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p, _ in results}
              if base is not None else None)
+    plans = leaderboard_plots(results, plots_dir) if plots_dir is not None else []
     reported = load_reported(reported_dir)
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     protos: dict[tuple[str, str], dict] = {}
@@ -323,13 +327,19 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
                 lines += _section(onboard, rows, link_base, data, shown)
         else:
             lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
-        plots = sorted(Path(plots_dir).glob(f"{dataset}-{split}-*.png")) if plots_dir is not None else []
-        if plots:
-            lines += ["## Pictures", "", "Made with `occbench render` from the runs above (commands in `plots/README.md`).", ""]
-            lines += [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+        if plots_dir is not None:
+            lines += figure_lines(f"{dataset}-{split}.md", plans, Path(plots_dir).parent / "pictures")
         lines += _reported(reported, dataset)
         pages[f"{dataset}-{split}.md"] = "\n".join(lines).rstrip() + "\n"
     return pages
+
+
+def leaderboard_plots(results: list[tuple[Path, dict[str, Any]]], plots_dir: Path) -> list:
+    """The plots of the pages (:func:`occbench.leaderboard_plots.plan_plots`), auto-labeling files from
+    ``plots_dir/../autolabel``."""
+    from occbench.leaderboard_plots import plan_plots
+
+    return plan_plots(results, Path(plots_dir).parent / "autolabel", _method_key)
 
 
 _PAGE_NAME = re.compile("(" + "|".join(map(re.escape, DATASETS)) + ")-(" + "|".join(SPLITS) + r")\.md")

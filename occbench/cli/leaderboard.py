@@ -16,9 +16,11 @@ from occbench.cli.options import EXIT_INVALID_RESULTS, EXIT_STALE
 @click.option("--reported", "reported_dir", type=click.Path(path_type=Path), default=Path("leaderboards/reported"), show_default=True,
               help="Folder of numbers reported in papers.")
 @click.option("--output", "out_dir", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
-@click.option("--check", is_flag=True, help="Do not write; exit 4 if a committed page differs from its rendering.")
+@click.option("--check", is_flag=True, help="Do not write; exit 4 if a committed page differs from its rendering or a plot "
+              "shows other numbers than the results files give (plots are compared by the digest of their numbers, "
+              "not by their bytes).")
 def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: bool) -> None:
-    """Render leaderboards/*.md from result files (one page per dataset/split).
+    """Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/).
 
     Every results file is validated first; if any is invalid, each is reported by name and nothing is
     written (exit 5).
@@ -37,12 +39,19 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
             click.echo(f"invalid: {err}", err=True)
         click.echo(f"{len(e.errors)} invalid file(s); nothing written", err=True)
         sys.exit(EXIT_INVALID_RESULTS)
+    from occbench.leaderboard import leaderboard_plots, load_results
+    from occbench.leaderboard_plots import stale_plots, write_plots
+
+    plots_dir = Path(out_dir) / "plots"
+    plans = leaderboard_plots(load_results(results_dir), plots_dir)
     if check:
-        stale = stale_pages(pages, out_dir)
+        stale = stale_pages(pages, out_dir) + [f"plots/{n}" for n in stale_plots(plans, plots_dir)]
         if stale:
             click.echo("stale leaderboards (run `occbench leaderboard`): " + ", ".join(stale), err=True)
             sys.exit(EXIT_STALE)
-        click.echo(f"leaderboards up to date ({len(pages)} pages)")
+        click.echo(f"leaderboards up to date ({len(pages)} pages, {len(plans)} plots: the numbers they show)")
         return
     for p in write_pages(pages, out_dir):
+        click.echo(f"wrote {p}")
+    for p in write_plots(plans, plots_dir):
         click.echo(f"wrote {p}")

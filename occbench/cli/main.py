@@ -23,8 +23,9 @@ from occbench.cli.refine import refine
 LAZY_COMMANDS = {
     "autolabel": ("occbench.cli.autolabel:autolabel",
                   "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."),
-    "leaderboard": ("occbench.cli.leaderboard:leaderboard", "Render leaderboards/*.md from result files (one page per dataset/split)."),
-    "render": ("occbench.cli.render:render", "Bird's-eye-view pictures and plots (PNG)."),
+    "leaderboard": ("occbench.cli.leaderboard:leaderboard",
+                    "Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/)."),
+    "render": ("occbench.cli.render:render", "Pictures (frames, city maps) and plots of results files (PNG)."),
     "synth": ("occbench.cli.synth:synth",
               "Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."),
 }

@@ -12,7 +12,7 @@ from occbench.evaluation.jobs import plan_jobs, resume, run_planned, write_outpu
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec
 from occbench.io.predictions import PredictionStore
 
-__all__ = ["refine_split"]
+__all__ = ["refine_jobs", "refine_split"]
 
 
 def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,
@@ -48,6 +48,13 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
         jobs = [Job(s.name, tuple(int(t) for t in np.flatnonzero(s.pose_valid))) for s in ds.sequences]
     else:
         jobs = plan_jobs(ds, workers)
+    return refine_jobs(dspec, mspec, jobs, out, compressed, workers, executor, address), sum(len(j.targets) for j in jobs)
+
+
+def refine_jobs(dspec: DatasetSpec, mspec: MethodSpec, jobs: list[Job], out: str, compressed: bool = False,
+                workers: int = 1, executor: str = "local", address: str | None = None) -> int:
+    """Refine the target scans of ``jobs`` into ``out`` like :func:`refine_split` (resumable, atomic); returns the
+    number of files written. ``occbench render`` refines the scans a picture shows this way."""
     counts = run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, out, compressed, tick),
                          desc=f"refine {mspec.name}", workers=workers, executor=executor, address=address, writes=out)
-    return sum(counts), sum(len(j.targets) for j in jobs)
+    return sum(counts)

@@ -6,7 +6,6 @@ non-empty voxel of its column (SemanticKITTI colours). Ignored voxels never colo
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ from occbench.labels import IGNORE, LabelMap
 from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
 
 EMPTY_RGB = (255, 255, 255)
-UNKNOWN_RGB = (200, 200, 200)
+UNKNOWN_RGB = (200, 200, 200)  # columns without an evaluated voxel, in the share-of-wrong-voxels map (error_image)
+NOT_EVALUATED_RGB = (236, 236, 236)  # the same columns in the class and error views of the frame figure
 
 
 def top_labels(grid: np.ndarray, ignore: int = IGNORE) -> np.ndarray:
@@ -32,14 +32,15 @@ def _to_image(xy: np.ndarray) -> np.ndarray:
     return xy[::-1, ::-1]
 
 
-def bev_image(grid: np.ndarray, label_map: LabelMap, unknown_mask: np.ndarray | None = None) -> np.ndarray:
-    """(256, 256, 3) uint8 RGB bird's-eye view; columns in ``unknown_mask`` (X, Y) are grey."""
+def bev_image(grid: np.ndarray, label_map: LabelMap, unknown_mask: np.ndarray | None = None,
+              unknown_rgb: tuple[int, int, int] = UNKNOWN_RGB) -> np.ndarray:
+    """(256, 256, 3) uint8 RGB bird's-eye view; columns in ``unknown_mask`` (X, Y) are ``unknown_rgb``."""
     top = top_labels(grid)
     pal = label_map.colors.copy()
     pal[0] = EMPTY_RGB
     rgb = pal[top]
     if unknown_mask is not None:
-        rgb[unknown_mask] = UNKNOWN_RGB
+        rgb[unknown_mask] = unknown_rgb
     return _to_image(rgb)
 
 
@@ -60,58 +61,45 @@ def error_image(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return _to_image(rgb)
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    """Save a matplotlib figure atomically (temporary file + rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+# error categories of a voxel (evaluated voxels only: ground truth neither ignored nor invalid)
+ERR_NONE, ERR_CORRECT, ERR_WRONG, ERR_MISSED, ERR_HALLUCINATED = 0, 1, 2, 3, 4
+ERROR_NAMES = {ERR_CORRECT: "correct", ERR_WRONG: "wrong class", ERR_MISSED: "missed", ERR_HALLUCINATED: "hallucinated"}
+ERROR_NOTE = "missed: occupied, predicted empty; hallucinated: empty, predicted occupied"
+ERROR_RGB = {ERR_CORRECT: (170, 170, 170), ERR_WRONG: (255, 140, 0), ERR_MISSED: (30, 110, 255),
+             ERR_HALLUCINATED: (225, 20, 60)}
 
 
-def panel(images: list[np.ndarray], titles: list[str], path: str | Path, scale: int = 2) -> Path:
-    """Save images side by side with titles as one PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(images)
-    fig, axes = plt.subplots(1, k, figsize=(2.6 * k * scale / 2, 2.9 * scale / 2), dpi=128)
-    for ax, im, t in zip(np.atleast_1d(axes), images, titles):
-        ax.imshow(im, interpolation="nearest")
-        ax.set_title(t, fontsize=8)
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, path)
+def error_palette() -> np.ndarray:
+    """(256, 3) uint8 palette of the error categories (index 0 and unused ids white)."""
+    pal = np.full((256, 3), 255, np.uint8)
+    for k, c in ERROR_RGB.items():
+        pal[k] = c
+    return pal
 
 
-def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path) -> Path:
-    """IoU and mIoU against distance (the results' ``metrics.distance`` curves) for several methods."""
-    import matplotlib
+def error_labels(pred: np.ndarray, gt: np.ndarray, ignore: int = IGNORE) -> np.ndarray:
+    """(X, Y, Z) uint8 error category of every voxel: correct / wrong class (both occupied, classes differ) /
+    missed (occupied in the ground truth, empty in the prediction) / hallucinated (the reverse); 0 where both are
+    empty or the ground truth is not evaluated (ignored or invalid)."""
+    p, g = np.asarray(pred), np.asarray(gt)
+    ev = g != ignore
+    po, go = (p != 0) & (p != ignore), g != 0
+    out = np.zeros(g.shape, np.uint8)
+    out[ev & po & go & (p == g)] = ERR_CORRECT
+    out[ev & po & go & (p != g)] = ERR_WRONG
+    out[ev & ~po & go] = ERR_MISSED
+    out[ev & po & ~go] = ERR_HALLUCINATED
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
-    for label, res in results:
-        cur = res["metrics"]["distance"]
-        edges = np.asarray(cur["bin_edges_m"], float)
-        x = (edges[:-1] + edges[1:]) / 2
-        as_float = lambda v: np.array([np.nan if e is None else e for e in v], float)  # noqa: E731  (null = no voxel)
-        a1.plot(x, 100 * as_float(cur["iou"]), marker=".", label=label)
-        a2.plot(x, 100 * as_float(cur["miou"]), marker=".", label=label)
-    for a, t in ((a1, "completion IoU (%)"), (a2, "mIoU (%)")):
-        a.set_xlabel("distance from the sensor (m)")
-        a.set_ylabel(t)
-        a.grid(alpha=0.3)
-    a2.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+def error_bev(pred: np.ndarray, gt: np.ndarray, unknown_mask: np.ndarray | None = None) -> np.ndarray:
+    """(256, 256, 3) bird's-eye view of :func:`error_labels`: each pixel shows the category of the highest voxel of
+    its column that is occupied in the prediction or the ground truth (columns in ``unknown_mask`` light grey)."""
+    top = top_labels(error_labels(pred, gt))
+    rgb = error_palette()[top]
+    if unknown_mask is not None:
+        rgb[unknown_mask] = NOT_EVALUATED_RGB
+    return _to_image(rgb)
 
 
 def city_map_images(metric: Any, label_map: LabelMap) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,13 @@
+"""Pictures of SSC grids (bird's-eye and 3D voxel views, error views), city maps and plots of results files.
+
+Modules: :mod:`~occbench.render.bev` (bird's-eye views, error categories), :mod:`~occbench.render.voxels3d` (the
+headless 3D voxel rasteriser), :mod:`~occbench.render.frame` (the frame figure), :mod:`~occbench.render.citymap`
+(streamed city maps), :mod:`~occbench.render.plots` (plots of results files), :mod:`~occbench.render.sources`
+(where the grids come from: ground truth, onboard, prediction folders, a method run), :mod:`~occbench.render.figure`
+(deterministic PNG writing, legends).
+"""
+from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
+from occbench.render.bev import (EMPTY_RGB, UNKNOWN_RGB, bev_image, city_map_images, error_bev,  # noqa: F401
+                                 error_image, error_labels, top_labels)
+from occbench.render.figure import panel  # noqa: F401
+from occbench.render.plots import autolabel_plot, class_bars, distance_plot  # noqa: F401
