@@ -79,56 +79,47 @@ def frame_footprint(coef: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- records
 PARTITIONS = 16
-_BATCH_FIELDS = ("keys", "nv", "nr", "vidx", "vn", "vr", "rows")
-_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "i4", "u2", "u2", "i2", "u2"))))
+_BATCH_FIELDS = ("keys", "ne", "ent")
+_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "u4"))))
 
 
 @dataclass
 class _Batch:
-    """Records: tile ``keys``; per record ``nv`` voxels and ``nr`` histogram rows; per voxel (records one after the
-    other) ``vidx`` (voxel within the tile), ``vn`` (observations) and ``vr`` (its row among the record's, or -1);
-    ``rows`` (records one after the other)."""
+    """Records: tile ``keys``; per record ``ne`` entries; ``ent`` (records one after the other): per observed voxel
+    of the tile, ``li << 23 | 0 << 16 | n`` then ``li << 23 | (1 + w) << 16 | count`` for each non-zero column ``w``
+    of its histogram row (:func:`occbench.metrics._worldkernels.seal_fill`)."""
 
     keys: np.ndarray
-    nv: np.ndarray
-    nr: np.ndarray
-    vidx: np.ndarray
-    vn: np.ndarray
-    vr: np.ndarray
-    rows: np.ndarray
+    ne: np.ndarray
+    ent: np.ndarray
 
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
 
     @staticmethod
-    def empty(width: int) -> _Batch:
-        return _Batch(*(np.zeros((0, width) if f == "rows" else 0, _DTYPES[f]) for f in _BATCH_FIELDS))
+    def empty() -> _Batch:
+        return _Batch(*(np.zeros(0, _DTYPES[f]) for f in _BATCH_FIELDS))
 
     @staticmethod
-    def concat(batches: list[_Batch], width: int) -> _Batch:
+    def concat(batches: list[_Batch]) -> _Batch:
         if not batches:
-            return _Batch.empty(width)
+            return _Batch.empty()
         if len(batches) == 1:
             return batches[0]
         return _Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_FIELDS))
 
-    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per record, its first voxel and first row."""
-        voff = np.zeros(self.keys.size, np.int64)
-        roff = np.zeros(self.keys.size, np.int64)
-        np.cumsum(self.nv[:-1], out=voff[1:])
-        np.cumsum(self.nr[:-1], out=roff[1:])
-        return voff, roff
+    def offsets(self) -> np.ndarray:
+        """Per record, its first entry."""
+        eoff = np.zeros(self.keys.size, np.int64)
+        np.cumsum(self.ne[:-1], out=eoff[1:])
+        return eoff
 
     def take(self, sel: np.ndarray) -> _Batch:
         """Records ``sel`` (in that order)."""
-        voff, roff = self.offsets()
-        nv, nr = self.nv[sel], self.nr[sel]
-        out = _Batch(self.keys[sel], nv, nr, np.empty(int(nv.sum()), np.uint16), np.empty(int(nv.sum()), np.uint16),
-                     np.empty(int(nv.sum()), np.int16), np.empty((int(nr.sum()), self.rows.shape[1]), np.uint16))
-        K.gather_records(sel, voff, self.nv, roff, self.nr, self.vidx, self.vn, self.vr, self.rows, out.vidx, out.vn,
-                         out.vr, out.rows)
+        ne = self.ne[sel]
+        out = _Batch(self.keys[sel], ne, np.empty(int(ne.sum()), np.uint32))
+        K.gather_records(sel, self.offsets(), self.ne, self.ent, out.ent)
         return out
 
 
@@ -196,16 +187,13 @@ class _Records:
         order = np.argsort(part, kind="stable")
         batch = batch.take(order)
         bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
-        voff, roff = batch.offsets()
-        vend = np.append(voff, batch.vidx.size)
-        rend = np.append(roff, batch.rows.shape[0])
+        eend = np.append(batch.offsets(), batch.ent.size)
         for p in range(PARTITIONS):
             a, b = int(bounds[p]), int(bounds[p + 1])
             if a == b:
                 continue
-            v0, v1, q0, q1 = int(vend[a]), int(vend[b]), int(rend[a]), int(rend[b])
-            self.parts[p].append(_Batch(batch.keys[a:b], batch.nv[a:b], batch.nr[a:b], batch.vidx[v0:v1],
-                                        batch.vn[v0:v1], batch.vr[v0:v1], batch.rows[q0:q1]))
+            e0, e1 = int(eend[a]), int(eend[b])
+            self.parts[p].append(_Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1]))
         self.mem_bytes += batch.nbytes
         if self.mem_bytes > self.spill_bytes:
             self.spill()
@@ -218,7 +206,7 @@ class _Records:
             mem = [b for b in items if isinstance(b, _Batch)]
             if not mem:
                 continue
-            batch = _Batch.concat(mem, self.width)
+            batch = _Batch.concat(mem)
             path = self._files.get(p)
             if path is None:
                 fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
@@ -241,7 +229,7 @@ class _Records:
 
     def partition(self, p: int) -> _Batch:
         """Every record of partition ``p`` in one batch (spilled ones read back)."""
-        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]], self.width)
+        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]])
 
     def keys(self) -> np.ndarray:
         return np.concatenate([self.partition(p).keys for p in range(PARTITIONS)]) if self.nbytes else np.zeros(0, np.int64)
@@ -398,6 +386,8 @@ class WorldMapState:
         self.S = len(p.static_ids)
         self.C = p.num_classes
         self.width = self.S + self.C - 1
+        if self.width > 126:  # a record's column field holds 7 bits (0 = n, 1 + w = histogram column w)
+            raise ValueError(f"too many classes for the world map state: {self.S} static + {self.C} classes")
         cat = np.zeros(self.C, np.int64)
         cat[list(p.static_ids)] = np.arange(1, self.S + 1)
         self.cat = cat
@@ -563,12 +553,11 @@ class WorldMapState:
         """Write live tiles as records and release them."""
         pool = self._pool
         assert pool is not None
-        nv, nr = K.seal_sizes(tiles, pool.t_n, pool.t_row)
+        ne = K.seal_sizes(tiles, pool.t_n, pool.t_row, pool.rows)
         n = tiles.size
-        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32), np.empty(nv, np.uint16),
-                   np.empty(nv, np.uint16), np.empty(nv, np.int16), np.empty((nr, self.width), np.uint16))
-        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.nv, b.nr,
-                    b.vidx, b.vn, b.vr, b.rows, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
+        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(ne, np.uint32))
+        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.ne, b.ent,
+                    pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
         self._recorded.add(b.keys)
         self.records.add(b)
 
@@ -646,13 +635,11 @@ class WorldMapState:
     def _reduce_partition(self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None,
                           want_maps: bool = False) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(batch.keys, kind="stable")
-        voff, roff = batch.offsets()
         keep = np.zeros(batch.keys.size, np.bool_) if keep is None else keep
-        nv = batch.vidx.size if want_maps else 0
+        nv = int(np.count_nonzero((batch.ent & np.uint32(0x7F0000)) == 0)) if want_maps else 0
         mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
-        m = K.reduce_records(batch.keys, voff, batch.nv, roff, batch.nr, batch.vidx, batch.vn, batch.vr, batch.rows,
-                             order, keep, self.S, self.C, self.cat, sums["conf"], sums["psame"], sums["pall"],
-                             sums["scal"], want_maps, mk, mc)
+        m = K.reduce_records(batch.keys, batch.offsets(), batch.ne, batch.ent, self.width, order, keep, self.S, self.C,
+                             self.cat, sums["conf"], sums["psame"], sums["pall"], sums["scal"], want_maps, mk, mc)
         return mk[:m], mc[:m]
 
     def reduce(self, want_maps: bool = False) -> dict[str, Any]:
