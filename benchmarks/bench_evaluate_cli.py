@@ -27,7 +27,7 @@ tree (sum over the command's processes, sampled every 50 ms from /proc) and the 
 (``ru_maxrss`` of the waited-for children, what ``/usr/bin/time -v`` shows); at the end, one markdown table.
 
     python benchmarks/bench_evaluate_cli.py --work /tmp/occbench-bench [--poses-dir DIR] [--frames 40 815]
-        [--density real dense] [--runs 3] [--baseline CHECKOUT] [--skapi SCRIPT] [--json out.json]
+        [--density real dense] [--runs 3] [--baseline CHECKOUT] [--skapi SCRIPT] [--json out.json] [--no-warmup]
 
 ``--poses-dir`` holds ``poses.txt`` and ``calib.txt`` of sequence 08; default ``$OCCBENCH_KITTI_SEQ08``, else
 ``tests/data/kitti-odometry/sequences/08``.
@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None, help="another checkout of occbench, timed side by side (PYTHONPATH)")
     ap.add_argument("--skapi", type=Path, default=None, help="semantic-kitti-api's evaluate_completion.py, timed side by side")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed first run that fills numba's cache")
     a = ap.parse_args(argv)
     if a.poses_dir is None or not (a.poses_dir / "poses.txt").is_file():
         ap.error("no poses of sequence 08: pass --poses-dir DIR (with poses.txt and calib.txt) or set OCCBENCH_KITTI_SEQ08")
@@ -281,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("the skapi variant needs --skapi SCRIPT")
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    if not a.no_warmup:  # numba compiles the kernels into its cache on the first run of a fresh checkout: not timed
+        root, sub, _ = build_tree(a.work, a.poses_dir, min(a.frames), a.density[0])
+        cmds = commands(root, sub, a.work / "results.json")
+        for v in ("default", "default@base"):
+            if v in variants:
+                run_measured(cmds[v], dict(os.environ, PYTHONPATH=str(a.baseline)) if v.endswith("@base") else dict(os.environ))
+        print(f"warm-up done (one untimed default run per checkout, {min(a.frames)} frames)")
     out = []
     for density in a.density:
         for frames in a.frames:

@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,10 +375,15 @@ class WorldMapState:
             to the files instead of copying them.
         spill_bytes: records held in memory before they are written to disk.
         keep_frames: a live tile not touched for this many frames (and outside the last frame's view) is sealed.
+        background: count each frame on a thread of the state's own while the caller goes on (reads and scores the
+            next frame; the compiled passes release the GIL): :meth:`add` checks the frame, makes its tiles live and
+            returns at once, and the arrays given must not change until the next call of any method of the state.
+            The evaluated voxels that were not counted (see :meth:`add`) add up in ``uncounted``.
     """
 
     def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
-                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2):
+                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2,
+                 background: bool = False):
         self.protocol = get_protocol(protocol)
         self.voxel_size = float(voxel_size)
         if not self.voxel_size > 0:
@@ -409,6 +415,16 @@ class WorldMapState:
         self.n_frames = 0
         self.finalised_early = 0
         self._luts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.background = bool(background)
+        self.uncounted = 0
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def _wait(self) -> None:
+        """Wait for the frame being counted in the background (its error, if any, is raised here)."""
+        fut, self._pending = self._pending, None
+        if fut is not None:
+            self.uncounted += fut.result()
 
     def _max_obs_per_frame(self) -> int:
         """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
@@ -466,6 +482,7 @@ class WorldMapState:
         reference is the prediction's category. ``invalid``: as :meth:`SSCMetric.update` takes it (bit-packed
         bytes, or one flag per voxel); under the protocol's ``mask-empty-only`` policy it drops only voxels
         whose ground truth is empty. ``lenient``: train-id ground truth of C..254 counts as not static."""
+        self._wait()
         coef = pose_coefficients(pose, self.voxel_size)
         plan = self._plan
         f = plan.take(pose) if plan is not None else -1
@@ -497,6 +514,28 @@ class WorldMapState:
             else:
                 break
         empty_only = self.protocol.invalid_policy == "mask-empty-only" and gt is not None
+        self._frame_no = fn
+        self.n_frames += 1
+        if plan is not None:
+            s = plan.frame_sups[f]
+            plan.rem[s] -= 1
+            plan.seen_at[s] = fn
+        args = (p, g, inv, mode, empty_only, r_lut, l_lut, coef)
+        if not self.background:
+            bad = self._count(*args)
+            self.uncounted += bad
+            return bad
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="occbench-worldmap")
+            weakref.finalize(self, self._thread.shutdown, False)
+        self._pending = self._thread.submit(self._count, *args)
+        return 0
+
+    def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray, mode: int, empty_only: bool, r_lut: np.ndarray,
+               l_lut: np.ndarray, coef: np.ndarray) -> int:
+        """Count a frame whose tiles are live (the second half of :meth:`add`), then finalise or seal tiles."""
+        pool = self._pool
+        assert pool is not None
         col, bad = 0, 0
         while col >= 0:
             col, b, status = K.accumulate(p, g, inv, mode, empty_only, r_lut, l_lut, coef, pool.tab_key, pool.tab_tile,
@@ -507,12 +546,6 @@ class WorldMapState:
                 pool.grow_chunks()
             elif status != K.OK:  # pragma: no cover - a footprint that misses a voxel would be a bug
                 raise RuntimeError(f"world map: voxel outside the prepared footprint (status {status})")
-        self._frame_no = fn
-        self.n_frames += 1
-        if plan is not None:
-            s = plan.frame_sups[f]
-            plan.rem[s] -= 1
-            plan.seen_at[s] = fn
         self._evict(force=False)
         return bad
 
@@ -563,6 +596,7 @@ class WorldMapState:
 
     def flush(self) -> WorldMapState:
         """Finalise or seal every live tile (done before reducing, merging and pickling)."""
+        self._wait()
         self._evict(force=True)
         if self._pool is not None and self._pool.live_tiles == 0:
             self._pool = None  # frees the pool's memory; a later frame allocates a new one
@@ -572,6 +606,7 @@ class WorldMapState:
     def merge(self, other: WorldMapState) -> WorldMapState:
         """Add ``other``'s counts to this state. Both must be planned for the same frames with disjoint shares
         (:meth:`expect`), or neither may have finalised anything early."""
+        self._wait()
         if other.protocol != self.protocol or other.voxel_size != self.voxel_size:
             raise ValueError("cannot merge world map states of different protocols or voxel sizes")
         for a, b in ((self, other), (other, self)):
@@ -600,6 +635,7 @@ class WorldMapState:
         d = dict(self.__dict__)
         d["_pool"] = None
         d["_luts"] = {}
+        d["_thread"] = d["_pending"] = None
         d["records"] = self.records.portable()
         return d
 
@@ -618,6 +654,7 @@ class WorldMapState:
     @property
     def nbytes(self) -> int:
         """Memory held: live tiles and rows (with the table), records in memory, the key set and the sums."""
+        self._wait()
         pool = self._pool.nbytes if self._pool is not None else 0
         return pool + self.records.mem_bytes + self._recorded.slots.nbytes + self.conf.nbytes + 64
 
