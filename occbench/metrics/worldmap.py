@@ -14,9 +14,13 @@ histogram of predicted train ids. :class:`WorldMapState` keeps them
   added, to this state or to the states merged with it. A tile whose 12.8 m supertile no pending frame can touch
   is reduced and dropped at once;
 - **sealed**, as records, when a tile leaves the view before it is complete (the drive comes back later, another
-  state adds frames there, or there is no plan): its key and, per voxel with observations, the voxel, ``n`` and
-  its histogram row. Records go to one of 16 partitions by a hash of the tile key; beyond ``spill_bytes`` in
-  memory, every partition appends what it holds to its own file (``spill_dir``).
+  state adds frames there, or there is no plan): its key and one uint32 entry per non-zero count (the voxel within
+  the tile, the column: ``n`` or a column of the histogram row, the count), so a voxel only ever seen empty takes 4
+  bytes and a typical row 2-3 entries. Records go to one of 16 partitions by a hash of the tile key; beyond
+  ``spill_bytes`` in memory, every partition appends what it holds to its own file (``spill_dir``).
+
+With ``background=True`` the counting pass of a frame runs on a thread of the state's own while the caller goes on
+(the compiled passes release the GIL); the caller's next call waits for it.
 
 Results are reduced from the sums and the records partition by partition (the records of one tile, from any
 batch or state, are summed before its voxels are reduced), so memory holds the live tiles (bounded by what the
