@@ -479,7 +479,8 @@ class WorldMapState:
             raw: bool = False, lenient: bool = False) -> int:
         """Add one frame; returns the number of evaluated voxels with a malformed ground truth or an invalid
         prediction, which are not counted (callers check their inputs first: a non-zero return means the
-        frame was partly counted).
+        frame was partly counted). With ``background`` it returns 0 and that number is added to ``uncounted`` once
+        the frame is counted (at the next call).
 
         ``pred``, ``gt``: (256, 256, 32) or flat, uint8 train ids (``raw=False``) or uint16 raw ids (``raw=True``),
         ``gt`` 255 / an ignore-mapped raw id = not evaluated; ``gt=None``: every voxel is evaluated and the
