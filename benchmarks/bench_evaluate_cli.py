@@ -16,12 +16,18 @@ Then, for each tree, it runs as whole processes, interleaved, ``--runs`` times e
   temporal consistency on; default workers),
 - ``ssc-only``: the same with ``--no-city --no-consistency``,
 
-and reports wall seconds (min and median), each occbench variant's ratio to ``plain`` (min over min), the peak
-RSS of the whole process tree (sum over the command's processes, sampled every 50 ms from /proc) and the largest
-single process's peak RSS (``ru_maxrss`` of the waited-for children, what ``/usr/bin/time -v`` shows).
+and, with ``--baseline CHECKOUT``, ``default@base`` and ``ssc-only@base``: the same commands with ``PYTHONPATH``
+set to another checkout of occbench (the code before a change, timed side by side with it); with ``--skapi
+SCRIPT``, ``skapi``: semantic-kitti-api's ``evaluate_completion.py --dataset ROOT --predictions SUB --split valid``
+(run in the script's folder, which holds its ``config/``).
+
+It reports wall seconds (min and median), CPU seconds (user + system of the whole process tree, which is what a
+busy machine distorts least), each variant's ratio to ``plain`` (min over min), the peak RSS of the whole process
+tree (sum over the command's processes, sampled every 50 ms from /proc) and the largest single process's peak RSS
+(``ru_maxrss`` of the waited-for children, what ``/usr/bin/time -v`` shows); at the end, one markdown table.
 
     python benchmarks/bench_evaluate_cli.py --work /tmp/occbench-bench [--poses-dir DIR] [--frames 40 815]
-        [--density real dense] [--runs 3] [--json out.json]
+        [--density real dense] [--runs 3] [--baseline CHECKOUT] [--skapi SCRIPT] [--json out.json] [--no-warmup]
 
 ``--poses-dir`` holds ``poses.txt`` and ``calib.txt`` of sequence 08; default ``$OCCBENCH_KITTI_SEQ08``, else
 ``tests/data/kitti-odometry/sequences/08``.
@@ -46,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PLAIN = HERE / "plain_score.py"
 VARIANTS = ("plain", "default", "ssc-only")
+BASE_VARIANTS = ("default@base", "ssc-only@base")
 
 
 def default_poses_dir() -> Path | None:
@@ -155,11 +162,12 @@ def _tree_rss_bytes(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05) -> dict:
+def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05, cwd: str | None = None) -> dict:
     """Run ``cmd``; return wall seconds, exit code, the process tree's peak summed RSS and the largest process's peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = ru0.ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     peak = [0]
     stop = threading.Event()
 
@@ -174,34 +182,47 @@ def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05) ->
     wall = time.perf_counter() - t0
     stop.set()
     th.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB; a max over all children so far
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = ru1.ru_maxrss  # KiB; a max over all children so far
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{err[-3000:]}")
-    return {"wall_s": wall, "tree_peak_rss_mb": peak[0] / 2**20,
+    return {"wall_s": wall, "cpu_s": cpu, "tree_peak_rss_mb": peak[0] / 2**20,
             "max_process_rss_mb": (after / 1024) if after > before else None, "stdout": out.strip()[-300:]}
 
 
-def commands(root: Path, sub: Path, out: Path) -> dict[str, list[str]]:
+def commands(root: Path, sub: Path, out: Path, skapi: Path | None = None) -> dict[str, list[str]]:
     occ = [shutil.which("occbench") or "occbench", "evaluate", "--dataset", "semantickitti", "--root", str(root),
-           "--predictions", str(sub), "-q", "-o", str(out), "--overwrite"]  # rerun into one file
-    return {"plain": [sys.executable, str(PLAIN), str(root), str(sub)], "default": occ,
+           "--predictions", str(sub), "-q", "-o", str(out)]  # the file is removed before each run (see bench)
+    cmds = {"plain": [sys.executable, str(PLAIN), str(root), str(sub)], "default": occ,
             "ssc-only": occ + ["--no-city", "--no-consistency"]}
+    cmds["default@base"], cmds["ssc-only@base"] = cmds["default"], cmds["ssc-only"]
+    if skapi is not None:
+        cmds["skapi"] = [sys.executable, str(skapi), "--dataset", str(root), "--predictions", str(sub), "--split", "valid"]
+    return cmds
 
 
-def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, variants: tuple[str, ...], log=print) -> dict:
+def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, variants: tuple[str, ...], log=print,
+          baseline: Path | None = None, skapi: Path | None = None) -> dict:
     root, sub, facts = build_tree(work, poses_dir, frames, density)
-    cmds = commands(root, sub, work / "results.json")
+    cmds = commands(root, sub, work / "results.json", skapi)
     env = dict(os.environ)
+    base_env = dict(env, PYTHONPATH=str(baseline)) if baseline is not None else env
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(runs):
         for v in variants:
-            m = run_measured(cmds[v], env)
+            (work / "results.json").unlink(missing_ok=True)  # each run writes a new file (old and new code alike)
+            m = run_measured(cmds[v], base_env if v.endswith("@base") else env,
+                             cwd=str(skapi.parent) if v == "skapi" and skapi is not None else None)
             rows[v].append(m)
-            log(f"  {density} {frames} frames, run {r + 1}: {v:9s} {m['wall_s']:7.2f} s, tree peak RSS {m['tree_peak_rss_mb']:7.0f} MB")
+            log(f"  {density} {frames} frames, run {r + 1}: {v:13s} {m['wall_s']:7.2f} s wall, {m['cpu_s']:7.2f} s CPU, "
+                f"tree peak RSS {m['tree_peak_rss_mb']:6.0f} MB, load {os.getloadavg()[0]:.1f}")
     summary = {"frames": frames, "density": density, **facts, "commands": {v: " ".join(cmds[v]) for v in variants}}
     for v in variants:
         walls = [m["wall_s"] for m in rows[v]]
+        cpus = [m["cpu_s"] for m in rows[v]]
         summary[v] = {"wall_s_min": min(walls), "wall_s_median": statistics.median(walls), "walls": walls,
+                      "cpu_s_min": min(cpus), "cpus": cpus,
                       "tree_peak_rss_mb": max(m["tree_peak_rss_mb"] for m in rows[v]),
                       "max_process_rss_mb": max((m["max_process_rss_mb"] or 0) for m in rows[v]) or None}
     if "plain" in variants:
@@ -209,7 +230,33 @@ def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, var
             if v != "plain":
                 summary[v]["ratio_min_to_plain"] = summary[v]["wall_s_min"] / summary["plain"]["wall_s_min"]
                 summary[v]["ratio_median_to_plain"] = summary[v]["wall_s_median"] / summary["plain"]["wall_s_median"]
+                summary[v]["cpu_ratio_to_plain"] = summary[v]["cpu_s_min"] / summary["plain"]["cpu_s_min"]
     return summary
+
+
+LABELS = {"plain": "plain numpy script (read, LUT, one `bincount`, one range)",
+          "skapi": "semantic-kitti-api `evaluate_completion.py` (one range)",
+          "ssc-only": "`occbench evaluate --no-city --no-consistency` (three ranges)",
+          "default": "`occbench evaluate` (default: + city map + temporal consistency)",
+          "ssc-only@base": "`--no-city --no-consistency`, baseline checkout",
+          "default@base": "`occbench evaluate` default, baseline checkout"}
+
+
+def table(summaries: list[dict]) -> str:
+    """The markdown table of the runs: per tree and variant, wall (min), CPU, ratios to the plain script (and to
+    semantic-kitti-api when it ran), tree peak RSS."""
+    lines = ["| frames | density | command | wall (min) | CPU | vs skapi | vs plain (wall) | vs plain (CPU) | tree peak RSS |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        order = [v for v in ("skapi", "plain", "ssc-only", "ssc-only@base", "default", "default@base") if v in s]
+        for v in order:
+            m = s[v]
+            vs_sk = f"{m['wall_s_min'] / s['skapi']['wall_s_min']:.2f}x" if "skapi" in s else "-"
+            vs_plain = f"{m['wall_s_min'] / s['plain']['wall_s_min']:.2f}x" if "plain" in s else "-"
+            cpu_plain = f"{m['cpu_s_min'] / s['plain']['cpu_s_min']:.2f}x" if "plain" in s else "-"
+            lines.append(f"| {s['frames']} | {s['density']} | {LABELS[v]} | {m['wall_s_min']:.2f} s | {m['cpu_s_min']:.2f} s | "
+                         f"{vs_sk} | {vs_plain} | {cpu_plain} | {m['tree_peak_rss_mb']:,.0f} MB |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,20 +266,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, nargs="+", default=[40, 815])
     ap.add_argument("--density", nargs="+", default=["real", "dense"], choices=["real", "dense"])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--variants", nargs="+", default=None, choices=VARIANTS + BASE_VARIANTS + ("skapi",),
+                    help="default: plain, default, ssc-only (+ the baseline's two with --baseline, + skapi with --skapi)")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout of occbench, timed side by side (PYTHONPATH)")
+    ap.add_argument("--skapi", type=Path, default=None, help="semantic-kitti-api's evaluate_completion.py, timed side by side")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed first run that fills numba's cache")
     a = ap.parse_args(argv)
     if a.poses_dir is None or not (a.poses_dir / "poses.txt").is_file():
         ap.error("no poses of sequence 08: pass --poses-dir DIR (with poses.txt and calib.txt) or set OCCBENCH_KITTI_SEQ08")
+    variants = tuple(a.variants) if a.variants else (
+        VARIANTS + (BASE_VARIANTS if a.baseline else ()) + (("skapi",) if a.skapi else ()))
+    if any(v.endswith("@base") for v in variants) and a.baseline is None:
+        ap.error("the @base variants need --baseline CHECKOUT")
+    if "skapi" in variants and a.skapi is None:
+        ap.error("the skapi variant needs --skapi SCRIPT")
     a.work.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    if not a.no_warmup:  # numba compiles the kernels into its cache on the first run of a fresh checkout: not timed
+        root, sub, _ = build_tree(a.work, a.poses_dir, min(a.frames), a.density[0])
+        cmds = commands(root, sub, a.work / "results.json")
+        for v in ("default", "default@base"):
+            if v in variants:
+                run_measured(cmds[v], dict(os.environ, PYTHONPATH=str(a.baseline)) if v.endswith("@base") else dict(os.environ))
+        print(f"warm-up done (one untimed default run per checkout, {min(a.frames)} frames)")
     out = []
     for density in a.density:
         for frames in a.frames:
-            s = bench(a.work, a.poses_dir, frames, density, a.runs, tuple(a.variants))
+            s = bench(a.work, a.poses_dir, frames, density, a.runs, variants, baseline=a.baseline, skapi=a.skapi)
             out.append(s)
             print(json.dumps({k: v for k, v in s.items() if k != "commands"}, indent=None))
     print(f"load average {os.getloadavg()}")
+    print(table(out))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -95,7 +95,8 @@ def _same(got, want, maps=False):
 
 
 
-@pytest.mark.parametrize("options", [{}, {"keep_frames": 0}, {"spill_bytes": 1}, {"keep_frames": 0, "spill_bytes": 50_000}])
+@pytest.mark.parametrize("options", [{}, {"keep_frames": 0}, {"spill_bytes": 1}, {"keep_frames": 0, "spill_bytes": 50_000},
+                                     {"background": True}, {"background": True, "keep_frames": 0, "spill_bytes": 1}])
 def test_equals_brute_force_oracle_maps_included(frames, options):
     want = oracle(frames)
     _same(_state(frames, **options).reduce(want_maps=True), want, maps=True)
@@ -119,6 +120,22 @@ def test_planned_and_split_states_merge_to_the_oracle_in_any_order_and_through_p
     own = _state(frames, plan=True, mine=[0, 1], spill_bytes=1)  # its own temporary folder: pickled by value
     other = _state(frames, plan=True, mine=[2, 3])
     _same(pickle.loads(pickle.dumps(own)).merge(other).reduce(), want)
+
+
+def test_background_counting_merges_and_pickles_to_the_oracle_and_reports_uncounted_voxels(frames):
+    want = oracle(frames)
+    parts = [_state(frames, plan=True, mine=m, background=True, spill_bytes=1) for m in ([0, 2], [1, 3])]
+    moved = [pickle.loads(pickle.dumps(p)) for p in parts]  # pickling waits for the frame still being counted
+    _same(moved[0].merge(moved[1]).reduce(), want)
+    p, g, inv, T = frames[0]
+    bad = g.copy()
+    evaluated = np.flatnonzero((g != 255) & ~inv)[:5]
+    bad.reshape(-1)[evaluated] = PROTO.num_classes + 3  # a malformed ground truth: not counted
+    fg, bg = WorldMapState(PROTO), WorldMapState(PROTO, background=True)
+    assert fg.add(p, bad, T, inv) == 5 and fg.uncounted == 5
+    assert bg.add(p, bad, T, inv) == 0  # counted on the state's thread: known once it is done
+    assert bg.flush().uncounted == 5
+    _same(bg.reduce(), fg.reduce())
 
 
 def test_merge_refuses_states_planned_for_other_frames(frames):

@@ -66,7 +66,7 @@ def run_job(
         scored = list(seq.labelled_frames)
         seq.require_poses(scored)  # the world map places every scored frame by its pose
         position = {t: i for i, t in enumerate(scored)}
-        maps = WorldMapState(proto, spill_dir=spill_dir).expect(seq.poses[scored], [position[t] for t in job.targets])
+        maps = WorldMapState(proto, spill_dir=spill_dir, background=True).expect(seq.poses[scored], [position[t] for t in job.targets])
     store = PredictionStore(save[0], compressed=save[1]) if save else None
     done, todo = resume(store, seq.name, job.targets)
     out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": [], "metrics": others}

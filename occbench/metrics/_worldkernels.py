@@ -37,6 +37,7 @@ KZ = 14 - ZB  # bits of tz in a key
 KY = 21 - YB  # bits of ty
 TXB, TYB, TZB = 6, 6, 6  # log2 of the table's size in tiles along x, y, z
 TABLE_SIZE = 1 << (TXB + TYB + TZB)
+AB = 4  # log2 of the side, in columns, of the blocks of columns accumulate() visits one after the other
 BI, BJ, BK = 4, 4, 32  # frame sub-blocks whose world bounding boxes make up a frame's footprint
 # prepare / accumulate status codes
 OK, NEED_TILES, CONFLICT, OUT_OF_RANGE, NEED_ROWS, MISMATCH = 0, 1, 2, 3, 4, 5
@@ -181,14 +182,18 @@ def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, ta
     bad = 0
     last_key = -1
     ti = 0
-    for col in range(start_col, 65536):
+    for q in range(start_col, 65536):
         if ctop[0] < 32:
-            return col, bad, 4
+            return q, bad, 4
+        # columns in blocks of 2**AB x 2**AB (i, j), so that the tiles a block touches stay in cache
+        blk = q >> (2 * AB)
+        w = q & ((1 << (2 * AB)) - 1)
+        i = ((blk >> (8 - AB)) << AB) | (w >> AB)
+        j = ((blk & ((1 << (8 - AB)) - 1)) << AB) | (w & ((1 << AB) - 1))
+        col = (i << 8) | j
         ib = _column_bits(inv, i64, inv_mode, col)
         if ib == full and not empty_only:
             continue
-        i = col >> 8
-        j = col & 255
         bx = (c0x + aix * i) + ajx * j
         by = (c0y + aiy * i) + ajy * j
         bz = (c0z + aiz * i) + ajz * j
@@ -346,69 +351,67 @@ def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, t_hasrec, rem, ext
     return ns
 
 
-def _seal_sizes(tiles, t_n, t_row):  # pragma: no cover - compiled
-    nv = 0
-    nr = 0
+def _seal_sizes(tiles, t_n, t_row, rows):  # pragma: no cover - compiled
+    """Entries the records of ``tiles`` take: per observed voxel one for ``n`` and one per non-zero count of its
+    histogram row."""
+    ne = 0
+    W = rows.shape[1]
     for ti in tiles:
         for li in range(TILE_VOXELS):
             if t_n[ti, li] != 0:
-                nv += 1
-                if t_row[ti, li] >= 0:
-                    nr += 1
-    return nv, nr
+                ne += 1
+                ri = np.int64(t_row[ti, li])
+                if ri >= 0:
+                    for w in range(W):
+                        if rows[ri, w] != 0:
+                            ne += 1
+    return ne
 
 
-def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rnv, rnr, vidx, vn, vr, rowdata, tab_key, free_c,
-               ctop, free_t, ttop):  # pragma: no cover - compiled
-    """Write live tiles (in the given order) as records, then release them. A record: its key, ``rnv`` voxels
-    (``vidx`` voxel within the tile, ``vn`` observations, ``vr`` its row among the record's ``rnr`` rows or -1)."""
-    v = 0
-    q = 0
+def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rne, ent, tab_key, free_c, ctop, free_t,
+               ttop):  # pragma: no cover - compiled
+    """Write live tiles (in the given order) as records, then release them. A record: its key and ``rne`` entries
+    (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col`` 0 for ``n``, ``1 + w`` for
+    column ``w`` of its histogram row; only non-zero counts, by voxel then column). Counts fit 16 bits: a live
+    tile counts in uint16."""
+    e = 0
+    W = rows.shape[1]
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
-        v0 = v
-        q0 = q
+        e0 = e
         for li in range(TILE_VOXELS):
-            n = t_n[ti, li]
+            n = np.uint32(t_n[ti, li])
             if n == 0:
                 continue
-            vidx[v] = li
-            vn[v] = n
-            ri = _row(ti, li, t_row, t_chunk)
+            hi = np.uint32(li) << np.uint32(23)
+            ent[e] = hi | n
+            e += 1
+            ri = np.int64(t_row[ti, li])
             if ri >= 0:
-                rowdata[q, :] = rows[ri, :]
-                vr[v] = q - q0
-                q += 1
-            else:
-                vr[v] = -1
-            v += 1
-        rnv[a] = v - v0
-        rnr[a] = q - q0
+                for w in range(W):
+                    c = np.uint32(rows[ri, w])
+                    if c != 0:
+                        ent[e] = hi | (np.uint32(w + 1) << np.uint32(16)) | c
+                        e += 1
+        rne[a] = e - e0
         _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop)
 
 
-def _gather_records(sel, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, ovidx, ovn, ovr, orows):  # pragma: no cover
-    """Copy the voxels and rows of records ``sel`` (in that order) into the output arrays."""
-    v = 0
-    q = 0
+def _gather_records(sel, eoff, rne, ent, oent):  # pragma: no cover - compiled
+    """Copy the entries of records ``sel`` (in that order) into ``oent``."""
+    e = 0
     for r in sel:
-        n = rnv[r]
-        ovidx[v:v + n] = vidx[voff[r]:voff[r] + n]
-        ovn[v:v + n] = vn[voff[r]:voff[r] + n]
-        ovr[v:v + n] = vr[voff[r]:voff[r] + n]
-        m = rnr[r]
-        orows[q:q + m, :] = rowdata[roff[r]:roff[r] + m, :]
-        v += n
-        q += m
+        n = rne[r]
+        oent[e:e + n] = ent[eoff[r]:eoff[r] + n]
+        e += n
 
 
-def _reduce_records(keys, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, order, keep, S, C, cat, conf, psame, pall,
-                    scal, want_maps, mkeys, mcat):  # pragma: no cover - compiled
+def _reduce_records(keys, eoff, rne, ent, W, order, keep, S, C, cat, conf, psame, pall, scal, want_maps, mkeys,
+                    mcat):  # pragma: no cover - compiled
     """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
     of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
     world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""
-    W = rowdata.shape[1]
     sn = np.zeros(TILE_VOXELS, np.int64)
     sh = np.zeros((TILE_VOXELS, W), np.int64)
     has = np.zeros(TILE_VOXELS, np.bool_)
@@ -426,14 +429,16 @@ def _reduce_records(keys, voff, rnv, roff, rnr, vidx, vn, vr, rowdata, order, ke
             continue
         for a in range(i, j):
             r = order[a]
-            for v in range(voff[r], voff[r] + rnv[r]):
-                li = vidx[v]
-                sn[li] += vn[v]
-                q = vr[v]
-                if q >= 0:
+            for e in range(eoff[r], eoff[r] + rne[r]):
+                x = ent[e]
+                li = np.int64(x >> np.uint32(23))
+                col = np.int64((x >> np.uint32(16)) & np.uint32(127))
+                c = np.int64(x & np.uint32(0xFFFF))
+                if col == 0:
+                    sn[li] += c
+                else:
+                    sh[li, col - 1] += c
                     has[li] = True
-                    for w in range(W):
-                        sh[li, w] += rowdata[roff[r] + q, w]
         tx = key >> (KY + KZ)
         ty = (key >> KZ) & ((1 << KY) - 1)
         tz = key & ((1 << KZ) - 1)

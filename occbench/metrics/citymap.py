@@ -4,9 +4,9 @@
 
 Both read one state, :class:`occbench.metrics.worldmap.WorldMapState`: per world voxel the number of evaluated
 frame voxels that observed it, the histogram of their reference categories and the histogram of their predicted
-labels, held in tiles while frames are added, sealed into sorted records (spilled to disk beyond a memory bound)
-and reduced by a batched k-way merge; with the frames declared up front (:meth:`CityMapMetric.expect`) tiles are
-reduced as soon as no pending frame can touch them. Memory and speed over a whole real sequence:
+labels, held in tiles while frames are added, sealed into compact records (spilled to disk beyond a memory bound)
+and summed tile by tile; with the frames declared up front (:meth:`CityMapMetric.expect`) tiles are reduced as soon
+as no pending frame can touch them. Memory and speed over a whole real sequence:
 ``benchmarks/citymap_memory.py`` and ``docs/performance.md``.
 
 World voxels of frame voxels: :mod:`occbench.metrics.worldmetric`.

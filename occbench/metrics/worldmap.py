@@ -14,9 +14,13 @@ histogram of predicted train ids. :class:`WorldMapState` keeps them
   added, to this state or to the states merged with it. A tile whose 12.8 m supertile no pending frame can touch
   is reduced and dropped at once;
 - **sealed**, as records, when a tile leaves the view before it is complete (the drive comes back later, another
-  state adds frames there, or there is no plan): its key and, per voxel with observations, the voxel, ``n`` and
-  its histogram row. Records go to one of 16 partitions by a hash of the tile key; beyond ``spill_bytes`` in
-  memory, every partition appends what it holds to its own file (``spill_dir``).
+  state adds frames there, or there is no plan): its key and one uint32 entry per non-zero count (the voxel within
+  the tile, the column: ``n`` or a column of the histogram row, the count), so a voxel only ever seen empty takes 4
+  bytes and a typical row 2-3 entries. Records go to one of 16 partitions by a hash of the tile key; beyond
+  ``spill_bytes`` in memory, every partition appends what it holds to its own file (``spill_dir``).
+
+With ``background=True`` the counting pass of a frame runs on a thread of the state's own while the caller goes on
+(the compiled passes release the GIL); the caller's next call waits for it.
 
 Results are reduced from the sums and the records partition by partition (the records of one tile, from any
 batch or state, are summed before its voxels are reduced), so memory holds the live tiles (bounded by what the
@@ -31,6 +35,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,56 +84,47 @@ def frame_footprint(coef: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- records
 PARTITIONS = 16
-_BATCH_FIELDS = ("keys", "nv", "nr", "vidx", "vn", "vr", "rows")
-_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "i4", "u2", "u2", "i2", "u2"))))
+_BATCH_FIELDS = ("keys", "ne", "ent")
+_DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "u4"))))
 
 
 @dataclass
 class _Batch:
-    """Records: tile ``keys``; per record ``nv`` voxels and ``nr`` histogram rows; per voxel (records one after the
-    other) ``vidx`` (voxel within the tile), ``vn`` (observations) and ``vr`` (its row among the record's, or -1);
-    ``rows`` (records one after the other)."""
+    """Records: tile ``keys``; per record ``ne`` entries; ``ent`` (records one after the other): per observed voxel
+    of the tile, ``li << 23 | 0 << 16 | n`` then ``li << 23 | (1 + w) << 16 | count`` for each non-zero column ``w``
+    of its histogram row (:func:`occbench.metrics._worldkernels.seal_fill`)."""
 
     keys: np.ndarray
-    nv: np.ndarray
-    nr: np.ndarray
-    vidx: np.ndarray
-    vn: np.ndarray
-    vr: np.ndarray
-    rows: np.ndarray
+    ne: np.ndarray
+    ent: np.ndarray
 
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
 
     @staticmethod
-    def empty(width: int) -> _Batch:
-        return _Batch(*(np.zeros((0, width) if f == "rows" else 0, _DTYPES[f]) for f in _BATCH_FIELDS))
+    def empty() -> _Batch:
+        return _Batch(*(np.zeros(0, _DTYPES[f]) for f in _BATCH_FIELDS))
 
     @staticmethod
-    def concat(batches: list[_Batch], width: int) -> _Batch:
+    def concat(batches: list[_Batch]) -> _Batch:
         if not batches:
-            return _Batch.empty(width)
+            return _Batch.empty()
         if len(batches) == 1:
             return batches[0]
         return _Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_FIELDS))
 
-    def offsets(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per record, its first voxel and first row."""
-        voff = np.zeros(self.keys.size, np.int64)
-        roff = np.zeros(self.keys.size, np.int64)
-        np.cumsum(self.nv[:-1], out=voff[1:])
-        np.cumsum(self.nr[:-1], out=roff[1:])
-        return voff, roff
+    def offsets(self) -> np.ndarray:
+        """Per record, its first entry."""
+        eoff = np.zeros(self.keys.size, np.int64)
+        np.cumsum(self.ne[:-1], out=eoff[1:])
+        return eoff
 
     def take(self, sel: np.ndarray) -> _Batch:
         """Records ``sel`` (in that order)."""
-        voff, roff = self.offsets()
-        nv, nr = self.nv[sel], self.nr[sel]
-        out = _Batch(self.keys[sel], nv, nr, np.empty(int(nv.sum()), np.uint16), np.empty(int(nv.sum()), np.uint16),
-                     np.empty(int(nv.sum()), np.int16), np.empty((int(nr.sum()), self.rows.shape[1]), np.uint16))
-        K.gather_records(sel, voff, self.nv, roff, self.nr, self.vidx, self.vn, self.vr, self.rows, out.vidx, out.vn,
-                         out.vr, out.rows)
+        ne = self.ne[sel]
+        out = _Batch(self.keys[sel], ne, np.empty(int(ne.sum()), np.uint32))
+        K.gather_records(sel, self.offsets(), self.ne, self.ent, out.ent)
         return out
 
 
@@ -196,16 +192,13 @@ class _Records:
         order = np.argsort(part, kind="stable")
         batch = batch.take(order)
         bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
-        voff, roff = batch.offsets()
-        vend = np.append(voff, batch.vidx.size)
-        rend = np.append(roff, batch.rows.shape[0])
+        eend = np.append(batch.offsets(), batch.ent.size)
         for p in range(PARTITIONS):
             a, b = int(bounds[p]), int(bounds[p + 1])
             if a == b:
                 continue
-            v0, v1, q0, q1 = int(vend[a]), int(vend[b]), int(rend[a]), int(rend[b])
-            self.parts[p].append(_Batch(batch.keys[a:b], batch.nv[a:b], batch.nr[a:b], batch.vidx[v0:v1],
-                                        batch.vn[v0:v1], batch.vr[v0:v1], batch.rows[q0:q1]))
+            e0, e1 = int(eend[a]), int(eend[b])
+            self.parts[p].append(_Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1]))
         self.mem_bytes += batch.nbytes
         if self.mem_bytes > self.spill_bytes:
             self.spill()
@@ -218,7 +211,7 @@ class _Records:
             mem = [b for b in items if isinstance(b, _Batch)]
             if not mem:
                 continue
-            batch = _Batch.concat(mem, self.width)
+            batch = _Batch.concat(mem)
             path = self._files.get(p)
             if path is None:
                 fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
@@ -241,7 +234,7 @@ class _Records:
 
     def partition(self, p: int) -> _Batch:
         """Every record of partition ``p`` in one batch (spilled ones read back)."""
-        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]], self.width)
+        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]])
 
     def keys(self) -> np.ndarray:
         return np.concatenate([self.partition(p).keys for p in range(PARTITIONS)]) if self.nbytes else np.zeros(0, np.int64)
@@ -386,10 +379,15 @@ class WorldMapState:
             to the files instead of copying them.
         spill_bytes: records held in memory before they are written to disk.
         keep_frames: a live tile not touched for this many frames (and outside the last frame's view) is sealed.
+        background: count each frame on a thread of the state's own while the caller goes on (reads and scores the
+            next frame; the compiled passes release the GIL): :meth:`add` checks the frame, makes its tiles live and
+            returns at once, and the arrays given must not change until the next call of any method of the state.
+            The evaluated voxels that were not counted (see :meth:`add`) add up in ``uncounted``.
     """
 
     def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
-                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2):
+                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2,
+                 background: bool = False):
         self.protocol = get_protocol(protocol)
         self.voxel_size = float(voxel_size)
         if not self.voxel_size > 0:
@@ -398,6 +396,8 @@ class WorldMapState:
         self.S = len(p.static_ids)
         self.C = p.num_classes
         self.width = self.S + self.C - 1
+        if self.width > 126:  # a record's column field holds 7 bits (0 = n, 1 + w = histogram column w)
+            raise ValueError(f"too many classes for the world map state: {self.S} static + {self.C} classes")
         cat = np.zeros(self.C, np.int64)
         cat[list(p.static_ids)] = np.arange(1, self.S + 1)
         self.cat = cat
@@ -419,6 +419,16 @@ class WorldMapState:
         self.n_frames = 0
         self.finalised_early = 0
         self._luts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.background = bool(background)
+        self.uncounted = 0
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def _wait(self) -> None:
+        """Wait for the frame being counted in the background (its error, if any, is raised here)."""
+        fut, self._pending = self._pending, None
+        if fut is not None:
+            self.uncounted += fut.result()
 
     def _max_obs_per_frame(self) -> int:
         """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
@@ -469,13 +479,15 @@ class WorldMapState:
             raw: bool = False, lenient: bool = False) -> int:
         """Add one frame; returns the number of evaluated voxels with a malformed ground truth or an invalid
         prediction, which are not counted (callers check their inputs first: a non-zero return means the
-        frame was partly counted).
+        frame was partly counted). With ``background`` it returns 0 and that number is added to ``uncounted`` once
+        the frame is counted (at the next call).
 
         ``pred``, ``gt``: (256, 256, 32) or flat, uint8 train ids (``raw=False``) or uint16 raw ids (``raw=True``),
         ``gt`` 255 / an ignore-mapped raw id = not evaluated; ``gt=None``: every voxel is evaluated and the
         reference is the prediction's category. ``invalid``: as :meth:`SSCMetric.update` takes it (bit-packed
         bytes, or one flag per voxel); under the protocol's ``mask-empty-only`` policy it drops only voxels
         whose ground truth is empty. ``lenient``: train-id ground truth of C..254 counts as not static."""
+        self._wait()
         coef = pose_coefficients(pose, self.voxel_size)
         plan = self._plan
         f = plan.take(pose) if plan is not None else -1
@@ -507,6 +519,28 @@ class WorldMapState:
             else:
                 break
         empty_only = self.protocol.invalid_policy == "mask-empty-only" and gt is not None
+        self._frame_no = fn
+        self.n_frames += 1
+        if plan is not None:
+            s = plan.frame_sups[f]
+            plan.rem[s] -= 1
+            plan.seen_at[s] = fn
+        args = (p, g, inv, mode, empty_only, r_lut, l_lut, coef)
+        if not self.background:
+            bad = self._count(*args)
+            self.uncounted += bad
+            return bad
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="occbench-worldmap")
+            weakref.finalize(self, self._thread.shutdown, False)
+        self._pending = self._thread.submit(self._count, *args)
+        return 0
+
+    def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray, mode: int, empty_only: bool, r_lut: np.ndarray,
+               l_lut: np.ndarray, coef: np.ndarray) -> int:
+        """Count a frame whose tiles are live (the second half of :meth:`add`), then finalise or seal tiles."""
+        pool = self._pool
+        assert pool is not None
         col, bad = 0, 0
         while col >= 0:
             col, b, status = K.accumulate(p, g, inv, mode, empty_only, r_lut, l_lut, coef, pool.tab_key, pool.tab_tile,
@@ -517,12 +551,6 @@ class WorldMapState:
                 pool.grow_chunks()
             elif status != K.OK:  # pragma: no cover - a footprint that misses a voxel would be a bug
                 raise RuntimeError(f"world map: voxel outside the prepared footprint (status {status})")
-        self._frame_no = fn
-        self.n_frames += 1
-        if plan is not None:
-            s = plan.frame_sups[f]
-            plan.rem[s] -= 1
-            plan.seen_at[s] = fn
         self._evict(force=False)
         return bad
 
@@ -563,17 +591,17 @@ class WorldMapState:
         """Write live tiles as records and release them."""
         pool = self._pool
         assert pool is not None
-        nv, nr = K.seal_sizes(tiles, pool.t_n, pool.t_row)
+        ne = K.seal_sizes(tiles, pool.t_n, pool.t_row, pool.rows)
         n = tiles.size
-        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int32), np.empty(nv, np.uint16),
-                   np.empty(nv, np.uint16), np.empty(nv, np.int16), np.empty((nr, self.width), np.uint16))
-        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.nv, b.nr,
-                    b.vidx, b.vn, b.vr, b.rows, pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
+        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(ne, np.uint32))
+        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.ne, b.ent,
+                    pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
         self._recorded.add(b.keys)
         self.records.add(b)
 
     def flush(self) -> WorldMapState:
         """Finalise or seal every live tile (done before reducing, merging and pickling)."""
+        self._wait()
         self._evict(force=True)
         if self._pool is not None and self._pool.live_tiles == 0:
             self._pool = None  # frees the pool's memory; a later frame allocates a new one
@@ -583,6 +611,7 @@ class WorldMapState:
     def merge(self, other: WorldMapState) -> WorldMapState:
         """Add ``other``'s counts to this state. Both must be planned for the same frames with disjoint shares
         (:meth:`expect`), or neither may have finalised anything early."""
+        self._wait()
         if other.protocol != self.protocol or other.voxel_size != self.voxel_size:
             raise ValueError("cannot merge world map states of different protocols or voxel sizes")
         for a, b in ((self, other), (other, self)):
@@ -611,6 +640,7 @@ class WorldMapState:
         d = dict(self.__dict__)
         d["_pool"] = None
         d["_luts"] = {}
+        d["_thread"] = d["_pending"] = None
         d["records"] = self.records.portable()
         return d
 
@@ -629,6 +659,7 @@ class WorldMapState:
     @property
     def nbytes(self) -> int:
         """Memory held: live tiles and rows (with the table), records in memory, the key set and the sums."""
+        self._wait()
         pool = self._pool.nbytes if self._pool is not None else 0
         return pool + self.records.mem_bytes + self._recorded.slots.nbytes + self.conf.nbytes + 64
 
@@ -646,13 +677,11 @@ class WorldMapState:
     def _reduce_partition(self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None,
                           want_maps: bool = False) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(batch.keys, kind="stable")
-        voff, roff = batch.offsets()
         keep = np.zeros(batch.keys.size, np.bool_) if keep is None else keep
-        nv = batch.vidx.size if want_maps else 0
+        nv = int(np.count_nonzero((batch.ent & np.uint32(0x7F0000)) == 0)) if want_maps else 0
         mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
-        m = K.reduce_records(batch.keys, voff, batch.nv, roff, batch.nr, batch.vidx, batch.vn, batch.vr, batch.rows,
-                             order, keep, self.S, self.C, self.cat, sums["conf"], sums["psame"], sums["pall"],
-                             sums["scal"], want_maps, mk, mc)
+        m = K.reduce_records(batch.keys, batch.offsets(), batch.ne, batch.ent, self.width, order, keep, self.S, self.C,
+                             self.cat, sums["conf"], sums["psame"], sums["pall"], sums["scal"], want_maps, mk, mc)
         return mk[:m], mc[:m]
 
     def reduce(self, want_maps: bool = False) -> dict[str, Any]:
