@@ -428,7 +428,10 @@ def _dilate_labels_numpy(P: np.ndarray) -> np.ndarray:
     return N
 
 
-def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields) -> np.ndarray:
+def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields,
+               draw_confused=None) -> np.ndarray:
+    """The blob errors. ``draw_confused(classes, u)`` (generator 1.2) picks the label of a confused voxel from its
+    class and a uniform u; None: the first partner of :data:`PARTNERS` for u < 0.5, else the second (1.1)."""
     geo = grid_geometry()
     rn = geo["rn"].reshape(-1)
     fov = geo["fov"].reshape(-1)
@@ -476,6 +479,9 @@ def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarra
     for c, (a, b) in PARTNERS.items():
         first[c], second[c] = a, b
     conf = f < pc
+    if draw_confused is not None:
+        out[idx[conf]] = draw_confused(lab[conf], f[conf] / pc[conf])
+        return out.reshape(P.shape)
     out[idx[conf]] = np.where(f[conf] < 0.5 * pc[conf], first[lab[conf]], second[lab[conf]])
     return out.reshape(P.shape)
 
