@@ -54,6 +54,7 @@ NEAR_CATEGORIES = {("vehicle", "human"), ("vehicle", "structure"), ("ground", "n
                    ("object", "nature"), ("object", "structure")}
 SAME, NEAR, FAR = 0.70, 0.25, 0.05  # share of a confusion row going to its own / the near / the other categories
 
+CAMERA_IMAGE = (1220, 370)  # the image VoxFormer crops KITTI to, as the voting frustum (1.1 uses the full 1241 x 376)
 HARD_STREAM, DEPTH_STREAM, FILL_STREAM, SYS_STREAM = 1_000_211, 1_000_223, 1_000_229, 1_000_231
 
 
@@ -162,7 +163,7 @@ def _scaled(base: O.ModelSpec, s: Spec12) -> O.ModelSpec:
                                                           "add0", "add_r", "add_fov", "conf0", "conf_r", "conf_fov")}
     return dataclasses.replace(base, **scale, miss_class={c: round(v * k, 6) for c, v in base.miss_class.items()},
                                conf_class={c: round(v * k, 6) for c, v in base.conf_class.items()},
-                               world_share=s.world_share, key_every=s.key_every)
+                               world_share=s.world_share, key_every=s.key_every, image_size=CAMERA_IMAGE)
 
 
 @lru_cache(maxsize=1)
