@@ -32,3 +32,4 @@ def test_committed_average_fusion_near_the_car() -> None:
     assert _class_group_miou(af, "12.8", False) < 0.2 * _class_group_miou(on, "12.8", False)
     car = [d["metrics"]["ssc"]["12.8"]["per_class_iou"]["car"] for d in (on, af)]
     assert round(100 * car[0], 1) == 56.0 and round(100 * car[1], 1) == 6.2
+
