@@ -65,12 +65,13 @@ def scores(m: SSCMetric) -> dict[str, tuple[float, float]]:
 class Split:
     """The sequences of one split: labelled targets and their ground truth (predictions are read by the engines)."""
 
-    def __init__(self, root: Path, split: str, model: str, max_targets: int = 0, predictions_root: Path | None = None):
+    def __init__(self, root: Path, split: str, model: str, max_targets: int = 0, predictions_root: Path | None = None,
+                 exclude: tuple[str, ...] = ()):
         from occbench.datasets import OccbenchMini
 
         self.ds = OccbenchMini(root, split=split, onboard=model, predictions_root=predictions_root, generate=False,
                                progress=False)
-        self.seqs = list(self.ds.sequences)
+        self.seqs = [s for s in self.ds.sequences if s.name not in exclude]
         self.targets = {s.name: list(s.labelled_frames)[: max_targets or None] for s in self.seqs}
         self.gts = {s.name: {t: s.frame(t).ground_truth() for t in self.targets[s.name]} for s in self.seqs}
 
@@ -85,13 +86,15 @@ class Split:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("root", type=Path, nargs="?", default=None)
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--split", default="train", help="split to score (default train: selection never looks at val)")
     ap.add_argument("--model", default="voxformer-sim")
     ap.add_argument("--engine", default="exact", help="voting engine (exact, lattice, reference)")
     ap.add_argument("--max-targets", type=int, default=0, help="per sequence (0: all labelled scans)")
     ap.add_argument("--runs", default="select", choices=("select", "ranges", "main", "all"))
     ap.add_argument("--max-ranges", type=float, nargs="+", default=list(MAX_RANGES),
                     help="LiDAR max_range candidates of the run sets 'select' and 'ranges'")
+    ap.add_argument("--exclude-sequence", action="append", default=[], metavar="XX",
+                    help="leave this sequence out (repeatable), e.g. 01, the held-out sequence of the generator calibration")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--predictions-root", type=Path, default=None,
                     help="vote on other grids: a folder holding <model>/sequences/XX/predictions (e.g. stage-1 outputs "
@@ -103,7 +106,7 @@ def main() -> None:
         a.root = default_mini_root()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    data = Split(a.root, a.split, a.model, a.max_targets, a.predictions_root)
+    data = Split(a.root, a.split, a.model, a.max_targets, a.predictions_root, tuple(a.exclude_sequence))
     sensor = data.seqs[0].sensor or "camera"
     onboard = SSCMetric()
     for s in data.seqs:

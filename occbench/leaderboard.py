@@ -139,6 +139,25 @@ def command_with_output(command: str, output: str) -> str:
     return " ".join(shlex.quote(a) for a in out)
 
 
+def _class_group_miou(d: dict[str, Any], r: str, static: bool) -> float | None:
+    """Mean of the per-class IoUs (range ``r``) of the static classes of the protocol (``static``) or of the other
+    classes of the mean (dynamic: vehicles and people); None if the file has no per-class IoUs."""
+    pc = d["metrics"]["ssc"][r].get("per_class_iou") or {}
+    st = set(d.get("protocol", {}).get("static_classes") or [])
+    vals = [v for n, v in pc.items() if n != "empty" and (n in st) == static and v is not None]
+    return sum(vals) / len(vals) if vals and st else None
+
+
+def _static_dynamic_table(rows: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """The mIoU over the static classes and over the dynamic classes, per range, from the per-class IoUs."""
+    if not any(d.get("protocol", {}).get("static_classes") for _, d in rows):
+        return []
+    t = [[_name(d)] + [_pct(_class_group_miou(d, r, st)) for r in RANGES for st in (True, False)] for _, d in rows]
+    heads = [f"{'static' if st else 'dynamic'} mIoU {r} m" for r in RANGES for st in (True, False)]
+    return ["", "mIoU over the static classes and over the dynamic classes (vehicles and people), from the per-class "
+            "IoUs of the results file:", "", tabulate(t, headers=["method"] + heads, tablefmt="github", disable_numparse=True)]
+
+
 def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None,
              shown: dict[Path, str] | None = None) -> list[str]:
     """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data.
@@ -158,6 +177,7 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
     lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
                           + [f"rel. mIoU gain ({RANGES[-1]} m)"] + (["data"] if data is not None else []),
                           tablefmt="github", disable_numparse=True))
+    lines += _static_dynamic_table(rows)
     lines += ["", f"Per-class IoU at {RANGES[-1]} m:", ""]
     names = [n for n in rows[0][1]["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
     ct = [[_name(d)] + [_pct(d["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]

@@ -363,7 +363,7 @@ def test_calibrate_recomputes_the_written_predictions(micro: tuple[Path, dict], 
     root, m = micro
     assert measure(root, ["voxformer-sim"]) == measure(root, ["voxformer-sim"], in_memory=True)
     out = write_predictions(root, tmp_path / "same", ["voxformer-sim"])
-    main(["--root", str(root), "--model", "voxformer-sim", "--set", "world_share=0", "--write-predictions",
+    main(["--root", str(root), "--split", "val", "--model", "voxformer-sim", "--set", "world_share=0", "--write-predictions",
           str(tmp_path / "s0")])
     a, b, c = (PredictionStore(d / "voxformer-sim") for d in (root / m["predictions"], out, tmp_path / "s0"))
     n = m["scans"]["08"]

@@ -252,12 +252,23 @@ def needed_scans(targets: Seq[int], n: int, num_scans: int, pose_valid: np.ndarr
     return sorted(s for s in out if pose_valid is None or pose_valid[s])
 
 
+PAPER_PRESET_SCOPE = ("preset=paper is paper-literal for stage 2 (the voting) only: stage 1 is the checkpoint's network "
+                      "(the shipped ones: the small 0.32 M config with input_skip, not the paper's 4.51 M network)")
+
+
 class OccFiner(RegistrationNote, _Stage1Base):
     name = "occfiner"
     worker_memory_gb = 2.5  # measured peak 1.96 GB, evaluate -j1 on mini val 08, 300 scans (whole process, /usr/bin/time -v)
     description = ("OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
                    "stage-1 refined scans t-n..t+n.")
     Options = OccFinerOptions
+
+    def config(self, onboard: str | None = None) -> dict:
+        """With ``preset=paper`` the results header also says that only stage 2 follows the paper."""
+        c = super().config(onboard=onboard)
+        if self.options.preset == "paper":
+            c["preset_scope"] = PAPER_PRESET_SCOPE
+        return c
 
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
         tg = sorted({int(t) for t in targets})

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from occbench.errors import OccbenchError
-from occbench.synth.config import ONBOARD_DEFAULT, SIZES, config_for_size
+from occbench.synth.config import GENERATORS, ONBOARD_DEFAULT, SIZES, config_for_size
 
 
 @click.command("synth")
@@ -25,11 +25,14 @@ from occbench.synth.config import ONBOARD_DEFAULT, SIZES, config_for_size
                    f"{', '.join(ONBOARD_DEFAULT)}).")
 @click.option("--split", "splits", multiple=True,
               help="Generate only this split (repeatable; default: all). Later runs add the missing splits.")
+@click.option("--generator", type=click.Choice(GENERATORS), default=None,
+              help="Generator version (default: $OCCBENCH_GENERATOR, else 1.1). 1.2 is the opt-in onboard error model; "
+                   "its default root is $OCCBENCH_DATA/mini-v1.2.")
 @click.option("--workers", type=int, default=None, help="Processes (default: min(2, CPUs)).")
 @click.option("--overwrite", is_flag=True, help="Replace an occbench-mini generated there with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], splits: tuple[str, ...],
-          workers: int | None, overwrite: bool, quiet: bool) -> None:
+          generator: str | None, workers: int | None, overwrite: bool, quiet: bool) -> None:
     """Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."""
     import dataclasses
 
@@ -40,7 +43,7 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], s
         from occbench.progress import set_quiet
 
         set_quiet(True)
-    cfg = config_for_size(size, seed)
+    cfg = config_for_size(size, seed) if generator is None else config_for_size(size, seed, generator)
     if onboard:
         from occbench.errors import UnknownNameError
         from occbench.synth.onboard import MODELS
@@ -49,7 +52,7 @@ def synth(output: Path | None, seed: int, size: str, onboard: tuple[str, ...], s
             if name not in MODELS:
                 raise click.BadParameter(str(UnknownNameError("onboard model", name, sorted(MODELS))), param_hint="'--onboard'")
         cfg = dataclasses.replace(cfg, onboard=tuple(dict.fromkeys(onboard)))
-    root = output if output is not None else default_mini_root()
+    root = output if output is not None else default_mini_root().with_name(f"mini-v{cfg.generator}")
     t0 = time.perf_counter()
     try:
         check_generation_target(root)  # --overwrite too: it replaces a mini, never a folder of other files

@@ -18,10 +18,11 @@ MB_PER_SCAN, S_PER_SCAN_IDLE, S_PER_SCAN_BUSY = 1.28, 0.30, 1.76
 
 
 def default_mini_root() -> Path:
-    """Where the default mini lives: ``<data cache>/mini-v<generator version>``."""
-    from occbench.synth.config import GENERATOR_VERSION
+    """Where the default mini lives: ``<data cache>/mini-v<generator version>`` (the active generator,
+    ``$OCCBENCH_GENERATOR``, default 1.1; 1.2 data thus lives in ``mini-v1.2``)."""
+    from occbench.synth.config import active_generator
 
-    return default_data_dir() / f"mini-v{GENERATOR_VERSION}"
+    return default_data_dir() / f"mini-v{active_generator()}"
 
 
 def check_generation_target(root: Path) -> None:

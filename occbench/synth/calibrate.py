@@ -14,7 +14,6 @@ is written to ``DIR/<model>/`` for multi-frame methods (docs/mini.md, "Calibrati
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -70,22 +69,18 @@ def _in_memory_predictions(root: Path, manifest: dict, model: str, seq: str, fra
     """(frame, prediction in train ids) recomputed from the world, with ``overrides[model]`` applied to the spec."""
     from occbench.synth import world as Wm
     from occbench.synth.config import config_from_identity
-    from occbench.synth.generate import get_world, grid_codes, line_of_sight
-    from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
+    from occbench.synth.generate import get_world, grid_codes, line_of_sight, onboard_predictor
 
     cfg = config_from_identity(manifest["config"])
-    spec = MODELS[model]
-    if overrides and model in overrides:
-        spec = dataclasses.replace(spec, **overrides[model])
     w = get_world(cfg, seq)
-    fields = FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[model]], spec, world=w)
+    predict = onboard_predictor(cfg, seq, model, w, (overrides or {}).get(model))
     for f in frames:
         undo = w.stamp_agents(f)
         try:
             codes = grid_codes(w, f)
         finally:
             w.unstamp(undo)
-        yield f, predict(spec, Wm.CODE_TO_TRAIN[codes], line_of_sight(codes), fields.at(f))
+        yield f, predict(f, Wm.CODE_TO_TRAIN[codes], line_of_sight(codes))
 
 
 def measure(root: str | Path, models: list[str] | None = None, split: str = "val", in_memory: bool = False,
@@ -154,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True)
     ap.add_argument("--model", action="append")
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--split", default="train", help="split to measure (default train: calibration never looks at val)")
     ap.add_argument("--in-memory", action="store_true")
     ap.add_argument("--per-class", action="store_true")
     ap.add_argument("--set", type=_parse_override, action="append", default=[], metavar="PARAMETER=NUMBER",

@@ -6,7 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-GENERATOR_VERSION = "1.1"
+GENERATOR_VERSION = "1.1"  # the default generator (the committed results were made with it)
+GENERATORS = ("1.1", "1.2")  # 1.2: opt-in onboard error model (docs/mini.md, "Generator 1.2")
+GENERATOR_ENV = "OCCBENCH_GENERATOR"  # selects the generator of the default mini and of its cache folder
 SIZES = ("tiny", "small", "default")
 ONBOARD_DEFAULT = ("voxformer-sim", "sscnet-sim")
 
@@ -36,6 +38,7 @@ class MiniConfig:
     azimuths: int = 2048
     follow_poses: dict[str, str] = field(default_factory=dict)
     size: str = "custom"
+    generator: str = GENERATOR_VERSION  # "1.1" (default) or "1.2" (opt-in error model)
 
     def __post_init__(self) -> None:
         from occbench.synth.onboard import MODELS
@@ -57,6 +60,8 @@ class MiniConfig:
         extra = sorted(set(self.follow_poses) - set(self.scans))
         if extra:
             raise ValueError(f"follow_poses names sequence(s) {extra} that are not generated (scans: {sorted(self.scans)})")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"unknown generator {self.generator!r}; choose one of {GENERATORS}")
         if self.label_every < 1 or self.view_every < 1 or self.lookahead < 0:
             raise ValueError("label_every and view_every must be >= 1, lookahead >= 0")
 
@@ -65,43 +70,58 @@ class MiniConfig:
         d = asdict(self)
         d["splits"] = {k: list(v) for k, v in self.splits.items()}
         d["onboard"] = list(self.onboard)
-        d["generator_version"] = GENERATOR_VERSION
+        d["generator_version"] = d.pop("generator")  # 1.1 identities are those written before 1.2 existed
         return d
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tiny_mini_config(seed: int = 0) -> MiniConfig:
+def active_generator() -> str:
+    """The generator of the default mini: ``$OCCBENCH_GENERATOR`` (``1.1`` or ``1.2``), default ``1.1``."""
+    import os
+
+    g = os.environ.get(GENERATOR_ENV, "").strip() or GENERATOR_VERSION
+    if g not in GENERATORS:
+        raise ValueError(f"${GENERATOR_ENV}={g!r}: expected one of {', '.join(GENERATORS)}")
+    return g
+
+
+def tiny_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
     """For tests and CI: 100 scans (20 labelled frames), a few seconds per sequence."""
     return MiniConfig(seed=seed, scans={"00": 40, "08": 40, "11": 20},
-                      splits={"train": ("00",), "val": ("08",), "test": ("11",)}, size="tiny")
+                      splits={"train": ("00",), "val": ("08",), "test": ("11",)}, size="tiny",
+                      generator=generator or active_generator())
 
 
-def small_mini_config(seed: int = 0) -> MiniConfig:
+def small_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
     return MiniConfig(seed=seed, scans={"00": 150, "01": 100, "08": 150, "11": 100},
-                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="small")
+                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="small",
+                      generator=generator or active_generator())
 
 
-def default_mini_config(seed: int = 0) -> MiniConfig:
-    """The benchmark's mini split: 1,000 scans, 200 labelled frames, about 1.3 GB."""
+def default_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
+    """The benchmark's mini split: 1,000 scans, 200 labelled frames, about 1.3 GB. ``generator`` None: the
+    active one (:func:`active_generator`)."""
     return MiniConfig(seed=seed, scans={"00": 350, "01": 200, "08": 300, "11": 150},
-                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="default")
+                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="default",
+                      generator=generator or active_generator())
 
 
-def config_for_size(size: str, seed: int = 0) -> MiniConfig:
+def config_for_size(size: str, seed: int = 0, generator: str | None = None) -> MiniConfig:
     if size == "tiny":
-        return tiny_mini_config(seed)
+        return tiny_mini_config(seed, generator)
     if size == "small":
-        return small_mini_config(seed)
+        return small_mini_config(seed, generator)
     if size == "default":
-        return default_mini_config(seed)
+        return default_mini_config(seed, generator)
     raise ValueError(f"unknown size {size!r}; choose one of {SIZES}")
 
 
 def config_from_identity(d: dict[str, Any]) -> MiniConfig:
     """Inverse of :meth:`MiniConfig.identity` (e.g. the ``config`` entry of ``mini.json``)."""
     kw = {k: v for k, v in d.items() if k != "generator_version"}
+    kw["generator"] = d.get("generator_version", GENERATOR_VERSION)
     kw["splits"] = {k: tuple(v) for k, v in kw["splits"].items()}
     kw["onboard"] = tuple(kw["onboard"])
     return MiniConfig(**kw)

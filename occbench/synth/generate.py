@@ -32,7 +32,7 @@ from occbench.io.voxels import write_bits, write_label
 from occbench.synth import world as Wmod
 from occbench.synth._calib import CALIB_08_TXT
 from occbench.synth.columns import BIG, BIG_N, columns
-from occbench.synth.config import GENERATOR_VERSION, MiniConfig
+from occbench.synth.config import MiniConfig
 from occbench.synth.onboard import MODEL_IDS, MODELS, FieldCache, predict
 from occbench.synth.sensor import Caster, Visibility, unpack_columns
 
@@ -70,6 +70,7 @@ def _dense_caster(azimuths: int) -> Caster:
 
 
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
+MOVING_VEHICLE_KEEP_12 = 0.3  # generator 1.2: share of the moving cars and motorcyclists kept (docs/mini.md)
 
 
 def follow_poses_of(cfg: MiniConfig, seq: str) -> np.ndarray | None:
@@ -100,7 +101,8 @@ def get_world(cfg: MiniConfig, seq: str) -> Wmod.World:
     if key not in _WORLD_CACHE:
         _WORLD_CACHE.clear()
         poses = follow_poses_of(cfg, seq)
-        _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses)
+        keep = 1.0 if cfg.generator == "1.1" else MOVING_VEHICLE_KEEP_12
+        _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses, keep)
     return _WORLD_CACHE[key]
 
 
@@ -221,6 +223,22 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
     return {"counts": counts[:20].tolist(), "ignored": int(counts[255]), **stats}
 
 
+def onboard_predictor(cfg: MiniConfig, seq: str, model: str, world: Wmod.World, overrides: dict | None = None
+                      ) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
+    """``predict(t, truth, vis)`` of simulated onboard model ``model`` on sequence ``seq``: the generator's error
+    model (1.1: :func:`occbench.synth.onboard.predict`; 1.2: :mod:`occbench.synth.onboard12`), with ``overrides``
+    of its parameters (calibration)."""
+    if cfg.generator == "1.1":
+        import dataclasses
+
+        spec = dataclasses.replace(MODELS[model], **(overrides or {}))
+        fields = FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[model]], spec, world=world)
+        return lambda t, truth, vis: predict(spec, truth, vis, fields.at(t))
+    from occbench.synth.onboard12 import Predictor12
+
+    return Predictor12(int(cfg.seed), seq, model, world, overrides)
+
+
 def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...], t0: int = 0, t1: int | None = None,
                   tick: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Predictions of the simulated onboard models for scans ``t0 .. t1-1`` of a sequence (every scan).
@@ -230,7 +248,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
     world = get_world(cfg, seq)
     t1 = cfg.scans[seq] if t1 is None else t1
     stores = {m: PredictionStore(root / PREDICTIONS / m, compressed=True) for m in models}
-    fields = {m: FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[m]], MODELS[m], world=world) for m in models}
+    predictors = {m: onboard_predictor(cfg, seq, m, world) for m in models}
     lut = inv_lut()
     for t in range(t0, t1):
         undo = world.stamp_agents(t)
@@ -241,8 +259,7 @@ def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...]
         truth = Wmod.CODE_TO_TRAIN[codes]
         vis = line_of_sight(codes)
         for m in models:
-            pred = predict(MODELS[m], truth, vis, fields[m].at(t))
-            stores[m].write(seq, t, lut[pred])
+            stores[m].write(seq, t, lut[predictors[m](t, truth, vis)])
         if tick:
             tick(1)
     return {}
@@ -475,7 +492,7 @@ def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[s
     manifest: dict[str, Any] = {
         "name": NAME,
         "format_version": FORMAT_VERSION,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": cfg.generator,
         "seed": cfg.seed,
         "size": cfg.size,
         "splits": {k: list(v) for k, v in cfg.splits.items()},

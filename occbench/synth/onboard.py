@@ -97,6 +97,7 @@ class ModelSpec:
     key_every: int = 5  # scans between independent field draws (linear blend in between)
     blob: tuple[int, int, int] = (8, 8, 4)  # field cell in voxels
     world_share: float = 0.0  # weight of the world-anchored part of every error field (0: all viewpoint)
+    image_size: tuple[int, int] = (1241, 376)  # camera-2 image (width, height) of the FoV mask (1.2: 1220 x 370)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -131,8 +132,9 @@ MODEL_IDS = {name: i for i, name in enumerate(sorted(MODELS))}
 
 # ---- static geometry of the grid ------------------------------------------------------------------
 @lru_cache(maxsize=None)
-def grid_geometry() -> dict[str, np.ndarray]:
-    """Normalised horizontal range per column, camera-2 field of view per voxel, z level per voxel."""
+def grid_geometry(image_size: tuple[int, int] = (1241, 376)) -> dict[str, np.ndarray]:
+    """Normalised horizontal range per column, camera-2 field of view per voxel (an image of ``image_size`` pixels:
+    the full KITTI 08 image, 1241 x 376, by default), z level per voxel."""
     from occbench.synth._calib import CALIB_08_TXT
 
     vals = {}
@@ -152,7 +154,7 @@ def grid_geometry() -> dict[str, np.ndarray]:
     u = M[0, 0] * Xs + M[0, 1] * Ys + M[0, 2] * Zs + M[0, 3]
     v = M[1, 0] * Xs + M[1, 1] * Ys + M[1, 2] * Zs + M[1, 3]
     w = M[2, 0] * Xs + M[2, 1] * Ys + M[2, 2] * Zs + M[2, 3]
-    fov = (w > 0.1) & (u >= 0) & (u < 1241 * w) & (v >= 0) & (v < 376 * w)
+    fov = (w > 0.1) & (u >= 0) & (u < image_size[0] * w) & (v >= 0) & (v < image_size[1] * w)
     return {"rn": rn, "fov": fov, "X": X.astype(np.float32), "Y": Y.astype(np.float32)}
 
 
@@ -428,8 +430,11 @@ def _dilate_labels_numpy(P: np.ndarray) -> np.ndarray:
     return N
 
 
-def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields) -> np.ndarray:
-    geo = grid_geometry()
+def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields,
+               draw_confused=None) -> np.ndarray:
+    """The blob errors. ``draw_confused(classes, u)`` (generator 1.2) picks the label of a confused voxel from its
+    class and a uniform u; None: the first partner of :data:`PARTNERS` for u < 0.5, else the second (1.1)."""
+    geo = grid_geometry(tuple(spec.image_size))
     rn = geo["rn"].reshape(-1)
     fov = geo["fov"].reshape(-1)
     Pf = P.reshape(-1)
@@ -476,6 +481,9 @@ def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarra
     for c, (a, b) in PARTNERS.items():
         first[c], second[c] = a, b
     conf = f < pc
+    if draw_confused is not None:
+        out[idx[conf]] = draw_confused(lab[conf], f[conf] / pc[conf])
+        return out.reshape(P.shape)
     out[idx[conf]] = np.where(f[conf] < 0.5 * pc[conf], first[lab[conf]], second[lab[conf]])
     return out.reshape(P.shape)
 

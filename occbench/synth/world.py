@@ -1019,7 +1019,18 @@ def _moving_agents(rng: np.random.Generator, paths: list[Path2D], route_id: int,
     return agents
 
 
-def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None) -> World:
+MOVING_VEHICLE_STREAM = 1_000_033  # appended to a sequence's entropy to thin its moving vehicles (generator 1.2)
+
+
+def thin_moving_vehicles(agents: list[Agent], seed_seq: list[int], keep: float) -> list[Agent]:
+    """Generator 1.2: keep each moving car or motorcyclist with probability ``keep`` (its own random stream, so the
+    rest of the world is unchanged): vehicles near the ego are then mostly the parked ones, as in KITTI 08."""
+    rng = np.random.default_rng(list(seed_seq) + [MOVING_VEHICLE_STREAM])
+    return [a for a in agents if a.code not in (MOVING_CAR, MOVING_MOTORCYCLIST) or rng.random() < keep]
+
+
+def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None,
+                moving_vehicle_keep: float = 1.0) -> World:
     """Generate the town, the ego poses and the agents of one sequence.
 
     ``seed_seq`` seeds everything (numpy SeedSequence entropy). With ``poses_lidar`` (real LiDAR poses),
@@ -1027,7 +1038,8 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
 
     The stages run in this order, all drawing from one generator: ego route and poses, raster extent, street
     centrelines, street widths, per-cell street fields, zones, ground, buildings, hedges and fences, trees
-    and bushes, poles and signs, sidewalk objects, parked vehicles, moving agents.
+    and bushes, poles and signs, sidewalk objects, parked vehicles, moving agents. ``moving_vehicle_keep`` < 1
+    (generator 1.2) then thins the moving vehicles (:func:`thin_moving_vehicles`).
     """
     rng = np.random.default_rng(seed_seq)
     route, xs, ys, poses = _ego_route_and_poses(rng, n_scans + lookahead, poses_lidar)
@@ -1047,6 +1059,8 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     _parked_vehicles(town)
     paths = [_path_from_xy(pts[::5]) for pts in dense_paths]
     agents = _moving_agents(rng, paths, route_id, widths)
+    if moving_vehicle_keep < 1.0:
+        agents = thin_moving_vehicles(agents, seed_seq, moving_vehicle_keep)
     town.stats["moving_agents"] = len(agents)
     return World(W=ground.W, origin=grid.origin, poses=poses, paths=paths, agents=agents, stats=town.stats)
 

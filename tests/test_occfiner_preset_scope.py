@@ -1,0 +1,14 @@
+"""``-O preset=paper`` of ``occfiner`` records in the results header that stage 1 is not the paper's."""
+from __future__ import annotations
+
+import json
+
+
+def test_occfiner_paper_preset_header_says_stage1_is_not_the_papers() -> None:
+    from occbench.methods.base import method_config
+
+    from baselines.occfiner.method import OccFiner
+
+    paper = method_config(OccFiner(preset="paper"), "voxformer-sim")
+    assert "stage 2" in json.dumps(paper) and "not the paper's" in json.dumps(paper)
+    assert "preset_scope" not in json.dumps(method_config(OccFiner(), "voxformer-sim"))  # default results unchanged
