@@ -70,7 +70,8 @@ def test_storage_refuses_and_rejects_inconsistent_top2(tmp_path):
     assert storage.decode(storage.encode(PseudoLabel(t, t, conf))).k == 2
 
 
-def _check_votes(v: torch.Tensor, policy: str) -> None:
+def _check_votes(v: torch.Tensor, policy: str) -> int:
+    """Check one vote tensor; returns the number of cells whose runner-up was capped."""
     label = decide_labels_torch(v, policy).long()
     l2, p1, p2 = votes_top2(v, label)
     tot = v.sum(1)
@@ -94,22 +95,26 @@ def _check_votes(v: torch.Tensor, policy: str) -> None:
     n = len(v)
     g = lambda a: a.numpy().reshape(-1)[:n]  # noqa: E731
     pad = lambda a, dt: np.resize(np.asarray(a, dt), int(np.prod(GRID))).reshape(GRID)  # noqa: E731
-    pl = top2_pseudo_label(pad(g(label), np.uint8), pad(g(l2), np.uint8), pad(g(p1), np.float64), pad(g(p2), np.float64))
+    pl = top2_pseudo_label(pad(g(label), np.uint8), pad(g(l2), np.uint8), pad(g(p1), np.float64),
+                           pad(g(p2), np.float64))
     back = storage.decode(storage.encode(pl))
     assert np.array_equal(back.top1.reshape(-1)[:n], g(label).astype(np.uint8))
     assert np.all(back.conf[1] <= back.conf[0]) and np.all(back.q1() >= 0.5)
+    return int((has & ~plural).sum())
 
 
 @pytest.mark.parametrize("policy", ["vote", "occupancy", "ignore"])
 def test_top1_and_top2_are_consistent_over_random_votes(policy):
     rng = np.random.default_rng({"vote": 1, "occupancy": 2, "ignore": 3}[policy])
+    capped = 0
     for trial in range(20):
         rows = int(rng.integers(1, 400))
         v = rng.integers(0, 4, (rows, 20)) * (rng.random((rows, 20)) < rng.uniform(0.05, 0.6))
         if policy == "ignore" and trial % 2:
             v[:, 0] = 0  # no empty votes at all
         v[rng.random(rows) < 0.1] = 0  # cells without votes
-        _check_votes(torch.from_numpy(v.astype(np.float64)), policy)
+        capped += _check_votes(torch.from_numpy(v.astype(np.float64)), policy)
+    assert (capped > 0) == (policy != "vote")  # occupancy (and ignore beside empty votes) decide non-plurality labels
 
 
 def test_the_occupancy_counterexample_is_stored_consistently():
