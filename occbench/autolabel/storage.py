@@ -120,7 +120,7 @@ def decode(data: bytes, path: str | Path | None = None) -> PseudoLabel:
         return PseudoLabel(arr[0])
     if bad := _inconsistent_cells(arr[2:4]):
         raise FormatError(path, "a top-2 pseudo-label with c1 >= c2 in every cell (top-1 the most probable)",
-                          f"c2 > c1 in {bad} cells")
+                          f"c2 > c1 in {bad} cells (delete the pseudo-label folder to generate it again)")
     return PseudoLabel(arr[0], arr[1], arr[2:4])
 
 
