@@ -7,11 +7,16 @@ contain a requested target. The softmax probabilities of every output of a scan 
 a window are summed and averaged; reference-scan outputs are ignored by default (they are conditions, as
 in E2FGVI/FlowLens; ``use_reference_outputs=True`` averages them too). A scan is yielded as soon as no
 later window can contain it, so memory stays bounded by the windows in flight.
+
+``return_top2=True`` yields, instead of the labels, ``(top1, top2, p1, p2)``: ``top1`` the labels themselves
+(the same float32 sum and argmax, bit for bit), ``top2`` the most probable other class (lowest id on ties),
+``p1``, ``p2`` their averaged softmax probabilities (so ``p1 >= p2``), computed slab by slab like the labels.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +57,7 @@ def refine_sequence(
     *,
     stride: int | None = None,
     return_probs: bool = False,
+    return_top2: bool = False,
     use_reference_outputs: bool = False,
     device: str | torch.device | None = None,
     amp: bool = True,
@@ -63,7 +69,8 @@ def refine_sequence(
     """Refine the scans ``targets`` (default all) of one sequence; yields ``(frame, out)`` in frame order.
 
     ``frames_fn(i)`` -> onboard prediction (X, Y, Z) uint8 train ids; ``poses`` (N, 4, 4) LiDAR poses.
-    ``out`` is (X, Y, Z) uint8 labels, or with ``return_probs`` (C, X, Y, Z) float32 averaged softmax.
+    ``out`` is (X, Y, Z) uint8 labels, or with ``return_probs`` (C, X, Y, Z) float32 averaged softmax, or with
+    ``return_top2`` a tuple ``(top1 uint8, top2 uint8, p1 float32, p2 float32)`` of (X, Y, Z) grids.
     ``pose_valid`` (N,) bool (None: all): scans without a pose are left out of the sequence before any window is laid
     (window offsets then count the scans with a pose; their predictions are never read); a target without one is
     an error; ``targets`` None: every scan with a pose.
@@ -80,11 +87,14 @@ def refine_sequence(
             raise ValueError(f"target scan {lost[0]} has no pose: OccFiner cannot register it with the scans around it")
         inner = refine_sequence(model, lambda i: frames_fn(int(posed[i])), np.asarray(poses, np.float64)[posed], len(posed),
                                 [where[t] for t in tg0], window_cfg, stride=stride, return_probs=return_probs,
+                                return_top2=return_top2,
                                 use_reference_outputs=use_reference_outputs, device=device, amp=amp,
                                 cache_size=cache_size, slab_rows=slab_rows, progress=progress)
         for i, out in inner:
             yield int(posed[i]), out
         return
+    if return_probs and return_top2:
+        raise ValueError("return_probs and return_top2 are exclusive")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(dev).eval()
     use_amp, amp_dtype, _ = amp_settings(dev, amp)
@@ -150,7 +160,8 @@ def refine_sequence(
                 outs.setdefault(f, []).append((k, kk))
             complete = [f for f in dict.fromkeys(frames_out) if last_use[f] == k]
             if complete:
-                done.update(_finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp))
+                done.update(_finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp,
+                                    return_top2))
             for w in [w for w, (_, _, fo) in held.items() if all(last_use[f] <= k for f in fo)]:
                 del held[w]
         while pending and last_use.get(pending[0], -1) <= k:
@@ -160,13 +171,17 @@ def refine_sequence(
 
 
 def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int], slab_rows: int,
-            return_probs: bool, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool) -> dict[int, np.ndarray]:
+            return_probs: bool, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool,
+            return_top2: bool = False) -> dict[int, Any]:
     """Labels (or averaged probabilities) of ``scans``, whose last window has run: slab of rows by slab of
     rows, the head's last layer and softmax of each of a scan's outputs, summed in window order, then the
     argmax. Per-cell operations in the order of the whole-grid computation: the same numbers, without any
-    (X, Y, Z, C) array of a scan (or a window) in memory."""
+    (X, Y, Z, C) array of a scan (or a window) in memory. ``return_top2``: ``(top1, top2, p1, p2)`` per scan, top-1
+    from the same sum as the labels (``(a + b).argmax`` equals :func:`add_argmax` bit for bit)."""
     feats0, cls0, _ = held[outs[scans[0]][0][0]]
     X, shape, C = feats0.shape[2], cls0.shape[2:], model.cfg.num_classes
+    if return_top2:
+        return _finish_top2(model, held, outs, scans, slab_rows, dev, amp_dtype, use_amp)
     res = {f: np.empty((X, *shape), np.uint8) for f in scans} if not return_probs else {}
     sums: dict[int, list[torch.Tensor]] = {f: [] for f in scans}
     for a in range(0, X, slab_rows):
@@ -191,6 +206,36 @@ def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]
                 sums[f].append(acc / len(parts))  # type: ignore[operator]
     if return_probs:
         return {f: torch.cat(v).permute(3, 0, 1, 2).float().cpu().numpy() for f, v in sums.items()}
+    return res
+
+
+def _finish_top2(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int],
+                 slab_rows: int, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool) -> dict[int, tuple]:
+    """``(top1, top2, p1, p2)`` of ``scans`` (see :func:`_finish`)."""
+    feats0, cls0, _ = held[outs[scans[0]][0][0]]
+    X, shape = feats0.shape[2], tuple(cls0.shape[2:])
+    res = {f: (np.empty((X, *shape), np.uint8), np.empty((X, *shape), np.uint8), np.empty((X, *shape), np.float32),
+               np.empty((X, *shape), np.float32)) for f in scans}
+    for a in range(0, X, slab_rows):
+        b = min(X, a + slab_rows)
+        for f in scans:
+            parts = outs.pop(f) if b == X else outs[f]
+            acc = None
+            for w, kk in parts:
+                feats, cls, _ = held[w]
+                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                    lg = model.slab_logits(feats[kk:kk + 1, :, a:b], cls[kk:kk + 1, a:b])[0]
+                p = torch.softmax(lg.float(), -1)
+                acc = p if acc is None else acc + p   # one float32 addition per part, in window order
+            assert acc is not None
+            l1 = acc.argmax(-1)
+            l2 = acc.scatter(-1, l1.unsqueeze(-1), float("-inf")).argmax(-1)
+            n = float(len(parts))
+            t1, t2, q1, q2 = res[f]
+            t1[a:b] = l1.to(torch.uint8).cpu().numpy()
+            t2[a:b] = l2.to(torch.uint8).cpu().numpy()
+            q1[a:b] = (acc.gather(-1, l1.unsqueeze(-1))[..., 0] / n).cpu().numpy()
+            q2[a:b] = (acc.gather(-1, l2.unsqueeze(-1))[..., 0] / n).cpu().numpy()
     return res
 
 

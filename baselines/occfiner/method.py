@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ import torch
 from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
 from baselines.occfiner.windows import WindowConfig
 from baselines.voting.options import RegistrationNote, voting_engine
+from baselines.voting.top2 import Top2, engine_top2
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.methods import OffboardMethod, OnboardSequence
 
@@ -201,14 +203,15 @@ class _Stage1Base(OffboardMethod):
                 raise OccbenchError(f"option {k}={v!r}: expected an integer in [{lo}, {hi}]")
         return model, w
 
-    def stage1(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """Stage-1 refined grids of ``targets`` (sorted), in frame order."""
+    def stage1(self, sequence: OnboardSequence, targets: Seq[int], top2: bool = False) -> Iterator[tuple[int, Any]]:
+        """Stage-1 refined grids of ``targets`` (sorted), in frame order (``top2``: ``(top1, top2, p1, p2)`` of
+        the averaged softmax instead of the labels, :func:`baselines.occfiner.infer.refine_sequence`)."""
         from baselines.occfiner.infer import refine_sequence
 
         model, wcfg = self._model(sequence)
         return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, wcfg,
                                stride=self.options.stride, device=self._device(), amp=self.options.amp, progress=False,
-                               pose_valid=getattr(sequence, "pose_valid", None))
+                               pose_valid=getattr(sequence, "pose_valid", None), return_top2=top2)
 
 
 class OccFinerStage1(_Stage1Base):
@@ -219,6 +222,12 @@ class OccFinerStage1(_Stage1Base):
 
     def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.stage1(sequence, sorted(int(t) for t in targets))
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """``(scan, top1, top2, p1, p2)``: stage 1's averaged softmax, its two most probable classes (``top1`` is
+        ``refine``'s output, bit for bit) and their probabilities."""
+        for t, (l1, l2, p1, p2) in self.stage1(sequence, sorted({int(t) for t in targets}), top2=True):
+            yield t, l1, l2, p1, p2
 
 
 class _StreamCache:
@@ -270,15 +279,30 @@ class OccFiner(RegistrationNote, _Stage1Base):
             c["preset_scope"] = PAPER_PRESET_SCOPE
         return c
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
-        tg = sorted({int(t) for t in targets})
-        if not tg:
-            return
+    def _stage2(self, sequence: OnboardSequence, tg: list[int]) -> tuple[Any, _StreamCache, int]:
+        """(voting engine over the streamed stage-1 grids, the stream, the window radius n)."""
         cfg = voting_config(self.options, sequence)
         cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans,
                                                                getattr(sequence, "pose_valid", None))))
         frames: Callable[[int], np.ndarray] = cache
-        engine = voting_engine(self.options, sequence, cfg, frames)
+        return voting_engine(self.options, sequence, cfg, frames), cache, cfg.n
+
+    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+        tg = sorted({int(t) for t in targets})
+        if not tg:
+            return
+        engine, cache, n = self._stage2(sequence, tg)
         for t in tg:
-            cache.drop_below(max(0, t - cfg.n))
+            cache.drop_below(max(0, t - n))
             yield t, engine.vote(t)
+
+    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+        """``(scan, top1, top2, p1, p2)``: stage 2's decision (``refine``'s output), the best other class and
+        their shares of stage 2's weighted votes over the stage-1 grids (:func:`baselines.voting.top2.votes_top2`:
+        the runner-up capped at the label; no votes: ``p1 = 1``). Stage 1's probabilities do not reach stage 2,
+        which votes with stage-1 labels (docs/autolabel.md)."""
+        tg = sorted({int(t) for t in targets})
+        if not tg:
+            return
+        engine, cache, n = self._stage2(sequence, tg)
+        yield from engine_top2(engine, tg, before=lambda t: cache.drop_below(max(0, t - n)))

@@ -6,7 +6,9 @@ Scores capability (needed for top-2 pseudo-labels): a method exposes scores by i
 
 (grids (256, 256, 32); ``top1`` must equal what ``refine`` returns; ``p1``, ``p2`` the probabilities of the two
 labels). occbench provides it for the voting baselines (``average-fusion``, ``occfiner-voting``: the vote
-shares of the window, read from the same voting engine as their ``refine``); ``onboard`` has no scores
+shares of the window, read from the same voting engine as their ``refine``) and for OccFiner
+(``occfiner-stage1``: its averaged softmax; ``occfiner``: stage 2's vote shares over the stage-1 grids); the
+stored pair is made consistent by :func:`~occbench.autolabel.storage.top2_pseudo_label`; ``onboard`` has no scores
 (the stored onboard predictions are labels only), and any other method without ``refine_top2`` is top-1 only.
 A top-2 request for a source without scores stores top-1 labels and says so in the manifest.
 """
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
-from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, quantize
+from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, top2_pseudo_label
 from occbench.errors import OccbenchError
 from occbench.methods import OffboardMethod, load_method
 from occbench.progress import progress_bar
@@ -104,8 +106,7 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
             got.add(t)
             if top2_fn is not None:
                 _, l1, l2, p1, p2 = out
-                pl = PseudoLabel(np.asarray(l1, np.uint8), np.asarray(l2, np.uint8),
-                                 np.stack([quantize(p1), quantize(p2)]))
+                pl = top2_pseudo_label(l1, l2, p1, p2)
             else:
                 pl = PseudoLabel(np.asarray(out[1], np.uint8))
             store.write(sname, t, pl, nc)

@@ -14,7 +14,10 @@ File format ``occbench-pl`` version 1 (little-endian; documented in ``docs/autol
                  c1 = round(255 * p1), c2 = round(255 * p2) (p the source's probabilities of the two labels).
 
 The top-1 plane of a top-2 file is the source's own decision (what its ``refine`` returns), so a top-2 file
-always contains the top-1 file's content. Writes are atomic; a frame present is never rewritten (resume).
+always contains the top-1 file's content. Top-1 is the most probable class by construction: every top-2 file
+has ``c1 >= c2`` in every cell (:func:`top2_pseudo_label` caps ``p2`` at ``p1`` before quantising, and rounding is
+monotone); :func:`encode` refuses and :func:`decode` rejects a file that breaks it. Writes are atomic; a frame
+present is never rewritten (resume).
 """
 from __future__ import annotations
 
@@ -62,7 +65,22 @@ class PseudoLabel:
 
 
 def quantize(p: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as uint8 steps of 1/255: ``round(255 p)`` (half to even), clipped to 0..255; the
+    error of ``c / 255`` is at most 1/510 for p in [0, 1]."""
     return np.clip(np.rint(np.asarray(p, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def top2_pseudo_label(top1: np.ndarray, top2: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> PseudoLabel:
+    """A top-2 pseudo-label from a source's ``(top1, top2, p1, p2)``, consistent by construction: ``p2`` is capped
+    at ``p1`` (a source whose decision is not its most probable class, e.g. voting under the ``occupancy`` empty
+    policy, stores the pair as equally likely rather than contradicting its label), then both are quantised."""
+    a1, a2 = np.asarray(p1, np.float64), np.asarray(p2, np.float64)
+    return PseudoLabel(np.asarray(top1, np.uint8), np.asarray(top2, np.uint8),
+                       np.stack([quantize(a1), quantize(np.minimum(a2, a1))]))
+
+
+def _inconsistent_cells(conf: np.ndarray) -> int:
+    return int(np.count_nonzero(conf[1] > conf[0]))
 
 
 def encode(pl: PseudoLabel, num_classes: int = 20) -> bytes:
@@ -75,6 +93,9 @@ def encode(pl: PseudoLabel, num_classes: int = 20) -> bytes:
     for a in planes[:2]:
         if a.size and int(a.max()) >= num_classes:
             raise ValueError(f"pseudo-label ids must be train ids 0..{num_classes - 1}, got {int(a.max())}")
+    if pl.conf is not None and pl.top2 is not None and (bad := _inconsistent_cells(pl.conf)):
+        raise ValueError(f"a top-2 pseudo-label needs c1 >= c2 (top-1 the most probable) in every cell, "
+                         f"got c2 > c1 in {bad} cells (build it with top2_pseudo_label)")
     head = MAGIC + bytes([FORMAT_VERSION, pl.k, num_classes]) + bytes(HEADER_BYTES - len(MAGIC) - 3)
     body = b"".join(np.ascontiguousarray(a, np.uint8).tobytes() for a in planes)
     return head + zlib.compress(body, 6)
@@ -97,6 +118,9 @@ def decode(data: bytes, path: str | Path | None = None) -> PseudoLabel:
     arr = np.frombuffer(body, np.uint8).reshape(planes, *GRID)
     if k == 1:
         return PseudoLabel(arr[0])
+    if bad := _inconsistent_cells(arr[2:4]):
+        raise FormatError(path, "a top-2 pseudo-label with c1 >= c2 in every cell (top-1 the most probable)",
+                          f"c2 > c1 in {bad} cells (delete the pseudo-label folder to generate it again)")
     return PseudoLabel(arr[0], arr[1], arr[2:4])
 
 
