@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from occbench.dataset_cards import dataset_cards
 from occbench.errors import FormatError, OccbenchError
+from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
 from occbench.io.files import read_json_document
 from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS, read_results,
                                      reported_problems)
@@ -74,17 +75,6 @@ def load_reported(folder: Path) -> list[dict[str, Any]]:
     if bad:
         raise InvalidResultsError(bad)
     return out
-
-
-_MD_SPECIAL = re.compile(r"([\\`\[\]|])")  # what could add code, links or table cells; emphasis is harmless
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-
-
-def md_text(x: Any) -> str:
-    """``x`` as inert text in Markdown (tables included) and HTML: ``& < >`` become entities, backslashes,
-    backticks, brackets and table pipes are backslash-escaped, control characters become spaces."""
-    s = _CONTROL.sub(" ", str(x)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", s)
 
 
 def _pct(x: float | None) -> str:
@@ -264,31 +254,6 @@ def data_fingerprint_lines(rows: list[dict[str, Any]]) -> tuple[list[str], dict[
     if "unknown" in labels.values():
         lines += ["Data `unknown`: results files written before occbench recorded dataset fingerprints.", ""]
     return lines, labels
-
-
-def _sorted_items(d: dict) -> list:
-    try:
-        return sorted(d.items())
-    except TypeError:  # keys mixing numbers and text
-        return sorted(d.items(), key=lambda kv: tuple(map(str, kv[0])))
-
-
-def data_generation_lines(generators: list[dict | None]) -> list[str]:
-    """Markdown naming the generated data rows were measured on (``header.dataset.generator`` of each row:
-    generator version, seed, size), with a warning when they come from different generations (their numbers are
-    not comparable). Empty for real data (no generator)."""
-    gens: dict[tuple, int] = defaultdict(int)
-    for g in generators:
-        if g:
-            gens[(g.get("name", "?"), g.get("generator_version", "?"), g.get("seed", "?"), g.get("size", "?"))] += 1
-    if not gens:
-        return []
-    desc = [f"{md_text(n)} generator {md_text(v)} (seed {md_text(s)}, size {md_text(z)}): {k} row{'s' if k != 1 else ''}"
-            for (n, v, s, z), k in _sorted_items(gens)]
-    if len(gens) == 1:
-        return ["Data: " + desc[0].rsplit(":", 1)[0] + ".", ""]
-    return ["> **Rows from different data generations; numbers across them are not comparable.** "
-            + "; ".join(desc) + ".", ""]
 
 
 def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),

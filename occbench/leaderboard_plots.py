@@ -131,7 +131,7 @@ def figure_lines(page: str, plans: list[PlannedPlot], pictures_dir: Path | None,
                  pictures_link: str = "pictures") -> list[str]:
     """The page's "Plots" section (the planned plots of ``page``) and "Pictures" section (PNGs of ``pictures_dir``
     named ``<dataset>-<split>-*.png``, with the commands in its README)."""
-    from occbench.leaderboard import md_text
+    from occbench.page_text import md_text
 
     lines: list[str] = []
     mine = [p for p in plans if p.page == page]

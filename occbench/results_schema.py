@@ -36,6 +36,8 @@ _HEX = re.compile(r"[0-9a-f]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 EXPECTED = f"an occbench results file (schema '{SCHEMA}', version {' or '.join(map(str, KNOWN_SCHEMA_VERSIONS))})"
 
+_SCANS = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")  # header.partial.scans: --frames as run, e.g. 0,5,10-20
+
 
 def read_results(path: str | Path) -> dict[str, Any]:
     """Read and validate one results file; raises :class:`FormatError` listing every problem."""
@@ -133,11 +135,14 @@ def results_problems(doc: Any) -> list[str]:
             _text(header["command"], "header.command", out)
         part = header.get("partial")
         if part is not None:
-            if not (isinstance(part, dict) and set(part) <= {"frames", "frames_in_split", "max_frames"}
+            if not (isinstance(part, dict) and set(part) <= {"frames", "frames_in_split", "max_frames", "scans"}
                     and all(type(part.get(k)) is int and part[k] >= 0 for k in ("frames", "frames_in_split"))
-                    and (part.get("max_frames") is None or (type(part["max_frames"]) is int and part["max_frames"] >= 0))):
+                    and (part.get("max_frames") is None or (type(part["max_frames"]) is int and part["max_frames"] >= 0))
+                    and (part.get("scans") is None or _SCANS.fullmatch(str(part["scans"])) is not None
+                         and isinstance(part["scans"], str) and len(part["scans"]) <= 100_000)):
                 out.append(f"header.partial = {_short(part)} (expected null or {{\"frames\": count, "
-                           "\"frames_in_split\": count, \"max_frames\": count or null}})")
+                           "\"frames_in_split\": count, \"max_frames\": count or null, \"scans\": \"0,5,10-20\" "
+                           "(optional)}})")
     if metrics is not None:
         ssc = _obj(metrics, "ssc", out, "metrics.")
         if ssc is not None:

@@ -65,7 +65,7 @@ def markdown(results: list[dict[str, Any]], dataset_title: str, command: str | N
              f"Preset `{hp['preset']}`: epochs {hp['epochs']}, batch {hp['batch']}, crop {hp['crop']}, lr {hp['lr']}, "
              f"flips {hp['flips']}, pseudo-labels {hp['pl_format']}, frames (0 = all): train {hp['max_train_frames']}, "
              f"pseudo {hp['max_pl_frames']}, eval {hp['max_eval_frames']}; protocol digest `{cfg['digest']}`.", ""]
-    from occbench.leaderboard import data_generation_lines
+    from occbench.page_text import data_generation_lines
 
     lines += data_generation_lines([r["header"]["dataset"]["eval"].get("generator") for r in results])
     head = ["Training labels", "seeds", "PL format", "PL KiB/frame", "PL mIoU (vs test GT)"]
