@@ -161,3 +161,30 @@ def submission_from_onboard(tree: Path, onboard: str, dst: Path, every: int = 5)
         if int(f.name[:6]) % every:
             f.unlink()
     return Path(dst)
+
+
+def descendants(pid: int) -> set[int]:
+    """The process ids below ``pid`` (children, their children, ...), read from ``/proc`` (Linux)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited: it waits for its parent to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

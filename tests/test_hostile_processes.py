@@ -15,35 +15,12 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.io.folder_lock import LOCK_NAME, FolderBusyError, folder_lock
 from occbench.synth import MiniConfig, generate_mini
+from occbench.testing import descendants as _descendants
 from occbench.testing import make_semantickitti_tree
+from occbench.testing import process_alive as _alive
 
 PICO = MiniConfig(seed=5, scans={"00": 6, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
                   onboard=("voxformer-sim",), size="pico")
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")  # a zombie has exited (it waits for its new parent to reap it)
 
 
 def _kill_main_then_check_orphans(cmd: list[str], want_children: int, env=None) -> None:

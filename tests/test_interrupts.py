@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from occbench.io.folder_lock import LOCK_NAME
+from occbench.testing import descendants as _descendants
 from occbench.testing import make_semantickitti_tree
+from occbench.testing import process_alive as _alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -53,34 +55,13 @@ def tree(tmp_path_factory):
     return make_semantickitti_tree(tmp_path_factory.mktemp("kitti"), {"08": 40}, onboard={"noisy": 0.2}, label_every=1)
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def _interrupt(cmd, env, sig, ready, kids=3):
     """Start ``cmd``, wait until ``ready()`` and ``kids`` live descendants, send ``sig`` to the main process only;
     return (exit code, seconds from the signal to the exit, stderr, the descendants seen)."""
+    # SIGINT as a terminal delivers it: a shell running this suite as a background job without job control
+    # starts it with SIGINT ignored, which the command would inherit (and rightly keep)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             start_new_session=True)
     try:
         deadline = time.time() + 180

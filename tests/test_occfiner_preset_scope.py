@@ -5,10 +5,8 @@ import json
 
 
 def test_occfiner_paper_preset_header_says_stage1_is_not_the_papers() -> None:
-    from occbench.methods.base import method_config
-
     from baselines.occfiner.method import OccFiner
 
-    paper = method_config(OccFiner(preset="paper"), "voxformer-sim")
+    paper = OccFiner(preset="paper").config(onboard="voxformer-sim")
     assert "stage 2" in json.dumps(paper) and "not the paper's" in json.dumps(paper)
-    assert "preset_scope" not in json.dumps(method_config(OccFiner(), "voxformer-sim"))  # default results unchanged
+    assert "preset_scope" not in json.dumps(OccFiner().config(onboard="voxformer-sim"))  # default results unchanged
