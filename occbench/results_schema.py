@@ -113,22 +113,10 @@ def results_problems(doc: Any) -> list[str]:
             if fp is not None and not (isinstance(fp, dict) and isinstance(fp.get("files"), str) and _HEX.fullmatch(fp["files"])
                                        and (fp.get("content") is None or (isinstance(fp["content"], str) and _HEX.fullmatch(fp["content"])))):
                 out.append("header.dataset.fingerprint is not {\"files\": hex digest, \"content\": hex digest or null}")
-            gen = ds.get("generator")
-            if gen is not None:
-                if not isinstance(gen, dict):
-                    out.append("header.dataset.generator is not an object")
-                else:
-                    for k, x in gen.items():
-                        _text(x, f"header.dataset.generator.{k}", out, scalar=True)
+            _scalar_object(ds.get("generator"), "header.dataset.generator", out)
         if method is not None:
             _name(method, "name", out, "header.method.")
-            src = method.get("source")
-            if src is not None:
-                if not isinstance(src, dict):
-                    out.append("header.method.source is not an object")
-                else:
-                    for k, x in src.items():
-                        _text(x, f"header.method.source.{k}", out, scalar=True)
+            _scalar_object(method.get("source"), "header.method.source", out)
         if header.get("predictions") is not None:
             _text(header["predictions"], "header.predictions", out)
         if header.get("command") is not None:
@@ -236,6 +224,17 @@ def _name(d: dict, key: str, out: list[str], where: str) -> None:
     x = d.get(key)
     if not (isinstance(x, str) and SAFE_NAME.fullmatch(x)):
         out.append(f"{where}{key} {_short(x)} (expected 1-64 letters, digits and . _ + -, starting with a letter or digit)")
+
+
+def _scalar_object(v: Any, where: str, out: list[str]) -> None:
+    """``v`` absent (None) or an object whose values are short texts or scalars (:func:`_text` with ``scalar``)."""
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        out.append(f"{where} is not an object")
+        return
+    for k, x in v.items():
+        _text(x, f"{where}.{k}", out, scalar=True)
 
 
 def _text(x: Any, where: str, out: list[str], scalar: bool = False) -> None:
