@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.voting import EMPTY_POLICIES, SensorWeights, VotingConfig, make_engine
+from occbench_baselines.voting import EMPTY_POLICIES, SensorWeights, VotingConfig, make_engine
 from occbench.metrics import SSCMetric
 
 RANGES = ("12.8", "25.6", "51.2")

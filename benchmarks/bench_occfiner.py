@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.occfiner.losses import SSCLoss
-from baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
-from baselines.occfiner.train import amp_settings
+from occbench_baselines.occfiner.losses import SSCLoss
+from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
+from occbench_baselines.occfiner.train import amp_settings
 
 T = 6
 

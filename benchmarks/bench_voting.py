@@ -3,7 +3,7 @@ lattice engine (numba and torch backends), side by side in one process.
 
 Data: sequence 08 of occbench-mini val (``--root``, else the default mini in the data cache,
 ``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the default
-config otherwise). Without mini the synthetic scene of ``baselines.voting.synthetic`` seen from real
+config otherwise). Without mini the synthetic scene of ``occbench_baselines.voting.synthetic`` seen from real
 sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled frames), as on real data.
 One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
 
@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.voting import SensorWeights, VotingConfig, _exact_kernels, make_engine, vote_frame_reference
-from baselines.voting.synthetic import SyntheticSequence
+from occbench_baselines.voting import SensorWeights, VotingConfig, _exact_kernels, make_engine, vote_frame_reference
+from occbench_baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "08"

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = Split(root, "train", a.model, a.max_targets, out)
     seq = data.seqs[0]
     onboard, af = SSCMetric(), SSCMetric()
-    from baselines.voting import SensorWeights, VotingConfig, make_engine
+    from occbench_baselines.voting import SensorWeights, VotingConfig, make_engine
 
     cfg = VotingConfig(n=25, empty_policy="occupancy", weights=SensorWeights(kind="none"),
                        num_classes=seq.label_map.num_classes)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def stage1_scores(checkpoint: Path, data: Split) -> dict:
     """Scores of OccFiner stage 1 (``checkpoint``) on the held-out sequence's labelled scans."""
-    from baselines.occfiner.method import OccFinerStage1
+    from occbench_baselines.occfiner.method import OccFinerStage1
 
     m = OccFinerStage1(checkpoint=str(checkpoint), device="cpu")
     seq = data.seqs[0]

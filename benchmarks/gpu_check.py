@@ -271,8 +271,8 @@ class GpuCheck:
 
     # -- stage 2: voting --------------------------------------------------------------------------------------
     def voting(self) -> None:
-        from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
-        from baselines.voting import VotingEngine
+        from occbench_baselines.occfiner_voting import OccFinerVotingOptions, voting_config
+        from occbench_baselines.voting import VotingEngine
 
         rows = []
         frames = self.frames.__getitem__
@@ -313,9 +313,9 @@ class GpuCheck:
     # -- stage 1 ----------------------------------------------------------------------------------------------
     def models(self) -> dict:
         """name -> (CPU model fp32 in eval mode, description, window config)."""
-        from baselines.occfiner.method import load_checkpoint, shipped_checkpoint
-        from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-        from baselines.occfiner.windows import WindowConfig
+        from occbench_baselines.occfiner.method import load_checkpoint, shipped_checkpoint
+        from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
+        from occbench_baselines.occfiner.windows import WindowConfig
 
         path = shipped_checkpoint(MODEL)
         small, extra = load_checkpoint(path, torch.device("cpu"))
@@ -327,7 +327,7 @@ class GpuCheck:
                 "paper": (paper, "paper configuration, random initialisation (seed 0)", wcfg)}
 
     def window(self, pivot: int, wcfg) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        from baselines.occfiner.windows import window_indices
+        from occbench_baselines.occfiner.windows import window_indices
 
         idx = window_indices(pivot, self.n_scans, wcfg)
         pred = torch.from_numpy(np.stack([self.frames[i] for i in idx]))[None]
@@ -343,13 +343,13 @@ class GpuCheck:
         return copy.deepcopy(model).to(self.dev).eval()
 
     def amp(self) -> tuple[bool, torch.dtype]:
-        from baselines.occfiner.train import amp_settings
+        from occbench_baselines.occfiner.train import amp_settings
 
         use, dtype, _ = amp_settings(self.dev, True)
         return use, dtype
 
     def stage1_agreement(self) -> None:
-        from baselines.occfiner import model as model_module
+        from occbench_baselines.occfiner import model as model_module
 
         self.stage1 = {}
         self.nets = self.models()
@@ -395,7 +395,7 @@ class GpuCheck:
 
     def refine_agreement(self) -> None:
         """``refine_sequence`` (what ``occbench evaluate`` runs) of the first scans, shipped checkpoint, device vs CPU."""
-        from baselines.occfiner.infer import refine_sequence
+        from occbench_baselines.occfiner.infer import refine_sequence
 
         cpu_model, _, wcfg = self.nets["small"]
         targets = list(range(min(self.p.refine_targets, self.n_scans)))
@@ -449,7 +449,7 @@ class GpuCheck:
             self.refine_speed(name, cpu_model, wcfg)
 
     def refine_speed(self, name: str, cpu_model: torch.nn.Module, wcfg) -> None:
-        from baselines.occfiner.infer import refine_sequence
+        from occbench_baselines.occfiner.infer import refine_sequence
 
         res = {}
         for mode in ("fp32", "amp"):
@@ -476,10 +476,10 @@ class GpuCheck:
         self.stage1[name]["refine_sequence"] = res
 
     def train_step(self) -> None:
-        from baselines.occfiner.losses import SSCLoss
-        from baselines.occfiner.model import class_weights_tensor
-        from baselines.occfiner.train import amp_settings
-        from baselines.occfiner.windows import WindowDataset
+        from occbench_baselines.occfiner.losses import SSCLoss
+        from occbench_baselines.occfiner.model import class_weights_tensor
+        from occbench_baselines.occfiner.train import amp_settings
+        from occbench_baselines.occfiner.windows import WindowDataset
 
         use_amp, amp_dtype, use_scaler = amp_settings(self.dev, True)
         for name, (cpu_model, _, wcfg) in self.nets.items():

@@ -26,7 +26,7 @@ voxelised there::
     cell = floor((inv(T_t) @ T_s @ (origin + size * (u + 0.5)) - origin) / size)
 
 evaluated as ``floor(P[:, i, j] + c[:, k])`` with ``P, c = registration.affine(inv(T_t) @ T_s, shape)``: exactly
-the cells of the voting engines (``baselines/voting``). Voxels landing outside the target grid are left out;
+the cells of the voting engines (``occbench_baselines/voting``). Voxels landing outside the target grid are left out;
 several source voxels may land in one target cell (votes) and some target cells get none.
 ``transforms[m] = inv(T_t) @ T_s`` (scan ``s``'s frame -> target frame).
 

@@ -37,13 +37,13 @@ def _offenders(folder: str, forbidden: str) -> list[str]:
 
 
 def test_import_walker_sees_absolute_and_relative_imports():
-    src = "import baselines.voting\nfrom ..synth import world\nfrom occbench.synth.config import A\n"
-    assert _imports(src, "occbench.datasets") == ["baselines.voting", "occbench.synth", "occbench.synth.world",
+    src = "import occbench_baselines.voting\nfrom ..synth import world\nfrom occbench.synth.config import A\n"
+    assert _imports(src, "occbench.datasets") == ["occbench_baselines.voting", "occbench.synth", "occbench.synth.world",
                              "occbench.synth.config", "occbench.synth.config.A"]
 
 
 def test_the_core_imports_no_method():
-    assert _offenders("occbench", "baselines") == []
+    assert _offenders("occbench", "occbench_baselines") == []
 
 
 def test_loaders_do_not_import_the_generator():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.voting.top2 import engine_top2
+from occbench_baselines.voting.top2 import engine_top2
 from occbench.autolabel import storage
 from occbench.autolabel.model import StudentConfig, StudentNet, soft_top2_loss
 from occbench.autolabel.protocol import PRESETS, ProtocolConfig, SourceSpec, preset

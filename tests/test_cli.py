@@ -65,7 +65,7 @@ def test_occfiner_train_comes_from_the_commands_entry_point():
     from occbench.cli.group import LazyGroup
 
     eps = LazyGroup.entry_points()
-    assert eps["occfiner-train"] == "baselines.occfiner.command:train" and "train" not in eps
+    assert eps["occfiner-train"] == "occbench_baselines.occfiner.command:train" and "train" not in eps
 
 
 def test_unknown_command_suggests():

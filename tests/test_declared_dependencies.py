@@ -1,5 +1,5 @@
 """pyproject.toml declares what the package uses and ships what exists: every runtime dependency is imported by
-some module of ``occbench/`` or ``baselines/``, and every package-data pattern matches a file."""
+some module of ``occbench/`` or ``occbench_baselines/``, and every package-data pattern matches a file."""
 from __future__ import annotations
 
 import ast
@@ -23,7 +23,7 @@ def _dist(requirement: str) -> str:
 
 def _imported_top_levels() -> set[str]:
     found = set()
-    for pkg in ("occbench", "baselines"):
+    for pkg in ("occbench", "occbench_baselines"):
         for p in (REPO / pkg).rglob("*.py"):
             for node in ast.walk(ast.parse(p.read_text())):
                 if isinstance(node, ast.Import):

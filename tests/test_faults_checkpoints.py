@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.testing import make_semantickitti_tree
 
-SHIPPED = Path("baselines/occfiner/checkpoints/voxformer-sim.pt")
+SHIPPED = Path("occbench_baselines/occfiner/checkpoints/voxformer-sim.pt")
 BASE = torch.load(SHIPPED, weights_only=True)
 
 
@@ -78,7 +78,7 @@ def test_a_window_option_out_of_bounds_is_refused(tmp_path, tree):
 
 
 def test_shipped_checkpoints_pass_the_check():
-    from baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
+    from occbench_baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
 
-    for p in sorted(Path("baselines/occfiner/checkpoints").glob("*.pt")):
+    for p in sorted(Path("occbench_baselines/occfiner/checkpoints").glob("*.pt")):
         check_occfiner_checkpoint(p, torch.load(p, weights_only=True))

@@ -125,7 +125,7 @@ def _check(mod, base: Path, tmp_path: Path):
 def test_a_device_engine_that_disagrees_fails_the_run(cpu_run, tmp_path, monkeypatch):
     mod = _module()
     c = _check(mod, cpu_run[2], tmp_path)
-    from baselines.voting import VotingEngine
+    from occbench_baselines.voting import VotingEngine
 
     vote = VotingEngine.vote
 

@@ -98,8 +98,8 @@ def test_train_does_not_resume_from_a_hostile_checkpoint(tree, evil, tmp_path):
 
 
 def test_export_and_load_model_refuse_a_hostile_checkpoint(evil, tmp_path):
-    from baselines.occfiner.export import export_checkpoint
-    from baselines.occfiner.train import load_model
+    from occbench_baselines.occfiner.export import export_checkpoint
+    from occbench_baselines.occfiner.train import load_model
 
     path, marker = evil
     with pytest.raises(FormatError):
@@ -118,7 +118,7 @@ def test_corrupt_checkpoints_are_format_errors(tmp_path, content):
 
 
 def test_shipped_checkpoints_load_as_plain_data():
-    from baselines.occfiner.method import CHECKPOINT_DIR
+    from occbench_baselines.occfiner.method import CHECKPOINT_DIR
 
     shipped = sorted(CHECKPOINT_DIR.glob("*.pt"))
     assert shipped

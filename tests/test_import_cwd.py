@@ -21,7 +21,7 @@ from importlib.machinery import PathFinder
 from importlib.util import spec_from_file_location
 from pathlib import Path
 
-MAPPING = {"occbench": REPO + "/occbench", "baselines": REPO + "/baselines"}
+MAPPING = {"occbench": REPO + "/occbench", "occbench_baselines": REPO + "/occbench_baselines"}
 
 class EditableFinder:  # as setuptools' __editable___*_finder: top-level names and their immediate children
     @classmethod

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("occbench", "baselines")
+PACKAGES = ("occbench", "occbench_baselines")
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -124,7 +124,7 @@ def test_the_cycle_finder_sees_module_level_function_level_and_relative_imports(
 
 def test_the_graph_covers_both_packages():
     graph = import_graph(REPO)
-    assert "occbench.evaluation.run" in graph and "baselines.voting" in graph
+    assert "occbench.evaluation.run" in graph and "occbench_baselines.voting" in graph
     assert "occbench.evaluation.executors" in graph["occbench.evaluation.jobs"]
 
 

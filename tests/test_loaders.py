@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
+from occbench_baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.datasets import SemanticKITTI, SSCBenchKITTI360, open_dataset
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import write_invalid_kitti360, write_label
@@ -132,7 +132,7 @@ def test_flip_keeps_geometry_consistent():
 def test_window_flip_moves_coordinates_with_predictions_and_transforms(tree):
     """``flip=True`` with ``with_coords=True``: the coordinate volumes are those of the returned (flipped) transforms,
     and equal the unflipped volumes reflected and flipped along the same axes as the predictions."""
-    from baselines.occfiner.windows import relative_coordinates
+    from occbench_baselines.occfiner.windows import relative_coordinates
 
     ds = SemanticKITTI(tree, split="val", onboard="noisy")
     cfg = WindowConfig(local=2, reference=0)

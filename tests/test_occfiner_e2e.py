@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.occfiner.infer import refine_sequence
-from baselines.occfiner.train import TrainConfig, load_model, run_training
+from occbench_baselines.occfiner.infer import refine_sequence
+from occbench_baselines.occfiner.train import TrainConfig, load_model, run_training
 from occbench.datasets.semantickitti import SemanticKITTI
-from baselines.occfiner.windows import WindowConfig
+from occbench_baselines.occfiner.windows import WindowConfig
 from occbench.testing import make_semantickitti_tree
 
 torch.set_num_threads(1)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.occfiner.infer import plan_windows, refine_sequence
-from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-from baselines.occfiner.windows import WindowConfig, window_indices
+from occbench_baselines.occfiner.infer import plan_windows, refine_sequence
+from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
+from occbench_baselines.occfiner.windows import WindowConfig, window_indices
 
 torch.set_num_threads(1)
 N = 11
@@ -130,7 +130,7 @@ def test_head_in_slabs_equals_forward_bit_for_bit():
 
 
 def test_sparse_rows_give_the_batch_embedding():
-    import baselines.occfiner.model as M
+    import occbench_baselines.occfiner.model as M
 
     torch.manual_seed(3)
     enc = OccFinerNet(OccFinerConfig.small(height=8)).feature_encoder
@@ -144,7 +144,7 @@ def test_sparse_rows_give_the_batch_embedding():
 
 
 def test_compiled_kernels_equal_torch():
-    from baselines.occfiner import _kernels as K
+    from occbench_baselines.occfiner import _kernels as K
 
     assert K.AVAILABLE  # numba is a declared dependency: its absence must not go unnoticed
     g = torch.Generator().manual_seed(4)

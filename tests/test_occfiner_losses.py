@@ -5,8 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from baselines.occfiner.losses import SSCLoss, lovasz_softmax_flat
-from baselines.occfiner.model import class_weights_tensor
+from occbench_baselines.occfiner.losses import SSCLoss, lovasz_softmax_flat
+from occbench_baselines.occfiner.model import class_weights_tensor
 from occbench.labels import load_label_map
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from baselines.occfiner.command import train as train_cmd
-from baselines.occfiner.infer import refine_sequence
-from baselines.occfiner.method import (OccFiner, OccFinerStage1, _StreamCache, needed_scans, resolve_checkpoint,
+from occbench_baselines.occfiner.command import train as train_cmd
+from occbench_baselines.occfiner.infer import refine_sequence
+from occbench_baselines.occfiner.method import (OccFiner, OccFinerStage1, _StreamCache, needed_scans, resolve_checkpoint,
                                        shipped_checkpoint)
-from baselines.occfiner.train import load_model
+from occbench_baselines.occfiner.train import load_model
 from occbench.datasets.semantickitti import SemanticKITTI
-from baselines.occfiner.windows import WindowConfig
+from occbench_baselines.occfiner.windows import WindowConfig
 from occbench.errors import MissingDataError
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.methods import method_class
@@ -115,7 +115,7 @@ def test_config_records_only_the_checkpoint_the_onboard_model_uses(tmp_path):
     checkpoint does: with ``onboard`` known, ``checkpoint=auto`` records that model's digest only."""
     import hashlib
 
-    from baselines.occfiner.method import CHECKPOINT_DIR
+    from occbench_baselines.occfiner.method import CHECKPOINT_DIR
 
     shipped = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
     assert {"voxformer-sim", "sscnet-sim"} <= set(shipped)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.occfiner.attention import FocalAttention, PillarAttention, SoftComp, SoftSplit
-from baselines.occfiner.model import PAPER_PARAMS, OccFinerConfig, OccFinerNet, _flip_maps, relative_coordinates_torch
-from baselines.occfiner.windows import relative_coordinates
+from occbench_baselines.occfiner.attention import FocalAttention, PillarAttention, SoftComp, SoftSplit
+from occbench_baselines.occfiner.model import PAPER_PARAMS, OccFinerConfig, OccFinerNet, _flip_maps, relative_coordinates_torch
+from occbench_baselines.occfiner.windows import relative_coordinates
 
 torch.set_num_threads(1)
 
@@ -182,7 +182,7 @@ def test_head_on_a_subset_of_frames_equals_the_full_head():
 @pytest.mark.parametrize("occupied", [0.05, 0.6])
 def test_sparse_and_dense_embedding_paths_agree(occupied):
     """Mostly-empty input takes the sparse CPU path, dense input the dense one; both equal the explicit Linear."""
-    import baselines.occfiner.model as M
+    import occbench_baselines.occfiner.model as M
 
     torch.manual_seed(3)
     enc = OccFinerNet(OccFinerConfig.small(height=8)).feature_encoder

@@ -5,7 +5,7 @@ import json
 
 
 def test_occfiner_paper_preset_header_says_stage1_is_not_the_papers() -> None:
-    from baselines.occfiner.method import OccFiner
+    from occbench_baselines.occfiner.method import OccFiner
 
     paper = OccFiner(preset="paper").config(onboard="voxformer-sim")
     assert "stage 2" in json.dumps(paper) and "not the paper's" in json.dumps(paper)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-from baselines.occfiner.train import TrainConfig, apply_flips, draw_flips, load_model, train
+from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
+from occbench_baselines.occfiner.train import TrainConfig, apply_flips, draw_flips, load_model, train
 
 torch.set_num_threads(1)
 X, Y, Z, T = 64, 32, 8, 3

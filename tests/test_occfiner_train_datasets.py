@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from baselines.occfiner.command import train
-from baselines.occfiner.method import OccFiner, OccFinerStage1
+from occbench_baselines.occfiner.command import train
+from occbench_baselines.occfiner.method import OccFiner, OccFinerStage1
 from occbench.dataset_cards import dataset_names
 from occbench.datasets import SSCBenchKITTI360
 from occbench.errors import MissingDataError
@@ -39,7 +39,7 @@ def test_trains_on_sscbench_kitti360_with_its_classes(tree, tmp_path):
     assert r.exit_code == 0, r.output + repr(r.exception)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dataset"]["dataset"] == "sscbench-kitti360" and run["train_config"]["label_map"] == "kitti360"
-    from baselines.occfiner.train import load_model
+    from occbench_baselines.occfiner.train import load_model
 
     model = load_model(ck)
     assert model.cfg.num_classes == load_label_map("kitti360").num_classes == 19

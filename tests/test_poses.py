@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.occfiner.windows import relative_coordinates
+from occbench_baselines.occfiner.windows import relative_coordinates
 from occbench.geometry import relative_transform, transform_points, voxel_centres, voxelize
 from occbench.io.kitti import check_rigid, read_calib, read_poses
 

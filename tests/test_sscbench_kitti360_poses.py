@@ -245,8 +245,8 @@ def test_kitti360_prediction_names_are_6_digit_sscbench_frames(tmp_path):
 # -- the pose-valid rule of the windows ------------------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ["exact", "lattice", "reference"])
 def test_voting_leaves_scans_without_a_pose_out_of_windows(engine):
-    from baselines.voting import SensorWeights, VotingConfig, make_engine
-    from baselines.voting.config import VotingConfigError
+    from occbench_baselines.voting import SensorWeights, VotingConfig, make_engine
+    from occbench_baselines.voting.config import VotingConfigError
 
     rng = np.random.default_rng(3)
     N, shape = 6, (24, 24, 4)
@@ -277,8 +277,8 @@ def test_voting_leaves_scans_without_a_pose_out_of_windows(engine):
 
 
 def test_occfiner_windows_count_scans_with_a_pose():
-    from baselines.occfiner.method import needed_scans
-    from baselines.occfiner.windows import WindowConfig, posed_window_indices, window_indices
+    from occbench_baselines.occfiner.method import needed_scans
+    from occbench_baselines.occfiner.windows import WindowConfig, posed_window_indices, window_indices
 
     cfg = WindowConfig(local=4, reference=2, reference_radius=6, reference_stride=2)
     valid = np.ones(20, bool)
@@ -295,12 +295,12 @@ def test_occfiner_windows_count_scans_with_a_pose():
 
 # -- what the right poses change in a method's numbers --------------------------------------------------------------
 def _world_tree(root: Path, n: int, R_rect_file: np.ndarray) -> None:
-    """A static synthetic world (baselines.voting.synthetic) driven through along KITTI-360 frame ids: SSCBench frame t
+    """A static synthetic world (occbench_baselines.voting.synthetic) driven through along KITTI-360 frame ids: SSCBench frame t
     is KITTI-360 frame ids[t] (the release map, drive 0000), the car moving 0.8 m and turning 0.1 degree per KITTI-360
     frame. Ground truth every 5th frame, an onboard model (30 % of the occupied voxels dropped or relabelled, phantoms)
     for every frame, KITTI-360's poses file (rows 0..39 and the frames SSCBench kept, a third of the others left out),
     and a calibration whose perspective.txt holds ``R_rect_file``."""
-    from baselines.voting.synthetic import SyntheticSequence
+    from occbench_baselines.voting.synthetic import SyntheticSequence
     from occbench.io.predictions import PredictionStore
     from occbench.io.voxels import write_invalid_kitti360, write_label
     from occbench.labels import load_label_map
@@ -373,9 +373,9 @@ def test_occfiner_stage1_leaves_scans_without_a_pose_out_of_its_windows():
     """refine_sequence with a pose-valid mask equals refine_sequence on the sequence without those scans."""
     import torch
 
-    from baselines.occfiner.infer import refine_sequence
-    from baselines.occfiner.model import OccFinerConfig, OccFinerNet
-    from baselines.occfiner.windows import WindowConfig
+    from occbench_baselines.occfiner.infer import refine_sequence
+    from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
+    from occbench_baselines.occfiner.windows import WindowConfig
 
     torch.manual_seed(0)
     model = OccFinerNet(OccFinerConfig.small(height=8)).eval()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.voting.exact import decide_labels_torch
-from baselines.voting.top2 import votes_top2
+from occbench_baselines.voting.exact import decide_labels_torch
+from occbench_baselines.voting.top2 import votes_top2
 from occbench.autolabel import storage
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, top2_pseudo_label
 from occbench.errors import FormatError
@@ -149,8 +149,8 @@ def seq(dataset):
 
 
 def test_occfiner_stage1_refine_top2_matches_refine_and_its_softmax(seq):
-    from baselines.occfiner.infer import refine_sequence
-    from baselines.occfiner.method import OccFinerStage1, load_checkpoint, shipped_checkpoint
+    from occbench_baselines.occfiner.infer import refine_sequence
+    from occbench_baselines.occfiner.method import OccFinerStage1, load_checkpoint, shipped_checkpoint
 
     m = OccFinerStage1(threads=1, device="cpu")
     assert m.config(onboard="voxformer-sim")["checkpoint_sha256"]["voxformer-sim"] != "missing"  # the shipped one
@@ -176,7 +176,7 @@ def test_occfiner_stage1_refine_top2_matches_refine_and_its_softmax(seq):
 
 def test_occfiner_refine_top2_matches_refine_and_autolabel_stores_it(dataset, seq, tmp_path):
     """Stage 1 + 2: through the auto-labeling source (which calls ``refine_top2``), top-1 equals ``refine``."""
-    from baselines.occfiner.method import OccFiner
+    from occbench_baselines.occfiner.method import OccFiner
     from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
     from occbench.autolabel.sources import generate_pseudo_labels, scores_function
     from occbench.methods import load_method

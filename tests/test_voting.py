@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baselines.voting import (
+from occbench_baselines.voting import (
     ENGINES, LatticeVotingEngine, SensorWeights, VotingConfig, VotingConfigError, VotingEngine, camera_weights,
     decide_labels, frustum_mask, lidar_weights, make_engine, vote_frame_reference, window,
 )
-from baselines.voting import _exact_kernels, _lattice_kernels
+from occbench_baselines.voting import _exact_kernels, _lattice_kernels
 from occbench.registration import affine, cells, pair_transform
-from baselines.voting.synthetic import SyntheticSequence
+from occbench_baselines.voting.synthetic import SyntheticSequence
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration, read_calib, read_poses
 

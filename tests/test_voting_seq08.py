@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from baselines.voting import (
+from occbench_baselines.voting import (
     LatticeVotingEngine, SensorWeights, VotingConfig, VotingEngine, _exact_kernels, decide_labels, vote_frame_reference,
 )
-from baselines.voting.synthetic import SyntheticSequence
+from occbench_baselines.voting.synthetic import SyntheticSequence
 from occbench.io.kitti import read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md

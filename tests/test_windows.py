@@ -144,7 +144,7 @@ def test_forward_window_equals_the_literal_forward_warp(seq08, mini):
 def test_forward_votes_are_the_voting_reference_votes(seq08):
     """The sparse form lands every voxel where the voting engines do: its per-class counts are the reference's
     votes of Average Fusion (weights 1, every voxel votes) divided by the weight quantum."""
-    from baselines.voting import VotingConfig, vote_frame_reference
+    from occbench_baselines.voting import VotingConfig, vote_frame_reference
 
     cfg = VotingConfig(n=2, empty_policy="vote")
     for t in (0, 6):

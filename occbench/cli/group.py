@@ -5,7 +5,7 @@ with their one-line help (so that ``occbench --help`` lists them without importi
 ``occbench.commands`` entry points, through which packages (the reference baselines among them) add commands::
 
     [project.entry-points."occbench.commands"]
-    train = "baselines.occfiner.command:train"
+    train = "occbench_baselines.occfiner.command:train"
 
 An entry-point command's module is imported to list it in ``--help``: keep its module-level imports light (click),
 and import heavy dependencies inside the command function.

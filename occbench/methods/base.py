@@ -2,7 +2,7 @@
 
 An offboard method takes one sequence of onboard predictions (with poses and calibration) and
 returns refined predictions for the target scans it is asked for. It knows nothing about ground truth
-or metrics. Reference methods (``baselines/``) and third-party methods implement the same class and
+or metrics. Reference methods (``occbench_baselines/``) and third-party methods implement the same class and
 register it under the ``occbench.methods`` entry-point group::
 
     # pyproject.toml of your package

@@ -2,7 +2,7 @@
 
 ``train(model, loader, cfg, out_dir, resume=True) -> history`` takes any re-iterable of batches
 ``{"pred": (B,T,X,Y,Z) uint8, "transforms": (B,T,4,4), "gt": (B,T,X,Y,Z) uint8, ...}`` (e.g. a
-``DataLoader`` over :class:`baselines.occfiner.windows.WindowDataset` with ``flip=False``: the flips are
+``DataLoader`` over :class:`occbench_baselines.occfiner.windows.WindowDataset` with ``flip=False``: the flips are
 drawn here, seeded by (seed, epoch, step), and also applied to the positional encoding).
 
 Files in ``out_dir`` (all written atomically): ``checkpoint-last.pt`` (after every epoch and every
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.occfiner.losses import SSCLoss
-from baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
+from occbench_baselines.occfiner.losses import SSCLoss
+from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
 from occbench.checkpoints import load_checkpoint_file, to_plain
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
 from occbench.progress import progress_bar
@@ -292,7 +292,7 @@ def run_training(
     """
     from torch.utils.data import DataLoader
 
-    from baselines.occfiner.windows import WindowConfig, WindowDataset
+    from occbench_baselines.occfiner.windows import WindowConfig, WindowDataset
 
     from dataclasses import asdict as _asdict
 

@@ -48,7 +48,7 @@ def check_occfiner_checkpoint(path: str | Path, ck: Any) -> None:
     mc = ck["model_config"]
     from dataclasses import fields
 
-    from baselines.occfiner.model import OccFinerConfig
+    from occbench_baselines.occfiner.model import OccFinerConfig
 
     known = {f.name for f in fields(OccFinerConfig)}
     unknown = sorted(str(k) for k in mc if k not in known)

@@ -1,7 +1,7 @@
 """The ``occfiner`` and ``occfiner-stage1`` offboard methods.
 
 * ``occfiner-stage1``: stage 1 alone — the multi-to-multi local propagation network
-  (:func:`baselines.occfiner.infer.refine_sequence`) on the onboard predictions.
+  (:func:`occbench_baselines.occfiner.infer.refine_sequence`) on the onboard predictions.
 * ``occfiner``: stage 1, then stage 2 — sensor-aware voting (the engine and weights of ``occfiner-voting``,
   exact by default) over the **stage-1 refined** grids of the scans ``t-n .. t+n`` of each
   target ``t``. Every scan within ``n`` of a target is refined by stage 1 exactly once per job; the refined
@@ -9,8 +9,8 @@
   about ``2n+1`` grids of 2 MB, plus stage 1's windows in flight).
 
 ``checkpoint="auto"`` (default) is the shipped checkpoint of the sequence's onboard model,
-``baselines/occfiner/checkpoints/<onboard>.pt``; any path to a checkpoint written by
-:func:`baselines.occfiner.train.train` or :func:`baselines.occfiner.export.export_checkpoint` works too.
+``occbench_baselines/occfiner/checkpoints/<onboard>.pt``; any path to a checkpoint written by
+:func:`occbench_baselines.occfiner.train.train` or :func:`occbench_baselines.occfiner.export.export_checkpoint` works too.
 Window options left at ``None`` come from the checkpoint (the window it was trained with), else the
 paper's T_l = 4, T_r = 2, reference radius 10.
 """
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.occfiner_voting import OccFinerVotingOptions, voting_config
-from baselines.occfiner.windows import WindowConfig
-from baselines.voting.options import RegistrationNote, voting_engine
-from baselines.voting.top2 import Top2, engine_top2
+from occbench_baselines.occfiner_voting import OccFinerVotingOptions, voting_config
+from occbench_baselines.occfiner.windows import WindowConfig
+from occbench_baselines.voting.options import RegistrationNote, voting_engine
+from occbench_baselines.voting.top2 import Top2, engine_top2
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.methods import OffboardMethod, OnboardSequence
 
@@ -119,8 +119,8 @@ _LOCK = threading.Lock()
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
-    from baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
-    from baselines.occfiner.model import OccFinerConfig, OccFinerNet
+    from occbench_baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
+    from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
     from occbench.checkpoints import load_checkpoint_file
 
     st = path.stat()
@@ -143,7 +143,7 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
 
 @dataclass(frozen=True)
 class OccFinerStage1Options:
-    checkpoint: str = "auto"            # "auto": baselines/occfiner/checkpoints/<onboard>.pt, or a path
+    checkpoint: str = "auto"            # "auto": occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path
     local: int | None = None            # T_l; None: from the checkpoint, else 4
     reference: int | None = None        # T_r; None: from the checkpoint, else 2
     reference_radius: int | None = None  # None: from the checkpoint, else 10
@@ -195,7 +195,7 @@ class _Stage1Base(OffboardMethod):
                          reference=o.reference if o.reference is not None else w.reference,
                          reference_radius=o.reference_radius if o.reference_radius is not None else w.reference_radius,
                          reference_stride=o.reference_stride if o.reference_stride is not None else w.reference_stride)
-        from baselines.occfiner.checkpoint_check import WINDOW_BOUNDS
+        from occbench_baselines.occfiner.checkpoint_check import WINDOW_BOUNDS
 
         for k, (lo, hi) in WINDOW_BOUNDS.items():  # an option given with -O, or the checkpoint's (checked on load)
             v = getattr(w, k)
@@ -205,8 +205,8 @@ class _Stage1Base(OffboardMethod):
 
     def stage1(self, sequence: OnboardSequence, targets: Seq[int], top2: bool = False) -> Iterator[tuple[int, Any]]:
         """Stage-1 refined grids of ``targets`` (sorted), in frame order (``top2``: ``(top1, top2, p1, p2)`` of
-        the averaged softmax instead of the labels, :func:`baselines.occfiner.infer.refine_sequence`)."""
-        from baselines.occfiner.infer import refine_sequence
+        the averaged softmax instead of the labels, :func:`occbench_baselines.occfiner.infer.refine_sequence`)."""
+        from occbench_baselines.occfiner.infer import refine_sequence
 
         model, wcfg = self._model(sequence)
         return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, wcfg,
@@ -298,7 +298,7 @@ class OccFiner(RegistrationNote, _Stage1Base):
 
     def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
         """``(scan, top1, top2, p1, p2)``: stage 2's decision (``refine``'s output), the best other class and
-        their shares of stage 2's weighted votes over the stage-1 grids (:func:`baselines.voting.top2.votes_top2`:
+        their shares of stage 2's weighted votes over the stage-1 grids (:func:`occbench_baselines.voting.top2.votes_top2`:
         the runner-up capped at the label; no votes: ``p1 = 1``). Stage 1's probabilities do not reach stage 2,
         which votes with stage-1 labels (docs/autolabel.md)."""
         tg = sorted({int(t) for t in targets})

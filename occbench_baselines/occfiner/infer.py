@@ -1,6 +1,6 @@
 """Whole-sequence inference of OccFiner stage 1.
 
-Windows are those of :mod:`baselines.occfiner.windows` (pivot ``t``: local scans ``t + local_offsets()``,
+Windows are those of :mod:`occbench_baselines.occfiner.windows` (pivot ``t``: local scans ``t + local_offsets()``,
 then the deterministic, evenly spaced reference scans). Pivots are laid every ``stride`` scans (default
 ``T_l // 2``, so every scan is a local scan of 2 windows), restricted to the windows whose local scans
 contain a requested target. The softmax probabilities of every output of a scan that is a *local* scan of
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.occfiner._kernels import add_argmax
-from baselines.occfiner import model as model_module
-from baselines.occfiner.model import OccFinerNet, sparse_path
-from baselines.occfiner.train import amp_settings
-from baselines.occfiner.windows import WindowConfig, window_indices
+from occbench_baselines.occfiner._kernels import add_argmax
+from occbench_baselines.occfiner import model as model_module
+from occbench_baselines.occfiner.model import OccFinerNet, sparse_path
+from occbench_baselines.occfiner.train import amp_settings
+from occbench_baselines.occfiner.windows import WindowConfig, window_indices
 
 
 def plan_windows(n_frames: int, targets: Iterable[int], cfg: WindowConfig, stride: int | None = None) -> list[int]:

@@ -3,7 +3,7 @@
 ``rows[r, 1:]`` are the cell's occupied-class votes, ``empty`` its empty votes. ``policy``: 0 vote (argmax over
 empty and classes), 1 occupancy (occupied iff the occupied votes beat the empty ones, then argmax over 1..C-1),
 2 ignore (occupied iff any occupied vote). Ties go to the lowest train id, empty first, as in
-:func:`baselines.voting.weights.decide_labels`.
+:func:`occbench_baselines.voting.weights.decide_labels`.
 """
 from __future__ import annotations
 

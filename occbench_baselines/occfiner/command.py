@@ -6,14 +6,14 @@ It joins the ``occbench`` CLI through the ``occbench.commands`` entry point (``p
 method::
 
     [project.entry-points."occbench.commands"]
-    occfiner-train = "baselines.occfiner.command:train"
+    occfiner-train = "occbench_baselines.occfiner.command:train"
 
 Module-level imports stay light (click): ``occbench --help`` imports this module to list the command.
 
 Writes into ``--output``: ``checkpoint-last.pt`` (every epoch and every ``--checkpoint-every`` steps; the
 run resumes from it with ``--resume``, the default), ``checkpoint-epoch-N.pt``, ``metrics.jsonl`` (one line
 per epoch) and ``run.json`` (the command and settings). ``--export auto`` writes the final model to the
-shipped location ``baselines/occfiner/checkpoints/<onboard>.pt`` (``--export PATH``: elsewhere), which the
+shipped location ``occbench_baselines/occfiner/checkpoints/<onboard>.pt`` (``--export PATH``: elsewhere), which the
 ``occfiner`` / ``occfiner-stage1`` methods load with ``checkpoint=auto``.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ COMMAND = "occfiner-train"
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Run folder.")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from <output>/checkpoint-last.pt if present.")
 @click.option("--export", "export", default=None,
-              help="After training, export the final model: 'auto' = baselines/occfiner/checkpoints/<onboard>.pt, or a path.")
+              help="After training, export the final model: 'auto' = occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1 ...")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
@@ -75,9 +75,9 @@ def train(dataset, root, onboard, predictions_root, split, sequences, model_conf
     SSCBench-KITTI360) with its class weights."""
     import torch
 
-    from baselines.occfiner.train import TrainConfig, run_training, select_device
+    from occbench_baselines.occfiner.train import TrainConfig, run_training, select_device
     from occbench.datasets import open_dataset
-    from baselines.occfiner.windows import WindowConfig
+    from occbench_baselines.occfiner.windows import WindowConfig
     from occbench.errors import OccbenchError
     from occbench.progress import set_quiet
 
@@ -113,7 +113,7 @@ def train(dataset, root, onboard, predictions_root, split, sequences, model_conf
             "window_config": asdict(wcfg), "input_skip": input_skip, "train_config": asdict(cfg), "pivots": n_pivots,
         }
         (out / "run.json").write_text(json.dumps(run, indent=1, default=str) + "\n")
-        from baselines.occfiner.model import OccFinerConfig
+        from occbench_baselines.occfiner.model import OccFinerConfig
 
         mcfg = OccFinerConfig.named(model_config, input_skip=float(input_skip), num_classes=ds.label_map.num_classes)
         history = run_training(ds.sequences, out, mcfg, cfg, wcfg, num_workers=workers, resume=resume)
@@ -133,15 +133,15 @@ def train(dataset, root, onboard, predictions_root, split, sequences, model_conf
 
 def _args() -> list[str]:
     """The options of this invocation (``occbench occfiner-train ...`` or
-    ``python -m baselines.occfiner.command ...``)."""
+    ``python -m occbench_baselines.occfiner.command ...``)."""
     args = sys.argv[1:]
     return args[1:] if args[:1] == [COMMAND] else args
 
 
 def export_run(run_dir: Path, onboard: str | None = None, dst: Path | None = None, meta: dict | None = None) -> Path:
     """Export ``<run_dir>/checkpoint-last.pt`` to ``dst`` (default: the shipped checkpoint of ``onboard``)."""
-    from baselines.occfiner.export import export_checkpoint
-    from baselines.occfiner.method import shipped_checkpoint
+    from occbench_baselines.occfiner.export import export_checkpoint
+    from occbench_baselines.occfiner.method import shipped_checkpoint
 
     if dst is None:
         if not onboard:
@@ -150,5 +150,5 @@ def export_run(run_dir: Path, onboard: str | None = None, dst: Path | None = Non
     return export_checkpoint(Path(run_dir) / "checkpoint-last.pt", dst, meta=meta)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m baselines.occfiner.command` = `occbench occfiner-train`
+if __name__ == "__main__":  # pragma: no cover - `python -m occbench_baselines.occfiner.command` = `occbench occfiner-train`
     train()

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.occfiner._kernels import add_gain
-from baselines.occfiner.attention import DualFlow4DBlock, SoftComp, SoftSplit
+from occbench_baselines.occfiner._kernels import add_gain
+from occbench_baselines.occfiner.attention import DualFlow4DBlock, SoftComp, SoftSplit
 from occbench.geometry import ORIGIN, VOXEL_SIZE
 
 IGNORE = 255
@@ -111,7 +111,7 @@ def relative_coordinates_torch(
     """Eq. 1 on the device: voxel centres of every frame mapped by its 4x4 into the pivot frame.
 
     ``transforms`` (..., 4, 4) -> (..., X, Y, Z, 3) metres (same values as
-    :func:`baselines.occfiner.windows.relative_coordinates`). Used in tests and for ``explicit`` encoding.
+    :func:`occbench_baselines.occfiner.windows.relative_coordinates`). Used in tests and for ``explicit`` encoding.
     """
     dev, dt = transforms.device, transforms.dtype
     axes = [origin[d] + voxel_size * (torch.arange(shape[d], device=dev, dtype=dt) + 0.5) for d in range(3)]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.voting import SensorWeights, VotingConfig
-from baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
-from baselines.voting.top2 import Top2, engine_top2
+from occbench_baselines.voting import SensorWeights, VotingConfig
+from occbench_baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
+from occbench_baselines.voting.top2 import Top2, engine_top2
 from occbench.methods import OffboardMethod, OnboardSequence
 
 _PAPER = SensorWeights()  # appendix D.2

@@ -1,9 +1,9 @@
-"""Export a training checkpoint to a small inference checkpoint (the files in ``baselines/occfiner/checkpoints/``).
+"""Export a training checkpoint to a small inference checkpoint (the files in ``occbench_baselines/occfiner/checkpoints/``).
 
 The export keeps the model configuration, the **fp32** weights (exact; the small configuration is 0.32 M
 parameters, about 1.3 MB), the window configuration it was trained with and a short provenance record
 (dataset, onboard model, epochs, last training metrics, command). Optimizer state and RNG states are
-dropped. :func:`baselines.occfiner.method.load_checkpoint` and :func:`baselines.occfiner.train.load_model`
+dropped. :func:`occbench_baselines.occfiner.method.load_checkpoint` and :func:`occbench_baselines.occfiner.train.load_model`
 read both kinds.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from occbench.checkpoints import load_checkpoint_file
-from baselines.occfiner.windows import WindowConfig
+from occbench_baselines.occfiner.windows import WindowConfig
 from occbench.io.atomic import atomic_write_bytes
 
 FORMAT = "occfiner-export-1"

@@ -16,7 +16,7 @@ the arithmetic of :mod:`occbench.registration` (the reference's). What makes it 
   the grid are skipped.
 
 Votes are integers (weights quantised, ``weights.weight_grids``), so sums are exact whatever the order, and
-ties go to the lowest train id, exactly as in :func:`baselines.voting.weights.decide_labels`.
+ties go to the lowest train id, exactly as in :func:`occbench_baselines.voting.weights.decide_labels`.
 
 Backends: ``numba`` (compiled kernels, ``_exact_kernels.py``; the default on CPU) and ``torch`` (vectorised; CUDA
 when available, and the CPU fallback). Both evaluate the same float64 additions and floors: identical labels.
@@ -45,7 +45,7 @@ def default_device() -> torch.device:
 
 
 def decide_labels_torch(votes: torch.Tensor, empty_policy: str) -> torch.Tensor:
-    """Torch twin of :func:`baselines.voting.weights.decide_labels` (ties -> lowest id)."""
+    """Torch twin of :func:`occbench_baselines.voting.weights.decide_labels` (ties -> lowest id)."""
     if empty_policy == "vote":
         return torch.argmax(votes, dim=1).to(torch.uint8)
     occ = votes[:, 1:]
