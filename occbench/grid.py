@@ -1,6 +1,6 @@
 """The voxel grid of a dataset, defined once: shape, voxel size, origin and the range crops by name.
 
-Every other module asks a :class:`Grid` (the dataset's, carried by its :class:`~occbench.metrics.Protocol`)
+Every other module asks a :class:`Grid` (the dataset's, carried by its :class:`~occbench.metrics.EvalProtocol`)
 instead of repeating its numbers. ``KITTI`` is the SemanticKITTI v1.1 / SSCBench-KITTI360 / VoxFormer grid:
 256 x 256 x 32 voxels of 0.2 m in the scan's LiDAR frame, origin ``(0, -25.6, -2)``, x forward, y left, z up;
 range crops 12.8 / 25.6 / 51.2 m ahead.

@@ -46,7 +46,7 @@ only there).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence as Seq
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -225,7 +225,7 @@ def window(sequence: Any, target: int, n: int, *, stride: int = 1, ends: Ends = 
     (clamped at the ends, ``ends``) sampled into the target scan's grid (backward nearest-voxel sampling; the
     exact convention is in the module docstring).
 
-    ``sequence``: an :class:`occbench.datasets.Sequence` or anything with ``name``, ``poses`` (N, 4, 4) and
+    ``sequence``: an :class:`occbench.datasets.ScanSequence` or anything with ``name``, ``poses`` (N, 4, 4) and
     ``prediction(scan)`` (the :class:`occbench.methods.OnboardSequence` a method receives). ``read``: reads a
     scan's grid instead of ``sequence.prediction`` (e.g. a cached reader). ``grid``: the voxel grid
     (default: ``sequence.grid`` if it has one, else KITTI's 256 x 256 x 32).
@@ -299,7 +299,7 @@ class WindowDataset:
     """
 
     def __init__(self, sequences: Iterable[Any], n: int, *, stride: int = 1, ends: Ends = "drop",
-                 targets: str | Mapping[str, Seq[int]] = "labelled", with_ground_truth: bool = True,
+                 targets: str | Mapping[str, Sequence[int]] = "labelled", with_ground_truth: bool = True,
                  grid: Grid | None = None):
         seqs = list(sequences)
         self.sequences = {s.name: s for s in seqs}

@@ -1,7 +1,7 @@
 """``average-fusion``: the paper's learning-free offboard baseline (vanilla registration, eqs. 7-9, no weights)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +32,9 @@ class AverageFusion(RegistrationNote, OffboardMethod):
         """The voting engine the options name over ``sequence``."""
         return voting_engine(self.options, sequence, self.voting_config(sequence))
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.engine(sequence).run(sorted(targets))
 
-    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
         yield from engine_top2(self.engine(sequence), targets)

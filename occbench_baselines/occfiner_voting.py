@@ -1,7 +1,7 @@
 """``occfiner-voting``: OccFiner stage 2 alone — registration with sensor-aware weights (eqs. 10-12)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +56,9 @@ class OccFinerVoting(RegistrationNote, OffboardMethod):
         """The voting engine the options name over ``sequence``."""
         return voting_engine(self.options, sequence, voting_config(self.options, sequence))
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.engine(sequence).run(sorted(targets))
 
-    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
         yield from engine_top2(self.engine(sequence), targets)

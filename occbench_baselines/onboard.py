@@ -1,7 +1,7 @@
 """``onboard``: the onboard predictions unchanged (the reference row of every leaderboard)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -13,6 +13,6 @@ class OnboardMethod(OffboardMethod):
     worker_memory_gb = 1.0  # measured peak 0.79 GB, evaluate -j1 on tiny mini val (whole process)
     description = "The onboard model's predictions, unchanged."
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         for t in targets:
             yield t, sequence.prediction(t)

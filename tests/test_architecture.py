@@ -117,7 +117,7 @@ def test_the_command_line_offers_the_registered_datasets():
 
 
 def test_orchestration_reads_no_dataset_layout():
-    """Frame and Sequence know the files of a dataset; the evaluation package asks them (no layout attributes)."""
+    """Frame and ScanSequence know the files of a dataset; the evaluation package asks them (no layout attributes)."""
     import re
 
     pattern = re.compile(r"\.(layout|gt_voxel_dir|voxel_dir|onboard_store|_gt_path)\b")

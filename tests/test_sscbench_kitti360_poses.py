@@ -256,7 +256,7 @@ def test_voting_leaves_scans_without_a_pose_out_of_windows(engine):
     valid = np.ones(N, bool)
     valid[2] = False
     holed = poses.copy()
-    holed[2] = np.nan  # as Sequence.poses holds it
+    holed[2] = np.nan  # as ScanSequence.poses holds it
     asked: list[int] = []
 
     def frames(i: int) -> np.ndarray:

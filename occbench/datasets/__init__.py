@@ -1,6 +1,6 @@
 """Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini."""
 from occbench.datasets.base import SSCDataset
-from occbench.datasets.frame import Frame, Sequence
+from occbench.datasets.frame import Frame, ScanSequence
 from occbench.datasets.mini import OccbenchMini
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
@@ -21,5 +21,5 @@ def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None
     return cls(root, split=split, onboard=onboard, **kw)
 
 
-__all__ = ["SSCDataset", "Frame", "Sequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "open_dataset",
+__all__ = ["SSCDataset", "Frame", "ScanSequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "open_dataset",
            "DATASETS"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from occbench.datasets.frame import Frame, Sequence
+from occbench.datasets.frame import Frame, ScanSequence
 from occbench.errors import MissingDataError
 from occbench.io.formats import ForeignFormat, ForeignPredictionStore, open_prediction_store
 from occbench.io.predictions import PredictionStore
@@ -33,7 +33,7 @@ def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard:
 
 
 class SSCDataset:
-    """A split of an SSC dataset: an ordered mapping of sequence name -> :class:`Sequence`.
+    """A split of an SSC dataset: an ordered mapping of sequence name -> :class:`ScanSequence`.
 
     Attributes: ``root``, ``split``, ``onboard`` (the onboard model whose predictions are read),
     ``label_map``, ``protocol`` (the metric protocol id of :mod:`occbench.metrics`).
@@ -43,7 +43,7 @@ class SSCDataset:
     protocol: str = ""
     synthetic: bool = False
 
-    def __init__(self, root: Path, split: str, onboard: str | None, label_map: LabelMap, sequences: list[Sequence]):
+    def __init__(self, root: Path, split: str, onboard: str | None, label_map: LabelMap, sequences: list[ScanSequence]):
         self.root = root
         self.split = split
         self.onboard = onboard
@@ -56,20 +56,20 @@ class SSCDataset:
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, onboard={self.onboard!r}, sequences={list(self._sequences)})"
 
     @property
-    def sequences(self) -> list[Sequence]:
+    def sequences(self) -> list[ScanSequence]:
         return list(self._sequences.values())
 
     @property
     def sequence_names(self) -> list[str]:
         return list(self._sequences)
 
-    def __getitem__(self, name: str) -> Sequence:
+    def __getitem__(self, name: str) -> ScanSequence:
         try:
             return self._sequences[name]
         except KeyError:
             raise KeyError(f"sequence {name!r} is not in split {self.split!r}; it has {self.sequence_names}") from None
 
-    def __iter__(self) -> Iterator[Sequence]:
+    def __iter__(self) -> Iterator[ScanSequence]:
         return iter(self.sequences)
 
     def __len__(self) -> int:

@@ -40,7 +40,7 @@ class VoxelLayout:
     gt_format: str = "voxels"
 
 
-class Sequence:
+class ScanSequence:
     """One driving sequence: poses, calibration, labelled frames, onboard predictions.
 
     Parameters are filled in by the dataset classes; users get sequences from
@@ -86,7 +86,7 @@ class Sequence:
         self._pose_note = pose_note
 
     def __repr__(self) -> str:
-        return f"Sequence({self.name!r}, scans={self.num_scans}, onboard={self.onboard_name!r})"
+        return f"ScanSequence({self.name!r}, scans={self.num_scans}, onboard={self.onboard_name!r})"
 
     def __getstate__(self) -> dict:
         """Pickles (e.g. into ``DataLoader`` workers) with its calibration, poses and scan list read: the loaders
@@ -227,7 +227,7 @@ class Frame:
 
     __slots__ = ("sequence", "index")
 
-    def __init__(self, sequence: Sequence, index: int):
+    def __init__(self, sequence: ScanSequence, index: int):
         self.sequence = sequence
         self.index = index
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from occbench.dataset_cards import dataset_card
 from occbench.datasets.base import SSCDataset, open_onboard_store
-from occbench.datasets.frame import Sequence, VoxelLayout
+from occbench.datasets.frame import ScanSequence, VoxelLayout
 from occbench.errors import FormatError, MissingDataError, UnknownNameError
 from occbench.io.formats import ForeignFormat
 from occbench.io.kitti import Calibration, read_calib, read_poses, read_times
@@ -119,7 +119,7 @@ class SemanticKITTI(SSCDataset):
             if not d.is_dir():
                 raise MissingDataError(d, f"sequence {s} of split {split}", HOW_TO_GET)
             gt_dir = self._gt_dir(root, gt_root, s, split)
-            seqs.append(Sequence(
+            seqs.append(ScanSequence(
                 name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=VoxelLayout(),
                 load_calib=lambda d=d: read_calib(d / "calib.txt"),
                 load_poses=lambda c, d=d: read_sequence_poses(d, c),

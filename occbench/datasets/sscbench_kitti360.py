@@ -17,7 +17,7 @@ Frames are SSCBench's 6-digit frame numbers, which are not KITTI-360's: the pose
 frame and each SSCBench frame's pose is looked up through a frame map (:mod:`occbench.datasets.kitti360_frames`):
 ``frame_map="sscbench-release"`` (default, the correspondence of the public release shipped with occbench), a path
 to a frame-map file, or ``"identity"`` for a poses file already numbered by SSCBench frame. A scan whose KITTI-360
-frame has no row in the poses file has no pose (``Sequence.pose_valid``).
+frame has no row in the poses file has no pose (``ScanSequence.pose_valid``).
 
 The LiDAR pose is composed as the KITTI-360 devkit does: ``cam0_to_world @ R_rect_00 @ inv(cam_to_velo)``
 (``cam0_to_world`` is the rectified camera 0). The calibration is read from ``<root>/calibration/perspective.txt``
@@ -38,7 +38,7 @@ import numpy as np
 
 from occbench.dataset_cards import dataset_card
 from occbench.datasets.base import SSCDataset, open_onboard_store
-from occbench.datasets.frame import Sequence, VoxelLayout
+from occbench.datasets.frame import ScanSequence, VoxelLayout
 from occbench.datasets.kitti360_frames import IDENTITY, RELEASE, RELEASE_MAP, load_frame_map
 from occbench.datasets.semantickitti import guess_sensor, normalize_split
 from occbench.errors import FormatError, MissingDataError
@@ -191,7 +191,7 @@ class SSCBenchKITTI360(SSCDataset):
             pose_file = d / "cam0_to_world.txt"
             if not pose_file.is_file():
                 pose_file = root / "data_poses" / s / "cam0_to_world.txt"
-            seqs.append(Sequence(
+            seqs.append(ScanSequence(
                 name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=layout,
                 load_calib=lambda r=root: kitti360_calibration(r),
                 load_poses=lambda c, p=pose_file, s=s: read_cam0_to_world(p, c, _drive_frames(map_file, s)),

@@ -38,7 +38,7 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
     """Refine every target scan of the split into ``out`` (``<out>/sequences/XX/predictions/``).
 
     ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans that have
-    a pose (a scan without one cannot be registered with its neighbours; ``Sequence.pose_valid``).
+    a pose (a scan without one cannot be registered with its neighbours; ``ScanSequence.pose_valid``).
     Scans already written are skipped, so an interrupted run resumes where it stopped; every file is
     written atomically (temporary file + rename), so no half-written file is ever left behind.
     Returns (written, total).

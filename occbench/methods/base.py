@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence as Seq
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -23,7 +23,7 @@ from occbench.labels import LabelMap
 
 
 class OnboardSequence(Protocol):
-    """What a method may use of a sequence (``occbench.datasets.Sequence`` implements it)."""
+    """What a method may use of a sequence (``occbench.datasets.ScanSequence`` implements it)."""
 
     name: str
     label_map: LabelMap
@@ -84,6 +84,6 @@ class OffboardMethod(ABC):
         return {"name": self.name, "options": opts}
 
     @abstractmethod
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(scan, refined train ids (256,256,32) uint8)`` for each scan in ``targets``."""
 

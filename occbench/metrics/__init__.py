@@ -9,13 +9,13 @@
 """
 from occbench.metrics.base import Metric
 from occbench.metrics.citymap import CityMapMetric, TemporalConsistency, city_map_scores, temporal_consistency_scores
-from occbench.metrics.protocol import PROTOCOLS, Protocol, get_protocol
+from occbench.metrics.protocol import PROTOCOLS, EvalProtocol, get_protocol
 from occbench.metrics.results import results_json
 from occbench.metrics.ssc import SSCMetric, scores_from_confusion, ssc_scores
 
 __all__ = [
     "PROTOCOLS",
-    "Protocol",
+    "EvalProtocol",
     "get_protocol",
     "Metric",
     "SSCMetric",

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from occbench.errors import FormatError
-from occbench.metrics.protocol import Protocol, get_protocol
+from occbench.metrics.protocol import EvalProtocol, get_protocol
 
 _STATE_FORMAT = "occbench.Metric.state"
 _STATE_VERSION = 1
@@ -48,7 +48,7 @@ class Metric(ABC):
 
     higher_is_better: ClassVar[bool | None] = None
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc") -> None:
+    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc") -> None:
         self.protocol = get_protocol(protocol)
         self._defaults: dict[str, int | np.ndarray | _Zeros] = {}
 

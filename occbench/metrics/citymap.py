@@ -20,7 +20,7 @@ import numpy as np
 
 from occbench.geometry import VOXEL_SIZE
 from occbench.metrics.consistency import TemporalConsistency, consistency_scores, temporal_consistency_scores  # noqa: F401  (public here too)
-from occbench.metrics.protocol import Protocol
+from occbench.metrics.protocol import EvalProtocol
 from occbench.metrics.worldmetric import WorldMapMetric, decode_world_keys, world_keys  # noqa: F401  (public here too)
 
 
@@ -37,14 +37,14 @@ class CityMapMetric(WorldMapMetric):
     protocol's epsilon; mIoU = mean over the static classes.
 
     Args:
-        protocol: :class:`Protocol` or id.
+        protocol: :class:`EvalProtocol` or id.
         voxel_size: world voxel size in metres (default 0.2, the SSC voxel).
         **state_options: passed to :class:`WorldMapState` (``spill_dir``, ``spill_bytes``, ``keep_frames``).
     """
 
     higher_is_better = True
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
         super().__init__(protocol, voxel_size, **state_options)
         self.static_ids = self.protocol.static_ids
         self.n_cat = len(self.static_ids) + 1
@@ -71,7 +71,7 @@ class CityMapMetric(WorldMapMetric):
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
         """``city_map`` (over every sequence: the confusions add up) and ``city_map_per_sequence`` (each sequence
         has its own world frame, so maps are never merged across sequences)."""
         K1 = len(protocol.static_ids) + 1
@@ -84,7 +84,7 @@ class CityMapMetric(WorldMapMetric):
 
 
 def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], poses: Iterable[np.ndarray],
-                    protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+                    protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
     """One-shot :class:`CityMapMetric` over the frames of one sequence: train-id grids ``preds`` and ``gts``
     (255 = ignore) and their 4x4 LiDAR -> world ``poses``."""
     m = CityMapMetric(protocol, voxel_size)
@@ -93,7 +93,7 @@ def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], pose
     return m.compute()
 
 
-def city_scores(conf: np.ndarray, protocol: Protocol, n_frames: int, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+def city_scores(conf: np.ndarray, protocol: EvalProtocol, n_frames: int, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
     """Scores of a city-map confusion (``CityMapMetric.confusion``); confusions of several sequences add up."""
     tp_c = np.diag(conf)
     fp_c = conf.sum(axis=1) - tp_c

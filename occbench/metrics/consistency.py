@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from occbench.geometry import VOXEL_SIZE
-from occbench.metrics.protocol import Protocol
+from occbench.metrics.protocol import EvalProtocol
 from occbench.metrics.worldmetric import WorldMapMetric
 
 class TemporalConsistency(WorldMapMetric):
@@ -30,7 +30,7 @@ class TemporalConsistency(WorldMapMetric):
 
     higher_is_better = True
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
         super().__init__(protocol, voxel_size, **state_options)
         self.n_ref = len(self.protocol.static_ids) + 1
         self._has_gt: bool | None = None
@@ -55,7 +55,7 @@ class TemporalConsistency(WorldMapMetric):
         self._has_gt = None
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
         """``temporal_consistency`` over every sequence (the sums add up)."""
         K1 = len(protocol.static_ids) + 1
         tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
@@ -71,7 +71,7 @@ class TemporalConsistency(WorldMapMetric):
 
 
 def temporal_consistency_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray | None], poses: Iterable[np.ndarray],
-                                protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+                                protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
     """One-shot :class:`TemporalConsistency` over the frames of one sequence: train-id grids ``preds``, their
     ground truth ``gts`` (every one None: the reference is the prediction majority) and 4x4 LiDAR -> world ``poses``."""
     m = TemporalConsistency(protocol, voxel_size)
@@ -80,7 +80,7 @@ def temporal_consistency_scores(preds: Iterable[np.ndarray], gts: Iterable[np.nd
     return m.compute()
 
 
-def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, protocol: Protocol, n_frames: int,
+def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, protocol: EvalProtocol, n_frames: int,
                        has_gt: bool, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
     """Scores of the consistency sums of :meth:`WorldMapState.reduce` (integers; sums of several sequences add up)."""
     same, tot = [int(x) for x in psame], [int(x) for x in pall]

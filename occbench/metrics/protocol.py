@@ -1,6 +1,6 @@
 """Evaluation protocols: every number occbench reports names the protocol (id + version) it was computed under.
 
-A :class:`Protocol` is a frozen description of *what* is measured: classes, which classes enter the mean,
+A :class:`EvalProtocol` is a frozen description of *what* is measured: classes, which classes enter the mean,
 the ignore / invalid policy, the epsilons and completion formulas of the reference implementation, and the
 range crops. Changing any field that changes a number requires a new ``version``.
 """
@@ -22,7 +22,7 @@ InvalidPolicy = Literal["mask-all", "mask-empty-only"]
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """One evaluation protocol. Immutable; compare protocols with ``==``.
 
     Attributes:
@@ -124,9 +124,9 @@ def validate_ranges(ranges: tuple[float, ...] | list[float], grid: Grid = KITTI)
     return grid.check_ranges(ranges)
 
 
-def _make(label_map: str, **kw: Any) -> Protocol:
+def _make(label_map: str, **kw: Any) -> EvalProtocol:
     lm = load_label_map(label_map)
-    return Protocol(
+    return EvalProtocol(
         label_map=label_map,
         num_classes=lm.num_classes,
         class_names=lm.class_names,
@@ -136,12 +136,12 @@ def _make(label_map: str, **kw: Any) -> Protocol:
     )
 
 
-# protocol id -> Protocol, from the protocol definitions of the dataset files (occbench/labels/datasets/*.json)
-PROTOCOLS: dict[str, Protocol] = {pid: _make(**kw) for pid, kw in protocol_definitions().items()}
+# protocol id -> EvalProtocol, from the protocol definitions of the dataset files (occbench/labels/datasets/*.json)
+PROTOCOLS: dict[str, EvalProtocol] = {pid: _make(**kw) for pid, kw in protocol_definitions().items()}
 
 
-def get_protocol(p: Protocol | str) -> Protocol:
-    if isinstance(p, Protocol):
+def get_protocol(p: EvalProtocol | str) -> EvalProtocol:
+    if isinstance(p, EvalProtocol):
         return p
     try:
         return PROTOCOLS[p]

@@ -1,7 +1,7 @@
 """Metric registry: the ``occbench.metrics`` entry points, plus in-process registration.
 
 A metric is a :class:`~occbench.metrics.base.Metric`: built from the dataset's
-:class:`~occbench.metrics.Protocol` (``cls(protocol)``), it takes every scored frame through
+:class:`~occbench.metrics.EvalProtocol` (``cls(protocol)``), it takes every scored frame through
 ``update_frame(pred, frame)`` (``pred``: the method's ``(256, 256, 32)`` uint8 train ids; ``frame``: the
 :class:`occbench.datasets.Frame`, with its ground truth and pose), merges with the state of other frames
 (``merge``) and gives a JSON-able dict (``compute``), written under the metric's name in the results file's

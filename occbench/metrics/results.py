@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from occbench.metrics.protocol import Protocol, get_protocol
+from occbench.metrics.protocol import EvalProtocol, get_protocol
 
 RESULTS_SCHEMA = "occbench.results"
 RESULTS_SCHEMA_VERSION = 1
@@ -23,7 +23,7 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def results_json(protocol: Protocol | str, metrics: dict[str, Any], extra_header: dict[str, Any] | None = None) -> dict[str, Any]:
+def results_json(protocol: EvalProtocol | str, metrics: dict[str, Any], extra_header: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the results document.
 
     Args:

@@ -24,7 +24,7 @@ from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
 from occbench.metrics.base import Metric
-from occbench.metrics.protocol import Protocol, get_protocol, range_key
+from occbench.metrics.protocol import EvalProtocol, get_protocol, range_key
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
@@ -88,10 +88,10 @@ class SSCMetric(Metric):
     Identical in definition to the reference implementation named by the protocol
     (``semantickitti-ssc``: semantic-kitti-api ``evaluate_completion.py``; ``sscbench-kitti360-ssc``:
     SSCBench/MonoScene ``SSCMetrics``). A voxel is evaluated iff its ground truth is not ``ignore_index`` and it
-    is not invalid (see ``Protocol.invalid_policy``). Confusion rows are predictions, columns ground truth.
+    is not invalid (see ``EvalProtocol.invalid_policy``). Confusion rows are predictions, columns ground truth.
 
     Args:
-        protocol: a :class:`Protocol` or its id.
+        protocol: a :class:`EvalProtocol` or its id.
         ranges: range crops in metres; default ``protocol.ranges`` (12.8, 25.6, 51.2).
         distance_bin_width: width of the finer distance bins; default ``protocol.distance_bin_width``.
 
@@ -102,7 +102,7 @@ class SSCMetric(Metric):
 
     def __init__(
         self,
-        protocol: Protocol | str = "semantickitti-ssc",
+        protocol: EvalProtocol | str = "semantickitti-ssc",
         ranges: tuple[float, ...] | None = None,
         distance_bin_width: float | None = None,
     ):
@@ -382,7 +382,7 @@ class SSCMetric(Metric):
         return SSCMetric(self.protocol, self.ranges, self.layout.bin_width)
 
     @classmethod
-    def from_state_dict(cls, d: dict[str, Any], protocol: Protocol | None = None) -> "SSCMetric":
+    def from_state_dict(cls, d: dict[str, Any], protocol: EvalProtocol | None = None) -> "SSCMetric":
         """The metric of a :meth:`state_dict` (under ``protocol``, default the one its settings name)."""
         settings = d.get("settings") if isinstance(d, dict) else None
         if not isinstance(settings, dict) or not {"protocol", "ranges", "distance_bin_width"} <= set(settings):
@@ -444,7 +444,7 @@ class SSCMetric(Metric):
         }
 
 
-def ssc_scores(pred: np.ndarray, gt: np.ndarray, protocol: Protocol | str = "semantickitti-ssc",
+def ssc_scores(pred: np.ndarray, gt: np.ndarray, protocol: EvalProtocol | str = "semantickitti-ssc",
                invalid: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
     """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
     ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
@@ -453,7 +453,7 @@ def ssc_scores(pred: np.ndarray, gt: np.ndarray, protocol: Protocol | str = "sem
     return m.compute()
 
 
-def scores_from_confusion(conf: np.ndarray, protocol: Protocol) -> dict[str, Any]:
+def scores_from_confusion(conf: np.ndarray, protocol: EvalProtocol) -> dict[str, Any]:
     """Official scores of a (C, C) confusion matrix (rows = prediction, cols = ground truth), as fractions."""
     conf = np.asarray(conf, np.int64)
     tp_c = np.diag(conf)

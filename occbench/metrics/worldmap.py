@@ -46,7 +46,7 @@ from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.metrics import _worldkernels as K
 from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, readonly
-from occbench.metrics.protocol import Protocol, get_protocol
+from occbench.metrics.protocol import EvalProtocol, get_protocol
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 _NO_INV = readonly(np.zeros(8, np.uint8))
@@ -385,7 +385,7 @@ class WorldMapState:
             The evaluated voxels that were not counted (see :meth:`add`) add up in ``uncounted``.
     """
 
-    def __init__(self, protocol: Protocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
+    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
                  spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2,
                  background: bool = False):
         self.protocol = get_protocol(protocol)

@@ -17,7 +17,7 @@ import numpy as np
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.metrics.base import Metric
-from occbench.metrics.protocol import Protocol
+from occbench.metrics.protocol import EvalProtocol
 from occbench.metrics.worldmap import WorldMapState
 
 _AXIS_BITS = (21, 21, 14)  # x, y, z of the world voxel index
@@ -60,7 +60,7 @@ def decode_world_keys(keys: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z], axis=1)
 
 
-def _valid_mask(gt: np.ndarray, invalid: np.ndarray | None, protocol: Protocol) -> np.ndarray:
+def _valid_mask(gt: np.ndarray, invalid: np.ndarray | None, protocol: EvalProtocol) -> np.ndarray:
     valid = gt != protocol.ignore_index
     if invalid is not None:
         inv = np.asarray(invalid)
@@ -91,7 +91,7 @@ class WorldMapMetric(Metric):
     its own exact reduction), not declared states: merging adds the maps, states travel by pickle, and there is
     no ``state_dict``."""
 
-    def __init__(self, protocol: Protocol | str, voxel_size: float, **state_options: Any):
+    def __init__(self, protocol: EvalProtocol | str, voxel_size: float, **state_options: Any):
         super().__init__(protocol)
         self.voxel_size = float(voxel_size)
         if not self.voxel_size > 0:
@@ -123,7 +123,7 @@ class WorldMapMetric(Metric):
         raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: Protocol) -> dict[str, Any]:
+    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
         """The results entries of the world maps of a split's sequences, given as their sums
         (:meth:`WorldMapState.reduce`) and frame counts by sequence name: how ``occbench evaluate``, which keeps
         one world map state for every world-map metric, scores this one."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections.abc import Callable, Iterator, Sequence as Seq
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ class _Stage1Base(OffboardMethod):
                 raise OccbenchError(f"option {k}={v!r}: expected an integer in [{lo}, {hi}]")
         return model, w
 
-    def stage1(self, sequence: OnboardSequence, targets: Seq[int], top2: bool = False) -> Iterator[tuple[int, Any]]:
+    def stage1(self, sequence: OnboardSequence, targets: Sequence[int], top2: bool = False) -> Iterator[tuple[int, Any]]:
         """Stage-1 refined grids of ``targets`` (sorted), in frame order (``top2``: ``(top1, top2, p1, p2)`` of
         the averaged softmax instead of the labels, :func:`occbench_baselines.occfiner.infer.refine_sequence`)."""
         from occbench_baselines.occfiner.infer import refine_sequence
@@ -220,10 +220,10 @@ class OccFinerStage1(_Stage1Base):
     description = "OccFiner stage 1 alone: multi-to-multi local propagation network (DualFlow4D) on the onboard predictions."
     Options = OccFinerStage1Options
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         yield from self.stage1(sequence, sorted(int(t) for t in targets))
 
-    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """``(scan, top1, top2, p1, p2)``: stage 1's averaged softmax, its two most probable classes (``top1`` is
         ``refine``'s output, bit for bit) and their probabilities."""
         for t, (l1, l2, p1, p2) in self.stage1(sequence, sorted({int(t) for t in targets}), top2=True):
@@ -252,7 +252,7 @@ class _StreamCache:
             del self.grids[k]
 
 
-def needed_scans(targets: Seq[int], n: int, num_scans: int, pose_valid: np.ndarray | None = None) -> list[int]:
+def needed_scans(targets: Sequence[int], n: int, num_scans: int, pose_valid: np.ndarray | None = None) -> list[int]:
     """Every scan within ``n`` of a target (clipped to the sequence) that has a pose (``pose_valid``; None: all): the
     stage-1 outputs stage 2 votes with."""
     out: set[int] = set()
@@ -287,7 +287,7 @@ class OccFiner(RegistrationNote, _Stage1Base):
         frames: Callable[[int], np.ndarray] = cache
         return voting_engine(self.options, sequence, cfg, frames), cache, cfg.n
 
-    def refine(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         tg = sorted({int(t) for t in targets})
         if not tg:
             return
@@ -296,7 +296,7 @@ class OccFiner(RegistrationNote, _Stage1Base):
             cache.drop_below(max(0, t - n))
             yield t, engine.vote(t)
 
-    def refine_top2(self, sequence: OnboardSequence, targets: Seq[int]) -> Iterator[Top2]:
+    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """``(scan, top1, top2, p1, p2)``: stage 2's decision (``refine``'s output), the best other class and
         their shares of stage 2's weighted votes over the stage-1 grids (:func:`occbench_baselines.voting.top2.votes_top2`:
         the runner-up capped at the label; no votes: ``p1 = 1``). Stage 1's probabilities do not reach stage 2,

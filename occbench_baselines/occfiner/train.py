@@ -286,7 +286,7 @@ def run_training(
 ) -> list[dict]:
     """Entry point for ``occbench occfiner-train --onboard NAME``.
 
-    ``sequences``: :class:`occbench.datasets.frame.Sequence` objects of the training split whose
+    ``sequences``: :class:`occbench.datasets.frame.ScanSequence` objects of the training split whose
     ``prediction(i)`` reads the chosen onboard model. Pivots = labelled scans, random reference scans
     (seeded per epoch), no dataset-side flips (the loop flips, keeping coordinates consistent).
     """

@@ -9,13 +9,13 @@ Indices outside the sequence are clamped to its ends (VoxFormer's fallback to an
 """
 from __future__ import annotations
 
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from occbench.datasets.frame import Sequence
+from occbench.datasets.frame import ScanSequence
 from occbench.geometry import GRID_SHAPE, grid_centres, transform_points
 from occbench.labels import IGNORE
 
@@ -115,7 +115,7 @@ class WindowDataset(Dataset):
 
     def __init__(
         self,
-        sequences: Seq[Sequence],
+        sequences: Sequence[ScanSequence],
         cfg: WindowConfig = WindowConfig(),
         pivots: str | dict[str, list[int]] = "labelled",
         random_reference: bool = False,
