@@ -11,6 +11,7 @@ unrestricted ``pickle.load``, ``learning_map_inv`` through a lookup table, ``tof
     /usr/bin/time -v python benchmarks/bench_convert.py reference /tmp/mono/kitti /tmp/ref
     cmp -s <(cat /tmp/conv/sequences/08/predictions/*) <(cat /tmp/ref/sequences/08/predictions/*) && echo identical
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ def make(out: Path, frames: int, seed: int = 0) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
         scene = random_scene(rng)
-        out_dict = {"y_pred": scene.astype(np.uint16), "target": scene.astype(np.uint16),
-                    "fov_mask_1": np.ones(256 * 256 * 32, bool), "cam_k": np.eye(3), "T_velo_2_cam": np.eye(4)}
+        out_dict = {
+            "y_pred": scene.astype(np.uint16),
+            "target": scene.astype(np.uint16),
+            "fov_mask_1": np.ones(256 * 256 * 32, bool),
+            "cam_k": np.eye(3),
+            "T_velo_2_cam": np.eye(4),
+        }
         with open(d / f"{t:06d}.pkl", "wb") as f:
             pickle.dump(out_dict, f)
 

@@ -32,6 +32,7 @@ tree (sum over the command's processes, sampled every 50 ms from /proc) and the 
 ``--poses-dir`` holds ``poses.txt`` and ``calib.txt`` of sequence 08; default ``$OCCBENCH_KITTI_SEQ08``, else
 ``tests/data/kitti-odometry/sequences/08``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,7 @@ def dense_frame(rng: np.random.Generator, occupancy: float = 0.4) -> tuple[np.nd
     invalid = rng.random(shape) < 0.02
     for _ in range(30):
         c = rng.integers(0, [256, 256, 32])
-        invalid[c[0]:c[0] + 30, c[1]:c[1] + 30, c[2]:c[2] + 8] = True
+        invalid[c[0] : c[0] + 30, c[1] : c[1] + 30, c[2] : c[2] + 8] = True
     gt[rng.random(shape) < 0.002] = 255
     pred = np.where(gt == 255, 0, gt).astype(np.uint8)
     noisy = rng.random(shape) < 0.15
@@ -128,7 +129,9 @@ def build_tree(work: Path, poses_dir: Path, frames: int, density: str, distinct:
         n_scans = sum(1 for line in (poses_dir / "poses.txt").read_text().splitlines() if line.strip())
         scans = list(range(0, n_scans, 5))[:frames]
         if len(scans) < frames:
-            raise SystemExit(f"{poses_dir / 'poses.txt'}: {n_scans} poses give {len(scans)} labelled scans, fewer than {frames}")
+            raise SystemExit(
+                f"{poses_dir / 'poses.txt'}: {n_scans} poses give {len(scans)} labelled scans, fewer than {frames}"
+            )
         for i, t in enumerate(scans):
             k = i % distinct
             os.link(pool / f"{k}.gt.label", vox / f"{t:06d}.label")
@@ -187,23 +190,60 @@ def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05, cw
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{err[-3000:]}")
-    return {"wall_s": wall, "cpu_s": cpu, "tree_peak_rss_mb": peak[0] / 2**20,
-            "max_process_rss_mb": (after / 1024) if after > before else None, "stdout": out.strip()[-300:]}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "tree_peak_rss_mb": peak[0] / 2**20,
+        "max_process_rss_mb": (after / 1024) if after > before else None,
+        "stdout": out.strip()[-300:],
+    }
 
 
 def commands(root: Path, sub: Path, out: Path, skapi: Path | None = None) -> dict[str, list[str]]:
-    occ = [shutil.which("occbench") or "occbench", "evaluate", "--dataset", "semantickitti", "--root", str(root),
-           "--predictions", str(sub), "-q", "-o", str(out)]  # the file is removed before each run (see bench)
-    cmds = {"plain": [sys.executable, str(PLAIN), str(root), str(sub)], "default": occ,
-            "ssc-only": occ + ["--no-city", "--no-consistency"]}
+    occ = [
+        shutil.which("occbench") or "occbench",
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(root),
+        "--predictions",
+        str(sub),
+        "-q",
+        "-o",
+        str(out),
+    ]  # the file is removed before each run (see bench)
+    cmds = {
+        "plain": [sys.executable, str(PLAIN), str(root), str(sub)],
+        "default": occ,
+        "ssc-only": occ + ["--no-city", "--no-consistency"],
+    }
     cmds["default@base"], cmds["ssc-only@base"] = cmds["default"], cmds["ssc-only"]
     if skapi is not None:
-        cmds["skapi"] = [sys.executable, str(skapi), "--dataset", str(root), "--predictions", str(sub), "--split", "valid"]
+        cmds["skapi"] = [
+            sys.executable,
+            str(skapi),
+            "--dataset",
+            str(root),
+            "--predictions",
+            str(sub),
+            "--split",
+            "valid",
+        ]
     return cmds
 
 
-def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, variants: tuple[str, ...], log=print,
-          baseline: Path | None = None, skapi: Path | None = None) -> dict:
+def bench(
+    work: Path,
+    poses_dir: Path,
+    frames: int,
+    density: str,
+    runs: int,
+    variants: tuple[str, ...],
+    log=print,
+    baseline: Path | None = None,
+    skapi: Path | None = None,
+) -> dict:
     root, sub, facts = build_tree(work, poses_dir, frames, density)
     cmds = commands(root, sub, work / "results.json", skapi)
     env = dict(os.environ)
@@ -212,19 +252,29 @@ def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, var
     for r in range(runs):
         for v in variants:
             (work / "results.json").unlink(missing_ok=True)  # each run writes a new file (old and new code alike)
-            m = run_measured(cmds[v], base_env if v.endswith("@base") else env,
-                             cwd=str(skapi.parent) if v == "skapi" and skapi is not None else None)
+            m = run_measured(
+                cmds[v],
+                base_env if v.endswith("@base") else env,
+                cwd=str(skapi.parent) if v == "skapi" and skapi is not None else None,
+            )
             rows[v].append(m)
-            log(f"  {density} {frames} frames, run {r + 1}: {v:13s} {m['wall_s']:7.2f} s wall, {m['cpu_s']:7.2f} s CPU, "
-                f"tree peak RSS {m['tree_peak_rss_mb']:6.0f} MB, load {os.getloadavg()[0]:.1f}")
+            log(
+                f"  {density} {frames} frames, run {r + 1}: {v:13s} {m['wall_s']:7.2f} s wall, {m['cpu_s']:7.2f} s CPU, "
+                f"tree peak RSS {m['tree_peak_rss_mb']:6.0f} MB, load {os.getloadavg()[0]:.1f}"
+            )
     summary = {"frames": frames, "density": density, **facts, "commands": {v: " ".join(cmds[v]) for v in variants}}
     for v in variants:
         walls = [m["wall_s"] for m in rows[v]]
         cpus = [m["cpu_s"] for m in rows[v]]
-        summary[v] = {"wall_s_min": min(walls), "wall_s_median": statistics.median(walls), "walls": walls,
-                      "cpu_s_min": min(cpus), "cpus": cpus,
-                      "tree_peak_rss_mb": max(m["tree_peak_rss_mb"] for m in rows[v]),
-                      "max_process_rss_mb": max((m["max_process_rss_mb"] or 0) for m in rows[v]) or None}
+        summary[v] = {
+            "wall_s_min": min(walls),
+            "wall_s_median": statistics.median(walls),
+            "walls": walls,
+            "cpu_s_min": min(cpus),
+            "cpus": cpus,
+            "tree_peak_rss_mb": max(m["tree_peak_rss_mb"] for m in rows[v]),
+            "max_process_rss_mb": max((m["max_process_rss_mb"] or 0) for m in rows[v]) or None,
+        }
     if "plain" in variants:
         for v in variants:
             if v != "plain":
@@ -234,19 +284,23 @@ def bench(work: Path, poses_dir: Path, frames: int, density: str, runs: int, var
     return summary
 
 
-LABELS = {"plain": "plain numpy script (read, LUT, one `bincount`, one range)",
-          "skapi": "semantic-kitti-api `evaluate_completion.py` (one range)",
-          "ssc-only": "`occbench evaluate --no-city --no-consistency` (three ranges)",
-          "default": "`occbench evaluate` (default: + city map + temporal consistency)",
-          "ssc-only@base": "`--no-city --no-consistency`, baseline checkout",
-          "default@base": "`occbench evaluate` default, baseline checkout"}
+LABELS = {
+    "plain": "plain numpy script (read, LUT, one `bincount`, one range)",
+    "skapi": "semantic-kitti-api `evaluate_completion.py` (one range)",
+    "ssc-only": "`occbench evaluate --no-city --no-consistency` (three ranges)",
+    "default": "`occbench evaluate` (default: + city map + temporal consistency)",
+    "ssc-only@base": "`--no-city --no-consistency`, baseline checkout",
+    "default@base": "`occbench evaluate` default, baseline checkout",
+}
 
 
 def table(summaries: list[dict]) -> str:
     """The markdown table of the runs: per tree and variant, wall (min), CPU, ratios to the plain script (and to
     semantic-kitti-api when it ran), tree peak RSS."""
-    lines = ["| frames | density | command | wall (min) | CPU | vs skapi | vs plain (wall) | vs plain (CPU) | tree peak RSS |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| frames | density | command | wall (min) | CPU | vs skapi | vs plain (wall) | vs plain (CPU) | tree peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summaries:
         order = [v for v in ("skapi", "plain", "ssc-only", "ssc-only@base", "default", "default@base") if v in s]
         for v in order:
@@ -254,29 +308,51 @@ def table(summaries: list[dict]) -> str:
             vs_sk = f"{m['wall_s_min'] / s['skapi']['wall_s_min']:.2f}x" if "skapi" in s else "-"
             vs_plain = f"{m['wall_s_min'] / s['plain']['wall_s_min']:.2f}x" if "plain" in s else "-"
             cpu_plain = f"{m['cpu_s_min'] / s['plain']['cpu_s_min']:.2f}x" if "plain" in s else "-"
-            lines.append(f"| {s['frames']} | {s['density']} | {LABELS[v]} | {m['wall_s_min']:.2f} s | {m['cpu_s_min']:.2f} s | "
-                         f"{vs_sk} | {vs_plain} | {cpu_plain} | {m['tree_peak_rss_mb']:,.0f} MB |")
+            lines.append(
+                f"| {s['frames']} | {s['density']} | {LABELS[v]} | {m['wall_s_min']:.2f} s | {m['cpu_s_min']:.2f} s | "
+                f"{vs_sk} | {vs_plain} | {cpu_plain} | {m['tree_peak_rss_mb']:,.0f} MB |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, required=True, help="folder for the trees (hard links; about 70 MB per density)")
-    ap.add_argument("--poses-dir", type=Path, default=default_poses_dir(), help="folder with poses.txt and calib.txt of sequence 08")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--work", type=Path, required=True, help="folder for the trees (hard links; about 70 MB per density)"
+    )
+    ap.add_argument(
+        "--poses-dir", type=Path, default=default_poses_dir(), help="folder with poses.txt and calib.txt of sequence 08"
+    )
     ap.add_argument("--frames", type=int, nargs="+", default=[40, 815])
     ap.add_argument("--density", nargs="+", default=["real", "dense"], choices=["real", "dense"])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--variants", nargs="+", default=None, choices=VARIANTS + BASE_VARIANTS + ("skapi",),
-                    help="default: plain, default, ssc-only (+ the baseline's two with --baseline, + skapi with --skapi)")
-    ap.add_argument("--baseline", type=Path, default=None, help="another checkout of occbench, timed side by side (PYTHONPATH)")
-    ap.add_argument("--skapi", type=Path, default=None, help="semantic-kitti-api's evaluate_completion.py, timed side by side")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=VARIANTS + BASE_VARIANTS + ("skapi",),
+        help="default: plain, default, ssc-only (+ the baseline's two with --baseline, + skapi with --skapi)",
+    )
+    ap.add_argument(
+        "--baseline", type=Path, default=None, help="another checkout of occbench, timed side by side (PYTHONPATH)"
+    )
+    ap.add_argument(
+        "--skapi", type=Path, default=None, help="semantic-kitti-api's evaluate_completion.py, timed side by side"
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed first run that fills numba's cache")
     a = ap.parse_args(argv)
     if a.poses_dir is None or not (a.poses_dir / "poses.txt").is_file():
-        ap.error("no poses of sequence 08: pass --poses-dir DIR (with poses.txt and calib.txt) or set OCCBENCH_KITTI_SEQ08")
-    variants = tuple(a.variants) if a.variants else (
-        VARIANTS + (BASE_VARIANTS if a.baseline else ()) + (("skapi",) if a.skapi else ()))
+        ap.error(
+            "no poses of sequence 08: pass --poses-dir DIR (with poses.txt and calib.txt) or set OCCBENCH_KITTI_SEQ08"
+        )
+    variants = (
+        tuple(a.variants)
+        if a.variants
+        else (VARIANTS + (BASE_VARIANTS if a.baseline else ()) + (("skapi",) if a.skapi else ()))
+    )
     if any(v.endswith("@base") for v in variants) and a.baseline is None:
         ap.error("the @base variants need --baseline CHECKOUT")
     if "skapi" in variants and a.skapi is None:
@@ -288,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         cmds = commands(root, sub, a.work / "results.json")
         for v in ("default", "default@base"):
             if v in variants:
-                run_measured(cmds[v], dict(os.environ, PYTHONPATH=str(a.baseline)) if v.endswith("@base") else dict(os.environ))
+                run_measured(
+                    cmds[v], dict(os.environ, PYTHONPATH=str(a.baseline)) if v.endswith("@base") else dict(os.environ)
+                )
         print(f"warm-up done (one untimed default run per checkout, {min(a.frames)} frames)")
     out = []
     for density in a.density:

@@ -18,6 +18,7 @@ metrics equal a results file given with ``--expect`` (exactly, every number). Li
     python benchmarks/bench_main_job.py --expect leaderboards/results/mini-val-voxformer-sim-occfiner.json
     python benchmarks/bench_main_job.py -- -j 2                                   # extra evaluate arguments
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ def _stat(pid: int) -> tuple[int, float] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    f = raw[raw.rindex(")") + 2:].split()
+    f = raw[raw.rindex(")") + 2 :].split()
     return int(f[1]), sum(int(x) for x in f[11:15]) / HZ  # ppid; utime, stime, cutime, cstime
 
 
@@ -79,8 +80,10 @@ def run(cmd: list[str], data: Path, log: Path, period: float = 0.1, warm_numba: 
     env.pop("OCCBENCH_MINI", None)
     if not warm_numba:  # compiled kernels are built as on a fresh clone, not loaded from an earlier run's cache
         env["NUMBA_CACHE_DIR"] = str(data / "numba-cache")
-    phases = [{"phase": p, "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_gb": 0.0, "peak_pss_gb": 0.0, "max_processes": 0}
-              for p in ("generation", "refine + score")]
+    phases = [
+        {"phase": p, "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_gb": 0.0, "peak_pss_gb": 0.0, "max_processes": 0}
+        for p in ("generation", "refine + score")
+    ]
     t0 = time.perf_counter()
     first_output = None  # when the first progress bar appeared
     with open(log, "wb") as out:
@@ -106,18 +109,30 @@ def run(cmd: list[str], data: Path, log: Path, period: float = 0.1, warm_numba: 
     total_cpu = r.ru_utime + r.ru_stime
     phases[cur]["wall_s"] = time.perf_counter() - t_phase
     phases[cur]["cpu_s"] = max(0.0, total_cpu - cpu_phase)
-    return {"command": " ".join(cmd), "returncode": proc.returncode, "wall_s": wall, "cpu_s": total_cpu,
-            "peak_rss_gb": max(p["peak_rss_gb"] for p in phases), "peak_pss_gb": max(p["peak_pss_gb"] for p in phases),
-            "first_output_s": first_output, "phases": phases}
+    return {
+        "command": " ".join(cmd),
+        "returncode": proc.returncode,
+        "wall_s": wall,
+        "cpu_s": total_cpu,
+        "peak_rss_gb": max(p["peak_rss_gb"] for p in phases),
+        "peak_pss_gb": max(p["peak_pss_gb"] for p in phases),
+        "first_output_s": first_output,
+        "phases": phases,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=None, help="empty folder for the cache (default: a temporary one, removed after)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="empty folder for the cache (default: a temporary one, removed after)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
     ap.add_argument("--expect", type=Path, default=None, help="a results file whose metrics the run must equal")
-    ap.add_argument("--warm-numba", action="store_true",
-                    help="use numba's cache of compiled kernels from earlier runs (default: compile them, as a fresh clone does)")
+    ap.add_argument(
+        "--warm-numba",
+        action="store_true",
+        help="use numba's cache of compiled kernels from earlier runs (default: compile them, as a fresh clone does)",
+    )
     ap.add_argument("extra", nargs="*", help="arguments appended to `occbench evaluate --method occfiner` (after --)")
     a = ap.parse_args(argv)
     tmp = None if a.data else tempfile.mkdtemp(prefix="occbench-main-job-")
@@ -143,15 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{r['command']}\n{r['cpus']} CPUs; load average (1, 5, 15 min) before "
-          f"{', '.join(f'{x:.2f}' for x in r['load_before'])}, after {', '.join(f'{x:.2f}' for x in r['load_after'])}")
+    print(
+        f"{r['command']}\n{r['cpus']} CPUs; load average (1, 5, 15 min) before "
+        f"{', '.join(f'{x:.2f}' for x in r['load_before'])}, after {', '.join(f'{x:.2f}' for x in r['load_after'])}"
+    )
     print(f"{'phase':16s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS GB':>12s} {'peak PSS GB':>12s} {'processes':>10s}")
     for p in r["phases"]:
-        print(f"{p['phase']:16s} {p['wall_s']:8.1f} {p['cpu_s']:8.1f} {p['peak_rss_gb']:12.2f} {p['peak_pss_gb']:12.2f} "
-              f"{p['max_processes']:10d}")
+        print(
+            f"{p['phase']:16s} {p['wall_s']:8.1f} {p['cpu_s']:8.1f} {p['peak_rss_gb']:12.2f} {p['peak_pss_gb']:12.2f} "
+            f"{p['max_processes']:10d}"
+        )
     print(f"{'whole job':16s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {r['peak_rss_gb']:12.2f} {r['peak_pss_gb']:12.2f}")
-    print(f"first progress output after {r['first_output_s'] or float('nan'):.1f} s; exit code {r['returncode']}"
-          + (f"; metrics equal {a.expect}: {r['metrics_equal_expected']}" if "metrics_equal_expected" in r else ""))
+    print(
+        f"first progress output after {r['first_output_s'] or float('nan'):.1f} s; exit code {r['returncode']}"
+        + (f"; metrics equal {a.expect}: {r['metrics_equal_expected']}" if "metrics_equal_expected" in r else "")
+    )
     if "log_tail" in r:
         print(r["log_tail"], file=sys.stderr)
     if a.json:

@@ -7,6 +7,7 @@ All timings are single-threaded (numpy, or the compiled numba kernel). Frames: `
 structure, ~6 % occupied) and, as a worst case for the skip-empty trick, uniformly random frames (30 % ignore,
 random classes everywhere, like the anchors micro-benchmark).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,7 @@ from occbench.geometry import RANGE_SLICES
 from occbench.io.pagecache import evict, prefetch, resident_fraction
 from occbench.io.voxels import read_bits, read_label, write_bits, write_label
 from occbench.labels import load_label_map
-from occbench.metrics import CityMapMetric, SSCMetric
-from occbench.metrics import _kernel
+from occbench.metrics import CityMapMetric, SSCMetric, _kernel
 from occbench.metrics.testing import synthetic_frame
 
 _kernel.warm_up()  # compile (or load the cached machine code) outside the timed calls
@@ -66,7 +66,9 @@ def monoscene_sscmetrics_one_range(pred: np.ndarray, gt: np.ndarray) -> tuple:
     return ctp, cfp, cfn, tp, fp, fn
 
 
-def bincount_one_range(pred: np.ndarray, gt: np.ndarray, inv: np.ndarray | None, sl=(slice(None), slice(None))) -> np.ndarray:
+def bincount_one_range(
+    pred: np.ndarray, gt: np.ndarray, inv: np.ndarray | None, sl=(slice(None), slice(None))
+) -> np.ndarray:
     """nuScenes / mmdet3d / Occ3D pattern: mask, then one np.bincount(C * gt + pred)."""
     p, g = pred[sl], gt[sl]
     mask = g != 255
@@ -169,7 +171,11 @@ def split_dir(tmp_path_factory):
 
 
 def _files(root: Path, f: int) -> tuple[Path, Path, Path]:
-    return root / "predictions" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.label", root / "voxels" / f"{f:06d}.invalid"
+    return (
+        root / "predictions" / f"{f:06d}.label",
+        root / "voxels" / f"{f:06d}.label",
+        root / "voxels" / f"{f:06d}.invalid",
+    )
 
 
 def _read_only(root: Path, prefetch_next: bool = False) -> int:
@@ -249,8 +255,11 @@ def test_split_occbench_equals_official_pattern(split_dir):
     """Not a benchmark: the fast path and the official pattern agree on the split."""
     m = SSCMetric()
     for f in range(N_SPLIT):
-        m.update_raw(read_label(split_dir / "predictions" / f"{f:06d}.label"), read_label(split_dir / "voxels" / f"{f:06d}.label"),
-                     read_bits(split_dir / "voxels" / f"{f:06d}.invalid"))
+        m.update_raw(
+            read_label(split_dir / "predictions" / f"{f:06d}.label"),
+            read_label(split_dir / "voxels" / f"{f:06d}.label"),
+            read_bits(split_dir / "voxels" / f"{f:06d}.invalid"),
+        )
     np.testing.assert_array_equal(m.confusion(51.2), _official_pattern_split(split_dir))
     assert _occbench_split(split_dir) == _occbench_split_fromfile(split_dir) == m.compute()
 
@@ -289,7 +298,12 @@ def test_cold_read_files_only(benchmark, split_dir):
 
 @pytest.mark.benchmark(group=COLD)
 def test_cold_read_files_only_prefetch_next(benchmark, split_dir):
-    benchmark.pedantic(lambda root: _read_only(root, prefetch_next=True), setup=lambda: _evicted(split_dir), rounds=SPLIT_ROUNDS // 2, iterations=1)
+    benchmark.pedantic(
+        lambda root: _read_only(root, prefetch_next=True),
+        setup=lambda: _evicted(split_dir),
+        rounds=SPLIT_ROUNDS // 2,
+        iterations=1,
+    )
 
 
 @pytest.mark.benchmark(group=COLD)
@@ -300,8 +314,12 @@ def test_cold_occbench_end_to_end(benchmark, split_dir):
 
 @pytest.mark.benchmark(group=COLD)
 def test_cold_occbench_end_to_end_no_prefetch(benchmark, split_dir):
-    res = benchmark.pedantic(lambda root: _occbench_split(root, prefetch_next=False), setup=lambda: _evicted(split_dir),
-                             rounds=SPLIT_ROUNDS // 2, iterations=1)
+    res = benchmark.pedantic(
+        lambda root: _occbench_split(root, prefetch_next=False),
+        setup=lambda: _evicted(split_dir),
+        rounds=SPLIT_ROUNDS // 2,
+        iterations=1,
+    )
     assert res == _occbench_split(split_dir)
 
 

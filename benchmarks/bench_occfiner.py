@@ -8,6 +8,7 @@ voxels occupied, the rest empty), so the embedding takes its sparse CPU path; tr
 segmentation head only on the scans with ground truth (``TrainConfig.head_on_labelled``, the default). On CUDA (when available) the paper configuration with mixed
 precision: inference frames/s (= T / forward time) and training-step time; skipped otherwise.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -94,7 +95,9 @@ def test_cpu_small_forward(benchmark):
 def test_cpu_train_step(benchmark, config, gt_scans, lovasz_max_voxels):
     torch.manual_seed(0)
     f = _step_fn(OccFinerNet(OccFinerConfig.named(config)).train(), torch.device("cpu"), gt_scans, lovasz_max_voxels)
-    benchmark.extra_info.update(config=config, device="cpu", threads=1, window_frames=T, gt_scans=gt_scans, lovasz_max_voxels=lovasz_max_voxels)
+    benchmark.extra_info.update(
+        config=config, device="cpu", threads=1, window_frames=T, gt_scans=gt_scans, lovasz_max_voxels=lovasz_max_voxels
+    )
     assert np.isfinite(benchmark.pedantic(f, rounds=2, warmup_rounds=1))
 
 
@@ -113,7 +116,9 @@ def test_cuda_paper_inference_fps(benchmark):
     dev = torch.device("cuda")
     torch.manual_seed(0)
     f = _fwd_fn(OccFinerNet(OccFinerConfig.paper()).to(dev), dev)
-    benchmark.extra_info.update(config="paper", device=torch.cuda.get_device_name(), amp=str(amp_settings(dev, True)[1]))
+    benchmark.extra_info.update(
+        config="paper", device=torch.cuda.get_device_name(), amp=str(amp_settings(dev, True)[1])
+    )
     benchmark.pedantic(f, rounds=10, warmup_rounds=2)
     benchmark.extra_info["frames_per_second"] = T / benchmark.stats.stats.mean
 
@@ -123,5 +128,7 @@ def test_cuda_paper_train_step(benchmark):
     dev = torch.device("cuda")
     torch.manual_seed(0)
     f = _step_fn(OccFinerNet(OccFinerConfig.paper()).to(dev).train(), dev)
-    benchmark.extra_info.update(config="paper", device=torch.cuda.get_device_name(), amp=str(amp_settings(dev, True)[1]))
+    benchmark.extra_info.update(
+        config="paper", device=torch.cuda.get_device_name(), amp=str(amp_settings(dev, True)[1])
+    )
     assert np.isfinite(benchmark.pedantic(f, rounds=5, warmup_rounds=2))

@@ -6,6 +6,7 @@ scores (``refine_top2``) on occbench-mini val frames; the numbers of docs/autola
 
 The frames are ``--frames`` consecutive labelled scans from the middle of the first val sequence.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ def main() -> None:
     seq = ds[ds.sequence_names[0]]
     lab = [int(f) for f in seq.labelled_frames]
     mid = len(lab) // 2
-    targets = lab[max(0, mid - a.frames // 2):][: a.frames]
+    targets = lab[max(0, mid - a.frames // 2) :][: a.frames]
     m = load_method(a.method, **parse_options(a.option))
     if getattr(m, "refine_top2", None) is None:
         raise SystemExit(f"{a.method} has no refine_top2 (no scores): top-1 only")
@@ -39,12 +40,29 @@ def main() -> None:
     for t, l1, l2, p1, p2 in m.refine_top2(seq, targets):
         pl = top2_pseudo_label(l1, l2, p1, p2)
         planes = [len(zlib.compress(np.ascontiguousarray(x).tobytes(), 6)) for x in (pl.top1, pl.top2, *pl.conf)]
-        rows.append({"scan": int(t), "top1_bytes": len(encode(PseudoLabel(pl.top1))), "top2_bytes": len(encode(pl)),
-                     "plane_bytes_top1_top2_c1_c2": planes})
+        rows.append(
+            {
+                "scan": int(t),
+                "top1_bytes": len(encode(PseudoLabel(pl.top1))),
+                "top2_bytes": len(encode(pl)),
+                "plane_bytes_top1_top2_c1_c2": planes,
+            }
+        )
     kib = lambda k: round(float(np.mean([r[k] for r in rows])) / 1024, 1)  # noqa: E731
-    print(json.dumps({"method": a.method, "onboard": a.onboard, "sequence": seq.name, "frames": rows,
-                      "top1_KiB_per_frame": kib("top1_bytes"), "top2_KiB_per_frame": kib("top2_bytes"),
-                      "seconds": round(time.time() - t0, 1)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "method": a.method,
+                "onboard": a.onboard,
+                "sequence": seq.name,
+                "frames": rows,
+                "top1_KiB_per_frame": kib("top1_bytes"),
+                "top2_KiB_per_frame": kib("top2_bytes"),
+                "seconds": round(time.time() - t0, 1),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ and prints the command's wall time, CPU time and peak RSS. The tree needs about 
     python benchmarks/bench_render_citymap.py [--scans 4000] [--work DIR] [--keep]
     python benchmarks/bench_render_citymap.py --footprint 800 4000   # the map's tiles only, for extrapolating
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,9 +82,14 @@ def footprint(scans: int, every: int = 5, resolution: float = 0.2) -> dict:
     ks = np.array(sorted(tiles))
     span = (ks.max(axis=0) - ks.min(axis=0) + 1) * TILE
     n_cat = 12  # no static voxel + the 11 static classes of SemanticKITTI
-    return {"scans": scans, "frames": len(range(0, scans, every)), "tiles": len(tiles),
-            "tile_bytes": len(tiles) * 2 * TILE * TILE * n_cat * 2, "map_pixels": int(span[0] * span[1]),
-            "path_m": float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum())}
+    return {
+        "scans": scans,
+        "frames": len(range(0, scans, every)),
+        "tiles": len(tiles),
+        "tile_bytes": len(tiles) * 2 * TILE * TILE * n_cat * 2,
+        "map_pixels": int(span[0] * span[1]),
+        "path_m": float(np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,30 +98,58 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--output", type=Path, default=None, help="the picture (default: in the work folder)")
-    ap.add_argument("--footprint", type=int, nargs="*", default=None, metavar="SCANS",
-                    help="only report the map tiles the first SCANS scans touch (no tree, no rendering)")
+    ap.add_argument(
+        "--footprint",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="SCANS",
+        help="only report the map tiles the first SCANS scans touch (no tree, no rendering)",
+    )
     a = ap.parse_args(argv)
     if a.footprint is not None:
         for n in a.footprint or [800, 4000]:
             f = footprint(n)
-            print(f"{n} scans ({f['frames']} labelled, {f['path_m']:.0f} m driven): {f['tiles']} tiles, "
-                  f"{f['tile_bytes'] / 2**20:.0f} MiB of votes; dense map {f['map_pixels'] / 1e6:.1f} M pixels")
+            print(
+                f"{n} scans ({f['frames']} labelled, {f['path_m']:.0f} m driven): {f['tiles']} tiles, "
+                f"{f['tile_bytes'] / 2**20:.0f} MiB of votes; dense map {f['map_pixels'] / 1e6:.1f} M pixels"
+            )
         return 0
     work = a.work or Path(tempfile.mkdtemp(prefix="occbench-citymap-render-"))
     try:
         root, preds = build(work, a.scans)
         out = a.output or work / "citymap.png"
-        cmd = ["/usr/bin/time", "-v", "nice", "-n", "10", "occbench", "render", "citymap", "--dataset", "semantickitti",
-               "--root", str(root), "--predictions", f"saved={preds}", "-o", str(out)]
+        cmd = [
+            "/usr/bin/time",
+            "-v",
+            "nice",
+            "-n",
+            "10",
+            "occbench",
+            "render",
+            "citymap",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(root),
+            "--predictions",
+            f"saved={preds}",
+            "-o",
+            str(out),
+        ]
         print("$ " + " ".join(cmd[5:]), flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
         err = r.stderr
+
         def grab(key: str) -> str:
             m = re.search(rf"{re.escape(key)}: (.+)", err)
             return m.group(1).strip() if m else "?"
+
         print(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else err[-2000:])
-        print(f"exit {r.returncode}; wall {grab('Elapsed (wall clock) time (h:mm:ss or m:ss)')}; user {grab('User time (seconds)')} s; "
-              f"system {grab('System time (seconds)')} s; peak RSS {int(grab('Maximum resident set size (kbytes)')) / 1024:.0f} MiB")
+        print(
+            f"exit {r.returncode}; wall {grab('Elapsed (wall clock) time (h:mm:ss or m:ss)')}; user {grab('User time (seconds)')} s; "
+            f"system {grab('System time (seconds)')} s; peak RSS {int(grab('Maximum resident set size (kbytes)')) / 1024:.0f} MiB"
+        )
         return r.returncode
     finally:
         if not a.keep and a.work is None:

@@ -17,6 +17,7 @@ the engines, ``2n+1`` per target for the reference) are added on top.
     python benchmarks/bench_voting.py [--root ROOT] [--n 5 10 25] [--targets 10] [--impls exact-numba lattice-numba ...]
     pytest benchmarks/bench_voting.py --benchmark-only -s      # the same measurements through pytest-benchmark
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,9 @@ import numpy as np
 import pytest
 import torch
 
+from occbench.io.kitti import read_calib, read_poses
 from occbench_baselines.voting import SensorWeights, VotingConfig, _exact_kernels, make_engine, vote_frame_reference
 from occbench_baselines.voting.synthetic import SyntheticSequence
-from occbench.io.kitti import read_calib, read_poses
 
 SEQ08 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "08"
 SEQ08_TARGETS, SEQ08_SCANS = 815, 4071  # real sequence 08: labelled (every 5th) scans, all scans
@@ -62,7 +63,7 @@ class Data:
         else:
             num = max_scans or 120
             self.calib = read_calib(SEQ08 / "calib.txt")
-            self.poses = read_poses(SEQ08 / "poses.txt", self.calib)[1000:1000 + num]
+            self.poses = read_poses(SEQ08 / "poses.txt", self.calib)[1000 : 1000 + num]
             syn = SyntheticSequence(self.poses, seed=1)
             self.name = "synthetic scene, real seq-08 poses 1000.. (mini not found)"
             self.image_size = (1220, 370)
@@ -116,8 +117,15 @@ def time_engine(data: Data, n: int, k: int, impl: str) -> dict:
     wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     steady = (len(ts) - 1) / wall if len(ts) > 1 else float("nan")
     proj = first + (SEQ08_TARGETS - 1) / steady + SEQ08_SCANS * data.read_per_scan
-    return {"impl": impl, "n": n, "targets": len(ts) - 1, "first_s": first, "tps": steady,
-            "tps_cpu": (len(ts) - 1) / cpu if cpu > 0 else float("nan"), "proj_s": proj}
+    return {
+        "impl": impl,
+        "n": n,
+        "targets": len(ts) - 1,
+        "first_s": first,
+        "tps": steady,
+        "tps_cpu": (len(ts) - 1) / cpu if cpu > 0 else float("nan"),
+        "proj_s": proj,
+    }
 
 
 def time_reference(data: Data, n: int, k: int = 1) -> dict:
@@ -129,16 +137,28 @@ def time_reference(data: Data, n: int, k: int = 1) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rate = len(ts) / wall
     proj = SEQ08_TARGETS / rate + SEQ08_TARGETS * (2 * n + 1) * data.read_per_scan
-    return {"impl": "reference", "n": n, "targets": len(ts), "first_s": 1 / rate, "tps": rate, "tps_cpu": len(ts) / cpu,
-            "proj_s": proj}
+    return {
+        "impl": "reference",
+        "n": n,
+        "targets": len(ts),
+        "first_s": 1 / rate,
+        "tps": rate,
+        "tps_cpu": len(ts) / cpu,
+        "proj_s": proj,
+    }
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| implementation | n | targets timed | first target (s) | steady targets/s (wall) | targets/s (CPU time) "
-           "| projected real seq 08 (min) |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| implementation | n | targets timed | first target (s) | steady targets/s (wall) | targets/s (CPU time) "
+        "| projected real seq 08 (min) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['impl']} | {r['n']} | {r['targets']} | {r['first_s']:.2f} | {r['tps']:.3f} | {r['tps_cpu']:.3f} "
-                   f"| {r['proj_s'] / 60:.1f} |")
+        out.append(
+            f"| {r['impl']} | {r['n']} | {r['targets']} | {r['first_s']:.2f} | {r['tps']:.3f} | {r['tps_cpu']:.3f} "
+            f"| {r['proj_s'] / 60:.1f} |"
+        )
     return "\n".join(out)
 
 
@@ -156,12 +176,17 @@ def main() -> None:
     torch.set_num_threads(1)
     data = Data(mini_root(a.root), a.model)
     data.preload()
-    print(f"data: {data.name}, {data.num} scans; prediction read {1e3 * data.read_per_scan:.1f} ms/scan (median); "
-          f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"data: {data.name}, {data.num} scans; prediction read {1e3 * data.read_per_scan:.1f} ms/scan (median); "
+        f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     # warm-up outside the timed calls: numba compilation (or cached machine code load)
     for impl in a.impls:
         engine, backend = impl.split("-")
-        make_engine(engine, data.frames, data.poses[:2], data.calib, config(0, data), device="cpu", backend=backend).vote(0)
+        make_engine(
+            engine, data.frames, data.poses[:2], data.calib, config(0, data), device="cpu", backend=backend
+        ).vote(0)
     rows = []
     for n in a.n:
         for impl in a.impls:
@@ -185,7 +210,9 @@ def data():
 
 def _report(benchmark, row: dict) -> None:
     benchmark.extra_info.update(targets_per_s=row["tps"], projected_seq08_s=row["proj_s"])
-    print(f"\n[{row['impl']} n={row['n']}] {row['tps']:.3f} targets/s -> projected real seq 08: {row['proj_s'] / 60:.1f} min")
+    print(
+        f"\n[{row['impl']} n={row['n']}] {row['tps']:.3f} targets/s -> projected real seq 08: {row['proj_s'] / 60:.1f} min"
+    )
 
 
 @pytest.mark.parametrize("n", [5, 25])
@@ -194,7 +221,9 @@ def test_bench_engine(benchmark, data, n, impl):
     if impl.endswith("numba") and not _exact_kernels.AVAILABLE:
         pytest.skip("numba not installed")
     row: dict = {}
-    benchmark.pedantic(lambda: row.update(time_engine(data, n, 4 if impl.endswith("numba") else 1, impl)), rounds=1, iterations=1)
+    benchmark.pedantic(
+        lambda: row.update(time_engine(data, n, 4 if impl.endswith("numba") else 1, impl)), rounds=1, iterations=1
+    )
     _report(benchmark, row)
 
 

@@ -17,6 +17,7 @@ labelled scans, and prints the relative mIoU gain over onboard at 12.8 / 25.6 / 
 ``--stage1 CHECKPOINT`` also scores OccFiner stage 1 (a checkpoint trained without the held-out sequence) on it.
 Numbers are SYNTHETIC and on held-out train data; they are not leaderboard results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ def held_out_root(root: Path, generator: str) -> Path:
     from occbench.synth import MiniConfig, default_mini_config, generate_mini
 
     d = default_mini_config(generator=generator)
-    cfg = MiniConfig(seed=d.seed, scans={HELD_OUT: d.scans[HELD_OUT]}, splits={"train": (HELD_OUT,)}, onboard=d.onboard,
-                     generator=generator, size="custom")
+    cfg = MiniConfig(
+        seed=d.seed,
+        scans={HELD_OUT: d.scans[HELD_OUT]},
+        splits={"train": (HELD_OUT,)},
+        onboard=d.onboard,
+        generator=generator,
+        size="custom",
+    )
     generate_mini(root, cfg, progress=False, onboard=[])
     return root
 
@@ -68,8 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--generator", default="1.2")
     ap.add_argument("--model", default="voxformer-sim")
     ap.add_argument("--name", default="default")
-    ap.add_argument("--set", action="append", default=[], metavar="PARAMETER=VALUE",
-                    help="a parameter of the model (JSON value), e.g. depth_sigma=1.0 or inst_miss_class='{}'")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PARAMETER=VALUE",
+        help="a parameter of the model (JSON value), e.g. depth_sigma=1.0 or inst_miss_class='{}'",
+    )
     ap.add_argument("--split", default="train", choices=("train",), help="always train: calibration never looks at val")
     ap.add_argument("--max-targets", type=int, default=0, help="labelled scans scored (0: all 40)")
     ap.add_argument("--stage1", type=Path, default=None, help="also score this stage-1 checkpoint")
@@ -95,28 +107,43 @@ def main(argv: list[str] | None = None) -> dict:
     onboard, af = SSCMetric(), SSCMetric()
     from occbench_baselines.voting import SensorWeights, VotingConfig, make_engine
 
-    cfg = VotingConfig(n=25, empty_policy="occupancy", weights=SensorWeights(kind="none"),
-                       num_classes=seq.label_map.num_classes)
+    cfg = VotingConfig(
+        n=25, empty_policy="occupancy", weights=SensorWeights(kind="none"), num_classes=seq.label_map.num_classes
+    )
     eng = make_engine("exact", seq.prediction, seq.poses, seq.calib, cfg, device="cpu")
     for t in data.targets[seq.name]:
         gt = data.gts[seq.name][t]
         onboard.update(seq.prediction(t), gt)
         af.update(eng.vote(t), gt)
-    row = {"name": a.name, "generator": a.generator, "model": a.model, "sequence": HELD_OUT, "split": "train",
-           "overrides": {str(k): v for k, v in overrides.items()}, "targets": data.num_targets,
-           "onboard": scores(onboard), "average-fusion": scores(af)}
+    row = {
+        "name": a.name,
+        "generator": a.generator,
+        "model": a.model,
+        "sequence": HELD_OUT,
+        "split": "train",
+        "overrides": {str(k): v for k, v in overrides.items()},
+        "targets": data.num_targets,
+        "onboard": scores(onboard),
+        "average-fusion": scores(af),
+    }
     row["gain"] = {"average-fusion": gains(row["onboard"], row["average-fusion"])}
     if a.stage1 is not None:
         row["occfiner-stage1"] = stage1_scores(a.stage1, data)
         row["gain"]["occfiner-stage1"] = gains(row["onboard"], row["occfiner-stage1"])
     row["seconds"] = {"predictions": round(t_pred, 1), "total": round(time.perf_counter() - t0, 1)}
     fmt = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    print(f"{a.name} ({a.model}, generator {a.generator}, held-out train sequence {HELD_OUT}, SYNTHETIC): "
-          f"{json.dumps(row['overrides'])}")
-    print(f"  onboard IoU {fmt([row['onboard'][r][0] for r in RANGES])}, mIoU {fmt([row['onboard'][r][1] for r in RANGES])}")
+    print(
+        f"{a.name} ({a.model}, generator {a.generator}, held-out train sequence {HELD_OUT}, SYNTHETIC): "
+        f"{json.dumps(row['overrides'])}"
+    )
+    print(
+        f"  onboard IoU {fmt([row['onboard'][r][0] for r in RANGES])}, mIoU {fmt([row['onboard'][r][1] for r in RANGES])}"
+    )
     for m, g in row["gain"].items():
-        print(f"  {m}: mIoU {fmt([row[m][r][1] for r in RANGES])}, gain {' / '.join(f'{x:+.1f} %' for x in g)} "
-              f"(paper {' / '.join(f'{x:+.1f} %' for x in PAPER_GAINS[m])})")
+        print(
+            f"  {m}: mIoU {fmt([row[m][r][1] for r in RANGES])}, gain {' / '.join(f'{x:+.1f} %' for x in g)} "
+            f"(paper {' / '.join(f'{x:+.1f} %' for x in PAPER_GAINS[m])})"
+        )
     print(f"  {row['seconds']['total']:.0f} s", flush=True)
     if a.json:
         with open(a.json, "a") as f:

@@ -8,6 +8,7 @@ curve with pitch and roll). For every sensor weighting (none, camera, lidar) the
 (numba) and on CUDA (torch), read with the three empty policies, and compared voxel for voxel; the votes too for the
 first target. Exit status 1 if any label differs. Without CUDA it says so and exits 2 (nothing was checked).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,11 @@ def curve_poses(num: int) -> np.ndarray:
     for i in range(num):
         yaw, pitch, roll = 0.02 * i, 0.01 * np.sin(i / 7), 0.008 * np.cos(i / 5)
         cy, sy, cp, sp, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
-        out[i, :3, :3] = (np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]]) @ np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
-                          @ np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]]))
+        out[i, :3, :3] = (
+            np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+            @ np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+            @ np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+        )
         out[i, :3, 3] = [np.sin(yaw) / 0.02 if i else 0.0, (1 - np.cos(yaw)) / 0.02 if i else 0.0, 0.05 * np.sin(i / 9)]
     return out
 
@@ -43,13 +47,20 @@ def cached(read):
         if i not in grids:
             grids[i] = read(i)
         return grids[i]
+
     return frames
 
 
 def load(root: str | None, num: int):
     from occbench.synth.cache import default_mini_root
 
-    r = Path(root) if root else Path(os.environ["OCCBENCH_MINI"]) if os.environ.get("OCCBENCH_MINI") else default_mini_root()
+    r = (
+        Path(root)
+        if root
+        else Path(os.environ["OCCBENCH_MINI"])
+        if os.environ.get("OCCBENCH_MINI")
+        else default_mini_root()
+    )
     if (r / "mini.json").is_file():
         from occbench.datasets import OccbenchMini
 
@@ -62,8 +73,13 @@ def load(root: str | None, num: int):
     Tr[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]
     poses = curve_poses(num)
     syn = SyntheticSequence(poses, seed=4)
-    return "synthetic scene, curved poses", poses, Calibration(P={k: P2 for k in ("P0", "P1", "P2", "P3")}, Tr=Tr), \
-        (1220, 370), cached(syn.noisy)
+    return (
+        "synthetic scene, curved poses",
+        poses,
+        Calibration(P={k: P2 for k in ("P0", "P1", "P2", "P3")}, Tr=Tr),
+        (1220, 370),
+        cached(syn.noisy),
+    )
 
 
 def main() -> int:
@@ -98,8 +114,13 @@ def main() -> int:
         diff = sum(int((res["cpu"][t][p] != res["cuda"][t][p]).sum()) for t in targets for p in EMPTY_POLICIES)
         vdiff = int((res["cpu"]["votes"] != res["cuda"]["votes"]).sum())
         bad += diff + vdiff
-        row = {"weights": kind, "differing_labels": diff, "differing_votes": vdiff,
-               "cpu_targets_per_s": res["cpu"]["rate"], "cuda_targets_per_s": res["cuda"]["rate"]}
+        row = {
+            "weights": kind,
+            "differing_labels": diff,
+            "differing_votes": vdiff,
+            "cpu_targets_per_s": res["cpu"]["rate"],
+            "cuda_targets_per_s": res["cuda"]["rate"],
+        }
         report["runs"].append(row)
         print(row, flush=True)
     print("IDENTICAL" if bad == 0 else f"DIFFERENT: {bad} voxels/votes differ")

@@ -32,6 +32,7 @@ per-frame arrays (about 60 MB) and the interpreter with numpy, scipy and numba (
 
 (default: the real sequence 00 shipped in ``tests/data/kitti-odometry/sequences/00``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,19 @@ from occbench.metrics import CityMapMetric
 SEQ00 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "00"
 LIDAR_HEIGHT = 1.73  # m above the ground (KITTI HDL-64 mounting)
 # SemanticKITTI train ids
-CAR, ROAD, PARKING, SIDEWALK, BUILDING, FENCE, VEG, TRUNK, TERRAIN, POLE, SIGN = 1, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19
+CAR, ROAD, PARKING, SIDEWALK, BUILDING, FENCE, VEG, TRUNK, TERRAIN, POLE, SIGN = (
+    1,
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+)
 NX, NY, NZ = GRID_SHAPE
 
 
@@ -77,7 +90,11 @@ class WorldScene:
         self.cell = cell
         self.lo = xy.min(axis=0) - margin
         shape = np.ceil((xy.max(axis=0) + margin - self.lo) / cell).astype(int) + 1
-        gx, gy = np.meshgrid(self.lo[0] + cell * (np.arange(shape[0]) + 0.5), self.lo[1] + cell * (np.arange(shape[1]) + 0.5), indexing="ij")
+        gx, gy = np.meshgrid(
+            self.lo[0] + cell * (np.arange(shape[0]) + 0.5),
+            self.lo[1] + cell * (np.arange(shape[1]) + 0.5),
+            indexing="ij",
+        )
         d, nearest = cKDTree(xy).query(np.stack([gx.ravel(), gy.ravel()], axis=1))
         self.dist = d.reshape(shape).astype(np.float32)  # distance to the trajectory (~ the road centre line)
         self.ground = (self.poses[nearest, 2, 3] - LIDAR_HEIGHT).reshape(shape).astype(np.float32)  # ground height
@@ -108,7 +125,9 @@ class WorldScene:
         hh = _hash01(b4i, b4j, 2)  # block height draw
         h1 = _hash01(np.floor(wx).astype(np.int64), np.floor(wy).astype(np.int64), 3)  # 1 m draw
         # ground class per column
-        gcls = np.where(d < 5, ROAD, np.where(d < 7.5, SIDEWALK, np.where(d < 10, np.where(hb < 0.3, PARKING, TERRAIN), TERRAIN))).astype(np.uint8)
+        gcls = np.where(
+            d < 5, ROAD, np.where(d < 7.5, SIDEWALK, np.where(d < 10, np.where(hb < 0.3, PARKING, TERRAIN), TERRAIN))
+        ).astype(np.uint8)
         built = hb < 0.5  # a block with a building: 4 m deep facade slab from 12 m, occluding what is behind
         building = built & (d >= 12) & (d < 16)
         tree = ((d >= 10) & (d < 22) & (hb >= 0.5) & (hb < 0.75)) | ((d >= 22) & (hb < 0.2))
@@ -160,7 +179,7 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
     n = len(poses)
     checkpoints = sorted({min(c, n) for c in checkpoints})
     if plan:
-        city.expect(poses[:checkpoints[-1]])
+        city.expect(poses[: checkpoints[-1]])
     out: list[dict] = []
     t_gen = t_add = 0.0
     inv_frac = []
@@ -176,8 +195,10 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
             t_gen += b - a
             if t % 500 == 0:
                 inv_frac.append(float(inv.mean()))
-                log(f"  frame {t}: {time.perf_counter() - t0:.0f} s, state {city.state.nbytes / 2**20:.0f} MiB "
-                    f"(+{city.state.spilled_bytes / 2**20:.0f} MiB on disk), peak RSS {_rss_mb():.0f} MB")
+                log(
+                    f"  frame {t}: {time.perf_counter() - t0:.0f} s, state {city.state.nbytes / 2**20:.0f} MiB "
+                    f"(+{city.state.spilled_bytes / 2**20:.0f} MiB on disk), peak RSS {_rss_mb():.0f} MB"
+                )
         done = cp
         add_peak = tracemalloc.get_traced_memory()[1]
         rss_before = _rss_mb()
@@ -203,7 +224,9 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
             "tiles_reduced_early": int(city.state.finalised_early),
             "map_voxels": int(res["n_map_voxels"]),
             "invalid_fraction_sampled": float(np.mean(inv_frac)),
-            "city_map": {k: res[k] for k in ("iou", "miou", "n_map_voxels", "n_static_gt", "n_static_pred", "n_frames")},
+            "city_map": {
+                k: res[k] for k in ("iou", "miou", "n_map_voxels", "n_static_gt", "n_static_pred", "n_frames")
+            },
         }
         tracemalloc.reset_peak()
         out.append(row)
@@ -216,16 +239,26 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--poses", type=Path, default=SEQ00 / "poses.txt", help="KITTI poses.txt (camera 0) of the sequence")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--poses", type=Path, default=SEQ00 / "poses.txt", help="KITTI poses.txt (camera 0) of the sequence"
+    )
     ap.add_argument("--calib", type=Path, default=SEQ00 / "calib.txt", help="its calib.txt (for the LiDAR poses)")
     ap.add_argument("--checkpoints", type=int, nargs="+", default=[1000, 2000, 4541])
-    ap.add_argument("--max-minutes", type=float, default=60.0, help="no further checkpoint once this much time has passed")
+    ap.add_argument(
+        "--max-minutes", type=float, default=60.0, help="no further checkpoint once this much time has passed"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the checkpoint rows here")
-    ap.add_argument("--no-plan", dest="plan", action="store_false", help="do not declare the poses first (unbounded state)")
+    ap.add_argument(
+        "--no-plan", dest="plan", action="store_false", help="do not declare the poses first (unbounded state)"
+    )
     a = ap.parse_args(argv)
     poses = read_poses(a.poses, read_calib(a.calib))
-    _log(f"{a.poses}: {len(poses)} poses, path length {np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum():.0f} m")
+    _log(
+        f"{a.poses}: {len(poses)} poses, path length {np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum():.0f} m"
+    )
     rows = run(poses, a.checkpoints, a.max_minutes, plan=a.plan)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1) + "\n")

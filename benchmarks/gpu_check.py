@@ -33,6 +33,7 @@ holds torch / CUDA / cuDNN versions, the GPU's name, the command, every number, 
 flag. Exit codes: 0 every gating check passed; 1 a gating check failed (or a phase raised); 2 usage error, or
 ``--device cuda`` without a CUDA device. Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,10 +82,30 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", mini="tiny", crop=None, voting_n=(5, 10, 25), windows=2, refine_targets=10, warmup=2,
-                    max_rounds=30, measure_s=8.0, budget_s=420.0),
-    "ci": Profile("ci", mini="ci", crop=32, voting_n=(1, 2), windows=1, refine_targets=4, warmup=0, max_rounds=1,
-                  measure_s=0.0, budget_s=300.0),
+    "full": Profile(
+        "full",
+        mini="tiny",
+        crop=None,
+        voting_n=(5, 10, 25),
+        windows=2,
+        refine_targets=10,
+        warmup=2,
+        max_rounds=30,
+        measure_s=8.0,
+        budget_s=420.0,
+    ),
+    "ci": Profile(
+        "ci",
+        mini="ci",
+        crop=32,
+        voting_n=(1, 2),
+        windows=1,
+        refine_targets=4,
+        warmup=0,
+        max_rounds=1,
+        measure_s=0.0,
+        budget_s=300.0,
+    ),
 }
 
 
@@ -112,8 +133,12 @@ class GpuCheck:
             "profile": dataclasses.asdict(profile),
             "device": self._device_info(),
             "versions": self._versions(),
-            "settings": {"budget_s": self.budget, "agreement_min": AGREEMENT_MIN, "amp_reported_min": AMP_REPORTED_MIN,
-                         "torch_threads": torch.get_num_threads()},
+            "settings": {
+                "budget_s": self.budget,
+                "agreement_min": AGREEMENT_MIN,
+                "amp_reported_min": AMP_REPORTED_MIN,
+                "torch_threads": torch.get_num_threads(),
+            },
             "checks": [],
             "phases": {},
             "skipped": [],
@@ -139,11 +164,22 @@ class GpuCheck:
         atomic_write_text(self.out, json.dumps(self.report, indent=1, default=_plain) + "\n")
 
     def check(self, name: str, passed: bool, value, threshold=None, gating: bool = True, detail: str = "") -> None:
-        self.report["checks"].append({"name": name, "passed": bool(passed), "gating": gating, "value": value,
-                                      "threshold": threshold, "detail": detail})
+        self.report["checks"].append(
+            {
+                "name": name,
+                "passed": bool(passed),
+                "gating": gating,
+                "value": value,
+                "threshold": threshold,
+                "detail": detail,
+            }
+        )
         what = "check" if gating else "reported"
-        self.log(f"{what} {name}: {'PASS' if passed else 'FAIL'} (value {value}"
-                 + (f", threshold {threshold}" if threshold is not None else "") + ")")
+        self.log(
+            f"{what} {name}: {'PASS' if passed else 'FAIL'} (value {value}"
+            + (f", threshold {threshold}" if threshold is not None else "")
+            + ")"
+        )
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         t = time.perf_counter()
@@ -151,8 +187,9 @@ class GpuCheck:
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - recorded, the other phases still run
-            self.report["errors"].append({"phase": name, "error": f"{type(e).__name__}: {e}",
-                                          "traceback": traceback.format_exc(limit=8)})
+            self.report["errors"].append(
+                {"phase": name, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=8)}
+            )
             self.check(f"{name}: ran without error", False, f"{type(e).__name__}: {e}")
             if self.cuda:
                 torch.cuda.empty_cache()
@@ -202,26 +239,43 @@ class GpuCheck:
             fn()
             self.sync()
             times.append(time.perf_counter() - t)
-        return {"rounds": len(times), "warmup": self.p.warmup, "mean_s": float(np.mean(times)),
-                "median_s": float(np.median(times)), "min_s": float(np.min(times)), "peak_gpu_mib": self.peak_mib()}
+        return {
+            "rounds": len(times),
+            "warmup": self.p.warmup,
+            "mean_s": float(np.mean(times)),
+            "median_s": float(np.median(times)),
+            "min_s": float(np.min(times)),
+            "peak_gpu_mib": self.peak_mib(),
+        }
 
     def _device_info(self) -> dict:
-        d: dict = {"requested": str(self.dev), "cpu": platform.processor() or platform.machine(),
-                   "cpu_count": os.cpu_count()}
+        d: dict = {
+            "requested": str(self.dev),
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+        }
         if self.cuda:
             prop = torch.cuda.get_device_properties(self.dev)
-            d.update(name=torch.cuda.get_device_name(self.dev), capability=list(torch.cuda.get_device_capability(self.dev)),
-                     total_memory_mib=round(prop.total_memory / 2**20), multiprocessors=prop.multi_processor_count,
-                     bf16=torch.cuda.is_bf16_supported())
+            d.update(
+                name=torch.cuda.get_device_name(self.dev),
+                capability=list(torch.cuda.get_device_capability(self.dev)),
+                total_memory_mib=round(prop.total_memory / 2**20),
+                multiprocessors=prop.multi_processor_count,
+                bf16=torch.cuda.is_bf16_supported(),
+            )
         else:
             d["name"] = "cpu"
         return d
 
     @staticmethod
     def _versions() -> dict:
-        v = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-             "numpy": np.__version__}
+        v = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "numpy": np.__version__,
+        }
         try:
             import numba
 
@@ -263,11 +317,20 @@ class GpuCheck:
         self.frames = [self.crop(seq.prediction(i)) for i in range(self.n_scans)]
         read_s = time.perf_counter() - t
         self.labelled = list(seq.labelled_frames)
-        self.report["data"] = {"root": str(root), "size": self.p.mini, "reused": reused, "scans": self.n_scans,
-                               "labelled": len(self.labelled), "grid": list(self.frames[0].shape),
-                               "generate_s": round(gen_s, 2), "read_s": round(read_s, 2)}
-        self.log(f"data: {self.n_scans} scans ({'reused' if reused else f'generated in {gen_s:.1f} s'}), "
-                 f"grid {self.frames[0].shape}")
+        self.report["data"] = {
+            "root": str(root),
+            "size": self.p.mini,
+            "reused": reused,
+            "scans": self.n_scans,
+            "labelled": len(self.labelled),
+            "grid": list(self.frames[0].shape),
+            "generate_s": round(gen_s, 2),
+            "read_s": round(read_s, 2),
+        }
+        self.log(
+            f"data: {self.n_scans} scans ({'reused' if reused else f'generated in {gen_s:.1f} s'}), "
+            f"grid {self.frames[0].shape}"
+        )
 
     # -- stage 2: voting --------------------------------------------------------------------------------------
     def voting(self) -> None:
@@ -291,23 +354,41 @@ class GpuCheck:
                     labels.append(eng.vote(tg))
                     times.append(time.perf_counter() - t)
                 rest = sum(times[1:])
-                runs[side] = {"backend": eng.backend, "device": str(eng.device), "labels": labels,
-                              "first_target_s": times[0], "targets_per_s": (len(times) - 1) / rest if rest > 0 else 1 / times[0],
-                              "peak_gpu_mib": self.peak_mib() if side == "device" else None}
+                runs[side] = {
+                    "backend": eng.backend,
+                    "device": str(eng.device),
+                    "labels": labels,
+                    "first_target_s": times[0],
+                    "targets_per_s": (len(times) - 1) / rest if rest > 0 else 1 / times[0],
+                    "peak_gpu_mib": self.peak_mib() if side == "device" else None,
+                }
             diff = sum(int((a != b).sum()) for a, b in zip(runs["cpu"]["labels"], runs["device"]["labels"]))
             total = sum(a.size for a in runs["cpu"]["labels"])
-            row = {"n": n, "targets": len(targets), "window_scans_mean": float(np.mean(
-                [min(self.n_scans - 1, t + n) - max(0, t - n) + 1 for t in targets])), "differing_voxels": diff,
-                "voxels": total}
+            row = {
+                "n": n,
+                "targets": len(targets),
+                "window_scans_mean": float(
+                    np.mean([min(self.n_scans - 1, t + n) - max(0, t - n) + 1 for t in targets])
+                ),
+                "differing_voxels": diff,
+                "voxels": total,
+            }
             for side in ("cpu", "device"):
                 r = runs[side]
                 row[side] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "labels"}
             rows.append(row)
-            self.check(f"voting n={n}: device labels identical to the CPU engine's", diff == 0, diff, 0,
-                       detail=f"{len(targets)} targets, {total} voxels; device {runs['device']['backend']}, "
-                              f"cpu {runs['cpu']['backend']}")
-            self.log(f"voting n={n}: cpu {row['cpu']['targets_per_s']:.2f} targets/s, device "
-                     f"{row['device']['targets_per_s']:.2f} targets/s (first target {row['device']['first_target_s']:.2f} s)")
+            self.check(
+                f"voting n={n}: device labels identical to the CPU engine's",
+                diff == 0,
+                diff,
+                0,
+                detail=f"{len(targets)} targets, {total} voxels; device {runs['device']['backend']}, "
+                f"cpu {runs['cpu']['backend']}",
+            )
+            self.log(
+                f"voting n={n}: cpu {row['cpu']['targets_per_s']:.2f} targets/s, device "
+                f"{row['device']['targets_per_s']:.2f} targets/s (first target {row['device']['first_target_s']:.2f} s)"
+            )
         self.report["voting"] = rows
 
     # -- stage 1 ----------------------------------------------------------------------------------------------
@@ -323,8 +404,10 @@ class GpuCheck:
         wcfg = WindowConfig(**extra["window_config"]) if extra.get("window_config") else WindowConfig()
         torch.manual_seed(0)
         paper = OccFinerNet(OccFinerConfig.paper()).eval()
-        return {"small": (small, f"shipped checkpoint {path.name} (small configuration)", wcfg),
-                "paper": (paper, "paper configuration, random initialisation (seed 0)", wcfg)}
+        return {
+            "small": (small, f"shipped checkpoint {path.name} (small configuration)", wcfg),
+            "paper": (paper, "paper configuration, random initialisation (seed 0)", wcfg),
+        }
 
     def window(self, pivot: int, wcfg) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         from occbench_baselines.occfiner.windows import window_indices
@@ -356,8 +439,12 @@ class GpuCheck:
         use_amp, amp_dtype = self.amp()
         for name, (cpu_model, desc, wcfg) in self.nets.items():
             dev_model = self.device_model(cpu_model)
-            res: dict = {"source": desc, "parameters": cpu_model.num_parameters(), "window": dataclasses.asdict(wcfg),
-                         "windows": self.pivots()}
+            res: dict = {
+                "source": desc,
+                "parameters": cpu_model.num_parameters(),
+                "window": dataclasses.asdict(wcfg),
+                "windows": self.pivots(),
+            }
             agree = {"fp32": [0, 0], "amp": [0, 0]}
             cpu_s = []
             for pv in self.pivots():
@@ -372,8 +459,10 @@ class GpuCheck:
                 try:
                     pd, td = pred.to(self.dev), tf.to(self.dev)
                     for mode in ("fp32", "amp"):
-                        with torch.inference_mode(), torch.autocast(self.dev.type, dtype=amp_dtype,
-                                                                    enabled=use_amp and mode == "amp"):
+                        with (
+                            torch.inference_mode(),
+                            torch.autocast(self.dev.type, dtype=amp_dtype, enabled=use_amp and mode == "amp"),
+                        ):
                             lab = dev_model(pd.long(), td).argmax(2).cpu()
                         agree[mode][0] += int((lab == ref).sum())
                         agree[mode][1] += ref.numel()
@@ -384,10 +473,19 @@ class GpuCheck:
                 a = agree[mode][0] / agree[mode][1]
                 res[f"agreement_{mode}"] = a
                 gating = mode == "fp32"
-                self.check(f"stage1 {name} forward {mode}: device argmax agrees with the CPU's", a >= (AGREEMENT_MIN if gating else AMP_REPORTED_MIN),
-                           round(a, 6), AGREEMENT_MIN if gating else AMP_REPORTED_MIN, gating=gating,
-                           detail=f"{agree[mode][1]} voxels in {len(self.pivots())} window(s) of T = {wcfg.local + wcfg.reference}"
-                                  + ("" if mode == "fp32" else f"; autocast {str(amp_dtype).replace('torch.', '') if use_amp else 'off'}"))
+                self.check(
+                    f"stage1 {name} forward {mode}: device argmax agrees with the CPU's",
+                    a >= (AGREEMENT_MIN if gating else AMP_REPORTED_MIN),
+                    round(a, 6),
+                    AGREEMENT_MIN if gating else AMP_REPORTED_MIN,
+                    gating=gating,
+                    detail=f"{agree[mode][1]} voxels in {len(self.pivots())} window(s) of T = {wcfg.local + wcfg.reference}"
+                    + (
+                        ""
+                        if mode == "fp32"
+                        else f"; autocast {str(amp_dtype).replace('torch.', '') if use_amp else 'off'}"
+                    ),
+                )
             self.stage1[name] = res
             del dev_model
         self.report["stage1"] = self.stage1
@@ -401,20 +499,47 @@ class GpuCheck:
         targets = list(range(min(self.p.refine_targets, self.n_scans)))
         fr = self.frames.__getitem__
         t = time.perf_counter()
-        ref = dict(refine_sequence(copy.deepcopy(cpu_model), fr, self.poses, self.n_scans, targets, wcfg,
-                                   device="cpu", amp=False, progress=False))
+        ref = dict(
+            refine_sequence(
+                copy.deepcopy(cpu_model),
+                fr,
+                self.poses,
+                self.n_scans,
+                targets,
+                wcfg,
+                device="cpu",
+                amp=False,
+                progress=False,
+            )
+        )
         res = {"targets": len(targets), "cpu_s": time.perf_counter() - t}
         for mode in ("fp32", "amp"):
-            out = dict(refine_sequence(self.device_model(cpu_model), fr, self.poses, self.n_scans, targets, wcfg,
-                                       device=self.dev, amp=mode == "amp", progress=False))
+            out = dict(
+                refine_sequence(
+                    self.device_model(cpu_model),
+                    fr,
+                    self.poses,
+                    self.n_scans,
+                    targets,
+                    wcfg,
+                    device=self.dev,
+                    amp=mode == "amp",
+                    progress=False,
+                )
+            )
             same = sum(int((out[f] == ref[f]).sum()) for f in targets)
             total = sum(ref[f].size for f in targets)
             a = same / total
             res[f"agreement_{mode}"] = a
             gating = mode == "fp32"
-            self.check(f"stage1 small refine_sequence {mode}: device labels agree with the CPU's", a >= (AGREEMENT_MIN if gating else AMP_REPORTED_MIN),
-                       round(a, 6), AGREEMENT_MIN if gating else AMP_REPORTED_MIN, gating=gating,
-                       detail=f"scans 0..{len(targets) - 1}, {total} voxels")
+            self.check(
+                f"stage1 small refine_sequence {mode}: device labels agree with the CPU's",
+                a >= (AGREEMENT_MIN if gating else AMP_REPORTED_MIN),
+                round(a, 6),
+                AGREEMENT_MIN if gating else AMP_REPORTED_MIN,
+                gating=gating,
+                detail=f"scans 0..{len(targets) - 1}, {total} voxels",
+            )
         self.stage1["small"]["refine_agreement"] = res
 
     def stage1_speed(self) -> None:
@@ -432,16 +557,24 @@ class GpuCheck:
                     continue
 
                 def fwd(mode=mode):
-                    with torch.inference_mode(), torch.autocast(self.dev.type, dtype=amp_dtype,
-                                                                enabled=use_amp and mode == "amp"):
+                    with (
+                        torch.inference_mode(),
+                        torch.autocast(self.dev.type, dtype=amp_dtype, enabled=use_amp and mode == "amp"),
+                    ):
                         return model(pd, td)
 
                 r = self.timed(fwd)
-                r.update(windows_per_s=1 / r["mean_s"], frames_per_s=T / r["mean_s"], window_frames=T,
-                         autocast=(str(amp_dtype).replace("torch.", "") if use_amp and mode == "amp" else "off"))
+                r.update(
+                    windows_per_s=1 / r["mean_s"],
+                    frames_per_s=T / r["mean_s"],
+                    window_frames=T,
+                    autocast=(str(amp_dtype).replace("torch.", "") if use_amp and mode == "amp" else "off"),
+                )
                 speed[mode] = r
-                self.log(f"stage1 {name} forward {mode}: {r['windows_per_s']:.2f} windows/s, {r['frames_per_s']:.1f} frames/s, "
-                         f"peak {r['peak_gpu_mib']} MiB")
+                self.log(
+                    f"stage1 {name} forward {mode}: {r['windows_per_s']:.2f} windows/s, {r['frames_per_s']:.1f} frames/s, "
+                    f"peak {r['peak_gpu_mib']} MiB"
+                )
             self.stage1[name]["forward"] = speed
             del model, pd, td
             self.save()
@@ -458,8 +591,20 @@ class GpuCheck:
             model = self.device_model(cpu_model)
 
             def run(targets, model=model, amp=mode == "amp") -> int:
-                return sum(1 for _ in refine_sequence(model, self.frames.__getitem__, self.poses, self.n_scans, targets,
-                                                      wcfg, device=self.dev, amp=amp, progress=False))
+                return sum(
+                    1
+                    for _ in refine_sequence(
+                        model,
+                        self.frames.__getitem__,
+                        self.poses,
+                        self.n_scans,
+                        targets,
+                        wcfg,
+                        device=self.dev,
+                        amp=amp,
+                        progress=False,
+                    )
+                )
 
             if self.p.warmup:
                 run([0])  # the windows of scan 0, untimed
@@ -468,9 +613,14 @@ class GpuCheck:
             n = run(None)
             self.sync()
             dt = time.perf_counter() - t
-            res[mode] = {"scans": n, "seconds": dt, "scans_per_s": n / dt, "peak_gpu_mib": self.peak_mib(),
-                         "warmup": "the windows of scan 0" if self.p.warmup else "none",
-                         "note": "one timed pass over the whole val sequence"}
+            res[mode] = {
+                "scans": n,
+                "seconds": dt,
+                "scans_per_s": n / dt,
+                "peak_gpu_mib": self.peak_mib(),
+                "warmup": "the windows of scan 0" if self.p.warmup else "none",
+                "note": "one timed pass over the whole val sequence",
+            }
             self.log(f"stage1 {name} refine_sequence {mode}: {n / dt:.2f} scans/s")
             del model
         self.stage1[name]["refine_sequence"] = res
@@ -511,10 +661,19 @@ class GpuCheck:
                 losses.append(float(loss.detach()))
 
             r = self.timed(step)
-            r.update(steps_per_s=1 / r["mean_s"], labelled_outputs=int(outputs.sum()), window_frames=pred.shape[1],
-                     autocast=str(amp_dtype).replace("torch.", "") if use_amp else "off", grad_scaler=use_scaler,
-                     lovasz="exact", first_loss=losses[0], last_loss=losses[-1])
-            self.check(f"stage1 {name} training step: finite loss", bool(np.isfinite(losses).all()), round(losses[-1], 4))
+            r.update(
+                steps_per_s=1 / r["mean_s"],
+                labelled_outputs=int(outputs.sum()),
+                window_frames=pred.shape[1],
+                autocast=str(amp_dtype).replace("torch.", "") if use_amp else "off",
+                grad_scaler=use_scaler,
+                lovasz="exact",
+                first_loss=losses[0],
+                last_loss=losses[-1],
+            )
+            self.check(
+                f"stage1 {name} training step: finite loss", bool(np.isfinite(losses).all()), round(losses[-1], 4)
+            )
             self.stage1[name]["train_step"] = r
             self.log(f"stage1 {name} training step: {r['mean_s']:.3f} s/step, peak {r['peak_gpu_mib']} MiB")
             del model, opt
@@ -525,8 +684,10 @@ class GpuCheck:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         self.report["settings"]["tf32"] = False if self.cuda else None
-        self.log(f"device {self.report['device']['name']}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-                 f"profile {self.p.name}; report: {self.out}")
+        self.log(
+            f"device {self.report['device']['name']}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+            f"profile {self.p.name}; report: {self.out}"
+        )
         self.save()
         self.phase("data", self.data)
         if "data" in self.report:
@@ -537,9 +698,12 @@ class GpuCheck:
                 self.phase("training-step", self.train_step)
         self.save()
         failed = [c["name"] for c in self.report["checks"] if c["gating"] and not c["passed"]]
-        self.log(f"{'PASSED' if self.report['passed'] else 'FAILED'}: {sum(c['passed'] for c in self.report['checks'] if c['gating'])}"
-                 f"/{sum(c['gating'] for c in self.report['checks'])} gating checks passed"
-                 + (f"; failed: {'; '.join(failed)}" if failed else "") + f"; report: {self.out}")
+        self.log(
+            f"{'PASSED' if self.report['passed'] else 'FAILED'}: {sum(c['passed'] for c in self.report['checks'] if c['gating'])}"
+            f"/{sum(c['gating'] for c in self.report['checks'])} gating checks passed"
+            + (f"; failed: {'; '.join(failed)}" if failed else "")
+            + f"; report: {self.out}"
+        )
         return self.exit_code()
 
     def exit_code(self) -> int:
@@ -565,17 +729,33 @@ def _plain(o):
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
-    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
-                    help="cuda (default): the GPU check; cpu: the same script on the CPU (CI size unless --profile full)")
-    ap.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                    help="sizes and caps: full (default with cuda) or ci (default with cpu: 32 x 32 x 32 grids, one window)")
-    ap.add_argument("--data", default="gpu-check-data", help="folder for the generated occbench-mini (reused by later runs)")
-    ap.add_argument("--out", default=None,
-                    help="folder of gpu-check.json (default: $OUT if set, else ./gpu-check-out)")
-    ap.add_argument("--budget", type=float, default=None,
-                    help="seconds after which no further measurement starts (full: 420, ci: 300)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    ap.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="cuda (default): the GPU check; cpu: the same script on the CPU (CI size unless --profile full)",
+    )
+    ap.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=None,
+        help="sizes and caps: full (default with cuda) or ci (default with cpu: 32 x 32 x 32 grids, one window)",
+    )
+    ap.add_argument(
+        "--data", default="gpu-check-data", help="folder for the generated occbench-mini (reused by later runs)"
+    )
+    ap.add_argument("--out", default=None, help="folder of gpu-check.json (default: $OUT if set, else ./gpu-check-out)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds after which no further measurement starts (full: 420, ci: 300)",
+    )
     return ap.parse_args(argv)
 
 
@@ -584,9 +764,12 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile or ("full" if args.device == "cuda" else "ci")]
     out_dir = out_folder(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print(f"gpu_check: --device cuda was asked, but torch {torch.__version__} sees no CUDA device "
-              f"(built with CUDA {torch.version.cuda}). Install a CUDA build of torch on a GPU machine (README, "
-              f"'GPU users'), or run the CPU mode: python benchmarks/gpu_check.py --device cpu", file=sys.stderr)
+        print(
+            f"gpu_check: --device cuda was asked, but torch {torch.__version__} sees no CUDA device "
+            f"(built with CUDA {torch.version.cuda}). Install a CUDA build of torch on a GPU machine (README, "
+            f"'GPU users'), or run the CPU mode: python benchmarks/gpu_check.py --device cpu",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return GpuCheck(args, profile, out_dir).run()
 

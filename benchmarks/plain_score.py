@@ -8,6 +8,7 @@ confusion matrix of the full 51.2 m grid (one range). Prints the completion IoU 
 
     python benchmarks/plain_score.py ROOT PREDICTIONS [--sequence 08]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,42 @@ import sys
 import numpy as np
 
 # semantic-kitti-api config/semantic-kitti.yaml learning_map (raw id -> train id), as in the official script
-LEARNING_MAP = {0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9, 44: 10,
-                48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19, 99: 0,
-                252: 1, 253: 7, 254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5}
+LEARNING_MAP = {
+    0: 0,
+    1: 0,
+    10: 1,
+    11: 2,
+    13: 5,
+    15: 3,
+    16: 5,
+    18: 4,
+    20: 5,
+    30: 6,
+    31: 7,
+    32: 8,
+    40: 9,
+    44: 10,
+    48: 11,
+    49: 12,
+    50: 13,
+    51: 14,
+    52: 0,
+    60: 9,
+    70: 15,
+    71: 16,
+    72: 17,
+    80: 18,
+    81: 19,
+    99: 0,
+    252: 1,
+    253: 7,
+    254: 6,
+    255: 8,
+    256: 5,
+    257: 5,
+    258: 4,
+    259: 5,
+}
 C = 20
 
 

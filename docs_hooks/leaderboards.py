@@ -8,6 +8,7 @@
   leaderboard page the documentation as ``../docs/...`` (so the links also work when the pages are read in the
   repository); in the site the documentation is the root and the leaderboards one folder in it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,9 @@ def on_files(files, config):
             files.append(File.generated(config, f"leaderboards/{p.name}", abs_src_path=str(p)))
     for pattern in ASSETS:
         for p in sorted(LEADERBOARDS.glob(pattern)):
-            files.append(File.generated(config, f"leaderboards/{p.relative_to(LEADERBOARDS).as_posix()}",
-                                        abs_src_path=str(p)))
+            files.append(
+                File.generated(config, f"leaderboards/{p.relative_to(LEADERBOARDS).as_posix()}", abs_src_path=str(p))
+            )
     return files
 
 

@@ -1,5 +1,6 @@
 """Package attributes imported on first use, so that importing a package (e.g. for one small submodule, or for a
 command's ``--help``) does not import its heavy dependencies (torch, scipy)."""
+
 from __future__ import annotations
 
 import importlib
@@ -14,6 +15,7 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
 
         __getattr__, __dir__ = lazy_exports(__name__, {"generate_mini": "occbench.synth.generate", ...})
     """
+
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
@@ -26,4 +28,3 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
         return sorted(set(vars(importlib.import_module(package))) | set(exports))
 
     return __getattr__, __dir__
-

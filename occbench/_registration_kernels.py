@@ -12,6 +12,7 @@ voting engines' torch code evaluate, so every implementation gives the same cell
 * ``warp_forward``: sparse scatter. The destination cells of a list of source voxels (flat indices), -1 for those
   that land outside the destination grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,12 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 
 def cell_key(p0, p1, p2, c, k, lo0, lo1, lo2, s0, s1):  # pragma: no cover - compiled below
     """Flat key of the map cell that holds source voxel ``k`` of the column with affine terms ``p0, p1, p2``."""
-    return ((np.int64(np.floor(p0 + c[0, k])) - lo0) * s0 + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
-            + np.int64(np.floor(p2 + c[2, k])) - lo2)
+    return (
+        (np.int64(np.floor(p0 + c[0, k])) - lo0) * s0
+        + (np.int64(np.floor(p1 + c[1, k])) - lo1) * s1
+        + np.int64(np.floor(p2 + c[2, k]))
+        - lo2
+    )
 
 
 def _warp_backward_py(P, c, src, fill, out, valid):  # pragma: no cover - compiled below

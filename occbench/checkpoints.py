@@ -8,6 +8,7 @@ converted once, if you trust it::
 
     python -m occbench.checkpoints OLD.pt NEW.pt
 """
+
 from __future__ import annotations
 
 import collections
@@ -21,7 +22,9 @@ from occbench.errors import FormatError
 from occbench.io.files import regular_stat
 
 ALLOWED = "dicts, lists and tuples of tensors, numbers, strings, booleans and None"
-CONVERT_HINT = "if the file is your own and you trust it, convert it once with: python -m occbench.checkpoints {src} NEW.pt"
+CONVERT_HINT = (
+    "if the file is your own and you trust it, convert it once with: python -m occbench.checkpoints {src} NEW.pt"
+)
 
 
 def _refusal(detail: str) -> str:
@@ -42,12 +45,17 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise FormatError(path, f"a checkpoint holding only {ALLOWED} (read with torch.load(weights_only=True))",
-                          f"a pickle that needs {_refusal(str(e))}; nothing of it was run. "
-                          + CONVERT_HINT.format(src=path)) from None
+        raise FormatError(
+            path,
+            f"a checkpoint holding only {ALLOWED} (read with torch.load(weights_only=True))",
+            f"a pickle that needs {_refusal(str(e))}; nothing of it was run. " + CONVERT_HINT.format(src=path),
+        ) from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError, ... on corrupt archives
-        raise FormatError(path, "a torch checkpoint written by torch.save",
-                          f"unreadable content ({type(e).__name__}: {_refusal(str(e))})") from None
+        raise FormatError(
+            path,
+            "a torch checkpoint written by torch.save",
+            f"unreadable content ({type(e).__name__}: {_refusal(str(e))})",
+        ) from None
 
 
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:
@@ -109,8 +117,10 @@ def _assert_same(a: Any, b: Any, where: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] in ("-h", "--help"):
-        print("usage: python -m occbench.checkpoints OLD.pt NEW.pt\n"
-              "Rewrites a checkpoint you trust (it is unpickled in full) as plain tensors, numbers and strings.")
+        print(
+            "usage: python -m occbench.checkpoints OLD.pt NEW.pt\n"
+            "Rewrites a checkpoint you trust (it is unpickled in full) as plain tensors, numbers and strings."
+        )
         return 2
     out = convert_legacy(args[0], args[1])
     print(f"wrote {out} (reads with torch.load(weights_only=True))")

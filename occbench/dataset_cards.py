@@ -12,6 +12,7 @@ after the shipped ones, once per process).
 This module is read by the command line at start-up: it imports nothing but the standard library and
 :mod:`occbench.errors` (no numpy, no loader).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _KEYS: dict[str, tuple[str, Any]] = {
     "format": (f"'{FORMAT}'", lambda v: v == FORMAT),
     "format_version": (" or ".join(map(str, FORMAT_VERSIONS)), lambda v: type(v) is int and v in FORMAT_VERSIONS),
-    "name": ("a name of lowercase letters, digits and . _ - (the file's name without .json)",
-             lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
-    "results_name": ("a name of letters, digits and . _ + - (at most 64)",
-                     lambda v: isinstance(v, str) and RESULTS_NAME.fullmatch(v) is not None),
+    "name": (
+        "a name of lowercase letters, digits and . _ - (the file's name without .json)",
+        lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None,
+    ),
+    "results_name": (
+        "a name of letters, digits and . _ + - (at most 64)",
+        lambda v: isinstance(v, str) and RESULTS_NAME.fullmatch(v) is not None,
+    ),
     "title": ("a one-line text", lambda v: isinstance(v, str) and 0 < len(v) <= 200 and not _CONTROL.search(v)),
     "synthetic": ("true or false", lambda v: isinstance(v, bool)),
     "root_required": ("true or false", lambda v: isinstance(v, bool)),
@@ -56,14 +61,18 @@ _KEYS: dict[str, tuple[str, Any]] = {
     "splits": ("null or an object: split name -> list of sequence names", lambda v: v is None or isinstance(v, dict)),
     "leaderboard_splits": ("a list of split names", lambda v: isinstance(v, list)),
     "trainable": ("true or false", lambda v: isinstance(v, bool)),
-    "default_onboard": ("null or the name of an onboard model",
-                        lambda v: v is None or (isinstance(v, str) and NAME.fullmatch(v) is not None)),
+    "default_onboard": (
+        "null or the name of an onboard model",
+        lambda v: v is None or (isinstance(v, str) and NAME.fullmatch(v) is not None),
+    ),
 }
 _PROTOCOL_KEYS: dict[str, tuple[str, Any]] = {
     "id": ("a protocol id", lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
     "version": ("a version text", lambda v: isinstance(v, str) and v != "" and not _CONTROL.search(v)),
-    "label_map": ("the name of a label map of occbench/labels",
-                  lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None),
+    "label_map": (
+        "the name of a label map of occbench/labels",
+        lambda v: isinstance(v, str) and NAME.fullmatch(v) is not None,
+    ),
     "iou_epsilon": ("a finite number >= 0", lambda v: type(v) in (int, float) and 0 <= v < float("inf")),
     "completion_rule": (" or ".join(COMPLETION_RULES), lambda v: v in COMPLETION_RULES),
     "invalid_policy": (" or ".join(INVALID_POLICIES), lambda v: v in INVALID_POLICIES),
@@ -153,9 +162,14 @@ def _check(doc: dict, keys: dict[str, tuple[str, Any]], path: Path, where: str) 
     missing = [k for k in keys if k not in doc]
     unknown = sorted(k for k in doc if k not in keys)
     if missing or unknown:
-        raise FormatError(path, f"{where}with the keys {', '.join(keys)}",
-                          ", ".join(([f"no {', '.join(missing)}"] if missing else [])
-                                    + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+        raise FormatError(
+            path,
+            f"{where}with the keys {', '.join(keys)}",
+            ", ".join(
+                ([f"no {', '.join(missing)}"] if missing else [])
+                + ([f"unknown {', '.join(unknown)}"] if unknown else [])
+            ),
+        )
     for k, (what, ok) in keys.items():
         if not ok(doc[k]):
             raise FormatError(path, f"{where}'{k}': {what}", f"{json.dumps(doc[k])[:80]}")
@@ -178,8 +192,9 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
     if isinstance(proto, dict):
         _check(proto, _PROTOCOL_KEYS, path, "'protocol' ")
         if not (label_map_folder() / f"{proto['label_map']}.json").is_file():
-            raise FormatError(path, "'protocol' 'label_map': the name of a label map of occbench/labels",
-                              repr(proto["label_map"]))
+            raise FormatError(
+                path, "'protocol' 'label_map': the name of a label map of occbench/labels", repr(proto["label_map"])
+            )
         definition = MappingProxyType({**proto, "iou_epsilon": float(proto["iou_epsilon"])})
         pid = proto["id"]
     elif NAME.fullmatch(proto):
@@ -191,8 +206,11 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
         for k, v in splits.items():
             if k not in SPLIT_NAMES:
                 raise FormatError(path, f"'splits': splits named {', '.join(SPLIT_NAMES)}", repr(k))
-            if not (isinstance(v, list) and all(isinstance(s, str) and s and not _CONTROL.search(s) for s in v)
-                    and len(set(v)) == len(v)):
+            if not (
+                isinstance(v, list)
+                and all(isinstance(s, str) and s and not _CONTROL.search(s) for s in v)
+                and len(set(v)) == len(v)
+            ):
                 raise FormatError(path, f"'splits' '{k}': a list of distinct sequence names", json.dumps(v)[:80])
         splits = MappingProxyType({k: tuple(v) for k, v in splits.items()})
     board = doc["leaderboard_splits"]
@@ -200,10 +218,19 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], DatasetCard]:
         if s not in (splits if splits is not None else SPLIT_NAMES):
             raise FormatError(path, "'leaderboard_splits': names of its splits", repr(s))
     card = DatasetCard(
-        name=doc["name"], results_name=doc["results_name"], title=doc["title"], synthetic=doc["synthetic"],
-        root_required=doc["root_required"], loader=doc["loader"], protocol_id=pid, protocol_definition=definition,
-        label_map=proto["label_map"] if definition is not None else "", splits=splits,
-        leaderboard_splits=tuple(board), trainable=doc["trainable"], default_onboard=doc["default_onboard"],
+        name=doc["name"],
+        results_name=doc["results_name"],
+        title=doc["title"],
+        synthetic=doc["synthetic"],
+        root_required=doc["root_required"],
+        loader=doc["loader"],
+        protocol_id=pid,
+        protocol_definition=definition,
+        label_map=proto["label_map"] if definition is not None else "",
+        splits=splits,
+        leaderboard_splits=tuple(board),
+        trainable=doc["trainable"],
+        default_onboard=doc["default_onboard"],
         path=str(path),
     )
     return doc, card
@@ -221,16 +248,23 @@ def _read_all() -> tuple[Mapping[str, DatasetCard], tuple[str, ...]]:
             try:
                 _, c = read_card(p)
                 if c.name in cards:
-                    raise FormatError(p, "a dataset name not used by another dataset file",
-                                      f"{c.name!r}, as in {cards[c.name].path}")
+                    raise FormatError(
+                        p, "a dataset name not used by another dataset file", f"{c.name!r}, as in {cards[c.name].path}"
+                    )
                 same = [o for o in cards.values() if o.results_name == c.results_name]
                 if same:
-                    raise FormatError(p, "a 'results_name' not used by another dataset file",
-                                      f"{c.results_name!r}, as in {same[0].path}")
+                    raise FormatError(
+                        p,
+                        "a 'results_name' not used by another dataset file",
+                        f"{c.results_name!r}, as in {same[0].path}",
+                    )
                 if c.protocol_definition is not None:
                     if c.protocol_id in defined:
-                        raise FormatError(p, "a protocol id defined by one dataset file only",
-                                          f"{c.protocol_id!r}, also defined in {defined[c.protocol_id].path}")
+                        raise FormatError(
+                            p,
+                            "a protocol id defined by one dataset file only",
+                            f"{c.protocol_id!r}, also defined in {defined[c.protocol_id].path}",
+                        )
                     defined[c.protocol_id] = c
             except OccbenchError as e:
                 if folder == shipped:
@@ -242,8 +276,11 @@ def _read_all() -> tuple[Mapping[str, DatasetCard], tuple[str, ...]]:
     for name, c in cards.items():
         if c.protocol_definition is None:
             if c.protocol_id not in defined:
-                e = FormatError(c.path, "'protocol': the id of a protocol a dataset file defines "
-                                f"({', '.join(defined) or 'none'})", repr(c.protocol_id))
+                e = FormatError(
+                    c.path,
+                    f"'protocol': the id of a protocol a dataset file defines ({', '.join(defined) or 'none'})",
+                    repr(c.protocol_id),
+                )
                 if Path(c.path).parent == shipped:
                     raise e
                 problems.append(str(e))
@@ -281,14 +318,20 @@ def dataset_card(name: str) -> DatasetCard:
 
 def dataset_names(*, synthetic: bool | None = None, trainable: bool | None = None) -> tuple[str, ...]:
     """The ``--dataset`` names, in order; ``synthetic`` / ``trainable`` keep only the datasets with that flag."""
-    return tuple(n for n, c in dataset_cards().items()
-                 if (synthetic is None or c.synthetic == synthetic) and (trainable is None or c.trainable == trainable))
+    return tuple(
+        n
+        for n, c in dataset_cards().items()
+        if (synthetic is None or c.synthetic == synthetic) and (trainable is None or c.trainable == trainable)
+    )
 
 
 def protocol_definitions() -> dict[str, dict[str, Any]]:
     """Protocol id -> the keyword arguments of its definition (``id``, ``version``, ``label_map``, ...), in order."""
-    return {c.protocol_id: dict(c.protocol_definition) for c in dataset_cards().values()
-            if c.protocol_definition is not None}
+    return {
+        c.protocol_id: dict(c.protocol_definition)
+        for c in dataset_cards().values()
+        if c.protocol_definition is not None
+    }
 
 
 def label_map_names() -> tuple[str, ...]:

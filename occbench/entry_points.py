@@ -1,4 +1,5 @@
 """Named plug-ins: the entry points of one group, plus classes registered in this process (tests, notebooks)."""
+
 from __future__ import annotations
 
 from importlib.metadata import entry_points
@@ -30,8 +31,12 @@ class PluginRegistry:
             return self.local[name]
         eps = self._entry_points()
         if name not in eps:
-            raise UnknownNameError(self.kind, name, self.names(),
-                                   f"third-party {self.kind}s register under the '{self.group}' entry-point group")
+            raise UnknownNameError(
+                self.kind,
+                name,
+                self.names(),
+                f"third-party {self.kind}s register under the '{self.group}' entry-point group",
+            )
         return eps[name].load()
 
     def source(self, name: str) -> dict[str, Any]:
@@ -40,13 +45,17 @@ class PluginRegistry:
         "module:qualified name"}`` for a registration in this process."""
         if name in self.local:
             obj = self.local[name]
-            return {"registered": "in-process",
-                    "object": f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__qualname__)}"}
+            return {
+                "registered": "in-process",
+                "object": f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__qualname__)}",
+            }
         ep = self._entry_points()[name]
         dist = getattr(ep, "dist", None)
-        return {"distribution": dist.name if dist is not None else None,
-                "version": dist.version if dist is not None else None,
-                "entry_point": f"{ep.name} = {ep.value}"}
+        return {
+            "distribution": dist.name if dist is not None else None,
+            "version": dist.version if dist is not None else None,
+            "entry_point": f"{ep.name} = {ep.value}",
+        }
 
     def value(self, name: str) -> str:
         """The ``module:attribute`` of ``name``'s entry point (for messages)."""

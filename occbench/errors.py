@@ -1,4 +1,5 @@
 """Errors raised by occbench. Every message names the file, what was expected and what was found."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -12,6 +12,7 @@ SemanticKITTI's frame counts changed with v1.1). Every results header records, u
 
 Two rows of one dataset and split with different fingerprints were scored on different data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,9 @@ def dataset_fingerprint(dataset: Any, frames: dict[str, list[int]], content: boo
     for name in sorted(frames):
         seq = dataset[name]
         seq.require_poses(frames[name])  # a scored frame without a pose: an error naming sequence, frame and file
-        entries = sorted(f"{name}/{p.name} {_size(p, name, t)}" for t in frames[name] for p in seq.frame(t).ground_truth_files())
+        entries = sorted(
+            f"{name}/{p.name} {_size(p, name, t)}" for t in frames[name] for p in seq.frame(t).ground_truth_files()
+        )
         per_seq[name] = _hexdigest(entries)
         lines += entries
     out: dict[str, Any] = {

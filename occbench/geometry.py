@@ -5,6 +5,7 @@ of the scan; origin ``(0, -25.6, -2.0)``; voxel ``(i, j, k)`` covers
 ``x in [0.2 i, 0.2 i + 0.2)``, ``y in [-25.6 + 0.2 j, ...)``, ``z in [-2 + 0.2 k, ...)``.
 x forward, y left, z up. Centres are ``origin + 0.2 (idx + 0.5)``.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,6 +9,7 @@ A range crop of ``r`` metres keeps the columns whose x lies in ``[0, r)`` (``cro
 grid's back edge, as on KITTI) or in ``[-r/2, r/2)`` (``crop="around"``: an ego-centred grid, as Occ3D's), and
 whose y lies in ``[-r/2, r/2)``; all heights. Its key in results files is ``"%.1f" % r``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

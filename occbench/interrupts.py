@@ -5,6 +5,7 @@ SIGINT raises :class:`KeyboardInterrupt` (Python's default); while a command run
 ended (:func:`occbench.evaluation.executors.run_jobs`), folder locks released and temporary files removed. The CLI
 then prints one line and exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
 """
+
 from __future__ import annotations
 
 import signal

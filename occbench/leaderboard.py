@@ -4,6 +4,7 @@ One page per dataset/split (``leaderboards/<dataset>-<split>.md``), one section 
 rows per method. Measured rows come only from results files; numbers reported in the OccFiner paper
 come only from ``leaderboards/reported/*.json`` and are rendered in their own marked section.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,17 @@ from tabulate import tabulate
 
 from occbench.dataset_cards import dataset_cards
 from occbench.errors import FormatError, OccbenchError
-from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
 from occbench.io.files import read_json_document
-from occbench.results_schema import (DATASETS, PROTOCOL_SHOWN, RANGES, SPLITS, TC_FRACTIONS, read_results,
-                                     reported_problems)
+from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
+from occbench.results_schema import (
+    DATASETS,
+    PROTOCOL_SHOWN,
+    RANGES,
+    SPLITS,
+    TC_FRACTIONS,
+    read_results,
+    reported_problems,
+)
 
 # Order of reference methods in tables; others follow alphabetically.
 METHOD_ORDER = {"onboard": 0, "average-fusion": 1, "occfiner-voting": 2, "occfiner-stage1": 3, "occfiner": 4}
@@ -50,9 +58,14 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
             continue
         part = d.get("header", {}).get("partial")
         if part:
-            bad.append(FormatError(p, "the results of a complete run (evaluate without --max-frames or --frames)",
-                                   f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
-                                   "frames), which cannot be a leaderboard row"))
+            bad.append(
+                FormatError(
+                    p,
+                    "the results of a complete run (evaluate without --max-frames or --frames)",
+                    f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
+                    "frames), which cannot be a leaderboard row",
+                )
+            )
             continue
         out.append((p, d))
     if bad:
@@ -68,7 +81,9 @@ def load_reported(folder: Path) -> list[dict[str, Any]]:
             d = read_json_document(p, "a reported-numbers file")
             problems = reported_problems(d)
             if problems:
-                raise FormatError(p, "a reported-numbers file (source, tables of title, dataset, columns, rows)", "; ".join(problems))
+                raise FormatError(
+                    p, "a reported-numbers file (source, tables of title, dataset, columns, rows)", "; ".join(problems)
+                )
             out.append(d)
         except FormatError as e:
             bad.append(e)
@@ -144,12 +159,22 @@ def _static_dynamic_table(rows: list[tuple[Path, dict[str, Any]]]) -> list[str]:
         return []
     t = [[_name(d)] + [_pct(_class_group_miou(d, r, st)) for r in RANGES for st in (True, False)] for _, d in rows]
     heads = [f"{'static' if st else 'dynamic'} mIoU {r} m" for r in RANGES for st in (True, False)]
-    return ["", "mIoU over the static classes and over the dynamic classes (vehicles and people), from the per-class "
-            "IoUs of the results file:", "", tabulate(t, headers=["method"] + heads, tablefmt="github", disable_numparse=True)]
+    return [
+        "",
+        "mIoU over the static classes and over the dynamic classes (vehicles and people), from the per-class "
+        "IoUs of the results file:",
+        "",
+        tabulate(t, headers=["method"] + heads, tablefmt="github", disable_numparse=True),
+    ]
 
 
-def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, data: dict[int, str] | None = None,
-             shown: dict[Path, str] | None = None) -> list[str]:
+def _section(
+    onboard: str,
+    rows: list[tuple[Path, dict[str, Any]]],
+    rel: Path,
+    data: dict[int, str] | None = None,
+    shown: dict[Path, str] | None = None,
+) -> list[str]:
     """``data`` (only when some row of the page has a fingerprint): id(results dict) -> label of its data.
     ``shown``: results file -> its path as the "Produced by" commands show it (None: commands as recorded)."""
     rows = sorted(rows, key=lambda r: _method_key(r[1]["header"]["method"]["name"]))
@@ -160,36 +185,69 @@ def _section(onboard: str, rows: list[tuple[Path, dict[str, Any]]], rel: Path, d
     for p, d in rows:
         m = d["metrics"]["ssc"]
         same_data = data is None or base is None or data[id(d)] == data[id(base)]
-        table.append([f"[{_name(d)}]({(rel / p.name).as_posix()})"]
-                     + [_pct(m[r].get("iou")) for r in RANGES] + [_pct(m[r].get("miou")) for r in RANGES]
-                     + [_gain(m[RANGES[-1]].get("miou"), base_miou) if same_data else "–"]
-                     + ([data[id(d)]] if data is not None else []))
-    lines.append(tabulate(table, headers=["method"] + [f"IoU {r} m" for r in RANGES] + [f"mIoU {r} m" for r in RANGES]
-                          + [f"rel. mIoU gain ({RANGES[-1]} m)"] + (["data"] if data is not None else []),
-                          tablefmt="github", disable_numparse=True))
+        table.append(
+            [f"[{_name(d)}]({(rel / p.name).as_posix()})"]
+            + [_pct(m[r].get("iou")) for r in RANGES]
+            + [_pct(m[r].get("miou")) for r in RANGES]
+            + [_gain(m[RANGES[-1]].get("miou"), base_miou) if same_data else "–"]
+            + ([data[id(d)]] if data is not None else [])
+        )
+    lines.append(
+        tabulate(
+            table,
+            headers=["method"]
+            + [f"IoU {r} m" for r in RANGES]
+            + [f"mIoU {r} m" for r in RANGES]
+            + [f"rel. mIoU gain ({RANGES[-1]} m)"]
+            + (["data"] if data is not None else []),
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
     lines += _static_dynamic_table(rows)
     lines += ["", f"Per-class IoU at {RANGES[-1]} m:", ""]
-    names = [n for n in rows[0][1]["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}) if n != "empty"]  # classes of the mean
-    ct = [[_name(d)] + [_pct(d["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}).get(n)) for n in names] for _, d in rows]
-    lines.append(tabulate(ct, headers=["method"] + [md_text(n) for n in names], tablefmt="github", disable_numparse=True))
+    names = [
+        n for n in rows[0][1]["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}) if n != "empty"
+    ]  # classes of the mean
+    ct = [
+        [_name(d)] + [_pct(d["metrics"]["ssc"][RANGES[-1]].get("per_class_iou", {}).get(n)) for n in names]
+        for _, d in rows
+    ]
+    lines.append(
+        tabulate(ct, headers=["method"] + [md_text(n) for n in names], tablefmt="github", disable_numparse=True)
+    )
     city_rows = [(p, d) for p, d in rows if d["metrics"].get("city_map")]
     if city_rows:
         cnames = list(city_rows[0][1]["metrics"]["city_map"].get("per_class_iou", {}))
         lines += ["", "City-level static-class map (static classes only):", ""]
-        cm = [[_name(d)] + [_pct(d["metrics"]["city_map"].get("per_class_iou", {}).get(n)) for n in cnames]
-              + [_pct(d["metrics"]["city_map"].get("iou")), _pct(d["metrics"]["city_map"].get("miou"))] for _, d in city_rows]
-        lines.append(tabulate(cm, headers=["method"] + [md_text(n) for n in cnames] + ["IoU", "mIoU"], tablefmt="github",
-                              disable_numparse=True))
+        cm = [
+            [_name(d)]
+            + [_pct(d["metrics"]["city_map"].get("per_class_iou", {}).get(n)) for n in cnames]
+            + [_pct(d["metrics"]["city_map"].get("iou")), _pct(d["metrics"]["city_map"].get("miou"))]
+            for _, d in city_rows
+        ]
+        lines.append(
+            tabulate(
+                cm,
+                headers=["method"] + [md_text(n) for n in cnames] + ["IoU", "mIoU"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
     tc_rows = [(p, d) for p, d in rows if d["metrics"].get("temporal_consistency")]
     if tc_rows:
         lines += ["", "Temporal consistency (static world voxels seen by several frames):", ""]
         keys = ["pair_agreement", "modal_agreement", "all_agree", "n_static_voxels", "n_observations"]
         fmt = lambda k, v: _pct(v) if k in TC_FRACTIONS else ("–" if v is None else f"{v:,}")  # noqa: E731
-        tt = [[_name(d)] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys]
-              for _, d in tc_rows]
+        tt = [[_name(d)] + [fmt(k, d["metrics"]["temporal_consistency"].get(k)) for k in keys] for _, d in tc_rows]
         lines.append(tabulate(tt, headers=["method"] + keys, tablefmt="github", disable_numparse=True))
-    cmds = sorted({(command_with_output(d["header"]["command"], shown[p]) if shown is not None
-                    else d["header"]["command"]) for p, d in rows if d["header"].get("command")})
+    cmds = sorted(
+        {
+            (command_with_output(d["header"]["command"], shown[p]) if shown is not None else d["header"]["command"])
+            for p, d in rows
+            if d["header"].get("command")
+        }
+    )
     if cmds:
         lines += ["", "Produced by:", ""] + [f"    {c}" for c in cmds]
     return lines + [""]
@@ -208,13 +266,23 @@ def _reported(reported: list[dict[str, Any]], dataset: str) -> list[str]:
             continue
         lines += [f"## {md_text(doc.get('heading', 'Reported in the OccFiner paper (not measured by occbench)'))}", ""]
         if dataset == "occbench-mini":
-            lines += ["These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
-                      "they are not comparable with the synthetic mini rows above.", ""]
+            lines += [
+                "These are REAL SemanticKITTI numbers copied from the paper, shown for orientation only: "
+                "they are not comparable with the synthetic mini rows above.",
+                "",
+            ]
         for t in tables:
             lines += [f"**{md_text(t['title'])}** (percent)", ""]
             rows = [[md_text(x) if isinstance(x, str) else x for x in r] for r in t["rows"]]
-            lines.append(tabulate(rows, headers=["method"] + [md_text(c) for c in t["columns"]], tablefmt="github",
-                                  floatfmt=t.get("floatfmt", ".2f"), missingval="–"))
+            lines.append(
+                tabulate(
+                    rows,
+                    headers=["method"] + [md_text(c) for c in t["columns"]],
+                    tablefmt="github",
+                    floatfmt=t.get("floatfmt", ".2f"),
+                    missingval="–",
+                )
+            )
             lines.append("")
             if t.get("source"):
                 lines += [f"Source: {md_text(t['source'])}", ""]
@@ -248,16 +316,25 @@ def data_fingerprint_lines(rows: list[dict[str, Any]]) -> tuple[list[str], dict[
         groups[key].append(_name(d))
     lines = []
     if len(groups) > 1:
-        lines += ["> **Rows scored on different data** (dataset fingerprints differ: other frames or other files); "
-                  "compare only rows with the same `data`. " + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in groups.items())
-                  + ".", ""]
+        lines += [
+            "> **Rows scored on different data** (dataset fingerprints differ: other frames or other files); "
+            "compare only rows with the same `data`. "
+            + "; ".join(f"`{k}`: {', '.join(v)}" for k, v in groups.items())
+            + ".",
+            "",
+        ]
     if "unknown" in labels.values():
         lines += ["Data `unknown`: results files written before occbench recorded dataset fingerprints.", ""]
     return lines, labels
 
 
-def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("results"),
-                 plots_dir: Path | None = None, pages_dir: Path | None = None) -> dict[str, str]:
+def render_pages(
+    results_dir: Path,
+    reported_dir: Path,
+    link_base: Path = Path("results"),
+    plots_dir: Path | None = None,
+    pages_dir: Path | None = None,
+) -> dict[str, str]:
     """Render every page; returns {file name: markdown}. With ``plots_dir``, each page links its plots there
     (:mod:`occbench.leaderboard_plots`: planned from the results files and ``plots_dir/../autolabel/*.json``) and the
     pictures of ``plots_dir/../pictures`` named ``<dataset>-<split>-*.png``. ``link_base``: the results folder
@@ -271,8 +348,9 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
         pages_dir = Path(os.path.normpath(Path(results_dir).resolve().joinpath(*[".."] * len(link_base.parts))))
     base = Path(pages_dir).resolve().parent if pages_dir is not None else None
     results = load_results(results_dir)
-    shown = ({p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p, _ in results}
-             if base is not None else None)
+    shown = (
+        {p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p, _ in results} if base is not None else None
+    )
     plans = leaderboard_plots(results, plots_dir) if plots_dir is not None else []
     reported = load_reported(reported_dir)
     groups: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -290,28 +368,50 @@ def render_pages(results_dir: Path, reported_dir: Path, link_base: Path = Path("
     for (dataset, split), by_onboard in sorted(groups.items()):
         synthetic = dataset in _SYNTHETIC
         title = DATASET_TITLES.get(dataset, dataset)
-        lines = [f"# Leaderboard: {title}, split `{split}`", "",
-                 "<!-- generated by `occbench leaderboard`; do not edit by hand -->", ""]
+        lines = [
+            f"# Leaderboard: {title}, split `{split}`",
+            "",
+            "<!-- generated by `occbench leaderboard`; do not edit by hand -->",
+            "",
+        ]
         if synthetic:
-            lines += ["> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
-                      "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.", ""]
-        lines += data_generation_lines([d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows])
+            lines += [
+                "> **Synthetic data.** occbench-mini is a procedurally generated world with simulated onboard models. "
+                "Its numbers say how methods behave on mini, not how they perform on real SemanticKITTI.",
+                "",
+            ]
+        lines += data_generation_lines(
+            [d["header"]["dataset"].get("generator") for rows in by_onboard.values() for _, d in rows]
+        )
         fp_lines, data = data_fingerprint_lines([d for rows in by_onboard.values() for _, d in rows])
         lines += fp_lines
         pr = protos.get((dataset, split), {})
         if pr:
-            lines += ["Protocol: " + ", ".join(f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in
-                                                PROTOCOL_SHOWN), ""]
-        lines += ["Numbers are percent (results files hold fractions). IoU = completion IoU (occupied vs empty); "
-                  "mIoU = mean IoU over classes 1..C-1 from one confusion matrix accumulated over all frames; "
-                  "ranges are the VoxFormer crops (12.8 m: x<64, 96<=y<160; 25.6 m: x<128, 64<=y<192; 51.2 m: full grid). "
-                  "Relative gain is (mIoU - mIoU_onboard) / mIoU_onboard at 51.2 m.", ""]
+            lines += [
+                "Protocol: "
+                + ", ".join(
+                    f"{k} `{v}`" for k, v in pr.items() if isinstance(v, (str, int, float)) and k in PROTOCOL_SHOWN
+                ),
+                "",
+            ]
+        lines += [
+            "Numbers are percent (results files hold fractions). IoU = completion IoU (occupied vs empty); "
+            "mIoU = mean IoU over classes 1..C-1 from one confusion matrix accumulated over all frames; "
+            "ranges are the VoxFormer crops (12.8 m: x<64, 96<=y<160; 25.6 m: x<128, 64<=y<192; 51.2 m: full grid). "
+            "Relative gain is (mIoU - mIoU_onboard) / mIoU_onboard at 51.2 m.",
+            "",
+        ]
         if by_onboard:
             lines += ["## Measured by occbench", ""]
             for onboard, rows in sorted(by_onboard.items()):
                 lines += _section(onboard, rows, link_base, data, shown)
         else:
-            lines += ["## Measured by occbench", "", "No results on this dataset yet (the real data cannot be downloaded by CI).", ""]
+            lines += [
+                "## Measured by occbench",
+                "",
+                "No results on this dataset yet (the real data cannot be downloaded by CI).",
+                "",
+            ]
         if plots_dir is not None:
             lines += figure_lines(f"{dataset}-{split}.md", plans, Path(plots_dir).parent / "pictures")
         lines += _reported(reported, dataset)

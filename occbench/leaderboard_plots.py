@@ -11,6 +11,7 @@ it shows, stored in the PNG's ``occbench-data`` text chunk, equals the digest of
 now (:func:`occbench.render.plots.plot_digest`). PNG bytes are not compared: they differ across matplotlib and
 FreeType versions while the plotted numbers do not. A generated plot that is no longer planned is stale too.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,9 +26,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class PlannedPlot:
-    name: str          # file name in the plots folder
-    page: str          # page file name that links it
-    section: str       # "distance", "classes" or "autolabel"
+    name: str  # file name in the plots folder
+    page: str  # page file name that links it
+    section: str  # "distance", "classes" or "autolabel"
     caption: str
     digest: str
     draw: Callable[[Path], Any]
@@ -41,13 +42,23 @@ def _label(d: dict[str, Any]) -> str:
     return d["header"]["method"]["name"]
 
 
-def plan_plots(results: list[tuple[Path, dict[str, Any]]], autolabel_dir: Path | None = None,
-               method_key: Callable[[str], Any] | None = None) -> list[PlannedPlot]:
+def plan_plots(
+    results: list[tuple[Path, dict[str, Any]]],
+    autolabel_dir: Path | None = None,
+    method_key: Callable[[str], Any] | None = None,
+) -> list[PlannedPlot]:
     """Every plot the leaderboards show, from the (validated) results files and the auto-labeling files."""
     from collections import defaultdict
 
-    from occbench.render.plots import (autolabel_data, autolabel_plot, class_bars, class_data, distance_data,
-                                       distance_plot, plot_digest)
+    from occbench.render.plots import (
+        autolabel_data,
+        autolabel_plot,
+        class_bars,
+        class_data,
+        distance_data,
+        distance_plot,
+        plot_digest,
+    )
     from occbench.results_schema import RANGES
 
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -63,15 +74,27 @@ def plan_plots(results: list[tuple[Path, dict[str, Any]]], autolabel_dir: Path |
         stem = f"{dataset}-{split}"
         if all(d["metrics"].get("distance") for d in rows):
             title = f"{dataset} {split}, onboard model {onboard}"
-            out.append(PlannedPlot(f"{stem}-distance-{_safe(onboard)}.png", page, "distance",
-                                   f"IoU and mIoU against distance, onboard model {onboard}",
-                                   plot_digest("distance", {**distance_data(runs), "title": title}),
-                                   lambda p, runs=runs, title=title: distance_plot(runs, p, title=title)))
+            out.append(
+                PlannedPlot(
+                    f"{stem}-distance-{_safe(onboard)}.png",
+                    page,
+                    "distance",
+                    f"IoU and mIoU against distance, onboard model {onboard}",
+                    plot_digest("distance", {**distance_data(runs), "title": title}),
+                    lambda p, runs=runs, title=title: distance_plot(runs, p, title=title),
+                )
+            )
         title = f"{dataset} {split}, onboard model {onboard}: per-class IoU at {RANGES[-1]} m"
-        out.append(PlannedPlot(f"{stem}-classes-{_safe(onboard)}.png", page, "classes",
-                               f"Per-class IoU at {RANGES[-1]} m, onboard model {onboard}",
-                               plot_digest("classes", {**class_data(runs, RANGES[-1]), "title": title}),
-                               lambda p, runs=runs, title=title: class_bars(runs, p, RANGES[-1], title=title)))
+        out.append(
+            PlannedPlot(
+                f"{stem}-classes-{_safe(onboard)}.png",
+                page,
+                "classes",
+                f"Per-class IoU at {RANGES[-1]} m, onboard model {onboard}",
+                plot_digest("classes", {**class_data(runs, RANGES[-1]), "title": title}),
+                lambda p, runs=runs, title=title: class_bars(runs, p, RANGES[-1], title=title),
+            )
+        )
     if autolabel_dir is not None and Path(autolabel_dir).is_dir():
         for f in sorted(Path(autolabel_dir).glob("*.json")):
             runs = read_json_document(f, "an auto-labeling results file (a list of results)")
@@ -79,10 +102,16 @@ def plan_plots(results: list[tuple[Path, dict[str, Any]]], autolabel_dir: Path |
                 continue
             ev = runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
-            out.append(PlannedPlot(f"autolabel-{_safe(f.stem)}.png", f"{ev['dataset']}-{ev['split']}.md", "autolabel",
-                                   f"Auto-labeling: students retrained with pseudo-labels, from autolabel/{f.name}",
-                                   plot_digest("autolabel", {**autolabel_data(runs), "title": title}),
-                                   lambda p, runs=runs, title=title: autolabel_plot(runs, p, title=title)))
+            out.append(
+                PlannedPlot(
+                    f"autolabel-{_safe(f.stem)}.png",
+                    f"{ev['dataset']}-{ev['split']}.md",
+                    "autolabel",
+                    f"Auto-labeling: students retrained with pseudo-labels, from autolabel/{f.name}",
+                    plot_digest("autolabel", {**autolabel_data(runs), "title": title}),
+                    lambda p, runs=runs, title=title: autolabel_plot(runs, p, title=title),
+                )
+            )
     return out
 
 
@@ -123,12 +152,20 @@ def stale_plots(plans: list[PlannedPlot], plots_dir: Path) -> list[str]:
     return sorted(stale)
 
 
-SECTION_TITLES = {"distance": "IoU and mIoU against distance from the sensor", "classes": "Per-class IoU",
-                  "autolabel": "Auto-labeling: onboard students retrained with pseudo-labels (evaluated on this split)"}
+SECTION_TITLES = {
+    "distance": "IoU and mIoU against distance from the sensor",
+    "classes": "Per-class IoU",
+    "autolabel": "Auto-labeling: onboard students retrained with pseudo-labels (evaluated on this split)",
+}
 
 
-def figure_lines(page: str, plans: list[PlannedPlot], pictures_dir: Path | None, plots_link: str = "plots",
-                 pictures_link: str = "pictures") -> list[str]:
+def figure_lines(
+    page: str,
+    plans: list[PlannedPlot],
+    pictures_dir: Path | None,
+    plots_link: str = "plots",
+    pictures_link: str = "pictures",
+) -> list[str]:
     """The page's "Plots" section (the planned plots of ``page``) and "Pictures" section (PNGs of ``pictures_dir``
     named ``<dataset>-<split>-*.png``, with the commands in its README)."""
     from occbench.page_text import md_text
@@ -143,9 +180,18 @@ def figure_lines(page: str, plans: list[PlannedPlot], pictures_dir: Path | None,
                 lines += [f"### {SECTION_TITLES[sec]}", ""]
                 lines += [f"![{md_text(p.caption)}]({plots_link}/{p.name})" for p in ps] + [""]
     stem = page[:-3]
-    pics = sorted(Path(pictures_dir).glob(f"{stem}-*.png")) if pictures_dir is not None and Path(pictures_dir).is_dir() else []
+    pics = (
+        sorted(Path(pictures_dir).glob(f"{stem}-*.png"))
+        if pictures_dir is not None and Path(pictures_dir).is_dir()
+        else []
+    )
     if pics:
-        lines += ["## Pictures", "", f"Made with `occbench render` from saved predictions (commands in "
-                  f"[{pictures_link}/README.md]({pictures_link}/README.md)).", ""]
+        lines += [
+            "## Pictures",
+            "",
+            f"Made with `occbench render` from saved predictions (commands in "
+            f"[{pictures_link}/README.md]({pictures_link}/README.md)).",
+            "",
+        ]
         lines += [f"![{p.stem}]({pictures_link}/{p.name})" for p in pics] + [""]
     return lines

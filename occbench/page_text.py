@@ -1,5 +1,6 @@
 """Text of the generated pages: Markdown-inert names, and the line naming the data rows were measured on (shared
 by the leaderboard pages, their plots and the auto-labeling page, without importing them)."""
+
 from __future__ import annotations
 
 import re
@@ -34,9 +35,13 @@ def data_generation_lines(generators: list[dict | None]) -> list[str]:
             gens[(g.get("name", "?"), g.get("generator_version", "?"), g.get("seed", "?"), g.get("size", "?"))] += 1
     if not gens:
         return []
-    desc = [f"{md_text(n)} generator {md_text(v)} (seed {md_text(s)}, size {md_text(z)}): {k} row{'s' if k != 1 else ''}"
-            for (n, v, s, z), k in _sorted_items(gens)]
+    desc = [
+        f"{md_text(n)} generator {md_text(v)} (seed {md_text(s)}, size {md_text(z)}): {k} row{'s' if k != 1 else ''}"
+        for (n, v, s, z), k in _sorted_items(gens)
+    ]
     if len(gens) == 1:
         return ["Data: " + desc[0].rsplit(":", 1)[0] + ".", ""]
-    return ["> **Rows from different data generations; numbers across them are not comparable.** "
-            + "; ".join(desc) + ".", ""]
+    return [
+        "> **Rows from different data generations; numbers across them are not comparable.** " + "; ".join(desc) + ".",
+        "",
+    ]

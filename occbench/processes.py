@@ -8,6 +8,7 @@ jobs (generating occbench-mini, the progress queue's manager) run only occbench'
 ``__main__``: :func:`worker_context` starts them without it, and opening data works from a script without a main
 guard, from ``python -c``, ``runpy`` and notebooks alike.
 """
+
 from __future__ import annotations
 
 import sys

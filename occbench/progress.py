@@ -2,6 +2,7 @@
 
 Per-frame progress of jobs that run in worker processes (``FrameTicks``) lives with the executors, in
 :mod:`occbench.evaluation.progress`."""
+
 from __future__ import annotations
 
 import os
@@ -29,4 +30,3 @@ def progress_bar(it: Iterable[T], desc: str = "", total: int | None = None, disa
     from tqdm.auto import tqdm
 
     return tqdm(it, desc=desc, total=total, dynamic_ncols=True, leave=False, **kw)
-

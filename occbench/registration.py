@@ -26,6 +26,7 @@ The grid (origin, voxel size) is :data:`occbench.grid.KITTI` unless a :class:`~o
 the compiled kernels (numba, ``cell_key``, ``warp_backward``, ``warp_forward``) are re-exported here, ``None``
 where numba is not installed (``KERNELS``: whether it is).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def pair_transform(poses: np.ndarray, src: int, dst: int) -> np.ndarray:
     return np.linalg.inv(poses[dst]) @ poses[src]
 
 
-def affine(T: np.ndarray, shape: tuple[int, int, int], out: np.ndarray | None = None, *,
-           grid: Grid = KITTI) -> tuple[np.ndarray, np.ndarray]:
+def affine(
+    T: np.ndarray, shape: tuple[int, int, int], out: np.ndarray | None = None, *, grid: Grid = KITTI
+) -> tuple[np.ndarray, np.ndarray]:
     """``(P (3, X, Y), c (3, Z))`` float64: voxel ``(i, j, k)`` lands in cell ``floor(P[:, i, j] + c[:, k])``.
 
     ``T``: the 4x4 transform from the source grid's frame into the destination grid's; ``shape``: the source
@@ -60,7 +62,9 @@ def affine(T: np.ndarray, shape: tuple[int, int, int], out: np.ndarray | None = 
     i = np.arange(X, dtype=np.float64)
     j = np.arange(Y, dtype=np.float64)
     k = np.arange(Z, dtype=np.float64)
-    P = np.add(i[None, :, None] * R[:, 0, None, None] + b[:, None, None], j[None, None, :] * R[:, 1, None, None], out=out)
+    P = np.add(
+        i[None, :, None] * R[:, 0, None, None] + b[:, None, None], j[None, None, :] * R[:, 1, None, None], out=out
+    )
     c = k[None, :] * R[:, 2, None]
     return np.ascontiguousarray(P), np.ascontiguousarray(c)
 

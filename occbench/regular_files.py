@@ -1,6 +1,7 @@
 """Opening files that may come from strangers: regular files only, never blocking on a FIFO or a device; JSON
 documents bounded and strict. Standard library only (the command line reads dataset files through it at start-up);
 :mod:`occbench.io.files` is where the rest of occbench imports it from."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,15 @@ MAX_JSON_BYTES = 16 << 20
 
 def describe_mode(mode: int) -> str:
     """What a file of this ``st_mode`` is, in words (for error messages)."""
-    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISREG, "a regular file")):
+    for test, what in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISREG, "a regular file"),
+    ):
         if test(mode):
             return what
     return "a special file"
@@ -99,6 +106,8 @@ def read_json_document(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -
     except UnicodeDecodeError as e:
         raise FormatError(path, f"{what} in UTF-8", f"undecodable bytes ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise FormatError(path, f"{what} (valid JSON)", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise FormatError(
+            path, f"{what} (valid JSON)", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
     except RecursionError:
         raise FormatError(path, f"{what} (valid JSON)", "nesting too deep to read") from None

@@ -1,4 +1,5 @@
 """Terminal tables of a results document (percent, two decimals, like the papers)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,20 +41,27 @@ def extras_table(results: dict[str, Any]) -> str:
 def full_report(results: dict[str, Any]) -> str:
     h = results.get("header", results)
     ds = h.get("dataset", {})
-    what = (f"predictions: {h['predictions']}" if h.get("predictions") is not None else
-            f"{h.get('method', {}).get('name')}")
+    what = (
+        f"predictions: {h['predictions']}" if h.get("predictions") is not None else f"{h.get('method', {}).get('name')}"
+    )
     source = "" if h.get("predictions") is not None else f" (onboard: {ds.get('onboard')})"
-    title = (f"{what} on {ds.get('dataset')} {ds.get('split')}{source}"
-             f"{' [SYNTHETIC mini data]' if ds.get('synthetic') else ''}")
+    title = (
+        f"{what} on {ds.get('dataset')} {ds.get('split')}{source}"
+        f"{' [SYNTHETIC mini data]' if ds.get('synthetic') else ''}"
+    )
     part = h.get("partial")
     if part:
         if part.get("scans"):
             limit = f", at most {part['max_frames']}" if part.get("max_frames") else ""
-            title += (f"\nPARTIAL RUN: {part.get('frames')} chosen frames (--frames {part['scans']}{limit}) of the "
-                      f"split's {part.get('frames_in_split')}; not comparable with full results")
+            title += (
+                f"\nPARTIAL RUN: {part.get('frames')} chosen frames (--frames {part['scans']}{limit}) of the "
+                f"split's {part.get('frames_in_split')}; not comparable with full results"
+            )
         else:
-            title += (f"\nPARTIAL RUN: the first {part.get('frames')} of the split's {part.get('frames_in_split')} "
-                      "frames (--max-frames); not comparable with full results")
+            title += (
+                f"\nPARTIAL RUN: the first {part.get('frames')} of the split's {part.get('frames_in_split')} "
+                "frames (--max-frames); not comparable with full results"
+            )
     parts = [title, "", range_table(results), "", class_table(results)]
     ex = extras_table(results)
     if ex:

@@ -6,6 +6,7 @@ come from an allowlist, every score is ``null`` or a finite fraction in [0, 1], 
 integers, and free text holds no control characters (the pages escape it for Markdown and HTML as well).
 Every problem of a file is listed in one :class:`~occbench.errors.FormatError` naming the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from occbench.dataset_cards import dataset_cards
-from occbench.grid import KITTI
 from occbench.errors import FormatError
+from occbench.grid import KITTI
 from occbench.io.files import read_json_document
 
 SCHEMA = "occbench.results"
@@ -42,7 +43,11 @@ _SCANS = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")  # header.partial.scans: --fram
 def read_results(path: str | Path) -> dict[str, Any]:
     """Read and validate one results file; raises :class:`FormatError` listing every problem."""
     path = Path(path)
-    problems = [] if SAFE_FILE.fullmatch(path.name) else [f"a file name of letters, digits and . _ + - ending in .json (got {path.name!r})"]
+    problems = (
+        []
+        if SAFE_FILE.fullmatch(path.name)
+        else [f"a file name of letters, digits and . _ + - ending in .json (got {path.name!r})"]
+    )
     doc = read_json_document(path, "an occbench results file")
     problems += results_problems(doc)
     if problems:
@@ -60,8 +65,11 @@ def read_results_for_plot(path: str | Path) -> dict[str, Any]:
     if not problems:
         cur = doc["metrics"].get("distance")
         edges = cur.get("bin_edges_m") if isinstance(cur, dict) else None
-        if not (isinstance(edges, list) and 2 <= len(edges) <= 10_001
-                and all(type(e) in (int, float) and math.isfinite(e) for e in edges)):
+        if not (
+            isinstance(edges, list)
+            and 2 <= len(edges) <= 10_001
+            and all(type(e) in (int, float) and math.isfinite(e) for e in edges)
+        ):
             problems.append("metrics.distance.bin_edges_m missing or not a list of 2-10,001 finite numbers")
         else:
             for k in ("iou", "miou"):
@@ -90,13 +98,19 @@ def results_problems(doc: Any) -> list[str]:
     classes = None
     if proto is not None:
         names = proto.get("class_names")
-        if (isinstance(names, list) and 0 < len(names) <= MAX_CLASSES and all(isinstance(n, str) for n in names)
-                and len(set(names)) == len(names)):
+        if (
+            isinstance(names, list)
+            and 0 < len(names) <= MAX_CLASSES
+            and all(isinstance(n, str) for n in names)
+            and len(set(names)) == len(names)
+        ):
             for n in names:
                 _text(n, "protocol.class_names", out)
             classes = set(names)
         else:
-            out.append(f"protocol.class_names = {_short(names)} (expected a list of 1-{MAX_CLASSES} distinct class names)")
+            out.append(
+                f"protocol.class_names = {_short(names)} (expected a list of 1-{MAX_CLASSES} distinct class names)"
+            )
         for k in PROTOCOL_SHOWN:
             if k in proto and isinstance(proto[k], (str, int, float)) and not SAFE_NAME.fullmatch(str(proto[k])):
                 out.append(f"protocol.{k} {_short(proto[k])} (expected letters, digits and . _ + -)")
@@ -110,8 +124,12 @@ def results_problems(doc: Any) -> list[str]:
             elif ds["onboard"] is not None:
                 _name(ds, "onboard", out, "header.dataset.")
             fp = ds.get("fingerprint")
-            if fp is not None and not (isinstance(fp, dict) and isinstance(fp.get("files"), str) and _HEX.fullmatch(fp["files"])
-                                       and (fp.get("content") is None or (isinstance(fp["content"], str) and _HEX.fullmatch(fp["content"])))):
+            if fp is not None and not (
+                isinstance(fp, dict)
+                and isinstance(fp.get("files"), str)
+                and _HEX.fullmatch(fp["files"])
+                and (fp.get("content") is None or (isinstance(fp["content"], str) and _HEX.fullmatch(fp["content"])))
+            ):
                 out.append("header.dataset.fingerprint is not {\"files\": hex digest, \"content\": hex digest or null}")
             _scalar_object(ds.get("generator"), "header.dataset.generator", out)
         if method is not None:
@@ -123,14 +141,23 @@ def results_problems(doc: Any) -> list[str]:
             _text(header["command"], "header.command", out)
         part = header.get("partial")
         if part is not None:
-            if not (isinstance(part, dict) and set(part) <= {"frames", "frames_in_split", "max_frames", "scans"}
-                    and all(type(part.get(k)) is int and part[k] >= 0 for k in ("frames", "frames_in_split"))
-                    and (part.get("max_frames") is None or (type(part["max_frames"]) is int and part["max_frames"] >= 0))
-                    and (part.get("scans") is None or _SCANS.fullmatch(str(part["scans"])) is not None
-                         and isinstance(part["scans"], str) and len(part["scans"]) <= 100_000)):
-                out.append(f"header.partial = {_short(part)} (expected null or {{\"frames\": count, "
-                           "\"frames_in_split\": count, \"max_frames\": count or null, \"scans\": \"0,5,10-20\" "
-                           "(optional)}})")
+            if not (
+                isinstance(part, dict)
+                and set(part) <= {"frames", "frames_in_split", "max_frames", "scans"}
+                and all(type(part.get(k)) is int and part[k] >= 0 for k in ("frames", "frames_in_split"))
+                and (part.get("max_frames") is None or (type(part["max_frames"]) is int and part["max_frames"] >= 0))
+                and (
+                    part.get("scans") is None
+                    or _SCANS.fullmatch(str(part["scans"])) is not None
+                    and isinstance(part["scans"], str)
+                    and len(part["scans"]) <= 100_000
+                )
+            ):
+                out.append(
+                    f"header.partial = {_short(part)} (expected null or {{\"frames\": count, "
+                    "\"frames_in_split\": count, \"max_frames\": count or null, \"scans\": \"0,5,10-20\" "
+                    "(optional)}})"
+                )
     if metrics is not None:
         ssc = _obj(metrics, "ssc", out, "metrics.")
         if ssc is not None:
@@ -210,7 +237,11 @@ def _short(x: Any) -> str:
 def _obj(d: dict, key: str, out: list[str], where: str = "") -> dict | None:
     x = d.get(key)
     if not isinstance(x, dict):
-        out.append(f"{where}{key} missing or not an object" if x is None else f"{where}{key} is a {type(x).__name__}, not an object")
+        out.append(
+            f"{where}{key} missing or not an object"
+            if x is None
+            else f"{where}{key} is a {type(x).__name__}, not an object"
+        )
         return None
     return x
 
@@ -223,7 +254,9 @@ def _choice(d: dict, key: str, allowed: tuple[str, ...], out: list[str], where: 
 def _name(d: dict, key: str, out: list[str], where: str) -> None:
     x = d.get(key)
     if not (isinstance(x, str) and SAFE_NAME.fullmatch(x)):
-        out.append(f"{where}{key} {_short(x)} (expected 1-64 letters, digits and . _ + -, starting with a letter or digit)")
+        out.append(
+            f"{where}{key} {_short(x)} (expected 1-64 letters, digits and . _ + -, starting with a letter or digit)"
+        )
 
 
 def _scalar_object(v: Any, where: str, out: list[str]) -> None:
@@ -260,8 +293,10 @@ def _scores(block: dict, where: str, out: list[str], classes: set[str] | None = 
         return
     unknown = [k for k in per if classes is None or k not in classes]
     if unknown:
-        out.append(f"{where}.per_class_iou has {len(unknown)} key(s) that are not protocol.class_names, "
-                   f"e.g. {_short(unknown[0])}")
+        out.append(
+            f"{where}.per_class_iou has {len(unknown)} key(s) that are not protocol.class_names, "
+            f"e.g. {_short(unknown[0])}"
+        )
         return
     for name, x in per.items():
         _text(name, f"{where}.per_class_iou key", out)

@@ -1,4 +1,5 @@
 """Small on-disk fixtures in the real layouts, for tests (occbench's and third parties')."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,13 +12,17 @@ from occbench.io.voxels import write_bits, write_label
 from occbench.labels import load_label_map
 
 # Real KITTI odometry calib of sequence 08 (P2 and Tr), enough for tests that need a camera.
-P2_08 = np.array([[707.0912, 0.0, 601.8873, 46.88783], [0.0, 707.0912, 183.1104, 0.1178601], [0.0, 0.0, 1.0, 0.006203223]])
-TR_08 = np.array([
-    [-0.001857739385241, -0.9999659513510, -0.008039975204516, -0.004784029760483],
-    [-0.006481465826011, 0.008051860151134, -0.9999466081774, -0.07337429464231],
-    [0.9999773098147, -0.001805528627661, -0.006496203536139, -0.3339968064433],
-    [0.0, 0.0, 0.0, 1.0],
-])
+P2_08 = np.array(
+    [[707.0912, 0.0, 601.8873, 46.88783], [0.0, 707.0912, 183.1104, 0.1178601], [0.0, 0.0, 1.0, 0.006203223]]
+)
+TR_08 = np.array(
+    [
+        [-0.001857739385241, -0.9999659513510, -0.008039975204516, -0.004784029760483],
+        [-0.006481465826011, 0.008051860151134, -0.9999466081774, -0.07337429464231],
+        [0.9999773098147, -0.001805528627661, -0.006496203536139, -0.3339968064433],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 
 
 def tiny_calibration() -> Calibration:
@@ -41,7 +46,7 @@ def random_scene(rng: np.random.Generator, num_classes: int = 20) -> np.ndarray:
     for _ in range(20):
         x, y = rng.integers(0, 240, 2)
         w, d, h = rng.integers(4, 16, 3)
-        g[x:x + w, y:y + d, 10:10 + h] = rng.integers(1, num_classes)
+        g[x : x + w, y : y + d, 10 : 10 + h] = rng.integers(1, num_classes)
     return g
 
 
@@ -82,13 +87,15 @@ def make_semantickitti_tree(
                 write_bits(vox / f"{t:06d}.occluded", rng.random(raw.shape) < 0.2)
                 write_bits(vox / f"{t:06d}.bin", scenes[t] > 0)
         for model, noise in (onboard or {}).items():
-            write_noisy_predictions(PredictionStore(root / "predictions" / model, compressed=compressed), name, scenes,
-                                    noise, rng, lm)
+            write_noisy_predictions(
+                PredictionStore(root / "predictions" / model, compressed=compressed), name, scenes, noise, rng, lm
+            )
     return root
 
 
-def write_noisy_predictions(store: PredictionStore, sequence: str, scenes: dict[int, np.ndarray], noise: float,
-                            rng: np.random.Generator, lm) -> None:
+def write_noisy_predictions(
+    store: PredictionStore, sequence: str, scenes: dict[int, np.ndarray], noise: float, rng: np.random.Generator, lm
+) -> None:
     """Every scene (train ids) with a ``noise`` fraction of its voxels set to a random class, written as raw ids."""
     for t in range(len(scenes)):
         p = scenes[t].copy()

@@ -44,6 +44,7 @@ so that a scan shared by neighbouring windows is read once.
 :class:`WindowDataset` serves dense windows of many targets to ``torch.utils.data.DataLoader`` (torch is imported
 only there).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,8 +143,10 @@ class ForwardWindow:
         """(X, Y, Z, num_classes) int64: per target voxel, how many source voxels of each class landed in it."""
         nvox = self.grid.num_voxels
         if len(self.labels) and int(self.labels.max()) >= num_classes:
-            raise ValueError(f"sequence {self.sequence}, target {self.target}: train id {int(self.labels.max())} in the "
-                             f"window, expected ids below num_classes={num_classes}")
+            raise ValueError(
+                f"sequence {self.sequence}, target {self.target}: train id {int(self.labels.max())} in the "
+                f"window, expected ids below num_classes={num_classes}"
+            )
         keys = self.cells * num_classes + self.labels
         return np.bincount(keys, minlength=nvox * num_classes).reshape(*self.grid.shape, num_classes)
 
@@ -155,8 +158,9 @@ def _grid_of(sequence: Any, grid: Grid | None) -> Grid:
 def _poses(sequence: Any) -> np.ndarray:
     poses = np.asarray(sequence.poses, np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
-        raise ValueError(f"sequence {getattr(sequence, 'name', '?')}: poses must be (N, 4, 4) with N >= 1, "
-                         f"got {poses.shape}")
+        raise ValueError(
+            f"sequence {getattr(sequence, 'name', '?')}: poses must be (N, 4, 4) with N >= 1, got {poses.shape}"
+        )
     return poses
 
 
@@ -168,8 +172,10 @@ def _check_pose(poses: np.ndarray, s: int, sequence: Any) -> None:
 def _read(read: Callable[[int], np.ndarray], s: int, grid: Grid, sequence: Any) -> np.ndarray:
     g = np.asarray(read(int(s)))
     if g.shape != grid.shape or g.dtype != np.uint8:
-        raise ValueError(f"sequence {getattr(sequence, 'name', '?')}, scan {s}: expected a {grid.shape} uint8 grid "
-                         f"of train ids, got {g.shape} {g.dtype}")
+        raise ValueError(
+            f"sequence {getattr(sequence, 'name', '?')}, scan {s}: expected a {grid.shape} uint8 grid "
+            f"of train ids, got {g.shape} {g.dtype}"
+        )
     return np.ascontiguousarray(g)
 
 
@@ -177,8 +183,15 @@ def _center(scans: np.ndarray, target: int) -> int:
     return int(np.flatnonzero(scans == target)[0])
 
 
-def warp(source: np.ndarray, T: np.ndarray, *, grid: Grid = KITTI, fill: int = IGNORE,
-         out: np.ndarray | None = None, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def warp(
+    source: np.ndarray,
+    T: np.ndarray,
+    *,
+    grid: Grid = KITTI,
+    fill: int = IGNORE,
+    out: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Backward nearest-voxel sampling of one grid: ``(out, valid)``.
 
     ``source``: (X, Y, Z) uint8 grid of scan ``s``; ``T``: 4x4 transform from the output scan's frame into scan
@@ -219,8 +232,16 @@ def forward_cells(voxels: np.ndarray, T: np.ndarray, *, grid: Grid = KITTI) -> n
     return out
 
 
-def window(sequence: Any, target: int, n: int, *, stride: int = 1, ends: Ends = "drop",
-           read: Callable[[int], np.ndarray] | None = None, grid: Grid | None = None) -> Window:
+def window(
+    sequence: Any,
+    target: int,
+    n: int,
+    *,
+    stride: int = 1,
+    ends: Ends = "drop",
+    read: Callable[[int], np.ndarray] | None = None,
+    grid: Grid | None = None,
+) -> Window:
     """The dense window of ``target``: the predictions of scans ``target - n*stride .. target + n*stride``
     (clamped at the ends, ``ends``) sampled into the target scan's grid (backward nearest-voxel sampling; the
     exact convention is in the module docstring).
@@ -249,13 +270,22 @@ def window(sequence: Any, target: int, n: int, *, stride: int = 1, ends: Ends = 
         transforms[m] = pair_transform(poses, int(target), s)
         warp(_read(read, s, g, sequence), transforms[m], grid=g, out=grids[m], valid=valid[m])
         done[s] = m
-    return Window(getattr(sequence, "name", ""), int(target), scans, _center(scans, target), transforms, grids,
-                  valid, g)
+    return Window(
+        getattr(sequence, "name", ""), int(target), scans, _center(scans, target), transforms, grids, valid, g
+    )
 
 
-def forward_window(sequence: Any, target: int, n: int, *, stride: int = 1, ends: Ends = "drop",
-                   occupied_only: bool = False, read: Callable[[int], np.ndarray] | None = None,
-                   grid: Grid | None = None) -> ForwardWindow:
+def forward_window(
+    sequence: Any,
+    target: int,
+    n: int,
+    *,
+    stride: int = 1,
+    ends: Ends = "drop",
+    occupied_only: bool = False,
+    read: Callable[[int], np.ndarray] | None = None,
+    grid: Grid | None = None,
+) -> ForwardWindow:
     """The sparse window of ``target``: every voxel (``occupied_only``: every voxel with a train id other than 0)
     of the scans ``target - n*stride .. target + n*stride`` (clamped, ``ends``) moved forward into the target grid
     (OccFiner eqs. 7-8, the voting engines' cells; module docstring). Arguments as :func:`window`."""
@@ -277,8 +307,18 @@ def forward_window(sequence: Any, target: int, n: int, *, stride: int = 1, ends:
     offsets = np.zeros(len(scans) + 1, np.int64)
     offsets[1:] = np.cumsum([len(p[0]) for p in parts])
     cat = [np.concatenate([p[i] for p in parts]) for i in range(3)]
-    return ForwardWindow(getattr(sequence, "name", ""), int(target), scans, _center(scans, target), transforms,
-                         offsets, cat[0], cat[1], cat[2].astype(np.uint8), g)
+    return ForwardWindow(
+        getattr(sequence, "name", ""),
+        int(target),
+        scans,
+        _center(scans, target),
+        transforms,
+        offsets,
+        cat[0],
+        cat[1],
+        cat[2].astype(np.uint8),
+        g,
+    )
 
 
 class WindowDataset:
@@ -298,9 +338,17 @@ class WindowDataset:
     read files lazily), so ``num_workers > 0`` works; torch is imported only when an item is built.
     """
 
-    def __init__(self, sequences: Iterable[Any], n: int, *, stride: int = 1, ends: Ends = "drop",
-                 targets: str | Mapping[str, Sequence[int]] = "labelled", with_ground_truth: bool = True,
-                 grid: Grid | None = None):
+    def __init__(
+        self,
+        sequences: Iterable[Any],
+        n: int,
+        *,
+        stride: int = 1,
+        ends: Ends = "drop",
+        targets: str | Mapping[str, Sequence[int]] = "labelled",
+        with_ground_truth: bool = True,
+        grid: Grid | None = None,
+    ):
         seqs = list(sequences)
         self.sequences = {s.name: s for s in seqs}
         window_scans(0, n, 1, stride=stride, ends=ends)  # check the arguments now
@@ -315,7 +363,9 @@ class WindowDataset:
             elif targets == "all":
                 ts = list(range(s.num_scans))
             else:
-                raise ValueError(f"targets must be 'labelled', 'all' or a mapping of sequence -> scans, got {targets!r}")
+                raise ValueError(
+                    f"targets must be 'labelled', 'all' or a mapping of sequence -> scans, got {targets!r}"
+                )
             self.items.extend((s.name, int(t)) for t in ts)
 
     def __len__(self) -> int:
@@ -341,11 +391,27 @@ class WindowDataset:
                 gt, has = frame.ground_truth(), True
         if gt is None:
             gt = np.full(w.grid.shape, IGNORE, np.uint8)
-        return {"sequence": w.sequence, "target": w.target, "center": w.center,
-                "scans": torch.from_numpy(w.scans), "transforms": torch.from_numpy(w.transforms),
-                "grids": torch.from_numpy(w.grids), "valid": torch.from_numpy(w.valid),
-                "ground_truth": torch.from_numpy(np.ascontiguousarray(gt)), "has_ground_truth": has}
+        return {
+            "sequence": w.sequence,
+            "target": w.target,
+            "center": w.center,
+            "scans": torch.from_numpy(w.scans),
+            "transforms": torch.from_numpy(w.transforms),
+            "grids": torch.from_numpy(w.grids),
+            "valid": torch.from_numpy(w.valid),
+            "ground_truth": torch.from_numpy(np.ascontiguousarray(gt)),
+            "has_ground_truth": has,
+        }
 
 
-__all__ = ["ENDS", "ForwardWindow", "Window", "WindowDataset", "forward_cells", "forward_window", "warp", "window",
-           "window_scans"]
+__all__ = [
+    "ENDS",
+    "ForwardWindow",
+    "Window",
+    "WindowDataset",
+    "forward_cells",
+    "forward_window",
+    "warp",
+    "window",
+    "window_scans",
+]

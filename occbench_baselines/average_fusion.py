@@ -1,4 +1,5 @@
 """``average-fusion``: the paper's learning-free offboard baseline (vanilla registration, eqs. 7-9, no weights)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -6,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from occbench.methods import OffboardMethod, OnboardSequence
 from occbench_baselines.voting import SensorWeights, VotingConfig
 from occbench_baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
 from occbench_baselines.voting.top2 import Top2, engine_top2
-from occbench.methods import OffboardMethod, OnboardSequence
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,19 @@ class AverageFusionOptions(VotingOptions):
 class AverageFusion(RegistrationNote, OffboardMethod):
     name = "average-fusion"
     worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
-    description = "Vanilla registration of the onboard predictions of 2n+1 scans and an unweighted vote (paper's baseline)."
+    description = (
+        "Vanilla registration of the onboard predictions of 2n+1 scans and an unweighted vote (paper's baseline)."
+    )
     Options = AverageFusionOptions
 
     def voting_config(self, sequence: OnboardSequence) -> VotingConfig:
         o = self.options
-        return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=SensorWeights(kind="none"),  # type: ignore[arg-type]
-                            num_classes=sequence.label_map.num_classes)
+        return VotingConfig(
+            n=o.n,
+            empty_policy=o.empty_policy,
+            weights=SensorWeights(kind="none"),  # type: ignore[arg-type]
+            num_classes=sequence.label_map.num_classes,
+        )
 
     def engine(self, sequence: OnboardSequence):
         """The voting engine the options name over ``sequence``."""

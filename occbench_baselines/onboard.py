@@ -1,4 +1,5 @@
 """``onboard``: the onboard predictions unchanged (the reference row of every leaderboard)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence

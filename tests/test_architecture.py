@@ -1,4 +1,5 @@
 """Layering: the core knows no method, loaders only read, scoring a submission needs no torch."""
+
 from __future__ import annotations
 
 import ast
@@ -31,15 +32,23 @@ def _imports(source: str, pkg: str) -> list[str]:
 
 
 def _offenders(folder: str, forbidden: str) -> list[str]:
-    return sorted(f"{p.relative_to(REPO)}: {m}" for p in (REPO / folder).rglob("*.py")
-                  for m in _imports(p.read_text(), ".".join(p.relative_to(REPO).parts[:-1]))
-                  if m == forbidden or m.startswith(forbidden + "."))
+    return sorted(
+        f"{p.relative_to(REPO)}: {m}"
+        for p in (REPO / folder).rglob("*.py")
+        for m in _imports(p.read_text(), ".".join(p.relative_to(REPO).parts[:-1]))
+        if m == forbidden or m.startswith(forbidden + ".")
+    )
 
 
 def test_import_walker_sees_absolute_and_relative_imports():
     src = "import occbench_baselines.voting\nfrom ..synth import world\nfrom occbench.synth.config import A\n"
-    assert _imports(src, "occbench.datasets") == ["occbench_baselines.voting", "occbench.synth", "occbench.synth.world",
-                             "occbench.synth.config", "occbench.synth.config.A"]
+    assert _imports(src, "occbench.datasets") == [
+        "occbench_baselines.voting",
+        "occbench.synth",
+        "occbench.synth.world",
+        "occbench.synth.config",
+        "occbench.synth.config.A",
+    ]
 
 
 def test_the_core_imports_no_method():
@@ -57,9 +66,11 @@ def test_no_module_imports_another_modules_private_names():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and not node.module.split(".")[-1].startswith("_"):
                 pkg = REPO.joinpath(*node.module.split("."))
-                found += [f"{p.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and a.name != "__version__"
-                          and not (pkg / f"{a.name}.py").is_file()]  # a private module of that package
+                found += [
+                    f"{p.relative_to(REPO)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and a.name != "__version__" and not (pkg / f"{a.name}.py").is_file()
+                ]  # a private module of that package
     assert found == []
 
 
@@ -67,16 +78,23 @@ def test_scoring_a_submission_imports_no_torch(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 12}, onboard={"noisy": 0.2}, seed=3)
     sub = submission_from_onboard(tree, "noisy", tmp_path / "model")
     out = tmp_path / "r.json"
-    code = ("import sys\n"
-            "sys.argv = ['occbench', 'evaluate', '--dataset', 'semantickitti', '--root', sys.argv[1], "
-            "'--predictions', sys.argv[2], '-q', '-j', '1', '-o', sys.argv[3]]\n"
-            "from occbench.cli import main\n"
-            "try:\n    main()\n"
-            "except SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    code = (
+        "import sys\n"
+        "sys.argv = ['occbench', 'evaluate', '--dataset', 'semantickitti', '--root', sys.argv[1], "
+        "'--predictions', sys.argv[2], '-q', '-j', '1', '-o', sys.argv[3]]\n"
+        "from occbench.cli import main\n"
+        "try:\n    main()\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
     env = {**os.environ, "OCCBENCH_DATA": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-c", code, str(tree), str(sub), str(out)], capture_output=True, text=True,
-                       env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tree), str(sub), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(out.read_text())["metrics"], "no scores written"
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH"
@@ -84,9 +102,11 @@ def test_scoring_a_submission_imports_no_torch(tmp_path):
 
 @pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"]])
 def test_help_imports_no_torch(argv):
-    code = ("import sys\nsys.argv = ['occbench'] + sys.argv[1:]\nfrom occbench.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    code = (
+        "import sys\nsys.argv = ['occbench'] + sys.argv[1:]\nfrom occbench.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
     r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH", r.stderr[-2000:]
 
@@ -121,6 +141,10 @@ def test_orchestration_reads_no_dataset_layout():
     import re
 
     pattern = re.compile(r"\.(layout|gt_voxel_dir|voxel_dir|onboard_store|_gt_path)\b")
-    found = [f"{p.relative_to(REPO)}:{i}" for p in sorted((REPO / "occbench" / "evaluation").glob("*.py"))
-             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    found = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in sorted((REPO / "occbench" / "evaluation").glob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert found == []

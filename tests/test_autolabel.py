@@ -1,4 +1,5 @@
 """Auto-labeling protocol: storage format, loss, student, sources, training determinism/resume, end to end."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from occbench_baselines.voting.top2 import engine_top2
 from occbench.autolabel import storage
 from occbench.autolabel.model import StudentConfig, StudentNet, soft_top2_loss
 from occbench.autolabel.protocol import PRESETS, ProtocolConfig, SourceSpec, preset
@@ -18,6 +18,7 @@ from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore
 from occbench.autolabel.train import SampleReader, TrainItem, epoch_plan, train_student
 from occbench.errors import FormatError
 from occbench.testing import make_semantickitti_tree
+from occbench_baselines.voting.top2 import engine_top2
 
 torch.set_num_threads(1)
 GRID = (256, 256, 32)
@@ -26,8 +27,9 @@ GRID = (256, 256, 32)
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     # train 00, val 08, unlabeled test 11: 2 labelled scans each
-    return make_semantickitti_tree(tmp_path_factory.mktemp("al") / "kitti", {"00": 6, "08": 6, "11": 6},
-                                   onboard={"noisy": 0.2}, seed=3)
+    return make_semantickitti_tree(
+        tmp_path_factory.mktemp("al") / "kitti", {"00": 6, "08": 6, "11": 6}, onboard={"noisy": 0.2}, seed=3
+    )
 
 
 def _grid(rng, hi=20):
@@ -60,7 +62,7 @@ def test_storage_roundtrip_top1_top2_and_header(tmp_path):
 
 def test_storage_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError):
-        storage.encode(PseudoLabel(np.full(GRID, 20, np.uint8)))       # not a train id
+        storage.encode(PseudoLabel(np.full(GRID, 20, np.uint8)))  # not a train id
     with pytest.raises(ValueError):
         storage.encode(PseudoLabel(np.zeros((2, 2, 2), np.uint8)))
     with pytest.raises(FormatError):
@@ -105,7 +107,11 @@ def test_student_shapes_and_predict():
 # ---------------------------------------------------------------- protocol definition
 def test_source_spec_and_config():
     s = SourceSpec.parse("average-fusion:voxformer-sim:n=10,empty_policy=vote")
-    assert (s.method, s.onboard, dict(s.options)) == ("average-fusion", "voxformer-sim", {"n": 10, "empty_policy": "vote"})
+    assert (s.method, s.onboard, dict(s.options)) == (
+        "average-fusion",
+        "voxformer-sim",
+        {"n": 10, "empty_policy": "vote"},
+    )
     assert SourceSpec.parse(s.name) == s and "/" not in s.slug and ":" not in s.slug
     assert SourceSpec.parse("gt").is_gt and SourceSpec.parse("gt").label().startswith("GT-Train (")
     with pytest.raises(ValueError):
@@ -142,7 +148,7 @@ def test_voting_top2_math():
         def votes(self, t):
             return votes
 
-    (t, l1, l2, p1, p2), = list(engine_top2(Engine(), [4]))
+    ((t, l1, l2, p1, p2),) = list(engine_top2(Engine(), [4]))
     assert t == 4 and l1.tolist() == [0, 0, 2] and l2.tolist() == [1, 0, 0]
     np.testing.assert_allclose(p1, [0.75, 1.0, 0.5])
     np.testing.assert_allclose(p2, [0.25, 0.0, 0.25])
@@ -225,9 +231,31 @@ def test_cli_end_to_end_ci_and_resume(tree, tmp_path, monkeypatch):
     from occbench.cli.autolabel import autolabel
 
     out, md, js = tmp_path / "runs", tmp_path / "autolabel-test.md", tmp_path / "all.json"
-    args = ["--dataset", "semantickitti", "--root", str(tree), "--train-sequence", "00", "--eval-sequence", "08",
-            "--pl-sequence", "11", "--source", "onboard:noisy", "--preset", "ci", "--max-eval-frames", "1",
-            "--out", str(out), "--markdown", str(md), "--json", str(js), "--quiet"]
+    args = [
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--train-sequence",
+        "00",
+        "--eval-sequence",
+        "08",
+        "--pl-sequence",
+        "11",
+        "--source",
+        "onboard:noisy",
+        "--preset",
+        "ci",
+        "--max-eval-frames",
+        "1",
+        "--out",
+        str(out),
+        "--markdown",
+        str(md),
+        "--json",
+        str(js),
+        "--quiet",
+    ]
     r = CliRunner().invoke(autolabel, args)
     assert r.exit_code == 0, r.output
     res = json.loads(js.read_text())
@@ -307,9 +335,30 @@ def test_resume_refuses_pseudo_labels_and_runs_of_another_method_configuration(t
             generate_pseudo_labels(ds, src, cfg, tmp_path / "pl", progress=False)
     # a finished protocol run is not read back for a source whose configuration changed since
     out = tmp_path / "runs"
-    args = ["--dataset", "semantickitti", "--root", str(tree), "--train-sequence", "00", "--eval-sequence", "08",
-            "--pl-sequence", "11", "--source", "onboard:noisy", "--no-gt", "--preset", "ci", "--max-eval-frames", "1",
-            "--out", str(out), "--markdown", str(tmp_path / "t.md"), "--quiet"]
+    args = [
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--train-sequence",
+        "00",
+        "--eval-sequence",
+        "08",
+        "--pl-sequence",
+        "11",
+        "--source",
+        "onboard:noisy",
+        "--no-gt",
+        "--preset",
+        "ci",
+        "--max-eval-frames",
+        "1",
+        "--out",
+        str(out),
+        "--markdown",
+        str(tmp_path / "t.md"),
+        "--quiet",
+    ]
     assert CliRunner().invoke(autolabel, args).exit_code == 0
     monkeypatch.setattr(methods, "load_method", _changed_config(methods.load_method))
     r = CliRunner().invoke(autolabel, args)

@@ -1,4 +1,5 @@
 """benchmarks/citymap_memory.py stays runnable: its world-consistent frame generator and its report on a few frames."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,7 +39,9 @@ def test_generator_frames_are_world_consistent_and_realistic():
 def test_run_reports_checkpoints():
     mod = _load()
     for plan in (True, False):
-        rows = mod.run(straight_poses(100, speed=2.0), checkpoints=[2, 3], max_minutes=10, log=lambda *a: None, plan=plan)
+        rows = mod.run(
+            straight_poses(100, speed=2.0), checkpoints=[2, 3], max_minutes=10, log=lambda *a: None, plan=plan
+        )
         assert [r["frames"] for r in rows] == [2, 3]
         last = rows[-1]
         assert last["map_voxels"] > 1_000_000 and last["planned"] is plan

@@ -1,5 +1,6 @@
 """CLI manners: help without heavy imports, lazily loaded commands, usage errors (exit 2) with suggestions,
 option values parsed against the method's declared types, `occbench methods` listing options."""
+
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from occbench.cli import main
 from occbench.methods import OffboardMethod, parse_options, register_method
 from occbench.testing import make_semantickitti_tree
 
+
 @pytest.fixture(autouse=True)
 def _no_generation(monkeypatch, tmp_path):
     """No test here may generate occbench-mini (minutes): the data cache is a temporary folder, generation fails."""
@@ -26,16 +28,28 @@ def _no_generation(monkeypatch, tmp_path):
     monkeypatch.setattr(occbench.synth, "generate_mini", refuse)
 
 
-HELPS = [[], ["evaluate"], ["refine"], ["methods"], ["convert"], ["occfiner-train"], ["autolabel"], ["synth"], ["render"],
-         ["leaderboard"]]
+HELPS = [
+    [],
+    ["evaluate"],
+    ["refine"],
+    ["methods"],
+    ["convert"],
+    ["occfiner-train"],
+    ["autolabel"],
+    ["synth"],
+    ["render"],
+    ["leaderboard"],
+]
 
 
 @pytest.mark.parametrize("cmd", HELPS, ids=lambda c: " ".join(c) or "occbench")
 def test_help_imports_no_torch(cmd):
-    code = ("import sys, json\nfrom occbench.cli import main\n"
-            f"try:\n    main({cmd + ['--help']!r}, prog_name='occbench')\nexcept SystemExit as e:\n    code = e.code\n"
-            "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'scipy', 'numba', 'matplotlib') "
-            "if m in sys.modules)}))")
+    code = (
+        "import sys, json\nfrom occbench.cli import main\n"
+        f"try:\n    main({cmd + ['--help']!r}, prog_name='occbench')\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(json.dumps({'code': code, 'heavy': sorted(m for m in ('torch', 'scipy', 'numba', 'matplotlib') "
+        "if m in sys.modules)}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -45,7 +59,17 @@ def test_help_imports_no_torch(cmd):
 def test_top_level_help_lists_every_command_and_the_exit_codes():
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0
-    for name in ("evaluate", "refine", "methods", "convert", "occfiner-train", "autolabel", "synth", "render", "leaderboard"):
+    for name in (
+        "evaluate",
+        "refine",
+        "methods",
+        "convert",
+        "occfiner-train",
+        "autolabel",
+        "synth",
+        "render",
+        "leaderboard",
+    ):
         assert f"  {name} " in r.output
     assert "Exit codes:" in r.output and "usage error" in r.output and "stale leaderboards" in r.output
     assert "$OCCBENCH_DATA" in r.output
@@ -83,19 +107,40 @@ def test_unknown_method_exits_2_with_suggestion(tmp_path):
 
 
 def test_option_value_error_names_option_and_type(tmp_path):
-    r = CliRunner().invoke(main, ["evaluate", "--method", "average-fusion", "-O", "n=abc", "-q", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main, ["evaluate", "--method", "average-fusion", "-O", "n=abc", "-q", "-o", str(tmp_path / "r.json")]
+    )
     assert r.exit_code == 2
     assert "option 'n' of method 'average-fusion' expects int | None, got 'abc'" in r.output
     assert "invalid literal" not in r.output
-    r = CliRunner().invoke(main, ["evaluate", "--method", "average-fusion", "-O", "nn=3", "-q", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main, ["evaluate", "--method", "average-fusion", "-O", "nn=3", "-q", "-o", str(tmp_path / "r.json")]
+    )
     assert r.exit_code == 2 and "unknown option 'nn'" in r.output and "did you mean 'n'" in r.output
     assert not (tmp_path / "r.json").exists()
 
 
 def test_unknown_split_exits_2_with_suggestion(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "t", {"08": 6}, onboard={"noisy": 0.2})
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--split", "vall", "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--split",
+            "vall",
+            "--method",
+            "onboard",
+            "-q",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 2 and "unknown split 'vall'; did you mean 'val'?" in r.output
 
 
@@ -158,7 +203,12 @@ def test_parse_options_converts_to_the_declared_types():
     assert got == {"n": 7, "scale": 2.0, "mode": None, "flag": False, "box": (4.0, 5.0, 6.0)}
     assert type(got["scale"]) is float
     assert parse_options(["mode=fast", "box=[1, 2, 3]"], _Typed)["box"] == (1.0, 2.0, 3.0)
-    for bad, words in ((["n=2.5"], "'n'"), (["flag=maybe"], "'flag'"), (["box=1,2"], "'box'"), (["scale=x"], "'scale'")):
+    for bad, words in (
+        (["n=2.5"], "'n'"),
+        (["flag=maybe"], "'flag'"),
+        (["box=1,2"], "'box'"),
+        (["scale=x"], "'scale'"),
+    ):
         with pytest.raises(OptionError, match=words):
             parse_options(bad, _Typed)
     with pytest.raises(UnknownNameError, match="did you mean 'mode'"):
@@ -228,6 +278,10 @@ def test_importing_the_main_module_runs_nothing():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", "import occbench.cli.__main__; print('imported')", "evaluate", "--bogus"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", "import occbench.cli.__main__; print('imported')", "evaluate", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "imported", r.stderr

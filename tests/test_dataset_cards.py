@@ -1,12 +1,12 @@
 """Dataset files (occbench/labels/datasets/*.json): what the code derives from them, their checks, and a dataset
 added with a loader module and a data file only."""
-from __future__ import annotations
 
-import re
+from __future__ import annotations
 
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -41,34 +41,59 @@ OLD_KITTI360_SPLITS = {
 }
 OLD_DATASET_NAMES = ("mini", "semantickitti", "sscbench-kitti360")
 OLD_RESULTS_DATASETS = ("occbench-mini", "semantickitti", "sscbench-kitti360")
-OLD_LEADERBOARD_TITLES = {"occbench-mini": "occbench-mini (SYNTHETIC)", "semantickitti": "SemanticKITTI",
-                          "sscbench-kitti360": "SSCBench-KITTI360"}
+OLD_LEADERBOARD_TITLES = {
+    "occbench-mini": "occbench-mini (SYNTHETIC)",
+    "semantickitti": "SemanticKITTI",
+    "sscbench-kitti360": "SSCBench-KITTI360",
+}
 OLD_AUTOLABEL_TITLES = {"mini": "occbench-mini (SYNTHETIC)", "semantickitti": "SemanticKITTI"}
 OLD_PROTOCOL_ARGS = {
     "semantickitti-ssc": dict(
-        label_map="semantickitti", id="semantickitti-ssc", version="1.0", iou_epsilon=1e-15,
-        completion_rule="semantic-kitti-api", invalid_policy="mask-all",
+        label_map="semantickitti",
+        id="semantickitti-ssc",
+        version="1.0",
+        iou_epsilon=1e-15,
+        completion_rule="semantic-kitti-api",
+        invalid_policy="mask-all",
         reference="PRBonn/semantic-kitti-api evaluate_completion.py + auxiliary/np_ioueval.py (a9c749e); "
-        "ranges: VoxFormer semantic_kitti_dataset_stage2.py get_gt_info"),
+        "ranges: VoxFormer semantic_kitti_dataset_stage2.py get_gt_info",
+    ),
     "sscbench-kitti360-ssc": dict(
-        label_map="kitti360", id="sscbench-kitti360-ssc", version="1.0", iou_epsilon=1e-5,
-        completion_rule="sscmetrics", invalid_policy="mask-empty-only",
+        label_map="kitti360",
+        id="sscbench-kitti360-ssc",
+        version="1.0",
+        iou_epsilon=1e-5,
+        completion_rule="sscmetrics",
+        invalid_policy="mask-empty-only",
         reference="ai4ce/SSCBench method/MonoScene monoscene/loss/sscMetrics.py + preprocess.py (9e767e1); "
-        "ranges: ahayler/s4c evaluate_model_sscbench.py"),
+        "ranges: ahayler/s4c evaluate_model_sscbench.py",
+    ),
 }
 OLD_HEADER_SUMMARY = {  # a few fields of each header, written out (the full headers are compared with _make below)
-    "semantickitti-ssc": {"num_classes": 20, "iou_epsilon": 1e-15, "pr_epsilon": 1.1920928955078125e-07,
-                          "ranges": [12.8, 25.6, 51.2], "ignore_index": 255, "distance_bin_width": 1.6,
-                          "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and "
-                                                   "it is not invalid"},
-    "sscbench-kitti360-ssc": {"num_classes": 19, "iou_epsilon": 1e-5, "pr_epsilon": 1.1920928955078125e-07,
-                              "ranges": [12.8, 25.6, 51.2], "ignore_index": 255, "distance_bin_width": 1.6,
-                              "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and "
-                                                       "not (invalid and ground truth empty)"},
+    "semantickitti-ssc": {
+        "num_classes": 20,
+        "iou_epsilon": 1e-15,
+        "pr_epsilon": 1.1920928955078125e-07,
+        "ranges": [12.8, 25.6, 51.2],
+        "ignore_index": 255,
+        "distance_bin_width": 1.6,
+        "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and it is not invalid",
+    },
+    "sscbench-kitti360-ssc": {
+        "num_classes": 19,
+        "iou_epsilon": 1e-5,
+        "pr_epsilon": 1.1920928955078125e-07,
+        "ranges": [12.8, 25.6, 51.2],
+        "ignore_index": 255,
+        "distance_bin_width": 1.6,
+        "ignore_invalid_policy": "a voxel is evaluated iff its ground truth != 255 and "
+        "not (invalid and ground truth empty)",
+    },
 }
 
 
 # (a) each shipped file against the code
+
 
 @pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
 def test_each_shipped_dataset_file_matches_its_loader(path):
@@ -100,21 +125,36 @@ def test_the_allowed_split_names_are_those_of_results_files():
 
 
 def test_the_dataset_files_import_nothing_heavy():
-    code = ("import sys\nfrom occbench.dataset_cards import dataset_cards, dataset_names\ndataset_cards()\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'occbench')))\n")
+    code = (
+        "import sys\nfrom occbench.dataset_cards import dataset_cards, dataset_names\ndataset_cards()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'torch', 'occbench')))\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["['occbench',", "'occbench.dataset_cards',", "'occbench.errors',", "'occbench.regular_files',", "'occbench.version']"]
+    assert r.stdout.split() == [
+        "['occbench',",
+        "'occbench.dataset_cards',",
+        "'occbench.errors',",
+        "'occbench.regular_files',",
+        "'occbench.version']",
+    ]
 
 
 # (b) the derived objects equal the literals the code held before
 
+
 def test_derived_names_equal_the_former_literals():
     from occbench import leaderboard, results_schema
-    from occbench.cli import autolabel as autolabel_command
     from occbench.cli import DATASET_NAMES
-    from occbench.datasets import DATASETS, OccbenchMini, SemanticKITTI, SSCBenchKITTI360
-    from occbench.datasets import semantickitti, sscbench_kitti360
+    from occbench.cli import autolabel as autolabel_command
+    from occbench.datasets import (
+        DATASETS,
+        OccbenchMini,
+        SemanticKITTI,
+        SSCBenchKITTI360,
+        semantickitti,
+        sscbench_kitti360,
+    )
     from occbench.labels import AVAILABLE
 
     assert DATASET_NAMES == OLD_DATASET_NAMES and type(DATASET_NAMES) is tuple
@@ -130,8 +170,10 @@ def test_derived_names_equal_the_former_literals():
         assert all(type(v) is list for v in mod.SPLITS.values())
     assert SemanticKITTI.splits is semantickitti.SPLITS and OccbenchMini.splits is semantickitti.SPLITS
     assert [(c.name, c.protocol, c.synthetic) for c in DATASETS.values()] == [
-        ("occbench-mini", "semantickitti-ssc", True), ("semantickitti", "semantickitti-ssc", False),
-        ("sscbench-kitti360", "sscbench-kitti360-ssc", False)]
+        ("occbench-mini", "semantickitti-ssc", True),
+        ("semantickitti", "semantickitti-ssc", False),
+        ("sscbench-kitti360", "sscbench-kitti360-ssc", False),
+    ]
     assert AVAILABLE == ("semantickitti", "kitti360")
 
 
@@ -174,6 +216,7 @@ def test_open_dataset_requires_a_root_where_the_file_says_so():
 
 # the checks of a dataset file
 
+
 def _card(**over):
     doc = json.loads((SHIPPED / "semantickitti.json").read_text())
     doc.update(over)
@@ -187,21 +230,24 @@ def _write(folder: Path, doc: dict, name: str | None = None) -> Path:
     return p
 
 
-@pytest.mark.parametrize("over, match", [
-    ({"title": 3}, "'title'"),
-    ({"format_version": 2}, "'format_version'"),
-    ({"loader": "no colon"}, "'loader'"),
-    ({"synthetic": "no"}, "'synthetic'"),
-    ({"results_name": "a/b"}, "'results_name'"),
-    ({"splits": {"dev": ["00"]}}, "'splits'"),
-    ({"splits": {"val": ["08", "08"]}}, "'splits' 'val'"),
-    ({"leaderboard_splits": ["train"], "splits": {"val": ["08"]}}, "'leaderboard_splits'"),
-    ({"colour": "red"}, "unknown colour"),
-    ({"default_onboard": "a b"}, "'default_onboard'"),
-    ({"protocol": {"id": "x"}}, "no version"),
-    ({"protocol": {**_card()["protocol"], "completion_rule": "mine"}}, "'completion_rule'"),
-    ({"protocol": {**_card()["protocol"], "label_map": "nuscenes"}}, "'label_map'"),
-])
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        ({"title": 3}, "'title'"),
+        ({"format_version": 2}, "'format_version'"),
+        ({"loader": "no colon"}, "'loader'"),
+        ({"synthetic": "no"}, "'synthetic'"),
+        ({"results_name": "a/b"}, "'results_name'"),
+        ({"splits": {"dev": ["00"]}}, "'splits'"),
+        ({"splits": {"val": ["08", "08"]}}, "'splits' 'val'"),
+        ({"leaderboard_splits": ["train"], "splits": {"val": ["08"]}}, "'leaderboard_splits'"),
+        ({"colour": "red"}, "unknown colour"),
+        ({"default_onboard": "a b"}, "'default_onboard'"),
+        ({"protocol": {"id": "x"}}, "no version"),
+        ({"protocol": {**_card()["protocol"], "completion_rule": "mine"}}, "'completion_rule'"),
+        ({"protocol": {**_card()["protocol"], "label_map": "nuscenes"}}, "'label_map'"),
+    ],
+)
 def test_a_bad_dataset_file_is_refused_naming_the_file(tmp_path, over, match):
     p = _write(tmp_path, _card(**over))
     with pytest.raises(FormatError, match=match) as e:
@@ -230,12 +276,15 @@ def extra_folder(tmp_path, monkeypatch):
     dc.dataset_cards.cache_clear()
 
 
-@pytest.mark.parametrize("doc, match", [
-    (_card(name="kitti2"), "'results_name' not used by another"),  # semantickitti's results name again
-    (_card(name="kitti2", results_name="kitti2"), "defined by one dataset file only"),  # its protocol again
-    (_card(name="kitti2", results_name="kitti2", protocol="nope-ssc"), "'protocol': the id of a protocol"),
-    (_card(), "a dataset name not used by another"),
-])
+@pytest.mark.parametrize(
+    "doc, match",
+    [
+        (_card(name="kitti2"), "'results_name' not used by another"),  # semantickitti's results name again
+        (_card(name="kitti2", results_name="kitti2"), "defined by one dataset file only"),  # its protocol again
+        (_card(name="kitti2", results_name="kitti2", protocol="nope-ssc"), "'protocol': the id of a protocol"),
+        (_card(), "a dataset name not used by another"),
+    ],
+)
 def test_files_that_clash_with_the_shipped_ones_are_refused(extra_folder, doc, match):
     p = _write(extra_folder, doc)
     assert list(dc.dataset_cards()) == ["mini", "semantickitti", "sscbench-kitti360"]  # left out; the others work
@@ -317,16 +366,34 @@ def test_a_dataset_added_by_a_data_file_and_a_loader_appears_everywhere(tmp_path
     plugin = tmp_path / "plugin"
     (plugin / "datasets").mkdir(parents=True)
     (plugin / "fake_loader.py").write_text(FAKE_LOADER)
-    _write(plugin / "datasets", _card(
-        name="fake-kitti", results_name="fake-kitti", title="Fake KITTI", loader="fake_loader:FakeKITTI",
-        protocol={**_card()["protocol"], "id": "fake-ssc", "version": "0.1", "iou_epsilon": 1e-6},
-        splits={"val": ["08"]}, leaderboard_splits=["val"], trainable=False))
+    _write(
+        plugin / "datasets",
+        _card(
+            name="fake-kitti",
+            results_name="fake-kitti",
+            title="Fake KITTI",
+            loader="fake_loader:FakeKITTI",
+            protocol={**_card()["protocol"], "id": "fake-ssc", "version": "0.1", "iou_epsilon": 1e-6},
+            splits={"val": ["08"]},
+            leaderboard_splits=["val"],
+            trainable=False,
+        ),
+    )
     out = tmp_path / "results"
     out.mkdir()
-    env = {**os.environ, dc.PATH_ENV: str(plugin / "datasets"), "OCCBENCH_DATA": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(plugin)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(FAKE_CHECK), str(tree), str(sub), str(out)],
-                       capture_output=True, text=True, env=env, timeout=600)
+    env = {
+        **os.environ,
+        dc.PATH_ENV: str(plugin / "datasets"),
+        "OCCBENCH_DATA": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(plugin)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FAKE_CHECK), str(tree), str(sub), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
     assert lines["loader"] == "FakeKITTI ['08'] FakeKITTI"
@@ -337,8 +404,13 @@ def test_a_dataset_added_by_a_data_file_and_a_loader_appears_everywhere(tmp_path
     assert lines["pages"] == "['fake-kitti-val.md', 'semantickitti-val.md', 'sscbench-kitti360-test.md']"
     assert lines["title"] == "# Leaderboard: Fake KITTI, split `val`"
     # and the command line offers it
-    r = subprocess.run([sys.executable, "-m", "occbench.cli", "evaluate", "--help"], capture_output=True, text=True,
-                       env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "occbench.cli", "evaluate", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert "fake-kitti" in r.stdout, r.stdout + r.stderr
 
 

@@ -1,5 +1,6 @@
 """pyproject.toml declares what the package uses and ships what exists: every runtime dependency is imported by
 some module of ``occbench/`` or ``occbench_baselines/``, and every package-data pattern matches a file."""
+
 from __future__ import annotations
 
 import ast

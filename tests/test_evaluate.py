@@ -1,4 +1,5 @@
 """The evaluation spine: methods through the registry, workers, resumable outputs, submissions, leaderboards."""
+
 from __future__ import annotations
 
 import json
@@ -131,23 +132,43 @@ def test_third_party_method_and_resume(tree, tmp_path):
 def test_cli_evaluate_predictions_valid_and_invalid(tree, tmp_path):
     runner = CliRunner()
     sub = tmp_path / "sub"
-    shutil.copytree(tree / "predictions" / "noisy", sub,
-                    ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5])  # labelled scans only
-    ok = runner.invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub),
-                              "--output", str(tmp_path / "r.json"), "-q", "-j", "1"])
+    shutil.copytree(
+        tree / "predictions" / "noisy",
+        sub,
+        ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5],
+    )  # labelled scans only
+    ok = runner.invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(sub),
+            "--output",
+            str(tmp_path / "r.json"),
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     direct = evaluate(spec(tree), MethodSpec("onboard"), workers=1)
     assert json.loads((tmp_path / "r.json").read_text())["metrics"]["ssc"] == direct["metrics"]["ssc"]
     d = sub / "sequences" / "08" / "predictions"
-    (d / "000005.label.gz").unlink()                      # missing frame
-    (d / "000010.label.gz").write_bytes(b"garbage")       # corrupt file
-    raw = np.full((256, 256, 32), 52, np.uint16)           # other-structure: maps to ignore, not predictable
+    (d / "000005.label.gz").unlink()  # missing frame
+    (d / "000010.label.gz").write_bytes(b"garbage")  # corrupt file
+    raw = np.full((256, 256, 32), 52, np.uint16)  # other-structure: maps to ignore, not predictable
     PredictionStore(sub).write("08", 15, raw)
     (d / "000015.label.gz").unlink()
     PredictionStore(sub, compressed=False).write("08", 15, raw)
-    (d / "notes.txt").write_text("hi")                    # stray file
+    (d / "notes.txt").write_text("hi")  # stray file
     shutil.copy(tree / "predictions/noisy/sequences/08/predictions/000003.label.gz", d)  # scan without ground truth
-    bad = runner.invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-q"])
+    bad = runner.invoke(
+        main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-q"]
+    )
     assert bad.exit_code == 3
     msg = bad.output
     assert "000005.label: missing" in msg and "000010.label.gz" in msg and "[52]" in msg and "notes.txt" in msg
@@ -156,15 +177,30 @@ def test_cli_evaluate_predictions_valid_and_invalid(tree, tmp_path):
 
 
 def test_cli_missing_root_message(tmp_path):
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tmp_path / "none"), "--method", "onboard", "-q"])
+    r = CliRunner().invoke(
+        main, ["evaluate", "--dataset", "semantickitti", "--root", str(tmp_path / "none"), "--method", "onboard", "-q"]
+    )
     assert r.exit_code == 1
     assert "none/sequences" in r.output and "downloaded by hand" in r.output
 
 
 def test_cli_refine_resumable(tree, tmp_path):
     runner = CliRunner()
-    args = ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "--output", str(tmp_path / "o"), "-j", "1"]
+    args = [
+        "refine",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "--output",
+        str(tmp_path / "o"),
+        "-j",
+        "1",
+    ]
     r = runner.invoke(main, args)
     assert r.exit_code == 0 and "4 of 4 frames written" in r.output
     r = runner.invoke(main, args)
@@ -177,7 +213,10 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     out.mkdir()
     for m in ("onboard", "previous-scan"):
         register_method("previous-scan", ShiftedOnboard)
-        write_results(res_dir / f"{m}.json", evaluate(spec(tree), MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}"))
+        write_results(
+            res_dir / f"{m}.json",
+            evaluate(spec(tree), MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}"),
+        )
     shutil.copytree(REPO / "leaderboards/reported", tmp_path / "reported")
     runner = CliRunner()
     args = ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"), "--output", str(out)]
@@ -208,9 +247,12 @@ def test_results_header_records_the_method_config_for_the_runs_onboard_model(tre
     assert _PerOnboardConfig().config()["for"] is None
     register_method("per-onboard-config", _PerOnboardConfig)
     per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
-    assert per["header"]["method"] == {"name": "per-onboard-config", "options": {}, "for": "noisy",
-                                       "source": {"registered": "in-process",
-                                                  "object": "test_evaluate:_PerOnboardConfig"}}
+    assert per["header"]["method"] == {
+        "name": "per-onboard-config",
+        "options": {},
+        "for": "noisy",
+        "source": {"registered": "in-process", "object": "test_evaluate:_PerOnboardConfig"},
+    }
 
 
 def test_leaderboard_names_the_data_generation_and_warns_when_rows_mix_them(tmp_path):

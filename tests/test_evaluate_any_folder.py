@@ -1,5 +1,6 @@
 """``occbench evaluate --predictions DIR``: any folder, of any name, on any dataset (mini included), named as the
 predictions it is rather than as an onboard model; ``--frames`` scores a chosen subset (partial, off leaderboards)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ from occbench.leaderboard import InvalidResultsError, load_results
 from occbench.synth import MiniConfig, generate_mini
 from occbench.testing import make_semantickitti_tree
 
-PICO = MiniConfig(seed=5, scans={"00": 6, "08": 11, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                  onboard=("voxformer-sim",), size="pico")
+PICO = MiniConfig(
+    seed=5,
+    scans={"00": 6, "08": 11, "11": 6},
+    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+    onboard=("voxformer-sim",),
+    size="pico",
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +73,24 @@ def test_five_files_of_a_foreign_folder_score_with_frames(tree, tmp_path):
     scans = [0, 5, 20, 25, 40]
     folder = _folder(tree, tmp_path / "foreign", scans)
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "--frames", "0,5,20-25,40", "-j", "1", "-o", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "--frames",
+            "0,5,20-25,40",
+            "-j",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert f"predictions: {folder} on semantickitti val" in r.output and "onboard:" not in r.output
     assert "PARTIAL RUN: 5 chosen frames (--frames 0,5,20,25,40) of the split's 10;" in r.output
@@ -76,13 +98,32 @@ def test_five_files_of_a_foreign_folder_score_with_frames(tree, tmp_path):
     h = doc["header"]
     assert h["predictions"] == str(folder) and h["dataset"]["onboard"] is None
     assert h["method"]["name"] == "submitted-predictions"
-    assert h["frames"] == 5 and h["partial"] == {"frames": 5, "frames_in_split": 10, "max_frames": None,
-                                                  "scans": "0,5,20,25,40"}
+    assert h["frames"] == 5 and h["partial"] == {
+        "frames": 5,
+        "frames_in_split": 10,
+        "max_frames": None,
+        "scans": "0,5,20,25,40",
+    }
     assert h["dataset"]["fingerprint"]["frames"] == {"08": 5}
     assert doc["metrics"]["ssc"]["51.2"]["iou"] == pytest.approx(_completion_iou(tree, scans), abs=1e-12)
     # the same five files without --frames: the split's other five labelled scans are missing
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "-j", "1", "-q", "-o", str(tmp_path / "x.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(tmp_path / "x.json"),
+        ],
+    )
     assert r.exit_code == 3 and r.output.count(": missing (scan") == 5, r.output
     # a partial run is kept off leaderboards
     with pytest.raises(InvalidResultsError, match="--frames"):
@@ -92,34 +133,114 @@ def test_five_files_of_a_foreign_folder_score_with_frames(tree, tmp_path):
 def test_max_frames_needs_only_its_frames_files(tree, tmp_path):
     folder = _folder(tree, tmp_path / "first-three", [0, 5, 10])
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "--max-frames", "3", "-j", "1", "-q", "-o", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "--max-frames",
+            "3",
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     h = json.loads(out.read_text())["header"]
     assert h["partial"] == {"frames": 3, "frames_in_split": 10, "max_frames": 3}
     assert json.loads(out.read_text())["metrics"]["ssc"]["51.2"]["iou"] == pytest.approx(
-        _completion_iou(tree, [0, 5, 10]), abs=1e-12)
+        _completion_iou(tree, [0, 5, 10]), abs=1e-12
+    )
 
 
 def test_frames_without_ground_truth_are_refused(tree, tmp_path):
     folder = _folder(tree, tmp_path / "f", [0])
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "--frames", "0,3,51,6-9", "-q", "-o", str(tmp_path / "x.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "--frames",
+            "0,3,51,6-9",
+            "-q",
+            "-o",
+            str(tmp_path / "x.json"),
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "frames 6-9: no labelled scan in this range" in r.output
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "--frames", "0,3,51", "-q", "-o", str(tmp_path / "x.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "--frames",
+            "0,3,51",
+            "-q",
+            "-o",
+            str(tmp_path / "x.json"),
+        ],
+    )
     assert r.exit_code == 1, r.output
     assert "frames 3,51: not labelled scans of split 'val'" in r.output and "sequence 08: 0,5,10,15" in r.output
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "--frames", "1-", "-q"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "--frames",
+            "1-",
+            "-q",
+        ],
+    )
     assert r.exit_code == 2 and "--frames" in r.output
 
 
 def test_a_method_on_chosen_frames(tree, tmp_path):
     out = tmp_path / "m.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "--frames", "10,35", "-j", "1", "-q", "-o", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "--frames",
+            "10,35",
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["header"]["partial"]["scans"] == "10,35" and doc["header"]["dataset"]["onboard"] == "noisy"
@@ -137,18 +258,38 @@ def test_a_folder_of_any_name_scores_on_mini(tmp_path):
         if int(f.name[:6]) % every:
             f.unlink()
     out, ref = tmp_path / "sub.json", tmp_path / "onboard.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "mini", "--root", str(root), "--predictions", str(folder),
-                                  "-j", "1", "-o", str(out)])
+    r = CliRunner().invoke(
+        main,
+        ["evaluate", "--dataset", "mini", "--root", str(root), "--predictions", str(folder), "-j", "1", "-o", str(out)],
+    )
     assert r.exit_code == 0, r.output
     assert f"predictions: {folder} on occbench-mini val [SYNTHETIC mini data]" in r.output
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "mini", "--root", str(root), "--onboard", "voxformer-sim",
-                                  "--method", "onboard", "-j", "1", "-q", "-o", str(ref)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "mini",
+            "--root",
+            str(root),
+            "--onboard",
+            "voxformer-sim",
+            "--method",
+            "onboard",
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(ref),
+        ],
+    )
     assert r.exit_code == 0, r.output
     sub, onb = json.loads(out.read_text()), json.loads(ref.read_text())
     assert sub["header"]["predictions"] == str(folder) and sub["header"]["dataset"]["onboard"] is None
     assert "partial" not in sub["header"]
     assert sub["metrics"]["ssc"] == onb["metrics"]["ssc"]  # the same files scored from disk and through the method
     # the mini's own models are still checked by name
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "mini", "--root", str(root), "--onboard", "nope",
-                                  "--method", "onboard", "-q"])
+    r = CliRunner().invoke(
+        main, ["evaluate", "--dataset", "mini", "--root", str(root), "--onboard", "nope", "--method", "onboard", "-q"]
+    )
     assert r.exit_code != 0 and "onboard model 'nope' in occbench-mini" in r.output

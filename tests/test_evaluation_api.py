@@ -1,4 +1,5 @@
 """The scoring run's two inputs (a method on a split, or a Submission), and the scaffold evaluate and refine share."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,23 @@ def _timeless(results: dict) -> dict:
 
 def test_a_submission_scored_through_the_api_gives_what_the_command_line_writes(tree, folder, tmp_path):
     out = tmp_path / "cli.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions",
-                                  str(folder), "-q", "-j", "1", "-o", str(out)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(folder),
+            "-q",
+            "-j",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     sub = Submission(str(folder), DatasetSpec("semantickitti", str(tree), "val"), ForeignFormat("label"))
     ds = sub.dataset.open()
@@ -70,8 +86,9 @@ def test_the_submission_reader_names_the_submitted_files(tree, folder):
     """The jobs open the split with the submission as its predictions: ``Frame.prediction_file`` is the file."""
     sub = Submission(str(folder), DatasetSpec("semantickitti", str(tree), "val", "noisy", {"sequences": ["08"]}))
     reader = sub.reader()
-    assert reader == DatasetSpec("semantickitti", str(tree), "val", "model",
-                                 {"sequences": ["08"], "predictions_root": str(folder.parent)})
+    assert reader == DatasetSpec(
+        "semantickitti", str(tree), "val", "model", {"sequences": ["08"], "predictions_root": str(folder.parent)}
+    )
     seq = reader.open()["08"]
     assert seq.frame(5).prediction_file() == folder / "sequences" / "08" / "predictions" / "000005.label"
     foreign = Submission(str(folder), sub.dataset, ForeignFormat("npy"))

@@ -1,10 +1,11 @@
 """Executors give identical numbers: inline, local processes, and a local Ray instance."""
+
 from __future__ import annotations
 
 import pytest
 
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.evaluation.executors import run_jobs
+from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.testing import make_semantickitti_tree
 
 

@@ -1,5 +1,6 @@
 """Checkpoints that load safely (plain containers) but hold wrong types or insane sizes: refused before a model or a
 window is built, naming the file and the entry; the shipped checkpoints pass the same check."""
+
 from __future__ import annotations
 
 import copy
@@ -31,6 +32,7 @@ def _set(path: str, value):
             del cur[last]
         else:
             cur[last] = value
+
     return edit
 
 
@@ -62,18 +64,64 @@ def _write(tmp_path, name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_wrong_checkpoint_values_are_named(tmp_path, tree, name):
     p = _write(tmp_path, name)
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "occfiner-stage1", "-O", f"checkpoint={p}", "-O", "device=cpu", "-j", "1",
-                                  "-q", "--no-city", "--no-consistency", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "occfiner-stage1",
+            "-O",
+            f"checkpoint={p}",
+            "-O",
+            "device=cpu",
+            "-j",
+            "1",
+            "-q",
+            "--no-city",
+            "--no-consistency",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 1, (r.output, r.exception)
     assert f"error: {p}: expected " in r.output and VARIANTS[name][1] in r.output, r.output
     assert not (tmp_path / "r.json").exists()
 
 
 def test_a_window_option_out_of_bounds_is_refused(tmp_path, tree):
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "occfiner-stage1", "-O", f"checkpoint={SHIPPED}", "-O", "local=1000000000",
-                                  "-O", "device=cpu", "-j", "1", "-q", "--no-city", "--no-consistency", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "occfiner-stage1",
+            "-O",
+            f"checkpoint={SHIPPED}",
+            "-O",
+            "local=1000000000",
+            "-O",
+            "device=cpu",
+            "-j",
+            "1",
+            "-q",
+            "--no-city",
+            "--no-consistency",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 1 and "local=1000000000: expected an integer in [1, 64]" in r.output, r.output
 
 

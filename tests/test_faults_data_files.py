@@ -1,6 +1,7 @@
 """Malformed data files of strangers become one line naming the file and what was expected: dataset files under
 $OCCBENCH_DATASET_PATH (left out and reported; --help and the other datasets still work), JSON that is not
 strict JSON (NaN, Infinity, 1e999)."""
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,29 @@ def broken_cards(tmp_path_factory):
     (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (d / "listy.json").write_text(json.dumps(_card(name="listy", results_name="listy", title=["a", "list"])))
     proto = {**_card()["protocol"], "id": "eps-ssc"}
-    (d / "eps.json").write_text(json.dumps(_card(name="eps", results_name="eps", protocol={**proto, "iou_epsilon": 1e-9}))
-                                .replace("1e-09", "Infinity"))
-    (d / "eps2.json").write_text(json.dumps(_card(name="eps2", results_name="eps2", protocol={**proto, "id": "e2", "iou_epsilon": 1e-9}))
-                                 .replace("1e-09", "1e999"))
+    (d / "eps.json").write_text(
+        json.dumps(_card(name="eps", results_name="eps", protocol={**proto, "iou_epsilon": 1e-9})).replace(
+            "1e-09", "Infinity"
+        )
+    )
+    (d / "eps2.json").write_text(
+        json.dumps(
+            _card(name="eps2", results_name="eps2", protocol={**proto, "id": "e2", "iou_epsilon": 1e-9})
+        ).replace("1e-09", "1e999")
+    )
     (d / "good.json").write_text(json.dumps(_card(name="good", results_name="good", protocol="semantickitti-ssc")))
     return d
 
 
 def _occbench(args, cards):
     env = {**os.environ, "OCCBENCH_DATASET_PATH": str(cards)}
-    return subprocess.run([sys.executable, "-c", "from occbench.cli import main; main()", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from occbench.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_help_works_and_names_each_broken_dataset_file(broken_cards):
@@ -62,12 +74,21 @@ def test_the_other_datasets_still_work_and_the_broken_one_says_why(broken_cards)
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("text, found", [("NaN", "NaN"), ('{"a": -Infinity}', "-Infinity"), ("[1e999]", "1e999"),
-                                         ('{"a": 1.5e308, "b": -1e400}', "-1e400")])
+@pytest.mark.parametrize(
+    "text, found",
+    [
+        ("NaN", "NaN"),
+        ('{"a": -Infinity}', "-Infinity"),
+        ("[1e999]", "1e999"),
+        ('{"a": 1.5e308, "b": -1e400}', "-1e400"),
+    ],
+)
 def test_json_readers_refuse_what_is_not_strict_json(tmp_path, text, found):
     p = tmp_path / "x.json"
     p.write_text(text)
-    with pytest.raises(FormatError, match=rf"x\.json: expected a thing \(valid JSON of finite numbers\), found {found}"):
+    with pytest.raises(
+        FormatError, match=rf"x\.json: expected a thing \(valid JSON of finite numbers\), found {found}"
+    ):
         read_json_document(p, "a thing")
     p.write_text('{"a": 1.5e308, "b": [1, 2.5, "Infinity"], "c": null}')
     assert read_json_document(p, "a thing") == {"a": 1.5e308, "b": [1, 2.5, "Infinity"], "c": None}

@@ -1,5 +1,6 @@
 """Hand-edited occbench-mini manifests and damaged generator records: refused naming the file and the entry, never a
 traceback, never a path outside the root."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,23 @@ def test_bad_manifest_is_refused_naming_the_entry(tmp_path, mini, name):
     with pytest.raises(FormatError, match=entry) as e:
         read_manifest(root)
     assert e.value.path == root / "mini.json"
-    r = CliRunner().invoke(main, ["evaluate", "--root", str(root), "--method", "onboard", "--onboard", "voxformer-sim",
-                                  "-q", "-j", "1", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--root",
+            str(root),
+            "--method",
+            "onboard",
+            "--onboard",
+            "voxformer-sim",
+            "-q",
+            "-j",
+            "1",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 1, (r.output, r.exception)
     assert f"{root / 'mini.json'}: expected" in r.output and entry in r.output
     assert not (tmp_path / "r.json").exists()
@@ -87,6 +103,9 @@ def test_a_damaged_generation_record_is_named(tmp_path, mini):
     assert rec.is_file()
     rec.write_text(rec.read_text()[:20])  # truncated
     (root / "mini.json").unlink()  # the manifest is rebuilt from the records
-    with pytest.raises(FormatError, match=r"08-gt\.json: expected the ground-truth record of a generated sequence"
-                                          r".*delete it"):
+    with pytest.raises(
+        FormatError,
+        match=r"08-gt\.json: expected the ground-truth record of a generated sequence"
+        r".*delete it",
+    ):
         generate_mini(root, PICO, progress=False, workers=1)

@@ -1,5 +1,6 @@
 """Operating-system errors (no space, read-only, a file where a folder belongs) are one line naming the file, exit 1;
 a second first-use generation says the folder is busy before announcing anything."""
+
 from __future__ import annotations
 
 import errno
@@ -36,13 +37,30 @@ def _one_line_error(r, *names):
 
 
 def _refine(tree, out, *more):
-    return ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "-o", str(out), "-j", "1", "-q", *more]
+    return [
+        "refine",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "-o",
+        str(out),
+        "-j",
+        "1",
+        "-q",
+        *more,
+    ]
 
 
 def test_data_cache_that_is_a_file(tmp_path):
     (tmp_path / "afile").write_text("")
-    r = _run(["evaluate", "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")], OCCBENCH_DATA=str(tmp_path / "afile"))
+    r = _run(
+        ["evaluate", "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")], OCCBENCH_DATA=str(tmp_path / "afile")
+    )
     line = _one_line_error(r, tmp_path / "afile")
     assert "Not a directory" in line and "generating" not in r.stderr and not (tmp_path / "r.json").exists()
 
@@ -56,7 +74,9 @@ def test_refine_into_a_file(tree, tmp_path):
 
 def _mount(mnt: Path, size: str, ro: bool = False) -> None:
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}" + (",ro" if ro else ""), "tmpfs", str(mnt)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}" + (",ro" if ro else ""), "tmpfs", str(mnt)], check=True
+    )
 
 
 def _can_mount() -> bool:
@@ -90,7 +110,9 @@ def test_refine_onto_a_read_only_folder(tree, tmp_path):
 def test_messages_say_which_folder_is_full():
     import tempfile
 
-    e = OSError(errno.ENOSPC, "No space left on device", os.path.join(tempfile.gettempdir(), "occbench-evaluate-x", "s.bin"))
+    e = OSError(
+        errno.ENOSPC, "No space left on device", os.path.join(tempfile.gettempdir(), "occbench-evaluate-x", "s.bin")
+    )
     assert "temporary folder" in os_error_message(e) and "$TMPDIR" in os_error_message(e)
     e = OSError(errno.ENOSPC, "No space left on device", "/data/out/x.label")
     assert os_error_message(e).startswith("/data/out/x.label: No space left on device")
@@ -104,10 +126,18 @@ def test_a_second_generation_reports_the_lock_before_announcing(tmp_path):
     from occbench.synth.config import GENERATOR_VERSION
 
     root = data / f"mini-v{GENERATOR_VERSION}"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time\nfrom occbench.io.folder_lock import folder_lock\n"
-        f"with folder_lock({str(root)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time\nfrom occbench.io.folder_lock import folder_lock\n"
+                f"with folder_lock({str(root)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         r = _run(["evaluate", "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")], OCCBENCH_DATA=str(data))

@@ -1,5 +1,6 @@
 """Poses and calibration that are finite and rigid but absurdly far (1e308 m) are refused naming the file and line,
 not later as 'a pose too far from the origin' without either."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,11 +29,31 @@ def _replace_field(path, line_no, field, value):
 def test_a_far_pose_names_file_and_line(tree, tmp_path, value):
     poses = tree / "sequences" / "08" / "poses.txt"
     _replace_field(poses, 4, 3, value)  # translation x of scan 3 (line 4)
-    with pytest.raises(FormatError, match=r"poses\.txt: expected camera-0 poses with translations within 100000 m, "
-                                          r"found 1 entry beyond, first at line 4"):
+    with pytest.raises(
+        FormatError,
+        match=r"poses\.txt: expected camera-0 poses with translations within 100000 m, "
+        r"found 1 entry beyond, first at line 4",
+    ):
         read_poses(poses)
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "-j", "1", "-q", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 1 and f"{poses}: expected" in r.output and "line 4" in r.output, r.output
 
 
@@ -40,8 +61,11 @@ def test_a_far_tr_names_calib_and_line(tree):
     calib = tree / "sequences" / "08" / "calib.txt"
     n = next(i for i, x in enumerate(calib.read_text().splitlines(), 1) if x.startswith("Tr"))
     _replace_field(calib, n, 4, "1e308")  # "Tr:" then 12 numbers: the 4th is the x translation
-    with pytest.raises(FormatError, match=rf"calib\.txt: expected Tr \(velodyne -> cam0\) with translations within 100 m, "
-                                          rf"found 1 entry beyond, first at line {n}"):
+    with pytest.raises(
+        FormatError,
+        match=rf"calib\.txt: expected Tr \(velodyne -> cam0\) with translations within 100 m, "
+        rf"found 1 entry beyond, first at line {n}",
+    ):
         read_calib(calib)
 
 

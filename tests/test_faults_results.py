@@ -1,5 +1,6 @@
 """Nothing lost: a results file is created exclusively when it is written (never over another run's file unless
 --overwrite), default names are claimed per run, and the start-up write check reserves real space."""
+
 from __future__ import annotations
 
 import errno
@@ -23,8 +24,23 @@ def tree(tmp_path_factory):
 
 
 def _sk(tree, *args):
-    return ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "-j", "1", "--no-city", "--no-consistency", "-q", *args]
+    return [
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "-j",
+        "1",
+        "--no-city",
+        "--no-consistency",
+        "-q",
+        *args,
+    ]
 
 
 def test_write_results_never_replaces_a_file(tmp_path):
@@ -70,7 +86,9 @@ def test_default_names_are_claimed_at_write_time(tree, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     picked = []
     real_default = rp.default_results_path
-    monkeypatch.setattr(rp, "default_results_path", lambda *a, **kw: picked.append(real_default(*a, **kw)) or picked[-1])
+    monkeypatch.setattr(
+        rp, "default_results_path", lambda *a, **kw: picked.append(real_default(*a, **kw)) or picked[-1]
+    )
     _other_run_writes(monkeypatch, lambda: tmp_path / picked[0])  # the name picked at start, taken meanwhile
     r = CliRunner().invoke(main, _sk(tree))
     assert r.exit_code == 0, r.output
@@ -112,7 +130,9 @@ def test_full_disk_is_found_before_the_run(tree, tmp_path):
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
     try:
-        (mnt / "filler").write_bytes(b"\0" * 16 * 1024)  # 48 KiB left: more than a tiny probe, less than a results file's reserve
+        (mnt / "filler").write_bytes(
+            b"\0" * 16 * 1024
+        )  # 48 KiB left: more than a tiny probe, less than a results file's reserve
         r = CliRunner().invoke(main, _sk(tree, "-o", str(mnt / "r.json")))
         assert r.exit_code == 2 and "No space left on device" in r.output and str(mnt / "r.json") in r.output
         assert sorted(p.name for p in mnt.iterdir()) == ["filler"]

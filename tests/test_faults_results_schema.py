@@ -1,6 +1,7 @@
 """Results files that passed the first schema check but broke the leaderboard or `render distance`: wrong-typed
 header fields, a missing onboard, unknown per-class keys; each is exit 5 naming the file (leaderboard) or one line
 naming the file (render distance)."""
+
 from __future__ import annotations
 
 import copy
@@ -47,7 +48,9 @@ def test_leaderboard_refuses_with_exit_5_naming_the_file(tmp_path, name):
     out.mkdir()
     (res / name).write_text(json.dumps(_doc(BAD[name])))
     (res / "good.json").write_text(json.dumps(TEMPLATE))
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)])
+    r = CliRunner().invoke(
+        main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)]
+    )
     assert r.exit_code == 5, (r.exit_code, r.output, r.exception)
     assert name in r.output and "good.json" not in r.output
     assert list(out.iterdir()) == []
@@ -59,20 +62,33 @@ def test_the_template_itself_renders(tmp_path):
     out.mkdir()
     part = _doc(lambda d: d["header"].__setitem__("partial", {"frames": 3, "frames_in_split": 9, "max_frames": 3}))
     (res / "good.json").write_text(json.dumps(TEMPLATE))
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)])
+    r = CliRunner().invoke(
+        main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)]
+    )
     assert r.exit_code == 0, r.output
     (res / "part.json").write_text(json.dumps(part))  # a well-formed partial file: refused as partial, exit 5
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)])
+    r = CliRunner().invoke(
+        main, ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)]
+    )
     assert r.exit_code == 5 and "partial run (3 of 9" in r.output
 
 
-@pytest.mark.parametrize("content, found", [
-    (lambda: json.dumps(_doc(lambda d: d["metrics"]["distance"].__setitem__("iou", "high"))), "metrics.distance.iou"),
-    (lambda: json.dumps(_doc(lambda d: d["header"]["method"].__setitem__("name", ["x"]))), "header.method.name"),
-    (lambda: json.dumps(_doc(lambda d: d["metrics"]["distance"].__setitem__("bin_edges_m", [0, None]))), "bin_edges_m"),
-    (lambda: "[" * 200_000 + "]" * 200_000, "nesting too deep"),
-    (lambda: json.dumps(_doc(lambda d: d.pop("metrics"))), "metrics missing"),
-])
+@pytest.mark.parametrize(
+    "content, found",
+    [
+        (
+            lambda: json.dumps(_doc(lambda d: d["metrics"]["distance"].__setitem__("iou", "high"))),
+            "metrics.distance.iou",
+        ),
+        (lambda: json.dumps(_doc(lambda d: d["header"]["method"].__setitem__("name", ["x"]))), "header.method.name"),
+        (
+            lambda: json.dumps(_doc(lambda d: d["metrics"]["distance"].__setitem__("bin_edges_m", [0, None]))),
+            "bin_edges_m",
+        ),
+        (lambda: "[" * 200_000 + "]" * 200_000, "nesting too deep"),
+        (lambda: json.dumps(_doc(lambda d: d.pop("metrics"))), "metrics missing"),
+    ],
+)
 def test_render_distance_refuses_bad_files_in_one_line(tmp_path, content, found):
     p = tmp_path / "r.json"
     p.write_text(content())

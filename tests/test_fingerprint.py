@@ -1,4 +1,5 @@
 """Dataset fingerprints in results headers and on leaderboards."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ def tree(tmp_path):
 
 
 def run(tree, method="onboard", **kw):
-    return evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec(method), workers=1, extras=(),
-                    command=f"occbench evaluate --method {method}", **kw)
+    return evaluate(
+        DatasetSpec("semantickitti", str(tree), "val", "noisy"),
+        MethodSpec(method),
+        workers=1,
+        extras=(),
+        command=f"occbench evaluate --method {method}",
+        **kw,
+    )
 
 
 def fp(results):
@@ -73,7 +80,11 @@ def test_leaderboard_shows_fingerprints_and_flags_rows_on_different_data(tree, t
     legacy["header"]["method"]["name"] = "legacy"
     (res / "legacy.json").write_text(json.dumps(legacy))
     page = render_pages(res, REPO / "leaderboards" / "reported")["semantickitti-val.md"]
-    assert "Rows scored on different data" in page and f"`{key}`: onboard" in page and "`ffffffffffff`: average-fusion" in page
+    assert (
+        "Rows scored on different data" in page
+        and f"`{key}`: onboard" in page
+        and "`ffffffffffff`: average-fusion" in page
+    )
     fusion_row = next(line for line in page.splitlines() if line.startswith("| [average-fusion]"))
     assert "| – " in fusion_row and "ffffffffffff" in fusion_row and "%" not in fusion_row
     assert "Data `unknown`: results files written before" in page

@@ -1,5 +1,6 @@
 """First-run manners: one data cache, no generation into a typo'd --root, results always written (and checked
 writable first), scores printed even when the results file cannot be written."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ from click.testing import CliRunner
 import occbench.synth
 from occbench.cli import main
 from occbench.datasets.mini import default_data_dir
-from occbench.synth.cache import default_mini_root, ensure_mini
 from occbench.errors import MissingDataError, OccbenchError
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.synth.cache import default_mini_root, ensure_mini
 from occbench.synth.config import GENERATOR_VERSION, default_mini_config
 from occbench.testing import make_semantickitti_tree
 
@@ -32,8 +33,22 @@ def no_generation(monkeypatch, tmp_path):
 
 
 def _sk(tree, *args):
-    return ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "-j", "1", "--no-city", "--no-consistency", *args]
+    return [
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "-j",
+        "1",
+        "--no-city",
+        "--no-consistency",
+        *args,
+    ]
 
 
 def test_one_cache_location(monkeypatch, tmp_path):
@@ -48,7 +63,9 @@ def test_one_cache_location(monkeypatch, tmp_path):
 
 def test_typod_root_is_an_error_and_generates_nothing(tmp_path, no_generation):
     typo = tmp_path / "some" / "typo"
-    r = CliRunner().invoke(main, ["evaluate", "--root", str(typo), "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main, ["evaluate", "--root", str(typo), "--method", "onboard", "-q", "-o", str(tmp_path / "r.json")]
+    )
     assert r.exit_code == 1
     assert f"{typo / 'mini.json'}" in r.output and "holds no generated occbench-mini" in r.output
     assert f"occbench synth --output {typo}" in r.output
@@ -95,7 +112,9 @@ def test_default_results_path_written_and_printed(tree, tmp_path, monkeypatch):
     files = list((tmp_path / "occbench-results").glob("*.json"))
     assert len(files) == 1 and files[0].name.startswith("semantickitti-val-noisy-onboard-")
     assert f"results written to {files[0].relative_to(tmp_path)}" in r.output
-    direct = evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=())
+    direct = evaluate(
+        DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=()
+    )
     assert json.loads(files[0].read_text())["metrics"]["ssc"] == direct["metrics"]["ssc"]
     r = CliRunner().invoke(main, _sk(tree, "-q"))  # a second run in the same second does not overwrite the first
     assert r.exit_code == 0 and len(list((tmp_path / "occbench-results").glob("*.json"))) == 2
@@ -108,8 +127,21 @@ def test_default_results_path_written_and_printed(tree, tmp_path, monkeypatch):
 def test_unwritable_output_is_refused_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("")
     missing_root = tmp_path / "no-dataset-here"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(missing_root), "--method", "onboard",
-                                  "-q", "-o", str(tmp_path / "afile" / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(missing_root),
+            "--method",
+            "onboard",
+            "-q",
+            "-o",
+            str(tmp_path / "afile" / "r.json"),
+        ],
+    )
     assert r.exit_code == 2  # the output is checked first: the missing dataset is not even looked at
     assert "'-o' / '--output'" in r.output and "afile is a file, expected a folder" in r.output
     assert "no-dataset-here" not in r.output
@@ -126,7 +158,9 @@ def test_results_write_failure_still_prints_the_scores(tree, tmp_path, monkeypat
     r = CliRunner().invoke(main, _sk(tree, "-q", "-o", str(out)))
     assert r.exit_code == 1
     assert f"could not be written to {out} (No space left on device)" in r.output
-    direct = evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=())
+    direct = evaluate(
+        DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=()
+    )
     iou = direct["metrics"]["ssc"]["51.2"]["iou"]
     assert "mIoU" in r.output and f"{100 * iou:.2f}" in r.output
 

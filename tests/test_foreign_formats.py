@@ -1,4 +1,5 @@
 """Onboard predictions written the way public codebases write them convert to, and score like, the submission."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,15 @@ from occbench.testing import make_semantickitti_tree, make_sscbench_kitti360_tre
 DRIVE = "2013_05_28_drive_0006_sync"
 
 
-def write_like_monoscene(out: Path, dataset: str, sequence: str, frame_id: str, y_pred: np.ndarray,
-                         target: np.ndarray | None = None) -> Path:
+def write_like_monoscene(
+    out: Path, dataset: str, sequence: str, frame_id: str, y_pred: np.ndarray, target: np.ndarray | None = None
+) -> Path:
     """The save loop of MonoScene ``monoscene/scripts/generate_output.py`` (SSCBench's copy writes the same):
     ``<output_path>/<config.dataset>/<sequence>/<frame_id>.pkl``, ``pickle.dump`` of a dict with the default protocol."""
     out_dict = {"y_pred": y_pred.astype(np.uint16)}
     if target is not None:
         out_dict["target"] = target.astype(np.uint16)
-    out_dict["fov_mask_1"] = np.ones(256 * 256 * 32, bool)   # vox2pix: flat boolean mask
+    out_dict["fov_mask_1"] = np.ones(256 * 256 * 32, bool)  # vox2pix: flat boolean mask
     out_dict["cam_k"] = np.eye(3)
     out_dict["T_velo_2_cam"] = np.eye(4)
     write_path = out / dataset / sequence
@@ -77,8 +79,13 @@ def test_monoscene_tree_converts_to_the_submission_and_scores_the_same(tmp_path,
     assert gz.find(seq, 7).name == "000007.label.gz" and gz.read(seq, 7).tobytes() == noisy.find(seq, 7).read_bytes()
 
     common = ["--dataset", dataset, "--root", root, "-j", "1", "-q"]
-    assert run("evaluate", *common, "--method", "onboard", "--onboard", "noisy", "-o", tmp_path / "a.json").exit_code == 0
-    assert run("evaluate", *common, "--method", "onboard", "--onboard", "monoscene", "-o", tmp_path / "b.json").exit_code == 0
+    assert (
+        run("evaluate", *common, "--method", "onboard", "--onboard", "noisy", "-o", tmp_path / "a.json").exit_code == 0
+    )
+    assert (
+        run("evaluate", *common, "--method", "onboard", "--onboard", "monoscene", "-o", tmp_path / "b.json").exit_code
+        == 0
+    )
     assert metrics_of(tmp_path / "a.json") == metrics_of(tmp_path / "b.json")
 
     # scored directly: MonoScene's val output holds the labelled scans only, like a submission
@@ -95,14 +102,14 @@ def test_convert_lists_every_problem_and_writes_the_valid_frames(tmp_path):
     out = tmp_path / "out"
     write_like_monoscene(out, "kitti", "08", "000000", good)
     write_like_monoscene(out, "kitti", "08", "000005", np.full((256, 256, 32), 20, np.uint16))  # id 20 >= 20 classes
-    write_like_monoscene(out, "kitti", "08", "000010", np.zeros((256, 256, 16), np.uint16))     # wrong shape
+    write_like_monoscene(out, "kitti", "08", "000010", np.zeros((256, 256, 16), np.uint16))  # wrong shape
     with open(out / "kitti" / "08" / "000015.pkl", "wb") as f:
-        pickle.dump({"y_pred": good.astype(np.float32)}, f)                                    # float ids
+        pickle.dump({"y_pred": good.astype(np.float32)}, f)  # float ids
     with open(out / "kitti" / "08" / "000020.pkl", "wb") as f:
-        pickle.dump({"pred": good}, f)                                                          # other key
+        pickle.dump({"pred": good}, f)  # other key
     (out / "kitti" / "08" / "notes.txt").write_text("x")
-    write_like_monoscene(out, "kitti", "99", "000000", good)                                    # no such sequence
-    write_like_monoscene(out, "kitti", "08", "0000000025", good)                                # same frame twice
+    write_like_monoscene(out, "kitti", "99", "000000", good)  # no such sequence
+    write_like_monoscene(out, "kitti", "08", "0000000025", good)  # same frame twice
     write_like_monoscene(out, "kitti", "08", "000025", good)
     r = run("convert", out, tmp_path / "conv", "--from", "monoscene-pkl", "--dataset", "semantickitti", "-q")
     assert r.exit_code == 3
@@ -119,16 +126,29 @@ def test_convert_lists_every_problem_and_writes_the_valid_frames(tmp_path):
     assert conv.frames("08") == [0]
     np.testing.assert_array_equal(lm.to_train(conv.read("08", 0)), good)
     # --pkl-key reads OccFormer/Symphonies pickles
-    assert run("convert", out / "kitti", tmp_path / "conv2", "--from", "monoscene-pkl", "--dataset", "semantickitti",
-               "--pkl-key", "pred", "-q").exit_code == 3
+    assert (
+        run(
+            "convert",
+            out / "kitti",
+            tmp_path / "conv2",
+            "--from",
+            "monoscene-pkl",
+            "--dataset",
+            "semantickitti",
+            "--pkl-key",
+            "pred",
+            "-q",
+        ).exit_code
+        == 3
+    )
     assert PredictionStore(tmp_path / "conv2").frames("08") == [20]
 
 
 def test_label_npy_formats_and_id_spaces(tmp_path):
     lm = load_label_map("kitti360")
     train = np.zeros((256, 256, 32), np.uint8)
-    train[:, :, :4] = 7                        # road
-    train[5, 5, 5] = 17                        # other-structure
+    train[:, :, :4] = 7  # road
+    train[5, 5, 5] = 17  # other-structure
     raw = lm.to_raw(train)
     # CGFormer without test_mapping: train ids in .label files, submission layout
     (tmp_path / "cg/sequences" / DRIVE / "predictions").mkdir(parents=True)

@@ -1,4 +1,5 @@
 """Round trips and bit/axis order of every on-disk format, against hand-built cases."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,16 +10,23 @@ import pytest
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses, write_times
 from occbench.io.predictions import PredictionStore, convert_store, read_prediction_file
-from occbench.io.voxels import read_bits, read_invalid_kitti360, read_label, write_bits, write_invalid_kitti360, write_label
+from occbench.io.voxels import (
+    read_bits,
+    read_invalid_kitti360,
+    read_label,
+    write_bits,
+    write_invalid_kitti360,
+    write_label,
+)
 from occbench.labels import load_label_map
 
 
 def test_bits_msb_first_and_c_order(tmp_path):
     g = np.zeros((256, 256, 32), np.uint8)
-    g[0, 0, 0] = 1          # flat 0 -> byte 0, bit 7 (MSB)
-    g[0, 0, 7] = 1          # flat 7 -> byte 0, bit 0
-    g[0, 1, 0] = 1          # flat 32 -> byte 4, MSB   (y stride 32)
-    g[1, 0, 0] = 1          # flat 8192 -> byte 1024   (x stride 256*32)
+    g[0, 0, 0] = 1  # flat 0 -> byte 0, bit 7 (MSB)
+    g[0, 0, 7] = 1  # flat 7 -> byte 0, bit 0
+    g[0, 1, 0] = 1  # flat 32 -> byte 4, MSB   (y stride 32)
+    g[1, 0, 0] = 1  # flat 8192 -> byte 1024   (x stride 256*32)
     p = tmp_path / "a.invalid"
     write_bits(p, g)
     raw = np.fromfile(p, np.uint8)
@@ -122,8 +130,19 @@ def test_label_maps():
     assert np.array_equal(k3.to_train(k3.to_raw(np.arange(19))), np.arange(19))
     w = sk.class_weights()
     assert np.isclose(w[0], 1 / np.log(5.41773033e09 + 0.001))
-    assert sk.static_classes == ("road", "parking", "sidewalk", "other-ground", "building", "fence", "vegetation",
-                                 "trunk", "terrain", "pole", "traffic-sign")
+    assert sk.static_classes == (
+        "road",
+        "parking",
+        "sidewalk",
+        "other-ground",
+        "building",
+        "fence",
+        "vegetation",
+        "trunk",
+        "terrain",
+        "pole",
+        "traffic-sign",
+    )
 
 
 def test_calib_poses_times_roundtrip(tmp_path, real_data):

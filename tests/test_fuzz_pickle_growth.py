@@ -1,6 +1,7 @@
 """Bounded decoding: pickles that grow their data by repetition (calling an admitted global many times on one
 remembered argument, or on its own output) are refused before they allocate, naming the file; valid pickles of
 every protocol, MonoScene frame size included, still load."""
+
 from __future__ import annotations
 
 import pickle
@@ -62,8 +63,18 @@ def repeated_latin1(size: int, times: int) -> bytes:
 
 def huge_reconstruct(n: int) -> bytes:
     """_reconstruct(ndarray, (n,), b'b'): numpy allocates the shape it is given."""
-    return (HEAD + G_RECON + G_NDARRAY + P.BININT + struct.pack("<i", n) + P.TUPLE1 + _bytes(b"b") + P.TUPLE3
-            + P.REDUCE + P.STOP)
+    return (
+        HEAD
+        + G_RECON
+        + G_NDARRAY
+        + P.BININT
+        + struct.pack("<i", n)
+        + P.TUPLE1
+        + _bytes(b"b")
+        + P.TUPLE3
+        + P.REDUCE
+        + P.STOP
+    )
 
 
 def ndarray_called(n: int) -> bytes:
@@ -74,9 +85,27 @@ def ndarray_called(n: int) -> bytes:
 def repeated_build(size: int, times: int) -> bytes:
     """Many empty arrays each given, by BUILD, one remembered string of ``size`` characters as data (a str is
     copied into every array)."""
-    arr = (G_RECON + G_NDARRAY + P.BININT1 + b"\x00" + P.TUPLE1 + _bytes(b"b") + P.TUPLE3 + P.REDUCE
-           + P.MARK + P.BININT1 + b"\x01" + P.BININT + struct.pack("<i", size) + P.TUPLE1
-           + _get(1) + P.NEWFALSE + _get(0) + P.TUPLE + P.BUILD)
+    arr = (
+        G_RECON
+        + G_NDARRAY
+        + P.BININT1
+        + b"\x00"
+        + P.TUPLE1
+        + _bytes(b"b")
+        + P.TUPLE3
+        + P.REDUCE
+        + P.MARK
+        + P.BININT1
+        + b"\x01"
+        + P.BININT
+        + struct.pack("<i", size)
+        + P.TUPLE1
+        + _get(1)
+        + P.NEWFALSE
+        + _get(0)
+        + P.TUPLE
+        + P.BUILD
+    )
     dt = G_DTYPE + _u("u1") + P.NEWFALSE + P.NEWTRUE + P.TUPLE3 + P.REDUCE + _put(1) + P.POP
     return HEAD + _u("a" * size) + _put(0) + P.POP + dt + P.MARK + arr * times + P.LIST + P.STOP
 
@@ -155,8 +184,13 @@ def test_random_growth_chains_never_exceed_the_budget():
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_monoscene_sized_frames_still_load(protocol):
     rng = np.random.default_rng(protocol)
-    obj = {"y_pred": rng.integers(0, 20, (256, 256, 32)).astype(np.uint16), "fov_mask_1": rng.random(256 * 256 * 32) < 0.5,
-           "target": rng.integers(0, 20, (256, 256, 32)).astype(np.uint8), "cam_k": np.eye(3), "name": "000000"}
+    obj = {
+        "y_pred": rng.integers(0, 20, (256, 256, 32)).astype(np.uint16),
+        "fov_mask_1": rng.random(256 * 256 * 32) < 0.5,
+        "target": rng.integers(0, 20, (256, 256, 32)).astype(np.uint8),
+        "cam_k": np.eye(3),
+        "name": "000000",
+    }
     back = loads_pickle(pickle.dumps(obj, protocol=protocol))
     for k, v in obj.items():
         if isinstance(v, np.ndarray):
@@ -170,8 +204,19 @@ def test_growing_pickle_through_convert_is_a_problem_of_that_file(tmp_path):
     src = tmp_path / "kitti" / "08"
     src.mkdir(parents=True)
     (src / "000000.pkl").write_bytes(hex_doubling(34))
-    r = CliRunner().invoke(main, ["convert", str(tmp_path), str(tmp_path / "out"), "--from", "monoscene-pkl",
-                                  "--dataset", "semantickitti", "-q"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(tmp_path),
+            str(tmp_path / "out"),
+            "--from",
+            "monoscene-pkl",
+            "--dataset",
+            "semantickitti",
+            "-q",
+        ],
+    )
     assert r.exit_code == 3 and "000000.pkl" in r.output and "admitted for (str, 'latin1') only" in r.output
     assert not (tmp_path / "out" / "sequences").exists()
 
@@ -196,8 +241,12 @@ def test_npy_header_cannot_ask_for_more_than_its_data(tmp_path, shape):
         assert tracemalloc.get_traced_memory()[1] < 1 << 20
     finally:
         tracemalloc.stop()
-    for good in (np.arange(24, dtype="<f4").reshape(2, 3, 4), np.asfortranarray(np.ones((3, 4), np.uint8)),
-                 np.arange(3, dtype=">u2"), np.zeros((0, 5))):
+    for good in (
+        np.arange(24, dtype="<f4").reshape(2, 3, 4),
+        np.asfortranarray(np.ones((3, 4), np.uint8)),
+        np.arange(3, dtype=">u2"),
+        np.zeros((0, 5)),
+    ):
         b = io.BytesIO()
         np.save(b, good)
         back = load_npy_bytes(b.getvalue(), "good.npy")

@@ -4,6 +4,7 @@ among the cases, and as explicit examples) is accepted and read back as written.
 
 Deterministic (derandomized) and bounded: 60 examples a reader, about 10 s in total on a shared 2-core machine.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,18 +23,52 @@ from occbench.datasets import SemanticKITTI
 from occbench.datasets.mini import read_manifest
 from occbench.datasets.sscbench_kitti360 import kitti360_calibration, read_cam0_to_world
 from occbench.errors import OccbenchError
+from occbench.evaluation.submission import validate_predictions
 from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses
 from occbench.io.predictions import PredictionStore, read_prediction_file
-from occbench.io.voxels import (LABEL_BYTES, NUM_VOXELS, PACKED_BYTES, map_label, read_bits, read_bits_packed,
-                                read_invalid_as_stored, read_invalid_kitti360, read_label)
+from occbench.io.voxels import (
+    LABEL_BYTES,
+    NUM_VOXELS,
+    PACKED_BYTES,
+    map_label,
+    read_bits,
+    read_bits_packed,
+    read_invalid_as_stored,
+    read_invalid_kitti360,
+    read_label,
+)
 from occbench.results_schema import read_results
-from occbench.evaluation.submission import validate_predictions
 from occbench.testing import make_semantickitti_tree, tiny_calibration
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-TOKENS = ["nan", "inf", "-inf", "1e999", "0", "-0", "1.2.3", "Tr:", "P2:", ":", "", "\x00", "é", "\ufeff", "0x10",
-          "1_000", "--1", "  ", "\t", "9" * 400]
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+TOKENS = [
+    "nan",
+    "inf",
+    "-inf",
+    "1e999",
+    "0",
+    "-0",
+    "1.2.3",
+    "Tr:",
+    "P2:",
+    ":",
+    "",
+    "\x00",
+    "é",
+    "\ufeff",
+    "0x10",
+    "1_000",
+    "--1",
+    "  ",
+    "\t",
+    "9" * 400,
+]
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -71,12 +105,26 @@ def _bytes_of(size: int, seed: int, fill: str) -> bytes:
     if fill == "zeros":
         return bytes(size)
     if fill == "ids":  # plausible raw ids, so that a right-sized file gets past the size checks
-        return np.random.default_rng(seed).choice(np.array([0, 10, 40, 52, 999, 65535], "<u2"), size // 2).tobytes() + b"\0" * (size % 2)
+        return np.random.default_rng(seed).choice(
+            np.array([0, 10, 40, 52, 999, 65535], "<u2"), size // 2
+        ).tobytes() + b"\0" * (size % 2)
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
 
 
-SIZES = st.sampled_from([0, 1, 7, PACKED_BYTES - 1, PACKED_BYTES, PACKED_BYTES + 1, NUM_VOXELS, LABEL_BYTES - 1,
-                         LABEL_BYTES, LABEL_BYTES + 1])
+SIZES = st.sampled_from(
+    [
+        0,
+        1,
+        7,
+        PACKED_BYTES - 1,
+        PACKED_BYTES,
+        PACKED_BYTES + 1,
+        NUM_VOXELS,
+        LABEL_BYTES - 1,
+        LABEL_BYTES,
+        LABEL_BYTES + 1,
+    ]
+)
 
 
 @FUZZ
@@ -91,9 +139,15 @@ def test_voxel_readers(tmp_path, size, seed, fill):
     packed = size == PACKED_BYTES  # a well-formed bit-packed grid, whatever the bits
     labels = np.frombuffer(data, "<u2") if size == LABEL_BYTES else None  # any uint16 ids are a well-formed .label
     flags = u8 if size == NUM_VOXELS and (u8.size == 0 or u8.max() <= 1) else None  # one 0/1 byte per voxel
-    expected = {read_bits: np.unpackbits(u8) if packed else None, read_bits_packed: u8 if packed else None,
-                read_label: labels, map_label: labels, read_prediction_file: labels, read_invalid_kitti360: flags,
-                read_invalid_as_stored: u8 if packed else flags}
+    expected = {
+        read_bits: np.unpackbits(u8) if packed else None,
+        read_bits_packed: u8 if packed else None,
+        read_label: labels,
+        map_label: labels,
+        read_prediction_file: labels,
+        read_invalid_kitti360: flags,
+        read_invalid_as_stored: u8 if packed else flags,
+    }
     for reader, want in expected.items():
         _reads_back(reader, p, want)
 
@@ -127,8 +181,10 @@ def _gz_variant(seed: int, how: str) -> bytes:
 
 
 @FUZZ
-@given(seed=st.integers(0, 2**32 - 1), how=st.sampled_from(["good", "cut", "flip", "header-only", "short", "long",
-                                                              "two-members", "junk-after"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    how=st.sampled_from(["good", "cut", "flip", "header-only", "short", "long", "two-members", "junk-after"]),
+)
 @example(seed=0, how="good")
 @example(seed=1, how="two-members")
 def test_gzip_prediction_reader(tmp_path, seed, how):
@@ -169,12 +225,20 @@ def kitti_texts(tmp_path_factory):
     T[:, 0, 3] = np.arange(5)
     write_poses(d / "poses.txt", T)
     cam = "".join(f"{i} " + " ".join(f"{x:.6f}" for x in t.reshape(-1)) + "\n" for i, t in enumerate(T))
-    return {"calib": (d / "calib.txt").read_text(), "poses": (d / "poses.txt").read_text(),
-            "times": "".join(f"{0.1 * i:.6e}\n" for i in range(5)), "cam0_to_world": cam}
+    return {
+        "calib": (d / "calib.txt").read_text(),
+        "poses": (d / "poses.txt").read_text(),
+        "times": "".join(f"{0.1 * i:.6e}\n" for i in range(5)),
+        "cam0_to_world": cam,
+    }
 
 
-_TEXT_READERS = {"calib": read_calib, "poses": read_poses, "times": read_times,
-                 "cam0_to_world": lambda q: read_cam0_to_world(q, kitti360_calibration())}
+_TEXT_READERS = {
+    "calib": read_calib,
+    "poses": read_poses,
+    "times": read_times,
+    "cam0_to_world": lambda q: read_cam0_to_world(q, kitti360_calibration()),
+}
 
 
 def _check_well_formed_text(which: str, got) -> None:
@@ -202,8 +266,11 @@ def _check_well_formed_text(which: str, got) -> None:
 @given(data=st.data(), which=st.sampled_from(["calib", "poses", "times", "cam0_to_world"]))
 def test_text_readers(tmp_path, kitti_texts, data, which):
     kind = data.draw(st.sampled_from(["mutated", "bytes", "well-formed"]))
-    raw = {"mutated": lambda: _mutate(kitti_texts[which], data), "bytes": lambda: data.draw(st.binary(max_size=300)),
-           "well-formed": lambda: kitti_texts[which].encode()}[kind]()
+    raw = {
+        "mutated": lambda: _mutate(kitti_texts[which], data),
+        "bytes": lambda: data.draw(st.binary(max_size=300)),
+        "well-formed": lambda: kitti_texts[which].encode(),
+    }[kind]()
     p = _write(tmp_path / f"{which}.txt", raw)
     if kind == "well-formed":
         _check_well_formed_text(which, _TEXT_READERS[which](p))
@@ -216,12 +283,21 @@ def test_text_readers_accept_the_well_formed_files(tmp_path, kitti_texts, which)
     _check_well_formed_text(which, _TEXT_READERS[which](_write(tmp_path / f"{which}.txt", kitti_texts[which].encode())))
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=12,
+)
 RESULTS = json.loads((REPO / "leaderboards/results/mini-val-voxformer-sim-onboard.json").read_text())
-FINITE_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.floats(allow_nan=False, allow_infinity=False)
-                           | st.text(max_size=12),
-                           lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+FINITE_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=12,
+)
 MINI_MANIFEST = {"splits": {"train": ["00"], "val": ["08"]}, "onboard": ["sscnet-sim"], "sensors": {}}
 
 
@@ -242,8 +318,11 @@ def _set_random_path(doc, data: st.DataObject):
 
 
 def _read_json_documents(tmp_path: Path, results: bytes, mini: bytes, pl: bytes):
-    return (read_results(_write(tmp_path / "r.json", results)), read_manifest(_write(tmp_path / "mini.json", mini).parent),
-            PseudoLabelStore(_write(tmp_path / "pl" / "manifest.json", pl).parent).read_manifest())
+    return (
+        read_results(_write(tmp_path / "r.json", results)),
+        read_manifest(_write(tmp_path / "mini.json", mini).parent),
+        PseudoLabelStore(_write(tmp_path / "pl" / "manifest.json", pl).parent).read_manifest(),
+    )
 
 
 def test_results_and_manifest_readers_accept_well_formed_documents(tmp_path):
@@ -287,8 +366,10 @@ NAMES = st.sampled_from(["000000.label", "000000.label.gz", "000005.label", "000
 
 
 @FUZZ
-@given(entries=st.lists(st.tuples(NAMES, ENTRY, st.integers(0, 2**16)), max_size=5),
-       seq_dir=st.sampled_from(["dir", "link", "file", "complete"]))
+@given(
+    entries=st.lists(st.tuples(NAMES, ENTRY, st.integers(0, 2**16)), max_size=5),
+    seq_dir=st.sampled_from(["dir", "link", "file", "complete"]),
+)
 @example(entries=[], seq_dir="complete")
 @example(entries=[("000000.label", "good-gz", 0)], seq_dir="complete")
 def test_submission_validator(tmp_path, small_tree, entries, seq_dir):

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py: its CPU mode end to end at CI size (the logic a GPU run relies on), its report, its exit
 codes, and that a disagreeing device or a failing phase fails the run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,14 @@ def _env() -> dict:
 def cpu_run(tmp_path_factory):
     """One run of the CPU mode; its data folder is reused by the in-process tests below."""
     base = tmp_path_factory.mktemp("gpu-check")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--data", str(base / "data"), "--out",
-                           str(base / "out")], cwd=base, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--data", str(base / "data"), "--out", str(base / "out")],
+        cwd=base,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report_path = base / "out" / "gpu-check.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
     return proc, report, base
@@ -46,8 +53,23 @@ def test_cpu_mode_runs_every_phase_and_passes(cpu_run):
     proc, report, base = cpu_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert report is not None
-    for key in ("schema", "command", "profile", "device", "versions", "settings", "checks", "phases", "skipped",
-                "errors", "passed", "wall_s", "data", "voting", "stage1"):
+    for key in (
+        "schema",
+        "command",
+        "profile",
+        "device",
+        "versions",
+        "settings",
+        "checks",
+        "phases",
+        "skipped",
+        "errors",
+        "passed",
+        "wall_s",
+        "data",
+        "voting",
+        "stage1",
+    ):
         assert key in report, key
     assert report["schema"] == "occbench-gpu-check/1"
     assert report["passed"] is True and report["errors"] == [] and report["skipped"] == []
@@ -87,7 +109,9 @@ def test_cpu_mode_runs_every_phase_and_passes(cpu_run):
         assert s1[cfg]["agreement_fp32"] == 1.0 and s1[cfg]["cpu_reference_s_per_window"] > 0
         for mode in ("fp32", "amp"):
             f = s1[cfg]["forward"][mode]
-            assert f["windows_per_s"] > 0 and f["frames_per_s"] == pytest.approx(f["windows_per_s"] * f["window_frames"])
+            assert f["windows_per_s"] > 0 and f["frames_per_s"] == pytest.approx(
+                f["windows_per_s"] * f["window_frames"]
+            )
             assert f["rounds"] >= 1 and f["peak_gpu_mib"] is None  # no GPU memory on the CPU
             rs = s1[cfg]["refine_sequence"][mode]
             assert rs["scans"] == 6 and rs["scans_per_s"] > 0
@@ -99,8 +123,14 @@ def test_cpu_mode_runs_every_phase_and_passes(cpu_run):
 def test_cuda_asked_without_cuda_exits_2(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda", "--data", str(tmp_path / "d"), "--out",
-                           str(tmp_path / "o")], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cuda", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "--device cuda was asked" in proc.stderr and "--device cpu" in proc.stderr
     assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()
@@ -156,8 +186,14 @@ def test_a_phase_that_raises_is_recorded_and_fails_the_run(cpu_run, tmp_path):
     saved = json.loads((tmp_path / "gpu-check.json").read_text())
     assert saved["passed"] is False and c.exit_code() == 1
     assert saved["errors"][0]["phase"] == "voting" and "simulated" in saved["errors"][0]["error"]
-    assert saved["checks"][-1] == {"name": "voting: ran without error", "passed": False, "gating": True,
-                                   "value": "RuntimeError: out of memory (simulated)", "threshold": None, "detail": ""}
+    assert saved["checks"][-1] == {
+        "name": "voting: ran without error",
+        "passed": False,
+        "gating": True,
+        "value": "RuntimeError: out of memory (simulated)",
+        "threshold": None,
+        "detail": "",
+    }
 
 
 def test_budget_spent_skips_measurements_not_checks(cpu_run, tmp_path):

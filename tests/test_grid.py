@@ -1,4 +1,5 @@
 """One Grid: the KITTI grid's numbers in one place, and another grid described without touching other modules."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,14 @@ from occbench.metrics import PROTOCOLS
 from occbench.metrics.ssc import Layout, SSCMetric
 
 # Occ3D-nuScenes: 200 x 200 x 16 voxels of 0.4 m around the ego vehicle, x, y in [-40, 40), z in [-1, 5.4)
-OCC3D = Grid(name="occ3d", shape=(200, 200, 16), voxel_size=0.4, origin=(-40.0, -40.0, -1.0),
-             ranges=(20.0, 40.0, 80.0), crop="around")
+OCC3D = Grid(
+    name="occ3d",
+    shape=(200, 200, 16),
+    voxel_size=0.4,
+    origin=(-40.0, -40.0, -1.0),
+    ranges=(20.0, 40.0, 80.0),
+    crop="around",
+)
 
 
 def test_kitti_grid_is_the_semantic_kitti_voxelizers():
@@ -27,7 +34,9 @@ def test_kitti_grid_is_the_semantic_kitti_voxelizers():
 
     assert KITTI.shape == (256, 256, 32) and KITTI.num_voxels == 2_097_152
     assert KITTI.voxel_size == 0.2 and KITTI.origin == (0.0, -25.6, -2.0)
-    np.testing.assert_allclose(np.array(KITTI.origin) + 0.2 * np.array(KITTI.shape), (51.2, 25.6, 4.4), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.array(KITTI.origin) + 0.2 * np.array(KITTI.shape), (51.2, 25.6, 4.4), rtol=0, atol=1e-12
+    )
     assert (voxels.LABEL_BYTES, voxels.PACKED_BYTES) == (4_194_304, 262_144)
     rng = np.random.default_rng(0)
     idx = np.concatenate([[[0, 0, 0], [255, 255, 31], [0, 128, 10]], rng.integers(0, (256, 256, 32), (50, 3))])
@@ -81,9 +90,11 @@ def _occ3d_brute_force(pred, gt, inv, r: float, dist_lo: float = 0.0, dist_hi: f
 
 
 _OCC3D_NOT_SCORED = pytest.mark.xfail(
-    raises=FormatError, strict=True,
+    raises=FormatError,
+    strict=True,
     reason="missing: SSCMetric still takes only KITTI's (256, 256, 32) grids (its shape checks, column kernel and "
-           "invalid masks read GRID_SHAPE), so a frame of another grid is refused")
+    "invalid masks read GRID_SHAPE), so a frame of another grid is refused",
+)
 
 
 @_OCC3D_NOT_SCORED

@@ -1,5 +1,6 @@
 """A crafted checkpoint whose unpickling would create a marker file is refused by every entry point that loads
 checkpoints, and the marker never appears; legacy checkpoints of one's own convert once."""
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,9 @@ class _Payload:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    return make_semantickitti_tree(tmp_path_factory.mktemp("ck") / "kitti", {"00": 6, "08": 6, "11": 6},
-                                   onboard={"noisy": 0.2}, seed=4)
+    return make_semantickitti_tree(
+        tmp_path_factory.mktemp("ck") / "kitti", {"00": 6, "08": 6, "11": 6}, onboard={"noisy": 0.2}, seed=4
+    )
 
 
 @pytest.fixture()
@@ -54,33 +56,91 @@ def test_loader_refuses_the_payload_and_says_how_to_convert(evil):
     assert str(path) in msg and "weights_only=True" in msg and "python -m occbench.checkpoints" in msg
 
 
-EVALUATE = ["evaluate", "--dataset", "semantickitti", "--split", "val", "--onboard", "noisy", "--no-city", "--no-consistency", "-q"]
+EVALUATE = [
+    "evaluate",
+    "--dataset",
+    "semantickitti",
+    "--split",
+    "val",
+    "--onboard",
+    "noisy",
+    "--no-city",
+    "--no-consistency",
+    "-q",
+]
 
 
 @pytest.mark.parametrize("method,workers", [("occfiner", 1), ("occfiner-stage1", 1), ("occfiner", 2)])
 def test_evaluate_refuses_a_hostile_checkpoint(tree, evil, method, workers):
     path, marker = evil
     opts = ["-O", "sensor=lidar"] if method == "occfiner" else []
-    r = CliRunner().invoke(main, EVALUATE + ["--root", str(tree), "--method", method, "-O", f"checkpoint={path}",
-                                             *opts, "-j", str(workers)])
+    r = CliRunner().invoke(
+        main,
+        EVALUATE + ["--root", str(tree), "--method", method, "-O", f"checkpoint={path}", *opts, "-j", str(workers)],
+    )
     assert not marker.exists()
     assert r.exit_code == 1 and str(path) in r.output and "weights_only" in r.output, r.output
 
 
 def test_refine_refuses_a_hostile_checkpoint(tree, evil, tmp_path):
     path, marker = evil
-    r = CliRunner().invoke(main, ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "occfiner", "-O", f"checkpoint={path}", "-O", "sensor=lidar", "-o", str(tmp_path / "out"), "-j", "1", "-q"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "refine",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "occfiner",
+            "-O",
+            f"checkpoint={path}",
+            "-O",
+            "sensor=lidar",
+            "-o",
+            str(tmp_path / "out"),
+            "-j",
+            "1",
+            "-q",
+        ],
+    )
     assert not marker.exists()
     assert r.exit_code == 1 and str(path) in r.output, r.output
 
 
 def test_autolabel_source_refuses_a_hostile_checkpoint(tree, evil, tmp_path):
     path, marker = evil
-    r = CliRunner().invoke(main, ["autolabel", "--dataset", "semantickitti", "--root", str(tree), "--train-sequence", "00",
-                                  "--eval-sequence", "08", "--pl-sequence", "11", "--no-gt", "--preset", "ci",
-                                  "--source", f"occfiner:noisy:checkpoint={path},sensor=lidar", "--max-eval-frames", "1",
-                                  "--out", str(tmp_path / "runs"), "--markdown", str(tmp_path / "t.md"), "--quiet"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "autolabel",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--train-sequence",
+            "00",
+            "--eval-sequence",
+            "08",
+            "--pl-sequence",
+            "11",
+            "--no-gt",
+            "--preset",
+            "ci",
+            "--source",
+            f"occfiner:noisy:checkpoint={path},sensor=lidar",
+            "--max-eval-frames",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--markdown",
+            str(tmp_path / "t.md"),
+            "--quiet",
+        ],
+    )
     assert not marker.exists()
     assert r.exit_code == 1 and str(path) in r.output, r.output
 
@@ -90,9 +150,29 @@ def test_train_does_not_resume_from_a_hostile_checkpoint(tree, evil, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint-last.pt").write_bytes(path.read_bytes())
-    r = CliRunner().invoke(main, ["occfiner-train", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--split", "val", "--config", "tiny", "--epochs", "1", "--max-steps-per-epoch", "1",
-                                  "--output", str(run), "--quiet"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "occfiner-train",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--split",
+            "val",
+            "--config",
+            "tiny",
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "1",
+            "--output",
+            str(run),
+            "--quiet",
+        ],
+    )
     assert not marker.exists()
     assert r.exit_code != 0 and "checkpoint-last.pt" in (r.output + str(r.exception)), r.output
 
@@ -128,8 +208,11 @@ def test_shipped_checkpoints_load_as_plain_data():
 
 
 def test_a_legacy_checkpoint_of_ones_own_converts_with_every_tensor_equal(tmp_path):
-    legacy = {"model": {"w": torch.randn(3, 4)}, "rng": {"numpy": np.random.RandomState(1).get_state()},
-              "history": [{"loss": np.float64(0.5)}]}
+    legacy = {
+        "model": {"w": torch.randn(3, 4)},
+        "rng": {"numpy": np.random.RandomState(1).get_state()},
+        "history": [{"loss": np.float64(0.5)}],
+    }
     src = tmp_path / "old.pt"
     torch.save(legacy, src)
     with pytest.raises(FormatError, match="python -m occbench.checkpoints"):

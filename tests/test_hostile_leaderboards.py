@@ -1,5 +1,6 @@
 """Hostile results files for ``occbench leaderboard``: each bad file is reported by name (exit 5), nothing is
 written, page names come from an allowlist and every text cell is inert Markdown/HTML."""
+
 from __future__ import annotations
 
 import copy
@@ -45,7 +46,9 @@ def _run(tmp_path, files: dict[str, object], check=False):
             (res / name).write_bytes(doc)
         else:
             (res / name).write_text(doc if isinstance(doc, str) else json.dumps(doc))
-    args = ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)] + (["--check"] if check else [])
+    args = ["leaderboard", "--results", str(res), "--reported", str(REPORTED), "--output", str(out)] + (
+        ["--check"] if check else []
+    )
     return CliRunner().invoke(main, args), out
 
 
@@ -82,7 +85,9 @@ def test_each_bad_results_file_is_named_and_nothing_is_written(tmp_path, name):
 
 
 def test_every_bad_file_is_reported_at_once_and_check_fails_too(tmp_path):
-    r, _ = _run(tmp_path, {"good.json": _doc(), **{k: BAD[k] for k in ("list.json", "nan.json", "traversal.json")}}, check=True)
+    r, _ = _run(
+        tmp_path, {"good.json": _doc(), **{k: BAD[k] for k in ("list.json", "nan.json", "traversal.json")}}, check=True
+    )
     assert r.exit_code == 5 and "3 invalid file(s)" in r.output
     assert all(k in r.output for k in ("list.json", "nan.json", "traversal.json"))
 
@@ -111,7 +116,12 @@ def test_free_text_is_escaped_for_markdown_and_html(tmp_path):
 
 
 def test_md_text_leaves_ordinary_names_alone():
-    for s in ("occfiner-voting", "OccFiner (SSCNet-full)", "Table 2: SemanticKITTI val, IoU / mIoU at 12.8 m", "voxformer-sim"):
+    for s in (
+        "occfiner-voting",
+        "OccFiner (SSCNet-full)",
+        "Table 2: SemanticKITTI val, IoU / mIoU at 12.8 m",
+        "voxformer-sim",
+    ):
         assert md_text(s) == s
     assert md_text("a\nb|c") == "a b\\|c"
 

@@ -1,5 +1,6 @@
 """Interruption: workers die with their parent, writers remove their own stale temporary files on resume, and one
 writer at a time per output folder."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ from occbench.testing import descendants as _descendants
 from occbench.testing import make_semantickitti_tree
 from occbench.testing import process_alive as _alive
 
-PICO = MiniConfig(seed=5, scans={"00": 6, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                  onboard=("voxformer-sim",), size="pico")
+PICO = MiniConfig(
+    seed=5,
+    scans={"00": 6, "08": 6, "11": 6},
+    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+    onboard=("voxformer-sim",),
+    size="pico",
+)
 
 
 def _kill_main_then_check_orphans(cmd: list[str], want_children: int, env=None) -> None:
@@ -52,22 +58,53 @@ def _kill_main_then_check_orphans(cmd: list[str], want_children: int, env=None) 
 def test_evaluate_workers_die_with_a_killed_main_process(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 60}, onboard={"noisy": 0.2})
     occbench = [sys.executable, "-c", "from occbench.cli import main; main()"]
-    _kill_main_then_check_orphans(occbench + ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                              "--method", "average-fusion", "-j", "2"], want_children=3)
+    _kill_main_then_check_orphans(
+        occbench
+        + [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "average-fusion",
+            "-j",
+            "2",
+        ],
+        want_children=3,
+    )
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_synth_workers_die_with_a_killed_main_process(tmp_path):
     occbench = [sys.executable, "-c", "from occbench.cli import main; main()"]
-    _kill_main_then_check_orphans(occbench + ["synth", "--size", "tiny", "--output", str(tmp_path / "mini"), "--workers", "2", "-q"],
-                                  want_children=2)
+    _kill_main_then_check_orphans(
+        occbench + ["synth", "--size", "tiny", "--output", str(tmp_path / "mini"), "--workers", "2", "-q"],
+        want_children=2,
+    )
 
 
 def test_refine_removes_its_stale_temporary_files_on_resume(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 11}, onboard={"noisy": 0.2})
     out = tmp_path / "out"
-    args = ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "--output", str(out), "-j", "1", "-q"]
+    args = [
+        "refine",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "--output",
+        str(out),
+        "-j",
+        "1",
+        "-q",
+    ]
     assert CliRunner().invoke(main, args).exit_code == 0
     d = out / "sequences" / "08" / "predictions"
     (d / "000005.label").unlink()
@@ -93,12 +130,21 @@ def test_generation_removes_its_stale_temporary_files_on_resume(tmp_path):
 
 def test_a_second_synth_into_the_same_folder_gets_a_clear_error(tmp_path):
     root = tmp_path / "mini"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        "from occbench.io.folder_lock import folder_lock\n"
-        f"with folder_lock({str(root)!r}):\n"
-        "    print('locked', flush=True)\n"
-        "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from occbench.io.folder_lock import folder_lock\n"
+                f"with folder_lock({str(root)!r}):\n"
+                "    print('locked', flush=True)\n"
+                "    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         r = CliRunner().invoke(main, ["synth", "--size", "tiny", "--output", str(root), "-q"])
@@ -115,8 +161,25 @@ def test_refine_into_a_folder_being_written_is_refused(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 6}, onboard={"noisy": 0.2})
     out = tmp_path / "out"
     with folder_lock(out):
-        r = CliRunner().invoke(main, ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                      "--method", "onboard", "--output", str(out), "-j", "1", "-q"])
+        r = CliRunner().invoke(
+            main,
+            [
+                "refine",
+                "--dataset",
+                "semantickitti",
+                "--root",
+                str(tree),
+                "--onboard",
+                "noisy",
+                "--method",
+                "onboard",
+                "--output",
+                str(out),
+                "-j",
+                "1",
+                "-q",
+            ],
+        )
         assert r.exit_code == 1 and "this process itself (pid" in r.output, r.output
         with pytest.raises(FolderBusyError):
             with folder_lock(out):

@@ -1,4 +1,5 @@
 """Strict calib / poses / times readers: every refusal names the file, the line, what was expected and found."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,9 @@ def test_calib_with_a_second_tr_line_is_refused(tmp_path, calib_lines):
     p = _calib(tmp_path, calib_lines + ["Tr: " + " ".join(map(str, other[:3].reshape(-1)))])
     with pytest.raises(FormatError) as e:
         read_calib(p)
-    assert str(p) in str(e.value) and "'Tr:' on line 5" in str(e.value) and "second 'Tr:' line on line 6" in str(e.value)
+    assert (
+        str(p) in str(e.value) and "'Tr:' on line 5" in str(e.value) and "second 'Tr:' line on line 6" in str(e.value)
+    )
 
 
 @pytest.mark.parametrize("value,found", [("nan", "'nan' on line 3, column 1"), ("inf", "'inf' on line 3, column 1")])
@@ -94,8 +97,23 @@ def test_poses_fewer_than_scans_is_an_error_not_fewer_frames(tree):
     with pytest.raises(FormatError) as e:
         SemanticKITTI(tree, "val", onboard="noisy")["08"].labelled_frames
     assert str(p) in str(e.value) and "voxels/ holds scan 000015" in str(e.value) and "found 8 poses" in str(e.value)
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "-q", "-j", "1"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
     assert r.exit_code == 1 and "a pose for every scan" in r.output, r.output
 
 

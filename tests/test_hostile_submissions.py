@@ -1,5 +1,6 @@
 """Hostile submissions: links, special files and gzip streams are listed problems, never followed, opened, crashes
 or memory blow-ups."""
+
 from __future__ import annotations
 
 import gzip
@@ -23,8 +24,9 @@ from occbench.testing import make_semantickitti_tree
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    return make_semantickitti_tree(tmp_path_factory.mktemp("sub") / "kitti", {"08": 36}, onboard={"noisy": 0.2},
-                                   compressed=True, seed=5)
+    return make_semantickitti_tree(
+        tmp_path_factory.mktemp("sub") / "kitti", {"08": 36}, onboard={"noisy": 0.2}, compressed=True, seed=5
+    )
 
 
 def _submission(tree, dst):
@@ -44,8 +46,10 @@ def _score(tree, sub):
     old = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(120)
     try:
-        return CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree),
-                                         "--predictions", str(sub), "-q", "-j", "1"])
+        return CliRunner().invoke(
+            main,
+            ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-q", "-j", "1"],
+        )
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -55,22 +59,29 @@ def test_links_and_special_files_are_all_listed_and_none_is_opened(tree, tmp_pat
     sub, d = _submission(tree, tmp_path / "model")
     outside = tmp_path / "outside.label.gz"
     shutil.move(d / "000000.label.gz", outside)
-    os.symlink(outside, d / "000000.label.gz")                                   # a valid file outside the folder
+    os.symlink(outside, d / "000000.label.gz")  # a valid file outside the folder
     (d / "000005.label.gz").unlink()
-    os.symlink(tree / "sequences/08/voxels/000005.label", d / "000005.label")    # the ground truth itself
+    os.symlink(tree / "sequences/08/voxels/000005.label", d / "000005.label")  # the ground truth itself
     (d / "000010.label.gz").unlink()
-    (d / "000010.label").mkdir()                                                 # a directory
+    (d / "000010.label").mkdir()  # a directory
     (d / "000015.label.gz").unlink()
-    os.symlink(tmp_path / "nowhere", d / "000015.label")                         # a broken link
+    os.symlink(tmp_path / "nowhere", d / "000015.label")  # a broken link
     (d / "000020.label.gz").unlink()
-    os.mkfifo(d / "000020.label")                                                # a FIFO
+    os.mkfifo(d / "000020.label")  # a FIFO
     (d / "000025.label.gz").unlink()
-    os.symlink("/dev/zero", d / "000025.label")                                  # a device
+    os.symlink("/dev/zero", d / "000025.label")  # a device
     (d / "000030.label.gz").unlink()
-    os.symlink("/etc/passwd", d / "000030.label")                                # a file of the machine
-    os.symlink("/etc", d / "notes")                                              # a stray link
-    bad_names = ["000000.label.gz", "000005.label", "000010.label", "000015.label", "000020.label", "000025.label",
-                 "000030.label"]
+    os.symlink("/etc/passwd", d / "000030.label")  # a file of the machine
+    os.symlink("/etc", d / "notes")  # a stray link
+    bad_names = [
+        "000000.label.gz",
+        "000005.label",
+        "000010.label",
+        "000015.label",
+        "000020.label",
+        "000025.label",
+        "000030.label",
+    ]
     opened = []
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda p, *a, **k: (opened.append(os.fspath(p)), real_open(p, *a, **k))[1])
@@ -92,7 +103,9 @@ def test_a_linked_predictions_folder_is_refused(tree, tmp_path):
     shutil.move(d, tmp_path / "elsewhere")
     os.symlink(tmp_path / "elsewhere", d)
     r = _score(tree, sub)
-    assert r.exit_code == 3 and f"{d}: a symbolic link, expected a folder inside the submission folder" in r.output, r.output
+    assert r.exit_code == 3 and f"{d}: a symbolic link, expected a folder inside the submission folder" in r.output, (
+        r.output
+    )
 
 
 def test_a_link_to_the_ground_truth_is_not_scored(tree, tmp_path):
@@ -124,8 +137,9 @@ def _frame(seed=0):
     return np.random.default_rng(seed).integers(0, 260, (256, 256, 32)).astype("<u2")
 
 
-@pytest.mark.parametrize("case", ["garbage-deflate", "truncated", "one-byte-more", "one-byte-less", "empty",
-                                  "trailing-garbage", "bad-crc"])
+@pytest.mark.parametrize(
+    "case", ["garbage-deflate", "truncated", "one-byte-more", "one-byte-less", "empty", "trailing-garbage", "bad-crc"]
+)
 def test_corrupt_gzip_streams_are_format_errors_naming_the_file(tmp_path, case):
     raw = _frame().tobytes()
     good = gzip.compress(raw, mtime=0)
@@ -156,7 +170,9 @@ def test_corrupt_stream_is_a_listed_problem(tree, tmp_path):
     (d / "000000.label.gz").write_bytes(good[:10] + bytes(range(256)) * 8)
     (d / "000005.label.gz").write_bytes(good[: len(good) // 3])
     r = _score(tree, sub)
-    assert r.exit_code == 3 and "2 problem(s)" in r.output and "corrupt data" in r.output and "truncated" in r.output, r.output
+    assert r.exit_code == 3 and "2 problem(s)" in r.output and "corrupt data" in r.output and "truncated" in r.output, (
+        r.output
+    )
 
 
 BOMB_MIB = 256

@@ -6,6 +6,7 @@ a namespace package: ``occbench/__init__.py`` is not run and ``importlib.resourc
 ``MultiplexedPath``. The subprocess below reproduces that install: the repository is not on ``sys.path`` and a
 finder like setuptools' maps the top-level names to the repository's folders.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,14 @@ print("version", __version__)
 def test_import_with_a_folder_named_occbench_in_the_current_folder(tmp_path):
     (tmp_path / "occbench").mkdir()  # e.g. a results or data folder named after the project
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", f"REPO = {str(REPO)!r}\n" + SCRIPT], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", f"REPO = {str(REPO)!r}\n" + SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout.splitlines()
     assert out[0] == "shadowed True"  # the situation is reproduced: occbench is the cwd's namespace package

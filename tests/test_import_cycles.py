@@ -4,6 +4,7 @@ inside functions alike (an import in a function body closes a circle as soon as 
 Read from the sources (AST), not by importing them. ``import a.b`` is an edge to module ``a.b``; ``from a.b import
 c`` an edge to ``a.b.c`` when that is a module and to ``a.b`` otherwise. Imports under ``if TYPE_CHECKING:`` never
 run and are not counted."""
+
 from __future__ import annotations
 
 import ast
@@ -22,7 +23,8 @@ def _module_name(path: Path, root: Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST):
@@ -38,7 +40,9 @@ def _import_nodes(tree: ast.AST):
         stack.extend(children)
 
 
-def import_graph(root: Path, packages=PACKAGES, sources: dict[str, tuple[str, bool]] | None = None) -> dict[str, set[str]]:
+def import_graph(
+    root: Path, packages=PACKAGES, sources: dict[str, tuple[str, bool]] | None = None
+) -> dict[str, set[str]]:
     """module -> the modules (among ``packages``) it imports. ``sources`` (name -> (source, is_package)) replaces
     reading ``root`` (for testing the walker itself)."""
     if sources is None:

@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM stop `evaluate -j 2`, `refine` and generation promptly: queued jobs cancelled, workers
 ended, one line, exit 130 / 143, no lock or temporary file left, completed frames kept (a re-run resumes)."""
+
 from __future__ import annotations
 
 import os
@@ -60,9 +61,15 @@ def _interrupt(cmd, env, sig, ready, kids=3):
     return (exit code, seconds from the signal to the exit, stderr, the descendants seen)."""
     # SIGINT as a terminal delivers it: a shell running this suite as a background job without job control
     # starts it with SIGINT ignored, which the command would inherit (and rightly keep)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 180
         seen: set[int] = set()
@@ -108,8 +115,22 @@ LIMIT_S = 6.0  # the promise is 2 s; a loaded shared test machine gets some slac
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_refine_stops_promptly_and_resumes(tree, env, tmp_path, sig, code):
     out = tmp_path / "out"
-    cmd = OCCBENCH + ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                      "--method", "slow-test", "-o", str(out), "-j", "2", "-q"]
+    cmd = OCCBENCH + [
+        "refine",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "slow-test",
+        "-o",
+        str(out),
+        "-j",
+        "2",
+        "-q",
+    ]
     rc, dt, err, kids = _interrupt(cmd, env, sig, lambda: len(_written(out)) >= 4)
     assert rc == code, err
     print(f"stopped {sig.name} in {dt:.2f} s")
@@ -130,8 +151,23 @@ def test_refine_stops_promptly_and_resumes(tree, env, tmp_path, sig, code):
 def test_evaluate_j2_stops_promptly_without_a_results_file(tree, env, tmp_path, sig, code):
     saved = tmp_path / "saved"
     res = tmp_path / "r.json"
-    cmd = OCCBENCH + ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                      "--method", "slow-test", "-j", "2", "--save-predictions", str(saved), "-o", str(res)]
+    cmd = OCCBENCH + [
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "slow-test",
+        "-j",
+        "2",
+        "--save-predictions",
+        str(saved),
+        "-o",
+        str(res),
+    ]
     rc, dt, err, kids = _interrupt(cmd, env, sig, lambda: len(_written(saved)) >= 4)
     assert rc == code, err
     print(f"stopped {sig.name} in {dt:.2f} s")

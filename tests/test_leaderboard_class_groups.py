@@ -1,4 +1,5 @@
 """Static- and dynamic-class mIoU columns of the leaderboard pages (from the per-class IoUs of a results file)."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,19 @@ RESULTS = Path(__file__).resolve().parents[1] / "leaderboards" / "results"
 
 
 def _fake(per_class: dict, static: list[str]) -> dict:
-    return {"protocol": {"static_classes": static},
-            "metrics": {"ssc": {r: {"per_class_iou": per_class} for r in ("12.8", "25.6", "51.2")}},
-            "header": {"method": {"name": "m"}}}
+    return {
+        "protocol": {"static_classes": static},
+        "metrics": {"ssc": {r: {"per_class_iou": per_class} for r in ("12.8", "25.6", "51.2")}},
+        "header": {"method": {"name": "m"}},
+    }
 
 
 def test_group_means_by_hand() -> None:
-    d = _fake({"empty": 0.9, "car": 0.2, "person": 0.0, "road": 0.5, "building": 0.3, "pole": None}, ["road", "building", "pole"])
-    assert abs(_class_group_miou(d, "12.8", True) - 0.4) < 1e-12   # (0.5 + 0.3) / 2, pole has no value
+    d = _fake(
+        {"empty": 0.9, "car": 0.2, "person": 0.0, "road": 0.5, "building": 0.3, "pole": None},
+        ["road", "building", "pole"],
+    )
+    assert abs(_class_group_miou(d, "12.8", True) - 0.4) < 1e-12  # (0.5 + 0.3) / 2, pole has no value
     assert abs(_class_group_miou(d, "12.8", False) - 0.1) < 1e-12  # (0.2 + 0.0) / 2, empty is not a class of the mean
     assert _class_group_miou(_fake({"car": 0.2}, []), "12.8", True) is None
     assert _static_dynamic_table([(Path("x.json"), _fake({"car": 0.2}, []))]) == []
@@ -32,4 +38,3 @@ def test_committed_average_fusion_near_the_car() -> None:
     assert _class_group_miou(af, "12.8", False) < 0.2 * _class_group_miou(on, "12.8", False)
     car = [d["metrics"]["ssc"]["12.8"]["per_class_iou"]["car"] for d in (on, af)]
     assert round(100 * car[0], 1) == 56.0 and round(100 * car[1], 1) == 6.2
-

@@ -1,5 +1,6 @@
 """Leaderboard pages point at their results by paths relative to the page, and their "Produced by" commands show
 each results file where it is (``-o leaderboards/results/...``), not where it was first written."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,14 @@ LB = REPO / "leaderboards"
 
 
 def test_command_with_output():
-    assert (command_with_output("occbench evaluate --method x -q -o /tmp/a/b.json", "lb/results/b.json")
-            == "occbench evaluate --method x -q -o lb/results/b.json")
-    assert (command_with_output("occbench evaluate --output=/scratch/r.json -O 'k=a b'", "r/x.json")
-            == "occbench evaluate --output=r/x.json -O 'k=a b'")
+    assert (
+        command_with_output("occbench evaluate --method x -q -o /tmp/a/b.json", "lb/results/b.json")
+        == "occbench evaluate --method x -q -o lb/results/b.json"
+    )
+    assert (
+        command_with_output("occbench evaluate --output=/scratch/r.json -O 'k=a b'", "r/x.json")
+        == "occbench evaluate --output=r/x.json -O 'k=a b'"
+    )
     assert command_with_output("occbench evaluate --method x", "r/x.json") == "occbench evaluate --method x -o r/x.json"
     assert command_with_output("occbench evaluate -o 'my dir/a.json'", "a b.json") == "occbench evaluate -o 'a b.json'"
     for other in ("python run.py -o /tmp/x.json", "occbench autolabel -o /tmp/x", "occbench evaluate 'unclosed"):
@@ -48,20 +53,34 @@ def test_a_private_leaderboard_links_relatively(tmp_path):
     d = json.loads(src.read_text())
     d["header"]["command"] = "occbench evaluate --method onboard -o /somewhere/else/run1.json"
     (res / "run1.json").write_text(json.dumps(d))
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(res), "--reported", str(LB / "reported"),
-                                  "--output", str(pages)])
+    r = CliRunner().invoke(
+        main, ["leaderboard", "--results", str(res), "--reported", str(LB / "reported"), "--output", str(pages)]
+    )
     assert r.exit_code == 0, r.output
     page = (pages / "occbench-mini-val.md").read_text()
     assert "](../my-results/run1.json)" in page
     assert "    occbench evaluate --method onboard -o my-results/run1.json" in page
     assert str(tmp_path) not in page and "/somewhere" not in page
-    r = CliRunner().invoke(main, ["leaderboard", "--check", "--results", str(res), "--reported", str(LB / "reported"),
-                                  "--output", str(pages)])
+    r = CliRunner().invoke(
+        main,
+        ["leaderboard", "--check", "--results", str(res), "--reported", str(LB / "reported"), "--output", str(pages)],
+    )
     assert r.exit_code == 0, r.output
     # the pages and the results moved together still check (nothing of the first place is in the page)
     moved = tmp_path / "moved"
     shutil.copytree(res, moved / "my-results")
     shutil.copytree(pages, moved / "pages")
-    r = CliRunner().invoke(main, ["leaderboard", "--check", "--results", str(moved / "my-results"),
-                                  "--reported", str(LB / "reported"), "--output", str(moved / "pages")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "leaderboard",
+            "--check",
+            "--results",
+            str(moved / "my-results"),
+            "--reported",
+            str(LB / "reported"),
+            "--output",
+            str(moved / "pages"),
+        ],
+    )
     assert r.exit_code == 0, r.output

@@ -1,4 +1,5 @@
 """`occbench leaderboard` draws the pages' plots; --check compares the numbers they show, not their bytes."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,19 @@ def _tree(tmp: Path) -> Path:
 
 
 def _lb(lb: Path, *extra: str):
-    return CliRunner().invoke(main, ["leaderboard", "--results", str(lb / "results"), "--reported", str(lb / "reported"),
-                                     "--output", str(lb), *extra])
+    return CliRunner().invoke(
+        main,
+        [
+            "leaderboard",
+            "--results",
+            str(lb / "results"),
+            "--reported",
+            str(lb / "reported"),
+            "--output",
+            str(lb),
+            *extra,
+        ],
+    )
 
 
 def test_plots_written_linked_checked_and_deterministic(tmp_path):
@@ -34,8 +46,11 @@ def test_plots_written_linked_checked_and_deterministic(tmp_path):
     r = _lb(lb)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (lb / "plots").glob("*.png"))
-    assert names == ["autolabel-mini-full.png", "occbench-mini-val-classes-voxformer-sim.png",
-                     "occbench-mini-val-distance-voxformer-sim.png"]
+    assert names == [
+        "autolabel-mini-full.png",
+        "occbench-mini-val-classes-voxformer-sim.png",
+        "occbench-mini-val-distance-voxformer-sim.png",
+    ]
     page = (lb / "occbench-mini-val.md").read_text()
     for n in names:
         assert f"(plots/{n})" in page
@@ -84,6 +99,17 @@ def test_plots_written_linked_checked_and_deterministic(tmp_path):
 
 
 def test_committed_plots_are_up_to_date():
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(REPO / "leaderboards" / "results"), "--reported",
-                                  str(REPO / "leaderboards" / "reported"), "--output", str(REPO / "leaderboards"), "--check"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "leaderboard",
+            "--results",
+            str(REPO / "leaderboards" / "results"),
+            "--reported",
+            str(REPO / "leaderboards" / "reported"),
+            "--output",
+            str(REPO / "leaderboards"),
+            "--check",
+        ],
+    )
     assert r.exit_code == 0, r.output

@@ -1,4 +1,5 @@
 """A tiny on-disk SemanticKITTI-layout tree loads through the public API; bad input gets clear errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from occbench_baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 from occbench.datasets import SemanticKITTI, SSCBenchKITTI360, open_dataset
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import write_invalid_kitti360, write_label
 from occbench.labels import load_label_map
 from occbench.testing import make_semantickitti_tree
+from occbench_baselines.occfiner.windows import WindowConfig, WindowDataset, flip_matrix, window_indices
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,9 @@ def test_a_frame_names_the_files_it_reads(tree):
     f = SemanticKITTI(tree, split="val", onboard="noisy")["08"].frame(5)
     gt_dir = tree / "sequences" / "08" / "voxels"
     assert f.ground_truth_files() == [gt_dir / "000005.label", gt_dir / "000005.invalid"]
-    assert f.prediction_file() == tree / "predictions" / "noisy" / "sequences" / "08" / "predictions" / "000005.label.gz"
+    assert (
+        f.prediction_file() == tree / "predictions" / "noisy" / "sequences" / "08" / "predictions" / "000005.label.gz"
+    )
     assert SemanticKITTI(tree, split="val", onboard=None)["08"].frame(5).prediction_file() is None
 
 
@@ -111,8 +114,8 @@ def test_windows(tree):
     item = w[1]
     assert item["pred"].shape == (6, 256, 256, 32) and item["gt"].shape == (6, 256, 256, 32)
     assert item["frames"].tolist() == [3, 4, 5, 6, 0, 10]
-    assert bool((item["gt"][0] == 255).all())          # scan 3 has no ground truth
-    assert not bool((item["gt"][2] == 255).all())      # scan 5 does
+    assert bool((item["gt"][0] == 255).all())  # scan 3 has no ground truth
+    assert not bool((item["gt"][2] == 255).all())  # scan 5 does
     tf = item["transforms"].numpy()
     assert np.allclose(tf[2], np.eye(4), atol=1e-6)
     assert np.allclose(tf[0][:3, 3], [-2, 0, 0], atol=1e-5)  # scan 3 is 2 m behind scan 5
@@ -167,12 +170,12 @@ def test_sscbench_kitti360_tree(tmp_path):
     vox = tmp_path / "data_2d_raw" / drive / "voxels"
     vox.mkdir(parents=True)
     lab = np.zeros((256, 256, 32), np.uint16)
-    lab[:, :, :5] = 40   # road -> 7
+    lab[:, :, :5] = 40  # road -> 7
     lab[10, 10, 10] = 52  # other-structure -> 17
     lab[11, 11, 11] = 71  # trunk -> ignore in KITTI-360
     inv = np.zeros((256, 256, 32), np.uint8)
-    inv[0, 0, 0] = 1     # labelled (road) -> cleared
-    inv[0, 0, 20] = 1    # empty -> stays invalid
+    inv[0, 0, 0] = 1  # labelled (road) -> cleared
+    inv[0, 0, 20] = 1  # empty -> stays invalid
     for f in (0, 5):
         write_label(vox / f"{f:06d}.label", lab)
         write_invalid_kitti360(vox / f"{f:06d}.invalid", inv)
@@ -197,8 +200,11 @@ def test_errors_survive_pickling_into_the_parent_process():
     """Worker processes (evaluate -j, synth workers) send exceptions back pickled: nothing may be lost."""
     import pickle
 
-    for e in (FormatError("/data/x.label", "4194304 bytes", "12 bytes"), FormatError(None, "a", "b"),
-              MissingDataError("/data/poses.txt", "poses file", "run occbench synth first"),
-              MissingDataError("/data/calib.txt", "calib.txt")):
+    for e in (
+        FormatError("/data/x.label", "4194304 bytes", "12 bytes"),
+        FormatError(None, "a", "b"),
+        MissingDataError("/data/poses.txt", "poses file", "run occbench synth first"),
+        MissingDataError("/data/calib.txt", "calib.txt"),
+    ):
         back = pickle.loads(pickle.dumps(e))
         assert type(back) is type(e) and str(back) == str(e) and back.path == e.path

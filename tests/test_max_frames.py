@@ -1,4 +1,5 @@
 """``evaluate --max-frames``: a quick partial run, marked as such and kept off leaderboards."""
+
 from __future__ import annotations
 
 import json
@@ -42,15 +43,42 @@ def test_cli_flags_the_run_and_leaderboard_refuses_it(tree: Path, tmp_path: Path
     res_dir = tmp_path / "results"
     res_dir.mkdir()
     out = res_dir / "quick.json"
-    args = ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy", "--method", "onboard",
-            "--max-frames", "3", "--no-city", "--no-consistency", "-j", "1", "-o", str(out)]
+    args = [
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--onboard",
+        "noisy",
+        "--method",
+        "onboard",
+        "--max-frames",
+        "3",
+        "--no-city",
+        "--no-consistency",
+        "-j",
+        "1",
+        "-o",
+        str(out),
+    ]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "PARTIAL RUN: the first 3 of the split's 5 frames" in r.output
     assert json.loads(out.read_text())["header"]["partial"]["frames"] == 3
     shutil.copytree(REPO / "leaderboards/reported", tmp_path / "reported")
-    r = CliRunner().invoke(main, ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"),
-                                  "--output", str(tmp_path / "lb")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "leaderboard",
+            "--results",
+            str(res_dir),
+            "--reported",
+            str(tmp_path / "reported"),
+            "--output",
+            str(tmp_path / "lb"),
+        ],
+    )
     assert r.exit_code == 5 and "quick.json: expected the results of a complete run" in r.output
     assert "found results of a partial run (3 of 5 frames)" in r.output
     assert not list((tmp_path / "lb").glob("*.md")) if (tmp_path / "lb").exists() else True

@@ -1,5 +1,6 @@
 """The results header says where the method came from: its distribution's name and version and its entry point, or
 that it was registered in this process."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,7 @@ def tree(tmp_path_factory):
 
 
 def _run(tree: Path, name: str) -> dict:
-    res = evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec(name), workers=1,
-                   extras=())
+    res = evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec(name), workers=1, extras=())
     assert results_problems(res) == []
     return res["header"]["method"]
 
@@ -44,14 +44,16 @@ def test_an_entry_point_method_names_its_distribution(tree):
     ep = next(e for e in entry_points(group="occbench.methods") if e.name == "onboard")
     method = _run(tree, "onboard")
     assert method["name"] == "onboard"
-    assert method["source"] == {"distribution": "occbench", "version": ep.dist.version,
-                                "entry_point": f"onboard = {ep.value}"}
+    assert method["source"] == {
+        "distribution": "occbench",
+        "version": ep.dist.version,
+        "entry_point": f"onboard = {ep.value}",
+    }
 
 
 def test_a_method_registered_in_process_says_so(tree):
     register_method("unchanged-here", Unchanged)
-    assert _run(tree, "unchanged-here")["source"] == {"registered": "in-process",
-                                                      "object": f"{__name__}:Unchanged"}
+    assert _run(tree, "unchanged-here")["source"] == {"registered": "in-process", "object": f"{__name__}:Unchanged"}
 
 
 def test_a_third_party_distribution(tree, tmp_path):
@@ -64,15 +66,18 @@ def test_a_third_party_distribution(tree, tmp_path):
         "    name = 'keep'\n"
         "    def refine(self, sequence, targets):\n"
         "        for t in targets:\n"
-        "            yield t, sequence.prediction(t)\n")
+        "            yield t, sequence.prediction(t)\n"
+    )
     info = site / "mymethods-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mymethods\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text("[occbench.methods]\nkeep = mymethods:Keep\n")
-    code = ("import json\nfrom occbench.evaluation.run import evaluate\n"
-            "from occbench.evaluation.specs import DatasetSpec, MethodSpec\n"
-            f"r = evaluate(DatasetSpec('semantickitti', {str(tree)!r}, 'val', 'noisy'), MethodSpec('keep'), extras=())\n"
-            "print(json.dumps(r['header']['method']))\n")
+    code = (
+        "import json\nfrom occbench.evaluation.run import evaluate\n"
+        "from occbench.evaluation.specs import DatasetSpec, MethodSpec\n"
+        f"r = evaluate(DatasetSpec('semantickitti', {str(tree)!r}, 'val', 'noisy'), MethodSpec('keep'), extras=())\n"
+        "print(json.dumps(r['header']['method']))\n"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

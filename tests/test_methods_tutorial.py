@@ -6,6 +6,7 @@ Blocks are marked in the page: ``<!-- tutorial-file: PATH -->`` (a file of the t
 with ``bash -e``). The data cache (``$OCCBENCH_DATA``) holds a pico occbench-mini generated here, so the page's
 commands run unchanged on it; ``$OCCBENCH_SRC`` is this repository (the shipped results files).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,13 @@ def tutorial_blocks() -> list[tuple[str, str | None, str]]:
 def test_the_tutorial_blocks_are_found():
     blocks = tutorial_blocks()
     files = [p for kind, p, _ in blocks if kind == "tutorial-file"]
-    assert files == ["window-majority/pyproject.toml", "window-majority/window_majority/__init__.py",
-                     "window-majority/window_majority/method.py", "window-majority/window_majority/train.py",
-                     "try_window.py"]
+    assert files == [
+        "window-majority/pyproject.toml",
+        "window-majority/window_majority/__init__.py",
+        "window-majority/window_majority/method.py",
+        "window-majority/window_majority/train.py",
+        "try_window.py",
+    ]
     assert [k for k, _, _ in blocks].count("tutorial-install") == 1
     runs = [b for k, _, b in blocks if k == "tutorial-run"]
     assert any("occbench methods" in r for r in runs) and any("occbench leaderboard" in r for r in runs)
@@ -45,8 +50,13 @@ def data_cache(tmp_path_factory) -> Path:
     from occbench.synth.config import GENERATOR_VERSION
 
     cache = tmp_path_factory.mktemp("data")
-    cfg = MiniConfig(seed=5, scans={"00": 6, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                     onboard=("voxformer-sim",), size="pico")
+    cfg = MiniConfig(
+        seed=5,
+        scans={"00": 6, "08": 6, "11": 6},
+        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+        onboard=("voxformer-sim",),
+        size="pico",
+    )
     generate_mini(cache / f"mini-v{GENERATOR_VERSION}", cfg, progress=False, workers=1, splits=["train", "val"])
     return cache
 
@@ -58,13 +68,33 @@ def test_the_methods_tutorial_runs(tmp_path, data_cache):
         if kind == "tutorial-file":
             (work / path).parent.mkdir(parents=True, exist_ok=True)
             (work / path).write_text(body)
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-cache-dir", "--no-deps", "--no-build-isolation",
-                        "--target",
-                        str(site), str(work / "window-majority")], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-cache-dir",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(work / "window-majority"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (site / "window_majority" / "method.py").is_file()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "OCCBENCH_DATA": str(data_cache),
-           "OCCBENCH_SRC": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+        "OCCBENCH_DATA": str(data_cache),
+        "OCCBENCH_SRC": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
     out = []
     for kind, _, body in blocks:
         if kind != "tutorial-run":

@@ -1,5 +1,6 @@
 """The metric base: declared integer states give merge, the compatibility check, reset, copy and state_dict; the
 built-in metrics are built on it; the one-shot forms score as brute-force numpy does."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,16 @@ import numpy as np
 import pytest
 
 from occbench.errors import FormatError
-from occbench.metrics import (PROTOCOLS, CityMapMetric, Metric, SSCMetric, TemporalConsistency, city_map_scores,
-                              ssc_scores, temporal_consistency_scores)
+from occbench.metrics import (
+    PROTOCOLS,
+    CityMapMetric,
+    Metric,
+    SSCMetric,
+    TemporalConsistency,
+    city_map_scores,
+    ssc_scores,
+    temporal_consistency_scores,
+)
 
 SHAPE = (256, 256, 32)
 
@@ -78,7 +87,11 @@ def test_states_of_other_settings_types_or_protocols_are_refused():
 def test_state_dict_round_trips_through_json_and_checks_what_it_loads():
     h = _hist([0, 3, 3, 7], [1])
     d = json.loads(json.dumps(h.state_dict()))
-    assert d["states"]["frames"] == 2 and d["states"]["counts"] == {"shape": [4], "index": [0, 1, 3], "count": [1, 1, 3]}
+    assert d["states"]["frames"] == 2 and d["states"]["counts"] == {
+        "shape": [4],
+        "index": [0, 1, 3],
+        "count": [1, 1, 3],
+    }
     assert Histogram().load_state_dict(d).compute() == h.compute()
     with pytest.raises(ValueError, match="does not fit"):
         Histogram(bins=5).load_state_dict(d)
@@ -162,7 +175,9 @@ def test_the_one_shot_world_map_metrics_score_a_hand_made_scene():
     city = city_map_scores([gt, gt], [gt, gt], [pose, pose], proto)
     assert city["iou"] == 1.0 and city["n_map_voxels"] == gt.size and city["n_static_gt"] == 10 * 20 * 3 + 5 * 10 * 2
     names = proto.static_classes
-    assert city["per_class_iou"][names[0]] == pytest.approx(1.0) and city["per_class_iou"][names[1]] == pytest.approx(1.0)
+    assert city["per_class_iou"][names[0]] == pytest.approx(1.0) and city["per_class_iou"][names[1]] == pytest.approx(
+        1.0
+    )
     # the second frame calls every static voxel the other static class: pairs never agree, the mode holds half
     other = np.where(gt == s0, s1, np.where(gt == s1, s0, gt)).astype(np.uint8)
     tc = temporal_consistency_scores([gt, other], [gt, gt], [pose, pose], proto)

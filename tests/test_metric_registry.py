@@ -1,5 +1,6 @@
 """The metric interface and registry: built-ins implement it, a registered metric reaches the results file, and
 ``evaluate --metric`` gives the same results as the per-metric flags."""
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,11 @@ def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):
     from occbench.labels import load_label_map
 
     lut = load_label_map("semantickitti").lut.astype(np.int64)
-    crops = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)), 51.2: (slice(None), slice(None))}
+    crops = {
+        12.8: (slice(0, 64), slice(96, 160)),
+        25.6: (slice(0, 128), slice(64, 192)),
+        51.2: (slice(None), slice(None)),
+    }
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]
     m = SSCMetric()
     ref = {r: np.zeros((20, 20), np.int64) for r in crops}
@@ -88,8 +93,10 @@ def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):
     res = evaluate(spec, MethodSpec("onboard"), workers=1, extras=("occupied-share",))
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]
     preds = [f.prediction() for f in seq.frames()]
-    assert res["metrics"]["occupied-share"] == {"occupied_share": sum(np.count_nonzero(p) for p in preds) / (3 * preds[0].size),
-                                                 "voxels": 3 * preds[0].size}
+    assert res["metrics"]["occupied-share"] == {
+        "occupied_share": sum(np.count_nonzero(p) for p in preds) / (3 * preds[0].size),
+        "voxels": 3 * preds[0].size,
+    }
     assert res["metrics"]["ssc"] == evaluate(spec, MethodSpec("onboard"), workers=1, extras=())["metrics"]["ssc"]
     register_metric("occupied-share", OccupiedShare)  # the public spelling of the same thing (undone by monkeypatch)
     assert "occupied-share" in available_metrics()
@@ -97,8 +104,26 @@ def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):
 
 def _metrics(tree, tmp_path, *args):
     out = tmp_path / f"r{len(list(tmp_path.iterdir()))}.json"
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "-j", "1", "-q", "-o", str(out), *args])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "-j",
+            "1",
+            "-q",
+            "-o",
+            str(out),
+            *args,
+        ],
+    )
     assert r.exit_code == 0, r.output
     return json.loads(out.read_text())["metrics"]
 
@@ -116,6 +141,22 @@ def test_metric_option_and_the_old_flags_give_the_same_results(tree, tmp_path):
 
 
 def test_an_unknown_metric_is_a_usage_error(tree, tmp_path):
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "--metric", "citi", "-o", str(tmp_path / "r.json")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "--metric",
+            "citi",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert r.exit_code == 2 and "unknown metric 'citi'" in r.output and "city" in r.output

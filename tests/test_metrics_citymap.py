@@ -1,4 +1,5 @@
 """CityMapMetric and TemporalConsistency: exact single-frame oracle, hand-checked votes, real seq-08 poses."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +8,12 @@ import numpy as np
 import pytest
 
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import CityMapMetric, PROTOCOLS, SSCMetric, TemporalConsistency
+from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
 from occbench.metrics.citymap import world_keys
 
-SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
+SEQ08 = (
+    Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"
+)  # real files, tests/data/README.md
 SHAPE = (256, 256, 32)
 PROTO = PROTOCOLS["semantickitti-ssc"]
 ROAD, SIDEWALK, BUILDING, VEG, CAR = 9, 11, 13, 15, 1

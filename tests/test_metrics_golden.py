@@ -1,6 +1,7 @@
 """Golden numbers on a fixed generated case. If a number changes on purpose, regenerate with
 ``python tests/test_metrics_golden.py --write``, bump ``GOLDEN_VERSION`` and add a changelog entry to
 docs/metrics-changelog.md (``## Golden version N``) saying why."""
+
 from __future__ import annotations
 
 import json
@@ -79,12 +80,18 @@ def test_golden_numbers_unchanged(golden):
     for k, w in want.items():
         g = got[k]
         if isinstance(w, float) or isinstance(g, float):
-            same = (math.isnan(w) and math.isnan(g)) if isinstance(w, float) and math.isnan(w) else g == pytest.approx(w, rel=1e-12, abs=1e-15)
+            same = (
+                (math.isnan(w) and math.isnan(g))
+                if isinstance(w, float) and math.isnan(w)
+                else g == pytest.approx(w, rel=1e-12, abs=1e-15)
+            )
         else:
             same = g == w
         if not same:
             diffs.append(f"{k}: golden {w!r}, computed {g!r}")
-    assert not diffs, "golden numbers changed (regenerate, bump the version, write a changelog entry):\n" + "\n".join(diffs[:20])
+    assert not diffs, "golden numbers changed (regenerate, bump the version, write a changelog entry):\n" + "\n".join(
+        diffs[:20]
+    )
 
 
 def test_changelog_has_entry_for_golden_version(golden):
@@ -98,6 +105,11 @@ def test_changelog_has_entry_for_golden_version(golden):
 if __name__ == "__main__":
     if "--write" in sys.argv:
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": GOLDEN_VERSION, "seed": SEED, "generator": "tests/test_metrics_golden.py::compute_golden", "numbers": _json_ready(compute_golden())}
+        doc = {
+            "version": GOLDEN_VERSION,
+            "seed": SEED,
+            "generator": "tests/test_metrics_golden.py::compute_golden",
+            "numbers": _json_ready(compute_golden()),
+        }
         GOLDEN.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"wrote {GOLDEN}")

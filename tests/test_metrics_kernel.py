@@ -1,4 +1,5 @@
 """The compiled (numba) counting kernel and the numpy kernel give identical states and errors."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The bit-packed ``.invalid`` path: the kernels read the mask packed (as on disk), the states must equal the
 unpacked path's exactly, for both kernels, both protocols, train and raw ids; and scoring from files."""
+
 from __future__ import annotations
 
 import pickle
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 from occbench.errors import FormatError
-from occbench.io.voxels import map_label, read_bits_packed, read_invalid_as_stored, write_bits, write_invalid_kitti360, write_label
+from occbench.io.voxels import (
+    map_label,
+    read_bits_packed,
+    read_invalid_as_stored,
+    write_bits,
+    write_invalid_kitti360,
+    write_label,
+)
 from occbench.labels import load_label_map
 from occbench.metrics import PROTOCOLS, SSCMetric, _kernel
 
@@ -108,7 +116,9 @@ def test_wrong_packed_length_raises_clear_error():
         for compiled in (True, False):
             m = SSCMetric()
             m.use_compiled = compiled
-            with pytest.raises(FormatError, match=r"262,144 uint8 bytes.*found " + f"{bad.size:,}" + " values of dtype uint8"):
+            with pytest.raises(
+                FormatError, match=r"262,144 uint8 bytes.*found " + f"{bad.size:,}" + " values of dtype uint8"
+            ):
                 m.update(p, p, bad, name="000000.invalid")
             with pytest.raises(FormatError, match="262,144"):
                 m.update_raw(p.astype(np.uint16), p.astype(np.uint16), bad)

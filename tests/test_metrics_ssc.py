@@ -1,4 +1,5 @@
 """SSCMetric: hand-computed grids, sklearn oracle, official-formula oracle, range crops, merge, errors."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,11 @@ SHAPE = (256, 256, 32)
 
 
 # VoxFormer's range crops (semantic_kitti_dataset_stage2.py get_gt_info), as index slices [x, y], all z
-RANGE_SLICES = {12.8: (slice(0, 64), slice(96, 160)), 25.6: (slice(0, 128), slice(64, 192)),
-                51.2: (slice(0, 256), slice(0, 256))}
+RANGE_SLICES = {
+    12.8: (slice(0, 64), slice(96, 160)),
+    25.6: (slice(0, 128), slice(64, 192)),
+    51.2: (slice(0, 256), slice(0, 256)),
+}
 
 
 def tiny_example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,9 +216,13 @@ def sscmetrics_reference(preds, gts, C):
         tg[tg == 255] = 0
         pr, tg = pr[mask], tg[mask]
         bp, bt = pr > 0, tg > 0
-        ctp += np.sum(bt & bp); cfp += np.sum(~bt & bp); cfn += np.sum(bt & ~bp)
+        ctp += np.sum(bt & bp)
+        cfp += np.sum(~bt & bp)
+        cfn += np.sum(bt & ~bp)
         for j in range(C):
-            tps[j] += np.sum((tg == j) & (pr == j)); fps[j] += np.sum((tg != j) & (pr == j)); fns[j] += np.sum((tg == j) & (pr != j))
+            tps[j] += np.sum((tg == j) & (pr == j))
+            fps[j] += np.sum((tg != j) & (pr == j))
+            fns[j] += np.sum((tg == j) & (pr != j))
     iou_ssc = tps / (tps + fps + fns + 1e-5)
     return ctp / (ctp + cfp + cfn), ctp / (ctp + cfp), ctp / (ctp + cfn), iou_ssc, iou_ssc[1:].mean()
 

@@ -1,5 +1,6 @@
 """The world map state behind the city map and temporal consistency: exact against a brute-force oracle,
 whatever the tiles, seals, spills, plans, job splits, merges and pickling."""
+
 from __future__ import annotations
 
 import pickle
@@ -94,9 +95,17 @@ def _same(got, want, maps=False):
         np.testing.assert_array_equal(got["p"], want["p"])
 
 
-
-@pytest.mark.parametrize("options", [{}, {"keep_frames": 0}, {"spill_bytes": 1}, {"keep_frames": 0, "spill_bytes": 50_000},
-                                     {"background": True}, {"background": True, "keep_frames": 0, "spill_bytes": 1}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"keep_frames": 0},
+        {"spill_bytes": 1},
+        {"keep_frames": 0, "spill_bytes": 50_000},
+        {"background": True},
+        {"background": True, "keep_frames": 0, "spill_bytes": 1},
+    ],
+)
 def test_equals_brute_force_oracle_maps_included(frames, options):
     want = oracle(frames)
     _same(_state(frames, **options).reduce(want_maps=True), want, maps=True)

@@ -1,4 +1,5 @@
 """End to end on a tiny SemanticKITTI-layout tree at full grid size: run_training then refine_sequence."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from occbench.datasets.semantickitti import SemanticKITTI
+from occbench.testing import make_semantickitti_tree
 from occbench_baselines.occfiner.infer import refine_sequence
 from occbench_baselines.occfiner.train import TrainConfig, load_model, run_training
-from occbench.datasets.semantickitti import SemanticKITTI
 from occbench_baselines.occfiner.windows import WindowConfig
-from occbench.testing import make_semantickitti_tree
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,5 @@
 """Whole-sequence inference: window plan coverage, averaging of overlapping outputs, yield order."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,11 @@ def _setup():
 
 def test_probabilities_are_averages_of_local_outputs_of_covering_windows():
     model, frames, poses = _setup()
-    out = list(refine_sequence(model, frames.__getitem__, poses, N, [0, 5, 10], WCFG, stride=2, return_probs=True, progress=False))
+    out = list(
+        refine_sequence(
+            model, frames.__getitem__, poses, N, [0, 5, 10], WCFG, stride=2, return_probs=True, progress=False
+        )
+    )
     assert [f for f, _ in out] == [0, 5, 10]
     pivots = plan_windows(N, [0, 5, 10], WCFG, 2)
     for f, probs in out:
@@ -86,7 +91,9 @@ def _reference_refine(model, frames, poses, n, targets, wcfg, stride=None):
             f = idx[j]
             sums[f] = probs[kk].clone() if f not in sums else sums[f] + probs[kk]
             counts[f] = counts.get(f, 0) + 1
-    return {f: s.argmax(-1).to(torch.uint8).numpy() for f, s in sums.items()}, {f: s / counts[f] for f, s in sums.items()}
+    return {f: s.argmax(-1).to(torch.uint8).numpy() for f, s in sums.items()}, {
+        f: s / counts[f] for f, s in sums.items()
+    }
 
 
 @pytest.mark.parametrize("slab_rows", [3, 32])
@@ -107,8 +114,11 @@ def test_labels_and_sums_are_bit_identical_to_the_whole_grid_algorithm(slab_rows
     assert sorted(got) == targets
     for f in targets:
         np.testing.assert_array_equal(got[f], ref_labels[f])
-    probs = dict(refine_sequence(model, frames.__getitem__, poses, N, targets, WCFG, slab_rows=slab_rows,
-                                 return_probs=True, progress=False))
+    probs = dict(
+        refine_sequence(
+            model, frames.__getitem__, poses, N, targets, WCFG, slab_rows=slab_rows, return_probs=True, progress=False
+        )
+    )
     for f in targets:
         ref = ref_means[f].permute(3, 0, 1, 2).numpy()
         assert np.array_equal(probs[f].view(np.uint32), ref.view(np.uint32))
@@ -126,7 +136,7 @@ def test_head_in_slabs_equals_forward_bit_for_bit():
         full = m(pred, tf, None, outputs).permute(0, 2, 3, 4, 1)  # (K, X, Y, Z, C)
         feats, cls = m.head_features(pred.to(torch.uint8), tf, outputs)
         for a in range(0, 32, 5):
-            assert torch.equal(m.slab_logits(feats[:, :, a:a + 5], cls[:, a:a + 5]), full[:, a:a + 5])
+            assert torch.equal(m.slab_logits(feats[:, :, a : a + 5], cls[:, a : a + 5]), full[:, a : a + 5])
 
 
 def test_sparse_rows_give_the_batch_embedding():

@@ -1,13 +1,14 @@
 """Stage-1 loss: weighted CE + Lovász-softmax with ignore 255."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from occbench.labels import load_label_map
 from occbench_baselines.occfiner.losses import SSCLoss, lovasz_softmax_flat
 from occbench_baselines.occfiner.model import class_weights_tensor
-from occbench.labels import load_label_map
 
 
 def test_lovasz_equals_jaccard_loss_on_hard_predictions():

@@ -1,4 +1,5 @@
 """The ``occfiner`` / ``occfiner-stage1`` methods, the ``train`` command and the checkpoint export (CI size)."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,23 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from occbench_baselines.occfiner.command import train as train_cmd
-from occbench_baselines.occfiner.infer import refine_sequence
-from occbench_baselines.occfiner.method import (OccFiner, OccFinerStage1, _StreamCache, needed_scans, resolve_checkpoint,
-                                       shipped_checkpoint)
-from occbench_baselines.occfiner.train import load_model
 from occbench.datasets.semantickitti import SemanticKITTI
-from occbench_baselines.occfiner.windows import WindowConfig
 from occbench.errors import MissingDataError
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
 from occbench.methods import method_class
 from occbench.testing import make_semantickitti_tree
+from occbench_baselines.occfiner.command import train as train_cmd
+from occbench_baselines.occfiner.infer import refine_sequence
+from occbench_baselines.occfiner.method import (
+    OccFiner,
+    OccFinerStage1,
+    _StreamCache,
+    needed_scans,
+    resolve_checkpoint,
+    shipped_checkpoint,
+)
+from occbench_baselines.occfiner.train import load_model
+from occbench_baselines.occfiner.windows import WindowConfig
 
 torch.set_num_threads(1)
 
@@ -28,10 +35,38 @@ def trained(tmp_path_factory):
     """A SemanticKITTI-layout tree (val = sequence 08, 6 scans, 2 labelled) and a tiny model trained 2 steps."""
     tmp = tmp_path_factory.mktemp("occfiner-method")
     root = make_semantickitti_tree(tmp / "kitti", {"08": 6}, onboard={"noisy": 0.2})
-    res = CliRunner().invoke(train_cmd, [
-        "--dataset", "semantickitti", "--root", str(root), "--onboard", "noisy", "--split", "val", "--config", "tiny",
-        "--epochs", "1", "--max-steps-per-epoch", "2", "--local", "2", "--reference", "1", "--reference-radius", "3",
-        "--lovasz-voxels", "16384", "--output", str(tmp / "run"), "--export", str(tmp / "noisy.pt"), "--quiet"])
+    res = CliRunner().invoke(
+        train_cmd,
+        [
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(root),
+            "--onboard",
+            "noisy",
+            "--split",
+            "val",
+            "--config",
+            "tiny",
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "2",
+            "--local",
+            "2",
+            "--reference",
+            "1",
+            "--reference-radius",
+            "3",
+            "--lovasz-voxels",
+            "16384",
+            "--output",
+            str(tmp / "run"),
+            "--export",
+            str(tmp / "noisy.pt"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output + repr(res.exception)
     return root, tmp
 
@@ -86,8 +121,17 @@ def test_stage1_method_equals_refine_sequence_and_stage2_with_n0_equals_stage1(t
     ck = str(tmp / "noisy.pt")
     s1 = dict(OccFinerStage1(checkpoint=ck).refine(seq, [0, 5]))
     model = load_model(ck)
-    ref = dict(refine_sequence(model, seq.prediction, seq.poses, seq.num_scans, [0, 5],
-                               WindowConfig(local=2, reference=1, reference_radius=3), progress=False))
+    ref = dict(
+        refine_sequence(
+            model,
+            seq.prediction,
+            seq.poses,
+            seq.num_scans,
+            [0, 5],
+            WindowConfig(local=2, reference=1, reference_radius=3),
+            progress=False,
+        )
+    )
     assert sorted(s1) == [0, 5]
     for t in s1:
         np.testing.assert_array_equal(s1[t], ref[t])

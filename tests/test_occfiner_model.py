@@ -1,4 +1,5 @@
 """OccFiner stage-1 network: parameter count, shapes, exactness of the folded encoders, attention blocks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from occbench_baselines.occfiner.attention import FocalAttention, PillarAttention, SoftComp, SoftSplit
-from occbench_baselines.occfiner.model import PAPER_PARAMS, OccFinerConfig, OccFinerNet, _flip_maps, relative_coordinates_torch
+from occbench_baselines.occfiner.model import (
+    PAPER_PARAMS,
+    OccFinerConfig,
+    OccFinerNet,
+    _flip_maps,
+    relative_coordinates_torch,
+)
 from occbench_baselines.occfiner.windows import relative_coordinates
 
 torch.set_num_threads(1)
@@ -161,7 +168,9 @@ def test_head_on_a_subset_of_frames_equals_the_full_head():
     m = OccFinerNet(OccFinerConfig.small(height=8)).eval()
     B, T = 2, 3
     pred = torch.randint(0, 20, (B, T, 32, 16, 8))
-    tf = torch.from_numpy(np.stack([_pose(np.random.default_rng(i)) for i in range(T)])).float()[None].repeat(B, 1, 1, 1)
+    tf = (
+        torch.from_numpy(np.stack([_pose(np.random.default_rng(i)) for i in range(T)])).float()[None].repeat(B, 1, 1, 1)
+    )
     outputs = torch.tensor([[True, False, True], [False, True, False]])
     with torch.no_grad():
         full = m(pred, tf)

@@ -1,4 +1,5 @@
 """``-O preset=paper`` of ``occfiner`` records in the results header that stage 1 is not the paper's."""
+
 from __future__ import annotations
 
 import json

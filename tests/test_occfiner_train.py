@@ -1,4 +1,5 @@
 """Training loop: loss decreases / overfits a tiny synthetic case, checkpoints, resume, flips, lr decay."""
+
 from __future__ import annotations
 
 import json

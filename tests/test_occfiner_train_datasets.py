@@ -1,5 +1,6 @@
 """OccFiner trains on every dataset occbench loads (SSCBench-KITTI360's 19 classes included), through a command
 named for the method, and its missing-checkpoint hint trains on the dataset the user is on."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from occbench_baselines.occfiner.command import train
-from occbench_baselines.occfiner.method import OccFiner, OccFinerStage1
 from occbench.dataset_cards import dataset_names
 from occbench.datasets import SSCBenchKITTI360
 from occbench.errors import MissingDataError
 from occbench.labels import load_label_map
 from occbench.testing import make_sscbench_kitti360_tree
+from occbench_baselines.occfiner.command import train
+from occbench_baselines.occfiner.method import OccFiner, OccFinerStage1
 
 DRIVE = "2013_05_28_drive_0000_sync"  # a train drive of SSCBench-KITTI360
 
@@ -32,10 +33,38 @@ def test_the_command_is_named_for_the_method_and_offers_every_dataset():
 
 def test_trains_on_sscbench_kitti360_with_its_classes(tree, tmp_path):
     ck = tmp_path / "k360-noisy.pt"
-    r = CliRunner().invoke(train, ["--dataset", "sscbench-kitti360", "--root", str(tree), "--onboard", "noisy",
-                                   "--sequence", DRIVE, "--config", "tiny", "--epochs", "1", "--max-steps-per-epoch", "1",
-                                   "--local", "2", "--reference", "1", "--reference-radius", "3", "--lovasz-voxels", "16384",
-                                   "--output", str(tmp_path / "run"), "--export", str(ck), "--quiet"])
+    r = CliRunner().invoke(
+        train,
+        [
+            "--dataset",
+            "sscbench-kitti360",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--sequence",
+            DRIVE,
+            "--config",
+            "tiny",
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "1",
+            "--local",
+            "2",
+            "--reference",
+            "1",
+            "--reference-radius",
+            "3",
+            "--lovasz-voxels",
+            "16384",
+            "--output",
+            str(tmp_path / "run"),
+            "--export",
+            str(ck),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output + repr(r.exception)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dataset"]["dataset"] == "sscbench-kitti360" and run["train_config"]["label_map"] == "kitti360"
@@ -55,6 +84,7 @@ def test_missing_checkpoint_hint_names_the_dataset_in_use(tree):
     with pytest.raises(MissingDataError) as e:
         list(OccFiner(sensor="camera").refine(seq, [0]))
     msg = str(e.value)
-    assert (f"occbench occfiner-train --dataset sscbench-kitti360 --root {tree} --onboard noisy --config paper "
-            "--epochs 15") in msg
+    assert (
+        f"occbench occfiner-train --dataset sscbench-kitti360 --root {tree} --onboard noisy --config paper --epochs 15"
+    ) in msg
     assert "--dataset mini" not in msg

@@ -1,4 +1,5 @@
 """occbench.io.pagecache: prefetch / evict / resident_fraction, and scoring with the next frame prefetched."""
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import pytest
 
 from occbench.io.pagecache import evict, prefetch, resident_fraction
 from occbench.io.voxels import write_bits, write_label
+from occbench.labels import load_label_map
 from occbench.metrics import SSCMetric
 from occbench.metrics.testing import synthetic_frame
-from occbench.labels import load_label_map
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="posix_fadvise and mincore semantics are Linux's")
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from occbench_baselines.occfiner.windows import relative_coordinates
 from occbench.geometry import relative_transform, transform_points, voxel_centres, voxelize
 from occbench.io.kitti import check_rigid, read_calib, read_poses
+from occbench_baselines.occfiner.windows import relative_coordinates
 
 
 def test_real_seq08_lidar_poses_rigid_and_compose(real_data):

@@ -12,9 +12,9 @@ from occbench.testing import make_semantickitti_tree
 
 def test_top_labels_and_orientation():
     g = np.zeros((256, 256, 32), np.uint8)
-    g[10, 200, 3] = 9      # road low
-    g[10, 200, 20] = 13    # building above it: visible from the top
-    g[10, 200, 31] = 255   # ignore never colours a pixel
+    g[10, 200, 3] = 9  # road low
+    g[10, 200, 20] = 13  # building above it: visible from the top
+    g[10, 200, 31] = 255  # ignore never colours a pixel
     top = top_labels(g)
     assert top[10, 200] == 13 and top[0, 0] == 0
     img = bev_image(g, load_label_map())
@@ -57,17 +57,48 @@ def test_city_map_images_and_cli(tmp_path):
         city.add_frame(f.prediction(), f.ground_truth(), f.pose)
     g, p = city_map_images(city, ds.label_map)
     assert g.shape == p.shape and g.shape[2] == 3 and (g != 255).any()
-    r = CliRunner().invoke(main, ["render", "frame", "--dataset", "semantickitti", "--root", str(root), "--onboard", "noisy",
-                                  "--method", "onboard", "-o", str(tmp_path / "f.png")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "render",
+            "frame",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(root),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "-o",
+            str(tmp_path / "f.png"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, write_results
 
-    write_results(tmp_path / "r.json", evaluate(DatasetSpec("semantickitti", str(root), "val", "noisy"), MethodSpec("onboard"), extras=()))
+    write_results(
+        tmp_path / "r.json",
+        evaluate(DatasetSpec("semantickitti", str(root), "val", "noisy"), MethodSpec("onboard"), extras=()),
+    )
     r = CliRunner().invoke(main, ["render", "distance", str(tmp_path / "r.json"), "-o", str(tmp_path / "d.png")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
-    r = CliRunner().invoke(main, ["render", "citymap", "--dataset", "semantickitti", "--root", str(root), "--onboard", "noisy",
-                                  "-o", str(tmp_path / "c.png")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "render",
+            "citymap",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(root),
+            "--onboard",
+            "noisy",
+            "-o",
+            str(tmp_path / "c.png"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c.png").stat().st_size > 1000

@@ -1,5 +1,6 @@
 """Pictures: the 3D voxel view puts voxels where they belong, legends list the classes shown, renders from a folder
 equal renders from the method's output, city maps are bounded and oriented, sizes are as asked."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,11 +21,11 @@ LM = load_label_map()
 def _scene(seed: int = 0) -> np.ndarray:
     """A small street: road, a building block, a car and a pole, plus ignored voxels that must never show."""
     g = np.zeros((40, 30, 12), np.uint8)
-    g[:, :, 1] = 9                     # road everywhere
-    g[5:15, 2:8, 2:10] = 13            # building
-    g[25:30, 18:21, 2:4] = 1           # car
-    g[33, 25, 2:11] = 18               # pole
-    g[0:3, 0:3, 5] = 255               # ignored: never drawn
+    g[:, :, 1] = 9  # road everywhere
+    g[5:15, 2:8, 2:10] = 13  # building
+    g[25:30, 18:21, 2:4] = 1  # car
+    g[33, 25, 2:11] = 18  # pole
+    g[0:3, 0:3, 5] = 255  # ignored: never drawn
     return g
 
 
@@ -67,7 +68,7 @@ def test_oblique_view_shows_each_voxel_at_its_projection_and_hides_occluded_ones
     # a voxel right behind another along the viewing direction is hidden by it
     cam0 = Camera(azimuth=0.0, elevation=45.0, px=5)
     h = np.zeros((16, 16, 16), np.uint8)
-    h[6, 8, 8] = 1   # nearer the camera (which looks along +x and down)
+    h[6, 8, 8] = 1  # nearer the camera (which looks along +x and down)
     h[7, 8, 7] = 13  # one step further along (1, 0, -1): the same place in the image
     _, shown, proj = render_voxels(h, LM.colors, cam0)
     col, row = np.rint(proj.pixel(np.array([[6.5, 8.5, 8.5]]))[0]).astype(int)
@@ -86,8 +87,15 @@ def test_same_camera_same_frame_for_every_grid():
 def test_error_categories():
     gt = np.array([0, 9, 9, 9, 0, 255, 13], np.uint8).reshape(1, 1, 7)
     pr = np.array([0, 9, 13, 0, 9, 9, 13], np.uint8).reshape(1, 1, 7)
-    assert error_labels(pr, gt).reshape(-1).tolist() == [0, ERR_CORRECT, ERR_WRONG, ERR_MISSED, ERR_HALLUCINATED, 0,
-                                                         ERR_CORRECT]
+    assert error_labels(pr, gt).reshape(-1).tolist() == [
+        0,
+        ERR_CORRECT,
+        ERR_WRONG,
+        ERR_MISSED,
+        ERR_HALLUCINATED,
+        0,
+        ERR_CORRECT,
+    ]
 
 
 def test_frame_figure_legend_lists_the_classes_shown_and_size(tmp_path):
@@ -96,11 +104,11 @@ def test_frame_figure_legend_lists_the_classes_shown_and_size(tmp_path):
     gt = np.zeros((256, 256, 32), np.uint8)
     gt[:, :, 2] = 9
     gt[100:120, 100:110, 3:8] = 1
-    gt[:, :20, :] = 255               # not evaluated
+    gt[:, :20, :] = 255  # not evaluated
     pred = gt.copy()
     pred[pred == 255] = 0
     pred[100:120, 100:110, 3:8] = 10  # a car predicted as... class 10 (parking)
-    pred[200:210, 10:12, 3:20] = 16   # a trunk outside the evaluated area: shown in the prediction column
+    pred[200:210, 10:12, 3:20] = 16  # a trunk outside the evaluated area: shown in the prediction column
     pic = frame_figure(gt, [("p", pred)], LM, tmp_path / "f.png", views=("bev",), width=3.4, dpi=100, title=None)
     want = {1, 9, 10, 16}
     assert set(pic.classes) == want
@@ -120,8 +128,20 @@ def test_render_from_folder_equals_render_from_method(tmp_path):
     assert r.exit_code == 0, r.output
     args = ["render", "frame", *base, "--frame", "5", "--width", "3", "--dpi", "80", "--views", "bev,error"]
     r1 = run(main, [*args, "--predictions", f"average-fusion={tmp_path / 'refined'}", "-o", str(tmp_path / "a.png")])
-    r2 = run(main, [*args, "--method", "average-fusion", "-j", "1", "--save-predictions", str(tmp_path / "saved"),
-                    "-o", str(tmp_path / "b.png")])
+    r2 = run(
+        main,
+        [
+            *args,
+            "--method",
+            "average-fusion",
+            "-j",
+            "1",
+            "--save-predictions",
+            str(tmp_path / "saved"),
+            "-o",
+            str(tmp_path / "b.png"),
+        ],
+    )
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "saved" / "average-fusion" / "sequences" / "08" / "predictions" / "000005.label.gz").is_file()
@@ -143,17 +163,17 @@ def test_city_canvas_places_columns_with_the_pose_and_votes():
 
     static_ids = np.asarray(LM.static_ids)
     gt = np.zeros((256, 256, 32), np.uint8)
-    gt[:, :, 0] = 9                        # road
-    gt[50, 128, 0:5] = 13                  # a building column at x = 10.1 m, y = 0.1 m
-    gt[:, 200:, :] = 255                   # not evaluated
+    gt[:, :, 0] = 9  # road
+    gt[50, 128, 0:5] = 13  # a building column at x = 10.1 m, y = 0.1 m
+    gt[:, 200:, :] = 255  # not evaluated
     g, ev = static_top(gt, gt, static_ids)
     assert ev.sum() == 256 * 200 and g[50, 128] == list(static_ids).index(13) + 1
     canvas = CityCanvas(len(static_ids) + 1, resolution=0.2)
     pose = np.eye(4)
-    pose[:2, 3] = [100.0, -40.0]           # the car 100 m east, 40 m south of the origin
+    pose[:2, 3] = [100.0, -40.0]  # the car 100 m east, 40 m south of the origin
     canvas.add(g, np.zeros_like(g), ev, pose)
     gm, pm, n, (x0, y0) = canvas.maps()
-    assert n.sum() == 256 * 200            # one vote per evaluated column
+    assert n.sum() == 256 * 200  # one vote per evaluated column
     # the building column's centre: world (110.1, -39.9) -> map pixel (550, -200)
     assert gm[550 - x0, -200 - y0] == list(static_ids).index(13) + 1
     assert pm[550 - x0, -200 - y0] == 0 and (gm != 255).sum() == (n > 0).sum()
@@ -167,8 +187,23 @@ def test_city_canvas_places_columns_with_the_pose_and_votes():
 
 def test_city_figure_scale_legend_and_size(tmp_path):
     root = make_semantickitti_tree(tmp_path / "d", {"08": 6}, onboard={"noisy": 0.1})
-    r = CliRunner().invoke(main, ["render", "citymap", "--dataset", "semantickitti", "--root", str(root), "--onboard",
-                                  "noisy", "--colour", "class", "-o", str(tmp_path / "c.png")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "render",
+            "citymap",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(root),
+            "--onboard",
+            "noisy",
+            "--colour",
+            "class",
+            "-o",
+            str(tmp_path / "c.png"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "0.2 m per pixel" in r.output
     with Image.open(tmp_path / "c.png") as im:

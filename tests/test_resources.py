@@ -1,12 +1,13 @@
 """Default worker counts are bounded by memory as well as cores; -j beyond either is warned about."""
+
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
 from occbench.cli import main
-from occbench.methods import OffboardMethod, available_methods, method_class
 from occbench.evaluation.resources import GIB, available_memory, choose_workers, usable_cores, worker_memory_gb
+from occbench.methods import OffboardMethod, available_methods, method_class
 from occbench.testing import make_semantickitti_tree
 
 
@@ -53,6 +54,25 @@ def tree(tmp_path_factory):
 
 def test_cli_warns_when_j_exceeds_the_cores(tree, tmp_path):
     j = usable_cores() + 1
-    r = CliRunner().invoke(main, ["refine", "--dataset", "semantickitti", "--root", str(tree), "--onboard", "noisy",
-                                  "--method", "onboard", "-o", str(tmp_path / "o"), "-j", str(j), "-q"])
-    assert r.exit_code == 0 and f"warning: -j {j} is more than the {usable_cores()} usable CPU core(s)" in r.output, r.output
+    r = CliRunner().invoke(
+        main,
+        [
+            "refine",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--onboard",
+            "noisy",
+            "--method",
+            "onboard",
+            "-o",
+            str(tmp_path / "o"),
+            "-j",
+            str(j),
+            "-q",
+        ],
+    )
+    assert r.exit_code == 0 and f"warning: -j {j} is more than the {usable_cores()} usable CPU core(s)" in r.output, (
+        r.output
+    )

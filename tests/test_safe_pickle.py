@@ -1,4 +1,5 @@
 """The restricted unpickler: numpy arrays and plain containers load; anything else is refused and never runs."""
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,21 @@ class _TouchViaEval(_TouchMarker):
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_numpy_arrays_scalars_and_containers_of_every_protocol_load(protocol):
-    obj = {"y_pred": np.arange(24, dtype=np.uint16).reshape(2, 3, 4), "fov_mask_1": np.ones(8, bool),
-           "cam_k": np.eye(3), "f": np.asfortranarray(np.ones((2, 3), np.float32)), "strided": np.arange(10)[::3],
-           "be": np.arange(3, dtype=">u2"), "scalar": np.float32(1.5), "n": np.int64(7), "dt": np.dtype("u2"),
-           "list": [1, 2.5, "a", b"b", None, True], "tuple": (1, (2,)), "set": {1, 2}, "fs": frozenset({3})}
+    obj = {
+        "y_pred": np.arange(24, dtype=np.uint16).reshape(2, 3, 4),
+        "fov_mask_1": np.ones(8, bool),
+        "cam_k": np.eye(3),
+        "f": np.asfortranarray(np.ones((2, 3), np.float32)),
+        "strided": np.arange(10)[::3],
+        "be": np.arange(3, dtype=">u2"),
+        "scalar": np.float32(1.5),
+        "n": np.int64(7),
+        "dt": np.dtype("u2"),
+        "list": [1, 2.5, "a", b"b", None, True],
+        "tuple": (1, (2,)),
+        "set": {1, 2},
+        "fs": frozenset({3}),
+    }
     data = pickle.dumps(obj, protocol=protocol)
     back, ref = loads_pickle(data), pickle.loads(data)  # the same objects as an unrestricted load
     assert back.keys() == obj.keys()
@@ -56,20 +68,34 @@ def test_crafted_pickle_runs_no_code(tmp_path, evil, protocol):
     path.parent.mkdir()
     path.write_bytes(data)
     refused = r"posix\.system" if evil is _TouchMarker else r"(builtins|__builtin__)\.eval"
-    with pytest.raises(UnsafePickleError, match=rf"000000.pkl: expected a pickle of numpy arrays and plain containers "
-                                                rf"only, found a reference to {refused} \(refused, not executed\)"):
+    with pytest.raises(
+        UnsafePickleError,
+        match=rf"000000.pkl: expected a pickle of numpy arrays and plain containers "
+        rf"only, found a reference to {refused} \(refused, not executed\)",
+    ):
         load_pickle(path)
     assert not marker.exists()
     # through the converter: listed as a problem of that file, nothing written, nothing run
-    r = CliRunner().invoke(main, ["convert", str(tmp_path), str(tmp_path / "out"), "--from", "monoscene-pkl",
-                                  "--dataset", "semantickitti", "-q"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(tmp_path),
+            str(tmp_path / "out"),
+            "--from",
+            "monoscene-pkl",
+            "--dataset",
+            "semantickitti",
+            "-q",
+        ],
+    )
     assert r.exit_code == 3 and "refused, not executed" in r.output and "000000.pkl" in r.output
     assert not marker.exists() and not (tmp_path / "out" / "sequences").exists()
 
 
 def test_hand_written_global_and_persistent_id_are_refused(tmp_path):
     marker = tmp_path / "m"
-    proto0 = f"cos\nsystem\n(Vtouch {marker}\ntR.".encode()           # GLOBAL os.system, protocol 0
+    proto0 = f"cos\nsystem\n(Vtouch {marker}\ntR.".encode()  # GLOBAL os.system, protocol 0
     with pytest.raises(UnsafePickleError, match=r"os\.system"):
         loads_pickle(proto0, "x.pkl")
     with pytest.raises(ValueError, match="x.pkl: expected a readable pickle"):

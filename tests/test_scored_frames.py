@@ -1,6 +1,7 @@
 """Scored frames come from the ground-truth files present (as semantic-kitti-api's evaluate_completion.py scores
 the .label files it finds); a hidden test split keeps every 5th scan; gaps are a dataset warning, not missing
 predictions; occbench-mini's frames do not change."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,15 +47,36 @@ def test_partial_tree_scores_the_present_ground_truth_like_the_plain_reference(t
     tree = make_semantickitti_tree(tmp_path / "t", {"08": 26}, onboard={"noisy": 0.2})  # scans 0, 5, ..., 25 labelled
     _drop_ground_truth(tree, (0, 10, 20, 25))
     sub = tmp_path / "sub"
-    shutil.copytree(tree / "predictions" / "noisy", sub, ignore=lambda d, names: [n for n in names if n.endswith(".label") and int(n[:6]) % 5])
+    shutil.copytree(
+        tree / "predictions" / "noisy",
+        sub,
+        ignore=lambda d, names: [n for n in names if n.endswith(".label") and int(n[:6]) % 5],
+    )
     seq = SemanticKITTI(tree, "val")["08"]
     assert seq.num_scans == 26 and seq.labelled_frames == [5, 15]
-    r = CliRunner().invoke(main, ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub),
-                                  "-o", str(tmp_path / "r.json"), "-q", "-j", "1"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--dataset",
+            "semantickitti",
+            "--root",
+            str(tree),
+            "--predictions",
+            str(sub),
+            "-o",
+            str(tmp_path / "r.json"),
+            "-q",
+            "-j",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "dataset warning: sequence 08: ground truth in" in r.output
-    assert "is incomplete: 2 of the 6 scans on the every-5th pattern of its 26 poses are present, 4 absent " \
-           "(first absent: 000000, 000010, 000020, ...); only the 2 scans present are scored" in r.output
+    assert (
+        "is incomplete: 2 of the 6 scans on the every-5th pattern of its 26 poses are present, 4 absent "
+        "(first absent: 000000, 000010, 000020, ...); only the 2 scans present are scored" in r.output
+    )
     assert "missing" not in r.output and "problem" not in r.output
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["header"]["frames"] == 2
@@ -99,8 +121,14 @@ def test_dataset_warnings_off_pattern_an_error_beyond_the_poses_and_hidden_test_
 def test_occbench_mini_frames_unchanged_every_5th_scan_of_every_split(tmp_path):
     from occbench.synth import MiniConfig, generate_mini
 
-    cfg = MiniConfig(seed=3, scans={"00": 11, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                     size="micro", lookahead=0, onboard=("sscnet-sim",))
+    cfg = MiniConfig(
+        seed=3,
+        scans={"00": 11, "08": 6, "11": 6},
+        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+        size="micro",
+        lookahead=0,
+        onboard=("sscnet-sim",),
+    )
     generate_mini(tmp_path, dataclasses.replace(cfg), progress=False, workers=1)
     for split in ("train", "val", "test"):
         ds = OccbenchMini(tmp_path, split=split, onboard="sscnet-sim", generate=False)
@@ -117,12 +145,27 @@ def test_submission_contents_are_checked_while_scored_each_file_read_once(tmp_pa
 
     tree = make_semantickitti_tree(tmp_path / "t", {"08": 16}, onboard={"noisy": 0.2}, compressed=True)
     sub = tmp_path / "sub"
-    shutil.copytree(tree / "predictions" / "noisy", sub, ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5])
+    shutil.copytree(
+        tree / "predictions" / "noisy",
+        sub,
+        ignore=lambda d, names: [n for n in names if n.endswith(".gz") and int(n[:6]) % 5],
+    )
     reads: list[str] = []
     for mod, fn in ((vox, "map_label"), (preds, "read_prediction_file")):
         orig = getattr(mod, fn)
         monkeypatch.setattr(mod, fn, lambda p, *a, _o=orig, **k: reads.append(str(p)) or _o(p, *a, **k))
-    args = ["evaluate", "--dataset", "semantickitti", "--root", str(tree), "--predictions", str(sub), "-j", "1", "--no-city"]
+    args = [
+        "evaluate",
+        "--dataset",
+        "semantickitti",
+        "--root",
+        str(tree),
+        "--predictions",
+        str(sub),
+        "-j",
+        "1",
+        "--no-city",
+    ]
     ok = CliRunner().invoke(main, args)
     assert ok.exit_code == 0, ok.output
     assert "submission OK: 4 prediction files checked" in ok.output

@@ -1,6 +1,7 @@
 """Opening data from a top-level script (no ``if __name__ == "__main__":``), ``runpy`` or a notebook-like ``exec``
 works, also when the loader generates occbench-mini in worker processes: the workers do not re-run the caller's
 script (:mod:`occbench.processes`). And the README's Python snippet runs as written."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,13 @@ from occbench.synth import MiniConfig, generate_mini
 from occbench.testing import make_semantickitti_tree
 
 REPO = Path(__file__).resolve().parents[1]
-PICO = MiniConfig(seed=5, scans={"00": 6, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                  onboard=("voxformer-sim",), size="pico")
+PICO = MiniConfig(
+    seed=5,
+    scans={"00": 6, "08": 6, "11": 6},
+    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+    onboard=("voxformer-sim",),
+    size="pico",
+)
 
 # top-level code, as a user writes it; the generator is made to use 2 worker processes whatever the machine has
 SCRIPT = """
@@ -57,8 +63,9 @@ def test_top_level_script_generates_in_workers(tmp_path):
     root = _val_only(tmp_path)
     script = tmp_path / "my_script.py"
     script.write_text(f"ROOT = {str(root)!r}\n" + SCRIPT)
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
+    )
     _check(r, root)
 
 
@@ -66,15 +73,27 @@ def test_runpy_and_notebook_exec(tmp_path):
     root = _val_only(tmp_path)
     script = tmp_path / "analysis.py"
     script.write_text(f"ROOT = {str(root)!r}\n" + SCRIPT)
-    r = subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"],
-                       cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     _check(r, root)
     assert '"val"' in (root / "mini.json").read_text()
     # a notebook cell: code compiled from text and run in the interpreter's __main__ (no file behind it)
     root2 = _val_only(tmp_path / "nb")
     cell = f"ROOT = {str(root2)!r}\n" + SCRIPT
-    r = subprocess.run([sys.executable, "-c", f"exec(compile({cell!r}, '<cell 1>', 'exec'))"], cwd=tmp_path,
-                       env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", f"exec(compile({cell!r}, '<cell 1>', 'exec'))"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     _check(r, root2)
 
 
@@ -86,10 +105,13 @@ def test_readme_python_snippet_runs_as_written(tmp_path):
     assert '"/data/semantickitti"' in code
     tree = make_semantickitti_tree(tmp_path / "semantickitti", {"08": 6}, onboard={"voxformer": 0.1})
     script = tmp_path / "snippet.py"
-    script.write_text(code.replace('"/data/semantickitti"', repr(str(tree)))
-                      + "print(gt.shape, gt.dtype, pred.shape, pred.dtype, pose.shape)\n")
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                       timeout=300)
+    script.write_text(
+        code.replace('"/data/semantickitti"', repr(str(tree)))
+        + "print(gt.shape, gt.dtype, pred.shape, pred.dtype, pose.shape)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split("\n")[-2] == "(256, 256, 32) uint8 (256, 256, 32) uint8 (4, 4)"
 
@@ -102,12 +124,22 @@ def test_busy_folder_names_its_holder_truly(tmp_path):
                 pass
         assert f"this process itself (pid {os.getpid()}" in str(e.value)
         assert "another occbench process" not in str(e.value)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\n"
-        "from occbench.io.folder_lock import folder_lock\n"
-        f"with folder_lock({str(out)!r}):\n"
-        "    print('locked', flush=True)\n"
-        "    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, env=_env())
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from occbench.io.folder_lock import folder_lock\n"
+                f"with folder_lock({str(out)!r}):\n"
+                "    print('locked', flush=True)\n"
+                "    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FolderBusyError) as e:
@@ -140,8 +172,9 @@ def test_evaluate_in_workers_from_a_top_level_script(tmp_path):
     tree = make_semantickitti_tree(tmp_path / "kitti", {"08": 21}, onboard={"noisy": 0.2}, seed=1)
     script = tmp_path / "score.py"
     script.write_text(f"TREE, NAME = {str(tree)!r}, 'onboard'\n" + EVALUATE)
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [x for x in r.stdout.splitlines() if x.startswith("scored ")]
     assert len(lines) == 1 and lines[0].startswith("scored 2 5 "), r.stdout
@@ -156,9 +189,11 @@ def test_evaluate_in_workers_from_a_top_level_script(tmp_path):
         "            yield t, sequence.prediction(t)\n"
         "register_method('same-here', Same)\n"
         f"TREE, NAME = {str(tree)!r}, 'same-here'\n"
-        "if __name__ == '__main__':\n" + "".join(f"    {x}\n" for x in EVALUATE.strip().splitlines()))
-    r2 = subprocess.run([sys.executable, str(guarded)], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                        timeout=600)
+        "if __name__ == '__main__':\n" + "".join(f"    {x}\n" for x in EVALUATE.strip().splitlines())
+    )
+    r2 = subprocess.run(
+        [sys.executable, str(guarded)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert r2.returncode == 0, r2.stderr[-3000:]
     lines2 = [x for x in r2.stdout.splitlines() if x.startswith("scored ")]
     assert lines2 == lines  # the same scores: the in-process method passes the onboard predictions through

@@ -1,4 +1,5 @@
 """The repository is self-contained: no shipped code, test or benchmark reads a reference shelf outside it."""
+
 from __future__ import annotations
 
 import re

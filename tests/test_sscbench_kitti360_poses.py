@@ -2,6 +2,7 @@
 
 Trees here are in the real layout: ``data_poses/<drive>/cam0_to_world.txt`` numbered by KITTI-360 frame, with gaps.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from occbench.datasets import SSCBenchKITTI360
 from occbench.datasets.kitti360_frames import read_frame_map, release_frame_map, write_frame_map
-from occbench.datasets.sscbench_kitti360 import CAM2VELO, K, R_RECT_00, SPLITS, kitti360_calibration
+from occbench.datasets.sscbench_kitti360 import CAM2VELO, R_RECT_00, SPLITS, K, kitti360_calibration
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.kitti360 import read_cam_to_velo, read_perspective
 
@@ -43,7 +44,7 @@ def test_release_map_equals_the_image_matched_pairs():
     rel = release_frame_map()
     assert sorted(pairs) == [D0, "2013_05_28_drive_0003_sync"]
     for d, ids in pairs.items():
-        np.testing.assert_array_equal(ids, rel[d][:len(ids)])
+        np.testing.assert_array_equal(ids, rel[d][: len(ids)])
     assert len(pairs[D0]) == 301 and pairs[D0][300] == 392
 
 
@@ -92,7 +93,8 @@ def _write_calibration(root: Path, P: np.ndarray, R: np.ndarray, cam2velo: np.nd
     f = lambda a: " ".join(f"{x:.17g}" for x in np.asarray(a).reshape(-1))  # noqa: E731
     (c / "perspective.txt").write_text(
         f"S_00: 1.392000e+03 5.120000e+02\nP_rect_00: {f(P)}\nR_rect_00: {f(R[:3, :3])}\nS_rect_00: 1.408e+03 3.76e+02\n"
-        f"P_rect_01: {f(P)}\n")
+        f"P_rect_01: {f(P)}\n"
+    )
     (c / "calib_cam_to_velo.txt").write_text(f(cam2velo[:3]) + "\n")
 
 
@@ -173,7 +175,7 @@ def test_each_sscbench_frame_gets_the_pose_of_its_kitti360_frame_composed_as_the
     n = 301
     raw = np.arange(0, 400)
     raw = raw[(raw % 7 != 3) | np.isin(raw, ids[:n])]  # gaps: KITTI-360 frames that are not SSCBench frames
-    raw = raw[raw != ids[2]]                               # ... and SSCBench frame 000002's frame has no pose
+    raw = raw[raw != ids[2]]  # ... and SSCBench frame 000002's frame has no pose
     imu = {int(r): _rigid(rng, 50.0) for r in raw}
     _write_tree(tmp_path, D0, n, {r: P @ C @ np.linalg.inv(R) for r, P in imu.items()}, labelled=(0, 5, 300))
     _write_calibration(tmp_path, K, R, V)
@@ -185,12 +187,18 @@ def test_each_sscbench_frame_gets_the_pose_of_its_kitti360_frame_composed_as_the
         np.testing.assert_allclose(seq.frame(t).pose, imu[r] @ C @ np.linalg.inv(V), atol=1e-9)
     assert not seq.pose_valid[2] and seq.pose_valid[:n].sum() == n - 1
     np.testing.assert_array_equal(seq.pose_valid, np.isin(ids, raw))  # the file's rows end at KITTI-360 frame 399
-    with pytest.raises(MissingDataError, match=r"pose of requested frame 000002 of sequence 2013_05_28_drive_0000_sync "
-                                               r"\(it is KITTI-360 frame 0000000022, which has no row in cam0_to_world.txt\)"):
+    with pytest.raises(
+        MissingDataError,
+        match=r"pose of requested frame 000002 of sequence 2013_05_28_drive_0000_sync "
+        r"\(it is KITTI-360 frame 0000000022, which has no row in cam0_to_world.txt\)",
+    ):
         seq.frame(2).pose
     h = ds.describe()["poses"]
     assert h["frame_map"] == "sscbench-release"
-    assert h["calibration"] == {"perspective": "calibration/perspective.txt", "cam_to_velo": "calibration/calib_cam_to_velo.txt"}
+    assert h["calibration"] == {
+        "perspective": "calibration/perspective.txt",
+        "cam_to_velo": "calibration/calib_cam_to_velo.txt",
+    }
     assert h["scans_without_pose"] == {D0: 10_483 - int(np.isin(ids, raw).sum())}
     # the same poses file renumbered by SSCBench frame, read as it is with frame_map="identity"
     other = tmp_path / "renumbered"
@@ -215,13 +223,18 @@ def test_scored_frame_without_a_pose_is_an_error_naming_drive_frame_and_file(tmp
     rows = {int(r): np.eye(4) for r in ids[:10] if r != ids[5]}  # SSCBench frame 000005 (KITTI-360 53): no row
     _write_tree(tmp_path, D0, 10, rows)
     spec = DatasetSpec("sscbench-kitti360", str(tmp_path), "train", None, {"sequences": [D0]})
-    with pytest.raises(MissingDataError, match=r"pose of scored frame 000005 of sequence 2013_05_28_drive_0000_sync "
-                                               r"\(it is KITTI-360 frame 0000000053, .*\) not found: .*data_poses/"
-                                               r"2013_05_28_drive_0000_sync/cam0_to_world.txt"):
+    with pytest.raises(
+        MissingDataError,
+        match=r"pose of scored frame 000005 of sequence 2013_05_28_drive_0000_sync "
+        r"\(it is KITTI-360 frame 0000000053, .*\) not found: .*data_poses/"
+        r"2013_05_28_drive_0000_sync/cam0_to_world.txt",
+    ):
         evaluate(spec, MethodSpec("onboard"), workers=1)
     # a labelled frame past the drive's frames in the frame map (was an IndexError in the fingerprint)
     write_frame_map(tmp_path / "short.txt", {D0: ids[:3]})
-    spec = DatasetSpec("sscbench-kitti360", str(tmp_path), "train", None, {"sequences": [D0], "frame_map": str(tmp_path / "short.txt")})
+    spec = DatasetSpec(
+        "sscbench-kitti360", str(tmp_path), "train", None, {"sequences": [D0], "frame_map": str(tmp_path / "short.txt")}
+    )
     with pytest.raises(MissingDataError, match=r"pose of scored frame 000005 .* lists SSCBench frames 000000..000002"):
         evaluate(spec, MethodSpec("onboard"), workers=1)
 
@@ -300,10 +313,10 @@ def _world_tree(root: Path, n: int, R_rect_file: np.ndarray) -> None:
     frame. Ground truth every 5th frame, an onboard model (30 % of the occupied voxels dropped or relabelled, phantoms)
     for every frame, KITTI-360's poses file (rows 0..39 and the frames SSCBench kept, a third of the others left out),
     and a calibration whose perspective.txt holds ``R_rect_file``."""
-    from occbench_baselines.voting.synthetic import SyntheticSequence
     from occbench.io.predictions import PredictionStore
     from occbench.io.voxels import write_invalid_kitti360, write_label
     from occbench.labels import load_label_map
+    from occbench_baselines.voting.synthetic import SyntheticSequence
 
     lm = load_label_map("kitti360")
     ids = release_frame_map()[D0]
@@ -353,18 +366,24 @@ def test_average_fusion_with_the_right_poses_vs_the_old_lookup(tmp_path):
     _world_tree(root, n, R_RECT_00)
     write_frame_map(tmp_path / "old.txt", {D0: np.arange(n)})  # scan t -> row t: the old lookup
     scores = {}
-    for name, R, fmap in (("right", R_RECT_00, None), ("no R_rect", np.eye(4), None),
-                          ("old", np.eye(4), str(tmp_path / "old.txt"))):
+    for name, R, fmap in (
+        ("right", R_RECT_00, None),
+        ("no R_rect", np.eye(4), None),
+        ("old", np.eye(4), str(tmp_path / "old.txt")),
+    ):
         _write_calibration(root, K, R, CAM2VELO)
         kw = {"sequences": [D0], **({"frame_map": fmap} if fmap else {})}
-        res = {m: evaluate(DatasetSpec("sscbench-kitti360", str(root), "train", "sim", kw), MethodSpec(m, o), workers=1,
-                           extras=())["metrics"]["ssc"]["51.2"]
-               for m, o in (("onboard", {}), ("average-fusion", {"n": 10}))}
+        res = {
+            m: evaluate(
+                DatasetSpec("sscbench-kitti360", str(root), "train", "sim", kw), MethodSpec(m, o), workers=1, extras=()
+            )["metrics"]["ssc"]["51.2"]
+            for m, o in (("onboard", {}), ("average-fusion", {"n": 10}))
+        }
         scores[name] = {m: (round(100 * r["iou"], 2), round(100 * r["miou"], 2)) for m, r in res.items()}
     print(scores)
     assert scores["right"]["onboard"] == scores["old"]["onboard"] == scores["no R_rect"]["onboard"]  # no pose used
     iou, miou = scores["right"]["average-fusion"]
-    assert miou > scores["right"]["onboard"][1] + 5    # fusion with the right poses helps ...
+    assert miou > scores["right"]["onboard"][1] + 5  # fusion with the right poses helps ...
     assert miou > scores["old"]["average-fusion"][1] + 5  # ... and the old lookup loses most of it
     assert miou >= scores["no R_rect"]["average-fusion"][1]
 
@@ -397,11 +416,16 @@ def test_occfiner_stage1_leaves_scans_without_a_pose_out_of_its_windows():
 
     wcfg = WindowConfig(local=4, reference=2, reference_radius=4)
     got = dict(refine_sequence(model, read, holed, N, [0, 5, 8], wcfg, progress=False, pose_valid=valid))
-    ref = dict(refine_sequence(model, frames[keep].__getitem__, poses[keep], len(keep), [0, 3, 6], wcfg, progress=False))
+    ref = dict(
+        refine_sequence(model, frames[keep].__getitem__, poses[keep], len(keep), [0, 3, 6], wcfg, progress=False)
+    )
     assert sorted(got) == [0, 5, 8] and not {3, 4} & set(asked)
     for t, i in ((0, 0), (5, 3), (8, 6)):
         np.testing.assert_array_equal(got[t], ref[i])
-    assert sorted(dict(refine_sequence(model, read, holed, N, None, wcfg, progress=False, pose_valid=valid))) == keep.tolist()
+    assert (
+        sorted(dict(refine_sequence(model, read, holed, N, None, wcfg, progress=False, pose_valid=valid)))
+        == keep.tolist()
+    )
     with pytest.raises(ValueError, match="target scan 4 has no pose"):
         list(refine_sequence(model, read, holed, N, [4], wcfg, progress=False, pose_valid=valid))
 
@@ -413,15 +437,32 @@ def test_frame_map_option_of_the_commands(tmp_path):
     from occbench.testing import make_sscbench_kitti360_tree
 
     drive = SPLITS["val"][0]
-    root = make_sscbench_kitti360_tree(tmp_path / "renumbered", {drive: 11}, onboard={"noisy": 0.2}, poses_numbering="sscbench")
+    root = make_sscbench_kitti360_tree(
+        tmp_path / "renumbered", {drive: 11}, onboard={"noisy": 0.2}, poses_numbering="sscbench"
+    )
     run = lambda *a: CliRunner().invoke(cli, [str(x) for x in a])  # noqa: E731
-    common = ("--dataset", "sscbench-kitti360", "--root", root, "--onboard", "noisy", "--method", "average-fusion",
-              "-O", "n=2", "--no-city", "--no-consistency", "-q")
+    common = (
+        "--dataset",
+        "sscbench-kitti360",
+        "--root",
+        root,
+        "--onboard",
+        "noisy",
+        "--method",
+        "average-fusion",
+        "-O",
+        "n=2",
+        "--no-city",
+        "--no-consistency",
+        "-q",
+    )
     # read through the release's map, this SSCBench-numbered file has no row for KITTI-360 frames 35, 42, ...
     r = run("evaluate", *common, "-o", tmp_path / "a.json")
     assert r.exit_code == 1 and "pose of scored frame 000000 of sequence 2013_05_28_drive_0006_sync" in r.output
     pf = root / "data_2d_raw" / drive / "cam0_to_world.txt"
-    pf.write_text("".join(line for line in pf.read_text().splitlines(True) if not line.startswith("7 ")))  # no pose: scan 7
+    pf.write_text(
+        "".join(line for line in pf.read_text().splitlines(True) if not line.startswith("7 "))
+    )  # no pose: scan 7
     r = run("evaluate", *common, "--frame-map", "identity", "-o", tmp_path / "b.json")
     assert r.exit_code == 0, r.output
     import json
@@ -429,8 +470,26 @@ def test_frame_map_option_of_the_commands(tmp_path):
     h = json.loads((tmp_path / "b.json").read_text())["header"]["dataset"]["poses"]
     assert h["frame_map"] == "identity" and h["scans_without_pose"] == {drive: 1}
     assert h["calibration"]["cam_to_velo"].startswith("published")
-    r = run("refine", "--dataset", "sscbench-kitti360", "--root", root, "--onboard", "noisy", "--method", "average-fusion",
-            "-O", "n=2", "--frame-map", "identity", "--targets", "all", "-o", tmp_path / "refined", "-q")
+    r = run(
+        "refine",
+        "--dataset",
+        "sscbench-kitti360",
+        "--root",
+        root,
+        "--onboard",
+        "noisy",
+        "--method",
+        "average-fusion",
+        "-O",
+        "n=2",
+        "--frame-map",
+        "identity",
+        "--targets",
+        "all",
+        "-o",
+        tmp_path / "refined",
+        "-q",
+    )
     assert r.exit_code == 0, r.output
     written = sorted(int(f.name[:6]) for f in (tmp_path / "refined" / "sequences" / drive / "predictions").iterdir())
     assert written == [t for t in range(11) if t != 7]  # every scan with a pose
@@ -461,14 +520,34 @@ def test_fuzzed_kitti360_text_files_raise_only_occbench_errors(tmp_path):
 
     f = lambda a: " ".join(f"{x:.9g}" for x in np.asarray(a).reshape(-1))  # noqa: E731
     good = {
-        "perspective": (f"P_rect_00: {f(K)}\nR_rect_00: {f(R_RECT_00[:3, :3])}\nS_rect_00: 1408 376\n", read_perspective),
+        "perspective": (
+            f"P_rect_00: {f(K)}\nR_rect_00: {f(R_RECT_00[:3, :3])}\nS_rect_00: 1408 376\n",
+            read_perspective,
+        ),
         "cam_to_velo": (f(CAM2VELO[:3]) + "\n", read_cam_to_velo),
         "runs": (f"{D0} 9 14 22-25 40\n2013_05_28_drive_0003_sync 4 6-8\n", read_frame_map),
         "pairs": (EXCERPT.read_text()[:2000].rsplit("\n", 1)[0] + "\n", read_frame_map),
         "cam0_to_world": ("".join(f"{r} {f(np.eye(4))}\n" for r in (3, 4, 9, 12)), read_cam0_to_world_rows),
     }
-    tokens = ["nan", "inf", "1e999", "-1", "0", "1.5", "9" * 30, "x", ":", "-", "5-2", "0000000009.png", "000000.png",
-              "", "\x00", "\ufeff", "2013_05_28_drive_0000_sync"]
+    tokens = [
+        "nan",
+        "inf",
+        "1e999",
+        "-1",
+        "0",
+        "1.5",
+        "9" * 30,
+        "x",
+        ":",
+        "-",
+        "5-2",
+        "0000000009.png",
+        "000000.png",
+        "",
+        "\x00",
+        "\ufeff",
+        "2013_05_28_drive_0000_sync",
+    ]
     rng = np.random.default_rng(7)
     for name, (text, reader) in good.items():
         p = tmp_path / name

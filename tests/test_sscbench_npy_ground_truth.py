@@ -1,4 +1,5 @@
 """SSCBench-KITTI360's two ground-truth forms (.label + .invalid, and SSCBench's preprocess/labels/*_1_1.npy) score alike."""
+
 from __future__ import annotations
 
 import shutil
@@ -49,8 +50,12 @@ def tree(tmp_path_factory):
 
 
 def run(tree, gt, **kw):
-    return evaluate(DatasetSpec("sscbench-kitti360", str(tree), "val", "noisy", {"ground_truth": gt}), MethodSpec("onboard"),
-                    workers=1, **kw)
+    return evaluate(
+        DatasetSpec("sscbench-kitti360", str(tree), "val", "noisy", {"ground_truth": gt}),
+        MethodSpec("onboard"),
+        workers=1,
+        **kw,
+    )
 
 
 def test_both_ground_truth_forms_give_identical_scores(tree):
@@ -59,8 +64,11 @@ def test_both_ground_truth_forms_give_identical_scores(tree):
     assert a["header"]["frames"] == b["header"]["frames"] == 4
     fa, fb = a["header"]["dataset"]["fingerprint"], b["header"]["dataset"]["fingerprint"]
     assert fa["content"] == fb["content"]  # the same labels ...
-    assert fa["files"] != fb["files"]      # ... from different files
-    assert (a["header"]["dataset"]["ground_truth"], b["header"]["dataset"]["ground_truth"]) == ("voxels", "sscbench-npy")
+    assert fa["files"] != fb["files"]  # ... from different files
+    assert (a["header"]["dataset"]["ground_truth"], b["header"]["dataset"]["ground_truth"]) == (
+        "voxels",
+        "sscbench-npy",
+    )
     ds_v = SSCBenchKITTI360(tree, "val", ground_truth="voxels")
     ds_n = SSCBenchKITTI360(tree, "val", ground_truth="sscbench-npy")
     for fv, fn in zip(ds_v.frames(), ds_n.frames()):
@@ -87,6 +95,9 @@ def test_auto_detection_and_errors(tree, tmp_path):
     arr[0, 0, 0] = 19.0  # KITTI-360 has train ids 0..18
     arr[0, 0, 1] = 2.5
     np.save(bad, arr)
-    with pytest.raises(ValueError, match=r"000005_1_1.npy: expected kitti360 train ids 0..18 or 255 \(unknown\), "
-                                         r"found values \[2.5, 19.0\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"000005_1_1.npy: expected kitti360 train ids 0..18 or 255 \(unknown\), "
+        r"found values \[2.5, 19.0\]",
+    ):
         ds[DRIVE].frame(5).ground_truth()

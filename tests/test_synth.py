@@ -1,4 +1,5 @@
 """occbench-mini: layout, loaders, determinism, sensor geometry and the simulated onboard models."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,10 +19,16 @@ from occbench.synth import MiniConfig, generate_mini
 from occbench.synth import world as W
 from occbench.synth.sensor import Caster, Visibility
 
-REAL_CALIB_08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08" / "calib.txt"  # tests/data/README.md
+REAL_CALIB_08 = (
+    Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08" / "calib.txt"
+)  # tests/data/README.md
 
-MICRO = MiniConfig(seed=3, scans={"00": 11, "08": 11, "11": 6},
-                   splits={"train": ("00",), "val": ("08",), "test": ("11",)}, size="micro")
+MICRO = MiniConfig(
+    seed=3,
+    scans={"00": 11, "08": 11, "11": 6},
+    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+    size="micro",
+)
 
 # sha256 over (relative path, content) of every file of the MICRO generation, .gz files decompressed
 # (the gzip container depends on the zlib build; its content does not). Update together with
@@ -347,8 +354,10 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     small = dataclasses.replace(MICRO, scans={"00": 2, "08": 2, "11": 2}, lookahead=0)
     monkeypatch.setattr(command, "config_for_size", lambda size, seed: dataclasses.replace(small, seed=seed))
-    r = CliRunner().invoke(command.synth, ["-o", str(tmp_path / "m"), "--seed", "4", "--onboard", "sscnet-sim",
-                                           "--workers", "1", "--quiet"])
+    r = CliRunner().invoke(
+        command.synth,
+        ["-o", str(tmp_path / "m"), "--seed", "4", "--onboard", "sscnet-sim", "--workers", "1", "--quiet"],
+    )
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m" / "mini.json").read_text())
     assert m["seed"] == 4 and m["onboard"] == ["sscnet-sim"]
@@ -363,8 +372,20 @@ def test_calibrate_recomputes_the_written_predictions(micro: tuple[Path, dict], 
     root, m = micro
     assert measure(root, ["voxformer-sim"]) == measure(root, ["voxformer-sim"], in_memory=True)
     out = write_predictions(root, tmp_path / "same", ["voxformer-sim"])
-    main(["--root", str(root), "--split", "val", "--model", "voxformer-sim", "--set", "world_share=0", "--write-predictions",
-          str(tmp_path / "s0")])
+    main(
+        [
+            "--root",
+            str(root),
+            "--split",
+            "val",
+            "--model",
+            "voxformer-sim",
+            "--set",
+            "world_share=0",
+            "--write-predictions",
+            str(tmp_path / "s0"),
+        ]
+    )
     a, b, c = (PredictionStore(d / "voxformer-sim") for d in (root / m["predictions"], out, tmp_path / "s0"))
     n = m["scans"]["08"]
     assert all(np.array_equal(a.read("08", f), b.read("08", f)) for f in range(n))

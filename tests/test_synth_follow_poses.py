@@ -1,4 +1,5 @@
 """occbench-mini ``MiniConfig(follow_poses=...)``: the ego follows the planar projection of a real trajectory."""
+
 from __future__ import annotations
 
 import math
@@ -14,14 +15,22 @@ from occbench.synth import MiniConfig, generate_mini
 from occbench.synth import generate as G
 from occbench.synth import world as W
 
-SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
+SEQ08 = (
+    Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"
+)  # real files, tests/data/README.md
 
 N = 11  # scans 0..10: frames 0, 5, 10 are labelled
 
 
 def follow_config(poses: Path | str = SEQ08 / "poses.txt", scans: int = N) -> MiniConfig:
-    return MiniConfig(seed=0, scans={"08": scans}, splits={"val": ("08",)}, follow_poses={"08": str(poses)},
-                      lookahead=10, size="follow")
+    return MiniConfig(
+        seed=0,
+        scans={"08": scans},
+        splits={"val": ("08",)},
+        follow_poses={"08": str(poses)},
+        lookahead=10,
+        size="follow",
+    )
 
 
 def real_planar(n: int) -> np.ndarray:
@@ -126,8 +135,11 @@ def test_deterministic(followed: tuple[Path, dict], tmp_path: Path) -> None:
     assert m2 == m
 
     def files(r: Path) -> dict[str, bytes]:
-        return {p.relative_to(r).as_posix(): p.read_bytes() for p in sorted(r.rglob("*"))
-                if p.is_file() and p.name != "timings.json"}
+        return {
+            p.relative_to(r).as_posix(): p.read_bytes()
+            for p in sorted(r.rglob("*"))
+            if p.is_file() and p.name != "timings.json"
+        }
 
     a, b = files(root), files(tmp_path)
     assert sorted(a) == sorted(b) and len(a) > 20

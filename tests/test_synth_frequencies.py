@@ -1,4 +1,5 @@
 """``python -m occbench.synth.frequencies``: per-split class frequencies of a generated mini."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,9 +14,14 @@ from occbench.synth import MiniConfig, generate_mini
 from occbench.synth.frequencies import frame_counts, frequency_table, main, split_counts
 
 # two train sequences, one val, one test (kept apart under test-ground-truth/); ground truth only
-CFG = MiniConfig(seed=5, scans={"00": 6, "01": 6, "08": 6, "11": 6},
-                 splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, onboard=(), lookahead=5,
-                 size="freq")
+CFG = MiniConfig(
+    seed=5,
+    scans={"00": 6, "01": 6, "08": 6, "11": 6},
+    splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)},
+    onboard=(),
+    lookahead=5,
+    size="freq",
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,10 @@ def test_table(tree: tuple[Path, dict], capsys: pytest.CaptureFixture[str]) -> N
     res = split_counts(root, lm)
     text = frequency_table(res, lm)
     lines = text.splitlines()
-    assert lines[0] == ("| class | real SemanticKITTI | mini train (00+01) | mini val (08) | mini test (11) | mini all "
-                        "| mini all / real |")
+    assert lines[0] == (
+        "| class | real SemanticKITTI | mini train (00+01) | mini val (08) | mini test (11) | mini all "
+        "| mini all / real |"
+    )
     body = {ln.split(" | ")[0][2:]: ln.strip("| ").split(" | ")[1:] for ln in lines[2:]}
     assert [k for k in body if not k.startswith("*")] == list(lm.class_names[1:])
     real = np.asarray(lm.voxel_frequencies[1:], np.float64)

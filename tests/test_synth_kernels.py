@@ -1,4 +1,5 @@
 """The generator's compiled kernels give the bits of the numpy code they replace."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,9 +56,19 @@ def test_systematic_and_neighbour_label_kernels_equal_numpy(model: str) -> None:
 
     w = W.build_world([4, 7_130_111, 8], 40, 0)
     rng = np.random.default_rng(2)
-    specs = [MODELS[model], dataclasses.replace(MODELS[model], sys_parking_to_road=0.0, sys_smear=0, sys_thicken_from=99.0,
-                                                sys_otherground_to_sidewalk=True, sys_sign_to_pole=True, sys_small_to=1,
-                                                sys_trunk_top=1.0)]
+    specs = [
+        MODELS[model],
+        dataclasses.replace(
+            MODELS[model],
+            sys_parking_to_road=0.0,
+            sys_smear=0,
+            sys_thicken_from=99.0,
+            sys_otherground_to_sidewalk=True,
+            sys_sign_to_pole=True,
+            sys_small_to=1,
+            sys_trunk_top=1.0,
+        ),
+    ]
     for t in (0, 17, 39):
         undo = w.stamp_agents(t)
         codes = grid_codes(w, t)

@@ -1,4 +1,5 @@
 """occbench-mini generated split by split: what a command needs, the same bytes, resumable, added later."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,15 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
+from test_synth import MICRO, MICRO_DIGEST, content_digest
 
 from occbench.errors import MissingDataError
 from occbench.synth import generate_mini
-from test_synth import MICRO, MICRO_DIGEST, content_digest
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(".synth/")}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(".synth/")
+    }
 
 
 def _gt_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -77,9 +81,14 @@ def test_an_interrupted_split_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.undo()
     runs = _gt_runs(monkeypatch)
     m = generate_mini(tmp_path, cfg, progress=False, workers=1, splits=["train"])
-    assert runs == [] and m["generated"] == {"train": ["sscnet-sim"], "val": ["sscnet-sim"]}  # 00's ground truth not redone
+    assert runs == [] and m["generated"] == {
+        "train": ["sscnet-sim"],
+        "val": ["sscnet-sim"],
+    }  # 00's ground truth not redone
     ref = generate_mini(tmp_path / "ref", cfg, progress=False, workers=1, splits=["train", "val"])
-    assert ref == m and _files(tmp_path / "ref") == {k: v for k, v in _files(tmp_path).items() if not k.startswith("ref/")}
+    assert ref == m and _files(tmp_path / "ref") == {
+        k: v for k, v in _files(tmp_path).items() if not k.startswith("ref/")
+    }
 
 
 def test_unknown_split_and_other_configuration(tmp_path: Path) -> None:
@@ -119,11 +128,14 @@ def test_synth_cli_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
     small = dataclasses.replace(MICRO, scans={"00": 2, "08": 2, "11": 2}, lookahead=0)
     monkeypatch.setattr(command, "config_for_size", lambda size, seed: dataclasses.replace(small, seed=seed))
-    r = CliRunner().invoke(command.synth, ["-o", str(tmp_path), "--split", "test", "--onboard", "sscnet-sim",
-                                           "--workers", "1", "--quiet"])
+    r = CliRunner().invoke(
+        command.synth, ["-o", str(tmp_path), "--split", "test", "--onboard", "sscnet-sim", "--workers", "1", "--quiet"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "mini.json").read_text())["generated"] == {"test": ["sscnet-sim"]}
-    r = CliRunner().invoke(command.synth, ["-o", str(tmp_path), "--split", "bogus", "--onboard", "sscnet-sim", "--quiet"])
+    r = CliRunner().invoke(
+        command.synth, ["-o", str(tmp_path), "--split", "bogus", "--onboard", "sscnet-sim", "--quiet"]
+    )
     assert r.exit_code != 0 and "unknown split" in r.output
 
 

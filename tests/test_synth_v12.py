@@ -1,4 +1,5 @@
 """Generator 1.2 (opt-in): selection, cache folder, and the pieces of its onboard error model."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,14 @@ import pytest
 from occbench.synth import world as Wd
 from occbench.synth.config import MiniConfig, config_from_identity, default_mini_config
 
-MICRO12 = MiniConfig(seed=3, scans={"00": 6, "08": 11}, splits={"train": ("00",), "val": ("08",)}, lookahead=10,
-                     size="custom", generator="1.2")
+MICRO12 = MiniConfig(
+    seed=3,
+    scans={"00": 6, "08": 11},
+    splits={"train": ("00",), "val": ("08",)},
+    lookahead=10,
+    size="custom",
+    generator="1.2",
+)
 
 
 def test_default_generator_is_1_1_and_1_2_is_selected_by_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -63,8 +70,10 @@ def test_sequence_rules_differ_between_sequences() -> None:
 
 
 def test_thin_moving_vehicles_keeps_everything_else() -> None:
-    agents = [Wd.Agent(0, 0.0, 1.0, 0.0, code, 1.0, 1.0, 1.0)
-              for code in [Wd.MOVING_CAR] * 400 + [Wd.MOVING_PERSON] * 50 + [Wd.MOVING_BICYCLIST] * 50]
+    agents = [
+        Wd.Agent(0, 0.0, 1.0, 0.0, code, 1.0, 1.0, 1.0)
+        for code in [Wd.MOVING_CAR] * 400 + [Wd.MOVING_PERSON] * 50 + [Wd.MOVING_BICYCLIST] * 50
+    ]
     kept = Wd.thin_moving_vehicles(agents, [1, 2], 0.3)
     cars = sum(a.code == Wd.MOVING_CAR for a in kept)
     assert 90 <= cars <= 150 and sum(a.code != Wd.MOVING_CAR for a in kept) == 100
@@ -83,7 +92,10 @@ def test_generation_1_2(micro12: tuple[Path, dict]) -> None:
     from occbench.synth.calibrate import measure
 
     root, m = micro12
-    assert m["generator_version"] == "1.2" and json.loads((root / "mini.json").read_text())["config"]["generator_version"] == "1.2"
+    assert (
+        m["generator_version"] == "1.2"
+        and json.loads((root / "mini.json").read_text())["config"]["generator_version"] == "1.2"
+    )
     # the written files are what the in-memory predictor makes (deterministic), and the scores are in a sane regime
     a = measure(root, ["voxformer-sim"], split="val")
     assert a == measure(root, ["voxformer-sim"], split="val", in_memory=True)
@@ -97,8 +109,17 @@ def test_depth_error_grows_with_range_and_is_partly_world_anchored(micro12: tupl
     root, m = micro12
     cfg = config_from_identity(m["config"])
     w = get_world(cfg, "08")
-    only_depth = dict(blob_scale=0.0, inst_miss0=0.0, inst_miss_r=0.0, inst_miss_class={}, inst_relabel0=0.0,
-                      inst_relabel_r=0.0, fill_hidden=0.0, sys_random=False, depth_sigma=2.0)
+    only_depth = dict(
+        blob_scale=0.0,
+        inst_miss0=0.0,
+        inst_miss_r=0.0,
+        inst_miss_class={},
+        inst_relabel0=0.0,
+        inst_relabel_r=0.0,
+        fill_hidden=0.0,
+        sys_random=False,
+        depth_sigma=2.0,
+    )
     pred = Predictor12(cfg.seed, "08", "voxformer-sim", w, only_depth)
     none = Predictor12(cfg.seed, "08", "voxformer-sim", w, {**only_depth, "depth_sigma": 0.0})
     codes = grid_codes(w, 0)

@@ -1,16 +1,17 @@
 """Top-2 pseudo-labels: storage round trip and quantisation, top-1/top-2 consistency of the voting helper (all
 empty policies, random vote tensors), and OccFiner's ``refine_top2`` (stage 1 and stage 1 + 2) on a tiny tree."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from occbench_baselines.voting.exact import decide_labels_torch
-from occbench_baselines.voting.top2 import votes_top2
 from occbench.autolabel import storage
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, top2_pseudo_label
 from occbench.errors import FormatError
+from occbench_baselines.voting.exact import decide_labels_torch
+from occbench_baselines.voting.top2 import votes_top2
 
 torch.set_num_threads(1)
 GRID = (256, 256, 32)
@@ -62,6 +63,7 @@ def test_storage_refuses_and_rejects_inconsistent_top2(tmp_path):
         storage.encode(PseudoLabel(t, t, conf))
     # a file written by something else that breaks it is refused on read, naming the file
     import zlib
+
     body = b"".join(a.tobytes() for a in (t, t, conf[0], conf[1]))
     raw = storage.MAGIC + bytes([1, 2, 20]) + bytes(7) + zlib.compress(body, 6)
     with pytest.raises(FormatError, match="bad.pl"):
@@ -95,8 +97,9 @@ def _check_votes(v: torch.Tensor, policy: str) -> int:
     n = len(v)
     g = lambda a: a.numpy().reshape(-1)[:n]  # noqa: E731
     pad = lambda a, dt: np.resize(np.asarray(a, dt), int(np.prod(GRID))).reshape(GRID)  # noqa: E731
-    pl = top2_pseudo_label(pad(g(label), np.uint8), pad(g(l2), np.uint8), pad(g(p1), np.float64),
-                           pad(g(p2), np.float64))
+    pl = top2_pseudo_label(
+        pad(g(label), np.uint8), pad(g(l2), np.uint8), pad(g(p1), np.float64), pad(g(p2), np.float64)
+    )
     back = storage.decode(storage.encode(pl))
     assert np.array_equal(back.top1.reshape(-1)[:n], g(label).astype(np.uint8))
     assert np.all(back.conf[1] <= back.conf[0]) and np.all(back.q1() >= 0.5)
@@ -138,8 +141,9 @@ def dataset(tmp_path_factory):
     from occbench.datasets.semantickitti import SemanticKITTI
     from occbench.testing import make_semantickitti_tree
 
-    root = make_semantickitti_tree(tmp_path_factory.mktemp("top2") / "kitti", {"08": 6},
-                                   onboard={"voxformer-sim": 0.2}, seed=5)
+    root = make_semantickitti_tree(
+        tmp_path_factory.mktemp("top2") / "kitti", {"08": 6}, onboard={"voxformer-sim": 0.2}, seed=5
+    )
     return SemanticKITTI(root, split="val", onboard="voxformer-sim", sensor="lidar")
 
 
@@ -159,13 +163,24 @@ def test_occfiner_stage1_refine_top2_matches_refine_and_its_softmax(seq):
     assert sorted(top2) == [0, 5]
     model, _ = load_checkpoint(shipped_checkpoint("voxformer-sim"), torch.device("cpu"))
     _, wcfg = m._model(seq)
-    probs = dict(refine_sequence(model, seq.prediction, seq.poses, seq.num_scans, [0, 5], wcfg,
-                                 return_probs=True, progress=False, device="cpu"))
+    probs = dict(
+        refine_sequence(
+            model,
+            seq.prediction,
+            seq.poses,
+            seq.num_scans,
+            [0, 5],
+            wcfg,
+            return_probs=True,
+            progress=False,
+            device="cpu",
+        )
+    )
     for t, (l1, l2, p1, p2) in top2.items():
-        np.testing.assert_array_equal(l1, labels[t])               # top-1 is refine's output, bit for bit
+        np.testing.assert_array_equal(l1, labels[t])  # top-1 is refine's output, bit for bit
         assert l1.dtype == l2.dtype == np.uint8 and p1.dtype == p2.dtype == np.float32
         assert np.all(p2 <= p1) and np.all(l2 != l1) and np.all(p1 + p2 <= 1 + 1e-5)
-        pr = probs[t]                                               # (C, X, Y, Z) averaged softmax
+        pr = probs[t]  # (C, X, Y, Z) averaged softmax
         np.testing.assert_allclose(p1, np.take_along_axis(pr, l1[None].astype(np.int64), 0)[0], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(p2, np.take_along_axis(pr, l2[None].astype(np.int64), 0)[0], rtol=1e-5, atol=1e-7)
         srt = np.sort(pr, axis=0)
@@ -176,10 +191,10 @@ def test_occfiner_stage1_refine_top2_matches_refine_and_its_softmax(seq):
 
 def test_occfiner_refine_top2_matches_refine_and_autolabel_stores_it(dataset, seq, tmp_path):
     """Stage 1 + 2: through the auto-labeling source (which calls ``refine_top2``), top-1 equals ``refine``."""
-    from occbench_baselines.occfiner.method import OccFiner
     from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
     from occbench.autolabel.sources import generate_pseudo_labels, scores_function
     from occbench.methods import load_method
+    from occbench_baselines.occfiner.method import OccFiner
 
     for name in ("occfiner", "occfiner-stage1"):
         m = load_method(name)
@@ -195,5 +210,5 @@ def test_occfiner_refine_top2_matches_refine_and_autolabel_stores_it(dataset, se
         np.testing.assert_array_equal(back.top1, labels[t])
         c1, c2 = back.conf.astype(int)
         assert np.all(c2 <= c1) and np.all(c1 + c2 <= 256) and np.all(c1 > 0)
-        assert np.any(c1 < 255) and np.any(back.top1 > 0)          # stage 2 voted: shares, not certainties
+        assert np.any(c1 < 255) and np.any(back.top1 > 0)  # stage 2 voted: shares, not certainties
         assert np.all((back.top2 != back.top1) | (c2 == 0))

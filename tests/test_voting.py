@@ -1,5 +1,6 @@
 """Region-centric voting (OccFiner eqs. 7-12): reference registration, weights, windows, the exact engine (labels
 identical to the reference on arbitrary poses) and the approximate lattice engine."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,17 +8,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occbench_baselines.voting import (
-    ENGINES, LatticeVotingEngine, SensorWeights, VotingConfig, VotingConfigError, VotingEngine, camera_weights,
-    decide_labels, frustum_mask, lidar_weights, make_engine, vote_frame_reference, window,
-)
-from occbench_baselines.voting import _exact_kernels, _lattice_kernels
-from occbench.registration import affine, cells, pair_transform
-from occbench_baselines.voting.synthetic import SyntheticSequence
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import Calibration, read_calib, read_poses
+from occbench.registration import affine, cells, pair_transform
+from occbench_baselines.voting import (
+    ENGINES,
+    LatticeVotingEngine,
+    SensorWeights,
+    VotingConfig,
+    VotingConfigError,
+    VotingEngine,
+    _exact_kernels,
+    _lattice_kernels,
+    camera_weights,
+    decide_labels,
+    frustum_mask,
+    lidar_weights,
+    make_engine,
+    vote_frame_reference,
+    window,
+)
+from occbench_baselines.voting.synthetic import SyntheticSequence
 
-SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # real files, tests/data/README.md
+SEQ08 = (
+    Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"
+)  # real files, tests/data/README.md
 SMALL = (48, 48, 8)
 
 
@@ -96,30 +111,37 @@ def test_registration_known_pose_lands_voxel_exact():
     assert inside.sum() > 50 and (~inside).sum() > 50  # both cases exercised
     np.testing.assert_array_equal(out, expected)
     for engine in ENGINES:  # exact: always; lattice: its world lattice is scan 0's, identical here
-        np.testing.assert_array_equal(dict(make_engine(engine, frames, poses, None, cfg, device="cpu").run([0]))[0], expected)
+        np.testing.assert_array_equal(
+            dict(make_engine(engine, frames, poses, None, cfg, device="cpu").run([0]))[0], expected
+        )
 
 
 # ---------------------------------------------------------------------------- weights
 def test_camera_weights_hand_computed():
     calib = _toy_calib()
     sw = SensorWeights(kind="camera", w_high=1.0, w_med=0.1, w_low=0.01, box=(25.6, 25.6, 6.4), image_size=(1220, 370))
-    pts = np.array([
-        [10, 0, 0],     # u=600 v=180, in frustum, in box          -> high
-        [10, 11, 0],    # u=50, in frustum, |y| < 12.8             -> high
-        [30, 0, 0],     # in frustum, x >= 25.6                    -> med
-        [40, -20, 1],   # u=850, v=167.5: in frustum, out of box   -> med
-        [10, 12.5, 0],  # u=-25: out of frustum (in box)           -> low
-        [10, 0, 4.0],   # v=-20: out of frustum (in box)           -> low
-        [-5, 0, 0],     # behind the camera                         -> low
-        [10, -13, 0],   # u=1250 >= W: out of frustum               -> low
-    ], float)
+    pts = np.array(
+        [
+            [10, 0, 0],  # u=600 v=180, in frustum, in box          -> high
+            [10, 11, 0],  # u=50, in frustum, |y| < 12.8             -> high
+            [30, 0, 0],  # in frustum, x >= 25.6                    -> med
+            [40, -20, 1],  # u=850, v=167.5: in frustum, out of box   -> med
+            [10, 12.5, 0],  # u=-25: out of frustum (in box)           -> low
+            [10, 0, 4.0],  # v=-20: out of frustum (in box)           -> low
+            [-5, 0, 0],  # behind the camera                         -> low
+            [10, -13, 0],  # u=1250 >= W: out of frustum               -> low
+        ],
+        float,
+    )
     np.testing.assert_array_equal(frustum_mask(pts, calib, (1220, 370)), [1, 1, 1, 1, 0, 0, 0, 0])
     np.testing.assert_allclose(camera_weights(pts, calib, sw), [1, 1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01])
 
 
 def test_camera_frustum_real_calib_08():
     calib = read_calib(SEQ08 / "calib.txt")
-    pts = np.array([[20, 0, 0], [20, 10, 0], [20, 20, 0], [20, -20, 0], [-10, 0, 0], [10, 0, -1.5], [5, 0, -1.5]], float)
+    pts = np.array(
+        [[20, 0, 0], [20, 10, 0], [20, 20, 0], [20, -20, 0], [-10, 0, 0], [10, 0, -1.5], [5, 0, -1.5]], float
+    )
     # KITTI colour camera: horizontal half-FOV ~ atan(610 / 707) = 40.8 deg (26.6 deg in, 45 deg out);
     # vertical half-FOV ~ atan(185 / 707) = 14.7 deg below the axis (8.5 deg in, 16.7 deg out)
     np.testing.assert_array_equal(frustum_mask(pts, calib, (1220, 370)), [1, 1, 0, 0, 0, 1, 0])
@@ -195,12 +217,17 @@ def test_window_clipped_at_sequence_ends():
 def test_empty_policies_differ_as_documented():
     """Votes (empty 2, car 1.5, road 1) at one voxel: 'vote' -> empty, 'occupancy' -> car, 'ignore' -> car;
     with (empty 2, car 1): 'occupancy' -> empty, 'ignore' -> car."""
+
     def grid(c):
         g = np.zeros(SMALL, np.uint8)
         g[5, 5, 2] = c
         return g
+
     poses = np.stack([np.eye(4)] * 5)
-    cases = {(0, 0, 1, 9, 1): {"vote": 0, "occupancy": 1, "ignore": 1}, (0, 0, 1, 0, 0): {"vote": 0, "occupancy": 0, "ignore": 1}}
+    cases = {
+        (0, 0, 1, 9, 1): {"vote": 0, "occupancy": 1, "ignore": 1},
+        (0, 0, 1, 0, 0): {"vote": 0, "occupancy": 0, "ignore": 1},
+    }
     for classes, expect in cases.items():
         frames = Frames([grid(c) for c in classes])
         for policy, want in expect.items():
@@ -217,11 +244,23 @@ def test_config_validation():
     with pytest.raises(VotingConfigError):
         SensorWeights(kind="radar")  # type: ignore[arg-type]
     with pytest.raises(VotingConfigError):  # 1e-4 rounds to 0 at the default quantum
-        vote_frame_reference(0, Frames([np.zeros(SMALL, np.uint8)]), np.eye(4)[None], None,
-                             VotingConfig(grid_shape=SMALL, weights=SensorWeights(kind="lidar", w_min=1e-4, max_range=1.0)))
+        vote_frame_reference(
+            0,
+            Frames([np.zeros(SMALL, np.uint8)]),
+            np.eye(4)[None],
+            None,
+            VotingConfig(grid_shape=SMALL, weights=SensorWeights(kind="lidar", w_min=1e-4, max_range=1.0)),
+        )
     with pytest.raises(VotingConfigError):
-        list(VotingEngine(Frames([np.zeros(SMALL, np.uint8)] * 3), np.stack([np.eye(4)] * 3), None,
-                          VotingConfig(grid_shape=SMALL), device="cpu").run([2, 1]))
+        list(
+            VotingEngine(
+                Frames([np.zeros(SMALL, np.uint8)] * 3),
+                np.stack([np.eye(4)] * 3),
+                None,
+                VotingConfig(grid_shape=SMALL),
+                device="cpu",
+            ).run([2, 1])
+        )
 
 
 # ---------------------------------------------------------------------------- registration arithmetic
@@ -279,7 +318,9 @@ def test_exact_equals_reference_on_arbitrary_poses(kind, backend):
             np.testing.assert_array_equal(out, ref, err_msg=f"{policy} t={t}")
             np.testing.assert_array_equal(eng.votes(t).numpy(), ref_votes.reshape(-1, cfg.num_classes))
             for other in ("vote", "occupancy", "ignore") if cfg.empty_votes else ("ignore",):  # re-read, other rule
-                np.testing.assert_array_equal(eng.vote(t, empty_policy=other), decide_labels(ref_votes.reshape(-1, 20), other).reshape(shape))
+                np.testing.assert_array_equal(
+                    eng.vote(t, empty_policy=other), decide_labels(ref_votes.reshape(-1, 20), other).reshape(shape)
+                )
 
 
 @pytest.mark.parametrize("engine", ["exact", "reference"])
@@ -317,15 +358,21 @@ def test_exact_engine_on_cuda_matches_cpu():
 
 # ---------------------------------------------------------------------------- lattice engine (approximate)
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("policy,kind", [("vote", "none"), ("occupancy", "camera"), ("ignore", "lidar"), ("vote", "camera")])
+@pytest.mark.parametrize(
+    "policy,kind", [("vote", "none"), ("occupancy", "camera"), ("ignore", "lidar"), ("vote", "camera")]
+)
 def test_lattice_equals_reference_on_lattice_aligned_poses(policy, kind, backend):
     """Poses that map the lattice onto itself (whole-voxel shifts, 90 deg yaws): labels identical,
     including the sliding window (targets 2, 3, 5, 9 reuse and update the running map); the votes read
     by ``votes()`` (column 0 = empty, implicit in the engine) equal the reference's vote tensor."""
     rng = np.random.default_rng(3)
     shape = (64, 64, 8)
-    poses = np.stack([_pose(90.0 * (i % 2), (0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-1, 2)))
-                      for i in range(10)])
+    poses = np.stack(
+        [
+            _pose(90.0 * (i % 2), (0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-3, 4), 0.2 * rng.integers(-1, 2)))
+            for i in range(10)
+        ]
+    )
     frames = Frames([_rand_grid(rng, shape, 0.3) for _ in range(10)])
     cfg = VotingConfig(n=2, empty_policy=policy, weights=SensorWeights(kind=kind), grid_shape=shape)
     eng = LatticeVotingEngine(frames, poses, _toy_calib(), cfg, device="cpu", backend=backend)
@@ -347,7 +394,9 @@ def test_lattice_long_slide_rebases_and_recycles(backend):
     poses = np.stack([_pose(90.0 * (i // 10), (0.2 * i, 0.2 * (i // 3), 0.2 * (i % 2))) for i in range(N)])
     grids = [_rand_grid(rng, shape, 0.25) for _ in range(N)]
     frames = Frames(grids)
-    cfg = VotingConfig(n=3, empty_policy="occupancy", weights=SensorWeights(kind="lidar", max_range=3.0), grid_shape=shape)
+    cfg = VotingConfig(
+        n=3, empty_policy="occupancy", weights=SensorWeights(kind="lidar", max_range=3.0), grid_shape=shape
+    )
     eng = LatticeVotingEngine(frames, poses, None, cfg, device="cpu", backend=backend, lookahead=1)
     eng.min_rows = 64  # small row table: dropped rows are squeezed out many times
     boxes = set()

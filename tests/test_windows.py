@@ -5,6 +5,7 @@ The literal backward warp takes every target voxel's centre ``origin + 0.2 (v + 
 forward warp does the same for source centres with ``inv(T_t) @ T_s``. Neither uses occbench.registration.
 Real poses: KITTI sequence 08 (tests/data); mini: a pico occbench-mini generated here.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -44,8 +45,9 @@ def literal_backward(src: np.ndarray, pose_s: np.ndarray, pose_t: np.ndarray, or
     M = np.linalg.inv(pose_s) @ pose_t
     idx = np.indices(shape).reshape(3, -1).astype(np.float64)
     p = [origin[d] + size * (idx[d] + 0.5) for d in range(3)]
-    cell = np.stack([np.floor((M[d, 0] * p[0] + M[d, 1] * p[1] + M[d, 2] * p[2] + M[d, 3] - origin[d]) / size)
-                     for d in range(3)]).astype(np.int64)
+    cell = np.stack(
+        [np.floor((M[d, 0] * p[0] + M[d, 1] * p[1] + M[d, 2] * p[2] + M[d, 3] - origin[d]) / size) for d in range(3)]
+    ).astype(np.int64)
     ok = np.all((cell >= 0) & (cell < np.array(shape)[:, None]), axis=0)
     out = np.full(idx.shape[1], 255, np.uint8)
     out[ok] = src[cell[0, ok], cell[1, ok], cell[2, ok]]
@@ -71,8 +73,9 @@ def literal_forward(src, pose_s, pose_t, origin, size, occupied_only=False):
     vox = np.flatnonzero(flat) if occupied_only else np.arange(flat.size)
     idx = np.stack(np.unravel_index(vox, shape)).astype(np.float64)
     p = [origin[d] + size * (idx[d] + 0.5) for d in range(3)]
-    cell = np.stack([np.floor((M[d, 0] * p[0] + M[d, 1] * p[1] + M[d, 2] * p[2] + M[d, 3] - origin[d]) / size)
-                     for d in range(3)]).astype(np.int64)
+    cell = np.stack(
+        [np.floor((M[d, 0] * p[0] + M[d, 1] * p[1] + M[d, 2] * p[2] + M[d, 3] - origin[d]) / size) for d in range(3)]
+    ).astype(np.int64)
     ok = np.all((cell >= 0) & (cell < np.array(shape)[:, None]), axis=0)
     return vox[ok], np.ravel_multi_index(tuple(cell[:, ok]), shape), flat[vox[ok]]
 
@@ -94,8 +97,13 @@ def mini(tmp_path_factory):
     from occbench.synth import MiniConfig, generate_mini
 
     root = tmp_path_factory.mktemp("mini") / "mini"
-    cfg = MiniConfig(seed=5, scans={"00": 6, "08": 6, "11": 6}, splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-                     onboard=("voxformer-sim",), size="pico")
+    cfg = MiniConfig(
+        seed=5,
+        scans={"00": 6, "08": 6, "11": 6},
+        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+        onboard=("voxformer-sim",),
+        size="pico",
+    )
     generate_mini(root, cfg, progress=False, workers=1, splits=["val"])
     return OccbenchMini(root, split="val", onboard="voxformer-sim", generate=False, progress=False)
 
@@ -133,7 +141,9 @@ def test_forward_window_equals_the_literal_forward_warp(seq08, mini):
     for seq, t, occ in ((seq08, 4, False), (seq08, 10, True), (mini["08"], 2, False)):
         fw = windows.forward_window(seq, t, 1, stride=3, occupied_only=occ)
         for m, s in enumerate(fw.scans):
-            vox, cell, lab = literal_forward(seq.prediction(s), seq.poses[s], seq.poses[t], KITTI_ORIGIN, KITTI_SIZE, occ)
+            vox, cell, lab = literal_forward(
+                seq.prediction(s), seq.poses[s], seq.poses[t], KITTI_ORIGIN, KITTI_SIZE, occ
+            )
             part = slice(fw.offsets[m], fw.offsets[m + 1])
             np.testing.assert_array_equal(fw.voxels[part], vox, err_msg=f"target {t} scan {s}")
             np.testing.assert_array_equal(fw.cells[part], cell, err_msg=f"target {t} scan {s}")
@@ -162,8 +172,13 @@ def test_scans_are_clamped_at_the_ends():
     assert ws(0, 2, 10, ends="repeat").tolist() == [0, 0, 0, 1, 2]
     assert ws(8, 2, 10, stride=2, ends="repeat").tolist() == [4, 6, 8, 9, 9]
     assert ws(0, 0, 1).tolist() == [0]
-    for bad in (dict(target=10, n=1, num_scans=10), dict(target=-1, n=1, num_scans=10), dict(target=0, n=-1, num_scans=3),
-                dict(target=0, n=1, num_scans=3, stride=0), dict(target=0, n=1, num_scans=3, ends="wrap")):
+    for bad in (
+        dict(target=10, n=1, num_scans=10),
+        dict(target=-1, n=1, num_scans=10),
+        dict(target=0, n=-1, num_scans=3),
+        dict(target=0, n=1, num_scans=3, stride=0),
+        dict(target=0, n=1, num_scans=3, ends="wrap"),
+    ):
         with pytest.raises(ValueError):
             ws(**bad)
 
@@ -202,7 +217,7 @@ def test_another_grid_and_the_numpy_path(seq08, monkeypatch):
         np.testing.assert_array_equal(w.grids[m], ref)
         np.testing.assert_array_equal(w.valid[m], ok)
         vox, cell, _ = literal_forward(seq.grids[s], seq.poses[s], seq.poses[4], g.origin, g.voxel_size)
-        np.testing.assert_array_equal(fw.cells[fw.offsets[m]:fw.offsets[m + 1]], cell)
+        np.testing.assert_array_equal(fw.cells[fw.offsets[m] : fw.offsets[m + 1]], cell)
     monkeypatch.setattr(windows, "KERNELS", False)
     w2 = windows.window(seq, 4, 1, grid=g)
     fw2 = windows.forward_window(seq, 4, 1, grid=g)

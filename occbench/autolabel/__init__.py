@@ -9,14 +9,33 @@
 
 Names are imported on first use (the student network needs torch; ``occbench autolabel --help`` does not).
 """
+
 from occbench._lazy import lazy_exports
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["StudentConfig", "StudentNet", "soft_top2_loss"], "occbench.autolabel.model"),
-    **dict.fromkeys(["PRESETS", "PROTOCOL_TAG", "ProtocolConfig", "SourceSpec", "preset"], "occbench.autolabel.protocol"),
-    **dict.fromkeys(["AutolabelData", "run_one", "run_protocol"], "occbench.autolabel.runner"),
-    **dict.fromkeys(["PseudoLabel", "PseudoLabelStore"], "occbench.autolabel.storage"),
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["StudentConfig", "StudentNet", "soft_top2_loss"], "occbench.autolabel.model"),
+        **dict.fromkeys(
+            ["PRESETS", "PROTOCOL_TAG", "ProtocolConfig", "SourceSpec", "preset"], "occbench.autolabel.protocol"
+        ),
+        **dict.fromkeys(["AutolabelData", "run_one", "run_protocol"], "occbench.autolabel.runner"),
+        **dict.fromkeys(["PseudoLabel", "PseudoLabelStore"], "occbench.autolabel.storage"),
+    },
+)
 
-__all__ = ["PRESETS", "PROTOCOL_TAG", "AutolabelData", "ProtocolConfig", "PseudoLabel", "PseudoLabelStore", "SourceSpec",
-           "StudentConfig", "StudentNet", "preset", "run_one", "run_protocol", "soft_top2_loss"]
+__all__ = [
+    "PRESETS",
+    "PROTOCOL_TAG",
+    "AutolabelData",
+    "ProtocolConfig",
+    "PseudoLabel",
+    "PseudoLabelStore",
+    "SourceSpec",
+    "StudentConfig",
+    "StudentNet",
+    "preset",
+    "run_one",
+    "run_protocol",
+    "soft_top2_loss",
+]

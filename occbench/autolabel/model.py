@@ -8,6 +8,7 @@ Shapes: input occupancy ``(B, X, Y, Z)`` uint8/bool (the dataset's [x, y, z] gri
 ``(B, C, X, Y, Z)``. The network is fully convolutional with three stride-2 stages, so it trains on
 random ``crop x crop`` windows (crop a multiple of 8) and predicts whole grids.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from torch import nn
 class StudentConfig:
     num_classes: int = 20
     height: int = 32
-    width: int = 32          # base channel count; stages use width, 2*width, 3*width
+    width: int = 32  # base channel count; stages use width, 2*width, 3*width
 
     def __post_init__(self) -> None:
         if self.width < 4 or self.num_classes < 2 or self.height < 1:
@@ -29,8 +30,12 @@ class StudentConfig:
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class StudentNet(nn.Module):
@@ -40,12 +45,12 @@ class StudentNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         w, Z, C = cfg.width, cfg.height, cfg.num_classes
-        self.full = nn.Sequential(nn.Conv2d(Z, w // 2, 3, padding=1), nn.ReLU(inplace=True))   # 1:1
-        self.down1 = _block(Z, w, stride=2)             # 1:2
-        self.down2 = _block(w, 2 * w, stride=2)         # 1:4
-        self.down3 = _block(2 * w, 3 * w, stride=2)     # 1:8
-        self.up2 = _block(3 * w + 2 * w, 2 * w)         # 1:4
-        self.up1 = _block(2 * w + w, w)                 # 1:2
+        self.full = nn.Sequential(nn.Conv2d(Z, w // 2, 3, padding=1), nn.ReLU(inplace=True))  # 1:1
+        self.down1 = _block(Z, w, stride=2)  # 1:2
+        self.down2 = _block(w, 2 * w, stride=2)  # 1:4
+        self.down3 = _block(2 * w, 3 * w, stride=2)  # 1:8
+        self.up2 = _block(3 * w + 2 * w, 2 * w)  # 1:4
+        self.up1 = _block(2 * w + w, w)  # 1:2
         self.up0 = nn.Sequential(nn.Conv2d(w + w // 2 + Z, w, 3, padding=1), nn.ReLU(inplace=True))  # 1:1
         self.head = nn.Conv2d(w, C * Z, 1)
 
@@ -62,8 +67,10 @@ class StudentNet(nn.Module):
         """Logits ``(B, C, Z, X, Y)``, contiguous (the layout the loss uses; targets are permuted instead)."""
         B, X, Y, Z = occ.shape
         if Z != self.cfg.height or X % 8 or Y % 8:
-            raise ValueError(f"input (B, X, Y, Z) with Z={self.cfg.height} and X, Y multiples of 8; got {tuple(occ.shape)}")
-        x = occ.permute(0, 3, 1, 2).float()             # (B, Z, X, Y): heights as channels
+            raise ValueError(
+                f"input (B, X, Y, Z) with Z={self.cfg.height} and X, Y multiples of 8; got {tuple(occ.shape)}"
+            )
+        x = occ.permute(0, 3, 1, 2).float()  # (B, Z, X, Y): heights as channels
         f0 = self.full(x)
         f1 = self.down1(x)
         f2 = self.down2(f1)
@@ -74,8 +81,14 @@ class StudentNet(nn.Module):
         return self.head(u0).view(B, self.cfg.num_classes, Z, X, Y)
 
 
-def soft_top2_loss(logits: torch.Tensor, top1: torch.Tensor, top2: torch.Tensor | None, q1: torch.Tensor | None,
-                   class_weights: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def soft_top2_loss(
+    logits: torch.Tensor,
+    top1: torch.Tensor,
+    top2: torch.Tensor | None,
+    q1: torch.Tensor | None,
+    class_weights: torch.Tensor,
+    ignore_index: int = 255,
+) -> torch.Tensor:
     """Class-weighted cross-entropy against hard (top-1) or two-class soft (top-2) targets.
 
     ``logits`` (B, C, ...); ``top1`` (B, ...) long, ``ignore_index`` where not supervised. With ``top2``

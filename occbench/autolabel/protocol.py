@@ -23,6 +23,7 @@ Rules of v1:
   order drawn from ``numpy.random.default_rng([seed, epoch])`` (so a resumed run is identical);
 * optimiser: Adam, constant learning rate, batch size ``batch``; the last epoch's weights are evaluated.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,18 +49,18 @@ class ProtocolConfig:
     """
 
     preset: str = "full"
-    width: int = 16            # student base channels
+    width: int = 16  # student base channels
     epochs: int = 6
     batch: int = 1
-    crop: int = 128            # training BEV window (multiple of 8, <= 256)
+    crop: int = 128  # training BEV window (multiple of 8, <= 256)
     lr: float = 1e-3
     weight_decay: float = 0.0
     flips: bool = True
-    pl_format: str = "top1"    # "top1" or "top2" (top-2 where the source gives scores, else top-1)
+    pl_format: str = "top1"  # "top1" or "top2" (top-2 where the source gives scores, else top-1)
     max_train_frames: int = 0
     max_pl_frames: int = 0
     max_eval_frames: int = 0
-    threads: int = 1           # torch CPU threads (fixed: part of the determinism contract)
+    threads: int = 1  # torch CPU threads (fixed: part of the determinism contract)
     seeds: tuple[int, ...] = (0,)
     train_split: str = "train"
     pl_split: str = "test"
@@ -92,18 +93,24 @@ class ProtocolConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def header(self) -> dict[str, Any]:
-        return {"id": PROTOCOL_TAG, "name": PROTOCOL_ID, "version": PROTOCOL_VERSION,
-                "hyper_parameters": self.hyper_parameters(), "digest": self.digest(),
-                "student": "occbench.autolabel.model.StudentNet (BEV U-Net, heights as channels)",
-                "pseudo_label_mask": "none (every voxel supervised)",
-                "loss": "class-weighted CE (1/ln(f+0.001)); top-2: soft two-class target",
-                "ranges_m": [12.8, 25.6, 51.2]}
+        return {
+            "id": PROTOCOL_TAG,
+            "name": PROTOCOL_ID,
+            "version": PROTOCOL_VERSION,
+            "hyper_parameters": self.hyper_parameters(),
+            "digest": self.digest(),
+            "student": "occbench.autolabel.model.StudentNet (BEV U-Net, heights as channels)",
+            "pseudo_label_mask": "none (every voxel supervised)",
+            "loss": "class-weighted CE (1/ln(f+0.001)); top-2: soft two-class target",
+            "ranges_m": [12.8, 25.6, 51.2],
+        }
 
 
 # CI: a few seconds on a make_semantickitti_tree tree or tiny mini; full: the documented form on mini.
 PRESETS: dict[str, ProtocolConfig] = {
-    "ci": ProtocolConfig(preset="ci", width=8, epochs=1, batch=1, crop=64, max_train_frames=2, max_pl_frames=2,
-                         max_eval_frames=2),
+    "ci": ProtocolConfig(
+        preset="ci", width=8, epochs=1, batch=1, crop=64, max_train_frames=2, max_pl_frames=2, max_eval_frames=2
+    ),
     "full": ProtocolConfig(preset="full"),
 }
 
@@ -139,8 +146,10 @@ class SourceSpec:
             return cls(GT_SOURCE)
         parts = text.split(":", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"source {text!r} must be 'gt' or 'METHOD:ONBOARD[:key=value,...]' "
-                             "(e.g. onboard:voxformer-sim, occfiner:voxformer-sim)")
+            raise ValueError(
+                f"source {text!r} must be 'gt' or 'METHOD:ONBOARD[:key=value,...]' "
+                "(e.g. onboard:voxformer-sim, occfiner:voxformer-sim)"
+            )
         opts: dict[str, Any] = {}
         if len(parts) == 3 and parts[2]:
             from occbench.methods import parse_options

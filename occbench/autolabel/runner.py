@@ -6,6 +6,7 @@ Output folder layout (everything written atomically; a rerun resumes)::
     <out>/runs/<protocol digest>/<source-slug>/seed<k>/checkpoint.pt   # after every epoch
     <out>/runs/<protocol digest>/<source-slug>/seed<k>/result.json     # a finished run is never recomputed
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from occbench.version import __version__
 from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
 from occbench.autolabel.sources import generate_pseudo_labels, pl_targets, select_evenly
 from occbench.autolabel.storage import PseudoLabelStore
@@ -27,6 +27,7 @@ from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.run import DatasetSpec
 from occbench.io.atomic import atomic_write_text
+from occbench.version import __version__
 
 RESULT = "result.json"
 
@@ -66,8 +67,15 @@ def run_dir(out: Path, cfg: ProtocolConfig, source: SourceSpec, seed: int) -> Pa
     return out / "runs" / cfg.digest() / source.slug / f"seed{seed}"
 
 
-def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolConfig, out: str | Path,
-            progress: bool = True, command: str | None = None) -> dict[str, Any]:
+def run_one(
+    data: AutolabelData,
+    source: SourceSpec,
+    seed: int,
+    cfg: ProtocolConfig,
+    out: str | Path,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
     """One (source, seed) run; returns its results document (read back if already finished)."""
     from occbench.metrics import PROTOCOLS, results_json
 
@@ -87,7 +95,8 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
                     f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "
                     f"(a changed option or checkpoint): stored {json.dumps(stored, sort_keys=True)}, now "
                     f"{json.dumps(now, sort_keys=True)}; delete {rdir.parent} and {pseudo_label_dir(out, source, '*').parent} "
-                    f"or use another --out")
+                    f"or use another --out"
+                )
         return res
     t0 = time.time()
     train_ds = data.open(cfg.train_split)
@@ -104,30 +113,58 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
         store = PseudoLabelStore(pdir)
         items += [TrainItem("pl", s, f) for s, f in pl_targets(pl_ds, cfg)]
     lm = train_ds.label_map
-    model, train_info = train_student(cfg, seed, items, SampleReader(train_ds, pl_ds, store), lm.num_classes,
-                                     lm.class_weights(), rdir, progress=progress, desc=f"train {source.name} seed {seed}")
+    model, train_info = train_student(
+        cfg,
+        seed,
+        items,
+        SampleReader(train_ds, pl_ds, store),
+        lm.num_classes,
+        lm.class_weights(),
+        rdir,
+        progress=progress,
+        desc=f"train {source.name} seed {seed}",
+    )
     eval_frames = _labelled(eval_ds, cfg.max_eval_frames)
     metric = evaluate_student(model, eval_ds, eval_frames, progress=progress)
     import torch
 
     header = {
         "autolabel": cfg.header(),
-        "source": {"name": source.name, "label": source.label(), "method": source.method, "onboard": source.onboard,
-                   "options": dict(source.options)},
+        "source": {
+            "name": source.name,
+            "label": source.label(),
+            "method": source.method,
+            "onboard": source.onboard,
+            "options": dict(source.options),
+        },
         "seed": seed,
-        "dataset": {"train": train_ds.describe(), "eval": eval_ds.describe(),
-                    "unlabeled": pl_ds.describe() if pl_ds is not None else None},
-        "training_frames": {"gt": sum(1 for i in items if i.kind == "gt"), "pl": sum(1 for i in items if i.kind == "pl")},
+        "dataset": {
+            "train": train_ds.describe(),
+            "eval": eval_ds.describe(),
+            "unlabeled": pl_ds.describe() if pl_ds is not None else None,
+        },
+        "training_frames": {
+            "gt": sum(1 for i in items if i.kind == "gt"),
+            "pl": sum(1 for i in items if i.kind == "pl"),
+        },
         "eval_frames": len(eval_frames),
-        "pseudo_labels": None if manifest is None else {k: manifest[k] for k in
-                                                        ("format", "requested_format", "format_note", "file_format",
-                                                         "disk", "quality", "method")},
+        "pseudo_labels": None
+        if manifest is None
+        else {
+            k: manifest[k]
+            for k in ("format", "requested_format", "format_note", "file_format", "disk", "quality", "method")
+        },
         "training": train_info,
         "occbench_version": __version__,
         "command": command,
-        "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
-                        "torch": torch.__version__, "device": str(next(model.parameters()).device),
-                        "threads": cfg.threads},
+        "environment": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "device": str(next(model.parameters()).device),
+            "threads": cfg.threads,
+        },
         "wall_time_s_this_run": round(time.time() - t0, 2),
     }
     res = results_json(PROTOCOLS[eval_ds.protocol], metrics={"ssc": metric}, extra_header=header)
@@ -135,8 +172,14 @@ def run_one(data: AutolabelData, source: SourceSpec, seed: int, cfg: ProtocolCon
     return res
 
 
-def run_protocol(data: AutolabelData, sources: list[SourceSpec], cfg: ProtocolConfig, out: str | Path,
-                 progress: bool = True, command: str | None = None) -> list[dict[str, Any]]:
+def run_protocol(
+    data: AutolabelData,
+    sources: list[SourceSpec],
+    cfg: ProtocolConfig,
+    out: str | Path,
+    progress: bool = True,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
     """Every (source, seed) of the protocol, in order; finished runs are read back, not recomputed.
 
     Sources are checked first (method registered, options valid), so a typo fails before any training.

@@ -12,10 +12,10 @@ stored pair is made consistent by :func:`~occbench.autolabel.storage.top2_pseudo
 (the stored onboard predictions are labels only), and any other method without ``refine_top2`` is top-1 only.
 A top-2 request for a source without scores stores top-1 labels and says so in the manifest.
 """
+
 from __future__ import annotations
 
 import json
-
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +27,7 @@ from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, top2_pseud
 from occbench.errors import OccbenchError
 from occbench.methods import OffboardMethod, load_method
 from occbench.progress import progress_bar
+
 
 def as_json(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists, keys strings), so that a configuration held in
@@ -57,8 +58,9 @@ def pl_targets(dataset: Any, cfg: ProtocolConfig) -> list[tuple[str, int]]:
     return select_evenly(items, cfg.max_pl_frames)
 
 
-def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig, store_root: Any,
-                           progress: bool = True) -> dict[str, Any]:
+def generate_pseudo_labels(
+    dataset: Any, source: SourceSpec, cfg: ProtocolConfig, store_root: Any, progress: bool = True
+) -> dict[str, Any]:
     """Produce (or resume) the pseudo-labels of ``source`` for the unlabeled split and return the manifest.
 
     ``dataset`` is the unlabeled split opened with ``onboard=source.onboard``. The manifest holds the method
@@ -76,16 +78,27 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     old = store.read_manifest()
     mcfg = as_json(method.config(onboard=source.onboard))
     if old is not None and (old.get("source") != source.name or old.get("format") != fmt):
-        raise OccbenchError(f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
-                            f"expected {source.name} ({fmt}); use another output folder")
+        raise OccbenchError(
+            f"{store.root} holds pseudo-labels of {old.get('source')} ({old.get('format')}); "
+            f"expected {source.name} ({fmt}); use another output folder"
+        )
     if old is not None and old.get("method") != mcfg:
-        raise OccbenchError(f"{store.root} holds pseudo-labels of {source.name} made with another method configuration "
-                            f"(a changed option or checkpoint): stored {json.dumps(old.get('method'), sort_keys=True)}, "
-                            f"now {json.dumps(mcfg, sort_keys=True)}; delete that folder or use another --out")
+        raise OccbenchError(
+            f"{store.root} holds pseudo-labels of {source.name} made with another method configuration "
+            f"(a changed option or checkpoint): stored {json.dumps(old.get('method'), sort_keys=True)}, "
+            f"now {json.dumps(mcfg, sort_keys=True)}; delete that folder or use another --out"
+        )
     todo = [(s, f) for s, f in targets if not store.exists(s, f)]
     if old is None:  # claim the folder before the first frame, so an interrupted run is checked on resume too
-        store.write_manifest({"schema": "occbench-pseudo-labels", "source": source.name, "method": mcfg,
-                              "format": fmt, "complete": False})
+        store.write_manifest(
+            {
+                "schema": "occbench-pseudo-labels",
+                "source": source.name,
+                "method": mcfg,
+                "format": fmt,
+                "complete": False,
+            }
+        )
     t0 = time.time()
     bar = progress_bar(iter(()), desc=f"pseudo-labels {source.name}", total=len(targets))
     upd = getattr(bar, "update", None)
@@ -117,12 +130,19 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     if hasattr(bar, "close"):
         bar.close()
     manifest = {
-        "schema": "occbench-pseudo-labels", "source": source.name, "method": mcfg, "complete": True,
-        "onboard": source.onboard, "split": dataset.split, "sequences": dataset.sequence_names,
-        "format": fmt, "requested_format": cfg.pl_format,
+        "schema": "occbench-pseudo-labels",
+        "source": source.name,
+        "method": mcfg,
+        "complete": True,
+        "onboard": source.onboard,
+        "split": dataset.split,
+        "sequences": dataset.sequence_names,
+        "format": fmt,
+        "requested_format": cfg.pl_format,
         "format_note": None if fmt == cfg.pl_format else f"{source.method} gives no scores: top-1 stored",
         "file_format": "occbench-pl v1 (docs/autolabel.md)",
-        "frames": [[s, f] for s, f in targets], "disk": store.disk_usage(),
+        "frames": [[s, f] for s, f in targets],
+        "disk": store.disk_usage(),
         "quality": pseudo_label_quality(dataset, store, targets),
         "generation_seconds_this_run": round(time.time() - t0, 2),
     }
@@ -130,7 +150,9 @@ def generate_pseudo_labels(dataset: Any, source: SourceSpec, cfg: ProtocolConfig
     return manifest
 
 
-def pseudo_label_quality(dataset: Any, store: PseudoLabelStore, targets: list[tuple[str, int]]) -> dict[str, Any] | None:
+def pseudo_label_quality(
+    dataset: Any, store: PseudoLabelStore, targets: list[tuple[str, int]]
+) -> dict[str, Any] | None:
     """SSC scores of the stored top-1 pseudo-labels against the split's ground truth, if it has any."""
     from occbench.metrics import PROTOCOLS, SSCMetric
 

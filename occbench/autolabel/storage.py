@@ -19,6 +19,7 @@ has ``c1 >= c2`` in every cell (:func:`top2_pseudo_label` caps ``p2`` at ``p1`` 
 monotone); :func:`encode` refuses and :func:`decode` rejects a file that breaks it. Writes are atomic; a frame
 present is never rewritten (resume).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,9 @@ def top2_pseudo_label(top1: np.ndarray, top2: np.ndarray, p1: np.ndarray, p2: np
     at ``p1`` (a source whose decision is not its most probable class, e.g. voting under the ``occupancy`` empty
     policy, stores the pair as equally likely rather than contradicting its label), then both are quantised."""
     a1, a2 = np.asarray(p1, np.float64), np.asarray(p2, np.float64)
-    return PseudoLabel(np.asarray(top1, np.uint8), np.asarray(top2, np.uint8),
-                       np.stack([quantize(a1), quantize(np.minimum(a2, a1))]))
+    return PseudoLabel(
+        np.asarray(top1, np.uint8), np.asarray(top2, np.uint8), np.stack([quantize(a1), quantize(np.minimum(a2, a1))])
+    )
 
 
 def _inconsistent_cells(conf: np.ndarray) -> int:
@@ -94,8 +96,10 @@ def encode(pl: PseudoLabel, num_classes: int = 20) -> bytes:
         if a.size and int(a.max()) >= num_classes:
             raise ValueError(f"pseudo-label ids must be train ids 0..{num_classes - 1}, got {int(a.max())}")
     if pl.conf is not None and pl.top2 is not None and (bad := _inconsistent_cells(pl.conf)):
-        raise ValueError(f"a top-2 pseudo-label needs c1 >= c2 (top-1 the most probable) in every cell, "
-                         f"got c2 > c1 in {bad} cells (build it with top2_pseudo_label)")
+        raise ValueError(
+            f"a top-2 pseudo-label needs c1 >= c2 (top-1 the most probable) in every cell, "
+            f"got c2 > c1 in {bad} cells (build it with top2_pseudo_label)"
+        )
     head = MAGIC + bytes([FORMAT_VERSION, pl.k, num_classes]) + bytes(HEADER_BYTES - len(MAGIC) - 3)
     body = b"".join(np.ascontiguousarray(a, np.uint8).tobytes() for a in planes)
     return head + zlib.compress(body, 6)
@@ -119,8 +123,11 @@ def decode(data: bytes, path: str | Path | None = None) -> PseudoLabel:
     if k == 1:
         return PseudoLabel(arr[0])
     if bad := _inconsistent_cells(arr[2:4]):
-        raise FormatError(path, "a top-2 pseudo-label with c1 >= c2 in every cell (top-1 the most probable)",
-                          f"c2 > c1 in {bad} cells (delete the pseudo-label folder to generate it again)")
+        raise FormatError(
+            path,
+            "a top-2 pseudo-label with c1 >= c2 in every cell (top-1 the most probable)",
+            f"c2 > c1 in {bad} cells (delete the pseudo-label folder to generate it again)",
+        )
     return PseudoLabel(arr[0], arr[1], arr[2:4])
 
 
@@ -157,8 +164,13 @@ class PseudoLabelStore:
         dense = int(np.prod(GRID)) * 2  # an uncompressed uint16 .label file
         total = int(sum(sizes))
         per = total / len(sizes) if sizes else 0.0
-        return {"frames": len(sizes), "bytes": total, "bytes_per_frame": round(per, 1),
-                "label_file_bytes_per_frame": dense, "ratio_vs_label": round(dense / per, 1) if per else None}
+        return {
+            "frames": len(sizes),
+            "bytes": total,
+            "bytes_per_frame": round(per, 1),
+            "label_file_bytes_per_frame": dense,
+            "ratio_vs_label": round(dense / per, 1) if per else None,
+        }
 
     def read_manifest(self) -> dict[str, Any] | None:
         p = self.root / "manifest.json"

@@ -1,4 +1,5 @@
 """Training and evaluation of the protocol's reference onboard model (rules in :mod:`occbench.autolabel.protocol`)."""
+
 from __future__ import annotations
 
 import io
@@ -23,17 +24,17 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainItem:
-    kind: str          # "gt" (human label of the train split) or "pl" (pseudo-label of the unlabeled split)
+    kind: str  # "gt" (human label of the train split) or "pl" (pseudo-label of the unlabeled split)
     sequence: str
     frame: int
 
 
 @dataclass
 class Sample:
-    occ: np.ndarray                 # (X, Y, Z) uint8
-    top1: np.ndarray                # (X, Y, Z) uint8, 255 = not supervised
+    occ: np.ndarray  # (X, Y, Z) uint8
+    top1: np.ndarray  # (X, Y, Z) uint8, 255 = not supervised
     top2: np.ndarray | None = None  # (X, Y, Z) uint8
-    q1: np.ndarray | None = None    # (X, Y, Z) float32
+    q1: np.ndarray | None = None  # (X, Y, Z) float32
 
 
 class SampleReader:
@@ -57,7 +58,7 @@ def device() -> torch.device:
 
 
 def _augment(a: np.ndarray, fx: bool, fy: bool, ox: int, oy: int, crop: int) -> np.ndarray:
-    a = a[ox:ox + crop, oy:oy + crop]
+    a = a[ox : ox + crop, oy : oy + crop]
     if fx:
         a = a[::-1]
     if fy:
@@ -92,15 +93,34 @@ def _batch(samples: list[tuple[Sample, tuple[bool, bool, int, int]]], crop: int,
     return (x, zxy(t1, torch.long), zxy(t2, torch.long) if soft else None, zxy(q1, torch.float32) if soft else None)
 
 
-def _save_checkpoint(path: Path, model: StudentNet, opt: torch.optim.Optimizer, epoch: int, digest: str, seed: int) -> None:
+def _save_checkpoint(
+    path: Path, model: StudentNet, opt: torch.optim.Optimizer, epoch: int, digest: str, seed: int
+) -> None:
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epochs_done": epoch,
-                "digest": digest, "seed": seed}, buf)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epochs_done": epoch,
+            "digest": digest,
+            "seed": seed,
+        },
+        buf,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
-def train_student(cfg: ProtocolConfig, seed: int, items: list[TrainItem], reader: SampleReader, num_classes: int,
-                  class_weights: np.ndarray, run_dir: Path, progress: bool = True, desc: str = "train") -> tuple[StudentNet, dict[str, Any]]:
+def train_student(
+    cfg: ProtocolConfig,
+    seed: int,
+    items: list[TrainItem],
+    reader: SampleReader,
+    num_classes: int,
+    class_weights: np.ndarray,
+    run_dir: Path,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[StudentNet, dict[str, Any]]:
     """Train from scratch (or resume from ``run_dir/checkpoint.pt``, saved after every epoch)."""
     torch.set_num_threads(cfg.threads)
     dev = device()
@@ -126,7 +146,7 @@ def train_student(cfg: ProtocolConfig, seed: int, items: list[TrainItem], reader
         plan = epoch_plan(len(items), seed, epoch, cfg)
         ep_loss, steps = 0.0, 0
         for b in range(0, len(plan), cfg.batch):
-            chunk = plan[b:b + cfg.batch]
+            chunk = plan[b : b + cfg.batch]
             samples = [(reader(items[i]), (fx, fy, ox, oy)) for i, fx, fy, ox, oy in chunk]
             x, t1, t2, q1 = _batch(samples, cfg.crop, dev)
             opt.zero_grad(set_to_none=True)
@@ -141,8 +161,12 @@ def train_student(cfg: ProtocolConfig, seed: int, items: list[TrainItem], reader
         _save_checkpoint(ckpt, model, opt, epoch + 1, cfg.digest(), seed)
     if hasattr(bar, "close"):
         bar.close()
-    return model, {"epochs_run_now": cfg.epochs - start, "resumed_from_epoch": start, "epoch_losses_this_run": losses,
-                   "train_seconds_this_run": round(time.time() - t0, 2)}
+    return model, {
+        "epochs_run_now": cfg.epochs - start,
+        "resumed_from_epoch": start,
+        "epoch_losses_this_run": losses,
+        "train_seconds_this_run": round(time.time() - t0, 2),
+    }
 
 
 def evaluate_student(model: StudentNet, eval_ds: Any, frames: list[tuple[str, int]], progress: bool = True):

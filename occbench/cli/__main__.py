@@ -1,4 +1,5 @@
 """``python -m occbench.cli``: the ``occbench`` command line."""
+
 from occbench.cli.main import main
 
 if __name__ == "__main__":  # importing this module (e.g. to list modules) runs nothing

@@ -3,6 +3,7 @@
 A command of the ``occbench`` CLI group (loaded on use); it also runs alone as
 ``python -m occbench.cli.autolabel``.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -23,31 +24,87 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
 @click.command("autolabel")
 @click.option("--dataset", default="mini", show_default=True, type=click.Choice(dataset_names(trainable=True)))
 @click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)
-@click.option("--predictions-root", type=click.Path(path_type=Path), default=None, help="Folder holding <onboard>/sequences/... (default <root>/predictions).")
-@click.option("--source", "sources", multiple=True, metavar="METHOD:ONBOARD[:k=v,...]",
-              help="Pseudo-label source (repeatable), e.g. onboard:voxformer-sim, average-fusion:voxformer-sim, "
-                   "occfiner-voting:voxformer-sim, occfiner:voxformer-sim. Default: " + ", ".join(DEFAULT_SOURCES) + ".")
+@click.option(
+    "--predictions-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding <onboard>/sequences/... (default <root>/predictions).",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="METHOD:ONBOARD[:k=v,...]",
+    help="Pseudo-label source (repeatable), e.g. onboard:voxformer-sim, average-fusion:voxformer-sim, "
+    "occfiner-voting:voxformer-sim, occfiner:voxformer-sim. Default: " + ", ".join(DEFAULT_SOURCES) + ".",
+)
 @click.option("--gt/--no-gt", "with_gt", default=True, show_default=True, help="Also run the GT-Train-only row.")
-@click.option("--preset", default="full", show_default=True, type=click.Choice(["ci", "full"]), help="Hyper-parameter preset.")
+@click.option(
+    "--preset", default="full", show_default=True, type=click.Choice(["ci", "full"]), help="Hyper-parameter preset."
+)
 @click.option("--seed", "seeds", multiple=True, type=int, help="Training seed (repeatable; default: the preset's).")
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
 @click.option("--crop", type=int, default=None, help="Override the preset's training crop (multiple of 8).")
 @click.option("--width", type=int, default=None, help="Override the preset's student width.")
-@click.option("--pl-format", type=click.Choice(["top1", "top2"]), default=None, help="Pseudo-label storage (top2 where the source has scores).")
+@click.option(
+    "--pl-format",
+    type=click.Choice(["top1", "top2"]),
+    default=None,
+    help="Pseudo-label storage (top2 where the source has scores).",
+)
 @click.option("--max-train-frames", type=int, default=None, help="Evenly spaced subset of train frames (0 = all).")
-@click.option("--max-pl-frames", type=int, default=None, help="Evenly spaced subset of pseudo-labelled frames (0 = all).")
+@click.option(
+    "--max-pl-frames", type=int, default=None, help="Evenly spaced subset of pseudo-labelled frames (0 = all)."
+)
 @click.option("--max-eval-frames", type=int, default=None, help="Evenly spaced subset of val frames (0 = all).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (part of the protocol header).")
 @click.option("--train-sequence", multiple=True, help="Override the train split's sequences (repeatable).")
 @click.option("--pl-sequence", multiple=True, help="Override the unlabeled split's sequences (repeatable).")
 @click.option("--eval-sequence", multiple=True, help="Override the val split's sequences (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Runs folder (default runs/autolabel/<dataset>); resumable.")
-@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Table path (default leaderboards/autolabel-<dataset>.md).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write all results as one JSON list here.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Runs folder (default runs/autolabel/<dataset>); resumable.",
+)
+@click.option(
+    "--markdown",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Table path (default leaderboards/autolabel-<dataset>.md).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write all results as one JSON list here.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def autolabel(dataset, root, predictions_root, sources, with_gt, preset, seeds, epochs, crop, width, pl_format, max_train_frames,
-              max_pl_frames, max_eval_frames, threads, train_sequence, pl_sequence, eval_sequence, out, markdown,
-              json_path, quiet):
+def autolabel(
+    dataset,
+    root,
+    predictions_root,
+    sources,
+    with_gt,
+    preset,
+    seeds,
+    epochs,
+    crop,
+    width,
+    pl_format,
+    max_train_frames,
+    max_pl_frames,
+    max_eval_frames,
+    threads,
+    train_sequence,
+    pl_sequence,
+    eval_sequence,
+    out,
+    markdown,
+    json_path,
+    quiet,
+):
     """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""
     import json
 
@@ -59,16 +116,34 @@ def autolabel(dataset, root, predictions_root, sources, with_gt, preset, seeds, 
 
     set_quiet(quiet)
     argv = sys.argv[1:]
-    argv = argv[argv.index("autolabel") + 1:] if "autolabel" in argv else argv
+    argv = argv[argv.index("autolabel") + 1 :] if "autolabel" in argv else argv
     command = "occbench autolabel " + " ".join(shlex.quote(a) for a in argv)
     try:
-        cfg = make_preset(preset, seeds=tuple(seeds) or None, epochs=epochs, crop=crop, width=width, pl_format=pl_format,
-                          max_train_frames=max_train_frames, max_pl_frames=max_pl_frames,
-                          max_eval_frames=max_eval_frames, threads=threads)
-        specs = ([SourceSpec.parse("gt")] if with_gt else []) + [SourceSpec.parse(s) for s in (sources or DEFAULT_SOURCES)]
+        cfg = make_preset(
+            preset,
+            seeds=tuple(seeds) or None,
+            epochs=epochs,
+            crop=crop,
+            width=width,
+            pl_format=pl_format,
+            max_train_frames=max_train_frames,
+            max_pl_frames=max_pl_frames,
+            max_eval_frames=max_eval_frames,
+            threads=threads,
+        )
+        specs = ([SourceSpec.parse("gt")] if with_gt else []) + [
+            SourceSpec.parse(s) for s in (sources or DEFAULT_SOURCES)
+        ]
         kw = {} if predictions_root is None else {"predictions_root": str(predictions_root)}
-        seq = {k: list(v) for k, v in ((cfg.train_split, train_sequence), (cfg.pl_split, pl_sequence),
-                                       (cfg.eval_split, eval_sequence)) if v}
+        seq = {
+            k: list(v)
+            for k, v in (
+                (cfg.train_split, train_sequence),
+                (cfg.pl_split, pl_sequence),
+                (cfg.eval_split, eval_sequence),
+            )
+            if v
+        }
         data = AutolabelData(dataset, None if root is None else str(root), kw, seq)
         out = out or Path("runs") / "autolabel" / dataset
         results = run_protocol(data, specs, cfg, out, progress=not quiet, command=command)

@@ -1,4 +1,5 @@
 """``occbench convert``: write another codebase's predictions in the submission layout."""
+
 from __future__ import annotations
 
 import sys
@@ -15,10 +16,20 @@ from occbench.progress import set_quiet
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path, exists=True))
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--from", "src_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
-              help="Format of SRC: label (submission layout), monoscene-pkl (MonoScene/SSCBench generate_output.py), npy.")
-@click.option("--dataset", type=click.Choice(dataset_names(synthetic=False)), default=None,
-              help="Label map and sequence names of SRC (required unless SRC is raw-id .label files).")
+@click.option(
+    "--from",
+    "src_format",
+    type=click.Choice(["label", "monoscene-pkl", "npy"]),
+    default="label",
+    show_default=True,
+    help="Format of SRC: label (submission layout), monoscene-pkl (MonoScene/SSCBench generate_output.py), npy.",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(dataset_names(synthetic=False)),
+    default=None,
+    help="Label map and sequence names of SRC (required unless SRC is raw-id .label files).",
+)
 @format_options
 @click.option("--compressed/--plain", default=True, show_default=True, help="Target variant.")
 @click.option("--quiet", "-q", is_flag=True)

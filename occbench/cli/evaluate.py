@@ -1,4 +1,5 @@
 """``occbench evaluate``: run an offboard method on a split (or read a submission) and score it."""
+
 from __future__ import annotations
 
 import shlex
@@ -7,9 +8,19 @@ from pathlib import Path
 
 import click
 
-from occbench.cli.options import (EXIT_FAILED, EXIT_INVALID_SUBMISSION, dataset_options, dataset_spec, default_workers,
-                                  execution_options, fail, foreign_format, format_options, method_options,
-                                  metric_extras)
+from occbench.cli.options import (
+    EXIT_FAILED,
+    EXIT_INVALID_SUBMISSION,
+    dataset_options,
+    dataset_spec,
+    default_workers,
+    execution_options,
+    fail,
+    foreign_format,
+    format_options,
+    method_options,
+    metric_extras,
+)
 from occbench.errors import OccbenchError
 from occbench.progress import set_quiet
 
@@ -17,53 +28,139 @@ from occbench.progress import set_quiet
 @click.command()
 @dataset_options
 @click.option("--method", default=None, help="Registered offboard method (see `occbench methods`).")
-@click.option("--predictions", "predictions_dir", type=click.Path(path_type=Path), default=None,
-              help="Score an existing folder of predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz]) instead of running a method.")
-@click.option("--format", "pred_format", type=click.Choice(["label", "monoscene-pkl", "npy"]), default="label", show_default=True,
-              help="With --predictions: files written by another codebase (see `occbench convert --help`).")
+@click.option(
+    "--predictions",
+    "predictions_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Score an existing folder of predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz]) instead of running a method.",
+)
+@click.option(
+    "--format",
+    "pred_format",
+    type=click.Choice(["label", "monoscene-pkl", "npy"]),
+    default="label",
+    show_default=True,
+    help="With --predictions: files written by another codebase (see `occbench convert --help`).",
+)
 @format_options
-@click.option("--fingerprint-content", is_flag=True, help="Also hash the content of the scored ground truth (reads it all).")
-@click.option("--ground-truth", type=click.Choice(["auto", "voxels", "sscbench-npy"]), default="auto", show_default=True,
-              help="sscbench-kitti360: data_2d_raw/<drive>/voxels (.label/.invalid) or SSCBench preprocess/labels/<drive>/*_1_1.npy.")
+@click.option(
+    "--fingerprint-content", is_flag=True, help="Also hash the content of the scored ground truth (reads it all)."
+)
+@click.option(
+    "--ground-truth",
+    type=click.Choice(["auto", "voxels", "sscbench-npy"]),
+    default="auto",
+    show_default=True,
+    help="sscbench-kitti360: data_2d_raw/<drive>/voxels (.label/.invalid) or SSCBench preprocess/labels/<drive>/*_1_1.npy.",
+)
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Results JSON file, or a folder to put it in. Default: ./occbench-results/"
-                   "<dataset>-<split>-<onboard>-<method>-<time>.json. Checked writable before any work starts.")
-@click.option("--overwrite", is_flag=True, help="Replace the -o file if it exists (by default an existing results file is never replaced).")
-@click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
-              help="Also write the refined predictions here (resumable: existing frames are reused).")
-@click.option("--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results JSON file, or a folder to put it in. Default: ./occbench-results/"
+    "<dataset>-<split>-<onboard>-<method>-<time>.json. Checked writable before any work starts.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the -o file if it exists (by default an existing results file is never replaced).",
+)
+@click.option(
+    "--save-predictions",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the refined predictions here (resumable: existing frames are reused).",
+)
+@click.option(
+    "--compressed/--plain", default=False, show_default=True, help="Variant of saved predictions (.label.gz or .label)."
+)
 @execution_options
-@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
-              help="A metric to compute (repeatable): ssc (always computed), city, consistency, or one registered under "
-                   "the occbench.metrics entry points. Default: ssc, city and consistency.")
-@click.option("--city/--no-city", default=None, help="Add or leave out the city-level static-class map metric (default: on).")
-@click.option("--consistency/--no-consistency", default=None, help="Add or leave out the temporal consistency metric (default: on).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars and no tables; errors and the results path still go to stderr.")
-@click.option("--max-frames", type=click.IntRange(min=1), default=None,
-              help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.")
-@click.option("--frames", "frames_text", default=None, metavar="SCANS",
-              help="Score only these scans of each sequence: numbers (each must have ground truth) and ranges (the "
-                   "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. "
-                   "The results say so and are kept off leaderboards.")
-def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, predictions_dir, pred_format, ids, pkl_key,
-             fingerprint_content, ground_truth, options, output, overwrite, save_predictions, compressed, workers, executor, address,
-             metric_names, city, consistency, max_frames, frames_text, quiet):
+@click.option(
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="A metric to compute (repeatable): ssc (always computed), city, consistency, or one registered under "
+    "the occbench.metrics entry points. Default: ssc, city and consistency.",
+)
+@click.option(
+    "--city/--no-city", default=None, help="Add or leave out the city-level static-class map metric (default: on)."
+)
+@click.option(
+    "--consistency/--no-consistency",
+    default=None,
+    help="Add or leave out the temporal consistency metric (default: on).",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress bars and no tables; errors and the results path still go to stderr.",
+)
+@click.option(
+    "--max-frames",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Quick partial run: only the first N frames of the split. The results say so and are kept off leaderboards.",
+)
+@click.option(
+    "--frames",
+    "frames_text",
+    default=None,
+    metavar="SCANS",
+    help="Score only these scans of each sequence: numbers (each must have ground truth) and ranges (the "
+    "labelled scans in them), e.g. 0,5,10-20; with --predictions only their files are needed. "
+    "The results say so and are kept off leaderboards.",
+)
+def evaluate(
+    dataset,
+    root,
+    split,
+    onboard,
+    predictions_root,
+    sequences,
+    frame_map,
+    method,
+    predictions_dir,
+    pred_format,
+    ids,
+    pkl_key,
+    fingerprint_content,
+    ground_truth,
+    options,
+    output,
+    overwrite,
+    save_predictions,
+    compressed,
+    workers,
+    executor,
+    address,
+    metric_names,
+    city,
+    consistency,
+    max_frames,
+    frames_text,
+    quiet,
+):
     """Run an offboard METHOD on a split and score it (default: occfiner on occbench-mini val).
 
     The results JSON is always written (see --output); its path is printed at the end.
     """
     from occbench.evaluation.results_path import check_writable, default_results_path, resolve_output
-    from occbench.evaluation.run import MethodSpec
+    from occbench.evaluation.run import MethodSpec, write_results
     from occbench.evaluation.run import evaluate as run_evaluate
-    from occbench.evaluation.run import write_results
     from occbench.report import full_report
 
     set_quiet(quiet)
     if method and predictions_dir:
         raise click.UsageError("give either --method or --predictions, not both")
     if pred_format != "label" and predictions_dir is None:
-        raise click.UsageError("--format applies to --predictions (convert onboard predictions with `occbench convert`)")
+        raise click.UsageError(
+            "--format applies to --predictions (convert onboard predictions with `occbench convert`)"
+        )
     if ground_truth != "auto" and dataset != "sscbench-kitti360":
         raise click.UsageError("--ground-truth applies to --dataset sscbench-kitti360")
     frames = scan_ranges = None
@@ -93,7 +190,9 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
         from occbench.datasets.check import dataset_warnings
 
         ds = dspec.open()
-        for w in dataset_warnings(ds):  # e.g. ground truth absent from part of a sequence: only what is present is scored
+        for w in dataset_warnings(
+            ds
+        ):  # e.g. ground truth absent from part of a sequence: only what is present is scored
             click.echo(w, err=True)
         targets = None
         if scan_ranges is not None or max_frames is not None:
@@ -114,19 +213,37 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
                 click.echo(sub.check_contents(ds, rep, files).summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             try:
-                results = run_evaluate(submission=sub, workers=workers, extras=extras, command=command, executor=executor,
-                                       address=address, fingerprint_content=fingerprint_content, max_frames=max_frames,
-                                       validate=True, frames=frames)
+                results = run_evaluate(
+                    submission=sub,
+                    workers=workers,
+                    extras=extras,
+                    command=command,
+                    executor=executor,
+                    address=address,
+                    fingerprint_content=fingerprint_content,
+                    max_frames=max_frames,
+                    validate=True,
+                    frames=frames,
+                )
             except InvalidSubmission as e:
                 click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             if not quiet:
                 click.echo(rep.summary(), err=True)
         else:
-            results = run_evaluate(dspec, MethodSpec(method or "occfiner", opts), workers=workers,
-                                   save=(str(save_predictions), compressed) if save_predictions else None, extras=extras,
-                                   command=command, executor=executor, address=address,
-                                   fingerprint_content=fingerprint_content, max_frames=max_frames, frames=frames)
+            results = run_evaluate(
+                dspec,
+                MethodSpec(method or "occfiner", opts),
+                workers=workers,
+                save=(str(save_predictions), compressed) if save_predictions else None,
+                extras=extras,
+                command=command,
+                executor=executor,
+                address=address,
+                fingerprint_content=fingerprint_content,
+                max_frames=max_frames,
+                frames=frames,
+            )
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
     report = full_report(results)
@@ -138,13 +255,19 @@ def evaluate(dataset, root, split, onboard, predictions_root, sequences, frame_m
             written, clash = write_results(out_path, results, number=True), True
     except OSError as e:
         click.echo(report)
-        click.echo(f"error: the results JSON could not be written to {out_path} ({e.strerror or e}); "
-                   "the scores are printed above", err=True)
+        click.echo(
+            f"error: the results JSON could not be written to {out_path} ({e.strerror or e}); "
+            "the scores are printed above",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
     if not quiet:
         click.echo(report)
     if clash:
-        click.echo(f"error: {out_path} was created by another run while this one ran (it is left as it is); these "
-                   f"results were written to {written}", err=True)
+        click.echo(
+            f"error: {out_path} was created by another run while this one ran (it is left as it is); these "
+            f"results were written to {written}",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
     click.echo(f"results written to {written}", err=True)

@@ -10,6 +10,7 @@ with their one-line help (so that ``occbench --help`` lists them without importi
 An entry-point command's module is imported to list it in ``--help``: keep its module-level imports light (click),
 and import heavy dependencies inside the command function.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -42,8 +43,10 @@ def os_error_message(e: OSError) -> str:
         if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
             line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
         elif e.filename is None:  # e.g. the world map's spill files: say which folders it can be
-            line += (f" (the output folder or the temporary folder {tmp} is full: free space, write elsewhere, "
-                     "or set $TMPDIR)")
+            line += (
+                f" (the output folder or the temporary folder {tmp} is full: free space, write elsewhere, "
+                "or set $TMPDIR)"
+            )
         else:
             line += " (free some space, or write elsewhere)"
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -56,8 +59,13 @@ def os_error_message(e: OSError) -> str:
 class LazyGroup(click.Group):
     """``lazy``: command name -> (``"module:attribute"``, one-line help)."""
 
-    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None,
-                 warnings: Callable[[], Iterable[str]] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        lazy: dict[str, tuple[str, str]] | None = None,
+        warnings: Callable[[], Iterable[str]] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
         self.warnings = warnings  # lines for stderr before a command runs or the help is shown (once)
@@ -91,8 +99,11 @@ class LazyGroup(click.Group):
             click.echo(f"error: {os_error_message(e)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt as e:
-            click.echo(f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
-                       "half-written is left; no results file was written)", err=True)
+            click.echo(
+                f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
+                "half-written is left; no results file was written)",
+                err=True,
+            )
             ctx.exit(exit_code(e))
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,4 +1,5 @@
 """``occbench leaderboard``: render (or check) the markdown leaderboards."""
+
 from __future__ import annotations
 
 import os
@@ -11,14 +12,30 @@ from occbench.cli.options import EXIT_INVALID_RESULTS, EXIT_STALE
 
 
 @click.command()
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=Path("leaderboards/results"), show_default=True,
-              help="Folder of results JSON files.")
-@click.option("--reported", "reported_dir", type=click.Path(path_type=Path), default=Path("leaderboards/reported"), show_default=True,
-              help="Folder of numbers reported in papers.")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    default=Path("leaderboards/results"),
+    show_default=True,
+    help="Folder of results JSON files.",
+)
+@click.option(
+    "--reported",
+    "reported_dir",
+    type=click.Path(path_type=Path),
+    default=Path("leaderboards/reported"),
+    show_default=True,
+    help="Folder of numbers reported in papers.",
+)
 @click.option("--output", "out_dir", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
-@click.option("--check", is_flag=True, help="Do not write; exit 4 if a committed page differs from its rendering or a plot "
-              "shows other numbers than the results files give (plots are compared by the digest of their numbers, "
-              "not by their bytes).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Do not write; exit 4 if a committed page differs from its rendering or a plot "
+    "shows other numbers than the results files give (plots are compared by the digest of their numbers, "
+    "not by their bytes).",
+)
 def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: bool) -> None:
     """Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/).
 
@@ -28,8 +45,11 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
     from occbench.leaderboard import InvalidResultsError, render_pages, stale_pages, write_pages
 
     if not Path(results_dir).is_dir():
-        raise click.BadParameter(f"no folder of results JSON files at {results_dir}; run it from the repository root "
-                                 "or give --results DIR (and --output DIR for the pages)", param_hint="'--results'")
+        raise click.BadParameter(
+            f"no folder of results JSON files at {results_dir}; run it from the repository root "
+            "or give --results DIR (and --output DIR for the pages)",
+            param_hint="'--results'",
+        )
     # links relative to the pages, wherever the results are: a page and its results can move together
     rel = Path(os.path.relpath(Path(results_dir).resolve(), Path(out_dir).resolve()))
     try:

@@ -8,26 +8,33 @@ Exit codes (also in ``occbench --help``): 0 success; 1 the run failed (a data or
 Start-up imports only click: every command imports what it needs when it runs, and commands defined elsewhere
 are imported only when used (:class:`occbench.cli.group.LazyGroup`).
 """
+
 from __future__ import annotations
 
 import click
 
-from occbench.version import __version__
 from occbench.cli.convert import convert
 from occbench.cli.evaluate import evaluate
 from occbench.cli.group import LazyGroup
 from occbench.cli.methods import methods
 from occbench.cli.refine import refine
+from occbench.version import __version__
 
 # built-in commands living in their own modules: name -> ("module:command", first line of its help)
 LAZY_COMMANDS = {
-    "autolabel": ("occbench.cli.autolabel:autolabel",
-                  "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."),
-    "leaderboard": ("occbench.cli.leaderboard:leaderboard",
-                    "Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/)."),
+    "autolabel": (
+        "occbench.cli.autolabel:autolabel",
+        "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split).",
+    ),
+    "leaderboard": (
+        "occbench.cli.leaderboard:leaderboard",
+        "Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/).",
+    ),
     "render": ("occbench.cli.render:render", "Pictures (frames, city maps) and plots of results files (PNG)."),
-    "synth": ("occbench.cli.synth:synth",
-              "Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions."),
+    "synth": (
+        "occbench.cli.synth:synth",
+        "Generate occbench-mini, the synthetic SemanticKITTI-layout data set with simulated onboard predictions.",
+    ),
 }
 
 EPILOG = """\b
@@ -53,7 +60,13 @@ def _card_warnings() -> list[str]:
     return [f"warning: {p} (this dataset file is left out)" for p in card_problems()]
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, warnings=_card_warnings, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    warnings=_card_warnings,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="occbench")
 def main() -> None:
     """occbench: datasets, metrics, baselines and leaderboards for offboard 3D semantic scene completion."""

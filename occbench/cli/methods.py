@@ -1,4 +1,5 @@
 """``occbench methods``: list the registered offboard methods and their options."""
+
 from __future__ import annotations
 
 import click

@@ -2,6 +2,7 @@
 
 Module-level imports stay light (click): ``occbench --help`` imports this module.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,11 @@ EXIT_FAILED, EXIT_INVALID_SUBMISSION, EXIT_STALE, EXIT_INVALID_RESULTS = 1, 3, 4
 DATASET_NAMES = dataset_names()
 
 # --onboard of every command that opens a dataset; the defaults are the dataset files'
-ONBOARD_HELP = ("Onboard model whose predictions are refined (default: "
-                + ("; ".join(f"{c.name}: {c.default_onboard}" for c in dataset_cards().values() if c.default_onboard)
-                   or "none") + "; other datasets: required).")
+ONBOARD_HELP = (
+    "Onboard model whose predictions are refined (default: "
+    + ("; ".join(f"{c.name}: {c.default_onboard}" for c in dataset_cards().values() if c.default_onboard) or "none")
+    + "; other datasets: required)."
+)
 
 
 def default_onboard(dataset: str, onboard: str | None) -> str | None:
@@ -33,9 +36,11 @@ def default_onboard(dataset: str, onboard: str | None) -> str | None:
 
 
 # --root of every command that opens a dataset
-ROOT_HELP = ("Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
-             "$OCCBENCH_DATA/mini-v<generator version>, generated there on first use; `occbench synth --output DIR` "
-             "generates one elsewhere). Real datasets: where the downloaded data lives (required).")
+ROOT_HELP = (
+    "Dataset root. mini: a folder holding a generated occbench-mini (default: the data cache, "
+    "$OCCBENCH_DATA/mini-v<generator version>, generated there on first use; `occbench synth --output DIR` "
+    "generates one elsewhere). Real datasets: where the downloaded data lives (required)."
+)
 
 
 def default_workers(method: str | None = None, requested: int | None = None, executor: str = "local") -> int:
@@ -53,14 +58,17 @@ def default_workers(method: str | None = None, requested: int | None = None, exe
 
 
 # --frame-map of every command that opens a dataset (sscbench-kitti360 only)
-FRAME_MAP_HELP = ("sscbench-kitti360: which KITTI-360 frame each SSCBench frame is, to look its pose up in KITTI-360's "
-                  "cam0_to_world.txt: 'sscbench-release' (default: the public release's correspondence, shipped with "
-                  "occbench), a frame-map file, or 'identity' for poses files already numbered by SSCBench frame.")
+FRAME_MAP_HELP = (
+    "sscbench-kitti360: which KITTI-360 frame each SSCBench frame is, to look its pose up in KITTI-360's "
+    "cam0_to_world.txt: 'sscbench-release' (default: the public release's correspondence, shipped with "
+    "occbench), a frame-map file, or 'identity' for poses files already numbered by SSCBench frame."
+)
 
 
 def frame_map_option(f):
-    return click.option("--frame-map", "frame_map", default=None, metavar="FILE|sscbench-release|identity",
-                        help=FRAME_MAP_HELP)(f)
+    return click.option(
+        "--frame-map", "frame_map", default=None, metavar="FILE|sscbench-release|identity", help=FRAME_MAP_HELP
+    )(f)
 
 
 def dataset_kwargs(dataset: str, frame_map: str | None) -> dict:
@@ -75,34 +83,65 @@ def dataset_kwargs(dataset: str, frame_map: str | None) -> dict:
 def dataset_options(f):
     f = frame_map_option(f)
     f = click.option("--sequence", "sequences", multiple=True, help="Restrict to these sequences (repeatable).")(f)
-    f = click.option("--predictions-root", type=click.Path(path_type=Path), default=None,
-                     help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).")(f)
+    f = click.option(
+        "--predictions-root",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Folder holding <onboard>/sequences/XX/predictions (default <root>/predictions).",
+    )(f)
     f = click.option("--onboard", default=None, help=ONBOARD_HELP)(f)
     f = click.option("--split", default="val", show_default=True, help="train / val / test.")(f)
     f = click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP)(f)
-    f = click.option("--dataset", "dataset", default="mini", show_default=True,
-                     type=click.Choice(DATASET_NAMES), help="Which dataset.")(f)
+    f = click.option(
+        "--dataset",
+        "dataset",
+        default="mini",
+        show_default=True,
+        type=click.Choice(DATASET_NAMES),
+        help="Which dataset.",
+    )(f)
     return f
 
 
 def execution_options(f):
     """--workers / --executor / --address: where a method's (or the scoring's) work runs."""
-    f = click.option("--address", default=None,
-                     help="Ray cluster address (with --executor ray; default: start a local Ray instance).")(f)
-    f = click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="local worker processes, or Ray tasks (one per block of frames) on a cluster.")(f)
-    f = click.option("--workers", "-j", type=int, default=None,
-                     help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method "
-                          "uses (occfiner 2), fewer if the method's workers would not fit in memory).")(f)
+    f = click.option(
+        "--address",
+        default=None,
+        help="Ray cluster address (with --executor ray; default: start a local Ray instance).",
+    )(f)
+    f = click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local worker processes, or Ray tasks (one per block of frames) on a cluster.",
+    )(f)
+    f = click.option(
+        "--workers",
+        "-j",
+        type=int,
+        default=None,
+        help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method "
+        "uses (occfiner 2), fewer if the method's workers would not fit in memory).",
+    )(f)
     return f
 
 
 def format_options(f):
     """--ids / --pkl-key: how files of another codebase hold their grids (occbench.io.formats)."""
-    f = click.option("--pkl-key", default="y_pred", show_default=True,
-                     help="monoscene-pkl: dict key of the grid (OccFormer: output_voxel, Symphonies: pred).")(f)
-    f = click.option("--ids", type=click.Choice(["train", "raw"]), default=None,
-                     help="Id space of the files (default: raw for label, train for monoscene-pkl and npy).")(f)
+    f = click.option(
+        "--pkl-key",
+        default="y_pred",
+        show_default=True,
+        help="monoscene-pkl: dict key of the grid (OccFormer: output_voxel, Symphonies: pred).",
+    )(f)
+    f = click.option(
+        "--ids",
+        type=click.Choice(["train", "raw"]),
+        default=None,
+        help="Id space of the files (default: raw for label, train for monoscene-pkl and npy).",
+    )(f)
     return f
 
 

@@ -1,4 +1,5 @@
 """``occbench refine``: write a method's refined predictions for a split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,14 +15,35 @@ from occbench.progress import set_quiet
 @dataset_options
 @click.option("--method", required=True, help="Registered offboard method.")
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), required=True,
-              help="Folder receiving sequences/XX/predictions/NNNNNN.label[.gz] (raw ids, submission layout).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder receiving sequences/XX/predictions/NNNNNN.label[.gz] (raw ids, submission layout).",
+)
 @click.option("--compressed/--plain", default=False, show_default=True)
 @click.option("--targets", type=click.Choice(["labelled", "all"]), default="labelled", show_default=True)
 @execution_options
 @click.option("--quiet", "-q", is_flag=True)
-def refine(dataset, root, split, onboard, predictions_root, sequences, frame_map, method, options, output, compressed, targets,
-           workers, executor, address, quiet):
+def refine(
+    dataset,
+    root,
+    split,
+    onboard,
+    predictions_root,
+    sequences,
+    frame_map,
+    method,
+    options,
+    output,
+    compressed,
+    targets,
+    workers,
+    executor,
+    address,
+    quiet,
+):
     """Write a method's refined predictions for a split (resumable; atomic files)."""
     from occbench.evaluation.refine import refine_split
     from occbench.evaluation.run import MethodSpec
@@ -29,9 +51,16 @@ def refine(dataset, root, split, onboard, predictions_root, sequences, frame_map
     set_quiet(quiet)
     opts = method_options(method, options)
     try:
-        n, total = refine_split(dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map),
-                                MethodSpec(method, opts), str(output), compressed, default_workers(method, workers, executor), targets,
-                                executor, address)
+        n, total = refine_split(
+            dataset_spec(dataset, root, split, onboard, predictions_root, sequences, frame_map),
+            MethodSpec(method, opts),
+            str(output),
+            compressed,
+            default_workers(method, workers, executor),
+            targets,
+            executor,
+            address,
+        )
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
     if not quiet:

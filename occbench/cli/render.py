@@ -4,6 +4,7 @@ Reads what exists (the dataset's ground truth and onboard predictions, folders o
 ``--predictions NAME=DIR``, results files); a method runs only when named with ``--method`` (through the
 evaluation's workers, into ``--save-predictions`` or a temporary folder).
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,40 +14,70 @@ from pathlib import Path
 
 import click
 
-from occbench.cli.options import (DATASET_NAMES, ONBOARD_HELP, ROOT_HELP, dataset_kwargs, default_onboard, default_workers,
-                                   frame_map_option)
+from occbench.cli.options import (
+    DATASET_NAMES,
+    ONBOARD_HELP,
+    ROOT_HELP,
+    dataset_kwargs,
+    default_onboard,
+    default_workers,
+    frame_map_option,
+)
 
 
 def _sequence_options(f):
     """--dataset / --root / --split / --onboard / --sequence: the one sequence a picture shows."""
-    for opt in reversed((
-        click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES)),
-        click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP),
-        click.option("--split", default="val", show_default=True),
-        click.option("--onboard", default=None, help=ONBOARD_HELP),
-        click.option("--sequence", default=None, help="Sequence name (default: the split's first)."),
-        frame_map_option,
-    )):
+    for opt in reversed(
+        (
+            click.option("--dataset", default="mini", show_default=True, type=click.Choice(DATASET_NAMES)),
+            click.option("--root", type=click.Path(path_type=Path), default=None, help=ROOT_HELP),
+            click.option("--split", default="val", show_default=True),
+            click.option("--onboard", default=None, help=ONBOARD_HELP),
+            click.option("--sequence", default=None, help="Sequence name (default: the split's first)."),
+            frame_map_option,
+        )
+    ):
         f = opt(f)
     return f
 
 
 def _source_options(f):
     """--predictions / --method / --save-predictions / --workers: the predictions a picture shows."""
-    for opt in reversed((
-        click.option("--predictions", "prediction_dirs", multiple=True, metavar="[NAME=]DIR",
-                     help="A folder of saved predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz], raw ids: what "
-                          "`occbench refine` or `evaluate --save-predictions` wrote, or a submission); NAME labels it "
-                          "(default: the folder's name). Repeatable."),
-        click.option("--method", "methods", multiple=True,
-                     help="Run this offboard method first (repeatable); only when asked, with the evaluation's workers."),
-        click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE",
-                     help="Option of the --method run(s) (repeatable)."),
-        click.option("--save-predictions", type=click.Path(path_type=Path), default=None,
-                     help="Where --method writes its predictions (<DIR>/<method>/; resumable, kept; default: a temporary "
-                          "folder removed afterwards)."),
-        click.option("--workers", "-j", type=int, default=None, help="Worker processes of a --method run."),
-    )):
+    for opt in reversed(
+        (
+            click.option(
+                "--predictions",
+                "prediction_dirs",
+                multiple=True,
+                metavar="[NAME=]DIR",
+                help="A folder of saved predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz], raw ids: what "
+                "`occbench refine` or `evaluate --save-predictions` wrote, or a submission); NAME labels it "
+                "(default: the folder's name). Repeatable.",
+            ),
+            click.option(
+                "--method",
+                "methods",
+                multiple=True,
+                help="Run this offboard method first (repeatable); only when asked, with the evaluation's workers.",
+            ),
+            click.option(
+                "--option",
+                "-O",
+                "options",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Option of the --method run(s) (repeatable).",
+            ),
+            click.option(
+                "--save-predictions",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="Where --method writes its predictions (<DIR>/<method>/; resumable, kept; default: a temporary "
+                "folder removed afterwards).",
+            ),
+            click.option("--workers", "-j", type=int, default=None, help="Worker processes of a --method run."),
+        )
+    ):
         f = opt(f)
     return f
 
@@ -78,8 +109,11 @@ def _sources(dspec, seq, onboard, onboard_column, prediction_dirs, methods, opti
     cols += parse_prediction_folders(prediction_dirs)
     for m in methods:
         out = Path(save if save is not None else tmp) / m
-        cols.append(run_method(dspec, MethodSpec(m, method_options(m, options)), seq.name, targets, out,
-                               default_workers(m, workers)))
+        cols.append(
+            run_method(
+                dspec, MethodSpec(m, method_options(m, options)), seq.name, targets, out, default_workers(m, workers)
+            )
+        )
     return cols
 
 
@@ -90,19 +124,52 @@ def render() -> None:
 
 @render.command("frame")
 @_sequence_options
-@click.option("--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan).")
+@click.option(
+    "--frame", "scan", type=int, default=None, help="Scan number (default: the sequence's first labelled scan)."
+)
 @_source_options
-@click.option("--onboard-column/--no-onboard-column", default=True, show_default=True,
-              help="Show the onboard model's prediction as a column.")
-@click.option("--views", default="3d,bev,error", show_default=True,
-              help="Rows, comma-separated, from: 3d (shaded voxels), bev (bird's-eye), error (BEV errors), error3d.")
-@click.option("--width", type=float, default=7.0, show_default=True,
-              help="Figure width in inches (7: across a two-column page; 3.4: one column, with two or three columns of panels).")
+@click.option(
+    "--onboard-column/--no-onboard-column",
+    default=True,
+    show_default=True,
+    help="Show the onboard model's prediction as a column.",
+)
+@click.option(
+    "--views",
+    default="3d,bev,error",
+    show_default=True,
+    help="Rows, comma-separated, from: 3d (shaded voxels), bev (bird's-eye), error (BEV errors), error3d.",
+)
+@click.option(
+    "--width",
+    type=float,
+    default=7.0,
+    show_default=True,
+    help="Figure width in inches (7: across a two-column page; 3.4: one column, with two or three columns of panels).",
+)
 @click.option("--dpi", type=int, default=200, show_default=True)
 @click.option("--title", default=None, help="Title line (default: dataset, split, sequence, scan; '' for none).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
-def render_frame(dataset, root, split, onboard, sequence, frame_map, scan, prediction_dirs, methods, options, save_predictions,
-                 workers, onboard_column, views, width, dpi, title, output):
+def render_frame(
+    dataset,
+    root,
+    split,
+    onboard,
+    sequence,
+    frame_map,
+    scan,
+    prediction_dirs,
+    methods,
+    options,
+    save_predictions,
+    workers,
+    onboard_column,
+    views,
+    width,
+    dpi,
+    title,
+    output,
+):
     """Ground truth and each prediction of one frame side by side: 3D voxel view, bird's-eye view and error view,
     the range crops drawn, a legend of the classes shown."""
     from occbench.render.frame import frame_figure
@@ -113,17 +180,38 @@ def render_frame(dataset, root, split, onboard, sequence, frame_map, scan, predi
         t = seq.labelled_frames[0] if scan is None else scan
         if t not in seq.labelled_frames:
             lf = seq.labelled_frames
-            raise ValueError(f"scan {t} of sequence {seq.name} has no ground truth (expected one of its {len(lf)} labelled "
-                             f"scans, {', '.join(map(str, lf[:3]))}{', ...' if len(lf) > 3 else ''})")
+            raise ValueError(
+                f"scan {t} of sequence {seq.name} has no ground truth (expected one of its {len(lf)} labelled "
+                f"scans, {', '.join(map(str, lf[:3]))}{', ...' if len(lf) > 3 else ''})"
+            )
         with tempfile.TemporaryDirectory(prefix="occbench-render-") as tmp:
-            cols = _sources(dspec, seq, onboard, onboard_column, prediction_dirs, methods, options, save_predictions,
-                            workers, [t], tmp)
+            cols = _sources(
+                dspec,
+                seq,
+                onboard,
+                onboard_column,
+                prediction_dirs,
+                methods,
+                options,
+                save_predictions,
+                workers,
+                [t],
+                tmp,
+            )
             gt = seq.frame(t).ground_truth()
             preds = [(c.label, c.read(seq, t)) for c in cols]
         if title is None:
             title = f"{ds.describe().get('dataset', dataset)} {split}, sequence {seq.name}, scan {t:06d}"
-        pic = frame_figure(gt, preds, ds.label_map, output, views=tuple(v.strip() for v in views.split(",") if v.strip()),
-                           title=title or None, width=width, dpi=dpi)
+        pic = frame_figure(
+            gt,
+            preds,
+            ds.label_map,
+            output,
+            views=tuple(v.strip() for v in views.split(",") if v.strip()),
+            title=title or None,
+            width=width,
+            dpi=dpi,
+        )
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure in words
         _fail(e)
     click.echo(f"wrote {pic.path} ({pic.size_px[0]}x{pic.size_px[1]} px, {time.perf_counter() - t0:.1f} s)")
@@ -132,13 +220,35 @@ def render_frame(dataset, root, split, onboard, sequence, frame_map, scan, predi
 @render.command("citymap")
 @_sequence_options
 @_source_options
-@click.option("--colour", "--color", "colour", type=click.Choice(["class", "error", "both"]), default="both",
-              show_default=True, help="class: ground truth and prediction maps; error: the error map; both: all three.")
+@click.option(
+    "--colour",
+    "--color",
+    "colour",
+    type=click.Choice(["class", "error", "both"]),
+    default="both",
+    show_default=True,
+    help="class: ground truth and prediction maps; error: the error map; both: all three.",
+)
 @click.option("--resolution", type=float, default=0.2, show_default=True, help="Metres per map pixel.")
 @click.option("--title", default=None, help="Title line (default: dataset, split, sequence, source; '' for none).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
-def render_citymap(dataset, root, split, onboard, sequence, frame_map, prediction_dirs, methods, options, save_predictions, workers,
-                   colour, resolution, title, output):
+def render_citymap(
+    dataset,
+    root,
+    split,
+    onboard,
+    sequence,
+    frame_map,
+    prediction_dirs,
+    methods,
+    options,
+    save_predictions,
+    workers,
+    colour,
+    resolution,
+    title,
+    output,
+):
     """City-level static-class map of a whole sequence (paper Fig. 7), streamed from saved predictions: the onboard
     model's, or one --predictions folder, or one --method run; scale bar, trajectory, legend."""
     import numpy as np
@@ -154,8 +264,19 @@ def render_citymap(dataset, root, split, onboard, sequence, frame_map, predictio
         targets = list(seq.labelled_frames)
         static_ids = np.asarray(ds.label_map.static_ids)
         with tempfile.TemporaryDirectory(prefix="occbench-render-") as tmp:
-            cols = _sources(dspec, seq, onboard, not (prediction_dirs or methods), prediction_dirs, methods, options,
-                            save_predictions, workers, targets, tmp)
+            cols = _sources(
+                dspec,
+                seq,
+                onboard,
+                not (prediction_dirs or methods),
+                prediction_dirs,
+                methods,
+                options,
+                save_predictions,
+                workers,
+                targets,
+                tmp,
+            )
             if not cols:
                 raise ValueError("no predictions to map: give --onboard, --predictions or --method")
             src = cols[0]
@@ -169,14 +290,24 @@ def render_citymap(dataset, root, split, onboard, sequence, frame_map, predictio
         show = {"class": ("gt", "pred"), "error": ("error",), "both": ("gt", "pred", "error")}[colour]
         if title is None:
             title = f"{ds.describe().get('dataset', dataset)} {split}, sequence {seq.name}: {src.label}, {len(targets)} frames"
-        pic = city_figure(canvas, poses[:, :2, 3], ds.label_map, static_ids, output, show=show,
-                          titles={"pred": src.label, "error": f"errors of {src.label}"}, title=title or None)
+        pic = city_figure(
+            canvas,
+            poses[:, :2, 3],
+            ds.label_map,
+            static_ids,
+            output,
+            show=show,
+            titles={"pred": src.label, "error": f"errors of {src.label}"},
+            title=title or None,
+        )
     except click.UsageError:
         raise
     except Exception as e:  # noqa: BLE001
         _fail(e)
-    click.echo(f"wrote {pic.path} ({pic.size_px[0]}x{pic.size_px[1]} px, {pic.resolution:g} m per pixel, "
-               f"{time.perf_counter() - t0:.1f} s)")
+    click.echo(
+        f"wrote {pic.path} ({pic.size_px[0]}x{pic.size_px[1]} px, {pic.resolution:g} m per pixel, "
+        f"{time.perf_counter() - t0:.1f} s)"
+    )
 
 
 def _results(paths):
@@ -223,14 +354,17 @@ def render_classes(results, range_key, title, output):
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
 def render_autolabel(results, title, output):
     """The auto-labeling curve of an `occbench autolabel --json` file."""
-    from occbench.render.plots import autolabel_plot
-
     from occbench.errors import OccbenchError
     from occbench.regular_files import read_json_document
+    from occbench.render.plots import autolabel_plot
 
     try:
         doc = read_json_document(Path(results), "an occbench autolabel results file")
         path = autolabel_plot(doc, output, title=title)
     except (OccbenchError, KeyError, TypeError, ValueError) as e:
-        _fail(e if isinstance(e, OccbenchError) else ValueError(f"{results}: not an occbench autolabel results file ({e})"))
+        _fail(
+            e
+            if isinstance(e, OccbenchError)
+            else ValueError(f"{results}: not an occbench autolabel results file ({e})")
+        )
     click.echo(f"wrote {path}")

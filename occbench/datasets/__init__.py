@@ -1,10 +1,11 @@
 """Dataset loaders: SemanticKITTI, SSCBench-KITTI360 and occbench-mini."""
+
+from occbench.dataset_cards import dataset_cards
 from occbench.datasets.base import SSCDataset
 from occbench.datasets.frame import Frame, ScanSequence
 from occbench.datasets.mini import OccbenchMini
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
-from occbench.dataset_cards import dataset_cards
 from occbench.errors import UnknownNameError
 
 # --dataset name -> loader class, from the dataset files (occbench/labels/datasets/*.json)
@@ -21,5 +22,13 @@ def open_dataset(name: str = "mini", root=None, split: str = "val", onboard=None
     return cls(root, split=split, onboard=onboard, **kw)
 
 
-__all__ = ["SSCDataset", "Frame", "ScanSequence", "SemanticKITTI", "SSCBenchKITTI360", "OccbenchMini", "open_dataset",
-           "DATASETS"]
+__all__ = [
+    "SSCDataset",
+    "Frame",
+    "ScanSequence",
+    "SemanticKITTI",
+    "SSCBenchKITTI360",
+    "OccbenchMini",
+    "open_dataset",
+    "DATASETS",
+]

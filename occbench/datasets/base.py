@@ -1,4 +1,5 @@
 """Common base of the dataset classes."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -11,9 +12,13 @@ from occbench.io.predictions import PredictionStore
 from occbench.labels import LabelMap
 
 
-def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard: str | None,
-                       predictions_format: ForeignFormat | None = None,
-                       label_map: LabelMap | None = None) -> PredictionStore | ForeignPredictionStore | None:
+def open_onboard_store(
+    root: Path,
+    predictions_root: str | Path | None,
+    onboard: str | None,
+    predictions_format: ForeignFormat | None = None,
+    label_map: LabelMap | None = None,
+) -> PredictionStore | ForeignPredictionStore | None:
     """The prediction store of ``onboard`` under ``predictions_root`` (default ``<root>/predictions``), or None.
     ``predictions_format`` reads another codebase's files (:mod:`occbench.io.formats`) instead of the submission layout."""
     if onboard is None:
@@ -23,7 +28,8 @@ def open_onboard_store(root: Path, predictions_root: str | Path | None, onboard:
     if not model_dir.is_dir():
         have = sorted(p.name for p in pred_root.iterdir() if p.is_dir()) if pred_root.is_dir() else []
         raise MissingDataError(
-            model_dir, f"predictions of onboard model {onboard!r}",
+            model_dir,
+            f"predictions of onboard model {onboard!r}",
             f"expected <predictions_root>/{onboard}/sequences/XX/predictions/NNNNNN.label; "
             f"models found under {pred_root}: {have or 'none'}",
         )
@@ -82,5 +88,11 @@ class SSCDataset:
 
     def describe(self) -> dict:
         """Header facts for results files."""
-        return {"dataset": self.name, "split": self.split, "onboard": self.onboard, "synthetic": self.synthetic,
-                "sequences": self.sequence_names, "root": str(self.root)}
+        return {
+            "dataset": self.name,
+            "split": self.split,
+            "onboard": self.onboard,
+            "synthetic": self.synthetic,
+            "sequences": self.sequence_names,
+            "root": str(self.root),
+        }

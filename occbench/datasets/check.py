@@ -1,6 +1,7 @@
 """Checks of a dataset tree that do not stop an evaluation but change what it scores: ground truth missing from
 the every-``label_every``-th pattern of the full release, or present off it. (Ground truth beyond the poses is an
 error of the poses reader, not a warning: the poses must cover every scan.)"""
+
 from __future__ import annotations
 
 from occbench.datasets.base import SSCDataset
@@ -26,9 +27,13 @@ def dataset_warnings(dataset: SSCDataset) -> list[str]:
         off = [t for t in present if t not in pattern]
         where = f"dataset warning: sequence {seq.name}: ground truth in {seq.gt_voxel_dir}"
         if absent:
-            out.append(f"{where} is incomplete: {len(on)} of the {len(pattern)} scans on the every-{every}th pattern of its "
-                       f"{n} poses are present, {len(absent)} absent (first absent: {_first(absent)}); only the "
-                       f"{len(seq.labelled_frames)} scans present are scored")
+            out.append(
+                f"{where} is incomplete: {len(on)} of the {len(pattern)} scans on the every-{every}th pattern of its "
+                f"{n} poses are present, {len(absent)} absent (first absent: {_first(absent)}); only the "
+                f"{len(seq.labelled_frames)} scans present are scored"
+            )
         if off:
-            out.append(f"{where}: {len(off)} file(s) off the every-{every}th pattern (first: {_first(off)}); they are scored")
+            out.append(
+                f"{where}: {len(off)} file(s) off the every-{every}th pattern (first: {_first(off)}); they are scored"
+            )
     return out

@@ -3,6 +3,7 @@
 Nothing is read when a dataset or sequence is opened except the small text files (poses, calib)
 on first access; voxel files are read (memory-mapped for ``.label``) when a frame's array is asked for.
 """
+
 from __future__ import annotations
 
 import os
@@ -139,11 +140,18 @@ class ScanSequence:
             t = int(t)
             if 0 <= t < len(valid) and valid[t]:
                 continue
-            note = self._pose_note(t) if self._pose_note is not None else (
-                f" (the poses cover scans 0..{len(valid) - 1})" if not 0 <= t < len(valid) else " (no pose for it)")
-            raise MissingDataError(self.pose_file or self.voxel_dir,
-                                   f"pose of {what} frame {t:06d} of sequence {self.name}{note}",
-                                   "every scored frame needs a pose; see the dataset documentation on poses")
+            note = (
+                self._pose_note(t)
+                if self._pose_note is not None
+                else (
+                    f" (the poses cover scans 0..{len(valid) - 1})" if not 0 <= t < len(valid) else " (no pose for it)"
+                )
+            )
+            raise MissingDataError(
+                self.pose_file or self.voxel_dir,
+                f"pose of {what} frame {t:06d} of sequence {self.name}{note}",
+                "every scored frame needs a pose; see the dataset documentation on poses",
+            )
 
     def relative_transform(self, src: int, dst: int) -> np.ndarray:
         """4x4 transform taking points of scan ``src`` into the LiDAR frame of scan ``dst``."""
@@ -172,7 +180,9 @@ class ScanSequence:
         try:
             names = [e.name for e in os.scandir(d)]
         except FileNotFoundError:
-            raise MissingDataError(d, f"ground truth of sequence {self.name} (a voxels folder with NNNNNN.label files)") from None
+            raise MissingDataError(
+                d, f"ground truth of sequence {self.name} (a voxels folder with NNNNNN.label files)"
+            ) from None
         return sorted(int(n[:6]) for n in names if _GT_LABEL.match(n))
 
     @property
@@ -216,10 +226,16 @@ class ScanSequence:
         :meth:`Frame.ground_truth` folds invalid voxels into ignore, which equals passing the mask only under the
         ``mask-all`` invalid policy."""
         lay = self.layout
-        return (self.onboard_store is not None and getattr(self.onboard_store, "raw_label_files", True)
-                and self.gt_voxel_dir is not None and lay.gt_format == "voxels" and lay.invalid_packed
-                and not lay.clear_invalid_where_labelled and self.label_map.name == protocol.label_map
-                and protocol.invalid_policy == "mask-all")
+        return (
+            self.onboard_store is not None
+            and getattr(self.onboard_store, "raw_label_files", True)
+            and self.gt_voxel_dir is not None
+            and lay.gt_format == "voxels"
+            and lay.invalid_packed
+            and not lay.clear_invalid_where_labelled
+            and self.label_map.name == protocol.label_map
+            and protocol.invalid_policy == "mask-all"
+        )
 
 
 class Frame:
@@ -250,7 +266,9 @@ class Frame:
     def _gt_path(self, ext: str) -> Path:
         d = self.sequence.gt_voxel_dir
         if d is None:
-            raise MissingDataError(self.sequence.voxel_dir, f"ground truth of sequence {self.sequence.name} (hidden test split)")
+            raise MissingDataError(
+                self.sequence.voxel_dir, f"ground truth of sequence {self.sequence.name} (hidden test split)"
+            )
         return d / f"{self.name}{ext}"
 
     def ground_truth_files(self) -> list[Path]:
@@ -270,8 +288,11 @@ class Frame:
 
     def _voxel_gt_path(self, ext: str) -> Path:
         if self.sequence.layout.gt_format != "voxels":
-            raise MissingDataError(self._gt_path(ext), f"{ext} file (this dataset reads its ground truth from "
-                                   f"SSCBench {NPY_LABEL_SUFFIX} labels, which hold train ids only)")
+            raise MissingDataError(
+                self._gt_path(ext),
+                f"{ext} file (this dataset reads its ground truth from "
+                f"SSCBench {NPY_LABEL_SUFFIX} labels, which hold train ids only)",
+            )
         return self._gt_path(ext)
 
     def label_raw(self, mmap: bool = True) -> np.ndarray:

@@ -16,6 +16,7 @@ A frame map is read from a text file in one of two forms (lines starting with ``
 Either way every drive's SSCBench frames must be 0..n-1, each once, and their KITTI-360 ids strictly increasing (the
 frames are in time order); anything else is a :class:`FormatError` naming the file and the line.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,8 @@ from occbench.io.kitti import read_text_lines
 from occbench.io.kitti360 import MAX_FRAME_ID
 
 RELEASE_MAP = Path(__file__).parent / "data" / "sscbench-kitti360-frames.txt"
-RELEASE = "sscbench-release"   # frame_map value: the shipped table
-IDENTITY = "identity"          # frame_map value: the poses file is already numbered by SSCBench frame
+RELEASE = "sscbench-release"  # frame_map value: the shipped table
+IDENTITY = "identity"  # frame_map value: the poses file is already numbered by SSCBench frame
 _DRIVE = re.compile(r"^2013_05_28_drive_\d{4}_sync$")
 _RUN = re.compile(r"^(\d{1,6})(?:-(\d{1,6}))?$")
 _PAIR = re.compile(r"^(\d{1,10})\.png$")
@@ -42,12 +43,17 @@ def _runs(path: Path, lineno: int, tokens: list[str]) -> list[int]:
     for j, tok in enumerate(tokens, 2):
         m = _RUN.match(tok)
         if not m:
-            raise FormatError(path, "KITTI-360 frame ids or runs 'a-b' after the drive name",
-                              f"{tok[:40]!r} on line {lineno}, column {j}")
+            raise FormatError(
+                path,
+                "KITTI-360 frame ids or runs 'a-b' after the drive name",
+                f"{tok[:40]!r} on line {lineno}, column {j}",
+            )
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a or b > MAX_FRAME_ID:
-            raise FormatError(path, f"runs 'a-b' with a <= b <= {MAX_FRAME_ID}", f"{tok!r} on line {lineno}, column {j}")
+            raise FormatError(
+                path, f"runs 'a-b' with a <= b <= {MAX_FRAME_ID}", f"{tok!r} on line {lineno}, column {j}"
+            )
         out.extend(range(a, b + 1))
     return out
 
@@ -67,24 +73,35 @@ def read_frame_map(path: str | Path) -> dict[str, np.ndarray]:
         tokens = text.split()
         drive = tokens[0]
         if not _DRIVE.match(drive):
-            raise FormatError(path, "a drive name (2013_05_28_drive_NNNN_sync) first on every line",
-                              f"{drive[:40]!r} on line {lineno}")
+            raise FormatError(
+                path,
+                "a drive name (2013_05_28_drive_NNNN_sync) first on every line",
+                f"{drive[:40]!r} on line {lineno}",
+            )
         if drive in runs or (drive in pairs and not (len(tokens) == 3 and _PAIR.match(tokens[1]))):
             first = runs[drive][0] if drive in runs else pairs[drive][0][2]
-            raise FormatError(path, f"one line per drive in the runs form ({drive} is on line {first})",
-                              f"a second line for it on line {lineno}")
+            raise FormatError(
+                path,
+                f"one line per drive in the runs form ({drive} is on line {first})",
+                f"a second line for it on line {lineno}",
+            )
         if len(tokens) == 3 and _PAIR.match(tokens[1]) and _PAIR.match(tokens[2]):
             raw, ssc = int(_PAIR.match(tokens[1]).group(1)), int(_PAIR.match(tokens[2]).group(1))  # type: ignore[union-attr]
             if len(tokens[2]) != len("000000.png"):
-                raise FormatError(path, "a 6-digit SSCBench frame name (NNNNNN.png) third", f"{tokens[2]!r} on line {lineno}")
+                raise FormatError(
+                    path, "a 6-digit SSCBench frame name (NNNNNN.png) third", f"{tokens[2]!r} on line {lineno}"
+                )
             if raw > MAX_FRAME_ID:
                 raise FormatError(path, f"KITTI-360 frame ids up to {MAX_FRAME_ID}", f"{raw} on line {lineno}")
             pairs.setdefault(drive, []).append((ssc, raw, lineno))
         elif len(tokens) >= 2 and not any(t.endswith(".png") for t in tokens[1:]):
             runs[drive] = (lineno, _runs(path, lineno, tokens[1:]))
         else:
-            raise FormatError(path, "'<drive> <runs of KITTI-360 frame ids>' or '<drive> <KITTI-360 frame>.png "
-                              "<SSCBench frame>.png'", f"line {lineno}: {text[:60]!r}")
+            raise FormatError(
+                path,
+                "'<drive> <runs of KITTI-360 frame ids>' or '<drive> <KITTI-360 frame>.png <SSCBench frame>.png'",
+                f"line {lineno}: {text[:60]!r}",
+            )
     both = sorted(set(runs) & set(pairs))
     if both:
         raise FormatError(path, "each drive in one form", f"drive {both[0]} both as runs and as pairs")
@@ -93,23 +110,31 @@ def read_frame_map(path: str | Path) -> dict[str, np.ndarray]:
         a = np.asarray(ids, np.int64)
         bad = np.flatnonzero(np.diff(a) <= 0)
         if bad.size:
-            raise FormatError(path, "strictly increasing KITTI-360 frame ids per drive (frames in time order)",
-                              f"{a[bad[0]]} then {a[bad[0] + 1]} (SSCBench frames {bad[0]:06d}, {bad[0] + 1:06d}) "
-                              f"on line {lineno}")
+            raise FormatError(
+                path,
+                "strictly increasing KITTI-360 frame ids per drive (frames in time order)",
+                f"{a[bad[0]]} then {a[bad[0] + 1]} (SSCBench frames {bad[0]:06d}, {bad[0] + 1:06d}) on line {lineno}",
+            )
         out[drive] = a
     for drive, rows in pairs.items():
         rows.sort()
         ssc = np.array([r[0] for r in rows])
         if not np.array_equal(ssc, np.arange(len(rows))):
             i = int(np.flatnonzero(ssc != np.arange(len(rows)))[0])
-            raise FormatError(path, f"SSCBench frames 000000..{len(rows) - 1:06d} of {drive}, each once",
-                              f"frame {ssc[i]:06d} where {i:06d} belongs (line {rows[i][2]})")
+            raise FormatError(
+                path,
+                f"SSCBench frames 000000..{len(rows) - 1:06d} of {drive}, each once",
+                f"frame {ssc[i]:06d} where {i:06d} belongs (line {rows[i][2]})",
+            )
         a = np.array([r[1] for r in rows], np.int64)
         bad = np.flatnonzero(np.diff(a) <= 0)
         if bad.size:
             i = int(bad[0])
-            raise FormatError(path, "KITTI-360 frame ids strictly increasing with the SSCBench frame (time order)",
-                              f"{a[i]} for {i:06d} (line {rows[i][2]}) then {a[i + 1]} for {i + 1:06d} (line {rows[i + 1][2]})")
+            raise FormatError(
+                path,
+                "KITTI-360 frame ids strictly increasing with the SSCBench frame (time order)",
+                f"{a[i]} for {i:06d} (line {rows[i][2]}) then {a[i + 1]} for {i + 1:06d} (line {rows[i + 1][2]})",
+            )
         out[drive] = a
     if not out:
         raise FormatError(path, "at least one drive", "no frame-map lines")

@@ -8,6 +8,7 @@ An explicit ``root`` is only read: it must hold a generated mini (``occbench syn
 only reads: finding the data cache and generating on first use are the generator's (:func:`mini_provider`).
 Mini numbers are synthetic: never present them as real-data numbers.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,18 +61,27 @@ def read_manifest(root: Path) -> dict:
             raise FormatError(p, f"a '{key}' entry", f"keys {sorted(m)}")
     splits, onboard = m["splits"], m["onboard"]
     if not (isinstance(splits, dict) and all(k in SPLIT_NAMES and _names(v) for k, v in splits.items())):
-        raise FormatError(p, f"'splits': an object of {', '.join(SPLIT_NAMES)} -> lists of plain sequence names "
-                             "(letters, digits, _ . + -)", _short(splits))
+        raise FormatError(
+            p,
+            f"'splits': an object of {', '.join(SPLIT_NAMES)} -> lists of plain sequence names "
+            "(letters, digits, _ . + -)",
+            _short(splits),
+        )
     if not _names(onboard):
         raise FormatError(p, "'onboard': a list of plain model names", _short(onboard))
     checks = {
-        "sensors": ("an object: onboard model -> plain sensor name",
-                    lambda v: isinstance(v, dict) and all(k in onboard and _plain(x) for k, x in v.items())),
+        "sensors": (
+            "an object: onboard model -> plain sensor name",
+            lambda v: isinstance(v, dict) and all(k in onboard and _plain(x) for k, x in v.items()),
+        ),
         "test_ground_truth": ("a plain folder name", _plain),
         "predictions": ("a plain folder name", _plain),
-        "generated": ("an object: split of 'splits' -> list of models of 'onboard'",
-                      lambda v: isinstance(v, dict) and all(k in splits and _names(x) and set(x) <= set(onboard)
-                                                            for k, x in v.items())),
+        "generated": (
+            "an object: split of 'splits' -> list of models of 'onboard'",
+            lambda v: (
+                isinstance(v, dict) and all(k in splits and _names(x) and set(x) <= set(onboard) for k, x in v.items())
+            ),
+        ),
         "config": ("an object (the generator configuration)", lambda v: isinstance(v, dict)),
         "name": ("a text", lambda v: isinstance(v, str)),
         "size": ("a text", lambda v: isinstance(v, str)),
@@ -112,8 +122,10 @@ def mini_provider() -> Callable[..., Path]:
     ``occbench-mini`` entry point of the ``occbench.data`` group, the generator's. Loaders only read."""
     eps = {ep.name: ep for ep in entry_points(group=DATA_GROUP)}
     if "occbench-mini" not in eps:
-        raise OccbenchError(f"no occbench-mini generator is installed (the 'occbench-mini' entry point of the "
-                            f"'{DATA_GROUP}' group); reinstall occbench (`pip install -e .`)")
+        raise OccbenchError(
+            f"no occbench-mini generator is installed (the 'occbench-mini' entry point of the "
+            f"'{DATA_GROUP}' group); reinstall occbench (`pip install -e .`)"
+        )
     return eps["occbench-mini"].load()
 
 
@@ -143,9 +155,12 @@ class OccbenchMini(SemanticKITTI):
         have = generated(m).get(split)
         if split in m["splits"] and (have is None or not set(models) & set(m["onboard"]) <= set(have)):
             what = f"split {split!r}" + (f" with the predictions of {onboard}" if models else "")
-            raise MissingDataError(root / "sequences", f"occbench-mini {what}",
-                                   "not generated in this root yet; generate it with "
-                                   f"`occbench synth --output {root} --split {split}` (size {m.get('size')}, seed {m.get('seed')})")
+            raise MissingDataError(
+                root / "sequences",
+                f"occbench-mini {what}",
+                "not generated in this root yet; generate it with "
+                f"`occbench synth --output {root} --split {split}` (size {m.get('size')}, seed {m.get('seed')})",
+            )
         self.splits = {k: list(v) for k, v in self.manifest["splits"].items()}
         sensors = self.manifest.get("sensors", {})
         gt_sub = self.manifest.get("test_ground_truth", "test-ground-truth")
@@ -154,11 +169,21 @@ class OccbenchMini(SemanticKITTI):
         if own:
             predictions_root = root / self.manifest.get("predictions", "predictions")
         if own and onboard is not None and onboard not in self.manifest["onboard"]:
-            raise MissingDataError(Path(predictions_root) / onboard, f"onboard model {onboard!r} in occbench-mini",
-                                   f"this mini has: {', '.join(self.manifest['onboard'])}")
-        super().__init__(root, split, onboard, predictions_root, sequences,
-                         sensor or sensors.get(onboard or "", None), ground_truth_root=None,
-                         predictions_format=predictions_format)
+            raise MissingDataError(
+                Path(predictions_root) / onboard,
+                f"onboard model {onboard!r} in occbench-mini",
+                f"this mini has: {', '.join(self.manifest['onboard'])}",
+            )
+        super().__init__(
+            root,
+            split,
+            onboard,
+            predictions_root,
+            sequences,
+            sensor or sensors.get(onboard or "", None),
+            ground_truth_root=None,
+            predictions_format=predictions_format,
+        )
 
     def _gt_dir(self, root: Path, gt_root: Path, seq: str, split: str) -> Path | None:
         if seq in self.splits.get("test", []):
@@ -167,5 +192,7 @@ class OccbenchMini(SemanticKITTI):
 
     def describe(self) -> dict:
         d = super().describe()
-        d["generator"] = {k: self.manifest.get(k) for k in ("name", "format_version", "generator_version", "seed", "size")}
+        d["generator"] = {
+            k: self.manifest.get(k) for k in ("name", "format_version", "generator_version", "seed", "size")
+        }
         return d

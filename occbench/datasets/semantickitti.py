@@ -8,6 +8,7 @@ Layout (semantic-kitti-api README; predictions in the official submission layout
 
 ``predictions_root`` defaults to ``<root>/predictions``.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,9 +37,16 @@ HOW_TO_GET = (
 
 # Onboard model modality, for sensor-aware methods. Users may pass sensor= explicitly.
 KNOWN_SENSORS = {
-    "voxformer": "camera", "monoscene": "camera", "tpvformer": "camera", "occformer": "camera",
-    "sscnet": "lidar", "sscnet-full": "lidar", "lmscnet": "lidar", "scpnet": "lidar",
-    "voxformer-sim": "camera", "sscnet-sim": "lidar",
+    "voxformer": "camera",
+    "monoscene": "camera",
+    "tpvformer": "camera",
+    "occformer": "camera",
+    "sscnet": "lidar",
+    "sscnet-full": "lidar",
+    "lmscnet": "lidar",
+    "scpnet": "lidar",
+    "voxformer-sim": "camera",
+    "sscnet-sim": "lidar",
 }
 
 
@@ -74,8 +82,11 @@ def read_sequence_poses(seq_dir: Path, calib: Calibration) -> np.ndarray:
         if d.is_dir():
             last = max((int(m.group(1)) for m in map(_SCAN_RE.match, os.listdir(d)) if m), default=-1)
             if last >= n:
-                raise FormatError(path, f"a pose for every scan ({sub}/ holds scan {last:06d}, so at least {last + 1} poses)",
-                                  f"{n} poses")
+                raise FormatError(
+                    path,
+                    f"a pose for every scan ({sub}/ holds scan {last:06d}, so at least {last + 1} poses)",
+                    f"{n} poses",
+                )
     return poses
 
 
@@ -119,12 +130,20 @@ class SemanticKITTI(SSCDataset):
             if not d.is_dir():
                 raise MissingDataError(d, f"sequence {s} of split {split}", HOW_TO_GET)
             gt_dir = self._gt_dir(root, gt_root, s, split)
-            seqs.append(ScanSequence(
-                name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=VoxelLayout(),
-                load_calib=lambda d=d: read_calib(d / "calib.txt"),
-                load_poses=lambda c, d=d: read_sequence_poses(d, c),
-                onboard=store, onboard_name=onboard, sensor=sensor,
-            ))
+            seqs.append(
+                ScanSequence(
+                    name=s,
+                    voxel_dir=d / "voxels",
+                    gt_voxel_dir=gt_dir,
+                    label_map=lm,
+                    layout=VoxelLayout(),
+                    load_calib=lambda d=d: read_calib(d / "calib.txt"),
+                    load_poses=lambda c, d=d: read_sequence_poses(d, c),
+                    onboard=store,
+                    onboard_name=onboard,
+                    sensor=sensor,
+                )
+            )
         super().__init__(root, split, onboard, lm, seqs)
 
     def _gt_dir(self, root: Path, gt_root: Path, seq: str, split: str) -> Path | None:

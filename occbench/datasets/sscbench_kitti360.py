@@ -29,6 +29,7 @@ The LiDAR pose is composed as the KITTI-360 devkit does: ``cam0_to_world @ R_rec
 Other differences from SemanticKITTI, all handled here: 19 classes (``kitti360`` label map), ``.invalid`` is one
 byte per voxel and is cleared where the label is non-empty, no ``.occluded``.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,20 +52,24 @@ DRIVE = "2013_05_28_drive_{:04d}_sync"
 CARD = dataset_card("sscbench-kitti360")  # occbench/labels/datasets/sscbench-kitti360.json
 SPLITS: dict[str, list[str]] = CARD.split_lists()
 # SSCBench read_calib (method/MonoScene/monoscene/data/kitti_360/kitti_360_dataset.py): camera 0 -> velodyne
-CAM2VELO = np.array([
-    [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
-    [-0.999004371, 0.007784614041, 0.04392796942, 0.2993489574],
-    [-0.01162548558, -0.9960641394, -0.08786966659, -0.1770225824],
-    [0.0, 0.0, 0.0, 1.0],
-])
+CAM2VELO = np.array(
+    [
+        [0.04307104361, -0.08829286498, 0.995162929, 0.8043914418],
+        [-0.999004371, 0.007784614041, 0.04392796942, 0.2993489574],
+        [-0.01162548558, -0.9960641394, -0.08786966659, -0.1770225824],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 K = np.array([[552.554261, 0.0, 682.049453, 0.0], [0.0, 552.554261, 238.769549, 0.0], [0.0, 0.0, 1.0, 0.0]])
 # KITTI-360 calibration/perspective.txt, R_rect_00 as printed there (6 decimals): unrectified -> rectified camera 0
-R_RECT_00 = np.array([
-    [0.999974, -0.007141, -0.000089, 0.0],
-    [0.007141, 0.999969, -0.003247, 0.0],
-    [0.000112, 0.003247, 0.999995, 0.0],
-    [0.0, 0.0, 0.0, 1.0],
-])
+R_RECT_00 = np.array(
+    [
+        [0.999974, -0.007141, -0.000089, 0.0],
+        [0.007141, 0.999969, -0.003247, 0.0],
+        [0.000112, 0.003247, 0.999995, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
 IMAGE_SIZE = (1408, 376)
 PERSPECTIVE = Path("calibration") / "perspective.txt"
 CAM_TO_VELO = Path("calibration") / "calib_cam_to_velo.txt"
@@ -91,21 +96,25 @@ def kitti360_calibration(root: str | Path | None = None) -> Calibration:
             path = persp
         if c2v.exists():
             cam2velo = read_cam_to_velo(c2v)
-    return Calibration(P={k: P.copy() for k in ("P0", "P1", "P2", "P3")}, Tr=np.linalg.inv(cam2velo), path=path,
-                       R_rect=R.copy())
+    return Calibration(
+        P={k: P.copy() for k in ("P0", "P1", "P2", "P3")}, Tr=np.linalg.inv(cam2velo), path=path, R_rect=R.copy()
+    )
 
 
 def calibration_source(root: str | Path) -> dict[str, str]:
     """Where each part of the calibration comes from (for the results header)."""
     out = {}
-    for key, rel, published in (("perspective", PERSPECTIVE, "published (SSCBench read_calib P_rect_00, KITTI-360 R_rect_00)"),
-                                ("cam_to_velo", CAM_TO_VELO, "published (SSCBench read_calib cam2velo)")):
+    for key, rel, published in (
+        ("perspective", PERSPECTIVE, "published (SSCBench read_calib P_rect_00, KITTI-360 R_rect_00)"),
+        ("cam_to_velo", CAM_TO_VELO, "published (SSCBench read_calib cam2velo)"),
+    ):
         out[key] = str(rel) if (Path(root) / rel).exists() else published
     return out
 
 
-def read_cam0_to_world(path: Path, calib: Calibration, frame_ids: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def read_cam0_to_world(
+    path: Path, calib: Calibration, frame_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """LiDAR poses of the scans whose KITTI-360 frame ids are ``frame_ids`` (index = scan) from ``cam0_to_world.txt``:
     ``(poses (N, 4, 4), valid (N,))``, ``poses[i] = cam0_to_world[frame_ids[i]] @ R_rect_00 @ inv(cam_to_velo)``
     (``calib.Tr_rect``). ``frame_ids`` None: the file's own numbering (scan i is row id i, ``N`` = largest id + 1).
@@ -135,8 +144,11 @@ def _drive_frames(map_file: Path | None, drive: str) -> np.ndarray | None:
         return None
     table = load_frame_map(map_file)
     if drive not in table:
-        raise FormatError(map_file, f"a line for drive {drive} in the SSCBench-KITTI360 frame map",
-                          f"drives {', '.join(sorted(table))}")
+        raise FormatError(
+            map_file,
+            f"a line for drive {drive} in the SSCBench-KITTI360 frame map",
+            f"drives {', '.join(sorted(table))}",
+        )
     return table[drive]
 
 
@@ -148,6 +160,7 @@ def _pose_note(pose_file: Path, map_file: Path | None, drive: str):
         if not 0 <= t < len(ids):
             return f" (the frame map {map_file} lists SSCBench frames 000000..{len(ids) - 1:06d} of this drive)"
         return f" (it is KITTI-360 frame {ids[t]:010d}, which has no row in {pose_file.name})"
+
     return note
 
 
@@ -179,10 +192,14 @@ class SSCBenchKITTI360(SSCDataset):
         self.ground_truth = ground_truth_source(raw, npy_root, names, split, ground_truth)
         lm = load_label_map("kitti360")
         store = open_onboard_store(root, predictions_root, onboard, predictions_format, lm)
-        layout = VoxelLayout(invalid_packed=False, clear_invalid_where_labelled=True, has_occluded=False,
-                             gt_format=self.ground_truth)
-        frame_re, gt_of = (_VOX_RE, lambda s: raw / s / "voxels") if self.ground_truth == "voxels" else \
-            (_NPY_RE, lambda s: npy_root / s)
+        layout = VoxelLayout(
+            invalid_packed=False, clear_invalid_where_labelled=True, has_occluded=False, gt_format=self.ground_truth
+        )
+        frame_re, gt_of = (
+            (_VOX_RE, lambda s: raw / s / "voxels")
+            if self.ground_truth == "voxels"
+            else (_NPY_RE, lambda s: npy_root / s)
+        )
         self.frame_map, map_file = _resolve_frame_map(frame_map)
         seqs = []
         for s in names:
@@ -191,14 +208,26 @@ class SSCBenchKITTI360(SSCDataset):
             pose_file = d / "cam0_to_world.txt"
             if not pose_file.is_file():
                 pose_file = root / "data_poses" / s / "cam0_to_world.txt"
-            seqs.append(ScanSequence(
-                name=s, voxel_dir=d / "voxels", gt_voxel_dir=gt_dir, label_map=lm, layout=layout,
-                load_calib=lambda r=root: kitti360_calibration(r),
-                load_poses=lambda c, p=pose_file, s=s: read_cam0_to_world(p, c, _drive_frames(map_file, s)),
-                onboard=store, onboard_name=onboard, sensor=sensor or guess_sensor(onboard),
-                frame_ids=lambda g=gt_dir, r=frame_re: sorted(int(m.group(1)) for m in map(r.match, (e.name for e in g.iterdir())) if m),
-                image_size=IMAGE_SIZE, pose_file=pose_file, pose_note=_pose_note(pose_file, map_file, s),
-            ))
+            seqs.append(
+                ScanSequence(
+                    name=s,
+                    voxel_dir=d / "voxels",
+                    gt_voxel_dir=gt_dir,
+                    label_map=lm,
+                    layout=layout,
+                    load_calib=lambda r=root: kitti360_calibration(r),
+                    load_poses=lambda c, p=pose_file, s=s: read_cam0_to_world(p, c, _drive_frames(map_file, s)),
+                    onboard=store,
+                    onboard_name=onboard,
+                    sensor=sensor or guess_sensor(onboard),
+                    frame_ids=lambda g=gt_dir, r=frame_re: sorted(
+                        int(m.group(1)) for m in map(r.match, (e.name for e in g.iterdir())) if m
+                    ),
+                    image_size=IMAGE_SIZE,
+                    pose_file=pose_file,
+                    pose_note=_pose_note(pose_file, map_file, s),
+                )
+            )
         super().__init__(root, split, onboard, lm, seqs)
 
     def describe(self) -> dict:
@@ -206,8 +235,11 @@ class SSCBenchKITTI360(SSCDataset):
         the calibration came from, and per drive the scans without a pose (left out of every window)."""
         poses = {
             "frame_map": self.frame_map,
-            "numbering": ("the poses files are numbered by SSCBench frame" if self.frame_map == IDENTITY else
-                          "the poses files are numbered by KITTI-360 frame; SSCBench frames are looked up in the frame map"),
+            "numbering": (
+                "the poses files are numbered by SSCBench frame"
+                if self.frame_map == IDENTITY
+                else "the poses files are numbered by KITTI-360 frame; SSCBench frames are looked up in the frame map"
+            ),
             "composition": "cam0_to_world @ R_rect_00 @ inv(cam_to_velo)",
             "calibration": calibration_source(self.root),
             "scans_without_pose": {s.name: int((~s.pose_valid).sum()) for s in self.sequences},
@@ -226,13 +258,21 @@ def ground_truth_source(raw: Path, npy_root: Path, drives: list[str], split: str
     npy_missing = [npy_root / d for d in drives if not (npy_root / d).is_dir()]
     if choice == "voxels" or (choice == "auto" and not vox_missing):
         if vox_missing:
-            raise MissingDataError(vox_missing[0], f"voxels of drive {vox_missing[0].parent.name} (split {split})", HOW_TO_GET)
+            raise MissingDataError(
+                vox_missing[0], f"voxels of drive {vox_missing[0].parent.name} (split {split})", HOW_TO_GET
+            )
         return "voxels"
     if npy_missing:
         if choice == "auto":
-            raise MissingDataError(vox_missing[0], f"ground truth of drive {vox_missing[0].parent.name} (split {split})",
-                                   f"expected {vox_missing[0]}/NNNNNN.label + .invalid, or SSCBench's "
-                                   f"{npy_root / vox_missing[0].parent.name}/NNNNNN_1_1.npy\n{HOW_TO_GET}")
-        raise MissingDataError(npy_missing[0], f"SSCBench labels of drive {npy_missing[0].name} (split {split})",
-                               "expected <root>/preprocess/labels/<drive>/NNNNNN_1_1.npy (or pass labels_root)")
+            raise MissingDataError(
+                vox_missing[0],
+                f"ground truth of drive {vox_missing[0].parent.name} (split {split})",
+                f"expected {vox_missing[0]}/NNNNNN.label + .invalid, or SSCBench's "
+                f"{npy_root / vox_missing[0].parent.name}/NNNNNN_1_1.npy\n{HOW_TO_GET}",
+            )
+        raise MissingDataError(
+            npy_missing[0],
+            f"SSCBench labels of drive {npy_missing[0].name} (split {split})",
+            "expected <root>/preprocess/labels/<drive>/NNNNNN_1_1.npy (or pass labels_root)",
+        )
     return "sscbench-npy"

@@ -9,6 +9,7 @@ predictions), :mod:`~occbench.evaluation.results_path` (where the results file g
 :mod:`~occbench.evaluation.resources` (how many workers fit). The names below are imported on first use, so that
 importing one small submodule (e.g. in a worker process) imports nothing else.
 """
+
 from occbench._lazy import lazy_exports
 
 _EXPORTS = {

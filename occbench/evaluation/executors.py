@@ -3,6 +3,7 @@
 Every executor calls the same picklable job function with the same arguments and returns the job
 results; the caller merges them in a fixed order, so numbers are identical whichever executor ran.
 """
+
 from __future__ import annotations
 
 import os
@@ -123,8 +124,12 @@ def run_jobs(
         if import_main is None:
             import_main = refers_to_main((fn, list(jobs)))
         ctx = mp.get_context("spawn") if import_main else worker_context()
-        ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(os.getpid(), threads_per_worker(workers)))
+        ex = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(os.getpid(), threads_per_worker(workers)),
+        )
         try:
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
@@ -147,8 +152,10 @@ def refers_to_main(obj: Any) -> bool:
         data = pickle.dumps(obj)
     except Exception:  # noqa: BLE001 - the pool reports the error itself
         return True
-    return any(isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
-               for _, arg, _ in pickletools.genops(data))
+    return any(
+        isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
+        for _, arg, _ in pickletools.genops(data)
+    )
 
 
 def stop_pool(ex: ProcessPoolExecutor, grace: float = 1.0) -> None:
@@ -172,8 +179,9 @@ def stop_pool(ex: ProcessPoolExecutor, grace: float = 1.0) -> None:
                 p.join(1.0)
 
 
-def _run_ray(fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None,
-             done: Callable[[int, Any], None]) -> None:
+def _run_ray(
+    fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None, done: Callable[[int, Any], None]
+) -> None:
     try:
         import ray
     except ImportError:

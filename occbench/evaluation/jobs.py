@@ -2,6 +2,7 @@
 contiguous block of its target scans), run them (inline, in worker processes or on Ray) with a per-frame progress
 bar and, when predictions are written, the folder locked against a second writer; in a job, what is already
 written is skipped (resume) and a method's grids are written, atomically, as they come."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,9 @@ def parse_scans(text: str) -> tuple[tuple[int, int], ...]:
             a = int(lo)
             b = int(hi) if dash else a
         except ValueError:
-            raise ValueError(f"frames {text!r}: expected scan numbers and ranges such as 0,5,10-20, found {part!r}") from None
+            raise ValueError(
+                f"frames {text!r}: expected scan numbers and ranges such as 0,5,10-20, found {part!r}"
+            ) from None
         if a < 0 or b < a:
             raise ValueError(f"frames {text!r}: expected scan numbers >= 0 and ranges low-high, found {part!r}")
         out.append((a, b))
@@ -52,8 +55,10 @@ def select_scans(parts: Iterable[tuple[int, int]], labelled: Iterable[int]) -> t
             continue
         inside = [t for t in have if a <= t <= b]
         if not inside:
-            raise ValueError(f"frames {a}-{b}: no labelled scan in this range (expected a range holding scans with "
-                             f"ground truth: {format_scans(have) or 'none'})")
+            raise ValueError(
+                f"frames {a}-{b}: no labelled scan in this range (expected a range holding scans with "
+                f"ground truth: {format_scans(have) or 'none'})"
+            )
         out.update(inside)
     return tuple(sorted(out))
 
@@ -71,8 +76,9 @@ def format_scans(scans: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def split_targets(dataset: SSCDataset, max_frames: int | None = None,
-                  frames: Iterable[int] | None = None) -> list[tuple[str, list[int]]]:
+def split_targets(
+    dataset: SSCDataset, max_frames: int | None = None, frames: Iterable[int] | None = None
+) -> list[tuple[str, list[int]]]:
     """(sequence, labelled scans) of the split in order; with ``frames`` (scan numbers), only those scans of each
     sequence (each must be a labelled scan of some sequence of the split: ``ValueError`` otherwise); with
     ``max_frames``, only the first ``max_frames`` of them (a quick partial run: sequences in order, frames in order,
@@ -84,8 +90,10 @@ def split_targets(dataset: SSCDataset, max_frames: int | None = None,
         unknown = sorted(chosen - labelled)
         if unknown:
             have = "; ".join(f"sequence {n}: {format_scans(ts) or 'none'}" for n, ts in seqs)
-            raise ValueError(f"frames {format_scans(unknown)}: not labelled scans of split {dataset.split!r} of "
-                             f"{dataset.name} (expected scans with ground truth; {have})")
+            raise ValueError(
+                f"frames {format_scans(unknown)}: not labelled scans of split {dataset.split!r} of "
+                f"{dataset.name} (expected scans with ground truth; {have})"
+            )
         seqs = [(n, [t for t in ts if t in chosen]) for n, ts in seqs]
     if max_frames is None:
         return seqs
@@ -96,8 +104,13 @@ def split_targets(dataset: SSCDataset, max_frames: int | None = None,
     return out
 
 
-def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, per_worker: int = 2,
-              frames: Iterable[int] | None = None) -> list[Job]:
+def plan_jobs(
+    dataset: SSCDataset,
+    workers: int,
+    max_frames: int | None = None,
+    per_worker: int = 2,
+    frames: Iterable[int] | None = None,
+) -> list[Job]:
     """Split every sequence's labelled scans (:func:`split_targets`) into contiguous blocks, about ``per_worker``
     blocks per worker overall (scoring submitted predictions costs the same for every frame: one block per worker,
     so that fewer world map tiles straddle two jobs; methods: two, to even out the load)."""
@@ -111,13 +124,21 @@ def plan_jobs(dataset: SSCDataset, workers: int, max_frames: int | None = None, 
         k = max(1, min(len(targets), round(want * len(targets) / max(total, 1)))) if workers > 1 else 1
         size = math.ceil(len(targets) / k)
         for i in range(0, len(targets), size):
-            jobs.append(Job(name, tuple(targets[i:i + size])))
+            jobs.append(Job(name, tuple(targets[i : i + size])))
     return jobs
 
 
-def run_planned(fn: Callable[..., Any], jobs: list[Job], job_args: Callable[[Job, Callable[..., None] | None], tuple],
-                *, desc: str, workers: int = 1, executor: str = "local", address: str | None = None,
-                writes: str | None = None) -> list[Any]:
+def run_planned(
+    fn: Callable[..., Any],
+    jobs: list[Job],
+    job_args: Callable[[Job, Callable[..., None] | None], tuple],
+    *,
+    desc: str,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    writes: str | None = None,
+) -> list[Any]:
     """Run ``fn(*job_args(job, tick))`` for every job (:func:`occbench.evaluation.executors.run_jobs`) under one
     progress bar ``desc`` of the jobs' frames; the job calls ``tick()`` once per frame (``tick`` is None when
     quiet, and picklable when the job runs in a worker process). ``writes``: the folder the jobs write predictions
@@ -126,11 +147,20 @@ def run_planned(fn: Callable[..., Any], jobs: list[Job], job_args: Callable[[Job
     sizes = [len(j.targets) for j in jobs]
     bar = progress_bar(iter(()), desc=desc, total=sum(sizes))
     update = getattr(bar, "update", None)
-    with exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(), \
-            FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks:
+    with (
+        exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(),
+        FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks,
+    ):
         args = [job_args(j, ticks.tick) for j in jobs]
-        results = run_jobs(fn, args, workers, executor, address, on_done=ticks.on_job_done(sizes),
-                           import_main=True if _registered_in_main(args) else None)
+        results = run_jobs(
+            fn,
+            args,
+            workers,
+            executor,
+            address,
+            on_done=ticks.on_job_done(sizes),
+            import_main=True if _registered_in_main(args) else None,
+        )
     if hasattr(bar, "close"):
         bar.close()
     return results
@@ -157,8 +187,14 @@ def resume(store: PredictionStore | None, sequence: str, targets: Iterable[int])
     return done, [t for t in targets if t not in written]
 
 
-def write_outputs(seq: Any, outputs: Iterable[tuple[int, Any]], todo: list[int], store: PredictionStore | None = None,
-                  who: str = "onboard", check: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+def write_outputs(
+    seq: Any,
+    outputs: Iterable[tuple[int, Any]],
+    todo: list[int],
+    store: PredictionStore | None = None,
+    who: str = "onboard",
+    check: bool = True,
+) -> Iterator[tuple[int, np.ndarray]]:
     """``(scan, train-id grid)`` of ``outputs`` (a method's ``refine(seq, todo)``, or submitted predictions), each
     written to ``store`` (raw ids, atomically) before it is yielded. ``check``: a scan that was not asked for or
     comes twice, a grid of another shape than the grid's, or a scan of ``todo`` missing at the end is an
@@ -170,16 +206,21 @@ def write_outputs(seq: Any, outputs: Iterable[tuple[int, Any]], todo: list[int],
         t = int(t)
         if check:
             if t not in wanted or t in seen:
-                raise OccbenchError(f"method {who} returned scan {t} of sequence {seq.name}, "
-                                    f"which was not asked for or was returned twice")
+                raise OccbenchError(
+                    f"method {who} returned scan {t} of sequence {seq.name}, "
+                    f"which was not asked for or was returned twice"
+                )
             seen.add(t)
         pred = np.asarray(pred)
         if check and pred.shape != GRID_SHAPE:
-            raise OccbenchError(f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}")
+            raise OccbenchError(
+                f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}"
+            )
         if store is not None:
             store.write(seq.name, t, seq.label_map.to_raw(pred))
         yield t, pred
     missing = sorted(wanted - seen) if check else []
     if missing:
-        raise OccbenchError(f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, "
-                            f"first {missing[:5]}")
+        raise OccbenchError(
+            f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, first {missing[:5]}"
+        )

@@ -1,5 +1,6 @@
 """Per-frame progress of jobs that may run in worker processes or on a Ray cluster (:mod:`occbench.evaluation.executors`);
 the bars themselves come from :mod:`occbench.progress` (quiet runs have none)."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,9 @@ class FrameTicks:
         self.update = update
         self._queued = update is not None and executor == "local" and not inline
         self._per_job = update is not None and executor != "local"
-        self.tick: Callable[..., None] | None = (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
+        self.tick: Callable[..., None] | None = (
+            (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
+        )
 
     def on_job_done(self, sizes: list[int]) -> Callable[[int, Any], None] | None:
         """``on_done`` for ``run_jobs``: job ``i`` of ``sizes[i]`` frames finished (Ray only)."""
@@ -86,5 +89,7 @@ class FrameTicks:
             if self.lost and exc[0] is None:
                 import sys
 
-                print("warning: the progress display stopped (its helper process ended); the run completed",
-                      file=sys.stderr)
+                print(
+                    "warning: the progress display stopped (its helper process ended); the run completed",
+                    file=sys.stderr,
+                )

@@ -2,6 +2,7 @@
 
 The same scaffold as the scoring run (:mod:`occbench.evaluation.jobs`): the same jobs, executors, progress, lock,
 resume and writing of the method's grids; only the metrics are left out."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,8 +16,14 @@ from occbench.io.predictions import PredictionStore
 __all__ = ["refine_jobs", "refine_split"]
 
 
-def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compressed: bool,
-                on_frame: Callable[[], None] | None = None) -> int:
+def _refine_job(
+    dspec: DatasetSpec,
+    mspec: MethodSpec,
+    job: Job,
+    out: str,
+    compressed: bool,
+    on_frame: Callable[[], None] | None = None,
+) -> int:
     ds = dspec.open()
     seq = ds[job.sequence]
     store = PredictionStore(out, compressed=compressed)
@@ -33,8 +40,16 @@ def _refine_job(dspec: DatasetSpec, mspec: MethodSpec, job: Job, out: str, compr
     return n
 
 
-def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bool = False, workers: int = 1,
-                 targets: str = "labelled", executor: str = "local", address: str | None = None) -> tuple[int, int]:
+def refine_split(
+    dspec: DatasetSpec,
+    mspec: MethodSpec,
+    out: str,
+    compressed: bool = False,
+    workers: int = 1,
+    targets: str = "labelled",
+    executor: str = "local",
+    address: str | None = None,
+) -> tuple[int, int]:
     """Refine every target scan of the split into ``out`` (``<out>/sequences/XX/predictions/``).
 
     ``targets``: ``"labelled"`` (every scan with ground truth, the benchmark's frames) or ``"all"`` scans that have
@@ -48,13 +63,31 @@ def refine_split(dspec: DatasetSpec, mspec: MethodSpec, out: str, compressed: bo
         jobs = [Job(s.name, tuple(int(t) for t in np.flatnonzero(s.pose_valid))) for s in ds.sequences]
     else:
         jobs = plan_jobs(ds, workers)
-    return refine_jobs(dspec, mspec, jobs, out, compressed, workers, executor, address), sum(len(j.targets) for j in jobs)
+    return refine_jobs(dspec, mspec, jobs, out, compressed, workers, executor, address), sum(
+        len(j.targets) for j in jobs
+    )
 
 
-def refine_jobs(dspec: DatasetSpec, mspec: MethodSpec, jobs: list[Job], out: str, compressed: bool = False,
-                workers: int = 1, executor: str = "local", address: str | None = None) -> int:
+def refine_jobs(
+    dspec: DatasetSpec,
+    mspec: MethodSpec,
+    jobs: list[Job],
+    out: str,
+    compressed: bool = False,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+) -> int:
     """Refine the target scans of ``jobs`` into ``out`` like :func:`refine_split` (resumable, atomic); returns the
     number of files written. ``occbench render`` refines the scans a picture shows this way."""
-    counts = run_planned(_refine_job, jobs, lambda job, tick: (dspec, mspec, job, out, compressed, tick),
-                         desc=f"refine {mspec.name}", workers=workers, executor=executor, address=address, writes=out)
+    counts = run_planned(
+        _refine_job,
+        jobs,
+        lambda job, tick: (dspec, mspec, job, out, compressed, tick),
+        desc=f"refine {mspec.name}",
+        workers=workers,
+        executor=executor,
+        address=address,
+        writes=out,
+    )
     return sum(counts)

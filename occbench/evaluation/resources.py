@@ -6,6 +6,7 @@ the default worker count is the number of usable cores (at most 8), lowered so t
 80 % of the memory available now. An explicit ``-j`` above the core count, or above what memory allows, is kept
 but warned about.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,8 +88,9 @@ def worker_threads(method: str | None) -> int:
     return max(1, int(_method_attr(method, "worker_threads", 1, 1)))
 
 
-def choose_workers(requested: int | None, method: str | None, cores: int | None = None,
-                   memory: int | None = -1) -> tuple[int, list[str]]:
+def choose_workers(
+    requested: int | None, method: str | None, cores: int | None = None, memory: int | None = -1
+) -> tuple[int, list[str]]:
     """(worker count, warnings) for a local run of ``method``: ``requested`` if given, else the default: the
     cores (at most 8) over the threads a worker of the method keeps busy, bounded by the memory.
 
@@ -103,9 +105,13 @@ def choose_workers(requested: int | None, method: str | None, cores: int | None 
         return (n if fit is None else max(1, min(n, fit))), []
     warnings = []
     if requested > cores:
-        warnings.append(f"-j {requested} is more than the {cores} usable CPU core(s): the workers share them "
-                        f"(slower, not faster) and each holds its own memory")
+        warnings.append(
+            f"-j {requested} is more than the {cores} usable CPU core(s): the workers share them "
+            f"(slower, not faster) and each holds its own memory"
+        )
     if fit is not None and requested > fit:
-        warnings.append(f"-j {requested} may run out of memory: {what} needs about {per:g} GB a worker and "
-                        f"{memory / GIB:.1f} GB is available now (fits about {fit})")
+        warnings.append(
+            f"-j {requested} may run out of memory: {what} needs about {per:g} GB a worker and "
+            f"{memory / GIB:.1f} GB is available now (fits about {fit})"
+        )
     return requested, warnings

@@ -1,4 +1,5 @@
 """Where ``occbench evaluate`` writes its results JSON, checked writable before any work starts."""
+
 from __future__ import annotations
 
 import errno
@@ -11,8 +12,14 @@ from pathlib import Path
 DEFAULT_DIR = "occbench-results"
 
 
-def default_results_path(dataset: str, split: str, onboard: str | None, method: str, folder: str | Path = DEFAULT_DIR,
-                         now: float | None = None) -> Path:
+def default_results_path(
+    dataset: str,
+    split: str,
+    onboard: str | None,
+    method: str,
+    folder: str | Path = DEFAULT_DIR,
+    now: float | None = None,
+) -> Path:
     """``<folder>/<dataset>-<split>[-<onboard>]-<method>-<YYYYmmdd-HHMMSS>.json`` (the leaderboards' file names plus
     the local time), relative to the working folder; ``-2``, ``-3``, ... is added when that file exists."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
@@ -44,8 +51,7 @@ def check_writable(path: Path, overwrite: bool = True, probe_bytes: int = PROBE_
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path for the results JSON")
     if not overwrite and (path.exists() or path.is_symlink()):
-        raise FileExistsError(f"{path} exists (another run's results?); give --overwrite to replace it, "
-                              "or another -o")
+        raise FileExistsError(f"{path} exists (another run's results?); give --overwrite to replace it, or another -o")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

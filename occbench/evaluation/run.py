@@ -4,6 +4,7 @@ Work is split into jobs (a sequence and a contiguous block of its target scans).
 worker processes; each returns integer metric states that are merged by addition, so the numbers do
 not depend on the number of workers or on the order in which jobs finish.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,16 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from occbench.version import __version__
 from occbench.errors import FormatError
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
 from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
 from occbench.io.atomic import create_new_bytes
 from occbench.io.predictions import PredictionStore
+from occbench.version import __version__
 
-__all__ = ["DatasetSpec", "MethodSpec", "Job", "Submission", "evaluate", "plan_jobs", "split_targets", "run_job",
-           "useful_workers", "write_results"]
-
+__all__ = [
+    "DatasetSpec",
+    "MethodSpec",
+    "Job",
+    "Submission",
+    "evaluate",
+    "plan_jobs",
+    "split_targets",
+    "run_job",
+    "useful_workers",
+    "write_results",
+]
 
 
 def run_job(
@@ -66,10 +76,18 @@ def run_job(
         scored = list(seq.labelled_frames)
         seq.require_poses(scored)  # the world map places every scored frame by its pose
         position = {t: i for i, t in enumerate(scored)}
-        maps = WorldMapState(proto, spill_dir=spill_dir, background=True).expect(seq.poses[scored], [position[t] for t in job.targets])
+        maps = WorldMapState(proto, spill_dir=spill_dir, background=True).expect(
+            seq.poses[scored], [position[t] for t in job.targets]
+        )
     store = PredictionStore(save[0], compressed=save[1]) if save else None
     done, todo = resume(store, seq.name, job.targets)
-    out: dict[str, Any] = {"ssc": ssc, "sequence": seq.name, "frames": len(job.targets), "problems": [], "metrics": others}
+    out: dict[str, Any] = {
+        "ssc": ssc,
+        "sequence": seq.name,
+        "frames": len(job.targets),
+        "problems": [],
+        "metrics": others,
+    }
     if maps is not None:
         out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
 
@@ -151,8 +169,15 @@ def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterab
         yield t, seq.label_map.to_train(raw, path)
 
 
-def _update_from_files(ssc: Any, seq: Any, t: int, files: list[Path], next_files: list[Path] | None = None,
-                       maps: Any = None, validate: bool = False) -> str | None:
+def _update_from_files(
+    ssc: Any,
+    seq: Any,
+    t: int,
+    files: list[Path],
+    next_files: list[Path] | None = None,
+    maps: Any = None,
+    validate: bool = False,
+) -> str | None:
     """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
     (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
     ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
@@ -246,10 +271,16 @@ def evaluate(
     label = mspec.name if mspec else "predictions"
     local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
     with tempfile.TemporaryDirectory(prefix="occbench-evaluate-") as spill:
-        states = run_planned(run_job, jobs, lambda job, tick: (dspec, mspec, job, save, extras, tick,
-                                                               spill if local else None, validate),
-                             desc=f"evaluate {label}", workers=workers, executor=executor, address=address,
-                             writes=save[0] if save else None)
+        states = run_planned(
+            run_job,
+            jobs,
+            lambda job, tick: (dspec, mspec, job, save, extras, tick, spill if local else None, validate),
+            desc=f"evaluate {label}",
+            workers=workers,
+            executor=executor,
+            address=address,
+            writes=save[0] if save else None,
+        )
         problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
         if problems:
             from occbench.evaluation.submission import InvalidSubmission, ValidationReport
@@ -268,7 +299,11 @@ def evaluate(
             for s in states[1:]:
                 merged.merge(s["metrics"][name])
             metrics[name] = merged.compute()
-    method_cfg = mspec.load().config(onboard=ds.describe().get("onboard")) if mspec else {"name": "submitted-predictions", "options": {}}
+    method_cfg = (
+        mspec.load().config(onboard=ds.describe().get("onboard"))
+        if mspec
+        else {"name": "submitted-predictions", "options": {}}
+    )
     if mspec is not None:
         from occbench.methods.registry import method_source
 
@@ -326,8 +361,9 @@ def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ..
     return out
 
 
-def write_results(path: str | os.PathLike, results: dict[str, Any], *, overwrite: bool = False,
-                  number: bool = False) -> Path:
+def write_results(
+    path: str | os.PathLike, results: dict[str, Any], *, overwrite: bool = False, number: bool = False
+) -> Path:
     """Write the results JSON to a new file at ``path`` and return where it went: complete before its name appears,
     and never over an existing file (another run's) unless ``overwrite``; with ``number`` an existing ``path``
     makes it ``STEM-2.json``, ``STEM-3.json``, ... (see :func:`occbench.io.atomic.create_new_bytes`)."""

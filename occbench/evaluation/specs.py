@@ -1,6 +1,7 @@
 """What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
 (:class:`DatasetSpec`), the method (:class:`MethodSpec`) or the :class:`Submission` that is scored, and the
 :class:`Job`\\ s the split is cut into."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -74,8 +75,9 @@ class Submission:
 
         return open_prediction_store(Path(self.folder), self.format, label_map)
 
-    def check_names(self, dataset: SSCDataset, targets: Mapping[str, Iterable[int]] | None = None
-                    ) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+    def check_names(
+        self, dataset: SSCDataset, targets: Mapping[str, Iterable[int]] | None = None
+    ) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
         """:func:`occbench.evaluation.submission.check_submission_names` on the split ``dataset`` (opened from
         :attr:`dataset`): the report, and the files that passed, to read. ``targets`` (sequence -> scans): only
         these scans are expected (a partial run: :func:`occbench.evaluation.jobs.split_targets`)."""
@@ -83,8 +85,9 @@ class Submission:
 
         return check_submission_names(dataset, self.store(dataset.label_map), targets)
 
-    def check_contents(self, dataset: SSCDataset, report: ValidationReport,
-                       files: dict[tuple[str, int], Path]) -> ValidationReport:
+    def check_contents(
+        self, dataset: SSCDataset, report: ValidationReport, files: dict[tuple[str, int], Path]
+    ) -> ValidationReport:
         """:func:`occbench.evaluation.submission.check_submission_contents`: each file of ``files`` read once."""
         from occbench.evaluation.submission import check_submission_contents
 

@@ -4,6 +4,7 @@ Every problem is collected (not just the first): missing frames, files of the wr
 not raw ids of the label map (or that the official LUT maps to ignore, which makes the official
 script crash), predictions for scans that have no ground truth, and stray files.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,9 @@ def validate_predictions(dataset: SSCDataset, store: PredictionStore, check_ids:
     return check_submission_contents(dataset, rep, files, check_ids, store)
 
 
-def check_submission_names(dataset: SSCDataset, store: PredictionStore,
-                           targets: Mapping[str, Iterable[int]] | None = None
-                           ) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
+def check_submission_names(
+    dataset: SSCDataset, store: PredictionStore, targets: Mapping[str, Iterable[int]] | None = None
+) -> tuple[ValidationReport, dict[tuple[str, int], Path]]:
     """Everything that needs no file's content: a folder per sequence, one file per labelled scan, no prediction
     for a scan without ground truth, no stray file or sequence, plain ``.label`` files of the right size.
     Returns the report and the files to read, ``(sequence, scan) -> path``, which passed these checks.
@@ -91,17 +92,23 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore,
             t = int(m.group(1))
             present.setdefault(t, p)
             if not stat.S_ISREG(st.st_mode):
-                rep.problems.append(f"{p}: {describe_mode(st.st_mode)} (expected a regular file inside the submission folder)")
+                rep.problems.append(
+                    f"{p}: {describe_mode(st.st_mode)} (expected a regular file inside the submission folder)"
+                )
                 continue
             files.setdefault(t, []).append((p, st))
         for t in sorted(expected - set(present)):
-            rep.problems.append(f"{store.path(seq.name, t, False)}: missing (scan {t} of sequence {seq.name} has ground truth)")
+            rep.problems.append(
+                f"{store.path(seq.name, t, False)}: missing (scan {t} of sequence {seq.name} has ground truth)"
+            )
         # a scan of the full release's every-5th pattern whose ground truth is absent from this tree (a partial
         # tree: the dataset warning says so) is not scored; its prediction is not a problem
         pattern = set(range(0, seq.num_scans, seq.label_every)) if seq.has_ground_truth else set()
         looked_at = set(present) if chosen is None else set(present) & chosen
         for t in sorted(looked_at - expected - pattern):
-            rep.problems.append(f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}")
+            rep.problems.append(
+                f"{present[t]}: a prediction for scan {t}, which has no ground truth in split {dataset.split}"
+            )
         for t in sorted(expected & set(files)):
             if len(files[t]) > 1:
                 a, b = sorted(p.name for p, _ in files[t])
@@ -110,7 +117,9 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore,
             path, st = files[t][0]
             rep.checked += 1
             if submission_files and not path.name.endswith(".gz") and st.st_size != LABEL_BYTES:
-                rep.problems.append(f"{path}: expected {LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids), found {st.st_size:,} bytes")
+                rep.problems.append(
+                    f"{path}: expected {LABEL_BYTES:,} bytes (2,097,152 uint16 raw ids), found {st.st_size:,} bytes"
+                )
                 continue
             out[(seq.name, t)] = path
     extra_seqs = sorted(set(store.sequences()) - set(dataset.sequence_names))
@@ -119,8 +128,13 @@ def check_submission_names(dataset: SSCDataset, store: PredictionStore,
     return rep, out
 
 
-def check_submission_contents(dataset: SSCDataset, rep: ValidationReport, files: dict[tuple[str, int], Path],
-                              check_ids: bool = True, store: PredictionStore | None = None) -> ValidationReport:
+def check_submission_contents(
+    dataset: SSCDataset,
+    rep: ValidationReport,
+    files: dict[tuple[str, int], Path],
+    check_ids: bool = True,
+    store: PredictionStore | None = None,
+) -> ValidationReport:
     """Read each file once (:func:`check_submission_names` passed it): a ``.label.gz`` must inflate to a
     ``.label``; every raw id must be a predictable class. A file of the submission format is opened without
     following links; a foreign format (``store`` not a :class:`PredictionStore`) through its store's reader.
@@ -150,7 +164,7 @@ class InvalidSubmission(OccbenchError):
 def _prediction_lut(lm: LabelMap) -> np.ndarray:
     """raw id -> train id over all 65,536 uint16 values; 255 where the id is not a predictable class."""
     lut = np.full(1 << 16, 255, np.uint8)
-    lut[:lm.lut.size] = lm.lut
+    lut[: lm.lut.size] = lm.lut
     return lut
 
 
@@ -166,8 +180,10 @@ def prediction_id_problem(raw: np.ndarray, path: str | Path, lm: LabelMap) -> st
         return None
     ids = np.unique(flat)
     bad = ids[lut[ids] >= lm.num_classes]
-    return (f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
-            f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)")
+    return (
+        f"{path}: raw ids {bad[:10].tolist()} are not predictable {lm.name} classes "
+        f"(expected raw ids of learning_map_inv, e.g. 0, 10, 40)"
+    )
 
 
 def _folder_problem(root: Path, folder: Path) -> str | None:

@@ -1,4 +1,7 @@
 """Readers and writers of the on-disk formats (voxel files, KITTI text files, prediction stores)."""
+
+from occbench.io.atomic import atomic_write_bytes
+from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses, write_times
 from occbench.io.voxels import (
     GRID_SHAPE,
     NUM_VOXELS,
@@ -9,11 +12,21 @@ from occbench.io.voxels import (
     write_invalid_kitti360,
     write_label,
 )
-from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses, write_times
-from occbench.io.atomic import atomic_write_bytes
 
 __all__ = [
-    "GRID_SHAPE", "NUM_VOXELS", "read_bits", "write_bits", "read_label", "write_label",
-    "read_invalid_kitti360", "write_invalid_kitti360", "read_calib", "write_calib",
-    "read_poses", "write_poses", "read_times", "write_times", "atomic_write_bytes",
+    "GRID_SHAPE",
+    "NUM_VOXELS",
+    "read_bits",
+    "write_bits",
+    "read_label",
+    "write_label",
+    "read_invalid_kitti360",
+    "write_invalid_kitti360",
+    "read_calib",
+    "write_calib",
+    "read_poses",
+    "write_poses",
+    "read_times",
+    "write_times",
+    "atomic_write_bytes",
 ]

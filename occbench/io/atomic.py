@@ -1,5 +1,6 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename (replace) or link (create
 only) it into place."""
+
 from __future__ import annotations
 
 import errno
@@ -84,8 +85,9 @@ def numbered(path: Path, i: int) -> Path:
     return path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
 
 
-def create_new_bytes(path: str | Path, data: bytes | memoryview, *, overwrite: bool = False,
-                     number: bool = False) -> Path:
+def create_new_bytes(
+    path: str | Path, data: bytes | memoryview, *, overwrite: bool = False, number: bool = False
+) -> Path:
     """Write ``data`` to a new file at ``path`` and return where it went. The content is complete on disk before
     the name appears, and the name is claimed atomically: an existing file (another run's) is never replaced.
     If ``path`` exists: with ``overwrite`` it is replaced (atomically); with ``number`` the first free name of

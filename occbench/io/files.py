@@ -1,5 +1,6 @@
 """Opening files that may come from strangers: regular files only, never blocking on a FIFO or a device (the
 openers are defined in :mod:`occbench.regular_files`, which imports only the standard library)."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,15 @@ import stat
 from pathlib import Path
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.regular_files import (MAX_JSON_BYTES, describe_mode, open_regular, read_json_document,  # noqa: F401
-                                    regular_stat)
+from occbench.regular_files import (
+    MAX_JSON_BYTES,
+    describe_mode,
+    open_regular,
+    read_json_document,  # noqa: F401
+    regular_stat,
+)
 
-__all__ = ["MAX_JSON_BYTES", "describe_mode", "open_regular", "read_json_document", "read_regular_file",
-           "regular_stat"]
+__all__ = ["MAX_JSON_BYTES", "describe_mode", "open_regular", "read_json_document", "read_regular_file", "regular_stat"]
 
 
 def read_regular_file(path: str | Path, max_bytes: int, what: str) -> bytes:

@@ -6,6 +6,7 @@ The lock is ``fcntl.flock`` on ``<folder>/.occbench.lock`` (released when the pr
 the file is removed when the writer finishes). Holding it, the writer may delete the temporary files that an
 interrupted run of its own kind left (``.NAME.XXXXXXXX.tmp``, see :mod:`occbench.io.atomic`).
 """
+
 from __future__ import annotations
 
 import errno
@@ -33,8 +34,10 @@ class FolderBusyError(OccbenchError):
     def __init__(self, folder: str | Path, holder: str = ""):
         self.folder = Path(folder)
         self.holder = holder
-        super().__init__(f"{self.folder}: {describe_holder(holder)} writing into this folder (lock {LOCK_NAME} held); "
-                         "wait for it to finish or choose another output folder")
+        super().__init__(
+            f"{self.folder}: {describe_holder(holder)} writing into this folder (lock {LOCK_NAME} held); "
+            "wait for it to finish or choose another output folder"
+        )
 
     def __reduce__(self):
         return (type(self), (self.folder, self.holder))

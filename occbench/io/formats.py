@@ -22,6 +22,7 @@ layout), ``SRC/<seq>/<frame><ext>`` (MonoScene), and MonoScene's ``output_path``
 with 10); SSCBench-KITTI360 takes only 6 (SSCBench renumbers KITTI-360's frames, so a 10-digit KITTI-360 number
 names another frame).
 """
+
 from __future__ import annotations
 
 import re
@@ -83,8 +84,9 @@ def _grid(arr: object, path: Path, what: str) -> np.ndarray:
     if arr.dtype.kind not in "ui":
         raise FormatError(path, f"{what} as integer class ids", f"dtype {arr.dtype}")
     if arr.shape not in ACCEPTED_SHAPES:
-        raise FormatError(path, f"{what} of shape (256, 256, 32) (or (1, 256, 256, 32) or flat {NUM_VOXELS:,})",
-                          f"shape {arr.shape}")
+        raise FormatError(
+            path, f"{what} of shape (256, 256, 32) (or (1, 256, 256, 32) or flat {NUM_VOXELS:,})", f"shape {arr.shape}"
+        )
     return np.ascontiguousarray(arr).reshape(GRID_SHAPE)
 
 
@@ -179,7 +181,9 @@ class ForeignPredictionStore:
         self.submission_layout = (base / "sequences").is_dir()
         self.expected_names = f"NNNNNN{fmt.suffix}" + (
             " with 6-digit SSCBench frame numbers; 10-digit KITTI-360 frame numbers name other frames"
-            if self._max_digits == 6 else "")
+            if self._max_digits == 6
+            else ""
+        )
         self.name_pattern = self._re  # file names of frames (validation looks at entries by name before opening any)
 
     def __repr__(self) -> str:
@@ -215,8 +219,11 @@ class ForeignPredictionStore:
     def find(self, sequence: str, frame: int) -> Path | None:
         """The file of a frame, or None. Two files for one frame (``000005.pkl`` and ``0000000005.pkl``) is an error."""
         name = f"{int(frame):06d}"
-        cands = [p for p in (self.folder(sequence) / f"{'0' * k}{name}{self.format.suffix}" for k in range(5))
-                 if len(p.name) - len(self.format.suffix) <= self._max_digits and p.is_file()]
+        cands = [
+            p
+            for p in (self.folder(sequence) / f"{'0' * k}{name}{self.format.suffix}" for k in range(5))
+            if len(p.name) - len(self.format.suffix) <= self._max_digits and p.is_file()
+        ]
         if len(cands) > 1:
             raise FormatError(cands[0], f"one file per frame, not {', '.join(p.name for p in cands)}", "several")
         return cands[0] if cands else None
@@ -228,7 +235,9 @@ class ForeignPredictionStore:
         """Raw ids (uint16, (256, 256, 32)) of a frame, validated (FormatError names the file and the problem)."""
         p = self.find(sequence, frame)
         if p is None:
-            raise MissingDataError(self.path(sequence, frame), f"prediction of sequence {sequence} frame {int(frame):06d}")
+            raise MissingDataError(
+                self.path(sequence, frame), f"prediction of sequence {sequence} frame {int(frame):06d}"
+            )
         return to_submission_ids(read_foreign_grid(p, self.format), self.format, self.label_map, p)
 
     def iter_files(self) -> Iterator[tuple[str, int, Path]]:
@@ -263,8 +272,9 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def convert_foreign(src: str | Path, dst: str | Path, fmt: ForeignFormat, dataset: str, compressed: bool,
-                    progress: bool = False) -> ConversionReport:
+def convert_foreign(
+    src: str | Path, dst: str | Path, fmt: ForeignFormat, dataset: str, compressed: bool, progress: bool = False
+) -> ConversionReport:
     """Write every valid prediction under ``src`` (format ``fmt``) to ``dst`` in the submission layout (raw ids,
     ``.label`` or ``.label.gz``), and list every problem: unknown sequence folders, stray files, two files for one
     frame, unreadable or refused files, wrong shapes, dtypes or ids. Frames already in ``dst`` are skipped."""
@@ -279,18 +289,25 @@ def convert_foreign(src: str | Path, dst: str | Path, fmt: ForeignFormat, datase
     assert probs is not None
     seqs = store.sequences()
     if not seqs:
-        raise MissingDataError(store.base, f"{fmt.describe()} predictions",
-                               f"expected {store.base}/<sequence>/{store.expected_names} or "
-                               f"{store.base}/sequences/<sequence>/predictions/{store.expected_names}")
+        raise MissingDataError(
+            store.base,
+            f"{fmt.describe()} predictions",
+            f"expected {store.base}/<sequence>/{store.expected_names} or "
+            f"{store.base}/sequences/<sequence>/predictions/{store.expected_names}",
+        )
     items = []
     for s in seqs:
         if s not in known:
-            probs.append(f"{store.folder(s)}: {s!r} is not a {dataset} sequence (expected one of {', '.join(sorted(known))})")
+            probs.append(
+                f"{store.folder(s)}: {s!r} is not a {dataset} sequence (expected one of {', '.join(sorted(known))})"
+            )
             continue
         probs += [f"{p}: unexpected file (expected {store.expected_names})" for p in store.unexpected_files(s)]
         for f, paths in sorted(store._files(s).items()):
             if len(paths) > 1:
-                probs.append(f"{paths[0].parent}: several files for frame {f}: {', '.join(sorted(p.name for p in paths))}")
+                probs.append(
+                    f"{paths[0].parent}: several files for frame {f}: {', '.join(sorted(p.name for p in paths))}"
+                )
             else:
                 items.append((s, f, paths[0]))
     for s, f, p in progress_bar(items, desc="convert", disable=not progress):
@@ -335,6 +352,7 @@ def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:
     vals = np.unique(arr)
     ok = np.isin(vals, np.r_[np.arange(lm.num_classes), IGNORE])
     if not ok.all():
-        raise FormatError(path, f"{lm.name} train ids 0..{lm.num_classes - 1} or 255 (unknown)",
-                          f"values {vals[~ok][:10].tolist()}")
+        raise FormatError(
+            path, f"{lm.name} train ids 0..{lm.num_classes - 1} or 255 (unknown)", f"values {vals[~ok][:10].tolist()}"
+        )
     return arr.astype(np.uint8)

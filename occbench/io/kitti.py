@@ -5,6 +5,7 @@
 The LiDAR pose of scan i in the sequence's world is ``inv(Tr) @ P_i @ Tr``
 (semantic-kitti-api ``generate_sequential.py::parse_poses``; voxelizer ``KittiReader::readPoses``).
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,14 @@ class Calibration:
 MAX_POSE_TRANSLATION_M = 1e5  # 100 km: longer than any driving log; the world map holds +-209 km (x, y)
 
 
-def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = RIGID_TOL,
-                lines: np.ndarray | None = None, max_translation: float = MAX_POSE_TRANSLATION_M) -> None:
+def check_rigid(
+    T: np.ndarray,
+    path: str | Path | None,
+    what: str,
+    tol: float = RIGID_TOL,
+    lines: np.ndarray | None = None,
+    max_translation: float = MAX_POSE_TRANSLATION_M,
+) -> None:
     """Raise :class:`FormatError` unless every 4x4 in ``T`` is finite, a rigid transform, and translates by at most
     ``max_translation`` metres on each axis (a pose at 1e308 m is finite and rigid, and breaks every map).
 
@@ -76,9 +83,12 @@ def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = 
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         bad = Ts[i][~np.isfinite(Ts[i])][0]
-        raise FormatError(path, f"finite numbers in {what}",
-                          f"{int((~finite).sum())} entr{'y' if (~finite).sum() == 1 else 'ies'} with NaN or inf, "
-                          f"first at line {where(i)} ({bad})")
+        raise FormatError(
+            path,
+            f"finite numbers in {what}",
+            f"{int((~finite).sum())} entr{'y' if (~finite).sum() == 1 else 'ies'} with NaN or inf, "
+            f"first at line {where(i)} ({bad})",
+        )
     R = Ts[:, :3, :3]
     ortho = np.abs(np.einsum("nij,nkj->nik", R, R) - np.eye(3)).max(axis=(1, 2))
     det = np.linalg.det(R)
@@ -95,9 +105,12 @@ def check_rigid(T: np.ndarray, path: str | Path | None, what: str, tol: float = 
     far = np.flatnonzero(np.abs(Ts[:, :3, 3]).max(axis=1) > max_translation)
     if far.size:
         i = int(far[0])
-        raise FormatError(path, f"{what} with translations within {max_translation:g} m",
-                          f"{far.size} entr{'y' if far.size == 1 else 'ies'} beyond, first at line {where(i)} "
-                          f"({np.abs(Ts[i, :3, 3]).max():.6g} m)")
+        raise FormatError(
+            path,
+            f"{what} with translations within {max_translation:g} m",
+            f"{far.size} entr{'y' if far.size == 1 else 'ies'} beyond, first at line {where(i)} "
+            f"({np.abs(Ts[i, :3, 3]).max():.6g} m)",
+        )
 
 
 MAX_TEXT_BYTES = 64 << 20  # poses of the longest KITTI sequence are ~0.5 MB
@@ -125,7 +138,9 @@ def parse_numbers(path: Path, lineno: int, tokens: list[str], expected: str, cou
         try:
             x = float(tok)
         except ValueError:
-            raise FormatError(path, expected, f"unparsable content on line {lineno}: {tok[:40]!r} in column {j} is not a number") from None
+            raise FormatError(
+                path, expected, f"unparsable content on line {lineno}: {tok[:40]!r} in column {j} is not a number"
+            ) from None
         if not math.isfinite(x):
             raise FormatError(path, f"finite numbers, {expected}", f"{tok[:40]!r} on line {lineno}, column {j}")
         out.append(x)
@@ -143,7 +158,9 @@ def read_number_rows(path: str | Path, what: str, width: int) -> tuple[np.ndarra
     if not lines:
         raise FormatError(path, f"{what}: {width} float{'s' if width != 1 else ''} per line", "an empty file")
     expected = f"{width} float{'s' if width != 1 else ''} per line" if width != 1 else "one float per line"
-    vals = np.array([parse_numbers(path, i, line.split(), expected, width) for i, line in lines], np.float64).reshape(-1, width)
+    vals = np.array([parse_numbers(path, i, line.split(), expected, width) for i, line in lines], np.float64).reshape(
+        -1, width
+    )
     return vals, np.array([i for i, _ in lines])
 
 
@@ -167,9 +184,13 @@ def read_calib(path: str | Path) -> Calibration:
         key, sep, rest = line.partition(":")
         key = key.strip()
         if not sep or not key:
-            raise FormatError(path, f"lines 'KEY: values' (keys {', '.join(CALIB_KEYS)})", f"line {lineno}: {line[:60]!r}")
+            raise FormatError(
+                path, f"lines 'KEY: values' (keys {', '.join(CALIB_KEYS)})", f"line {lineno}: {line[:60]!r}"
+            )
         if key in seen:
-            raise FormatError(path, f"each key once ('{key}:' on line {seen[key]})", f"a second '{key}:' line on line {lineno}")
+            raise FormatError(
+                path, f"each key once ('{key}:' on line {seen[key]})", f"a second '{key}:' line on line {lineno}"
+            )
         seen[key] = lineno
         if key in CALIB_KEYS:
             P[key] = np.array(parse_numbers(path, lineno, rest.split(), f"12 floats for {key}", 12)).reshape(3, 4)
@@ -180,8 +201,11 @@ def read_calib(path: str | Path) -> Calibration:
         K = P[k][:, :3]
         scale = np.abs(K).max()
         if scale == 0 or abs(np.linalg.det(K / scale)) < 1e-9 or P[k][0, 0] == 0:
-            raise FormatError(path, f"a projection matrix {k} (line {seen[k]}) with a non-singular left 3x3 block and fx != 0",
-                              f"a degenerate one (|det| = {abs(np.linalg.det(K)):.3g}, fx = {P[k][0, 0]:g})")
+            raise FormatError(
+                path,
+                f"a projection matrix {k} (line {seen[k]}) with a non-singular left 3x3 block and fx != 0",
+                f"a degenerate one (|det| = {abs(np.linalg.det(K)):.3g}, fx = {P[k][0, 0]:g})",
+            )
     Tr = np.eye(4)
     Tr[:3, :4] = P.pop("Tr")
     check_rigid(Tr, path, "Tr (velodyne -> cam0)", lines=np.array([seen["Tr"]]), max_translation=MAX_TR_TRANSLATION_M)

@@ -11,6 +11,7 @@
 
 The LiDAR pose of a frame is ``cam0_to_world @ R_rect_00 @ inv(cam_to_velo)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,9 +39,13 @@ def read_perspective(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         key, sep, rest = line.partition(":")
         key = key.strip()
         if not sep or not key or " " in key:
-            raise FormatError(path, "lines 'KEY: values' (keys P_rect_00, R_rect_00, ...)", f"line {lineno}: {line[:60]!r}")
+            raise FormatError(
+                path, "lines 'KEY: values' (keys P_rect_00, R_rect_00, ...)", f"line {lineno}: {line[:60]!r}"
+            )
         if key in seen:
-            raise FormatError(path, f"each key once ('{key}:' on line {seen[key]})", f"a second '{key}:' line on line {lineno}")
+            raise FormatError(
+                path, f"each key once ('{key}:' on line {seen[key]})", f"a second '{key}:' line on line {lineno}"
+            )
         seen[key] = lineno
         if key in want:
             vals[key] = parse_numbers(path, lineno, rest.split(), f"{want[key]} numbers for {key}", want[key])
@@ -49,8 +54,11 @@ def read_perspective(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             raise FormatError(path, f"a '{key}:' line", f"keys {sorted(seen)}")
     P = np.array(vals["P_rect_00"]).reshape(3, 4)
     if P[0, 0] <= 0 or P[1, 1] <= 0 or P[2, 2] != 1:
-        raise FormatError(path, f"a rectified projection P_rect_00 (line {seen['P_rect_00']}) with fx, fy > 0 and "
-                          "P[2, 2] = 1", f"fx = {P[0, 0]:g}, fy = {P[1, 1]:g}, P[2, 2] = {P[2, 2]:g}")
+        raise FormatError(
+            path,
+            f"a rectified projection P_rect_00 (line {seen['P_rect_00']}) with fx, fy > 0 and P[2, 2] = 1",
+            f"fx = {P[0, 0]:g}, fy = {P[1, 1]:g}, P[2, 2] = {P[2, 2]:g}",
+        )
     R = np.eye(4)
     R[:3, :3] = np.array(vals["R_rect_00"]).reshape(3, 3)
     check_rigid(R, path, "R_rect_00 (a rotation)", lines=np.array([seen["R_rect_00"]]))
@@ -75,8 +83,8 @@ class PoseRows:
 
     path: Path
     frames: np.ndarray  # (M,) int64, strictly increasing
-    poses: np.ndarray   # (M, 4, 4) float64, rigid
-    lines: np.ndarray   # (M,) the file line of each row
+    poses: np.ndarray  # (M, 4, 4) float64, rigid
+    lines: np.ndarray  # (M,) the file line of each row
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(row index, found)`` of each frame id of ``ids`` (row index 0 where not found)."""
@@ -97,8 +105,11 @@ def read_cam0_to_world_rows(path: str | Path) -> PoseRows:
     f = rows[:, 0]
     bad = np.flatnonzero((f < 0) | (f != np.round(f)) | (f > MAX_FRAME_ID))
     if bad.size:
-        raise FormatError(path, f"a frame id (an integer in 0..{MAX_FRAME_ID}) first on every row",
-                          f"{rows[bad[0], 0]!r} on line {lines[bad[0]]}")
+        raise FormatError(
+            path,
+            f"a frame id (an integer in 0..{MAX_FRAME_ID}) first on every row",
+            f"{rows[bad[0], 0]!r} on line {lines[bad[0]]}",
+        )
     frames = f.astype(np.int64)
     order = np.argsort(frames, kind="stable")
     frames, rows, lines = frames[order], rows[order], lines[order]

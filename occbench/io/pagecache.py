@@ -6,6 +6,7 @@ All three are hints to the operating system (``posix_fadvise``, ``mincore``). Wh
 (macOS, Windows) :func:`prefetch` and :func:`evict` do nothing and :func:`resident_fraction` returns None;
 results never depend on them, only timings do.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -9,6 +9,7 @@ The compressed variant is the gzip (RFC 1952, ``mtime=0``) of the exact ``.label
 after ``gunzip``, readable by any tool, about 50x smaller on SSC grids (most voxels are empty), and
 decompressed in about 7 ms a frame. A folder may mix both; if both exist for a frame that is an error.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -51,7 +52,9 @@ def read_prediction_file(path: str | Path, follow_links: bool = True) -> np.ndar
         else:
             size = os.fstat(f.fileno()).st_size
             if size != LABEL_BYTES:
-                raise FormatError(path, f"{LABEL_BYTES:,} bytes ({NUM_VOXELS:,} uint16 labels of {GRID_SHAPE})", f"{size:,} bytes")
+                raise FormatError(
+                    path, f"{LABEL_BYTES:,} bytes ({NUM_VOXELS:,} uint16 labels of {GRID_SHAPE})", f"{size:,} bytes"
+                )
             data = bytearray(LABEL_BYTES)
             got = f.readinto(data)
             if got != LABEL_BYTES or f.read(1):  # changed while being read
@@ -83,7 +86,7 @@ def inflate_capped(f: BinaryIO, path: Path, size: int, chunk: int = 1 << 16) -> 
             raise FormatError(path, expected, f"corrupt data after {n:,} inflated bytes ({e})") from None
         if n + len(piece) > size:
             raise FormatError(path, expected, f"more than {size:,} bytes (inflating stopped there)")
-        out[n:n + len(piece)] = piece
+        out[n : n + len(piece)] = piece
         n += len(piece)
         pending = d.unused_data if d.eof else d.unconsumed_tail
     if not read_any:
@@ -159,7 +162,9 @@ class PredictionStore:
     def read(self, sequence: str, frame: int) -> np.ndarray:
         p = self.find(sequence, frame)
         if p is None:
-            raise MissingDataError(self.path(sequence, frame), f"prediction of sequence {sequence} frame {frame_name(frame)}")
+            raise MissingDataError(
+                self.path(sequence, frame), f"prediction of sequence {sequence} frame {frame_name(frame)}"
+            )
         return read_prediction_file(p)
 
     def write(self, sequence: str, frame: int, raw: np.ndarray) -> Path:

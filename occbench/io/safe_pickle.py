@@ -26,6 +26,7 @@ one encoding pickle writes; ``hex`` and the like grow their input), ``_reconstru
 starts from, ``numpy.ndarray`` is not callable, and a ``BUILD`` (``__setstate__``) is admitted only on arrays and
 dtypes, charged with the array's size before it runs. A pickle over the budget is refused naming the file.
 """
+
 from __future__ import annotations
 
 import _codecs
@@ -62,8 +63,10 @@ def _allowed() -> dict[tuple[str, str], Any]:
     table: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): "dtype",
-        ("builtins", "set"): "set", ("builtins", "frozenset"): "frozenset",
-        ("__builtin__", "set"): "set", ("__builtin__", "frozenset"): "frozenset",
+        ("builtins", "set"): "set",
+        ("builtins", "frozenset"): "frozenset",
+        ("__builtin__", "set"): "set",
+        ("__builtin__", "frozenset"): "frozenset",
         ("_codecs", "encode"): "encode",
     }
     for core in ("numpy.core", "numpy._core"):
@@ -90,8 +93,11 @@ class UnsafePickleError(FormatError):
 
     def __init__(self, path: str | Path | None, refused: str):
         self.refused = refused
-        super().__init__(path, "a pickle of numpy arrays and plain containers only",
-                         f"a reference to {refused} (refused, not executed)")
+        super().__init__(
+            path,
+            "a pickle of numpy arrays and plain containers only",
+            f"a reference to {refused} (refused, not executed)",
+        )
 
     def __reduce__(self):
         return (type(self), (self.path, self.refused))
@@ -105,7 +111,9 @@ def _nbytes(shape: Any, dtype: Any) -> int:
     """Bytes of an array of ``shape`` and ``dtype`` as given in a pickle (exact integers: no overflow)."""
     if isinstance(shape, int):
         shape = (shape,)
-    if not isinstance(shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+    if not isinstance(shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
         raise TypeError(f"an array shape of non-negative integers, found {shape!r:.80}")
     n = np.dtype(dtype).itemsize
     for k in shape:
@@ -121,9 +129,15 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
         self._path = path
         self._left = budget
         self._budget = budget
-        self._guards = {"encode": self._encode, "_reconstruct": self._reconstruct, "scalar": self._scalar,
-                        "_frombuffer": self._frombuffer, "dtype": self._dtype, "set": self._set,
-                        "frozenset": self._frozenset}
+        self._guards = {
+            "encode": self._encode,
+            "_reconstruct": self._reconstruct,
+            "scalar": self._scalar,
+            "_frombuffer": self._frombuffer,
+            "dtype": self._dtype,
+            "set": self._set,
+            "frozenset": self._frozenset,
+        }
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not supported")
@@ -136,16 +150,20 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
 
     def _charge(self, n: int, what: str) -> None:
         if n > self._left:
-            raise PickleTooLargeError(self._path, f"a pickle that builds at most {self._budget:,} bytes "
-                                      f"({BUDGET_FACTOR} x its size + {BUDGET_SLACK // 2**20} MiB)",
-                                      f"{what} asking for {n:,} more bytes (refused before allocating)")
+            raise PickleTooLargeError(
+                self._path,
+                f"a pickle that builds at most {self._budget:,} bytes "
+                f"({BUDGET_FACTOR} x its size + {BUDGET_SLACK // 2**20} MiB)",
+                f"{what} asking for {n:,} more bytes (refused before allocating)",
+            )
         self._left -= n
 
     # the admitted callables, each checking its arguments and charging what it allocates
     def _encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
         if not isinstance(obj, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
-            raise pickle.UnpicklingError(f"_codecs.encode is admitted for (str, 'latin1') only, found "
-                                         f"({type(obj).__name__}, {encoding!r:.40})")
+            raise pickle.UnpicklingError(
+                f"_codecs.encode is admitted for (str, 'latin1') only, found ({type(obj).__name__}, {encoding!r:.40})"
+            )
         self._charge(len(obj), "_codecs.encode")
         return _codecs.encode(obj, "latin1")
 
@@ -164,7 +182,9 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
         if dtype.hasobject:
             return _numpy_core("multiarray", "scalar")(dtype, obj)
         if not isinstance(obj, bytes) or len(obj) != dtype.itemsize:
-            raise pickle.UnpicklingError(f"numpy scalar of {dtype} with {len(obj) if isinstance(obj, bytes) else obj!r:.40} bytes")
+            raise pickle.UnpicklingError(
+                f"numpy scalar of {dtype} with {len(obj) if isinstance(obj, bytes) else obj!r:.40} bytes"
+            )
         self._charge(dtype.itemsize, "numpy scalar")
         return _numpy_core("multiarray", "scalar")(dtype, obj)
 
@@ -203,11 +223,15 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
             if isinstance(data, list):
                 n = max(n, 8 * len(data))
             elif not isinstance(data, (bytes, bytearray, str)) or len(data) != n:
-                raise pickle.UnpicklingError(f"array data of {n:,} bytes, found {type(data).__name__} "
-                                             f"of {len(data) if hasattr(data, '__len__') else '?'}")
+                raise pickle.UnpicklingError(
+                    f"array data of {n:,} bytes, found {type(data).__name__} "
+                    f"of {len(data) if hasattr(data, '__len__') else '?'}"
+                )
             self._charge(n, "an array's state")
         elif not isinstance(inst, np.dtype):
-            raise pickle.UnpicklingError(f"BUILD (__setstate__) on a {type(inst).__name__}: admitted on arrays and dtypes only")
+            raise pickle.UnpicklingError(
+                f"BUILD (__setstate__) on a {type(inst).__name__}: admitted on arrays and dtypes only"
+            )
         pickle._Unpickler.load_build(self)
 
     dispatch[pickle.BUILD[0]] = _guarded_build
@@ -221,8 +245,19 @@ def loads_pickle(data: bytes, path: str | Path | None = None) -> Any:
         return _RestrictedUnpickler(io.BytesIO(data), p, BUDGET_FACTOR * len(data) + BUDGET_SLACK).load()
     except OccbenchError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError, UnicodeDecodeError, RecursionError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as e:
         raise FormatError(p, "a readable pickle", f"{type(e).__name__}: {e}") from None
 
 

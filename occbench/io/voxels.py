@@ -12,6 +12,7 @@ extension      content                                bytes / frame
 ``.invalid``   one byte per voxel (SSCBench-KITTI360)  2,097,152
 =============  =====================================  ==============
 """
+
 from __future__ import annotations
 
 import mmap
@@ -64,8 +65,11 @@ def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE
         return np.fromfile(path, np.uint8)
     if size == n:
         return read_invalid_kitti360(path, shape).reshape(-1)
-    raise FormatError(path, f"{n // 8:,} bytes (bit-packed, SemanticKITTI) or {n:,} bytes (one byte per voxel, SSCBench-KITTI360)",
-                      f"{size:,} bytes")
+    raise FormatError(
+        path,
+        f"{n // 8:,} bytes (bit-packed, SemanticKITTI) or {n:,} bytes (one byte per voxel, SSCBench-KITTI360)",
+        f"{size:,} bytes",
+    )
 
 
 def map_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
@@ -83,7 +87,9 @@ def map_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarr
         if sys.platform == "win32":  # pragma: no cover
             buf = mmap.mmap(fh.fileno(), 2 * n, access=mmap.ACCESS_READ)
         else:
-            buf = mmap.mmap(fh.fileno(), 2 * n, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ)
+            buf = mmap.mmap(
+                fh.fileno(), 2 * n, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ
+            )
     return np.frombuffer(buf, "<u2").reshape(shape)
 
 

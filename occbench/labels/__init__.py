@@ -6,6 +6,7 @@ LUT of semantic-kitti-api ``evaluate_completion.py``::
 
     lut = zeros(max(raw)+100); lut[raw] = learning_map[raw]; lut[lut == 0] = 255; lut[0] = 0
 """
+
 from __future__ import annotations
 
 import json

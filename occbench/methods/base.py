@@ -9,6 +9,7 @@ register it under the ``occbench.methods`` entry-point group::
     [project.entry-points."occbench.methods"]
     my-method = "my_package.module:MyMethod"
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,18 +28,18 @@ class OnboardSequence(Protocol):
 
     name: str
     label_map: LabelMap
-    sensor: str | None          # "camera", "lidar" or None (unknown): the onboard model's modality
+    sensor: str | None  # "camera", "lidar" or None (unknown): the onboard model's modality
     image_size: tuple[int, int]  # camera image (width, height) for frustum tests
 
     @property
     def num_scans(self) -> int: ...
     @property
-    def poses(self) -> np.ndarray: ...          # (num_scans, 4, 4) LiDAR poses in the sequence's world
+    def poses(self) -> np.ndarray: ...  # (num_scans, 4, 4) LiDAR poses in the sequence's world
     # ``pose_valid`` ((num_scans,) bool, read with getattr: absent means every scan has a pose): a scan without a pose
     # must be left out of every window (its ``poses`` row is NaN); see docs/datasets.md, frame numbering and poses
     @property
     def calib(self) -> Calibration: ...
-    def prediction(self, index: int) -> np.ndarray: ...   # onboard train ids (256,256,32) uint8
+    def prediction(self, index: int) -> np.ndarray: ...  # onboard train ids (256,256,32) uint8
 
 
 class OffboardMethod(ABC):
@@ -80,10 +81,13 @@ class OffboardMethod(ABC):
         so that a change that cannot affect a run (another onboard model's checkpoint) does not change its
         configuration.
         """
-        opts = dataclasses.asdict(self.options) if self.options is not None and dataclasses.is_dataclass(self.options) else {}
+        opts = (
+            dataclasses.asdict(self.options)
+            if self.options is not None and dataclasses.is_dataclass(self.options)
+            else {}
+        )
         return {"name": self.name, "options": opts}
 
     @abstractmethod
     def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(scan, refined train ids (256,256,32) uint8)`` for each scan in ``targets``."""
-

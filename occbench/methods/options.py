@@ -3,6 +3,7 @@
 ``occbench methods`` lists :func:`option_infos` of every method; ``occbench evaluate -O key=value`` goes through
 :func:`parse_options`, which converts each value to the declared type and names the option when it cannot.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,13 @@ def option_infos(cls: type) -> list[OptionInfo]:
 
 
 def format_default(value: Any) -> str:
-    return "(required)" if value is dataclasses.MISSING else json.dumps(value) if isinstance(value, (bool, type(None))) else repr(value)
+    return (
+        "(required)"
+        if value is dataclasses.MISSING
+        else json.dumps(value)
+        if isinstance(value, (bool, type(None)))
+        else repr(value)
+    )
 
 
 def type_name(tp: Any) -> str:
@@ -72,7 +79,9 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def parse_options(pairs: tuple[str, ...] | list[str], cls: type | None = None, method: str | None = None) -> dict[str, Any]:
+def parse_options(
+    pairs: tuple[str, ...] | list[str], cls: type | None = None, method: str | None = None
+) -> dict[str, Any]:
     """Parse ``key=value`` strings (``-`` in keys read as ``_``).
 
     With a method class whose ``Options`` dataclass declares the key's type, the value is converted to that

@@ -1,4 +1,5 @@
 """Method registry: the ``occbench.methods`` entry points, plus in-process registration."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,5 +43,12 @@ def method_source(name: str) -> dict[str, Any]:
     return _REGISTRY.source(name)
 
 
-__all__ = ["GROUP", "available_methods", "load_method", "method_class", "method_source", "parse_options",
-           "register_method"]
+__all__ = [
+    "GROUP",
+    "available_methods",
+    "load_method",
+    "method_class",
+    "method_source",
+    "parse_options",
+    "register_method",
+]

@@ -7,6 +7,7 @@
 - one-shot forms of the three: :func:`ssc_scores`, :func:`city_map_scores`, :func:`temporal_consistency_scores`.
 - :func:`results_json`: numbers + their full protocol.
 """
+
 from occbench.metrics.base import Metric
 from occbench.metrics.citymap import CityMapMetric, TemporalConsistency, city_map_scores, temporal_consistency_scores
 from occbench.metrics.protocol import PROTOCOLS, EvalProtocol, get_protocol

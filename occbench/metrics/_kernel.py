@@ -16,6 +16,7 @@ Why numba: the numpy kernel needs several full passes and a bincount (~10 ms a f
 pass over the 4 MiB (raw ids) of each grid runs at about memory speed (~1 ms a frame, 2 cores, loaded).
 The kernels release the GIL (``nogil``), so frames can be read by other threads while one is counted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +36,7 @@ _U = np.uint64
 _PACK8 = _U(0x8040201008040201)  # (8 bytes of 0/1) * _PACK8 >> 56 = those 8 flags packed MSB first
 
 if njit is not None:
+
     @intrinsic
     def _popcount(typingctx, x):  # pragma: no cover - compiled
         """Number of set bits of a uint64 (LLVM ``ctpop``: one ``popcnt`` instruction on x86-64)."""
@@ -49,8 +51,12 @@ def _column_bits(inv, i64, inv_mode, col):  # pragma: no cover - compiled below
     if inv_mode == INV_PACKED:  # 4 bytes, MSB first = big-endian
         return (_U(inv[b]) << _U(24)) | (_U(inv[b + 1]) << _U(16)) | (_U(inv[b + 2]) << _U(8)) | _U(inv[b + 3])
     if inv_mode == INV_BYTES:  # 4 words of 8 one-byte flags
-        return ((((i64[b] * _PACK8) >> _U(56)) << _U(24)) | (((i64[b + 1] * _PACK8) >> _U(56)) << _U(16))
-                | (((i64[b + 2] * _PACK8) >> _U(56)) << _U(8)) | ((i64[b + 3] * _PACK8) >> _U(56)))
+        return (
+            (((i64[b] * _PACK8) >> _U(56)) << _U(24))
+            | (((i64[b + 1] * _PACK8) >> _U(56)) << _U(16))
+            | (((i64[b + 2] * _PACK8) >> _U(56)) << _U(8))
+            | ((i64[b + 3] * _PACK8) >> _U(56))
+        )
     return _U(0)
 
 

@@ -15,6 +15,7 @@ observation, the counts of reference categories ``1..S`` then of predicted label
 category 0 and label 0 are ``n`` minus the others. A supertile is 64 x 64 world voxels (12.8 m at 0.2 m), all
 heights: key ``(x >> 6) << 15 | y >> 6``.
 """
+
 from __future__ import annotations
 
 import math
@@ -110,8 +111,23 @@ def _frame_supertiles(coef, out):  # pragma: no cover - compiled
     return n
 
 
-def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_frames, t_sup, t_hasrec, free_t, ttop,
-             sup_keys, recorded, conflicts):  # pragma: no cover - compiled
+def _prepare(
+    coef,
+    frame_no,
+    max_frames,
+    tab_key,
+    tab_tile,
+    t_key,
+    t_last,
+    t_frames,
+    t_sup,
+    t_hasrec,
+    free_t,
+    ttop,
+    sup_keys,
+    recorded,
+    conflicts,
+):  # pragma: no cover - compiled
     """Make every tile the frame may touch live before its voxels are counted: found in the table (touched: its
     ``t_last`` = ``frame_no``, ``t_frames`` + 1 once per frame), else allocated from the free stack. Returns
     ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
@@ -163,8 +179,27 @@ def _prepare(coef, frame_no, max_frames, tab_key, tab_tile, t_key, t_last, t_fra
     return status, nconf
 
 
-def _accumulate(p, g, inv, inv_mode, empty_only, r_lut, l_lut, coef, tab_key, tab_tile, t_n, t_row, t_cnt, t_chunk,
-                rows, free_c, ctop, S, start_col):  # pragma: no cover - compiled
+def _accumulate(
+    p,
+    g,
+    inv,
+    inv_mode,
+    empty_only,
+    r_lut,
+    l_lut,
+    coef,
+    tab_key,
+    tab_tile,
+    t_n,
+    t_row,
+    t_cnt,
+    t_chunk,
+    rows,
+    free_c,
+    ctop,
+    S,
+    start_col,
+):  # pragma: no cover - compiled
     """Count the evaluated voxels of one frame (after :func:`_prepare`) from column ``start_col`` on.
 
     ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids). ``r_lut``: ground-truth
@@ -309,7 +344,7 @@ def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop,
         ch = t_chunk[ti, c]
         if ch >= 0:
             r0 = np.int64(ch) << 6
-            rows[r0:r0 + min(64, used - 64 * c), :] = 0
+            rows[r0 : r0 + min(64, used - 64 * c), :] = 0
             free_c[ctop[0]] = ch
             ctop[0] += 1
             t_chunk[ti, c] = -1
@@ -322,8 +357,37 @@ def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop,
     ttop[0] += 1
 
 
-def _evict(frame_no, keep, force, plan, t_key, t_last, t_sup, t_hasrec, rem, ext, seen_at, out_seal, t_n, t_row, t_cnt,
-           t_chunk, rows, free_c, ctop, tab_key, free_t, ttop, S, C, cat, conf, psame, pall, scal):  # pragma: no cover
+def _evict(
+    frame_no,
+    keep,
+    force,
+    plan,
+    t_key,
+    t_last,
+    t_sup,
+    t_hasrec,
+    rem,
+    ext,
+    seen_at,
+    out_seal,
+    t_n,
+    t_row,
+    t_cnt,
+    t_chunk,
+    rows,
+    free_c,
+    ctop,
+    tab_key,
+    free_t,
+    ttop,
+    S,
+    C,
+    cat,
+    conf,
+    psame,
+    pall,
+    scal,
+):  # pragma: no cover
     """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
     supertile is this state's and has been added, ``rem == ext == 0``) into
     the sums (and the tile itself has no sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
@@ -368,8 +432,9 @@ def _seal_sizes(tiles, t_n, t_row, rows):  # pragma: no cover - compiled
     return ne
 
 
-def _seal_fill(tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rne, ent, tab_key, free_c, ctop, free_t,
-               ttop):  # pragma: no cover - compiled
+def _seal_fill(
+    tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rne, ent, tab_key, free_c, ctop, free_t, ttop
+):  # pragma: no cover - compiled
     """Write live tiles (in the given order) as records, then release them. A record: its key and ``rne`` entries
     (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col`` 0 for ``n``, ``1 + w`` for
     column ``w`` of its histogram row; only non-zero counts, by voxel then column). Counts fit 16 bits: a live
@@ -403,12 +468,13 @@ def _gather_records(sel, eoff, rne, ent, oent):  # pragma: no cover - compiled
     e = 0
     for r in sel:
         n = rne[r]
-        oent[e:e + n] = ent[eoff[r]:eoff[r] + n]
+        oent[e : e + n] = ent[eoff[r] : eoff[r] + n]
         e += n
 
 
-def _reduce_records(keys, eoff, rne, ent, W, order, keep, S, C, cat, conf, psame, pall, scal, want_maps, mkeys,
-                    mcat):  # pragma: no cover - compiled
+def _reduce_records(
+    keys, eoff, rne, ent, W, order, keep, S, C, cat, conf, psame, pall, scal, want_maps, mkeys, mcat
+):  # pragma: no cover - compiled
     """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
     of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
     world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""

@@ -10,6 +10,7 @@ up, so the frames of a split may be counted in several processes and merged; sta
 What a state means besides its numbers (the protocol, the range crops, a voxel size: whatever two states must
 share to be added) is the metric's :meth:`Metric.settings`; states of different settings or shapes are refused.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -58,7 +59,9 @@ class Metric(ABC):
         States of two parts of a split combine by ``dist_reduce_fx``; exact integer addition (``"sum"``) is the
         one kind there is."""
         if dist_reduce_fx != "sum":
-            raise ValueError(f"state {name!r}: dist_reduce_fx must be 'sum' (exact integer addition), got {dist_reduce_fx!r}")
+            raise ValueError(
+                f"state {name!r}: dist_reduce_fx must be 'sum' (exact integer addition), got {dist_reduce_fx!r}"
+            )
         if isinstance(default, np.ndarray):
             if default.dtype.kind not in "iu":
                 raise TypeError(f"state {name!r}: an integer array, got dtype {default.dtype}")
@@ -96,12 +99,16 @@ class Metric(ABC):
         if type(other) is not type(self):
             raise TypeError(f"can only merge a {type(self).__name__}, got {type(other).__name__}")
         if other.protocol != self.protocol:
-            raise ValueError(f"cannot merge states of different protocols: {self.protocol.tag} and {other.protocol.tag}")
+            raise ValueError(
+                f"cannot merge states of different protocols: {self.protocol.tag} and {other.protocol.tag}"
+            )
         mine, theirs = self.settings(), other.settings()
         if mine != theirs:
             diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-            raise ValueError(f"cannot merge {type(self).__name__} states of different settings: "
-                             + "; ".join(f"{k} {mine.get(k)} and {theirs.get(k)}" for k in diff))
+            raise ValueError(
+                f"cannot merge {type(self).__name__} states of different settings: "
+                + "; ".join(f"{k} {mine.get(k)} and {theirs.get(k)}" for k in diff)
+            )
         for name in self._defaults:
             a, b = np.shape(getattr(self, name)), np.shape(getattr(other, name))
             if a != b:
@@ -148,19 +155,32 @@ class Metric(ABC):
                 states[name] = {"shape": list(np.shape(v)), "index": nz.tolist(), "count": flat[nz].tolist()}
             else:
                 states[name] = int(v)
-        return {"format": _STATE_FORMAT, "format_version": _STATE_VERSION, "metric": type(self).__name__,
-                "settings": self.settings(), "states": states}
+        return {
+            "format": _STATE_FORMAT,
+            "format_version": _STATE_VERSION,
+            "metric": type(self).__name__,
+            "settings": self.settings(),
+            "states": states,
+        }
 
     def load_state_dict(self, d: dict[str, Any]) -> Any:
         """Set the states from :meth:`state_dict` of a metric of the same class and settings; returns self."""
         if not isinstance(d, dict) or d.get("format") != _STATE_FORMAT or d.get("format_version") != _STATE_VERSION:
-            found = f"format {d.get('format')!r} version {d.get('format_version')!r}" if isinstance(d, dict) else type(d).__name__
+            found = (
+                f"format {d.get('format')!r} version {d.get('format_version')!r}"
+                if isinstance(d, dict)
+                else type(d).__name__
+            )
             raise FormatError(None, f"an {_STATE_FORMAT} state, format_version {_STATE_VERSION}", found)
         if d.get("metric") != type(self).__name__ or d.get("settings") != self.settings():
-            raise ValueError(f"a state of {d.get('metric')} {d.get('settings')} does not fit {type(self).__name__} {self.settings()}")
+            raise ValueError(
+                f"a state of {d.get('metric')} {d.get('settings')} does not fit {type(self).__name__} {self.settings()}"
+            )
         states = d.get("states")
         if not isinstance(states, dict) or set(states) != set(self._defaults):
-            raise FormatError(None, f"states {sorted(self._defaults)}", f"{sorted(states) if isinstance(states, dict) else states!r}")
+            raise FormatError(
+                None, f"states {sorted(self._defaults)}", f"{sorted(states) if isinstance(states, dict) else states!r}"
+            )
         for name, default in self._defaults.items():
             s = states[name]
             if not isinstance(default, int):
@@ -169,9 +189,17 @@ class Metric(ABC):
                     raise FormatError(None, f"state {name} of shape {list(arr.shape)}", f"{str(s)[:80]}")
                 idx = np.asarray(s.get("index", []), np.int64)
                 cnt = np.asarray(s.get("count", []), np.int64)
-                if idx.shape != cnt.shape or idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= arr.size)) or (cnt < 0).any():
-                    raise FormatError(None, f"state {name}: matching index/count lists of non-negative counts within the shape",
-                                      "inconsistent lists")
+                if (
+                    idx.shape != cnt.shape
+                    or idx.ndim != 1
+                    or (idx.size and (idx.min() < 0 or idx.max() >= arr.size))
+                    or (cnt < 0).any()
+                ):
+                    raise FormatError(
+                        None,
+                        f"state {name}: matching index/count lists of non-negative counts within the shape",
+                        "inconsistent lists",
+                    )
                 arr[...] = _array_default(default)
                 arr.reshape(-1)[idx] = cnt
             else:

@@ -11,6 +11,7 @@ as no pending frame can touch them. Memory and speed over a whole real sequence:
 
 World voxels of frame voxels: :mod:`occbench.metrics.worldmetric`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -44,7 +45,9 @@ class CityMapMetric(WorldMapMetric):
 
     higher_is_better = True
 
-    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+    def __init__(
+        self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any
+    ):
         super().__init__(protocol, voxel_size, **state_options)
         self.static_ids = self.protocol.static_ids
         self.n_cat = len(self.static_ids) + 1
@@ -71,20 +74,29 @@ class CityMapMetric(WorldMapMetric):
         return city_scores(self.confusion(), self.protocol, self.n_frames, self.voxel_size)
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
+    def scores_of_maps(
+        cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol
+    ) -> dict[str, Any]:
         """``city_map`` (over every sequence: the confusions add up) and ``city_map_per_sequence`` (each sequence
         has its own world frame, so maps are never merged across sequences)."""
         K1 = len(protocol.static_ids) + 1
         out: dict[str, Any] = {}
         per_seq = {k: city_scores(r["conf"].reshape(K1, K1), protocol, frames[k]) for k, r in sums.items()}
         if sums:
-            out["city_map"] = city_scores(sum(r["conf"] for r in sums.values()).reshape(K1, K1), protocol, sum(frames.values()))
+            out["city_map"] = city_scores(
+                sum(r["conf"] for r in sums.values()).reshape(K1, K1), protocol, sum(frames.values())
+            )
         out["city_map_per_sequence"] = per_seq
         return out
 
 
-def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], poses: Iterable[np.ndarray],
-                    protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+def city_map_scores(
+    preds: Iterable[np.ndarray],
+    gts: Iterable[np.ndarray],
+    poses: Iterable[np.ndarray],
+    protocol: EvalProtocol | str = "semantickitti-ssc",
+    voxel_size: float = VOXEL_SIZE,
+) -> dict[str, Any]:
     """One-shot :class:`CityMapMetric` over the frames of one sequence: train-id grids ``preds`` and ``gts``
     (255 = ignore) and their 4x4 LiDAR -> world ``poses``."""
     m = CityMapMetric(protocol, voxel_size)
@@ -93,7 +105,9 @@ def city_map_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], pose
     return m.compute()
 
 
-def city_scores(conf: np.ndarray, protocol: EvalProtocol, n_frames: int, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+def city_scores(
+    conf: np.ndarray, protocol: EvalProtocol, n_frames: int, voxel_size: float = VOXEL_SIZE
+) -> dict[str, Any]:
     """Scores of a city-map confusion (``CityMapMetric.confusion``); confusions of several sequences add up."""
     tp_c = np.diag(conf)
     fp_c = conf.sum(axis=1) - tp_c

@@ -1,5 +1,6 @@
 """Multi-view temporal consistency: how often a static world voxel seen by several frames gets the same label from
 each of them. Reads the world map state of :mod:`occbench.metrics.worldmetric`, as the city map metric does."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ import numpy as np
 from occbench.geometry import VOXEL_SIZE
 from occbench.metrics.protocol import EvalProtocol
 from occbench.metrics.worldmetric import WorldMapMetric
+
 
 class TemporalConsistency(WorldMapMetric):
     """Multi-view temporal consistency: how often a static world voxel seen by several frames gets the same
@@ -30,12 +32,16 @@ class TemporalConsistency(WorldMapMetric):
 
     higher_is_better = True
 
-    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any):
+    def __init__(
+        self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE, **state_options: Any
+    ):
         super().__init__(protocol, voxel_size, **state_options)
         self.n_ref = len(self.protocol.static_ids) + 1
         self._has_gt: bool | None = None
 
-    def add_frame(self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
+    def add_frame(
+        self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None
+    ) -> None:
         has_gt = gt is not None
         if self._has_gt is not None and has_gt != self._has_gt:
             raise ValueError("either every frame or no frame must come with ground truth")
@@ -44,7 +50,12 @@ class TemporalConsistency(WorldMapMetric):
         self.state.add(pred, gt, pose, invalid if has_gt else None, lenient=True)
 
     def merge(self, other: "TemporalConsistency") -> "TemporalConsistency":
-        if isinstance(other, TemporalConsistency) and other._has_gt is not None and self._has_gt is not None and other._has_gt != self._has_gt:
+        if (
+            isinstance(other, TemporalConsistency)
+            and other._has_gt is not None
+            and self._has_gt is not None
+            and other._has_gt != self._has_gt
+        ):
             raise ValueError("cannot merge temporal-consistency states of frames with and without ground truth")
         super().merge(other)
         self._has_gt = self._has_gt if self._has_gt is not None else other._has_gt
@@ -55,23 +66,35 @@ class TemporalConsistency(WorldMapMetric):
         self._has_gt = None
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
+    def scores_of_maps(
+        cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol
+    ) -> dict[str, Any]:
         """``temporal_consistency`` over every sequence (the sums add up)."""
         K1 = len(protocol.static_ids) + 1
         tot = {"psame": np.zeros(K1, np.int64), "pall": np.zeros(K1, np.int64), "scal": np.zeros(4, np.int64)}
         for r in sums.values():
             for key in tot:
                 tot[key] += r[key]
-        return {"temporal_consistency": consistency_scores(tot["psame"], tot["pall"], tot["scal"], protocol,
-                                                           sum(frames.values()), bool(sums))}
+        return {
+            "temporal_consistency": consistency_scores(
+                tot["psame"], tot["pall"], tot["scal"], protocol, sum(frames.values()), bool(sums)
+            )
+        }
 
     def compute(self) -> dict[str, Any]:
         r = self.state.reduce()
-        return consistency_scores(r["psame"], r["pall"], r["scal"], self.protocol, self.n_frames, bool(self._has_gt), self.voxel_size)
+        return consistency_scores(
+            r["psame"], r["pall"], r["scal"], self.protocol, self.n_frames, bool(self._has_gt), self.voxel_size
+        )
 
 
-def temporal_consistency_scores(preds: Iterable[np.ndarray], gts: Iterable[np.ndarray | None], poses: Iterable[np.ndarray],
-                                protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+def temporal_consistency_scores(
+    preds: Iterable[np.ndarray],
+    gts: Iterable[np.ndarray | None],
+    poses: Iterable[np.ndarray],
+    protocol: EvalProtocol | str = "semantickitti-ssc",
+    voxel_size: float = VOXEL_SIZE,
+) -> dict[str, Any]:
     """One-shot :class:`TemporalConsistency` over the frames of one sequence: train-id grids ``preds``, their
     ground truth ``gts`` (every one None: the reference is the prediction majority) and 4x4 LiDAR -> world ``poses``."""
     m = TemporalConsistency(protocol, voxel_size)
@@ -80,8 +103,15 @@ def temporal_consistency_scores(preds: Iterable[np.ndarray], gts: Iterable[np.nd
     return m.compute()
 
 
-def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, protocol: EvalProtocol, n_frames: int,
-                       has_gt: bool, voxel_size: float = VOXEL_SIZE) -> dict[str, Any]:
+def consistency_scores(
+    psame: np.ndarray,
+    pall: np.ndarray,
+    scal: np.ndarray,
+    protocol: EvalProtocol,
+    n_frames: int,
+    has_gt: bool,
+    voxel_size: float = VOXEL_SIZE,
+) -> dict[str, Any]:
     """Scores of the consistency sums of :meth:`WorldMapState.reduce` (integers; sums of several sequences add up)."""
     same, tot = [int(x) for x in psame], [int(x) for x in pall]
     modal, obs, n_vox, all_agree = (int(x) for x in scal)
@@ -91,7 +121,9 @@ def consistency_scores(psame: np.ndarray, pall: np.ndarray, scal: np.ndarray, pr
         "pair_agreement": float(total_same / total_all) if total_all else float("nan"),
         "modal_agreement": float(modal / obs) if obs else float("nan"),
         "all_agree": float(all_agree / n_vox) if n_vox else float("nan"),
-        "per_class_pair_agreement": {n: (float(same[i + 1] / tot[i + 1]) if tot[i + 1] else float("nan")) for i, n in enumerate(names)},
+        "per_class_pair_agreement": {
+            n: (float(same[i + 1] / tot[i + 1]) if tot[i + 1] else float("nan")) for i, n in enumerate(names)
+        },
         "n_static_voxels": n_vox,
         "n_observations": obs,
         "n_frames": int(n_frames),

@@ -4,6 +4,7 @@ A :class:`EvalProtocol` is a frozen description of *what* is measured: classes, 
 the ignore / invalid policy, the epsilons and completion formulas of the reference implementation, and the
 range crops. Changing any field that changes a number requires a new ``version``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -110,11 +111,12 @@ class EvalProtocol:
         d["miou_class_names"] = [self.class_names[c] for c in self.miou_classes]
         d["ranges"] = [float(r) for r in self.ranges]
         d["static_classes"] = list(self.static_classes)
-        d["ignore_invalid_policy"] = (
-            f"a voxel is evaluated iff its ground truth != {self.ignore_index} and "
-            + ("it is not invalid" if self.invalid_policy == "mask-all" else "not (invalid and ground truth empty)")
+        d["ignore_invalid_policy"] = f"a voxel is evaluated iff its ground truth != {self.ignore_index} and " + (
+            "it is not invalid" if self.invalid_policy == "mask-all" else "not (invalid and ground truth empty)"
         )
-        d["range_definition"] = "box crop: voxel (i, j, k) is within range r iff i < r/0.2 and |j - 128| < r/0.4 (j in [128 - r/0.4, 128 + r/0.4)), all k"
+        d["range_definition"] = (
+            "box crop: voxel (i, j, k) is within range r iff i < r/0.2 and |j - 128| < r/0.4 (j in [128 - r/0.4, 128 + r/0.4)), all k"
+        )
         d["aggregation"] = "one confusion matrix summed over all voxels of all frames (no per-frame averaging)"
         return d
 

@@ -13,6 +13,7 @@ computes the world-map metrics (:class:`~occbench.metrics.worldmetric.WorldMapMe
 ``consistency``) in one fused pass over one shared world map state and writes them under ``city_map``,
 ``city_map_per_sequence`` and ``temporal_consistency``; ``ssc`` under ``ssc`` and ``distance``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,5 +42,7 @@ def load_metric(name: str, protocol: Any) -> Any:
     """A fresh state of metric ``name`` for ``protocol``."""
     cls = metric_class(name)
     if not (isinstance(cls, type) and issubclass(cls, Metric)):
-        raise TypeError(f"metric {name!r} ({getattr(cls, '__name__', cls)!r}): expected a subclass of occbench.metrics.Metric")
+        raise TypeError(
+            f"metric {name!r} ({getattr(cls, '__name__', cls)!r}): expected a subclass of occbench.metrics.Metric"
+        )
     return cls(protocol)

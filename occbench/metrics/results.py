@@ -1,4 +1,5 @@
 """Results as JSON that carries its full protocol, so a number can never be mistaken for another protocol's."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,9 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def results_json(protocol: EvalProtocol | str, metrics: dict[str, Any], extra_header: dict[str, Any] | None = None) -> dict[str, Any]:
+def results_json(
+    protocol: EvalProtocol | str, metrics: dict[str, Any], extra_header: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Build the results document.
 
     Args:

@@ -9,6 +9,7 @@ the two grids are read as 64-bit words (8 train ids or 4 raw ids per word), only
 non-zero are gathered, and the empty/empty count of the rest is recovered exactly from the per-cell number
 of not-invalid voxels. See ``docs/metrics.md``.
 """
+
 from __future__ import annotations
 
 import os
@@ -117,7 +118,9 @@ class SSCMetric(Metric):
         C = p.num_classes
         self.num_classes = C
         if p.ignore_index != 255:
-            raise ValueError(f"SSCMetric requires ignore_index 255 (uint8 wrap-around), protocol {p.tag} has {p.ignore_index}")
+            raise ValueError(
+                f"SSCMetric requires ignore_index 255 (uint8 wrap-around), protocol {p.tag} has {p.ignore_index}"
+            )
         self.add_state("_counts", np.zeros((self.layout.n_cells, C, C), np.int64))  # [cell, gt, pred]
         self.add_state("n_frames", 0)
         nkeys = self.layout.n_cells * (C + 1) * C
@@ -136,7 +139,9 @@ class SSCMetric(Metric):
         self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
     # ------------------------------------------------------------------ accumulation
-    def update(self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
+    def update(
+        self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
+    ) -> None:
         """Add one frame ``(256, 256, 32)`` or a batch ``(B, 256, 256, 32)``.
 
         Args:
@@ -161,7 +166,9 @@ class SSCMetric(Metric):
         """Add one scored frame of a dataset: ``pred`` against ``frame.ground_truth()`` (invalid folded into ignore)."""
         self.update(pred, frame.ground_truth(), name=str(frame))
 
-    def update_raw(self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None) -> None:
+    def update_raw(
+        self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
+    ) -> None:
         """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
 
         Both are mapped with the protocol's label map (official LUT: raw 0 = empty, unmapped raw ids =
@@ -180,9 +187,15 @@ class SSCMetric(Metric):
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
             self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
 
-    def update_raw_files(self, pred_label: str | os.PathLike, gt_label: str | os.PathLike,
-                         gt_invalid: str | os.PathLike | None = None, *, name: str | None = None,
-                         prefetch_next: Sequence[str | os.PathLike] = ()) -> None:
+    def update_raw_files(
+        self,
+        pred_label: str | os.PathLike,
+        gt_label: str | os.PathLike,
+        gt_invalid: str | os.PathLike | None = None,
+        *,
+        name: str | None = None,
+        prefetch_next: Sequence[str | os.PathLike] = (),
+    ) -> None:
         """Add a frame straight from its files: the prediction's and the ground truth's ``.label`` (uint16
         raw ids) and optionally the ground truth's ``.invalid`` (bit-packed, SemanticKITTI; a file of one
         byte per voxel, SSCBench-KITTI360, is recognised by its size).
@@ -227,7 +240,9 @@ class SSCMetric(Metric):
             return pred[None], gt[None], False
         if pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
             return pred, gt, True
-        raise FormatError(None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}")
+        raise FormatError(
+            None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}"
+        )
 
     def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> tuple[int, np.ndarray | None]:
         """-> ``(mode, (n, L) uint8 C-contiguous)``: ``_kernel.INV_PACKED`` (L = N / 8, bits MSB first),
@@ -240,10 +255,17 @@ class SSCMetric(Metric):
             return _kernel.INV_PACKED, np.ascontiguousarray(inv).reshape(n, packed)
         if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE), (NUM_VOXELS,), (n, NUM_VOXELS)):
             if inv.ndim == 1 or (inv.ndim == 2 and inv.shape[0] == n and inv.dtype == np.uint8):
-                raise FormatError(name, f"an invalid mask of {NUM_VOXELS:,} voxels per frame: bit-packed as on disk, "
-                                        f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {NUM_VOXELS:,} values",
-                                  f"{inv.shape[-1]:,} values of dtype {inv.dtype}" + (f" for {n} frames" if inv.ndim == 2 else ""))
-            raise FormatError(name, f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)", f"shape {inv.shape} dtype {inv.dtype}")
+                raise FormatError(
+                    name,
+                    f"an invalid mask of {NUM_VOXELS:,} voxels per frame: bit-packed as on disk, "
+                    f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {NUM_VOXELS:,} values",
+                    f"{inv.shape[-1]:,} values of dtype {inv.dtype}" + (f" for {n} frames" if inv.ndim == 2 else ""),
+                )
+            raise FormatError(
+                name,
+                f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)",
+                f"shape {inv.shape} dtype {inv.dtype}",
+            )
         if inv.dtype != np.bool_:
             inv = inv != 0
         return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
@@ -253,8 +275,14 @@ class SSCMetric(Metric):
         """One frame's mask as (N,) uint8 0/1 (unpacks a bit-packed one: numpy kernel and error paths only)."""
         return np.unpackbits(inv) if mode == _kernel.INV_PACKED else inv
 
-    def _to_u8(self, a: np.ndarray, what: str, name: str | None, gt: np.ndarray | None = None,
-               inv: tuple[int, np.ndarray] | None = None) -> np.ndarray:
+    def _to_u8(
+        self,
+        a: np.ndarray,
+        what: str,
+        name: str | None,
+        gt: np.ndarray | None = None,
+        inv: tuple[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
         if a.dtype == np.uint8:
             return np.ascontiguousarray(a).reshape(-1)
         if a.dtype.kind not in "ui":
@@ -265,7 +293,9 @@ class SSCMetric(Metric):
         out_of_byte = (a < 0) | (a > 255)
         if gt is None:  # ground truth: any value outside 0..C-1 / ignore is malformed
             vals = np.unique(a[out_of_byte])[:10].tolist()
-            raise FormatError(name, f"{what} train ids 0..{self.num_classes - 1} or {self.protocol.ignore_index}", f"values {vals}")
+            raise FormatError(
+                name, f"{what} train ids 0..{self.num_classes - 1} or {self.protocol.ignore_index}", f"values {vals}"
+            )
         mask = np.asarray(gt) != self.protocol.ignore_index
         if inv is not None:
             mask &= self._unpacked(*inv).reshape(GRID_SHAPE) == 0
@@ -289,20 +319,40 @@ class SSCMetric(Metric):
         C = self.num_classes
         v = [int(x) for x in np.asarray(vals)[:10]]
         if raw:
-            raise FormatError(name, f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) at evaluated voxels",
-                              f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels")
-        raise FormatError(name, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {v} at {count} evaluated voxels")
+            raise FormatError(
+                name,
+                f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) at evaluated voxels",
+                f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels",
+            )
+        raise FormatError(
+            name, f"prediction train ids 0..{C - 1} at evaluated voxels", f"values {v} at {count} evaluated voxels"
+        )
 
-    def _count(self, p: np.ndarray, g: np.ndarray, mode: int, inv: np.ndarray | None, p_lut: np.ndarray | None,
-               g_lut: np.ndarray, name: str | None) -> None:
+    def _count(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        mode: int,
+        inv: np.ndarray | None,
+        p_lut: np.ndarray | None,
+        g_lut: np.ndarray,
+        name: str | None,
+    ) -> None:
         """Count one frame: the compiled kernel when numba is present, else (or to raise the precise error
         of a malformed frame) the numpy kernel. Either adds the whole frame or nothing."""
         if self.use_compiled and _kernel.AVAILABLE:
             C = self.num_classes
             fresh = self._scratch()
             ro = _kernel.readonly
-            args = (ro(p), ro(g), ro(inv) if inv is not None else _NO_INV, mode,
-                    self.protocol.invalid_policy == "mask-empty-only", self.layout.code, C)
+            args = (
+                ro(p),
+                ro(g),
+                ro(inv) if inv is not None else _NO_INV,
+                mode,
+                self.protocol.invalid_policy == "mask-empty-only",
+                self.layout.code,
+                C,
+            )
             if p_lut is None:
                 bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
             else:
@@ -328,7 +378,15 @@ class SSCMetric(Metric):
         state.pop("_fresh", None)
         return state
 
-    def _count_numpy(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray | None, p_lut: np.ndarray | None, g_lut: np.ndarray, name: str | None) -> None:
+    def _count_numpy(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        inv: np.ndarray | None,
+        p_lut: np.ndarray | None,
+        g_lut: np.ndarray,
+        name: str | None,
+    ) -> None:
         """The one-pass numpy kernel. ``p``/``g``: flat C-contiguous uint8 (train ids) or uint16 (raw ids)."""
         C = self.num_classes
         wdt = _WORD_DTYPE[p.itemsize]
@@ -345,7 +403,11 @@ class SSCMetric(Metric):
             GS = np.take(g_lut, G)  # raw ids -> 0 = not evaluated, c + 1 = class c, 255 = malformed
         if GS.size and GS.max() > C:
             vals = np.unique(G[GS > C])[:10].tolist()
-            what = "raw ground-truth ids known to the label map" if p_lut is not None else f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}"
+            what = (
+                "raw ground-truth ids known to the label map"
+                if p_lut is not None
+                else f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}"
+            )
             raise FormatError(name, what, f"values {vals}")
         cell = self._code_k[nzw >> shift]
         if inv is not None:
@@ -376,7 +438,11 @@ class SSCMetric(Metric):
 
     # ------------------------------------------------------------------ state
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "ranges": [float(r) for r in self.ranges], "distance_bin_width": self.layout.bin_width}
+        return {
+            **super().settings(),
+            "ranges": [float(r) for r in self.ranges],
+            "distance_bin_width": self.layout.bin_width,
+        }
 
     def _empty_like(self) -> "SSCMetric":
         return SSCMetric(self.protocol, self.ranges, self.layout.bin_width)
@@ -386,7 +452,9 @@ class SSCMetric(Metric):
         """The metric of a :meth:`state_dict` (under ``protocol``, default the one its settings name)."""
         settings = d.get("settings") if isinstance(d, dict) else None
         if not isinstance(settings, dict) or not {"protocol", "ranges", "distance_bin_width"} <= set(settings):
-            raise FormatError(None, "an SSCMetric state_dict (settings: protocol, ranges, distance_bin_width)", f"{str(d)[:80]}")
+            raise FormatError(
+                None, "an SSCMetric state_dict (settings: protocol, ranges, distance_bin_width)", f"{str(d)[:80]}"
+            )
         pid, _, version = str(settings["protocol"]).partition("@")
         proto = protocol if protocol is not None else get_protocol(pid)
         if (proto.id, proto.version) != (pid, version):
@@ -444,8 +512,12 @@ class SSCMetric(Metric):
         }
 
 
-def ssc_scores(pred: np.ndarray, gt: np.ndarray, protocol: EvalProtocol | str = "semantickitti-ssc",
-               invalid: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+def ssc_scores(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    protocol: EvalProtocol | str = "semantickitti-ssc",
+    invalid: np.ndarray | None = None,
+) -> dict[str, dict[str, Any]]:
     """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
     ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
     m = SSCMetric(protocol)

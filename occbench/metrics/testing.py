@@ -6,6 +6,7 @@ poles and trunks, a few ignore (255) blobs and an invalid mask (below ground and
 6 % occupied and 25-30 % invalid voxels, like real SemanticKITTI frames. The prediction copies the ground
 truth with class confusions, one-voxel surface shifts, missed objects and spurious blobs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,19 @@ import numpy as np
 from occbench.geometry import GRID_SHAPE
 
 # SemanticKITTI train ids
-_ROAD, _PARKING, _SIDEWALK, _BUILDING, _FENCE, _VEG, _TRUNK, _TERRAIN, _POLE, _SIGN, _CAR = 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 1
+_ROAD, _PARKING, _SIDEWALK, _BUILDING, _FENCE, _VEG, _TRUNK, _TERRAIN, _POLE, _SIGN, _CAR = (
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    1,
+)
 
 
 def synthetic_frame(rng: np.random.Generator, num_classes: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

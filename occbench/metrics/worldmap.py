@@ -28,6 +28,7 @@ last few frames see), at most ``spill_bytes`` of records and one partition while
 length. Every count is an integer: results do not depend on the order of frames, on how they were split between
 states, on when tiles were sealed or spilled.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,11 @@ def pose_coefficients(pose: np.ndarray, voxel_size: float) -> np.ndarray:
 
 
 def _range_error() -> FormatError:
-    return FormatError(None, f"world voxel indices within +-{K.OFFSETS[0]} (x, y) and +-{K.OFFSETS[2]} (z) of the origin",
-                       "a pose too far from the origin")
+    return FormatError(
+        None,
+        f"world voxel indices within +-{K.OFFSETS[0]} (x, y) and +-{K.OFFSETS[2]} (z) of the origin",
+        "a pose too far from the origin",
+    )
 
 
 def frame_footprint(coef: np.ndarray) -> np.ndarray:
@@ -221,7 +225,9 @@ class _Records:
                 offset = fh.tell()
                 for f in _BATCH_FIELDS:
                     fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
-            spilled = _Spilled(self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes)
+            spilled = _Spilled(
+                self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes
+            )
             self.parts[p] = [b for b in items if not isinstance(b, _Batch)] + [spilled]
         self.mem_bytes = 0
 
@@ -237,7 +243,11 @@ class _Records:
         return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]])
 
     def keys(self) -> np.ndarray:
-        return np.concatenate([self.partition(p).keys for p in range(PARTITIONS)]) if self.nbytes else np.zeros(0, np.int64)
+        return (
+            np.concatenate([self.partition(p).keys for p in range(PARTITIONS)])
+            if self.nbytes
+            else np.zeros(0, np.int64)
+        )
 
     @property
     def nbytes(self) -> int:
@@ -251,7 +261,9 @@ class _Records:
         """A copy whose batches are in memory or in files the caller manages (for pickling): files in a folder
         of our own are removed with us, so their batches are read back."""
         out = _Records(self.width, self.spill_bytes, None)
-        out.parts = [[b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts]
+        out.parts = [
+            [b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts
+        ]
         out.mem_bytes = sum(b.nbytes for items in out.parts for b in items if isinstance(b, _Batch))
         return out
 
@@ -287,7 +299,7 @@ class _Pool:
         t = int(top[0])
         out = np.empty(new, np.int32)
         out[:t] = free[:t]
-        out[t:t + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+        out[t : t + new - old] = np.arange(new - 1, old - 1, -1, dtype=np.int32)
         top[0] = t + new - old
         return out
 
@@ -344,8 +356,10 @@ class _Plan:
         """The planned frame of this pose that has not been added yet."""
         left = self.pending.get(np.asarray(pose, np.float64).tobytes())
         if not left:
-            raise ValueError("a frame was added whose pose is not among the frames this state expects "
-                             "(see WorldMapState.expect), or more frames than expected at this pose")
+            raise ValueError(
+                "a frame was added whose pose is not among the frames this state expects "
+                "(see WorldMapState.expect), or more frames than expected at this pose"
+            )
         return left.pop()
 
 
@@ -385,9 +399,15 @@ class WorldMapState:
             The evaluated voxels that were not counted (see :meth:`add`) add up in ``uncounted``.
     """
 
-    def __init__(self, protocol: EvalProtocol | str = "semantickitti-ssc", voxel_size: float = VOXEL_SIZE,
-                 spill_dir: str | os.PathLike | None = None, spill_bytes: int = 128 << 20, keep_frames: int = 2,
-                 background: bool = False):
+    def __init__(
+        self,
+        protocol: EvalProtocol | str = "semantickitti-ssc",
+        voxel_size: float = VOXEL_SIZE,
+        spill_dir: str | os.PathLike | None = None,
+        spill_bytes: int = 128 << 20,
+        keep_frames: int = 2,
+        background: bool = False,
+    ):
         self.protocol = get_protocol(protocol)
         self.voxel_size = float(voxel_size)
         if not self.voxel_size > 0:
@@ -408,7 +428,9 @@ class WorldMapState:
         self.psame = np.zeros(kk, np.int64)
         self.pall = np.zeros(kk, np.int64)
         self.scal = np.zeros(4, np.int64)  # modal sum, observations, static voxels kept, all-agree voxels
-        self.records = _Records(self.width, int(spill_bytes), None if spill_dir is None else _SpillDir(os.fspath(spill_dir)))
+        self.records = _Records(
+            self.width, int(spill_bytes), None if spill_dir is None else _SpillDir(os.fspath(spill_dir))
+        )
         self._recorded = _KeySet()
         self._pool: _Pool | None = None
         self._plan: _Plan | None = None
@@ -433,7 +455,7 @@ class WorldMapState:
     def _max_obs_per_frame(self) -> int:
         """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
         m = int(np.floor(self.voxel_size / VOXEL_SIZE * np.sqrt(3.0))) + 1
-        return max(8, m ** 3)
+        return max(8, m**3)
 
     # -------------------------------------------------------------------- plan
     def expect(self, poses: np.ndarray, mine: np.ndarray | list[int] | None = None) -> WorldMapState:
@@ -463,8 +485,8 @@ class WorldMapState:
                 lut = np.asarray(load_label_map(self.protocol.label_map).lut)
                 r = np.full(1 << 16, 254, np.uint8)
                 lab = np.full(1 << 16, 255, np.uint8)
-                r[:lut.size] = np.where(lut == 255, 255, self.cat[np.minimum(lut, C - 1)])
-                lab[:lut.size] = np.where(lut < C, lut, 255)
+                r[: lut.size] = np.where(lut == 255, 255, self.cat[np.minimum(lut, C - 1)])
+                lab[: lut.size] = np.where(lut < C, lut, 255)
             else:
                 r = np.full(256, 254 if kind == "train" else 0, np.uint8)
                 r[:C] = self.cat
@@ -475,8 +497,16 @@ class WorldMapState:
             self._luts[kind] = (r, lab)
         return self._luts[kind]
 
-    def add(self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None, *,
-            raw: bool = False, lenient: bool = False) -> int:
+    def add(
+        self,
+        pred: np.ndarray,
+        gt: np.ndarray | None,
+        pose: np.ndarray,
+        invalid: np.ndarray | None = None,
+        *,
+        raw: bool = False,
+        lenient: bool = False,
+    ) -> int:
         """Add one frame; returns the number of evaluated voxels with a malformed ground truth or an invalid
         prediction, which are not counted (callers check their inputs first: a non-zero return means the
         frame was partly counted). With ``background`` it returns 0 and that number is added to ``uncounted`` once
@@ -496,9 +526,14 @@ class WorldMapState:
         p = readonly(np.ascontiguousarray(pred).reshape(-1))
         g = p if gt is None else readonly(np.ascontiguousarray(gt).reshape(-1))
         if p.size != NUM_VOXELS or g.size != NUM_VOXELS or p.dtype != g.dtype:
-            raise FormatError(None, f"prediction and ground truth of {NUM_VOXELS} voxels and one dtype",
-                              f"{p.size} {p.dtype} and {g.size} {g.dtype}")
-        r_lut, l_lut = self.luts("raw" if raw else ("pred-ref" if gt is None else "train-lenient" if lenient else "train"))
+            raise FormatError(
+                None,
+                f"prediction and ground truth of {NUM_VOXELS} voxels and one dtype",
+                f"{p.size} {p.dtype} and {g.size} {g.dtype}",
+            )
+        r_lut, l_lut = self.luts(
+            "raw" if raw else ("pred-ref" if gt is None else "train-lenient" if lenient else "train")
+        )
         mode, inv = self._invalid(invalid)
         if self._pool is None:
             self._pool = _Pool(self.width)
@@ -507,9 +542,23 @@ class WorldMapState:
         sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
         conflicts = np.empty(4096, np.int64)
         while True:
-            status, nconf = K.prepare(coef, fn, self._max_frames, pool.tab_key, pool.tab_tile, pool.t_key, pool.t_last,
-                                      pool.t_frames, pool.t_sup, pool.t_hasrec, pool.free_t, pool.ttop, sup_keys,
-                                      self._recorded.slots, conflicts)
+            status, nconf = K.prepare(
+                coef,
+                fn,
+                self._max_frames,
+                pool.tab_key,
+                pool.tab_tile,
+                pool.t_key,
+                pool.t_last,
+                pool.t_frames,
+                pool.t_sup,
+                pool.t_hasrec,
+                pool.free_t,
+                pool.ttop,
+                sup_keys,
+                self._recorded.slots,
+                conflicts,
+            )
             if status == K.NEED_TILES:
                 pool.grow_tiles()
             elif status == K.CONFLICT:
@@ -536,16 +585,43 @@ class WorldMapState:
         self._pending = self._thread.submit(self._count, *args)
         return 0
 
-    def _count(self, p: np.ndarray, g: np.ndarray, inv: np.ndarray, mode: int, empty_only: bool, r_lut: np.ndarray,
-               l_lut: np.ndarray, coef: np.ndarray) -> int:
+    def _count(
+        self,
+        p: np.ndarray,
+        g: np.ndarray,
+        inv: np.ndarray,
+        mode: int,
+        empty_only: bool,
+        r_lut: np.ndarray,
+        l_lut: np.ndarray,
+        coef: np.ndarray,
+    ) -> int:
         """Count a frame whose tiles are live (the second half of :meth:`add`), then finalise or seal tiles."""
         pool = self._pool
         assert pool is not None
         col, bad = 0, 0
         while col >= 0:
-            col, b, status = K.accumulate(p, g, inv, mode, empty_only, r_lut, l_lut, coef, pool.tab_key, pool.tab_tile,
-                                          pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, pool.free_c, pool.ctop,
-                                          self.S, col)
+            col, b, status = K.accumulate(
+                p,
+                g,
+                inv,
+                mode,
+                empty_only,
+                r_lut,
+                l_lut,
+                coef,
+                pool.tab_key,
+                pool.tab_tile,
+                pool.t_n,
+                pool.t_row,
+                pool.t_cnt,
+                pool.t_chunk,
+                pool.rows,
+                pool.free_c,
+                pool.ctop,
+                self.S,
+                col,
+            )
             bad += b
             if status == K.NEED_ROWS:
                 pool.grow_chunks()
@@ -561,7 +637,11 @@ class WorldMapState:
         if inv.dtype == np.uint8 and inv.size == NUM_VOXELS // 8:
             return INV_PACKED, readonly(np.ascontiguousarray(inv).reshape(-1))
         if inv.size != NUM_VOXELS:
-            raise FormatError(None, f"an invalid mask of {NUM_VOXELS} voxels (or {NUM_VOXELS // 8} bit-packed bytes)", f"{inv.size} values")
+            raise FormatError(
+                None,
+                f"an invalid mask of {NUM_VOXELS} voxels (or {NUM_VOXELS // 8} bit-packed bytes)",
+                f"{inv.size} values",
+            )
         if inv.dtype != np.bool_:
             inv = inv != 0
         return INV_BYTES, readonly(np.ascontiguousarray(inv).reshape(-1).view(np.uint8))
@@ -579,10 +659,37 @@ class WorldMapState:
             rem, ext, seen = plan.rem, plan.ext, plan.seen_at
         before = pool.live_tiles
         out = np.empty(pool.t_key.size, np.int64)
-        ns = K.evict(self._frame_no, self.keep_frames, force, plan is not None, pool.t_key, pool.t_last, pool.t_sup,
-                     pool.t_hasrec, rem, ext, seen, out, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows,
-                     pool.free_c, pool.ctop, pool.tab_key, pool.free_t, pool.ttop, self.S, self.C, self.cat, self.conf,
-                     self.psame, self.pall, self.scal)
+        ns = K.evict(
+            self._frame_no,
+            self.keep_frames,
+            force,
+            plan is not None,
+            pool.t_key,
+            pool.t_last,
+            pool.t_sup,
+            pool.t_hasrec,
+            rem,
+            ext,
+            seen,
+            out,
+            pool.t_n,
+            pool.t_row,
+            pool.t_cnt,
+            pool.t_chunk,
+            pool.rows,
+            pool.free_c,
+            pool.ctop,
+            pool.tab_key,
+            pool.free_t,
+            pool.ttop,
+            self.S,
+            self.C,
+            self.cat,
+            self.conf,
+            self.psame,
+            self.pall,
+            self.scal,
+        )
         self.finalised_early += before - pool.live_tiles  # the tiles listed to seal are still live here
         if ns:
             self._seal(out[:ns])
@@ -594,8 +701,23 @@ class WorldMapState:
         ne = K.seal_sizes(tiles, pool.t_n, pool.t_row, pool.rows)
         n = tiles.size
         b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(ne, np.uint32))
-        K.seal_fill(tiles, pool.t_key, pool.t_n, pool.t_row, pool.t_cnt, pool.t_chunk, pool.rows, b.keys, b.ne, b.ent,
-                    pool.tab_key, pool.free_c, pool.ctop, pool.free_t, pool.ttop)
+        K.seal_fill(
+            tiles,
+            pool.t_key,
+            pool.t_n,
+            pool.t_row,
+            pool.t_cnt,
+            pool.t_chunk,
+            pool.rows,
+            b.keys,
+            b.ne,
+            b.ent,
+            pool.tab_key,
+            pool.free_c,
+            pool.ctop,
+            pool.free_t,
+            pool.ttop,
+        )
         self._recorded.add(b.keys)
         self.records.add(b)
 
@@ -616,14 +738,21 @@ class WorldMapState:
             raise ValueError("cannot merge world map states of different protocols or voxel sizes")
         for a, b in ((self, other), (other, self)):
             if a._plan_id is not None and (b._unplanned or (b._plan_id not in (None, a._plan_id))):
-                raise ValueError("cannot merge world map states planned for different frames (see WorldMapState.expect)")
+                raise ValueError(
+                    "cannot merge world map states planned for different frames (see WorldMapState.expect)"
+                )
         if self._mine & other._mine:
             raise ValueError("cannot merge world map states that both added the same planned frames")
         other.flush()
         self._plan_id = self._plan_id or other._plan_id
         self._mine |= other._mine
         self._unplanned = self._unplanned or other._unplanned
-        for a, b in ((self.conf, other.conf), (self.psame, other.psame), (self.pall, other.pall), (self.scal, other.scal)):
+        for a, b in (
+            (self.conf, other.conf),
+            (self.psame, other.psame),
+            (self.pall, other.pall),
+            (self.scal, other.scal),
+        ):
             a += b
         self.n_frames += other.n_frames
         self.finalised_early += other.finalised_early
@@ -672,16 +801,39 @@ class WorldMapState:
         return self.records.nbytes
 
     def _sums(self) -> dict[str, np.ndarray]:
-        return {"conf": self.conf.copy(), "psame": self.psame.copy(), "pall": self.pall.copy(), "scal": self.scal.copy()}
+        return {
+            "conf": self.conf.copy(),
+            "psame": self.psame.copy(),
+            "pall": self.pall.copy(),
+            "scal": self.scal.copy(),
+        }
 
-    def _reduce_partition(self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None,
-                          want_maps: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _reduce_partition(
+        self, batch: _Batch, sums: dict[str, np.ndarray], keep: np.ndarray | None = None, want_maps: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(batch.keys, kind="stable")
         keep = np.zeros(batch.keys.size, np.bool_) if keep is None else keep
         nv = int(np.count_nonzero((batch.ent & np.uint32(0x7F0000)) == 0)) if want_maps else 0
         mk, mc = np.empty(nv, np.int64), np.empty(nv, np.int64)
-        m = K.reduce_records(batch.keys, batch.offsets(), batch.ne, batch.ent, self.width, order, keep, self.S, self.C,
-                             self.cat, sums["conf"], sums["psame"], sums["pall"], sums["scal"], want_maps, mk, mc)
+        m = K.reduce_records(
+            batch.keys,
+            batch.offsets(),
+            batch.ne,
+            batch.ent,
+            self.width,
+            order,
+            keep,
+            self.S,
+            self.C,
+            self.cat,
+            sums["conf"],
+            sums["psame"],
+            sums["pall"],
+            sums["scal"],
+            want_maps,
+            mk,
+            mc,
+        )
         return mk[:m], mc[:m]
 
     def reduce(self, want_maps: bool = False) -> dict[str, Any]:
@@ -692,8 +844,10 @@ class WorldMapState:
         never finalised a tile early. The state itself is unchanged (live tiles are sealed first)."""
         self.flush()
         if want_maps and self.finalised_early:
-            raise ValueError("the per-voxel maps of a planned state are gone (tiles finalised early); "
-                             "build the maps without expect()")
+            raise ValueError(
+                "the per-voxel maps of a planned state are gone (tiles finalised early); "
+                "build the maps without expect()"
+            )
         sums = self._sums()
         mkeys, mcat = [], []
         for p in range(PARTITIONS):

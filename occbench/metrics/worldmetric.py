@@ -7,6 +7,7 @@ with the frame's LiDAR pose ``T`` (4x4, LiDAR -> world, ``occbench.io.kitti.read
 ``key = floor((T @ c) / voxel_size)``. Each frame voxel is one observation; with rotated frames a world voxel
 can receive two observations from one frame or none (nearest-neighbour resampling).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -44,7 +45,9 @@ def world_keys(flat_idx: np.ndarray, pose: np.ndarray, voxel_size: float) -> np.
         wd = np.floor(base[d] / voxel_size + A[d, 0] * fi + A[d, 1] * fj + A[d, 2] * fk).astype(np.int64)
         v = wd + _OFFSETS[d]
         if v.size and (v.min() < 0 or v.max() >= (1 << _AXIS_BITS[d])):
-            raise FormatError(None, f"world voxel indices within +-{_OFFSETS[d]} on axis {'xyz'[d]}", "a pose too far from the origin")
+            raise FormatError(
+                None, f"world voxel indices within +-{_OFFSETS[d]} on axis {'xyz'[d]}", "a pose too far from the origin"
+            )
         key |= v.astype(np.uint64) << np.uint64(shift)
         shift += _AXIS_BITS[d]
     return key
@@ -123,7 +126,9 @@ class WorldMapMetric(Metric):
         raise TypeError(f"{type(self).__name__}: the world map state has no state_dict (it travels by pickle)")
 
     @classmethod
-    def scores_of_maps(cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol) -> dict[str, Any]:
+    def scores_of_maps(
+        cls, sums: dict[str, dict[str, Any]], frames: dict[str, int], protocol: EvalProtocol
+    ) -> dict[str, Any]:
         """The results entries of the world maps of a split's sequences, given as their sums
         (:meth:`WorldMapState.reduce`) and frame counts by sequence name: how ``occbench evaluate``, which keeps
         one world map state for every world-map metric, scores this one."""
@@ -146,8 +151,9 @@ class WorldMapMetric(Metric):
         self.state.expect(poses, mine)
         return self
 
-    def _checked(self, pred: np.ndarray, gt: np.ndarray | None, invalid: np.ndarray | None,
-                 check_gt: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _checked(
+        self, pred: np.ndarray, gt: np.ndarray | None, invalid: np.ndarray | None, check_gt: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 prediction and ground truth with the errors of the evaluated voxels raised (the state is not
         touched on error). Fast path: uint8 arrays whose values are all acceptable."""
         C = self._C
@@ -156,7 +162,9 @@ class WorldMapMetric(Metric):
             gt = _check_grid(gt, "ground truth", C, True)
         fast = pred.dtype == np.uint8 and int(pred.max()) < C
         if gt is not None:
-            fast = fast and gt.dtype == np.uint8 and (not check_gt or _ok_ground_truth(gt, C, self.protocol.ignore_index))
+            fast = (
+                fast and gt.dtype == np.uint8 and (not check_gt or _ok_ground_truth(gt, C, self.protocol.ignore_index))
+            )
         if fast:
             return pred, gt
         valid = _valid_mask(gt, invalid, self.protocol) if gt is not None else np.ones(GRID_SHAPE, bool)
@@ -168,7 +176,11 @@ class WorldMapMetric(Metric):
         if gt is not None:
             g = gt[valid]
             if check_gt and g.size and g.max() >= C:
-                raise FormatError(None, f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}", f"values {np.unique(g[g >= C])[:10].tolist()}")
+                raise FormatError(
+                    None,
+                    f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}",
+                    f"values {np.unique(g[g >= C])[:10].tolist()}",
+                )
             gt = np.where(valid, np.clip(gt, 0, 254), self.protocol.ignore_index).astype(np.uint8)
         return pred, gt
 

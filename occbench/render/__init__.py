@@ -6,8 +6,17 @@ headless 3D voxel rasteriser), :mod:`~occbench.render.frame` (the frame figure),
 (where the grids come from: ground truth, onboard, prediction folders, a method run), :mod:`~occbench.render.figure`
 (deterministic PNG writing, legends).
 """
+
 from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
-from occbench.render.bev import (EMPTY_RGB, UNKNOWN_RGB, bev_image, city_map_images, error_bev,  # noqa: F401
-                                 error_image, error_labels, top_labels)
+from occbench.render.bev import (
+    EMPTY_RGB,
+    UNKNOWN_RGB,
+    bev_image,
+    city_map_images,
+    error_bev,  # noqa: F401
+    error_image,
+    error_labels,
+    top_labels,
+)
 from occbench.render.figure import panel  # noqa: F401
 from occbench.render.plots import autolabel_plot, class_bars, distance_plot  # noqa: F401

@@ -4,6 +4,7 @@ BEV convention: the image looks down on the LiDAR frame with x (forward) pointin
 pointing left, so the car sits at the bottom centre; each pixel shows the class of the highest
 non-empty voxel of its column (SemanticKITTI colours). Ignored voxels never colour a pixel.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,12 @@ def _to_image(xy: np.ndarray) -> np.ndarray:
     return xy[::-1, ::-1]
 
 
-def bev_image(grid: np.ndarray, label_map: LabelMap, unknown_mask: np.ndarray | None = None,
-              unknown_rgb: tuple[int, int, int] = UNKNOWN_RGB) -> np.ndarray:
+def bev_image(
+    grid: np.ndarray,
+    label_map: LabelMap,
+    unknown_mask: np.ndarray | None = None,
+    unknown_rgb: tuple[int, int, int] = UNKNOWN_RGB,
+) -> np.ndarray:
     """(256, 256, 3) uint8 RGB bird's-eye view; columns in ``unknown_mask`` (X, Y) are ``unknown_rgb``."""
     top = top_labels(grid)
     pal = label_map.colors.copy()
@@ -65,8 +70,12 @@ def error_image(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 ERR_NONE, ERR_CORRECT, ERR_WRONG, ERR_MISSED, ERR_HALLUCINATED = 0, 1, 2, 3, 4
 ERROR_NAMES = {ERR_CORRECT: "correct", ERR_WRONG: "wrong class", ERR_MISSED: "missed", ERR_HALLUCINATED: "hallucinated"}
 ERROR_NOTE = "missed: occupied, predicted empty; hallucinated: empty, predicted occupied"
-ERROR_RGB = {ERR_CORRECT: (170, 170, 170), ERR_WRONG: (255, 140, 0), ERR_MISSED: (30, 110, 255),
-             ERR_HALLUCINATED: (225, 20, 60)}
+ERROR_RGB = {
+    ERR_CORRECT: (170, 170, 170),
+    ERR_WRONG: (255, 140, 0),
+    ERR_MISSED: (30, 110, 255),
+    ERR_HALLUCINATED: (225, 20, 60),
+}
 
 
 def error_palette() -> np.ndarray:
@@ -107,8 +116,11 @@ def city_map_images(metric: Any, label_map: LabelMap) -> tuple[np.ndarray, np.nd
     :class:`~occbench.metrics.CityMapMetric`: each pixel shows the highest static voxel of its column."""
     keys, g, p = metric.maps()
     ijk = decode_world_keys(keys)
-    static_ids = np.asarray(metric.protocol.static_ids if hasattr(metric.protocol, "static_ids")
-                            else [label_map.class_names.index(n) for n in metric.protocol.static_classes])
+    static_ids = np.asarray(
+        metric.protocol.static_ids
+        if hasattr(metric.protocol, "static_ids")
+        else [label_map.class_names.index(n) for n in metric.protocol.static_classes]
+    )
     lo = ijk.min(axis=0) if len(ijk) else np.zeros(3, np.int64)
     hi = ijk.max(axis=0) if len(ijk) else np.zeros(3, np.int64)
     H, W = int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)

@@ -11,6 +11,7 @@ Memory is bounded by the area driven, not by the number of frames: votes live in
 allocated when a frame first touches them (2 maps x 12 categories x 2 bytes per pixel on SemanticKITTI: 3 MB a
 tile), and one frame is held at a time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,8 +21,15 @@ import numpy as np
 
 from occbench.grid import KITTI, Grid
 from occbench.labels import IGNORE, LabelMap
-from occbench.render.bev import (ERR_CORRECT, ERR_HALLUCINATED, ERR_MISSED, ERR_WRONG, ERROR_NAMES, ERROR_NOTE,
-                                 error_palette)
+from occbench.render.bev import (
+    ERR_CORRECT,
+    ERR_HALLUCINATED,
+    ERR_MISSED,
+    ERR_WRONG,
+    ERROR_NAMES,
+    ERROR_NOTE,
+    error_palette,
+)
 from occbench.render.figure import class_legend, pyplot, save_figure
 
 TILE = 256
@@ -101,8 +109,8 @@ class CityCanvas:
             has = votes > 0
             for out, v in ((g, t[0]), (p, t[1])):
                 cat = np.argmax(v, axis=1).astype(np.uint8).reshape(TILE, TILE)  # ties: the lower category
-                out[r0:r0 + TILE, c0:c0 + TILE] = np.where(has, cat, 255)
-            n[r0:r0 + TILE, c0:c0 + TILE] = votes
+                out[r0 : r0 + TILE, c0 : c0 + TILE] = np.where(has, cat, 255)
+            n[r0 : r0 + TILE, c0 : c0 + TILE] = votes
         return g, p, n, (int(lo[0]) * TILE, int(lo[1]) * TILE)
 
     @property
@@ -137,9 +145,19 @@ class CityPicture:
     resolution: float
 
 
-def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap, static_ids: np.ndarray,
-                path: str | Path, *, show: tuple[str, ...] = ("gt", "pred", "error"), titles: dict[str, str] | None = None,
-                title: str | None = None, margin_m: float = 5.0, dpi: int = 100) -> CityPicture:
+def city_figure(
+    canvas: CityCanvas,
+    trajectory: np.ndarray,
+    label_map: LabelMap,
+    static_ids: np.ndarray,
+    path: str | Path,
+    *,
+    show: tuple[str, ...] = ("gt", "pred", "error"),
+    titles: dict[str, str] | None = None,
+    title: str | None = None,
+    margin_m: float = 5.0,
+    dpi: int = 100,
+) -> CityPicture:
     """Draw the maps of ``canvas`` at their native resolution (one map pixel = one image pixel), cropped to the
     drive, side by side (stacked when the drive is wider than high), with the trajectory, a scale bar in metres and a
     legend of the classes (or error categories) shown."""
@@ -157,7 +175,7 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
         g, p = g[r0:r1, c0:c1], p[r0:r1, c0:c1]
         x0, y0 = x0 + r0 - mpx, y0 + c0 - mpx
     cls_pal = np.full((256, 3), 255, np.uint8)
-    cls_pal[1:len(static_ids) + 1] = label_map.colors[np.asarray(static_ids)]
+    cls_pal[1 : len(static_ids) + 1] = label_map.colors[np.asarray(static_ids)]
     images, shown_cls, shown_err = [], set(), set()
     err = error_map(g, p) if "error" in show else None
     for what in show:
@@ -191,8 +209,8 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
     legend_h = legend_px / dpi
     left0 = (fig_w_px - content_w) / 2
     traj = np.asarray(trajectory, float)
-    tc = (traj[:, 0] / res - x0)  # map rows (x) -> image columns
-    tr = (traj[:, 1] / res - y0)  # map cols (y) -> image rows (flipped)
+    tc = traj[:, 0] / res - x0  # map rows (x) -> image columns
+    tr = traj[:, 1] / res - y0  # map cols (y) -> image rows (flipped)
     names = {"gt": "ground truth", "pred": "prediction", "error": "errors"}
     names.update(titles or {})
     for i, (what, img) in enumerate(zip(show, images)):
@@ -212,25 +230,54 @@ def city_figure(canvas: CityCanvas, trajectory: np.ndarray, label_map: LabelMap,
         for s in ax.spines.values():
             s.set_linewidth(0.5)
             s.set_color("0.6")
-        ax.text(0.01, 0.99, names[what], transform=ax.transAxes, fontsize=fs, va="top", ha="left",
-                bbox={"facecolor": "white", "alpha": 0.85, "pad": 1.5, "linewidth": 0})
+        ax.text(
+            0.01,
+            0.99,
+            names[what],
+            transform=ax.transAxes,
+            fontsize=fs,
+            va="top",
+            ha="left",
+            bbox={"facecolor": "white", "alpha": 0.85, "pad": 1.5, "linewidth": 0},
+        )
         if i == 0:  # scale bar
             L = _nice_length(0.25 * Wm * res)
             xb, yb = 0.03 * Wm, Hm - 0.05 * Hm
             ax.plot([xb, xb + L / res], [yb, yb], color="black", linewidth=fs / 3, solid_capstyle="butt")
-            ax.text(xb + L / res / 2, yb - 0.01 * Hm, f"{L:g} m", ha="center", va="bottom", fontsize=fs,
-                    bbox={"facecolor": "white", "alpha": 0.85, "pad": 1.0, "linewidth": 0})
+            ax.text(
+                xb + L / res / 2,
+                yb - 0.01 * Hm,
+                f"{L:g} m",
+                ha="center",
+                va="bottom",
+                fontsize=fs,
+                bbox={"facecolor": "white", "alpha": 0.85, "pad": 1.0, "linewidth": 0},
+            )
     if title:
         fig.text(0.5, 1 - 0.3 * fs / 72 / H_in, title, ha="center", va="top", fontsize=fs)
     ly = legend_h / H_in
     cls_ids = sorted(shown_cls)
     if cls_ids:
-        class_legend(fig, [int(static_ids[c - 1]) for c in cls_ids], list(label_map.class_names), label_map.colors,
-                     ncol=6, fontsize=fs, y=ly - 0.2 * fs / 72 / H_in)
+        class_legend(
+            fig,
+            [int(static_ids[c - 1]) for c in cls_ids],
+            list(label_map.class_names),
+            label_map.colors,
+            ncol=6,
+            fontsize=fs,
+            y=ly - 0.2 * fs / 72 / H_in,
+        )
     if shown_err:
         ey = ly - ((len(cls_ids) + 5) // 6 + 0.4) * fs * 1.8 / 72 / H_in if cls_ids else ly
-        class_legend(fig, sorted(shown_err), [ERROR_NAMES.get(i, "") for i in range(256)], error_palette(), ncol=4,
-                     fontsize=fs, y=ey)
+        class_legend(
+            fig,
+            sorted(shown_err),
+            [ERROR_NAMES.get(i, "") for i in range(256)],
+            error_palette(),
+            ncol=4,
+            fontsize=fs,
+            y=ey,
+        )
     note = f"static classes, top view; {res:g} m per pixel; black line: trajectory (dot: start)"
     if shown_err:
         note += "; errors: " + ERROR_NOTE.replace("occupied", "static").replace("empty", "no static voxel")

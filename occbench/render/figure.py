@@ -1,4 +1,5 @@
 """Writing figures: deterministic PNGs (no software or date stamp, fixed dpi), legends, and the ``panel`` helper."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,8 +47,8 @@ def png_text(path: str | Path) -> dict[str, str]:
         raise ValueError(f"{path}: expected a PNG file, found {data[:8]!r}")
     out, pos = {}, 8
     while pos + 8 <= len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
+        n, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + n]
         if kind == b"tEXt" and b"\0" in body:
             k, v = body.split(b"\0", 1)
             out[k.decode("latin-1")] = v.decode("latin-1")
@@ -60,16 +61,39 @@ def png_text(path: str | Path) -> dict[str, str]:
     return out
 
 
-def class_legend(fig: Any, ids: list[int], names: list[str], colors: np.ndarray, *, ncol: int, fontsize: float,
-                 y: float, title: str | None = None) -> Any:
+def class_legend(
+    fig: Any,
+    ids: list[int],
+    names: list[str],
+    colors: np.ndarray,
+    *,
+    ncol: int,
+    fontsize: float,
+    y: float,
+    title: str | None = None,
+) -> Any:
     """A legend of coloured squares (one per id) across the bottom of ``fig`` (its top edge at ``y``, figure
     fraction); returns it."""
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=np.asarray(colors[i]) / 255, edgecolor="0.3", linewidth=0.4, label=names[i]) for i in ids]
-    return fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, y), ncol=max(1, ncol), fontsize=fontsize,
-                      frameon=False, handlelength=1.0, handleheight=1.0, handletextpad=0.4, columnspacing=0.9,
-                      borderaxespad=0.0, title=title, title_fontsize=fontsize)
+    handles = [
+        Patch(facecolor=np.asarray(colors[i]) / 255, edgecolor="0.3", linewidth=0.4, label=names[i]) for i in ids
+    ]
+    return fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, y),
+        ncol=max(1, ncol),
+        fontsize=fontsize,
+        frameon=False,
+        handlelength=1.0,
+        handleheight=1.0,
+        handletextpad=0.4,
+        columnspacing=0.9,
+        borderaxespad=0.0,
+        title=title,
+        title_fontsize=fontsize,
+    )
 
 
 def panel(images: list[np.ndarray], titles: list[str], path: str | Path, scale: int = 2) -> Path:

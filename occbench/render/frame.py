@@ -10,6 +10,7 @@ below the panels, a legend lists the classes that appear in the picture (and the
 is shown). Sizes are physical: ``width`` inches at ``dpi``, fonts in points, so a figure placed at that width in a
 paper reads as it was drawn.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +20,17 @@ import numpy as np
 
 from occbench.grid import KITTI, Grid
 from occbench.labels import IGNORE, LabelMap
-from occbench.render.bev import ERROR_NAMES, ERROR_NOTE, NOT_EVALUATED_RGB, UNKNOWN_RGB, bev_image, error_bev, error_labels, error_palette, top_labels
+from occbench.render.bev import (
+    ERROR_NAMES,
+    ERROR_NOTE,
+    NOT_EVALUATED_RGB,
+    UNKNOWN_RGB,
+    bev_image,
+    error_bev,
+    error_labels,
+    error_palette,
+    top_labels,
+)
 from occbench.render.figure import class_legend, pyplot, save_figure
 from occbench.render.voxels3d import Camera, render_voxels
 
@@ -48,8 +59,16 @@ def _bev_crops(ax, grid: Grid, fontsize: float) -> None:
         sx, sy = grid.range_slices(r)
         x0, x1, y0, y1 = sx.start, sx.stop, sy.start, sy.stop
         ax.add_patch(Rectangle((Y - y1 - 0.5, X - x1 - 0.5), y1 - y0, x1 - x0, fill=False, **CROP_STYLE))
-        ax.text(Y - y0 - 0.5 - 2, X - x1 - 0.5 + 2, f"{r:g} m", fontsize=fontsize, va="top", ha="right",
-                color="black", bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.3, "linewidth": 0})
+        ax.text(
+            Y - y0 - 0.5 - 2,
+            X - x1 - 0.5 + 2,
+            f"{r:g} m",
+            fontsize=fontsize,
+            va="top",
+            ha="right",
+            color="black",
+            bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.3, "linewidth": 0},
+        )
 
 
 def _ground_level(gt: np.ndarray) -> float:
@@ -66,8 +85,16 @@ def _3d_crops(ax, proj, grid: Grid, z: float) -> None:
     """The range crops' outlines on the ground of a 3D panel (drawn over the voxels)."""
     for r in grid.ranges:
         sx, sy = grid.range_slices(r)
-        c = np.array([[sx.start, sy.start, z], [sx.stop, sy.start, z], [sx.stop, sy.stop, z], [sx.start, sy.stop, z],
-                      [sx.start, sy.start, z]], float)
+        c = np.array(
+            [
+                [sx.start, sy.start, z],
+                [sx.stop, sy.start, z],
+                [sx.stop, sy.stop, z],
+                [sx.start, sy.stop, z],
+                [sx.start, sy.start, z],
+            ],
+            float,
+        )
         pts = proj.pixel(c)
         ax.plot(pts[:, 0], pts[:, 1], **CROP_STYLE)
 
@@ -84,14 +111,33 @@ def _error_legend(ax, ids: list[int], pal: np.ndarray, fontsize: float, crops: b
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=pal[i] / 255, edgecolor="0.3", linewidth=0.4, label=ERROR_NAMES[i]) for i in ids]
-    ax.legend(handles=handles, loc="center", fontsize=fontsize * 0.9, frameon=False, title="errors",
-              title_fontsize=fontsize * 0.9, handlelength=1.0, handleheight=1.0)
+    ax.legend(
+        handles=handles,
+        loc="center",
+        fontsize=fontsize * 0.9,
+        frameon=False,
+        title="errors",
+        title_fontsize=fontsize * 0.9,
+        handlelength=1.0,
+        handleheight=1.0,
+    )
 
 
-def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], label_map: LabelMap, path: str | Path, *,
-                 views: tuple[str, ...] = ("3d", "bev", "error"), title: str | None = None, grid: Grid = KITTI,
-                 camera: Camera | None = None, width: float = 7.0, dpi: int = 200, fontsize: float = 7.0,
-                 crops: bool = True) -> FramePicture:
+def frame_figure(
+    gt: np.ndarray,
+    predictions: list[tuple[str, np.ndarray]],
+    label_map: LabelMap,
+    path: str | Path,
+    *,
+    views: tuple[str, ...] = ("3d", "bev", "error"),
+    title: str | None = None,
+    grid: Grid = KITTI,
+    camera: Camera | None = None,
+    width: float = 7.0,
+    dpi: int = 200,
+    fontsize: float = 7.0,
+    crops: bool = True,
+) -> FramePicture:
     """Draw the frame figure (module docstring) and save it as PNG; ``gt`` and the predictions are train-id grids
     (gt 255 = not evaluated)."""
     for v in views:
@@ -181,21 +227,38 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
                 _3d_crops(ax, proj, grid, ground)
             label = VIEW_TITLES[v] if ci == 0 or (v in ("error", "error3d") and ci == 1) else None
             if label:
-                ax.text(0.01, 0.99, label, transform=ax.transAxes, fontsize=fontsize * 0.85, va="top", ha="left",
-                        style="italic", bbox={"facecolor": "white", "alpha": 0.8, "pad": 0.5, "linewidth": 0})
+                ax.text(
+                    0.01,
+                    0.99,
+                    label,
+                    transform=ax.transAxes,
+                    fontsize=fontsize * 0.85,
+                    va="top",
+                    ha="left",
+                    style="italic",
+                    bbox={"facecolor": "white", "alpha": 0.8, "pad": 0.5, "linewidth": 0},
+                )
         if ri == 0:
             for ci, (name, _) in enumerate(columns):
                 fit = min(1.0, 0.95 * col_w * 72 / (0.6 * fontsize * max(len(name), 1)))  # long names shrink to fit
-                fig.text((ci + 0.5) / ncol, top_y + 0.15 * fontsize / 72 / fig_h, name, ha="center", va="bottom",
-                         fontsize=fontsize * max(fit, 0.6), fontweight="bold" if ci == 0 else None)
+                fig.text(
+                    (ci + 0.5) / ncol,
+                    top_y + 0.15 * fontsize / 72 / fig_h,
+                    name,
+                    ha="center",
+                    va="bottom",
+                    fontsize=fontsize * max(fit, 0.6),
+                    fontweight="bold" if ci == 0 else None,
+                )
     if title:
         fig.text(0.5, 1 - 0.2 * fontsize / 72 / fig_h, title, ha="center", va="top", fontsize=fontsize)
     ly = legend_h / fig_h
     ids = sorted(shown_classes)
     legend_texts: list[str] = []
     if ids:
-        leg = class_legend(fig, ids, list(label_map.class_names), label_map.colors, ncol=legend_cols, fontsize=fontsize * 0.9,
-                     y=ly)
+        leg = class_legend(
+            fig, ids, list(label_map.class_names), label_map.colors, ncol=legend_cols, fontsize=fontsize * 0.9, y=ly
+        )
         legend_texts = [t.get_text() for t in leg.get_texts()]
     note = []
     if "bev" in views or "error" in views:
@@ -210,8 +273,16 @@ def frame_figure(gt: np.ndarray, predictions: list[tuple[str, np.ndarray]], labe
         import textwrap
 
         text = "\n".join(textwrap.wrap("; ".join(note), int(width * 72 / (0.8 * fontsize * 0.52))))
-        fig.text(0.5, 0.35 * fontsize / 72 / fig_h, text, ha="center", va="bottom", fontsize=fontsize * 0.8,
-                 color="0.25", linespacing=1.3)
+        fig.text(
+            0.5,
+            0.35 * fontsize / 72 / fig_h,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=fontsize * 0.8,
+            color="0.25",
+            linespacing=1.3,
+        )
     out = save_figure(fig, path, dpi=dpi)
     from PIL import Image
 

@@ -6,6 +6,7 @@ tell whether a committed plot still shows the committed results without comparin
 matplotlib and FreeType versions). With one matplotlib the bytes are reproducible: no date or software stamp, fixed
 size and dpi, the default style (``matplotlib.rcdefaults()``) and the DejaVu Sans font shipped with matplotlib.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,17 +25,30 @@ FONT = 7.0
 
 def plot_digest(kind: str, data: Any) -> str:
     """sha256 (first 16 hex digits) of the plot kind, :data:`PLOT_VERSION` and the plotted numbers (JSON)."""
-    blob = json.dumps({"kind": kind, "version": PLOT_VERSION, "data": data}, sort_keys=True, separators=(",", ":"),
-                      allow_nan=True)
+    blob = json.dumps(
+        {"kind": kind, "version": PLOT_VERSION, "data": data}, sort_keys=True, separators=(",", ":"), allow_nan=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _style():
     plt = pyplot()
     plt.rcdefaults()
-    plt.rcParams.update({"font.size": FONT, "font.family": "DejaVu Sans", "axes.titlesize": FONT, "axes.labelsize": FONT,
-                         "xtick.labelsize": FONT - 1, "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1,
-                         "axes.linewidth": 0.6, "lines.linewidth": 1.1, "lines.markersize": 3, "svg.hashsalt": "occbench"})
+    plt.rcParams.update(
+        {
+            "font.size": FONT,
+            "font.family": "DejaVu Sans",
+            "axes.titlesize": FONT,
+            "axes.labelsize": FONT,
+            "xtick.labelsize": FONT - 1,
+            "ytick.labelsize": FONT - 1,
+            "legend.fontsize": FONT - 1,
+            "axes.linewidth": 0.6,
+            "lines.linewidth": 1.1,
+            "lines.markersize": 3,
+            "svg.hashsalt": "occbench",
+        }
+    )
     return plt
 
 
@@ -48,13 +62,20 @@ def distance_data(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     for label, res in results:
         cur = res["metrics"]["distance"]
         edges = np.asarray(cur["bin_edges_m"], float)
-        out.append({"label": label, "x": _floats(((edges[:-1] + edges[1:]) / 2).tolist()),
-                    "iou": _floats(cur["iou"]), "miou": _floats(cur["miou"])})
+        out.append(
+            {
+                "label": label,
+                "x": _floats(((edges[:-1] + edges[1:]) / 2).tolist()),
+                "iou": _floats(cur["iou"]),
+                "miou": _floats(cur["miou"]),
+            }
+        )
     return {"series": out}
 
 
-def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path, title: str | None = None,
-                  width: float = 7.0) -> Path:
+def distance_plot(
+    results: list[tuple[str, dict[str, Any]]], path: str | Path, title: str | None = None, width: float = 7.0
+) -> Path:
     """IoU and mIoU against distance from the sensor (the results' ``metrics.distance`` curves), one line per
     (label, results); the range crops' distances are marked."""
     data = distance_data(results)
@@ -82,13 +103,23 @@ def distance_plot(results: list[tuple[str, dict[str, Any]]], path: str | Path, t
 
 def class_data(results: list[tuple[str, dict[str, Any]]], range_key: str) -> dict[str, Any]:
     classes = [n for n in results[0][1]["metrics"]["ssc"][range_key].get("per_class_iou", {}) if n != "empty"]
-    return {"range": range_key, "classes": classes,
-            "series": [{"label": lab, "iou": _floats([r["metrics"]["ssc"][range_key]["per_class_iou"].get(n) for n in classes])}
-                       for lab, r in results]}
+    return {
+        "range": range_key,
+        "classes": classes,
+        "series": [
+            {"label": lab, "iou": _floats([r["metrics"]["ssc"][range_key]["per_class_iou"].get(n) for n in classes])}
+            for lab, r in results
+        ],
+    }
 
 
-def class_bars(results: list[tuple[str, dict[str, Any]]], path: str | Path, range_key: str = "51.2",
-               title: str | None = None, width: float = 7.0) -> Path:
+def class_bars(
+    results: list[tuple[str, dict[str, Any]]],
+    path: str | Path,
+    range_key: str = "51.2",
+    title: str | None = None,
+    width: float = 7.0,
+) -> Path:
     """Per-class IoU at ``range_key`` metres, grouped bars (one colour per method)."""
     data = class_data(results, range_key)
     plt = _style()
@@ -131,7 +162,9 @@ def autolabel_data(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"series": series}
 
 
-def autolabel_plot(results: list[dict[str, Any]], path: str | Path, title: str | None = None, width: float = 7.0) -> Path:
+def autolabel_plot(
+    results: list[dict[str, Any]], path: str | Path, title: str | None = None, width: float = 7.0
+) -> Path:
     """The auto-labeling curve: the retrained student's IoU and mIoU against the range crop, one line per source
     of training labels (mean ± std over seeds), and its mIoU at the largest range against the quality of the
     pseudo-labels it was trained on."""
@@ -142,11 +175,19 @@ def autolabel_plot(results: list[dict[str, Any]], path: str | Path, title: str |
         x = np.asarray(s["ranges"], float)
         c = f"C{i}"
         for a, key in zip(axes[:2], ("iou", "miou")):
-            a.errorbar(x, 100 * np.asarray(s[key], float), yerr=100 * np.asarray(s[key + "_std"], float), marker="o",
-                       color=c, capsize=2, label=s["label"])
+            a.errorbar(
+                x,
+                100 * np.asarray(s[key], float),
+                yerr=100 * np.asarray(s[key + "_std"], float),
+                marker="o",
+                color=c,
+                capsize=2,
+                label=s["label"],
+            )
         if s["pl_miou"] is not None:
-            axes[2].errorbar(100 * s["pl_miou"], 100 * s["miou"][-1], yerr=100 * s["miou_std"][-1], marker="o", color=c,
-                             capsize=2)
+            axes[2].errorbar(
+                100 * s["pl_miou"], 100 * s["miou"][-1], yerr=100 * s["miou_std"][-1], marker="o", color=c, capsize=2
+            )
         else:
             axes[2].axhline(100 * s["miou"][-1], color=c, linestyle="--", linewidth=0.8)
     for a, t in zip(axes[:2], ("student IoU (%)", "student mIoU (%)")):
@@ -157,8 +198,14 @@ def autolabel_plot(results: list[dict[str, Any]], path: str | Path, title: str |
     axes[2].set_xlabel("pseudo-label mIoU at 51.2 m (%)")
     axes[2].set_ylabel("student mIoU at 51.2 m (%)")
     axes[2].grid(alpha=0.3, linewidth=0.4)
-    axes[2].text(0.03, 0.97, "dashed: GT-Train only\n(no pseudo-labels)", transform=axes[2].transAxes, va="top",
-                 fontsize=FONT - 1.5)
+    axes[2].text(
+        0.03,
+        0.97,
+        "dashed: GT-Train only\n(no pseudo-labels)",
+        transform=axes[2].transAxes,
+        va="top",
+        fontsize=FONT - 1.5,
+    )
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:

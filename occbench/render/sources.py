@@ -7,6 +7,7 @@
   (kept with ``--save-predictions``, else temporary), then read like any folder: a picture from a method is the
   picture of the folder it wrote.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ class PredictionSource:
             return sequence.prediction(scan)
         path = self.store.find(sequence.name, scan)
         if path is None:
-            raise MissingDataError(self.store.path(sequence.name, scan),
-                                   f"prediction of sequence {sequence.name} scan {scan:06d} for column {self.label!r}")
+            raise MissingDataError(
+                self.store.path(sequence.name, scan),
+                f"prediction of sequence {sequence.name} scan {scan:06d} for column {self.label!r}",
+            )
         return sequence.label_map.to_train(self.store.read(sequence.name, scan), path)
 
 
@@ -46,14 +49,25 @@ def parse_prediction_folders(values: tuple[str, ...] | list[str]) -> list[Predic
             label, folder = Path(v).name or v, v
         p = Path(folder)
         if not (p / "sequences").is_dir():
-            raise FormatError(p, "a folder of predictions holding sequences/XX/predictions/NNNNNN.label[.gz]",
-                              "no sequences/ folder" if p.is_dir() else "no such folder")
+            raise FormatError(
+                p,
+                "a folder of predictions holding sequences/XX/predictions/NNNNNN.label[.gz]",
+                "no sequences/ folder" if p.is_dir() else "no such folder",
+            )
         out.append(PredictionSource(label, PredictionStore(p)))
     return out
 
 
-def run_method(dspec, mspec, sequence: str, targets: list[int], out: str | Path, workers: int = 1,
-               executor: str = "local", address: str | None = None) -> PredictionSource:
+def run_method(
+    dspec,
+    mspec,
+    sequence: str,
+    targets: list[int],
+    out: str | Path,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+) -> PredictionSource:
     """Refine ``targets`` of ``sequence`` with the method into ``out`` (resumable: scans already there are kept)
     through the evaluation's jobs (contiguous blocks, ``workers`` processes); returns the folder as a source."""
     import math
@@ -64,6 +78,6 @@ def run_method(dspec, mspec, sequence: str, targets: list[int], out: str | Path,
     targets = sorted(set(int(t) for t in targets))
     k = max(1, min(len(targets), 2 * workers if workers > 1 else 1))
     size = math.ceil(len(targets) / k)
-    jobs = [Job(sequence, tuple(targets[i:i + size])) for i in range(0, len(targets), size)]
+    jobs = [Job(sequence, tuple(targets[i : i + size])) for i in range(0, len(targets), size)]
     refine_jobs(dspec, mspec, jobs, str(out), True, workers, executor, address)
     return PredictionSource(mspec.name, PredictionStore(out))

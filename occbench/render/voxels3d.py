@@ -7,6 +7,7 @@ splatted as precomputed sprites at their projected centres (rounded to whole pix
 thousand voxels renders in well under a second. Voxel edges are darkened where neighbouring pixels show different
 voxels, which gives the look of the figures of semantic scene completion papers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def _sprite(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r, u, f = cam.basis()
     half = 0.5 + 0.5 / cam.px
     reach = int(np.ceil(np.sqrt(3) * half * cam.px)) + 1
-    dr, dc = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    dr, dc = np.mgrid[-reach : reach + 1, -reach : reach + 1]
     dr, dc = dr.ravel(), dc.ravel()
     # ray origin (in voxel units, relative to the cube centre) for each pixel, travelling along f
     o = (dc[:, None] * r[None, :] - dr[:, None] * u[None, :]) / cam.px - 10.0 * f[None, :]
@@ -111,9 +112,13 @@ def projection_for(shape: tuple[int, int, int], cam: Camera) -> Projection:
     return Projection(cam, float(u0), float(v1), int(np.ceil((u1 - u0) * cam.px)), int(np.ceil((v1 - v0) * cam.px)))
 
 
-def render_voxels(labels: np.ndarray, colors: np.ndarray, cam: Camera = Camera(),
-                  background: tuple[int, int, int] = (255, 255, 255),
-                  edges: bool = True) -> tuple[np.ndarray, np.ndarray, Projection]:
+def render_voxels(
+    labels: np.ndarray,
+    colors: np.ndarray,
+    cam: Camera = Camera(),
+    background: tuple[int, int, int] = (255, 255, 255),
+    edges: bool = True,
+) -> tuple[np.ndarray, np.ndarray, Projection]:
     """Render the voxels of ``labels`` (X, Y, Z) that are neither 0 nor 255, coloured ``colors[label]``.
 
     Returns (``(H, W, 3)`` uint8 image, ``(H, W)`` int64 flat index into ``labels`` of the voxel each pixel shows

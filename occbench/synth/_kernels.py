@@ -14,6 +14,7 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
 * :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
   neighbours (integer label logic, one pass per step over the grid).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,9 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 AVAILABLE = njit is not None
 
 
-def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, osh, a, half_b, b, two_ab,
-                     out):  # pragma: no cover - compiled below
+def _field_values_py(
+    fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, osh, a, half_b, b, two_ab, out
+):  # pragma: no cover - compiled below
     one = np.float32(1.0)
     ow = one - w
     scale = np.float32(lut.shape[0] - 1)
@@ -90,8 +92,14 @@ def _line_of_sight_py(occ, order, parent, nx, ny, nz, out):  # pragma: no cover 
                 v = base + iz
                 if not occ[v] or out[v]:
                     continue
-                if ((ix > 0 and opn[v - sx]) or (ix < nx - 1 and opn[v + sx]) or (iy > 0 and opn[v - nz])
-                        or (iy < ny - 1 and opn[v + nz]) or (iz > 0 and opn[v - 1]) or (iz < nz - 1 and opn[v + 1])):
+                if (
+                    (ix > 0 and opn[v - sx])
+                    or (ix < nx - 1 and opn[v + sx])
+                    or (iy > 0 and opn[v - nz])
+                    or (iy < ny - 1 and opn[v + nz])
+                    or (iz > 0 and opn[v - 1])
+                    or (iz < nz - 1 and opn[v + 1])
+                ):
                     out[v] = True
 
 
@@ -114,8 +122,31 @@ def _dilate_labels_py(P, N):  # pragma: no cover - compiled below
                 N[x, y, z] = v
 
 
-def _systematic_py(P, near_n, park, road, og_from, og_to, veg_to, veg, terrain, trunk_k, trunk, sign_from, pole,
-                   small_to, thick, far, smear, xdom, ypos, ground, small, obj, tmp):  # pragma: no cover
+def _systematic_py(
+    P,
+    near_n,
+    park,
+    road,
+    og_from,
+    og_to,
+    veg_to,
+    veg,
+    terrain,
+    trunk_k,
+    trunk,
+    sign_from,
+    pole,
+    small_to,
+    thick,
+    far,
+    smear,
+    xdom,
+    ypos,
+    ground,
+    small,
+    obj,
+    tmp,
+):  # pragma: no cover
     X, Y, Z = P.shape
     if near_n > 0:  # parking within near_n cells (Chebyshev, inside the grid) of a road column becomes road
         road2d = np.zeros((X, Y), np.bool_)
@@ -199,8 +230,9 @@ if AVAILABLE:
     _systematic = _jit(_systematic_py)
 
 
-def field_values(fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray, idx: np.ndarray,
-                 world: tuple | None) -> np.ndarray:
+def field_values(
+    fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray, idx: np.ndarray, world: tuple | None
+) -> np.ndarray:
     """Values of a field at flat voxel indices ``idx`` (see :meth:`occbench.synth.onboard.Fields.sample`).
 
     ``fa``, ``fb``: the two key fields, flat float32; ``world``: None or (lattice, px, py, pz, lut, share)."""
@@ -209,19 +241,39 @@ def field_values(fa: np.ndarray, fb: np.ndarray, w: np.float32, lut: np.ndarray,
     if world is None:
         z3 = np.zeros((2, 2, 2), np.float32)
         z1 = np.zeros(1, np.float32)
-        _field_values(fa, fb, f32(w), lut, idx, False, z3, z1, z1, z1, lut, f32(0), f32(0), f32(0), f32(0), f32(0),
-                      f32(1), out)
+        _field_values(
+            fa, fb, f32(w), lut, idx, False, z3, z1, z1, z1, lut, f32(0), f32(0), f32(0), f32(0), f32(0), f32(1), out
+        )
         return out
     L, px, py, pz, wlut, share = world
     a = f32(max(share, 1.0 - share))
     b = f32(1) - a
-    _field_values(fa, fb, f32(w), lut, idx, True, L, px, py, pz, wlut, f32(share), f32(1 - share), a, b / f32(2), b,
-                  f32(2) * a * b, out)
+    _field_values(
+        fa,
+        fb,
+        f32(w),
+        lut,
+        idx,
+        True,
+        L,
+        px,
+        py,
+        pz,
+        wlut,
+        f32(share),
+        f32(1 - share),
+        a,
+        b / f32(2),
+        b,
+        f32(2) * a * b,
+        out,
+    )
     return out
 
 
-def line_of_sight(occupied: np.ndarray, order: np.ndarray, parent: np.ndarray, shape: tuple[int, int, int]
-                  ) -> np.ndarray:
+def line_of_sight(
+    occupied: np.ndarray, order: np.ndarray, parent: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
     """Flat bool line of sight (see :meth:`occbench.synth.sensor.Visibility.visible`); ``order`` must list every
     voxel after its parent."""
     occ = np.ascontiguousarray(occupied).reshape(-1)

@@ -4,12 +4,13 @@ The loader (:class:`occbench.datasets.OccbenchMini`) only reads; it reaches :fun
 ``occbench-mini`` entry point of the ``occbench.data`` group. Light: the generator itself is imported only when
 something is generated.
 """
+
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from occbench.datasets.mini import (DATA_ENV, MANIFEST, PARTIAL, default_data_dir, generated, read_manifest)
+from occbench.datasets.mini import DATA_ENV, MANIFEST, PARTIAL, default_data_dir, generated, read_manifest
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 
 # measured: disk per scan (the default mini, 1,000 scans: 1.28 GB), seconds per scan on 2 cores idle (the default
@@ -35,8 +36,10 @@ def check_generation_target(root: Path) -> None:
 
     other = sorted(p.name for p in root.iterdir() if p.name != LOCK_NAME) if root.is_dir() else []
     if other:
-        raise OccbenchError(f"{root}: expected a new or empty folder to generate occbench-mini into, found other files "
-                            f"(e.g. {other[0]}); choose another folder")
+        raise OccbenchError(
+            f"{root}: expected a new or empty folder to generate occbench-mini into, found other files "
+            f"(e.g. {other[0]}); choose another folder"
+        )
 
 
 def generation_estimate(cfg, splits: list[str] | None = None) -> str:
@@ -53,12 +56,21 @@ def generation_estimate(cfg, splits: list[str] | None = None) -> str:
 
 def announce_generation(root: Path, cfg, why: str = "", splits: list[str] | None = None) -> None:
     """One line on stderr before a generation starts: where, how big, how long."""
-    print(f"{why}generating occbench-mini ({generation_estimate(cfg, splits)}) into {root}; "
-          f"set ${DATA_ENV} to keep the data cache elsewhere", file=sys.stderr, flush=True)
+    print(
+        f"{why}generating occbench-mini ({generation_estimate(cfg, splits)}) into {root}; "
+        f"set ${DATA_ENV} to keep the data cache elsewhere",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
-def ensure_mini(root: str | Path | None = None, progress: bool = True, generate: bool | None = None,
-                splits: list[str] | None = None, onboard: list[str] | None = None) -> Path:
+def ensure_mini(
+    root: str | Path | None = None,
+    progress: bool = True,
+    generate: bool | None = None,
+    splits: list[str] | None = None,
+    onboard: list[str] | None = None,
+) -> Path:
     """The root of occbench-mini, holding at least ``splits`` (default: all) with the predictions of the ``onboard``
     models (default: all).
 
@@ -73,21 +85,26 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
     if (root / MANIFEST).is_file():
         m = read_manifest(root)
         have = generated(m)
-        if generate is False or all(s in have and set(onboard if onboard is not None else m["onboard"]) <= set(have[s])
-                                    for s in (splits if splits is not None else m["splits"])):
+        if generate is False or all(
+            s in have and set(onboard if onboard is not None else m["onboard"]) <= set(have[s])
+            for s in (splits if splits is not None else m["splits"])
+        ):
             return root
         from occbench.synth.config import config_from_identity
 
         try:
             cfg = config_from_identity(m["config"])
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise FormatError(root / MANIFEST, "'config': the generator configuration it was made with",
-                              f"{type(e).__name__}: {e}") from None
+            raise FormatError(
+                root / MANIFEST, "'config': the generator configuration it was made with", f"{type(e).__name__}: {e}"
+            ) from None
     elif generate is False or (explicit and not generate):
         raise MissingDataError(
-            root / MANIFEST, "occbench-mini (its manifest)",
+            root / MANIFEST,
+            "occbench-mini (its manifest)",
             f"{root} holds no generated occbench-mini. Generate one there with `occbench synth --output {root}`, or "
-            f"leave out --root to use the data cache ({default_mini_root()}; ${DATA_ENV} moves it).")
+            f"leave out --root to use the data cache ({default_mini_root()}; ${DATA_ENV} moves it).",
+        )
     check_generation_target(root)
     from occbench.synth import default_mini_config, generate_mini  # through the package: tests replace it there
 
@@ -100,7 +117,11 @@ def ensure_mini(root: str | Path | None = None, progress: bool = True, generate:
 
     with folder_lock(root):  # another generator at work, or no folder can be made here: said before any announcement
         pass
-    announce_generation(root, cfg, "" if explicit or (root / MANIFEST).is_file() else
-                        "occbench-mini is not in the data cache yet: ", splits)
+    announce_generation(
+        root,
+        cfg,
+        "" if explicit or (root / MANIFEST).is_file() else "occbench-mini is not in the data cache yet: ",
+        splits,
+    )
     generate_mini(root, cfg, progress=progress, splits=splits, onboard=onboard)
     return root

@@ -11,6 +11,7 @@ reads a generated mini root (ground truth + predictions) and prints, per model, 
 parameter of the ``--model`` (e.g. ``world_share=0.45``); with ``--write-predictions DIR`` every scan of the split
 is written to ``DIR/<model>/`` for multi-frame methods (docs/mini.md, "Calibration of the shared error").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ class Confusion:
             p = pred[sx, sy].reshape(-1)
             g = gt[sx, sy].reshape(-1)
             k = g != 255
-            self.m[r] += np.bincount(p[k].astype(np.int64) * self.n + g[k], minlength=self.n * self.n).reshape(self.n, self.n)
+            self.m[r] += np.bincount(p[k].astype(np.int64) * self.n + g[k], minlength=self.n * self.n).reshape(
+                self.n, self.n
+            )
 
     def scores(self) -> dict[float, dict[str, float]]:
         out = {}
@@ -64,8 +67,9 @@ def load_gt(root: Path, manifest: dict, seq: str, frame: int) -> np.ndarray:
     return gt
 
 
-def _in_memory_predictions(root: Path, manifest: dict, model: str, seq: str, frames: range,
-                           overrides: dict[str, dict] | None = None):
+def _in_memory_predictions(
+    root: Path, manifest: dict, model: str, seq: str, frames: range, overrides: dict[str, dict] | None = None
+):
     """(frame, prediction in train ids) recomputed from the world, with ``overrides[model]`` applied to the spec."""
     from occbench.synth import world as Wm
     from occbench.synth.config import config_from_identity
@@ -83,8 +87,13 @@ def _in_memory_predictions(root: Path, manifest: dict, model: str, seq: str, fra
         yield f, predict(f, Wm.CODE_TO_TRAIN[codes], line_of_sight(codes))
 
 
-def measure(root: str | Path, models: list[str] | None = None, split: str = "val", in_memory: bool = False,
-            overrides: dict[str, dict] | None = None) -> dict[str, dict[float, dict[str, float]]]:
+def measure(
+    root: str | Path,
+    models: list[str] | None = None,
+    split: str = "val",
+    in_memory: bool = False,
+    overrides: dict[str, dict] | None = None,
+) -> dict[str, dict[float, dict[str, float]]]:
     root = Path(root)
     manifest = read_manifest(root)
     models = models or manifest["onboard"]
@@ -105,8 +114,13 @@ def measure(root: str | Path, models: list[str] | None = None, split: str = "val
     return results
 
 
-def write_predictions(root: str | Path, out: str | Path, models: list[str] | None = None, split: str = "val",
-                      overrides: dict[str, dict] | None = None) -> Path:
+def write_predictions(
+    root: str | Path,
+    out: str | Path,
+    models: list[str] | None = None,
+    split: str = "val",
+    overrides: dict[str, dict] | None = None,
+) -> Path:
     """Write the predictions of **every** scan of a split, with spec overrides, as ``out/<model>/sequences/...``.
 
     For calibrating parameters that only multi-frame methods see (``world_share``): score a method on them with
@@ -126,15 +140,27 @@ def write_predictions(root: str | Path, out: str | Path, models: list[str] | Non
 
 
 def table(results: dict[str, dict[float, dict[str, float]]]) -> str:
-    rows = ["| model | IoU 12.8 | IoU 25.6 | IoU 51.2 | mIoU 12.8 | mIoU 25.6 | mIoU 51.2 |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | IoU 12.8 | IoU 25.6 | IoU 51.2 | mIoU 12.8 | mIoU 25.6 | mIoU 51.2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for model, sc in results.items():
-        rows.append(f"| {model} (mini val) | " + " | ".join(f"{sc[r]['iou']:.2f}" for r in RANGES) + " | "
-                    + " | ".join(f"{sc[r]['miou']:.2f}" for r in RANGES) + " |")
+        rows.append(
+            f"| {model} (mini val) | "
+            + " | ".join(f"{sc[r]['iou']:.2f}" for r in RANGES)
+            + " | "
+            + " | ".join(f"{sc[r]['miou']:.2f}" for r in RANGES)
+            + " |"
+        )
         if model in PAPER:
             p = PAPER[model]
-            rows.append(f"| {p['real']} (paper, real val) | " + " | ".join(f"{x:.2f}" for x in p["iou"]) + " | "
-                        + " | ".join(f"{x:.2f}" for x in p["miou"]) + " |")
+            rows.append(
+                f"| {p['real']} (paper, real val) | "
+                + " | ".join(f"{x:.2f}" for x in p["iou"])
+                + " | "
+                + " | ".join(f"{x:.2f}" for x in p["miou"])
+                + " |"
+            )
     return "\n".join(rows)
 
 
@@ -152,10 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", default="train", help="split to measure (default train: calibration never looks at val)")
     ap.add_argument("--in-memory", action="store_true")
     ap.add_argument("--per-class", action="store_true")
-    ap.add_argument("--set", type=_parse_override, action="append", default=[], metavar="PARAMETER=NUMBER",
-                    help="override a numeric ModelSpec parameter of the --model(s) (implies --in-memory)")
-    ap.add_argument("--write-predictions", metavar="DIR",
-                    help="write every scan's prediction of the split to DIR/<model>/ instead of scoring")
+    ap.add_argument(
+        "--set",
+        type=_parse_override,
+        action="append",
+        default=[],
+        metavar="PARAMETER=NUMBER",
+        help="override a numeric ModelSpec parameter of the --model(s) (implies --in-memory)",
+    )
+    ap.add_argument(
+        "--write-predictions",
+        metavar="DIR",
+        help="write every scan's prediction of the split to DIR/<model>/ instead of scoring",
+    )
     a = ap.parse_args(argv)
     overrides = None
     if a.set:

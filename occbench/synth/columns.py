@@ -1,4 +1,5 @@
 """Column centres (x, y in the scan's LiDAR frame) of the generator's big volume and of the SSC grid."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,7 +9,7 @@ import numpy as np
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 
 BIG = ((-60.0, 60.0), (-60.0, 60.0))  # the big volume around the scan (x, y extents, metres)
-BIG_N = 600                           # its columns per side, of VOXEL_SIZE
+BIG_N = 600  # its columns per side, of VOXEL_SIZE
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
 """Configuration of an occbench-mini generation."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,8 @@ class MiniConfig:
     seed: int = 0
     scans: dict[str, int] = field(default_factory=lambda: {"00": 40, "08": 40, "11": 20})
     splits: dict[str, tuple[str, ...]] = field(
-        default_factory=lambda: {"train": ("00",), "val": ("08",), "test": ("11",)})
+        default_factory=lambda: {"train": ("00",), "val": ("08",), "test": ("11",)}
+    )
     onboard: tuple[str, ...] = ONBOARD_DEFAULT
     label_every: int = 5
     lookahead: int = 50
@@ -45,7 +47,9 @@ class MiniConfig:
 
         seqs = [s for v in self.splits.values() for s in v]
         if sorted(seqs) != sorted(self.scans):
-            raise ValueError(f"splits {dict(self.splits)} must list exactly the sequences of scans {sorted(self.scans)}")
+            raise ValueError(
+                f"splits {dict(self.splits)} must list exactly the sequences of scans {sorted(self.scans)}"
+            )
         if len(set(seqs)) != len(seqs):
             raise ValueError("a sequence appears in two splits")
         for s in seqs:
@@ -59,7 +63,9 @@ class MiniConfig:
             raise ValueError(f"unknown onboard model(s) {unknown}; available: {sorted(MODELS)}")
         extra = sorted(set(self.follow_poses) - set(self.scans))
         if extra:
-            raise ValueError(f"follow_poses names sequence(s) {extra} that are not generated (scans: {sorted(self.scans)})")
+            raise ValueError(
+                f"follow_poses names sequence(s) {extra} that are not generated (scans: {sorted(self.scans)})"
+            )
         if self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; choose one of {GENERATORS}")
         if self.label_every < 1 or self.view_every < 1 or self.lookahead < 0:
@@ -89,23 +95,35 @@ def active_generator() -> str:
 
 def tiny_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
     """For tests and CI: 100 scans (20 labelled frames), a few seconds per sequence."""
-    return MiniConfig(seed=seed, scans={"00": 40, "08": 40, "11": 20},
-                      splits={"train": ("00",), "val": ("08",), "test": ("11",)}, size="tiny",
-                      generator=generator or active_generator())
+    return MiniConfig(
+        seed=seed,
+        scans={"00": 40, "08": 40, "11": 20},
+        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+        size="tiny",
+        generator=generator or active_generator(),
+    )
 
 
 def small_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
-    return MiniConfig(seed=seed, scans={"00": 150, "01": 100, "08": 150, "11": 100},
-                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="small",
-                      generator=generator or active_generator())
+    return MiniConfig(
+        seed=seed,
+        scans={"00": 150, "01": 100, "08": 150, "11": 100},
+        splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)},
+        size="small",
+        generator=generator or active_generator(),
+    )
 
 
 def default_mini_config(seed: int = 0, generator: str | None = None) -> MiniConfig:
     """The benchmark's mini split: 1,000 scans, 200 labelled frames, about 1.3 GB. ``generator`` None: the
     active one (:func:`active_generator`)."""
-    return MiniConfig(seed=seed, scans={"00": 350, "01": 200, "08": 300, "11": 150},
-                      splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)}, size="default",
-                      generator=generator or active_generator())
+    return MiniConfig(
+        seed=seed,
+        scans={"00": 350, "01": 200, "08": 300, "11": 150},
+        splits={"train": ("00", "01"), "val": ("08",), "test": ("11",)},
+        size="default",
+        generator=generator or active_generator(),
+    )
 
 
 def config_for_size(size: str, seed: int = 0, generator: str | None = None) -> MiniConfig:

@@ -8,6 +8,7 @@ official mask (``label != 255 & invalid == 0``). It prints a markdown table: per
 occupied voxels (classes 1-19) in real SemanticKITTI (the MonoScene voxel frequencies of the label map) and in
 each mini split, and the ratio mini (all splits) / real.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,34 +67,47 @@ def frequency_table(per_split: dict[str, dict], lm: LabelMap | None = None) -> s
     total = sum((np.asarray(v["counts"], np.int64) for v in per_split.values()), np.zeros(lm.num_classes, np.int64))
     all_share = _share(total)
     shares = {s: _share(np.asarray(per_split[s]["counts"])) for s in splits}
-    head = (["class", "real SemanticKITTI"] + [f"mini {s} ({'+'.join(per_split[s]['sequences'])})" for s in splits]
-            + ["mini all", "mini all / real"])
+    head = (
+        ["class", "real SemanticKITTI"]
+        + [f"mini {s} ({'+'.join(per_split[s]['sequences'])})" for s in splits]
+        + ["mini all", "mini all / real"]
+    )
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in range(1, lm.num_classes):
         k = c - 1
         ratio = all_share[k] / real_share[k] if real_share[k] > 0 else float("nan")
-        rows.append(f"| {lm.class_names[c]} | {100 * real_share[k]:.2f} % | "
-                    + " | ".join(f"{100 * shares[s][k]:.2f} %" for s in splits)
-                    + f" | {100 * all_share[k]:.2f} % | {ratio:.2f} |")
+        rows.append(
+            f"| {lm.class_names[c]} | {100 * real_share[k]:.2f} % | "
+            + " | ".join(f"{100 * shares[s][k]:.2f} %" for s in splits)
+            + f" | {100 * all_share[k]:.2f} % | {ratio:.2f} |"
+        )
     # context rows: labelled frames, occupied voxels per frame, empty share of the valid voxels
     frames = {s: int(per_split[s]["frames"]) for s in splits}
     nf = sum(frames.values())
-    rows.append("| *labelled frames* | 3,834 (train) | " + " | ".join(f"{frames[s]:,}" for s in splits) + f" | {nf:,} | |")
+    rows.append(
+        "| *labelled frames* | 3,834 (train) | " + " | ".join(f"{frames[s]:,}" for s in splits) + f" | {nf:,} | |"
+    )
 
     def per_frame(counts: np.ndarray, n: int) -> str:
         return f"{counts[1:].sum() / max(n, 1):,.0f}"
 
-    rows.append("| *occupied voxels / frame* | " + per_frame(real, 3834) + " | "
-                + " | ".join(per_frame(np.asarray(per_split[s]["counts"]), frames[s]) for s in splits)
-                + f" | {per_frame(total, nf)} | "
-                + f"{(total[1:].sum() / max(nf, 1)) / (real[1:].sum() / 3834):.2f} |")
+    rows.append(
+        "| *occupied voxels / frame* | "
+        + per_frame(real, 3834)
+        + " | "
+        + " | ".join(per_frame(np.asarray(per_split[s]["counts"]), frames[s]) for s in splits)
+        + f" | {per_frame(total, nf)} | "
+        + f"{(total[1:].sum() / max(nf, 1)) / (real[1:].sum() / 3834):.2f} |"
+    )
 
     def empty(counts: np.ndarray) -> float:
         return 100 * float(counts[0]) / max(float(counts.sum()), 1.0)
 
-    rows.append(f"| *empty, % of valid voxels* | {empty(real):.1f} % | "
-                + " | ".join(f"{empty(np.asarray(per_split[s]['counts'])):.1f} %" for s in splits)
-                + f" | {empty(total):.1f} % | {empty(total) / empty(real):.2f} |")
+    rows.append(
+        f"| *empty, % of valid voxels* | {empty(real):.1f} % | "
+        + " | ".join(f"{empty(np.asarray(per_split[s]['counts'])):.1f} %" for s in splits)
+        + f" | {empty(total):.1f} % | {empty(total) / empty(real):.2f} |"
+    )
     return "\n".join(rows)
 
 

@@ -7,6 +7,7 @@ give the same bytes. A finished job leaves a marker under ``<root>/.synth/``; a 
 configuration skips finished jobs (resume). ``mini.json`` is written last: a root without it is not a
 generated data set.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,10 @@ def follow_poses_of(cfg: MiniConfig, seq: str) -> np.ndarray | None:
     if seq not in cfg.follow_poses:
         return None
     p = Path(cfg.follow_poses[seq]).expanduser()
-    hint = ("follow_poses maps a sequence to a real KITTI odometry poses.txt (one 3x4 camera-0 pose, 12 floats, "
-            "per line) with its calib.txt in the same folder")
+    hint = (
+        "follow_poses maps a sequence to a real KITTI odometry poses.txt (one 3x4 camera-0 pose, 12 floats, "
+        "per line) with its calib.txt in the same folder"
+    )
     if not p.is_file():
         raise MissingDataError(p, f"poses file of follow_poses[{seq!r}]", hint)
     c = p.parent / "calib.txt"
@@ -91,8 +94,11 @@ def follow_poses_of(cfg: MiniConfig, seq: str) -> np.ndarray | None:
         raise MissingDataError(c, f"calib.txt next to the poses file of follow_poses[{seq!r}] ({p})", hint)
     poses = read_poses(p, read_calib(c))
     if len(poses) < cfg.scans[seq]:
-        raise FormatError(p, f"at least {cfg.scans[seq]} poses (one per scan of sequence {seq})",
-                          f"{len(poses)} line{'s' if len(poses) != 1 else ''}")
+        raise FormatError(
+            p,
+            f"at least {cfg.scans[seq]} poses (one per scan of sequence {seq})",
+            f"{len(poses)} line{'s' if len(poses) != 1 else ''}",
+        )
     return poses
 
 
@@ -189,8 +195,12 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             _, dhit = dense.cast(np.ascontiguousarray(occ[g]))
             # what the scan's own beams hit is observed too (real labels come from those points)
             own = vis[g] | dhit.reshape(GRID_SHAPE)
-            pending[t] = {"codes": codes, "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
-                          "occluded": ~own, "bin": dhit.reshape(GRID_SHAPE)}
+            pending[t] = {
+                "codes": codes,
+                "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
+                "occluded": ~own,
+                "bin": dhit.reshape(GRID_SHAPE),
+            }
         for i, p in pending.items():
             if i == t:
                 continue
@@ -215,7 +225,9 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             stats["bin"] += int(p["bin"].sum())
             stats["frames"] += 1
             if tick and n > done_ticks:
-                step = min(cfg.label_every, n - done_ticks)  # the scans up to the next labelled one, within the sequence
+                step = min(
+                    cfg.label_every, n - done_ticks
+                )  # the scans up to the next labelled one, within the sequence
                 tick(step)
                 done_ticks += step
     if tick and n - done_ticks > 0:
@@ -223,8 +235,9 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
     return {"counts": counts[:20].tolist(), "ignored": int(counts[255]), **stats}
 
 
-def onboard_predictor(cfg: MiniConfig, seq: str, model: str, world: Wmod.World, overrides: dict | None = None
-                      ) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
+def onboard_predictor(
+    cfg: MiniConfig, seq: str, model: str, world: Wmod.World, overrides: dict | None = None
+) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
     """``predict(t, truth, vis)`` of simulated onboard model ``model`` on sequence ``seq``: the generator's error
     model (1.1: :func:`occbench.synth.onboard.predict`; 1.2: :mod:`occbench.synth.onboard12`), with ``overrides``
     of its parameters (calibration)."""
@@ -239,8 +252,15 @@ def onboard_predictor(cfg: MiniConfig, seq: str, model: str, world: Wmod.World, 
     return Predictor12(int(cfg.seed), seq, model, world, overrides)
 
 
-def run_model_job(root: Path, cfg: MiniConfig, seq: str, models: tuple[str, ...], t0: int = 0, t1: int | None = None,
-                  tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+def run_model_job(
+    root: Path,
+    cfg: MiniConfig,
+    seq: str,
+    models: tuple[str, ...],
+    t0: int = 0,
+    t1: int | None = None,
+    tick: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Predictions of the simulated onboard models for scans ``t0 .. t1-1`` of a sequence (every scan).
 
     The scene and the line of sight of a scan are computed once and shared by the models.
@@ -332,8 +352,9 @@ def _run(root: Path, cfg: MiniConfig, job: Job, tick: Callable[[int], None] | No
     return out
 
 
-def _job(root: str, cfg: MiniConfig, job: Job, tick: Callable[[int], None] | None = None
-         ) -> tuple[Job, dict[str, Any], float]:
+def _job(
+    root: str, cfg: MiniConfig, job: Job, tick: Callable[[int], None] | None = None
+) -> tuple[Job, dict[str, Any], float]:
     t0 = time.perf_counter()
     out = _run(Path(root), cfg, job, tick)
     return job, out, time.perf_counter() - t0
@@ -358,9 +379,15 @@ def _checked(what: str, given: Iterable[str] | None, known: list[str]) -> list[s
 
 
 @writes_exclusively  # one generator per root; removes temporary files of an interrupted run
-def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, workers: int | None = None,
-                  overwrite: bool = False, splits: Iterable[str] | None = None,
-                  onboard: Iterable[str] | None = None) -> dict[str, Any]:
+def generate_mini(
+    root: str | Path,
+    cfg: MiniConfig,
+    progress: bool = True,
+    workers: int | None = None,
+    overwrite: bool = False,
+    splits: Iterable[str] | None = None,
+    onboard: Iterable[str] | None = None,
+) -> dict[str, Any]:
     """Generate occbench-mini under ``root`` and return its manifest (also written as ``mini.json``, last).
 
     ``splits``, ``onboard``: generate only these splits (default: all), with the predictions of only these of
@@ -386,15 +413,25 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     if manifest_path.is_file() and not overwrite:
         m = read_manifest(root)
         if m.get("config") != ident:
-            raise FileExistsError(f"{root} holds an occbench-mini generated with another configuration; "
-                                  "use overwrite=True (--overwrite) or another --output")
+            raise FileExistsError(
+                f"{root} holds an occbench-mini generated with another configuration; "
+                "use overwrite=True (--overwrite) or another --output"
+            )
         have = generated(m)
         if all(s in have and set(models) <= set(have[s]) for s in wanted):
             return m
-    if cfg_path.is_file() and _read_record(cfg_path, "the configuration of a started generation") != ident and not overwrite:
-        raise FileExistsError(f"{root} holds a partial generation with another configuration; "
-                              "use overwrite=True (--overwrite) or another --output")
-    if overwrite or (cfg_path.is_file() and _read_record(cfg_path, "the configuration of a started generation") != ident):
+    if (
+        cfg_path.is_file()
+        and _read_record(cfg_path, "the configuration of a started generation") != ident
+        and not overwrite
+    ):
+        raise FileExistsError(
+            f"{root} holds a partial generation with another configuration; "
+            "use overwrite=True (--overwrite) or another --output"
+        )
+    if overwrite or (
+        cfg_path.is_file() and _read_record(cfg_path, "the configuration of a started generation") != ident
+    ):
         for sub in ("sequences", TEST_GT, PREDICTIONS, MARKERS):
             shutil.rmtree(root / sub, ignore_errors=True)
         if manifest_path.exists():
@@ -402,8 +439,11 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
         have = {}
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, json.dumps(ident, sort_keys=True))
-    want = {s: [m for m in cfg.onboard if m in set(have.get(s, [])) | (set(models) if s in wanted else set())]
-            for s in cfg.splits if s in have or s in wanted}
+    want = {
+        s: [m for m in cfg.onboard if m in set(have.get(s, [])) | (set(models) if s in wanted else set())]
+        for s in cfg.splits
+        if s in have or s in wanted
+    }
     todo = _jobs(root, cfg, want)
     workers = _default_workers() if workers is None else max(1, workers)
     t_start = time.perf_counter()
@@ -411,14 +451,17 @@ def generate_mini(root: str | Path, cfg: MiniConfig, progress: bool = True, work
     timings = _run_jobs(root, cfg, todo, workers, progress, what)
     manifest = _manifest(root, cfg, want)
     # timings vary from run to run: kept out of mini.json (which is byte-identical for a configuration)
-    atomic_write_text(root / MARKERS / "timings.json",
-                      json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1))
+    atomic_write_text(
+        root / MARKERS / "timings.json",
+        json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1),
+    )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
 
-def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progress: bool, splits: list[str]
-              ) -> dict[str, float]:
+def _run_jobs(
+    root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progress: bool, splits: list[str]
+) -> dict[str, float]:
     """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers. The
     progress bar moves scan by scan in every job (from worker processes through a queue)."""
     from occbench.evaluation.progress import FrameTicks
@@ -428,8 +471,12 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
     if progress and todo and not is_quiet():
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(_cost(j) for j in todo), desc=f"generating {NAME} {'+'.join(splits)}",
-                   dynamic_ncols=True, bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]")
+        bar = tqdm(
+            total=sum(_cost(j) for j in todo),
+            desc=f"generating {NAME} {'+'.join(splits)}",
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]",
+        )
     inline = workers == 1 or len(todo) <= 1
     timings: dict[str, float] = {}
     try:
@@ -440,14 +487,14 @@ def _run_jobs(root: Path, cfg: MiniConfig, todo: list[Job], workers: int, progre
                     _run(root, cfg, job, ticks.tick)
                     timings[_job_name(job)] = round(time.perf_counter() - t0, 2)
             else:
-                from occbench.processes import worker_context
-
                 # spawned, not forked: a worker holds the generator, not the memory of the command that started it;
                 # and it does not re-run the caller's script (no main guard needed around a loader that generates)
                 from occbench.evaluation.executors import helper_init, stop_pool
+                from occbench.processes import worker_context
 
-                ex = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=helper_init,
-                                         initargs=(os.getpid(),))
+                ex = ProcessPoolExecutor(
+                    max_workers=workers, mp_context=worker_context(), initializer=helper_init, initargs=(os.getpid(),)
+                )
                 try:
                     futs = [ex.submit(_job, str(root), cfg, job, ticks.tick) for job in todo]
                     for f in as_completed(futs):
@@ -483,10 +530,19 @@ def _manifest(root: Path, cfg: MiniConfig, want: dict[str, list[str]]) -> dict[s
         path = _marker(root, seq, "gt")
         r = _read_record(path, "the ground-truth record of a generated sequence")
         keys = ("frames", "invalid", "occluded", "bin", "ignored")
-        if not (isinstance(r, dict) and isinstance(r.get("counts"), list) and len(r["counts"]) == 20
-                and all(type(c) is int for c in r["counts"]) and all(type(r.get(k)) is int for k in keys)):
-            raise FormatError(path, "the ground-truth record of a generated sequence (20 class counts and "
-                              f"{', '.join(keys)}); delete it to generate sequence {seq} again", "something else")
+        if not (
+            isinstance(r, dict)
+            and isinstance(r.get("counts"), list)
+            and len(r["counts"]) == 20
+            and all(type(c) is int for c in r["counts"])
+            and all(type(r.get(k)) is int for k in keys)
+        ):
+            raise FormatError(
+                path,
+                "the ground-truth record of a generated sequence (20 class counts and "
+                f"{', '.join(keys)}); delete it to generate sequence {seq} again",
+                "something else",
+            )
         counts[split_of(cfg, seq)] += np.asarray(r["counts"], np.int64)
         gt_stats[seq] = {k: r[k] for k in keys}
     manifest: dict[str, Any] = {

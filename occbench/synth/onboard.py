@@ -26,6 +26,7 @@ calibration against Table 2 of the OccFiner paper (``python -m occbench.synth.ca
 Determinism: the fields come from PCG64 uniform draws and IEEE +,-,*,/ only (no transcendental functions
 on per-voxel data), so the same seed gives the same bytes on any machine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,9 +45,25 @@ NCLS = 20
 # Confusion partners (train ids): (first, second). A confused blob takes the first partner where the
 # field is in the lower half of the threshold, the second one elsewhere.
 PARTNERS: dict[int, tuple[int, int]] = {
-    1: (4, 5), 2: (7, 3), 3: (2, 8), 4: (1, 5), 5: (1, 4), 6: (7, 18), 7: (6, 2), 8: (7, 3),
-    9: (10, 11), 10: (9, 11), 11: (9, 17), 12: (11, 17), 13: (14, 15), 14: (15, 13), 15: (17, 13),
-    16: (15, 18), 17: (15, 11), 18: (16, 19), 19: (18, 13),
+    1: (4, 5),
+    2: (7, 3),
+    3: (2, 8),
+    4: (1, 5),
+    5: (1, 4),
+    6: (7, 18),
+    7: (6, 2),
+    8: (7, 3),
+    9: (10, 11),
+    10: (9, 11),
+    11: (9, 17),
+    12: (11, 17),
+    13: (14, 15),
+    14: (15, 13),
+    15: (17, 13),
+    16: (15, 18),
+    17: (15, 11),
+    18: (16, 19),
+    19: (18, 13),
 }
 THIN = (Wd.TRUNK, Wd.POLE, Wd.TRAFFIC_SIGN)
 SMALL_DYNAMIC = (Wd.BICYCLE, Wd.MOTORCYCLE, Wd.PERSON, Wd.BICYCLIST, Wd.MOTORCYCLIST)
@@ -102,29 +119,82 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "voxformer-sim": ModelSpec(
-        name="voxformer-sim", modality="camera",
-        miss0=0.0, miss_r=0.34, miss_fov=0.22, miss_hidden=0.18, miss_hidden_r=0.0,
-        miss_class={Wd.ROAD: 0.04, Wd.CAR: 0.10, Wd.TRUNK: 0.35, Wd.POLE: 0.45, Wd.TRAFFIC_SIGN: 0.5,
-                    Wd.PERSON: 0.55, Wd.BICYCLIST: 0.55, Wd.MOTORCYCLIST: 0.6, Wd.BICYCLE: 0.55, Wd.MOTORCYCLE: 0.55},
-        add0=0.02, add_r=0.25, add_fov=0.15,
-        conf0=0.03, conf_r=0.50, conf_fov=0.20,
-        conf_class={Wd.PARKING: 0.15, Wd.SIDEWALK: 0.05, Wd.OTHER_GROUND: 0.2, Wd.TERRAIN: 0.1, Wd.FENCE: 0.15,
-                    Wd.TRUCK: 0.25, Wd.OTHER_VEHICLE: 0.25},
-        sys_parking_to_road=1.0, sys_otherground_to_sidewalk=True, sys_lowveg_to_terrain=True,
-        sys_trunk_top=1.8, sys_sign_to_pole=False, sys_thicken_from=25.6, sys_smear=1,
+        name="voxformer-sim",
+        modality="camera",
+        miss0=0.0,
+        miss_r=0.34,
+        miss_fov=0.22,
+        miss_hidden=0.18,
+        miss_hidden_r=0.0,
+        miss_class={
+            Wd.ROAD: 0.04,
+            Wd.CAR: 0.10,
+            Wd.TRUNK: 0.35,
+            Wd.POLE: 0.45,
+            Wd.TRAFFIC_SIGN: 0.5,
+            Wd.PERSON: 0.55,
+            Wd.BICYCLIST: 0.55,
+            Wd.MOTORCYCLIST: 0.6,
+            Wd.BICYCLE: 0.55,
+            Wd.MOTORCYCLE: 0.55,
+        },
+        add0=0.02,
+        add_r=0.25,
+        add_fov=0.15,
+        conf0=0.03,
+        conf_r=0.50,
+        conf_fov=0.20,
+        conf_class={
+            Wd.PARKING: 0.15,
+            Wd.SIDEWALK: 0.05,
+            Wd.OTHER_GROUND: 0.2,
+            Wd.TERRAIN: 0.1,
+            Wd.FENCE: 0.15,
+            Wd.TRUCK: 0.25,
+            Wd.OTHER_VEHICLE: 0.25,
+        },
+        sys_parking_to_road=1.0,
+        sys_otherground_to_sidewalk=True,
+        sys_lowveg_to_terrain=True,
+        sys_trunk_top=1.8,
+        sys_sign_to_pole=False,
+        sys_thicken_from=25.6,
+        sys_smear=1,
         world_share=0.5,
     ),
     "sscnet-sim": ModelSpec(
-        name="sscnet-sim", modality="lidar",
-        miss0=0.28, miss_r=0.0, miss_fov=0.0, miss_hidden=0.10, miss_hidden_r=0.12,
+        name="sscnet-sim",
+        modality="lidar",
+        miss0=0.28,
+        miss_r=0.0,
+        miss_fov=0.0,
+        miss_hidden=0.10,
+        miss_hidden_r=0.12,
         miss_class={Wd.TRUNK: 0.35, Wd.POLE: 0.35, Wd.TRAFFIC_SIGN: 0.3, Wd.FENCE: 0.05},
-        add0=0.26, add_r=0.10, add_fov=0.0,
-        conf0=0.03, conf_r=0.38, conf_fov=0.0,
-        conf_class={Wd.PARKING: 0.2, Wd.OTHER_GROUND: 0.25, Wd.SIDEWALK: 0.08, Wd.TERRAIN: 0.1, Wd.FENCE: 0.15,
-                    Wd.TRUCK: 0.3, Wd.OTHER_VEHICLE: 0.3},
-        sys_parking_to_road=0.6, sys_otherground_to_sidewalk=False, sys_lowveg_to_terrain=True,
-        sys_trunk_top=99.0, sys_sign_to_pole=True, sys_thicken_from=99.0, sys_smear=0,
-        sys_small_to=0, world_share=0.5,
+        add0=0.26,
+        add_r=0.10,
+        add_fov=0.0,
+        conf0=0.03,
+        conf_r=0.38,
+        conf_fov=0.0,
+        conf_class={
+            Wd.PARKING: 0.2,
+            Wd.OTHER_GROUND: 0.25,
+            Wd.SIDEWALK: 0.08,
+            Wd.TERRAIN: 0.1,
+            Wd.FENCE: 0.15,
+            Wd.TRUCK: 0.3,
+            Wd.OTHER_VEHICLE: 0.3,
+        },
+        sys_parking_to_road=0.6,
+        sys_otherground_to_sidewalk=False,
+        sys_lowveg_to_terrain=True,
+        sys_trunk_top=99.0,
+        sys_sign_to_pole=True,
+        sys_thicken_from=99.0,
+        sys_smear=0,
+        sys_small_to=0,
+        world_share=0.5,
     ),
 }
 MODEL_IDS = {name: i for i, name in enumerate(sorted(MODELS))}
@@ -158,7 +228,9 @@ def grid_geometry(image_size: tuple[int, int] = (1241, 376)) -> dict[str, np.nda
     return {"rn": rn, "fov": fov, "X": X.astype(np.float32), "Y": Y.astype(np.float32)}
 
 
-def smooth_field(rng: np.random.Generator, cell: tuple[int, int, int], shape: tuple[int, int, int] = GRID) -> np.ndarray:
+def smooth_field(
+    rng: np.random.Generator, cell: tuple[int, int, int], shape: tuple[int, int, int] = GRID
+) -> np.ndarray:
     """Uniform noise on a coarse lattice (cells of ``cell`` voxels), trilinearly interpolated: float32 in [0, 1)."""
     cs = tuple(shape[d] // cell[d] + 2 for d in range(3))
     a = rng.random(cs, dtype=np.float32)
@@ -193,8 +265,10 @@ class FieldCache:
         self.world = world
         self._world_fields: list[np.ndarray] | None = None
         if spec.world_share > 0 and world is None:
-            raise ValueError(f"{spec.name} has world-anchored errors (world_share={spec.world_share}): "
-                             "FieldCache needs the sequence's world")
+            raise ValueError(
+                f"{spec.name} has world-anchored errors (world_share={spec.world_share}): "
+                "FieldCache needs the sequence's world"
+            )
         if not 0.0 <= spec.world_share <= 1.0:
             raise ValueError(f"world_share of {spec.name} must lie in [0, 1], got {spec.world_share}")
 
@@ -221,8 +295,14 @@ class FieldCache:
         q, r = divmod(t, K)
         fields = Fields(self.key(q), self.key(q + 1), np.float32(r / K), _uniformiser(self.spec.blob, r, K))
         if self.spec.world_share > 0:
-            fields.world = WorldSample(self.world_fields(), self.world, t, self.spec.blob,
-                                       _uniformiser(self.spec.blob, 0, K), self.spec.world_share)
+            fields.world = WorldSample(
+                self.world_fields(),
+                self.world,
+                t,
+                self.spec.blob,
+                _uniformiser(self.spec.blob, 0, K),
+                self.spec.world_share,
+            )
         return fields
 
 
@@ -271,8 +351,15 @@ def blend_uniform(u: np.ndarray, v: np.ndarray, share: float) -> np.ndarray:
 class WorldSample:
     """The world-anchored fields seen from scan t: values at the world position of each voxel of its grid."""
 
-    def __init__(self, lattices: list[np.ndarray], world: "Wd.World", t: int, cell: tuple[int, int, int],
-                 lut: np.ndarray, share: float):
+    def __init__(
+        self,
+        lattices: list[np.ndarray],
+        world: "Wd.World",
+        t: int,
+        cell: tuple[int, int, int],
+        lut: np.ndarray,
+        share: float,
+    ):
         from occbench.synth.columns import columns  # grid column centres in the LiDAR frame
 
         cols = columns()
@@ -320,8 +407,9 @@ class Fields:
         if not _kernels.AVAILABLE:
             return self.sample_numpy(k, idx)
         world = None if self.world is None else self.world.kernel_args(k)
-        return _kernels.field_values(self.a[k].reshape(-1), self.b[k].reshape(-1), self.w, self.lut,
-                                     np.ascontiguousarray(idx, np.int64), world)
+        return _kernels.field_values(
+            self.a[k].reshape(-1), self.b[k].reshape(-1), self.w, self.lut, np.ascontiguousarray(idx, np.int64), world
+        )
 
     def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
         """The reference of :meth:`sample`, in numpy."""
@@ -356,13 +444,29 @@ def _systematic(spec: ModelSpec, P: np.ndarray) -> np.ndarray:
         return _systematic_numpy(spec, P)
     geo = grid_geometry()
     X, Y = geo["X"], geo["Y"]
-    args = (max(1, int(round(spec.sys_parking_to_road / 0.2))) if spec.sys_parking_to_road > 0 else 0, Wd.PARKING, Wd.ROAD,
-            Wd.OTHER_GROUND if spec.sys_otherground_to_sidewalk else -1, Wd.SIDEWALK,
-            bool(spec.sys_lowveg_to_terrain), Wd.VEGETATION, Wd.TERRAIN,
-            Wd.kh(spec.sys_trunk_top) if spec.sys_trunk_top < 99 else P.shape[2], Wd.TRUNK,
-            Wd.TRAFFIC_SIGN if spec.sys_sign_to_pole else -1, Wd.POLE, int(spec.sys_small_to),
-            spec.sys_thicken_from < 99, np.ascontiguousarray(geo["rn"] * 51.2 >= spec.sys_thicken_from),
-            spec.sys_smear > 0, np.abs(X) >= np.abs(Y), Y > 0, GROUND_LUT, SMALL_LUT, OBJ_LUT)
+    args = (
+        max(1, int(round(spec.sys_parking_to_road / 0.2))) if spec.sys_parking_to_road > 0 else 0,
+        Wd.PARKING,
+        Wd.ROAD,
+        Wd.OTHER_GROUND if spec.sys_otherground_to_sidewalk else -1,
+        Wd.SIDEWALK,
+        bool(spec.sys_lowveg_to_terrain),
+        Wd.VEGETATION,
+        Wd.TERRAIN,
+        Wd.kh(spec.sys_trunk_top) if spec.sys_trunk_top < 99 else P.shape[2],
+        Wd.TRUNK,
+        Wd.TRAFFIC_SIGN if spec.sys_sign_to_pole else -1,
+        Wd.POLE,
+        int(spec.sys_small_to),
+        spec.sys_thicken_from < 99,
+        np.ascontiguousarray(geo["rn"] * 51.2 >= spec.sys_thicken_from),
+        spec.sys_smear > 0,
+        np.abs(X) >= np.abs(Y),
+        Y > 0,
+        GROUND_LUT,
+        SMALL_LUT,
+        OBJ_LUT,
+    )
     return _kernels.systematic(P, args)
 
 
@@ -430,8 +534,9 @@ def _dilate_labels_numpy(P: np.ndarray) -> np.ndarray:
     return N
 
 
-def _viewpoint(spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields,
-               draw_confused=None) -> np.ndarray:
+def _viewpoint(
+    spec: ModelSpec, P: np.ndarray, truth: np.ndarray, vis: np.ndarray, fields: Fields, draw_confused=None
+) -> np.ndarray:
     """The blob errors. ``draw_confused(classes, u)`` (generator 1.2) picks the label of a confused voxel from its
     class and a uniform u; None: the first partner of :data:`PARTNERS` for u < 0.5, else the second (1.1)."""
     geo = grid_geometry(tuple(spec.image_size))

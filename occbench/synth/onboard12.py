@@ -24,6 +24,7 @@ lower rates) and adds errors that cannot be inverted from the prediction alone, 
 Every parameter is in :data:`MODELS12` and explained in docs/mini.md ("Generator 1.2"). Determinism: PCG64 draws,
 IEEE +,-,*,/ and sqrt on per-voxel data, no BLAS.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,14 @@ CATEGORIES: dict[str, tuple[int, ...]] = {
     "nature": (Wd.VEGETATION, Wd.TRUNK, Wd.TERRAIN),
     "object": (Wd.POLE, Wd.TRAFFIC_SIGN),
 }
-NEAR_CATEGORIES = {("vehicle", "human"), ("vehicle", "structure"), ("ground", "nature"), ("structure", "nature"),
-                   ("object", "nature"), ("object", "structure")}
+NEAR_CATEGORIES = {
+    ("vehicle", "human"),
+    ("vehicle", "structure"),
+    ("ground", "nature"),
+    ("structure", "nature"),
+    ("object", "nature"),
+    ("object", "structure"),
+}
 SAME, NEAR, FAR = 0.70, 0.25, 0.05  # share of a confusion row going to its own / the near / the other categories
 
 CAMERA_IMAGE = (1220, 370)  # the image VoxFormer crops KITTI to, as the voting frustum (1.1 uses the full 1241 x 376)
@@ -80,7 +87,9 @@ def confusion_rows() -> np.ndarray:
             if j == i:
                 continue
             a, b = cat[i], cat[j]
-            parts["same" if a == b else "near" if (a, b) in NEAR_CATEGORIES or (b, a) in NEAR_CATEGORIES else "far"].append(j)
+            parts[
+                "same" if a == b else "near" if (a, b) in NEAR_CATEGORIES or (b, a) in NEAR_CATEGORIES else "far"
+            ].append(j)
         for part, mass in (("same", SAME), ("near", NEAR), ("far", FAR)):
             js = parts[part]
             if js:
@@ -124,16 +133,40 @@ class Spec12:
 
 MODELS12: dict[str, Spec12] = {
     "voxformer-sim": Spec12(
-        blob_scale=0.75, world_share=0.5, inst_miss0=0.05, inst_miss_r=0.35,
-        inst_miss_class={Wd.PERSON: 0.2, Wd.BICYCLIST: 0.2, Wd.MOTORCYCLIST: 0.3, Wd.BICYCLE: 0.2, Wd.MOTORCYCLE: 0.2,
-                         Wd.POLE: 0.15, Wd.TRAFFIC_SIGN: 0.2, Wd.TRUNK: 0.1},
-        inst_relabel0=0.05, inst_relabel_r=0.25, depth_sigma=1.5, depth_world_share=0.6,
-        fill_hidden=0.35, fill_shift=4),
+        blob_scale=0.75,
+        world_share=0.5,
+        inst_miss0=0.05,
+        inst_miss_r=0.35,
+        inst_miss_class={
+            Wd.PERSON: 0.2,
+            Wd.BICYCLIST: 0.2,
+            Wd.MOTORCYCLIST: 0.3,
+            Wd.BICYCLE: 0.2,
+            Wd.MOTORCYCLE: 0.2,
+            Wd.POLE: 0.15,
+            Wd.TRAFFIC_SIGN: 0.2,
+            Wd.TRUNK: 0.1,
+        },
+        inst_relabel0=0.05,
+        inst_relabel_r=0.25,
+        depth_sigma=1.5,
+        depth_world_share=0.6,
+        fill_hidden=0.35,
+        fill_shift=4,
+    ),
     "sscnet-sim": Spec12(
-        blob_scale=0.8, world_share=0.5, inst_miss0=0.05, inst_miss_r=0.15,
+        blob_scale=0.8,
+        world_share=0.5,
+        inst_miss0=0.05,
+        inst_miss_r=0.15,
         inst_miss_class={Wd.POLE: 0.1, Wd.TRAFFIC_SIGN: 0.1, Wd.TRUNK: 0.1},
-        inst_relabel0=0.05, inst_relabel_r=0.15, depth_sigma=0.0, depth_world_share=0.5,
-        fill_hidden=0.35, fill_shift=4),
+        inst_relabel0=0.05,
+        inst_relabel_r=0.15,
+        depth_sigma=0.0,
+        depth_world_share=0.5,
+        fill_hidden=0.35,
+        fill_shift=4,
+    ),
 }
 
 
@@ -159,17 +192,37 @@ def sequence_spec(base: O.ModelSpec, rng: np.random.Generator) -> O.ModelSpec:
 
 def _scaled(base: O.ModelSpec, s: Spec12) -> O.ModelSpec:
     k = float(s.blob_scale)
-    scale = {n: round(getattr(base, n) * k, 6) for n in ("miss0", "miss_r", "miss_fov", "miss_hidden", "miss_hidden_r",
-                                                          "add0", "add_r", "add_fov", "conf0", "conf_r", "conf_fov")}
-    return dataclasses.replace(base, **scale, miss_class={c: round(v * k, 6) for c, v in base.miss_class.items()},
-                               conf_class={c: round(v * k, 6) for c, v in base.conf_class.items()},
-                               world_share=s.world_share, key_every=s.key_every, image_size=CAMERA_IMAGE)
+    scale = {
+        n: round(getattr(base, n) * k, 6)
+        for n in (
+            "miss0",
+            "miss_r",
+            "miss_fov",
+            "miss_hidden",
+            "miss_hidden_r",
+            "add0",
+            "add_r",
+            "add_fov",
+            "conf0",
+            "conf_r",
+            "conf_fov",
+        )
+    }
+    return dataclasses.replace(
+        base,
+        **scale,
+        miss_class={c: round(v * k, 6) for c, v in base.miss_class.items()},
+        conf_class={c: round(v * k, 6) for c, v in base.conf_class.items()},
+        world_share=s.world_share,
+        key_every=s.key_every,
+        image_size=CAMERA_IMAGE,
+    )
 
 
 @lru_cache(maxsize=1)
 def _voxel_xyz() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """LiDAR-frame centre (x, y, z) of every voxel (flat, float32) and its distance to the sensor."""
-    x = (np.float32(0.2) * (np.arange(GRID[0], dtype=np.float32) + np.float32(0.5)))
+    x = np.float32(0.2) * (np.arange(GRID[0], dtype=np.float32) + np.float32(0.5))
     y = np.float32(-25.6) + np.float32(0.2) * (np.arange(GRID[1], dtype=np.float32) + np.float32(0.5))
     z = np.float32(-2.0) + np.float32(0.2) * (np.arange(GRID[2], dtype=np.float32) + np.float32(0.5))
     X, Y, Z = (a.reshape(-1) for a in np.meshgrid(x, y, z, indexing="ij"))
@@ -192,8 +245,12 @@ class Predictor12:
         self.s12, self.spec, self.world = s12, _scaled(base, s12), world
         self.fields = O.FieldCache(entropy, self.spec, n_fields=3, world=world)
         self.fill = O.FieldCache(entropy + [FILL_STREAM], self.spec, n_fields=2, world=world)
-        self.depth = O.FieldCache(entropy + [DEPTH_STREAM], dataclasses.replace(self.spec, world_share=s12.depth_world_share),
-                                  n_fields=1, world=world)
+        self.depth = O.FieldCache(
+            entropy + [DEPTH_STREAM],
+            dataclasses.replace(self.spec, world_share=s12.depth_world_share),
+            n_fields=1,
+            world=world,
+        )
         cell = max(1, int(round(s12.hardness_cell / Wd.CELL)))
         nx, ny = world.shape
         rng = np.random.default_rng(entropy + [HARD_STREAM])

@@ -13,6 +13,7 @@ Two casters are used:
 * the same class over the SSC grid only (forward rays), used to give the simulated onboard models a cheap
   per-scan line-of-sight mask (z-buffer against the depth of each ray).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,9 +45,16 @@ class Caster:
     n_rays: int
 
     @classmethod
-    def build(cls, x_range: tuple[float, float], y_range: tuple[float, float], azimuths: int,
-              az_range: tuple[float, float] = (-180.0, 180.0), max_range: float = 60.0,
-              min_range: float = 1.0, ground_level: int = 1) -> "Caster":
+    def build(
+        cls,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        azimuths: int,
+        az_range: tuple[float, float] = (-180.0, 180.0),
+        max_range: float = 60.0,
+        min_range: float = 1.0,
+        ground_level: int = 1,
+    ) -> "Caster":
         nx = int(round((x_range[1] - x_range[0]) / CELL))
         ny = int(round((y_range[1] - y_range[0]) / CELL))
         shape = (nx, ny, NZ)
@@ -88,9 +96,14 @@ class Caster:
             idx_list.append(flat[keep].astype(np.int32))
             ray_list.append(np.repeat(np.arange(r0, r1, dtype=np.int32), counts))
             starts.extend((starts[-1] + np.cumsum(counts)).tolist())
-        return cls(idx=np.concatenate(idx_list), ray_of=np.concatenate(ray_list), ray_start=np.array(starts, np.int64),
-                   shape=shape,
-                   sensor_index=(int(round(-x_range[0] / CELL)), int(round(-y_range[0] / CELL))), n_rays=n_rays)
+        return cls(
+            idx=np.concatenate(idx_list),
+            ray_of=np.concatenate(ray_list),
+            ray_start=np.array(starts, np.int64),
+            shape=shape,
+            sensor_index=(int(round(-x_range[0] / CELL)), int(round(-y_range[0] / CELL))),
+            n_rays=n_rays,
+        )
 
     def first_hits(self, occupied_flat: np.ndarray) -> np.ndarray:
         """Sample index of the first occupied voxel of every ray (-1 = no return)."""

@@ -11,6 +11,7 @@ Codes are train ids 0..19 plus raw-only variants (moving objects, lane markings,
 Determinism: only integer/uniform draws of numpy's PCG64 and IEEE basic arithmetic touch per-cell data;
 the few trigonometric constants come from Python's ``math`` rounded to 12 digits.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,28 @@ CODE_TO_TRAIN[:20] = np.arange(20)
 CODE_TO_TRAIN[[20, 21, 22, 23, 24, 25, 26]] = [1, 7, 6, 8, 255, 255, 9]
 CODE_TO_TRAIN.flags.writeable = False
 
-(EMPTY, CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE, PERSON, BICYCLIST, MOTORCYCLIST, ROAD, PARKING,
- SIDEWALK, OTHER_GROUND, BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN) = range(20)
+(
+    EMPTY,
+    CAR,
+    BICYCLE,
+    MOTORCYCLE,
+    TRUCK,
+    OTHER_VEHICLE,
+    PERSON,
+    BICYCLIST,
+    MOTORCYCLIST,
+    ROAD,
+    PARKING,
+    SIDEWALK,
+    OTHER_GROUND,
+    BUILDING,
+    FENCE,
+    VEGETATION,
+    TRUNK,
+    TERRAIN,
+    POLE,
+    TRAFFIC_SIGN,
+) = range(20)
 
 
 def kz(z: float) -> int:
@@ -206,8 +227,9 @@ def planar_poses(poses_lidar: np.ndarray) -> np.ndarray:
     return np.concatenate([t[:, :2], yaw[:, None]], axis=1)
 
 
-def route_from_poses(poses_lidar: np.ndarray, n: int | None = None, ahead: float = ROUTE_AHEAD,
-                     behind: float = ROUTE_BEHIND) -> Route:
+def route_from_poses(
+    poses_lidar: np.ndarray, n: int | None = None, ahead: float = ROUTE_AHEAD, behind: float = ROUTE_BEHIND
+) -> Route:
     """Route along the planar projection (:func:`planar_poses`) of the first ``n`` real poses, densified to 0.1 m.
 
     The road must not end inside a scan's grid: the route goes on ``ahead`` metres past pose ``n - 1`` (along
@@ -356,15 +378,28 @@ class World:
                 continue
             if d2 < (3.0 + a.L / 2) ** 2:  # never inside the ego vehicle
                 continue
-            undo.extend(self._stamp_box(x, y, yaw, a.L, a.Wd, a.H, a.code, only_empty=True, vehicle=a.code == MOVING_CAR))
+            undo.extend(
+                self._stamp_box(x, y, yaw, a.L, a.Wd, a.H, a.code, only_empty=True, vehicle=a.code == MOVING_CAR)
+            )
         return undo
 
     def unstamp(self, undo: list[tuple[tuple[slice, slice], np.ndarray]]) -> None:
         for sl, mask in reversed(undo):
             self.W[sl][mask] = 0
 
-    def _stamp_box(self, x: float, y: float, yaw: float, L: float, Wd: float, H: float, code: int,
-                   only_empty: bool, vehicle: bool, k0: int | None = None) -> list:
+    def _stamp_box(
+        self,
+        x: float,
+        y: float,
+        yaw: float,
+        L: float,
+        Wd: float,
+        H: float,
+        code: int,
+        only_empty: bool,
+        vehicle: bool,
+        k0: int | None = None,
+    ) -> list:
         c, s = _c(yaw), _s(yaw)
         r = 0.5 * math.hypot(L, Wd) + CELL
         ox, oy = self.origin
@@ -383,11 +418,11 @@ class World:
         prof = np.zeros((i1 - i0, j1 - j0, NZ), bool)
         if vehicle:  # body up to 1.0 m (0.2 m clearance), cabin (60 % of the length) up to H
             kb = kh(min(1.0, H))
-            prof[foot, base:kb + 1] = True
+            prof[foot, base : kb + 1] = True
             cab = (np.abs(u + 0.1 * L) <= 0.3 * L) & (np.abs(v) <= Wd / 2 - 0.1)
-            prof[cab, base:kh(H) + 1] = True
+            prof[cab, base : kh(H) + 1] = True
         else:
-            prof[foot, base:kh(H) + 1] = True
+            prof[foot, base : kh(H) + 1] = True
         sl = (slice(i0, i1), slice(j0, j1))
         region = self.W[sl]
         if only_empty:
@@ -396,7 +431,9 @@ class World:
         return [(sl, prof)]
 
     # -- sampling ------------------------------------------------------------------------------------
-    def cell_coords(self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def cell_coords(
+        self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Continuous cell coordinates of ``W`` (cell i spans [i, i+1)) of LiDAR-frame points (u, v) of a planar pose."""
         x, y, yaw = pose
         c, s = _c(float(yaw)), _s(float(yaw))
@@ -448,6 +485,7 @@ _ZONE_CELLS = 160  # side of a zone in cells (32 m)
 @dataclass
 class _TownRaster:
     """Extent of the world raster: ``NX x NY`` cells whose cell (0, 0) has its corner at ``origin``."""
+
     lo: np.ndarray  # (x, y) of the lower corner, before rounding (street ends are laid out from it)
     hi: np.ndarray  # (x, y) of the upper corner
     origin: np.ndarray  # ``lo`` rounded to 1e-6 m
@@ -462,6 +500,7 @@ class _TownRaster:
 @dataclass
 class _StreetWidths:
     """Cross-section of every street (index = street), in m."""
+
     hw: np.ndarray  # road half width
     pw: np.ndarray  # parking strip (0 where none)
     sw: np.ndarray  # sidewalk
@@ -471,6 +510,7 @@ class _StreetWidths:
 @dataclass
 class _StreetFields:
     """Per cell: distance to the nearest street centreline, the direction away from it, and its cross-section."""
+
     d: np.ndarray  # (NX, NY) float32 distance (m) to the nearest centreline
     gx: np.ndarray  # (NX, NY) float32 cell offset from the nearest centreline cell, x (not normalised)
     gy: np.ndarray  # (NX, NY) float32 same, y
@@ -484,6 +524,7 @@ class _StreetFields:
 @dataclass
 class _Zones:
     """32 m zones (0 residential, 1 commercial, 2 green, 3 parking lot) and their per-zone flags, per cell."""
+
     zone: np.ndarray  # (NX, NY) uint8
     fence_flag: np.ndarray  # (NX, NY) bool: the zone's lots are fenced
     hedge_flag: np.ndarray  # (NX, NY) bool: the zone's lots have front hedges
@@ -494,6 +535,7 @@ class _Zones:
 @dataclass
 class _Ground:
     """The static raster with its ground levels written, and the ground cover of every cell."""
+
     W: np.ndarray  # (NX, NY, NZ) uint8 codes
     G: np.ndarray  # (NX, NY) uint8 ground code
     Gk: np.ndarray  # (NX, NY) int8 top voxel of the ground
@@ -507,6 +549,7 @@ class _Ground:
 @dataclass
 class _Town:
     """State shared by the stages that place objects in the raster (``ground.W`` is written in place)."""
+
     rng: np.random.Generator
     grid: _TownRaster
     fields: _StreetFields
@@ -521,8 +564,19 @@ class _Town:
         NX, NY = self.grid.NX, self.grid.NY
         return int(self.ground.Gk[min(max(ix, 0), NX - 1), min(max(iy, 0), NY - 1)])
 
-    def stamp_rect(self, x: float, y: float, yaw: float, L: float, Wd: float, k0: int, k1: int, code: int,
-                   overwrite: bool = True, only_free2d: np.ndarray | None = None) -> bool:
+    def stamp_rect(
+        self,
+        x: float,
+        y: float,
+        yaw: float,
+        L: float,
+        Wd: float,
+        k0: int,
+        k1: int,
+        code: int,
+        overwrite: bool = True,
+        only_free2d: np.ndarray | None = None,
+    ) -> bool:
         """Write ``code`` into levels k0..k1 of an L x Wd rectangle (only into empty voxels unless ``overwrite``)."""
         rc = _rect_cells(x, y, yaw, L, Wd, self.grid.origin, self.grid.NX, self.grid.NY)
         if rc is None:
@@ -531,7 +585,7 @@ class _Town:
         if only_free2d is not None:
             if (only_free2d[si, sj] & foot).any():
                 return False
-        blk = self.ground.W[si, sj, k0:k1 + 1]
+        blk = self.ground.W[si, sj, k0 : k1 + 1]
         if overwrite:
             blk[foot] = code
         else:
@@ -563,8 +617,9 @@ class _Town:
         return np.stack(np.unravel_index(pick, mask.shape), 1)
 
 
-def _ego_route_and_poses(rng: np.random.Generator, n_total: int,
-                         poses_lidar: np.ndarray | None) -> tuple[Route, list[float], list[float], np.ndarray]:
+def _ego_route_and_poses(
+    rng: np.random.Generator, n_total: int, poses_lidar: np.ndarray | None
+) -> tuple[Route, list[float], list[float], np.ndarray]:
     """The ego's route and its ``n_total`` planar poses, plus the street grid lines (x, y) of a procedural route.
 
     Without ``poses_lidar`` the route runs through a procedural street grid at a drawn speed profile; with
@@ -597,8 +652,9 @@ def _grid_extent(poses: np.ndarray) -> _TownRaster:
     return _TownRaster(lo=lo, hi=hi, origin=origin, NX=NX, NY=NY)
 
 
-def _street_centrelines(rng: np.random.Generator, route: Route, xs: list[float], ys: list[float], grid: _TownRaster,
-                        cross_streets: bool) -> tuple[list[np.ndarray], int]:
+def _street_centrelines(
+    rng: np.random.Generator, route: Route, xs: list[float], ys: list[float], grid: _TownRaster, cross_streets: bool
+) -> tuple[list[np.ndarray], int]:
     """Street centreline polylines and the index of the route's own.
 
     The grid lines that cross the raster become straight streets past its edges; the route's centreline (ego
@@ -647,8 +703,9 @@ def _street_widths(rng: np.random.Generator, nst: int, route_id: int) -> _Street
     return _StreetWidths(hw=hw, pw=pw, sw=sw, vw=vw)
 
 
-def _street_fields(streets: list[np.ndarray], widths: _StreetWidths,
-                   grid: _TownRaster) -> tuple[list[np.ndarray], _StreetFields]:
+def _street_fields(
+    streets: list[np.ndarray], widths: _StreetWidths, grid: _TownRaster
+) -> tuple[list[np.ndarray], _StreetFields]:
     """Rasterise the centrelines (0.1 m samples) and take every cell's nearest one (exact distance transform).
 
     Returns the dense centreline samples (one array per street) and the per-cell fields.
@@ -728,7 +785,12 @@ def _ground(rng: np.random.Generator, grid: _TownRaster, f: _StreetFields, zones
     G[lot & (lotz == 3)] = PARKING
     Gk[lot & ((lotz == 0) | (lotz == 2)) & rough] = K_CURB  # uneven terrain
     # driveways (other-ground) crossing lawns in residential zones
-    drv = lot & (lotz == 0) & (d < front + 12) & (np.repeat(np.repeat(rng.random((NX // 20 + 1, NY // 20 + 1)) < 0.12, 20, 0), 20, 1)[:NX, :NY])
+    drv = (
+        lot
+        & (lotz == 0)
+        & (d < front + 12)
+        & (np.repeat(np.repeat(rng.random((NX // 20 + 1, NY // 20 + 1)) < 0.12, 20, 0), 20, 1)[:NX, :NY])
+    )
     G[drv] = OTHER_GROUND
     Gk[drv] = K_ROAD
     # lane markings: dashed centre lines on streets with a wide road
@@ -800,8 +862,12 @@ def _hedges_and_fences(t: _Town) -> None:
     free_lot = lot & ~taken & ~drv
     hedge = free_lot & (d >= front + 0.2) & (d < front + 2.2) & (zone != 3) & (hedge_flag | (zone == 2)) & ~gapn
     fence = free_lot & (d >= front + 0.0) & (d < front + 0.2) & ~gapn & (fence_flag | (zone == 3))
-    hedge_h = np.repeat(np.repeat(rng.integers(kh(1.2), kh(2.8) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[:NX, :NY]
-    fence_h = np.repeat(np.repeat(rng.integers(kh(1.0), kh(2.2) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[:NX, :NY]
+    hedge_h = np.repeat(np.repeat(rng.integers(kh(1.2), kh(2.8) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[
+        :NX, :NY
+    ]
+    fence_h = np.repeat(np.repeat(rng.integers(kh(1.0), kh(2.2) + 1, (zx * 6, zy * 6)), zc // 6, 0), zc // 6, 1)[
+        :NX, :NY
+    ]
     # second fence line along back of lots (garden fences) and walls around parking lots
     fence2 = free_lot & (d >= front + 9.0) & (d < front + 9.2) & fence_flag & (zone == 0) & ~gapn
     ks = np.arange(NZ)[None, None, :]
@@ -836,9 +902,9 @@ def _tree(t: _Town, x: float, y: float, big: bool) -> None:
     blk[crown] = VEGETATION
     trunk = (cx[:, None] ** 2 + cy[None, :] ** 2) <= (tr + 0.1) ** 2
     top = kh(crown_c)
-    sub = blk[:, :, g + 1:top + 1]
+    sub = blk[:, :, g + 1 : top + 1]
     sub[trunk] = TRUNK
-    blk[:, :, g + 1:top + 1] = sub
+    blk[:, :, g + 1 : top + 1] = sub
 
 
 def _far_enough(placed: list[tuple[float, float]], x: float, y: float, dmin: float) -> bool:
@@ -886,7 +952,7 @@ def _poles_and_signs(t: _Town) -> None:
     poles: list[tuple[float, float]] = []
     for ix, iy in t.sample_cells(curb_band, int(1200 * area_km2 * 4)):
         x, y = t.pos_of(ix, iy)
-        if all((px - x) ** 2 + (py - y) ** 2 > 11.0 ** 2 for px, py in poles[-300:]):
+        if all((px - x) ** 2 + (py - y) ** 2 > 11.0**2 for px, py in poles[-300:]):
             poles.append((x, y))
             g = t.ground_k(ix, iy)
             w = 0.4 if rng.random() < 0.5 else 0.3
@@ -894,7 +960,7 @@ def _poles_and_signs(t: _Town) -> None:
     nsign = 0
     for ix, iy in t.sample_cells(curb_band, int(1500 * area_km2 * 4)):
         x, y = t.pos_of(ix, iy)
-        if all((px - x) ** 2 + (py - y) ** 2 > 5.0 ** 2 for px, py in poles[-300:]):
+        if all((px - x) ** 2 + (py - y) ** 2 > 5.0**2 for px, py in poles[-300:]):
             poles.append((x, y))
             g = t.ground_k(ix, iy)
             top = float(rng.uniform(2.4, 3.2))
@@ -922,8 +988,17 @@ def _sidewalk_objects(t: _Town) -> None:
         r = rng.random()
         if r < 0.25:  # parked bicycles (racks of 1-4)
             for q in range(int(rng.integers(1, 5))):
-                t.stamp_rect(x + q * 0.7 * nx_, y + q * 0.7 * ny_, yaw + math.pi / 2, 1.7, 0.5, g + 1,
-                             g + kh(1.0) - K_ROAD, BICYCLE, overwrite=False)
+                t.stamp_rect(
+                    x + q * 0.7 * nx_,
+                    y + q * 0.7 * ny_,
+                    yaw + math.pi / 2,
+                    1.7,
+                    0.5,
+                    g + 1,
+                    g + kh(1.0) - K_ROAD,
+                    BICYCLE,
+                    overwrite=False,
+                )
         elif r < 0.42:
             t.stamp_rect(x, y, yaw, 2.0, 0.8, g + 1, g + kh(1.2) - K_ROAD, MOTORCYCLE, overwrite=False)
         elif r < 0.72:  # standing / waiting people
@@ -951,8 +1026,9 @@ def _parked_vehicle(t: _Town, x: float, y: float, yaw: float) -> None:
     c, s = _c(yaw), _s(yaw)
     if code == CAR:
         t.stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(1.0) - K_ROAD, code, overwrite=False)
-        t.stamp_rect(x - 0.1 * L * c, y - 0.1 * L * s, yaw, 0.6 * L, Wd - 0.2, g + 1, g + kh(Hh) - K_ROAD, code,
-                     overwrite=False)
+        t.stamp_rect(
+            x - 0.1 * L * c, y - 0.1 * L * s, yaw, 0.6 * L, Wd - 0.2, g + 1, g + kh(Hh) - K_ROAD, code, overwrite=False
+        )
     else:
         t.stamp_rect(x, y, yaw, L, Wd, g + 1, g + kh(Hh) - K_ROAD, code, overwrite=False)
 
@@ -969,7 +1045,7 @@ def _parked_vehicles(t: _Town) -> None:
         x, y = t.pos_of(ix, iy)
         if rng.random() < 0.55:
             continue
-        if all((px - x) ** 2 + (py - y) ** 2 > 7.0 ** 2 for px, py in vehicles[-400:]):
+        if all((px - x) ** 2 + (py - y) ** 2 > 7.0**2 for px, py in vehicles[-400:]):
             nx_, ny_ = t.normal_at(ix, iy)
             _parked_vehicle(t, x, y, math.atan2(-nx_, ny_))
             vehicles.append((x, y))
@@ -978,15 +1054,14 @@ def _parked_vehicles(t: _Town) -> None:
         x, y = t.pos_of(ix, iy)
         if rng.random() < 0.3:
             continue
-        if all((px - x) ** 2 + (py - y) ** 2 > 3.2 ** 2 for px, py in vehicles[-400:]):
+        if all((px - x) ** 2 + (py - y) ** 2 > 3.2**2 for px, py in vehicles[-400:]):
             nx_, ny_ = t.normal_at(ix, iy)
             _parked_vehicle(t, x, y, math.atan2(ny_, nx_))
             vehicles.append((x, y))
     t.stats["parked_vehicles"] = len(vehicles)
 
 
-def _moving_agents(rng: np.random.Generator, paths: list[Path2D], route_id: int,
-                   widths: _StreetWidths) -> list[Agent]:
+def _moving_agents(rng: np.random.Generator, paths: list[Path2D], route_id: int, widths: _StreetWidths) -> list[Agent]:
     """Agents on every street of at least 20 m: cars and motorcyclists in both lanes (only the oncoming one on the
     ego's street), bicyclists at the edge of wide roads, pedestrians on the sidewalks."""
     hw, pw, sw = widths.hw, widths.pw, widths.sw
@@ -1002,20 +1077,50 @@ def _moving_agents(rng: np.random.Generator, paths: list[Path2D], route_id: int,
             v = float(rng.uniform(6.0, 13.0)) * (1 if lane < 0 else -1)
             r = rng.random()
             if r < 0.88:
-                agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_CAR,
-                                    float(rng.uniform(3.9, 4.8)), float(rng.uniform(1.7, 1.9)), 1.5))
+                agents.append(
+                    Agent(
+                        i,
+                        float(rng.uniform(0, p.length)),
+                        v,
+                        lane,
+                        MOVING_CAR,
+                        float(rng.uniform(3.9, 4.8)),
+                        float(rng.uniform(1.7, 1.9)),
+                        1.5,
+                    )
+                )
             else:
                 agents.append(Agent(i, float(rng.uniform(0, p.length)), v, lane, MOVING_MOTORCYCLIST, 2.0, 0.8, 1.6))
         hwi, side_off = float(hw[i]), float(hw[i] + pw[i] + sw[i] / 2)
         for _ in range(max(1, int(p.length / 60.0))):
             sgn = 1 if rng.random() < 0.5 else -1
             if hwi >= 4.5:
-                agents.append(Agent(i, float(rng.uniform(0, p.length)), -sgn * float(rng.uniform(3.5, 6.5)),
-                                    sgn * (hwi - 0.8), MOVING_BICYCLIST, 1.8, 0.6, 1.7))
+                agents.append(
+                    Agent(
+                        i,
+                        float(rng.uniform(0, p.length)),
+                        -sgn * float(rng.uniform(3.5, 6.5)),
+                        sgn * (hwi - 0.8),
+                        MOVING_BICYCLIST,
+                        1.8,
+                        0.6,
+                        1.7,
+                    )
+                )
         for _ in range(max(1, int(p.length / 25.0))):
             sgn = 1 if rng.random() < 0.5 else -1
-            agents.append(Agent(i, float(rng.uniform(0, p.length)), float(rng.uniform(-1.6, 1.6)),
-                                sgn * side_off, MOVING_PERSON, 0.6, 0.5, float(rng.uniform(1.5, 1.9))))
+            agents.append(
+                Agent(
+                    i,
+                    float(rng.uniform(0, p.length)),
+                    float(rng.uniform(-1.6, 1.6)),
+                    sgn * side_off,
+                    MOVING_PERSON,
+                    0.6,
+                    0.5,
+                    float(rng.uniform(1.5, 1.9)),
+                )
+            )
     return agents
 
 
@@ -1029,8 +1134,13 @@ def thin_moving_vehicles(agents: list[Agent], seed_seq: list[int], keep: float) 
     return [a for a in agents if a.code not in (MOVING_CAR, MOVING_MOTORCYCLIST) or rng.random() < keep]
 
 
-def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: np.ndarray | None = None,
-                moving_vehicle_keep: float = 1.0) -> World:
+def build_world(
+    seed_seq: list[int],
+    n_scans: int,
+    lookahead: int,
+    poses_lidar: np.ndarray | None = None,
+    moving_vehicle_keep: float = 1.0,
+) -> World:
     """Generate the town, the ego poses and the agents of one sequence.
 
     ``seed_seq`` seeds everything (numpy SeedSequence entropy). With ``poses_lidar`` (real LiDAR poses),
@@ -1049,8 +1159,16 @@ def build_world(seed_seq: list[int], n_scans: int, lookahead: int, poses_lidar: 
     dense_paths, fields = _street_fields(streets, widths, grid)
     zones = _zones(rng, grid)
     ground = _ground(rng, grid, fields, zones)
-    town = _Town(rng=rng, grid=grid, fields=fields, zones=zones, ground=ground,
-                 reserved=~ground.lot.copy(), taken=np.zeros((grid.NX, grid.NY), bool), stats={})
+    town = _Town(
+        rng=rng,
+        grid=grid,
+        fields=fields,
+        zones=zones,
+        ground=ground,
+        reserved=~ground.lot.copy(),
+        taken=np.zeros((grid.NX, grid.NY), bool),
+        stats={},
+    )
     _buildings(town)
     _hedges_and_fences(town)
     _trees_and_bushes(town)
@@ -1081,15 +1199,16 @@ def _ellipsoid_box(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: flo
     return i0, i1, j0, j1, cx, cy, e
 
 
-def stamp_ellipsoid(W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float,
-                    code: int) -> None:
+def stamp_ellipsoid(
+    W: np.ndarray, origin: np.ndarray, x: float, y: float, z: float, rh: float, rv: float, code: int
+) -> None:
     box = _ellipsoid_box(W, origin, x, y, z, rh, rv)
     if box is None:
         return
     i0, i1, j0, j1, _, _, e = box
     blk = W[i0:i1, j0:j1]
     m = (e <= 1.0) & ((blk == 0) | (blk == TERRAIN))
-    m[:, :, :K_ROAD + 1] &= False  # never replace the ground itself
+    m[:, :, : K_ROAD + 1] &= False  # never replace the ground itself
     blk[m] = code
 
 
@@ -1109,8 +1228,9 @@ def _rect_cells(x: float, y: float, yaw: float, L: float, Wd: float, origin: np.
     return (slice(i0, i1), slice(j0, j1)), (np.abs(u) <= L / 2) & (np.abs(v) <= Wd / 2), (i1 - i0) * (j1 - j0)
 
 
-def _all_in(mask: np.ndarray, x: float, y: float, yaw: float, L: float, Wd: float, origin: np.ndarray, NX: int,
-            NY: int) -> bool:
+def _all_in(
+    mask: np.ndarray, x: float, y: float, yaw: float, L: float, Wd: float, origin: np.ndarray, NX: int, NY: int
+) -> bool:
     rc = _rect_cells(x, y, yaw, L, Wd, origin, NX, NY)
     if rc is None:
         return False

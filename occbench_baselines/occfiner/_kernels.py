@@ -9,6 +9,7 @@ maximal class, NaN counting as the maximum, like ``torch.argmax``. Why numba: to
 over rows of 20 classes are two more passes over the 168 MB of a scan's probabilities, ~0.3 s a scan on one
 core; this is one pass with nothing written but the labels. Without numba, :func:`add_argmax_torch` is used.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,14 @@ def add_gain(lg: torch.Tensor, cls: torch.Tensor, gain: torch.Tensor) -> bool:
     ``cls >= C``): the input skip of :class:`OccFinerNet` on contiguous float32 CPU logits (..., C) and uint8
     classes. The same single float32 addition per cell as the torch code (elsewhere that adds +-0, which
     changes no value). Returns False, doing nothing, where the kernel does not apply."""
-    if (not AVAILABLE or lg.device.type != "cpu" or lg.dtype != torch.float32 or cls.dtype != torch.uint8
-            or gain.dtype != torch.float32 or not lg.is_contiguous()):
+    if (
+        not AVAILABLE
+        or lg.device.type != "cpu"
+        or lg.dtype != torch.float32
+        or cls.dtype != torch.uint8
+        or gain.dtype != torch.float32
+        or not lg.is_contiguous()
+    ):
         return False
     C = lg.shape[-1]
     _add_gain(lg.numpy().reshape(-1, C), cls.contiguous().numpy().reshape(-1), gain.detach().contiguous().numpy())

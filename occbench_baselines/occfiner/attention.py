@@ -21,6 +21,7 @@ Interpretation choices (the paper is silent; see docs/baselines/occfiner.md):
   into channels by the encoders); at every BEV token position, the W_z x T height/time tokens attend to
   each other (plain softmax attention).
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,7 +64,11 @@ class SoftComp(nn.Module):
         out = F.fold(cols, size, self.kernel, padding=self.padding, stride=self.stride)
         ones = torch.ones(1, 1, *size, device=tokens.device, dtype=out.dtype)
         count = F.fold(
-            F.unfold(ones, self.kernel, padding=self.padding, stride=self.stride), size, self.kernel, padding=self.padding, stride=self.stride
+            F.unfold(ones, self.kernel, padding=self.padding, stride=self.stride),
+            size,
+            self.kernel,
+            padding=self.padding,
+            stride=self.stride,
         )
         return out / count.clamp_min(1.0)
 

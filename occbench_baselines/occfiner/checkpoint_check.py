@@ -5,6 +5,7 @@ no code; this makes sure the plain values it holds are of the right type and wit
 ``local = 1e9`` scans, or a billion-channel layer, would exhaust memory before any error). Every problem names the
 file and the entry.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,11 +15,27 @@ from typing import Any
 from occbench.errors import FormatError
 
 # entry -> (low, high) for integers
-WINDOW_BOUNDS = {"local": (1, 64), "reference": (0, 64), "reference_radius": (0, 10_000), "reference_stride": (1, 1_000)}
-MODEL_INT_BOUNDS = {"num_classes": (2, 256), "height": (1, 256), "embed_dim": (1, 4096), "hidden": (1, 8192),
-                    "heads": (1, 64), "depth": (1, 64), "patch": (1, 63), "patch_stride": (1, 63),
-                    "patch_padding": (0, 63), "window": (1, 256), "pillar": (1, 256), "pillar_heads": (1, 64),
-                    "ffn_hidden": (1, 32768)}
+WINDOW_BOUNDS = {
+    "local": (1, 64),
+    "reference": (0, 64),
+    "reference_radius": (0, 10_000),
+    "reference_stride": (1, 1_000),
+}
+MODEL_INT_BOUNDS = {
+    "num_classes": (2, 256),
+    "height": (1, 256),
+    "embed_dim": (1, 4096),
+    "hidden": (1, 8192),
+    "heads": (1, 64),
+    "depth": (1, 64),
+    "patch": (1, 63),
+    "patch_stride": (1, 63),
+    "patch_padding": (0, 63),
+    "window": (1, 256),
+    "pillar": (1, 256),
+    "pillar_heads": (1, 64),
+    "ffn_hidden": (1, 32768),
+}
 MODEL_FLOATS = ("input_skip", "coord_scale", "voxel_size")
 
 
@@ -53,18 +70,26 @@ def check_occfiner_checkpoint(path: str | Path, ck: Any) -> None:
     known = {f.name for f in fields(OccFinerConfig)}
     unknown = sorted(str(k) for k in mc if k not in known)
     if unknown:
-        raise FormatError(path, f"'model_config': keys of {', '.join(sorted(known))}", f"unknown {', '.join(unknown)[:80]}")
+        raise FormatError(
+            path, f"'model_config': keys of {', '.join(sorted(known))}", f"unknown {', '.join(unknown)[:80]}"
+        )
     for k, (lo, hi) in MODEL_INT_BOUNDS.items():
         if k in mc and not _int_in(mc[k], lo, hi):
             raise _problem(path, f"model_config.{k}", f"an integer in [{lo}, {hi}]", mc[k])
     for k in MODEL_FLOATS:
         if k in mc and not (type(mc[k]) in (int, float) and math.isfinite(mc[k]) and abs(mc[k]) <= 1e6):
             raise _problem(path, f"model_config.{k}", "a finite number", mc[k])
-    if "enc_channels" in mc and not (isinstance(mc["enc_channels"], (list, tuple)) and 1 <= len(mc["enc_channels"]) <= 8
-                                     and all(_int_in(c, 1, 4096) for c in mc["enc_channels"])):
+    if "enc_channels" in mc and not (
+        isinstance(mc["enc_channels"], (list, tuple))
+        and 1 <= len(mc["enc_channels"]) <= 8
+        and all(_int_in(c, 1, 4096) for c in mc["enc_channels"])
+    ):
         raise _problem(path, "model_config.enc_channels", "1-8 integers in [1, 4096]", mc["enc_channels"])
-    if "origin" in mc and not (isinstance(mc["origin"], (list, tuple)) and len(mc["origin"]) == 3
-                               and all(type(c) in (int, float) and math.isfinite(c) for c in mc["origin"])):
+    if "origin" in mc and not (
+        isinstance(mc["origin"], (list, tuple))
+        and len(mc["origin"]) == 3
+        and all(type(c) in (int, float) and math.isfinite(c) for c in mc["origin"])
+    ):
         raise _problem(path, "model_config.origin", "3 finite numbers", mc["origin"])
     if "skip" in mc and type(mc["skip"]) is not bool:
         raise _problem(path, "model_config.skip", "true or false", mc["skip"])

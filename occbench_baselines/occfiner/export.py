@@ -6,6 +6,7 @@ parameters, about 1.3 MB), the window configuration it was trained with and a sh
 dropped. :func:`occbench_baselines.occfiner.method.load_checkpoint` and :func:`occbench_baselines.occfiner.train.load_model`
 read both kinds.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,15 @@ from typing import Any
 import torch
 
 from occbench.checkpoints import load_checkpoint_file
-from occbench_baselines.occfiner.windows import WindowConfig
 from occbench.io.atomic import atomic_write_bytes
+from occbench_baselines.occfiner.windows import WindowConfig
 
 FORMAT = "occfiner-export-1"
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, window_cfg: WindowConfig | None = None,
-                      meta: dict[str, Any] | None = None) -> Path:
+def export_checkpoint(
+    src: str | Path, dst: str | Path, window_cfg: WindowConfig | None = None, meta: dict[str, Any] | None = None
+) -> Path:
     """Write ``dst`` from the training checkpoint ``src`` (e.g. ``<run>/checkpoint-last.pt``); returns ``dst``."""
     ck = load_checkpoint_file(src, map_location="cpu")
     history = list(ck.get("history") or [])

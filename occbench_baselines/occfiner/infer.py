@@ -12,6 +12,7 @@ later window can contain it, so memory stays bounded by the windows in flight.
 (the same float32 sum and argmax, bit for bit), ``top2`` the most probable other class (lowest id on ties),
 ``p1``, ``p2`` their averaged softmax probabilities (so ``p1 >= p2``), computed slab by slab like the labels.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -21,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from occbench_baselines.occfiner._kernels import add_argmax
 from occbench_baselines.occfiner import model as model_module
+from occbench_baselines.occfiner._kernels import add_argmax
 from occbench_baselines.occfiner.model import OccFinerNet, sparse_path
 from occbench_baselines.occfiner.train import amp_settings
 from occbench_baselines.occfiner.windows import WindowConfig, window_indices
@@ -85,11 +86,23 @@ def refine_sequence(
         lost = [t for t in tg0 if t not in where]
         if lost:
             raise ValueError(f"target scan {lost[0]} has no pose: OccFiner cannot register it with the scans around it")
-        inner = refine_sequence(model, lambda i: frames_fn(int(posed[i])), np.asarray(poses, np.float64)[posed], len(posed),
-                                [where[t] for t in tg0], window_cfg, stride=stride, return_probs=return_probs,
-                                return_top2=return_top2,
-                                use_reference_outputs=use_reference_outputs, device=device, amp=amp,
-                                cache_size=cache_size, slab_rows=slab_rows, progress=progress)
+        inner = refine_sequence(
+            model,
+            lambda i: frames_fn(int(posed[i])),
+            np.asarray(poses, np.float64)[posed],
+            len(posed),
+            [where[t] for t in tg0],
+            window_cfg,
+            stride=stride,
+            return_probs=return_probs,
+            return_top2=return_top2,
+            use_reference_outputs=use_reference_outputs,
+            device=device,
+            amp=amp,
+            cache_size=cache_size,
+            slab_rows=slab_rows,
+            progress=progress,
+        )
         for i, out in inner:
             yield int(posed[i]), out
         return
@@ -160,8 +173,9 @@ def refine_sequence(
                 outs.setdefault(f, []).append((k, kk))
             complete = [f for f in dict.fromkeys(frames_out) if last_use[f] == k]
             if complete:
-                done.update(_finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp,
-                                    return_top2))
+                done.update(
+                    _finish(model, held, outs, complete, slab_rows, return_probs, dev, amp_dtype, use_amp, return_top2)
+                )
             for w in [w for w, (_, _, fo) in held.items() if all(last_use[f] <= k for f in fo)]:
                 del held[w]
         while pending and last_use.get(pending[0], -1) <= k:
@@ -170,9 +184,18 @@ def refine_sequence(
                 yield f, done.pop(f)
 
 
-def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int], slab_rows: int,
-            return_probs: bool, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool,
-            return_top2: bool = False) -> dict[int, Any]:
+def _finish(
+    model: OccFinerNet,
+    held: dict,
+    outs: dict[int, list[tuple[int, int]]],
+    scans: list[int],
+    slab_rows: int,
+    return_probs: bool,
+    dev: torch.device,
+    amp_dtype: torch.dtype,
+    use_amp: bool,
+    return_top2: bool = False,
+) -> dict[int, Any]:
     """Labels (or averaged probabilities) of ``scans``, whose last window has run: slab of rows by slab of
     rows, the head's last layer and softmax of each of a scan's outputs, summed in window order, then the
     argmax. Per-cell operations in the order of the whole-grid computation: the same numbers, without any
@@ -192,7 +215,7 @@ def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]
             for n, (w, kk) in enumerate(parts):
                 feats, cls, _ = held[w]
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                    lg = model.slab_logits(feats[kk:kk + 1, :, a:b], cls[kk:kk + 1, a:b])[0]
+                    lg = model.slab_logits(feats[kk : kk + 1, :, a:b], cls[kk : kk + 1, a:b])[0]
                 p = torch.softmax(lg.float(), -1)
                 if acc is None:
                     acc = p
@@ -209,13 +232,28 @@ def _finish(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]
     return res
 
 
-def _finish_top2(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int, int]]], scans: list[int],
-                 slab_rows: int, dev: torch.device, amp_dtype: torch.dtype, use_amp: bool) -> dict[int, tuple]:
+def _finish_top2(
+    model: OccFinerNet,
+    held: dict,
+    outs: dict[int, list[tuple[int, int]]],
+    scans: list[int],
+    slab_rows: int,
+    dev: torch.device,
+    amp_dtype: torch.dtype,
+    use_amp: bool,
+) -> dict[int, tuple]:
     """``(top1, top2, p1, p2)`` of ``scans`` (see :func:`_finish`)."""
     feats0, cls0, _ = held[outs[scans[0]][0][0]]
     X, shape = feats0.shape[2], tuple(cls0.shape[2:])
-    res = {f: (np.empty((X, *shape), np.uint8), np.empty((X, *shape), np.uint8), np.empty((X, *shape), np.float32),
-               np.empty((X, *shape), np.float32)) for f in scans}
+    res = {
+        f: (
+            np.empty((X, *shape), np.uint8),
+            np.empty((X, *shape), np.uint8),
+            np.empty((X, *shape), np.float32),
+            np.empty((X, *shape), np.float32),
+        )
+        for f in scans
+    }
     for a in range(0, X, slab_rows):
         b = min(X, a + slab_rows)
         for f in scans:
@@ -224,9 +262,9 @@ def _finish_top2(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int,
             for w, kk in parts:
                 feats, cls, _ = held[w]
                 with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                    lg = model.slab_logits(feats[kk:kk + 1, :, a:b], cls[kk:kk + 1, a:b])[0]
+                    lg = model.slab_logits(feats[kk : kk + 1, :, a:b], cls[kk : kk + 1, a:b])[0]
                 p = torch.softmax(lg.float(), -1)
-                acc = p if acc is None else acc + p   # one float32 addition per part, in window order
+                acc = p if acc is None else acc + p  # one float32 addition per part, in window order
             assert acc is not None
             l1 = acc.argmax(-1)
             l2 = acc.scatter(-1, l1.unsqueeze(-1), float("-inf")).argmax(-1)
@@ -239,7 +277,16 @@ def _finish_top2(model: OccFinerNet, held: dict, outs: dict[int, list[tuple[int,
     return res
 
 
-def refine_dataset_sequence(model: OccFinerNet, sequence, targets: Sequence[int] | None = None, **kw) -> Iterator[tuple[int, np.ndarray]]:
+def refine_dataset_sequence(
+    model: OccFinerNet, sequence, targets: Sequence[int] | None = None, **kw
+) -> Iterator[tuple[int, np.ndarray]]:
     """Convenience wrapper for :class:`occbench.datasets.frame.Sequence` (``prediction(i)``, ``poses``)."""
-    return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets,
-                           pose_valid=getattr(sequence, "pose_valid", None), **kw)
+    return refine_sequence(
+        model,
+        sequence.prediction,
+        sequence.poses,
+        sequence.num_scans,
+        targets,
+        pose_valid=getattr(sequence, "pose_valid", None),
+        **kw,
+    )

@@ -7,6 +7,7 @@ Berman et al. 2018 (``classes='present'``: mean over classes present in the grou
 The exact Lovász term sorts every valid voxel once per present class, which dominates a CPU training
 step at 256x256x32; ``lovasz_max_voxels`` (off by default) evaluates it on a random voxel subset instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ import torch.nn.functional as F
 IGNORE = 255
 
 
-def flatten_valid(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE) -> tuple[torch.Tensor, torch.Tensor]:
+def flatten_valid(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits (B, T, C, X, Y, Z) (or (N, C, ...)), target (B, T, X, Y, Z) -> (P, C) float32, (P,) long of valid voxels."""
     C = logits.shape[-4]
     lg = logits.movedim(-4, -1).reshape(-1, C)  # a view when the model made classes innermost
@@ -92,4 +95,9 @@ class SSCLoss:
             idx = valid[keep]
         lov = lovasz_softmax_flat(F.softmax(lgf.index_select(0, idx), dim=1), tg.index_select(0, idx))
         total = self.ce_weight * ce + self.lovasz_weight * lov
-        return total, {"ce": float(ce.detach()), "lovasz": float(lov.detach()), "loss": float(total.detach()), "voxels": int(valid.numel())}
+        return total, {
+            "ce": float(ce.detach()),
+            "lovasz": float(lov.detach()),
+            "loss": float(total.detach()),
+            "voxels": int(valid.numel()),
+        }

@@ -14,6 +14,7 @@
 Window options left at ``None`` come from the checkpoint (the window it was trained with), else the
 paper's T_l = 4, T_r = 2, reference radius 10.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -26,12 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from occbench_baselines.occfiner_voting import OccFinerVotingOptions, voting_config
-from occbench_baselines.occfiner.windows import WindowConfig
-from occbench_baselines.voting.options import RegistrationNote, voting_engine
-from occbench_baselines.voting.top2 import Top2, engine_top2
 from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.methods import OffboardMethod, OnboardSequence
+from occbench_baselines.occfiner.windows import WindowConfig
+from occbench_baselines.occfiner_voting import OccFinerVotingOptions, voting_config
+from occbench_baselines.voting.options import RegistrationNote, voting_engine
+from occbench_baselines.voting.top2 import Top2, engine_top2
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -51,12 +52,16 @@ def train_command(onboard: str, dataset: str | None = None, root: str | Path | N
     cards = dataset_cards()
     name = next((n for n, c in cards.items() if dataset in (n, c.results_name)), dataset) if dataset else "mini"
     if name in cards and cards[name].synthetic:
-        return (f"occbench occfiner-train --dataset {name} --onboard {onboard} --config small --input-skip 4 "
-                f"--epochs 12 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto")
+        return (
+            f"occbench occfiner-train --dataset {name} --onboard {onboard} --config small --input-skip 4 "
+            f"--epochs 12 --lr 2e-3 --threads 1 --output runs/occfiner-{onboard} --export auto"
+        )
     epochs = 15 if "kitti360" in name else 10
     where = shlex.quote(str(root)) if root is not None else "ROOT"
-    return (f"occbench occfiner-train --dataset {name} --root {where} --onboard {onboard} --config paper "
-            f"--epochs {epochs} --output runs/occfiner-{name}-{onboard} --export auto")
+    return (
+        f"occbench occfiner-train --dataset {name} --root {where} --onboard {onboard} --config paper "
+        f"--epochs {epochs} --output runs/occfiner-{name}-{onboard} --export auto"
+    )
 
 
 _DIGESTS: dict[tuple, str] = {}
@@ -89,27 +94,36 @@ def checkpoint_digests(option: str, onboard: str | None = None) -> dict[str, str
     return {option: file_digest(p) if p.is_file() else "missing"}
 
 
-def resolve_checkpoint(option: str, onboard: str | None, dataset: str | None = None,
-                       root: str | Path | None = None) -> Path:
+def resolve_checkpoint(
+    option: str, onboard: str | None, dataset: str | None = None, root: str | Path | None = None
+) -> Path:
     """``"auto"`` -> the shipped checkpoint of ``onboard``; else the given path. Raises if it does not exist, with
     the command that trains one on ``dataset`` (at ``root``), the dataset the sequence comes from."""
     if option == "auto":
         if not onboard:
-            raise MissingDataError(CHECKPOINT_DIR / "<onboard>.pt", "OccFiner checkpoint (the sequence names no onboard model)",
-                                   "pass --option checkpoint=PATH")
+            raise MissingDataError(
+                CHECKPOINT_DIR / "<onboard>.pt",
+                "OccFiner checkpoint (the sequence names no onboard model)",
+                "pass --option checkpoint=PATH",
+            )
         path = shipped_checkpoint(onboard)
         if not path.is_file():
             have = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")) if CHECKPOINT_DIR.is_dir() else []
             raise MissingDataError(
-                path, f"OccFiner checkpoint for onboard model {onboard!r}",
+                path,
+                f"OccFiner checkpoint for onboard model {onboard!r}",
                 f"shipped checkpoints: {', '.join(have) or 'none'}. Train and export one with\n  "
                 f"{train_command(onboard, dataset, root)}\n"
-                f"or pass --option checkpoint=PATH (a checkpoint-last.pt of a training run works too).")
+                f"or pass --option checkpoint=PATH (a checkpoint-last.pt of a training run works too).",
+            )
         return path
     path = Path(option).expanduser()
     if not path.is_file():
-        raise MissingDataError(path, "OccFiner checkpoint (--option checkpoint=...)",
-                               f"train one with `{train_command(onboard or 'NAME', dataset, root)}`")
+        raise MissingDataError(
+            path,
+            "OccFiner checkpoint (--option checkpoint=...)",
+            f"train one with `{train_command(onboard or 'NAME', dataset, root)}`",
+        )
     return path
 
 
@@ -119,9 +133,9 @@ _LOCK = threading.Lock()
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
+    from occbench.checkpoints import load_checkpoint_file
     from occbench_baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
     from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet
-    from occbench.checkpoints import load_checkpoint_file
 
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(device))
@@ -133,8 +147,11 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
                 model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
                 model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})
             except (RuntimeError, TypeError, ValueError, KeyError) as e:
-                raise FormatError(path, "an OccFiner checkpoint whose weights fit its model_config",
-                                  f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+                raise FormatError(
+                    path,
+                    "an OccFiner checkpoint whose weights fit its model_config",
+                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                ) from None
             model.to(device).eval()
             _MODELS.clear()  # one model per process is enough (jobs of one evaluation share it)
             _MODELS[key] = (model, {"window_config": ck.get("window_config")})
@@ -143,15 +160,15 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, 
 
 @dataclass(frozen=True)
 class OccFinerStage1Options:
-    checkpoint: str = "auto"            # "auto": occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path
-    local: int | None = None            # T_l; None: from the checkpoint, else 4
-    reference: int | None = None        # T_r; None: from the checkpoint, else 2
+    checkpoint: str = "auto"  # "auto": occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path
+    local: int | None = None  # T_l; None: from the checkpoint, else 4
+    reference: int | None = None  # T_r; None: from the checkpoint, else 2
     reference_radius: int | None = None  # None: from the checkpoint, else 10
     reference_stride: int | None = None  # None: from the checkpoint, else 1
-    stride: int | None = None           # pivot spacing of the inference windows (None: T_l // 2)
-    device: str | None = None           # None: cuda if available, else cpu
-    amp: bool = True                    # mixed precision on CUDA (ignored on CPU)
-    threads: int | None = None          # torch CPU threads in this process (None: leave as is)
+    stride: int | None = None  # pivot spacing of the inference windows (None: T_l // 2)
+    device: str | None = None  # None: cuda if available, else cpu
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    threads: int | None = None  # torch CPU threads in this process (None: leave as is)
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,7 @@ class OccFinerOptions(OccFinerVotingOptions):
 class _Stage1Base(OffboardMethod):
     # stage 1 keeps two torch threads busy, and every extra job refines the scans at its edges again
     worker_threads = 2
+
     def config(self, onboard: str | None = None) -> dict:
         """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike
         (with ``onboard``: only the checkpoint that onboard model's sequences use)."""
@@ -185,16 +203,22 @@ class _Stage1Base(OffboardMethod):
     def _model(self, sequence: OnboardSequence) -> tuple[torch.nn.Module, WindowConfig]:
         if self.options.threads:
             torch.set_num_threads(int(self.options.threads))
-        path = resolve_checkpoint(self.options.checkpoint, getattr(sequence, "onboard_name", None),
-                                  getattr(sequence, "dataset", None), getattr(sequence, "dataset_root", None))
+        path = resolve_checkpoint(
+            self.options.checkpoint,
+            getattr(sequence, "onboard_name", None),
+            getattr(sequence, "dataset", None),
+            getattr(sequence, "dataset_root", None),
+        )
         model, extra = load_checkpoint(path, self._device())
         base = dict(extra.get("window_config") or {})
         w = WindowConfig(**base) if base else WindowConfig()
         o = self.options
-        w = WindowConfig(local=o.local if o.local is not None else w.local,
-                         reference=o.reference if o.reference is not None else w.reference,
-                         reference_radius=o.reference_radius if o.reference_radius is not None else w.reference_radius,
-                         reference_stride=o.reference_stride if o.reference_stride is not None else w.reference_stride)
+        w = WindowConfig(
+            local=o.local if o.local is not None else w.local,
+            reference=o.reference if o.reference is not None else w.reference,
+            reference_radius=o.reference_radius if o.reference_radius is not None else w.reference_radius,
+            reference_stride=o.reference_stride if o.reference_stride is not None else w.reference_stride,
+        )
         from occbench_baselines.occfiner.checkpoint_check import WINDOW_BOUNDS
 
         for k, (lo, hi) in WINDOW_BOUNDS.items():  # an option given with -O, or the checkpoint's (checked on load)
@@ -203,21 +227,36 @@ class _Stage1Base(OffboardMethod):
                 raise OccbenchError(f"option {k}={v!r}: expected an integer in [{lo}, {hi}]")
         return model, w
 
-    def stage1(self, sequence: OnboardSequence, targets: Sequence[int], top2: bool = False) -> Iterator[tuple[int, Any]]:
+    def stage1(
+        self, sequence: OnboardSequence, targets: Sequence[int], top2: bool = False
+    ) -> Iterator[tuple[int, Any]]:
         """Stage-1 refined grids of ``targets`` (sorted), in frame order (``top2``: ``(top1, top2, p1, p2)`` of
         the averaged softmax instead of the labels, :func:`occbench_baselines.occfiner.infer.refine_sequence`)."""
         from occbench_baselines.occfiner.infer import refine_sequence
 
         model, wcfg = self._model(sequence)
-        return refine_sequence(model, sequence.prediction, sequence.poses, sequence.num_scans, targets, wcfg,
-                               stride=self.options.stride, device=self._device(), amp=self.options.amp, progress=False,
-                               pose_valid=getattr(sequence, "pose_valid", None), return_top2=top2)
+        return refine_sequence(
+            model,
+            sequence.prediction,
+            sequence.poses,
+            sequence.num_scans,
+            targets,
+            wcfg,
+            stride=self.options.stride,
+            device=self._device(),
+            amp=self.options.amp,
+            progress=False,
+            pose_valid=getattr(sequence, "pose_valid", None),
+            return_top2=top2,
+        )
 
 
 class OccFinerStage1(_Stage1Base):
     name = "occfiner-stage1"
     worker_memory_gb = 2.5  # measured peak 1.85 GB, evaluate -j1 on tiny mini val (whole process)
-    description = "OccFiner stage 1 alone: multi-to-multi local propagation network (DualFlow4D) on the onboard predictions."
+    description = (
+        "OccFiner stage 1 alone: multi-to-multi local propagation network (DualFlow4D) on the onboard predictions."
+    )
     Options = OccFinerStage1Options
 
     def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
@@ -261,15 +300,21 @@ def needed_scans(targets: Sequence[int], n: int, num_scans: int, pose_valid: np.
     return sorted(s for s in out if pose_valid is None or pose_valid[s])
 
 
-PAPER_PRESET_SCOPE = ("preset=paper is paper-literal for stage 2 (the voting) only: stage 1 is the checkpoint's network "
-                      "(the shipped ones: the small 0.32 M config with input_skip, not the paper's 4.51 M network)")
+PAPER_PRESET_SCOPE = (
+    "preset=paper is paper-literal for stage 2 (the voting) only: stage 1 is the checkpoint's network "
+    "(the shipped ones: the small 0.32 M config with input_skip, not the paper's 4.51 M network)"
+)
 
 
 class OccFiner(RegistrationNote, _Stage1Base):
     name = "occfiner"
-    worker_memory_gb = 2.5  # measured peak 1.96 GB, evaluate -j1 on mini val 08, 300 scans (whole process, /usr/bin/time -v)
-    description = ("OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
-                   "stage-1 refined scans t-n..t+n.")
+    worker_memory_gb = (
+        2.5  # measured peak 1.96 GB, evaluate -j1 on mini val 08, 300 scans (whole process, /usr/bin/time -v)
+    )
+    description = (
+        "OccFiner (stage 1 + stage 2): the local propagation network, then sensor-aware voting over the "
+        "stage-1 refined scans t-n..t+n."
+    )
     Options = OccFinerOptions
 
     def config(self, onboard: str | None = None) -> dict:
@@ -282,8 +327,9 @@ class OccFiner(RegistrationNote, _Stage1Base):
     def _stage2(self, sequence: OnboardSequence, tg: list[int]) -> tuple[Any, _StreamCache, int]:
         """(voting engine over the streamed stage-1 grids, the stream, the window radius n)."""
         cfg = voting_config(self.options, sequence)
-        cache = _StreamCache(self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans,
-                                                               getattr(sequence, "pose_valid", None))))
+        cache = _StreamCache(
+            self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans, getattr(sequence, "pose_valid", None)))
+        )
         frames: Callable[[int], np.ndarray] = cache
         return voting_engine(self.options, sequence, cfg, frames), cache, cfg.n
 

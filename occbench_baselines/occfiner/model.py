@@ -19,6 +19,7 @@ Pipeline (one window of T = T_l + T_r frames, every frame refined):
    X x Y, with parameter-free additive skips from the feature encoder (U-Net style; our choice, see docs),
    then a per-cell Linear to Z*C logits, unfolded to (C, X, Y, Z).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occbench.geometry import ORIGIN, VOXEL_SIZE
 from occbench_baselines.occfiner._kernels import add_gain
 from occbench_baselines.occfiner.attention import DualFlow4DBlock, SoftComp, SoftSplit
-from occbench.geometry import ORIGIN, VOXEL_SIZE
 
 IGNORE = 255
 PAPER_PARAMS = 4.51e6
@@ -54,7 +55,9 @@ class OccFinerConfig:
     pillar_heads: int = 1
     ffn_hidden: int = 512  # 2 x c_e: brings the paper configuration to 4.50 M parameters
     skip: bool = True  # additive encoder->head skips
-    input_skip: float = 0.0  # >0: logits += g_c * one_hot(input class), g (C,) learned, initialised to this (0 = paper, off)
+    input_skip: float = (
+        0.0  # >0: logits += g_c * one_hot(input class), g (C,) learned, initialised to this (0 = paper, off)
+    )
     coord_scale: float = 51.2  # relative coordinates are divided by this (metres)
     origin: tuple[float, float, float] = field(default=tuple(float(v) for v in ORIGIN))  # type: ignore[assignment]
     voxel_size: float = VOXEL_SIZE
@@ -125,7 +128,10 @@ def relative_coordinates_torch(
 class _ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int):
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True)
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -195,8 +201,9 @@ def sparse_path(device: torch.device, nonempty: Callable[[], int], numel: int) -
     return device.type == "cpu" and SPARSE_EMBEDDING_ON_CPU and nonempty() <= SPARSE_MAX_FRACTION * numel
 
 
-def _sparse_forward(cls: torch.Tensor, nonempty: torch.Tensor, weight: torch.Tensor, C: int
-                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+def _sparse_forward(
+    cls: torch.Tensor, nonempty: torch.Tensor, weight: torch.Tensor, C: int
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """The sparse path's output (M, e) and what its backward needs: ``out = sum_z w[z*C] + sum_{cls != 0}
     (w[z*C + cls] - w[z*C])``, the entries added per cell in height order."""
     e, cz = weight.shape
@@ -288,7 +295,11 @@ class BEVPositionalEncoder(nn.Module):
         pz = o[2] + s * (torch.arange(Z, device=dev, dtype=torch.float32) + 0.5)
         R, t = tf[:, :3, :3], tf[:, :3, 3]
         # column coordinates without the height term: c0 = R[:,0] px + R[:,1] py + t    (N, X, Y, 3)
-        c0 = R[:, None, None, :, 0] * px[None, :, None, None] + R[:, None, None, :, 1] * py[None, None, :, None] + t[:, None, None, :]
+        c0 = (
+            R[:, None, None, :, 0] * px[None, :, None, None]
+            + R[:, None, None, :, 1] * py[None, None, :, None]
+            + t[:, None, None, :]
+        )
         W = self.embed.weight.float().view(-1, Z, 3)  # (e, Z, 3)
         A = W.sum(1)  # (e, 3)
         Bz = torch.einsum("ezk,z->ek", W, pz)  # (e, 3)
@@ -360,7 +371,8 @@ class OccFinerNet(nn.Module):
         self.positional_encoder = BEVPositionalEncoder(cfg)
         self.split = SoftSplit(c, cfg.hidden, cfg.patch, cfg.patch_stride, cfg.patch_padding)
         self.blocks = nn.ModuleList(
-            DualFlow4DBlock(cfg.hidden, cfg.heads, cfg.window, cfg.pillar, cfg.pillar_heads, cfg.ffn_hidden) for _ in range(cfg.depth)
+            DualFlow4DBlock(cfg.hidden, cfg.heads, cfg.window, cfg.pillar, cfg.pillar_heads, cfg.ffn_hidden)
+            for _ in range(cfg.depth)
         )
         self.comp = SoftComp(c, cfg.hidden, cfg.patch, cfg.patch_stride, cfg.patch_padding)
         self.head = SegmentationHead(cfg)
@@ -371,7 +383,11 @@ class OccFinerNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None, outputs: torch.Tensor | None = None
+        self,
+        pred: torch.Tensor,
+        transforms: torch.Tensor,
+        flip: torch.Tensor | None = None,
+        outputs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``outputs`` (B, T) bool: run the segmentation head only for these frames (training: the frames
         with ground truth) and return their logits stacked in (b, t) order as (K, C, X, Y, Z); every frame
@@ -384,8 +400,13 @@ class OccFinerNet(nn.Module):
         logits = self._input_skip(self.head(x, sem[:-1]), pred)
         return logits.view(B, T, *logits.shape[1:])
 
-    def _encode(self, pred: torch.Tensor, transforms: torch.Tensor, flip: torch.Tensor | None = None,
-                emb: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def _encode(
+        self,
+        pred: torch.Tensor,
+        transforms: torch.Tensor,
+        flip: torch.Tensor | None = None,
+        emb: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """Everything before the head: (features (B*T, c_L, X/2^L, Y/2^L) after the transformer, the feature
         encoder's levels, pred as (B*T, X, Y, Z)). ``emb``: the feature encoder's embedding of the B*T frames,
         when the caller has it (then ``pred`` keeps its dtype)."""
@@ -409,8 +430,9 @@ class OccFinerNet(nn.Module):
         x = x + self.comp(tok.reshape(B * T, *tok.shape[2:]), (h, w))
         return x, sem, pred
 
-    def head_features(self, pred: torch.Tensor, transforms: torch.Tensor, outputs: torch.Tensor,
-                      emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def head_features(
+        self, pred: torch.Tensor, transforms: torch.Tensor, outputs: torch.Tensor, emb: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference in slabs: the head's per-cell features (K, e, X, Y) of the frames ``outputs`` (B, T) and
         their input classes (K, X, Y, Z). ``slab_logits(feats[:, :, a:b], pred[:, a:b])`` then gives rows
         a..b-1 of ``forward(pred, transforms, None, outputs)`` (channels last), without the (K, C, X, Y, Z)

@@ -10,6 +10,7 @@ Files in ``out_dir`` (all written atomically): ``checkpoint-last.pt`` (after eve
 ``metrics.jsonl`` (one JSON line per finished epoch; rewritten from the checkpointed history, so it never
 disagrees with the checkpoint after a resume).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from occbench_baselines.occfiner.losses import SSCLoss
-from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
 from occbench.checkpoints import load_checkpoint_file, to_plain
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
 from occbench.progress import progress_bar
+from occbench_baselines.occfiner.losses import SSCLoss
+from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
 
 
 @dataclass
@@ -117,7 +118,12 @@ def _save(path: Path, obj: dict) -> None:
 
 
 def _set_epoch(loader: Iterable, epoch: int) -> None:
-    for obj in (loader, getattr(loader, "dataset", None), getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+    for obj in (
+        loader,
+        getattr(loader, "dataset", None),
+        getattr(loader, "sampler", None),
+        getattr(loader, "batch_sampler", None),
+    ):
         if obj is not None and hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
 
@@ -179,7 +185,11 @@ def train(
             "history": history,
             "model_config": model.cfg.to_dict(),
             "train_config": asdict(cfg),
-            "rng": {"torch": torch.get_rng_state(), "numpy": to_plain(np.random.get_state()), "python": random.getstate()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": to_plain(np.random.get_state()),
+                "python": random.getstate(),
+            },
             **(extra or {}),
         }
 
@@ -198,7 +208,9 @@ def train(
             pass
         if cfg.max_steps_per_epoch is not None:
             total = cfg.max_steps_per_epoch if total is None else min(total, cfg.max_steps_per_epoch)
-        bar = progress_bar(enumerate(it), desc=f"occfiner epoch {epoch + 1}/{cfg.epochs}", total=total, disable=not cfg.progress)
+        bar = progress_bar(
+            enumerate(it), desc=f"occfiner epoch {epoch + 1}/{cfg.epochs}", total=total, disable=not cfg.progress
+        )
         for step, batch in bar:
             if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
                 break
@@ -290,11 +302,11 @@ def run_training(
     ``prediction(i)`` reads the chosen onboard model. Pivots = labelled scans, random reference scans
     (seeded per epoch), no dataset-side flips (the loop flips, keeping coordinates consistent).
     """
+    from dataclasses import asdict as _asdict
+
     from torch.utils.data import DataLoader
 
     from occbench_baselines.occfiner.windows import WindowConfig, WindowDataset
-
-    from dataclasses import asdict as _asdict
 
     cfg = cfg or TrainConfig()
     window_cfg = window_cfg or WindowConfig()
@@ -302,7 +314,9 @@ def run_training(
     g = torch.Generator().manual_seed(cfg.seed)
     keys = ("pred", "transforms", "gt", "frames")
     collate = lambda items: {k: torch.stack([it[k] for it in items]) for k in keys}  # noqa: E731
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, generator=g, collate_fn=collate)
+    loader = DataLoader(
+        ds, batch_size=batch_size, shuffle=True, num_workers=num_workers, generator=g, collate_fn=collate
+    )
     mcfg = OccFinerConfig.named(model_config) if isinstance(model_config, str) else model_config
     seed_everything(cfg.seed)
     return train(OccFinerNet(mcfg), loader, cfg, out_dir, resume=resume, extra={"window_config": _asdict(window_cfg)})

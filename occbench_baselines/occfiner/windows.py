@@ -7,6 +7,7 @@ from its LiDAR frame into the pivot's (``inv(T_t) @ T_i``), from which its relat
 :func:`relative_coordinates`, or ``with_coords=True`` to get the volume itself.
 Indices outside the sequence are clamped to its ends (VoxFormer's fallback to an existing frame).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -54,7 +55,11 @@ def window_indices(t: int, num_scans: int, cfg: WindowConfig, rng: np.random.Gen
     local = [clamp(t + o) for o in cfg.local_offsets()]
     if cfg.reference <= 0:
         return local
-    offs = [o for o in range(-cfg.reference_radius, cfg.reference_radius + 1, cfg.reference_stride) if o not in cfg.local_offsets()]
+    offs = [
+        o
+        for o in range(-cfg.reference_radius, cfg.reference_radius + 1, cfg.reference_stride)
+        if o not in cfg.local_offsets()
+    ]
     if not offs:
         offs = [0]
     if rng is not None:
@@ -66,8 +71,9 @@ def window_indices(t: int, num_scans: int, cfg: WindowConfig, rng: np.random.Gen
     return local + [clamp(t + o) for o in ref]
 
 
-def posed_window_indices(t: int, num_scans: int, pose_valid: np.ndarray | None, cfg: WindowConfig,
-                         rng: np.random.Generator | None = None) -> list[int]:
+def posed_window_indices(
+    t: int, num_scans: int, pose_valid: np.ndarray | None, cfg: WindowConfig, rng: np.random.Generator | None = None
+) -> list[int]:
     """:func:`window_indices` over the scans that have a pose (``pose_valid``; None: all scans, the same indices as
     ``window_indices``): scans without one are left out of the sequence before the window is laid, so offsets count
     scans with a pose. The pivot ``t`` must have one."""
@@ -188,4 +194,3 @@ class WindowDataset(Dataset):
         res["pivot"] = t
         res["sequence"] = name
         return res
-

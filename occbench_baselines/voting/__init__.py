@@ -5,7 +5,16 @@
 on CUDA); ``LatticeVotingEngine`` is a faster approximation; ``make_engine(name, ...)`` picks one of
 ``ENGINES``. See ``docs/baselines/voting.md``.
 """
-from .config import EMPTY_POLICIES, SENSOR_KINDS, EmptyPolicy, SensorKind, SensorWeights, VotingConfig, VotingConfigError
+
+from .config import (
+    EMPTY_POLICIES,
+    SENSOR_KINDS,
+    EmptyPolicy,
+    SensorKind,
+    SensorWeights,
+    VotingConfig,
+    VotingConfigError,
+)
 from .engines import ENGINES, EXACT_ENGINES, ReferenceVotingEngine, make_engine
 from .exact import VotingEngine, decide_labels_torch, default_device
 from .lattice import LatticeVotingEngine
@@ -13,8 +22,28 @@ from .reference import vote_frame_reference, window
 from .weights import box_mask, camera_weights, decide_labels, frustum_mask, lidar_weights, sensor_weights, weight_grids
 
 __all__ = [
-    "EMPTY_POLICIES", "SENSOR_KINDS", "EmptyPolicy", "SensorKind", "SensorWeights", "VotingConfig", "VotingConfigError",
-    "ENGINES", "EXACT_ENGINES", "ReferenceVotingEngine", "make_engine",
-    "VotingEngine", "LatticeVotingEngine", "decide_labels_torch", "default_device", "vote_frame_reference", "window",
-    "box_mask", "camera_weights", "decide_labels", "frustum_mask", "lidar_weights", "sensor_weights", "weight_grids",
+    "EMPTY_POLICIES",
+    "SENSOR_KINDS",
+    "EmptyPolicy",
+    "SensorKind",
+    "SensorWeights",
+    "VotingConfig",
+    "VotingConfigError",
+    "ENGINES",
+    "EXACT_ENGINES",
+    "ReferenceVotingEngine",
+    "make_engine",
+    "VotingEngine",
+    "LatticeVotingEngine",
+    "decide_labels_torch",
+    "default_device",
+    "vote_frame_reference",
+    "window",
+    "box_mask",
+    "camera_weights",
+    "decide_labels",
+    "frustum_mask",
+    "lidar_weights",
+    "sensor_weights",
+    "weight_grids",
 ]

@@ -5,6 +5,7 @@ empty and classes), 1 occupancy (occupied iff the occupied votes beat the empty 
 2 ignore (occupied iff any occupied vote). Ties go to the lowest train id, empty first, as in
 :func:`occbench_baselines.voting.weights.decide_labels`.
 """
+
 from __future__ import annotations
 
 try:  # numba is a declared dependency; without it the engines use their torch code paths

@@ -16,6 +16,7 @@ addressed by their flat index ``(x * Y + y) * Z + z`` in the destination grid, w
   divided.
 * ``decide``: the labels of the cells that have a row (every other cell is empty under every policy).
 """
+
 from __future__ import annotations
 
 import math
@@ -188,7 +189,9 @@ def _zrange_py(vox, top, Z, zlo, zhi):  # pragma: no cover - compiled below
             zhi[col] = z
 
 
-def _occupied_slab(b, shift, cols, colptr, ks, cls, wo, we, P, c, c2r, rows, vox, top):  # pragma: no cover - compiled below
+def _occupied_slab(
+    b, shift, cols, colptr, ks, cls, wo, we, P, c, c2r, rows, vox, top
+):  # pragma: no cover - compiled below
     """Add the occupied votes of the columns ``cols`` of one source that land in slab ``b``.
 
     The source's occupied voxels are stored by column (CSR): the entries of column ``col`` are
@@ -241,8 +244,22 @@ def _occupied_py(shift, Ps, cs, off, cols, colptr, ks, cls, wo, we, c2r, rows, v
     for b in range(nslab):
         for m in range(Ps.shape[0]):
             if off[m, b + 1] > off[m, b]:
-                top = _occupied_slab(b, shift, cols[m][off[m, b]:off[m, b + 1]], colptr[m], ks[m], cls[m], wo[m],
-                                     we[m], Ps[m], cs[m], c2r, rows, vox, top)
+                top = _occupied_slab(
+                    b,
+                    shift,
+                    cols[m][off[m, b] : off[m, b + 1]],
+                    colptr[m],
+                    ks[m],
+                    cls[m],
+                    wo[m],
+                    we[m],
+                    Ps[m],
+                    cs[m],
+                    c2r,
+                    rows,
+                    vox,
+                    top,
+                )
     return top
 
 
@@ -252,7 +269,7 @@ def _coverage_py(shift, Ps, cs, off, cols, w, wconst, zlo, zhi, cov):  # pragma:
     for b in range(nslab):
         for m in range(Ps.shape[0]):
             if off[m, b + 1] > off[m, b]:
-                _coverage_slab(b, shift, cols[m][off[m, b]:off[m, b + 1]], Ps[m], cs[m], w, wconst, zlo, zhi, cov)
+                _coverage_slab(b, shift, cols[m][off[m, b] : off[m, b + 1]], Ps[m], cs[m], w, wconst, zlo, zhi, cov)
 
 
 def _source_py(g, Z, w_occ, w_emp, colptr, ks, cls, wo, we):  # pragma: no cover - compiled below

@@ -7,6 +7,7 @@ cells. Cells are addressed by ``key = (cx - lo0) * s0 + (cy - lo1) * s1 + (cz - 
 dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba: the vectorised torch version needs ~10 full passes over 2 M voxels plus a
 scatter per scan; one compiled pass is 3-4x faster on one CPU core (numbers in docs/baselines/voting.md).
 """
+
 from __future__ import annotations
 
 from occbench.registration import cell_key  # the registration kernel, shared with occbench.windows

@@ -1,4 +1,5 @@
 """Configuration of region-centric voting (OccFiner §3.3, eqs. 7-12; Average Fusion)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -112,7 +113,9 @@ class VotingConfig:
         if int(self.n) != self.n or self.n < 0:
             raise VotingConfigError(f"VotingConfig.n must be an integer >= 0, got {self.n!r}")
         if self.empty_policy not in EMPTY_POLICIES:
-            raise VotingConfigError(f"VotingConfig.empty_policy must be one of {EMPTY_POLICIES}, got {self.empty_policy!r}")
+            raise VotingConfigError(
+                f"VotingConfig.empty_policy must be one of {EMPTY_POLICIES}, got {self.empty_policy!r}"
+            )
         if not isinstance(self.weights, SensorWeights):
             raise VotingConfigError(f"VotingConfig.weights must be a SensorWeights, got {type(self.weights).__name__}")
         if not (2 <= self.num_classes <= 256):

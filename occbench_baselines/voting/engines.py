@@ -5,6 +5,7 @@ tensor`` (column 0: empty votes) and ``run(targets)``. ``exact`` and ``reference
 (tested on real poses); ``lattice`` reads a world-lattice vote map and differs from them on rotated poses
 (``docs/baselines/voting.md``). Method options: ``-O engine=exact|lattice|reference``, ``-O device=...``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -29,9 +30,16 @@ class ReferenceVotingEngine:
 
     exact = True
 
-    def __init__(self, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None, cfg: VotingConfig,
-                 device: str | torch.device | None = None, backend: str = "auto",
-                 pose_valid: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        frames: FrameSource,
+        poses_lidar: np.ndarray,
+        calib: Calibration | None,
+        cfg: VotingConfig,
+        device: str | torch.device | None = None,
+        backend: str = "auto",
+        pose_valid: np.ndarray | None = None,
+    ) -> None:
         self.frames, self.calib, self.cfg = frames, calib, cfg
         self.poses, self.pose_valid = posed_scans(np.asarray(poses_lidar, np.float64), pose_valid)
         self.device = torch.device("cpu")
@@ -40,8 +48,9 @@ class ReferenceVotingEngine:
 
     def _votes(self, target: int) -> np.ndarray:
         if self._held is None or self._held[0] != target:
-            _, v = vote_frame_reference(target, self.frames, self.poses, self.calib, self.cfg, return_votes=True,
-                                        pose_valid=self.pose_valid)
+            _, v = vote_frame_reference(
+                target, self.frames, self.poses, self.calib, self.cfg, return_votes=True, pose_valid=self.pose_valid
+            )
             self._held = (target, v.reshape(-1, self.cfg.num_classes))
         return self._held[1]
 
@@ -57,9 +66,16 @@ class ReferenceVotingEngine:
         return run_targets(self.vote, targets)
 
 
-def make_engine(engine: str, frames: FrameSource, poses_lidar: np.ndarray, calib: Calibration | None,
-                cfg: VotingConfig, device: str | torch.device | None = None, backend: str = "auto",
-                pose_valid: np.ndarray | None = None):
+def make_engine(
+    engine: str,
+    frames: FrameSource,
+    poses_lidar: np.ndarray,
+    calib: Calibration | None,
+    cfg: VotingConfig,
+    device: str | torch.device | None = None,
+    backend: str = "auto",
+    pose_valid: np.ndarray | None = None,
+):
     """The voting engine named ``engine`` (``ENGINES``) over one sequence (``pose_valid``: which scans have a pose;
     None: all; the others are left out of every window)."""
     classes = {"exact": VotingEngine, "lattice": LatticeVotingEngine, "reference": ReferenceVotingEngine}

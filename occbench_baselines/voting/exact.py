@@ -21,6 +21,7 @@ ties go to the lowest train id, exactly as in :func:`occbench_baselines.voting.w
 Backends: ``numba`` (compiled kernels, ``_exact_kernels.py``; the default on CPU) and ``torch`` (vectorised; CUDA
 when available, and the CPU fallback). Both evaluate the same float64 additions and floors: identical labels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -112,8 +113,8 @@ class VotingEngine:
         self._w_const = int(self._w_emp[0]) if const else 0
         self._w_cov = np.zeros(0, self._dtype) if const else self._w_emp
         self._sources: dict[int, tuple] = {}  # scan -> its occupied voxels (flat index, class, weights)
-        self._current: int | None = None      # the target whose votes are held
-        self._full = False                    # whether they hold the empty votes of every cell
+        self._current: int | None = None  # the target whose votes are held
+        self._full = False  # whether they hold the empty votes of every cell
         if self.backend == "numba":
             self._cov = np.zeros(self._nvox if self._has_cov else 1, self._dtype)
             self._c2r = np.full(self._nvox, -1, np.int32)
@@ -136,13 +137,20 @@ class VotingEngine:
             g = np.ascontiguousarray(check_frame(self.frames(s), s, self.cfg)).reshape(-1)
             if self.backend == "torch":
                 idx = np.flatnonzero(g)
-                src = tuple(torch.as_tensor(a, device=self.device)
-                            for a in (idx, g[idx].astype(np.int64), self._w_occ[idx], self._w_emp[idx]))
+                src = tuple(
+                    torch.as_tensor(a, device=self.device)
+                    for a in (idx, g[idx].astype(np.int64), self._w_occ[idx], self._w_emp[idx])
+                )
             else:  # by source column (CSR)
                 X, Y, Z = self._shape
                 m = int(np.count_nonzero(g))
-                src = (np.empty(X * Y + 1, np.int64), np.empty(m, np.int32), np.empty(m, np.uint8),
-                       np.empty(m, self._dtype), np.empty(m, self._dtype))
+                src = (
+                    np.empty(X * Y + 1, np.int64),
+                    np.empty(m, np.int32),
+                    np.empty(m, np.uint8),
+                    np.empty(m, self._dtype),
+                    np.empty(m, self._dtype),
+                )
                 _k.source(g, Z, self._w_occ, self._w_emp, *src)
             self._sources[s] = src
         return self._sources[s]
@@ -196,8 +204,9 @@ class VotingEngine:
             entries += len(src[1])
         colptr, ks, cls, wo, we, cov_cols, occ_cols = lists
         self._reserve(entries)
-        self._top = _k.occupied(shift, Ps, cs, occ_off, occ_cols, colptr, ks, cls, wo, we, self._c2r, self._rows,
-                                self._vox, 0)
+        self._top = _k.occupied(
+            shift, Ps, cs, occ_off, occ_cols, colptr, ks, cls, wo, we, self._c2r, self._rows, self._vox, 0
+        )
         if not self._has_cov:
             return
         # coverage only where it is read: the z range of the cells with a row, per destination column
@@ -271,8 +280,9 @@ class VotingEngine:
         return run_targets(self.vote, targets)
 
 
-def _cells_torch(P: torch.Tensor, c: torch.Tensor, idx: torch.Tensor | None,
-                 shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _cells_torch(
+    P: torch.Tensor, c: torch.Tensor, idx: torch.Tensor | None, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat destination cells and in-grid mask of all source voxels (``idx`` None) or of flat indices ``idx``:
     the float64 addition and floor of ``occbench.registration``."""
     X, Y, Z = shape

@@ -39,6 +39,7 @@ Backends: ``numba`` (one compiled pass per scan, CPU; the default on CPU when nu
 and ``torch`` (vectorised; CUDA when available, also the CPU fallback). Both evaluate the same float64
 sums and floors and give identical labels (tested).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -51,7 +52,8 @@ from occbench.registration import affine as _affine
 
 from . import _lattice_kernels as _kernels
 from .config import VotingConfig, check_poses, posed_scans, posed_window, run_targets
-from .exact import POLICY_CODE as _POLICY_CODE, check_policy, decide_labels_torch, default_device, resolve_backend
+from .exact import POLICY_CODE as _POLICY_CODE
+from .exact import check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
 from .weights import vote_weights
 
@@ -139,13 +141,13 @@ class LatticeVotingEngine:
 
     def _rebase(self, lo: int, hi: int) -> None:
         """Make the box cover the footprints of scans ``lo .. hi`` (and ``lookahead`` more), keeping the content."""
-        need_lo = self._fp_lo[lo:hi + 1].min(0)
-        need_hi = self._fp_hi[lo:hi + 1].max(0)
+        need_lo = self._fp_lo[lo : hi + 1].min(0)
+        need_hi = self._fp_hi[lo : hi + 1].max(0)
         if self._cov.numel() + self._c2r.numel() and self._contains(need_lo, need_hi):
             return
         ahead = min(self.num_frames - 1, hi + self.lookahead)
-        new_lo = self._fp_lo[lo:ahead + 1].min(0)
-        new_hi = self._fp_hi[lo:ahead + 1].max(0)
+        new_lo = self._fp_lo[lo : ahead + 1].min(0)
+        new_hi = self._fp_hi[lo : ahead + 1].max(0)
         dims = new_hi - new_lo + 1
         n = int(np.prod(dims))
         c2r = torch.full((n,), -1, dtype=torch.int32, device=self.device)
@@ -206,8 +208,9 @@ class LatticeVotingEngine:
             lo = self._lo
             if self._has_cov:
                 _kernels.coverage(P, c, lo, s0, s1, self._w_emp, idx, self._cov.numpy(), sign)
-            rc = _kernels.occupied(idx, cls, P, c, lo, s0, s1, self._w_occ, self._c2r.numpy(), self._rows.numpy(),
-                                   self._top, sign)
+            rc = _kernels.occupied(
+                idx, cls, P, c, lo, s0, s1, self._w_occ, self._c2r.numpy(), self._rows.numpy(), self._top, sign
+            )
             if rc != 0:  # pragma: no cover - _reserve guarantees enough rows
                 raise RuntimeError("voting engine: out of free rows")
             return
@@ -334,8 +337,19 @@ class LatticeVotingEngine:
             out = np.empty(self._nvox, np.uint8)
             s0, s1 = self._strides
             cov = self._cov.numpy() if self._has_cov else np.zeros(1, self._np_vdtype)
-            _kernels.read(P, c, self._lo, s0, s1, cov, self._has_cov, self._c2r.numpy(), self._rows.numpy(),
-                          _POLICY_CODE[policy], out)
+            _kernels.read(
+                P,
+                c,
+                self._lo,
+                s0,
+                s1,
+                cov,
+                self._has_cov,
+                self._c2r.numpy(),
+                self._rows.numpy(),
+                _POLICY_CODE[policy],
+                out,
+            )
             return out.reshape(self._shape)
         P, c = _affine(self._rel[target], self._shape)
         keys = self._keys_torch(P, c)

@@ -6,6 +6,7 @@ voxel centres). The default preset ``occbench`` holds the values selected on occ
 (sequences 00 and 01) where the paper is silent; the selection protocol and its numbers are in
 ``docs/baselines/voting.md``. The resolved values (not ``None``) are what a results header records.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,15 @@ def registration_note(engine: str) -> str:
 
 def voting_engine(o: VotingOptions, sequence: Any, cfg: VotingConfig, frames: Any = None) -> Any:
     """The engine the options name over ``sequence`` (``frames``: the grids that vote, default its predictions)."""
-    return make_engine(o.engine, sequence.prediction if frames is None else frames, sequence.poses, sequence.calib, cfg,  # type: ignore[arg-type]
-                       device=o.device, pose_valid=getattr(sequence, "pose_valid", None))
+    return make_engine(
+        o.engine,
+        sequence.prediction if frames is None else frames,
+        sequence.poses,
+        sequence.calib,
+        cfg,  # type: ignore[arg-type]
+        device=o.device,
+        pose_valid=getattr(sequence, "pose_valid", None),
+    )
 
 
 class RegistrationNote:

@@ -5,6 +5,7 @@ engine label for label; the lattice engine within a measured bound). The arithme
 cell is fixed in :mod:`occbench.registration`; votes are integer multiples of the weight quantum, so their
 sums are exact and do not depend on the order of accumulation; ties go to the lowest train id (``decide_labels``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -69,7 +70,9 @@ def vote_frame_reference(
     def flush() -> None:
         # integer weights summed in float64 are exact below 2**53
         if keys:
-            votes[:] += np.rint(np.bincount(np.concatenate(keys), weights=np.concatenate(wts), minlength=nvox * C)).astype(np.int64)
+            votes[:] += np.rint(
+                np.bincount(np.concatenate(keys), weights=np.concatenate(wts), minlength=nvox * C)
+            ).astype(np.int64)
             keys.clear()
             wts.clear()
 

@@ -5,6 +5,7 @@ A deterministic procedural scene is defined in the world frame (the LiDAR frame 
 ``s`` sees it by labelling its voxel centres ``T_s @ c``. ``noisy`` simulates an onboard model whose
 errors grow with range (occupied voxels dropped or relabelled, phantom voxels added).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,11 @@ _OBJ_CLASSES = np.array([1, 13, 15, 14, 4, 17, 16], np.uint8)
 def _hash01(cells: np.ndarray, seed: int) -> np.ndarray:
     """Uniform [0, 1) hash of integer cells (N, 3)."""
     c = cells.astype(np.uint64)
-    h = (c[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ (c[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F)) ^ (c[:, 2] * np.uint64(0x165667B19E3779F9))
+    h = (
+        (c[:, 0] * np.uint64(0x9E3779B97F4A7C15))
+        ^ (c[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F))
+        ^ (c[:, 2] * np.uint64(0x165667B19E3779F9))
+    )
     h ^= np.uint64(seed) * np.uint64(0x27D4EB2F165667C5)
     h ^= h >> np.uint64(29)
     h *= np.uint64(0xBF58476D1CE4E5B9)

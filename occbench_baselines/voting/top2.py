@@ -8,6 +8,7 @@ chosen class can have fewer votes than empty (votes empty 3, car 2, road 2: the 
 empty has 3/7). There the runner-up's share is capped at the label's (``p2 = min(p2, p1)``): the pair says the
 two are equally likely (``q1 = 0.5``) instead of contradicting the label.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -31,11 +32,11 @@ def votes_top2(votes: torch.Tensor, top1: torch.Tensor) -> tuple[torch.Tensor, t
     v1 = v.gather(1, l1[:, None])[:, 0]
     masked = v.scatter(1, l1[:, None], -1.0)
     v2, l2 = masked.max(1)
-    v2 = torch.minimum(v2.clamp_min(0.0), v1)               # the label is never out-voted by the stored runner-up
+    v2 = torch.minimum(v2.clamp_min(0.0), v1)  # the label is never out-voted by the stored runner-up
     safe = total.clamp_min(1e-12)
     p1 = torch.where(total > 0, v1 / safe, torch.ones_like(v1))
     p2 = torch.where(total > 0, v2 / safe, torch.zeros_like(v2))
-    l2 = torch.where(v2 > 0, l2, l1)                        # no second candidate: repeat top-1 with p2 = 0
+    l2 = torch.where(v2 > 0, l2, l1)  # no second candidate: repeat top-1 with p2 = 0
     return l2, p1, p2
 
 
@@ -45,9 +46,14 @@ def engine_top2(engine, targets: Iterable[int], before=None) -> Iterator[Top2]:
     for t in sorted(int(x) for x in targets):
         if before is not None:
             before(t)
-        top1 = engine.vote(t)                               # moves the window; the method's decision
-        v = engine.votes(t)                                 # (V, C) votes of every voxel
+        top1 = engine.vote(t)  # moves the window; the method's decision
+        v = engine.votes(t)  # (V, C) votes of every voxel
         l2, p1, p2 = votes_top2(v, torch.from_numpy(top1.reshape(-1).astype(np.int64)))
         shp = top1.shape
-        yield (t, top1, l2.to(torch.uint8).cpu().numpy().reshape(shp), p1.cpu().numpy().reshape(shp),
-               p2.cpu().numpy().reshape(shp))
+        yield (
+            t,
+            top1,
+            l2.to(torch.uint8).cpu().numpy().reshape(shp),
+            p1.cpu().numpy().reshape(shp),
+            p2.cpu().numpy().reshape(shp),
+        )

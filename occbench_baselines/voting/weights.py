@@ -3,6 +3,7 @@
 Weights depend only on a voxel's position in its own scan's LiDAR frame, so one weight grid serves
 every source scan of a sequence (one calibration per sequence).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,14 @@ def box_mask(points: np.ndarray, box: tuple[float, float, float]) -> np.ndarray:
     p = np.asarray(points, np.float64).reshape(-1, 3)
     bx, by, bz = box
     z0 = float(ORIGIN[2])
-    return (p[:, 0] >= 0) & (p[:, 0] < bx) & (p[:, 1] >= -by / 2) & (p[:, 1] < by / 2) & (p[:, 2] >= z0) & (p[:, 2] < z0 + bz)
+    return (
+        (p[:, 0] >= 0)
+        & (p[:, 0] < bx)
+        & (p[:, 1] >= -by / 2)
+        & (p[:, 1] < by / 2)
+        & (p[:, 2] >= z0)
+        & (p[:, 2] < z0 + bz)
+    )
 
 
 def camera_weights(points: np.ndarray, calib: Calibration, sw: SensorWeights) -> np.ndarray:
@@ -71,7 +79,8 @@ def quantize(w: np.ndarray, quantum: float) -> np.ndarray:
     lost = (np.asarray(w) > 0) & (q == 0)
     if lost.any():
         raise VotingConfigError(
-            f"a weight of {float(np.asarray(w)[lost].min()):g} rounds to 0 with weight_quantum={quantum:g}; lower the quantum")
+            f"a weight of {float(np.asarray(w)[lost].min()):g} rounds to 0 with weight_quantum={quantum:g}; lower the quantum"
+        )
     return q
 
 
