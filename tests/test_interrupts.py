@@ -181,7 +181,7 @@ def test_evaluate_j2_stops_promptly_without_a_results_file(tree, env, tmp_path, 
 
 def test_a_killed_progress_channel_does_not_fail_the_run(capsys):
     """The progress bar's manager process killed mid-run: ticks are dropped, the run goes on, one warning."""
-    from occbench.evaluation.progress import FrameTicks
+    from occbench.runtime.ticks import FrameTicks
 
     got = []
     with FrameTicks(got.append, "local", inline=False) as ticks:

@@ -1,6 +1,6 @@
 """Opening data from a top-level script (no ``if __name__ == "__main__":``), ``runpy`` or a notebook-like ``exec``
 works, also when the loader generates occbench-mini in worker processes: the workers do not re-run the caller's
-script (:mod:`occbench.processes`). And the README's Python snippet runs as written."""
+script (:mod:`occbench.runtime.processes`). And the README's Python snippet runs as written."""
 
 from __future__ import annotations
 

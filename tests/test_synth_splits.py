@@ -145,7 +145,7 @@ def test_generation_progress_moves_scan_by_scan(tmp_path: Path, monkeypatch: pyt
     for a whole job, and it ends exactly full."""
     import tqdm.auto
 
-    from occbench import progress
+    from occbench.runtime import progress
 
     bars = []
 

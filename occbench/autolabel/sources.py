@@ -26,7 +26,7 @@ from occbench.autolabel.protocol import ProtocolConfig, SourceSpec
 from occbench.autolabel.storage import PseudoLabel, PseudoLabelStore, top2_pseudo_label
 from occbench.errors import OccbenchError
 from occbench.methods import OffboardMethod, load_method
-from occbench.progress import progress_bar
+from occbench.runtime.progress import progress_bar
 
 
 def as_json(value: Any) -> Any:

@@ -17,7 +17,7 @@ from occbench.autolabel.storage import PseudoLabelStore
 from occbench.checkpoints import load_checkpoint_file
 from occbench.io.atomic import atomic_write_bytes
 from occbench.labels import IGNORE
-from occbench.progress import progress_bar
+from occbench.runtime.progress import progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 

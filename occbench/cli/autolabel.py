@@ -15,7 +15,7 @@ import click
 from occbench.cli.options import ROOT_HELP
 from occbench.dataset_cards import dataset_cards, dataset_names
 from occbench.errors import OccbenchError
-from occbench.progress import set_quiet
+from occbench.runtime.progress import set_quiet
 
 DEFAULT_SOURCES = ("onboard:voxformer-sim", "onboard:sscnet-sim", "occfiner:voxformer-sim")
 DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=True)}  # the dataset files'

@@ -10,7 +10,7 @@ import click
 from occbench.cli.options import EXIT_INVALID_SUBMISSION, fail, foreign_format, format_options
 from occbench.dataset_cards import dataset_names
 from occbench.errors import OccbenchError
-from occbench.progress import set_quiet
+from occbench.runtime.progress import set_quiet
 
 
 @click.command()

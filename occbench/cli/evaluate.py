@@ -22,7 +22,7 @@ from occbench.cli.options import (
     metric_extras,
 )
 from occbench.errors import OccbenchError
-from occbench.progress import set_quiet
+from occbench.runtime.progress import set_quiet
 
 
 @click.command()

@@ -88,8 +88,9 @@ class LazyGroup(click.Group):
         return {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
 
     def invoke(self, ctx: click.Context):
-        """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143 (:mod:`occbench.interrupts`)."""
-        from occbench.interrupts import exit_code, signal_name, stop_on_signals
+        """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143
+        (:mod:`occbench.runtime.interrupts`)."""
+        from occbench.runtime.interrupts import exit_code, signal_name, stop_on_signals
 
         self.warn()
         try:

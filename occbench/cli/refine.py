@@ -8,7 +8,7 @@ import click
 
 from occbench.cli.options import dataset_options, dataset_spec, default_workers, execution_options, fail, method_options
 from occbench.errors import OccbenchError
-from occbench.progress import set_quiet
+from occbench.runtime.progress import set_quiet
 
 
 @click.command()

@@ -253,8 +253,8 @@ def render_citymap(
     model's, or one --predictions folder, or one --method run; scale bar, trajectory, legend."""
     import numpy as np
 
-    from occbench.progress import progress_bar
     from occbench.render.citymap import CityCanvas, city_figure, static_top
+    from occbench.runtime.progress import progress_bar
 
     t0 = time.perf_counter()
     try:

@@ -74,7 +74,7 @@ def synth(
     from occbench.synth.generate import generate_mini
 
     if quiet:
-        from occbench.progress import set_quiet
+        from occbench.runtime.progress import set_quiet
 
         set_quiet(True)
     cfg = config_for_size(size, seed) if generator is None else config_for_size(size, seed, generator)

@@ -7,59 +7,20 @@ results; the caller merges them in a fixed order, so numbers are identical which
 from __future__ import annotations
 
 import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from occbench.runtime.supervision import die_with_parent, ignore_interrupts, stop_pool
+
 EXECUTORS = ("local", "ray")
-
-
-def die_with_parent(parent: int) -> None:
-    """Make this (worker) process exit as soon as process ``parent`` is gone, ``kill -9`` included.
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a daemon thread that polls the parent pid
-    (twice a second) as a fallback. Call it first thing in a worker (a pool ``initializer``)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below does it
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="occbench-parent-watch", daemon=True).start()
-
-
-def ignore_interrupts() -> None:
-    """In a helper process: leave Ctrl-C to the main process (a terminal sends SIGINT to the whole process group;
-    the main process ends its helpers itself, see :func:`stop_pool`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def helper_init(parent: int) -> None:
-    """Initializer of a helper process (the progress manager): dies with ``parent``, leaves Ctrl-C to it."""
-    ignore_interrupts()
-    die_with_parent(parent)
 
 
 def _worker_init(parent: int | None = None, threads: int = 1) -> None:
     if parent is not None:
         ignore_interrupts()
         die_with_parent(parent)
-    from occbench.progress import set_quiet
+    from occbench.runtime.progress import set_quiet
 
     set_quiet(True)
     try:
@@ -100,7 +61,7 @@ def run_jobs(
     instance with ``workers`` CPUs). ``on_done(i, result)`` is called as each job finishes.
     ``import_main``: whether local workers import the caller's ``__main__`` (``spawn``'s default, which re-runs a
     script without a main guard); None: only when what is sent to them names something defined there
-    (:func:`refers_to_main`), else they start without it (:func:`occbench.processes.worker_context`).
+    (:func:`refers_to_main`), else they start without it (:func:`occbench.runtime.processes.worker_context`).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; available: {', '.join(EXECUTORS)}")
@@ -119,7 +80,7 @@ def run_jobs(
     else:
         import multiprocessing as mp
 
-        from occbench.processes import worker_context
+        from occbench.runtime.processes import worker_context
 
         if import_main is None:
             import_main = refers_to_main((fn, list(jobs)))
@@ -156,27 +117,6 @@ def refers_to_main(obj: Any) -> bool:
         isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
         for _, arg, _ in pickletools.genops(data)
     )
-
-
-def stop_pool(ex: ProcessPoolExecutor, grace: float = 1.0) -> None:
-    """Cancel the queued jobs of ``ex`` and end its worker processes: SIGTERM, then SIGKILL for those still alive
-    after ``grace`` seconds. Returns when they are gone (what they were writing is theirs to lose: atomic writes
-    leave only temporary files, which the folder's writer removes, see :mod:`occbench.io.folder_lock`)."""
-    from occbench.interrupts import signals_deferred
-
-    with signals_deferred():
-        procs = list((getattr(ex, "_processes", None) or {}).values())
-        ex.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        deadline = time.monotonic() + grace
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join(1.0)
 
 
 def _run_ray(

@@ -15,12 +15,12 @@ import numpy as np
 from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.executors import run_jobs, runs_inline
-from occbench.evaluation.progress import FrameTicks
 from occbench.evaluation.specs import Job, MethodSpec
 from occbench.geometry import GRID_SHAPE
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
-from occbench.progress import progress_bar
+from occbench.runtime.progress import progress_bar
+from occbench.runtime.ticks import FrameTicks
 
 
 def parse_scans(text: str) -> tuple[tuple[int, int], ...]:

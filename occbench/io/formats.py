@@ -279,7 +279,7 @@ def convert_foreign(
     ``.label`` or ``.label.gz``), and list every problem: unknown sequence folders, stray files, two files for one
     frame, unreadable or refused files, wrong shapes, dtypes or ids. Frames already in ``dst`` are skipped."""
     from occbench.io.predictions import PredictionStore
-    from occbench.progress import progress_bar
+    from occbench.runtime.progress import progress_bar
 
     lm_name, known = _dataset_facts(dataset)
     store = ForeignPredictionStore(src, fmt, lm_name)

@@ -208,7 +208,7 @@ def convert_store(src: str | Path, dst: str | Path, compressed: bool, progress: 
 
     Files already present in ``dst`` with the right variant are skipped (resumable). Returns the number written.
     """
-    from occbench.progress import progress_bar
+    from occbench.runtime.progress import progress_bar
 
     s, d = PredictionStore(src), PredictionStore(dst, compressed=compressed)
     items = list(s.iter_files())

@@ -464,8 +464,8 @@ def _run_jobs(
 ) -> dict[str, float]:
     """Run the jobs ``todo`` (inline or in ``workers`` processes); their outputs land in their markers. The
     progress bar moves scan by scan in every job (from worker processes through a queue)."""
-    from occbench.evaluation.progress import FrameTicks
-    from occbench.progress import is_quiet
+    from occbench.runtime.progress import is_quiet
+    from occbench.runtime.ticks import FrameTicks
 
     bar = None
     if progress and todo and not is_quiet():
@@ -489,8 +489,8 @@ def _run_jobs(
             else:
                 # spawned, not forked: a worker holds the generator, not the memory of the command that started it;
                 # and it does not re-run the caller's script (no main guard needed around a loader that generates)
-                from occbench.evaluation.executors import helper_init, stop_pool
-                from occbench.processes import worker_context
+                from occbench.runtime.processes import worker_context
+                from occbench.runtime.supervision import helper_init, stop_pool
 
                 ex = ProcessPoolExecutor(
                     max_workers=workers, mp_context=worker_context(), initializer=helper_init, initargs=(os.getpid(),)

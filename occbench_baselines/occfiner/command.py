@@ -143,7 +143,7 @@ def train(
 
     from occbench.datasets import open_dataset
     from occbench.errors import OccbenchError
-    from occbench.progress import set_quiet
+    from occbench.runtime.progress import set_quiet
     from occbench_baselines.occfiner.train import TrainConfig, run_training, select_device
     from occbench_baselines.occfiner.windows import WindowConfig
 

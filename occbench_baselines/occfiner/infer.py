@@ -76,7 +76,7 @@ def refine_sequence(
     (window offsets then count the scans with a pose; their predictions are never read); a target without one is
     an error; ``targets`` None: every scan with a pose.
     """
-    from occbench.progress import progress_bar
+    from occbench.runtime.progress import progress_bar
 
     valid = None if pose_valid is None else np.asarray(pose_valid, bool)
     if valid is not None and not valid.all():

@@ -26,7 +26,7 @@ import torch
 
 from occbench.checkpoints import load_checkpoint_file, to_plain
 from occbench.io.atomic import atomic_write_bytes, atomic_write_text
-from occbench.progress import progress_bar
+from occbench.runtime.progress import progress_bar
 from occbench_baselines.occfiner.losses import SSCLoss
 from occbench_baselines.occfiner.model import OccFinerConfig, OccFinerNet, class_weights_tensor
 

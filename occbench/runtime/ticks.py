@@ -1,5 +1,5 @@
-"""Per-frame progress of jobs that may run in worker processes or on a Ray cluster (:mod:`occbench.evaluation.executors`);
-the bars themselves come from :mod:`occbench.progress` (quiet runs have none)."""
+"""Per-frame progress of jobs that may run in worker processes or on a Ray cluster (the evaluation's executors, the
+generator's workers); the bars themselves come from :mod:`occbench.runtime.progress` (quiet runs have none)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ class _Tick:
 
 class FrameTicks:
     """Per-frame progress for jobs that may run elsewhere. ``ticks.tick`` goes to every job, which calls it once
-    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on a manager queue that a thread
-    drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the bar, so ``ticks.on_job_done``
-    advances it when a job finishes. With ``update=None`` (quiet) everything is None."""
+    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on
+    a manager queue that a thread drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the
+    bar, so ``ticks.on_job_done`` advances it when a job finishes. With ``update=None`` (quiet) everything is
+    None."""
 
     def __init__(self, update: Callable[[int], Any] | None, executor: str = "local", inline: bool = True) -> None:
         self.update = update
@@ -50,8 +51,8 @@ class FrameTicks:
             import threading
             from multiprocessing.managers import SyncManager
 
-            from occbench.evaluation.executors import helper_init
-            from occbench.processes import worker_context
+            from occbench.runtime.processes import worker_context
+            from occbench.runtime.supervision import helper_init
 
             self._manager = SyncManager(ctx=worker_context())  # holds a queue: needs nothing of the caller's __main__
             self._manager.start(helper_init, (os.getpid(),))  # dies with this process; Ctrl-C is left to this one

@@ -1,7 +1,6 @@
 """Progress bars (tqdm) that respect ``--quiet`` and non-interactive runs.
 
-Per-frame progress of jobs that run in worker processes (``FrameTicks``) lives with the executors, in
-:mod:`occbench.evaluation.progress`."""
+Per-frame progress of jobs that run in worker processes (``FrameTicks``) is in :mod:`occbench.runtime.ticks`."""
 
 from __future__ import annotations
 
