@@ -297,7 +297,7 @@ class GpuCheck:
 
     def data(self) -> None:
         from occbench.datasets import OccbenchMini
-        from occbench.datasets.mini import generated, read_manifest
+        from occbench.io.mini_manifest import generated, read_manifest
         from occbench.synth import GENERATOR_VERSION, generate_mini
 
         cfg = mini_config(self.p.mini)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from occbench.cli import main
-from occbench.datasets.mini import read_manifest
 from occbench.errors import FormatError
+from occbench.io.mini_manifest import read_manifest
 from occbench.synth import MiniConfig, generate_mini
 
 PICO = MiniConfig(seed=5, scans={"08": 6}, splits={"val": ("08",)}, onboard=("voxformer-sim",), size="pico")

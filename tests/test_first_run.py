@@ -10,10 +10,9 @@ from click.testing import CliRunner
 
 import occbench.synth
 from occbench.cli import main
-from occbench.datasets.mini import default_data_dir
 from occbench.errors import MissingDataError, OccbenchError
 from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
-from occbench.synth.cache import default_mini_root, ensure_mini
+from occbench.synth.cache import default_data_dir, default_mini_root, ensure_mini
 from occbench.synth.config import GENERATOR_VERSION, default_mini_config
 from occbench.testing import make_semantickitti_tree
 

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 from occbench.autolabel.storage import PseudoLabelStore
 from occbench.datasets import SemanticKITTI
-from occbench.datasets.mini import read_manifest
 from occbench.datasets.sscbench_kitti360 import kitti360_calibration, read_cam0_to_world
 from occbench.errors import OccbenchError
 from occbench.evaluation.submission import validate_predictions
 from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses
+from occbench.io.mini_manifest import read_manifest
 from occbench.io.predictions import PredictionStore, read_prediction_file
 from occbench.io.voxels import (
     LABEL_BYTES,

@@ -102,7 +102,7 @@ def synth(
     ) as e:  # OccbenchError: e.g. another process writes into the folder
         raise click.ClickException(str(e)) from None
     if not quiet:
-        from occbench.datasets.mini import present_splits
+        from occbench.io.mini_manifest import present_splits
 
         n = sum(m["scans"][q] for sp in present_splits(m) for q in m["splits"][sp])
         have = present_splits(m)

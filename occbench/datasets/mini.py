@@ -11,109 +11,18 @@ Mini numbers are synthetic: never present them as real-data numbers.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from occbench.dataset_cards import SPLIT_NAMES, dataset_card
+from occbench.dataset_cards import dataset_card
 from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
-from occbench.errors import FormatError, MissingDataError, OccbenchError
-from occbench.io.files import read_json_document
+from occbench.errors import MissingDataError, OccbenchError
+from occbench.io.mini_manifest import generated, read_manifest
 
-MANIFEST = "mini.json"
-PARTIAL = ".synth"  # what a started generation leaves (occbench.synth.generate.MARKERS)
 DEFAULT_ONBOARD: str = dataset_card("mini").default_onboard or ""  # occbench/labels/datasets/mini.json
-DATA_ENV = "OCCBENCH_DATA"
 DATA_GROUP = "occbench.data"  # entry points that find (and make on first use) embedded data sets
 CARD = dataset_card("mini")  # occbench/labels/datasets/mini.json
-
-
-def default_data_dir() -> Path:
-    """The data cache: ``$OCCBENCH_DATA``, default ``~/.cache/occbench``."""
-    return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "occbench").expanduser()
-
-
-PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # a sequence, model, sensor or folder name: no path
-
-
-def _plain(v: object) -> bool:
-    return isinstance(v, str) and PLAIN_NAME.fullmatch(v) is not None and v not in (".", "..") and ".." not in v
-
-
-def _names(v: object) -> bool:
-    return isinstance(v, list) and len(v) <= 1000 and all(_plain(x) for x in v) and len(set(v)) == len(v)
-
-
-def read_manifest(root: Path) -> dict:
-    """``mini.json`` of ``root``, checked: every name in it is a plain name (a sequence named ``../x`` would be
-    read from outside the root), every entry has its type; a :class:`FormatError` naming the file otherwise."""
-    p = root / MANIFEST
-    try:
-        m = read_json_document(p, "a JSON manifest")
-    except MissingDataError:
-        raise MissingDataError(p, "occbench-mini manifest", "generate it with `occbench synth --output ROOT`") from None
-    if not isinstance(m, dict):
-        raise FormatError(p, "a JSON object (the occbench-mini manifest)", f"a JSON {type(m).__name__}")
-    for key in ("splits", "onboard"):
-        if key not in m:
-            raise FormatError(p, f"a '{key}' entry", f"keys {sorted(m)}")
-    splits, onboard = m["splits"], m["onboard"]
-    if not (isinstance(splits, dict) and all(k in SPLIT_NAMES and _names(v) for k, v in splits.items())):
-        raise FormatError(
-            p,
-            f"'splits': an object of {', '.join(SPLIT_NAMES)} -> lists of plain sequence names "
-            "(letters, digits, _ . + -)",
-            _short(splits),
-        )
-    if not _names(onboard):
-        raise FormatError(p, "'onboard': a list of plain model names", _short(onboard))
-    checks = {
-        "sensors": (
-            "an object: onboard model -> plain sensor name",
-            lambda v: isinstance(v, dict) and all(k in onboard and _plain(x) for k, x in v.items()),
-        ),
-        "test_ground_truth": ("a plain folder name", _plain),
-        "predictions": ("a plain folder name", _plain),
-        "generated": (
-            "an object: split of 'splits' -> list of models of 'onboard'",
-            lambda v: (
-                isinstance(v, dict) and all(k in splits and _names(x) and set(x) <= set(onboard) for k, x in v.items())
-            ),
-        ),
-        "config": ("an object (the generator configuration)", lambda v: isinstance(v, dict)),
-        "name": ("a text", lambda v: isinstance(v, str)),
-        "size": ("a text", lambda v: isinstance(v, str)),
-        "generator_version": ("a text", lambda v: isinstance(v, str)),
-        "format_version": ("an integer", lambda v: type(v) is int),
-        "seed": ("an integer", lambda v: type(v) is int),
-    }
-    for key, (what, ok) in checks.items():
-        if key in m and not ok(m[key]):
-            raise FormatError(p, f"'{key}': {what}", _short(m[key]))
-    return m
-
-
-def _short(v: object) -> str:
-    import json
-
-    s = json.dumps(v)
-    return s if len(s) <= 80 else s[:77] + "..."
-
-
-def generated(manifest: dict) -> dict[str, list[str]]:
-    """What a manifest says is generated: split -> the onboard models whose predictions it has. Written as
-    ``generated`` only while something is missing; without it (every complete manifest) every split with
-    every onboard model."""
-    if "generated" in manifest:
-        return {k: list(v) for k, v in manifest["generated"].items()}
-    return {s: list(manifest["onboard"]) for s in manifest["splits"]}
-
-
-def present_splits(manifest: dict) -> list[str]:
-    """The splits whose ground truth a manifest says is generated."""
-    return list(generated(manifest))
 
 
 def mini_provider() -> Callable[..., Path]:

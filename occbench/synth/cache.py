@@ -7,15 +7,23 @@ something is generated.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from occbench.datasets.mini import DATA_ENV, MANIFEST, PARTIAL, default_data_dir, generated, read_manifest
 from occbench.errors import FormatError, MissingDataError, OccbenchError
+from occbench.io.mini_manifest import MANIFEST, PARTIAL, generated, read_manifest
+
+DATA_ENV = "OCCBENCH_DATA"
 
 # measured: disk per scan (the default mini, 1,000 scans: 1.28 GB), seconds per scan on 2 cores idle (the default
 # val sequence, docs/mini.md "Generation cost") and busy (the default mini in 1,758 s at load average 9-12)
 MB_PER_SCAN, S_PER_SCAN_IDLE, S_PER_SCAN_BUSY = 1.28, 0.30, 1.76
+
+
+def default_data_dir() -> Path:
+    """The data cache: ``$OCCBENCH_DATA``, default ``~/.cache/occbench``."""
+    return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "occbench").expanduser()
 
 
 def default_mini_root() -> Path:

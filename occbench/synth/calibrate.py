@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.datasets.mini import read_manifest
 from occbench.geometry import RANGE_SLICES
+from occbench.io.mini_manifest import read_manifest
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import load_label_map

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.datasets.mini import present_splits, read_manifest
+from occbench.io.mini_manifest import present_splits, read_manifest
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import IGNORE, LabelMap, load_label_map
 

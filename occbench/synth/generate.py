@@ -398,7 +398,7 @@ def generate_mini(
     configuration that has everything asked for is returned as is. A different configuration raises
     ``FileExistsError`` unless ``overwrite=True`` (which deletes the generated folders first).
     """
-    from occbench.datasets.mini import generated, read_manifest
+    from occbench.io.mini_manifest import MANIFEST, generated, read_manifest, write_manifest
 
     root = Path(root)
     wanted = _checked("split", splits, list(cfg.splits))
@@ -406,7 +406,7 @@ def generate_mini(
     for seq in sorted(cfg.follow_poses):  # fail early, in this process, on a missing or malformed poses file
         if split_of(cfg, seq) in wanted:
             follow_poses_of(cfg, seq)
-    manifest_path = root / "mini.json"
+    manifest_path = root / MANIFEST
     cfg_path = root / MARKERS / "config.json"
     ident = cfg.identity()
     have: dict[str, list[str]] = {}
@@ -455,7 +455,7 @@ def generate_mini(
         root / MARKERS / "timings.json",
         json.dumps({"seconds": round(time.perf_counter() - t_start, 1), "jobs": timings}, indent=1),
     )
-    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    write_manifest(root, manifest)
     return manifest
 
 
