@@ -1,4 +1,4 @@
-"""Dataset files: one JSON file per dataset (``occbench/labels/datasets/<name>.json``) holding what occbench knows
+"""Dataset files: one JSON file per dataset (``occbench/datasets/cards/<name>.json``) holding what occbench knows
 about it besides its loader: the names it goes by, its leaderboard title, its evaluation protocol, its splits.
 
 Everything that lists datasets derives from these files: ``occbench.datasets.DATASETS`` and ``open_dataset``, the
@@ -133,8 +133,9 @@ class DatasetCard:
 
 
 def shipped_folder() -> Path:
-    """The folder of the dataset files shipped with occbench."""
-    return label_map_folder() / "datasets"
+    """The folder of the dataset files shipped with occbench (``occbench/datasets/cards``), found next to this module
+    like the label maps (:func:`label_map_folder`); reading it imports no loader."""
+    return Path(__file__).resolve().parent / "datasets" / "cards"
 
 
 def label_map_folder() -> Path:

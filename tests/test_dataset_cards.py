@@ -1,4 +1,4 @@
-"""Dataset files (occbench/labels/datasets/*.json): what the code derives from them, their checks, and a dataset
+"""Dataset files (occbench/datasets/cards/*.json): what the code derives from them, their checks, and a dataset
 added with a loader module and a data file only."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from occbench.errors import FormatError, MissingDataError, UnknownNameError
 from occbench.testing import make_semantickitti_tree, submission_from_onboard
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "occbench" / "labels" / "datasets"
+SHIPPED = REPO / "occbench" / "datasets" / "cards"
 
 # The values the code held as literals before the dataset files (the oracle).
 DRIVE = "2013_05_28_drive_{:04d}_sync"

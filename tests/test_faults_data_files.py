@@ -14,7 +14,7 @@ import pytest
 from occbench.errors import FormatError
 from occbench.io.files import read_json_document
 
-REPO_CARDS = os.path.join(os.path.dirname(__file__), "..", "occbench", "labels", "datasets")
+REPO_CARDS = os.path.join(os.path.dirname(__file__), "..", "occbench", "datasets", "cards")
 
 
 def _card(**over):

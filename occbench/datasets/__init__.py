@@ -8,7 +8,7 @@ from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.datasets.sscbench_kitti360 import SSCBenchKITTI360
 from occbench.errors import UnknownNameError
 
-# --dataset name -> loader class, from the dataset files (occbench/labels/datasets/*.json)
+# --dataset name -> loader class, from the dataset files (occbench/datasets/cards/*.json)
 DATASETS = {name: card.load_loader() for name, card in dataset_cards().items()}
 
 

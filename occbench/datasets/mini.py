@@ -20,9 +20,9 @@ from occbench.datasets.semantickitti import SPLIT_ALIASES, SemanticKITTI
 from occbench.errors import MissingDataError, OccbenchError
 from occbench.io.mini_manifest import generated, read_manifest
 
-DEFAULT_ONBOARD: str = dataset_card("mini").default_onboard or ""  # occbench/labels/datasets/mini.json
+DEFAULT_ONBOARD: str = dataset_card("mini").default_onboard or ""  # occbench/datasets/cards/mini.json
 DATA_GROUP = "occbench.data"  # entry points that find (and make on first use) embedded data sets
-CARD = dataset_card("mini")  # occbench/labels/datasets/mini.json
+CARD = dataset_card("mini")  # occbench/datasets/cards/mini.json
 
 
 def mini_provider() -> Callable[..., Path]:

@@ -25,7 +25,7 @@ from occbench.io.formats import ForeignFormat
 from occbench.io.kitti import Calibration, read_calib, read_poses, read_times
 from occbench.labels import load_label_map
 
-CARD = dataset_card("semantickitti")  # occbench/labels/datasets/semantickitti.json
+CARD = dataset_card("semantickitti")  # occbench/datasets/cards/semantickitti.json
 SPLITS: dict[str, list[str]] = CARD.split_lists()
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 

@@ -49,7 +49,7 @@ from occbench.io.kitti360 import read_cam0_to_world_rows, read_cam_to_velo, read
 from occbench.labels import load_label_map
 
 DRIVE = "2013_05_28_drive_{:04d}_sync"
-CARD = dataset_card("sscbench-kitti360")  # occbench/labels/datasets/sscbench-kitti360.json
+CARD = dataset_card("sscbench-kitti360")  # occbench/datasets/cards/sscbench-kitti360.json
 SPLITS: dict[str, list[str]] = CARD.split_lists()
 # SSCBench read_calib (method/MonoScene/monoscene/data/kitti_360/kitti_360_dataset.py): camera 0 -> velodyne
 CAM2VELO = np.array(

@@ -138,7 +138,7 @@ def _make(label_map: str, **kw: Any) -> EvalProtocol:
     )
 
 
-# protocol id -> EvalProtocol, from the protocol definitions of the dataset files (occbench/labels/datasets/*.json)
+# protocol id -> EvalProtocol, from the protocol definitions of the dataset files (occbench/datasets/cards/*.json)
 PROTOCOLS: dict[str, EvalProtocol] = {pid: _make(**kw) for pid, kw in protocol_definitions().items()}
 
 
