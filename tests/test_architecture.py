@@ -1,4 +1,5 @@
-"""Layering: the core knows no method, loaders only read, scoring a submission needs no torch."""
+"""Layering: the core knows no method, loaders only read, the generator and the methods lean on no layer above
+them, scoring a submission needs no torch."""
 
 from __future__ import annotations
 
@@ -57,6 +58,48 @@ def test_the_core_imports_no_method():
 
 def test_loaders_do_not_import_the_generator():
     assert _offenders("occbench/datasets", "occbench.synth") == []
+
+
+# the layers below the orchestration (occbench/evaluation/): what runs jobs, the generator and the reference methods
+# get progress and process supervision from occbench/runtime/, never from the evaluation
+BELOW_THE_EVALUATION = (
+    "occbench/runtime",
+    "occbench/io",
+    "occbench/labels",
+    "occbench/datasets",
+    "occbench/metrics",
+    "occbench/methods",
+    "occbench/synth",
+    "occbench_baselines",
+)
+
+
+@pytest.mark.parametrize("folder", BELOW_THE_EVALUATION)
+def test_layers_below_the_evaluation_do_not_import_it(folder):
+    assert (REPO / folder).is_dir(), folder
+    assert _offenders(folder, "occbench.evaluation") == []
+
+
+def test_the_generator_does_not_read_the_loaders():
+    """The generator writes what the loaders read through one format module below both (``mini.json``:
+    ``occbench.io.mini_manifest``); it imports no loader, as the loaders import no generator."""
+    assert _offenders("occbench/synth", "occbench.datasets") == []
+
+
+def test_the_runtime_layer_imports_nothing_above_it():
+    """``occbench/runtime/`` (progress, worker processes, their supervision, interrupts) is below every layer that
+    runs something: of occbench it imports only itself."""
+    runtime = REPO / "occbench" / "runtime"
+    names = sorted(p.stem for p in runtime.glob("*.py"))
+    assert {"progress", "ticks", "processes", "supervision", "interrupts"} <= set(names), names
+    found = sorted(
+        f"{p.relative_to(REPO)}: {m}"
+        for p in runtime.rglob("*.py")
+        for m in _imports(p.read_text(), "occbench.runtime")
+        if m.split(".")[0] in ("occbench", "occbench_baselines")
+        and not (m == "occbench.runtime" or m.startswith("occbench.runtime."))
+    )
+    assert found == []
 
 
 def test_no_module_imports_another_modules_private_names():
