@@ -20,14 +20,14 @@ from occbench.dataset_cards import dataset_cards
 from occbench.errors import FormatError, OccbenchError
 from occbench.io.files import read_json_document
 from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
-from occbench.results_schema import (
+from occbench.reported import reported_problems
+from occbench.results import (
     DATASETS,
     PROTOCOL_SHOWN,
     RANGES,
     SPLITS,
     TC_FRACTIONS,
-    read_results,
-    reported_problems,
+    Results,
 )
 
 # Order of reference methods in tables; others follow alphabetically.
@@ -52,7 +52,7 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     out, bad = [], []
     for p in sorted(Path(folder).glob("*.json")):
         try:
-            d = read_results(p)
+            d = Results.read(p).to_dict()
         except FormatError as e:
             bad.append(e)
             continue

@@ -159,10 +159,11 @@ def test_busy_folder_names_its_holder_truly(tmp_path):
 
 EVALUATE = """
 import json
-from occbench.evaluation.run import evaluate
-from occbench.evaluation.specs import DatasetSpec, MethodSpec
-res = evaluate(DatasetSpec("semantickitti", TREE, "val", "noisy"), MethodSpec(NAME), workers=2, extras=())
-print("scored", res["header"]["workers"], res["header"]["frames"], json.dumps(res["metrics"]["ssc"]["51.2"]["iou"]),
+from occbench.evaluation import DatasetSpec, EvalConfig, MethodSpec, evaluate
+config = EvalConfig(dataset=DatasetSpec("semantickitti", TREE, "val", "noisy"), method=MethodSpec(NAME), workers=2,
+                    metrics=())
+res = evaluate(config)
+print("scored", res.header["workers"], res.header["frames"], json.dumps(res.metrics["ssc"]["51.2"]["iou"]),
       flush=True)
 """
 
