@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +124,7 @@ class Results:
         a final newline."""
         return dumps(self.to_dict())
 
-    def write(self, path: str | os.PathLike, *, overwrite: bool = False, number: bool = False) -> Path:
+    def write(self, path: str | Path, *, overwrite: bool = False, number: bool = False) -> Path:
         """Write :meth:`to_json` to a new file at ``path`` and return where it went: complete before its name
         appears, and never over an existing file (another run's) unless ``overwrite``; with ``number`` an existing
         ``path`` makes it ``STEM-2.json``, ``STEM-3.json``, ... (:func:`occbench.io.atomic.create_new_bytes`)."""
@@ -145,7 +144,7 @@ class Results:
         return _problems(doc, kind)
 
     @classmethod
-    def from_dict(cls, doc: Any, *, kind: Kind = "evaluation", source: str | os.PathLike | None = None) -> Results:
+    def from_dict(cls, doc: Any, *, kind: Kind = "evaluation", source: str | Path | None = None) -> Results:
         """The results of a parsed document, validated (:meth:`problems`): a :class:`~occbench.errors.FormatError`
         naming ``source`` (the file it came from, if any) lists every problem."""
         problems = cls.problems(doc, kind)
@@ -154,7 +153,7 @@ class Results:
         return cls._of(doc)
 
     @classmethod
-    def read(cls, path: str | os.PathLike, *, kind: Kind = "evaluation") -> Results:
+    def read(cls, path: str | Path, *, kind: Kind = "evaluation") -> Results:
         """Read and validate one results file (bounded, strict JSON: :func:`occbench.io.files.read_json_document`);
         its name must be letters, digits and ``. _ + -`` ending in ``.json`` (it becomes part of pages). Raises
         :class:`~occbench.errors.FormatError` listing every problem."""
@@ -171,7 +170,7 @@ class Results:
         return cls._of(doc)
 
     @classmethod
-    def read_for_plot(cls, path: str | os.PathLike) -> Results:
+    def read_for_plot(cls, path: str | Path) -> Results:
         """A results file for ``occbench render distance``: valid as :meth:`read` asks (any file name), with a
         distance curve of ``bin_edges_m`` (n + 1 finite numbers, at most 10,000) and ``iou``, ``miou`` (n fractions
         or null each)."""
