@@ -20,7 +20,6 @@ from occbench.dataset_cards import dataset_cards
 from occbench.errors import FormatError, OccbenchError
 from occbench.io.files import read_json_document
 from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
-from occbench.reported import reported_problems
 from occbench.results import (
     DATASETS,
     PROTOCOL_SHOWN,
@@ -28,6 +27,7 @@ from occbench.results import (
     SPLITS,
     TC_FRACTIONS,
     Results,
+    reported_problems,
 )
 
 # Order of reference methods in tables; others follow alphabetically.
