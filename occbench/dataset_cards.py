@@ -3,7 +3,7 @@ about it besides its loader: the names it goes by, its leaderboard title, its ev
 
 Everything that lists datasets derives from these files: ``occbench.datasets.DATASETS`` and ``open_dataset``, the
 ``--dataset`` choices of the command line, ``occbench.metrics.PROTOCOLS``, the dataset allowlist of results files
-(``occbench.results_schema.DATASETS``) and the leaderboard titles. The format is described in
+(``occbench.results.DATASETS``) and the leaderboard titles. The format is described in
 ``docs/datasets.md`` (section "Dataset files").
 
 More folders of dataset files can be named in ``$OCCBENCH_DATASET_PATH`` (folders separated by ``os.pathsep``, read
@@ -31,12 +31,12 @@ from occbench.errors import FormatError, MissingDataError, OccbenchError, Unknow
 FORMAT = "occbench.dataset"
 FORMAT_VERSIONS = (1,)
 PATH_ENV = "OCCBENCH_DATASET_PATH"
-SPLIT_NAMES = ("train", "val", "test")  # the splits a results file may name (occbench.results_schema.SPLITS)
+SPLIT_NAMES = ("train", "val", "test")  # the splits a results file may name (occbench.results.SPLITS)
 COMPLETION_RULES = ("semantic-kitti-api", "sscmetrics")
 INVALID_POLICIES = ("mask-all", "mask-empty-only")
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # a --dataset choice and the file's name
-RESULTS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # occbench.results_schema.SAFE_NAME
+RESULTS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # occbench.results.SAFE_NAME
 LOADER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 MAX_CARD_BYTES = 1 << 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")

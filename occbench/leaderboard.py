@@ -20,13 +20,13 @@ from occbench.dataset_cards import dataset_cards
 from occbench.errors import FormatError, OccbenchError
 from occbench.io.files import read_json_document
 from occbench.page_text import data_generation_lines, md_text  # noqa: F401 - part of this module's interface
-from occbench.results_schema import (
+from occbench.results import (
     DATASETS,
     PROTOCOL_SHOWN,
     RANGES,
     SPLITS,
     TC_FRACTIONS,
-    read_results,
+    Results,
     reported_problems,
 )
 
@@ -52,7 +52,7 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
     out, bad = [], []
     for p in sorted(Path(folder).glob("*.json")):
         try:
-            d = read_results(p)
+            d = Results.read(p).to_dict()
         except FormatError as e:
             bad.append(e)
             continue

@@ -59,7 +59,7 @@ def plan_plots(
         distance_plot,
         plot_digest,
     )
-    from occbench.results_schema import RANGES
+    from occbench.results import RANGES
 
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for _, d in results:

@@ -161,15 +161,17 @@ def test_each_metric_lives_in_its_own_module():
     assert len(set(mods)) == 3, mods
 
 
-def test_evaluate_takes_its_options_by_keyword():
+def test_evaluate_takes_a_config_whose_fields_are_keywords():
     import inspect
 
+    from occbench.evaluation.config import EvalConfig
     from occbench.evaluation.run import evaluate
 
     params = list(inspect.signature(evaluate).parameters.values())
-    assert [p.name for p in params[:2]] == ["dspec", "mspec"]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:])
-    assert "submission" in [p.name for p in params[2:]]  # a Submission is named, never passed as a disguised onboard
+    assert [p.name for p in params] == ["config"]  # one way in: an EvalConfig
+    fields = list(inspect.signature(EvalConfig).parameters.values())
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in fields)
+    assert "submission" in [p.name for p in fields]  # a Submission is named, never passed as a disguised onboard
 
 
 def test_the_command_line_offers_the_registered_datasets():

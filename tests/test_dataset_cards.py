@@ -97,7 +97,7 @@ OLD_HEADER_SUMMARY = {  # a few fields of each header, written out (the full hea
 
 @pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.json")), ids=lambda p: p.stem)
 def test_each_shipped_dataset_file_matches_its_loader(path):
-    from occbench import results_schema
+    from occbench import results as results_module
     from occbench.datasets import DATASETS, SSCDataset
     from occbench.metrics.protocol import PROTOCOLS
 
@@ -110,8 +110,8 @@ def test_each_shipped_dataset_file_matches_its_loader(path):
     assert PROTOCOLS[card.protocol_id].label_map == dc.dataset_card(card.name).label_map
     if card.splits is not None:
         assert cls.splits == card.split_lists()
-    assert results_schema.SAFE_NAME.fullmatch(card.results_name)
-    assert set(card.leaderboard_splits) <= set(results_schema.SPLITS)
+    assert results_module.SAFE_NAME.fullmatch(card.results_name)
+    assert set(card.leaderboard_splits) <= set(results_module.SPLITS)
     # shipped by a plain (non-editable) install: a package-data pattern of pyproject.toml matches it
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["occbench"]
     rel = path.relative_to(REPO / "occbench").as_posix()
@@ -119,9 +119,9 @@ def test_each_shipped_dataset_file_matches_its_loader(path):
 
 
 def test_the_allowed_split_names_are_those_of_results_files():
-    from occbench import results_schema
+    from occbench import results as results_module
 
-    assert dc.SPLIT_NAMES == results_schema.SPLITS
+    assert dc.SPLIT_NAMES == results_module.SPLITS
 
 
 def test_the_dataset_files_import_nothing_heavy():
@@ -144,7 +144,8 @@ def test_the_dataset_files_import_nothing_heavy():
 
 
 def test_derived_names_equal_the_former_literals():
-    from occbench import leaderboard, results_schema
+    from occbench import leaderboard
+    from occbench import results as results_module
     from occbench.cli import DATASET_NAMES
     from occbench.cli import autolabel as autolabel_command
     from occbench.datasets import (
@@ -160,7 +161,7 @@ def test_derived_names_equal_the_former_literals():
     assert DATASET_NAMES == OLD_DATASET_NAMES and type(DATASET_NAMES) is tuple
     assert DATASETS == {"mini": OccbenchMini, "semantickitti": SemanticKITTI, "sscbench-kitti360": SSCBenchKITTI360}
     assert list(DATASETS) == list(OLD_DATASET_NAMES)
-    assert results_schema.DATASETS == OLD_RESULTS_DATASETS and type(results_schema.DATASETS) is tuple
+    assert results_module.DATASETS == OLD_RESULTS_DATASETS and type(results_module.DATASETS) is tuple
     assert list(leaderboard.DATASET_TITLES.items()) == list(OLD_LEADERBOARD_TITLES.items())
     assert list(autolabel_command.DATASET_TITLES.items()) == list(OLD_AUTOLABEL_TITLES.items())
     assert dc.dataset_names(trainable=True) == ("mini", "semantickitti")
@@ -339,7 +340,8 @@ try:
 except SystemExit as e:
     assert not e.code, e.code
 
-from occbench import leaderboard, results_schema
+from occbench import leaderboard
+from occbench import results as results_module
 from occbench.datasets import DATASETS, open_dataset
 from occbench.metrics.protocol import PROTOCOLS
 
@@ -350,8 +352,8 @@ try:
 except ValueError as e:
     print("no-root", e)
 print("protocol", PROTOCOLS["fake-ssc"].tag, PROTOCOLS["fake-ssc"].iou_epsilon)
-print("schema", results_schema.DATASETS[-1], leaderboard.DATASET_TITLES["fake-kitti"])
-doc = results_schema.read_results(Path(out) / "fake.json")
+print("schema", results_module.DATASETS[-1], leaderboard.DATASET_TITLES["fake-kitti"])
+doc = results_module.Results.read(Path(out) / "fake.json").to_dict()
 print("results", doc["header"]["dataset"]["dataset"], doc["protocol"]["id"])
 (Path(out) / "reported").mkdir()
 pages = leaderboard.render_pages(Path(out), Path(out) / "reported")

@@ -14,7 +14,7 @@ from sklearn.metrics import confusion_matrix
 
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, plan_jobs, write_results
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate, plan_jobs
 from occbench.io.predictions import PredictionStore
 from occbench.methods import OffboardMethod, available_methods, register_method
 from occbench.testing import make_semantickitti_tree
@@ -36,7 +36,7 @@ def test_reference_methods_registered():
 
 
 def test_onboard_scores_match_sklearn_oracle(tree):
-    res = evaluate(spec(tree), MethodSpec("onboard"), workers=1, extras=())
+    res = evaluate(EvalConfig(dataset=spec(tree), method=MethodSpec("onboard"), workers=1, metrics=())).to_dict()
     ds = SemanticKITTI(tree, "val", onboard="noisy")
     cm = np.zeros((20, 20), np.int64)
     for f in ds.frames():
@@ -54,8 +54,8 @@ def test_onboard_scores_match_sklearn_oracle(tree):
 
 
 def test_identical_numbers_for_any_worker_count(tree):
-    a = evaluate(spec(tree), MethodSpec("onboard"), workers=1)
-    b = evaluate(spec(tree), MethodSpec("onboard"), workers=2)
+    a = evaluate(EvalConfig(dataset=spec(tree), method=MethodSpec("onboard"), workers=1)).to_dict()
+    b = evaluate(EvalConfig(dataset=spec(tree), method=MethodSpec("onboard"), workers=2)).to_dict()
     assert len(plan_jobs(SemanticKITTI(tree, "val", onboard="noisy"), 2)) > 1
     assert a["metrics"] == b["metrics"]
 
@@ -81,7 +81,7 @@ def test_progress_advances_frame_by_frame_with_any_worker_count(tmp_path, monkey
     ds = SemanticKITTI(big, "val", onboard="noisy")
     assert max(len(j.targets) for j in plan_jobs(ds, workers)) > 1  # jobs of several frames
     monkeypatch.setattr(ev, "progress_bar", lambda it, desc="", total=None, **kw: _RecordingBar(total=total))
-    res = evaluate(spec(big), MethodSpec("onboard"), workers=workers, extras=())
+    res = evaluate(EvalConfig(dataset=spec(big), method=MethodSpec("onboard"), workers=workers, metrics=())).to_dict()
     bar = _RecordingBar.last
     assert bar.total == res["header"]["frames"] == sum(len(t) for t in [s.labelled_frames for s in ds.sequences])
     assert bar.calls == [1] * bar.total
@@ -116,13 +116,31 @@ class ShiftedOnboard(OffboardMethod):
 def test_third_party_method_and_resume(tree, tmp_path):
     register_method("previous-scan", ShiftedOnboard)
     out = tmp_path / "refined"
-    r1 = evaluate(spec(tree), MethodSpec("previous-scan"), workers=1, save=(str(out), True), extras=())
+    r1 = evaluate(
+        EvalConfig(
+            dataset=spec(tree),
+            method=MethodSpec("previous-scan"),
+            workers=1,
+            save_predictions_dir=str(out),
+            save_compressed=True,
+            metrics=(),
+        )
+    ).to_dict()
     store = PredictionStore(out)
     assert store.frames("08") == [0, 5, 10, 15]
     victim = store.find("08", 5)
     mtime = store.find("08", 10).stat().st_mtime_ns
     victim.unlink()
-    r2 = evaluate(spec(tree), MethodSpec("previous-scan"), workers=1, save=(str(out), True), extras=())
+    r2 = evaluate(
+        EvalConfig(
+            dataset=spec(tree),
+            method=MethodSpec("previous-scan"),
+            workers=1,
+            save_predictions_dir=str(out),
+            save_compressed=True,
+            metrics=(),
+        )
+    ).to_dict()
     assert store.find("08", 10).stat().st_mtime_ns == mtime  # not rewritten
     assert store.exists("08", 5)
     assert r1["metrics"] == r2["metrics"]
@@ -155,7 +173,7 @@ def test_cli_evaluate_predictions_valid_and_invalid(tree, tmp_path):
         ],
     )
     assert ok.exit_code == 0, ok.output
-    direct = evaluate(spec(tree), MethodSpec("onboard"), workers=1)
+    direct = evaluate(EvalConfig(dataset=spec(tree), method=MethodSpec("onboard"), workers=1)).to_dict()
     assert json.loads((tmp_path / "r.json").read_text())["metrics"]["ssc"] == direct["metrics"]["ssc"]
     d = sub / "sequences" / "08" / "predictions"
     (d / "000005.label.gz").unlink()  # missing frame
@@ -213,10 +231,9 @@ def test_leaderboard_render_and_check(tree, tmp_path):
     out.mkdir()
     for m in ("onboard", "previous-scan"):
         register_method("previous-scan", ShiftedOnboard)
-        write_results(
-            res_dir / f"{m}.json",
-            evaluate(spec(tree), MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}"),
-        )
+        evaluate(
+            EvalConfig(dataset=spec(tree), method=MethodSpec(m), workers=1, command=f"occbench evaluate --method {m}")
+        ).write(res_dir / f"{m}.json")
     shutil.copytree(REPO / "leaderboards/reported", tmp_path / "reported")
     runner = CliRunner()
     args = ["leaderboard", "--results", str(res_dir), "--reported", str(tmp_path / "reported"), "--output", str(out)]
@@ -246,7 +263,9 @@ class _PerOnboardConfig(OffboardMethod):
 def test_results_header_records_the_method_config_for_the_runs_onboard_model(tree):
     assert _PerOnboardConfig().config()["for"] is None
     register_method("per-onboard-config", _PerOnboardConfig)
-    per = evaluate(spec(tree), MethodSpec("per-onboard-config"), workers=1, extras=())
+    per = evaluate(
+        EvalConfig(dataset=spec(tree), method=MethodSpec("per-onboard-config"), workers=1, metrics=())
+    ).to_dict()
     assert per["header"]["method"] == {
         "name": "per-onboard-config",
         "options": {},

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.evaluation.refine import refine_split
-from occbench.evaluation.run import evaluate
+from occbench.evaluation.run import EvalConfig, evaluate
 from occbench.evaluation.specs import DatasetSpec, MethodSpec, Submission
 from occbench.io.formats import ForeignFormat
 from occbench.io.predictions import PredictionStore
@@ -64,7 +64,7 @@ def test_a_submission_scored_through_the_api_gives_what_the_command_line_writes(
     report, files = sub.check_names(ds)
     assert report.ok and len(files) == 5
     assert sub.check_contents(ds, report, files).ok
-    api = evaluate(submission=sub, workers=1, validate=True)
+    api = evaluate(EvalConfig(submission=sub, workers=1, validate=True)).to_dict()
     cli = json.loads(out.read_text())
     assert _timeless(api) == _timeless(cli)
     assert api["header"]["method"] == {"name": "submitted-predictions", "options": {}}
@@ -75,11 +75,11 @@ def test_a_submission_scored_through_the_api_gives_what_the_command_line_writes(
 def test_a_submission_is_given_alone():
     sub = Submission("model", DatasetSpec("semantickitti", "root", "val"))
     with pytest.raises(ValueError, match="not both"):
-        evaluate(DatasetSpec(), submission=sub)
+        EvalConfig(dataset=DatasetSpec(), submission=sub)
     with pytest.raises(ValueError, match="not both"):
-        evaluate(mspec=MethodSpec("onboard"), submission=sub)
+        EvalConfig(method=MethodSpec("onboard"), submission=sub)
     with pytest.raises(ValueError, match="or a submission"):
-        evaluate()
+        EvalConfig()
 
 
 def test_the_submission_reader_names_the_submitted_files(tree, folder):
@@ -101,11 +101,22 @@ def test_refine_writes_the_grids_evaluate_saves_and_scores(tree, tmp_path):
     dspec, mspec = DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("average-fusion", {"n": 3})
     written, total = refine_split(dspec, mspec, str(tmp_path / "refined"), workers=1)
     assert written == total == 5
-    res = evaluate(dspec, mspec, workers=1, save=(str(tmp_path / "saved"), False), extras=("city",))
+    res = evaluate(
+        EvalConfig(
+            dataset=dspec,
+            method=mspec,
+            workers=1,
+            save_predictions_dir=str(tmp_path / "saved"),
+            save_compressed=False,
+            metrics=("city",),
+        )
+    ).to_dict()
     refined, saved = PredictionStore(tmp_path / "refined"), PredictionStore(tmp_path / "saved")
     assert refined.frames("08") == saved.frames("08") == [0, 5, 10, 15, 20]
     for t in saved.frames("08"):
         assert refined.find("08", t).read_bytes() == saved.find("08", t).read_bytes()
-    scored = evaluate(submission=Submission(str(tmp_path / "refined"), dspec), workers=1, extras=("city",))
+    scored = evaluate(
+        EvalConfig(submission=Submission(str(tmp_path / "refined"), dspec), workers=1, metrics=("city",))
+    ).to_dict()
     assert scored["metrics"] == res["metrics"]
     assert scored["header"]["dataset"]["fingerprint"] == res["header"]["dataset"]["fingerprint"]

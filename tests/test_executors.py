@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from occbench.evaluation.executors import run_jobs
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.testing import make_semantickitti_tree
 
 
@@ -25,7 +25,7 @@ def test_ray_matches_local(tmp_path):
 
     root = make_semantickitti_tree(tmp_path, {"08": 11}, onboard={"noisy": 0.2}, compressed=True)
     spec = DatasetSpec("semantickitti", str(root), "val", "noisy")
-    local = evaluate(spec, MethodSpec("onboard"), workers=1)
-    on_ray = evaluate(spec, MethodSpec("onboard"), workers=2, executor="ray")
+    local = evaluate(EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1)).to_dict()
+    on_ray = evaluate(EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=2, executor="ray")).to_dict()
     assert on_ray["header"]["executor"] == "ray"
     assert on_ray["metrics"] == local["metrics"]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import occbench.evaluation.run
 from occbench.cli import main
 from occbench.evaluation.results_path import check_writable
-from occbench.evaluation.run import write_results
+from occbench.results import Results
 from occbench.testing import make_semantickitti_tree
 
 
@@ -43,15 +43,23 @@ def _sk(tree, *args):
     ]
 
 
+def _results(a: int) -> Results:
+    return Results(protocol={}, header={"a": a}, metrics={})
+
+
+def _a(p):
+    return json.loads(p.read_text())["header"]["a"]
+
+
 def test_write_results_never_replaces_a_file(tmp_path):
     p = tmp_path / "r.json"
-    assert write_results(p, {"a": 1}) == p
+    assert _results(1).write(p) == p
     with pytest.raises(FileExistsError):
-        write_results(p, {"a": 2})
-    assert json.loads(p.read_text()) == {"a": 1}
-    assert write_results(p, {"a": 3}, number=True) == tmp_path / "r-2.json"
-    assert write_results(p, {"a": 4}, number=True) == tmp_path / "r-3.json"
-    assert write_results(p, {"a": 5}, overwrite=True) == p and json.loads(p.read_text()) == {"a": 5}
+        _results(2).write(p)
+    assert _a(p) == 1
+    assert _results(3).write(p, number=True) == tmp_path / "r-2.json"
+    assert _results(4).write(p, number=True) == tmp_path / "r-3.json"
+    assert _results(5).write(p, overwrite=True) == p and _a(p) == 5
     assert sorted(q.name for q in tmp_path.iterdir()) == ["r-2.json", "r-3.json", "r.json"]  # no temporary file left
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from occbench.errors import MissingDataError
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, write_results
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.leaderboard import render_pages, stale_pages
 from occbench.testing import make_semantickitti_tree
 
@@ -25,12 +25,14 @@ def tree(tmp_path):
 
 def run(tree, method="onboard", **kw):
     return evaluate(
-        DatasetSpec("semantickitti", str(tree), "val", "noisy"),
-        MethodSpec(method),
-        workers=1,
-        extras=(),
-        command=f"occbench evaluate --method {method}",
-        **kw,
+        EvalConfig(
+            dataset=DatasetSpec("semantickitti", str(tree), "val", "noisy"),
+            method=MethodSpec(method),
+            workers=1,
+            metrics=(),
+            command=f"occbench evaluate --method {method}",
+            **kw,
+        )
     )
 
 
@@ -39,32 +41,32 @@ def fp(results):
 
 
 def test_results_header_fingerprint_follows_the_scored_ground_truth(tree):
-    a = fp(run(tree))
+    a = fp(run(tree).to_dict())
     assert set(a) == {"version", "files", "sequences", "frames", "content"} and a["content"] is None
     assert a["frames"] == {"08": 4} and len(a["files"]) == 64 and set(a["sequences"]) == {"08"}
-    assert fp(run(tree)) == a  # deterministic
-    with_content = fp(run(tree, fingerprint_content=True))
+    assert fp(run(tree).to_dict()) == a  # deterministic
+    with_content = fp(run(tree, fingerprint_content=True).to_dict())
     assert with_content["files"] == a["files"] and len(with_content["content"]) == 64
     vox = tree / "sequences" / "08" / "voxels"
     # same names and sizes, other labels: only the content hash sees it
     lab = np.fromfile(vox / "000005.label", np.uint16)
     lab[:1000] = 40
     lab.tofile(vox / "000005.label")
-    changed = fp(run(tree, fingerprint_content=True))
+    changed = fp(run(tree, fingerprint_content=True).to_dict())
     assert changed["files"] == a["files"] and changed["content"] != with_content["content"]
     # a frame fewer (as when a release drops frames): the cheap hash changes. The scored frames are the ground-truth
     # files present (as the official evaluate_completion.py scores the files it finds)
     for ext in ("label", "invalid", "occluded", "bin"):
         (vox / f"000015.{ext}").unlink()
-    short = fp(run(tree))
+    short = fp(run(tree).to_dict())
     assert short["frames"] == {"08": 3} and short["files"] != a["files"]
 
 
 def test_leaderboard_shows_fingerprints_and_flags_rows_on_different_data(tree, tmp_path):
     res = tmp_path / "results"
     res.mkdir()
-    write_results(res / "onboard.json", run(tree))
-    write_results(res / "fusion.json", run(tree, "average-fusion"))
+    run(tree).write(res / "onboard.json")
+    run(tree, "average-fusion").write(res / "fusion.json")
     page = render_pages(res, REPO / "leaderboards" / "reported")["semantickitti-val.md"]
     key = fp(json.loads((res / "onboard.json").read_text()))["files"][:12]
     assert re.search(rf"\| rel\. mIoU gain \(51\.2 m\) +\| data +\|", page)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import occbench.synth
 from occbench.cli import main
 from occbench.errors import MissingDataError, OccbenchError
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.synth.cache import default_data_dir, default_mini_root, ensure_mini
 from occbench.synth.config import GENERATOR_VERSION, default_mini_config
 from occbench.testing import make_semantickitti_tree
@@ -112,8 +112,13 @@ def test_default_results_path_written_and_printed(tree, tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].name.startswith("semantickitti-val-noisy-onboard-")
     assert f"results written to {files[0].relative_to(tmp_path)}" in r.output
     direct = evaluate(
-        DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=()
-    )
+        EvalConfig(
+            dataset=DatasetSpec("semantickitti", str(tree), "val", "noisy"),
+            method=MethodSpec("onboard"),
+            workers=1,
+            metrics=(),
+        )
+    ).to_dict()
     assert json.loads(files[0].read_text())["metrics"]["ssc"] == direct["metrics"]["ssc"]
     r = CliRunner().invoke(main, _sk(tree, "-q"))  # a second run in the same second does not overwrite the first
     assert r.exit_code == 0 and len(list((tmp_path / "occbench-results").glob("*.json"))) == 2
@@ -147,19 +152,24 @@ def test_unwritable_output_is_refused_before_any_work(tmp_path):
 
 
 def test_results_write_failure_still_prints_the_scores(tree, tmp_path, monkeypatch):
-    import occbench.evaluation.run
+    from occbench.results import Results
 
-    def broken(path, results, **kw):
+    def broken(self, path, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(occbench.evaluation.run, "write_results", broken)
+    monkeypatch.setattr(Results, "write", broken)
     out = tmp_path / "r.json"
     r = CliRunner().invoke(main, _sk(tree, "-q", "-o", str(out)))
     assert r.exit_code == 1
     assert f"could not be written to {out} (No space left on device)" in r.output
     direct = evaluate(
-        DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec("onboard"), workers=1, extras=()
-    )
+        EvalConfig(
+            dataset=DatasetSpec("semantickitti", str(tree), "val", "noisy"),
+            method=MethodSpec("onboard"),
+            workers=1,
+            metrics=(),
+        )
+    ).to_dict()
     iou = direct["metrics"]["ssc"]["51.2"]["iou"]
     assert "mIoU" in r.output and f"{100 * iou:.2f}" in r.output
 

@@ -37,7 +37,7 @@ from occbench.io.voxels import (
     read_invalid_kitti360,
     read_label,
 )
-from occbench.results_schema import read_results
+from occbench.results import Results
 from occbench.testing import make_semantickitti_tree, tiny_calibration
 
 FUZZ = settings(
@@ -315,6 +315,10 @@ def _set_random_path(doc, data: st.DataObject):
     if isinstance(cur, dict):
         cur[data.draw(st.text(max_size=8))] = data.draw(JSON)
     return doc
+
+
+def read_results(path: Path) -> dict:
+    return Results.read(path).to_dict()
 
 
 def _read_json_documents(tmp_path: Path, results: bytes, mini: bytes, pl: bytes):

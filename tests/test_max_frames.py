@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.metrics import PROTOCOLS, SSCMetric
 from occbench.testing import make_semantickitti_tree
 
@@ -25,7 +25,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_first_frames_are_scored_and_the_header_says_partial(tree: Path) -> None:
     spec = DatasetSpec("semantickitti", str(tree), "val", "noisy")
-    res = evaluate(spec, MethodSpec("onboard"), workers=2, extras=(), max_frames=2)
+    res = evaluate(
+        EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=2, metrics=(), max_frames=2)
+    ).to_dict()
     assert res["header"]["frames"] == 2
     assert res["header"]["partial"] == {"frames": 2, "frames_in_split": 5, "max_frames": 2}
     seq = SemanticKITTI(tree, "val", onboard="noisy")["08"]
@@ -35,7 +37,9 @@ def test_the_first_frames_are_scored_and_the_header_says_partial(tree: Path) -> 
     for r, v in ref.compute().items():
         got = res["metrics"]["ssc"][r]
         assert (got["iou"], got["miou"], got["n_evaluated"]) == (v["iou"], v["miou"], v["n_evaluated"])
-    full = evaluate(spec, MethodSpec("onboard"), workers=1, extras=(), max_frames=5)
+    full = evaluate(
+        EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1, metrics=(), max_frames=5)
+    ).to_dict()
     assert "partial" not in full["header"] and full["header"]["frames"] == 5
 
 

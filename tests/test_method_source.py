@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from occbench.evaluation.run import evaluate
+from occbench.evaluation.run import EvalConfig, evaluate
 from occbench.evaluation.specs import DatasetSpec, MethodSpec
 from occbench.methods import OffboardMethod, register_method
-from occbench.results_schema import results_problems
+from occbench.results import Results
 from occbench.testing import make_semantickitti_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,15 @@ def tree(tmp_path_factory):
 
 
 def _run(tree: Path, name: str) -> dict:
-    res = evaluate(DatasetSpec("semantickitti", str(tree), "val", "noisy"), MethodSpec(name), workers=1, extras=())
-    assert results_problems(res) == []
+    res = evaluate(
+        EvalConfig(
+            dataset=DatasetSpec("semantickitti", str(tree), "val", "noisy"),
+            method=MethodSpec(name),
+            workers=1,
+            metrics=(),
+        )
+    ).to_dict()
+    assert Results.problems(res) == []
     return res["header"]["method"]
 
 
@@ -73,10 +80,11 @@ def test_a_third_party_distribution(tree, tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mymethods\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text("[occbench.methods]\nkeep = mymethods:Keep\n")
     code = (
-        "import json\nfrom occbench.evaluation.run import evaluate\n"
+        "import json\nfrom occbench.evaluation.run import EvalConfig, evaluate\n"
         "from occbench.evaluation.specs import DatasetSpec, MethodSpec\n"
-        f"r = evaluate(DatasetSpec('semantickitti', {str(tree)!r}, 'val', 'noisy'), MethodSpec('keep'), extras=())\n"
-        "print(json.dumps(r['header']['method']))\n"
+        f"config = EvalConfig(dataset=DatasetSpec('semantickitti', {str(tree)!r}, 'val', 'noisy'), "
+        "method=MethodSpec('keep'), metrics=())\n"
+        "print(json.dumps(evaluate(config).header['method']))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -89,8 +97,8 @@ def test_a_third_party_distribution(tree, tmp_path):
 def test_the_schema_checks_the_source():
     doc = json.loads((REPO / "leaderboards" / "results" / "mini-val-voxformer-sim-onboard.json").read_text())
     doc["header"]["method"]["source"] = {"distribution": "x", "version": "1.0", "entry_point": "a = b:C"}
-    assert results_problems(doc) == []
+    assert Results.problems(doc) == []
     doc["header"]["method"]["source"] = {"distribution": "x\u0007"}
-    assert any("header.method.source.distribution" in p for p in results_problems(doc))
+    assert any("header.method.source.distribution" in p for p in Results.problems(doc))
     doc["header"]["method"]["source"] = "x"
-    assert any("header.method.source" in p for p in results_problems(doc))
+    assert any("header.method.source" in p for p in Results.problems(doc))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.metrics import PROTOCOLS, Metric, SSCMetric
 from occbench.metrics.registry import _REGISTRY, available_metrics, load_metric, register_metric
 from occbench.testing import make_semantickitti_tree
@@ -90,14 +90,21 @@ def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):
 def test_a_registered_metric_is_computed_and_written(tree, monkeypatch):
     monkeypatch.setitem(_REGISTRY.local, "occupied-share", OccupiedShare)
     spec = DatasetSpec("semantickitti", str(tree), "val", "noisy")
-    res = evaluate(spec, MethodSpec("onboard"), workers=1, extras=("occupied-share",))
+    res = evaluate(
+        EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1, metrics=("occupied-share",))
+    ).to_dict()
     seq = SemanticKITTI(tree, split="val", onboard="noisy")["08"]
     preds = [f.prediction() for f in seq.frames()]
     assert res["metrics"]["occupied-share"] == {
         "occupied_share": sum(np.count_nonzero(p) for p in preds) / (3 * preds[0].size),
         "voxels": 3 * preds[0].size,
     }
-    assert res["metrics"]["ssc"] == evaluate(spec, MethodSpec("onboard"), workers=1, extras=())["metrics"]["ssc"]
+    assert (
+        res["metrics"]["ssc"]
+        == evaluate(EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1, metrics=())).to_dict()["metrics"][
+            "ssc"
+        ]
+    )
     register_metric("occupied-share", OccupiedShare)  # the public spelling of the same thing (undone by monkeypatch)
     assert "occupied-share" in available_metrics()
 

@@ -207,7 +207,7 @@ def test_kernels_are_called_read_only():
 @pytest.mark.parametrize("compressed", [False, True])
 def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, compressed):
     """run_job's files path (predictions, SSC only) gives the counts of update(prediction, ground_truth)."""
-    from occbench.evaluation.run import DatasetSpec, Job, run_job
+    from occbench.evaluation.run import DatasetSpec, Job, JobRequest, run_job
     from occbench.testing import make_semantickitti_tree
 
     root = make_semantickitti_tree(tmp_path, {"08": 11}, onboard={"noisy": 0.2}, compressed=compressed)
@@ -216,9 +216,9 @@ def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, 
     seq = ds["08"]
     targets = tuple(seq.labelled_frames)
     assert seq.scored_from_raw_files(PROTOCOLS[ds.protocol])  # the files path is the one taken
-    out = run_job(dspec, None, Job("08", targets), extras=())
+    out = run_job(JobRequest(dspec, None, Job("08", targets)))
     ref = SSCMetric()
     for t in targets:
         ref.update(seq.prediction(t), seq.frame(t).ground_truth())
-    assert out["ssc"].n_frames == len(targets) == 3
-    assert np.array_equal(out["ssc"]._counts, ref._counts)
+    assert out.ssc.n_frames == len(targets) == 3 and out.sequence == "08" and out.problems == ()
+    assert np.array_equal(out.ssc._counts, ref._counts)

@@ -12,7 +12,8 @@ from occbench.errors import FormatError
 from occbench.geometry import RANGE_SLICES as GEOMETRY_SLICES
 from occbench.grid import KITTI
 from occbench.labels import load_label_map
-from occbench.metrics import PROTOCOLS, SSCMetric, results_json
+from occbench.metrics import PROTOCOLS, SSCMetric
+from occbench.results import Results
 
 C = 20
 SHAPE = (256, 256, 32)
@@ -255,7 +256,7 @@ def test_sscmetrics_zero_rule_and_official_nan_rule_when_nothing_occupied():
     b.update(z, z)
     r = b.compute()["51.2"]
     assert np.isnan(r["iou"]) and r["precision"] == 0.0 and r["miou"] == 0.0
-    doc = results_json("semantickitti-ssc", {"ssc": b})
+    doc = Results.build("semantickitti-ssc", {"ssc": b}).to_dict()
     json.dumps(doc, allow_nan=False)
     assert doc["metrics"]["ssc"]["51.2"]["iou"] is None
 
@@ -364,11 +365,11 @@ def test_distance_curve_partitions_the_range_and_matches_brute_force():
     assert c26["miou"][k] == pytest.approx(iou[1:].mean(), rel=1e-14)
 
 
-def test_results_json_carries_protocol():
+def test_results_carry_the_protocol():
     pred, gt, inv = tiny_example()
     m = SSCMetric()
     m.update(pred, gt, inv)
-    doc = results_json(PROTOCOLS["semantickitti-ssc"], metrics={"ssc": m}, extra_header={"method": "tiny"})
+    doc = Results.build(PROTOCOLS["semantickitti-ssc"], metrics={"ssc": m}, header={"method": "tiny"}).to_dict()
     s = json.dumps(doc, allow_nan=False)
     assert doc["units"] == "fraction"
     p = doc["protocol"]
@@ -377,4 +378,4 @@ def test_results_json_carries_protocol():
     assert "invalid" in p["ignore_invalid_policy"] and "fraction" in s
     assert doc["metrics"]["ssc"]["n_frames"] == 1 and doc["header"]["method"] == "tiny"
     with pytest.raises(ValueError, match="computed under"):
-        results_json("sscbench-kitti360-ssc", {"ssc": m})
+        Results.build("sscbench-kitti360-ssc", {"ssc": m})

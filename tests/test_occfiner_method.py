@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from occbench.datasets.semantickitti import SemanticKITTI
 from occbench.errors import MissingDataError
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.methods import method_class
 from occbench.testing import make_semantickitti_tree
 from occbench_baselines.occfiner.command import train as train_cmd
@@ -95,7 +95,7 @@ def test_occfiner_end_to_end_through_evaluate(trained):
     root, tmp = trained
     ds = DatasetSpec("semantickitti", str(root), "val", "noisy")
     opts = {"checkpoint": str(tmp / "noisy.pt"), "n": 1, "sensor": "lidar"}
-    res = evaluate(ds, MethodSpec("occfiner", opts), workers=1, extras=())
+    res = evaluate(EvalConfig(dataset=ds, method=MethodSpec("occfiner", opts), workers=1, metrics=())).to_dict()
     assert res["header"]["frames"] == 2 and res["header"]["method"]["name"] == "occfiner"
     assert res["header"]["method"]["options"]["checkpoint"] == opts["checkpoint"]
     for scores in res["metrics"]["ssc"].values():
@@ -110,8 +110,8 @@ def test_occfiner_numbers_do_not_depend_on_the_worker_count(trained):
     ds = DatasetSpec("semantickitti", str(root), "val", "noisy")
     assert len(plan_jobs(ds.open(), 2)) == 2  # the two labelled scans go to two processes
     opts = {"checkpoint": str(tmp / "noisy.pt"), "n": 2, "sensor": "lidar", "threads": 1}
-    one = evaluate(ds, MethodSpec("occfiner", opts), workers=1, extras=())
-    two = evaluate(ds, MethodSpec("occfiner", opts), workers=2, extras=())
+    one = evaluate(EvalConfig(dataset=ds, method=MethodSpec("occfiner", opts), workers=1, metrics=())).to_dict()
+    two = evaluate(EvalConfig(dataset=ds, method=MethodSpec("occfiner", opts), workers=2, metrics=())).to_dict()
     assert one["metrics"] == two["metrics"]
 
 

@@ -76,12 +76,12 @@ def test_city_map_images_and_cli(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate, write_results
+    from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 
-    write_results(
-        tmp_path / "r.json",
-        evaluate(DatasetSpec("semantickitti", str(root), "val", "noisy"), MethodSpec("onboard"), extras=()),
+    config = EvalConfig(
+        dataset=DatasetSpec("semantickitti", str(root), "val", "noisy"), method=MethodSpec("onboard"), metrics=()
     )
+    evaluate(config).write(tmp_path / "r.json")
     r = CliRunner().invoke(main, ["render", "distance", str(tmp_path / "r.json"), "-o", str(tmp_path / "d.png")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"

@@ -19,7 +19,7 @@ from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import load_label_map
 from occbench.metrics import PROTOCOLS, CityMapMetric, TemporalConsistency
-from occbench.metrics.results import _clean
+from occbench.results import json_clean
 from occbench.testing import make_semantickitti_tree
 
 
@@ -93,8 +93,8 @@ def test_partial_tree_scores_the_present_ground_truth_like_the_plain_reference(t
     for f in ds.frames():
         city.add_frame(f.prediction(), f.ground_truth(), f.pose)
         tc.add_frame(f.prediction(), f.ground_truth(), f.pose)
-    assert res["metrics"]["city_map"] == _clean(city.compute())
-    assert res["metrics"]["temporal_consistency"] == _clean(tc.compute())
+    assert res["metrics"]["city_map"] == json_clean(city.compute())
+    assert res["metrics"]["temporal_consistency"] == json_clean(tc.compute())
 
 
 def test_dataset_warnings_off_pattern_an_error_beyond_the_poses_and_hidden_test_split(tmp_path):

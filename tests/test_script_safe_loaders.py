@@ -108,12 +108,13 @@ def test_readme_python_snippet_runs_as_written(tmp_path):
     script.write_text(
         code.replace('"/data/semantickitti"', repr(str(tree)))
         + "print(gt.shape, gt.dtype, pred.shape, pred.dtype, pose.shape)\n"
+        + "print(results.method, results.header['frames'], 0 <= miou <= 1)\n"
     )
     r = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split("\n")[-2] == "(256, 256, 32) uint8 (256, 256, 32) uint8 (4, 4)"
+    assert r.stdout.split("\n")[-3:-1] == ["(256, 256, 32) uint8 (256, 256, 32) uint8 (4, 4)", "average-fusion 2 True"]
 
 
 def test_busy_folder_names_its_holder_truly(tmp_path):
@@ -159,10 +160,11 @@ def test_busy_folder_names_its_holder_truly(tmp_path):
 
 EVALUATE = """
 import json
-from occbench.evaluation.run import evaluate
-from occbench.evaluation.specs import DatasetSpec, MethodSpec
-res = evaluate(DatasetSpec("semantickitti", TREE, "val", "noisy"), MethodSpec(NAME), workers=2, extras=())
-print("scored", res["header"]["workers"], res["header"]["frames"], json.dumps(res["metrics"]["ssc"]["51.2"]["iou"]),
+from occbench.evaluation import DatasetSpec, EvalConfig, MethodSpec, evaluate
+config = EvalConfig(dataset=DatasetSpec("semantickitti", TREE, "val", "noisy"), method=MethodSpec(NAME), workers=2,
+                    metrics=())
+res = evaluate(config)
+print("scored", res.header["workers"], res.header["frames"], json.dumps(res.metrics["ssc"]["51.2"]["iou"]),
       flush=True)
 """
 

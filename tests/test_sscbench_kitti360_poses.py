@@ -217,7 +217,7 @@ def test_each_sscbench_frame_gets_the_pose_of_its_kitti360_frame_composed_as_the
 
 
 def test_scored_frame_without_a_pose_is_an_error_naming_drive_frame_and_file(tmp_path):
-    from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+    from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 
     ids = release_frame_map()[D0]
     rows = {int(r): np.eye(4) for r in ids[:10] if r != ids[5]}  # SSCBench frame 000005 (KITTI-360 53): no row
@@ -229,14 +229,14 @@ def test_scored_frame_without_a_pose_is_an_error_naming_drive_frame_and_file(tmp
         r"\(it is KITTI-360 frame 0000000053, .*\) not found: .*data_poses/"
         r"2013_05_28_drive_0000_sync/cam0_to_world.txt",
     ):
-        evaluate(spec, MethodSpec("onboard"), workers=1)
+        evaluate(EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1)).to_dict()
     # a labelled frame past the drive's frames in the frame map (was an IndexError in the fingerprint)
     write_frame_map(tmp_path / "short.txt", {D0: ids[:3]})
     spec = DatasetSpec(
         "sscbench-kitti360", str(tmp_path), "train", None, {"sequences": [D0], "frame_map": str(tmp_path / "short.txt")}
     )
     with pytest.raises(MissingDataError, match=r"pose of scored frame 000005 .* lists SSCBench frames 000000..000002"):
-        evaluate(spec, MethodSpec("onboard"), workers=1)
+        evaluate(EvalConfig(dataset=spec, method=MethodSpec("onboard"), workers=1)).to_dict()
 
 
 def test_kitti360_prediction_names_are_6_digit_sscbench_frames(tmp_path):
@@ -359,7 +359,7 @@ def test_average_fusion_with_the_right_poses_vs_the_old_lookup(tmp_path):
     """The numbers of docs/datasets.md: average fusion (n=10) on a gapped raw-id tree, with each frame's own pose,
     without R_rect_00 (perspective.txt holding the identity), and with the old lookup (the KITTI-360-numbered poses
     file read as if numbered by SSCBench frame: SSCBench frame t took row t; no R_rect_00)."""
-    from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+    from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 
     n = 30
     root = tmp_path / "tree"
@@ -375,8 +375,13 @@ def test_average_fusion_with_the_right_poses_vs_the_old_lookup(tmp_path):
         kw = {"sequences": [D0], **({"frame_map": fmap} if fmap else {})}
         res = {
             m: evaluate(
-                DatasetSpec("sscbench-kitti360", str(root), "train", "sim", kw), MethodSpec(m, o), workers=1, extras=()
-            )["metrics"]["ssc"]["51.2"]
+                EvalConfig(
+                    dataset=DatasetSpec("sscbench-kitti360", str(root), "train", "sim", kw),
+                    method=MethodSpec(m, o),
+                    workers=1,
+                    metrics=(),
+                )
+            ).to_dict()["metrics"]["ssc"]["51.2"]
             for m, o in (("onboard", {}), ("average-fusion", {"n": 10}))
         }
         scores[name] = {m: (round(100 * r["iou"], 2), round(100 * r["miou"], 2)) for m, r in res.items()}

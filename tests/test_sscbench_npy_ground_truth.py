@@ -10,7 +10,7 @@ import pytest
 
 from occbench.datasets import SSCBenchKITTI360
 from occbench.errors import MissingDataError
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.labels import load_label_map
 from occbench.testing import make_sscbench_kitti360_tree
 
@@ -51,11 +51,13 @@ def tree(tmp_path_factory):
 
 def run(tree, gt, **kw):
     return evaluate(
-        DatasetSpec("sscbench-kitti360", str(tree), "val", "noisy", {"ground_truth": gt}),
-        MethodSpec("onboard"),
-        workers=1,
-        **kw,
-    )
+        EvalConfig(
+            dataset=DatasetSpec("sscbench-kitti360", str(tree), "val", "noisy", {"ground_truth": gt}),
+            method=MethodSpec("onboard"),
+            workers=1,
+            **kw,
+        )
+    ).to_dict()
 
 
 def test_both_ground_truth_forms_give_identical_scores(tree):

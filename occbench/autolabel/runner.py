@@ -26,7 +26,6 @@ from occbench.autolabel.train import SampleReader, TrainItem, evaluate_student, 
 from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.run import DatasetSpec
-from occbench.io.atomic import atomic_write_text
 from occbench.version import __version__
 
 RESULT = "result.json"
@@ -77,13 +76,14 @@ def run_one(
     command: str | None = None,
 ) -> dict[str, Any]:
     """One (source, seed) run; returns its results document (read back if already finished)."""
-    from occbench.metrics import PROTOCOLS, results_json
+    from occbench.metrics import PROTOCOLS
+    from occbench.results import Results
 
     out = Path(out)
     rdir = run_dir(out, cfg, source, seed)
     done = rdir / RESULT
     if done.is_file():
-        res = json.loads(done.read_text())
+        res = Results.read(done, kind="autolabel").to_dict()
         if not source.is_gt:
             from occbench.autolabel.sources import as_json
             from occbench.methods import load_method
@@ -167,9 +167,9 @@ def run_one(
         },
         "wall_time_s_this_run": round(time.time() - t0, 2),
     }
-    res = results_json(PROTOCOLS[eval_ds.protocol], metrics={"ssc": metric}, extra_header=header)
-    atomic_write_text(done, json.dumps(res, indent=1) + "\n")
-    return res
+    res = Results.build(PROTOCOLS[eval_ds.protocol], metrics={"ssc": metric}, header=header)
+    res.write(done, overwrite=True)  # atomic; a finished run is read back above, never recomputed
+    return res.to_dict()
 
 
 def run_protocol(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from occbench.results_schema import RANGES
+from occbench.results import RANGES
 
 REPORTED = Path("leaderboards/reported/occfiner-paper.json")  # relative to the working directory, else the checkout
 

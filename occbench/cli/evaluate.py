@@ -149,8 +149,9 @@ def evaluate(
 
     The results JSON is always written (see --output); its path is printed at the end.
     """
+    from occbench.evaluation.config import EvalConfig
     from occbench.evaluation.results_path import check_writable, default_results_path, resolve_output
-    from occbench.evaluation.run import MethodSpec, write_results
+    from occbench.evaluation.run import MethodSpec
     from occbench.evaluation.run import evaluate as run_evaluate
     from occbench.report import full_report
 
@@ -184,9 +185,16 @@ def evaluate(
     except OSError as e:
         raise click.BadParameter(str(e), param_hint="'-o' / '--output'") from None
     workers = default_workers(None if predictions_dir else (method or "occfiner"), workers, executor)
-    extras = metric_extras(metric_names, city, consistency)
+    run = dict(  # what every EvalConfig of this command shares
+        metrics=metric_extras(metric_names, city, consistency),
+        workers=workers,
+        executor=executor,
+        address=address,
+        fingerprint_content=fingerprint_content,
+        max_frames=max_frames,
+        command="occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
     try:
-        command = "occbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         from occbench.datasets.check import dataset_warnings
 
         ds = dspec.open()
@@ -213,18 +221,7 @@ def evaluate(
                 click.echo(sub.check_contents(ds, rep, files).summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
             try:
-                results = run_evaluate(
-                    submission=sub,
-                    workers=workers,
-                    extras=extras,
-                    command=command,
-                    executor=executor,
-                    address=address,
-                    fingerprint_content=fingerprint_content,
-                    max_frames=max_frames,
-                    validate=True,
-                    frames=frames,
-                )
+                results = run_evaluate(EvalConfig(submission=sub, validate=True, frames=frames, **run))
             except InvalidSubmission as e:
                 click.echo(e.report.summary(), err=True)
                 sys.exit(EXIT_INVALID_SUBMISSION)
@@ -232,27 +229,24 @@ def evaluate(
                 click.echo(rep.summary(), err=True)
         else:
             results = run_evaluate(
-                dspec,
-                MethodSpec(method or "occfiner", opts),
-                workers=workers,
-                save=(str(save_predictions), compressed) if save_predictions else None,
-                extras=extras,
-                command=command,
-                executor=executor,
-                address=address,
-                fingerprint_content=fingerprint_content,
-                max_frames=max_frames,
-                frames=frames,
+                EvalConfig(
+                    dataset=dspec,
+                    method=MethodSpec(method or "occfiner", opts),
+                    save_predictions_dir=str(save_predictions) if save_predictions else None,
+                    save_compressed=compressed,
+                    frames=frames,
+                    **run,
+                )
             )
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
-    report = full_report(results)
+    report = full_report(results.to_dict())
     clash = False
     try:  # before anything is printed: the results are never lost to a closed terminal
         try:
-            written = write_results(out_path, results, overwrite=overwrite, number=number)
+            written = results.write(out_path, overwrite=overwrite, number=number)
         except FileExistsError:  # another run wrote -o while this one ran: both results are kept
-            written, clash = write_results(out_path, results, number=True), True
+            written, clash = results.write(out_path, number=True), True
     except OSError as e:
         click.echo(report)
         click.echo(

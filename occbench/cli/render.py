@@ -313,12 +313,12 @@ def render_citymap(
 def _results(paths):
     """Results files through the bounded, validated reader: a stranger's file is refused naming it."""
     from occbench.errors import OccbenchError
-    from occbench.results_schema import read_results_for_plot
+    from occbench.results import Results
 
     out = []
     for p in paths:
         try:
-            d = read_results_for_plot(p)
+            d = Results.read_for_plot(p).to_dict()
         except OccbenchError as e:
             _fail(e)
         out.append((d["header"]["method"]["name"], d))
@@ -354,13 +354,18 @@ def render_classes(results, range_key, title, output):
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True)
 def render_autolabel(results, title, output):
     """The auto-labeling curve of an `occbench autolabel --json` file."""
-    from occbench.errors import OccbenchError
+    from occbench.errors import FormatError, OccbenchError
     from occbench.regular_files import read_json_document
     from occbench.render.plots import autolabel_plot
+    from occbench.results import Results
 
     try:
         doc = read_json_document(Path(results), "an occbench autolabel results file")
-        path = autolabel_plot(doc, output, title=title)
+        if not isinstance(doc, list) or not doc:
+            found = "an empty list" if doc == [] else f"a JSON {type(doc).__name__}"
+            raise FormatError(results, "a list of occbench autolabel results", found)
+        runs = [Results.from_dict(d, kind="autolabel", source=results).to_dict() for d in doc]
+        path = autolabel_plot(runs, output, title=title)
     except (OccbenchError, KeyError, TypeError, ValueError) as e:
         _fail(
             e

@@ -1,7 +1,9 @@
 """Orchestration: split a dataset into jobs, run a method (or read a submission), score, write the results file.
 
 One module per part: :mod:`~occbench.evaluation.run` (the scoring run, :func:`evaluate`),
-:mod:`~occbench.evaluation.specs` (what a run is made of: ``DatasetSpec``, ``MethodSpec``, ``Job``, ``Submission``),
+:mod:`~occbench.evaluation.config` (what a scoring run is asked to do: ``EvalConfig``, its only argument),
+:mod:`~occbench.evaluation.specs` (what a run is made of: ``DatasetSpec``, ``MethodSpec``, ``Job``, ``Submission``,
+and what a scoring job is given and returns: ``JobRequest``, ``JobResult``),
 :mod:`~occbench.evaluation.jobs` (the scaffold ``evaluate`` and ``refine`` share),
 :mod:`~occbench.evaluation.refine` (write a method's predictions without scoring them),
 :mod:`~occbench.evaluation.executors` (where jobs run), :mod:`~occbench.evaluation.submission` (checking a folder of
@@ -13,12 +15,14 @@ importing one small submodule (e.g. in a worker process) imports nothing else.
 from occbench._lazy import lazy_exports
 
 _EXPORTS = {
+    "EvalConfig": "occbench.evaluation.config",
     "DatasetSpec": "occbench.evaluation.specs",
     "MethodSpec": "occbench.evaluation.specs",
     "Job": "occbench.evaluation.specs",
     "Submission": "occbench.evaluation.specs",
+    "JobRequest": "occbench.evaluation.specs",
+    "JobResult": "occbench.evaluation.specs",
     "evaluate": "occbench.evaluation.run",
-    "write_results": "occbench.evaluation.run",
     "plan_jobs": "occbench.evaluation.jobs",
     "refine_split": "occbench.evaluation.refine",
     "run_jobs": "occbench.evaluation.executors",

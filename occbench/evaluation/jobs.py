@@ -172,7 +172,8 @@ def _registered_in_main(args: list[tuple]) -> bool:
     from occbench.methods.registry import method_source, registered_in_process
 
     local = registered_in_process()
-    names = {a.name for job in args for a in job if isinstance(a, MethodSpec) and a.name in local}
+    specs = [getattr(a, "method", a) for job in args for a in job]  # a MethodSpec, or one inside a JobRequest
+    names = {a.name for a in specs if isinstance(a, MethodSpec) and a.name in local}
     return any(method_source(n).get("object", "").startswith("__main__:") for n in names)
 
 

@@ -7,8 +7,6 @@ not depend on the number of workers or on the order in which jobs finish.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
 import time
@@ -19,52 +17,49 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError
+from occbench.evaluation.config import EvalConfig
 from occbench.evaluation.jobs import plan_jobs, resume, run_planned, split_targets, write_outputs
-from occbench.evaluation.specs import DatasetSpec, Job, MethodSpec, Submission
-from occbench.io.atomic import create_new_bytes
+from occbench.evaluation.specs import DatasetSpec, Job, JobRequest, JobResult, MethodSpec, Submission
 from occbench.io.predictions import PredictionStore
+from occbench.results import Results
 from occbench.version import __version__
 
 __all__ = [
     "DatasetSpec",
+    "EvalConfig",
     "MethodSpec",
     "Job",
+    "JobRequest",
+    "JobResult",
     "Submission",
     "evaluate",
     "plan_jobs",
     "split_targets",
     "run_job",
     "useful_workers",
-    "write_results",
 ]
 
 
-def run_job(
-    dspec: DatasetSpec,
-    mspec: MethodSpec | None,
-    job: Job,
-    save: tuple[str, bool] | None = None,
-    extras: tuple[str, ...] = (),
-    on_frame: Callable[[], None] | None = None,
-    spill_dir: str | None = None,
-    validate: bool = False,
-) -> dict[str, Any]:
+def run_job(request: JobRequest, on_frame: Callable[[], None] | None = None) -> JobResult:
     """Refine (or read) the targets of one job, score them, and return mergeable metric states.
 
-    ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
-    ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
-    present are read back instead of recomputed (resume). Other ``extras`` than ``city`` and ``consistency`` are
-    metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With ``city`` or ``consistency`` one world
-    map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
-    every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
-    records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
-    ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
-    hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
+    ``request.method`` None scores the predictions of ``request.dataset.onboard`` as they are (``--predictions``).
+    ``request.save_predictions_dir``: refined predictions are written there atomically; targets already
+    present are read back instead of recomputed (resume). Other ``request.metrics`` than ``city`` and
+    ``consistency`` are metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With
+    ``city`` or ``consistency`` one world map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both;
+    it is planned with the poses of every scored scan of the sequence, so its tiles are reduced as the job goes and
+    what it returns is the records of the tiles other jobs share (``request.spill_dir``: where it writes records
+    beyond its memory bound). ``request.validate`` (submitted predictions): each prediction's content is checked as
+    it is read (it must decode, and hold only predictable raw ids); a frame with a problem is not scored, and the
+    problems are returned. ``on_frame()`` is called once per frame (progress).
     """
     from occbench.metrics import PROTOCOLS
     from occbench.metrics.registry import load_metric
     from occbench.metrics.worldmap import WorldMapState
 
+    dspec, mspec, job, extras = request.dataset, request.method, request.job, request.metrics
+    spill_dir, validate = request.spill_dir, request.validate
     ds = dspec.open()
     seq = ds[job.sequence]
     proto = PROTOCOLS[ds.protocol]
@@ -79,17 +74,13 @@ def run_job(
         maps = WorldMapState(proto, spill_dir=spill_dir, background=True).expect(
             seq.poses[scored], [position[t] for t in job.targets]
         )
-    store = PredictionStore(save[0], compressed=save[1]) if save else None
+    save = request.save_predictions_dir
+    store = PredictionStore(save, compressed=request.save_compressed) if save else None
     done, todo = resume(store, seq.name, job.targets)
-    out: dict[str, Any] = {
-        "ssc": ssc,
-        "sequence": seq.name,
-        "frames": len(job.targets),
-        "problems": [],
-        "metrics": others,
-    }
-    if maps is not None:
-        out["maps"] = maps  # travels back by pickle (process pool, Ray) and merges exactly; see the settle() calls
+    problems: list[str] = []
+
+    def result() -> JobResult:  # maps travels back by pickle (process pool, Ray) and merges exactly: see settle()
+        return JobResult(seq.name, len(job.targets), ssc, others, maps, tuple(problems))
 
     def consume(t: int, pred: np.ndarray) -> None:
         f = seq.frame(t)
@@ -109,26 +100,26 @@ def run_job(
             nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
             problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate)
             if problem:
-                out["problems"].append(problem)
+                problems.append(problem)
             files = nxt or []
             if on_frame is not None:
                 on_frame()
         if maps is not None:
             maps.settle()  # keeps only the records of tiles that other jobs' frames touch too
-        return out
+        return result()
     for t in done:
         assert store is not None
         consume(t, seq.label_map.to_train(store.read(seq.name, t), store.find(seq.name, t)))
     if todo:
         if mspec is None:
-            outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
+            outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, problems if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
         for t, pred in write_outputs(seq, outputs, todo, store, who=mspec.name if mspec else "onboard"):
             consume(t, pred)
     if maps is not None:
         maps.settle()
-    return out
+    return result()
 
 
 def _world_map_metrics(names: Iterable[str]) -> list[str]:
@@ -212,61 +203,38 @@ def _update_from_files(
     return None
 
 
-def evaluate(
-    dspec: DatasetSpec | None = None,
-    mspec: MethodSpec | None = None,
-    *,
-    submission: Submission | None = None,
-    workers: int = 1,
-    save: tuple[str, bool] | None = None,
-    extras: tuple[str, ...] = ("city", "consistency"),
-    command: str | None = None,
-    executor: str = "local",
-    address: str | None = None,
-    fingerprint_content: bool = False,
-    max_frames: int | None = None,
-    validate: bool = False,
-    frames: Iterable[int] | None = None,
-) -> dict[str, Any]:
-    """Run a method over a split, or score a submission, and return the results document (see
-    ``docs/results-schema.md``).
+def evaluate(config: EvalConfig) -> Results:
+    """Run a method over a split, or score a submission, as ``config`` says (:class:`EvalConfig
+    <occbench.evaluation.config.EvalConfig>`), and return the results (:class:`occbench.results.Results`; the
+    document is described in ``docs/results-schema.md``).
 
-    What is scored: the method ``mspec`` run on the split ``dspec`` (refining the predictions of its ``onboard``
-    model), or the :class:`~occbench.evaluation.specs.Submission` ``submission`` (given by keyword, without
-    ``dspec`` and ``mspec``). ``mspec`` None with ``dspec``: the predictions of ``dspec.onboard`` are scored as
-    they are, like a submission.
-    ``fingerprint_content`` adds the content hash of the scored ground truth (:mod:`occbench.fingerprint`).
-    ``max_frames``: score only the split's first ``max_frames`` frames; the header then says ``partial``
-    (such a file is refused by ``occbench leaderboard``). ``frames``: score only these scans of each sequence
-    (labelled ones; with ``max_frames``, the first ``max_frames`` of them); partial too, unless they are all.
-    ``validate`` (a submission, or ``mspec`` None, whose names and sizes were checked:
-    :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is checked as it is scored, and
+    A partial run (``config.max_frames`` or ``config.frames`` short of the split) says so in the header
+    (``partial``; such a file is refused by ``occbench leaderboard``). With ``config.validate``, a submission whose
+    names and sizes were checked (:meth:`Submission.check_names
+    <occbench.evaluation.specs.Submission.check_names>`) has every file's content checked as it is scored, and
     :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
     import tempfile
 
     from occbench.fingerprint import dataset_fingerprint
-    from occbench.metrics import PROTOCOLS, results_json
+    from occbench.metrics import PROTOCOLS
     from occbench.metrics.registry import load_metric
 
-    if submission is not None:
-        if dspec is not None or mspec is not None:
-            raise ValueError("evaluate: give a submission, or a dataset spec and a method spec, not both")
-        dspec = submission.reader()
-    elif dspec is None:
-        raise ValueError("evaluate: give a dataset spec (and a method spec), or a submission")
+    if not isinstance(config, EvalConfig):
+        raise TypeError(f"evaluate: expected an EvalConfig, found {type(config).__name__}")
+    dspec, mspec, submission = config.scored, config.method, config.submission
+    extras, executor, max_frames, frames = config.metrics, config.executor, config.max_frames, config.frames
     t0 = time.time()
     ds = dspec.open()
     proto = PROTOCOLS[ds.protocol]
-    frames = None if frames is None else tuple(sorted(set(int(t) for t in frames)))
     n_frames = sum(len(t) for _, t in split_targets(ds, max_frames, frames))
     world = _world_map_metrics(extras)
-    workers = useful_workers(workers, n_frames, mspec is None, bool(world), executor)
+    workers = useful_workers(config.workers, n_frames, mspec is None, bool(world), executor)
     jobs = plan_jobs(ds, workers, max_frames, 1 if mspec is None else 2, frames)
     total = sum(len(j.targets) for j in jobs)
     scored: dict[str, list[int]] = {}
     for j in jobs:
         scored.setdefault(j.sequence, []).extend(j.targets)
-    fingerprint = dataset_fingerprint(ds, scored, fingerprint_content)
+    fingerprint = dataset_fingerprint(ds, scored, config.fingerprint_content)
     in_split = sum(len(t) for _, t in split_targets(ds))
     label = mspec.name if mspec else "predictions"
     local = executor == "local"  # Ray workers may run elsewhere: their states travel whole
@@ -274,30 +242,42 @@ def evaluate(
         states = run_planned(
             run_job,
             jobs,
-            lambda job, tick: (dspec, mspec, job, save, extras, tick, spill if local else None, validate),
+            lambda job, tick: (
+                JobRequest(
+                    dspec,
+                    mspec,
+                    job,
+                    extras,
+                    config.save_predictions_dir,
+                    config.save_compressed,
+                    spill if local else None,
+                    config.validate,
+                ),
+                tick,
+            ),
             desc=f"evaluate {label}",
             workers=workers,
             executor=executor,
-            address=address,
-            writes=save[0] if save else None,
+            address=config.address,
+            writes=config.save_predictions_dir,
         )
-        problems = [p for s in states for p in s["problems"]]  # in job order: sequence and scan order
+        problems = [p for s in states for p in s.problems]  # in job order: sequence and scan order
         if problems:
             from occbench.evaluation.submission import InvalidSubmission, ValidationReport
 
             raise InvalidSubmission(ValidationReport(checked=total, problems=problems))
         # merge in a fixed order (integers: order-independent anyway)
-        states.sort(key=lambda s: (s["sequence"], s["frames"]))
+        states.sort(key=lambda s: (s.sequence, s.frames))
         ssc = load_metric("ssc", proto)
         for s in states:
-            ssc.merge(s["ssc"])
+            ssc.merge(s.ssc)
         metrics: dict[str, Any] = {"ssc": ssc.compute(), "distance": ssc.distance_curve()}
         if world:
             metrics.update(_map_metrics(states, proto, extras))  # reads what the jobs spilled
-        for name in states[0]["metrics"] if states else ():
-            merged = states[0]["metrics"][name]
+        for name in states[0].metrics if states else ():
+            merged = states[0].metrics[name]
             for s in states[1:]:
-                merged.merge(s["metrics"][name])
+                merged.merge(s.metrics[name])
             metrics[name] = merged.compute()
     method_cfg = (
         mspec.load().config(onboard=ds.describe().get("onboard"))
@@ -308,14 +288,14 @@ def evaluate(
         from occbench.methods.registry import method_source
 
         method_cfg = {**method_cfg, "source": method_source(mspec.name)}
-    header = {
+    header: dict[str, Any] = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},
         "method": method_cfg,
         "frames": total,
         "workers": workers,
         "executor": executor,
-        "command": command,
+        "command": config.command,
         "environment": {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__},
         "wall_time_s": round(time.time() - t0, 3),
     }
@@ -328,7 +308,7 @@ def evaluate(
             from occbench.evaluation.jobs import format_scans
 
             header["partial"]["scans"] = format_scans(frames)
-    return results_json(proto, metrics=metrics, extra_header=header)
+    return Results.build(proto, metrics=metrics, header=header)
 
 
 def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, executor: str = "local") -> int:
@@ -342,30 +322,20 @@ def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, e
     return max(1, min(workers, frames // per_worker))
 
 
-def _map_metrics(states: list[dict[str, Any]], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
+def _map_metrics(states: list[JobResult], proto: Any, extras: tuple[str, ...]) -> dict[str, Any]:
     """The world-map metrics among ``extras`` (:func:`_world_map_metrics`) from the jobs' world map states, merged
     per sequence (each has its own world frame) and scored by each metric's ``scores_of_maps``."""
     from occbench.metrics.registry import metric_class
 
     by_seq: dict[str, Any] = {}
     for s in states:
-        if s["sequence"] in by_seq:
-            by_seq[s["sequence"]].merge(s["maps"])
+        if s.sequence in by_seq:
+            by_seq[s.sequence].merge(s.maps)
         else:
-            by_seq[s["sequence"]] = s["maps"]
+            by_seq[s.sequence] = s.maps
     sums = {k: v.reduce() for k, v in sorted(by_seq.items())}
     frames = {k: v.n_frames for k, v in by_seq.items()}
     out: dict[str, Any] = {}
     for name in _world_map_metrics(extras):
         out.update(metric_class(name).scores_of_maps(sums, frames, proto))
     return out
-
-
-def write_results(
-    path: str | os.PathLike, results: dict[str, Any], *, overwrite: bool = False, number: bool = False
-) -> Path:
-    """Write the results JSON to a new file at ``path`` and return where it went: complete before its name appears,
-    and never over an existing file (another run's) unless ``overwrite``; with ``number`` an existing ``path``
-    makes it ``STEM-2.json``, ``STEM-3.json``, ... (see :func:`occbench.io.atomic.create_new_bytes`)."""
-    data = (json.dumps(results, indent=1, sort_keys=False) + "\n").encode("utf-8")
-    return create_new_bytes(path, data, overwrite=overwrite, number=number)

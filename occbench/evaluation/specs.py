@@ -1,6 +1,7 @@
 """What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
 (:class:`DatasetSpec`), the method (:class:`MethodSpec`) or the :class:`Submission` that is scored, and the
-:class:`Job`\\ s the split is cut into."""
+:class:`Job`\\ s the split is cut into, and what a scoring job is given and returns (:class:`JobRequest`,
+:class:`JobResult`)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,38 @@ class Submission:
         if self.format is not None and not self.format.is_submission:
             kw["predictions_format"] = self.format
         return DatasetSpec(self.dataset.name, self.dataset.root, self.dataset.split, folder.name, kw)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What one scoring job is given (picklable: it travels to a worker process or a Ray task): the split
+    (``dataset``), the ``method`` (None: the predictions the split is opened with are scored as they are), the
+    ``job`` (a sequence and a block of its scans), where refined predictions are written (``save_predictions_dir``,
+    ``.label.gz`` if ``save_compressed``), the ``metrics`` besides ssc, the folder where the world map state writes
+    records beyond its memory bound (``spill_dir``; None: kept in memory, as on Ray), and whether each prediction's
+    content is checked as it is read (``validate``)."""
+
+    dataset: DatasetSpec
+    method: MethodSpec | None
+    job: Job
+    metrics: tuple[str, ...] = ()
+    save_predictions_dir: str | None = None
+    save_compressed: bool = False
+    spill_dir: str | None = None
+    validate: bool = False
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one scoring job returns (picklable; merged by addition in a fixed order, so the numbers do not depend on
+    the number of workers): the ``sequence`` and the number of ``frames`` it was given, the SSC metric state
+    (``ssc``), the states of the other registry metrics by name (``metrics``), the world map state shared by the
+    world-map metrics (``maps``; None without them) and, when predictions were validated, the ``problems`` found
+    (a frame with a problem is not scored)."""
+
+    sequence: str
+    frames: int
+    ssc: Any
+    metrics: dict[str, Any] = field(default_factory=dict)
+    maps: Any = None
+    problems: tuple[str, ...] = ()

@@ -5,13 +5,11 @@
 - :class:`CityMapMetric`: city-level static-class map metric (OccFiner Appendix B).
 - :class:`TemporalConsistency`: multi-view label agreement of static world voxels.
 - one-shot forms of the three: :func:`ssc_scores`, :func:`city_map_scores`, :func:`temporal_consistency_scores`.
-- :func:`results_json`: numbers + their full protocol.
 """
 
 from occbench.metrics.base import Metric
 from occbench.metrics.citymap import CityMapMetric, TemporalConsistency, city_map_scores, temporal_consistency_scores
 from occbench.metrics.protocol import PROTOCOLS, EvalProtocol, get_protocol
-from occbench.metrics.results import results_json
 from occbench.metrics.ssc import SSCMetric, scores_from_confusion, ssc_scores
 
 __all__ = [
@@ -26,5 +24,4 @@ __all__ = [
     "city_map_scores",
     "TemporalConsistency",
     "temporal_consistency_scores",
-    "results_json",
 ]

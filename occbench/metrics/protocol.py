@@ -102,7 +102,7 @@ class EvalProtocol:
         return f"{self.id}@{self.version}"
 
     def header(self) -> dict[str, Any]:
-        """The protocol as a JSON-able dict (what :func:`occbench.metrics.results_json` writes)."""
+        """The protocol as a JSON-able dict (what :meth:`occbench.results.Results.build` writes)."""
         d = asdict(self)
         d.pop("extra")
         d.pop("grid")  # the grid is the dataset's; results files name its crops under "ranges"

@@ -147,7 +147,7 @@ def autolabel_data(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per training-label source: mean and std over seeds of IoU / mIoU at each range, and the pseudo-labels'
     own mIoU (51.2 m, against the ground truth they replace)."""
     from occbench.autolabel.table import aggregate
-    from occbench.results_schema import RANGES
+    from occbench.results import RANGES
 
     series = []
     for name, g in aggregate(results).items():
