@@ -1,0 +1,72 @@
+"""A second round of faults: wrong counts of workers, checkpoints that are compressed, truncated or not archives,
+... Each is one line naming what is wrong, never a traceback, never memory beyond the file's size."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from click.testing import CliRunner
+
+from occbench.checkpoints import load_checkpoint_file
+from occbench.cli import main
+from occbench.errors import FormatError
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "-j", "0"],
+        ["evaluate", "--workers", "-3"],
+        ["refine", "-j", "0"],
+        ["synth", "--workers", "0"],
+    ],
+)
+def test_worker_counts_below_one_are_usage_errors(args):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "is not in the range x>=1" in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    import torch
+
+    p = tmp_path / "ok.pt"
+    torch.save({"model_config": {"hidden": 4}, "model": {"w": torch.arange(1000, dtype=torch.int64)}}, p)
+    return p
+
+
+def test_a_checkpoint_as_torch_save_writes_it_loads(checkpoint):
+    import torch
+
+    got = load_checkpoint_file(checkpoint)
+    assert torch.equal(got["model"]["w"], torch.arange(1000)) and got["model_config"] == {"hidden": 4}
+
+
+def test_a_compressed_checkpoint_is_refused_before_inflating(checkpoint, tmp_path):
+    """A deflated entry can ask for far more memory than the file's size (here 8,000 bytes from a few hundred;
+    a 2 MB file can inflate to 2 GB); torch.save never compresses."""
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(checkpoint) as zin, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for i in zin.infolist():
+            z.writestr(i.filename, zin.read(i.filename))
+    with pytest.raises(FormatError, match="compressed") as e:
+        load_checkpoint_file(bomb)
+    assert str(bomb) in str(e.value) and "stored, not compressed" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "content, found",
+    [
+        (lambda b: b[: len(b) // 2], "a truncated or damaged zip archive"),
+        (lambda b: b"not a checkpoint at all", "neither a zip archive nor a pickle"),
+        (lambda b: b"", "neither a zip archive nor a pickle"),
+    ],
+)
+def test_a_damaged_checkpoint_is_one_line_naming_it(checkpoint, tmp_path, content, found):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content(checkpoint.read_bytes()))
+    with pytest.raises(FormatError) as e:
+        load_checkpoint_file(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and found in msg and "\n" not in msg, msg
