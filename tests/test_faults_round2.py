@@ -70,3 +70,28 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(checkpoint, tmp_path, conten
         load_checkpoint_file(bad)
     msg = str(e.value)
     assert str(bad) in msg and found in msg and "\n" not in msg, msg
+
+
+def test_an_output_folder_that_is_a_file_says_so(tmp_path):
+    f = tmp_path / "pages"
+    f.write_text("a file")
+    r = CliRunner().invoke(main, ["leaderboard", "--output", str(f)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output.strip() == f"error: {f}: File exists (a file stands where a folder is expected)", r.output
+
+
+def test_a_malformed_ray_address_is_one_line(tmp_path):
+    from occbench.testing import make_semantickitti_tree
+
+    root = make_semantickitti_tree(tmp_path, {"08": 2}, onboard={"noisy": 0.2})
+    args = ["evaluate", "--dataset", "semantickitti", "--root", str(root), "--onboard", "noisy", "-q"]
+    r = CliRunner().invoke(main, [*args, "--method", "onboard", "--executor", "ray", "--address", "head-node"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "--address 'head-node': expected a Ray cluster address HOST:PORT" in r.output
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:6379", "[::1]:6379", "ray://head:10001", "head.example.org:6379"])
+def test_ray_addresses_of_every_form_are_accepted(address):
+    from occbench.evaluation.ray_session import ADDRESS
+
+    assert ADDRESS.fullmatch(address)

@@ -33,6 +33,7 @@ def os_error_message(e: OSError) -> str:
     """One line for an operating-system error: the file(s), what went wrong, and for a full disk under the
     temporary folder that it is the temporary folder ($TMPDIR)."""
     import errno
+    import os
     import tempfile
 
     what = e.strerror or str(e)
@@ -51,7 +52,9 @@ def os_error_message(e: OSError) -> str:
             line += " (free some space, or write elsewhere)"
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         line += " (the folder is not writable: choose another output, or set $OCCBENCH_DATA for the data cache)"
-    elif e.errno == errno.ENOTDIR:
+    elif e.errno == errno.ENOTDIR or (
+        e.errno == errno.EEXIST and e.filename is not None and not os.path.isdir(e.filename)  # mkdir on a file
+    ):
         line += " (a file stands where a folder is expected)"
     return line
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[^:/\s\[\]]+):[0-9]{1,5}")
 
 
 def is_loopback(address: str) -> bool:
@@ -82,6 +84,8 @@ def connect(address: str | None, workers: int) -> RaySession:
         raise RuntimeError("--executor ray needs Ray: pip install 'occbench[ray]'") from None
     if ray.is_initialized():
         return RaySession(ray, started=False)
+    if address and address != "auto" and not ADDRESS.fullmatch(address):
+        raise ValueError(f"--address {address!r}: expected a Ray cluster address HOST:PORT (or ray://HOST:PORT, auto)")
     if address:
         if is_loopback(address):
             with _on_loopback(ray):
