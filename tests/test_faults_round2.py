@@ -95,3 +95,22 @@ def test_ray_addresses_of_every_form_are_accepted(address):
     from occbench.evaluation.ray_session import ADDRESS
 
     assert ADDRESS.fullmatch(address)
+
+
+def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path):
+    """Ray itself retries for minutes (a warning every 5 s, SIGTERM not heard meanwhile)."""
+    import socket
+    import time
+
+    from occbench.testing import make_semantickitti_tree
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = make_semantickitti_tree(tmp_path, {"08": 2}, onboard={"noisy": 0.2})
+    args = ["evaluate", "--dataset", "semantickitti", "--root", str(root), "--onboard", "noisy", "-q"]
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, [*args, "--method", "onboard", "--executor", "ray", "--address", f"127.0.0.1:{port}"])
+    assert time.monotonic() - t0 < 60
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)" in r.output, r.output

@@ -87,6 +87,7 @@ def connect(address: str | None, workers: int) -> RaySession:
     if address and address != "auto" and not ADDRESS.fullmatch(address):
         raise ValueError(f"--address {address!r}: expected a Ray cluster address HOST:PORT (or ray://HOST:PORT, auto)")
     if address:
+        _check_reachable(address)
         if is_loopback(address):
             with _on_loopback(ray):
                 ray.init(address=address, log_to_driver=False)
@@ -102,6 +103,22 @@ def connect(address: str | None, workers: int) -> RaySession:
             RaySession(ray, True, reaper).close()
             raise
     return RaySession(ray, started=True, reaper=reaper)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """One line when nothing answers at ``address`` (Ray itself retries for minutes, logging each try)."""
+    import socket
+
+    if address == "auto":
+        return
+    host, port = address.split("://", 1)[-1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(
+            f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one (ray start --head) "
+            "or leave --address out for a local instance"
+        ) from None
 
 
 def _start_reaper() -> subprocess.Popen | None:
