@@ -114,3 +114,42 @@ def test_an_address_where_no_cluster_answers_is_one_line_at_once(tmp_path):
     assert time.monotonic() - t0 < 60
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)" in r.output, r.output
+
+
+def _can_mount() -> bool:
+    import os
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@pytest.mark.skipif(not _can_mount(), reason="mounting a small tmpfs needs root")
+def test_a_full_disk_mounted_below_the_temporary_folder_is_not_called_the_temporary_folder(tmp_path):
+    """The output on a full disk of its own that happens to be mounted below $TMPDIR: the message says to free
+    space there, not that the temporary folder is full."""
+    import subprocess
+    from pathlib import Path
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "fill").write_bytes(b"\0" * 60 * 1024)
+        repo = Path(__file__).resolve().parents[1] / "leaderboards"
+        r = CliRunner().invoke(
+            main,
+            [
+                "leaderboard",
+                "--results",
+                str(repo / "results"),
+                "--reported",
+                str(repo / "reported"),
+                "--output",
+                str(mnt / "lb"),
+            ],
+        )
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert r.output.startswith(f"error: {mnt}/lb/") and "No space left on device" in r.output, r.output
+        assert "(free some space, or write elsewhere)" in r.output and "TMPDIR" not in r.output, r.output
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

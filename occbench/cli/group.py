@@ -41,7 +41,7 @@ def os_error_message(e: OSError) -> str:
     line = f"{files}: {what}" if files else what
     if e.errno == errno.ENOSPC:
         tmp = tempfile.gettempdir()
-        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
+        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/") and _same_disk(e.filename, tmp):
             line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
         elif e.filename is None:  # e.g. the world map's spill files: say which folders it can be
             line += (
@@ -57,6 +57,20 @@ def os_error_message(e: OSError) -> str:
     ):
         line += " (a file stands where a folder is expected)"
     return line
+
+
+def _same_disk(path: str | bytes, folder: str) -> bool:
+    """Whether ``path`` (or its nearest existing folder) lies on the file system of ``folder``: a full disk mounted
+    below the temporary folder is not the temporary folder."""
+    import os
+
+    p = os.path.abspath(os.fsdecode(path))
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    try:
+        return os.stat(p).st_dev == os.stat(folder).st_dev
+    except OSError:
+        return True
 
 
 class LazyGroup(click.Group):
