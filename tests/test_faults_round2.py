@@ -153,3 +153,36 @@ def test_a_full_disk_mounted_below_the_temporary_folder_is_not_called_the_tempor
         assert "(free some space, or write elsewhere)" in r.output and "TMPDIR" not in r.output, r.output
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture(scope="module")
+def kitti(tmp_path_factory):
+    from occbench.testing import make_semantickitti_tree
+
+    return make_semantickitti_tree(tmp_path_factory.mktemp("k"), {"08": 3}, onboard={"noisy": 0.2})
+
+
+def test_convert_refuses_a_destination_another_writer_holds(kitti, tmp_path):
+    """Two converts into one folder would mix their frames and both report success."""
+    from occbench.io.folder_lock import LOCK_NAME, folder_lock
+
+    dst = tmp_path / "out"
+    with folder_lock(dst):
+        r = CliRunner().invoke(main, ["convert", str(kitti / "predictions" / "noisy"), str(dst), "-q"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.output.startswith(f"error: {dst}: ") and "already writing into this folder" in r.output, r.output
+    assert not list(dst.rglob("*.label*"))
+    r = CliRunner().invoke(main, ["convert", str(kitti / "predictions" / "noisy"), str(dst), "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(list(dst.rglob("*.label.gz"))) == 3 and not (dst / LOCK_NAME).exists()
+
+
+def test_convert_removes_what_an_interrupted_convert_left(kitti, tmp_path):
+    dst = tmp_path / "out"
+    d = dst / "sequences" / "08" / "predictions"
+    d.mkdir(parents=True)
+    stale = d / ".000001.label.gz.abcd1234.tmp"
+    stale.write_bytes(b"half a frame")
+    r = CliRunner().invoke(main, ["convert", str(kitti / "predictions" / "noisy"), str(dst), "-q"])
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and sorted(p.name for p in d.iterdir()) == [f"{t:06d}.label.gz" for t in range(3)]
