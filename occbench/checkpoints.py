@@ -42,6 +42,7 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> Any:
 
     path = Path(path)
     regular_stat(path, "checkpoint file")
+    _check_archive(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -56,6 +57,33 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> Any:
             "a torch checkpoint written by torch.save",
             f"unreadable content ({type(e).__name__}: {_refusal(str(e))})",
         ) from None
+
+
+def _check_archive(path: Path) -> None:
+    """What torch.save writes: a zip archive of stored (uncompressed) entries, or a pickle (the legacy format).
+    A compressed entry could inflate far beyond the file's size (a small file asking for gigabytes), so it is
+    refused before anything is read, and so is a file that is neither."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(1)
+        if head != b"\x80":  # every pickle of protocol 2 or later starts with PROTO
+            found = "a truncated or damaged zip archive" if head == b"P" else "neither a zip archive nor a pickle"
+            raise FormatError(path, "a torch checkpoint written by torch.save", found)
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise FormatError(path, "a torch checkpoint written by torch.save", f"a damaged zip archive ({e})") from None
+    for i in entries:
+        if i.compress_type != zipfile.ZIP_STORED:
+            raise FormatError(
+                path,
+                "a torch checkpoint as torch.save writes it (entries stored, not compressed)",
+                f"entry {i.filename!r} compressed ({i.compress_size:,} bytes inflating to {i.file_size:,})",
+            )
 
 
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:

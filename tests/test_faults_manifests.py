@@ -109,3 +109,27 @@ def test_a_damaged_generation_record_is_named(tmp_path, mini):
         r".*delete it",
     ):
         generate_mini(root, PICO, progress=False, workers=1)
+
+
+@pytest.mark.parametrize(
+    "scans",
+    [{"08": 1_000_000_000}, {"08": -5}, {"08": "8"}, {"08": 1e3}, {"08": True}, ["08"], {"../x": 6}],
+)
+def test_scan_counts_of_the_wrong_type_or_size_are_refused(tmp_path, mini, scans):
+    """Accepted silently before (a billion scans asked a loop over a billion frames of the tools that read it)."""
+    root = _edited(tmp_path, mini, scans=scans)
+    with pytest.raises(FormatError, match="'scans'") as e:
+        read_manifest(root)
+    assert str(root / "mini.json") in str(e.value)
+
+
+@pytest.mark.parametrize("every", [0, -1, "5", 2.5, 10**9])
+def test_label_every_of_the_wrong_type_or_size_is_refused(tmp_path, mini, every):
+    root = _edited(tmp_path, mini, label_every=every)
+    with pytest.raises(FormatError, match="'label_every'"):
+        read_manifest(root)
+
+
+def test_the_generated_manifest_passes(mini):
+    m = read_manifest(mini)
+    assert m["scans"] == {"08": 6} and m["label_every"] == 5

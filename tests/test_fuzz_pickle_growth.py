@@ -251,3 +251,27 @@ def test_npy_header_cannot_ask_for_more_than_its_data(tmp_path, shape):
         np.save(b, good)
         back = load_npy_bytes(b.getvalue(), "good.npy")
         assert back.dtype == good.dtype and back.shape == good.shape and (back == good).all()
+
+
+def test_a_bytearray_declared_beyond_the_file_is_refused_before_allocating():
+    """BYTEARRAY8 (protocol 5): 14 bytes asking for 8 GiB took 8.4 GB of memory before it read a byte."""
+    from occbench.io.safe_pickle import loads_pickle
+
+    for n in (2**33, 2**62):
+        bad = b"\x80\x05\x96" + struct.pack("<Q", n) + b"abc."
+        with pytest.raises(FormatError, match="refused before allocating") as e:
+            loads_pickle(bad, "x.pkl")
+        assert "x.pkl" in str(e.value)
+    short = b"\x80\x05\x96" + struct.pack("<Q", 10) + b"abc"  # within the budget, but the data is not there
+    with pytest.raises(FormatError, match="before the end"):
+        loads_pickle(short, "x.pkl")
+
+
+def test_protocol_5_arrays_and_bytearrays_still_load():
+    from occbench.io.safe_pickle import loads_pickle
+
+    a = np.arange(1000, dtype=np.uint16).reshape(10, 100)
+    data = pickle.dumps({"y_pred": a, "raw": bytearray(b"xyz")}, protocol=5)
+    assert pickle.BYTEARRAY8 in data
+    got = loads_pickle(data, "ok.pkl")
+    assert np.array_equal(got["y_pred"], a) and got["raw"] == bytearray(b"xyz")

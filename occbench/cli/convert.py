@@ -40,20 +40,22 @@ def convert(src, dst, src_format, dataset, ids, pkl_key, compressed, quiet):
     the files of an onboard codebase (--from, --dataset): every valid frame is written, every problem listed
     (exit 3 if there was any). Pickles are read without running code. Frames already in DST are skipped.
     """
+    from occbench.io.folder_lock import exclusive_writer
     from occbench.io.formats import convert_foreign
-    from occbench.io.predictions import convert_store
+    from occbench.io.predictions import PREDICTION_TEMPS, convert_store
 
     set_quiet(quiet)
     try:
         fmt = foreign_format(src_format, ids, pkl_key)
-        if fmt.is_submission and dataset is None:
-            n = convert_store(src, dst, compressed, progress=not quiet)
-            if not quiet:
-                click.echo(f"{n} files written to {dst}")
-            return
-        if dataset is None:
+        if not fmt.is_submission and dataset is None:
             raise click.UsageError(f"--dataset is required with --from {src_format} --ids {fmt.ids}")
-        rep = convert_foreign(src, dst, fmt, dataset, compressed, progress=not quiet)
+        with exclusive_writer(dst, PREDICTION_TEMPS):  # a second writer gets an error; an interrupted one's temps go
+            if fmt.is_submission and dataset is None:
+                n = convert_store(src, dst, compressed, progress=not quiet)
+                if not quiet:
+                    click.echo(f"{n} files written to {dst}")
+                return
+            rep = convert_foreign(src, dst, fmt, dataset, compressed, progress=not quiet)
     except (OccbenchError, ValueError) as e:
         fail(e)
     if rep.problems:

@@ -33,6 +33,7 @@ def os_error_message(e: OSError) -> str:
     """One line for an operating-system error: the file(s), what went wrong, and for a full disk under the
     temporary folder that it is the temporary folder ($TMPDIR)."""
     import errno
+    import os
     import tempfile
 
     what = e.strerror or str(e)
@@ -40,7 +41,7 @@ def os_error_message(e: OSError) -> str:
     line = f"{files}: {what}" if files else what
     if e.errno == errno.ENOSPC:
         tmp = tempfile.gettempdir()
-        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/"):
+        if e.filename is not None and str(e.filename).startswith(tmp.rstrip("/") + "/") and _same_disk(e.filename, tmp):
             line += f" (the temporary folder {tmp} is full: set $TMPDIR to a folder with more space)"
         elif e.filename is None:  # e.g. the world map's spill files: say which folders it can be
             line += (
@@ -51,9 +52,25 @@ def os_error_message(e: OSError) -> str:
             line += " (free some space, or write elsewhere)"
     elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         line += " (the folder is not writable: choose another output, or set $OCCBENCH_DATA for the data cache)"
-    elif e.errno == errno.ENOTDIR:
+    elif e.errno == errno.ENOTDIR or (
+        e.errno == errno.EEXIST and e.filename is not None and not os.path.isdir(e.filename)  # mkdir on a file
+    ):
         line += " (a file stands where a folder is expected)"
     return line
+
+
+def _same_disk(path: str | bytes, folder: str) -> bool:
+    """Whether ``path`` (or its nearest existing folder) lies on the file system of ``folder``: a full disk mounted
+    below the temporary folder is not the temporary folder."""
+    import os
+
+    p = os.path.abspath(os.fsdecode(path))
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    try:
+        return os.stat(p).st_dev == os.stat(folder).st_dev
+    except OSError:
+        return True
 
 
 class LazyGroup(click.Group):

@@ -120,7 +120,7 @@ def execution_options(f):
     f = click.option(
         "--workers",
         "-j",
-        type=int,
+        type=click.IntRange(min=1),
         default=None,
         help="Worker processes (default: number of CPUs, at most 8, over the threads a worker of the method "
         "uses (occfiner 2), fewer if the method's workers would not fit in memory).",

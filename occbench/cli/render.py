@@ -75,7 +75,9 @@ def _source_options(f):
                 help="Where --method writes its predictions (<DIR>/<method>/; resumable, kept; default: a temporary "
                 "folder removed afterwards).",
             ),
-            click.option("--workers", "-j", type=int, default=None, help="Worker processes of a --method run."),
+            click.option(
+                "--workers", "-j", type=click.IntRange(min=1), default=None, help="Worker processes of a --method run."
+            ),
         )
     ):
         f = opt(f)

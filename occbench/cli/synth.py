@@ -53,7 +53,7 @@ from occbench.synth.config import GENERATORS, ONBOARD_DEFAULT, SIZES, config_for
     help="Generator version (default: $OCCBENCH_GENERATOR, else 1.1). 1.2 is the opt-in onboard error model; "
     "its default root is $OCCBENCH_DATA/mini-v1.2.",
 )
-@click.option("--workers", type=int, default=None, help="Processes (default: min(2, CPUs)).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: min(2, CPUs)).")
 @click.option("--overwrite", is_flag=True, help="Replace an occbench-mini generated there with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def synth(

@@ -122,17 +122,10 @@ def refers_to_main(obj: Any) -> bool:
 def _run_ray(
     fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, address: str | None, done: Callable[[int, Any], None]
 ) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("--executor ray needs Ray: pip install 'occbench[ray]'") from None
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-        started = True
+    from occbench.evaluation.ray_session import connect
+
+    session = connect(address, workers)  # loopback only where it can be; see the module
+    ray = session.ray
     try:
         remote = ray.remote(num_cpus=1)(_ray_call)
         refs = {remote.remote(fn, args): i for i, args in enumerate(jobs)}
@@ -150,8 +143,7 @@ def _run_ray(
                     pass
             raise
     finally:
-        if started:
-            ray.shutdown()
+        session.close()
 
 
 def _ray_call(fn: Callable[..., Any], args: tuple) -> Any:

@@ -78,6 +78,13 @@ def check_manifest(m: Any, p: Path) -> dict:
         "generator_version": ("a text", lambda v: isinstance(v, str)),
         "format_version": ("an integer", lambda v: type(v) is int),
         "seed": ("an integer", lambda v: type(v) is int),
+        "scans": (
+            "an object: plain sequence name -> a count of scans (integer, 1-100,000)",
+            lambda v: (
+                isinstance(v, dict) and all(_plain(k) and type(n) is int and 1 <= n <= 100_000 for k, n in v.items())
+            ),
+        ),
+        "label_every": ("an integer, 1-1,000", lambda v: type(v) is int and 1 <= v <= 1000),
     }
     for key, (what, ok) in checks.items():
         if key in m and not ok(m[key]):

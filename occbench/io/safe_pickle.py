@@ -236,6 +236,18 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
 
     dispatch[pickle.BUILD[0]] = _guarded_build
 
+    def _guarded_bytearray8(self) -> None:
+        """BYTEARRAY8 (protocol 5, e.g. an array's data): the pure-Python unpickler allocates the declared length
+        before reading (14 bytes could ask for 8 GiB); charge it first, and read only what is there."""
+        n = int.from_bytes(self.read(8), "little")  # type: ignore[attr-defined]
+        self._charge(n, "a bytearray")
+        data = self.read(n)  # type: ignore[attr-defined]
+        if len(data) != n:
+            raise pickle.UnpicklingError(f"a bytearray of {n:,} bytes, found {len(data):,} before the end")
+        self.append(bytearray(data))  # type: ignore[attr-defined]
+
+    dispatch[pickle.BYTEARRAY8[0]] = _guarded_bytearray8  # type: ignore[assignment]
+
 
 def loads_pickle(data: bytes, path: str | Path | None = None) -> Any:
     """Unpickle ``data`` admitting only :data:`ALLOWED_GLOBALS`, building at most ``BUDGET_FACTOR`` times its size

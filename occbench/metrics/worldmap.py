@@ -221,10 +221,15 @@ class _Records:
                 fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
                 os.close(fd)
                 path = self._files[p] = Path(name)
-            with open(path, "ab") as fh:
-                offset = fh.tell()
-                for f in _BATCH_FIELDS:
-                    fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
+            try:
+                with open(path, "ab") as fh:
+                    offset = fh.tell()
+                    for f in _BATCH_FIELDS:
+                        fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
+            except OSError as e:  # a failed write names no file: name the spill file (e.g. a full $TMPDIR)
+                if e.filename is None:
+                    raise OSError(e.errno, e.strerror, str(path)) from e
+                raise
             spilled = _Spilled(
                 self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes
             )
