@@ -47,7 +47,7 @@ import numpy as np
 
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import CityMapMetric
+from occbench.metrics import CityMapMetric, FrameArrays
 
 SEQ00 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "00"
 LIDAR_HEIGHT = 1.73  # m above the ground (KITTI HDL-64 mounting)
@@ -190,7 +190,7 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
             a = time.perf_counter()
             pred, gt, inv = scene.frame(t)
             b = time.perf_counter()
-            city.add_frame(pred, gt, poses[t], inv)
+            city.update_frame(pred, FrameArrays(gt, inv, pose=poses[t]))
             t_add += time.perf_counter() - b
             t_gen += b - a
             if t % 500 == 0:

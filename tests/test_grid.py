@@ -9,7 +9,7 @@ import pytest
 
 from occbench.errors import FormatError
 from occbench.grid import KITTI, Grid
-from occbench.metrics import PROTOCOLS
+from occbench.metrics import PROTOCOLS, FrameArrays
 from occbench.metrics.ssc import Layout, SSCMetric
 
 # Occ3D-nuScenes: 200 x 200 x 16 voxels of 0.4 m around the ego vehicle, x, y in [-40, 40), z in [-1, 5.4)
@@ -111,7 +111,7 @@ def test_occ3d_cell_layout_of_the_ssc_metric():
     p = dataclasses.replace(PROTOCOLS["semantickitti-ssc"], grid=OCC3D, ranges=OCC3D.ranges)
     m = SSCMetric(p)
     pred, gt, inv = _occ3d_frame(5)
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     curve = m.distance_curve(40.0)
     edges = curve["bin_edges_m"]
     for k in (0, 3, 12):
@@ -132,7 +132,7 @@ def test_a_protocol_carries_its_grid_and_checks_ranges_against_it():
     assert m.layout.grid == OCC3D and m.ranges == OCC3D.ranges
     frames = [_occ3d_frame(1), _occ3d_frame(2)]
     for pred, gt, inv in frames:
-        m.update(pred, gt, inv)
+        m.update_frame(pred, FrameArrays(gt, inv))
     res = m.compute()
     for r in OCC3D.ranges:
         cm = sum(_occ3d_brute_force(*f, r) for f in frames)

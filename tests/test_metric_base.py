@@ -14,6 +14,7 @@ from occbench.errors import FormatError
 from occbench.metrics import (
     PROTOCOLS,
     CityMapMetric,
+    FrameArrays,
     Metric,
     SSCMetric,
     TemporalConsistency,
@@ -127,12 +128,12 @@ def test_ssc_metric_states_are_declared_and_follow_the_base():
     frames = [_frame(1), _frame(2)]
     one = SSCMetric()
     for p, g in frames:
-        one.update(p, g)
+        one.update_frame(p, FrameArrays(g))
     assert one.state_names == ("_counts", "n_frames")
     parts = [SSCMetric.from_state_dict(json.loads(json.dumps(SSCMetric().copy().state_dict())))]
     for p, g in frames:
         m = SSCMetric()
-        m.update(p, g)
+        m.update_frame(p, FrameArrays(g))
         parts.append(SSCMetric.from_state_dict(json.loads(json.dumps(m.state_dict()))))
     merged = parts[0] + parts[1] + parts[2]
     assert np.array_equal(merged._counts, one._counts) and merged.n_frames == 2 and merged.compute() == one.compute()
@@ -191,8 +192,8 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
     proto = PROTOCOLS["semantickitti-ssc"]
     gt, pose = _static_frames()
     a, b = CityMapMetric(proto), CityMapMetric(proto)
-    a.add_frame(gt, gt, pose)
-    b.add_frame(gt, gt, pose)
+    a.update_frame(gt, FrameArrays(gt, pose=pose))
+    b.update_frame(gt, FrameArrays(gt, pose=pose))
     c = a.copy()
     assert a.merge(b).n_frames == 2 and c.n_frames == 1
     with pytest.raises(ValueError, match="voxel_size"):
@@ -202,11 +203,11 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
     c.reset()
     assert c.n_frames == 0
     t = TemporalConsistency(proto)
-    t.add_frame(gt, None, pose)
+    t.update_frame(gt, FrameArrays(None, pose=pose))
     with pytest.raises(ValueError, match="with and without ground truth"):
         t.merge(TemporalConsistency(proto).merge(_with_gt(proto, gt, pose)))
     t.reset()
-    t.add_frame(gt, gt, pose)  # after reset, frames with ground truth are welcome
+    t.update_frame(gt, FrameArrays(gt, pose=pose))  # after reset, frames with ground truth are welcome
     kitti = dataclasses.replace(proto, version="0.0")
     with pytest.raises(ValueError, match="different protocols"):
         CityMapMetric(proto).merge(CityMapMetric(kitti))
@@ -214,7 +215,7 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
 
 def _with_gt(proto, gt, pose):
     t = TemporalConsistency(proto)
-    t.add_frame(gt, gt, pose)
+    t.update_frame(gt, FrameArrays(gt, pose=pose))
     return t
 
 

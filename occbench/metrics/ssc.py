@@ -12,19 +12,17 @@ of not-invalid voxels. See ``docs/metrics.md``.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE
 from occbench.grid import KITTI, Grid
-from occbench.io.pagecache import prefetch
-from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
 from occbench.metrics.base import Metric
+from occbench.metrics.frame import FrameArrays, as_frame_arrays
 from occbench.metrics.protocol import EvalProtocol, get_protocol, range_key
 
 NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
@@ -139,21 +137,39 @@ class SSCMetric(Metric):
         self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
     # ------------------------------------------------------------------ accumulation
-    def update(
-        self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
-    ) -> None:
-        """Add one frame ``(256, 256, 32)`` or a batch ``(B, 256, 256, 32)``.
+    def update_frame(self, pred: np.ndarray, frame: FrameArrays) -> None:
+        """Add one frame: ``pred`` against ``frame`` (:class:`~occbench.metrics.FrameArrays`).
 
         Args:
-            pred: predicted train ids ``0..C-1`` (uint8 is the fast path; any integer dtype is accepted).
-                Values outside ``0..C-1`` are an error at evaluated voxels and ignored elsewhere.
-            gt: ground-truth train ids ``0..C-1`` or ``ignore_index`` (255).
-            invalid: optional mask, nonzero = invalid: a bool / integer grid of the same shape (or flat,
-                ``(2097152,)`` per frame), or the bit-packed ``.invalid`` bytes as on disk, ``(262144,)``
-                uint8 per frame (MSB first), which the compiled kernel reads without unpacking.
-            name: shown in error messages (e.g. the frame's file name).
+            pred: the prediction, a grid of the protocol's grid shape: train ids ``0..C-1`` (uint8 is the fast
+                path; any integer dtype is accepted), or with ``frame.labels == "raw"`` raw label ids (uint16, what
+                ``.label`` files hold). Values outside ``0..C-1`` (raw: ids the label map does not map to a class)
+                are an error at evaluated voxels and ignored elsewhere.
+            frame: ``frame.ground_truth`` (train ids or ``ignore_index``; raw ids with ``labels="raw"``, mapped with
+                the protocol's label map like the official script: raw 0 = empty, unmapped ids = ignore),
+                ``frame.invalid`` (optional; bit-packed as on disk is read by the compiled kernel without
+                unpacking) and ``frame.name`` (error messages). The pose is not used.
         """
-        pred, gt, batched = self._check_shapes(pred, gt)
+        frame = as_frame_arrays(frame)
+        if frame.ground_truth is None:
+            raise ValueError(f"SSCMetric scores against ground truth: frame {frame.name or '(unnamed)'} has none")
+        if frame.labels == "raw":
+            self._update_raw(pred, frame.ground_truth, frame.invalid, name=frame.name, batch=False)
+        else:
+            self._update(pred, frame.ground_truth, frame.invalid, name=frame.name, batch=False)
+
+    def _update(
+        self,
+        pred: np.ndarray,
+        gt: np.ndarray,
+        invalid: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        batch: bool = True,
+    ) -> None:
+        """Add one frame or (``batch``) a batch ``(B, X, Y, Z)`` of train ids (``invalid``: as :class:`FrameArrays`
+        holds it, or one mask per frame of the batch)."""
+        pred, gt, batched = self._check_shapes(pred, gt, batch)
         mode, inv = self._prep_invalid(invalid, pred.shape[0], name)
         for b in range(pred.shape[0]):
             nm = name if not batched else f"{name or 'batch'}[{b}]"
@@ -162,23 +178,18 @@ class SSCMetric(Metric):
             g8 = self._to_u8(gt[b], "ground truth", nm)
             self._count(p8, g8, mode, ib, None, self._g_lut_train, nm)
 
-    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
-        """Add one scored frame of a dataset: ``pred`` against ``frame.ground_truth()`` (invalid folded into ignore)."""
-        self.update(pred, frame.ground_truth(), name=str(frame))
-
-    def update_raw(
-        self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
+    def _update_raw(
+        self,
+        pred_raw: np.ndarray,
+        gt_raw: np.ndarray,
+        invalid: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        batch: bool = True,
     ) -> None:
-        """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
-
-        Both are mapped with the protocol's label map (official LUT: raw 0 = empty, unmapped raw ids =
-        ignore). A raw prediction that maps to ignore, or is beyond the LUT, is an error at evaluated voxels
-        (the official script raises IndexError). ``invalid`` as in :meth:`update`; pass the bit-packed
-        ``.invalid`` bytes as read from disk (``np.fromfile(path, np.uint8)``): the compiled kernel maps the
-        raw ids and reads the invalid bits inside its one pass, with no full-size intermediate array.
-        See also :meth:`update_raw_files`.
-        """
-        pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw)
+        """Add one frame (or a batch) of raw label ids; the compiled kernel maps them and reads a bit-packed mask
+        inside its one pass, with no full-size intermediate array."""
+        pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw, batch)
         mode, inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
         p_lut, g_lut = self._raw_lookup()
         for b in range(pred_raw.shape[0]):
@@ -186,37 +197,6 @@ class SSCMetric(Metric):
             p16 = self._to_u16(pred_raw[b], "raw prediction", nm)
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
             self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
-
-    def update_raw_files(
-        self,
-        pred_label: str | os.PathLike,
-        gt_label: str | os.PathLike,
-        gt_invalid: str | os.PathLike | None = None,
-        *,
-        name: str | None = None,
-        prefetch_next: Sequence[str | os.PathLike] = (),
-    ) -> None:
-        """Add a frame straight from its files: the prediction's and the ground truth's ``.label`` (uint16
-        raw ids) and optionally the ground truth's ``.invalid`` (bit-packed, SemanticKITTI; a file of one
-        byte per voxel, SSCBench-KITTI360, is recognised by its size).
-
-        The ``.label`` files are memory-mapped (pages populated up front where the OS allows it) and the
-        ``.invalid`` bytes are passed packed, so the only pass over the data is the kernel's. The mask is
-        used as stored: dataset-specific preprocessing (SSCBench-KITTI360 clears invalid where labelled) is
-        the caller's business. Sizes are checked first (:class:`FormatError` naming the file).
-
-        ``prefetch_next``: the next frame's files. Once this frame's files are read, the OS is asked to start
-        reading those (:func:`occbench.io.pagecache.prefetch`), so that on a cold page cache the disk reads
-        the next frame while this one is counted. A hint only: counts never depend on it.
-        """
-        p = map_label(pred_label)
-        g = map_label(gt_label)
-        inv = None
-        if gt_invalid is not None:
-            inv = read_invalid_as_stored(gt_invalid)
-        if prefetch_next:
-            prefetch(*prefetch_next)
-        self.update_raw(p, g, inv, name=name if name is not None else os.fspath(pred_label))
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
@@ -231,15 +211,17 @@ class SSCMetric(Metric):
             self._raw_luts = (p, g)
         return self._raw_luts
 
-    def _check_shapes(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _check_shapes(self, pred: np.ndarray, gt: np.ndarray, batch: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         pred = np.asarray(pred)
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
             raise FormatError(None, "prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
         if pred.shape == GRID_SHAPE:
             return pred[None], gt[None], False
-        if pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
+        if batch and pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
             return pred, gt, True
+        if not batch:
+            raise FormatError(None, f"a grid {GRID_SHAPE} (one frame)", f"shape {pred.shape}")
         raise FormatError(
             None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}"
         )
@@ -521,7 +503,7 @@ def ssc_scores(
     """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
     ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
     m = SSCMetric(protocol)
-    m.update(pred, gt, invalid)
+    m._update(pred, gt, invalid)  # a batch too
     return m.compute()
 
 
