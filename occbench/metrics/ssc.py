@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError
-from occbench.geometry import GRID_SHAPE
 from occbench.grid import KITTI, Grid
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
@@ -25,8 +24,6 @@ from occbench.metrics.base import Metric
 from occbench.metrics.frame import FrameArrays, as_frame_arrays
 from occbench.metrics.protocol import EvalProtocol, get_protocol, range_key
 
-NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
-NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
 _BYTE_SUM = np.uint64(0x0101010101010101)
 # word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
 _WORD_DTYPE = {1: np.uint32, 2: np.uint64}
@@ -69,11 +66,11 @@ class Layout:
         return out
 
 
-def _column_invalid_counts(inv_u8: np.ndarray) -> np.ndarray:
-    """Number of invalid voxels (0/1 bytes) in each of the 65536 columns of 32 voxels."""
-    v = inv_u8.view(np.uint64).reshape(NUM_COLUMNS, 4)
-    s = v[:, 0] + v[:, 1] + v[:, 2] + v[:, 3]  # per byte lane: <= 4, no carry
-    return ((s * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)  # sum of the 8 bytes (<= 32)
+def _column_invalid_counts(inv_u8: np.ndarray, grid: Grid) -> np.ndarray:
+    """Number of invalid voxels (0/1 bytes) in each column of the grid (KITTI: 65,536 columns of 32 voxels)."""
+    v = inv_u8.view(np.uint64).reshape(grid.num_columns, grid.shape[2] // 8)
+    s = v.sum(axis=1, dtype=np.uint64)  # per byte lane: <= Z / 8 <= 8, no carry
+    return ((s * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)  # sum of the 8 bytes (<= Z <= 64)
 
 
 def _word_byte_sums(words: np.ndarray) -> np.ndarray:
@@ -88,6 +85,10 @@ class SSCMetric(Metric):
     (``semantickitti-ssc``: semantic-kitti-api ``evaluate_completion.py``; ``sscbench-kitti360-ssc``:
     SSCBench/MonoScene ``SSCMetrics``). A voxel is evaluated iff its ground truth is not ``ignore_index`` and it
     is not invalid (see ``EvalProtocol.invalid_policy``). Confusion rows are predictions, columns ground truth.
+
+    Frames are grids of the protocol's grid (``protocol.grid``: shape, range crops, distance of the columns from
+    the sensor; KITTI's 256 x 256 x 32 by default), whose height must be a multiple of 8 voxels up to 64 (the
+    kernels read columns as whole 64-bit words).
 
     Args:
         protocol: a :class:`EvalProtocol` or its id.
@@ -107,6 +108,12 @@ class SSCMetric(Metric):
     ):
         super().__init__(protocol)
         p = self.protocol
+        self.grid = p.grid
+        if self.grid.shape[2] % 8 or not 8 <= self.grid.shape[2] <= 64:
+            raise ValueError(
+                f"SSCMetric counts columns of whole 64-bit words: grid {self.grid.name} of height "
+                f"{self.grid.shape[2]} voxels, expected a multiple of 8 from 8 to 64"
+            )
         self.layout = Layout(
             tuple(ranges) if ranges is not None else p.ranges,
             distance_bin_width if distance_bin_width is not None else p.distance_bin_width,
@@ -216,15 +223,14 @@ class SSCMetric(Metric):
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
             raise FormatError(None, "prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
-        if pred.shape == GRID_SHAPE:
+        shape = self.grid.shape
+        if pred.shape == shape:
             return pred[None], gt[None], False
-        if batch and pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
+        if batch and pred.ndim == 4 and pred.shape[1:] == shape:
             return pred, gt, True
         if not batch:
-            raise FormatError(None, f"a grid {GRID_SHAPE} (one frame)", f"shape {pred.shape}")
-        raise FormatError(
-            None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}"
-        )
+            raise FormatError(None, f"a grid {shape} (one frame)", f"shape {pred.shape}")
+        raise FormatError(None, f"a grid {shape} or a batch (B, {', '.join(map(str, shape))})", f"shape {pred.shape}")
 
     def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> tuple[int, np.ndarray | None]:
         """-> ``(mode, (n, L) uint8 C-contiguous)``: ``_kernel.INV_PACKED`` (L = N / 8, bits MSB first),
@@ -232,25 +238,26 @@ class SSCMetric(Metric):
         if invalid is None:
             return _kernel.INV_NONE, None
         inv = np.asarray(invalid)
-        packed = NUM_VOXELS // 8
+        shape, nv = self.grid.shape, self.grid.num_voxels
+        packed = nv // 8
         if inv.dtype == np.uint8 and inv.shape in ((packed,), (n, packed)):
             return _kernel.INV_PACKED, np.ascontiguousarray(inv).reshape(n, packed)
-        if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE), (NUM_VOXELS,), (n, NUM_VOXELS)):
+        if inv.shape not in (shape, (n, *shape), (nv,), (n, nv)):
             if inv.ndim == 1 or (inv.ndim == 2 and inv.shape[0] == n and inv.dtype == np.uint8):
                 raise FormatError(
                     name,
-                    f"an invalid mask of {NUM_VOXELS:,} voxels per frame: bit-packed as on disk, "
-                    f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {NUM_VOXELS:,} values",
+                    f"an invalid mask of {nv:,} voxels per frame: bit-packed as on disk, "
+                    f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {nv:,} values",
                     f"{inv.shape[-1]:,} values of dtype {inv.dtype}" + (f" for {n} frames" if inv.ndim == 2 else ""),
                 )
             raise FormatError(
                 name,
-                f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)",
+                f"invalid mask of shape {shape} (or bit-packed ({packed},) uint8)",
                 f"shape {inv.shape} dtype {inv.dtype}",
             )
         if inv.dtype != np.bool_:
             inv = inv != 0
-        return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
+        return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, nv).view(np.uint8)
 
     @staticmethod
     def _unpacked(mode: int, inv: np.ndarray) -> np.ndarray:
@@ -280,7 +287,7 @@ class SSCMetric(Metric):
             )
         mask = np.asarray(gt) != self.protocol.ignore_index
         if inv is not None:
-            mask &= self._unpacked(*inv).reshape(GRID_SHAPE) == 0
+            mask &= self._unpacked(*inv).reshape(self.grid.shape) == 0
         bad = out_of_byte & mask
         if bad.any():
             self._raise_pred(np.unique(a[bad]), int(bad.sum()), name)
@@ -335,10 +342,16 @@ class SSCMetric(Metric):
                 self.layout.code,
                 C,
             )
-            if p_lut is None:
-                bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
+            Z = self.grid.shape[2]
+            if Z == 32:  # the KITTI grid: columns of 32 voxels compiled in as constants
+                if p_lut is None:
+                    bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
+                else:
+                    bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
+            elif p_lut is None:
+                bad = _kernel.count_train_z(*args, self._p_lut_train, g_lut, fresh, Z)
             else:
-                bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
+                bad = _kernel.count_raw_z(*args, p_lut, g_lut, fresh, Z)
             if bad == 0:
                 self._counts += fresh[:, 1:, :]
                 self.n_frames += 1
@@ -373,7 +386,8 @@ class SSCMetric(Metric):
         C = self.num_classes
         wdt = _WORD_DTYPE[p.itemsize]
         W = wdt().itemsize // p.itemsize  # voxels per word
-        shift = (32 // W).bit_length() - 1  # word index -> column (32 voxels) index
+        Z = self.grid.shape[2]
+        wpc = Z // W  # words a column: word index // wpc = column index
         wp = p.view(wdt)
         wg = g.view(wdt)
         nzw = np.flatnonzero(wp | wg)  # words holding any non-empty voxel in pred or gt
@@ -391,7 +405,7 @@ class SSCMetric(Metric):
                 else f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}"
             )
             raise FormatError(name, what, f"values {vals}")
-        cell = self._code_k[nzw >> shift]
+        cell = self._code_k[nzw // wpc]
         if inv is not None:
             Iw = inv.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[W])[nzw]
             I = Iw.view(np.uint8).reshape(-1, W)
@@ -409,10 +423,10 @@ class SSCMetric(Metric):
         # empty/empty voxels of the skipped words: every not-invalid voxel there is (pred 0, gt 0)
         n_words = np.bincount(cell, minlength=self.layout.n_cells)
         if inv is None:
-            notinv = 32 * self.layout.columns_per_cell
+            notinv = Z * self.layout.columns_per_cell
             inv_in_words = 0
         else:
-            notinv = 32 * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv))
+            notinv = Z * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv, self.grid))
             isum = _word_byte_sums(Iw.astype(np.uint64))
             inv_in_words = np.bincount(cell, weights=isum, minlength=self.layout.n_cells).astype(np.int64)
         self._counts[:, 0, 0] += notinv - (W * n_words - inv_in_words)
@@ -500,8 +514,9 @@ def ssc_scores(
     protocol: EvalProtocol | str = "semantickitti-ssc",
     invalid: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
-    ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
+    """One-shot :class:`SSCMetric`: the scores of every range of the frame (the protocol's grid shape,
+    ``(256, 256, 32)`` on KITTI) or the batch ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt``
+    (``invalid``: as :class:`~occbench.metrics.FrameArrays` holds it, or one mask per frame of a batch)."""
     m = SSCMetric(protocol)
     m._update(pred, gt, invalid)  # a batch too
     return m.compute()
