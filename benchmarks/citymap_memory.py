@@ -45,7 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.geometry import ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI
 from occbench.io.kitti import read_calib, read_poses
 from occbench.metrics import CityMapMetric, FrameArrays
 
@@ -65,7 +66,7 @@ CAR, ROAD, PARKING, SIDEWALK, BUILDING, FENCE, VEG, TRUNK, TERRAIN, POLE, SIGN =
     18,
     19,
 )
-NX, NY, NZ = GRID_SHAPE
+NX, NY, NZ = KITTI.shape
 
 
 def _hash01(a: np.ndarray, b: np.ndarray, salt: int) -> np.ndarray:
@@ -160,7 +161,7 @@ class WorldScene:
         noisy = (occ & (u >= 0.05) & (u < 0.25)) | (~occ & (u >= 0.25) & (u < 0.27))
         pred[noisy] = (1 + (u[noisy] * 1e4).astype(np.int64) % 19).astype(np.uint8)
         gt[occ & (u >= 0.995)] = 255
-        return pred.reshape(GRID_SHAPE), gt.reshape(GRID_SHAPE), invalid.reshape(GRID_SHAPE)
+        return pred.reshape(KITTI.shape), gt.reshape(KITTI.shape), invalid.reshape(KITTI.shape)
 
 
 def _rss_mb() -> float:

@@ -127,7 +127,9 @@ def run_job(
             outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, out["problems"] if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
-        for t, pred in write_outputs(seq, outputs, todo, store, who=mspec.name if mspec else "onboard"):
+        for t, pred in write_outputs(
+            seq, outputs, todo, store, who=mspec.name if mspec else "onboard", grid=proto.grid
+        ):
             consume(t, pred)
     if maps is not None:
         maps.settle()
