@@ -227,3 +227,26 @@ def test_a_state_resets_to_its_declared_default():
     m.reset()
     assert m.floor.tolist() == [3, 0, 1] and m.floor.dtype == np.int32 and m.counts.tolist() == [0, 0, 0, 0]
     assert pickle.loads(pickle.dumps(m)).floor.tolist() == [3, 0, 1]
+
+
+def test_update_frame_is_the_one_way_in_and_takes_arrays():
+    """Every built-in metric takes frames through ``update_frame(pred, FrameArrays)`` only: no other public update,
+    a frame that is not arrays (a path, a dataset's frame) is refused with what to pass, and a world-map metric
+    needs the frame's pose."""
+    for cls in (SSCMetric, CityMapMetric, TemporalConsistency):
+        public = {n for n in dir(cls) if not n.startswith("_") and ("update" in n or "add_frame" in n)}
+        assert public == {"update_frame"}, (cls.__name__, public)
+    g = np.zeros(SHAPE, np.uint8)
+    g[10:20, 100:140, 3:6] = 9
+    for m in (SSCMetric(), CityMapMetric(), TemporalConsistency()):
+        with pytest.raises(TypeError, match=r"FrameArrays.*got str"):
+            m.update_frame(g, "voxels/000000.label")
+    with pytest.raises(ValueError, match=r"CityMapMetric places frames by their pose: frame 000042 has none"):
+        CityMapMetric().update_frame(g, FrameArrays(g, name="000042"))
+    with pytest.raises(ValueError, match="raw ids"):
+        CityMapMetric().update_frame(g, FrameArrays(g, pose=np.eye(4), labels="raw"))
+    with pytest.raises(ValueError, match="labels must be 'train' or 'raw'"):
+        FrameArrays(g, labels="train-ids")
+    m = SSCMetric()
+    m.update_frame(g, FrameArrays(g, name="000042"))
+    assert m.n_frames == 1 and m.compute()["51.2"]["iou"] == 1.0
