@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from occbench.metrics import SSCMetric
+from occbench.metrics import FrameArrays, SSCMetric
 from occbench_baselines.voting import EMPTY_POLICIES, SensorWeights, VotingConfig, make_engine
 
 RANGES = ("12.8", "25.6", "51.2")
@@ -139,7 +139,7 @@ def main() -> None:
     for s in data.seqs:
         read = data.frames(s)
         for t in data.targets[s.name]:
-            onboard.update(read(t), data.gts[s.name][t])
+            onboard.update_frame(read(t), FrameArrays(data.gts[s.name][t]))
     rows = [{"config": "onboard", "policy": "-", "n": 0, "scores": scores(onboard)}]
     print(
         f"{a.model} ({sensor}), {a.split} {[s.name for s in data.seqs]}: {data.num_targets} targets; "
@@ -159,7 +159,7 @@ def main() -> None:
             eng = make_engine(a.engine, data.frames(s), s.poses, s.calib, cfg, device="cpu")
             for t in data.targets[s.name]:
                 for p in EMPTY_POLICIES:
-                    ms[p].update(eng.vote(t, empty_policy=p), data.gts[s.name][t])
+                    ms[p].update_frame(eng.vote(t, empty_policy=p), FrameArrays(data.gts[s.name][t]))
         for p in EMPTY_POLICIES:
             rows.append({"config": label, "policy": p, "n": n, "scores": scores(ms[p])})
         print(

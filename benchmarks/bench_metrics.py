@@ -18,9 +18,9 @@ import pytest
 
 from occbench.geometry import RANGE_SLICES
 from occbench.io.pagecache import evict, prefetch, resident_fraction
-from occbench.io.voxels import read_bits, read_label, write_bits, write_label
+from occbench.io.voxels import map_label, read_bits, read_invalid_as_stored, read_label, write_bits, write_label
 from occbench.labels import load_label_map
-from occbench.metrics import CityMapMetric, SSCMetric, _kernel
+from occbench.metrics import CityMapMetric, FrameArrays, SSCMetric, _kernel
 from occbench.metrics.testing import synthetic_frame
 
 _kernel.warm_up()  # compile (or load the cached machine code) outside the timed calls
@@ -86,7 +86,7 @@ def bincount_three_ranges(pred, gt, inv):
 def test_occbench_three_ranges_one_pass(benchmark, frame):
     pred, gt, inv = frame
     m = SSCMetric()
-    benchmark(m.update, pred, gt, inv)
+    benchmark(m.update_frame, pred, FrameArrays(gt, inv))
     benchmark.extra_info["what"] = "all 3 ranges + 1.6 m distance bins, train ids + invalid mask"
 
 
@@ -96,7 +96,7 @@ def test_occbench_three_ranges_numpy_kernel(benchmark, frame):
     pred, gt, inv = frame
     m = SSCMetric()
     m.use_compiled = False
-    benchmark(m.update, pred, gt, inv)
+    benchmark(m.update_frame, pred, FrameArrays(gt, inv))
 
 
 @pytest.mark.benchmark(group="one frame (SemanticKITTI-like), in memory")
@@ -105,7 +105,7 @@ def test_occbench_three_ranges_invalid_folded(benchmark, frame):
     g = gt.copy()
     g[inv] = 255
     m = SSCMetric()
-    benchmark(m.update, pred, g)
+    benchmark(m.update_frame, pred, FrameArrays(g))
 
 
 @pytest.mark.benchmark(group="one frame (SemanticKITTI-like), in memory")
@@ -116,7 +116,7 @@ def test_occbench_three_ranges_raw_ids_packed_invalid(benchmark, frame):
     gr[gt == 255] = 52
     packed = np.packbits(inv.reshape(-1))
     m = SSCMetric()
-    benchmark(m.update_raw, pr, gr, packed)
+    benchmark(m.update_frame, pr, FrameArrays(gr, packed, labels="raw"))
 
 
 @pytest.mark.benchmark(group="one frame (SemanticKITTI-like), in memory")
@@ -141,7 +141,7 @@ def test_reference_monoscene_loop_one_range(benchmark, frame):
 def test_occbench_dense_random(benchmark, dense_frame):
     pred, gt, _ = dense_frame
     m = SSCMetric()
-    benchmark(m.update, pred, gt)
+    benchmark(m.update_frame, pred, FrameArrays(gt))
 
 
 @pytest.mark.benchmark(group="one frame, dense random worst case")
@@ -199,7 +199,11 @@ def _occbench_split(root: Path, prefetch_next: bool = True) -> dict:
     m = SSCMetric()
     for f in range(N_SPLIT):
         nxt = _files(root, f + 1) if (prefetch_next and f + 1 < N_SPLIT) else ()
-        m.update_raw_files(*_files(root, f), name=f"{f:06d}", prefetch_next=nxt)
+        pred_label, gt_label, gt_invalid = _files(root, f)
+        p, g, inv = map_label(pred_label), map_label(gt_label), read_invalid_as_stored(gt_invalid)
+        if nxt:
+            prefetch(*nxt)
+        m.update_frame(p, FrameArrays(g, inv, labels="raw", name=f"{f:06d}"))
     return m.compute()
 
 
@@ -210,7 +214,7 @@ def _occbench_split_fromfile(root: Path) -> dict:
         gt = read_label(root / "voxels" / f"{f:06d}.label")
         packed = np.fromfile(root / "voxels" / f"{f:06d}.invalid", np.uint8)
         pred = read_label(root / "predictions" / f"{f:06d}.label")
-        m.update_raw(pred, gt, packed, name=f"{f:06d}")
+        m.update_frame(pred, FrameArrays(gt, packed, labels="raw", name=f"{f:06d}"))
     return m.compute()
 
 
@@ -255,10 +259,13 @@ def test_split_occbench_equals_official_pattern(split_dir):
     """Not a benchmark: the fast path and the official pattern agree on the split."""
     m = SSCMetric()
     for f in range(N_SPLIT):
-        m.update_raw(
+        m.update_frame(
             read_label(split_dir / "predictions" / f"{f:06d}.label"),
-            read_label(split_dir / "voxels" / f"{f:06d}.label"),
-            read_bits(split_dir / "voxels" / f"{f:06d}.invalid"),
+            FrameArrays(
+                read_label(split_dir / "voxels" / f"{f:06d}.label"),
+                read_bits(split_dir / "voxels" / f"{f:06d}.invalid"),
+                labels="raw",
+            ),
         )
     np.testing.assert_array_equal(m.confusion(51.2), _official_pattern_split(split_dir))
     assert _occbench_split(split_dir) == _occbench_split_fromfile(split_dir) == m.compute()
@@ -266,12 +273,12 @@ def test_split_occbench_equals_official_pattern(split_dir):
 
 # ---------------------------------------------------------------- city map
 @pytest.mark.benchmark(group="city map, one frame")
-def test_city_map_add_frame(benchmark, frame):
+def test_city_map_update_frame(benchmark, frame):
     pred, gt, inv = frame
     city = CityMapMetric()
     T = np.eye(4)
     T[:3, 3] = (100.0, 50.0, 1.0)
-    benchmark.pedantic(city.add_frame, args=(pred, gt, T, inv), rounds=5, iterations=1)
+    benchmark.pedantic(city.update_frame, args=(pred, FrameArrays(gt, inv, pose=T)), rounds=5, iterations=1)
     benchmark.extra_info["bytes_per_distinct_entry"] = 12
 
 

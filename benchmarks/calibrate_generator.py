@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ablate_voting, next 
 
 from ablate_voting import RANGES, Split, scores  # noqa: E402
 
-from occbench.metrics import SSCMetric  # noqa: E402
+from occbench.metrics import FrameArrays, SSCMetric  # noqa: E402
 
 HELD_OUT = "01"  # the last train sequence of the default mini
 PAPER_GAINS = {  # relative mIoU gain over VoxFormer (%), OccFiner Table 5 (SemanticKITTI val), 12.8 / 25.6 / 51.2 m
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     eng = make_engine("exact", seq.prediction, seq.poses, seq.calib, cfg, device="cpu")
     for t in data.targets[seq.name]:
         gt = data.gts[seq.name][t]
-        onboard.update(seq.prediction(t), gt)
-        af.update(eng.vote(t), gt)
+        onboard.update_frame(seq.prediction(t), FrameArrays(gt))
+        af.update_frame(eng.vote(t), FrameArrays(gt))
     row = {
         "name": a.name,
         "generator": a.generator,
@@ -159,7 +159,7 @@ def stage1_scores(checkpoint: Path, data: Split) -> dict:
     seq = data.seqs[0]
     metric = SSCMetric()
     for t, grid in m.refine(seq, data.targets[seq.name]):
-        metric.update(grid, data.gts[seq.name][t])
+        metric.update_frame(grid, FrameArrays(data.gts[seq.name][t]))
     return scores(metric)
 
 

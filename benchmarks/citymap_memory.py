@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.geometry import ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import CityMapMetric
+from occbench.metrics import CityMapMetric, FrameArrays
 
 SEQ00 = Path(__file__).resolve().parents[1] / "tests" / "data" / "kitti-odometry" / "sequences" / "00"
 LIDAR_HEIGHT = 1.73  # m above the ground (KITTI HDL-64 mounting)
@@ -65,7 +66,7 @@ CAR, ROAD, PARKING, SIDEWALK, BUILDING, FENCE, VEG, TRUNK, TERRAIN, POLE, SIGN =
     18,
     19,
 )
-NX, NY, NZ = GRID_SHAPE
+NX, NY, NZ = KITTI.shape
 
 
 def _hash01(a: np.ndarray, b: np.ndarray, salt: int) -> np.ndarray:
@@ -160,7 +161,7 @@ class WorldScene:
         noisy = (occ & (u >= 0.05) & (u < 0.25)) | (~occ & (u >= 0.25) & (u < 0.27))
         pred[noisy] = (1 + (u[noisy] * 1e4).astype(np.int64) % 19).astype(np.uint8)
         gt[occ & (u >= 0.995)] = 255
-        return pred.reshape(GRID_SHAPE), gt.reshape(GRID_SHAPE), invalid.reshape(GRID_SHAPE)
+        return pred.reshape(KITTI.shape), gt.reshape(KITTI.shape), invalid.reshape(KITTI.shape)
 
 
 def _rss_mb() -> float:
@@ -190,7 +191,7 @@ def run(poses: np.ndarray, checkpoints: list[int], max_minutes: float, log=_log,
             a = time.perf_counter()
             pred, gt, inv = scene.frame(t)
             b = time.perf_counter()
-            city.add_frame(pred, gt, poses[t], inv)
+            city.update_frame(pred, FrameArrays(gt, inv, pose=poses[t]))
             t_add += time.perf_counter() - b
             t_gen += b - a
             if t % 500 == 0:

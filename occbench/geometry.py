@@ -12,6 +12,7 @@ import numpy as np
 
 from occbench.grid import KITTI
 
+# KITTI's shape under its old name, for the world-map modules that still read it; elsewhere: a Grid's .shape
 GRID_SHAPE: tuple[int, int, int] = KITTI.shape
 VOXEL_SIZE: float = KITTI.voxel_size
 ORIGIN: np.ndarray = np.array(KITTI.origin)
@@ -26,14 +27,14 @@ def voxel_centres(idx: np.ndarray, origin: np.ndarray = ORIGIN, size: float = VO
     return origin + size * (np.asarray(idx, np.float64) + 0.5)
 
 
-def grid_centres(shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
+def grid_centres(shape: tuple[int, int, int] = KITTI.shape) -> np.ndarray:
     """Centres of every voxel as (X, Y, Z, 3) float64 array."""
     axes = [ORIGIN[d] + VOXEL_SIZE * (np.arange(shape[d]) + 0.5) for d in range(3)]
     gx, gy, gz = np.meshgrid(*axes, indexing="ij")
     return np.stack([gx, gy, gz], axis=-1)
 
 
-def voxelize(points: np.ndarray, shape: tuple[int, int, int] = GRID_SHAPE) -> tuple[np.ndarray, np.ndarray]:
+def voxelize(points: np.ndarray, shape: tuple[int, int, int] = KITTI.shape) -> tuple[np.ndarray, np.ndarray]:
     """Voxel indices of points (voxelizer rule ``floor((p - origin) / 0.2)``).
 
     Returns ``(idx (N, 3) int64, inside (N,) bool)``; indices of points outside the grid are

@@ -84,6 +84,20 @@ class Grid:
         o, v = self.origin[axis], self.voxel_size
         return slice(int(round((lo - o) / v)), int(round((hi - o) / v)))
 
+    def range_definition(self) -> str:
+        """The range crops in words, in voxel indices (what results headers write as ``range_definition``). On
+        KITTI: ``i < r/0.2`` and ``|j - 128| < r/0.4``."""
+        v, h = self.voxel_size, 2 * self.voxel_size
+        cj = int(round(-self.origin[1] / v))  # index of the first column at y >= 0: the sensor's
+        if self.crop == "ahead":
+            i0 = int(round(-self.origin[0] / v))
+            i = f"i < r/{v:g}" if i0 == 0 else f"{i0} <= i < {i0} + r/{v:g}"
+        else:
+            ci = int(round(-self.origin[0] / v))
+            i = f"|i - {ci}| < r/{h:g} (i in [{ci} - r/{h:g}, {ci} + r/{h:g}))"
+        j = f"|j - {cj}| < r/{h:g} (j in [{cj} - r/{h:g}, {cj} + r/{h:g}))"
+        return f"box crop: voxel (i, j, k) is within range r iff {i} and {j}, all k"
+
     def column_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """x centres (X, 1) and y centres (1, Y) of the columns, metres in the sensor frame."""
         i = np.arange(self.shape[0])[:, None]

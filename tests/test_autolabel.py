@@ -180,7 +180,7 @@ def test_scores_come_from_the_refine_top2_hook_only():
 # ---------------------------------------------------------------- sources
 def test_pseudo_labels_of_onboard_equal_its_predictions_and_quality(tree, tmp_path):
     from occbench.datasets import SemanticKITTI
-    from occbench.metrics import SSCMetric
+    from occbench.metrics import FrameArrays, SSCMetric
 
     ds = SemanticKITTI(tree, "val", onboard="noisy", sequences=["08"])  # a split with GT: quality is computed
     cfg = ProtocolConfig(pl_format="top2", max_pl_frames=0)
@@ -191,7 +191,7 @@ def test_pseudo_labels_of_onboard_equal_its_predictions_and_quality(tree, tmp_pa
     m = SSCMetric("semantickitti-ssc")
     for f in seq.labelled_frames:
         assert np.array_equal(st.read("08", f).top1, seq.prediction(f))
-        m.update(seq.prediction(f), seq.frame(f).ground_truth())
+        m.update_frame(seq.prediction(f), FrameArrays(seq.frame(f).ground_truth()))
     assert man["frames"] == [["08", f] for f in seq.labelled_frames]
     assert man["disk"]["frames"] == len(seq.labelled_frames) and man["disk"]["bytes"] > 0
     assert man["quality"]["51.2"]["miou"] == pytest.approx(m.compute()["51.2"]["miou"])

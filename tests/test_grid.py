@@ -9,7 +9,8 @@ import pytest
 
 from occbench.errors import FormatError
 from occbench.grid import KITTI, Grid
-from occbench.metrics import PROTOCOLS
+from occbench.labels import load_label_map
+from occbench.metrics import PROTOCOLS, FrameArrays
 from occbench.metrics.ssc import Layout, SSCMetric
 
 # Occ3D-nuScenes: 200 x 200 x 16 voxels of 0.4 m around the ego vehicle, x, y in [-40, 40), z in [-1, 5.4)
@@ -89,16 +90,8 @@ def _occ3d_brute_force(pred, gt, inv, r: float, dist_lo: float = 0.0, dist_hi: f
     return cm
 
 
-_OCC3D_NOT_SCORED = pytest.mark.xfail(
-    raises=FormatError,
-    strict=True,
-    reason="missing: SSCMetric still takes only KITTI's (256, 256, 32) grids (its shape checks, column kernel and "
-    "invalid masks read GRID_SHAPE), so a frame of another grid is refused",
-)
-
-
-@_OCC3D_NOT_SCORED
-def test_occ3d_cell_layout_of_the_ssc_metric():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_occ3d_cell_layout_of_the_ssc_metric(compiled):
     """The SSC metric's per-column cells (range level x distance bin) come from the grid alone, and a frame is
     counted in the cells of its columns."""
     lay = Layout(OCC3D.ranges, 1.6, OCC3D)
@@ -110,8 +103,9 @@ def test_occ3d_cell_layout_of_the_ssc_metric():
     assert kitti.n_levels == 3 and kitti.code.size == 256 * 256
     p = dataclasses.replace(PROTOCOLS["semantickitti-ssc"], grid=OCC3D, ranges=OCC3D.ranges)
     m = SSCMetric(p)
+    m.use_compiled = compiled  # the compiled kernel (columns of 16 voxels) and the numpy one
     pred, gt, inv = _occ3d_frame(5)
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     curve = m.distance_curve(40.0)
     edges = curve["bin_edges_m"]
     for k in (0, 3, 12):
@@ -121,18 +115,36 @@ def test_occ3d_cell_layout_of_the_ssc_metric():
         assert curve["miou"][k] == pytest.approx((tp / (cm.sum(0) + cm.sum(1) - tp + 1e-15))[1:].mean(), rel=1e-14)
 
 
-@_OCC3D_NOT_SCORED
-def test_a_protocol_carries_its_grid_and_checks_ranges_against_it():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_protocol_carries_its_grid_and_checks_ranges_against_it(compiled):
     p = dataclasses.replace(PROTOCOLS["semantickitti-ssc"], grid=OCC3D, ranges=OCC3D.ranges)
     assert p.range_keys == OCC3D.range_keys
     assert "grid" not in p.header()  # results headers stay as they were
+    # the crops in words, from the grid: the ego vehicle at column (100, 100), crops of r / 0.4 columns across
+    assert p.header()["range_definition"] == (
+        "box crop: voxel (i, j, k) is within range r iff |i - 100| < r/0.8 (i in [100 - r/0.8, 100 + r/0.8)) and "
+        "|j - 100| < r/0.8 (j in [100 - r/0.8, 100 + r/0.8)), all k"
+    )
+    assert PROTOCOLS["semantickitti-ssc"].header()["range_definition"] == (
+        "box crop: voxel (i, j, k) is within range r iff i < r/0.2 and |j - 128| < r/0.4 "
+        "(j in [128 - r/0.4, 128 + r/0.4)), all k"
+    )
     with pytest.raises(ValueError, match="multiple of 0.4 m"):
         dataclasses.replace(PROTOCOLS["semantickitti-ssc"], ranges=(12.8, 60.0))
     m = SSCMetric(p)
+    m.use_compiled = compiled
     assert m.layout.grid == OCC3D and m.ranges == OCC3D.ranges
-    frames = [_occ3d_frame(1), _occ3d_frame(2)]
-    for pred, gt, inv in frames:
-        m.update(pred, gt, inv)
+    frames = [_occ3d_frame(1), _occ3d_frame(2), _occ3d_frame(3)]
+    m.update_frame(frames[0][0], FrameArrays(frames[0][1], frames[0][2]))  # one flag per voxel
+    m.update_frame(frames[1][0], FrameArrays(frames[1][1], np.packbits(frames[1][2].reshape(-1))))  # bit-packed
+    lm = load_label_map(p.label_map)  # raw label ids, mapped by the protocol's label map inside the metric
+    pred, gt, inv = frames[2]
+    raw_gt = lm.inv_lut[np.where(gt == 255, 0, gt)].astype(np.uint16)
+    raw_gt[gt == 255] = 52  # a raw id the label map sends to ignore
+    m.update_frame(lm.inv_lut[pred].astype(np.uint16), FrameArrays(raw_gt, inv, labels="raw"))
+    with pytest.raises(FormatError, match=r"a grid \(200, 200, 16\)"):  # KITTI's grid is not this protocol's
+        m.update_frame(np.zeros((256, 256, 32), np.uint8), FrameArrays(np.zeros((256, 256, 32), np.uint8)))
+    assert m.n_frames == 3
     res = m.compute()
     for r in OCC3D.ranges:
         cm = sum(_occ3d_brute_force(*f, r) for f in frames)

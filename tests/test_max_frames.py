@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
 from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
-from occbench.metrics import PROTOCOLS, SSCMetric
+from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric
 from occbench.testing import make_semantickitti_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_the_first_frames_are_scored_and_the_header_says_partial(tree: Path) -> 
     seq = SemanticKITTI(tree, "val", onboard="noisy")["08"]
     ref = SSCMetric(PROTOCOLS["semantickitti-ssc"])
     for t in (0, 5):  # the split's first two labelled scans
-        ref.update(seq.prediction(t), seq.frame(t).ground_truth())
+        ref.update_frame(seq.prediction(t), FrameArrays(seq.frame(t).ground_truth()))
     for r, v in ref.compute().items():
         got = res["metrics"]["ssc"][r]
         assert (got["iou"], got["miou"], got["n_evaluated"]) == (v["iou"], v["miou"], v["n_evaluated"])

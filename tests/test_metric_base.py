@@ -14,6 +14,7 @@ from occbench.errors import FormatError
 from occbench.metrics import (
     PROTOCOLS,
     CityMapMetric,
+    FrameArrays,
     Metric,
     SSCMetric,
     TemporalConsistency,
@@ -127,12 +128,12 @@ def test_ssc_metric_states_are_declared_and_follow_the_base():
     frames = [_frame(1), _frame(2)]
     one = SSCMetric()
     for p, g in frames:
-        one.update(p, g)
+        one.update_frame(p, FrameArrays(g))
     assert one.state_names == ("_counts", "n_frames")
     parts = [SSCMetric.from_state_dict(json.loads(json.dumps(SSCMetric().copy().state_dict())))]
     for p, g in frames:
         m = SSCMetric()
-        m.update(p, g)
+        m.update_frame(p, FrameArrays(g))
         parts.append(SSCMetric.from_state_dict(json.loads(json.dumps(m.state_dict()))))
     merged = parts[0] + parts[1] + parts[2]
     assert np.array_equal(merged._counts, one._counts) and merged.n_frames == 2 and merged.compute() == one.compute()
@@ -191,8 +192,8 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
     proto = PROTOCOLS["semantickitti-ssc"]
     gt, pose = _static_frames()
     a, b = CityMapMetric(proto), CityMapMetric(proto)
-    a.add_frame(gt, gt, pose)
-    b.add_frame(gt, gt, pose)
+    a.update_frame(gt, FrameArrays(gt, pose=pose))
+    b.update_frame(gt, FrameArrays(gt, pose=pose))
     c = a.copy()
     assert a.merge(b).n_frames == 2 and c.n_frames == 1
     with pytest.raises(ValueError, match="voxel_size"):
@@ -202,11 +203,11 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
     c.reset()
     assert c.n_frames == 0
     t = TemporalConsistency(proto)
-    t.add_frame(gt, None, pose)
+    t.update_frame(gt, FrameArrays(None, pose=pose))
     with pytest.raises(ValueError, match="with and without ground truth"):
         t.merge(TemporalConsistency(proto).merge(_with_gt(proto, gt, pose)))
     t.reset()
-    t.add_frame(gt, gt, pose)  # after reset, frames with ground truth are welcome
+    t.update_frame(gt, FrameArrays(gt, pose=pose))  # after reset, frames with ground truth are welcome
     kitti = dataclasses.replace(proto, version="0.0")
     with pytest.raises(ValueError, match="different protocols"):
         CityMapMetric(proto).merge(CityMapMetric(kitti))
@@ -214,7 +215,7 @@ def test_world_map_metrics_merge_reset_and_copy_through_the_base():
 
 def _with_gt(proto, gt, pose):
     t = TemporalConsistency(proto)
-    t.add_frame(gt, gt, pose)
+    t.update_frame(gt, FrameArrays(gt, pose=pose))
     return t
 
 
@@ -226,3 +227,26 @@ def test_a_state_resets_to_its_declared_default():
     m.reset()
     assert m.floor.tolist() == [3, 0, 1] and m.floor.dtype == np.int32 and m.counts.tolist() == [0, 0, 0, 0]
     assert pickle.loads(pickle.dumps(m)).floor.tolist() == [3, 0, 1]
+
+
+def test_update_frame_is_the_one_way_in_and_takes_arrays():
+    """Every built-in metric takes frames through ``update_frame(pred, FrameArrays)`` only: no other public update,
+    a frame that is not arrays (a path, a dataset's frame) is refused with what to pass, and a world-map metric
+    needs the frame's pose."""
+    for cls in (SSCMetric, CityMapMetric, TemporalConsistency):
+        public = {n for n in dir(cls) if not n.startswith("_") and ("update" in n or "add_frame" in n)}
+        assert public == {"update_frame"}, (cls.__name__, public)
+    g = np.zeros(SHAPE, np.uint8)
+    g[10:20, 100:140, 3:6] = 9
+    for m in (SSCMetric(), CityMapMetric(), TemporalConsistency()):
+        with pytest.raises(TypeError, match=r"FrameArrays.*got str"):
+            m.update_frame(g, "voxels/000000.label")
+    with pytest.raises(ValueError, match=r"CityMapMetric places frames by their pose: frame 000042 has none"):
+        CityMapMetric().update_frame(g, FrameArrays(g, name="000042"))
+    with pytest.raises(ValueError, match="raw ids"):
+        CityMapMetric().update_frame(g, FrameArrays(g, pose=np.eye(4), labels="raw"))
+    with pytest.raises(ValueError, match="labels must be 'train' or 'raw'"):
+        FrameArrays(g, labels="train-ids")
+    m = SSCMetric()
+    m.update_frame(g, FrameArrays(g, name="000042"))
+    assert m.n_frames == 1 and m.compute()["51.2"]["iou"] == 1.0

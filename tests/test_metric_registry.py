@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from occbench.cli import main
 from occbench.datasets import SemanticKITTI
 from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
-from occbench.metrics import PROTOCOLS, Metric, SSCMetric
+from occbench.metrics import PROTOCOLS, FrameArrays, Metric, SSCMetric
 from occbench.metrics.registry import _REGISTRY, available_metrics, load_metric, register_metric
 from occbench.testing import make_semantickitti_tree
 
@@ -72,7 +72,7 @@ def test_update_frame_scores_the_frames_files_as_the_official_script_does(tree):
     ref = {r: np.zeros((20, 20), np.int64) for r in crops}
     for f in seq.frames():
         pred = f.prediction()
-        m.update_frame(pred, f)
+        m.update_frame(pred, FrameArrays(f.ground_truth()))
         label, invalid = f.ground_truth_files()
         gt = lut[np.fromfile(label, np.uint16)].reshape(256, 256, 32)
         keep = (gt != 255) & (np.unpackbits(np.fromfile(invalid, np.uint8)).reshape(256, 256, 32) == 0)

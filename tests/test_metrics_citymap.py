@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import PROTOCOLS, CityMapMetric, SSCMetric, TemporalConsistency
+from occbench.metrics import PROTOCOLS, CityMapMetric, FrameArrays, SSCMetric, TemporalConsistency
 from occbench.metrics.citymap import world_keys
 
 SEQ08 = (
@@ -31,9 +31,9 @@ def test_single_frame_identity_pose_equals_ssc_confusion_collapsed_to_static():
     pred = rng.integers(0, 20, SHAPE).astype(np.uint8)
     inv = rng.random(SHAPE) < 0.1
     city = CityMapMetric(PROTO)
-    city.add_frame(pred, gt, np.eye(4), inv)
+    city.update_frame(pred, FrameArrays(gt, inv, pose=np.eye(4)))
     ssc = SSCMetric(PROTO)
-    ssc.update(pred, gt, inv)
+    ssc.update_frame(pred, FrameArrays(gt, inv))
     conf = ssc.confusion(51.2)
     cat = np.zeros(20, int)
     cat[list(PROTO.static_ids)] = np.arange(1, 12)
@@ -60,8 +60,8 @@ def test_majority_vote_and_ties_by_hand():
     city = CityMapMetric(PROTO)
     tc = TemporalConsistency(PROTO)
     for p in preds:
-        city.add_frame(p, g, np.eye(4))
-        tc.add_frame(p, g, np.eye(4))
+        city.update_frame(p, FrameArrays(g, pose=np.eye(4)))
+        tc.update_frame(p, FrameArrays(g, pose=np.eye(4)))
     conf = city.confusion()
     road, building = 1 + PROTO.static_ids.index(ROAD), 1 + PROTO.static_ids.index(BUILDING)
     assert conf[road, road] == 1  # road wins 2:1
@@ -100,8 +100,8 @@ def test_real_seq08_poses_consistent_world_scores_one_and_corruption_lowers_it()
     gts = [world_scene_frame(poses[f]) for f in frames]
     city, tc = CityMapMetric(PROTO), TemporalConsistency(PROTO)
     for f, g in zip(frames, gts):
-        city.add_frame(g, g, poses[f])
-        tc.add_frame(g, g, poses[f])
+        city.update_frame(g, FrameArrays(g, pose=poses[f]))
+        tc.update_frame(g, FrameArrays(g, pose=poses[f]))
     r = city.compute()
     assert r["iou"] == 1.0 and r["n_static_gt"] > 50000
     for n in ("road", "sidewalk", "building", "vegetation"):
@@ -113,8 +113,8 @@ def test_real_seq08_poses_consistent_world_scores_one_and_corruption_lowers_it()
     city2, tc2 = CityMapMetric(PROTO), TemporalConsistency(PROTO)
     for f, g in zip(frames, gts):
         p = np.where(g == ROAD, VEG, g).astype(np.uint8) if f != 0 else g
-        city2.add_frame(p, g, poses[f])
-        tc2.add_frame(p, g, poses[f])
+        city2.update_frame(p, FrameArrays(g, pose=poses[f]))
+        tc2.update_frame(p, FrameArrays(g, pose=poses[f]))
     assert 0.5 < tc2.compute()["pair_agreement"] < 1.0
     assert tc2.compute()["per_class_pair_agreement"]["building"] == 1.0
     r2 = city2.compute()
@@ -127,10 +127,10 @@ def test_city_map_states_merge():
     poses = seq08_poses()
     g = world_scene_frame(poses[0])
     a, b, both = CityMapMetric(PROTO), CityMapMetric(PROTO), CityMapMetric(PROTO)
-    a.add_frame(g, g, poses[0])
-    b.add_frame(g, g, poses[3])
-    both.add_frame(g, g, poses[0])
-    both.add_frame(g, g, poses[3])
+    a.update_frame(g, FrameArrays(g, pose=poses[0]))
+    b.update_frame(g, FrameArrays(g, pose=poses[3]))
+    both.update_frame(g, FrameArrays(g, pose=poses[0]))
+    both.update_frame(g, FrameArrays(g, pose=poses[3]))
     np.testing.assert_array_equal(a.merge(b).confusion(), both.confusion())
 
 
@@ -140,10 +140,10 @@ def test_city_map_errors():
     bad = z.copy()
     bad[0, 0, 0] = 25
     with pytest.raises(ValueError, match=r"0\.\.19.*\[25\]"):
-        city.add_frame(bad, z, np.eye(4))
+        city.update_frame(bad, FrameArrays(z, pose=np.eye(4)))
     with pytest.raises(ValueError, match="4x4"):
-        city.add_frame(z, z, np.eye(3))
+        city.update_frame(z, FrameArrays(z, pose=np.eye(3)))
     tc = TemporalConsistency(PROTO)
-    tc.add_frame(z, None, np.eye(4))
+    tc.update_frame(z, FrameArrays(None, pose=np.eye(4)))
     with pytest.raises(ValueError, match="every frame or no frame"):
-        tc.add_frame(z, z, np.eye(4))
+        tc.update_frame(z, FrameArrays(z, pose=np.eye(4)))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import CityMapMetric, SSCMetric, TemporalConsistency
+from occbench.metrics import CityMapMetric, FrameArrays, SSCMetric, TemporalConsistency
 from occbench.metrics.testing import synthetic_frame
 
 HERE = Path(__file__).resolve().parent
@@ -30,17 +30,17 @@ def compute_golden() -> dict:
     frames = [synthetic_frame(rng) for _ in range(3)]
     ssc = SSCMetric("semantickitti-ssc")
     for pred, gt, inv in frames:
-        ssc.update(pred, gt, inv)
+        ssc.update_frame(pred, FrameArrays(gt, inv))
     rng360 = np.random.default_rng(SEED + 1)
     ssc360 = SSCMetric("sscbench-kitti360-ssc")
     for _ in range(2):
         pred, gt, inv = synthetic_frame(rng360, num_classes=19)
-        ssc360.update(pred, gt, inv)
+        ssc360.update_frame(pred, FrameArrays(gt, inv))
     poses = read_poses(SEQ08 / "poses.txt", read_calib(SEQ08 / "calib.txt"))
     city, tc = CityMapMetric("semantickitti-ssc"), TemporalConsistency("semantickitti-ssc")
     for (pred, gt, inv), f in zip(frames, (0, 5, 10)):
-        city.add_frame(pred, gt, poses[f], inv)
-        tc.add_frame(pred, gt, poses[f], inv)
+        city.update_frame(pred, FrameArrays(gt, inv, pose=poses[f]))
+        tc.update_frame(pred, FrameArrays(gt, inv, pose=poses[f]))
     curve = ssc.distance_curve()
     return {
         "semantickitti-ssc": ssc.compute(),

@@ -7,7 +7,7 @@ import pytest
 
 from occbench.errors import FormatError
 from occbench.labels import load_label_map
-from occbench.metrics import PROTOCOLS, SSCMetric, _kernel
+from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric, _kernel
 from occbench.metrics.testing import synthetic_frame
 
 
@@ -26,9 +26,9 @@ def test_compiled_equals_numpy_train_ids(proto):
         p = np.minimum(p, C - 1).astype(np.uint8)
         g = np.where(g == 255, 255, np.minimum(g, C - 1)).astype(np.uint8)
         for m in (fast, slow):
-            m.update(p, g, inv)
-            m.update(p, g)
-            m.update(p, g, np.packbits(inv.reshape(-1)))
+            m.update_frame(p, FrameArrays(g, inv))
+            m.update_frame(p, FrameArrays(g))
+            m.update_frame(p, FrameArrays(g, np.packbits(inv.reshape(-1))))
     assert np.array_equal(fast._counts, slow._counts) and fast.n_frames == slow.n_frames == 9
     assert fast.compute() == slow.compute()
 
@@ -44,8 +44,8 @@ def test_compiled_equals_numpy_raw_ids():
         gr[g == 255] = 52
         gr[0, 0, :4] = 1  # outlier -> ignore
         for m in (fast, slow):
-            m.update_raw(pr, gr, np.packbits(inv.reshape(-1)))
-            m.update_raw(pr, gr)
+            m.update_frame(pr, FrameArrays(gr, np.packbits(inv.reshape(-1)), labels="raw"))
+            m.update_frame(pr, FrameArrays(gr, labels="raw"))
     assert np.array_equal(fast._counts, slow._counts)
 
 
@@ -53,16 +53,16 @@ def test_compiled_path_errors_leave_state_untouched():
     rng = np.random.default_rng(5)
     p, g, inv = synthetic_frame(rng)
     m = SSCMetric()
-    m.update(p, g, inv)
+    m.update_frame(p, FrameArrays(g, inv))
     before = m._counts.copy()
     bad = p.copy()
     idx = np.flatnonzero((g.reshape(-1) != 255) & (inv.reshape(-1) == 0))[:3]
     bad.reshape(-1)[idx] = 20
     with pytest.raises(FormatError, match=r"values \[20\] at 3 evaluated voxels"):
-        m.update(bad, g, inv)
+        m.update_frame(bad, FrameArrays(g, inv))
     assert np.array_equal(m._counts, before) and m.n_frames == 1
     gbad = g.copy()
     gbad[0, 0, 0] = 30
     with pytest.raises(FormatError, match="30"):
-        m.update(p, gbad)
+        m.update_frame(p, FrameArrays(gbad))
     assert np.array_equal(m._counts, before)

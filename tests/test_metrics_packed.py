@@ -18,7 +18,7 @@ from occbench.io.voxels import (
     write_label,
 )
 from occbench.labels import load_label_map
-from occbench.metrics import PROTOCOLS, SSCMetric, _kernel
+from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric, _kernel, ssc_scores
 
 SHAPE = (256, 256, 32)
 
@@ -53,8 +53,8 @@ def test_packed_bit_order_is_packbits_msb_first():
         gt = np.zeros(SHAPE, np.uint8)
         gt.reshape(-1)[i] = 3
         a, b = SSCMetric(), SSCMetric()
-        a.update(gt, gt, np.packbits(inv.reshape(-1)))
-        b.update(gt, gt, inv)
+        a.update_frame(gt, FrameArrays(gt, np.packbits(inv.reshape(-1))))
+        b.update_frame(gt, FrameArrays(gt, inv))
         assert np.array_equal(a._counts, b._counts) and a.confusion()[3, 3] == 0, i
 
 
@@ -68,9 +68,9 @@ def test_packed_equals_unpacked_train_ids(proto, compiled):
         m.use_compiled = compiled
     for density in (0.05, 0.5):
         p, g, inv = _random_frame(rng, C, density)
-        packed_m.update(p, g, np.packbits(inv.reshape(-1)))
-        bytes_m.update(p, g, inv.reshape(-1).astype(np.uint8))  # flat one flag per voxel
-        bool_m.update(p, g, inv)
+        packed_m.update_frame(p, FrameArrays(g, np.packbits(inv.reshape(-1))))
+        bytes_m.update_frame(p, FrameArrays(g, inv.reshape(-1).astype(np.uint8)))  # flat one flag per voxel
+        bool_m.update_frame(p, FrameArrays(g, inv))
     assert np.array_equal(packed_m._counts, bool_m._counts) and np.array_equal(bytes_m._counts, bool_m._counts)
     assert packed_m.n_frames == bool_m.n_frames == 2
 
@@ -82,14 +82,13 @@ def test_packed_equals_unpacked_raw_ids_and_batches(compiled):
     frames = [_random_frame(rng, 20, d) for d in (0.03, 0.3)]
     raws = [_raw(lm, p, g, rng) for p, g, _ in frames]
     packed = [np.packbits(inv.reshape(-1)) for _, _, inv in frames]
-    a, b, c = SSCMetric(), SSCMetric(), SSCMetric()
-    for m in (a, b, c):
+    a, b = SSCMetric(), SSCMetric()
+    for m in (a, b):
         m.use_compiled = compiled
     for (pr, gr), pk, (_, _, inv) in zip(raws, packed, frames):
-        a.update_raw(pr, gr, pk)
-        b.update_raw(pr, gr, inv)
-    c.update_raw(np.stack([r[0] for r in raws]), np.stack([r[1] for r in raws]), np.stack(packed))  # (B, 262144)
-    assert np.array_equal(a._counts, b._counts) and np.array_equal(c._counts, b._counts) and c.n_frames == 2
+        a.update_frame(pr, FrameArrays(gr, pk, labels="raw"))
+        b.update_frame(pr, FrameArrays(gr, inv, labels="raw"))
+    assert np.array_equal(a._counts, b._counts) and a.n_frames == 2
 
 
 def test_compiled_equals_numpy_packed_both_protocols():
@@ -104,9 +103,9 @@ def test_compiled_equals_numpy_packed_both_protocols():
         fast, slow = SSCMetric(proto), SSCMetric(proto)
         slow.use_compiled = False
         for m in (fast, slow):
-            m.update(pc, gc, pk)
+            m.update_frame(pc, FrameArrays(gc, pk))
             if proto == "semantickitti-ssc":
-                m.update_raw(pr, gr, pk)
+                m.update_frame(pr, FrameArrays(gr, pk, labels="raw"))
         assert np.array_equal(fast._counts, slow._counts)
 
 
@@ -119,12 +118,12 @@ def test_wrong_packed_length_raises_clear_error():
             with pytest.raises(
                 FormatError, match=r"262,144 uint8 bytes.*found " + f"{bad.size:,}" + " values of dtype uint8"
             ):
-                m.update(p, p, bad, name="000000.invalid")
+                m.update_frame(p, FrameArrays(p, bad, name="000000.invalid"))
             with pytest.raises(FormatError, match="262,144"):
-                m.update_raw(p.astype(np.uint16), p.astype(np.uint16), bad)
+                m.update_frame(p.astype(np.uint16), FrameArrays(p.astype(np.uint16), bad, labels="raw"))
             assert m.n_frames == 0 and not m._counts.any()
     with pytest.raises(FormatError, match=r"for 2 frames"):  # batch of packed masks of the wrong length
-        SSCMetric().update(np.stack([p, p]), np.stack([p, p]), np.zeros((2, 1000), np.uint8))
+        ssc_scores(np.stack([p, p]), np.stack([p, p]), invalid=np.zeros((2, 1000), np.uint8))
 
 
 @pytest.mark.parametrize("compiled", [True, False])
@@ -135,30 +134,32 @@ def test_errors_with_packed_mask_leave_state_untouched(compiled):
     pk = np.packbits(inv.reshape(-1))
     m = SSCMetric()
     m.use_compiled = compiled
-    m.update(p, g, pk)
+    m.update_frame(p, FrameArrays(g, pk))
     before = m._counts.copy()
     evaluated = np.flatnonzero((g.reshape(-1) != 255) & ~inv.reshape(-1))
     bad = p.copy()
     bad.reshape(-1)[evaluated[:3]] = 20
     bad.reshape(-1)[np.flatnonzero(inv.reshape(-1))[:5]] = 21  # not evaluated: no error
     with pytest.raises(FormatError, match=r"values \[20\] at 3 evaluated voxels"):
-        m.update(bad, g, pk)
+        m.update_frame(bad, FrameArrays(g, pk))
     wide = p.astype(np.int32)  # out of byte range: the error path unpacks the mask to find evaluated voxels
     wide.reshape(-1)[evaluated[:2]] = 300
     with pytest.raises(FormatError, match=r"values \[300\] at 2 evaluated voxels"):
-        m.update(wide, g, pk)
+        m.update_frame(wide, FrameArrays(g, pk))
     pr, gr = _raw(lm, p, g, rng)
     pr.reshape(-1)[evaluated[:4]] = 52  # raw id mapping to ignore at evaluated voxels
     with pytest.raises(FormatError, match=r"raw ids \[52\] .* at 4 evaluated voxels"):
-        m.update_raw(pr, gr, pk)
+        m.update_frame(pr, FrameArrays(gr, pk, labels="raw"))
     gr2 = gr.copy()
     gr2.reshape(-1)[7] = 60000  # beyond the LUT
     with pytest.raises(FormatError, match="60000"):
-        m.update_raw(lm.inv_lut[p].astype(np.uint16), gr2, pk)
+        m.update_frame(lm.inv_lut[p].astype(np.uint16), FrameArrays(gr2, pk, labels="raw"))
     assert np.array_equal(m._counts, before) and m.n_frames == 1
 
 
-def test_update_raw_files_equals_arrays_and_checks_sizes(tmp_path):
+def test_arrays_of_the_files_equal_arrays_and_sizes_are_checked(tmp_path):
+    """What the evaluation hands the metric from a frame's files (memory-mapped raw ``.label`` ids, the ``.invalid``
+    bytes as stored) counts as the arrays do; the readers refuse files of the wrong size, naming them."""
     lm = load_label_map()
     rng = np.random.default_rng(15)
     p, g, inv = _random_frame(rng, 20, 0.1)
@@ -172,17 +173,18 @@ def test_update_raw_files_equals_arrays_and_checks_sizes(tmp_path):
     mm = map_label(tmp_path / "g.label")
     assert not mm.flags.writeable and np.array_equal(mm, gr)
     ref = SSCMetric()
-    ref.update_raw(pr, gr, inv)
+    ref.update_frame(pr, FrameArrays(gr, inv, labels="raw"))
     for inv_file in ("g.invalid", "k.invalid"):
         m = SSCMetric()
-        m.update_raw_files(tmp_path / "p.label", tmp_path / "g.label", tmp_path / inv_file)
+        arrays = FrameArrays(map_label(tmp_path / "g.label"), read_invalid_as_stored(tmp_path / inv_file), labels="raw")
+        m.update_frame(map_label(tmp_path / "p.label"), arrays)
         assert np.array_equal(m._counts, ref._counts)
     (tmp_path / "short.invalid").write_bytes(b"\0" * 1000)
     with pytest.raises(FormatError, match=r"short\.invalid.*262,144 bytes.*found 1,000 bytes"):
-        SSCMetric().update_raw_files(tmp_path / "p.label", tmp_path / "g.label", tmp_path / "short.invalid")
+        read_invalid_as_stored(tmp_path / "short.invalid")
     (tmp_path / "short.label").write_bytes(b"\0" * 10)
     with pytest.raises(FormatError, match=r"short\.label"):
-        SSCMetric().update_raw_files(tmp_path / "short.label", tmp_path / "g.label")
+        map_label(tmp_path / "short.label")
     del mm
 
 
@@ -190,11 +192,11 @@ def test_state_pickles_without_scratch():
     rng = np.random.default_rng(16)
     p, g, inv = _random_frame(rng, 20, 0.1)
     m = SSCMetric()
-    m.update(p, g, np.packbits(inv.reshape(-1)))
+    m.update_frame(p, FrameArrays(g, np.packbits(inv.reshape(-1))))
     m2 = pickle.loads(pickle.dumps(m))
     assert "_fresh" not in m2.__dict__ and np.array_equal(m2._counts, m._counts)
-    m2.update(p, g, inv)
-    m.update(p, g, inv)
+    m2.update_frame(p, FrameArrays(g, inv))
+    m.update_frame(p, FrameArrays(g, inv))
     assert np.array_equal(m2._counts, m._counts)
 
 
@@ -219,6 +221,6 @@ def test_evaluate_scores_submitted_predictions_from_files_identically(tmp_path, 
     out = run_job(JobRequest(dspec, None, Job("08", targets)))
     ref = SSCMetric()
     for t in targets:
-        ref.update(seq.prediction(t), seq.frame(t).ground_truth())
+        ref.update_frame(seq.prediction(t), FrameArrays(seq.frame(t).ground_truth()))
     assert out.ssc.n_frames == len(targets) == 3 and out.sequence == "08" and out.problems == ()
     assert np.array_equal(out.ssc._counts, ref._counts)

@@ -12,7 +12,7 @@ from occbench.errors import FormatError
 from occbench.geometry import RANGE_SLICES as GEOMETRY_SLICES
 from occbench.grid import KITTI
 from occbench.labels import load_label_map
-from occbench.metrics import PROTOCOLS, SSCMetric
+from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric, ssc_scores
 from occbench.results import Results
 
 C = 20
@@ -49,7 +49,7 @@ def tiny_example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_hand_computed_tiny_grid():
     pred, gt, inv = tiny_example()
     m = SSCMetric("semantickitti-ssc")
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     r = m.compute()
     eps = np.finfo(np.float32).eps
     assert r["12.8"]["iou"] == pytest.approx(3 / 5, abs=0)
@@ -121,7 +121,7 @@ def test_sklearn_oracle_random_frames_all_ranges():
     frames = [random_frame(rng) for _ in range(2)]
     m = SSCMetric()
     for pred, gt, inv in frames:
-        m.update(pred, gt, inv)
+        m.update_frame(pred, FrameArrays(gt, inv))
     res = m.compute()
     for r in (12.8, 25.6, 51.2):
         ps, gs = zip(*(sliced_mask(*f, r) for f in frames))
@@ -142,12 +142,12 @@ def test_range_crops_equal_voxformer_style_255_outside():
     rng = np.random.default_rng(3)
     pred, gt, inv = random_frame(rng)
     m = SSCMetric()
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     for r, (sx, sy) in RANGE_SLICES.items():
         g2 = np.full_like(gt, 255)
         g2[sx, sy] = gt[sx, sy]
         one = SSCMetric(ranges=(51.2,))
-        one.update(pred, g2, inv)
+        one.update_frame(pred, FrameArrays(g2, inv))
         np.testing.assert_array_equal(m.confusion(r), one.confusion(51.2))
 
 
@@ -190,7 +190,7 @@ def test_raw_path_equals_official_script_bit_for_bit():
         invs.append(inv.astype(np.uint8))
     m = SSCMetric()
     for p, g, i in zip(raws, gts, invs):
-        m.update_raw(p, g, np.packbits(i.ravel()))  # packed .invalid bytes, as on disk
+        m.update_frame(p, FrameArrays(g, np.packbits(i.ravel()), labels="raw"))  # packed .invalid bytes, as on disk
     ref = official_semantic_kitti_api(raws, gts, invs)
     np.testing.assert_array_equal(m.confusion(51.2), ref["conf"])
     r = m.compute()["51.2"]
@@ -199,7 +199,7 @@ def test_raw_path_equals_official_script_bit_for_bit():
     # the train-id path agrees
     m2 = SSCMetric()
     for p, g, i in zip(raws, gts, invs):
-        m2.update(lm.lut[p], lm.lut[g], i)
+        m2.update_frame(lm.lut[p], FrameArrays(lm.lut[g], i))
     np.testing.assert_array_equal(m2._counts, m._counts)
 
 
@@ -236,7 +236,7 @@ def test_sscbench_kitti360_protocol_matches_sscmetrics_and_invalid_policy():
     target = gt.copy()
     target[inv & (gt == 0)] = 255
     m = SSCMetric("sscbench-kitti360-ssc")
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     iou, prec, rec, iou_ssc, miou = sscmetrics_reference([pred], [target], C360)
     r = m.compute()["51.2"]
     assert r["iou"] == pytest.approx(iou, rel=1e-15)
@@ -250,10 +250,10 @@ def test_sscbench_kitti360_protocol_matches_sscmetrics_and_invalid_policy():
 def test_sscmetrics_zero_rule_and_official_nan_rule_when_nothing_occupied():
     z = np.zeros(SHAPE, np.uint8)
     a = SSCMetric("sscbench-kitti360-ssc")
-    a.update(z, z)
+    a.update_frame(z, FrameArrays(z))
     assert a.compute()["51.2"]["iou"] == 0.0
     b = SSCMetric("semantickitti-ssc")
-    b.update(z, z)
+    b.update_frame(z, FrameArrays(z))
     r = b.compute()["51.2"]
     assert np.isnan(r["iou"]) and r["precision"] == 0.0 and r["miou"] == 0.0
     doc = Results.build("semantickitti-ssc", {"ssc": b}).to_dict()
@@ -266,11 +266,11 @@ def test_merge_of_split_states_equals_one_pass_and_json_roundtrip():
     frames = [random_frame(rng) for _ in range(3)]
     one = SSCMetric()
     for f in frames:
-        one.update(*f)
+        one.update_frame(f[0], FrameArrays(*f[1:]))
     parts = []
     for f in frames:
         m = SSCMetric()
-        m.update(*f)
+        m.update_frame(f[0], FrameArrays(*f[1:]))
         parts.append(SSCMetric.from_state_dict(json.loads(json.dumps(m.state_dict()))))
     merged = parts[0] + parts[1]
     merged.merge(parts[2])
@@ -283,14 +283,18 @@ def test_batch_equals_sequential_and_dtypes():
     rng = np.random.default_rng(2)
     f1, f2 = random_frame(rng), random_frame(rng)
     seq = SSCMetric()
-    seq.update(*f1)
-    seq.update(*f2)
-    bat = SSCMetric()
-    bat.update(np.stack([f1[0], f2[0]]), np.stack([f1[1], f2[1]]), np.stack([f1[2], f2[2]]))
-    np.testing.assert_array_equal(seq._counts, bat._counts)
+    seq.update_frame(f1[0], FrameArrays(*f1[1:]))
+    seq.update_frame(f2[0], FrameArrays(*f2[1:]))
+    # a batch is the one-shot function's: the same scores as the frames one by one
+    assert (
+        ssc_scores(np.stack([f1[0], f2[0]]), np.stack([f1[1], f2[1]]), invalid=np.stack([f1[2], f2[2]]))
+        == seq.compute()
+    )
+    with pytest.raises(FormatError, match=r"one frame"):  # update_frame takes one frame
+        SSCMetric().update_frame(np.stack([f1[0], f2[0]]), FrameArrays(np.stack([f1[1], f2[1]])))
     wide = SSCMetric()
-    wide.update(f1[0].astype(np.int64), f1[1].astype(np.int32), f1[2].astype(np.uint8))
-    wide.update(f2[0].astype(np.int16), f2[1], f2[2])
+    wide.update_frame(f1[0].astype(np.int64), FrameArrays(f1[1].astype(np.int32), f1[2].astype(np.uint8)))
+    wide.update_frame(f2[0].astype(np.int16), FrameArrays(f2[1], f2[2]))
     np.testing.assert_array_equal(seq._counts, wide._counts)
 
 
@@ -299,21 +303,21 @@ def test_prediction_out_of_range_inside_mask_raises_outside_is_ignored():
     bad = pred.copy()
     bad[0, 128, 0] = 20
     with pytest.raises(FormatError, match=r"0\.\.19.*found values \[20\] at 1 evaluated"):
-        SSCMetric().update(bad, gt, inv)
+        SSCMetric().update_frame(bad, FrameArrays(gt, inv))
     ok = pred.copy()
     ok[5, 128, 0] = 77  # gt ignore there
     ok[6, 128, 0] = 200  # invalid there
     m = SSCMetric()
-    m.update(ok, gt, inv)
+    m.update_frame(ok, FrameArrays(gt, inv))
     ref = SSCMetric()
-    ref.update(pred, gt, inv)
+    ref.update_frame(pred, FrameArrays(gt, inv))
     np.testing.assert_array_equal(m._counts, ref._counts)
     neg = pred.astype(np.int64)
     neg[5, 128, 0] = -3  # outside mask: fine
-    SSCMetric().update(neg, gt, inv)
+    SSCMetric().update_frame(neg, FrameArrays(gt, inv))
     neg[0, 128, 0] = -3
     with pytest.raises(FormatError, match=r"\[-3\]"):
-        SSCMetric().update(neg, gt, inv)
+        SSCMetric().update_frame(neg, FrameArrays(gt, inv))
 
 
 def test_malformed_inputs_raise_clear_errors():
@@ -321,18 +325,18 @@ def test_malformed_inputs_raise_clear_errors():
     g = gt.copy()
     g[9, 9, 9] = 42
     with pytest.raises(FormatError, match=r"ground-truth train ids 0\.\.19 or 255.*\[42\]"):
-        SSCMetric().update(pred, g)
+        SSCMetric().update_frame(pred, FrameArrays(g))
     with pytest.raises(FormatError, match=r"shape \(256, 256\)"):
-        SSCMetric().update(pred[:, :, 0], gt[:, :, 0])
+        SSCMetric().update_frame(pred[:, :, 0], FrameArrays(gt[:, :, 0]))
     with pytest.raises(FormatError, match="dtype float32"):
-        SSCMetric().update(pred.astype(np.float32), gt)
+        SSCMetric().update_frame(pred.astype(np.float32), FrameArrays(gt))
     with pytest.raises(FormatError, match="invalid mask"):
-        SSCMetric().update(pred, gt, inv[:, :, :16])
+        SSCMetric().update_frame(pred, FrameArrays(gt, inv[:, :, :16]))
     lm = load_label_map("semantickitti")
     raw_p, raw_g = lm.inv_lut[pred].astype(np.uint16), lm.inv_lut[np.where(gt == 255, 0, gt)].astype(np.uint16)
     raw_p[0, 128, 0] = 52  # other-structure: maps to ignore -> IndexError in the official script
     with pytest.raises(FormatError, match=r"raw ids \[52\]"):
-        SSCMetric().update_raw(raw_p, raw_g, inv)
+        SSCMetric().update_frame(raw_p, FrameArrays(raw_g, inv, labels="raw"))
     a, b = SSCMetric("semantickitti-ssc"), SSCMetric("sscbench-kitti360-ssc")
     with pytest.raises(ValueError, match="different protocols"):
         a.merge(b)
@@ -342,7 +346,7 @@ def test_distance_curve_partitions_the_range_and_matches_brute_force():
     rng = np.random.default_rng(9)
     pred, gt, inv = random_frame(rng)
     m = SSCMetric()
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     curve = m.distance_curve()
     full = m.compute()["51.2"]
     assert sum(curve["n_evaluated"]) == full["n_evaluated"]
@@ -368,7 +372,7 @@ def test_distance_curve_partitions_the_range_and_matches_brute_force():
 def test_results_carry_the_protocol():
     pred, gt, inv = tiny_example()
     m = SSCMetric()
-    m.update(pred, gt, inv)
+    m.update_frame(pred, FrameArrays(gt, inv))
     doc = Results.build(PROTOCOLS["semantickitti-ssc"], metrics={"ssc": m}, header={"method": "tiny"}).to_dict()
     s = json.dumps(doc, allow_nan=False)
     assert doc["units"] == "fraction"

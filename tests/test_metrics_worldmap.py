@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from occbench.io.kitti import read_calib, read_poses
-from occbench.metrics import PROTOCOLS, CityMapMetric, TemporalConsistency
+from occbench.metrics import PROTOCOLS, CityMapMetric, FrameArrays, TemporalConsistency
 from occbench.metrics.citymap import city_scores, consistency_scores, world_keys
 from occbench.metrics.testing import synthetic_frame
 from occbench.metrics.worldmap import WorldMapState, _Pool
@@ -191,7 +191,7 @@ def test_both_protocols_and_no_ground_truth_reference():
     _same(st.reduce(), oracle(frames, p360))  # mask-empty-only: invalid drops only empty ground truth
     tc = TemporalConsistency(p360)
     for p, g, inv, T in frames:
-        tc.add_frame(p, None, T)
+        tc.update_frame(p, FrameArrays(None, pose=T))
     want = oracle([(p, p, None, T) for p, _, _, T in frames], p360)  # reference = the prediction's category
     got = tc.compute()
     assert got == consistency_scores(want["psame"], want["pall"], want["scal"], p360, 3, False)
@@ -216,7 +216,7 @@ def test_kitti00_loop_closure_two_planned_jobs_equal_one_state():
     _same(whole.reduce(), want)
     c = CityMapMetric().expect(np.stack([f[3] for f in frames]))
     for p, g, inv, T in frames:
-        c.add_frame(p, g, T, inv)
+        c.update_frame(p, FrameArrays(g, inv, pose=T))
     assert c.compute() == city_scores(want["conf"].reshape(12, 12), PROTO, len(frames))
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from occbench.io.pagecache import evict, prefetch, resident_fraction
-from occbench.io.voxels import write_bits, write_label
+from occbench.io.voxels import map_label, read_bits, read_bits_packed, read_label, write_bits, write_label
 from occbench.labels import load_label_map
-from occbench.metrics import SSCMetric
+from occbench.metrics import FrameArrays, SSCMetric
 from occbench.metrics.testing import synthetic_frame
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="posix_fadvise and mincore semantics are Linux's")
@@ -72,7 +72,8 @@ def test_hints_ignore_missing_files(tmp_path):
         resident_fraction(tmp_path / "missing.label")
 
 
-def test_update_raw_files_with_prefetch_next_counts_the_same(tmp_path):
+def test_prefetching_the_next_frame_counts_the_same(tmp_path):
+    """The evaluation's pattern: read a frame's files, ask for the next frame's, count the arrays."""
     lm = load_label_map()
     rng = np.random.default_rng(3)
     files = []
@@ -89,6 +90,9 @@ def test_update_raw_files_with_prefetch_next_counts_the_same(tmp_path):
     for f, trio in enumerate(files):
         evict(*trio)
         nxt = files[f + 1] if f + 1 < len(files) else (tmp_path / "gone.label",)
-        a.update_raw_files(*trio, prefetch_next=nxt)
-        b.update_raw_files(*trio)
+        arrays = FrameArrays(map_label(trio[1]), read_bits_packed(trio[2]), labels="raw")
+        pred = map_label(trio[0])
+        prefetch(*nxt)
+        a.update_frame(pred, arrays)
+        b.update_frame(read_label(trio[0]), FrameArrays(read_label(trio[1]), read_bits(trio[2]), labels="raw"))
     assert np.array_equal(a._counts, b._counts) and a.compute() == b.compute()

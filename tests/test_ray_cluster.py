@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from occbench.evaluation.run import DatasetSpec, MethodSpec, evaluate
+from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.testing import descendants, process_alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -79,8 +79,12 @@ def mini(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_metrics(mini):
     """The reference: the same split scored inline, no Ray (the slow method returns the onboard predictions)."""
-    r = evaluate(DatasetSpec("mini", str(mini), "val", "voxformer-sim"), MethodSpec("onboard"), workers=1)
-    return json.loads(json.dumps(r["metrics"]))
+    r = evaluate(
+        EvalConfig(
+            dataset=DatasetSpec("mini", str(mini), "val", "voxformer-sim"), method=MethodSpec("onboard"), workers=1
+        )
+    )
+    return json.loads(json.dumps(r.to_dict()["metrics"]))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.labels import load_label_map
-from occbench.metrics import CityMapMetric
+from occbench.metrics import CityMapMetric, FrameArrays
 from occbench.render import bev_image, city_map_images, decode_world_keys, error_image, top_labels
 from occbench.testing import make_semantickitti_tree
 
@@ -54,7 +54,7 @@ def test_city_map_images_and_cli(tmp_path):
     seq = ds["08"]
     city = CityMapMetric()
     for f in seq.frames():
-        city.add_frame(f.prediction(), f.ground_truth(), f.pose)
+        city.update_frame(f.prediction(), FrameArrays(f.ground_truth(), pose=f.pose))
     g, p = city_map_images(city, ds.label_map)
     assert g.shape == p.shape and g.shape[2] == 3 and (g != 255).any()
     r = CliRunner().invoke(

@@ -18,7 +18,7 @@ from occbench.datasets.check import dataset_warnings
 from occbench.errors import FormatError, MissingDataError
 from occbench.io.voxels import read_bits, read_label
 from occbench.labels import load_label_map
-from occbench.metrics import PROTOCOLS, CityMapMetric, TemporalConsistency
+from occbench.metrics import PROTOCOLS, CityMapMetric, FrameArrays, TemporalConsistency
 from occbench.results import json_clean
 from occbench.testing import make_semantickitti_tree
 
@@ -91,8 +91,8 @@ def test_partial_tree_scores_the_present_ground_truth_like_the_plain_reference(t
     ds = SemanticKITTI(tree, "val", onboard="noisy")
     city, tc = CityMapMetric(PROTOCOLS["semantickitti-ssc"]), TemporalConsistency(PROTOCOLS["semantickitti-ssc"])
     for f in ds.frames():
-        city.add_frame(f.prediction(), f.ground_truth(), f.pose)
-        tc.add_frame(f.prediction(), f.ground_truth(), f.pose)
+        city.update_frame(f.prediction(), FrameArrays(f.ground_truth(), pose=f.pose))
+        tc.update_frame(f.prediction(), FrameArrays(f.ground_truth(), pose=f.pose))
     assert res["metrics"]["city_map"] == json_clean(city.compute())
     assert res["metrics"]["temporal_consistency"] == json_clean(tc.compute())
 

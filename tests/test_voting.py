@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.geometry import ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI
 from occbench.io.kitti import Calibration, read_calib, read_poses
-from occbench.registration import affine, cells, pair_transform
+from occbench.registration import affine, cells
 from occbench_baselines.voting import (
     ENGINES,
     LatticeVotingEngine,
@@ -93,20 +94,20 @@ def test_registration_known_pose_lands_voxel_exact():
     """Scan 1 sees the scene rotated by 90 deg yaw and shifted by whole voxels: registered into scan 0
     every occupied voxel lands exactly at the hand-computed index."""
     rng = np.random.default_rng(0)
-    src = np.zeros(GRID_SHAPE, np.uint8)
+    src = np.zeros(KITTI.shape, np.uint8)
     idx = np.c_[rng.integers(0, 256, 400), rng.integers(0, 256, 400), rng.integers(0, 32, 400)]
     src[tuple(idx.T)] = rng.integers(1, 20, 400)
     # centre (0.1 + 0.2 i, -25.5 + 0.2 j, z) rotated by +90 deg -> (25.5 - 0.2 j, 0.1 + 0.2 i, z): index (127 - j, 128 + i, k)
     shift = np.array([3, -5, 2])
     T1 = _pose(90.0, tuple(0.2 * shift))
     poses = np.stack([np.eye(4), T1])
-    frames = Frames([np.zeros(GRID_SHAPE, np.uint8), src])
+    frames = Frames([np.zeros(KITTI.shape, np.uint8), src])
     cfg = VotingConfig(n=1, empty_policy="ignore")
     out = vote_frame_reference(0, frames, poses, None, cfg)
     occ = np.argwhere(src > 0)
     tgt = np.c_[127 - occ[:, 1], 128 + occ[:, 0], occ[:, 2]] + shift
-    inside = np.all((tgt >= 0) & (tgt < np.array(GRID_SHAPE)), axis=1)
-    expected = np.zeros(GRID_SHAPE, np.uint8)
+    inside = np.all((tgt >= 0) & (tgt < np.array(KITTI.shape)), axis=1)
+    expected = np.zeros(KITTI.shape, np.uint8)
     expected[tuple(tgt[inside].T)] = src[tuple(occ[inside].T)]
     assert inside.sum() > 50 and (~inside).sum() > 50  # both cases exercised
     np.testing.assert_array_equal(out, expected)
@@ -268,8 +269,8 @@ def test_eq7_centres_map_the_identity_onto_itself_corners_do_not():
     """Eq. 7 with voxel centres (ours): the identity transform puts every voxel back into its own cell. With eq. 7's
     literal corners ``o + i dv`` and the floor rule, floating-point rounding (e.g. 0.2 * 3 / 0.2 = 2.9999999999999996)
     moves 407,132 of the 2,097,152 voxels into a neighbouring cell (docs/baselines/voting.md)."""
-    idx = np.stack(np.unravel_index(np.arange(int(np.prod(GRID_SHAPE))), GRID_SHAPE), axis=1)  # every voxel, C order
-    np.testing.assert_array_equal(cells(*affine(np.eye(4), GRID_SHAPE), idx), idx)
+    idx = np.stack(np.unravel_index(np.arange(int(np.prod(KITTI.shape))), KITTI.shape), axis=1)  # every voxel, C order
+    np.testing.assert_array_equal(cells(*affine(np.eye(4), KITTI.shape), idx), idx)
     corners = ORIGIN + VOXEL_SIZE * idx.astype(np.float64)
     moved = np.any(np.floor((corners - ORIGIN) / VOXEL_SIZE).astype(np.int64) != idx, axis=1)
     assert int(moved.sum()) == 407_132
@@ -284,7 +285,7 @@ def test_affine_is_the_centre_transform():
         T = np.eye(4)
         T[:3, :3] = _rotation(*rng.uniform(-np.pi, np.pi, 3))
         T[:3, 3] = rng.uniform(-30, 30, 3)
-        P, c = affine(T, GRID_SHAPE)
+        P, c = affine(T, KITTI.shape)
         q = np.stack([P[d, idx[:, 0], idx[:, 1]] + c[d, idx[:, 2]] for d in range(3)], 1)
         metric = ((ORIGIN + VOXEL_SIZE * (idx + 0.5)) @ T[:3, :3].T + T[:3, 3] - ORIGIN) / VOXEL_SIZE
         assert np.abs(q - metric).max() < 1e-9

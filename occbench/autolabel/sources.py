@@ -154,13 +154,13 @@ def pseudo_label_quality(
     dataset: Any, store: PseudoLabelStore, targets: list[tuple[str, int]]
 ) -> dict[str, Any] | None:
     """SSC scores of the stored top-1 pseudo-labels against the split's ground truth, if it has any."""
-    from occbench.metrics import PROTOCOLS, SSCMetric
+    from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric
 
     frames = [dataset[s].frame(f) for s, f in targets]
     if not frames or not all(fr.has_ground_truth for fr in frames):
         return None
     m = SSCMetric(PROTOCOLS[dataset.protocol])
     for (s, f), fr in zip(targets, frames):
-        m.update(store.read(s, f).top1, fr.ground_truth())
+        m.update_frame(store.read(s, f).top1, FrameArrays(fr.ground_truth(), name=str(fr)))
     r = m.compute()
     return {k: {"iou": v["iou"], "miou": v["miou"]} for k, v in r.items()}

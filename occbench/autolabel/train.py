@@ -171,7 +171,7 @@ def train_student(
 
 def evaluate_student(model: StudentNet, eval_ds: Any, frames: list[tuple[str, int]], progress: bool = True):
     """Predict every (sequence, scan) of ``frames`` from its ``.bin`` and score it; returns the SSCMetric."""
-    from occbench.metrics import PROTOCOLS, SSCMetric
+    from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric
 
     dev = next(model.parameters()).device
     metric = SSCMetric(PROTOCOLS[eval_ds.protocol])
@@ -180,5 +180,5 @@ def evaluate_student(model: StudentNet, eval_ds: Any, frames: list[tuple[str, in
         fr = eval_ds[s].frame(f)
         x = torch.from_numpy(np.ascontiguousarray(fr.input_occupancy())[None]).to(dev)
         pred = model.predict(x)[0].cpu().numpy()
-        metric.update(pred, fr.ground_truth(), name=f"{s}/{f:06d}")
+        metric.update_frame(pred, FrameArrays(fr.ground_truth(), name=f"{s}/{f:06d}"))
     return metric

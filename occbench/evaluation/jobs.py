@@ -16,7 +16,7 @@ from occbench.datasets import SSCDataset
 from occbench.errors import OccbenchError
 from occbench.evaluation.executors import run_jobs, runs_inline
 from occbench.evaluation.specs import Job, MethodSpec
-from occbench.geometry import GRID_SHAPE
+from occbench.grid import Grid
 from occbench.io.folder_lock import exclusive_writer
 from occbench.io.predictions import PREDICTION_TEMPS, PredictionStore
 from occbench.runtime.progress import progress_bar
@@ -195,12 +195,13 @@ def write_outputs(
     store: PredictionStore | None = None,
     who: str = "onboard",
     check: bool = True,
+    grid: Grid | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(scan, train-id grid)`` of ``outputs`` (a method's ``refine(seq, todo)``, or submitted predictions), each
     written to ``store`` (raw ids, atomically) before it is yielded. ``check``: a scan that was not asked for or
     comes twice, a grid of another shape than the grid's, or a scan of ``todo`` missing at the end is an
     :class:`occbench.errors.OccbenchError` naming ``who`` (``occbench evaluate``; ``occbench refine`` writes what the
-    method returns)."""
+    method returns). ``grid``: the dataset's (its protocol's), whose shape a checked grid must have."""
     wanted = set(todo)
     seen: set[int] = set()
     for t, pred in outputs:
@@ -213,9 +214,9 @@ def write_outputs(
                 )
             seen.add(t)
         pred = np.asarray(pred)
-        if check and pred.shape != GRID_SHAPE:
+        if check and grid is not None and pred.shape != grid.shape:
             raise OccbenchError(
-                f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {GRID_SHAPE}"
+                f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {grid.shape}"
             )
         if store is not None:
             store.write(seq.name, t, seq.label_map.to_raw(pred))

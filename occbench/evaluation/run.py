@@ -55,6 +55,7 @@ def run_job(request: JobRequest, on_frame: Callable[[], None] | None = None) -> 
     problems are returned. ``on_frame()`` is called once per frame (progress).
     """
     from occbench.metrics import PROTOCOLS
+    from occbench.metrics.frame import FrameArrays
     from occbench.metrics.registry import load_metric
     from occbench.metrics.worldmap import WorldMapState
 
@@ -84,12 +85,14 @@ def run_job(request: JobRequest, on_frame: Callable[[], None] | None = None) -> 
 
     def consume(t: int, pred: np.ndarray) -> None:
         f = seq.frame(t)
-        gt = f.ground_truth()
-        ssc.update(pred, gt)  # raises on an invalid prediction at an evaluated voxel, before the map sees it
+        gt = f.ground_truth()  # the files are read here: metrics take arrays
+        pose = seq.poses[t] if others and seq.pose_valid[t] else None
+        arrays = FrameArrays(gt, pose=pose, name=str(f))
+        ssc.update_frame(pred, arrays)  # raises on an invalid prediction at an evaluated voxel, before the map sees it
         if maps is not None:
             maps.add(pred if pred.dtype == np.uint8 else pred.astype(np.uint8), gt, seq.poses[t])
         for m in others.values():
-            m.update_frame(pred, f)
+            m.update_frame(pred, arrays)
         if on_frame is not None:
             on_frame()
 
@@ -115,7 +118,9 @@ def run_job(request: JobRequest, on_frame: Callable[[], None] | None = None) -> 
             outputs: Iterable[tuple[int, np.ndarray]] = _submitted(seq, todo, problems if validate else None)
         else:
             outputs = mspec.load().refine(seq, todo)
-        for t, pred in write_outputs(seq, outputs, todo, store, who=mspec.name if mspec else "onboard"):
+        for t, pred in write_outputs(
+            seq, outputs, todo, store, who=mspec.name if mspec else "onboard", grid=proto.grid
+        ):
             consume(t, pred)
     if maps is not None:
         maps.settle()
@@ -172,12 +177,14 @@ def _update_from_files(
     """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
     (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
     ``.label`` is memory-mapped; a ``.label.gz`` is decompressed). Same counts as
-    ``ssc.update(seq.prediction(t), frame.ground_truth())``; errors name the prediction file. Once the files of
+    scoring ``seq.prediction(t)`` against ``frame.ground_truth()``; errors name the prediction file. The files are read
+    here and the metric is handed their arrays: raw label ids and the ``.invalid`` bits as stored. Once the files of
     ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted).
     ``validate``: a prediction that does not decode or holds unpredictable raw ids is not counted; the problem is
     returned instead of raised."""
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
+    from occbench.metrics.frame import FrameArrays
 
     gt_label, gt_invalid, *found = files
     gt = map_label(gt_label)
@@ -197,7 +204,7 @@ def _update_from_files(
         problem = prediction_id_problem(pred, path, seq.label_map)
         if problem:
             return problem
-    ssc.update_raw(pred, gt, inv, name=str(path))
+    ssc.update_frame(pred, FrameArrays(gt, inv, labels="raw", name=str(path)))
     if maps is not None:
         maps.add(pred, gt, seq.poses[t], inv, raw=True)
     return None

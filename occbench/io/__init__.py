@@ -3,7 +3,6 @@
 from occbench.io.atomic import atomic_write_bytes
 from occbench.io.kitti import read_calib, read_poses, read_times, write_calib, write_poses, write_times
 from occbench.io.voxels import (
-    GRID_SHAPE,
     NUM_VOXELS,
     read_bits,
     read_invalid_kitti360,
@@ -14,7 +13,6 @@ from occbench.io.voxels import (
 )
 
 __all__ = [
-    "GRID_SHAPE",
     "NUM_VOXELS",
     "read_bits",
     "write_bits",

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
+from occbench.grid import KITTI
 from occbench.io.files import read_regular_file
-from occbench.io.voxels import GRID_SHAPE, NUM_VOXELS, read_label
+from occbench.io.voxels import NUM_VOXELS, read_label
 from occbench.labels import IGNORE, LabelMap, load_label_map
 
 KINDS = ("label", "monoscene-pkl", "npy")
@@ -43,7 +44,7 @@ DEFAULT_IDS = {"label": "raw", "monoscene-pkl": "train", "npy": "train"}
 # MonoScene generate_output.py writes under <output_path>/<config.dataset>/
 MONOSCENE_FOLDER = {"semantickitti": "kitti", "kitti360": "kitti_360"}
 MAX_ARRAY_FILE_BYTES = 256 * 1024 * 1024
-ACCEPTED_SHAPES = (GRID_SHAPE, (1, *GRID_SHAPE), (NUM_VOXELS,))
+ACCEPTED_SHAPES = (KITTI.shape, (1, *KITTI.shape), (NUM_VOXELS,))
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _grid(arr: object, path: Path, what: str) -> np.ndarray:
         raise FormatError(
             path, f"{what} of shape (256, 256, 32) (or (1, 256, 256, 32) or flat {NUM_VOXELS:,})", f"shape {arr.shape}"
         )
-    return np.ascontiguousarray(arr).reshape(GRID_SHAPE)
+    return np.ascontiguousarray(arr).reshape(KITTI.shape)
 
 
 def _bad_ids(arr: np.ndarray, ok: np.ndarray) -> list[int]:
@@ -143,8 +144,6 @@ def read_foreign_grid(path: Path, fmt: ForeignFormat) -> np.ndarray:
     if fmt.kind == "label":
         return read_label(path)
     if fmt.kind == "npy":
-        import io
-
         data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "numpy .npy file")
         return _grid(load_npy_bytes(data, path), path, "a prediction")
     from occbench.io.safe_pickle import load_pickle
@@ -340,12 +339,11 @@ def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:
     ``remap_lut[LABEL]``, ``INVALID[nonzero(LABEL)] = 0``, ``LABEL[INVALID == 1] = 255``, reshape (256, 256, 32)).
     Returned as uint8 train ids with 255 = ignore, exactly what :meth:`Frame.ground_truth` gives for the ``.label`` +
     ``.invalid`` pair."""
-    import io
 
     path = Path(path)
     data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "SSCBench label .npy")
     arr = load_npy_bytes(data, path)
-    if arr.shape != GRID_SHAPE:
+    if arr.shape != KITTI.shape:
         raise FormatError(path, "an SSCBench label grid of shape (256, 256, 32)", f"shape {arr.shape}")
     if arr.dtype.kind not in "uif":
         raise FormatError(path, "numeric train ids (SSCBench writes float32)", f"dtype {arr.dtype}")

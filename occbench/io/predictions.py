@@ -24,9 +24,10 @@ from typing import BinaryIO
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
+from occbench.grid import KITTI
 from occbench.io.atomic import atomic_write_bytes
 from occbench.io.files import describe_mode, open_regular
-from occbench.io.voxels import GRID_SHAPE, LABEL_BYTES, NUM_VOXELS
+from occbench.io.voxels import LABEL_BYTES, NUM_VOXELS
 
 PLAIN = ".label"
 COMPRESSED = ".label.gz"
@@ -53,13 +54,13 @@ def read_prediction_file(path: str | Path, follow_links: bool = True) -> np.ndar
             size = os.fstat(f.fileno()).st_size
             if size != LABEL_BYTES:
                 raise FormatError(
-                    path, f"{LABEL_BYTES:,} bytes ({NUM_VOXELS:,} uint16 labels of {GRID_SHAPE})", f"{size:,} bytes"
+                    path, f"{LABEL_BYTES:,} bytes ({NUM_VOXELS:,} uint16 labels of {KITTI.shape})", f"{size:,} bytes"
                 )
             data = bytearray(LABEL_BYTES)
             got = f.readinto(data)
             if got != LABEL_BYTES or f.read(1):  # changed while being read
                 raise FormatError(path, f"{LABEL_BYTES:,} bytes", "a file whose size changed while it was read")
-    return np.frombuffer(data, "<u2").reshape(GRID_SHAPE)
+    return np.frombuffer(data, "<u2").reshape(KITTI.shape)
 
 
 def inflate_capped(f: BinaryIO, path: Path, size: int, chunk: int = 1 << 16) -> bytearray:
@@ -100,8 +101,8 @@ def inflate_capped(f: BinaryIO, path: Path, size: int, chunk: int = 1 << 16) -> 
 
 def encode_prediction(raw: np.ndarray, compressed: bool) -> bytes:
     raw = np.asarray(raw)
-    if raw.shape != GRID_SHAPE:
-        raise ValueError(f"a prediction must have shape {GRID_SHAPE}, got {raw.shape}")
+    if raw.shape != KITTI.shape:
+        raise ValueError(f"a prediction must have shape {KITTI.shape}, got {raw.shape}")
     if raw.dtype.kind not in "ui":
         raise ValueError(f"a prediction must hold integer raw ids, got dtype {raw.dtype}")
     data = np.ascontiguousarray(raw, dtype="<u2").tobytes()

@@ -26,7 +26,6 @@ from occbench.grid import KITTI
 from occbench.io.atomic import atomic_write_bytes
 from occbench.io.files import regular_stat
 
-GRID_SHAPE: tuple[int, int, int] = KITTI.shape
 NUM_VOXELS: int = KITTI.num_voxels
 PACKED_BYTES: int = NUM_VOXELS // 8
 LABEL_BYTES: int = NUM_VOXELS * 2
@@ -38,7 +37,7 @@ def _check_size(path: Path, expected: int, what: str) -> None:
         raise FormatError(path, f"{expected:,} bytes ({what})", f"{size:,} bytes")
 
 
-def read_bits(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def read_bits(path: str | Path, shape: tuple[int, ...] = KITTI.shape) -> np.ndarray:
     """Read a bit-packed ``.bin`` / ``.invalid`` / ``.occluded`` file as a uint8 0/1 array of ``shape``."""
     path = Path(path)
     n = int(np.prod(shape))
@@ -46,7 +45,7 @@ def read_bits(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarr
     return np.unpackbits(np.fromfile(path, np.uint8)).reshape(shape)
 
 
-def read_bits_packed(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def read_bits_packed(path: str | Path, shape: tuple[int, ...] = KITTI.shape) -> np.ndarray:
     """Read a bit-packed file without unpacking it: ``(prod(shape) / 8,)`` uint8, MSB first (voxel ``i`` is
     bit ``7 - (i & 7)`` of byte ``i >> 3``). :class:`occbench.metrics.SSCMetric` takes these bytes as they are."""
     path = Path(path)
@@ -55,7 +54,7 @@ def read_bits_packed(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> n
     return np.fromfile(path, np.uint8)
 
 
-def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = KITTI.shape) -> np.ndarray:
     """An ``.invalid`` file as stored, told apart by its size: bit-packed bytes ``(n / 8,)`` (SemanticKITTI,
     see :func:`read_bits_packed`) or one 0/1 byte per voxel ``(n,)`` (SSCBench-KITTI360)."""
     path = Path(path)
@@ -72,7 +71,7 @@ def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE
     )
 
 
-def map_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def map_label(path: str | Path, shape: tuple[int, ...] = KITTI.shape) -> np.ndarray:
     """A ``.label`` file as a read-only uint16 array of ``shape`` backed by a memory map of the file.
 
     Unlike :func:`read_label` nothing is copied: on Linux the pages are mapped up front (``MAP_POPULATE``;
@@ -106,7 +105,7 @@ def write_bits(path: str | Path, mask: np.ndarray) -> None:
     atomic_write_bytes(path, pack_bits(mask).tobytes())
 
 
-def read_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE, mmap: bool = False) -> np.ndarray:
+def read_label(path: str | Path, shape: tuple[int, ...] = KITTI.shape, mmap: bool = False) -> np.ndarray:
     """Read a ``.label`` file: uint16 little-endian raw ids, reshaped to ``shape``.
 
     With ``mmap=True`` the array is a read-only memory map (nothing is read until indexed).
@@ -132,7 +131,7 @@ def write_label(path: str | Path, labels: np.ndarray) -> None:
     atomic_write_bytes(path, np.ascontiguousarray(labels, dtype="<u2").tobytes())
 
 
-def read_invalid_kitti360(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def read_invalid_kitti360(path: str | Path, shape: tuple[int, ...] = KITTI.shape) -> np.ndarray:
     """SSCBench-KITTI360 ``.invalid``: one byte per voxel (not packed)."""
     path = Path(path)
     n = int(np.prod(shape))

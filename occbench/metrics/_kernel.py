@@ -1,7 +1,8 @@
 """Compiled one-pass counting kernels (numba) of :class:`SSCMetric`: train ids and raw ids, any invalid mask form.
 
-A kernel visits the grid once, column by column (32 voxels, file order), and adds one to
-``counts[cell(column), gt + 1, pred]`` for each evaluated voxel. It is exact by construction (integer
+A kernel visits the grid once, column by column (``Z`` voxels, file order: 32 on KITTI, a constant of the
+compiled ``count_train`` / ``count_raw``; ``count_train_z`` / ``count_raw_z`` take ``Z``, a multiple of 8 up to
+64), and adds one to ``counts[cell(column), gt + 1, pred]`` for each evaluated voxel. It is exact by construction (integer
 increments) and tested to give the same counts as the pure-numpy kernel of ``ssc.py`` (the fallback when
 numba is absent). Everything happens inside the compiled loop, with no full-size intermediate array:
 
@@ -9,7 +10,7 @@ numba is absent). Everything happens inside the compiled loop, with no full-size
   both grids (empty/empty) is counted at once, and inside other columns zero words and zero voxels are too;
 * raw ids are mapped with the 64 Ki-entry LUTs inside the loop;
 * the invalid mask is read either as one byte per voxel or **bit-packed as on disk** (``.invalid``, MSB
-  first: voxel ``i`` is bit ``7 - (i & 7)`` of byte ``i >> 3``, ``np.packbits`` order), 32 bits a column,
+  first: voxel ``i`` is bit ``7 - (i & 7)`` of byte ``i >> 3``, ``np.packbits`` order), ``Z`` bits a column,
   so the 32 KiB file is never unpacked.
 
 Why numba: the numpy kernel needs several full passes and a bincount (~10 ms a frame for three ranges); this
@@ -45,19 +46,29 @@ if njit is not None:
         return types.uint64(types.uint64), lambda context, builder, sig, args: builder.ctpop(args[0])
 
 
-def _column_bits(inv, i64, inv_mode, col):  # pragma: no cover - compiled below
-    """Invalid flags of the 32 voxels of column ``col`` as a 32-bit word: bit ``31 - k`` = voxel ``32 col + k``."""
-    b = col * 4
-    if inv_mode == INV_PACKED:  # 4 bytes, MSB first = big-endian
-        return (_U(inv[b]) << _U(24)) | (_U(inv[b + 1]) << _U(16)) | (_U(inv[b + 2]) << _U(8)) | _U(inv[b + 3])
-    if inv_mode == INV_BYTES:  # 4 words of 8 one-byte flags
-        return (
-            (((i64[b] * _PACK8) >> _U(56)) << _U(24))
-            | (((i64[b + 1] * _PACK8) >> _U(56)) << _U(16))
-            | (((i64[b + 2] * _PACK8) >> _U(56)) << _U(8))
-            | ((i64[b + 3] * _PACK8) >> _U(56))
-        )
-    return _U(0)
+def _column_bits(inv, i64, inv_mode, col, NB):  # pragma: no cover - compiled below
+    """Invalid flags of the ``Z = 8 NB`` voxels of column ``col`` as one word: bit ``Z - 1 - k`` = voxel ``Z col + k``
+    (KITTI: NB = 4 bytes, a 32-bit word; ``NB`` a constant where the caller's is, so the loops unroll)."""
+    b = col * NB
+    if NB == 4:  # KITTI's columns of 32 voxels, written out (a loop of 4 here compiles to slower code)
+        if inv_mode == INV_PACKED:  # 4 bytes, MSB first = big-endian
+            return (_U(inv[b]) << _U(24)) | (_U(inv[b + 1]) << _U(16)) | (_U(inv[b + 2]) << _U(8)) | _U(inv[b + 3])
+        if inv_mode == INV_BYTES:  # 4 words of 8 one-byte flags
+            return (
+                (((i64[b] * _PACK8) >> _U(56)) << _U(24))
+                | (((i64[b + 1] * _PACK8) >> _U(56)) << _U(16))
+                | (((i64[b + 2] * _PACK8) >> _U(56)) << _U(8))
+                | ((i64[b + 3] * _PACK8) >> _U(56))
+            )
+        return _U(0)
+    acc = _U(0)
+    if inv_mode == INV_PACKED:  # NB bytes, MSB first = big-endian
+        for k in range(NB):
+            acc = (acc << _U(8)) | _U(inv[b + k])
+    elif inv_mode == INV_BYTES:  # NB words of 8 one-byte flags
+        for k in range(NB):
+            acc = (acc << _U(8)) | ((i64[b + k] * _PACK8) >> _U(56))
+    return acc
 
 
 def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V, WPC):  # pragma: no cover
@@ -65,8 +76,9 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
     or an invalid prediction at an evaluated voxel (0 on success; then ``counts[:, 1:, :]`` is complete).
 
     ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word,
-    ``WPC`` = 32 / V words a column. ``p_lut``: id -> train id (>= C: not a valid prediction); ``g_lut``:
-    id -> gs = 0 not evaluated (ignore), c + 1 class c, > C malformed. ``code``: (N / 32,) cell per column.
+    ``WPC`` = Z / V words a column of ``Z`` voxels (the grid's height: 32 on KITTI; a multiple of 8, at most 64).
+    ``p_lut``: id -> train id (>= C: not a valid prediction); ``g_lut``: id -> gs = 0 not evaluated (ignore),
+    c + 1 class c, > C malformed. ``code``: (N / Z,) cell per column.
     ``counts``: (n_cells, C + 1, C) int64; row ``gs = 0`` is scratch for voxels that are not evaluated.
     Voxels 0 in both grids (the empty/empty pairs) are not visited: a column adds ``n00`` = its voxels that
     are not invalid minus the visited ones that are not invalid (both invalid policies drop an invalid
@@ -75,6 +87,8 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
     p64 = p.view(np.uint64)
     g64 = g.view(np.uint64)
     i64 = inv.view(np.uint64)
+    Z = WPC * V
+    NB = Z // 8
     bad = 0
     for col in range(code.shape[0]):
         c = code[col]
@@ -82,8 +96,8 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
         acc = _U(0)
         for w in range(w0, w0 + WPC):
             acc |= p64[w] | g64[w]
-        ib = _column_bits(inv, i64, inv_mode, col)
-        n00 = 32 - np.int64(_popcount(ib))
+        ib = _column_bits(inv, i64, inv_mode, col, NB)
+        n00 = Z - np.int64(_popcount(ib))
         if acc != 0:
             for w in range(w0, w0 + WPC):
                 if (p64[w] | g64[w]) == 0:
@@ -93,7 +107,7 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
                     pi = p[i]
                     if (gi | pi) == 0:
                         continue
-                    iv = np.int64((ib >> _U(31 - (i - col * 32))) & _U(1))
+                    iv = np.int64((ib >> _U(Z - 1 - (i - col * Z))) & _U(1))
                     n00 -= 1 - iv
                     gs = g_lut[gi]
                     if gs > C:
@@ -113,13 +127,24 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
 
 
 def _count_train_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
-    """uint8 train ids: 8 voxels a word (constant, so that the compiler unrolls the voxel loop)."""
+    """uint8 train ids, columns of 32 voxels (the KITTI grid): 8 voxels a word (constants, so that the compiler
+    unrolls the voxel and column loops)."""
     return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, 4)
 
 
 def _count_raw_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
-    """uint16 raw ids (what ``.label`` files hold): 4 voxels a word."""
+    """uint16 raw ids (what ``.label`` files hold), columns of 32 voxels: 4 voxels a word."""
     return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, 8)
+
+
+def _count_train_z_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z):  # pragma: no cover
+    """uint8 train ids, columns of ``Z`` voxels (a grid of another height; ``Z`` a multiple of 8, at most 64)."""
+    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, Z // 8)
+
+
+def _count_raw_z_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z):  # pragma: no cover
+    """uint16 raw ids, columns of ``Z`` voxels."""
+    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, Z // 4)
 
 
 def _count_unmapped_py(p, lut, C):  # pragma: no cover - compiled below
@@ -141,9 +166,11 @@ if njit is not None:
     _count = njit(inline="always", boundscheck=False)(_count_py)
     count_train = njit(cache=True, nogil=True, boundscheck=False)(_count_train_py)
     count_raw = njit(cache=True, nogil=True, boundscheck=False)(_count_raw_py)
+    count_train_z = njit(cache=True, nogil=True, boundscheck=False)(_count_train_z_py)
+    count_raw_z = njit(cache=True, nogil=True, boundscheck=False)(_count_raw_z_py)
     count_unmapped = njit(cache=True, nogil=True, boundscheck=False)(_count_unmapped_py)
 else:  # pragma: no cover
-    count_train = count_raw = None
+    count_train = count_raw = count_train_z = count_raw_z = None
     count_unmapped = _count_unmapped_py
 AVAILABLE = count_train is not None
 

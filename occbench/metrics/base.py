@@ -2,9 +2,10 @@
 ``copy`` and ``state_dict`` follow (in the spirit of torchmetrics' ``Metric``).
 
 A metric is built from the dataset's :class:`~occbench.metrics.Protocol` (``cls(protocol)``), declares its states
-in ``__init__`` with :meth:`Metric.add_state`, takes every scored frame through :meth:`Metric.update_frame`
-(``pred``: the method's train-id grid; ``frame``: the :class:`occbench.datasets.Frame`, with its ground truth
-and pose) and turns its states into a JSON-able dict in :meth:`Metric.compute`. States of disjoint frames add
+in ``__init__`` with :meth:`Metric.add_state`, takes every scored frame through :meth:`Metric.update_frame`, its one
+way in (``pred``: the method's train-id grid; ``frame``: a :class:`occbench.metrics.FrameArrays`, the frame's ground
+truth, invalid mask and pose as arrays: metrics read no files) and turns its states into a JSON-able dict in
+:meth:`Metric.compute`. States of disjoint frames add
 up, so the frames of a split may be counted in several processes and merged; states travel by pickle.
 
 What a state means besides its numbers (the protocol, the range crops, a voxel size: whatever two states must
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from occbench.errors import FormatError
+from occbench.metrics.frame import FrameArrays
 from occbench.metrics.protocol import EvalProtocol, get_protocol
 
 _STATE_FORMAT = "occbench.Metric.state"
@@ -210,8 +212,9 @@ class Metric(ABC):
 
     # ------------------------------------------------------------------ what each metric implements
     @abstractmethod
-    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
-        """Add one scored frame of a dataset: ``pred`` against the frame's ground truth (and pose)."""
+    def update_frame(self, pred: np.ndarray, frame: FrameArrays) -> None:
+        """Add one scored frame: ``pred`` (the method's grid) against ``frame``, a :class:`FrameArrays` (the frame's
+        ground truth, invalid mask and pose as arrays). The one way a metric takes frames."""
 
     @abstractmethod
     def compute(self) -> dict[str, Any]:

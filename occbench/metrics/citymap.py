@@ -54,7 +54,7 @@ class CityMapMetric(WorldMapMetric):
         if self.n_cat * self.n_cat > 256:
             raise ValueError("too many static classes")
 
-    def add_frame(self, pred: np.ndarray, gt: np.ndarray, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
+    def _add_frame(self, pred: np.ndarray, gt: np.ndarray, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
         """Add one frame: ``pred`` / ``gt`` train-id grids (gt 255 = ignore), ``pose`` 4x4 LiDAR -> world."""
         pred, gt = self._checked(pred, gt, invalid, check_gt=True)
         self.state.add(pred, gt, pose, invalid)
@@ -101,7 +101,7 @@ def city_map_scores(
     (255 = ignore) and their 4x4 LiDAR -> world ``poses``."""
     m = CityMapMetric(protocol, voxel_size)
     for pred, gt, pose in zip(preds, gts, poses, strict=True):
-        m.add_frame(pred, gt, pose)
+        m._add_frame(pred, gt, pose)
     return m.compute()
 
 

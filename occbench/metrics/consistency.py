@@ -39,7 +39,7 @@ class TemporalConsistency(WorldMapMetric):
         self.n_ref = len(self.protocol.static_ids) + 1
         self._has_gt: bool | None = None
 
-    def add_frame(
+    def _add_frame(
         self, pred: np.ndarray, gt: np.ndarray | None, pose: np.ndarray, invalid: np.ndarray | None = None
     ) -> None:
         has_gt = gt is not None
@@ -99,7 +99,7 @@ def temporal_consistency_scores(
     ground truth ``gts`` (every one None: the reference is the prediction majority) and 4x4 LiDAR -> world ``poses``."""
     m = TemporalConsistency(protocol, voxel_size)
     for pred, gt, pose in zip(preds, gts, poses, strict=True):
-        m.add_frame(pred, gt, pose)
+        m._add_frame(pred, gt, pose)
     return m.compute()
 
 

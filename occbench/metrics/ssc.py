@@ -12,23 +12,18 @@ of not-invalid voxels. See ``docs/metrics.md``.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from occbench.errors import FormatError
-from occbench.geometry import GRID_SHAPE
 from occbench.grid import KITTI, Grid
-from occbench.io.pagecache import prefetch
-from occbench.io.voxels import map_label, read_invalid_as_stored
 from occbench.labels import load_label_map
 from occbench.metrics import _kernel
 from occbench.metrics.base import Metric
+from occbench.metrics.frame import FrameArrays, as_frame_arrays
 from occbench.metrics.protocol import EvalProtocol, get_protocol, range_key
 
-NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
-NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
 _BYTE_SUM = np.uint64(0x0101010101010101)
 # word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
 _WORD_DTYPE = {1: np.uint32, 2: np.uint64}
@@ -71,11 +66,11 @@ class Layout:
         return out
 
 
-def _column_invalid_counts(inv_u8: np.ndarray) -> np.ndarray:
-    """Number of invalid voxels (0/1 bytes) in each of the 65536 columns of 32 voxels."""
-    v = inv_u8.view(np.uint64).reshape(NUM_COLUMNS, 4)
-    s = v[:, 0] + v[:, 1] + v[:, 2] + v[:, 3]  # per byte lane: <= 4, no carry
-    return ((s * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)  # sum of the 8 bytes (<= 32)
+def _column_invalid_counts(inv_u8: np.ndarray, grid: Grid) -> np.ndarray:
+    """Number of invalid voxels (0/1 bytes) in each column of the grid (KITTI: 65,536 columns of 32 voxels)."""
+    v = inv_u8.view(np.uint64).reshape(grid.num_columns, grid.shape[2] // 8)
+    s = v.sum(axis=1, dtype=np.uint64)  # per byte lane: <= Z / 8 <= 8, no carry
+    return ((s * _BYTE_SUM) >> np.uint64(56)).astype(np.int64)  # sum of the 8 bytes (<= Z <= 64)
 
 
 def _word_byte_sums(words: np.ndarray) -> np.ndarray:
@@ -90,6 +85,10 @@ class SSCMetric(Metric):
     (``semantickitti-ssc``: semantic-kitti-api ``evaluate_completion.py``; ``sscbench-kitti360-ssc``:
     SSCBench/MonoScene ``SSCMetrics``). A voxel is evaluated iff its ground truth is not ``ignore_index`` and it
     is not invalid (see ``EvalProtocol.invalid_policy``). Confusion rows are predictions, columns ground truth.
+
+    Frames are grids of the protocol's grid (``protocol.grid``: shape, range crops, distance of the columns from
+    the sensor; KITTI's 256 x 256 x 32 by default), whose height must be a multiple of 8 voxels up to 64 (the
+    kernels read columns as whole 64-bit words).
 
     Args:
         protocol: a :class:`EvalProtocol` or its id.
@@ -109,6 +108,12 @@ class SSCMetric(Metric):
     ):
         super().__init__(protocol)
         p = self.protocol
+        self.grid = p.grid
+        if self.grid.shape[2] % 8 or not 8 <= self.grid.shape[2] <= 64:
+            raise ValueError(
+                f"SSCMetric counts columns of whole 64-bit words: grid {self.grid.name} of height "
+                f"{self.grid.shape[2]} voxels, expected a multiple of 8 from 8 to 64"
+            )
         self.layout = Layout(
             tuple(ranges) if ranges is not None else p.ranges,
             distance_bin_width if distance_bin_width is not None else p.distance_bin_width,
@@ -139,21 +144,39 @@ class SSCMetric(Metric):
         self.use_compiled = True  # False forces the numpy kernel (tests compare the two)
 
     # ------------------------------------------------------------------ accumulation
-    def update(
-        self, pred: np.ndarray, gt: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
-    ) -> None:
-        """Add one frame ``(256, 256, 32)`` or a batch ``(B, 256, 256, 32)``.
+    def update_frame(self, pred: np.ndarray, frame: FrameArrays) -> None:
+        """Add one frame: ``pred`` against ``frame`` (:class:`~occbench.metrics.FrameArrays`).
 
         Args:
-            pred: predicted train ids ``0..C-1`` (uint8 is the fast path; any integer dtype is accepted).
-                Values outside ``0..C-1`` are an error at evaluated voxels and ignored elsewhere.
-            gt: ground-truth train ids ``0..C-1`` or ``ignore_index`` (255).
-            invalid: optional mask, nonzero = invalid: a bool / integer grid of the same shape (or flat,
-                ``(2097152,)`` per frame), or the bit-packed ``.invalid`` bytes as on disk, ``(262144,)``
-                uint8 per frame (MSB first), which the compiled kernel reads without unpacking.
-            name: shown in error messages (e.g. the frame's file name).
+            pred: the prediction, a grid of the protocol's grid shape: train ids ``0..C-1`` (uint8 is the fast
+                path; any integer dtype is accepted), or with ``frame.labels == "raw"`` raw label ids (uint16, what
+                ``.label`` files hold). Values outside ``0..C-1`` (raw: ids the label map does not map to a class)
+                are an error at evaluated voxels and ignored elsewhere.
+            frame: ``frame.ground_truth`` (train ids or ``ignore_index``; raw ids with ``labels="raw"``, mapped with
+                the protocol's label map like the official script: raw 0 = empty, unmapped ids = ignore),
+                ``frame.invalid`` (optional; bit-packed as on disk is read by the compiled kernel without
+                unpacking) and ``frame.name`` (error messages). The pose is not used.
         """
-        pred, gt, batched = self._check_shapes(pred, gt)
+        frame = as_frame_arrays(frame)
+        if frame.ground_truth is None:
+            raise ValueError(f"SSCMetric scores against ground truth: frame {frame.name or '(unnamed)'} has none")
+        if frame.labels == "raw":
+            self._update_raw(pred, frame.ground_truth, frame.invalid, name=frame.name, batch=False)
+        else:
+            self._update(pred, frame.ground_truth, frame.invalid, name=frame.name, batch=False)
+
+    def _update(
+        self,
+        pred: np.ndarray,
+        gt: np.ndarray,
+        invalid: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        batch: bool = True,
+    ) -> None:
+        """Add one frame or (``batch``) a batch ``(B, X, Y, Z)`` of train ids (``invalid``: as :class:`FrameArrays`
+        holds it, or one mask per frame of the batch)."""
+        pred, gt, batched = self._check_shapes(pred, gt, batch)
         mode, inv = self._prep_invalid(invalid, pred.shape[0], name)
         for b in range(pred.shape[0]):
             nm = name if not batched else f"{name or 'batch'}[{b}]"
@@ -162,23 +185,18 @@ class SSCMetric(Metric):
             g8 = self._to_u8(gt[b], "ground truth", nm)
             self._count(p8, g8, mode, ib, None, self._g_lut_train, nm)
 
-    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
-        """Add one scored frame of a dataset: ``pred`` against ``frame.ground_truth()`` (invalid folded into ignore)."""
-        self.update(pred, frame.ground_truth(), name=str(frame))
-
-    def update_raw(
-        self, pred_raw: np.ndarray, gt_raw: np.ndarray, invalid: np.ndarray | None = None, *, name: str | None = None
+    def _update_raw(
+        self,
+        pred_raw: np.ndarray,
+        gt_raw: np.ndarray,
+        invalid: np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        batch: bool = True,
     ) -> None:
-        """Add a frame given as raw label ids (what ``.label`` files hold), like the official script.
-
-        Both are mapped with the protocol's label map (official LUT: raw 0 = empty, unmapped raw ids =
-        ignore). A raw prediction that maps to ignore, or is beyond the LUT, is an error at evaluated voxels
-        (the official script raises IndexError). ``invalid`` as in :meth:`update`; pass the bit-packed
-        ``.invalid`` bytes as read from disk (``np.fromfile(path, np.uint8)``): the compiled kernel maps the
-        raw ids and reads the invalid bits inside its one pass, with no full-size intermediate array.
-        See also :meth:`update_raw_files`.
-        """
-        pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw)
+        """Add one frame (or a batch) of raw label ids; the compiled kernel maps them and reads a bit-packed mask
+        inside its one pass, with no full-size intermediate array."""
+        pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw, batch)
         mode, inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
         p_lut, g_lut = self._raw_lookup()
         for b in range(pred_raw.shape[0]):
@@ -186,37 +204,6 @@ class SSCMetric(Metric):
             p16 = self._to_u16(pred_raw[b], "raw prediction", nm)
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
             self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
-
-    def update_raw_files(
-        self,
-        pred_label: str | os.PathLike,
-        gt_label: str | os.PathLike,
-        gt_invalid: str | os.PathLike | None = None,
-        *,
-        name: str | None = None,
-        prefetch_next: Sequence[str | os.PathLike] = (),
-    ) -> None:
-        """Add a frame straight from its files: the prediction's and the ground truth's ``.label`` (uint16
-        raw ids) and optionally the ground truth's ``.invalid`` (bit-packed, SemanticKITTI; a file of one
-        byte per voxel, SSCBench-KITTI360, is recognised by its size).
-
-        The ``.label`` files are memory-mapped (pages populated up front where the OS allows it) and the
-        ``.invalid`` bytes are passed packed, so the only pass over the data is the kernel's. The mask is
-        used as stored: dataset-specific preprocessing (SSCBench-KITTI360 clears invalid where labelled) is
-        the caller's business. Sizes are checked first (:class:`FormatError` naming the file).
-
-        ``prefetch_next``: the next frame's files. Once this frame's files are read, the OS is asked to start
-        reading those (:func:`occbench.io.pagecache.prefetch`), so that on a cold page cache the disk reads
-        the next frame while this one is counted. A hint only: counts never depend on it.
-        """
-        p = map_label(pred_label)
-        g = map_label(gt_label)
-        inv = None
-        if gt_invalid is not None:
-            inv = read_invalid_as_stored(gt_invalid)
-        if prefetch_next:
-            prefetch(*prefetch_next)
-        self.update_raw(p, g, inv, name=name if name is not None else os.fspath(pred_label))
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
@@ -231,18 +218,19 @@ class SSCMetric(Metric):
             self._raw_luts = (p, g)
         return self._raw_luts
 
-    def _check_shapes(self, pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _check_shapes(self, pred: np.ndarray, gt: np.ndarray, batch: bool) -> tuple[np.ndarray, np.ndarray, bool]:
         pred = np.asarray(pred)
         gt = np.asarray(gt)
         if pred.shape != gt.shape:
             raise FormatError(None, "prediction and ground truth of the same shape", f"{pred.shape} and {gt.shape}")
-        if pred.shape == GRID_SHAPE:
+        shape = self.grid.shape
+        if pred.shape == shape:
             return pred[None], gt[None], False
-        if pred.ndim == 4 and pred.shape[1:] == GRID_SHAPE:
+        if batch and pred.ndim == 4 and pred.shape[1:] == shape:
             return pred, gt, True
-        raise FormatError(
-            None, f"a grid {GRID_SHAPE} or a batch (B, {', '.join(map(str, GRID_SHAPE))})", f"shape {pred.shape}"
-        )
+        if not batch:
+            raise FormatError(None, f"a grid {shape} (one frame)", f"shape {pred.shape}")
+        raise FormatError(None, f"a grid {shape} or a batch (B, {', '.join(map(str, shape))})", f"shape {pred.shape}")
 
     def _prep_invalid(self, invalid: np.ndarray | None, n: int, name: str | None) -> tuple[int, np.ndarray | None]:
         """-> ``(mode, (n, L) uint8 C-contiguous)``: ``_kernel.INV_PACKED`` (L = N / 8, bits MSB first),
@@ -250,25 +238,26 @@ class SSCMetric(Metric):
         if invalid is None:
             return _kernel.INV_NONE, None
         inv = np.asarray(invalid)
-        packed = NUM_VOXELS // 8
+        shape, nv = self.grid.shape, self.grid.num_voxels
+        packed = nv // 8
         if inv.dtype == np.uint8 and inv.shape in ((packed,), (n, packed)):
             return _kernel.INV_PACKED, np.ascontiguousarray(inv).reshape(n, packed)
-        if inv.shape not in (GRID_SHAPE, (n, *GRID_SHAPE), (NUM_VOXELS,), (n, NUM_VOXELS)):
+        if inv.shape not in (shape, (n, *shape), (nv,), (n, nv)):
             if inv.ndim == 1 or (inv.ndim == 2 and inv.shape[0] == n and inv.dtype == np.uint8):
                 raise FormatError(
                     name,
-                    f"an invalid mask of {NUM_VOXELS:,} voxels per frame: bit-packed as on disk, "
-                    f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {NUM_VOXELS:,} values",
+                    f"an invalid mask of {nv:,} voxels per frame: bit-packed as on disk, "
+                    f"{packed:,} uint8 bytes (MSB first), or one flag per voxel, {nv:,} values",
                     f"{inv.shape[-1]:,} values of dtype {inv.dtype}" + (f" for {n} frames" if inv.ndim == 2 else ""),
                 )
             raise FormatError(
                 name,
-                f"invalid mask of shape {GRID_SHAPE} (or bit-packed ({packed},) uint8)",
+                f"invalid mask of shape {shape} (or bit-packed ({packed},) uint8)",
                 f"shape {inv.shape} dtype {inv.dtype}",
             )
         if inv.dtype != np.bool_:
             inv = inv != 0
-        return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, NUM_VOXELS).view(np.uint8)
+        return _kernel.INV_BYTES, np.ascontiguousarray(inv).reshape(n, nv).view(np.uint8)
 
     @staticmethod
     def _unpacked(mode: int, inv: np.ndarray) -> np.ndarray:
@@ -298,7 +287,7 @@ class SSCMetric(Metric):
             )
         mask = np.asarray(gt) != self.protocol.ignore_index
         if inv is not None:
-            mask &= self._unpacked(*inv).reshape(GRID_SHAPE) == 0
+            mask &= self._unpacked(*inv).reshape(self.grid.shape) == 0
         bad = out_of_byte & mask
         if bad.any():
             self._raise_pred(np.unique(a[bad]), int(bad.sum()), name)
@@ -353,10 +342,16 @@ class SSCMetric(Metric):
                 self.layout.code,
                 C,
             )
-            if p_lut is None:
-                bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
+            Z = self.grid.shape[2]
+            if Z == 32:  # the KITTI grid: columns of 32 voxels compiled in as constants
+                if p_lut is None:
+                    bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
+                else:
+                    bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
+            elif p_lut is None:
+                bad = _kernel.count_train_z(*args, self._p_lut_train, g_lut, fresh, Z)
             else:
-                bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
+                bad = _kernel.count_raw_z(*args, p_lut, g_lut, fresh, Z)
             if bad == 0:
                 self._counts += fresh[:, 1:, :]
                 self.n_frames += 1
@@ -391,7 +386,8 @@ class SSCMetric(Metric):
         C = self.num_classes
         wdt = _WORD_DTYPE[p.itemsize]
         W = wdt().itemsize // p.itemsize  # voxels per word
-        shift = (32 // W).bit_length() - 1  # word index -> column (32 voxels) index
+        Z = self.grid.shape[2]
+        wpc = Z // W  # words a column: word index // wpc = column index
         wp = p.view(wdt)
         wg = g.view(wdt)
         nzw = np.flatnonzero(wp | wg)  # words holding any non-empty voxel in pred or gt
@@ -409,7 +405,7 @@ class SSCMetric(Metric):
                 else f"ground-truth train ids 0..{C - 1} or {self.protocol.ignore_index}"
             )
             raise FormatError(name, what, f"values {vals}")
-        cell = self._code_k[nzw >> shift]
+        cell = self._code_k[nzw // wpc]
         if inv is not None:
             Iw = inv.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[W])[nzw]
             I = Iw.view(np.uint8).reshape(-1, W)
@@ -427,10 +423,10 @@ class SSCMetric(Metric):
         # empty/empty voxels of the skipped words: every not-invalid voxel there is (pred 0, gt 0)
         n_words = np.bincount(cell, minlength=self.layout.n_cells)
         if inv is None:
-            notinv = 32 * self.layout.columns_per_cell
+            notinv = Z * self.layout.columns_per_cell
             inv_in_words = 0
         else:
-            notinv = 32 * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv))
+            notinv = Z * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv, self.grid))
             isum = _word_byte_sums(Iw.astype(np.uint64))
             inv_in_words = np.bincount(cell, weights=isum, minlength=self.layout.n_cells).astype(np.int64)
         self._counts[:, 0, 0] += notinv - (W * n_words - inv_in_words)
@@ -518,10 +514,11 @@ def ssc_scores(
     protocol: EvalProtocol | str = "semantickitti-ssc",
     invalid: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One-shot :class:`SSCMetric`: the scores of every range of the frame ``(256, 256, 32)`` or the batch
-    ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt`` (arguments as :meth:`SSCMetric.update`)."""
+    """One-shot :class:`SSCMetric`: the scores of every range of the frame (the protocol's grid shape,
+    ``(256, 256, 32)`` on KITTI) or the batch ``(B, 256, 256, 32)`` of train ids ``pred`` against ``gt``
+    (``invalid``: as :class:`~occbench.metrics.FrameArrays` holds it, or one mask per frame of a batch)."""
     m = SSCMetric(protocol)
-    m.update(pred, gt, invalid)
+    m._update(pred, gt, invalid)  # a batch too
     return m.compute()
 
 

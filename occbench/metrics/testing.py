@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from occbench.geometry import GRID_SHAPE
+from occbench.grid import KITTI
 
 # SemanticKITTI train ids
 _ROAD, _PARKING, _SIDEWALK, _BUILDING, _FENCE, _VEG, _TRUNK, _TERRAIN, _POLE, _SIGN, _CAR = (
@@ -34,8 +34,8 @@ def synthetic_frame(rng: np.random.Generator, num_classes: int = 20) -> tuple[np
 
     Class ids are SemanticKITTI train ids, folded into ``1..num_classes-1`` when ``num_classes < 20``.
     """
-    X, Y, Z = GRID_SHAPE
-    gt = np.zeros(GRID_SHAPE, np.uint8)
+    X, Y, Z = KITTI.shape
+    gt = np.zeros(KITTI.shape, np.uint8)
     i = np.arange(X)[:, None]
     j = np.arange(Y)[None, :]
     # ground height varies slowly
@@ -51,7 +51,7 @@ def synthetic_frame(rng: np.random.Generator, num_classes: int = 20) -> tuple[np
     cls = np.where(park, _PARKING, cls)
     ii, jj = np.nonzero(np.ones((X, Y), bool))
     gt[ii, jj, ground[ii, jj]] = cls[ii, jj]
-    invalid = np.zeros(GRID_SHAPE, bool)
+    invalid = np.zeros(KITTI.shape, bool)
     kk = np.arange(Z)[None, None, :]
     invalid |= kk < ground[:, :, None]
     # building walls beyond the sidewalks, with shadows behind them
@@ -71,7 +71,7 @@ def synthetic_frame(rng: np.random.Generator, num_classes: int = 20) -> tuple[np
     for _ in range(int(rng.integers(8, 16))):
         c = rng.integers([0, 0, 4], [X, Y, 14])
         r = rng.integers(4, 12)
-        sl = tuple(slice(max(int(c[d] - r), 0), min(int(c[d] + r), GRID_SHAPE[d])) for d in range(3))
+        sl = tuple(slice(max(int(c[d] - r), 0), min(int(c[d] + r), KITTI.shape[d])) for d in range(3))
         sub = np.ogrid[sl]
         ball = sum(((s - c[d]) / r) ** 2 for d, s in enumerate(sub)) < 1
         region = gt[sl]
@@ -92,7 +92,7 @@ def synthetic_frame(rng: np.random.Generator, num_classes: int = 20) -> tuple[np
         c = rng.integers([0, 0, 2], [X - 6, Y - 6, 20])
         gt[c[0] : c[0] + 6, c[1] : c[1] + 6, c[2] : c[2] + 4] = 255
     invalid &= gt == 0  # labelled voxels are observed
-    invalid |= rng.random(GRID_SHAPE) < 0.002  # scattered
+    invalid |= rng.random(KITTI.shape) < 0.002  # scattered
     if num_classes < 20:
         occ = (gt != 0) & (gt != 255)
         gt[occ] = (gt[occ] - 1) % (num_classes - 1) + 1

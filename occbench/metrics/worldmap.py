@@ -519,7 +519,7 @@ class WorldMapState:
 
         ``pred``, ``gt``: (256, 256, 32) or flat, uint8 train ids (``raw=False``) or uint16 raw ids (``raw=True``),
         ``gt`` 255 / an ignore-mapped raw id = not evaluated; ``gt=None``: every voxel is evaluated and the
-        reference is the prediction's category. ``invalid``: as :meth:`SSCMetric.update` takes it (bit-packed
+        reference is the prediction's category. ``invalid``: as ``FrameArrays.invalid`` holds it (bit-packed
         bytes, or one flag per voxel); under the protocol's ``mask-empty-only`` policy it drops only voxels
         whose ground truth is empty. ``lenient``: train-id ground truth of C..254 counts as not static."""
         self._wait()

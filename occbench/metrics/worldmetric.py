@@ -18,6 +18,7 @@ import numpy as np
 from occbench.errors import FormatError
 from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
 from occbench.metrics.base import Metric
+from occbench.metrics.frame import FrameArrays, as_frame_arrays
 from occbench.metrics.protocol import EvalProtocol
 from occbench.metrics.worldmap import WorldMapState
 
@@ -141,9 +142,13 @@ class WorldMapMetric(Metric):
     def n_frames(self) -> int:
         return self.state.n_frames
 
-    def update_frame(self, pred: np.ndarray, frame: Any) -> None:
-        """Add one scored frame of a dataset (its ground truth and pose)."""
-        self.add_frame(pred, frame.ground_truth(), frame.pose)
+    def update_frame(self, pred: np.ndarray, frame: FrameArrays) -> None:
+        """Add one frame: ``pred`` (train ids) against ``frame`` (:class:`~occbench.metrics.FrameArrays`: its
+        train-id ground truth, optional invalid mask, and its pose, which places it in the world map)."""
+        frame = as_frame_arrays(frame)
+        if frame.labels != "train":
+            raise ValueError(f"{type(self).__name__} takes train ids: frame {frame.name or '(unnamed)'} holds raw ids")
+        self._add_frame(pred, frame.ground_truth, frame.require_pose(type(self).__name__), frame.invalid)
 
     def expect(self, poses: np.ndarray, mine: np.ndarray | list[int] | None = None):
         """Declare the poses of every frame that will be added (see :meth:`WorldMapState.expect`): the map is then

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError, MissingDataError
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.geometry import ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI
 from occbench.io.atomic import atomic_write_text
 from occbench.io.files import read_json_document
 from occbench.io.folder_lock import writes_exclusively
@@ -45,7 +46,7 @@ MARKERS = ".synth"
 
 G0 = (300, 172)  # index of the SSC grid inside the big volume
 # the SSC grid's x and y extents (metres, LiDAR frame)
-_GRID_XY = tuple((float(ORIGIN[a]), float(ORIGIN[a] + VOXEL_SIZE * GRID_SHAPE[a])) for a in (0, 1))
+_GRID_XY = tuple((float(ORIGIN[a]), float(ORIGIN[a] + VOXEL_SIZE * KITTI.shape[a])) for a in (0, 1))
 
 
 def seq_entropy(cfg: MiniConfig, seq: str) -> list[int]:
@@ -121,7 +122,7 @@ def split_of(cfg: MiniConfig, seq: str) -> str:
 
 def grid_codes(world: Wmod.World, t: int) -> np.ndarray:
     cols = columns()
-    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(GRID_SHAPE)
+    return world.gather(tuple(world.poses[t]), cols["GU"], cols["GV"]).reshape(KITTI.shape)
 
 
 def big_codes(world: Wmod.World, t: int) -> np.ndarray:
@@ -131,7 +132,7 @@ def big_codes(world: Wmod.World, t: int) -> np.ndarray:
 
 def line_of_sight(codes: np.ndarray) -> np.ndarray:
     """Voxels of the grid in line of sight of the scan's sensor (what the onboard models can see)."""
-    return _grid_visibility().visible(codes > 0).reshape(GRID_SHAPE)
+    return _grid_visibility().visible(codes > 0).reshape(KITTI.shape)
 
 
 def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,7 +177,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
     stats = {"invalid": 0, "occluded": 0, "bin": 0, "frames": 0}
     last_view = labelled[-1] + cfg.lookahead if labelled else -1
     done_ticks = 0
-    g = (slice(G0[0], G0[0] + GRID_SHAPE[0]), slice(G0[1], G0[1] + GRID_SHAPE[1]))
+    g = (slice(G0[0], G0[0] + KITTI.shape[0]), slice(G0[1], G0[1] + KITTI.shape[1]))
     for t in range(0, last_view + 1):
         is_label = t < n and t % cfg.label_every == 0
         is_view = (t % cfg.view_every == 0 and any(i <= t <= i + cfg.lookahead for i in labelled)) or is_label
@@ -194,12 +195,12 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
             codes = vol[g].copy()
             _, dhit = dense.cast(np.ascontiguousarray(occ[g]))
             # what the scan's own beams hit is observed too (real labels come from those points)
-            own = vis[g] | dhit.reshape(GRID_SHAPE)
+            own = vis[g] | dhit.reshape(KITTI.shape)
             pending[t] = {
                 "codes": codes,
                 "obs": np.packbits(own.reshape(-1, 32), axis=1, bitorder="little"),
                 "occluded": ~own,
-                "bin": dhit.reshape(GRID_SHAPE),
+                "bin": dhit.reshape(KITTI.shape),
             }
         for i, p in pending.items():
             if i == t:
@@ -211,7 +212,7 @@ def run_gt_job(root: Path, cfg: MiniConfig, seq: str, tick: Callable[[int], None
         for i in [i for i in pending if t >= min(i + cfg.lookahead, last_view)]:
             p = pending.pop(i)
             name = f"{i:06d}"
-            obs = unpack_columns(p["obs"]).reshape(GRID_SHAPE)
+            obs = unpack_columns(p["obs"]).reshape(KITTI.shape)
             invalid = ~obs
             codes = np.where(obs, p["codes"], 0).astype(np.uint8)
             raw = Wmod.CODE_TO_RAW[codes]

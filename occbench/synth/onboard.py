@@ -35,11 +35,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from occbench.geometry import GRID_SHAPE
+from occbench.grid import KITTI
 from occbench.synth import _kernels
 from occbench.synth import world as Wd
 
-GRID = GRID_SHAPE
+GRID = KITTI.shape
 NCLS = 20
 
 # Confusion partners (train ids): (first, second). A confused blob takes the first partner where the

@@ -34,11 +34,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from occbench.geometry import GRID_SHAPE
+from occbench.grid import KITTI
 from occbench.synth import onboard as O
 from occbench.synth import world as Wd
 
-GRID = GRID_SHAPE
+GRID = KITTI.shape
 THINGS = O.VEHICLES + O.SMALL_DYNAMIC + O.THIN
 THING_LUT = O._lut(THINGS)
 

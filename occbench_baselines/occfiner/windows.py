@@ -17,11 +17,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from occbench.datasets.frame import ScanSequence
-from occbench.geometry import GRID_SHAPE, grid_centres, transform_points
+from occbench.geometry import grid_centres, transform_points
+from occbench.grid import KITTI
 from occbench.labels import IGNORE
 
 
-def relative_coordinates(T_src_to_dst: np.ndarray, shape: tuple[int, int, int] = GRID_SHAPE) -> np.ndarray:
+def relative_coordinates(T_src_to_dst: np.ndarray, shape: tuple[int, int, int] = KITTI.shape) -> np.ndarray:
     """Eq. 1 of OccFiner: every voxel centre of frame i expressed in the target frame's LiDAR coordinates.
 
     Returns (X, Y, Z, 3) float32 metres.
@@ -92,11 +93,11 @@ def flip_matrix(axes: list[int]) -> np.ndarray:
     Index i -> N-1-i maps a coordinate u to ``2 c - u`` with c the grid's centre on that axis
     (x: 25.6 m, y: 0 m). Applied to every scan, a scan->pivot transform T becomes ``M T M``.
     """
-    from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+    from occbench.geometry import ORIGIN, VOXEL_SIZE
 
     M = np.eye(4)
     for a in axes:
-        c = ORIGIN[a] + VOXEL_SIZE * GRID_SHAPE[a] / 2
+        c = ORIGIN[a] + VOXEL_SIZE * KITTI.shape[a] / 2
         M[a, a] = -1.0
         M[a, 3] = 2 * c
     return M

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from occbench.errors import OccbenchError
-from occbench.geometry import GRID_SHAPE
+from occbench.grid import KITTI
 
 SensorKind = Literal["none", "camera", "lidar"]
 EmptyPolicy = Literal["vote", "occupancy", "ignore"]
@@ -107,7 +107,7 @@ class VotingConfig:
     num_classes: int = 20
     empty_weight: float = 1.0
     weight_quantum: float = 1e-3
-    grid_shape: tuple[int, int, int] = GRID_SHAPE
+    grid_shape: tuple[int, int, int] = KITTI.shape
 
     def __post_init__(self) -> None:
         if int(self.n) != self.n or self.n < 0:

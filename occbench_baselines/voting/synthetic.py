@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from occbench.geometry import GRID_SHAPE, grid_centres
+from occbench.geometry import grid_centres
+from occbench.grid import KITTI
 
 _OBJ_CLASSES = np.array([1, 13, 15, 14, 4, 17, 16], np.uint8)
 
@@ -60,7 +61,7 @@ class SyntheticSequence:
     noise_near: float = 0.05
     noise_far: float = 0.5
     phantom: float = 0.01
-    shape: tuple[int, int, int] = GRID_SHAPE
+    shape: tuple[int, int, int] = KITTI.shape
 
     def __post_init__(self) -> None:
         self._rel = np.linalg.inv(self.poses[0]) @ np.asarray(self.poses, np.float64)
