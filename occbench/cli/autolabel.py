@@ -105,7 +105,8 @@ def autolabel(
     json_path,
     quiet,
 ):
-    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""
+    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test
+    split)."""
     import json
 
     from occbench.autolabel.protocol import SourceSpec

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from occbench.errors import FormatError, MissingDataError
+from occbench.errors import MissingDataError
 from occbench.io.kitti import Calibration
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import read_bits, read_invalid_kitti360, read_label
@@ -124,8 +124,8 @@ class ScanSequence:
 
     @property
     def pose_valid(self) -> np.ndarray:
-        """(num_scans,) bool: which scans have a pose. A scan without one takes no part in any window (voting, OccFiner's
-        stage 1, the world map); a scored scan without one is an error (:meth:`require_poses`)."""
+        """(num_scans,) bool: which scans have a pose. A scan without one takes no part in any window (voting,
+        OccFiner's stage 1, the world map); a scored scan without one is an error (:meth:`require_poses`)."""
         return self._pose_table[1]
 
     @property

@@ -85,7 +85,8 @@ _NPY_RE = re.compile(r"^(\d{6})_1_1\.npy$")
 def kitti360_calibration(root: str | Path | None = None) -> Calibration:
     """The calibration of camera 0 and the velodyne: from ``<root>/calibration/perspective.txt`` and
     ``calib_cam_to_velo.txt`` where present (each file on its own), else the published values (module docstring).
-    ``Tr`` = ``inv(cam_to_velo)`` (velodyne -> unrectified camera 0, as SSCBench projects), ``R_rect`` = ``R_rect_00``."""
+    ``Tr`` = ``inv(cam_to_velo)`` (velodyne -> unrectified camera 0, as SSCBench projects),
+    ``R_rect`` = ``R_rect_00``."""
     P, R = K, R_RECT_00
     cam2velo = CAM2VELO
     path = None

@@ -1,5 +1,6 @@
-"""Per-frame progress of jobs that may run in worker processes or on a Ray cluster (:mod:`occbench.evaluation.executors`);
-the bars themselves come from :mod:`occbench.progress` (quiet runs have none)."""
+"""Per-frame progress of jobs that may run in worker processes or on a Ray cluster
+(:mod:`occbench.evaluation.executors`); the bars themselves come from :mod:`occbench.progress` (quiet runs have
+none)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ class _Tick:
 
 class FrameTicks:
     """Per-frame progress for jobs that may run elsewhere. ``ticks.tick`` goes to every job, which calls it once
-    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on a manager queue that a thread
-    drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the bar, so ``ticks.on_job_done``
-    advances it when a job finishes. With ``update=None`` (quiet) everything is None."""
+    per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on
+    a manager queue that a thread drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the bar, so
+    ``ticks.on_job_done`` advances it when a job finishes. With ``update=None`` (quiet) everything is None."""
 
     def __init__(self, update: Callable[[int], Any] | None, executor: str = "local", inline: bool = True) -> None:
         self.update = update

@@ -54,10 +54,10 @@ def run_job(
     ``mspec`` None scores the predictions of ``dspec.onboard`` as they are (``--predictions``).
     ``save`` = (folder, compressed): refined predictions are written there atomically; targets already
     present are read back instead of recomputed (resume). Other ``extras`` than ``city`` and ``consistency`` are
-    metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With ``city`` or ``consistency`` one world
-    map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned with the poses of
-    every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is the
-    records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
+    metrics of the registry (:mod:`occbench.metrics.registry`), fed every scored frame. With ``city`` or
+    ``consistency`` one world map state (:class:`occbench.metrics.worldmap.WorldMapState`) serves both; it is planned
+    with the poses of every scored scan of the sequence, so its tiles are reduced as the job goes and what it returns is
+    the records of the tiles other jobs share (``spill_dir``: where it writes records beyond its memory bound).
     ``validate`` (submitted predictions): each prediction's content is checked as it is read (it must decode, and
     hold only predictable raw ids); a frame with a problem is not scored, and the problems are returned.
     """
@@ -240,7 +240,8 @@ def evaluate(
     (such a file is refused by ``occbench leaderboard``). ``frames``: score only these scans of each sequence
     (labelled ones; with ``max_frames``, the first ``max_frames`` of them); partial too, unless they are all.
     ``validate`` (a submission, or ``mspec`` None, whose names and sizes were checked:
-    :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is checked as it is scored, and
+    :meth:`Submission.check_names <occbench.evaluation.specs.Submission.check_names>`): every file's content is
+    checked as it is scored, and
     :class:`occbench.evaluation.submission.InvalidSubmission` lists the problems instead of a result."""
     import tempfile
 

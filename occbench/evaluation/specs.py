@@ -1,6 +1,6 @@
-"""What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
+r"""What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
 (:class:`DatasetSpec`), the method (:class:`MethodSpec`) or the :class:`Submission` that is scored, and the
-:class:`Job`\\ s the split is cut into."""
+:class:`Job`\ s the split is cut into."""
 
 from __future__ import annotations
 

@@ -78,7 +78,8 @@ def describe_holder(holder: str) -> str:
 
 @contextmanager
 def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold the exclusive writer lock of ``folder`` (created if needed, removed again if left empty) for the ``with`` block; raise
+    """Hold the exclusive writer lock of ``folder`` (created if needed, removed again if left empty) for the
+    ``with`` block; raise
     :class:`FolderBusyError` at once if another process holds it. No-op where ``fcntl`` is unavailable or the
     folder is read-only (nothing can be written there anyway)."""
     folder = Path(folder)

@@ -143,8 +143,6 @@ def read_foreign_grid(path: Path, fmt: ForeignFormat) -> np.ndarray:
     if fmt.kind == "label":
         return read_label(path)
     if fmt.kind == "npy":
-        import io
-
         data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "numpy .npy file")
         return _grid(load_npy_bytes(data, path), path, "a prediction")
     from occbench.io.safe_pickle import load_pickle
@@ -340,8 +338,6 @@ def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:
     ``remap_lut[LABEL]``, ``INVALID[nonzero(LABEL)] = 0``, ``LABEL[INVALID == 1] = 255``, reshape (256, 256, 32)).
     Returned as uint8 train ids with 255 = ignore, exactly what :meth:`Frame.ground_truth` gives for the ``.label`` +
     ``.invalid`` pair."""
-    import io
-
     path = Path(path)
     data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "SSCBench label .npy")
     arr = load_npy_bytes(data, path)

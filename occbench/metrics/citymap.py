@@ -125,5 +125,6 @@ def city_scores(
         "n_frames": int(n_frames),
         "voxel_size_m": voxel_size,
         "classes_averaged": list(names),
-        "labelling_rule": "majority vote of per-frame categories (not-static or a static class) over the evaluated voxels of all frames; ties to the lower category",
+        "labelling_rule": "majority vote of per-frame categories (not-static or a static class) "
+        "over the evaluated voxels of all frames; ties to the lower category",
     }

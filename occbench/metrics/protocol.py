@@ -115,7 +115,8 @@ class EvalProtocol:
             "it is not invalid" if self.invalid_policy == "mask-all" else "not (invalid and ground truth empty)"
         )
         d["range_definition"] = (
-            "box crop: voxel (i, j, k) is within range r iff i < r/0.2 and |j - 128| < r/0.4 (j in [128 - r/0.4, 128 + r/0.4)), all k"
+            "box crop: voxel (i, j, k) is within range r iff i < r/0.2 and |j - 128| < r/0.4 "
+            "(j in [128 - r/0.4, 128 + r/0.4)), all k"
         )
         d["aggregation"] = "one confusion matrix summed over all voxels of all frames (no per-frame averaging)"
         return d

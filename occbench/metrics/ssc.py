@@ -321,7 +321,8 @@ class SSCMetric(Metric):
         if raw:
             raise FormatError(
                 name,
-                f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) at evaluated voxels",
+                f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) "
+                "at evaluated voxels",
                 f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels",
             )
         raise FormatError(
@@ -412,8 +413,8 @@ class SSCMetric(Metric):
         cell = self._code_k[nzw >> shift]
         if inv is not None:
             Iw = inv.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[W])[nzw]
-            I = Iw.view(np.uint8).reshape(-1, W)
-            Ieff = I * (GS == 1) if self.protocol.invalid_policy == "mask-empty-only" else I
+            Inv = Iw.view(np.uint8).reshape(-1, W)
+            Ieff = Inv * (GS == 1) if self.protocol.invalid_policy == "mask-empty-only" else Inv
             GS = GS * (1 - Ieff)
         Pt = np.take(p_lut, P) if p_lut is not None else P
         if Pt.size and Pt.max() >= C:

@@ -1,4 +1,6 @@
-"""The frame figure: ground truth and each prediction side by side (one column each, same camera), one row per view:
+"""The frame figure: ground truth and each prediction side by side.
+
+One column each (same camera), one row per view:
 
 - ``3d``: shaded 3D voxel view (:mod:`occbench.render.voxels3d`),
 - ``bev``: bird's-eye view (the class of the highest voxel of each column),

@@ -17,8 +17,9 @@ sensor observed) into a prediction by applying, in this order:
 
    The blend is mapped back to a uniform value (:func:`blend_uniform`), so that the per-voxel error *rates*
    do not depend on the share, only how much of the error neighbouring viewpoints have in common does
-   (measured: the single-frame scores on mini val still moved by 0.1-1.9 points; docs/mini.md). Rates grow with range, outside the camera field of view and behind
-   occluders (camera), and in the regions the scan did not see (LiDAR).
+   (measured: the single-frame scores on mini val still moved by 0.1-1.9 points; docs/mini.md). Rates grow with
+   range, outside the camera field of view and behind occluders (camera), and in the regions the scan did not see
+   (LiDAR).
 
 The parameters of both models are in :data:`MODELS`; docs/mini.md explains each one and gives the
 calibration against Table 2 of the OccFiner paper (``python -m occbench.synth.calibrate``).

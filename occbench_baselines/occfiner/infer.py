@@ -133,7 +133,6 @@ def refine_sequence(
             cache.popitem(last=False)
         return cache[i]
 
-    C = model.cfg.num_classes
     # last pivot index (in ``pivots``) whose window outputs each target
     last_use: dict[int, int] = {}
     windows = []
@@ -202,7 +201,7 @@ def _finish(
     (X, Y, Z, C) array of a scan (or a window) in memory. ``return_top2``: ``(top1, top2, p1, p2)`` per scan, top-1
     from the same sum as the labels (``(a + b).argmax`` equals :func:`add_argmax` bit for bit)."""
     feats0, cls0, _ = held[outs[scans[0]][0][0]]
-    X, shape, C = feats0.shape[2], cls0.shape[2:], model.cfg.num_classes
+    X, shape = feats0.shape[2], cls0.shape[2:]
     if return_top2:
         return _finish_top2(model, held, outs, scans, slab_rows, dev, amp_dtype, use_amp)
     res = {f: np.empty((X, *shape), np.uint8) for f in scans} if not return_probs else {}

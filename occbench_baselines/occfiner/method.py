@@ -10,7 +10,8 @@
 
 ``checkpoint="auto"`` (default) is the shipped checkpoint of the sequence's onboard model,
 ``occbench_baselines/occfiner/checkpoints/<onboard>.pt``; any path to a checkpoint written by
-:func:`occbench_baselines.occfiner.train.train` or :func:`occbench_baselines.occfiner.export.export_checkpoint` works too.
+:func:`occbench_baselines.occfiner.train.train` or :func:`occbench_baselines.occfiner.export.export_checkpoint`
+works too.
 Window options left at ``None`` come from the checkpoint (the window it was trained with), else the
 paper's T_l = 4, T_r = 2, reference radius 10.
 """
@@ -344,9 +345,9 @@ class OccFiner(RegistrationNote, _Stage1Base):
 
     def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """``(scan, top1, top2, p1, p2)``: stage 2's decision (``refine``'s output), the best other class and
-        their shares of stage 2's weighted votes over the stage-1 grids (:func:`occbench_baselines.voting.top2.votes_top2`:
-        the runner-up capped at the label; no votes: ``p1 = 1``). Stage 1's probabilities do not reach stage 2,
-        which votes with stage-1 labels (docs/autolabel.md)."""
+        their shares of stage 2's weighted votes over the stage-1 grids
+        (:func:`occbench_baselines.voting.top2.votes_top2`: the runner-up capped at the label; no votes: ``p1 = 1``).
+        Stage 1's probabilities do not reach stage 2, which votes with stage-1 labels (docs/autolabel.md)."""
         tg = sorted({int(t) for t in targets})
         if not tg:
             return

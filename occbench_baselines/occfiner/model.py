@@ -222,11 +222,12 @@ class _FoldedOneHotLinear(torch.autograd.Function):
     """``sum_z onehot(z*C + cls[z]) @ weight.T`` per cell (no bias); ``cls`` (Z, M) train ids, ids outside
     [0, C) (255) = no class (all-zero one-hot).
 
-    CPU, when at most ``SPARSE_MAX_FRACTION`` of the entries are not empty: only the *non-empty* entries (class != 0) are gathered: ``out = sum_z w[z*C] + sum_{cls != 0}
-    (w[z*C + cls] - w[z*C])`` (the same sum regrouped; class 0 fills most of a scene), and the backward
-    mirrors it (rows of class 0 get ``sum(grad) - sum(grad of the cells not empty at that height)``), with
-    ``index_add_`` instead of ``embedding_bag``'s sort-based backward. Denser CPU input: Z row gathers
-    (forward) and Z ``index_add_`` (backward). CUDA: ``embedding_bag`` (sum), Z ``index_add_`` backward.
+    CPU, when at most ``SPARSE_MAX_FRACTION`` of the entries are not empty: only the *non-empty* entries
+    (class != 0) are gathered: ``out = sum_z w[z*C] + sum_{cls != 0} (w[z*C + cls] - w[z*C])`` (the same sum regrouped;
+    class 0 fills most of a scene), and the backward mirrors it (rows of class 0 get ``sum(grad) - sum(grad of the cells
+    not empty at that height)``), with ``index_add_`` instead of ``embedding_bag``'s sort-based backward. Denser CPU
+    input: Z row gathers (forward) and Z ``index_add_`` (backward). CUDA: ``embedding_bag`` (sum), Z ``index_add_``
+    backward.
     """
 
     @staticmethod

@@ -279,7 +279,6 @@ def _new_acc(C: int) -> dict:
 
 def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> OccFinerNet:
     """Rebuild an :class:`OccFinerNet` from a checkpoint written by :func:`train` or an exported one."""
-
     ck = load_checkpoint_file(checkpoint, map_location=map_location)
     model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])

@@ -36,8 +36,9 @@ def _column_bins_py(P, c, colptr, shift, nslab):  # pragma: no cover - compiled 
 
     Slab ``b``'s columns are ``cov_cols[cov_off[b]:cov_off[b + 1]]`` (every column that lands in it, for the
     coverage) and ``occ_cols[occ_off[b]:occ_off[b + 1]]`` (those with occupied voxels); column ``(i, j)``
-    is listed as ``(i << 16) | j`` (decoded without a division). A column's destination x (and y, z) is monotonic in ``k``, so its two end voxels bound it:
-    columns that leave the grid are dropped and a column that crosses slabs is listed in each.
+    is listed as ``(i << 16) | j`` (decoded without a division). A column's destination x (and y, z) is monotonic
+    in ``k``, so its two end voxels bound it: columns that leave the grid are dropped and a column that crosses slabs is
+    listed in each.
     """
     X = P.shape[1]
     Y = P.shape[2]

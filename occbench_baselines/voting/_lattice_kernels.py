@@ -1,11 +1,14 @@
-"""Compiled (numba) CPU kernels of the lattice voting engine (approximate); the torch code of ``lattice.py`` is their twin.
+"""Compiled (numba) CPU kernels of the lattice voting engine (approximate).
+
+The torch code of ``lattice.py`` is their twin.
 
 Each kernel makes one pass over a scan's voxels. The world cell of source voxel ``(i, j, k)`` is
 ``floor(P[d, i, j] + c[d, k])`` per axis ``d`` (float64; ``P`` and ``c`` come from the scan's pose, see
 ``occbench.registration.affine``), exactly the sum and floor that the torch twin evaluates, so both give the same
 cells. Cells are addressed by ``key = (cx - lo0) * s0 + (cy - lo1) * s1 + (cz - lo2)`` in the engine's
-dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba: the vectorised torch version needs ~10 full passes over 2 M voxels plus a
-scatter per scan; one compiled pass is 3-4x faster on one CPU core (numbers in docs/baselines/voting.md).
+dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba:
+the vectorised torch version needs ~10 full passes over 2 M voxels plus a scatter per scan; one compiled pass is 3-4x
+faster on one CPU core (numbers in docs/baselines/voting.md).
 """
 
 from __future__ import annotations

@@ -79,9 +79,9 @@ class VotingEngine:
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
     ``N = len(poses_lidar)``); it is called once per scan per entry into the window (never for a scan that
-    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window), in ascending order when
-    the targets ascend. ``backend``: ``"auto"`` (numba on CPU when installed, else torch), ``"numba"`` or
-    ``"torch"``; ``device``: None (CUDA when available), ``"cpu"``, ``"cuda"``...
+    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window), in
+    ascending order when the targets ascend. ``backend``: ``"auto"`` (numba on CPU when installed, else torch),
+    ``"numba"`` or ``"torch"``; ``device``: None (CUDA when available), ``"cpu"``, ``"cuda"``...
     """
 
     exact = True
