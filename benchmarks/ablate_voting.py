@@ -44,7 +44,7 @@ def runs(kind: str, sensor: str, max_ranges: tuple[float, ...] = MAX_RANGES) -> 
         return out
     if kind == "ranges":
         return [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
-    out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]  # type: ignore[arg-type]
+    out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]
     if kind == "main":
         return out
     if sensor == "camera":

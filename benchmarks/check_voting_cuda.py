@@ -99,7 +99,7 @@ def main() -> int:
     report = {"data": name, "n": a.n, "targets": targets, "device": torch.cuda.get_device_name(0), "runs": []}
     bad = 0
     for kind in ("none", "camera", "lidar"):
-        cfg = VotingConfig(n=a.n, weights=SensorWeights(kind=kind, image_size=image_size))  # type: ignore[arg-type]
+        cfg = VotingConfig(n=a.n, weights=SensorWeights(kind=kind, image_size=image_size))
         res = {}
         for dev in ("cpu", "cuda"):
             eng = VotingEngine(frames, poses, calib, cfg, device=dev)

@@ -24,6 +24,8 @@ from occbench.labels import IGNORE, LabelMap
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from occbench.io.formats import ForeignPredictionStore
+
 _GT_LABEL = re.compile(r"^\d{6}\.label$")
 
 
@@ -60,9 +62,9 @@ class ScanSequence:
         label_map: LabelMap,
         layout: VoxelLayout,
         load_calib: Callable[[], Calibration],
-        load_poses: Callable[[Calibration], np.ndarray],
+        load_poses: Callable[[Calibration], np.ndarray | tuple[np.ndarray, np.ndarray]],
         label_every: int = 5,
-        onboard: PredictionStore | None = None,
+        onboard: PredictionStore | ForeignPredictionStore | None = None,
         onboard_name: str | None = None,
         sensor: str | None = None,
         frame_ids: Callable[[], list[int]] | None = None,

@@ -309,7 +309,7 @@ def evaluate(
         from occbench.methods.registry import method_source
 
         method_cfg = {**method_cfg, "source": method_source(mspec.name)}
-    header = {
+    header: dict[str, Any] = {
         "occbench_version": __version__,
         "dataset": {**ds.describe(), "fingerprint": fingerprint},
         "method": method_cfg,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from occbench.errors import OccbenchError
 
@@ -161,4 +161,4 @@ def writes_exclusively(fn: F) -> F:
         with exclusive_writer(folder):
             return fn(folder, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps fn's name and signature

@@ -16,6 +16,7 @@ extension      content                                bytes / frame
 from __future__ import annotations
 
 import mmap
+import os
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def read_bits_packed(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> n
     return np.fromfile(path, np.uint8)
 
 
-def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def read_invalid_as_stored(path: str | os.PathLike, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
     """An ``.invalid`` file as stored, told apart by its size: bit-packed bytes ``(n / 8,)`` (SemanticKITTI,
     see :func:`read_bits_packed`) or one 0/1 byte per voxel ``(n,)`` (SSCBench-KITTI360)."""
     path = Path(path)
@@ -72,7 +73,7 @@ def read_invalid_as_stored(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE
     )
 
 
-def map_label(path: str | Path, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+def map_label(path: str | os.PathLike, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
     """A ``.label`` file as a read-only uint16 array of ``shape`` backed by a memory map of the file.
 
     Unlike :func:`read_label` nothing is copied: on Linux the pages are mapped up front (``MAP_POPULATE``;

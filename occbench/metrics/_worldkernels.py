@@ -19,11 +19,14 @@ heights: key ``(x >> 6) << 15 | y >> 6``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bits
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:
     from numba import njit
 except ImportError:  # pragma: no cover

@@ -56,8 +56,8 @@ class CityMapMetric(WorldMapMetric):
 
     def add_frame(self, pred: np.ndarray, gt: np.ndarray, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
         """Add one frame: ``pred`` / ``gt`` train-id grids (gt 255 = ignore), ``pose`` 4x4 LiDAR -> world."""
-        pred, gt = self._checked(pred, gt, invalid, check_gt=True)
-        self.state.add(pred, gt, pose, invalid)
+        pred, checked_gt = self._checked(pred, gt, invalid, check_gt=True)
+        self.state.add(pred, checked_gt, pose, invalid)
 
     def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(world voxel keys (uint64, ``x << 35 | y << 14 | z`` with the axis offsets), gt map category, pred map

@@ -31,7 +31,7 @@ NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 NUM_COLUMNS = GRID_SHAPE[0] * GRID_SHAPE[1]
 _BYTE_SUM = np.uint64(0x0101010101010101)
 # word used to skip empty/empty voxels, by label itemsize (uint8 train ids, uint16 raw ids): 4 voxels a word
-_WORD_DTYPE = {1: np.uint32, 2: np.uint64}
+_WORD_DTYPE: dict[int, type[np.unsignedinteger]] = {1: np.uint32, 2: np.uint64}
 _NO_INV = np.zeros(8, np.uint8)  # placeholder mask for the kernels (never read with INV_NONE)
 _NO_INV.flags.writeable = False
 
@@ -100,6 +100,8 @@ class SSCMetric(Metric):
     """
 
     higher_is_better = True
+    _counts: np.ndarray  # declared states (add_state)
+    n_frames: int
 
     def __init__(
         self,
@@ -429,7 +431,7 @@ class SSCMetric(Metric):
         n_words = np.bincount(cell, minlength=self.layout.n_cells)
         if inv is None:
             notinv = 32 * self.layout.columns_per_cell
-            inv_in_words = 0
+            inv_in_words: int | np.ndarray = 0
         else:
             notinv = 32 * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv))
             isum = _word_byte_sums(Iw.astype(np.uint64))

@@ -273,10 +273,15 @@ class FieldCache:
         if not 0.0 <= spec.world_share <= 1.0:
             raise ValueError(f"world_share of {spec.name} must lie in [0, 1], got {spec.world_share}")
 
+    def _world(self) -> Wd.World:
+        if self.world is None:
+            raise ValueError(f"model {self.spec.name}: world_share > 0 needs the world the scans are drawn from")
+        return self.world
+
     def world_fields(self) -> list[np.ndarray]:
         """Coarse lattices (cells of ``spec.blob`` voxels) covering the world, uniform draws in [0, 1)."""
         if self._world_fields is None:
-            nx, ny = self.world.shape
+            nx, ny = self._world().shape
             c = self.spec.blob
             shape = (nx // c[0] + 3, ny // c[1] + 3, GRID[2] // c[2] + 2)
             rng = np.random.default_rng(self.entropy + [WORLD_STREAM])
@@ -298,7 +303,7 @@ class FieldCache:
         if self.spec.world_share > 0:
             fields.world = WorldSample(
                 self.world_fields(),
-                self.world,
+                self._world(),
                 t,
                 self.spec.blob,
                 _uniformiser(self.spec.blob, 0, K),

@@ -203,8 +203,8 @@ def procedural_route(rng: np.random.Generator, length: float) -> tuple[Route, li
         total += dist + R * math.pi / 2
         last_turn = 0
     xy = np.concatenate([np.zeros((1, 2))] + pts)
-    yaw = np.concatenate([[0.0]] + yaws)
-    tr = np.concatenate([[False]] + turn)
+    yaw = np.concatenate([np.zeros(1)] + yaws)
+    tr = np.concatenate([np.zeros(1, bool)] + turn)
     return Route(xy=np.round(xy, 9), yaw=yaw, turning=tr), xs, ys
 
 

@@ -23,7 +23,7 @@ Pipeline (one window of T = T_l + T_r frames, every frame refined):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class OccFinerConfig:
         0.0  # >0: logits += g_c * one_hot(input class), g (C,) learned, initialised to this (0 = paper, off)
     )
     coord_scale: float = 51.2  # relative coordinates are divided by this (metres)
-    origin: tuple[float, float, float] = field(default=tuple(float(v) for v in ORIGIN))  # type: ignore[assignment]
+    origin: tuple[float, float, float] = (float(ORIGIN[0]), float(ORIGIN[1]), float(ORIGIN[2]))
     voxel_size: float = VOXEL_SIZE
 
     @staticmethod
@@ -231,7 +231,7 @@ class _FoldedOneHotLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:
         e, cz = weight.shape
         Z, M = cls.shape
         ctx.C, ctx.cz, ctx.Z = C, cz, Z
@@ -255,7 +255,7 @@ class _FoldedOneHotLinear(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         g = grad.contiguous()
         e = g.shape[1]
         gt = g.new_zeros(ctx.cz + 1, e)

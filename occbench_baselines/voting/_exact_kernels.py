@@ -20,11 +20,14 @@ addressed by their flat index ``(x * Y + y) * Z + z`` in the destination grid, w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ._decide_kernel import row_label
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -308,7 +311,14 @@ def _release_py(c2r, vox, top):  # pragma: no cover - compiled below
         c2r[vox[r]] = -1
 
 
-column_bins = coverage = occupied = decide = release = source = zrange = None
+# the compiled kernels, None without numba
+column_bins: Any = None
+coverage: Any = None
+occupied: Any = None
+decide: Any = None
+release: Any = None
+source: Any = None
+zrange: Any = None
 if njit is not None:
     _jit = njit(cache=True, nogil=True, boundscheck=False)
     column_bins = _jit(_column_bins_py)

@@ -13,10 +13,14 @@ faster on one CPU core (numbers in docs/baselines/voting.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from occbench.registration import cell_key  # the registration kernel, shared with occbench.windows
 
 from ._decide_kernel import row_label
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -134,7 +138,11 @@ def _keys_py(P, c, lo, s0, s1, out):  # pragma: no cover - compiled below
                 out[base + k] = cell_key(P[0, i, j], P[1, i, j], P[2, i, j], c, k, lo[0], lo[1], lo[2], s0, s1)
 
 
-coverage = occupied = read = keys = None
+# the compiled kernels, None without numba
+coverage: Any = None
+occupied: Any = None
+read: Any = None
+keys: Any = None
 if njit is not None:
     _jit = njit(cache=True, nogil=True, boundscheck=False)
     coverage = _jit(_coverage_py)
