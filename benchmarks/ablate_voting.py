@@ -2,18 +2,19 @@
 
     python benchmarks/ablate_voting.py [ROOT] --split train --model voxformer-sim --runs select --json OUT.json
 
-``ROOT``: an occbench-mini (default: the default mini, ``$OCCBENCH_MINI`` or ``$OCCBENCH_DATA/mini-v<version>``). ``--split train`` (sequences 00 and 01) is where the defaults of
-the voting methods are **selected** (``--runs select``; protocol in ``docs/baselines/voting.md``); the val split
-is only for reporting. Targets: every labelled scan of every sequence of the split. Scores: the official
-``SSCMetric`` (``.invalid`` and ignore voxels not evaluated), IoU / mIoU in % at the 12.8 / 25.6 / 51.2 m crops,
-for the onboard predictions and each configuration. One engine run per (weights, n) is read with the three empty
-policies (the votes do not depend on the policy). Prints a markdown table; ``--json PATH`` writes the rows.
+``ROOT``: an occbench-mini (default: the default mini, ``$OCCBENCH_MINI`` or ``$OCCBENCH_DATA/mini-v<version>``).
+``--split train`` (sequences 00 and 01) is where the defaults of the voting methods are **selected** (``--runs select``;
+protocol in ``docs/baselines/voting.md``); the val split is only for reporting. Targets: every labelled scan of every
+sequence of the split. Scores: the official ``SSCMetric`` (``.invalid`` and ignore voxels not evaluated), IoU / mIoU in
+% at the 12.8 / 25.6 / 51.2 m crops, for the onboard predictions and each configuration. One engine run per (weights, n)
+is read with the three empty policies (the votes do not depend on the policy). Prints a markdown table; ``--json PATH``
+writes the rows.
 
 ``--predictions-root`` votes on other grids than the onboard predictions (e.g. stage-1 outputs); their scores are then
-the "onboard" row. Run sets: ``select`` (the selection: unweighted = Average Fusion, the model's own sensor weights, and LiDAR weights
-with ``max_range`` 25.6 / 38.4 / 51.2 / 76.8 m, all at the paper's n = 25), ``main`` (every weight kind at n = 5,
-10, 25), ``all`` (``main`` plus weight-value variants at n = 25), ``ranges`` (LiDAR weights at ``--max-ranges``
-only).
+the "onboard" row. Run sets: ``select`` (the selection: unweighted = Average Fusion, the model's own sensor
+weights, and LiDAR weights with ``max_range`` 25.6 / 38.4 / 51.2 / 76.8 m, all at the paper's n = 25), ``main`` (every
+weight kind at n = 5, 10, 25), ``all`` (``main`` plus weight-value variants at n = 25), ``ranges`` (LiDAR weights at
+``--max-ranges`` only).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from occbench.metrics import FrameArrays, SSCMetric
@@ -44,7 +44,7 @@ def runs(kind: str, sensor: str, max_ranges: tuple[float, ...] = MAX_RANGES) -> 
         return out
     if kind == "ranges":
         return [(f"lidar max_range={r}", SensorWeights(kind="lidar", max_range=r), 25) for r in max_ranges]
-    out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]  # type: ignore[arg-type]
+    out = [(k, SensorWeights(kind=k), n) for k in ("none", "camera", "lidar") for n in (5, 10, 25)]
     if kind == "main":
         return out
     if sensor == "camera":

@@ -166,7 +166,8 @@ def _tree_rss_bytes(pid: int) -> int:
 
 
 def run_measured(cmd: list[str], env: dict[str, str], interval: float = 0.05, cwd: str | None = None) -> dict:
-    """Run ``cmd``; return wall seconds, exit code, the process tree's peak summed RSS and the largest process's peak RSS."""
+    """Run ``cmd``; return wall seconds, exit code, the process tree's peak summed RSS and the largest process's
+    peak RSS."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     before = ru0.ru_maxrss
     t0 = time.perf_counter()
@@ -259,7 +260,8 @@ def bench(
             )
             rows[v].append(m)
             log(
-                f"  {density} {frames} frames, run {r + 1}: {v:13s} {m['wall_s']:7.2f} s wall, {m['cpu_s']:7.2f} s CPU, "
+                f"  {density} {frames} frames, run {r + 1}: {v:13s} "
+                f"{m['wall_s']:7.2f} s wall, {m['cpu_s']:7.2f} s CPU, "
                 f"tree peak RSS {m['tree_peak_rss_mb']:6.0f} MB, load {os.getloadavg()[0]:.1f}"
             )
     summary = {"frames": frames, "density": density, **facts, "commands": {v: " ".join(cmds[v]) for v in variants}}
@@ -298,7 +300,8 @@ def table(summaries: list[dict]) -> str:
     """The markdown table of the runs: per tree and variant, wall (min), CPU, ratios to the plain script (and to
     semantic-kitti-api when it ran), tree peak RSS."""
     lines = [
-        "| frames | density | command | wall (min) | CPU | vs skapi | vs plain (wall) | vs plain (CPU) | tree peak RSS |",
+        "| frames | density | command | wall (min) | CPU | vs skapi "
+        "| vs plain (wall) | vs plain (CPU) | tree peak RSS |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:

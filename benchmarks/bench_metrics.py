@@ -3,9 +3,9 @@
 Run: ``pytest benchmarks/bench_metrics.py --benchmark-only`` (add ``--benchmark-columns=min,median,mean``).
 The split groups time a split written to disk, read from the page cache and (``cold``) from the disk, each
 file dropped from the page cache before every round (``occbench.io.pagecache.evict``, checked with mincore).
-All timings are single-threaded (numpy, or the compiled numba kernel). Frames: ``occbench.metrics.testing.synthetic_frame`` (SemanticKITTI-like
-structure, ~6 % occupied) and, as a worst case for the skip-empty trick, uniformly random frames (30 % ignore,
-random classes everywhere, like the anchors micro-benchmark).
+All timings are single-threaded (numpy, or the compiled numba kernel). Frames:
+``occbench.metrics.testing.synthetic_frame`` (SemanticKITTI-like structure, ~6 % occupied) and, as a worst case for the
+skip-empty trick, uniformly random frames (30 % ignore, random classes everywhere, like the anchors micro-benchmark).
 """
 
 from __future__ import annotations

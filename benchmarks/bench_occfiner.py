@@ -5,8 +5,9 @@
 CPU: forward and training step (forward + CE/Lovász loss + backward + Adam) of the small and tiny
 configurations, and forward of the paper configuration. Inputs look like real scenes (about 12 % of the
 voxels occupied, the rest empty), so the embedding takes its sparse CPU path; training steps run the
-segmentation head only on the scans with ground truth (``TrainConfig.head_on_labelled``, the default). On CUDA (when available) the paper configuration with mixed
-precision: inference frames/s (= T / forward time) and training-step time; skipped otherwise.
+segmentation head only on the scans with ground truth (``TrainConfig.head_on_labelled``, the default). On CUDA
+(when available) the paper configuration with mixed precision: inference frames/s (= T / forward time) and training-step
+time; skipped otherwise.
 """
 
 from __future__ import annotations

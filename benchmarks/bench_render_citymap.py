@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else err[-2000:])
         print(
-            f"exit {r.returncode}; wall {grab('Elapsed (wall clock) time (h:mm:ss or m:ss)')}; user {grab('User time (seconds)')} s; "
-            f"system {grab('System time (seconds)')} s; peak RSS {int(grab('Maximum resident set size (kbytes)')) / 1024:.0f} MiB"
+            f"exit {r.returncode}; wall {grab('Elapsed (wall clock) time (h:mm:ss or m:ss)')}; "
+            f"user {grab('User time (seconds)')} s; system {grab('System time (seconds)')} s; "
+            f"peak RSS {int(grab('Maximum resident set size (kbytes)')) / 1024:.0f} MiB"
         )
         return r.returncode
     finally:

@@ -2,8 +2,8 @@
 lattice engine (numba and torch backends), side by side in one process.
 
 Data: sequence 08 of occbench-mini val (``--root``, else the default mini in the data cache,
-``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the default
-config otherwise). Without mini the synthetic scene of ``occbench_baselines.voting.synthetic`` seen from real
+``$OCCBENCH_DATA/mini-v<generator version>``, if generated; predictions of ``voxformer-sim``, camera weights, the
+default config otherwise). Without mini the synthetic scene of ``occbench_baselines.voting.synthetic`` seen from real
 sequence-08 poses is used (and said so). Targets: every 5th scan (the labelled frames), as on real data.
 One CPU thread (``torch.set_num_threads(1)``; numba kernels are single-threaded).
 
@@ -211,7 +211,8 @@ def data():
 def _report(benchmark, row: dict) -> None:
     benchmark.extra_info.update(targets_per_s=row["tps"], projected_seq08_s=row["proj_s"])
     print(
-        f"\n[{row['impl']} n={row['n']}] {row['tps']:.3f} targets/s -> projected real seq 08: {row['proj_s'] / 60:.1f} min"
+        f"\n[{row['impl']} n={row['n']}] {row['tps']:.3f} targets/s -> "
+        f"projected real seq 08: {row['proj_s'] / 60:.1f} min"
     )
 
 

@@ -1,6 +1,6 @@
-"""Calibrate an onboard error model on a held-out **train** sequence (never val): onboard and Average Fusion gains.
+r"""Calibrate an onboard error model on a held-out **train** sequence (never val): onboard and Average Fusion gains.
 
-    python benchmarks/calibrate_generator.py --root DIR [--generator 1.2] [--model voxformer-sim] \\
+    python benchmarks/calibrate_generator.py --root DIR [--generator 1.2] [--model voxformer-sim] \
         [--name CANDIDATE] [--set PARAMETER=VALUE ...] [--stage1 CHECKPOINT] [--json OUT.json]
 
 ``--root DIR``: where the held-out sequence's ground truth lives; generated there on first use. The held-out
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{json.dumps(row['overrides'])}"
     )
     print(
-        f"  onboard IoU {fmt([row['onboard'][r][0] for r in RANGES])}, mIoU {fmt([row['onboard'][r][1] for r in RANGES])}"
+        f"  onboard IoU {fmt([row['onboard'][r][0] for r in RANGES])}, "
+        f"mIoU {fmt([row['onboard'][r][1] for r in RANGES])}"
     )
     for m, g in row["gain"].items():
         print(

@@ -3,9 +3,9 @@
     python benchmarks/check_voting_cuda.py [--root MINI_ROOT] [--n 25] [--targets 8] [--json OUT.json]
 
 Data: sequence 08 of occbench-mini val when ``--root`` (or ``$OCCBENCH_MINI``, or the generated default mini) is
-found, else the synthetic scene of ``occbench_baselines.voting.synthetic`` along real-like poses generated here (a gentle
-curve with pitch and roll). For every sensor weighting (none, camera, lidar) the same targets are voted on the CPU
-(numba) and on CUDA (torch), read with the three empty policies, and compared voxel for voxel; the votes too for the
+found, else the synthetic scene of ``occbench_baselines.voting.synthetic`` along real-like poses generated here (a
+gentle curve with pitch and roll). For every sensor weighting (none, camera, lidar) the same targets are voted on the
+CPU (numba) and on CUDA (torch), read with the three empty policies, and compared voxel for voxel; the votes too for the
 first target. Exit status 1 if any label differs. Without CUDA it says so and exits 2 (nothing was checked).
 """
 
@@ -99,7 +99,7 @@ def main() -> int:
     report = {"data": name, "n": a.n, "targets": targets, "device": torch.cuda.get_device_name(0), "runs": []}
     bad = 0
     for kind in ("none", "camera", "lidar"):
-        cfg = VotingConfig(n=a.n, weights=SensorWeights(kind=kind, image_size=image_size))  # type: ignore[arg-type]
+        cfg = VotingConfig(n=a.n, weights=SensorWeights(kind=kind, image_size=image_size))
         res = {}
         for dev in ("cpu", "cuda"):
             eng = VotingEngine(frames, poses, calib, cfg, device=dev)

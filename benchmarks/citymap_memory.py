@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     poses = read_poses(a.poses, read_calib(a.calib))
     _log(
-        f"{a.poses}: {len(poses)} poses, path length {np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum():.0f} m"
+        f"{a.poses}: {len(poses)} poses, "
+        f"path length {np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1).sum():.0f} m"
     )
     rows = run(poses, a.checkpoints, a.max_minutes, plan=a.plan)
     if a.json:

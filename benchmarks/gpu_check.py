@@ -479,7 +479,8 @@ class GpuCheck:
                     round(a, 6),
                     AGREEMENT_MIN if gating else AMP_REPORTED_MIN,
                     gating=gating,
-                    detail=f"{agree[mode][1]} voxels in {len(self.pivots())} window(s) of T = {wcfg.local + wcfg.reference}"
+                    detail=f"{agree[mode][1]} voxels in {len(self.pivots())} window(s) "
+                    f"of T = {wcfg.local + wcfg.reference}"
                     + (
                         ""
                         if mode == "fp32"
@@ -492,7 +493,8 @@ class GpuCheck:
         self.refine_agreement()
 
     def refine_agreement(self) -> None:
-        """``refine_sequence`` (what ``occbench evaluate`` runs) of the first scans, shipped checkpoint, device vs CPU."""
+        """``refine_sequence`` (what ``occbench evaluate`` runs) of the first scans, shipped checkpoint, device vs
+        CPU."""
         from occbench_baselines.occfiner.infer import refine_sequence
 
         cpu_model, _, wcfg = self.nets["small"]
@@ -572,11 +574,12 @@ class GpuCheck:
                 )
                 speed[mode] = r
                 self.log(
-                    f"stage1 {name} forward {mode}: {r['windows_per_s']:.2f} windows/s, {r['frames_per_s']:.1f} frames/s, "
+                    f"stage1 {name} forward {mode}: {r['windows_per_s']:.2f} windows/s, "
+                    f"{r['frames_per_s']:.1f} frames/s, "
                     f"peak {r['peak_gpu_mib']} MiB"
                 )
             self.stage1[name]["forward"] = speed
-            del model, pd, td
+            model = pd = td = None  # frees the GPU memory (the closure fwd holds these names, so no del)
             self.save()
         for name, (cpu_model, _, wcfg) in self.nets.items():
             self.refine_speed(name, cpu_model, wcfg)
@@ -676,7 +679,7 @@ class GpuCheck:
             )
             self.stage1[name]["train_step"] = r
             self.log(f"stage1 {name} training step: {r['mean_s']:.3f} s/step, peak {r['peak_gpu_mib']} MiB")
-            del model, opt
+            model = opt = None  # frees the GPU memory (the closure step holds these names, so no del)
 
     # -- run ------------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -699,7 +702,8 @@ class GpuCheck:
         self.save()
         failed = [c["name"] for c in self.report["checks"] if c["gating"] and not c["passed"]]
         self.log(
-            f"{'PASSED' if self.report['passed'] else 'FAILED'}: {sum(c['passed'] for c in self.report['checks'] if c['gating'])}"
+            f"{'PASSED' if self.report['passed'] else 'FAILED'}: "
+            f"{sum(c['passed'] for c in self.report['checks'] if c['gating'])}"
             f"/{sum(c['gating'] for c in self.report['checks'])} gating checks passed"
             + (f"; failed: {'; '.join(failed)}" if failed else "")
             + f"; report: {self.out}"

@@ -16,9 +16,12 @@ voting engines' torch code evaluate, so every implementation gives the same cell
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it occbench uses numpy code paths
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -116,7 +119,8 @@ def _warp_forward_py(P, c, idx, dshape, out):  # pragma: no cover - compiled bel
     return n
 
 
-warp_backward = warp_forward = None
+warp_backward: Any = None  # the compiled kernels, None without numba
+warp_forward: Any = None
 if njit is not None:
     cell_key = njit(cache=True, nogil=True, boundscheck=False, inline="always")(cell_key)
     _jit = njit(cache=True, nogil=True, boundscheck=False)

@@ -277,14 +277,14 @@ def _read_all() -> tuple[Mapping[str, DatasetCard], tuple[str, ...]]:
     for name, c in cards.items():
         if c.protocol_definition is None:
             if c.protocol_id not in defined:
-                e = FormatError(
+                err = FormatError(
                     c.path,
                     f"'protocol': the id of a protocol a dataset file defines ({', '.join(defined) or 'none'})",
                     repr(c.protocol_id),
                 )
                 if Path(c.path).parent == shipped:
-                    raise e
-                problems.append(str(e))
+                    raise err
+                problems.append(str(err))
                 continue
             c = replace(c, label_map=defined[c.protocol_id].label_map)
         out[name] = c
@@ -298,6 +298,7 @@ def dataset_cards() -> Mapping[str, DatasetCard]:
     return _read_all()[0]
 
 
+# dataset_cards() is read from _read_all's cache: its cache_clear empties both (a function attribute: untyped)
 dataset_cards.cache_clear = _read_all.cache_clear  # type: ignore[attr-defined]
 
 

@@ -43,7 +43,8 @@ class UnknownNameError(OccbenchError, KeyError, ValueError):
     """A name the user typed (method, dataset, split, option) is not one of the known ones.
 
     The command line turns it into a usage error (exit code 2). The message suggests the closest known names.
-    It is a ``KeyError`` (the registry raised one) and a ``ValueError`` (the loaders raised one), without ``KeyError``'s quotes.
+    It is a ``KeyError`` (the registry raised one) and a ``ValueError`` (the loaders raised one), without
+    ``KeyError``'s quotes.
     """
 
     def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...], hint: str = "", where: str = ""):

@@ -1,7 +1,7 @@
 """The SSC voxel grid and the pose algebra used everywhere.
 
-Grid (:data:`occbench.grid.KITTI`; SemanticKITTI v1.1 / VoxFormer / MonoScene): 256 x 256 x 32 voxels of 0.2 m in the LiDAR frame
-of the scan; origin ``(0, -25.6, -2.0)``; voxel ``(i, j, k)`` covers
+Grid (:data:`occbench.grid.KITTI`; SemanticKITTI v1.1 / VoxFormer / MonoScene): 256 x 256 x 32 voxels of 0.2 m in
+the LiDAR frame of the scan; origin ``(0, -25.6, -2.0)``; voxel ``(i, j, k)`` covers
 ``x in [0.2 i, 0.2 i + 0.2)``, ``y in [-25.6 + 0.2 j, ...)``, ``z in [-2 + 0.2 k, ...)``.
 x forward, y left, z up. Centres are ``origin + 0.2 (idx + 0.5)``.
 """

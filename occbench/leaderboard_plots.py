@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -81,7 +82,7 @@ def plan_plots(
                     "distance",
                     f"IoU and mIoU against distance, onboard model {onboard}",
                     plot_digest("distance", {**distance_data(runs), "title": title}),
-                    lambda p, runs=runs, title=title: distance_plot(runs, p, title=title),
+                    partial(distance_plot, runs, title=title),
                 )
             )
         title = f"{dataset} {split}, onboard model {onboard}: per-class IoU at {RANGES[-1]} m"
@@ -92,15 +93,15 @@ def plan_plots(
                 "classes",
                 f"Per-class IoU at {RANGES[-1]} m, onboard model {onboard}",
                 plot_digest("classes", {**class_data(runs, RANGES[-1]), "title": title}),
-                lambda p, runs=runs, title=title: class_bars(runs, p, RANGES[-1], title=title),
+                partial(class_bars, runs, range_key=RANGES[-1], title=title),
             )
         )
     if autolabel_dir is not None and Path(autolabel_dir).is_dir():
         for f in sorted(Path(autolabel_dir).glob("*.json")):
-            runs = read_json_document(f, "an auto-labeling results file (a list of results)")
-            if not isinstance(runs, list) or not runs:
+            al_runs = read_json_document(f, "an auto-labeling results file (a list of results)")
+            if not isinstance(al_runs, list) or not al_runs:
                 continue
-            ev = runs[0]["header"]["dataset"]["eval"]
+            ev = al_runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
             out.append(
                 PlannedPlot(
@@ -108,8 +109,8 @@ def plan_plots(
                     f"{ev['dataset']}-{ev['split']}.md",
                     "autolabel",
                     f"Auto-labeling: students retrained with pseudo-labels, from autolabel/{f.name}",
-                    plot_digest("autolabel", {**autolabel_data(runs), "title": title}),
-                    lambda p, runs=runs, title=title: autolabel_plot(runs, p, title=title),
+                    plot_digest("autolabel", {**autolabel_data(al_runs), "title": title}),
+                    partial(autolabel_plot, al_runs, title=title),
                 )
             )
     return out

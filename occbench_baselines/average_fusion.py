@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from occbench.methods import OffboardMethod, OnboardSequence
+from occbench.methods import OnboardSequence
 from occbench_baselines.voting import SensorWeights, VotingConfig
-from occbench_baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
-from occbench_baselines.voting.top2 import Top2, engine_top2
+from occbench_baselines.voting.method import VotingMethod
+from occbench_baselines.voting.options import VotingOptions
 
 
 @dataclass(frozen=True)
@@ -18,7 +15,7 @@ class AverageFusionOptions(VotingOptions):
     """``VotingOptions``: preset, n (window radius), empty_policy, engine, device."""
 
 
-class AverageFusion(RegistrationNote, OffboardMethod):
+class AverageFusion(VotingMethod):
     name = "average-fusion"
     worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = (
@@ -27,21 +24,10 @@ class AverageFusion(RegistrationNote, OffboardMethod):
     Options = AverageFusionOptions
 
     def voting_config(self, sequence: OnboardSequence) -> VotingConfig:
-        o = self.options
+        s = self.options.settings
         return VotingConfig(
-            n=o.n,
-            empty_policy=o.empty_policy,
-            weights=SensorWeights(kind="none"),  # type: ignore[arg-type]
+            n=s.n,
+            empty_policy=s.empty_policy,
+            weights=SensorWeights(kind="none"),
             num_classes=sequence.label_map.num_classes,
         )
-
-    def engine(self, sequence: OnboardSequence):
-        """The voting engine the options name over ``sequence``."""
-        return voting_engine(self.options, sequence, self.voting_config(sequence))
-
-    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        yield from self.engine(sequence).run(sorted(targets))
-
-    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
-        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
-        yield from engine_top2(self.engine(sequence), targets)

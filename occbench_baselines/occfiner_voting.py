@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from occbench.methods import OffboardMethod, OnboardSequence
-from occbench_baselines.voting import SensorWeights, VotingConfig
-from occbench_baselines.voting.options import RegistrationNote, VotingOptions, voting_engine
-from occbench_baselines.voting.top2 import Top2, engine_top2
+from occbench.methods import OnboardSequence
+from occbench_baselines.voting import SensorKind, SensorWeights, VotingConfig
+from occbench_baselines.voting.config import is_sensor_kind, sensor_kind_of
+from occbench_baselines.voting.method import VotingMethod
+from occbench_baselines.voting.options import PRESET_VALUES, VotingOptions
 
 _PAPER = SensorWeights()  # appendix D.2
 
@@ -30,11 +28,16 @@ class OccFinerVotingOptions(VotingOptions):
     w_min: float = _PAPER.w_min
     max_range: float | None = None
 
+    @property
+    def lidar_max_range(self) -> float:
+        """``max_range`` with the preset applied (the field is filled from the preset on construction)."""
+        return float(PRESET_VALUES[self.preset]["max_range"] if self.max_range is None else self.max_range)
 
-def sensor_kind(option: str, sequence: OnboardSequence) -> str:
+
+def sensor_kind(option: str, sequence: OnboardSequence) -> SensorKind:
     if option != "auto":
-        return option
-    if sequence.sensor not in ("camera", "lidar"):
+        return sensor_kind_of(option)
+    if not is_sensor_kind(sequence.sensor) or sequence.sensor == "none":
         raise ValueError(
             f"sequence {sequence.name}: the onboard model's sensor is unknown; "
             f"pass --option sensor=camera or sensor=lidar"
@@ -47,31 +50,25 @@ def voting_config(o: OccFinerVotingOptions, sequence: OnboardSequence) -> Voting
         kind=sensor_kind(o.sensor, sequence),
         w_high=o.w_high,
         w_med=o.w_med,
-        w_low=o.w_low,  # type: ignore[arg-type]
-        box=tuple(o.box),
-        image_size=tuple(sequence.image_size),
+        w_low=o.w_low,
+        box=o.box,
+        image_size=sequence.image_size,
         w_max=o.w_max,
-        w_min=o.w_min,  # type: ignore[arg-type]
-        max_range=float(o.max_range),
-    )  # type: ignore[arg-type]
-    return VotingConfig(n=o.n, empty_policy=o.empty_policy, weights=w, num_classes=sequence.label_map.num_classes)  # type: ignore[arg-type]
+        w_min=o.w_min,
+        max_range=o.lidar_max_range,
+    )
+    s = o.settings
+    return VotingConfig(n=s.n, empty_policy=s.empty_policy, weights=w, num_classes=sequence.label_map.num_classes)
 
 
-class OccFinerVoting(RegistrationNote, OffboardMethod):
+class OccFinerVoting(VotingMethod):
     name = "occfiner-voting"
     worker_memory_gb = 1.5  # measured peak 1.04 GB, evaluate -j1 on tiny mini val (whole process)
     description = (
         "OccFiner stage 2: region-centric registration of 2n+1 scans with sensor-aware (frustum/box or range) weights."
     )
     Options = OccFinerVotingOptions
+    options: OccFinerVotingOptions
 
-    def engine(self, sequence: OnboardSequence):
-        """The voting engine the options name over ``sequence``."""
-        return voting_engine(self.options, sequence, voting_config(self.options, sequence))
-
-    def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
-        yield from self.engine(sequence).run(sorted(targets))
-
-    def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
-        """Scores for top-2 pseudo-labels: the decision of ``refine``, the best other class, their vote shares."""
-        yield from engine_top2(self.engine(sequence), targets)
+    def voting_config(self, sequence: OnboardSequence) -> VotingConfig:
+        return voting_config(self.options, sequence)

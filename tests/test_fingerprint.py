@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from occbench.errors import MissingDataError
 from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
 from occbench.leaderboard import render_pages, stale_pages
 from occbench.testing import make_semantickitti_tree
@@ -69,7 +67,7 @@ def test_leaderboard_shows_fingerprints_and_flags_rows_on_different_data(tree, t
     run(tree, "average-fusion").write(res / "fusion.json")
     page = render_pages(res, REPO / "leaderboards" / "reported")["semantickitti-val.md"]
     key = fp(json.loads((res / "onboard.json").read_text()))["files"][:12]
-    assert re.search(rf"\| rel\. mIoU gain \(51\.2 m\) +\| data +\|", page)
+    assert re.search(r"\| rel\. mIoU gain \(51\.2 m\) +\| data +\|", page)
     assert len(re.findall(rf"\| `{key}` +\|\n", page)) == 2
     assert "Rows scored on different data" not in page and "unknown" not in page
     # the fusion row scored on a different set of frames: flagged, and no gain against the onboard row

@@ -23,7 +23,8 @@ def write_like_monoscene(
     out: Path, dataset: str, sequence: str, frame_id: str, y_pred: np.ndarray, target: np.ndarray | None = None
 ) -> Path:
     """The save loop of MonoScene ``monoscene/scripts/generate_output.py`` (SSCBench's copy writes the same):
-    ``<output_path>/<config.dataset>/<sequence>/<frame_id>.pkl``, ``pickle.dump`` of a dict with the default protocol."""
+    ``<output_path>/<config.dataset>/<sequence>/<frame_id>.pkl``, ``pickle.dump`` of a dict with the default
+    protocol."""
     out_dict = {"y_pred": y_pred.astype(np.uint16)}
     if target is not None:
         out_dict["target"] = target.astype(np.uint16)

@@ -28,7 +28,8 @@ def test_kitti_grid_is_the_semantic_kitti_voxelizers():
     """The numbers of the SemanticKITTI SSC grid as its sources state them: ``VOXEL_DIMS = (256, 256, 32)``
     (semantic-kitti-api ``auxiliary/SSCDataset.py``); voxel size 0.2 m and extents [0, -25.6, -2] .. [51.2, 25.6, 4.4]
     (jbehley/voxelizer ``assets/semantic_kitti.cfg``; VoxFormer ``point_cloud_range``; MonoScene ``vox_origin``);
-    voxel ``(i, j, k)`` holds the points with ``floor((p - origin) / 0.2) == (i, j, k)`` (voxelizer ``VoxelGrid::insert``);
+    voxel ``(i, j, k)`` holds the points with ``floor((p - origin) / 0.2) == (i, j, k)`` (voxelizer
+    ``VoxelGrid::insert``);
     a ``.label`` file is 4,194,304 bytes, a bit-packed ``.invalid`` 262,144."""
     from occbench import geometry
     from occbench.io import voxels

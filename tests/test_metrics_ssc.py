@@ -204,7 +204,8 @@ def test_raw_path_equals_official_script_bit_for_bit():
 
 
 def sscmetrics_reference(preds, gts, C):
-    """MonoScene/SSCBench ``SSCMetrics.add_batch`` (the per-class ``np.where`` loop), on targets with 255 = ignore/invalid.
+    """MonoScene/SSCBench ``SSCMetrics.add_batch`` (the per-class ``np.where`` loop), on targets with 255 =
+    ignore/invalid.
 
     ``add_batch`` passes ``mask = y_true != 255`` as ``nonempty`` to both scores, so ignored voxels count nowhere,
     not even as (empty, empty) hits (``get_score_semantic_and_completion`` keeps ``nonempty_idx == 1`` only)."""

@@ -92,7 +92,8 @@ def _write_calibration(root: Path, P: np.ndarray, R: np.ndarray, cam2velo: np.nd
     c.mkdir(parents=True, exist_ok=True)
     f = lambda a: " ".join(f"{x:.17g}" for x in np.asarray(a).reshape(-1))  # noqa: E731
     (c / "perspective.txt").write_text(
-        f"S_00: 1.392000e+03 5.120000e+02\nP_rect_00: {f(P)}\nR_rect_00: {f(R[:3, :3])}\nS_rect_00: 1.408e+03 3.76e+02\n"
+        f"S_00: 1.392000e+03 5.120000e+02\nP_rect_00: {f(P)}\nR_rect_00: {f(R[:3, :3])}\n"
+        "S_rect_00: 1.408e+03 3.76e+02\n"
         f"P_rect_01: {f(P)}\n"
     )
     (c / "calib_cam_to_velo.txt").write_text(f(cam2velo[:3]) + "\n")
@@ -308,11 +309,11 @@ def test_occfiner_windows_count_scans_with_a_pose():
 
 # -- what the right poses change in a method's numbers --------------------------------------------------------------
 def _world_tree(root: Path, n: int, R_rect_file: np.ndarray) -> None:
-    """A static synthetic world (occbench_baselines.voting.synthetic) driven through along KITTI-360 frame ids: SSCBench frame t
-    is KITTI-360 frame ids[t] (the release map, drive 0000), the car moving 0.8 m and turning 0.1 degree per KITTI-360
-    frame. Ground truth every 5th frame, an onboard model (30 % of the occupied voxels dropped or relabelled, phantoms)
-    for every frame, KITTI-360's poses file (rows 0..39 and the frames SSCBench kept, a third of the others left out),
-    and a calibration whose perspective.txt holds ``R_rect_file``."""
+    """A static synthetic world (occbench_baselines.voting.synthetic) driven through along KITTI-360 frame ids:
+    SSCBench frame t is KITTI-360 frame ids[t] (the release map, drive 0000), the car moving 0.8 m and turning 0.1
+    degree per KITTI-360 frame. Ground truth every 5th frame, an onboard model (30 % of the occupied voxels dropped or
+    relabelled, phantoms) for every frame, KITTI-360's poses file (rows 0..39 and the frames SSCBench kept, a third of
+    the others left out), and a calibration whose perspective.txt holds ``R_rect_file``."""
     from occbench.io.predictions import PredictionStore
     from occbench.io.voxels import write_invalid_kitti360, write_label
     from occbench.labels import load_label_map

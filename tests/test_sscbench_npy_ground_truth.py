@@ -1,4 +1,7 @@
-"""SSCBench-KITTI360's two ground-truth forms (.label + .invalid, and SSCBench's preprocess/labels/*_1_1.npy) score alike."""
+"""SSCBench-KITTI360's two ground-truth forms score alike.
+
+The forms: .label + .invalid, and SSCBench's preprocess/labels/*_1_1.npy.
+"""
 
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ def test_registration_known_pose_lands_voxel_exact():
     src = np.zeros(KITTI.shape, np.uint8)
     idx = np.c_[rng.integers(0, 256, 400), rng.integers(0, 256, 400), rng.integers(0, 32, 400)]
     src[tuple(idx.T)] = rng.integers(1, 20, 400)
-    # centre (0.1 + 0.2 i, -25.5 + 0.2 j, z) rotated by +90 deg -> (25.5 - 0.2 j, 0.1 + 0.2 i, z): index (127 - j, 128 + i, k)
+    # centre (0.1 + 0.2 i, -25.5 + 0.2 j, z) rotated by +90 deg -> (25.5 - 0.2 j, 0.1 + 0.2 i, z):
+    # index (127 - j, 128 + i, k)
     shift = np.array([3, -5, 2])
     T1 = _pose(90.0, tuple(0.2 * shift))
     poses = np.stack([np.eye(4), T1])

@@ -1,10 +1,10 @@
-"""Pseudo-label storage: top-1 labels, or top-2 labels with quantised confidences, one small file per frame.
+r"""Pseudo-label storage: top-1 labels, or top-2 labels with quantised confidences, one small file per frame.
 
 Layout: ``<root>/sequences/<seq>/<NNNNNN>.pl`` plus ``<root>/manifest.json`` (source, method config, format).
 
 File format ``occbench-pl`` version 1 (little-endian; documented in ``docs/autolabel.md``)::
 
-    bytes 0..5   magic b"OCCPL\\0"
+    bytes 0..5   magic b"OCCPL\0"
     byte  6      format version (1)
     byte  7      k: 1 (top-1) or 2 (top-2)
     byte  8      number of classes C (labels are train ids 0..C-1)

@@ -105,7 +105,7 @@ def autolabel(
     json_path,
     quiet,
 ):
-    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""
+    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""  # noqa: E501 - the command's one-line help (tests/test_cli.py)
     import json
 
     from occbench.autolabel.protocol import SourceSpec

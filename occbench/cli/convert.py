@@ -34,7 +34,8 @@ from occbench.runtime.progress import set_quiet
 @click.option("--compressed/--plain", default=True, show_default=True, help="Target variant.")
 @click.option("--quiet", "-q", is_flag=True)
 def convert(src, dst, src_format, dataset, ids, pkl_key, compressed, quiet):
-    """Write SRC's predictions to DST in the submission layout (DST/sequences/XX/predictions/NNNNNN.label[.gz], raw ids).
+    """Write SRC's predictions to DST in the submission layout (DST/sequences/XX/predictions/NNNNNN.label[.gz],
+    raw ids).
 
     SRC: raw-id .label files in the submission layout (converted byte for byte between .label and .label.gz), or
     the files of an onboard codebase (--from, --dataset): every valid frame is written, every problem listed

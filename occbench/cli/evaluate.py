@@ -33,7 +33,8 @@ from occbench.runtime.progress import set_quiet
     "predictions_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Score an existing folder of predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz]) instead of running a method.",
+    help="Score an existing folder of predictions (<DIR>/sequences/XX/predictions/NNNNNN.label[.gz]) "
+    "instead of running a method.",
 )
 @click.option(
     "--format",
@@ -52,7 +53,8 @@ from occbench.runtime.progress import set_quiet
     type=click.Choice(["auto", "voxels", "sscbench-npy"]),
     default="auto",
     show_default=True,
-    help="sscbench-kitti360: data_2d_raw/<drive>/voxels (.label/.invalid) or SSCBench preprocess/labels/<drive>/*_1_1.npy.",
+    help="sscbench-kitti360: data_2d_raw/<drive>/voxels (.label/.invalid) "
+    "or SSCBench preprocess/labels/<drive>/*_1_1.npy.",
 )
 @click.option("--option", "-O", "options", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
 @click.option(

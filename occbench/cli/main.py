@@ -24,11 +24,13 @@ from occbench.version import __version__
 LAZY_COMMANDS = {
     "autolabel": (
         "occbench.cli.autolabel:autolabel",
-        "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split).",
+        "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train "
+        "(+ pseudo-labels of the test split).",
     ),
     "leaderboard": (
         "occbench.cli.leaderboard:leaderboard",
-        "Render leaderboards/*.md from result files (one page per dataset/split) and their plots (leaderboards/plots/).",
+        "Render leaderboards/*.md from result files (one page per dataset/split) "
+        "and their plots (leaderboards/plots/).",
     ),
     "render": ("occbench.cli.render:render", "Pictures (frames, city maps) and plots of results files (PNG)."),
     "synth": (

@@ -291,7 +291,10 @@ def render_citymap(
                 canvas.add(g, p, ev, poses[t])
         show = {"class": ("gt", "pred"), "error": ("error",), "both": ("gt", "pred", "error")}[colour]
         if title is None:
-            title = f"{ds.describe().get('dataset', dataset)} {split}, sequence {seq.name}: {src.label}, {len(targets)} frames"
+            title = (
+                f"{ds.describe().get('dataset', dataset)} {split}, "
+                f"sequence {seq.name}: {src.label}, {len(targets)} frames"
+            )
         pic = city_figure(
             canvas,
             poses[:, :2, 3],

@@ -20,7 +20,8 @@ def open_onboard_store(
     label_map: LabelMap | None = None,
 ) -> PredictionStore | ForeignPredictionStore | None:
     """The prediction store of ``onboard`` under ``predictions_root`` (default ``<root>/predictions``), or None.
-    ``predictions_format`` reads another codebase's files (:mod:`occbench.io.formats`) instead of the submission layout."""
+    ``predictions_format`` reads another codebase's files (:mod:`occbench.io.formats`) instead of the submission
+    layout."""
     if onboard is None:
         return None
     pred_root = Path(predictions_root) if predictions_root is not None else root / "predictions"
@@ -59,7 +60,10 @@ class SSCDataset:
             s.dataset, s.dataset_root = self.name, Path(root)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, onboard={self.onboard!r}, sequences={list(self._sequences)})"
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, onboard={self.onboard!r}, "
+            f"sequences={list(self._sequences)})"
+        )
 
     @property
     def sequences(self) -> list[ScanSequence]:

@@ -1,6 +1,6 @@
 """Checks of a dataset tree that do not stop an evaluation but change what it scores: ground truth missing from
-the every-``label_every``-th pattern of the full release, or present off it. (Ground truth beyond the poses is an
-error of the poses reader, not a warning: the poses must cover every scan.)"""
+the every-``label_every``-th pattern of the full release, or present off it. Ground truth beyond the poses is an
+error of the poses reader, not a warning: the poses must cover every scan."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from occbench.errors import FormatError, MissingDataError
+from occbench.errors import MissingDataError
 from occbench.io.kitti import Calibration
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import read_bits, read_invalid_kitti360, read_label
@@ -23,6 +23,8 @@ from occbench.labels import IGNORE, LabelMap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from occbench.io.formats import ForeignPredictionStore
 
 _GT_LABEL = re.compile(r"^\d{6}\.label$")
 
@@ -60,9 +62,9 @@ class ScanSequence:
         label_map: LabelMap,
         layout: VoxelLayout,
         load_calib: Callable[[], Calibration],
-        load_poses: Callable[[Calibration], np.ndarray],
+        load_poses: Callable[[Calibration], np.ndarray | tuple[np.ndarray, np.ndarray]],
         label_every: int = 5,
-        onboard: PredictionStore | None = None,
+        onboard: PredictionStore | ForeignPredictionStore | None = None,
         onboard_name: str | None = None,
         sensor: str | None = None,
         frame_ids: Callable[[], list[int]] | None = None,
@@ -124,8 +126,8 @@ class ScanSequence:
 
     @property
     def pose_valid(self) -> np.ndarray:
-        """(num_scans,) bool: which scans have a pose. A scan without one takes no part in any window (voting, OccFiner's
-        stage 1, the world map); a scored scan without one is an error (:meth:`require_poses`)."""
+        """(num_scans,) bool: which scans have a pose. A scan without one takes no part in any window (voting,
+        OccFiner's stage 1, the world map); a scored scan without one is an error (:meth:`require_poses`)."""
         return self._pose_table[1]
 
     @property

@@ -85,8 +85,9 @@ def read_frame_map(path: str | Path) -> dict[str, np.ndarray]:
                 f"one line per drive in the runs form ({drive} is on line {first})",
                 f"a second line for it on line {lineno}",
             )
-        if len(tokens) == 3 and _PAIR.match(tokens[1]) and _PAIR.match(tokens[2]):
-            raw, ssc = int(_PAIR.match(tokens[1]).group(1)), int(_PAIR.match(tokens[2]).group(1))  # type: ignore[union-attr]
+        m_raw, m_ssc = (_PAIR.match(tokens[1]), _PAIR.match(tokens[2])) if len(tokens) == 3 else (None, None)
+        if m_raw and m_ssc:
+            raw, ssc = int(m_raw.group(1)), int(m_ssc.group(1))
             if len(tokens[2]) != len("000000.png"):
                 raise FormatError(
                     path, "a 6-digit SSCBench frame name (NNNNNN.png) third", f"{tokens[2]!r} on line {lineno}"
@@ -118,13 +119,13 @@ def read_frame_map(path: str | Path) -> dict[str, np.ndarray]:
         out[drive] = a
     for drive, rows in pairs.items():
         rows.sort()
-        ssc = np.array([r[0] for r in rows])
-        if not np.array_equal(ssc, np.arange(len(rows))):
-            i = int(np.flatnonzero(ssc != np.arange(len(rows)))[0])
+        ssc_frames = np.array([r[0] for r in rows])
+        if not np.array_equal(ssc_frames, np.arange(len(rows))):
+            i = int(np.flatnonzero(ssc_frames != np.arange(len(rows)))[0])
             raise FormatError(
                 path,
                 f"SSCBench frames 000000..{len(rows) - 1:06d} of {drive}, each once",
-                f"frame {ssc[i]:06d} where {i:06d} belongs (line {rows[i][2]})",
+                f"frame {ssc_frames[i]:06d} where {i:06d} belongs (line {rows[i][2]})",
             )
         a = np.array([r[1] for r in rows], np.int64)
         bad = np.flatnonzero(np.diff(a) <= 0)

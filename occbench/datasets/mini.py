@@ -75,7 +75,7 @@ class OccbenchMini(SemanticKITTI):
         gt_sub = self.manifest.get("test_ground_truth", "test-ground-truth")
         self._test_gt_root = root / gt_sub
         own = predictions_root is None  # the mini's own predictions (another folder's models may have any name)
-        if own:
+        if predictions_root is None:
             predictions_root = root / self.manifest.get("predictions", "predictions")
         if own and onboard is not None and onboard not in self.manifest["onboard"]:
             raise MissingDataError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,8 @@ class SemanticKITTI(SSCDataset):
                     gt_voxel_dir=gt_dir,
                     label_map=lm,
                     layout=VoxelLayout(),
-                    load_calib=lambda d=d: read_calib(d / "calib.txt"),
-                    load_poses=lambda c, d=d: read_sequence_poses(d, c),
+                    load_calib=partial(read_calib, d / "calib.txt"),
+                    load_poses=partial(read_sequence_poses, d),
                     onboard=store,
                     onboard_name=onboard,
                     sensor=sensor,

@@ -33,6 +33,8 @@ byte per voxel and is cleared where the label is non-empty, no ``.occluded``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +87,8 @@ _NPY_RE = re.compile(r"^(\d{6})_1_1\.npy$")
 def kitti360_calibration(root: str | Path | None = None) -> Calibration:
     """The calibration of camera 0 and the velodyne: from ``<root>/calibration/perspective.txt`` and
     ``calib_cam_to_velo.txt`` where present (each file on its own), else the published values (module docstring).
-    ``Tr`` = ``inv(cam_to_velo)`` (velodyne -> unrectified camera 0, as SSCBench projects), ``R_rect`` = ``R_rect_00``."""
+    ``Tr`` = ``inv(cam_to_velo)`` (velodyne -> unrectified camera 0, as SSCBench projects),
+    ``R_rect`` = ``R_rect_00``."""
     P, R = K, R_RECT_00
     cam2velo = CAM2VELO
     path = None
@@ -137,6 +140,22 @@ def _resolve_frame_map(frame_map: str | Path | None) -> tuple[str, Path | None]:
     if not p.is_file():
         raise MissingDataError(p, "SSCBench-KITTI360 frame map (--frame-map: a file, 'sscbench-release' or 'identity')")
     return str(p), p
+
+
+def _poses_loader(
+    pose_file: Path, map_file: Path | None, drive: str
+) -> Callable[[Calibration], tuple[np.ndarray, np.ndarray]]:
+    """The poses reader of a drive (the frame map is read with the poses, on first use)."""
+
+    def load(calib: Calibration) -> tuple[np.ndarray, np.ndarray]:
+        return read_cam0_to_world(pose_file, calib, _drive_frames(map_file, drive))
+
+    return load
+
+
+def _frame_ids_in(folder: Path, pattern: re.Pattern[str]) -> list[int]:
+    """The frame ids of the ground-truth files in ``folder`` (names matching ``pattern``), sorted."""
+    return sorted(int(m.group(1)) for m in map(pattern.match, (e.name for e in folder.iterdir())) if m)
 
 
 def _drive_frames(map_file: Path | None, drive: str) -> np.ndarray | None:
@@ -215,14 +234,12 @@ class SSCBenchKITTI360(SSCDataset):
                     gt_voxel_dir=gt_dir,
                     label_map=lm,
                     layout=layout,
-                    load_calib=lambda r=root: kitti360_calibration(r),
-                    load_poses=lambda c, p=pose_file, s=s: read_cam0_to_world(p, c, _drive_frames(map_file, s)),
+                    load_calib=partial(kitti360_calibration, root),
+                    load_poses=_poses_loader(pose_file, map_file, s),
                     onboard=store,
                     onboard_name=onboard,
                     sensor=sensor or guess_sensor(onboard),
-                    frame_ids=lambda g=gt_dir, r=frame_re: sorted(
-                        int(m.group(1)) for m in map(r.match, (e.name for e in g.iterdir())) if m
-                    ),
+                    frame_ids=partial(_frame_ids_in, gt_dir, frame_re),
                     image_size=IMAGE_SIZE,
                     pose_file=pose_file,
                     pose_note=_pose_note(pose_file, map_file, s),

@@ -67,7 +67,7 @@ def format_scans(scans: Iterable[int]) -> str:
     """The shortest ``"0,5,10-20"`` form of ``scans`` (inverse of :func:`parse_scans`)."""
     parts: list[str] = []
     run: list[int] = []
-    for t in sorted(set(int(t) for t in scans)) + [None]:  # type: ignore[list-item]
+    for t in sorted(set(int(t) for t in scans)) + [None]:
         if run and (t is None or t != run[-1] + 1):
             parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
             run = []

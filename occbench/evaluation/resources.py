@@ -109,7 +109,7 @@ def choose_workers(
             f"-j {requested} is more than the {cores} usable CPU core(s): the workers share them "
             f"(slower, not faster) and each holds its own memory"
         )
-    if fit is not None and requested > fit:
+    if fit is not None and memory is not None and requested > fit:
         warnings.append(
             f"-j {requested} may run out of memory: {what} needs about {per:g} GB a worker and "
             f"{memory / GIB:.1f} GB is available now (fits about {fit})"

@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from occbench.io.files import describe_mode
 from occbench.io.predictions import FRAME_RE, PredictionStore, read_prediction_file
 from occbench.io.voxels import LABEL_BYTES
 from occbench.labels import LabelMap
+
+if TYPE_CHECKING:
+    from occbench.io.formats import ForeignPredictionStore
 
 
 @dataclass
@@ -133,16 +137,16 @@ def check_submission_contents(
     rep: ValidationReport,
     files: dict[tuple[str, int], Path],
     check_ids: bool = True,
-    store: PredictionStore | None = None,
+    store: PredictionStore | ForeignPredictionStore | None = None,
 ) -> ValidationReport:
     """Read each file once (:func:`check_submission_names` passed it): a ``.label.gz`` must inflate to a
     ``.label``; every raw id must be a predictable class. A file of the submission format is opened without
     following links; a foreign format (``store`` not a :class:`PredictionStore`) through its store's reader.
     Problems are added to ``rep``."""
-    foreign = store is not None and not isinstance(store, PredictionStore)
+    foreign = None if isinstance(store, PredictionStore) else store
     for (seq, t), path in sorted(files.items()):
         try:
-            raw = store.read(seq, t) if foreign else read_prediction_file(path, follow_links=False)
+            raw = foreign.read(seq, t) if foreign is not None else read_prediction_file(path, follow_links=False)
         except OccbenchError as e:
             rep.problems.append(str(e))
             continue
@@ -168,7 +172,7 @@ def _prediction_lut(lm: LabelMap) -> np.ndarray:
     return lut
 
 
-def prediction_id_problem(raw: np.ndarray, path: str | Path, lm: LabelMap) -> str | None:
+def prediction_id_problem(raw: np.ndarray, path: str | Path | None, lm: LabelMap) -> str | None:
     """The problem of a prediction holding raw ids that are not predictable classes of ``lm`` at any voxel (the
     official LUT maps them to ignore or does not know them: the official script crashes on them), or None. One
     compiled pass over the non-zero words; the ids are listed only when there are some."""

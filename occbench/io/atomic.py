@@ -86,7 +86,7 @@ def numbered(path: Path, i: int) -> Path:
 
 
 def create_new_bytes(
-    path: str | Path, data: bytes | memoryview, *, overwrite: bool = False, number: bool = False
+    path: str | os.PathLike, data: bytes | memoryview, *, overwrite: bool = False, number: bool = False
 ) -> Path:
     """Write ``data`` to a new file at ``path`` and return where it went. The content is complete on disk before
     the name appears, and the name is claimed atomically: an existing file (another run's) is never replaced.

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from occbench.errors import OccbenchError
 
@@ -78,7 +78,8 @@ def describe_holder(holder: str) -> str:
 
 @contextmanager
 def folder_lock(folder: str | Path) -> Iterator[Path]:
-    """Hold the exclusive writer lock of ``folder`` (created if needed, removed again if left empty) for the ``with`` block; raise
+    """Hold the exclusive writer lock of ``folder`` (created if needed, removed again if left empty) for the
+    ``with`` block; raise
     :class:`FolderBusyError` at once if another process holds it. No-op where ``fcntl`` is unavailable or the
     folder is read-only (nothing can be written there anyway)."""
     folder = Path(folder)
@@ -160,4 +161,4 @@ def writes_exclusively(fn: F) -> F:
         with exclusive_writer(folder):
             return fn(folder, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps fn's name and signature

@@ -339,7 +339,6 @@ def read_sscbench_label_npy(path: str | Path, lm: LabelMap) -> np.ndarray:
     ``remap_lut[LABEL]``, ``INVALID[nonzero(LABEL)] = 0``, ``LABEL[INVALID == 1] = 255``, reshape (256, 256, 32)).
     Returned as uint8 train ids with 255 = ignore, exactly what :meth:`Frame.ground_truth` gives for the ``.label`` +
     ``.invalid`` pair."""
-
     path = Path(path)
     data = read_regular_file(path, MAX_ARRAY_FILE_BYTES, "SSCBench label .npy")
     arr = load_npy_bytes(data, path)

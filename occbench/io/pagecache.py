@@ -82,7 +82,7 @@ def resident_fraction(path: str | os.PathLike) -> float | None:
         vec = (ctypes.c_ubyte * pages)()
         if fn(ctypes.c_void_p(view.ctypes.data), size, vec) != 0:  # pragma: no cover
             return None
-        resident = int(np.count_nonzero(np.frombuffer(vec, np.uint8) & 1))
+        resident = int(np.count_nonzero(np.frombuffer(memoryview(vec), np.uint8) & 1))
         del view
     finally:
         mm.close()

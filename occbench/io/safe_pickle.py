@@ -123,6 +123,7 @@ def _nbytes(shape: Any, dtype: Any) -> int:
 
 class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD can be guarded too
     dispatch = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # the Python unpickler's stack (set by ``load``; typeshed does not declare it)
 
     def __init__(self, file: io.BufferedIOBase, path: Path | None, budget: int):
         super().__init__(file)
@@ -232,9 +233,10 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUIL
             raise pickle.UnpicklingError(
                 f"BUILD (__setstate__) on a {type(inst).__name__}: admitted on arrays and dtypes only"
             )
-        pickle._Unpickler.load_build(self)
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # typeshed omits _Unpickler's load_* methods
 
-    dispatch[pickle.BUILD[0]] = _guarded_build
+    # typeshed types the table's entries as taking a plain Unpickler; this entry is only ever called on this class
+    dispatch[pickle.BUILD[0]] = _guarded_build  # type: ignore[assignment]
 
     def _guarded_bytearray8(self) -> None:
         """BYTEARRAY8 (protocol 5, e.g. an array's data): the pure-Python unpickler allocates the declared length

@@ -83,7 +83,7 @@ class OffboardMethod(ABC):
         """
         opts = (
             dataclasses.asdict(self.options)
-            if self.options is not None and dataclasses.is_dataclass(self.options)
+            if dataclasses.is_dataclass(self.options) and not isinstance(self.options, type)
             else {}
         )
         return {"name": self.name, "options": opts}

@@ -73,7 +73,8 @@ def type_name(tp: Any) -> str:
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is not None:
-        return f"{getattr(origin, '__name__', str(origin))}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]"
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     if tp is type(None):
         return "None"
     return getattr(tp, "__name__", str(tp))

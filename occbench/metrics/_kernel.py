@@ -20,8 +20,12 @@ The kernels release the GIL (``nogil``), so frames can be read by other threads 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; the fallback keeps occbench importable without it
     from numba import njit, types
     from numba.extending import intrinsic

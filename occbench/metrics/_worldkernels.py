@@ -19,11 +19,14 @@ heights: key ``(x >> 6) << 15 | y >> 6``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bits
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:
     from numba import njit
 except ImportError:  # pragma: no cover
@@ -206,8 +209,8 @@ def _accumulate(
     id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
     train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
     empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_ROWS`` with the column to resume
-    at when fewer than 32 free chunks of histogram rows are left; ``bad`` = evaluated voxels with a malformed ground truth
-    or an invalid prediction (not counted)."""
+    at when fewer than 32 free chunks of histogram rows are left; ``bad`` = evaluated voxels with a malformed
+    ground truth or an invalid prediction (not counted)."""
     i64 = inv.view(np.uint64)
     c0x, aix, ajx, akx = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3]
     c0y, aiy, ajy, aky = coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3]
@@ -390,8 +393,9 @@ def _evict(
 ):  # pragma: no cover
     """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
     supertile is this state's and has been added, ``rem == ext == 0``) into
-    the sums (and the tile itself has no sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more than
-    ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
+    the sums (and the tile itself has no sealed records); list in ``out_seal`` the ones to seal (``force``: all
+    others; else those not touched for more than ``keep`` frames whose supertile the last frame did not touch). Returns
+    how many are listed."""
     ns = 0
     pc = np.zeros(S + 1, np.int64)
     for ti in range(t_key.size):

@@ -56,8 +56,8 @@ class CityMapMetric(WorldMapMetric):
 
     def _add_frame(self, pred: np.ndarray, gt: np.ndarray, pose: np.ndarray, invalid: np.ndarray | None = None) -> None:
         """Add one frame: ``pred`` / ``gt`` train-id grids (gt 255 = ignore), ``pose`` 4x4 LiDAR -> world."""
-        pred, gt = self._checked(pred, gt, invalid, check_gt=True)
-        self.state.add(pred, gt, pose, invalid)
+        pred, checked_gt = self._checked(pred, gt, invalid, check_gt=True)
+        self.state.add(pred, checked_gt, pose, invalid)
 
     def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(world voxel keys (uint64, ``x << 35 | y << 14 | z`` with the axis offsets), gt map category, pred map
@@ -125,5 +125,6 @@ def city_scores(
         "n_frames": int(n_frames),
         "voxel_size_m": voxel_size,
         "classes_averaged": list(names),
-        "labelling_rule": "majority vote of per-frame categories (not-static or a static class) over the evaluated voxels of all frames; ties to the lower category",
+        "labelling_rule": "majority vote of per-frame categories (not-static or a static class) "
+        "over the evaluated voxels of all frames; ties to the lower category",
     }

@@ -34,7 +34,7 @@ def available_metrics() -> list[str]:
     return _REGISTRY.names()
 
 
-def metric_class(name: str) -> type:
+def metric_class(name: str) -> type[Any]:
     return _REGISTRY.load(name)
 
 

@@ -233,7 +233,8 @@ class _Records:
             spilled = _Spilled(
                 self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes
             )
-            self.parts[p] = [b for b in items if not isinstance(b, _Batch)] + [spilled]
+            kept: list[_Batch | _Spilled] = [b for b in items if not isinstance(b, _Batch)]
+            self.parts[p] = kept + [spilled]
         self.mem_bytes = 0
 
     def extend(self, other: _Records) -> None:
@@ -752,13 +753,13 @@ class WorldMapState:
         self._plan_id = self._plan_id or other._plan_id
         self._mine |= other._mine
         self._unplanned = self._unplanned or other._unplanned
-        for a, b in (
+        for mine, theirs in (
             (self.conf, other.conf),
             (self.psame, other.psame),
             (self.pall, other.pall),
             (self.scal, other.scal),
         ):
-            a += b
+            mine += theirs
         self.n_frames += other.n_frames
         self.finalised_early += other.finalised_early
         if self._plan is not None:  # tiles with records from elsewhere must not be finalised live

@@ -11,6 +11,7 @@ can receive two observations from one frame or none (nearest-neighbour resamplin
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,8 @@ class WorldMapMetric(Metric):
     The state is the world map (:class:`WorldMapState`: integer sums and per-voxel records, in tiles, merged by
     its own exact reduction), not declared states: merging adds the maps, states travel by pickle, and there is
     no ``state_dict``."""
+
+    add_frame: Callable[..., None]  # each metric's own: (pred, gt, pose, invalid=None)
 
     def __init__(self, protocol: EvalProtocol | str, voxel_size: float, **state_options: Any):
         super().__init__(protocol)

@@ -9,14 +9,14 @@ headless 3D voxel rasteriser), :mod:`~occbench.render.frame` (the frame figure),
 
 from occbench.metrics.worldmetric import decode_world_keys  # noqa: F401  (public here too)
 from occbench.render.bev import (
-    EMPTY_RGB,
-    UNKNOWN_RGB,
-    bev_image,
-    city_map_images,
+    EMPTY_RGB,  # noqa: F401
+    UNKNOWN_RGB,  # noqa: F401
+    bev_image,  # noqa: F401
+    city_map_images,  # noqa: F401
     error_bev,  # noqa: F401
-    error_image,
-    error_labels,
-    top_labels,
+    error_image,  # noqa: F401
+    error_labels,  # noqa: F401
+    top_labels,  # noqa: F401
 )
 from occbench.render.figure import panel  # noqa: F401
 from occbench.render.plots import autolabel_plot, class_bars, distance_plot  # noqa: F401

@@ -183,7 +183,7 @@ def city_figure(
             m = g if what == "gt" else p
             img = cls_pal[m]
             shown_cls |= set(np.unique(m[(m != 255) & (m > 0)]).tolist())
-        elif what == "error":
+        elif what == "error" and err is not None:  # err is computed whenever "error" is shown
             img = error_palette()[err]
             shown_err |= set(np.unique(err[err > 0]).tolist())
         else:

@@ -77,7 +77,7 @@ def class_legend(
     from matplotlib.patches import Patch
 
     handles = [
-        Patch(facecolor=np.asarray(colors[i]) / 255, edgecolor="0.3", linewidth=0.4, label=names[i]) for i in ids
+        Patch(facecolor=tuple(np.asarray(colors[i]) / 255), edgecolor="0.3", linewidth=0.4, label=names[i]) for i in ids
     ]
     return fig.legend(
         handles=handles,

@@ -1,4 +1,6 @@
-"""The frame figure: ground truth and each prediction side by side (one column each, same camera), one row per view:
+"""The frame figure: ground truth and each prediction side by side.
+
+One column each (same camera), one row per view:
 
 - ``3d``: shaded 3D voxel view (:mod:`occbench.render.voxels3d`),
 - ``bev``: bird's-eye view (the class of the highest voxel of each column),
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +35,11 @@ from occbench.render.bev import (
     top_labels,
 )
 from occbench.render.figure import class_legend, pyplot, save_figure
-from occbench.render.voxels3d import Camera, render_voxels
+from occbench.render.voxels3d import Camera, Projection, render_voxels
 
 VIEWS = ("3d", "bev", "error", "error3d")
 VIEW_TITLES = {"3d": "3D view", "bev": "bird's-eye", "error": "errors (BEV)", "error3d": "errors (3D)"}
-CROP_STYLE = {"color": "black", "linewidth": 0.6, "linestyle": (0, (3, 2))}
+CROP_STYLE: dict[str, Any] = {"color": "black", "linewidth": 0.6, "linestyle": (0, (3, 2))}
 
 
 @dataclass
@@ -156,7 +159,7 @@ def frame_figure(
     shown_classes: set[int] = set()
     shown_errors: set[int] = set()
     err_pal = error_palette()
-    cells: dict[tuple[str, int], tuple[np.ndarray, object]] = {}
+    cells: dict[tuple[str, int], tuple[np.ndarray, Projection | None]] = {}
     ground = _ground_level(gt)
     for ci, (_, grid_c) in enumerate(columns):
         is_gt = ci == 0
@@ -170,8 +173,8 @@ def frame_figure(
                 cells[(v, ci)] = (img, None)
             elif v == "3d":
                 img, shown, proj = render_voxels(grid_c, label_map.colors, cam)
-                ids = np.unique(shown[shown >= 0])
-                shown_classes |= set(np.unique(np.asarray(grid_c).reshape(-1)[ids]).tolist())
+                seen = np.unique(shown[shown >= 0])
+                shown_classes |= set(np.unique(np.asarray(grid_c).reshape(-1)[seen]).tolist())
                 cells[(v, ci)] = (img, proj)
             elif v == "error" and not is_gt:
                 img = error_bev(grid_c, gt, unknown)
@@ -181,16 +184,16 @@ def frame_figure(
             elif v == "error3d" and not is_gt:
                 err = error_labels(grid_c, gt)
                 img, shown, proj = render_voxels(err, err_pal, cam)
-                ids = np.unique(shown[shown >= 0])
-                shown_errors |= set(np.unique(err.reshape(-1)[ids]).tolist())
+                seen = np.unique(shown[shown >= 0])
+                shown_errors |= set(np.unique(err.reshape(-1)[seen]).tolist())
                 cells[(v, ci)] = (img, proj)
     shown_classes -= {0, IGNORE}
     shown_errors -= {0}
     # layout: heights from the images' aspect ratios; legend rows below
     heights = []
     for v in views:
-        img = next(c[0] for (vv, _), c in cells.items() if vv == v) if any(vv == v for vv, _ in cells) else None
-        heights.append(img.shape[0] / img.shape[1] if img is not None else 1.0)
+        first = next(c[0] for (vv, _), c in cells.items() if vv == v) if any(vv == v for vv, _ in cells) else None
+        heights.append(first.shape[0] / first.shape[1] if first is not None else 1.0)
     col_w = width / ncol
     title_h = (fontsize * 1.6 / 72) * (2 if title else 1)
     n_cls = len(shown_classes)
@@ -217,14 +220,14 @@ def frame_figure(
                     _error_legend(ax, sorted(shown_errors), err_pal, fontsize, crops)
                     placed_err_legend = True
                 continue
-            img, proj = cells[(v, ci)]
+            img, cell_proj = cells[(v, ci)]
             ax.imshow(img, interpolation="antialiased" if v in ("3d", "error3d") else "nearest")
             ax.set_xlim(-0.5, img.shape[1] - 0.5)
             ax.set_ylim(img.shape[0] - 0.5, -0.5)
             if crops and v in ("bev", "error"):
                 _bev_crops(ax, grid, fontsize * 0.75)
             if crops and v in ("3d", "error3d"):
-                _3d_crops(ax, proj, grid, ground)
+                _3d_crops(ax, cell_proj, grid, ground)
             label = VIEW_TITLES[v] if ci == 0 or (v in ("error", "error3d") and ci == 1) else None
             if label:
                 ax.text(

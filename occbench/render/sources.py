@@ -27,7 +27,8 @@ class PredictionSource:
     store: PredictionStore | None = None
 
     def read(self, sequence, scan: int) -> np.ndarray:
-        """Train ids (256, 256, 32) of ``scan`` of ``sequence`` (a dataset :class:`~occbench.datasets.frame.ScanSequence`)."""
+        """Train ids (256, 256, 32) of ``scan`` of ``sequence`` (a dataset
+        :class:`~occbench.datasets.frame.ScanSequence`)."""
         if self.store is None:
             return sequence.prediction(scan)
         path = self.store.find(sequence.name, scan)

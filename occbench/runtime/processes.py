@@ -46,7 +46,7 @@ class WorkerContext(SpawnContext):
     """The ``spawn`` multiprocessing context, except that children do not import ``__main__``: what is sent to them
     (functions, arguments) must be importable from installed modules, never defined in the caller's script."""
 
-    Process = _WorkerProcess  # type: ignore[assignment]
+    Process = _WorkerProcess
 
 
 _CONTEXT = WorkerContext()

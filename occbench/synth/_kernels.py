@@ -17,8 +17,12 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the generator runs its numpy code
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing

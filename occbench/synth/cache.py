@@ -88,7 +88,7 @@ def ensure_mini(
     there if it is a new or empty folder. ``generate=False`` never generates.
     """
     explicit = root is not None
-    root = Path(root).expanduser() if explicit else default_mini_root()
+    root = Path(root).expanduser() if root is not None else default_mini_root()
     cfg = None
     if (root / MANIFEST).is_file():
         m = read_manifest(root)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def measure(
     split: str = "val",
     in_memory: bool = False,
     overrides: dict[str, dict] | None = None,
-) -> dict[str, dict[float, dict[str, float]]]:
+) -> dict[str, dict[float, dict[str, Any]]]:
     root = Path(root)
     manifest = read_manifest(root)
     models = models or manifest["onboard"]

@@ -17,8 +17,9 @@ sensor observed) into a prediction by applying, in this order:
 
    The blend is mapped back to a uniform value (:func:`blend_uniform`), so that the per-voxel error *rates*
    do not depend on the share, only how much of the error neighbouring viewpoints have in common does
-   (measured: the single-frame scores on mini val still moved by 0.1-1.9 points; docs/mini.md). Rates grow with range, outside the camera field of view and behind
-   occluders (camera), and in the regions the scan did not see (LiDAR).
+   (measured: the single-frame scores on mini val still moved by 0.1-1.9 points; docs/mini.md). Rates grow with
+   range, outside the camera field of view and behind occluders (camera), and in the regions the scan did not see
+   (LiDAR).
 
 The parameters of both models are in :data:`MODELS`; docs/mini.md explains each one and gives the
 calibration against Table 2 of the OccFiner paper (``python -m occbench.synth.calibrate``).
@@ -272,10 +273,15 @@ class FieldCache:
         if not 0.0 <= spec.world_share <= 1.0:
             raise ValueError(f"world_share of {spec.name} must lie in [0, 1], got {spec.world_share}")
 
+    def _world(self) -> Wd.World:
+        if self.world is None:
+            raise ValueError(f"model {self.spec.name}: world_share > 0 needs the world the scans are drawn from")
+        return self.world
+
     def world_fields(self) -> list[np.ndarray]:
         """Coarse lattices (cells of ``spec.blob`` voxels) covering the world, uniform draws in [0, 1)."""
         if self._world_fields is None:
-            nx, ny = self.world.shape
+            nx, ny = self._world().shape
             c = self.spec.blob
             shape = (nx // c[0] + 3, ny // c[1] + 3, GRID[2] // c[2] + 2)
             rng = np.random.default_rng(self.entropy + [WORLD_STREAM])
@@ -297,7 +303,7 @@ class FieldCache:
         if self.spec.world_share > 0:
             fields.world = WorldSample(
                 self.world_fields(),
-                self.world,
+                self._world(),
                 t,
                 self.spec.blob,
                 _uniformiser(self.spec.blob, 0, K),

@@ -82,7 +82,7 @@ def confusion_rows() -> np.ndarray:
     cat = {c: k for k, cs in CATEGORIES.items() for c in cs}
     rows = np.zeros((20, 20))
     for i in range(1, 20):
-        parts = {"same": [], "near": [], "far": []}
+        parts: dict[str, list[int]] = {"same": [], "near": [], "far": []}
         for j in range(1, 20):
             if j == i:
                 continue

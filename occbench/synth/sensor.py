@@ -245,11 +245,11 @@ class Visibility:
         o = opn[: self.n].reshape(self.shape)
         grow = np.zeros(self.shape, bool)
         for axis in range(3):
-            a = [slice(None)] * 3
-            b = [slice(None)] * 3
-            a[axis], b[axis] = slice(1, None), slice(None, -1)
-            grow[tuple(a)] |= o[tuple(b)]
-            grow[tuple(b)] |= o[tuple(a)]
+            hi = [slice(None)] * 3
+            lo = [slice(None)] * 3
+            hi[axis], lo[axis] = slice(1, None), slice(None, -1)
+            grow[tuple(hi)] |= o[tuple(lo)]
+            grow[tuple(lo)] |= o[tuple(hi)]
         out = vis[: self.n]
         out |= grow.reshape(-1) & ~free[: self.n]
         return out

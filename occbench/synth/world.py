@@ -186,14 +186,14 @@ def procedural_route(rng: np.random.Generator, length: float) -> tuple[Route, li
             pts.append(seg)
             yaws.append(np.full(n, math.atan2(hy, hx)))
             turn.append(np.zeros(n, bool))
-        # arc from A to B = C + R ho, centre O = A + R * n_turn
+        # arc from A to B = C + R ho, centre Oc = A + R * n_turn
         nt = np.array([-hy, hx], float) if kind == "L" else np.array([hy, -hx], float)
-        O = A + R * nt
-        a0 = math.atan2(A[1] - O[1], A[0] - O[0])
+        Oc = A + R * nt
+        a0 = math.atan2(A[1] - Oc[1], A[0] - Oc[0])
         sgn = 1.0 if kind == "L" else -1.0
         m = int(math.ceil(R * math.pi / 2 / step))
         angs = [a0 + sgn * (math.pi / 2) * (i / m) for i in range(1, m + 1)]
-        arc = np.array([[O[0] + R * _c(a), O[1] + R * _s(a)] for a in angs])
+        arc = np.array([[Oc[0] + R * _c(a), Oc[1] + R * _s(a)] for a in angs])
         yaw0 = math.atan2(hy, hx)
         pts.append(arc)
         yaws.append(np.array([yaw0 + sgn * (math.pi / 2) * (i / m) for i in range(1, m + 1)]))
@@ -203,8 +203,8 @@ def procedural_route(rng: np.random.Generator, length: float) -> tuple[Route, li
         total += dist + R * math.pi / 2
         last_turn = 0
     xy = np.concatenate([np.zeros((1, 2))] + pts)
-    yaw = np.concatenate([[0.0]] + yaws)
-    tr = np.concatenate([[False]] + turn)
+    yaw = np.concatenate([np.zeros(1)] + yaws)
+    tr = np.concatenate([np.zeros(1, bool)] + turn)
     return Route(xy=np.round(xy, 9), yaw=yaw, turning=tr), xs, ys
 
 
@@ -434,7 +434,8 @@ class World:
     def cell_coords(
         self, pose: tuple[float, float, float], u: np.ndarray, v: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Continuous cell coordinates of ``W`` (cell i spans [i, i+1)) of LiDAR-frame points (u, v) of a planar pose."""
+        """Continuous cell coordinates of ``W`` (cell i spans [i, i+1)) of LiDAR-frame points (u, v) of a planar
+        pose."""
         x, y, yaw = pose
         c, s = _c(float(yaw)), _s(float(yaw))
         xw = (c * u - s * v) + float(x)

@@ -4,8 +4,8 @@ the ``occbench occfiner-train`` command (``command.py``), checkpoint export (``e
 checkpoints (``checkpoints/<onboard>.pt``).
 
 The training loop is ``occbench_baselines.occfiner.train.train`` (not re-exported here, so that the submodule
-name ``occbench_baselines.occfiner.train`` is not shadowed by the function). Names are imported on first use, so that the
-``occbench occfiner-train`` command (``command.py``) loads without torch.
+name ``occbench_baselines.occfiner.train`` is not shadowed by the function). Names are imported on first use, so
+that the ``occbench occfiner-train`` command (``command.py``) loads without torch.
 """
 
 from occbench._lazy import lazy_exports

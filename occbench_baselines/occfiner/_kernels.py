@@ -12,9 +12,13 @@ core; this is one pass with nothing written but the labels. Without numba, :func
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it inference uses torch's add and argmax
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing

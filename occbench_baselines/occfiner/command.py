@@ -101,7 +101,8 @@ COMMAND = "occfiner-train"
     "--export",
     "export",
     default=None,
-    help="After training, export the final model: 'auto' = occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path.",
+    help="After training, export the final model: "
+    "'auto' = occbench_baselines/occfiner/checkpoints/<onboard>.pt, or a path.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1 ...")

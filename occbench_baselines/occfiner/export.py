@@ -1,10 +1,12 @@
-"""Export a training checkpoint to a small inference checkpoint (the files in ``occbench_baselines/occfiner/checkpoints/``).
+"""Export a training checkpoint to a small inference checkpoint.
+
+The files in ``occbench_baselines/occfiner/checkpoints/`` are such checkpoints.
 
 The export keeps the model configuration, the **fp32** weights (exact; the small configuration is 0.32 M
 parameters, about 1.3 MB), the window configuration it was trained with and a short provenance record
 (dataset, onboard model, epochs, last training metrics, command). Optimizer state and RNG states are
-dropped. :func:`occbench_baselines.occfiner.method.load_checkpoint` and :func:`occbench_baselines.occfiner.train.load_model`
-read both kinds.
+dropped. :func:`occbench_baselines.occfiner.method.load_checkpoint` and
+:func:`occbench_baselines.occfiner.train.load_model` read both kinds.
 """
 
 from __future__ import annotations

@@ -133,7 +133,6 @@ def refine_sequence(
             cache.popitem(last=False)
         return cache[i]
 
-    C = model.cfg.num_classes
     # last pivot index (in ``pivots``) whose window outputs each target
     last_use: dict[int, int] = {}
     windows = []
@@ -150,16 +149,17 @@ def refine_sequence(
     outs: dict[int, list[tuple[int, int]]] = {}
     done: dict[int, np.ndarray] = {}
 
-    use = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
+    slots = range(window_cfg.local + window_cfg.reference) if use_reference_outputs else range(window_cfg.local)
     for k in progress_bar(range(len(pivots)), desc="occfiner refine", disable=not progress):
         p, idx = pivots[k], windows[k]
-        js = [j for j in use if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
+        js = [j for j in slots if j < len(idx) and idx[j] in tgset]  # outputs that are used: only these run the head
         if js:
             items = [frame(i) for i in idx]
             pred = torch.stack([a for a, _ in items])[None]  # (1, T, X, Y, Z) uint8
             emb = None
-            if cache_rows and sparse_path(dev, lambda: sum(r[1] for _, r in items), pred.numel()):
-                emb = enc.embedding_from_rows([r[0] for _, r in items], pred.shape[2], pred.shape[3])  # type: ignore[index]
+            rows = [r for _, r in items if r is not None]  # every scan's, with cache_rows
+            if cache_rows and sparse_path(dev, lambda: sum(r[1] for r in rows), pred.numel()):
+                emb = enc.embedding_from_rows([r[0] for r in rows], pred.shape[2], pred.shape[3])
             ref = poses[min(max(p, 0), n_frames - 1)]  # pivots past the ends: their clamped scan is the reference frame
             tf = np.stack([np.linalg.inv(ref) @ poses[i] for i in idx]).astype(np.float32)
             outputs = torch.zeros(1, len(idx), dtype=torch.bool)
@@ -202,7 +202,7 @@ def _finish(
     (X, Y, Z, C) array of a scan (or a window) in memory. ``return_top2``: ``(top1, top2, p1, p2)`` per scan, top-1
     from the same sum as the labels (``(a + b).argmax`` equals :func:`add_argmax` bit for bit)."""
     feats0, cls0, _ = held[outs[scans[0]][0][0]]
-    X, shape, C = feats0.shape[2], cls0.shape[2:], model.cfg.num_classes
+    X, shape = feats0.shape[2], cls0.shape[2:]
     if return_top2:
         return _finish_top2(model, held, outs, scans, slab_rows, dev, amp_dtype, use_amp)
     res = {f: np.empty((X, *shape), np.uint8) for f in scans} if not return_probs else {}
@@ -225,8 +225,8 @@ def _finish(
                     res[f][a:b] = add_argmax(acc, p).cpu().numpy()
                 else:
                     acc += p
-            if return_probs:
-                sums[f].append(acc / len(parts))  # type: ignore[operator]
+            if return_probs and acc is not None:  # acc is None only for a scan without outputs: never
+                sums[f].append(acc / len(parts))
     if return_probs:
         return {f: torch.cat(v).permute(3, 0, 1, 2).float().cpu().numpy() for f, v in sums.items()}
     return res

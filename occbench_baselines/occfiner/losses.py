@@ -22,7 +22,8 @@ IGNORE = 255
 def flatten_valid(
     logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (B, T, C, X, Y, Z) (or (N, C, ...)), target (B, T, X, Y, Z) -> (P, C) float32, (P,) long of valid voxels."""
+    """logits (B, T, C, X, Y, Z) (or (N, C, ...)), target (B, T, X, Y, Z) -> (P, C) float32, (P,) long of valid
+    voxels."""
     C = logits.shape[-4]
     lg = logits.movedim(-4, -1).reshape(-1, C)  # a view when the model made classes innermost
     tg = target.reshape(-1).long()

@@ -10,7 +10,8 @@
 
 ``checkpoint="auto"`` (default) is the shipped checkpoint of the sequence's onboard model,
 ``occbench_baselines/occfiner/checkpoints/<onboard>.pt``; any path to a checkpoint written by
-:func:`occbench_baselines.occfiner.train.train` or :func:`occbench_baselines.occfiner.export.export_checkpoint` works too.
+:func:`occbench_baselines.occfiner.train.train` or :func:`occbench_baselines.occfiner.export.export_checkpoint`
+works too.
 Window options left at ``None`` come from the checkpoint (the window it was trained with), else the
 paper's T_l = 4, T_r = 2, reference radius 10.
 """
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,8 +32,12 @@ from occbench.errors import FormatError, MissingDataError, OccbenchError
 from occbench.methods import OffboardMethod, OnboardSequence
 from occbench_baselines.occfiner.windows import WindowConfig
 from occbench_baselines.occfiner_voting import OccFinerVotingOptions, voting_config
-from occbench_baselines.voting.options import RegistrationNote, voting_engine
+from occbench_baselines.voting.method import RegistrationNote
+from occbench_baselines.voting.options import voting_engine
 from occbench_baselines.voting.top2 import Top2, engine_top2
+
+if TYPE_CHECKING:
+    from occbench_baselines.occfiner.model import OccFinerNet
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -127,11 +132,11 @@ def resolve_checkpoint(
     return path
 
 
-_MODELS: dict[tuple, tuple[torch.nn.Module, dict]] = {}
+_MODELS: dict[tuple, tuple[OccFinerNet, dict]] = {}
 _LOCK = threading.Lock()
 
 
-def load_checkpoint(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def load_checkpoint(path: Path, device: torch.device) -> tuple[OccFinerNet, dict]:
     """(model in eval mode on ``device``, the checkpoint's extra entries), cached per process."""
     from occbench.checkpoints import load_checkpoint_file
     from occbench_baselines.occfiner.checkpoint_check import check_occfiner_checkpoint
@@ -172,22 +177,16 @@ class OccFinerStage1Options:
 
 
 @dataclass(frozen=True)
-class OccFinerOptions(OccFinerVotingOptions):
-    """Stage-2 options of ``occfiner-voting`` (preset, n, empty_policy, engine, sensor, weights) plus stage 1's."""
-
-    checkpoint: str = "auto"
-    local: int | None = None
-    reference: int | None = None
-    reference_radius: int | None = None
-    reference_stride: int | None = None
-    stride: int | None = None
-    amp: bool = True
-    threads: int | None = None
+class OccFinerOptions(OccFinerStage1Options, OccFinerVotingOptions):
+    """Stage-2 options of ``occfiner-voting`` (preset, n, empty_policy, engine, device, sensor, weights) plus stage
+    1's (checkpoint, window, stride, amp, threads; ``device`` is shared). The bases are listed stage 1 first so
+    that the fields come voting options first, the order results headers record."""
 
 
 class _Stage1Base(OffboardMethod):
     # stage 1 keeps two torch threads busy, and every extra job refines the scans at its edges again
     worker_threads = 2
+    options: OccFinerStage1Options
 
     def config(self, onboard: str | None = None) -> dict:
         """Options plus the content digest of the checkpoint(s), so results of two checkpoints never look alike
@@ -200,7 +199,7 @@ class _Stage1Base(OffboardMethod):
         d = self.options.device
         return torch.device(d) if d else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def _model(self, sequence: OnboardSequence) -> tuple[torch.nn.Module, WindowConfig]:
+    def _model(self, sequence: OnboardSequence) -> tuple[OccFinerNet, WindowConfig]:
         if self.options.threads:
             torch.set_num_threads(int(self.options.threads))
         path = resolve_checkpoint(
@@ -316,6 +315,7 @@ class OccFiner(RegistrationNote, _Stage1Base):
         "stage-1 refined scans t-n..t+n."
     )
     Options = OccFinerOptions
+    options: OccFinerOptions
 
     def config(self, onboard: str | None = None) -> dict:
         """With ``preset=paper`` the results header also says that only stage 2 follows the paper."""
@@ -344,9 +344,9 @@ class OccFiner(RegistrationNote, _Stage1Base):
 
     def refine_top2(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[Top2]:
         """``(scan, top1, top2, p1, p2)``: stage 2's decision (``refine``'s output), the best other class and
-        their shares of stage 2's weighted votes over the stage-1 grids (:func:`occbench_baselines.voting.top2.votes_top2`:
-        the runner-up capped at the label; no votes: ``p1 = 1``). Stage 1's probabilities do not reach stage 2,
-        which votes with stage-1 labels (docs/autolabel.md)."""
+        their shares of stage 2's weighted votes over the stage-1 grids
+        (:func:`occbench_baselines.voting.top2.votes_top2`: the runner-up capped at the label; no votes: ``p1 = 1``).
+        Stage 1's probabilities do not reach stage 2, which votes with stage-1 labels (docs/autolabel.md)."""
         tg = sorted({int(t) for t in targets})
         if not tg:
             return

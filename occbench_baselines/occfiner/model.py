@@ -23,7 +23,7 @@ Pipeline (one window of T = T_l + T_r frames, every frame refined):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class OccFinerConfig:
         0.0  # >0: logits += g_c * one_hot(input class), g (C,) learned, initialised to this (0 = paper, off)
     )
     coord_scale: float = 51.2  # relative coordinates are divided by this (metres)
-    origin: tuple[float, float, float] = field(default=tuple(float(v) for v in ORIGIN))  # type: ignore[assignment]
+    origin: tuple[float, float, float] = (float(ORIGIN[0]), float(ORIGIN[1]), float(ORIGIN[2]))
     voxel_size: float = VOXEL_SIZE
 
     @staticmethod
@@ -222,15 +222,16 @@ class _FoldedOneHotLinear(torch.autograd.Function):
     """``sum_z onehot(z*C + cls[z]) @ weight.T`` per cell (no bias); ``cls`` (Z, M) train ids, ids outside
     [0, C) (255) = no class (all-zero one-hot).
 
-    CPU, when at most ``SPARSE_MAX_FRACTION`` of the entries are not empty: only the *non-empty* entries (class != 0) are gathered: ``out = sum_z w[z*C] + sum_{cls != 0}
-    (w[z*C + cls] - w[z*C])`` (the same sum regrouped; class 0 fills most of a scene), and the backward
-    mirrors it (rows of class 0 get ``sum(grad) - sum(grad of the cells not empty at that height)``), with
-    ``index_add_`` instead of ``embedding_bag``'s sort-based backward. Denser CPU input: Z row gathers
-    (forward) and Z ``index_add_`` (backward). CUDA: ``embedding_bag`` (sum), Z ``index_add_`` backward.
+    CPU, when at most ``SPARSE_MAX_FRACTION`` of the entries are not empty: only the *non-empty* entries
+    (class != 0) are gathered: ``out = sum_z w[z*C] + sum_{cls != 0} (w[z*C + cls] - w[z*C])`` (the same sum regrouped;
+    class 0 fills most of a scene), and the backward mirrors it (rows of class 0 get ``sum(grad) - sum(grad of the cells
+    not empty at that height)``), with ``index_add_`` instead of ``embedding_bag``'s sort-based backward. Denser CPU
+    input: Z row gathers (forward) and Z ``index_add_`` (backward). CUDA: ``embedding_bag`` (sum), Z ``index_add_``
+    backward.
     """
 
     @staticmethod
-    def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, cls: torch.Tensor, weight: torch.Tensor, C: int) -> torch.Tensor:
         e, cz = weight.shape
         Z, M = cls.shape
         ctx.C, ctx.cz, ctx.Z = C, cz, Z
@@ -254,7 +255,7 @@ class _FoldedOneHotLinear(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         g = grad.contiguous()
         e = g.shape[1]
         gt = g.new_zeros(ctx.cz + 1, e)

@@ -17,7 +17,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,7 +203,7 @@ def train(
         it: Iterator = iter(loader)
         total = None
         try:
-            total = len(loader)  # type: ignore[arg-type]
+            total = len(loader) if isinstance(loader, Sized) else None
         except TypeError:
             pass
         if cfg.max_steps_per_epoch is not None:
@@ -279,7 +279,6 @@ def _new_acc(C: int) -> dict:
 
 def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> OccFinerNet:
     """Rebuild an :class:`OccFinerNet` from a checkpoint written by :func:`train` or an exported one."""
-
     ck = load_checkpoint_file(checkpoint, map_location=map_location)
     model = OccFinerNet(OccFinerConfig.from_dict(ck["model_config"]))
     model.load_state_dict(ck["model"])

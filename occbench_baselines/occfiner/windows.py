@@ -141,6 +141,7 @@ class WindowDataset(Dataset):
         self.epoch = 0
         self.items: list[tuple[str, int]] = []
         for s in sequences:
+            ts: Sequence[int]
             if isinstance(pivots, dict):
                 ts = pivots.get(s.name, [])
             elif pivots == "labelled":
@@ -184,9 +185,9 @@ class WindowDataset(Dataset):
             k = int(rng.integers(0, 4))  # 0 none, 1 flip x, 2 flip y, 3 both (z never flipped)
             axes = [a for a, on in ((1, k in (1, 3)), (2, k in (2, 3))) if on]
             if axes:
-                out["pred"] = np.flip(out["pred"], axes)
+                out["pred"] = np.flip(out["pred"], tuple(axes))
                 if "gt" in out:
-                    out["gt"] = np.flip(out["gt"], axes)
+                    out["gt"] = np.flip(out["gt"], tuple(axes))
                 M = flip_matrix([a - 1 for a in axes])
                 out["transforms"] = (M @ out["transforms"].astype(np.float64) @ M).astype(np.float32)
         if self.with_coords:  # from the returned (possibly flipped) transforms, so that they agree with pred and gt

@@ -8,6 +8,10 @@ empty and classes), 1 occupancy (occupied iff the occupied votes beat the empty 
 
 from __future__ import annotations
 
+from typing import Any
+
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the engines use their torch code paths
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing

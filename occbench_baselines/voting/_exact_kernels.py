@@ -20,11 +20,14 @@ addressed by their flat index ``(x * Y + y) * Z + z`` in the destination grid, w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from ._decide_kernel import row_label
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -36,8 +39,9 @@ def _column_bins_py(P, c, colptr, shift, nslab):  # pragma: no cover - compiled 
 
     Slab ``b``'s columns are ``cov_cols[cov_off[b]:cov_off[b + 1]]`` (every column that lands in it, for the
     coverage) and ``occ_cols[occ_off[b]:occ_off[b + 1]]`` (those with occupied voxels); column ``(i, j)``
-    is listed as ``(i << 16) | j`` (decoded without a division). A column's destination x (and y, z) is monotonic in ``k``, so its two end voxels bound it:
-    columns that leave the grid are dropped and a column that crosses slabs is listed in each.
+    is listed as ``(i << 16) | j`` (decoded without a division). A column's destination x (and y, z) is monotonic
+    in ``k``, so its two end voxels bound it: columns that leave the grid are dropped and a column that crosses slabs is
+    listed in each.
     """
     X = P.shape[1]
     Y = P.shape[2]
@@ -307,7 +311,14 @@ def _release_py(c2r, vox, top):  # pragma: no cover - compiled below
         c2r[vox[r]] = -1
 
 
-column_bins = coverage = occupied = decide = release = source = zrange = None
+# the compiled kernels, None without numba
+column_bins: Any = None
+coverage: Any = None
+occupied: Any = None
+decide: Any = None
+release: Any = None
+source: Any = None
+zrange: Any = None
 if njit is not None:
     _jit = njit(cache=True, nogil=True, boundscheck=False)
     column_bins = _jit(_column_bins_py)

@@ -1,19 +1,26 @@
-"""Compiled (numba) CPU kernels of the lattice voting engine (approximate); the torch code of ``lattice.py`` is their twin.
+"""Compiled (numba) CPU kernels of the lattice voting engine (approximate).
+
+The torch code of ``lattice.py`` is their twin.
 
 Each kernel makes one pass over a scan's voxels. The world cell of source voxel ``(i, j, k)`` is
 ``floor(P[d, i, j] + c[d, k])`` per axis ``d`` (float64; ``P`` and ``c`` come from the scan's pose, see
 ``occbench.registration.affine``), exactly the sum and floor that the torch twin evaluates, so both give the same
 cells. Cells are addressed by ``key = (cx - lo0) * s0 + (cy - lo1) * s1 + (cz - lo2)`` in the engine's
-dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba: the vectorised torch version needs ~10 full passes over 2 M voxels plus a
-scatter per scan; one compiled pass is 3-4x faster on one CPU core (numbers in docs/baselines/voting.md).
+dense local map (``cov``: empty votes per cell; ``c2r``: row of the cell's occupied votes in ``rows``). Why numba:
+the vectorised torch version needs ~10 full passes over 2 M voxels plus a scatter per scan; one compiled pass is 3-4x
+faster on one CPU core (numbers in docs/baselines/voting.md).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from occbench.registration import cell_key  # the registration kernel, shared with occbench.windows
 
 from ._decide_kernel import row_label
 
+# numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
+njit: Any
 try:  # numba is a declared dependency; without it the engine uses its torch code path
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
@@ -131,7 +138,11 @@ def _keys_py(P, c, lo, s0, s1, out):  # pragma: no cover - compiled below
                 out[base + k] = cell_key(P[0, i, j], P[1, i, j], P[2, i, j], c, k, lo[0], lo[1], lo[2], s0, s1)
 
 
-coverage = occupied = read = keys = None
+# the compiled kernels, None without numba
+coverage: Any = None
+occupied: Any = None
+read: Any = None
+keys: Any = None
 if njit is not None:
     _jit = njit(cache=True, nogil=True, boundscheck=False)
     coverage = _jit(_coverage_py)

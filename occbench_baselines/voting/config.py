@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 
@@ -20,6 +20,29 @@ EMPTY_POLICIES: tuple[str, ...] = ("vote", "occupancy", "ignore")
 
 class VotingConfigError(OccbenchError, ValueError):
     """An invalid voting configuration."""
+
+
+def is_empty_policy(value: object) -> TypeGuard[EmptyPolicy]:
+    """Whether ``value`` is one of ``EMPTY_POLICIES``."""
+    return value in EMPTY_POLICIES
+
+
+def grid_dims(cfg: VotingConfig) -> tuple[int, int, int]:
+    """``cfg.grid_shape`` as three ints."""
+    x, y, z = cfg.grid_shape
+    return int(x), int(y), int(z)
+
+
+def is_sensor_kind(value: object) -> TypeGuard[SensorKind]:
+    """Whether ``value`` is one of ``SENSOR_KINDS``."""
+    return value in SENSOR_KINDS
+
+
+def sensor_kind_of(value: object) -> SensorKind:
+    """``value`` as a :data:`SensorKind`; :class:`VotingConfigError` when it is not one of ``SENSOR_KINDS``."""
+    if is_sensor_kind(value):
+        return value
+    raise VotingConfigError(f"SensorWeights.kind must be one of {SENSOR_KINDS}, got {value!r}")
 
 
 def run_targets(vote: Callable[[int], np.ndarray], targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
@@ -62,8 +85,10 @@ class SensorWeights:
     max_range: float = 51.2
 
     def __post_init__(self) -> None:
-        if self.kind not in SENSOR_KINDS:
-            raise VotingConfigError(f"SensorWeights.kind must be one of {SENSOR_KINDS}, got {self.kind!r}")
+        sensor_kind_of(self.kind)
+        # any sequence given (a list from JSON, a sequence's image size) is held as a tuple
+        object.__setattr__(self, "box", tuple(self.box))
+        object.__setattr__(self, "image_size", tuple(self.image_size))
         for name in ("w_high", "w_med", "w_low", "w_max", "w_min"):
             v = getattr(self, name)
             if not (v >= 0 and v < float("inf")):

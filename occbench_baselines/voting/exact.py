@@ -25,6 +25,7 @@ when available, and the CPU fallback). Both evaluate the same float64 additions 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from occbench.io.kitti import Calibration
 from occbench.registration import affine, pair_transform
 
 from . import _exact_kernels as _k
-from .config import VotingConfig, VotingConfigError, check_poses, posed_scans, posed_window, run_targets
+from .config import VotingConfig, VotingConfigError, check_poses, grid_dims, posed_scans, posed_window, run_targets
 from .reference import FrameSource, check_frame, window
 from .weights import vote_weights
 
@@ -79,9 +80,9 @@ class VotingEngine:
 
     ``frames(i)`` returns the (X, Y, Z) uint8 train-id prediction of scan ``i`` (``0 <= i < N``,
     ``N = len(poses_lidar)``); it is called once per scan per entry into the window (never for a scan that
-    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window), in ascending order when
-    the targets ascend. ``backend``: ``"auto"`` (numba on CPU when installed, else torch), ``"numba"`` or
-    ``"torch"``; ``device``: None (CUDA when available), ``"cpu"``, ``"cuda"``...
+    ``pose_valid`` (None: all scans) marks as having no pose: such scans are left out of every window), in
+    ascending order when the targets ascend. ``backend``: ``"auto"`` (numba on CPU when installed, else torch),
+    ``"numba"`` or ``"torch"``; ``device``: None (CUDA when available), ``"cpu"``, ``"cuda"``...
     """
 
     exact = True
@@ -104,7 +105,7 @@ class VotingEngine:
         self.num_frames = len(poses)
         self.device = torch.device(device) if device is not None else default_device()
         self.backend = resolve_backend(backend, self.device, _k.AVAILABLE)
-        self._shape = tuple(int(s) for s in cfg.grid_shape)
+        self._shape = grid_dims(cfg)
         self._nvox = int(np.prod(self._shape))
         self._C = cfg.num_classes
         self._has_cov = bool(cfg.empty_votes)
@@ -116,12 +117,12 @@ class VotingEngine:
         self._current: int | None = None  # the target whose votes are held
         self._full = False  # whether they hold the empty votes of every cell
         if self.backend == "numba":
-            self._cov = np.zeros(self._nvox if self._has_cov else 1, self._dtype)
+            self._cov: np.ndarray = np.zeros(self._nvox if self._has_cov else 1, self._dtype)
             self._c2r = np.full(self._nvox, -1, np.int32)
             self._zlo = np.zeros(self._shape[0] * self._shape[1], np.int32)
             self._zhi = np.zeros(self._shape[0] * self._shape[1], np.int32)
             self._vox = np.zeros(0, np.int32)
-            self._rows = np.zeros((0, self._C), self._dtype)
+            self._rows: np.ndarray = np.zeros((0, self._C), self._dtype)
             self._top = 0
             self._P = np.empty((0, 3, self._shape[0], self._shape[1]))
         else:
@@ -135,6 +136,7 @@ class VotingEngine:
     def _source(self, s: int) -> tuple:
         if s not in self._sources:
             g = np.ascontiguousarray(check_frame(self.frames(s), s, self.cfg)).reshape(-1)
+            src: tuple[Any, ...]
             if self.backend == "torch":
                 idx = np.flatnonzero(g)
                 src = tuple(
@@ -266,7 +268,7 @@ class VotingEngine:
         if self.backend == "torch":
             assert self._tvotes is not None
             return self._tvotes.clone()
-        out = np.zeros((self._nvox, self._C), self._dtype)
+        out: np.ndarray = np.zeros((self._nvox, self._C), self._dtype)
         if self._has_cov:
             out[:, 0] = self._cov
         v = self._vox[: self._top]

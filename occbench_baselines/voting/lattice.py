@@ -51,7 +51,7 @@ from occbench.io.kitti import Calibration
 from occbench.registration import affine as _affine
 
 from . import _lattice_kernels as _kernels
-from .config import VotingConfig, check_poses, posed_scans, posed_window, run_targets
+from .config import VotingConfig, check_poses, grid_dims, posed_scans, posed_window, run_targets
 from .exact import POLICY_CODE as _POLICY_CODE
 from .exact import check_policy, decide_labels_torch, default_device, resolve_backend
 from .reference import FrameSource, check_frame, window
@@ -101,7 +101,7 @@ class LatticeVotingEngine:
         self.lookahead = max(0, int(lookahead))
         # world = LiDAR frame of scan 0 (keeps coordinates small and the lattice of scan 0)
         self._rel = np.linalg.inv(poses[0]) @ poses
-        shape = tuple(int(s) for s in cfg.grid_shape)
+        shape = grid_dims(cfg)
         self._shape = shape
         self._nvox = int(np.prod(shape))
         fp = [_footprint(T, shape) for T in self._rel]

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config import EMPTY_POLICIES, SensorWeights, VotingConfig
+from .config import EMPTY_POLICIES, EmptyPolicy, SensorWeights, VotingConfig, is_empty_policy
 from .engines import ENGINES, EXACT_ENGINES, make_engine
 
 PRESETS: tuple[str, ...] = ("occbench", "paper")
@@ -27,10 +27,21 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
+class VotingSettings:
+    """The voting options with the preset applied and checked: what an engine is built from."""
+
+    n: int
+    empty_policy: EmptyPolicy
+    engine: str
+    device: str | None
+
+
+@dataclass(frozen=True)
 class VotingOptions:
     """``n`` (window radius), ``empty_policy`` (``vote``, ``occupancy``, ``ignore``), ``engine`` (``exact``,
     ``lattice``: approximate, ``reference``: slow), ``preset`` (``occbench``, ``paper``), ``device`` (None: CUDA
-    if available, else CPU). ``None`` = the preset's value."""
+    if available, else CPU). ``None`` = the preset's value: the fields are filled from the preset on construction
+    (what a results header records); :attr:`settings` is the same values, typed."""
 
     preset: str = "occbench"
     n: int | None = None
@@ -45,12 +56,19 @@ class VotingOptions:
         for key, value in PRESET_VALUES[self.preset].items():
             if key in names and getattr(self, key) is None:
                 object.__setattr__(self, key, value)
-        if self.empty_policy not in EMPTY_POLICIES:
-            raise ValueError(f"option empty_policy={self.empty_policy!r}: expected one of {EMPTY_POLICIES}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"option engine={self.engine!r}: expected one of {ENGINES}")
-        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 0:
-            raise ValueError(f"option n={self.n!r}: expected an integer >= 0")
+        self.settings  # checks the values
+
+    @property
+    def settings(self) -> VotingSettings:
+        """The voting options with the preset applied, checked (``ValueError`` names the option)."""
+        empty_policy, engine, n = self.empty_policy, self.engine, self.n
+        if not is_empty_policy(empty_policy):
+            raise ValueError(f"option empty_policy={empty_policy!r}: expected one of {EMPTY_POLICIES}")
+        if not isinstance(engine, str) or engine not in ENGINES:
+            raise ValueError(f"option engine={engine!r}: expected one of {ENGINES}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"option n={n!r}: expected an integer >= 0")
+        return VotingSettings(n=n, empty_policy=empty_policy, engine=engine, device=self.device)
 
 
 def registration_note(engine: str) -> str:
@@ -62,23 +80,13 @@ def registration_note(engine: str) -> str:
 
 def voting_engine(o: VotingOptions, sequence: Any, cfg: VotingConfig, frames: Any = None) -> Any:
     """The engine the options name over ``sequence`` (``frames``: the grids that vote, default its predictions)."""
+    s = o.settings
     return make_engine(
-        o.engine,
+        s.engine,
         sequence.prediction if frames is None else frames,
         sequence.poses,
         sequence.calib,
-        cfg,  # type: ignore[arg-type]
-        device=o.device,
+        cfg,
+        device=s.device,
         pose_valid=getattr(sequence, "pose_valid", None),
     )
-
-
-class RegistrationNote:
-    """Mixin of the voting methods: the results header says whether the registration is exact."""
-
-    options: VotingOptions
-
-    def config(self, onboard: str | None = None) -> dict:
-        c = super().config(onboard=onboard)  # type: ignore[misc]
-        c["registration"] = registration_note(self.options.engine)  # type: ignore[arg-type]
-        return c

@@ -15,7 +15,7 @@ import numpy as np
 from occbench.io.kitti import Calibration
 from occbench.registration import affine, cells, inside, pair_transform
 
-from .config import VotingConfig, VotingConfigError, posed_scans, posed_window
+from .config import VotingConfig, VotingConfigError, grid_dims, posed_scans, posed_window
 from .weights import decide_labels, weight_grids
 
 FrameSource = Callable[[int], np.ndarray]
@@ -59,11 +59,11 @@ def vote_frame_reference(
     ``pose_valid`` (None: all): scans without a pose are left out of the window; the target must have one.
     """
     poses, valid = posed_scans(np.asarray(poses_lidar, np.float64), pose_valid)
-    shape = tuple(cfg.grid_shape)
+    shape = grid_dims(cfg)
     C = cfg.num_classes
     nvox = int(np.prod(shape))
     w_occ, w_emp = weight_grids(cfg, calib)
-    votes = np.zeros(nvox * C, np.int64)
+    votes: np.ndarray = np.zeros(nvox * C, np.int64)
     keys: list[np.ndarray] = []
     wts: list[np.ndarray] = []
 

@@ -1,5 +1,7 @@
-"""Top-2 labels and their vote shares from a :class:`~occbench_baselines.voting.VotingEngine` (the ``refine_top2`` hook of
-the voting methods and of ``occfiner``'s stage 2, used by the auto-labeling protocol's top-2 pseudo-labels).
+"""Top-2 labels and their vote shares from a :class:`~occbench_baselines.voting.VotingEngine`.
+
+They serve the ``refine_top2`` hook of the voting methods and of ``occfiner``'s stage 2, used by the auto-labeling
+protocol's top-2 pseudo-labels.
 
 Consistency: the stored top-1 is the method's decision and is never less probable than the stored top-2. Under
 the ``vote`` and ``ignore`` policies the decision is the plurality class, so this holds as is. Under

@@ -79,7 +79,8 @@ def quantize(w: np.ndarray, quantum: float) -> np.ndarray:
     lost = (np.asarray(w) > 0) & (q == 0)
     if lost.any():
         raise VotingConfigError(
-            f"a weight of {float(np.asarray(w)[lost].min()):g} rounds to 0 with weight_quantum={quantum:g}; lower the quantum"
+            f"a weight of {float(np.asarray(w)[lost].min()):g} rounds to 0 with weight_quantum={quantum:g}; "
+            "lower the quantum"
         )
     return q
 
