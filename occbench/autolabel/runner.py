@@ -168,9 +168,9 @@ def run_one(
         },
         "wall_time_s_this_run": round(time.time() - t0, 2),
     }
-    res = Results.build(PROTOCOLS[eval_ds.protocol], metrics={"ssc": metric}, header=header)
-    res.write(done, overwrite=True)  # atomic; a finished run is read back above, never recomputed
-    return res.to_dict()
+    results = Results.build(PROTOCOLS[eval_ds.protocol], metrics={"ssc": metric}, header=header)
+    results.write(done, overwrite=True)  # atomic; a finished run is read back above, never recomputed
+    return results.to_dict()
 
 
 def run_protocol(

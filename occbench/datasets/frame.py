@@ -224,9 +224,9 @@ class ScanSequence:
     def scored_from_raw_files(self, protocol) -> bool:
         """Whether this sequence's files are exactly what the SSC metric takes with raw ids (``FrameArrays`` with
         ``labels="raw"``) under ``protocol`` (SemanticKITTI layout: raw ids of the protocol's label map in ``.label``
-        predictions, bit-packed ``.invalid`` used as stored), so that scoring its predictions needs no train-id arrays at all.
-        :meth:`Frame.ground_truth` folds invalid voxels into ignore, which equals passing the mask only under the
-        ``mask-all`` invalid policy."""
+        predictions, bit-packed ``.invalid`` used as stored), so that scoring its predictions needs no train-id
+        arrays at all. :meth:`Frame.ground_truth` folds invalid voxels into ignore, which equals passing the mask
+        only under the ``mask-all`` invalid policy."""
         lay = self.layout
         return (
             self.onboard_store is not None

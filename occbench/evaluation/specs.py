@@ -1,6 +1,6 @@
-"""What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
+r"""What a run is made of, as picklable data classes (they travel to worker processes and Ray tasks): the dataset
 (:class:`DatasetSpec`), the method (:class:`MethodSpec`) or the :class:`Submission` that is scored, and the
-:class:`Job`\\ s the split is cut into, and what a scoring job is given and returns (:class:`JobRequest`,
+:class:`Job`\ s the split is cut into, and what a scoring job is given and returns (:class:`JobRequest`,
 :class:`JobResult`)."""
 
 from __future__ import annotations

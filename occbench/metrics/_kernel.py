@@ -2,8 +2,8 @@
 
 A kernel visits the grid once, column by column (``Z`` voxels, file order: 32 on KITTI, a constant of the
 compiled ``count_train`` / ``count_raw``; ``count_train_z`` / ``count_raw_z`` take ``Z``, a multiple of 8 up to
-64), and adds one to ``counts[cell(column), gt + 1, pred]`` for each evaluated voxel. It is exact by construction (integer
-increments) and tested to give the same counts as the pure-numpy kernel of ``ssc.py`` (the fallback when
+64), and adds one to ``counts[cell(column), gt + 1, pred]`` for each evaluated voxel. It is exact by construction
+(integer increments) and tested to give the same counts as the pure-numpy kernel of ``ssc.py`` (the fallback when
 numba is absent). Everything happens inside the compiled loop, with no full-size intermediate array:
 
 * labels are read as 64-bit words (8 train ids or 4 raw ids a word); a column whose words are all zero in

@@ -98,6 +98,9 @@ class SSCMetric(Metric):
     States (:class:`~occbench.metrics.base.Metric`): ``_counts`` ``[cell, gt, pred]`` and ``n_frames``.
     """
 
+    _counts: np.ndarray  # declared states (add_state)
+    n_frames: int
+
     higher_is_better = True
 
     def __init__(
@@ -310,7 +313,8 @@ class SSCMetric(Metric):
         if raw:
             raise FormatError(
                 name,
-                f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) at evaluated voxels",
+                f"raw prediction ids that map to train ids 0..{C - 1} ({self.protocol.label_map} learning_map) "
+                "at evaluated voxels",
                 f"raw ids {v} (mapping to ignore or unknown) at {count} evaluated voxels",
             )
         raise FormatError(
@@ -408,8 +412,8 @@ class SSCMetric(Metric):
         cell = self._code_k[nzw // wpc]
         if inv is not None:
             Iw = inv.view({8: np.uint64, 4: np.uint32, 2: np.uint16}[W])[nzw]
-            I = Iw.view(np.uint8).reshape(-1, W)
-            Ieff = I * (GS == 1) if self.protocol.invalid_policy == "mask-empty-only" else I
+            Inv = Iw.view(np.uint8).reshape(-1, W)
+            Ieff = Inv * (GS == 1) if self.protocol.invalid_policy == "mask-empty-only" else Inv
             GS = GS * (1 - Ieff)
         Pt = np.take(p_lut, P) if p_lut is not None else P
         if Pt.size and Pt.max() >= C:
@@ -424,7 +428,7 @@ class SSCMetric(Metric):
         n_words = np.bincount(cell, minlength=self.layout.n_cells)
         if inv is None:
             notinv = Z * self.layout.columns_per_cell
-            inv_in_words = 0
+            inv_in_words: int | np.ndarray = 0
         else:
             notinv = Z * self.layout.columns_per_cell - self.layout.sum_per_cell(_column_invalid_counts(inv, self.grid))
             isum = _word_byte_sums(Iw.astype(np.uint64))

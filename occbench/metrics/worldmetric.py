@@ -96,7 +96,7 @@ class WorldMapMetric(Metric):
     its own exact reduction), not declared states: merging adds the maps, states travel by pickle, and there is
     no ``state_dict``."""
 
-    add_frame: Callable[..., None]  # each metric's own: (pred, gt, pose, invalid=None)
+    _add_frame: Callable[..., None]  # each metric's own: (pred, gt, pose, invalid=None)
 
     def __init__(self, protocol: EvalProtocol | str, voxel_size: float, **state_options: Any):
         super().__init__(protocol)

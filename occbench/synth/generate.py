@@ -46,7 +46,10 @@ MARKERS = ".synth"
 
 G0 = (300, 172)  # index of the SSC grid inside the big volume
 # the SSC grid's x and y extents (metres, LiDAR frame)
-_GRID_XY = tuple((float(ORIGIN[a]), float(ORIGIN[a] + VOXEL_SIZE * KITTI.shape[a])) for a in (0, 1))
+_GRID_XY = (
+    (float(ORIGIN[0]), float(ORIGIN[0] + VOXEL_SIZE * KITTI.shape[0])),
+    (float(ORIGIN[1]), float(ORIGIN[1] + VOXEL_SIZE * KITTI.shape[1])),
+)
 
 
 def seq_entropy(cfg: MiniConfig, seq: str) -> list[int]:
@@ -135,7 +138,7 @@ def line_of_sight(codes: np.ndarray) -> np.ndarray:
     return _grid_visibility().visible(codes > 0).reshape(KITTI.shape)
 
 
-def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _to_frame(world: Wmod.World, src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     """Big-volume column indices (in scan ``dst``'s frame) of the grid columns of scan ``src``; validity."""
     cols = columns()
     xs, ys, yaws = world.poses[src]
