@@ -229,7 +229,7 @@ def _accumulate(
         i = ((blk >> (8 - AB)) << AB) | (w >> AB)
         j = ((blk & ((1 << (8 - AB)) - 1)) << AB) | (w & ((1 << AB) - 1))
         col = (i << 8) | j
-        ib = _column_bits(inv, i64, inv_mode, col)
+        ib = _column_bits(inv, i64, inv_mode, col, 4)  # KITTI: 32 voxels a column, 4 bytes
         if ib == full and not empty_only:
             continue
         bx = (c0x + aix * i) + ajx * j
