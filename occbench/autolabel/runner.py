@@ -98,7 +98,8 @@ def run_one(
                 raise OccbenchError(
                     f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "
                     f"(a changed option or checkpoint): stored {json.dumps(stored, sort_keys=True)}, now "
-                    f"{json.dumps(now, sort_keys=True)}; delete {rdir.parent} and {pseudo_label_dir(out, source, '*').parent} "
+                    f"{json.dumps(now, sort_keys=True)}; delete {rdir.parent} and "
+                    f"{pseudo_label_dir(out, source, '*').parent} "
                     f"or use another --out"
                 )
         return res
