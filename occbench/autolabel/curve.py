@@ -96,6 +96,12 @@ def _delta(v: list[float], base: list[float]) -> str:
     return f"{d:+.2f}{' *' if sep else ''}"
 
 
+def curve_delta(row: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> str:
+    """``row``'s difference against GT only in ``metric`` as the table shows it ("–" without a GT-only row)."""
+    base = next((r for r in rows if r["kind"] == "gt"), None)
+    return "–" if base is None or row is base else _delta(row[metric], base[metric])
+
+
 def curve_table(rows: list[dict[str, Any]]) -> list[str]:
     """The curve as a markdown table (numbers in %)."""
     from occbench.page_text import md_text

@@ -75,7 +75,8 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
     "--pl-format",
     type=click.Choice(["top1", "top2"]),
     default=None,
-    help="Pseudo-label storage (top2 where the source has scores).",
+    help="Pseudo-label storage (top2 where the source has scores); with --curve: only the rows of this format "
+    "(default both).",
 )
 @click.option("--max-train-frames", type=int, default=None, help="Evenly spaced subset of train frames (0 = all).")
 @click.option(
@@ -135,7 +136,7 @@ def autolabel(
     json_path,
     quiet,
 ):
-    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""
+    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of a split)."""
     import json
 
     from occbench.autolabel.protocol import SourceSpec
@@ -192,7 +193,8 @@ def autolabel(
         if amounts:
             if len(sources) != 1:
                 raise ValueError(f"--curve takes exactly one --source, got {len(sources)}")
-            results = run_curve(data, specs[-1], cfg, amounts, out, progress=not quiet, command=command)
+            formats = (pl_format,) if pl_format else ("top1", "top2")  # --pl-format: the rows of one format only
+            results = run_curve(data, specs[-1], cfg, amounts, out, formats, progress=not quiet, command=command)
         else:
             results = run_protocol(data, specs, cfg, out, progress=not quiet, command=command)
         if json_path is not None:
