@@ -24,6 +24,24 @@ def page_name(json_file: Path) -> str | None:
     return f"autolabel-{name}.md" if _NAME.fullmatch(name) else None
 
 
+def curve_command(f: Path, rows: list[dict[str, Any]], hp: dict[str, Any], unlabeled: dict[str, Any]) -> str:
+    """The ``occbench autolabel`` command that gives a curve's file (its rows' amounts, pool, source, seeds and
+    preset; the runs themselves may have been split over several processes)."""
+    import shlex
+
+    amounts = sorted({r["added_frames"] for r in rows if r["kind"] != "gt"})
+    src = sorted({r["source"] for r in rows if r["kind"] == "pl"})
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    parts = ["occbench autolabel", f"--curve {','.join(map(str, amounts))}"]
+    if unlabeled.get("dataset") == "occbench-mini" and unlabeled.get("generator", {}).get("size") == "custom":
+        parts.append(f"--pl-pool {','.join(unlabeled.get('sequences', []))}")
+    parts += [f"--source {shlex.quote(x)}" for x in src] + [f"--seed {x}" for x in seeds]
+    if hp.get("preset") != "curve":
+        parts.append(f"--preset {shlex.quote(str(hp.get('preset')))}")
+    parts.append(f"--out runs/autolabel/{shlex.quote(f.stem)} --json leaderboards/autolabel/{shlex.quote(f.name)}")
+    return " ".join(parts)
+
+
 def _curve_section(f: Path, runs: list[dict[str, Any]], plots_link: str) -> list[str]:
     from occbench.leaderboard_plots import autolabel_plot_name
     from occbench.page_text import data_generation_lines, md_text
@@ -36,7 +54,7 @@ def _curve_section(f: Path, runs: list[dict[str, Any]], plots_link: str) -> list
     )
     tr = h["dataset"]["train"]
     last = RANGES[-1]
-    cmd = next((r["header"].get("command") for r in runs if r["header"].get("command")), None)
+    cmd = curve_command(f, rows, hp, ul)
     lines = [
         f"## Pseudo-label curve (`{md_text(f.name)}`)",
         "",
@@ -73,15 +91,14 @@ def _curve_section(f: Path, runs: list[dict[str, Any]], plots_link: str) -> list
     notes = f.with_suffix(".md")  # the reading of these numbers, committed next to them
     if notes.is_file():
         lines += ["### What it says", "", *notes.read_text().strip().split("\n"), ""]
-    if cmd:
-        lines += [
-            "Command (per seed, resumable; the last run with every seed writes this file):",
-            "",
-            "```",
-            cmd,
-            "```",
-            "",
-        ]
+    lines += [
+        "Reproduce (resumable: finished runs are read back; then `occbench leaderboard`):",
+        "",
+        "```",
+        cmd,
+        "```",
+        "",
+    ]
     return lines
 
 

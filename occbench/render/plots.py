@@ -223,7 +223,9 @@ def autolabel_curve_data(results: list[dict[str, Any]]) -> dict[str, Any]:
     last = RANGES[-1]
     lines: dict[str, dict[str, Any]] = {}
     for r in curve_rows(results):
-        name = {"gt": "GT only", "oracle": "oracle (true labels)"}.get(r["kind"], f"{r['source']} {r['format']}")
+        name = {"gt": "GT only", "oracle": "oracle: the added frames' true labels"}.get(
+            r["kind"], f"PL {r['format']} ({r['source']})"
+        )
         ent = lines.setdefault(name, {"name": name, "kind": r["kind"], "x": [], "gt_frames": r["gt_frames"]})
         ent["x"].append(r["added_frames"])
         for m in ("iou", "miou"):
@@ -277,11 +279,12 @@ def autolabel_curve_plot(
                 label=f"GT only ({base['gt_frames']} frames)" if key == "iou" else None,
             )
         a.set_xlabel(f"frames added to the {base['gt_frames'] if base else ''} GT frames")
+        a.set_xticks(sorted({0, *(x for ln in data["lines"] for x in ln["x"])}))
         a.set_ylabel(f"student {t} at {data['range']} m (%)")
         a.grid(alpha=0.3, linewidth=0.4)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=FONT)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("autolabel-curve", {**data, "title": title}))
