@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from occbench.io.files import read_json_document
 
@@ -105,14 +105,14 @@ def plan_plots(
                 continue
             ev = runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
-            if is_curve(runs):  # drawn on the auto-labeling page (occbench.autolabel.page)
+            if is_curve(cast(list[dict[str, Any]], runs)):  # drawn on the auto-labeling page (occbench.autolabel.page)
                 out.append(
                     PlannedPlot(
                         autolabel_plot_name(f),
                         f"autolabel-{f.stem.split('-', 1)[0]}.md",
                         "autolabel",
                         f"Pseudo-label curve, from autolabel/{f.name}",
-                        plot_digest("autolabel-curve", {**autolabel_curve_data(runs), "title": title}),
+                        plot_digest("autolabel-curve", {**autolabel_curve_data(cast(Any, runs)), "title": title}),
                         lambda p, runs=runs, title=title: autolabel_curve_plot(runs, p, title=title),
                     )
                 )
