@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from occbench.io.files import read_json_document
 
@@ -51,7 +51,10 @@ def plan_plots(
     """Every plot the leaderboards show, from the (validated) results files and the auto-labeling files."""
     from collections import defaultdict
 
+    from occbench.autolabel.curve import is_curve
     from occbench.render.plots import (
+        autolabel_curve_data,
+        autolabel_curve_plot,
         autolabel_data,
         autolabel_plot,
         class_bars,
@@ -103,6 +106,18 @@ def plan_plots(
                 continue
             ev = al_runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
+            if is_curve(cast(list[dict[str, Any]], runs)):  # drawn on the auto-labeling page (occbench.autolabel.page)
+                out.append(
+                    PlannedPlot(
+                        autolabel_plot_name(f),
+                        f"autolabel-{f.stem.split('-', 1)[0]}.md",
+                        "autolabel",
+                        f"Pseudo-label curve, from autolabel/{f.name}",
+                        plot_digest("autolabel-curve", {**autolabel_curve_data(cast(Any, runs)), "title": title}),
+                        lambda p, runs=runs, title=title: autolabel_curve_plot(runs, p, title=title),
+                    )
+                )
+                continue
             out.append(
                 PlannedPlot(
                     f"autolabel-{_safe(f.stem)}.png",
@@ -114,6 +129,11 @@ def plan_plots(
                 )
             )
     return out
+
+
+def autolabel_plot_name(json_file: Path) -> str:
+    """The PNG of an auto-labeling results file ``autolabel/<stem>.json``."""
+    return f"autolabel-{_safe(Path(json_file).stem)}.png"
 
 
 def write_plots(plans: list[PlannedPlot], plots_dir: Path, only_stale: bool = True) -> list[Path]:

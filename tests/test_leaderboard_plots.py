@@ -47,13 +47,15 @@ def test_plots_written_linked_checked_and_deterministic(tmp_path):
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (lb / "plots").glob("*.png"))
     assert names == [
+        "autolabel-mini-curve.png",
         "autolabel-mini-full.png",
         "occbench-mini-val-classes-voxformer-sim.png",
         "occbench-mini-val-distance-voxformer-sim.png",
     ]
     page = (lb / "occbench-mini-val.md").read_text()
-    for n in names:
+    for n in names[1:]:
         assert f"(plots/{n})" in page
+    assert "(plots/autolabel-mini-curve.png)" in (lb / "autolabel-mini.md").read_text()  # the curve's own page
     assert _lb(lb, "--check").exit_code == 0
     # the same numbers give the same bytes
     first = {n: (lb / "plots" / n).read_bytes() for n in names}
@@ -66,12 +68,12 @@ def test_plots_written_linked_checked_and_deterministic(tmp_path):
             assert im.size[0] == 1400  # 7 inches at 200 dpi
 
     # other bytes, same numbers (another matplotlib or encoder): still up to date
-    p = lb / "plots" / names[1]
+    p = lb / "plots" / names[2]
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_DATA_KEY, png_text(p)[PNG_DATA_KEY])
     with Image.open(p) as im:
         im.convert("RGB").save(p, pnginfo=info, compress_level=1)
-    assert p.read_bytes() != first[names[1]]
+    assert p.read_bytes() != first[names[2]]
     assert _lb(lb, "--check").exit_code == 0
 
     # a number the distance plot shows changes (no table shows it): only that plot is stale
@@ -89,7 +91,7 @@ def test_plots_written_linked_checked_and_deterministic(tmp_path):
     r = _lb(lb, "--check")
     assert r.exit_code == 4 and names[0] in r.output
     assert _lb(lb).exit_code == 0
-    shutil.copy(lb / "plots" / names[1], lb / "plots" / "occbench-mini-val-distance-gone.png")
+    shutil.copy(lb / "plots" / names[2], lb / "plots" / "occbench-mini-val-distance-gone.png")
     r = _lb(lb, "--check")
     assert r.exit_code == 4 and "occbench-mini-val-distance-gone.png" in r.output
     assert _lb(lb).exit_code == 0 and not (lb / "plots" / "occbench-mini-val-distance-gone.png").exists()

@@ -37,6 +37,7 @@ PROTOCOL_ID = "autolabel"
 PROTOCOL_VERSION = 1
 PROTOCOL_TAG = f"{PROTOCOL_ID}-v{PROTOCOL_VERSION}"
 GT_SOURCE = "gt"
+ORACLE_SOURCE = "oracle"  # the pseudo-labelled frames with their human labels (the upper bound of a source)
 PL_FORMATS = ("top1", "top2")
 
 
@@ -61,6 +62,7 @@ class ProtocolConfig:
     max_pl_frames: int = 0
     max_eval_frames: int = 0
     threads: int = 1  # torch CPU threads (fixed: part of the determinism contract)
+    steps: int = 0  # > 0: exactly this many optimiser steps whatever the number of frames (epochs then ignored)
     seeds: tuple[int, ...] = (0,)
     train_split: str = "train"
     pl_split: str = "test"
@@ -72,8 +74,8 @@ class ProtocolConfig:
             raise ValueError(f"crop must be a multiple of 8 in 8..256, got {self.crop}")
         if self.pl_format not in PL_FORMATS:
             raise ValueError(f"pl_format must be one of {PL_FORMATS}, got {self.pl_format!r}")
-        if self.epochs < 1 or self.batch < 1 or self.width < 4 or self.threads < 1:
-            raise ValueError("epochs, batch, threads >= 1 and width >= 4")
+        if self.epochs < 1 or self.batch < 1 or self.width < 4 or self.threads < 1 or self.steps < 0:
+            raise ValueError("epochs, batch, threads >= 1, width >= 4 and steps >= 0")
         if not self.seeds:
             raise ValueError("at least one seed")
 
@@ -86,6 +88,8 @@ class ProtocolConfig:
         """What determines one trained model apart from source and seed (seeds list excluded)."""
         d = self.hyper_parameters()
         d.pop("seeds")
+        if not d["steps"]:  # epoch-based runs keep the digest they had before fixed-step training existed
+            d.pop("steps")
         return d
 
     def digest(self) -> str:
@@ -112,6 +116,13 @@ PRESETS: dict[str, ProtocolConfig] = {
         preset="ci", width=8, epochs=1, batch=1, crop=64, max_train_frames=2, max_pl_frames=2, max_eval_frames=2
     ),
     "full": ProtocolConfig(preset="full"),
+    # the pseudo-label curve (docs/autolabel.md "The curve"): a small GT set, a fixed number of steps for every
+    # row; sized for a shared 2-core CPU (crop 64, 200 steps, 10 of the val frames), not tuned on any score
+    "curve": ProtocolConfig(preset="curve", crop=64, steps=200, max_train_frames=15, max_eval_frames=10),
+    # the curve in seconds, for CI and tests
+    "curve-ci": ProtocolConfig(
+        preset="curve-ci", width=8, crop=64, steps=4, max_train_frames=2, max_pl_frames=2, max_eval_frames=2
+    ),
 }
 
 
@@ -142,12 +153,12 @@ class SourceSpec:
     @classmethod
     def parse(cls, text: str) -> "SourceSpec":
         text = text.strip()
-        if text == GT_SOURCE:
-            return cls(GT_SOURCE)
+        if text in (GT_SOURCE, ORACLE_SOURCE):
+            return cls(text)
         parts = text.split(":", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
             raise ValueError(
-                f"source {text!r} must be 'gt' or 'METHOD:ONBOARD[:key=value,...]' "
+                f"source {text!r} must be 'gt', 'oracle' or 'METHOD:ONBOARD[:key=value,...]' "
                 "(e.g. onboard:voxformer-sim, occfiner:voxformer-sim)"
             )
         opts: dict[str, Any] = {}
@@ -162,9 +173,17 @@ class SourceSpec:
         return self.method == GT_SOURCE
 
     @property
+    def is_oracle(self) -> bool:
+        return self.method == ORACLE_SOURCE
+
+    @property
+    def has_pseudo_labels(self) -> bool:
+        return not (self.is_gt or self.is_oracle)
+
+    @property
     def name(self) -> str:
-        if self.is_gt:
-            return GT_SOURCE
+        if not self.has_pseudo_labels:
+            return self.method
         s = f"{self.method}:{self.onboard}"
         if self.options:
             s += ":" + ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.options)
@@ -178,4 +197,6 @@ class SourceSpec:
         """Table row label, Table 6 style."""
         if self.is_gt:
             return "GT-Train (human labels)"
+        if self.is_oracle:
+            return "GT-Train + GT of the PL frames (oracle)"
         return f"GT-Train + PL-Test ({self.name})"

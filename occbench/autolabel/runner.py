@@ -9,6 +9,7 @@ Output folder layout (everything written atomically; a rerun resumes)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -37,18 +38,21 @@ class AutolabelData:
 
     ``sequences`` optionally overrides the sequences of a split (``{"train": ["00"], "test": ["11"]}``), e.g. for
     small trees; splits are named by :class:`ProtocolConfig` (``train_split``, ``pl_split``, ``eval_split``).
+    ``roots`` optionally reads a split from another root of the same dataset (``{"test": "/data/pl-pool"}``: a
+    pool of unlabeled sequences generated apart from the benchmark's tree).
     """
 
     dataset: str = "mini"
     root: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     sequences: dict[str, list[str]] = field(default_factory=dict)
+    roots: dict[str, str] = field(default_factory=dict)
 
     def spec(self, split: str, onboard: str | None = None) -> DatasetSpec:
         kw = dict(self.kwargs)
         if split in self.sequences:
             kw["sequences"] = list(self.sequences[split])
-        return DatasetSpec(self.dataset, self.root, split, onboard, kw)
+        return DatasetSpec(self.dataset, self.roots.get(split, self.root), split, onboard, kw)
 
     def open(self, split: str, onboard: str | None = None) -> SSCDataset:
         return self.spec(split, onboard).open()
@@ -84,7 +88,7 @@ def run_one(
     done = rdir / RESULT
     if done.is_file():
         res = Results.read(done, kind="autolabel").to_dict()
-        if not source.is_gt:
+        if source.has_pseudo_labels:
             from occbench.autolabel.sources import as_json
             from occbench.methods import load_method
 
@@ -94,8 +98,8 @@ def run_one(
                 raise OccbenchError(
                     f"{done} was trained on pseudo-labels of {source.name} made with another method configuration "
                     f"(a changed option or checkpoint): stored {json.dumps(stored, sort_keys=True)}, now "
-                    f"{json.dumps(now, sort_keys=True)}; "
-                    f"delete {rdir.parent} and {pseudo_label_dir(out, source, '*').parent} "
+                    f"{json.dumps(now, sort_keys=True)}; delete {rdir.parent} and "
+                    f"{pseudo_label_dir(out, source, '*').parent} "
                     f"or use another --out"
                 )
         return res
@@ -104,7 +108,17 @@ def run_one(
     eval_ds = data.open(cfg.eval_split)
     items = [TrainItem("gt", s, f) for s, f in _labelled(train_ds, cfg.max_train_frames)]
     pl_ds, store, manifest = None, None, None
-    if not source.is_gt:
+    if source.is_oracle:  # the frames that a source would pseudo-label, with their human labels
+        pl_ds = data.open(cfg.pl_split)
+        frames = pl_targets(pl_ds, cfg)
+        missing = [f"{s}/{f:06d}" for s, f in frames if not pl_ds[s].frame(f).has_ground_truth]
+        if missing:
+            raise OccbenchError(
+                f"the oracle row needs ground truth of the {cfg.pl_split} split's frames "
+                f"({pl_ds.describe().get('root')}); none for {len(missing)} of {len(frames)}, e.g. {missing[:3]}"
+            )
+        items += [TrainItem("oracle", s, f) for s, f in frames]
+    elif not source.is_gt:
         pl_ds = data.open(cfg.pl_split, onboard=source.onboard)
         from occbench.autolabel.sources import has_scores
 
@@ -147,6 +161,7 @@ def run_one(
         "training_frames": {
             "gt": sum(1 for i in items if i.kind == "gt"),
             "pl": sum(1 for i in items if i.kind == "pl"),
+            **({"oracle": sum(1 for i in items if i.kind == "oracle")} if source.is_oracle else {}),
         },
         "eval_frames": len(eval_frames),
         "pseudo_labels": None
@@ -188,10 +203,59 @@ def run_protocol(
     from occbench.methods import load_method
 
     for src in sources:
-        if not src.is_gt:
+        if src.has_pseudo_labels:
             load_method(src.method, **dict(src.options))
     results = []
     for src in sources:
         for seed in cfg.seeds:
             results.append(run_one(data, src, seed, cfg, out, progress=progress, command=command))
+    return results
+
+
+def curve_configs(
+    cfg: ProtocolConfig, amounts: list[int], formats: tuple[str, ...]
+) -> list[tuple[str, ProtocolConfig]]:
+    """The protocol configurations of a pseudo-label curve, in run order: ``("gt", cfg)`` once (no pseudo-labels:
+    ``max_pl_frames`` 0, top-1), ``("oracle", ...)`` per amount, then per amount one ``("pl", ...)`` per format
+    (top-2 first: its files give the top-1 ones)."""
+    if not amounts or any(a < 1 for a in amounts) or len(set(amounts)) != len(amounts):
+        raise ValueError(f"curve amounts must be distinct numbers of frames >= 1, got {amounts}")
+    out = [("gt", dataclasses.replace(cfg, max_pl_frames=0, pl_format="top1"))]
+    out += [("oracle", dataclasses.replace(cfg, max_pl_frames=a, pl_format="top1")) for a in amounts]
+    for a in amounts:
+        for fmt in sorted(formats, reverse=True):
+            out.append(("pl", dataclasses.replace(cfg, max_pl_frames=a, pl_format=fmt)))
+    return out
+
+
+def run_curve(
+    data: AutolabelData,
+    source: SourceSpec,
+    cfg: ProtocolConfig,
+    amounts: list[int],
+    out: str | Path,
+    formats: tuple[str, ...] = ("top1", "top2"),
+    progress: bool = True,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
+    """The pseudo-label curve (docs/autolabel.md): GT-only, then for every amount of pseudo-labelled frames the
+    oracle row and ``source`` in each format, every seed; every row trains ``cfg.steps`` optimiser steps
+    (required: more data must not mean more training). Finished runs are read back."""
+    if cfg.steps < 1:
+        raise ValueError("a curve needs a fixed number of optimiser steps (steps >= 1), the same for every row")
+    if not source.has_pseudo_labels:
+        raise ValueError(f"the curve's source must make pseudo-labels, got {source.name!r}")
+    from occbench.methods import load_method
+
+    load_method(source.method, **dict(source.options))
+    from occbench.autolabel.sources import has_scores
+
+    if not has_scores(source):  # top-2 of a source without scores would store top-1 again: one format only
+        formats = tuple(f for f in formats if f == "top1") or ("top1",)
+    gt, oracle = SourceSpec.parse("gt"), SourceSpec.parse("oracle")
+    results = []
+    for kind, c in curve_configs(cfg, amounts, formats):
+        src = {"gt": gt, "oracle": oracle, "pl": source}[kind]
+        for seed in cfg.seeds:
+            results.append(run_one(data, src, seed, c, out, progress=progress, command=command))
     return results

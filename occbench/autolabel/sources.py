@@ -49,7 +49,7 @@ def scores_function(method: OffboardMethod):
 
 
 def has_scores(source: SourceSpec) -> bool:
-    return not source.is_gt and scores_function(load_method(source.method, **dict(source.options))) is not None
+    return source.has_pseudo_labels and scores_function(load_method(source.method, **dict(source.options))) is not None
 
 
 def pl_targets(dataset: Any, cfg: ProtocolConfig) -> list[tuple[str, int]]:
@@ -67,8 +67,8 @@ def generate_pseudo_labels(
     config, the stored format, the frames, the disk usage and, where the split has ground truth (occbench-mini
     keeps test ground truth apart), the pseudo-labels' own SSC scores against it.
     """
-    if source.is_gt:
-        raise ValueError("the 'gt' source has no pseudo-labels")
+    if not source.has_pseudo_labels:
+        raise ValueError(f"the {source.name!r} source has no pseudo-labels")
     method = load_method(source.method, **dict(source.options))
     top2_fn = scores_function(method) if cfg.pl_format == "top2" else None
     fmt = "top2" if top2_fn is not None else "top1"
@@ -89,6 +89,8 @@ def generate_pseudo_labels(
             f"now {json.dumps(mcfg, sort_keys=True)}; delete that folder or use another --out"
         )
     todo = [(s, f) for s, f in targets if not store.exists(s, f)]
+    if fmt == "top1" and todo:
+        todo = _top1_from_top2(store, source, mcfg, todo, nc)
     if old is None:  # claim the folder before the first frame, so an interrupted run is checked on resume too
         store.write_manifest(
             {
@@ -148,6 +150,25 @@ def generate_pseudo_labels(
     }
     store.write_manifest(manifest)
     return manifest
+
+
+def _top1_from_top2(
+    store: PseudoLabelStore, source: SourceSpec, mcfg: Any, todo: list[tuple[str, int]], nc: int
+) -> list[tuple[str, int]]:
+    """Write the top-1 files of ``todo`` that the sibling top-2 store of the same source and method configuration
+    already holds (its top-1 plane is the source's ``refine`` output, so the file is the one ``refine`` would give);
+    returns the frames still to compute."""
+    sib = PseudoLabelStore(store.root.parent / "top2")
+    man = sib.read_manifest()
+    if man is None or man.get("source") != source.name or man.get("format") != "top2" or man.get("method") != mcfg:
+        return todo
+    rest = []
+    for s, f in todo:
+        if sib.exists(s, f):
+            store.write(s, f, PseudoLabel(sib.read(s, f).top1), nc)
+        else:
+            rest.append((s, f))
+    return rest
 
 
 def pseudo_label_quality(

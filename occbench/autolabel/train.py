@@ -24,7 +24,7 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainItem:
-    kind: str  # "gt" (human label of the train split) or "pl" (pseudo-label of the unlabeled split)
+    kind: str  # "gt" (human label of the train split), "pl" (pseudo-label of the unlabeled split) or "oracle"
     sequence: str
     frame: int
 
@@ -46,6 +46,10 @@ class SampleReader:
     def __call__(self, item: TrainItem) -> Sample:
         if item.kind == "gt":
             fr = self.train_ds[item.sequence].frame(item.frame)
+            return Sample(fr.input_occupancy(), fr.ground_truth())
+        if item.kind == "oracle":  # an unlabeled-split frame with its human label (the oracle of a source)
+            assert self.pl_ds is not None
+            fr = self.pl_ds[item.sequence].frame(item.frame)
             return Sample(fr.input_occupancy(), fr.ground_truth())
         assert self.pl_ds is not None and self.pl_store is not None
         fr = self.pl_ds[item.sequence].frame(item.frame)
@@ -138,12 +142,20 @@ def train_student(
     cw = torch.as_tensor(class_weights, dtype=torch.float32, device=dev)
     losses: list[float] = []
     t0 = time.time()
-    total = (cfg.epochs - start) * len(items)
+    per_epoch = -(-len(items) // cfg.batch)  # optimiser steps of a full epoch
+    epochs = -(-cfg.steps // per_epoch) if cfg.steps else cfg.epochs
+    # fixed steps: as many epochs as needed, each its own shuffle, the last one cut at cfg.steps
+    last_steps = cfg.steps - (epochs - 1) * per_epoch if cfg.steps else per_epoch
+    total = sum(
+        min(len(items), (per_epoch if e < epochs - 1 else last_steps) * cfg.batch) for e in range(start, epochs)
+    )
     bar = progress_bar(iter(()), desc=desc, total=total)
     upd = getattr(bar, "update", None)
     model.train()
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, epochs):
         plan = epoch_plan(len(items), seed, epoch, cfg)
+        if epoch == epochs - 1:
+            plan = plan[: last_steps * cfg.batch]
         ep_loss, steps = 0.0, 0
         for b in range(0, len(plan), cfg.batch):
             chunk = plan[b : b + cfg.batch]
@@ -162,7 +174,9 @@ def train_student(
     if hasattr(bar, "close"):
         bar.close()
     return model, {
-        "epochs_run_now": cfg.epochs - start,
+        "epochs": epochs,
+        "steps": (epochs - 1) * per_epoch + last_steps,
+        "epochs_run_now": epochs - start,
         "resumed_from_epoch": start,
         "epoch_losses_this_run": losses,
         "train_seconds_this_run": round(time.time() - t0, 2),

@@ -40,7 +40,32 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
 )
 @click.option("--gt/--no-gt", "with_gt", default=True, show_default=True, help="Also run the GT-Train-only row.")
 @click.option(
-    "--preset", default="full", show_default=True, type=click.Choice(["ci", "full"]), help="Hyper-parameter preset."
+    "--preset",
+    default=None,
+    type=click.Choice(["ci", "full", "curve", "curve-ci"]),
+    help="Hyper-parameter preset (default: full; with --curve: curve).",
+)
+@click.option(
+    "--curve",
+    "curve",
+    default=None,
+    metavar="N,N,...",
+    help="Run the pseudo-label curve of one --source: GT-only, then for each number of pseudo-labelled frames the "
+    "oracle row and the source as top-1 and top-2, all with the same --steps (docs/autolabel.md).",
+)
+@click.option("--steps", type=int, default=None, help="Fixed number of optimiser steps (0: --epochs decide).")
+@click.option(
+    "--pl-pool",
+    default=None,
+    metavar="SEQ,SEQ,...",
+    help="Read the unlabeled split from a pool of extra sequences of the same generator (e.g. 12,13; "
+    "150 scans each), generated into the data cache on first use (mini only; occbench.autolabel.pool).",
+)
+@click.option(
+    "--pl-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Read the unlabeled split from this root of the same dataset (a pool of extra sequences).",
 )
 @click.option("--seed", "seeds", multiple=True, type=int, help="Training seed (repeatable; default: the preset's).")
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
@@ -50,7 +75,8 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
     "--pl-format",
     type=click.Choice(["top1", "top2"]),
     default=None,
-    help="Pseudo-label storage (top2 where the source has scores).",
+    help="Pseudo-label storage (top2 where the source has scores); with --curve: only the rows of this format "
+    "(default both).",
 )
 @click.option("--max-train-frames", type=int, default=None, help="Evenly spaced subset of train frames (0 = all).")
 @click.option(
@@ -71,7 +97,8 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
     "--markdown",
     type=click.Path(path_type=Path),
     default=None,
-    help="Table path (default leaderboards/autolabel-<dataset>.md).",
+    help="Table path (default <out>/autolabel-<dataset>.md; the page leaderboards/autolabel-<dataset>.md is "
+    "rendered by `occbench leaderboard` from the files of leaderboards/autolabel/).",
 )
 @click.option(
     "--json",
@@ -88,6 +115,10 @@ def autolabel(
     sources,
     with_gt,
     preset,
+    curve,
+    steps,
+    pl_pool,
+    pl_root,
     seeds,
     epochs,
     crop,
@@ -105,12 +136,12 @@ def autolabel(
     json_path,
     quiet,
 ):
-    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of the test split)."""  # noqa: E501 - the command's one-line help (tests/test_cli.py)
+    """Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of a split)."""
     import json
 
     from occbench.autolabel.protocol import SourceSpec
     from occbench.autolabel.protocol import preset as make_preset
-    from occbench.autolabel.runner import AutolabelData, run_protocol
+    from occbench.autolabel.runner import AutolabelData, run_curve, run_protocol
     from occbench.autolabel.table import markdown as make_markdown
     from occbench.io.atomic import atomic_write_text
 
@@ -119,9 +150,11 @@ def autolabel(
     argv = argv[argv.index("autolabel") + 1 :] if "autolabel" in argv else argv
     command = "occbench autolabel " + " ".join(shlex.quote(a) for a in argv)
     try:
+        amounts = [int(a) for a in curve.split(",") if a.strip()] if curve else None
         cfg = make_preset(
-            preset,
+            preset or ("curve" if amounts else "full"),
             seeds=tuple(seeds) or None,
+            steps=steps,
             epochs=epochs,
             crop=crop,
             width=width,
@@ -144,14 +177,45 @@ def autolabel(
             )
             if v
         }
-        data = AutolabelData(dataset, None if root is None else str(root), kw, seq)
+        roots = {} if pl_root is None else {cfg.pl_split: str(pl_root)}
+        if pl_pool:
+            if pl_root is not None or dataset != "mini":
+                raise ValueError(
+                    "--pl-pool generates occbench-mini sequences: use it with --dataset mini, not --pl-root"
+                )
+            from occbench.autolabel.pool import ensure_pool
+
+            onboards = sorted({s.onboard for s in specs if s.onboard})
+            seqs = [q.strip() for q in pl_pool.split(",") if q.strip()]
+            roots = {cfg.pl_split: str(ensure_pool(seqs, onboards, progress=not quiet))}
+        data = AutolabelData(dataset, None if root is None else str(root), kw, seq, roots)
         out = out or Path("runs") / "autolabel" / dataset
-        results = run_protocol(data, specs, cfg, out, progress=not quiet, command=command)
-        md = make_markdown(results, DATASET_TITLES.get(dataset, dataset), command=command)
-        mpath = markdown or Path("leaderboards") / f"autolabel-{dataset}.md"
-        atomic_write_text(mpath, md)
+        if amounts:
+            if len(sources) != 1:
+                raise ValueError(f"--curve takes exactly one --source, got {len(sources)}")
+            formats = (pl_format,) if pl_format else ("top1", "top2")  # --pl-format: the rows of one format only
+            results = run_curve(data, specs[-1], cfg, amounts, out, formats, progress=not quiet, command=command)
+        else:
+            results = run_protocol(data, specs, cfg, out, progress=not quiet, command=command)
         if json_path is not None:
             atomic_write_text(json_path, json.dumps(results, indent=1) + "\n")
+        if amounts:
+            from occbench.autolabel.curve import curve_rows, curve_table
+
+            md = (
+                "\n".join(
+                    [
+                        f"# Pseudo-label curve — {DATASET_TITLES.get(dataset, dataset)}",
+                        "",
+                        *curve_table(curve_rows(results)),
+                    ]
+                )
+                + "\n"
+            )
+        else:
+            md = make_markdown(results, DATASET_TITLES.get(dataset, dataset), command=command)
+        mpath = markdown or Path(out) / f"autolabel-{dataset}.md"
+        atomic_write_text(mpath, md)
     except (OccbenchError, KeyError, ValueError, RuntimeError, FileNotFoundError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)

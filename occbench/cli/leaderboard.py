@@ -59,19 +59,28 @@ def leaderboard(results_dir: Path, reported_dir: Path, out_dir: Path, check: boo
             click.echo(f"invalid: {err}", err=True)
         click.echo(f"{len(e.errors)} invalid file(s); nothing written", err=True)
         sys.exit(EXIT_INVALID_RESULTS)
+    from occbench.autolabel.page import autolabel_pages
     from occbench.leaderboard import leaderboard_plots, load_results
     from occbench.leaderboard_plots import stale_plots, write_plots
 
     plots_dir = Path(out_dir) / "plots"
     plans = leaderboard_plots(load_results(results_dir), plots_dir)
+    al_pages = autolabel_pages(Path(out_dir) / "autolabel")  # autolabel-<name>.md from autolabel/<name>-*.json
     if check:
-        stale = stale_pages(pages, out_dir) + [f"plots/{n}" for n in stale_plots(plans, plots_dir)]
+        stale = stale_pages({**pages, **al_pages}, out_dir) + [f"plots/{n}" for n in stale_plots(plans, plots_dir)]
         if stale:
             click.echo("stale leaderboards (run `occbench leaderboard`): " + ", ".join(stale), err=True)
             sys.exit(EXIT_STALE)
-        click.echo(f"leaderboards up to date ({len(pages)} pages, {len(plans)} plots: the numbers they show)")
+        click.echo(
+            f"leaderboards up to date ({len(pages) + len(al_pages)} pages, {len(plans)} plots: the numbers they show)"
+        )
         return
     for p in write_pages(pages, out_dir):
         click.echo(f"wrote {p}")
+    from occbench.io.atomic import atomic_write_text
+
+    for name, text in al_pages.items():
+        atomic_write_text(Path(out_dir) / name, text)
+        click.echo(f"wrote {Path(out_dir) / name}")
     for p in write_plots(plans, plots_dir):
         click.echo(f"wrote {p}")

@@ -212,3 +212,79 @@ def autolabel_plot(
         fig.suptitle(title, fontsize=FONT)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("autolabel", {**data, "title": title}))
+
+
+def autolabel_curve_data(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pseudo-label curve (:mod:`occbench.autolabel.curve`): per line (GT-only base, oracle, each source and
+    format) the added frames and mean / std over seeds of IoU and mIoU at the largest range."""
+    from occbench.autolabel.curve import curve_rows
+    from occbench.results_schema import RANGES
+
+    last = RANGES[-1]
+    lines: dict[str, dict[str, Any]] = {}
+    for r in curve_rows(results):
+        name = {"gt": "GT only", "oracle": "oracle: the added frames' true labels"}.get(
+            r["kind"], f"PL {r['format']} ({r['source']})"
+        )
+        ent = lines.setdefault(name, {"name": name, "kind": r["kind"], "x": [], "gt_frames": r["gt_frames"]})
+        ent["x"].append(r["added_frames"])
+        for m in ("iou", "miou"):
+            v = np.asarray(r[f"{m}_{last}"], float)
+            ent.setdefault(m, []).append(round(float(v.mean()), 8))
+            ent.setdefault(m + "_std", []).append(round(float(v.std()), 8))
+    return {"range": last, "lines": list(lines.values())}
+
+
+def autolabel_curve_plot(
+    results: list[dict[str, Any]], path: str | Path, title: str | None = None, width: float = 7.0
+) -> Path:
+    """Student IoU and mIoU at the largest range against the number of frames added to the GT set: one line per
+    pseudo-label format, the oracle line (the same frames with their human labels) and GT-only (dashed), mean ±
+    std over seeds."""
+    data = autolabel_curve_data(results)
+    plt = _style()
+    fig, axes = plt.subplots(1, 2, figsize=(width, width * 0.4), dpi=DPI)
+    base = next((ln for ln in data["lines"] if ln["kind"] == "gt"), None)
+    styles = {"oracle": ("k", "s", "-")}
+    colours = iter(["C0", "C3", "C2", "C4", "C1"])
+    for ln in data["lines"]:
+        if ln["kind"] == "gt":
+            continue
+        c, mk, ls = styles.get(ln["kind"]) or (next(colours), "o", "-")
+        x, first = list(ln["x"]), 0
+        for a, key in zip(axes, ("iou", "miou")):
+            y, e = list(ln[key]), list(ln[key + "_std"])
+            if base is not None:  # every line starts at the GT-only point (no frames added)
+                x0, y, e = [0, *x], [base[key][0], *y], [base[key + "_std"][0], *e]
+            else:
+                x0 = x
+            a.errorbar(
+                x0,
+                100 * np.asarray(y),
+                yerr=100 * np.asarray(e),
+                color=c,
+                marker=mk,
+                linestyle=ls,
+                capsize=2,
+                label=ln["name"] if first == 0 else None,
+            )
+        first += 1
+    for a, key, t in zip(axes, ("iou", "miou"), ("IoU", "mIoU")):
+        if base is not None:
+            a.axhline(
+                100 * base[key][0],
+                color="0.4",
+                linestyle="--",
+                linewidth=0.8,
+                label=f"GT only ({base['gt_frames']} frames)" if key == "iou" else None,
+            )
+        a.set_xlabel(f"frames added to the {base['gt_frames'] if base else ''} GT frames")
+        a.set_xticks(sorted({0, *(x for ln in data["lines"] for x in ln["x"])}))
+        a.set_ylabel(f"student {t} at {data['range']} m (%)")
+        a.grid(alpha=0.3, linewidth=0.4)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(title, fontsize=FONT)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("autolabel-curve", {**data, "title": title}))
