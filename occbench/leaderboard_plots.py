@@ -106,15 +106,15 @@ def plan_plots(
                 continue
             ev = al_runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
-            if is_curve(cast(list[dict[str, Any]], runs)):  # drawn on the auto-labeling page (occbench.autolabel.page)
+            if is_curve(cast(list[dict[str, Any]], al_runs)):  # drawn on the auto-labeling page (occbench.autolabel.page)
                 out.append(
                     PlannedPlot(
                         autolabel_plot_name(f),
                         f"autolabel-{f.stem.split('-', 1)[0]}.md",
                         "autolabel",
                         f"Pseudo-label curve, from autolabel/{f.name}",
-                        plot_digest("autolabel-curve", {**autolabel_curve_data(cast(Any, runs)), "title": title}),
-                        lambda p, runs=runs, title=title: autolabel_curve_plot(runs, p, title=title),
+                        plot_digest("autolabel-curve", {**autolabel_curve_data(cast(Any, al_runs)), "title": title}),
+                        partial(autolabel_curve_plot, al_runs, title=title),
                     )
                 )
                 continue

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from occbench.results_schema import RANGES
+from occbench.results import RANGES
 
 KINDS = ("gt", "oracle", "pl")
 

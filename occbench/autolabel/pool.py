@@ -35,7 +35,7 @@ def pool_config(sequences: list[str], onboard: list[str], seed: int = 0, generat
 
 def pool_root(cfg) -> Path:
     """``<data cache>/mini-v<generator>-plpool-<config digest>``."""
-    from occbench.datasets.mini import default_data_dir
+    from occbench.synth.cache import default_data_dir
 
     return default_data_dir() / f"mini-v{cfg.generator}-plpool-{cfg.digest()}"
 

@@ -218,7 +218,7 @@ def autolabel_curve_data(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The pseudo-label curve (:mod:`occbench.autolabel.curve`): per line (GT-only base, oracle, each source and
     format) the added frames and mean / std over seeds of IoU and mIoU at the largest range."""
     from occbench.autolabel.curve import curve_rows
-    from occbench.results_schema import RANGES
+    from occbench.results import RANGES
 
     last = RANGES[-1]
     lines: dict[str, dict[str, Any]] = {}
