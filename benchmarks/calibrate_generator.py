@@ -1,12 +1,17 @@
 r"""Calibrate an onboard error model on a held-out **train** sequence (never val): onboard and Average Fusion gains.
 
     python benchmarks/calibrate_generator.py --root DIR [--generator 1.2] [--model voxformer-sim] \
-        [--name CANDIDATE] [--set PARAMETER=VALUE ...] [--stage1 CHECKPOINT] [--json OUT.json]
+        [--name CANDIDATE] [--set PARAMETER=VALUE ...] [--stage1 CHECKPOINT] [--json OUT.json] [--train-root DIR]
 
 ``--root DIR``: where the held-out sequence's ground truth lives; generated there on first use. The held-out
 sequence is the last train sequence of the default mini (``01``, 200 scans; the same world and ground truth as in the
-default mini of that generator). It must be left out of stage-1 training (``occbench train --sequence 00``) and of the
-voting selection (``benchmarks/ablate_voting.py --split train`` on a root without it).
+default mini of that generator). It must be left out of stage-1 training and of the voting selection
+(``benchmarks/ablate_voting.py --split train`` on a root without it).
+
+``--train-root DIR`` writes stage 1's training data instead: the ground truth of the other train sequences (``00``)
+in ``DIR`` and the candidate's predictions of them in ``DIR/candidates/NAME``, and prints the
+``occbench occfiner-train --root DIR --predictions-root DIR/candidates/NAME --sequence 00 ...`` command (the
+shipped recipe) whose checkpoint ``--stage1`` then scores.
 
 For one candidate parameter set (``--set``, the onboard model's parameters: for generator 1.2 those of
 :class:`occbench.synth.onboard12.Spec12` and of the 1.1 ``ModelSpec``), the script writes the predictions of every
@@ -43,13 +48,26 @@ PAPER_GAINS = {  # relative mIoU gain over VoxFormer (%), OccFiner Table 5 (Sema
 
 def held_out_root(root: Path, generator: str) -> Path:
     """``root`` holding the ground truth of the held-out train sequence (generated on first use)."""
+    return train_root(root, generator, (HELD_OUT,))
+
+
+def fit_sequences(generator: str) -> tuple[str, ...]:
+    """The train sequences of the default mini other than the held-out one: what stage 1 is trained on."""
+    from occbench.synth import default_mini_config
+
+    return tuple(s for s in default_mini_config(generator=generator).splits["train"] if s != HELD_OUT)
+
+
+def train_root(root: Path, generator: str, seqs: tuple[str, ...]) -> Path:
+    """``root`` holding the ground truth of the train sequences ``seqs`` (generated on first use), the same
+    worlds and ground truth as in the default mini of ``generator``."""
     from occbench.synth import MiniConfig, default_mini_config, generate_mini
 
     d = default_mini_config(generator=generator)
     cfg = MiniConfig(
         seed=d.seed,
-        scans={HELD_OUT: d.scans[HELD_OUT]},
-        splits={"train": (HELD_OUT,)},
+        scans={s: d.scans[s] for s in seqs},
+        splits={"train": tuple(seqs)},
         onboard=d.onboard,
         generator=generator,
         size="custom",
@@ -86,6 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-targets", type=int, default=0, help="labelled scans scored (0: all 40)")
     ap.add_argument("--stage1", type=Path, default=None, help="also score this stage-1 checkpoint")
     ap.add_argument("--json", type=Path, default=None, help="append the candidate's row to this JSON-lines file")
+    ap.add_argument(
+        "--train-root",
+        type=Path,
+        default=None,
+        help="only write the training data of stage 1: the ground truth of the train sequences other than the "
+        "held-out one and the candidate's predictions of them (DIR/candidates/NAME), then print the training command",
+    )
     a = ap.parse_args(argv)
     overrides = {}
     for s in a.set:
@@ -96,8 +121,23 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in overrides.items()}
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    root = held_out_root(a.root, a.generator)
     from occbench.synth.calibrate import write_predictions
+
+    if a.train_root is not None:
+        seqs = fit_sequences(a.generator)
+        train_root(a.train_root, a.generator, seqs)
+        preds = a.train_root / "candidates" / a.name
+        write_predictions(a.train_root, preds, [a.model], "train", {a.model: overrides})
+        print(
+            f"stage-1 training data of {a.name} ({a.model}, train sequences {', '.join(seqs)}) in "
+            f"{time.perf_counter() - t0:.0f} s; train with\n  occbench occfiner-train --dataset mini --root "
+            f"{a.train_root} --predictions-root {preds} --onboard {a.model} --split train "
+            + " ".join(f"--sequence {s}" for s in seqs)
+            + " --config small --input-skip 4 --epochs 12 --lr 2e-3 --threads 1 --output RUN",
+            flush=True,
+        )
+        return {"train_root": str(a.train_root), "predictions": str(preds), "sequences": list(seqs)}
+    root = held_out_root(a.root, a.generator)
 
     out = a.root / "candidates" / a.name
     write_predictions(root, out, [a.model], "train", {a.model: overrides})
@@ -136,10 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{a.name} ({a.model}, generator {a.generator}, held-out train sequence {HELD_OUT}, SYNTHETIC): "
         f"{json.dumps(row['overrides'])}"
     )
-    print(
-        f"  onboard IoU {fmt([row['onboard'][r][0] for r in RANGES])}, "
-        f"mIoU {fmt([row['onboard'][r][1] for r in RANGES])}"
-    )
+    iou, miou = fmt([row["onboard"][r][0] for r in RANGES]), fmt([row["onboard"][r][1] for r in RANGES])
+    print(f"  onboard IoU {iou}, mIoU {miou}")
     for m, g in row["gain"].items():
         print(
             f"  {m}: mIoU {fmt([row[m][r][1] for r in RANGES])}, gain {' / '.join(f'{x:+.1f} %' for x in g)} "
