@@ -217,7 +217,7 @@ def _prepare(
     return status, nconf
 
 
-def _accumulate(
+def _accumulate_cols(
     p,
     g,
     inv,
@@ -332,6 +332,87 @@ def _accumulate(
                 if lab != 0:
                     rows[ri, S + lab - 1] += 1
     return -1, bad, 0
+
+
+def _accumulate(
+    p,
+    g,
+    inv,
+    inv_mode,
+    empty_only,
+    r_lut,
+    l_lut,
+    coef,
+    nx,
+    ny,
+    nz,
+    tb,
+    tab_key,
+    tab_tile,
+    t_n,
+    t_row,
+    t_cnt,
+    t_chunk,
+    rows,
+    free_c,
+    ctop,
+    S,
+    start_col,
+):  # pragma: no cover - compiled
+    """:func:`_accumulate_cols`, with the column height a constant on KITTI's grid: the compiler specialises the
+    column loop (on a 100-frame profile as fast as the KITTI-only pass was; about 10 % slower with the height a
+    variable)."""
+    if nz == 32:
+        return _accumulate_cols(
+            p,
+            g,
+            inv,
+            inv_mode,
+            empty_only,
+            r_lut,
+            l_lut,
+            coef,
+            nx,
+            ny,
+            32,
+            tb,
+            tab_key,
+            tab_tile,
+            t_n,
+            t_row,
+            t_cnt,
+            t_chunk,
+            rows,
+            free_c,
+            ctop,
+            S,
+            start_col,
+        )
+    return _accumulate_cols(
+        p,
+        g,
+        inv,
+        inv_mode,
+        empty_only,
+        r_lut,
+        l_lut,
+        coef,
+        nx,
+        ny,
+        nz,
+        tb,
+        tab_key,
+        tab_tile,
+        t_n,
+        t_row,
+        t_cnt,
+        t_chunk,
+        rows,
+        free_c,
+        ctop,
+        S,
+        start_col,
+    )
 
 
 def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no cover - compiled
@@ -632,6 +713,7 @@ if njit is not None:
     _block_range = njit(inline="always")(_block_range)
     _in_range = njit(inline="always")(_in_range)
     _block_box = njit(inline="always")(_block_box)
+    _accumulate_cols = njit(inline="always", boundscheck=False)(_accumulate_cols)
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
     _reduce_voxel = njit(inline="always")(_reduce_voxel)
