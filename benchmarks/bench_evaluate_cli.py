@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         cmds = commands(root, sub, a.work / "results.json")
         for v in ("default", "default@base"):
             if v in variants:
+                (a.work / "results.json").unlink(missing_ok=True)  # the results file of the previous command
                 run_measured(
                     cmds[v], dict(os.environ, PYTHONPATH=str(a.baseline)) if v.endswith("@base") else dict(os.environ)
                 )

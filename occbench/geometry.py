@@ -12,8 +12,6 @@ import numpy as np
 
 from occbench.grid import KITTI
 
-# KITTI's shape under its old name, for the world-map modules that still read it; elsewhere: a Grid's .shape
-GRID_SHAPE: tuple[int, int, int] = KITTI.shape
 VOXEL_SIZE: float = KITTI.voxel_size
 ORIGIN: np.ndarray = np.array(KITTI.origin)
 ORIGIN.flags.writeable = False

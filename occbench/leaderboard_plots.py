@@ -106,7 +106,9 @@ def plan_plots(
                 continue
             ev = al_runs[0]["header"]["dataset"]["eval"]
             title = f"auto-labeling ({f.stem}): student evaluated on {ev['dataset']} {ev['split']}"
-            if is_curve(cast(list[dict[str, Any]], al_runs)):  # drawn on the auto-labeling page (occbench.autolabel.page)
+            if is_curve(
+                cast(list[dict[str, Any]], al_runs)
+            ):  # drawn on the auto-labeling page (occbench.autolabel.page)
                 out.append(
                     PlannedPlot(
                         autolabel_plot_name(f),

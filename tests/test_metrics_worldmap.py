@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from occbench.grid import Grid
 from occbench.io.kitti import read_calib, read_poses
 from occbench.metrics import PROTOCOLS, CityMapMetric, FrameArrays, TemporalConsistency
 from occbench.metrics.citymap import city_scores, consistency_scores, world_keys
@@ -32,7 +33,7 @@ def oracle(frames, proto=PROTO, voxel_size=0.2):
             i = inv.copy() if proto.invalid_policy == "mask-all" else inv & (gt == 0)
             valid &= ~i
         idx = np.flatnonzero(valid)
-        keys.append(world_keys(idx, pose, voxel_size) >> np.uint64(8))
+        keys.append(world_keys(idx, pose, voxel_size, proto.grid) >> np.uint64(8))
         refs.append(cat[gt.reshape(-1)[idx]])
         labs.append(pred.reshape(-1)[idx].astype(np.int64))
     k, r, lab = np.concatenate(keys), np.concatenate(refs), np.concatenate(labs)
@@ -246,3 +247,62 @@ def test_a_state_unpickled_with_read_only_arrays_still_merges():
     a, b = frozen
     a.merge(b)
     assert all(np.array_equal(a.reduce()[k], whole.reduce()[k]) for k in ("conf", "psame", "pall", "scal"))
+
+
+OCC = Grid(
+    name="occ3d-like", shape=(200, 200, 16), voxel_size=0.4, origin=(-40.0, -40.0, -1.0), ranges=(51.2,), crop="around"
+)
+
+
+def test_world_keys_of_another_grid_are_the_floored_world_centres():
+    """``world_keys`` on a 200 x 200 x 16 grid of 0.4 m against the voxel centres moved by numpy directly (where the
+    two float orders cannot round to different voxels)."""
+    rng = np.random.default_rng(5)
+    idx = rng.choice(OCC.num_voxels, 20000, replace=False)
+    ijk = np.stack(np.unravel_index(idx, OCC.shape), 1)
+    for t in (1, 2, 3):
+        T = rotated_pose(t)
+        world = (np.asarray(OCC.origin) + OCC.voxel_size * (ijk + 0.5)) @ T[:3, :3].T + T[:3, 3]
+        want = world / 0.25
+        far = (np.abs(want - np.round(want)) > 1e-6).all(1)
+        got = world_keys(idx, T, 0.25, OCC) >> np.uint64(8)
+        z = (got & np.uint64((1 << 14) - 1)).astype(np.int64) - (1 << 13)
+        y = ((got >> np.uint64(14)) & np.uint64((1 << 21) - 1)).astype(np.int64) - (1 << 20)
+        x = (got >> np.uint64(35)).astype(np.int64) - (1 << 20)
+        assert far.mean() > 0.99
+        np.testing.assert_array_equal(np.stack([x, y, z], 1)[far], np.floor(want[far]).astype(np.int64))
+
+
+@pytest.mark.parametrize("voxel_size", [None, 0.2])
+@pytest.mark.parametrize("packed", [False, True])
+def test_another_grid_equals_the_oracle(voxel_size, packed):
+    """The world map of frames of the protocol's own grid (200 x 200 x 16 of 0.4 m, ``mask-empty-only``), planned
+    in two jobs and merged, or unplanned; world voxels of 0.4 m (the grid's) and 0.2 m (a wider tile table)."""
+    import dataclasses
+
+    proto = dataclasses.replace(PROTOCOLS["sscbench-kitti360-ssc"], grid=OCC, ranges=(51.2,))
+    rng = np.random.default_rng(3)
+    frames = []
+    for t in range(4):
+        p, g, inv = synthetic_frame(rng, num_classes=19)
+        frames.append((*(np.ascontiguousarray(a[28:228, 28:228, 4:20]) for a in (p, g, inv)), rotated_pose(t)))
+    vs = 0.4 if voxel_size is None else voxel_size
+    want = oracle(frames, proto, vs)
+
+    def add(st, i):
+        p, g, inv, T = frames[i]
+        assert st.add(p, g, T, np.packbits(inv) if packed else inv) == 0
+
+    st = WorldMapState(proto, voxel_size, keep_frames=0, spill_bytes=1)
+    assert st.voxel_size == vs
+    for i in range(4):
+        add(st, i)
+    _same(st.reduce(want_maps=True), want, maps=True)
+    poses = np.stack([f[3] for f in frames])
+    jobs = [WorldMapState(proto, voxel_size).expect(poses, m) for m in ([0, 1], [2, 3])]
+    for j, m in zip(jobs, ([0, 1], [2, 3])):
+        for i in m:
+            add(j, i)
+    _same(jobs[0].settle().merge(pickle.loads(pickle.dumps(jobs[1].settle()))).reduce(), want)
+    with pytest.raises(Exception, match=r"\(200, 200, 16\)"):
+        st.add(np.zeros((256, 256, 32), np.uint8), None, poses[0])  # a KITTI-sized frame

@@ -44,25 +44,24 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI, Grid
 from occbench.metrics import _worldkernels as K
 from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, readonly
 from occbench.metrics.protocol import EvalProtocol, get_protocol
 
-NUM_VOXELS = GRID_SHAPE[0] * GRID_SHAPE[1] * GRID_SHAPE[2]
 _NO_INV = readonly(np.zeros(8, np.uint8))
 
 
-def pose_coefficients(pose: np.ndarray, voxel_size: float) -> np.ndarray:
+def pose_coefficients(pose: np.ndarray, voxel_size: float, grid: Grid = KITTI) -> np.ndarray:
     """(3, 4) float64: per world axis ``d``, ``(c0, ai, aj, ak)`` such that the world voxel of frame voxel
-    ``(i, j, k)`` is ``floor(((c0 + ai * i) + aj * j) + ak * k)``: the floating-point operations, in the same
-    order, of :func:`occbench.metrics.worldmetric.world_keys`, so both give the same voxel to the last bit."""
+    ``(i, j, k)`` of ``grid`` is ``floor(((c0 + ai * i) + aj * j) + ak * k)``: the floating-point operations, in the
+    same order, of :func:`occbench.metrics.worldmetric.world_keys`, so both give the same voxel to the last bit."""
     pose = np.asarray(pose, np.float64)
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         raise FormatError(None, "a finite 4x4 LiDAR pose", f"shape {pose.shape}")
     R, t = pose[:3, :3], pose[:3, 3]
-    base = R @ (ORIGIN + 0.5 * VOXEL_SIZE) + t
-    A = VOXEL_SIZE * R / voxel_size
+    base = R @ (np.asarray(grid.origin, np.float64) + 0.5 * grid.voxel_size) + t
+    A = grid.voxel_size * R / voxel_size
     coef = np.empty((3, 4), np.float64)
     for d in range(3):
         coef[d] = (base[d] / voxel_size, A[d, 0], A[d, 1], A[d, 2])
@@ -77,10 +76,15 @@ def _range_error() -> FormatError:
     )
 
 
-def frame_footprint(coef: np.ndarray) -> np.ndarray:
-    """Sorted supertile keys (12.8 m squares at 0.2 m, all heights) that a frame at these coefficients may touch."""
-    out = np.empty(16384, np.int64)
-    n = K.frame_supertiles(coef, out)
+def frame_footprint(coef: np.ndarray, grid: Grid = KITTI) -> np.ndarray:
+    """Sorted supertile keys (64 x 64 world voxels, all heights) that a frame of ``grid`` at these coefficients may
+    touch."""
+    nx, ny, nz = grid.shape
+    out = np.empty(4 * (-(-nx // K.BI)) * (-(-ny // K.BJ)) * (-(-nz // K.BK)), np.int64)
+    n = K.frame_supertiles(coef, nx, ny, nz, out)
+    while n == -2:  # more supertiles (with repeats) than the buffer holds: tiny world voxels
+        out = np.empty(2 * out.size, np.int64)
+        n = K.frame_supertiles(coef, nx, ny, nz, out)
     if n < 0:
         raise _range_error()
     return np.unique(out[:n])
@@ -278,10 +282,10 @@ class _Records:
 class _Pool:
     """Live tiles and chunks of 64 histogram rows (grown by doubling), and the direct-mapped tile table."""
 
-    def __init__(self, width: int, tiles: int = 2048, chunks: int = 1024):
+    def __init__(self, width: int, tb: int = K.TXB, tiles: int = 2048, chunks: int = 1024):
         self.width = width
-        self.tab_key = np.full(K.TABLE_SIZE, -1, np.int64)
-        self.tab_tile = np.zeros(K.TABLE_SIZE, np.int32)
+        self.tab_key = np.full(1 << (3 * tb), -1, np.int64)
+        self.tab_tile = np.zeros(1 << (3 * tb), np.int32)
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
         self.t_row = np.zeros((0, K.TILE_VOXELS), np.int32)
         self.t_cnt = np.zeros(0, np.int32)
@@ -341,10 +345,10 @@ class _Pool:
 class _Plan:
     """The frames a state (and the states it will be merged with) will ever see, for early finalisation."""
 
-    def __init__(self, poses: np.ndarray, voxel_size: float, mine: np.ndarray):
+    def __init__(self, poses: np.ndarray, voxel_size: float, mine: np.ndarray, grid: Grid = KITTI):
         poses = np.asarray(poses, np.float64)
         self.id = hashlib.sha256(np.ascontiguousarray(poses).tobytes() + repr(voxel_size).encode()).hexdigest()[:16]
-        feet = [frame_footprint(pose_coefficients(p, voxel_size)) for p in poses]
+        feet = [frame_footprint(pose_coefficients(p, voxel_size, grid), grid) for p in poses]
         self.sup_keys = np.unique(np.concatenate(feet)) if feet else np.zeros(0, np.int64)
         self.frame_sups = [np.searchsorted(self.sup_keys, f).astype(np.int64) for f in feet]
         self.mine = np.zeros(len(poses), bool)
@@ -392,8 +396,9 @@ class WorldMapState:
     """Per world voxel counts of observations, reference categories and predicted labels (see the module doc).
 
     Args:
-        protocol: metric protocol (classes, static classes, invalid policy).
-        voxel_size: world voxel size in metres.
+        protocol: metric protocol (classes, static classes, invalid policy, and the frames' grid,
+            :class:`occbench.grid.Grid`).
+        voxel_size: world voxel size in metres (default: the grid's voxel size).
         spill_dir: folder for records spilled to disk; default a temporary folder of the state's own (removed with
             it). A caller-given folder is left alone (the caller removes it), and pickling the state then refers
             to the files instead of copying them.
@@ -408,16 +413,25 @@ class WorldMapState:
     def __init__(
         self,
         protocol: EvalProtocol | str = "semantickitti-ssc",
-        voxel_size: float = VOXEL_SIZE,
+        voxel_size: float | None = None,
         spill_dir: str | os.PathLike | None = None,
         spill_bytes: int = 128 << 20,
         keep_frames: int = 2,
         background: bool = False,
     ):
         self.protocol = get_protocol(protocol)
-        self.voxel_size = float(voxel_size)
+        self.grid: Grid = self.protocol.grid
+        self.voxel_size = float(self.grid.voxel_size if voxel_size is None else voxel_size)
         if not self.voxel_size > 0:
             raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+        if not 1 <= self.grid.shape[2] <= 64:
+            raise ValueError(f"the world map takes grids of 1 to 64 voxels in height, got grid {self.grid.shape}")
+        self._tb = K.table_bits(self.grid.shape, self.grid.voxel_size, self.voxel_size)
+        if self._tb > 8:
+            raise ValueError(
+                f"world voxels of {self.voxel_size} m are too small for frames of {self.grid.shape} voxels of "
+                f"{self.grid.voxel_size} m: a frame's footprint would span more than 256 tiles"
+            )
         p = self.protocol
         self.S = len(p.static_ids)
         self.C = p.num_classes
@@ -460,7 +474,7 @@ class WorldMapState:
 
     def _max_obs_per_frame(self) -> int:
         """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
-        m = int(np.floor(self.voxel_size / VOXEL_SIZE * np.sqrt(3.0))) + 1
+        m = int(np.floor(self.voxel_size / self.grid.voxel_size * np.sqrt(3.0))) + 1
         return max(8, m**3)
 
     # -------------------------------------------------------------------- plan
@@ -473,7 +487,7 @@ class WorldMapState:
             raise ValueError("expect() must be called once, before any frame is added or merged")
         poses = np.asarray(poses, np.float64)
         idx = np.arange(len(poses)) if mine is None else np.asarray(mine, np.int64)
-        self._plan = _Plan(poses, self.voxel_size, idx)
+        self._plan = _Plan(poses, self.voxel_size, idx, self.grid)
         self._plan_id = self._plan.id
         self._mine = set(int(i) for i in idx)
         return self
@@ -518,23 +532,25 @@ class WorldMapState:
         frame was partly counted). With ``background`` it returns 0 and that number is added to ``uncounted`` once
         the frame is counted (at the next call).
 
-        ``pred``, ``gt``: (256, 256, 32) or flat, uint8 train ids (``raw=False``) or uint16 raw ids (``raw=True``),
+        ``pred``, ``gt``: the grid's shape ((256, 256, 32) on KITTI) or flat, uint8 train ids (``raw=False``) or
+        uint16 raw ids (``raw=True``),
         ``gt`` 255 / an ignore-mapped raw id = not evaluated; ``gt=None``: every voxel is evaluated and the
         reference is the prediction's category. ``invalid``: as ``FrameArrays.invalid`` holds it (bit-packed
         bytes, or one flag per voxel); under the protocol's ``mask-empty-only`` policy it drops only voxels
         whose ground truth is empty. ``lenient``: train-id ground truth of C..254 counts as not static."""
         self._wait()
-        coef = pose_coefficients(pose, self.voxel_size)
+        coef = pose_coefficients(pose, self.voxel_size, self.grid)
+        nv = self.grid.num_voxels
         plan = self._plan
         f = plan.take(pose) if plan is not None else -1
         if plan is None:
             self._unplanned = True
         p = readonly(np.ascontiguousarray(pred).reshape(-1))
         g = p if gt is None else readonly(np.ascontiguousarray(gt).reshape(-1))
-        if p.size != NUM_VOXELS or g.size != NUM_VOXELS or p.dtype != g.dtype:
+        if p.size != nv or g.size != nv or p.dtype != g.dtype:
             raise FormatError(
                 None,
-                f"prediction and ground truth of {NUM_VOXELS} voxels and one dtype",
+                f"prediction and ground truth of {nv} voxels (grid {self.grid.shape}) and one dtype",
                 f"{p.size} {p.dtype} and {g.size} {g.dtype}",
             )
         r_lut, l_lut = self.luts(
@@ -542,7 +558,7 @@ class WorldMapState:
         )
         mode, inv = self._invalid(invalid)
         if self._pool is None:
-            self._pool = _Pool(self.width)
+            self._pool = _Pool(self.width, self._tb)
         pool = self._pool
         fn = self._frame_no + 1
         sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
@@ -550,6 +566,8 @@ class WorldMapState:
         while True:
             status, nconf = K.prepare(
                 coef,
+                *self.grid.shape,
+                self._tb,
                 fn,
                 self._max_frames,
                 pool.tab_key,
@@ -571,6 +589,8 @@ class WorldMapState:
                 self._seal(conflicts[:nconf].copy())
             elif status == K.OUT_OF_RANGE:
                 raise _range_error()
+            elif status == K.TOO_WIDE:  # pragma: no cover - table_bits makes the table wider than any footprint
+                raise RuntimeError("world map: a frame's footprint is wider than the tile table")
             else:
                 break
         empty_only = self.protocol.invalid_policy == "mask-empty-only" and gt is not None
@@ -616,6 +636,8 @@ class WorldMapState:
                 r_lut,
                 l_lut,
                 coef,
+                *self.grid.shape,
+                self._tb,
                 pool.tab_key,
                 pool.tab_tile,
                 pool.t_n,
@@ -640,12 +662,13 @@ class WorldMapState:
         if invalid is None:
             return INV_NONE, _NO_INV
         inv = np.asarray(invalid)
-        if inv.dtype == np.uint8 and inv.size == NUM_VOXELS // 8:
+        nv = self.grid.num_voxels
+        if inv.dtype == np.uint8 and nv % 8 == 0 and inv.size == nv // 8:
             return INV_PACKED, readonly(np.ascontiguousarray(inv).reshape(-1))
-        if inv.size != NUM_VOXELS:
+        if inv.size != nv:
             raise FormatError(
                 None,
-                f"an invalid mask of {NUM_VOXELS} voxels (or {NUM_VOXELS // 8} bit-packed bytes)",
+                f"an invalid mask of {nv} voxels (or {nv // 8} bit-packed bytes)",
                 f"{inv.size} values",
             )
         if inv.dtype != np.bool_:
@@ -688,6 +711,7 @@ class WorldMapState:
             pool.tab_key,
             pool.free_t,
             pool.ttop,
+            self._tb,
             self.S,
             self.C,
             self.cat,
@@ -723,6 +747,7 @@ class WorldMapState:
             pool.ctop,
             pool.free_t,
             pool.ttop,
+            self._tb,
         )
         self._recorded.add(b.keys)
         self.records.add(b)

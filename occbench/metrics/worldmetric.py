@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from occbench.errors import FormatError
-from occbench.geometry import GRID_SHAPE, ORIGIN, VOXEL_SIZE
+from occbench.grid import KITTI, Grid
 from occbench.metrics.base import Metric
 from occbench.metrics.frame import FrameArrays, as_frame_arrays
 from occbench.metrics.protocol import EvalProtocol
@@ -28,19 +28,21 @@ _OFFSETS = tuple(1 << (b - 1) for b in _AXIS_BITS)
 _CAT_BITS = 8
 
 
-def world_keys(flat_idx: np.ndarray, pose: np.ndarray, voxel_size: float) -> np.ndarray:
-    """Packed world voxel keys (uint64, already shifted left by 8 bits) of frame voxels given by flat index."""
+def world_keys(flat_idx: np.ndarray, pose: np.ndarray, voxel_size: float, grid: Grid = KITTI) -> np.ndarray:
+    """Packed world voxel keys (uint64, already shifted left by 8 bits) of frame voxels of ``grid`` given by flat
+    index."""
     pose = np.asarray(pose, np.float64)
     if pose.shape != (4, 4) or not np.isfinite(pose).all():
         raise FormatError(None, "a finite 4x4 LiDAR pose", f"shape {pose.shape}")
     idx = np.asarray(flat_idx, np.int64)
     R, t = pose[:3, :3], pose[:3, 3]
-    # world = R @ (ORIGIN + 0.2 (ijk + 0.5)) + t, per axis on the integer indices (no (N, 3) temporaries)
-    fi = (idx >> 13).astype(np.float64)
-    fj = ((idx >> 5) & 255).astype(np.float64)
-    fk = (idx & 31).astype(np.float64)
-    base = R @ (ORIGIN + 0.5 * VOXEL_SIZE) + t
-    A = VOXEL_SIZE * R / voxel_size
+    # world = R @ (origin + size (ijk + 0.5)) + t, per axis on the integer indices (no (N, 3) temporaries)
+    _, ny, nz = grid.shape
+    fi = (idx // (ny * nz)).astype(np.float64)
+    fj = ((idx // nz) % ny).astype(np.float64)
+    fk = (idx % nz).astype(np.float64)
+    base = R @ (np.asarray(grid.origin, np.float64) + 0.5 * grid.voxel_size) + t
+    A = grid.voxel_size * R / voxel_size
     key = np.zeros(idx.size, np.uint64)
     shift = _CAT_BITS
     for d in (2, 1, 0):
@@ -66,24 +68,25 @@ def decode_world_keys(keys: np.ndarray) -> np.ndarray:
 
 
 def _valid_mask(gt: np.ndarray, invalid: np.ndarray | None, protocol: EvalProtocol) -> np.ndarray:
+    shape = protocol.grid.shape
     valid = gt != protocol.ignore_index
     if invalid is not None:
         inv = np.asarray(invalid)
         if inv.dtype == np.uint8 and inv.shape == (gt.size // 8,):  # bit-packed, as stored
-            inv = np.unpackbits(inv).reshape(GRID_SHAPE)
+            inv = np.unpackbits(inv).reshape(shape)
         inv = inv != 0
-        if inv.shape != GRID_SHAPE:
-            raise FormatError(None, f"invalid mask of shape {GRID_SHAPE}", f"shape {inv.shape}")
+        if inv.shape != shape:
+            raise FormatError(None, f"invalid mask of shape {shape}", f"shape {inv.shape}")
         if protocol.invalid_policy == "mask-empty-only":
             inv &= gt == 0
         valid &= ~inv
     return valid
 
 
-def _check_grid(a: np.ndarray, what: str, C: int, allow_ignore: bool) -> np.ndarray:
+def _check_grid(a: np.ndarray, what: str, shape: tuple[int, int, int]) -> np.ndarray:
     a = np.asarray(a)
-    if a.shape != GRID_SHAPE:
-        raise FormatError(None, f"{what} of shape {GRID_SHAPE}", f"shape {a.shape}")
+    if a.shape != shape:
+        raise FormatError(None, f"{what} of shape {shape}", f"shape {a.shape}")
     if a.dtype.kind not in "ui":
         raise FormatError(None, f"integer train ids for the {what}", f"dtype {a.dtype}")
     return a
@@ -165,9 +168,10 @@ class WorldMapMetric(Metric):
         """uint8 prediction and ground truth with the errors of the evaluated voxels raised (the state is not
         touched on error). Fast path: uint8 arrays whose values are all acceptable."""
         C = self._C
-        pred = _check_grid(pred, "prediction", C, False)
+        shape = self.protocol.grid.shape
+        pred = _check_grid(pred, "prediction", shape)
         if gt is not None:
-            gt = _check_grid(gt, "ground truth", C, True)
+            gt = _check_grid(gt, "ground truth", shape)
         fast = pred.dtype == np.uint8 and int(pred.max()) < C
         if gt is not None:
             fast = (
@@ -175,7 +179,7 @@ class WorldMapMetric(Metric):
             )
         if fast:
             return pred, gt
-        valid = _valid_mask(gt, invalid, self.protocol) if gt is not None else np.ones(GRID_SHAPE, bool)
+        valid = _valid_mask(gt, invalid, self.protocol) if gt is not None else np.ones(shape, bool)
         p = pred[valid]
         if p.size and (p.min() < 0 or p.max() >= C):
             bad = np.unique(p[(p < 0) | (p >= C)])[:10].tolist()
