@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from occbench.errors import FormatError
-from occbench.metrics import PROTOCOLS, SSCMetric
+from occbench.metrics import PROTOCOLS, FrameArrays, SSCMetric
 from occbench.results import DATASETS, RANGES, SPLITS, Results, dumps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_built_results_read_back_equal():
     gt = rng.integers(0, 20, (256, 256, 32)).astype(np.uint8)
     pred = np.where(rng.random(gt.shape) < 0.8, gt, rng.integers(0, 20, gt.shape)).astype(np.uint8)
     m = SSCMetric("semantickitti-ssc")
-    m.update(pred, gt)
+    m.update_frame(pred, FrameArrays(gt))
     header = {"dataset": {"dataset": "semantickitti", "split": "val", "onboard": None}, "method": {"name": "x"}}
     built = Results.build(PROTOCOLS["semantickitti-ssc"], {"ssc": m, "distance": m.distance_curve()}, header)
     doc = json.loads(built.to_json())
