@@ -386,13 +386,13 @@ def test_resume_reuses_pseudo_labels_of_the_same_configuration_with_tuple_option
 
 
 def test_committed_autolabel_page_is_generated_from_its_committed_results():
-    """leaderboards/autolabel-mini.md is what `occbench autolabel` writes from leaderboards/autolabel/mini-full.json,
-    all rows from one run of the documented command on the current generator."""
+    """leaderboards/autolabel-mini.md is what `occbench leaderboard` writes from leaderboards/autolabel/*.json (the
+    curve, then the full form of mini-full.json), all rows of the full form from one run of the documented command on
+    the current generator."""
     import json
     from pathlib import Path
 
-    from occbench.autolabel.table import markdown
-    from occbench.dataset_cards import dataset_card
+    from occbench.autolabel.page import autolabel_pages
     from occbench.synth.config import GENERATOR_VERSION
 
     repo = Path(__file__).resolve().parents[1]
@@ -401,4 +401,5 @@ def test_committed_autolabel_page_is_generated_from_its_committed_results():
     assert len(commands) == 1
     assert {r["header"]["dataset"]["train"]["generator"]["generator_version"] for r in results} == {GENERATOR_VERSION}
     page = (repo / "leaderboards" / "autolabel-mini.md").read_text()
-    assert page == markdown(results, dataset_card("mini").title, command=commands.pop())
+    assert page == autolabel_pages(repo / "leaderboards" / "autolabel")["autolabel-mini.md"]
+    assert commands.pop() in page  # the full form's command is shown with its rows
