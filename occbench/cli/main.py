@@ -25,7 +25,7 @@ LAZY_COMMANDS = {
     "autolabel": (
         "occbench.cli.autolabel:autolabel",
         "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train "
-        "(+ pseudo-labels of the test split).",
+        "(+ pseudo-labels of a split).",
     ),
     "leaderboard": (
         "occbench.cli.leaderboard:leaderboard",
