@@ -24,8 +24,7 @@ from occbench.version import __version__
 LAZY_COMMANDS = {
     "autolabel": (
         "occbench.cli.autolabel:autolabel",
-        "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train "
-        "(+ pseudo-labels of a split).",
+        "Auto-labeling protocol (OccFiner Table 6): retrain an onboard model on GT-Train (+ pseudo-labels of a split).",
     ),
     "leaderboard": (
         "occbench.cli.leaderboard:leaderboard",
