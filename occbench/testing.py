@@ -195,3 +195,20 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def method_package_env(site: Path, module: str, source: str, name: str, cls: str) -> dict[str, str]:
+    """The environment of a process that finds a method installed as an entry point: ``source`` written as
+    ``site/<module>.py`` with a dist-info registering ``name = <module>:<cls>`` in ``occbench.methods``; ``site`` put
+    first on ``PYTHONPATH`` (worker processes and Ray workers inherit it), one OpenMP thread."""
+    import os
+
+    (site / f"{module}.py").write_text(source)
+    dist = site / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[occbench.methods]\n{name} = {module}:{cls}\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
+    env["OMP_NUM_THREADS"] = "1"
+    return env

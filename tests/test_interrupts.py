@@ -14,7 +14,7 @@ import pytest
 
 from occbench.io.folder_lock import LOCK_NAME
 from occbench.testing import descendants as _descendants
-from occbench.testing import make_semantickitti_tree
+from occbench.testing import make_semantickitti_tree, method_package_env
 from occbench.testing import process_alive as _alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -39,16 +39,7 @@ class SlowMethod(OffboardMethod):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A method that takes 0.5 s a frame, registered as an entry point (worker processes find it too)."""
-    site = tmp_path_factory.mktemp("site")
-    (site / "slow_test_method.py").write_text(SLOW)
-    dist = site / "slow_test_method-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-test-method\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[occbench.methods]\nslow-test = slow_test_method:SlowMethod\n")
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [e.get("PYTHONPATH")])])
-    e["OMP_NUM_THREADS"] = "1"
-    return e
+    return method_package_env(tmp_path_factory.mktemp("site"), "slow_test_method", SLOW, "slow-test", "SlowMethod")
 
 
 @pytest.fixture(scope="module")

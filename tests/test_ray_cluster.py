@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from occbench.evaluation.run import DatasetSpec, EvalConfig, MethodSpec, evaluate
-from occbench.testing import descendants, process_alive
+from occbench.testing import descendants, method_package_env, process_alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -43,16 +43,9 @@ OCCBENCH = [sys.executable, "-c", "from occbench.cli import main; main()"]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A slow method registered as an entry point: the driver and every Ray worker find it."""
-    site = tmp_path_factory.mktemp("site")
-    (site / "slow_ray_test_method.py").write_text(SLOW)
-    dist = site / "slow_ray_test_method-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-ray-test-method\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[occbench.methods]\nslow-ray-test = slow_ray_test_method:SlowMethod\n")
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [e.get("PYTHONPATH")])])
-    e["OMP_NUM_THREADS"] = "1"
-    return e
+    return method_package_env(
+        tmp_path_factory.mktemp("site"), "slow_ray_test_method", SLOW, "slow-ray-test", "SlowMethod"
+    )
 
 
 @pytest.fixture(scope="module")
