@@ -241,6 +241,14 @@ class Results:
         key = range_m if isinstance(range_m, str) else f"{float(range_m):g}"
         return self.metrics["ssc"][key]
 
+    def report(self) -> str:
+        """The tables ``occbench evaluate`` prints (markdown): the title (method, dataset, split, onboard model, and
+        a partial run's note), IoU / precision / recall / mIoU per range, per-class IoU, and the city map and
+        temporal consistency when computed. ``print(results.report())`` in a script or notebook."""
+        from occbench.report import full_report
+
+        return full_report(self.to_dict())
+
 
 def dumps(doc: Any) -> bytes:
     """How occbench writes a JSON document: indented by one space, keys in their order, ASCII, a final newline."""
