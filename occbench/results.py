@@ -131,6 +131,10 @@ class Results:
         ``path`` makes it ``STEM-2.json``, ``STEM-3.json``, ... (:func:`occbench.io.atomic.create_new_bytes`)."""
         from occbench.io.atomic import create_new_bytes
 
+        if Path(path).expanduser().is_dir():  # else the folder's own name is "taken": a FileExistsError naming it
+            raise IsADirectoryError(
+                f"{path} is a folder; expected the path of the results file to write, e.g. {Path(path) / 'r.json'}"
+            )
         return create_new_bytes(path, self.to_json(), overwrite=overwrite, number=number)
 
     # -- reading ------------------------------------------------------------------------------------------------------

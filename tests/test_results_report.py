@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from occbench.cli import main
@@ -27,3 +28,11 @@ def test_report_is_what_evaluate_prints(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert [float(c) for c in cells[1:]] == [round(100 * s[k], 2) for k in ("iou", "precision", "recall", "miou")]
     assert "temporal consistency" in text and "city-level" not in text
+
+
+def test_write_to_a_folder_says_a_file_is_expected(tmp_path):
+    res = Results(protocol={}, header={"a": 1}, metrics={})
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder; expected the path of the results file"):
+        res.write(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert res.write(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"  # a new folder is made for a file
