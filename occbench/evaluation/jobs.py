@@ -248,7 +248,12 @@ def write_outputs(
         pred = np.asarray(pred)
         if check and grid is not None and pred.shape != grid.shape:
             raise OccbenchError(
-                f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {grid.shape}"
+                f"method {who} returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {grid.shape}"
+            )
+        if check and pred.dtype.kind not in "ui":
+            raise OccbenchError(
+                f"method {who} returned a grid of dtype {pred.dtype} for {seq.name}/{t:06d}; expected integer train "
+                f"ids (uint8, 0..{seq.label_map.num_classes - 1})"
             )
         if store is not None:
             store.write(seq.name, t, seq.label_map.to_raw(pred))
@@ -256,5 +261,6 @@ def write_outputs(
     missing = sorted(wanted - seen) if check else []
     if missing:
         raise OccbenchError(
-            f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, first {missing[:5]}"
+            f"method {who} returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, first "
+            f"{missing[:5]}"
         )
