@@ -63,7 +63,8 @@ def load_results(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
                     p,
                     "the results of a complete run (evaluate without --max-frames or --frames)",
                     f"results of a partial run ({part.get('frames')} of {part.get('frames_in_split')} "
-                    "frames), which cannot be a leaderboard row",
+                    "frames), which cannot be a leaderboard row (for a quick one, score every frame of a small "
+                    "split: `occbench synth -o DIR --size tiny`, then `occbench evaluate --root DIR`)",
                 )
             )
             continue

@@ -131,6 +131,10 @@ class Results:
         ``path`` makes it ``STEM-2.json``, ``STEM-3.json``, ... (:func:`occbench.io.atomic.create_new_bytes`)."""
         from occbench.io.atomic import create_new_bytes
 
+        if Path(path).expanduser().is_dir():  # else the folder's own name is "taken": a FileExistsError naming it
+            raise IsADirectoryError(
+                f"{path} is a folder; expected the path of the results file to write, e.g. {Path(path) / 'r.json'}"
+            )
         return create_new_bytes(path, self.to_json(), overwrite=overwrite, number=number)
 
     # -- reading ------------------------------------------------------------------------------------------------------
@@ -240,6 +244,14 @@ class Results:
         """The SSC scores within range crop ``range_m`` metres (``12.8``, ``"51.2"``, ...)."""
         key = range_m if isinstance(range_m, str) else f"{float(range_m):g}"
         return self.metrics["ssc"][key]
+
+    def report(self) -> str:
+        """The tables ``occbench evaluate`` prints (markdown): the title (method, dataset, split, onboard model, and
+        a partial run's note), IoU / precision / recall / mIoU per range, per-class IoU, and the city map and
+        temporal consistency when computed. ``print(results.report())`` in a script or notebook."""
+        from occbench.report import full_report
+
+        return full_report(self.to_dict())
 
 
 def dumps(doc: Any) -> bytes:

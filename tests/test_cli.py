@@ -193,6 +193,10 @@ def test_methods_lists_the_reference_methods_options():
     assert ["preset", "str", "default", "'occbench'"] in lines  # n and the empty policy come from the preset
     assert ["n", "int", "|", "None", "default", "null"] in lines
     assert any(line.split()[:2] == ["checkpoint", "str"] for line in blocks["occfiner"].splitlines())
+    top2 = "  top-2 scores: yes (refine_top2; `occbench autolabel --pl-format top2`)"
+    for name in ("average-fusion", "occfiner-voting", "occfiner", "occfiner-stage1"):  # docs/autolabel.md's table
+        assert top2 in blocks[name].splitlines(), blocks[name]
+    assert top2 not in blocks["onboard"]  # stored predictions are labels only
 
 
 def test_parse_options_converts_to_the_declared_types():

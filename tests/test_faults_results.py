@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -115,6 +116,23 @@ def test_existing_output_refused_at_start_unless_overwrite(tree, tmp_path):
     r = CliRunner().invoke(main, _sk(tree, "-o", str(out), "--overwrite"))
     assert r.exit_code == 0, r.output
     assert "metrics" in json.loads(out.read_text())
+
+
+def test_output_with_trailing_slash_is_a_folder(tree, tmp_path):
+    """`-o my-results/` names a folder even before it exists: it is created and holds a default-named file (it once
+    became a file called `my-results`); a second run adds a second file; without the slash the path is a file."""
+    folder = tmp_path / "my-results"
+    for _ in range(2):
+        r = CliRunner().invoke(main, _sk(tree, "-o", f"{folder}/"))
+        assert r.exit_code == 0, r.output
+    files = sorted(folder.glob("semantickitti-val-noisy-onboard-*.json"))
+    assert folder.is_dir() and len(files) == 2, list(folder.iterdir())
+    written = r.output.split("results written to ")[1].strip()
+    assert Path(written).parent == folder and Path(written) in files
+    assert all("metrics" in json.loads(f.read_text()) for f in files)
+    plain = tmp_path / "results-file"
+    r = CliRunner().invoke(main, _sk(tree, "-o", str(plain)))
+    assert r.exit_code == 0 and plain.is_file(), r.output
 
 
 def test_write_check_reserves_real_space(tmp_path, monkeypatch):

@@ -85,5 +85,6 @@ def test_cli_flags_the_run_and_leaderboard_refuses_it(tree: Path, tmp_path: Path
     )
     assert r.exit_code == 5 and "quick.json: expected the results of a complete run" in r.output
     assert "found results of a partial run (3 of 5 frames)" in r.output
+    assert "occbench synth -o DIR --size tiny" in r.output  # what to do instead
     assert not list((tmp_path / "lb").glob("*.md")) if (tmp_path / "lb").exists() else True
     assert CliRunner().invoke(main, args[:-2] + ["--max-frames", "0"]).exit_code == 2  # usage error

@@ -125,6 +125,20 @@ def test_window_equals_the_literal_backward_warp_on_sequence_08(seq08):
     np.testing.assert_array_equal(w.grids[w.center], seq08.grids[t])  # the target itself maps onto itself
 
 
+def test_warp_of_past_scans_as_documented(seq08):
+    """docs/windows.md, "Any set of scans": ``warp(pred_s, inv(T_s) @ T_t)`` of the previous scans alone is the
+    literal backward warp (and the slice a window would give); the inverse matrix is not."""
+    t = 8
+    for s in (5, 6, 7):
+        grid, valid = windows.warp(seq08.grids[s], np.linalg.inv(seq08.poses[s]) @ seq08.poses[t])
+        ref, ok = literal_backward(seq08.grids[s], seq08.poses[s], seq08.poses[t], KITTI_ORIGIN, KITTI_SIZE)
+        np.testing.assert_array_equal(valid, ok, err_msg=f"scan {s}")
+        np.testing.assert_array_equal(grid, ref, err_msg=f"scan {s}")
+        wrong, _ = windows.warp(seq08.grids[s], np.linalg.inv(seq08.poses[t]) @ seq08.poses[s])
+        assert not np.array_equal(wrong, ref)
+    assert windows.window_scans(t, 2, seq08.num_scans).tolist() == [6, 7, 8, 9, 10]
+
+
 def test_window_equals_the_literal_backward_warp_on_mini(mini):
     seq = mini["08"]
     for t in (0, 3, 5):

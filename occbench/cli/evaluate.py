@@ -60,10 +60,11 @@ from occbench.runtime.progress import set_quiet
 @click.option(
     "--output",
     "-o",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: a trailing '/' (a folder, created if missing) must survive
     default=None,
-    help="Results JSON file, or a folder to put it in. Default: ./occbench-results/"
-    "<dataset>-<split>-<onboard>-<method>-<time>.json. Checked writable before any work starts.",
+    help="Results JSON file, or a folder to put it in (an existing folder, or a path ending in '/', created if "
+    "missing). Default: ./occbench-results/<dataset>-<split>-<onboard>-<method>-<time>.json. Checked writable "
+    "before any work starts.",
 )
 @click.option(
     "--overwrite",
@@ -152,7 +153,7 @@ def evaluate(
     The results JSON is always written (see --output); its path is printed at the end.
     """
     from occbench.evaluation.config import EvalConfig
-    from occbench.evaluation.results_path import check_writable, default_results_path, resolve_output
+    from occbench.evaluation.results_path import check_writable, default_results_path, names_folder, resolve_output
     from occbench.evaluation.run import MethodSpec
     from occbench.evaluation.run import evaluate as run_evaluate
     from occbench.report import full_report
@@ -181,7 +182,7 @@ def evaluate(
     label = f"predictions-{Path(predictions_dir).name}" if predictions_dir is not None else method or "occfiner"
     default = default_results_path(dataset, split, dspec.onboard if opts is not None else None, label)
     out_path = resolve_output(output, default)
-    number = output is None or Path(output).expanduser().is_dir()  # a default name: the next free one at write time
+    number = output is None or names_folder(output)  # a default name: the next free one at write time
     try:
         check_writable(out_path, overwrite=overwrite or number)
     except OSError as e:

@@ -39,4 +39,6 @@ def methods(names):
             w_name, w_type = max(len(o.name) for o in infos), max(len(o.type) for o in infos)
             for o in infos:
                 click.echo(f"    {o.name:{w_name}}  {o.type:{w_type}}  default {format_default(o.default)}")
+        if callable(getattr(cls, "refine_top2", None)):
+            click.echo("  top-2 scores: yes (refine_top2; `occbench autolabel --pl-format top2`)")
         click.echo("")

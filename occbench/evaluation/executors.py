@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from occbench.runtime.supervision import die_with_parent, ignore_interrupts, stop_pool
@@ -95,6 +96,16 @@ def run_jobs(
             futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
             for f in as_completed(futs):
                 done(futs[f], f.result())
+        except BrokenProcessPool as e:
+            stop_pool(ex)
+            if not import_main:
+                raise
+            raise RuntimeError(
+                "a worker process ended abruptly; the workers import the calling script again to find the method "
+                "registered in it (register_method), which runs the script's top-level code again: keep the "
+                'work under `if __name__ == "__main__":` (the registration outside it), run with workers=1, or '
+                "install the method with an 'occbench.methods' entry point"
+            ) from e
         except BaseException:  # an interrupt or a failed job: queued jobs are cancelled, running ones ended now
             stop_pool(ex)
             raise

@@ -144,6 +144,7 @@ def run_planned(
     quiet, and picklable when the job runs in a worker process). ``writes``: the folder the jobs write predictions
     to, locked for the run (:func:`occbench.io.folder_lock.exclusive_writer`). Returns the jobs' results in job
     order."""
+    _refuse_in_a_starting_worker()
     sizes = [len(j.targets) for j in jobs]
     bar = progress_bar(iter(()), desc=desc, total=sum(sizes))
     update = getattr(bar, "update", None)
@@ -152,6 +153,7 @@ def run_planned(
         FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks,
     ):
         args = [job_args(j, ticks.tick) for j in jobs]
+        inline = runs_inline(executor, workers, len(jobs))
         results = run_jobs(
             fn,
             args,
@@ -159,22 +161,52 @@ def run_planned(
             executor,
             address,
             on_done=ticks.on_job_done(sizes),
-            import_main=True if _registered_in_main(args) else None,
+            import_main=True if not inline and _registered_in_main(args, executor) else None,
         )
     if hasattr(bar, "close"):
         bar.close()
     return results
 
 
-def _registered_in_main(args: list[tuple]) -> bool:
-    """Whether a job runs a method registered in this process from ``__main__`` (``register_method`` in a script
-    or notebook): a worker finds it only by importing ``__main__`` again."""
+def _refuse_in_a_starting_worker() -> None:
+    """A worker process that imports the caller's script to find a method registered there (``spawn``) runs the
+    script's top-level code; a run started there would start workers of its own while this one starts, which
+    ``multiprocessing`` refuses with a message about ``freeze_support``. Say what to do instead."""
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "occbench: a worker process, importing the calling script to find the method registered in it "
+            "(register_method), reached the script's run of occbench: keep the run under "
+            '`if __name__ == "__main__":` (the registration outside it), run with workers=1, or install the method '
+            "with an 'occbench.methods' entry point"
+        )
+
+
+def _registered_in_main(args: list[tuple], executor: str = "local") -> bool:
+    """Whether the jobs, run in worker processes, run a method registered in this process from a script's
+    ``__main__`` (``register_method`` in the script): a worker finds it only by importing the script again, as
+    ``spawn`` does (the script needs its main guard). A method registered in this process that no worker can find
+    that way (registered from a notebook or another module, or any with Ray) is a ``ValueError`` naming it, raised
+    before any work starts (workers would only report an unknown method)."""
+    import sys
+
     from occbench.methods.registry import method_source, registered_in_process
 
     local = registered_in_process()
     specs = [getattr(a, "method", a) for job in args for a in job]  # a MethodSpec, or one inside a JobRequest
-    names = {a.name for a in specs if isinstance(a, MethodSpec) and a.name in local}
-    return any(method_source(n).get("object", "").startswith("__main__:") for n in names)
+    names = sorted({a.name for a in specs if isinstance(a, MethodSpec) and a.name in local})
+    script = getattr(sys.modules.get("__main__"), "__file__", None) is not None
+    for n in names:
+        obj = method_source(n).get("object", "")
+        if not (executor == "local" and script and obj.startswith("__main__:")):
+            where = "a notebook or interactive session" if obj.startswith("__main__:") else f"module {obj}"
+            raise ValueError(
+                f"method {n!r} is registered in this process only (register_method, from {where}); worker "
+                f"processes cannot find it: run with workers=1 (`-j 1`), or install it with an 'occbench.methods' "
+                "entry point (docs/methods.md)"
+            )
+    return bool(names)
 
 
 def resume(store: PredictionStore | None, sequence: str, targets: Iterable[int]) -> tuple[list[int], list[int]]:
@@ -216,7 +248,12 @@ def write_outputs(
         pred = np.asarray(pred)
         if check and grid is not None and pred.shape != grid.shape:
             raise OccbenchError(
-                f"method returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {grid.shape}"
+                f"method {who} returned a grid of shape {pred.shape} for {seq.name}/{t:06d}; expected {grid.shape}"
+            )
+        if check and pred.dtype.kind not in "ui":
+            raise OccbenchError(
+                f"method {who} returned a grid of dtype {pred.dtype} for {seq.name}/{t:06d}; expected integer train "
+                f"ids (uint8, 0..{seq.label_map.num_classes - 1})"
             )
         if store is not None:
             store.write(seq.name, t, seq.label_map.to_raw(pred))
@@ -224,5 +261,6 @@ def write_outputs(
     missing = sorted(wanted - seen) if check else []
     if missing:
         raise OccbenchError(
-            f"method returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, first {missing[:5]}"
+            f"method {who} returned no prediction for {len(missing)} scan(s) of sequence {seq.name}, first "
+            f"{missing[:5]}"
         )

@@ -32,12 +32,22 @@ def default_results_path(
     return path
 
 
+def names_folder(output: str | Path | None) -> bool:
+    """True when ``-o`` names a folder: an existing one, or a path written with a trailing separator
+    (``my-results/``), which is created when the results are written."""
+    if output is None:
+        return False
+    text = str(output)
+    return Path(text).expanduser().is_dir() or text.endswith(("/", os.sep))
+
+
 def resolve_output(output: str | Path | None, default: Path) -> Path:
-    """The file to write: ``default`` when ``output`` is None, ``output/<default's name>`` when it is a folder."""
+    """The file to write: ``default`` when ``output`` is None, ``output/<default's name>`` when it names a folder
+    (:func:`names_folder`)."""
     if output is None:
         return default
     out = Path(output).expanduser()
-    return out / default.name if out.is_dir() else out
+    return out / default.name if names_folder(output) else out
 
 
 PROBE_BYTES = 256 * 1024  # a results JSON is about 30 KB; the probe reserves several times that
