@@ -97,6 +97,7 @@ def test_synth_stops_promptly_and_a_rerun_completes_identically(uninterrupted, t
     assert dt < LIMIT_S, f"took {dt:.1f} s to stop"
     lines = [x for x in err.splitlines() if x.strip()]
     assert len(lines) == 1 and f"stopped by {sig.name}" in lines[0] and "Traceback" not in err, err
+    assert "are kept, nothing half-written is left" in lines[0] and "run the same command again to resume" in lines[0]
     time.sleep(1.0)
     assert not [k for k in kids if process_alive(k)], "generator processes left running"
     left = [p.name for p in out.rglob("*") if p.name == LOCK_NAME or p.name.endswith(".tmp")]
