@@ -153,10 +153,11 @@ def _in_helper_thread(call: Callable[[], object], poll: float = 0.1) -> None:
     to the process's end); ``call``'s exception is raised here."""
     from occbench.runtime.interrupts import Terminated
 
-    stops = {signal.SIGINT, signal.SIGTERM}
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "sigtimedwait"):
         call()
         return
+    # only signals this process handles in Python: an ignored one stays ignored, a default one still ends it
+    stops = {s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_DFL, signal.SIG_IGN)}
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -173,6 +174,9 @@ def _in_helper_thread(call: Callable[[], object], poll: float = 0.1) -> None:
         helper = threading.Thread(target=run, name="occbench-ray-connect", daemon=True)
         helper.start()
         while helper.is_alive():
+            if not stops:
+                helper.join(poll)
+                continue
             got = signal.sigtimedwait(stops, poll)
             if got is not None:
                 raise Terminated() if got.si_signo == signal.SIGTERM else KeyboardInterrupt()
