@@ -1,10 +1,11 @@
 """Ctrl-C and SIGTERM stop `occbench synth` promptly (exit 130 / 143, one line, no lock or temporary file, no
 generator process left), and a re-run completes the data set byte for byte as an uninterrupted run writes it.
 
-The command runs as it ships except for its size: `--size tiny` is swapped for an 8-scan configuration of the
-smallest grid (the lock, the signal handling, the workers and the resume are the command's own). One output folder
-is interrupted twice, by SIGINT and then (resuming) by SIGTERM, before the run that completes it: each signal is
-checked as before, and the resume is checked across both interruptions with one completing run instead of two."""
+The command runs as it ships except for its size: `--size tiny` is swapped for an 8-scan configuration (two
+jobs, the ground truth and both models' predictions, one per worker; the lock, the signal handling, the workers
+and the resume are the command's own). One output folder is interrupted twice, by SIGINT and then
+(resuming) by SIGTERM, before the run that completes it: each signal is checked as before, and the resume is
+checked across both interruptions with one completing run instead of two."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ SMALL_SYNTH = """
 import dataclasses, sys
 import occbench.cli.synth as s
 from occbench.synth.config import MiniConfig
-cfg = MiniConfig(seed=3, scans={"08": 8}, splits={"val": ("08",)}, size="pico", label_every=2, lookahead=2,
+cfg = MiniConfig(seed=3, scans={"08": 8}, splits={"val": ("08",)}, size="tiny", label_every=2, lookahead=2,
                  view_every=1, azimuths=256)
 s.config_for_size = lambda size, seed, *a: dataclasses.replace(cfg, seed=seed)
 from occbench.cli import main
@@ -84,7 +85,9 @@ def _interrupt(out: Path, sig: signal.Signals) -> tuple[int | None, float, str, 
             started = [
                 p
                 for p in out.rglob("*")
-                if p.is_file() and p.suffix in (".bin", ".label", ".invalid") and p not in before
+                if p.is_file()
+                and p.suffix in (".bin", ".label", ".invalid")
+                and before.get(p) != p.stat().st_mtime_ns  # new, or written again by this run
             ]
             if len([k for k in kids if process_alive(k)]) >= 2 and started:
                 break
