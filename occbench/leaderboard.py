@@ -79,7 +79,7 @@ def load_reported(folder: Path) -> list[dict[str, Any]]:
     out, bad = [], []
     for p in sorted(Path(folder).glob("*.json")):
         try:
-            d = read_json_document(p, "a reported-numbers file")
+            d = read_json_document(p, "a reported-numbers file", follow=False)
             problems = reported_problems(d)
             if problems:
                 raise FormatError(

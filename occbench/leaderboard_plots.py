@@ -101,7 +101,7 @@ def plan_plots(
         )
     if autolabel_dir is not None and Path(autolabel_dir).is_dir():
         for f in sorted(Path(autolabel_dir).glob("*.json")):
-            al_runs = read_json_document(f, "an auto-labeling results file (a list of results)")
+            al_runs = read_json_document(f, "an auto-labeling results file (a list of results)", follow=False)
             if not isinstance(al_runs, list) or not al_runs:
                 continue
             ev = al_runs[0]["header"]["dataset"]["eval"]

@@ -31,6 +31,16 @@ def describe_mode(mode: int) -> str:
     return "a special file"
 
 
+def link_found(path: str | Path) -> str:
+    """What a refused symbolic link is, for a message: the link and what it names (its own text; nothing behind it
+    is looked at), and the way out."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "a symbolic link (not followed)"
+    return f"a symbolic link to {target} (not followed; give the file it names itself if that is the one meant)"
+
+
 def regular_stat(path: str | Path, what: str, follow: bool = True) -> os.stat_result:
     """``stat`` (``lstat`` with ``follow=False``) of a file that must be a regular file.
 
@@ -62,7 +72,7 @@ def open_regular(path: str | Path, what: str, follow: bool = True):
         raise MissingDataError(path, what) from None
     except OSError as e:
         if not follow and os.path.islink(path):
-            raise FormatError(path, f"a regular file ({what})", "a symbolic link") from None
+            raise FormatError(path, f"a regular file ({what})", link_found(path)) from None
         raise FormatError(path, f"a readable {what}", f"{type(e).__name__}: {e.strerror or e}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -90,10 +100,11 @@ def _finite_float(text: str) -> float:
     return v
 
 
-def read_json_document(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+def read_json_document(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES, follow: bool = True) -> Any:
     """The JSON value in ``path`` (a regular file of at most ``max_bytes``, strict JSON: no ``NaN`` or ``Infinity``),
-    or a :class:`FormatError` naming the file. Every JSON file occbench reads goes through here."""
-    with open_regular(path, what) as f:
+    or a :class:`FormatError` naming the file. Every JSON file occbench reads goes through here. ``follow=False``
+    refuses a symbolic link (files from strangers: results), naming it and what it names."""
+    with open_regular(path, what, follow=follow) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise FormatError(path, f"{what} of at most {max_bytes:,} bytes", "a larger file")

@@ -168,7 +168,7 @@ class Results:
             if SAFE_FILE.fullmatch(path.name)
             else [f"a file name of letters, digits and . _ + - ending in .json (got {path.name!r})"]
         )
-        doc = read_json_document(path, "an occbench results file")
+        doc = read_json_document(path, "an occbench results file", follow=False)  # a link: refused, named
         problems += cls.problems(doc, kind)
         if problems:
             raise FormatError(path, EXPECTED, "; ".join(problems))
@@ -180,7 +180,7 @@ class Results:
         distance curve of ``bin_edges_m`` (n + 1 finite numbers, at most 10,000) and ``iou``, ``miou`` (n fractions
         or null each)."""
         path = Path(path)
-        doc = read_json_document(path, "an occbench results file")
+        doc = read_json_document(path, "an occbench results file", follow=False)  # a link: refused, named
         problems = cls.problems(doc)
         if not problems:
             cur = doc["metrics"].get("distance")

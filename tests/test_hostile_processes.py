@@ -123,7 +123,7 @@ def test_generation_removes_its_stale_temporary_files_on_resume(tmp_path):
     (root / "sequences" / "08" / "voxels").mkdir(parents=True)
     stale = root / "sequences" / "08" / "voxels" / ".000005.label.q1w2e3r4.tmp"
     stale.write_bytes(b"interrupted")
-    generate_mini(root, PICO, progress=False, workers=1)
+    generate_mini(root, PICO, progress=False, workers=1, splits=["val"])  # the split of sequence 08 is enough
     assert not stale.exists() and not (root / LOCK_NAME).exists()
 
 

@@ -20,6 +20,7 @@ from occbench.testing import process_alive as _alive
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 SLOW = '''
+import os
 import time
 from occbench.methods import OffboardMethod
 
@@ -27,18 +28,19 @@ from occbench.methods import OffboardMethod
 class SlowMethod(OffboardMethod):
     name = "slow-test"
     worker_memory_gb = 0.5
-    description = "The onboard predictions, one every 0.5 s."
+    description = "The onboard predictions, one every SLOW_TEST_S seconds (default 0.5)."
 
     def refine(self, sequence, targets):
         for t in targets:
-            time.sleep(0.5)
+            time.sleep(float(os.environ.get("SLOW_TEST_S", "0.5")))
             yield t, sequence.prediction(t)
 '''
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A method that takes 0.5 s a frame, registered as an entry point (worker processes find it too)."""
+    """A method that takes 0.5 s a frame (``SLOW_TEST_S``), registered as an entry point (worker processes find
+    it too)."""
     return method_package_env(tmp_path_factory.mktemp("site"), "slow_test_method", SLOW, "slow-test", "SlowMethod")
 
 
@@ -133,7 +135,8 @@ def test_refine_stops_promptly_and_resumes(tree, env, tmp_path, sig, code):
     assert LOCK_NAME not in [Path(f).name for f in files] and not [f for f in files if f.endswith(".tmp")], files
     done = _written(out)
     assert 4 <= len(done) < 40  # stopped early, completed frames kept
-    r = subprocess.run(cmd[:-1], env=env, capture_output=True, text=True, timeout=300)  # resume
+    # resume; the frames need not be slow any more (the slowness only let the interrupt land mid-run)
+    r = subprocess.run(cmd[:-1], env={**env, "SLOW_TEST_S": "0"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"{40 - len(done)} of 40 frames written" in r.stdout
 

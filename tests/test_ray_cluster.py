@@ -258,3 +258,83 @@ def test_a_killed_driver_leaves_no_local_ray_process(env, mini, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupt_while_connecting_to_a_cluster_stops_at_once(env, mini, tmp_path, sig):
+    """Something answers at ``--address`` but is not Ray: Ray's connect waits in native code for half a minute and
+    more. A signal during that wait ends the command at once, with the interrupt's line and exit code."""
+    import socket
+
+    out = tmp_path / "r.json"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.settimeout(60)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            _evaluate_cmd(mini, out, "--address", f"127.0.0.1:{port}"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            held = [listener.accept()[0] for _ in range(2)]  # occbench's reachability check, then Ray's client
+            time.sleep(1.0)  # inside Ray's wait for an answer
+            assert proc.poll() is None, proc.communicate()
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=20)
+            took = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        for c in held:
+            c.close()
+    assert proc.returncode == 128 + sig, err
+    assert took < 5, f"{took:.1f} s"
+    name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT (Ctrl-C)"
+    assert f"occbench: stopped by {name}" in err, err
+    assert "Traceback" not in err and "SIGTERM handler is not set" not in err, err
+    assert not out.exists()
+
+
+def test_sigterm_while_the_local_instance_starts_is_the_interrupt_and_leaves_nothing(env, mini, tmp_path):
+    """``ray.init`` puts in a SIGTERM handler of its own (``sys.exit(15)``: exit 15, no message). A SIGTERM while the
+    local instance starts gives exit 143 and the interrupt's line, and every Ray process started is gone."""
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        _evaluate_cmd(mini, out, "-j", "1"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        seen: set[int] = set()
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            seen |= descendants(proc.pid)
+            if any("raylet" in _cmdline(p) for p in seen):  # the instance is starting
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None and seen, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        seen = {p for p in seen if "ray" in _cmdline(p)} | seen
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and [p for p in seen if process_alive(p)]:
+            time.sleep(0.2)
+        left = {p: _cmdline(p)[:80] for p in seen if process_alive(p)}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 143, err
+    assert "occbench: stopped by SIGTERM" in err, err
+    assert not left, left
+    assert not out.exists()

@@ -107,21 +107,22 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         """Run the command; Ctrl-C and SIGTERM stop it with one line and exit 130 / 143
         (:mod:`occbench.runtime.interrupts`)."""
-        from occbench.runtime.interrupts import exit_code, signal_name, stop_on_signals
+        from occbench.runtime.interrupts import exit_code, interrupted_line, stop_on_signals
+        from occbench.runtime.progress import end_progress_lines
 
         self.warn()
         try:
-            with stop_on_signals():
-                return super().invoke(ctx)
+            try:
+                with stop_on_signals():
+                    return super().invoke(ctx)
+            except BaseException:  # every message about it (here, click's, a traceback) starts on a line of its own
+                end_progress_lines()
+                raise
         except OSError as e:  # no space, read-only, not a folder...: one line naming the file, exit 1
             click.echo(f"error: {os_error_message(e)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt as e:
-            click.echo(
-                f"occbench: stopped by {signal_name(e)} (workers ended; files already complete are kept, nothing "
-                "half-written is left; no results file was written)",
-                err=True,
-            )
+            click.echo(interrupted_line(e, ctx.invoked_subcommand), err=True)
             ctx.exit(exit_code(e))
 
     def list_commands(self, ctx: click.Context) -> list[str]:

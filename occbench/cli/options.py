@@ -191,6 +191,9 @@ def method_options(method: str, options: tuple[str, ...]) -> dict:
 def fail(e: Exception) -> None:
     if isinstance(e, UnknownNameError):  # a name the user typed (e.g. --split): usage error, exit 2
         raise click.UsageError(str(e))
+    from occbench.runtime.progress import end_progress_lines
+
+    end_progress_lines()  # a bar left mid-line by the failed run would share the message's line
     click.echo(f"error: {e}", err=True)
     sys.exit(EXIT_FAILED)
 

@@ -365,7 +365,7 @@ def render_autolabel(results, title, output):
     from occbench.results import Results
 
     try:
-        doc = read_json_document(Path(results), "an occbench autolabel results file")
+        doc = read_json_document(Path(results), "an occbench autolabel results file", follow=False)
         if not isinstance(doc, list) or not doc:
             found = "an empty list" if doc == [] else f"a JSON {type(doc).__name__}"
             raise FormatError(results, "a list of occbench autolabel results", found)

@@ -10,15 +10,23 @@
   (``kill -9``) takes Ray's head processes and workers with it, but Ray's two per-node agents wait out a
   60 s timeout first. On Linux a small watcher process (:mod:`occbench.evaluation.ray_reaper`) ends them
   at once.
+- Ctrl-C and SIGTERM stop the command while it connects too: Ray's connect waits in native code that does not
+  return to Python until it gives up (half a minute and more where something that is not Ray answers), so the
+  driver of a cluster connects in a helper thread while the main thread waits, interruptible; and ``ray.init``'s
+  own SIGTERM handler (``sys.exit``, no message) is replaced by the command's again
+  (:mod:`occbench.runtime.interrupts`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -88,21 +96,95 @@ def connect(address: str | None, workers: int) -> RaySession:
         raise ValueError(f"--address {address!r}: expected a Ray cluster address HOST:PORT (or ray://HOST:PORT, auto)")
     if address:
         _check_reachable(address)
-        if is_loopback(address):
-            with _on_loopback(ray):
-                ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        with _on_loopback(ray) if is_loopback(address) else _nothing():
+            # a driver starts no process of Ray's here, so the helper thread may end with the connection made
+            _in_helper_thread(lambda: ray.init(address=address, log_to_driver=False))
         return RaySession(ray, started=True)
     reaper = _start_reaper()
     with _on_loopback(ray):
         try:
-            # address='local': a new instance, never a cluster that happens to run on this machine (or $RAY_ADDRESS)
-            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+            # address='local': a new instance, never a cluster that happens to run on this machine (or $RAY_ADDRESS).
+            # In the main thread: Ray ends the processes it starts when their starting thread ends (PR_SET_PDEATHSIG)
+            with _sigterm_kept():
+                ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
         except BaseException:
             RaySession(ray, True, reaper).close()
             raise
     return RaySession(ray, started=True, reaper=reaper)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """``ray.init`` in the main thread replaces the SIGTERM handler by one that calls ``sys.exit(15)``: the
+    command's handler is put back afterwards, and a SIGTERM during the call raises
+    :class:`~occbench.runtime.interrupts.Terminated` like everywhere else (exit 143 and the interrupt's line)."""
+    from occbench.runtime.interrupts import Terminated
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    except SystemExit as e:
+        if e.code == signal.SIGTERM:
+            raise Terminated() from None
+        raise
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+class _NotMainThreadWarning(logging.Filter):
+    """Drops Ray's warning that it set no SIGTERM handler outside the main thread (the command has its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SIGTERM handler is not set")
+
+
+def _in_helper_thread(call: Callable[[], object], poll: float = 0.1) -> None:
+    """Run ``call`` in a daemon thread while the main thread waits for it, taking Ctrl-C and SIGTERM itself: both are
+    blocked in every thread while ``call`` runs (the native threads it starts inherit that) and the main thread
+    collects them with ``sigtimedwait``, so a handler the native code installs cannot swallow them. A signal raises
+    :class:`KeyboardInterrupt` / :class:`~occbench.runtime.interrupts.Terminated` here at once (the thread is left
+    to the process's end); ``call``'s exception is raised here."""
+    from occbench.runtime.interrupts import Terminated
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "sigtimedwait"):
+        call()
+        return
+    # only signals this process handles in Python: an ignored one stays ignored, a default one still ends it
+    stops = {s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) not in (signal.SIG_DFL, signal.SIG_IGN)}
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            failed.append(e)
+
+    quiet = _NotMainThreadWarning()
+    log = logging.getLogger("ray._private.worker")
+    log.addFilter(quiet)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        helper = threading.Thread(target=run, name="occbench-ray-connect", daemon=True)
+        helper.start()
+        while helper.is_alive():
+            if not stops:
+                helper.join(poll)
+                continue
+            got = signal.sigtimedwait(stops, poll)
+            if got is not None:
+                raise Terminated() if got.si_signo == signal.SIGTERM else KeyboardInterrupt()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        log.removeFilter(quiet)
+    if failed:
+        raise failed[0]
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:

@@ -58,6 +58,10 @@ def check_writable(path: Path, overwrite: bool = True, probe_bytes: int = PROBE_
     results are written), without leaving anything behind: a probe file next to it gets ``probe_bytes`` of real
     space (a full disk is found now, not after the run). ``overwrite`` False: an existing ``path`` is refused
     (``FileExistsError``). Raises ``OSError`` with a message naming the path."""
+    if path.is_symlink():  # replacing the link or writing through it: neither is done silently
+        from occbench.regular_files import link_found
+
+        raise FileExistsError(f"{path} is {link_found(path)}; results are never written to or through a link")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path for the results JSON")
     if not overwrite and (path.exists() or path.is_symlink()):

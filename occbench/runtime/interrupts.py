@@ -33,6 +33,29 @@ def signal_name(e: KeyboardInterrupt) -> str:
     return "SIGTERM" if isinstance(e, Terminated) else "SIGINT (Ctrl-C)"
 
 
+# What an interrupted command kept, what it discarded and how to go on, after "workers ended; " (one line).
+AFTER_INTERRUPT = {
+    "evaluate": "files already complete are kept, nothing half-written is left; no results file was written",
+    "refine": "frames already written are kept, nothing half-written is left; run the same command again to resume",
+    "convert": (
+        "frames already converted are kept, nothing half-written is left; run the same command again to convert "
+        "the rest (frames already there are skipped)"
+    ),
+    "synth": (
+        "finished parts (a sequence's ground truth, a chunk's predictions) are kept, nothing half-written is left, "
+        "no mini.json was written (not yet a data set); run the same command again to resume"
+    ),
+}
+AFTER_INTERRUPT_OTHERS = "files already complete are kept, nothing half-written is left"
+
+
+def interrupted_line(e: KeyboardInterrupt, command: str | None) -> str:
+    """The one line an interrupted ``occbench COMMAND`` prints: the signal, then what was kept, what was discarded
+    and how to go on."""
+    after = AFTER_INTERRUPT.get(command or "", AFTER_INTERRUPT_OTHERS)
+    return f"occbench: stopped by {signal_name(e)} (workers ended; {after})"
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM raises :class:`Terminated`; the previous handler is put

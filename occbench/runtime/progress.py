@@ -29,3 +29,19 @@ def progress_bar(it: Iterable[T], desc: str = "", total: int | None = None, disa
     from tqdm.auto import tqdm
 
     return tqdm(it, desc=desc, total=total, dynamic_ncols=True, leave=False, **kw)
+
+
+def end_progress_lines() -> None:
+    """Close every progress bar still drawn (a bar of a run that failed or was interrupted is left on the
+    terminal's current line, without a newline), so that a message printed next starts on a line of its own: the
+    bars are ``leave=False``, so closing erases them and returns to the start of the line."""
+    import sys
+
+    tqdm_module = sys.modules.get("tqdm.std")  # nothing to close if no bar was ever made
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a bar whose stream is gone: nothing more to erase
+            pass
