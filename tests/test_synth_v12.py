@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,6 +79,47 @@ def test_thin_moving_vehicles_keeps_everything_else() -> None:
     cars = sum(a.code == Wd.MOVING_CAR for a in kept)
     assert 90 <= cars <= 150 and sum(a.code != Wd.MOVING_CAR for a in kept) == 100
     assert kept == Wd.thin_moving_vehicles(agents, [1, 2], 0.3)
+
+
+def test_stop_agents_stops_a_share_and_labels_them_static() -> None:
+    codes = [Wd.MOVING_CAR, Wd.MOVING_PERSON, Wd.MOVING_BICYCLIST, Wd.MOVING_MOTORCYCLIST]
+    agents = [Wd.Agent(0, float(i), 2.0, 0.5, codes[i % 4], 1.0, 1.0, 1.0) for i in range(800)]
+    out = Wd.stop_agents(agents, [1, 2], 0.8)
+    assert len(out) == len(agents) and out == Wd.stop_agents(agents, [1, 2], 0.8)
+    stopped = [(a, b) for a, b in zip(agents, out) if b != a]
+    assert 560 <= len(stopped) <= 720  # binomial(800, 0.8): mean 640, sd 11
+    static = {Wd.CAR, Wd.PERSON, Wd.BICYCLIST, Wd.MOTORCYCLIST}
+    for a, b in stopped:
+        assert b.speed == 0.0 and b.code in static and b.code == Wd.STOPPED_CODE[a.code]
+        assert (b.path, b.s0, b.offset, b.L, b.Wd, b.H) == (a.path, a.s0, a.offset, a.L, a.Wd, a.H)
+    assert Wd.stop_agents(agents, [1, 2], 0.0) == agents
+    assert all(a.speed == 0.0 for a in Wd.stop_agents(agents, [1, 2], 1.0))
+
+
+def test_a_stopped_car_stands_still_and_is_stamped_with_the_shape_of_a_moving_one() -> None:
+    from occbench.synth.generate import get_world
+
+    w = get_world(MICRO12, "08")
+    car = next(a for a in w.agents if a.code in (Wd.MOVING_CAR, Wd.CAR))
+    stopped = Wd.stop_agents([car], [0], 1.0)[0]
+    moving = dataclasses.replace(stopped, speed=5.0, code=Wd.MOVING_CAR)
+    assert w.agent_state(stopped, 0) == w.agent_state(stopped, 50) == w.agent_state(moving, 0)
+    assert w.agent_state(moving, 0) != w.agent_state(moving, 50)
+    before, keep = w.W.copy(), w.agents
+    cells = {}
+    try:
+        for a in (stopped, moving):
+            w.agents = [a]
+            undo = w.stamp_agents(0, radius=1e9)
+            changed = w.W != before
+            cells[a.code] = (changed, np.unique(w.W[changed]))
+            w.unstamp(undo)
+            assert np.array_equal(w.W, before)
+    finally:
+        w.agents = keep
+    (m_stop, c_stop), (m_move, c_move) = cells[Wd.CAR], cells[Wd.MOVING_CAR]
+    assert m_stop.sum() > 100 and np.array_equal(m_stop, m_move)  # the same body and cabin
+    assert c_stop.tolist() == [Wd.CAR] and c_move.tolist() == [Wd.MOVING_CAR]
 
 
 @pytest.fixture(scope="module")

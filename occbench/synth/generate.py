@@ -76,6 +76,7 @@ def _dense_caster(azimuths: int) -> Caster:
 
 _WORLD_CACHE: dict[tuple, Wmod.World] = {}
 MOVING_VEHICLE_KEEP_12 = 0.3  # generator 1.2: share of the moving cars and motorcyclists kept (docs/mini.md)
+STOPPED_SHARE_12 = 0.8  # generator 1.2: share of the remaining agents that stand still (docs/mini.md)
 
 
 def follow_poses_of(cfg: MiniConfig, seq: str) -> np.ndarray | None:
@@ -112,7 +113,8 @@ def get_world(cfg: MiniConfig, seq: str) -> Wmod.World:
         _WORLD_CACHE.clear()
         poses = follow_poses_of(cfg, seq)
         keep = 1.0 if cfg.generator == "1.1" else MOVING_VEHICLE_KEEP_12
-        _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses, keep)
+        stopped = 0.0 if cfg.generator == "1.1" else STOPPED_SHARE_12
+        _WORLD_CACHE[key] = Wmod.build_world(seq_entropy(cfg, seq), cfg.scans[seq], cfg.lookahead, poses, keep, stopped)
     return _WORLD_CACHE[key]
 
 

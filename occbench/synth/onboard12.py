@@ -238,6 +238,8 @@ class Predictor12:
         s12 = MODELS12[model]
         s12 = dataclasses.replace(s12, **{k: v for k, v in overrides.items() if k in Spec12.__dataclass_fields__})
         base_over = {k: v for k, v in overrides.items() if k not in Spec12.__dataclass_fields__}
+        if "blob" in base_over:  # a JSON list from the command line; the field cache keys on the tuple
+            base_over["blob"] = tuple(int(c) for c in base_over["blob"])
         base = dataclasses.replace(O.MODELS[model], **base_over)
         entropy = [int(seed), 7_130_112, int(seq), O.MODEL_IDS[model], 12]
         if s12.sys_random:

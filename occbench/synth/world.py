@@ -15,7 +15,7 @@ the few trigonometric constants come from Python's ``math`` rounded to 12 digits
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -379,7 +379,7 @@ class World:
             if d2 < (3.0 + a.L / 2) ** 2:  # never inside the ego vehicle
                 continue
             undo.extend(
-                self._stamp_box(x, y, yaw, a.L, a.Wd, a.H, a.code, only_empty=True, vehicle=a.code == MOVING_CAR)
+                self._stamp_box(x, y, yaw, a.L, a.Wd, a.H, a.code, only_empty=True, vehicle=a.code in (MOVING_CAR, CAR))
             )
         return undo
 
@@ -1135,12 +1135,31 @@ def thin_moving_vehicles(agents: list[Agent], seed_seq: list[int], keep: float) 
     return [a for a in agents if a.code not in (MOVING_CAR, MOVING_MOTORCYCLIST) or rng.random() < keep]
 
 
+STOPPED_STREAM = 1_000_037  # appended to a sequence's entropy to stop some of its agents (generator 1.2)
+STOPPED_CODE = {MOVING_CAR: CAR, MOVING_BICYCLIST: BICYCLIST, MOVING_PERSON: PERSON, MOVING_MOTORCYCLIST: MOTORCYCLIST}
+
+
+def stop_agents(agents: list[Agent], seed_seq: list[int], share: float) -> list[Agent]:
+    """Generator 1.2: each agent stands still with probability ``share`` (its own random stream, so the rest of the
+    world is unchanged): speed 0 and the static class (a waiting car, a standing pedestrian), as most of the
+    vehicles and people near the car in KITTI sequence 08 are. The others (and agents already static) are kept as
+    they are."""
+    rng = np.random.default_rng(list(seed_seq) + [STOPPED_STREAM])
+    out = []
+    for a in agents:
+        if rng.random() < share and a.code in STOPPED_CODE:
+            a = replace(a, speed=0.0, code=STOPPED_CODE[a.code])
+        out.append(a)
+    return out
+
+
 def build_world(
     seed_seq: list[int],
     n_scans: int,
     lookahead: int,
     poses_lidar: np.ndarray | None = None,
     moving_vehicle_keep: float = 1.0,
+    stopped_share: float = 0.0,
 ) -> World:
     """Generate the town, the ego poses and the agents of one sequence.
 
@@ -1150,7 +1169,8 @@ def build_world(
     The stages run in this order, all drawing from one generator: ego route and poses, raster extent, street
     centrelines, street widths, per-cell street fields, zones, ground, buildings, hedges and fences, trees
     and bushes, poles and signs, sidewalk objects, parked vehicles, moving agents. ``moving_vehicle_keep`` < 1
-    (generator 1.2) then thins the moving vehicles (:func:`thin_moving_vehicles`).
+    (generator 1.2) then thins the moving vehicles (:func:`thin_moving_vehicles`), and ``stopped_share`` > 0
+    (generator 1.2) stops a share of the remaining agents (:func:`stop_agents`).
     """
     rng = np.random.default_rng(seed_seq)
     route, xs, ys, poses = _ego_route_and_poses(rng, n_scans + lookahead, poses_lidar)
@@ -1180,6 +1200,8 @@ def build_world(
     agents = _moving_agents(rng, paths, route_id, widths)
     if moving_vehicle_keep < 1.0:
         agents = thin_moving_vehicles(agents, seed_seq, moving_vehicle_keep)
+    if stopped_share > 0.0:
+        agents = stop_agents(agents, seed_seq, stopped_share)
     town.stats["moving_agents"] = len(agents)
     return World(W=ground.W, origin=grid.origin, poses=poses, paths=paths, agents=agents, stats=town.stats)
 
