@@ -22,6 +22,8 @@ Rules of v1:
 * order: an epoch visits every training frame once, GT and pseudo-labelled frames shuffled together, in an
   order drawn from ``numpy.random.default_rng([seed, epoch])`` (so a resumed run is identical);
 * optimiser: Adam, constant learning rate, batch size ``batch``; the last epoch's weights are evaluated.
+* scoring: ``max_eval_frames`` evenly spaced labelled frames of ``eval_split``; when ``eval_split`` is the train
+  split (a held-out set for choosing hyper-parameters without val), the GT training frames are removed first.
 """
 
 from __future__ import annotations
