@@ -229,3 +229,42 @@ def test_curve_end_to_end_rows_table_plot_and_page(tree, tmp_path, monkeypatch):
     assert PNG_DATA_KEY in png_text(lb / "plots" / "autolabel-tiny-curve.png")
     r = CliRunner().invoke(leaderboard, args + ["--check"])
     assert r.exit_code == 0, r.output
+
+
+def test_held_out_train_frames_for_choosing_hyper_parameters(tree):
+    """--eval-split train scores the labelled train frames that are not GT training frames (never a GT frame)."""
+    from occbench.autolabel.runner import eval_targets
+    from occbench.datasets import SemanticKITTI
+    from occbench.errors import OccbenchError
+
+    ds = SemanticKITTI(tree, "val", sequences=["08"])
+    every = [("08", int(f)) for f in ds["08"].labelled_frames]
+    assert len(every) == 3
+    cfg = ProtocolConfig(train_split="val", eval_split="val")
+    assert eval_targets(ds, cfg, every[:1]) == every[1:]
+    assert eval_targets(ds, dataclasses.replace(cfg, max_eval_frames=1), [every[1]]) == [every[0]]
+    # another eval split: nothing is removed (the GT frames are of another split)
+    assert eval_targets(ds, dataclasses.replace(cfg, train_split="train"), every[:1]) == every
+    with pytest.raises(OccbenchError, match="held-out"):
+        eval_targets(ds, cfg, every)
+
+
+def test_cli_eval_split_and_lr_reach_the_run(tree, tmp_path):
+    from click.testing import CliRunner
+
+    from occbench.cli.autolabel import autolabel
+
+    base = ["--dataset", "semantickitti", "--root", str(tree), "--no-gt", "--source", "gt", "--preset", "curve-ci"]
+    base += ["--train-sequence", "08", "--max-train-frames", "1", "--max-eval-frames", "0", "-q"]
+    base += ["--out", str(tmp_path / "runs"), "--markdown", str(tmp_path / "t.md")]
+    r = CliRunner().invoke(autolabel, [*base, "--eval-split", "train", "--lr", "0.005", "--json", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    (doc,) = json.loads((tmp_path / "a").read_text())
+    hp = doc["header"]["autolabel"]["hyper_parameters"]
+    assert hp["lr"] == 0.005 and hp["eval_split"] == "train" and hp["train_split"] == "train"
+    assert doc["header"]["training_frames"]["gt"] == 1 and doc["header"]["eval_frames"] == 2  # 3 labelled - 1 GT
+    r = CliRunner().invoke(autolabel, [*base, "--json", str(tmp_path / "b")])  # the preset's: val, lr 1e-3
+    assert r.exit_code == 0, r.output
+    (doc,) = json.loads((tmp_path / "b").read_text())
+    hp = doc["header"]["autolabel"]["hyper_parameters"]
+    assert hp["lr"] == 0.001 and hp["eval_split"] == "val"

@@ -62,6 +62,22 @@ def _labelled(ds: SSCDataset, max_n: int) -> list[tuple[str, int]]:
     return select_evenly([(s.name, int(f)) for s in ds.sequences for f in s.labelled_frames], max_n)
 
 
+def eval_targets(eval_ds: SSCDataset, cfg: ProtocolConfig, gt_frames: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The scored (sequence, scan) pairs: ``max_eval_frames`` evenly spaced labelled scans of the eval split; when
+    the eval split is the train split (a held-out set for choosing hyper-parameters without val), the GT training
+    frames are removed first."""
+    items = [(s.name, int(f)) for s in eval_ds.sequences for f in s.labelled_frames]
+    if cfg.eval_split == cfg.train_split:
+        used = set(gt_frames)
+        items = [i for i in items if i not in used]
+        if not items:
+            raise OccbenchError(
+                f"eval split {cfg.eval_split!r} is the train split and every labelled frame of it is a GT training "
+                "frame: no held-out frame to score (lower max_train_frames)"
+            )
+    return select_evenly(items, cfg.max_eval_frames)
+
+
 def pseudo_label_dir(out: Path, source: SourceSpec, fmt: str) -> Path:
     return out / "pseudo-labels" / source.slug / fmt
 
@@ -139,7 +155,7 @@ def run_one(
         progress=progress,
         desc=f"train {source.name} seed {seed}",
     )
-    eval_frames = _labelled(eval_ds, cfg.max_eval_frames)
+    eval_frames = eval_targets(eval_ds, cfg, [(i.sequence, i.frame) for i in items if i.kind == "gt"])
     metric = evaluate_student(model, eval_ds, eval_frames, progress=progress)
     import torch
 

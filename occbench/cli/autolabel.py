@@ -71,6 +71,7 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
 @click.option("--crop", type=int, default=None, help="Override the preset's training crop (multiple of 8).")
 @click.option("--width", type=int, default=None, help="Override the preset's student width.")
+@click.option("--lr", type=float, default=None, help="Override the preset's learning rate (Adam).")
 @click.option(
     "--pl-format",
     type=click.Choice(["top1", "top2"]),
@@ -84,6 +85,12 @@ DATASET_TITLES = {n: dataset_cards()[n].title for n in dataset_names(trainable=T
 )
 @click.option("--max-eval-frames", type=int, default=None, help="Evenly spaced subset of val frames (0 = all).")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (part of the protocol header).")
+@click.option(
+    "--eval-split",
+    default=None,
+    help="Split the student is scored on (default: the preset's, val). 'train' scores the labelled train frames "
+    "that are not GT training frames: a held-out set for choosing hyper-parameters without val.",
+)
 @click.option("--train-sequence", multiple=True, help="Override the train split's sequences (repeatable).")
 @click.option("--pl-sequence", multiple=True, help="Override the unlabeled split's sequences (repeatable).")
 @click.option("--eval-sequence", multiple=True, help="Override the val split's sequences (repeatable).")
@@ -123,11 +130,13 @@ def autolabel(
     epochs,
     crop,
     width,
+    lr,
     pl_format,
     max_train_frames,
     max_pl_frames,
     max_eval_frames,
     threads,
+    eval_split,
     train_sequence,
     pl_sequence,
     eval_sequence,
@@ -158,11 +167,13 @@ def autolabel(
             epochs=epochs,
             crop=crop,
             width=width,
+            lr=lr,
             pl_format=pl_format,
             max_train_frames=max_train_frames,
             max_pl_frames=max_pl_frames,
             max_eval_frames=max_eval_frames,
             threads=threads,
+            eval_split=eval_split,
         )
         specs = ([SourceSpec.parse("gt")] if with_gt else []) + [
             SourceSpec.parse(s) for s in (sources or DEFAULT_SOURCES)
