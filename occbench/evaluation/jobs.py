@@ -148,12 +148,12 @@ def run_planned(
     sizes = [len(j.targets) for j in jobs]
     bar = progress_bar(iter(()), desc=desc, total=sum(sizes))
     update = getattr(bar, "update", None)
+    inline = runs_inline(executor, workers, len(jobs))
     with (
         exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(),
-        FrameTicks(update, executor, inline=runs_inline(executor, workers, len(jobs))) as ticks,
+        FrameTicks(update, executor, inline=inline) as ticks,
     ):
         args = [job_args(j, ticks.tick) for j in jobs]
-        inline = runs_inline(executor, workers, len(jobs))
         results = run_jobs(
             fn,
             args,

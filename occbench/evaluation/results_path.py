@@ -64,7 +64,7 @@ def check_writable(path: Path, overwrite: bool = True, probe_bytes: int = PROBE_
         raise FileExistsError(f"{path} is {link_found(path)}; results are never written to or through a link")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; expected a file path for the results JSON")
-    if not overwrite and (path.exists() or path.is_symlink()):
+    if not overwrite and path.exists():  # a link was refused above
         raise FileExistsError(f"{path} exists (another run's results?); give --overwrite to replace it, or another -o")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
