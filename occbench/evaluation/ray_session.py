@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -96,7 +96,7 @@ def connect(address: str | None, workers: int) -> RaySession:
         raise ValueError(f"--address {address!r}: expected a Ray cluster address HOST:PORT (or ray://HOST:PORT, auto)")
     if address:
         _check_reachable(address)
-        with _on_loopback(ray) if is_loopback(address) else _nothing():
+        with _on_loopback(ray) if is_loopback(address) else nullcontext():
             # a driver starts no process of Ray's here, so the helper thread may end with the connection made
             _in_helper_thread(lambda: ray.init(address=address, log_to_driver=False))
         return RaySession(ray, started=True)
@@ -111,11 +111,6 @@ def connect(address: str | None, workers: int) -> RaySession:
             RaySession(ray, True, reaper).close()
             raise
     return RaySession(ray, started=True, reaper=reaper)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @contextmanager
