@@ -5,13 +5,21 @@ While the driver lives, this process notes twice a second which of its descendan
 ``ray::`` process titles), with their start times. When its stdin ends without the driver's ``done`` line, the
 driver is gone: the noted processes still running (same start time, so never a reused process id) get SIGTERM,
 then SIGKILL after a second. Without it, Ray's per-node agents outlive a killed driver by about a minute (they
-try to report the lost node to Ray's head, already gone, with a 60 s timeout). Linux only (reads ``/proc``);
-standard library only, so it starts in a fraction of a second.
+try to report the lost node to Ray's head, already gone, with a 60 s timeout).
+
+After the ``done`` line (the driver shut Ray down itself) the same is done to whatever is still running: a shutdown
+while the instance was starting (Ctrl-C or SIGTERM during ``ray.init``) ends the raylet before it ends its two
+agents, which then wait out that timeout too. An agent whose raylet ended is no longer below the driver (init
+adopts it), and one may have started less than half a second before, unnoted: so the processes of the driver's Ray
+session are also found by its name, ``session_<date>_<time>_<driver pid>``, which every Ray process of the instance
+carries in its command line, among the processes started after this one. Linux only (reads ``/proc``); standard
+library only, so it starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import sys
@@ -79,18 +87,41 @@ def end(processes: dict[int, str], grace: float = 1.0) -> None:
             return
 
 
+def session_processes(driver: int, since: int) -> dict[int, str]:
+    """The processes started at or after clock tick ``since`` whose command line names a Ray session of ``driver``
+    (``.../session_2026-12-06_16-18-06_476470_<driver>/...``): process id -> start time."""
+    name = re.compile(rb"session_[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{2}-[0-9]{2}-[0-9]{2}_[0-9]+_%d(?![0-9])" % driver)
+    out: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        start = _start_time(pid)
+        if start is None or int(start) < since:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if name.search(cmd):
+            out[pid] = start
+    return out
+
+
 def main(driver: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    since = int(_start_time(os.getpid()) or 0)  # this watcher starts before the driver's ray.init
     noted: dict[int, str] = {}
     while True:
         noted.update(ray_descendants(driver))
         ready, _, _ = select.select([sys.stdin.buffer], [], [], 0.5)
         if ready:
             line = sys.stdin.buffer.readline()
-            if line.strip() == b"done":  # the driver shut Ray down itself
-                return
-            if not line:  # end of input: the driver is gone
+            if line.strip() == b"done" or not line:  # Ray shut down by the driver, or the driver gone
                 break
+    noted.update(ray_descendants(driver))
+    noted.update(session_processes(driver, since))
     end(noted)
 
 
