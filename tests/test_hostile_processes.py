@@ -72,7 +72,7 @@ def test_evaluate_workers_die_with_a_killed_main_process(tmp_path):
             "-j",
             "2",
         ],
-        want_children=3,
+        want_children=4,  # the resource tracker, the progress bar's manager and the 2 workers: all started
     )
 
 
@@ -81,7 +81,7 @@ def test_synth_workers_die_with_a_killed_main_process(tmp_path):
     occbench = [sys.executable, "-c", "from occbench.cli import main; main()"]
     _kill_main_then_check_orphans(
         occbench + ["synth", "--size", "tiny", "--output", str(tmp_path / "mini"), "--workers", "2", "-q"],
-        want_children=2,
+        want_children=3,  # the resource tracker and the 2 workers: all started
     )
 
 
