@@ -197,6 +197,19 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def left_running(pids: set[int], within_s: float = 60.0) -> list[int]:
+    """Those of ``pids`` still running after waiting up to ``within_s`` seconds for them to end (polled ten times a
+    second, so the wait is as long as the slowest one takes, which a loaded machine stretches)."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        left = sorted(k for k in pids if process_alive(k))
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
 def method_package_env(site: Path, module: str, source: str, name: str, cls: str) -> dict[str, str]:
     """The environment of a process that finds a method installed as an entry point: ``source`` written as
     ``site/<module>.py`` with a dist-info registering ``name = <module>:<cls>`` in ``occbench.methods``; ``site`` put

@@ -131,10 +131,11 @@ def test_a_second_generation_reports_the_lock_before_announcing(tmp_path):
             sys.executable,
             "-c",
             (
-                "import time\nfrom occbench.io.folder_lock import folder_lock\n"
-                f"with folder_lock({str(root)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+                "import sys\nfrom occbench.io.folder_lock import folder_lock\n"
+                f"with folder_lock({str(root)!r}):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
             ),
         ],
+        stdin=subprocess.PIPE,  # the lock is held until this test ends the holder (not for a fixed time)
         stdout=subprocess.PIPE,
         text=True,
     )

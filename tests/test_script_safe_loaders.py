@@ -130,13 +130,14 @@ def test_busy_folder_names_its_holder_truly(tmp_path):
             sys.executable,
             "-c",
             (
-                "import sys, time\n"
+                "import sys\n"
                 "from occbench.io.folder_lock import folder_lock\n"
                 f"with folder_lock({str(out)!r}):\n"
                 "    print('locked', flush=True)\n"
-                "    time.sleep(60)\n"
+                "    sys.stdin.read()\n"  # held until this test ends it (not for a fixed time a slow test outlasts)
             ),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env=_env(),
