@@ -266,16 +266,17 @@ MODELS12: dict[str, Spec12] = {
 # train data (docs/mini-vs-real.md, "Generator 1.2: candidates on held-out train data"); overrides of MODELS12 and
 # of the 1.1 ModelSpec, as ``--set`` of benchmarks/calibrate_generator.py
 MODELS13: dict[str, dict] = {
-    "voxformer-sim": {  # candidate PLACEHOLDER
+    "voxformer-sim": {  # candidate c18-ws0.65-wsr0.5-miss_r0.1
         "depth_sigma": 0.8,
         "blob_scale": 0.85,
         "depth_world_share": 0.8,
-        "miss_r": 0.2,
+        "miss_r": 0.1,
         "conf_r": 0.3,
         "miss0": 0.06,
         "inst_miss_r": 0,
         "inst_relabel_r": 0,
-        "world_share": 0.7,
+        "world_share": 0.65,
+        "world_share_r": 0.5,
     },
     "sscnet-sim": {"miss0": 0.36},  # candidate s1-miss0.36
 }
