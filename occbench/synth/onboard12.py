@@ -22,7 +22,7 @@ lower rates) and adds errors that cannot be inverted from the prediction alone, 
    confusion row instead of a fixed partner.
 
 Two opt-in knobs of the far-range error (both off in :data:`MODELS12`; the candidates of docs/mini-vs-real.md and
-:data:`CANDIDATES12` set them):
+generator 1.3's :data:`MODELS13` set them):
 
 - ``world_share_r`` (:class:`RangeShareFields`): the world-anchored share of the blob fields grows with the range of
   the voxel from the scan's sensor, ``s = world_share + world_share_r * r / 51.2 m`` (clipped to [0, 1]), so that
