@@ -38,6 +38,8 @@ def test_default_generator_is_1_1_and_1_2_is_selected_by_env(monkeypatch: pytest
     assert cfg2.digest() != cfg.digest()
     assert config_from_identity(cfg2.identity()) == cfg2 and config_from_identity(cfg.identity()) == cfg
     monkeypatch.setenv("OCCBENCH_GENERATOR", "1.3")
+    assert default_mini_config().generator == "1.3" and default_mini_root() == tmp_path / "mini-v1.3"
+    monkeypatch.setenv("OCCBENCH_GENERATOR", "1.4")
     with pytest.raises(ValueError, match="OCCBENCH_GENERATOR"):
         default_mini_config()
     with pytest.raises(ValueError, match="unknown generator"):

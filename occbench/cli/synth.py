@@ -50,8 +50,8 @@ from occbench.synth.config import GENERATORS, ONBOARD_DEFAULT, SIZES, config_for
     "--generator",
     type=click.Choice(GENERATORS),
     default=None,
-    help="Generator version (default: $OCCBENCH_GENERATOR, else 1.1). 1.2 is the opt-in onboard error model; "
-    "its default root is $OCCBENCH_DATA/mini-v1.2.",
+    help="Generator version (default: $OCCBENCH_GENERATOR, else 1.1). 1.2 is the opt-in onboard error model, 1.3 "
+    "the same with its calibrated parameters; the default root of version V is $OCCBENCH_DATA/mini-vV.",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: min(2, CPUs)).")
 @click.option("--overwrite", is_flag=True, help="Replace an occbench-mini generated there with another configuration.")

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 GENERATOR_VERSION = "1.1"  # the default generator (the committed results were made with it)
-GENERATORS = ("1.1", "1.2")  # 1.2: opt-in onboard error model (docs/mini.md, "Generator 1.2")
+GENERATORS = ("1.1", "1.2", "1.3")  # 1.2: opt-in onboard error model; 1.3: 1.2 with its calibrated parameters
+# (docs/mini.md, "Generator 1.2" and "Generator 1.3")
 GENERATOR_ENV = "OCCBENCH_GENERATOR"  # selects the generator of the default mini and of its cache folder
 SIZES = ("tiny", "small", "default")
 ONBOARD_DEFAULT = ("voxformer-sim", "sscnet-sim")
@@ -40,7 +41,7 @@ class MiniConfig:
     azimuths: int = 2048
     follow_poses: dict[str, str] = field(default_factory=dict)
     size: str = "custom"
-    generator: str = GENERATOR_VERSION  # "1.1" (default) or "1.2" (opt-in error model)
+    generator: str = GENERATOR_VERSION  # "1.1" (default), "1.2" or "1.3" (opt-in error models)
 
     def __post_init__(self) -> None:
         from occbench.synth.onboard import MODELS
@@ -84,7 +85,7 @@ class MiniConfig:
 
 
 def active_generator() -> str:
-    """The generator of the default mini: ``$OCCBENCH_GENERATOR`` (``1.1`` or ``1.2``), default ``1.1``."""
+    """The generator of the default mini: ``$OCCBENCH_GENERATOR`` (``1.1``, ``1.2`` or ``1.3``), default ``1.1``."""
     import os
 
     g = os.environ.get(GENERATOR_ENV, "").strip() or GENERATOR_VERSION

@@ -245,16 +245,19 @@ def onboard_predictor(
     cfg: MiniConfig, seq: str, model: str, world: Wmod.World, overrides: dict | None = None
 ) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray]:
     """``predict(t, truth, vis)`` of simulated onboard model ``model`` on sequence ``seq``: the generator's error
-    model (1.1: :func:`occbench.synth.onboard.predict`; 1.2: :mod:`occbench.synth.onboard12`), with ``overrides``
-    of its parameters (calibration)."""
+    model (1.1: :func:`occbench.synth.onboard.predict`; 1.2: :mod:`occbench.synth.onboard12`; 1.3: the same with
+    the calibrated parameters :data:`occbench.synth.onboard12.MODELS13`), with ``overrides`` of its parameters
+    (calibration)."""
     if cfg.generator == "1.1":
         import dataclasses
 
         spec = dataclasses.replace(MODELS[model], **(overrides or {}))
         fields = FieldCache([int(cfg.seed), 7_130_112, int(seq), MODEL_IDS[model]], spec, world=world)
         return lambda t, truth, vis: predict(spec, truth, vis, fields.at(t))
-    from occbench.synth.onboard12 import Predictor12
+    from occbench.synth.onboard12 import MODELS13, Predictor12
 
+    if cfg.generator == "1.3":
+        overrides = {**MODELS13[model], **(overrides or {})}
     return Predictor12(int(cfg.seed), seq, model, world, overrides)
 
 

@@ -21,6 +21,19 @@ lower rates) and adds errors that cannot be inverted from the prediction alone, 
 5. **1.1's blob errors** at ``blob_scale`` times their rates, with the confused label drawn from the class's
    confusion row instead of a fixed partner.
 
+Two opt-in knobs of the far-range error (both off in :data:`MODELS12`; the candidates of docs/mini-vs-real.md and
+generator 1.3's :data:`MODELS13` set them):
+
+- ``world_share_r`` (:class:`RangeShareFields`): the world-anchored share of the blob fields grows with the range of
+  the voxel from the scan's sensor, ``s = world_share + world_share_r * r / 51.2 m`` (clipped to [0, 1]), so that
+  the errors of a place seen from far are mostly the same from every frame (averaging frames does not remove
+  them) while those of a place seen near stay mostly viewpoint-dependent;
+- whole-region relabels of the ground (:meth:`Predictor12._regions`, ``region_relabel0`` / ``region_relabel_r``):
+  the ground-class voxels (road, parking, sidewalk, other-ground, terrain) of a world region of ``region_cell``
+  metres take another ground class, drawn once per region from the class's confusion row restricted to the
+  ground classes (:func:`ground_rows`), driven by a latent hardness fixed in the world: a plausible wrong layout
+  (a sidewalk read as road over a whole block) rather than a blob inside an otherwise right region.
+
 Every parameter is in :data:`MODELS12` and explained in docs/mini.md ("Generator 1.2"). Determinism: PCG64 draws,
 IEEE +,-,*,/ and sqrt on per-voxel data, no BLAS.
 """
@@ -63,6 +76,9 @@ SAME, NEAR, FAR = 0.70, 0.25, 0.05  # share of a confusion row going to its own 
 
 CAMERA_IMAGE = (1220, 370)  # the image VoxFormer crops KITTI to, as the voting frustum (1.1 uses the full 1241 x 376)
 HARD_STREAM, DEPTH_STREAM, FILL_STREAM, SYS_STREAM = 1_000_211, 1_000_223, 1_000_229, 1_000_231
+REGION_STREAM = 1_000_237  # the latent hardness of the ground regions (only drawn when region relabels are on)
+GROUND = (Wd.ROAD, Wd.PARKING, Wd.SIDEWALK, Wd.OTHER_GROUND, Wd.TERRAIN)  # what a region relabel changes, and into
+GROUND_LUT = O._lut(GROUND)
 
 
 @lru_cache(maxsize=1)
@@ -111,12 +127,85 @@ def draw_from_rows(classes: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum((cum <= u[:, None].astype(np.float32)).sum(axis=1), 19).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def ground_rows() -> np.ndarray:
+    """(20, 20) float64: :func:`confusion_rows` restricted to the :data:`GROUND` classes and renormalised, for the
+    rows of the ground classes (the other rows are 0): a relabelled road region becomes parking, sidewalk,
+    other-ground or terrain, in proportion to its confusion row."""
+    rows = np.zeros((20, 20))
+    g = list(GROUND)
+    base = confusion_rows()
+    for i in g:
+        rows[i, g] = base[i, g]
+        rows[i] /= rows[i].sum()
+    return rows
+
+
+@lru_cache(maxsize=1)
+def _cumulative_ground_rows() -> np.ndarray:
+    c = np.cumsum(ground_rows(), axis=1).astype(np.float32)
+    c[list(GROUND), 19] = 1.0
+    return c
+
+
+def draw_ground(classes: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`draw_from_rows` with :func:`ground_rows`: a ground class in, another ground class out."""
+    cum = _cumulative_ground_rows()[classes.astype(np.int64)]
+    return np.minimum((cum <= u[:, None].astype(np.float32)).sum(axis=1), 19).astype(np.uint8)
+
+
+def blend_uniform_varying(u: np.ndarray, v: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """:func:`occbench.synth.onboard.blend_uniform` with one share per value (float64, in [0, 1]): the same
+    arithmetic, so that a constant share gives the same bits as the scalar function."""
+    share = np.asarray(share, np.float64)
+    a = np.maximum(share, 1.0 - share).astype(np.float32)
+    b = np.float32(1) - a
+    s = share.astype(np.float32) * u + (1.0 - share).astype(np.float32) * v
+    two_ab = np.float32(2) * a * b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = s * s / two_ab
+        mid = (s - b / np.float32(2)) / a
+        hi = np.float32(1) - (np.float32(1) - s) * (np.float32(1) - s) / two_ab
+    out = np.where(s < b, lo, np.where(s <= a, mid, hi))
+    return np.where(share <= 0, v, np.where(share >= 1, u, out)).astype(np.float32)
+
+
+def range_share(s12: "Spec12") -> np.ndarray:
+    """(256 * 256,) float64: the world-anchored share of the blob fields per grid column,
+    ``world_share + world_share_r * r`` clipped to [0, 1], r = the column's horizontal range / 51.2 m."""
+    rn = O.grid_geometry()["rn"].reshape(-1).astype(np.float64)
+    return np.clip(s12.world_share + s12.world_share_r * rn, 0.0, 1.0)
+
+
+class RangeShareFields(O.Fields):
+    """The blob fields of one scan with a world-anchored share that varies per grid column (``share``, from
+    :func:`range_share`): ``F = CDF_s(s u + (1 - s) v)`` with u the world part and v the viewpoint part of
+    ``fields`` (an :class:`occbench.synth.onboard.Fields` with its world part), s the share of the voxel's column.
+    F is uniform at every s, so the error *rates* do not depend on the share."""
+
+    def __init__(self, fields: O.Fields, share: np.ndarray):
+        if fields.world is None:
+            raise ValueError("RangeShareFields needs fields with a world-anchored part (world_share > 0)")
+        super().__init__(fields.a, fields.b, fields.w, fields.lut)
+        self.world: O.WorldSample = fields.world
+        self.view = O.Fields(fields.a, fields.b, fields.w, fields.lut)  # the viewpoint part alone
+        self.share = share
+
+    def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
+        return blend_uniform_varying(self.world.sample(k, idx), self.view.sample(k, idx), self.share[idx >> 5])
+
+    def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
+        """The reference of :meth:`sample`, in numpy."""
+        return blend_uniform_varying(self.world.sample(k, idx), self.view.sample_numpy(k, idx), self.share[idx >> 5])
+
+
 @dataclass(frozen=True)
 class Spec12:
     """Generator 1.2's additions to a 1.1 :class:`occbench.synth.onboard.ModelSpec` (docs/mini.md)."""
 
     blob_scale: float = 1.0  # multiplies 1.1's blob error rates (miss, add, confuse)
-    world_share: float = 0.5  # world-anchored share of the blob fields
+    world_share: float = 0.5  # world-anchored share of the blob fields (at the sensor when world_share_r != 0)
+    world_share_r: float = 0.0  # added to world_share per 51.2 m of the voxel's range, clipped to [0, 1]
     key_every: int = 5  # scans between viewpoint field draws
     inst_miss0: float = 0.0  # probability that a thing instance is missed, at the sensor
     inst_miss_r: float = 0.0  # added per 51.2 m of range of the instance
@@ -129,6 +218,9 @@ class Spec12:
     fill_hidden: float = 0.0  # blob probability that a voxel with no line of sight holds shifted content
     fill_shift: int = 4  # voxels: the shift of that content (extrusion away from the sensor / sideways)
     sys_random: bool = True  # systematic rules drawn per sequence
+    region_relabel0: float = 0.0  # probability that the ground voxels of a world region take another ground class
+    region_relabel_r: float = 0.0  # added per 51.2 m of the voxel column's range
+    region_cell: float = 8.0  # m: side of the world regions of the ground relabels
 
 
 MODELS12: dict[str, Spec12] = {
@@ -167,6 +259,26 @@ MODELS12: dict[str, Spec12] = {
         fill_hidden=0.35,
         fill_shift=4,
     ),
+}
+
+
+# Generator 1.3 (opt-in): 1.2's world and error model with the parameters of the candidate chosen on held-out
+# train data (docs/mini-vs-real.md, "Generator 1.2: candidates on held-out train data"); overrides of MODELS12 and
+# of the 1.1 ModelSpec, as ``--set`` of benchmarks/calibrate_generator.py
+MODELS13: dict[str, dict] = {
+    "voxformer-sim": {  # candidate c18-ws0.65-wsr0.5-miss_r0.1
+        "depth_sigma": 0.8,
+        "blob_scale": 0.85,
+        "depth_world_share": 0.8,
+        "miss_r": 0.1,
+        "conf_r": 0.3,
+        "miss0": 0.06,
+        "inst_miss_r": 0,
+        "inst_relabel_r": 0,
+        "world_share": 0.65,
+        "world_share_r": 0.5,
+    },
+    "sscnet-sim": {"miss0": 0.36},  # candidate s1-miss0.36
 }
 
 
@@ -258,16 +370,54 @@ class Predictor12:
         rng = np.random.default_rng(entropy + [HARD_STREAM])
         self.hard_cell = cell
         self.hardness = rng.random((nx // cell + 2, ny // cell + 2, 2))  # (miss-or-relabel, which class)
+        if s12.world_share_r != 0 and s12.world_share <= 0:
+            raise ValueError(
+                f"{model}: world_share_r = {s12.world_share_r} needs world_share > 0 (the world-anchored fields)"
+            )
+        self.share: np.ndarray | None = range_share(s12) if s12.world_share_r != 0 else None
+        self.region_cell = max(1, int(round(s12.region_cell / Wd.CELL)))
+        self.regions: np.ndarray | None = None
+        if s12.region_relabel0 + s12.region_relabel_r > 0:
+            rr = np.random.default_rng(entropy + [REGION_STREAM])
+            self.regions = rr.random((nx // self.region_cell + 2, ny // self.region_cell + 2, 2))
 
     def __call__(self, t: int, truth: np.ndarray, vis: np.ndarray) -> np.ndarray:
         T = np.where(truth == 255, 0, truth).astype(np.uint8)
         P = O._systematic(self.spec, T)
         P = self._instances(t, P)
+        if self.regions is not None:
+            P = self._regions(t, P)
         if self.s12.depth_sigma > 0:
             P = self._depth(t, P)
         if self.s12.fill_hidden > 0:
             P = self._fill_hidden(t, P, vis)
-        return O._viewpoint(self.spec, P, T, vis, self.fields.at(t), draw_confused=draw_from_rows)
+        fields = self.fields.at(t)
+        if self.share is not None:
+            fields = RangeShareFields(fields, self.share)  # the share grows with range
+        return O._viewpoint(self.spec, P, T, vis, fields, draw_confused=draw_from_rows)
+
+    def _regions(self, t: int, P: np.ndarray) -> np.ndarray:
+        """Whole-region relabels of the ground: every ground-class voxel of a world region whose latent hardness
+        is below ``region_relabel0 + region_relabel_r * r`` (r: the voxel column's range / 51.2 m) takes the
+        ground class that the region's second draw gives in its class's :func:`ground_rows`."""
+        from occbench.synth.columns import columns
+
+        R = self.regions
+        Pf = P.reshape(-1)
+        idx = np.flatnonzero(GROUND_LUT[Pf])
+        if R is None or idx.size == 0:
+            return P
+        cols = columns()
+        col = idx >> 5
+        fx, fy = self.world.cell_coords(tuple(self.world.poses[t]), cols["GU"], cols["GV"])
+        hi = np.clip(np.floor(fx / self.region_cell).astype(np.int64), 0, R.shape[0] - 1)[col]
+        hj = np.clip(np.floor(fy / self.region_cell).astype(np.int64), 0, R.shape[1] - 1)[col]
+        rn = O.grid_geometry()["rn"].reshape(-1)[col].astype(np.float64)
+        hit = R[hi, hj, 0] < self.s12.region_relabel0 + self.s12.region_relabel_r * rn
+        out = Pf.copy()
+        sel = idx[hit]
+        out[sel] = draw_ground(Pf[sel], R[hi[hit], hj[hit], 1].astype(np.float32))
+        return out.reshape(P.shape)
 
     def _instances(self, t: int, P: np.ndarray) -> np.ndarray:
         s = self.s12
