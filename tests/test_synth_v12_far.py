@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_synth_v12 import MICRO12
 
 from occbench.synth import onboard as O
 from occbench.synth import world as Wd
-from occbench.synth.config import MiniConfig
 
-MICRO12 = MiniConfig(
-    seed=3,
-    scans={"00": 6, "08": 11},
-    splits={"train": ("00",), "val": ("08",)},
-    lookahead=10,
-    size="custom",
-    generator="1.2",
-)
 ONLY_BLOBS = dict(  # 1.2 without its other error sources, so that what a test sees comes from the blob fields
     inst_miss0=0.0,
     inst_miss_r=0.0,
