@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,6 +11,9 @@ from occbench.io.kitti import Calibration, write_calib, write_poses, write_times
 from occbench.io.predictions import PredictionStore
 from occbench.io.voxels import write_bits, write_label
 from occbench.labels import load_label_map
+
+if TYPE_CHECKING:
+    from occbench.synth.config import MiniConfig
 
 # Real KITTI odometry calib of sequence 08 (P2 and Tr), enough for tests that need a camera.
 P2_08 = np.array(
@@ -23,6 +27,19 @@ TR_08 = np.array(
         [0.0, 0.0, 0.0, 1.0],
     ]
 )
+
+
+def pico_mini_config() -> MiniConfig:
+    """The smallest occbench-mini: 6 scans in each of train (00), val (08) and test (11), voxformer-sim only."""
+    from occbench.synth.config import MiniConfig
+
+    return MiniConfig(
+        seed=5,
+        scans={"00": 6, "08": 6, "11": 6},
+        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
+        onboard=("voxformer-sim",),
+        size="pico",
+    )
 
 
 def tiny_calibration() -> Calibration:

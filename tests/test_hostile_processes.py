@@ -14,18 +14,12 @@ from click.testing import CliRunner
 
 from occbench.cli import main
 from occbench.io.folder_lock import LOCK_NAME, FolderBusyError, folder_lock
-from occbench.synth import MiniConfig, generate_mini
+from occbench.synth import generate_mini
 from occbench.testing import descendants as _descendants
-from occbench.testing import left_running, make_semantickitti_tree
+from occbench.testing import left_running, make_semantickitti_tree, pico_mini_config
 from occbench.testing import process_alive as _alive
 
-PICO = MiniConfig(
-    seed=5,
-    scans={"00": 6, "08": 6, "11": 6},
-    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-    onboard=("voxformer-sim",),
-    size="pico",
-)
+PICO = pico_mini_config()
 
 
 def _kill_main_then_check_orphans(cmd: list[str], want_children: int, env=None) -> None:

@@ -15,19 +15,14 @@ DOC = REPO / "docs" / "leaderboards.md"
 
 
 def test_the_quick_leaderboard_commands_run(tmp_path):
-    from occbench.synth import MiniConfig, generate_mini
+    from occbench.synth import generate_mini
+    from occbench.testing import pico_mini_config
 
     block = re.search(r"<!-- quick-leaderboard -->\n```bash\n(.*?)```", DOC.read_text(), re.S)
     assert block is not None, "docs/leaderboards.md: the quick-leaderboard block"
     lines = block.group(1).strip().splitlines()
     assert lines[0] == "occbench synth -o tiny-mini --size tiny --onboard voxformer-sim"
-    cfg = MiniConfig(
-        seed=5,
-        scans={"00": 6, "08": 6, "11": 6},
-        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-        onboard=("voxformer-sim",),
-        size="pico",
-    )
+    cfg = pico_mini_config()
     generate_mini(tmp_path / "tiny-mini", cfg, progress=False, workers=1, splits=["val"])
     env = {
         **os.environ,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from occbench.testing import pico_mini_config
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "methods.md"
 BLOCK = re.compile(r"<!-- (tutorial-file|tutorial-install|tutorial-run)(?:: (\S+))? -->\n```[a-z]*\n(.*?)```", re.S)
@@ -46,17 +48,11 @@ def test_the_tutorial_blocks_are_found():
 @pytest.fixture(scope="module")
 def data_cache(tmp_path_factory) -> Path:
     """A data cache whose default mini is a pico one (train and val, voxformer-sim)."""
-    from occbench.synth import MiniConfig, generate_mini
+    from occbench.synth import generate_mini
     from occbench.synth.config import GENERATOR_VERSION
 
     cache = tmp_path_factory.mktemp("data")
-    cfg = MiniConfig(
-        seed=5,
-        scans={"00": 6, "08": 6, "11": 6},
-        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-        onboard=("voxformer-sim",),
-        size="pico",
-    )
+    cfg = pico_mini_config()
     generate_mini(cache / f"mini-v{GENERATOR_VERSION}", cfg, progress=False, workers=1, splits=["train", "val"])
     return cache
 

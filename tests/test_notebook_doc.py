@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from occbench.testing import pico_mini_config
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "notebook.md"
 CELL = re.compile(r"<!-- notebook-cell -->\n```python\n(.*?)```", re.S)
@@ -42,17 +44,11 @@ def test_the_cells_are_found():
 @pytest.fixture(scope="module")
 def data_cache(tmp_path_factory) -> Path:
     """A data cache whose default mini is a pico one (val, voxformer-sim)."""
-    from occbench.synth import MiniConfig, generate_mini
+    from occbench.synth import generate_mini
     from occbench.synth.config import GENERATOR_VERSION
 
     cache = tmp_path_factory.mktemp("data")
-    cfg = MiniConfig(
-        seed=5,
-        scans={"00": 6, "08": 6, "11": 6},
-        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-        onboard=("voxformer-sim",),
-        size="pico",
-    )
+    cfg = pico_mini_config()
     generate_mini(cache / f"mini-v{GENERATOR_VERSION}", cfg, progress=False, workers=1, splits=["val"])
     return cache
 

@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from occbench.io.folder_lock import FolderBusyError, describe_holder, folder_lock, holder_text
-from occbench.synth import MiniConfig, generate_mini
-from occbench.testing import make_semantickitti_tree
+from occbench.synth import generate_mini
+from occbench.testing import make_semantickitti_tree, pico_mini_config
 
 REPO = Path(__file__).resolve().parents[1]
-PICO = MiniConfig(
-    seed=5,
-    scans={"00": 6, "08": 6, "11": 6},
-    splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-    onboard=("voxformer-sim",),
-    size="pico",
-)
+PICO = pico_mini_config()
 
 # top-level code, as a user writes it; the generator is made to use 2 worker processes whatever the machine has
 SCRIPT = """

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_faults_results import _sk
 
 from occbench.cli import main
 from occbench.errors import FormatError
@@ -92,24 +93,7 @@ def test_evaluate_output_that_is_a_link_is_refused_and_its_target_kept(tree, tmp
     target.write_text("keep me")
     link = tmp_path / "r.json"
     link.symlink_to(target)
-    args = [
-        "evaluate",
-        "--dataset",
-        "semantickitti",
-        "--root",
-        str(tree),
-        "--onboard",
-        "noisy",
-        "--method",
-        "onboard",
-        "-j",
-        "1",
-        "--no-city",
-        "--no-consistency",
-        "-q",
-        "-o",
-        str(link),
-    ]
+    args = _sk(tree, "-o", str(link))
     r = CliRunner().invoke(main, args + (["--overwrite"] if overwrite else []))
     assert r.exit_code == 2, r.output
     assert f"{link} is a symbolic link to {target}" in r.output and "never written to or through a link" in r.output

@@ -18,7 +18,7 @@ import pytest
 from occbench import windows
 from occbench.grid import Grid
 from occbench.io.kitti import read_calib, read_poses
-from occbench.testing import random_scene
+from occbench.testing import pico_mini_config, random_scene
 
 SEQ08 = Path(__file__).resolve().parent / "data" / "kitti-odometry" / "sequences" / "08"  # tests/data/README.md
 
@@ -94,16 +94,10 @@ def seq08():
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     from occbench.datasets import OccbenchMini
-    from occbench.synth import MiniConfig, generate_mini
+    from occbench.synth import generate_mini
 
     root = tmp_path_factory.mktemp("mini") / "mini"
-    cfg = MiniConfig(
-        seed=5,
-        scans={"00": 6, "08": 6, "11": 6},
-        splits={"train": ("00",), "val": ("08",), "test": ("11",)},
-        onboard=("voxformer-sim",),
-        size="pico",
-    )
+    cfg = pico_mini_config()
     generate_mini(root, cfg, progress=False, workers=1, splits=["val"])
     return OccbenchMini(root, split="val", onboard="voxformer-sim", generate=False, progress=False)
 
