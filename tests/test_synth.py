@@ -31,9 +31,11 @@ MICRO = MiniConfig(
 )
 
 # sha256 over (relative path, content) of every file of the MICRO generation, .gz files decompressed
-# (the gzip container depends on the zlib build; its content does not). Update together with
-# GENERATOR_VERSION whenever the generator changes on purpose.
-MICRO_DIGEST = "5d1b6bd7aaabe4844cfe15cd2dc72ce664a70b29d6054f661ac3e61d83d9b7d9"
+# (the gzip container depends on the zlib build; its content does not), with the default generator (1.3). Update
+# together with GENERATOR_VERSION whenever the generator changes on purpose.
+MICRO_DIGEST = "88bc0d07ff17f171855adc1ca24828ab80fd7e8ce8cb23cfa3792ba59122de29"
+# the same with generator 1.1 (the default before 1.3; still selectable, and unchanged since)
+MICRO_DIGEST_1_1 = "5d1b6bd7aaabe4844cfe15cd2dc72ce664a70b29d6054f661ac3e61d83d9b7d9"
 
 
 def content_digest(root: Path) -> str:
@@ -136,8 +138,15 @@ def test_counts_in_manifest_match_files(micro: tuple[Path, dict]) -> None:
 
 def test_deterministic_checksum(micro: tuple[Path, dict]) -> None:
     root, _ = micro
+    assert MICRO.generator == "1.3"
     digest = content_digest(root)
     assert digest == MICRO_DIGEST, digest
+
+
+def test_generator_1_1_is_unchanged(tmp_path: Path) -> None:
+    generate_mini(tmp_path, dataclasses.replace(MICRO, generator="1.1"), progress=False, workers=1)
+    digest = content_digest(tmp_path)
+    assert digest == MICRO_DIGEST_1_1, digest
 
 
 def test_world_is_deterministic_and_seeded() -> None:

@@ -22,23 +22,26 @@ MICRO12 = MiniConfig(
 )
 
 
-def test_default_generator_is_1_1_and_1_2_is_selected_by_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_generator_is_1_3_and_the_others_are_selected_by_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from occbench.synth.cache import default_mini_root
 
     monkeypatch.setenv("OCCBENCH_DATA", str(tmp_path))
     monkeypatch.delenv("OCCBENCH_GENERATOR", raising=False)
     cfg = default_mini_config()
-    assert cfg.generator == "1.1" and "generator" not in cfg.identity()
-    assert cfg.identity()["generator_version"] == "1.1"
-    assert default_mini_root() == tmp_path / "mini-v1.1"
-    monkeypatch.setenv("OCCBENCH_GENERATOR", "1.2")
-    cfg2 = default_mini_config()
-    assert cfg2.generator == "1.2" and cfg2.identity()["generator_version"] == "1.2"
-    assert default_mini_root() == tmp_path / "mini-v1.2"
-    assert cfg2.digest() != cfg.digest()
-    assert config_from_identity(cfg2.identity()) == cfg2 and config_from_identity(cfg.identity()) == cfg
-    monkeypatch.setenv("OCCBENCH_GENERATOR", "1.3")
-    assert default_mini_config().generator == "1.3" and default_mini_root() == tmp_path / "mini-v1.3"
+    assert cfg.generator == "1.3" and cfg.identity()["generator_version"] == "1.3"
+    assert default_mini_root() == tmp_path / "mini-v1.3"
+    for g in ("1.1", "1.2"):
+        monkeypatch.setenv("OCCBENCH_GENERATOR", g)
+        other = default_mini_config()
+        assert other.generator == g and other.identity()["generator_version"] == g
+        assert default_mini_root() == tmp_path / f"mini-v{g}"
+        assert other.digest() != cfg.digest()
+        assert config_from_identity(other.identity()) == other and config_from_identity(cfg.identity()) == cfg
+    # an identity written before generator versions existed is generator 1.1's, whatever the default is now
+    legacy = {k: v for k, v in default_mini_config(generator="1.1").identity().items() if k != "generator_version"}
+    assert config_from_identity(legacy).generator == "1.1"
     monkeypatch.setenv("OCCBENCH_GENERATOR", "1.4")
     with pytest.raises(ValueError, match="OCCBENCH_GENERATOR"):
         default_mini_config()
