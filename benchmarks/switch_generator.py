@@ -19,8 +19,8 @@ order (``--from STEP`` resumes at one, ``--only STEP`` runs one; ``--dry-run`` p
     one thread each; the shipped recipe).
 ``rows``, ``ablations``
     every leaderboard row (``leaderboards/results/*.json``) and every val ablation
-    (``leaderboards/ablations/mini-val-*.json``), each by the command recorded in its header, written over the
-    committed file.
+    (``leaderboards/ablations/mini-val-*.json``), each by the command recorded in its header, in place of the
+    committed file (removed just before its command runs; ``git checkout`` brings it back).
 ``autolabel``
     the auto-labeling curve and full form, by the commands of leaderboards/autolabel-mini.md.
 ``pages``
@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{step}] {cmd}", flush=True)
             if a.dry_run:
                 continue
+            if step in ("rows", "ablations"):  # occbench evaluate refuses to write over a results file
+                args = shlex.split(cmd)
+                (REPO / args[args.index("-o") + 1]).unlink(missing_ok=True)
             rc = subprocess.run(cmd, shell=True, cwd=REPO, env=env).returncode
             if rc != 0:
                 print(f"step {step} failed (exit {rc}); resume with --from {step}", file=sys.stderr)
