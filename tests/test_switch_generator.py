@@ -74,3 +74,16 @@ def test_dry_run_runs_nothing_and_changelog_compares_with_the_commit() -> None:
     for r in table[2:]:
         _, _, old, new, _ = r.split("|")
         assert old.strip() == new.strip() or old.strip() == "(new file)"
+
+
+def test_rows_step_removes_each_results_file_before_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "row.json"
+    out.write_text("{}")
+    seen = tmp_path / "seen.txt"
+    # the command records whether its output still existed when it started
+    cmd = f"sh -c 'test -e {out} && echo there > {seen} || echo gone > {seen}' -o {out}"
+    monkeypatch.setattr(S, "plan", lambda generator: {step: [] for step in S.STEPS} | {"rows": [cmd]})
+    assert S.main(["--only", "rows"]) == 0
+    assert seen.read_text().strip() == "gone"
