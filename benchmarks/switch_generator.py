@@ -27,7 +27,8 @@ order (``--from STEP`` resumes at one, ``--only STEP`` runs one; ``--dry-run`` p
     ``occbench leaderboard`` and ``occbench leaderboard --check``.
 ``changelog``
     ``runs/switch/changelog.md``: old -> new IoU / mIoU at 12.8 / 25.6 / 51.2 m of every results file, old from
-    the commit the switch started from (``git show HEAD:...``), for the changelog of the pages.
+    the commit the switch started from (``git show HEAD:...``; ``--changelog --base REF`` compares with another
+    commit, e.g. when the switch's steps were committed as they finished), for the changelog of the pages.
 
 Expected time on an idle 2-core machine (docs/mini-vs-real.md, "What the full switch costs"): about 4-5 h
 (generation 5-10 min, voting selection 50 min, stage-1 training 75 min, rows 25 min, ablations 20 min,
@@ -115,14 +116,14 @@ def _scores(doc: dict) -> str:
     )
 
 
-def changelog() -> str:
-    """Markdown: old (HEAD) -> new (working tree) of every leaderboard row and val ablation."""
-    lines = ["| results file | old (committed) | new |", "|---|---|---|"]
+def changelog(base: str = "HEAD") -> str:
+    """Markdown: old (commit ``base``) -> new (working tree) of every leaderboard row and val ablation."""
+    lines = [f"| results file | old ({base}) | new |", "|---|---|---|"]
     for p in results_files("leaderboards/results", "mini-*.json") + results_files(
         "leaderboards/ablations", "mini-val-*.json"
     ):
         rel = p.relative_to(REPO).as_posix()
-        old = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=REPO, capture_output=True, text=True)
+        old = subprocess.run(["git", "show", f"{base}:{rel}"], cwd=REPO, capture_output=True, text=True)
         before = _scores(json.loads(old.stdout)) if old.returncode == 0 else "(new file)"
         lines.append(f"| `{rel}` | {before} | {_scores(json.loads(p.read_text()))} |")
     return "\n".join(lines) + "\n"
@@ -135,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="start", choices=STEPS, default=STEPS[0], help="resume at this step")
     ap.add_argument("--only", choices=STEPS, default=None, help="run this step only")
     ap.add_argument("--changelog", action="store_true", help="print the old -> new table and exit")
+    ap.add_argument("--base", default="HEAD", help="the commit the old numbers come from (default HEAD)")
     a = ap.parse_args(argv)
     from occbench.synth.config import GENERATORS
 
     if a.generator not in GENERATORS:
         ap.error(f"--generator {a.generator!r}: expected one of {', '.join(GENERATORS)}")
     if a.changelog:
-        sys.stdout.write(changelog())
+        sys.stdout.write(changelog(a.base))
         return 0
     steps = [a.only] if a.only else list(STEPS[STEPS.index(a.start) :])
     env = {**os.environ, "OCCBENCH_GENERATOR": a.generator}
