@@ -390,7 +390,7 @@ def test_calibrate_recomputes_the_written_predictions(micro: tuple[Path, dict], 
             "--model",
             "voxformer-sim",
             "--set",
-            "world_share=0",
+            "world_share=0.3",
             "--write-predictions",
             str(tmp_path / "s0"),
         ]
