@@ -30,11 +30,11 @@ def test_group_means_by_hand() -> None:
 
 
 def test_committed_average_fusion_near_the_car() -> None:
-    """The committed numbers the docs quote: near the car Average Fusion raises the static classes and collapses the
-    dynamic ones (car 56.0 -> 6.2 at 12.8 m, voxformer-sim)."""
+    """The committed numbers the docs quote: near the car Average Fusion raises the static classes and lowers the
+    dynamic ones (voxformer-sim, 12.8 m: static 22.1 -> 24.7, dynamic 12.4 -> 9.4, car 42.6 -> 28.6)."""
     on = json.loads((RESULTS / "mini-val-voxformer-sim-onboard.json").read_text())
     af = json.loads((RESULTS / "mini-val-voxformer-sim-average-fusion.json").read_text())
-    assert _class_group_miou(af, "12.8", True) > _class_group_miou(on, "12.8", True)
-    assert _class_group_miou(af, "12.8", False) < 0.2 * _class_group_miou(on, "12.8", False)
-    car = [d["metrics"]["ssc"]["12.8"]["per_class_iou"]["car"] for d in (on, af)]
-    assert round(100 * car[0], 1) == 56.0 and round(100 * car[1], 1) == 6.2
+    static = [round(100 * _class_group_miou(d, "12.8", True), 1) for d in (on, af)]
+    dynamic = [round(100 * _class_group_miou(d, "12.8", False), 1) for d in (on, af)]
+    car = [round(100 * d["metrics"]["ssc"]["12.8"]["per_class_iou"]["car"], 1) for d in (on, af)]
+    assert static == [22.1, 24.7] and dynamic == [12.4, 9.4] and car == [42.6, 28.6]
