@@ -418,45 +418,50 @@ def _accumulate(
     )
 
 
-def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no cover - compiled
-    """Add one world voxel (``n`` observations, histogram row ``h``) to the sums; returns ``g * K + p``, its
-    ground-truth (reference) and predicted map categories. Ties go to the lower category."""
+def _reduce_voxel(n, rows, ri, S, C, lab_of, conf, psame, pall, scal):  # pragma: no cover - compiled
+    """Add one world voxel (``n`` observations, histogram row ``ri`` of ``rows``) to the sums; returns
+    ``g * K + p``, its ground-truth (reference) and predicted map categories. Ties go to the lower category.
+    ``lab_of[k]``: the label of static category ``k`` (1..S); every other label is category 0."""
     K = S + 1
+    # reference: category 0 (n minus the static counts) wins ties, then the lower static category
     sr = 0
     g = 0
+    best = 0
     for k in range(S):
-        sr += np.int64(h[k])
-    best = n - sr
-    for k in range(S):
-        hk = np.int64(h[k])
+        hk = np.int64(rows[ri, k])
+        sr += hk
         if hk > best:
             best = hk
             g = k + 1
-    for k in range(K):
-        pc[k] = 0
-    sl = 0
-    for lab in range(1, C):
-        c = np.int64(h[S + lab - 1])
-        if c != 0:
-            sl += c
-            pc[cat[lab]] += c
-    h0 = n - sl
-    pc[cat[0]] += h0
+    if best <= n - sr:
+        g = 0
+    # prediction: static category k has the count of its one label; category 0 the rest of n
+    sp = 0
     p = 0
-    bp = pc[0]
+    best = 0
     for k in range(1, K):
-        if pc[k] > bp:
-            bp = pc[k]
+        c = np.int64(rows[ri, S + lab_of[k] - 1])
+        sp += c
+        if c > best:
+            best = c
             p = k
+    if best <= n - sp:
+        p = 0
     conf[p * K + g] += 1
     if g > 0 and n >= 2:  # a static voxel seen twice or more: how its predicted labels agree
-        same = h0 * (h0 - 1)
-        mx = h0
+        sl = 0
+        same = 0
+        mx = 0
         for lab in range(1, C):
-            c = np.int64(h[S + lab - 1])
+            c = np.int64(rows[ri, S + lab - 1])
+            sl += c
             same += c * (c - 1)
             if c > mx:
                 mx = c
+        h0 = n - sl
+        same += h0 * (h0 - 1)
+        if h0 > mx:
+            mx = h0
         psame[g] += same
         pall[g] += n * (n - 1)
         scal[0] += mx
@@ -465,6 +470,15 @@ def _reduce_voxel(n, h, S, C, cat, conf, psame, pall, scal, pc):  # pragma: no c
         if mx == n:
             scal[3] += 1
     return g * K + p
+
+
+def _labels_of(cat, S):  # pragma: no cover - compiled
+    """``lab_of[k]``: the label whose category is ``k`` (1..S), from ``cat`` (label -> category)."""
+    lab_of = np.zeros(S + 1, np.int64)
+    for lab in range(cat.size):
+        if cat[lab] > 0:
+            lab_of[cat[lab]] = lab
+    return lab_of
 
 
 def _row(ti, li, t_row, t_chunk):  # pragma: no cover - compiled
@@ -529,7 +543,7 @@ def _evict(
     sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more
     than ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
     ns = 0
-    pc = np.zeros(S + 1, np.int64)
+    lab_of = _labels_of(cat, S)
     for ti in range(t_key.size):
         if t_key[ti] < 0:
             continue
@@ -543,7 +557,7 @@ def _evict(
                 if ri < 0:
                     conf[0] += 1
                 else:
-                    _reduce_voxel(n, rows[ri], S, C, cat, conf, psame, pall, scal, pc)
+                    _reduce_voxel(n, rows, ri, S, C, lab_of, conf, psame, pall, scal)
             _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop, tb)
         elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
             out_seal[ns] = ti
@@ -617,7 +631,7 @@ def _reduce_records(
     sn = np.zeros(TILE_VOXELS, np.int64)
     sh = np.zeros((TILE_VOXELS, W), np.int64)
     has = np.zeros(TILE_VOXELS, np.bool_)
-    pc = np.zeros(S + 1, np.int64)
+    lab_of = _labels_of(cat, S)
     m = 0
     i = 0
     N = order.size
@@ -650,7 +664,7 @@ def _reduce_records(
                 continue
             gp = 0
             if has[li]:
-                gp = _reduce_voxel(n, sh[li], S, C, cat, conf, psame, pall, scal, pc)
+                gp = _reduce_voxel(n, sh, li, S, C, lab_of, conf, psame, pall, scal)
                 sh[li, :] = 0
                 has[li] = False
             else:
@@ -720,6 +734,7 @@ if njit is not None:
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
     _reduce_voxel = njit(inline="always")(_reduce_voxel)
+    _labels_of = njit(inline="always")(_labels_of)
     _row = njit(inline="always")(_row)
     _release = njit(inline="always")(_release)
     frame_supertiles = njit(cache=True, nogil=True)(_frame_supertiles)
