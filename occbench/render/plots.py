@@ -124,7 +124,8 @@ def class_bars(
     data = class_data(results, range_key)
     plt = _style()
     n, k = len(data["classes"]), len(data["series"])
-    fig, ax = plt.subplots(figsize=(width, width * 0.34), dpi=DPI)
+    rows = 1 + (k - 1) // 5  # legend rows, under the axes (above them it covers the tallest bars)
+    fig, ax = plt.subplots(figsize=(width, width * (0.34 + 0.03 * rows)), dpi=DPI)
     bw = 0.8 / max(k, 1)
     x = np.arange(n)
     for i, s in enumerate(data["series"]):
@@ -136,10 +137,11 @@ def class_bars(
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3, linewidth=0.4)
-    ax.legend(ncol=min(k, 5), loc="upper center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(k, 5), frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08 * rows, 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("classes", {**data, "title": title}))
 
 
