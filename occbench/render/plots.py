@@ -23,6 +23,11 @@ DPI = 200
 FONT = 7.0
 
 
+def _legend_rows(n: int) -> int:
+    """Rows of a figure legend of ``n`` entries, 5 to a row (the legends under the axes)."""
+    return 1 + (n - 1) // 5
+
+
 def plot_digest(kind: str, data: Any) -> str:
     """sha256 (first 16 hex digits) of the plot kind, :data:`PLOT_VERSION` and the plotted numbers (JSON)."""
     blob = json.dumps(
@@ -97,7 +102,7 @@ def distance_plot(
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False, bbox_to_anchor=(0.5, 0.0))
     if title:
         fig.suptitle(title, fontsize=FONT)
-    fig.tight_layout(rect=(0, 0.09 * (1 + (len(labels) - 1) // 5), 1, 1))
+    fig.tight_layout(rect=(0, 0.09 * _legend_rows(len(labels)), 1, 1))
     return save_figure(fig, path, dpi=DPI, data_digest=plot_digest("distance", {**data, "title": title}))
 
 
@@ -124,7 +129,7 @@ def class_bars(
     data = class_data(results, range_key)
     plt = _style()
     n, k = len(data["classes"]), len(data["series"])
-    rows = 1 + (k - 1) // 5  # legend rows, under the axes (above them it covers the tallest bars)
+    rows = _legend_rows(k)  # the legend goes under the axes (above them it covers the tallest bars)
     fig, ax = plt.subplots(figsize=(width, width * (0.34 + 0.03 * rows)), dpi=DPI)
     bw = 0.8 / max(k, 1)
     x = np.arange(n)
