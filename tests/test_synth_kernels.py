@@ -49,6 +49,22 @@ def test_field_kernel_equals_numpy(share: float) -> None:
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+def test_field_kernel_with_a_share_per_column_equals_numpy() -> None:
+    from occbench.synth.onboard12 import RangeShareFields
+
+    w = W.build_world([2, 7_130_111, 8], 12, 0)
+    fc = FieldCache([2, 7_130_112, 8, 1], MODELS["voxformer-sim"], world=w)
+    rng = np.random.default_rng(4)
+    share = rng.random(256 * 256)
+    share[rng.random(share.size) < 0.2] = 0.0  # the viewpoint part alone
+    share[rng.random(share.size) < 0.2] = 1.0  # the world part alone
+    f = RangeShareFields(fc.at(7), share)
+    for k in range(3):
+        idx = np.sort(rng.choice(256 * 256 * 32, 200_000, replace=False))
+        a, b = f.sample(k, idx), f.sample_numpy(k, idx)
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_systematic_and_neighbour_label_kernels_equal_numpy(model: str) -> None:
     from occbench.synth.generate import grid_codes

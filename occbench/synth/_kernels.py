@@ -8,7 +8,8 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
 
 * :func:`field_values`: :meth:`occbench.synth.onboard.Fields.sample` (blend of two key fields through the
   uniformiser, then, with a world part, :meth:`~occbench.synth.onboard.WorldSample.sample`'s trilinear lookup
-  and :func:`~occbench.synth.onboard.blend_uniform`).
+  and :func:`~occbench.synth.onboard.blend_uniform`, or with one share per grid column
+  :func:`~occbench.synth.onboard12.blend_uniform_varying` of :class:`~occbench.synth.onboard12.RangeShareFields`).
 * :func:`line_of_sight`: :meth:`occbench.synth.sensor.Visibility.visible` (parents visited in distance order,
   then the faces of occupied voxels next to open ones).
 * :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
@@ -31,17 +32,23 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 AVAILABLE = njit is not None
 
 
-def _field_values_py(
-    fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, sh, osh, a, half_b, b, two_ab, out
-):  # pragma: no cover - compiled below
+def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, shares, out):  # pragma: no cover
     one = np.float32(1.0)
     ow = one - w
     scale = np.float32(lut.shape[0] - 1)
     n0 = L.shape[0] - 2
     n1 = L.shape[1] - 2
-    last = -1  # the column whose horizontal weights are at hand (indices come column by column)
+    # the vertical lattice cell and weights of each z level
+    k0s = np.empty(pz.shape[0], np.int64)
+    wzs = np.empty(pz.shape[0], np.float32)
+    for kz in range(pz.shape[0]):
+        k0s[kz] = np.int64(np.floor(pz[kz]))
+        wzs[kz] = np.float32(np.float64(pz[kz]) - np.float64(k0s[kz]))
+    per_column = shares.shape[0] > 1  # one world share per grid column, else one for all
+    last = -1  # the column whose weights and share are at hand (indices come column by column)
     i0 = j0 = np.int64(0)
-    wx = wy = np.float32(0.0)
+    f00 = f01 = f10 = f11 = sh = osh = a = half_b = b = two_ab = np.float32(0.0)
+    share = 0.0
     for n in range(idx.shape[0]):
         i = idx[n]
         f = fa[i] * ow + fb[i] * w
@@ -56,20 +63,33 @@ def _field_values_py(
                 j0 = min(max(np.int64(np.floor(y)), 0), n1)
                 wx = np.float32(min(max(np.float64(x) - np.float64(i0), 0.0), 1.0))
                 wy = np.float32(min(max(np.float64(y) - np.float64(j0), 0.0), 1.0))
-            z = pz[i & 31]
-            k0 = np.int64(np.floor(z))
-            wz = np.float32(np.float64(z) - np.float64(k0))
+                f00 = (one - wx) * (one - wy)
+                f01 = (one - wx) * wy
+                f10 = wx * (one - wy)
+                f11 = wx * wy
+                share = shares[col] if per_column else shares[0]
+                sh = np.float32(share)
+                osh = np.float32(1.0 - share)
+                a = np.float32(max(share, 1.0 - share))
+                b = one - a
+                half_b = b / np.float32(2.0)
+                two_ab = np.float32(2.0) * a * b
+            if share <= 0.0:  # the viewpoint part alone
+                out[n] = v
+                continue
+            k0 = k0s[i & 31]
+            wz = wzs[i & 31]
             owz = one - wz
-            g = np.float32(0.0)
-            for di in range(2):
-                fx = one - wx if di == 0 else wx
-                for dj in range(2):
-                    fy = one - wy if dj == 0 else wy
-                    fxy = fx * fy
-                    g = g + fxy * (L[i0 + di, j0 + dj, k0] * owz + L[i0 + di, j0 + dj, k0 + 1] * wz)
+            # trilinear, corners in the order (0, 0), (0, 1), (1, 0), (1, 1), summed from 0 (as the numpy code)
+            g = np.float32(0.0) + f00 * (L[i0, j0, k0] * owz + L[i0, j0, k0 + 1] * wz)
+            g = g + f01 * (L[i0, j0 + 1, k0] * owz + L[i0, j0 + 1, k0 + 1] * wz)
+            g = g + f10 * (L[i0 + 1, j0, k0] * owz + L[i0 + 1, j0, k0 + 1] * wz)
+            g = g + f11 * (L[i0 + 1, j0 + 1, k0] * owz + L[i0 + 1, j0 + 1, k0 + 1] * wz)
             u = wlut[np.int64(g * scale)]
             s = sh * u + osh * v
-            if s < b:
+            if share >= 1.0:  # the world part alone
+                v = u
+            elif s < b:
                 v = s * s / two_ab
             elif s <= a:
                 v = (s - half_b) / a
@@ -239,39 +259,17 @@ def field_values(
 ) -> np.ndarray:
     """Values of a field at flat voxel indices ``idx`` (see :meth:`occbench.synth.onboard.Fields.sample`).
 
-    ``fa``, ``fb``: the two key fields, flat float32; ``world``: None or (lattice, px, py, pz, lut, share)."""
+    ``fa``, ``fb``: the two key fields, flat float32; ``world``: None or (lattice, px, py, pz, lut, share), share
+    one float or one float64 per grid column (:class:`occbench.synth.onboard12.RangeShareFields`)."""
     out = np.empty(idx.shape, np.float32)
-    f32 = np.float32
     if world is None:
         z3 = np.zeros((2, 2, 2), np.float32)
         z1 = np.zeros(1, np.float32)
-        _field_values(
-            fa, fb, f32(w), lut, idx, False, z3, z1, z1, z1, lut, f32(0), f32(0), f32(0), f32(0), f32(0), f32(1), out
-        )
+        _field_values(fa, fb, np.float32(w), lut, idx, False, z3, z1, z1, z1, lut, np.zeros(1), out)
         return out
     L, px, py, pz, wlut, share = world
-    a = f32(max(share, 1.0 - share))
-    b = f32(1) - a
-    _field_values(
-        fa,
-        fb,
-        f32(w),
-        lut,
-        idx,
-        True,
-        L,
-        px,
-        py,
-        pz,
-        wlut,
-        f32(share),
-        f32(1 - share),
-        a,
-        b / f32(2),
-        b,
-        f32(2) * a * b,
-        out,
-    )
+    shares = np.ascontiguousarray(share, np.float64).reshape(-1)
+    _field_values(fa, fb, np.float32(w), lut, idx, True, L, px, py, pz, wlut, shares, out)
     return out
 
 

@@ -412,10 +412,18 @@ class Fields:
         kernel when numba is present, else :meth:`sample_numpy` (bit-identical)."""
         if not _kernels.AVAILABLE:
             return self.sample_numpy(k, idx)
-        world = None if self.world is None else self.world.kernel_args(k)
         return _kernels.field_values(
-            self.a[k].reshape(-1), self.b[k].reshape(-1), self.w, self.lut, np.ascontiguousarray(idx, np.int64), world
+            self.a[k].reshape(-1),
+            self.b[k].reshape(-1),
+            self.w,
+            self.lut,
+            np.ascontiguousarray(idx, np.int64),
+            self.kernel_world_args(k),
         )
+
+    def kernel_world_args(self, k: int) -> tuple | None:
+        """The world part of field ``k`` as :func:`occbench.synth._kernels.field_values` takes it (None: none)."""
+        return None if self.world is None else self.world.kernel_args(k)
 
     def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
         """The reference of :meth:`sample`, in numpy."""

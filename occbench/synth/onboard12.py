@@ -191,8 +191,9 @@ class RangeShareFields(O.Fields):
         self.view = O.Fields(fields.a, fields.b, fields.w, fields.lut)  # the viewpoint part alone
         self.share = share
 
-    def sample(self, k: int, idx: np.ndarray) -> np.ndarray:
-        return blend_uniform_varying(self.world.sample(k, idx), self.view.sample(k, idx), self.share[idx >> 5])
+    def kernel_world_args(self, k: int) -> tuple:
+        """:meth:`occbench.synth.onboard.WorldSample.kernel_args` with the share of every grid column."""
+        return (*self.world.kernel_args(k)[:-1], self.share)
 
     def sample_numpy(self, k: int, idx: np.ndarray) -> np.ndarray:
         """The reference of :meth:`sample`, in numpy."""
