@@ -96,3 +96,26 @@ def test_systematic_and_neighbour_label_kernels_equal_numpy(model: str) -> None:
             for spec in specs:
                 assert np.array_equal(_systematic(spec, P), _systematic_numpy(spec, P))
             assert np.array_equal(_dilate_labels(P), _dilate_labels_numpy(P))
+
+
+@pytest.mark.parametrize("sigma", [0.8, 6.0])
+def test_depth_and_hidden_fill_kernels_equal_numpy(sigma: float) -> None:
+    from occbench.synth.generate import grid_codes, line_of_sight
+    from occbench.synth.onboard12 import _depth_numpy, _fill_shifted_numpy, _ray_axes, _voxel_xyz
+
+    w = W.build_world([5, 7_130_111, 8], 40, 0)
+    rng = np.random.default_rng(3)
+    for t in (0, 21):
+        undo = w.stamp_agents(t)
+        codes = grid_codes(w, t)
+        w.unstamp(undo)
+        P = np.where(codes > 0, W.CODE_TO_TRAIN[codes] % 20, 0).astype(np.uint8)
+        idx = np.flatnonzero(P)
+        u = rng.random(idx.size, dtype=np.float32)  # sigma 6: many voxels collide, or leave the grid
+        assert np.array_equal(_kernels.depth_move(P, idx, u, _voxel_xyz(), sigma), _depth_numpy(P, idx, u, sigma))
+        hid = np.flatnonzero(~line_of_sight(codes).reshape(-1))
+        sel = np.sort(rng.choice(hid, hid.size // 3, replace=False))
+        which = rng.integers(0, 3, sel.size)
+        for k in (1, 4, 300):  # 300: every shifted voxel lies outside the grid
+            got = _kernels.fill_shifted(P, sel, which, *_ray_axes(), k)
+            assert np.array_equal(got, _fill_shifted_numpy(P, sel, which, k))

@@ -14,6 +14,9 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
   then the faces of occupied voxels next to open ones).
 * :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
   neighbours (integer label logic, one pass per step over the grid).
+* :func:`depth_move`, :func:`fill_shifted`: generator 1.2's depth error and hidden-volume fill
+  (:meth:`occbench.synth.onboard12.Predictor12._depth` and ``_fill_hidden``): per-voxel moves and copies, where
+  numpy sorts the moved voxels by range and builds five shifted copies of the grid.
 """
 
 from __future__ import annotations
@@ -96,6 +99,53 @@ def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, shares
             else:
                 v = one - (one - s) * (one - s) / two_ab
         out[n] = v
+
+
+def _depth_move_py(P, idx, u, X, Y, Z, R, sigma, nx, ny, nz, out, nearest):  # pragma: no cover - compiled below
+    one = np.float32(1.0)
+    size = np.float32(0.2)
+    for n in range(idx.shape[0]):
+        i = idx[n]
+        r = R[i]
+        rn = r / np.float32(51.2)
+        d = (u[n] - np.float32(0.5)) * np.float32(3.4641016) * sigma * rn * rn
+        k = d / r
+        x = np.int64(np.floor((X[i] * (one + k)) / size))
+        y = np.int64(np.floor((Y[i] * (one + k) + np.float32(25.6)) / size))
+        z = np.int64(np.floor((Z[i] * (one + k) + np.float32(2.0)) / size))
+        if x < 0 or x >= nx or y < 0 or y >= ny or z < 0 or z >= nz:
+            continue
+        dst = (x * ny + y) * nz + z
+        if r <= nearest[dst]:  # the nearer voxel wins, the later one of equally near ones
+            nearest[dst] = r
+            out[dst] = P[i]
+
+
+def _fill_shifted_py(P, sel, which, xdom, ypos, k, out):  # pragma: no cover - compiled below
+    X, Y, Z = P.shape
+    for n in range(sel.shape[0]):
+        i = sel[n]
+        z = i % Z
+        y = (i // Z) % Y
+        x = i // (Z * Y)
+        w = which[n]
+        if w == 0:  # along the ray, away from the sensor
+            if xdom[x, y]:
+                x -= k
+            elif ypos[x, y]:
+                y -= k
+            else:
+                y += k
+        elif w == 1:  # to the left
+            if xdom[x, y]:
+                y -= k
+            else:
+                x -= k
+        elif xdom[x, y]:  # to the right
+            y += k
+        else:
+            x += k
+        out[i] = P[x, y, z] if 0 <= x < X and 0 <= y < Y else 0
 
 
 def _line_of_sight_py(occ, order, parent, nx, ny, nz, out):  # pragma: no cover - compiled below
@@ -251,6 +301,8 @@ if AVAILABLE:
     _field_values = _jit(_field_values_py)
     _line_of_sight = _jit(_line_of_sight_py)
     _dilate_labels = _jit(_dilate_labels_py)
+    _depth_move = _jit(_depth_move_py)
+    _fill_shifted = _jit(_fill_shifted_py)
     _systematic = _jit(_systematic_py)
 
 
@@ -281,6 +333,26 @@ def line_of_sight(
     occ = np.ascontiguousarray(occupied).reshape(-1)
     out = np.zeros(occ.shape[0], np.bool_)
     _line_of_sight(occ, order, parent, shape[0], shape[1], shape[2], out)
+    return out
+
+
+def depth_move(P: np.ndarray, idx: np.ndarray, u: np.ndarray, xyzr: tuple[np.ndarray, ...], sigma: float) -> np.ndarray:
+    """See :meth:`occbench.synth.onboard12.Predictor12._depth`: the occupied voxels ``idx`` of ``P`` moved along
+    their rays by the depth error of field values ``u``; ``xyzr``: the voxel centres and ranges, flat float32."""
+    out = np.zeros(P.size, P.dtype)
+    nearest = np.full(P.size, np.inf, np.float32)
+    X, Y, Z, R = xyzr
+    _depth_move(P.reshape(-1), idx, u, X, Y, Z, R, np.float32(sigma), *P.shape, out, nearest)
+    return out.reshape(P.shape)
+
+
+def fill_shifted(
+    P: np.ndarray, sel: np.ndarray, which: np.ndarray, xdom: np.ndarray, ypos: np.ndarray, k: int
+) -> np.ndarray:
+    """See :meth:`occbench.synth.onboard12.Predictor12._fill_hidden`: ``P`` with the voxels ``sel`` taking the
+    content ``k`` voxels along the ray (``which`` 0), to the left (1) or to the right (2)."""
+    out = np.ascontiguousarray(P).copy()
+    _fill_shifted(np.ascontiguousarray(P), sel, which, xdom, ypos, k, out.reshape(-1))
     return out
 
 

@@ -48,6 +48,7 @@ import numpy as np
 from scipy import ndimage
 
 from occbench.grid import KITTI
+from occbench.synth import _kernels
 from occbench.synth import onboard as O
 from occbench.synth import world as Wd
 
@@ -457,42 +458,68 @@ class Predictor12:
         return out.reshape(P.shape)
 
     def _depth(self, t: int, P: np.ndarray) -> np.ndarray:
-        X, Y, Z, R = _voxel_xyz()
-        Pf = P.reshape(-1)
-        idx = np.flatnonzero(Pf)
+        """Every occupied voxel moved along its viewing ray by the depth error (see the module docstring): the
+        compiled kernel when numba is present, else :func:`_depth_numpy` (the same labels)."""
+        idx = np.flatnonzero(P.reshape(-1))
         u = self.depth.at(t).sample(0, idx)
-        rn = R[idx] / np.float32(51.2)
-        # unit-variance uniform error (centred uniform times sqrt 12), sigma growing as r^2, in metres along the ray
-        d = (u - np.float32(0.5)) * np.float32(3.4641016) * np.float32(self.s12.depth_sigma) * rn * rn
-        k = d / R[idx]
-        nx = np.floor((X[idx] * (np.float32(1) + k)) / np.float32(0.2)).astype(np.int64)
-        ny = np.floor((Y[idx] * (np.float32(1) + k) + np.float32(25.6)) / np.float32(0.2)).astype(np.int64)
-        nz = np.floor((Z[idx] * (np.float32(1) + k) + np.float32(2.0)) / np.float32(0.2)).astype(np.int64)
-        ok = (nx >= 0) & (nx < GRID[0]) & (ny >= 0) & (ny < GRID[1]) & (nz >= 0) & (nz < GRID[2])
-        out = np.zeros_like(Pf)
-        # farther voxels first, so that a nearer surface wins a collision (the camera sees the nearer one)
-        order = np.argsort(-R[idx][ok], kind="stable")
-        dst = ((nx * GRID[1] + ny) * GRID[2] + nz)[ok][order]
-        out[dst] = Pf[idx[ok][order]]
-        return out.reshape(P.shape)
+        if not _kernels.AVAILABLE:
+            return _depth_numpy(P, idx, u, self.s12.depth_sigma)
+        return _kernels.depth_move(P, idx, u, _voxel_xyz(), self.s12.depth_sigma)
 
     def _fill_hidden(self, t: int, P: np.ndarray, vis: np.ndarray) -> np.ndarray:
+        """Blobs of the voxels with no line of sight take the content ``fill_shift`` voxels away (see the module
+        docstring): the compiled kernel when numba is present, else :func:`_fill_shifted_numpy`."""
         f = self.fill.at(t)
         hid = np.flatnonzero(~vis.reshape(-1))
         sel = hid[f.sample(0, hid) < np.float32(self.s12.fill_hidden)]
         if sel.size == 0:
             return P
+        # along the ray (which = 0), to the left (1) or to the right (2), one third each
+        which = np.minimum((f.sample(1, sel) * np.float32(3)).astype(np.int64), 2)
         k = self.s12.fill_shift
-        geo = O.grid_geometry()
-        xdom = (np.abs(geo["X"]) >= np.abs(geo["Y"]))[:, :, None]
-        ypos = (geo["Y"] > 0)[:, :, None]
-        # along the ray (away from the sensor): the voxel k closer to the sensor; sideways: k to the left / right
-        along = np.where(xdom, O._shift(P, 0, k), np.where(ypos, O._shift(P, 1, k), O._shift(P, 1, -k)))
-        left = np.where(xdom, O._shift(P, 1, k), O._shift(P, 0, k))
-        right = np.where(xdom, O._shift(P, 1, -k), O._shift(P, 0, -k))
-        choice = f.sample(1, sel)
-        cand = np.stack([along.reshape(-1)[sel], left.reshape(-1)[sel], right.reshape(-1)[sel]])
-        which = np.minimum((choice * np.float32(3)).astype(np.int64), 2)
-        out = P.reshape(-1).copy()
-        out[sel] = cand[which, np.arange(sel.size)]
-        return out.reshape(P.shape)
+        if not _kernels.AVAILABLE:
+            return _fill_shifted_numpy(P, sel, which, k)
+        xdom, ypos = _ray_axes()
+        return _kernels.fill_shifted(P, sel, which, xdom, ypos, k)
+
+
+def _depth_numpy(P: np.ndarray, idx: np.ndarray, u: np.ndarray, sigma: float) -> np.ndarray:
+    """The reference of :meth:`Predictor12._depth`, in numpy: the occupied voxels ``idx`` of ``P`` with depth field
+    values ``u``."""
+    X, Y, Z, R = _voxel_xyz()
+    Pf = P.reshape(-1)
+    rn = R[idx] / np.float32(51.2)
+    # unit-variance uniform error (centred uniform times sqrt 12), sigma growing as r^2, in metres along the ray
+    d = (u - np.float32(0.5)) * np.float32(3.4641016) * np.float32(sigma) * rn * rn
+    k = d / R[idx]
+    nx = np.floor((X[idx] * (np.float32(1) + k)) / np.float32(0.2)).astype(np.int64)
+    ny = np.floor((Y[idx] * (np.float32(1) + k) + np.float32(25.6)) / np.float32(0.2)).astype(np.int64)
+    nz = np.floor((Z[idx] * (np.float32(1) + k) + np.float32(2.0)) / np.float32(0.2)).astype(np.int64)
+    ok = (nx >= 0) & (nx < GRID[0]) & (ny >= 0) & (ny < GRID[1]) & (nz >= 0) & (nz < GRID[2])
+    out = np.zeros_like(Pf)
+    # farther voxels first, so that a nearer surface wins a collision (the camera sees the nearer one)
+    order = np.argsort(-R[idx][ok], kind="stable")
+    dst = ((nx * GRID[1] + ny) * GRID[2] + nz)[ok][order]
+    out[dst] = Pf[idx[ok][order]]
+    return out.reshape(P.shape)
+
+
+@lru_cache(maxsize=1)
+def _ray_axes() -> tuple[np.ndarray, np.ndarray]:
+    """Per grid column: whether the ray from the sensor runs mostly along x (else y), and whether y > 0."""
+    geo = O.grid_geometry()
+    return np.abs(geo["X"]) >= np.abs(geo["Y"]), geo["Y"] > 0
+
+
+def _fill_shifted_numpy(P: np.ndarray, sel: np.ndarray, which: np.ndarray, k: int) -> np.ndarray:
+    """The reference of :meth:`Predictor12._fill_hidden`'s kernel, in numpy: ``P`` with the voxels ``sel`` taking
+    the content ``k`` voxels along the ray (``which`` 0), to the left (1) or to the right (2)."""
+    xdom, ypos = (a[:, :, None] for a in _ray_axes())
+    # along the ray (away from the sensor): the voxel k closer to the sensor; sideways: k to the left / right
+    along = np.where(xdom, O._shift(P, 0, k), np.where(ypos, O._shift(P, 1, k), O._shift(P, 1, -k)))
+    left = np.where(xdom, O._shift(P, 1, k), O._shift(P, 0, k))
+    right = np.where(xdom, O._shift(P, 1, -k), O._shift(P, 0, -k))
+    cand = np.stack([along.reshape(-1)[sel], left.reshape(-1)[sel], right.reshape(-1)[sel]])
+    out = P.reshape(-1).copy()
+    out[sel] = cand[which, np.arange(sel.size)]
+    return out.reshape(P.shape)
