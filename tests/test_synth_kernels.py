@@ -49,6 +49,22 @@ def test_field_kernel_equals_numpy(share: float) -> None:
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+@pytest.mark.parametrize("cell", [(8, 8, 4), (4, 16, 2)])
+def test_smooth_field_kernel_equals_numpy(cell: tuple[int, int, int]) -> None:
+    from occbench.synth.onboard import _interpolate_numpy, smooth_field
+
+    a = smooth_field(np.random.default_rng(6), cell)
+    rng = np.random.default_rng(6)
+    lattice = rng.random(tuple(n // c + 2 for n, c in zip((256, 256, 32), cell)), dtype=np.float32)
+    steps = []
+    for n, c in zip((256, 256, 32), cell):
+        pos = (np.arange(n) + 0.5) / c + 0.5
+        i0 = np.floor(pos).astype(np.int64)
+        steps.append((i0, (pos - i0).astype(np.float32)))
+    b = _interpolate_numpy(lattice, steps)
+    assert a.dtype == b.dtype == np.float32 and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 def test_field_kernel_with_a_share_per_column_equals_numpy() -> None:
     from occbench.synth.onboard12 import RangeShareFields
 

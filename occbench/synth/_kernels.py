@@ -14,6 +14,8 @@ gathers with a few operations each, which numpy spreads over a dozen full-size t
   then the faces of occupied voxels next to open ones).
 * :func:`systematic`, :func:`dilate_labels`: the simulated models' systematic bias and the labels of occupied
   neighbours (integer label logic, one pass per step over the grid).
+* :func:`smooth_field`: :func:`occbench.synth.onboard.smooth_field`'s trilinear interpolation of a coarse lattice
+  (axis by axis, as numpy, without its full-size temporaries).
 * :func:`depth_move`, :func:`fill_shifted`: generator 1.2's depth error and hidden-volume fill
   (:meth:`occbench.synth.onboard12.Predictor12._depth` and ``_fill_hidden``): per-voxel moves and copies, where
   numpy sorts the moved voxels by range and builds five shifted copies of the grid.
@@ -99,6 +101,28 @@ def _field_values_py(fa, fb, w, lut, idx, has_world, L, px, py, pz, wlut, shares
             else:
                 v = one - (one - s) * (one - s) / two_ab
         out[n] = v
+
+
+def _smooth_field_py(a, i0x, wx, i0y, wy, i0z, wz, out):  # pragma: no cover - compiled below
+    one = np.float32(1.0)
+    nx, ny, nz = out.shape
+    ax = np.empty((nx, a.shape[1], a.shape[2]), np.float32)  # interpolated along x, then y, then z
+    for x in range(nx):
+        i, w = i0x[x], wx[x]
+        for y in range(a.shape[1]):
+            for z in range(a.shape[2]):
+                ax[x, y, z] = a[i, y, z] * (one - w) + a[i + 1, y, z] * w
+    axy = np.empty((nx, ny, a.shape[2]), np.float32)
+    for x in range(nx):
+        for y in range(ny):
+            j, w = i0y[y], wy[y]
+            for z in range(a.shape[2]):
+                axy[x, y, z] = ax[x, j, z] * (one - w) + ax[x, j + 1, z] * w
+    for x in range(nx):
+        for y in range(ny):
+            for z in range(nz):
+                k, w = i0z[z], wz[z]
+                out[x, y, z] = axy[x, y, k] * (one - w) + axy[x, y, k + 1] * w
 
 
 def _depth_move_py(P, idx, u, X, Y, Z, R, sigma, nx, ny, nz, out, nearest):  # pragma: no cover - compiled below
@@ -301,6 +325,7 @@ if AVAILABLE:
     _field_values = _jit(_field_values_py)
     _line_of_sight = _jit(_line_of_sight_py)
     _dilate_labels = _jit(_dilate_labels_py)
+    _smooth_field = _jit(_smooth_field_py)
     _depth_move = _jit(_depth_move_py)
     _fill_shifted = _jit(_fill_shifted_py)
     _systematic = _jit(_systematic_py)
@@ -333,6 +358,17 @@ def line_of_sight(
     occ = np.ascontiguousarray(occupied).reshape(-1)
     out = np.zeros(occ.shape[0], np.bool_)
     _line_of_sight(occ, order, parent, shape[0], shape[1], shape[2], out)
+    return out
+
+
+def smooth_field(a: np.ndarray, steps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """See :func:`occbench.synth.onboard.smooth_field`: the coarse lattice ``a`` interpolated along x, y, then z,
+    ``steps`` = (lower lattice index, float32 weight of the upper one) of every output voxel along each axis."""
+    if any(i0[-1] + 1 >= n for (i0, _), n in zip(steps, a.shape)):  # as numpy's take (the kernel does not check)
+        raise IndexError(f"the lattice {a.shape} is too small for the interpolation")
+    (i0x, wx), (i0y, wy), (i0z, wz) = steps
+    out = np.empty((i0x.size, i0y.size, i0z.size), np.float32)
+    _smooth_field(a, i0x, wx, i0y, wy, i0z, wz, out)
     return out
 
 

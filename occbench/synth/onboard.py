@@ -232,16 +232,24 @@ def grid_geometry(image_size: tuple[int, int] = (1241, 376)) -> dict[str, np.nda
 def smooth_field(
     rng: np.random.Generator, cell: tuple[int, int, int], shape: tuple[int, int, int] = GRID
 ) -> np.ndarray:
-    """Uniform noise on a coarse lattice (cells of ``cell`` voxels), trilinearly interpolated: float32 in [0, 1)."""
+    """Uniform noise on a coarse lattice (cells of ``cell`` voxels), trilinearly interpolated: float32 in [0, 1).
+    The compiled kernel when numba is present, else :func:`_interpolate_numpy` (the same bits)."""
     cs = tuple(shape[d] // cell[d] + 2 for d in range(3))
     a = rng.random(cs, dtype=np.float32)
+    steps = []
     for d in range(3):
-        n, c = shape[d], cell[d]
-        pos = (np.arange(n) + 0.5) / c + 0.5  # in coarse cells, offset so every point has two neighbours
+        pos = (np.arange(shape[d]) + 0.5) / cell[d] + 0.5  # in coarse cells, offset so every point has two neighbours
         i0 = np.floor(pos).astype(np.int64)
-        w = (pos - i0).astype(np.float32)
+        steps.append((i0, (pos - i0).astype(np.float32)))
+    return _kernels.smooth_field(a, steps) if _kernels.AVAILABLE else _interpolate_numpy(a, steps)
+
+
+def _interpolate_numpy(a: np.ndarray, steps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The reference of :func:`smooth_field`'s interpolation, in numpy: ``a`` interpolated along x, y, then z, at
+    (lower lattice index, float32 weight of the upper one) per output voxel along each axis."""
+    for d, (i0, w) in enumerate(steps):
         sh = [1, 1, 1]
-        sh[d] = n
+        sh[d] = i0.size
         w = w.reshape(sh)
         a = np.take(a, i0, axis=d) * (1 - w) + np.take(a, i0 + 1, axis=d) * w
     return a
