@@ -269,10 +269,12 @@ class OccFinerStage1(_Stage1Base):
 
 
 class _StreamCache:
-    """Stage-1 grids pulled in frame order from an iterator, kept until the vote window has passed them."""
+    """Stage-1 grids pulled in frame order from an iterator, kept until the vote window has passed them, or
+    (``once``: the engine reads each scan at most once) until they are read."""
 
-    def __init__(self, source: Iterator[tuple[int, np.ndarray]]):
+    def __init__(self, source: Iterator[tuple[int, np.ndarray]], once: bool = False):
         self.source = source
+        self.once = once
         self.grids: dict[int, np.ndarray] = {}
         self.done = -1
 
@@ -283,7 +285,7 @@ class _StreamCache:
             f, g = next(self.source)
             self.grids[int(f)] = g
             self.done = int(f)
-        return self.grids[i]
+        return self.grids.pop(i) if self.once else self.grids[i]
 
     def drop_below(self, lo: int) -> None:
         for k in [k for k in self.grids if k < lo]:
@@ -331,7 +333,9 @@ class OccFiner(RegistrationNote, _Stage1Base):
             self.stage1(sequence, needed_scans(tg, cfg.n, sequence.num_scans, getattr(sequence, "pose_valid", None)))
         )
         frames: Callable[[int], np.ndarray] = cache
-        return voting_engine(self.options, sequence, cfg, frames), cache, cfg.n
+        engine = voting_engine(self.options, sequence, cfg, frames)
+        cache.once = engine.reads_frames_once  # ascending targets: the grids the exact engine has read are dropped
+        return engine, cache, cfg.n
 
     def refine(self, sequence: OnboardSequence, targets: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         tg = sorted({int(t) for t in targets})

@@ -87,6 +87,7 @@ class VotingEngine:
     """
 
     exact = True
+    reads_frames_once = True  # over ascending targets: a scan enters the window once, its source is kept meanwhile
     slab_shift = 3  # destination slabs of 8 x-rows (numba backend)
 
     def __init__(
