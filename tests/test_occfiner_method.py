@@ -186,3 +186,7 @@ def test_needed_scans_and_stream_cache():
     assert sorted(c.grids) == [2] and c(5)[0] == 5
     with pytest.raises(RuntimeError):
         c(1)
+    once = _StreamCache(iter([(i, np.full((2,), i, np.uint8)) for i in (1, 2, 5)]), once=True)
+    assert once(2)[0] == 2 and sorted(once.grids) == [1]  # a grid read is dropped, the ones pulled before it kept
+    with pytest.raises(RuntimeError):
+        once(2)

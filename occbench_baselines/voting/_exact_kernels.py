@@ -194,13 +194,14 @@ def _zrange_py(vox, top, Z, zlo, zhi):  # pragma: no cover - compiled below
 
 
 def _occupied_slab(
-    b, shift, cols, colptr, ks, cls, wo, we, P, c, c2r, rows, vox, top
+    b, shift, cols, colptr, ks, cls, w_occ, w_emp, P, c, c2r, rows, vox, top
 ):  # pragma: no cover - compiled below
     """Add the occupied votes of the columns ``cols`` of one source that land in slab ``b``.
 
     The source's occupied voxels are stored by column (CSR): the entries of column ``col`` are
-    ``colptr[col] .. colptr[col + 1]`` with height ``ks[e]``, class ``cls[e]``, class weight ``wo[e]`` and
-    empty-vote weight ``we[e]``. ``c2r[cell]``: the cell's row in ``rows`` (-1: none yet); a new cell takes row
+    ``colptr[col] .. colptr[col + 1]`` with height ``ks[e]`` and class ``cls[e]``; the voxel's class weight and
+    empty-vote weight are ``w_occ`` and ``w_emp`` at its flat index ``col * Z + ks[e]`` (the weight grids, shared by
+    every source). ``c2r[cell]``: the cell's row in ``rows`` (-1: none yet); a new cell takes row
     ``top`` (zeroed here) and ``vox[row] = cell``. The caller guarantees room for every entry as a new row.
     Returns the new top.
     """
@@ -235,15 +236,15 @@ def _occupied_slab(
                 vox[r] = cell
                 for m in range(C):
                     rows[r, m] = 0
-            rows[r, 0] += we[e]
-            rows[r, cls[e]] += wo[e]
+            rows[r, 0] += w_emp[col * Z + k]
+            rows[r, cls[e]] += w_occ[col * Z + k]
     return top
 
 
-def _occupied_py(shift, Ps, cs, off, cols, colptr, ks, cls, wo, we, c2r, rows, vox, top):  # pragma: no cover
+def _occupied_py(shift, Ps, cs, off, cols, colptr, ks, cls, w_occ, w_emp, c2r, rows, vox, top):  # pragma: no cover
     """The occupied votes of every source ``m`` of the window (``Ps[m]``, ``cs[m]``, lists of its arrays; ``off``
-    (m, nslab + 1) and ``cols[m]``: its columns by slab), slab by slab, so that the rows of a slab stay in
-    cache while every source adds to them. Returns the new top."""
+    (m, nslab + 1) and ``cols[m]``: its columns by slab; ``w_occ``, ``w_emp``: the weight grids), slab by slab, so
+    that the rows of a slab stay in cache while every source adds to them. Returns the new top."""
     nslab = off.shape[1] - 1
     for b in range(nslab):
         for m in range(Ps.shape[0]):
@@ -255,8 +256,8 @@ def _occupied_py(shift, Ps, cs, off, cols, colptr, ks, cls, wo, we, c2r, rows, v
                     colptr[m],
                     ks[m],
                     cls[m],
-                    wo[m],
-                    we[m],
+                    w_occ,
+                    w_emp,
                     Ps[m],
                     cs[m],
                     c2r,
@@ -276,8 +277,9 @@ def _coverage_py(shift, Ps, cs, off, cols, w, wconst, zlo, zhi, cov):  # pragma:
                 _coverage_slab(b, shift, cols[m][off[m, b] : off[m, b + 1]], Ps[m], cs[m], w, wconst, zlo, zhi, cov)
 
 
-def _source_py(g, Z, w_occ, w_emp, colptr, ks, cls, wo, we):  # pragma: no cover - compiled below
-    """A source scan's occupied voxels by column (CSR) from its flat grid ``g``; returns their number."""
+def _source_py(g, Z, colptr, ks, cls):  # pragma: no cover - compiled below
+    """A source scan's occupied voxels by column (CSR) from its flat grid ``g``: per column its entries' heights and
+    classes (their weights are read from the weight grids when they vote); returns their number."""
     n = 0
     ncol = colptr.shape[0] - 1
     for col in range(ncol):
@@ -288,8 +290,6 @@ def _source_py(g, Z, w_occ, w_emp, colptr, ks, cls, wo, we):  # pragma: no cover
             if v != 0:
                 ks[n] = k
                 cls[n] = v
-                wo[n] = w_occ[base + k]
-                we[n] = w_emp[base + k]
                 n += 1
     colptr[ncol] = n
     return n

@@ -29,6 +29,7 @@ class ReferenceVotingEngine:
     """:func:`vote_frame_reference` behind the engine interface (``-O engine=reference``; ~100x slower)."""
 
     exact = True
+    reads_frames_once = False  # every target reads its whole window
 
     def __init__(
         self,

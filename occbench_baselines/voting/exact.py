@@ -3,9 +3,10 @@
 For each target every source scan of its window is splatted forward, straight into the target's grid, with
 the arithmetic of :mod:`occbench.registration` (the reference's). What makes it fast:
 
-* **Sources are prepared once per entry into the window**: a scan's occupied voxels (flat index, class,
-  class weight, empty-vote weight) are gathered when it enters the window and shared by every target it votes
-  for; nothing else is kept.
+* **Sources are prepared once per entry into the window**: a scan's occupied voxels (numba: per source column
+  their heights and classes, 3 bytes a voxel, the weights read from the weight grids that every scan shares; torch:
+  flat index, class, class weight, empty-vote weight) are gathered when it enters the window and shared by every
+  target it votes for; nothing else is kept.
 * **Empty votes are implicit.** Only occupied voxels create rows (per cell: column 0 the empty-vote weight of
   the occupied source voxels that landed there, column ``k`` the votes of class ``k``). The empty votes of a cell
   are its *coverage* (summed empty-vote weight of all source voxels landing in it, a pass over the source grid
@@ -86,6 +87,7 @@ class VotingEngine:
     """
 
     exact = True
+    reads_frames_once = True  # over ascending targets: a scan enters the window once, its source is kept meanwhile
     slab_shift = 3  # destination slabs of 8 x-rows (numba backend)
 
     def __init__(
@@ -113,7 +115,7 @@ class VotingEngine:
         const = self._has_cov and int(self._w_emp.min()) == int(self._w_emp.max())
         self._w_const = int(self._w_emp[0]) if const else 0
         self._w_cov = np.zeros(0, self._dtype) if const else self._w_emp
-        self._sources: dict[int, tuple] = {}  # scan -> its occupied voxels (flat index, class, weights)
+        self._sources: dict[int, tuple] = {}  # scan -> its occupied voxels (see the module's docstring)
         self._current: int | None = None  # the target whose votes are held
         self._full = False  # whether they hold the empty votes of every cell
         if self.backend == "numba":
@@ -143,17 +145,11 @@ class VotingEngine:
                     torch.as_tensor(a, device=self.device)
                     for a in (idx, g[idx].astype(np.int64), self._w_occ[idx], self._w_emp[idx])
                 )
-            else:  # by source column (CSR)
+            else:  # by source column (CSR): heights (uint16, like the 16-bit column codes) and classes
                 X, Y, Z = self._shape
                 m = int(np.count_nonzero(g))
-                src = (
-                    np.empty(X * Y + 1, np.int64),
-                    np.empty(m, np.int32),
-                    np.empty(m, np.uint8),
-                    np.empty(m, self._dtype),
-                    np.empty(m, self._dtype),
-                )
-                _k.source(g, Z, self._w_occ, self._w_emp, *src)
+                src = (np.empty(X * Y + 1, np.int64), np.empty(m, np.uint16), np.empty(m, np.uint8))
+                _k.source(g, Z, *src)
             self._sources[s] = src
         return self._sources[s]
 
@@ -193,7 +189,7 @@ class VotingEngine:
             self._P = np.empty((m, 3, X, Y))
         Ps = self._P[:m]
         cs = np.empty((m, 3, Z))
-        lists = [List() for _ in range(7)]  # colptr, ks, cls, wo, we, cov_cols, occ_cols
+        lists = [List() for _ in range(5)]  # colptr, ks, cls, cov_cols, occ_cols
         cov_off = np.empty((m, nslab + 1), np.int64)
         occ_off = np.empty((m, nslab + 1), np.int64)
         entries = 0
@@ -204,10 +200,23 @@ class VotingEngine:
             for lst, a in zip(lists, (*src, cov_cols, occ_cols)):
                 lst.append(a)
             entries += len(src[1])
-        colptr, ks, cls, wo, we, cov_cols, occ_cols = lists
+        colptr, ks, cls, cov_cols, occ_cols = lists
         self._reserve(entries)
         self._top = _k.occupied(
-            shift, Ps, cs, occ_off, occ_cols, colptr, ks, cls, wo, we, self._c2r, self._rows, self._vox, 0
+            shift,
+            Ps,
+            cs,
+            occ_off,
+            occ_cols,
+            colptr,
+            ks,
+            cls,
+            self._w_occ,
+            self._w_emp,
+            self._c2r,
+            self._rows,
+            self._vox,
+            0,
         )
         if not self._has_cov:
             return

@@ -80,6 +80,7 @@ class LatticeVotingEngine:
     """
 
     exact = False
+    reads_frames_once = False  # a window rebuilt after a jump reads its scans again
 
     def __init__(
         self,
