@@ -278,6 +278,9 @@ def test_an_interrupt_while_connecting_to_a_cluster_stops_at_once(env, mini, tmp
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as a terminal delivers it: a test run started in the background inherits SIGINT ignored, and
+            # an ignored SIGINT stays ignored in the command (by design)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             held = [listener.accept()[0] for _ in range(2)]  # occbench's reachability check, then Ray's client
