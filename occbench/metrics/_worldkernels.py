@@ -279,7 +279,8 @@ def _accumulate_cols(
     npend = 0
     for q in range(start_col, nq):
         if (q & (PEND_COLS - 1)) == 0:
-            npend = _apply(flat, pend, npend)
+            _apply(flat, pend, npend)
+            npend = 0
         if ctop[0] < 32:
             _apply(flat, pend, npend)
             return q, bad, 4
@@ -356,10 +357,9 @@ def _accumulate_cols(
 
 
 def _apply(flat, pend, npend):  # pragma: no cover - compiled
-    """Add one to ``flat`` at each of the first ``npend`` indices of ``pend``; returns 0 (the new ``npend``)."""
+    """Add one to ``flat`` at each of the first ``npend`` indices of ``pend``."""
     for e in range(npend):
         flat[pend[e]] += 1
-    return 0
 
 
 def _accumulate(
