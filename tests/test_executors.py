@@ -13,6 +13,38 @@ def _square(x: int) -> int:
     return x * x
 
 
+def _torch_state(import_it: bool) -> tuple[bool, int | None]:
+    """In a worker: whether torch was imported before this job, and its intra-op threads once imported here."""
+    import sys
+
+    before = "torch" in sys.modules
+    if not import_it:
+        return before, None
+    import torch
+
+    return before, torch.get_num_threads()
+
+
+def test_a_worker_imports_torch_only_when_a_job_does_and_then_gets_its_share_of_the_cores():
+    from occbench.evaluation.executors import threads_per_worker
+
+    jobs = [(False,), (True,)]
+    got = run_jobs(_torch_state, jobs, workers=2)
+    assert got[0][1] is None and got[1][1] == threads_per_worker(2)
+    assert got[1][0] is False  # scoring-only workers start without torch
+    # in a process that imported torch already, the setting applies at once
+    from occbench.evaluation import executors
+
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        executors.torch_threads_on_import(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_run_jobs_order_and_errors():
     assert run_jobs(_square, [(i,) for i in range(5)], workers=1) == [0, 1, 4, 9, 16]
     assert run_jobs(_square, [(i,) for i in range(5)], workers=2) == [0, 1, 4, 9, 16]
