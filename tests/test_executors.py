@@ -33,9 +33,9 @@ def test_a_worker_imports_torch_only_when_a_job_does_and_then_gets_its_share_of_
     assert got[0][1] is None and got[1][1] == threads_per_worker(2)
     assert got[1][0] is False  # scoring-only workers start without torch
     # in a process that imported torch already, the setting applies at once
-    from occbench.evaluation import executors
-
     import torch
+
+    from occbench.evaluation import executors
 
     before = torch.get_num_threads()
     try:
