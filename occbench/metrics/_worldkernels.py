@@ -8,13 +8,18 @@ non-negative: x and y in 21 bits, z in 14.
 Tiles: 8 x 8 x 8 world voxels (``tx = x >> 3`` ...), key ``tx << 29 | ty << 11 | tz``; voxel ``l`` of a tile is
 ``(x & 7) << 6 | (y & 7) << 3 | (z & 7)`` (counting into them measured 5-50 % faster than into 4 x 4 x 32,
 4 x 4 x 64, 8 x 8 x 16, 8 x 8 x 32 or 16 x 16 x 8 tiles). Live tiles sit in a pool (``t_n``: observations per voxel;
-``t_row``: the voxel's histogram row or -1; a tile's rows are taken from its chunks of 64, ``t_chunk``), found
-through a direct-mapped table of ``2**tb`` tiles a side, wrapping around (:func:`table_bits`: wider than any
-frame's footprint; ``64 x 64 x 64`` on KITTI's grid, whose footprint spans 47 tiles at most along any axis).
-Frames are ``nx x ny x nz`` voxels (the protocol's grid, ``nz`` at most 64), flat index ``(i * ny + j) * nz + k``.
-A histogram row holds, per voxel with at least one non-zero observation, the counts of reference categories
-``1..S`` then of predicted labels ``1..C-1``; the counts of category 0 and label 0 are ``n`` minus the others. A
-supertile is 64 x 64 world voxels (12.8 m at 0.2 m), all heights: key ``(x >> 6) << 15 | y >> 6``.
+``t_head`` / ``t_tail`` / ``t_fill``: the tile's log, chunks of ``LOGC`` entries linked by ``l_next``, the last one
+filled to ``t_fill``), found through a direct-mapped table of ``2**tb`` tiles a side, wrapping around
+(:func:`table_bits`: wider than any frame's footprint; ``64 x 64 x 64`` on KITTI's grid, whose footprint spans 47
+tiles at most along any axis). Frames are ``nx x ny x nz`` voxels (the protocol's grid, ``nz`` at most 64), flat
+index ``(i * ny + j) * nz + k``.
+
+A tile's log holds one uint32 entry per observation with a non-zero reference category or label:
+``l << 14 | r << 7 | label``. It is folded into histogram rows (per voxel, the counts of reference categories
+``1..S`` then of predicted labels ``1..C-1``; those of category 0 and label 0 are ``n`` minus the others) only when
+the tile is finalised or sealed, in a scratch table that stays in cache. Appending keeps the lines a frame touches
+few (the tail of each tile's log), where incrementing a row per voxel touched one line per voxel, last touched a
+frame earlier. A supertile is 64 x 64 world voxels (12.8 m at 0.2 m), all heights: key ``(x >> 6) << 15 | y >> 6``.
 """
 
 from __future__ import annotations
@@ -37,19 +42,19 @@ OFFSETS = (1 << 20, 1 << 20, 1 << 13)
 AXIS_BITS = (21, 21, 14)
 XB, YB, ZB = 3, 3, 3  # log2 of the tile's size along x, y, z
 TILE_VOXELS = 1 << (XB + YB + ZB)
-CHUNKS = TILE_VOXELS // 64  # chunks of 64 histogram rows a tile can hold
+LOGC = 256  # entries of a chunk of a tile's log (1 KB)
+LOG_FREE = 64  # free chunks the counting pass keeps in hand: one a voxel of a column (nz <= 64)
 KZ = 14 - ZB  # bits of tz in a key
 KY = 21 - YB  # bits of ty
 TXB = 6  # log2 of the table's smallest size in tiles along each axis (table_bits)
 TABLE_SIZE = 1 << (3 * TXB)  # its slots
 AB = 4  # log2 of the side, in columns, of the blocks of columns accumulate() visits one after the other
-PEND_COLS = 1 << (2 * AB + 2)  # columns (four blocks) whose histogram-row increments accumulate() defers
 BI, BJ, BK = 4, 4, 32  # frame sub-blocks whose world bounding boxes make up a frame's footprint
 # prepare / accumulate status codes
 OK, NEED_TILES, CONFLICT, OUT_OF_RANGE, NEED_ROWS, MISMATCH, TOO_WIDE = 0, 1, 2, 3, 4, 5, 6
 _MARGIN = 1e-6  # voxels: the footprint's bounding boxes are widened by this much against rounding
 
-__all__ = ["INV_BYTES", "INV_NONE", "INV_PACKED", "OFFSETS", "AXIS_BITS", "TILE_VOXELS", "CHUNKS", "TABLE_SIZE"]
+__all__ = ["INV_BYTES", "INV_NONE", "INV_PACKED", "OFFSETS", "AXIS_BITS", "TILE_VOXELS", "LOGC", "TABLE_SIZE"]
 
 
 def _slot(tx, ty, tz, tb):  # pragma: no cover - compiled
@@ -237,13 +242,13 @@ def _accumulate_cols(
     tab_key,
     tab_tile,
     t_n,
-    t_row,
-    t_cnt,
-    t_chunk,
-    rows,
+    t_head,
+    t_tail,
+    t_fill,
+    log,
+    l_next,
     free_c,
     ctop,
-    S,
     start_col,
 ):  # pragma: no cover - compiled
     """Count the evaluated voxels of one frame of ``nx x ny x nz`` voxels (after :func:`_prepare`) from column
@@ -253,14 +258,9 @@ def _accumulate_cols(
     id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
     train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
     empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_ROWS`` with the column to resume
-    at when fewer than 32 free chunks of histogram rows are left; ``bad`` = evaluated voxels with a malformed ground
-    truth or an invalid prediction (not counted).
-
-    The histogram rows' increments are deferred: their flat indices into ``rows`` collect in ``pend`` and are
-    applied every ``PEND_COLS`` columns and before any return (counts are integers, so the order does not change
-    them). A row was last touched a frame earlier and is rarely still in cache; applied in a tight loop of
-    independent increments, many of those misses are in flight at once instead of one behind each voxel's own
-    lookups (measured: the dense pass 40 % faster, the real-density one 15 %)."""
+    at when fewer than ``LOG_FREE`` free chunks of log are left; ``bad`` = evaluated voxels with a malformed ground
+    truth or an invalid prediction (not counted). Each voxel adds one to its ``n`` and, with a non-zero category or
+    label, one entry to its tile's log."""
     i64 = inv.view(np.uint64)
     c0x, aix, ajx, akx = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3]
     c0y, aiy, ajy, aky = coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3]
@@ -273,16 +273,8 @@ def _accumulate_cols(
     ti = 0
     nbj = (ny + (1 << AB) - 1) >> AB
     nq = ((nx + (1 << AB) - 1) >> AB) * nbj << (2 * AB)
-    width = rows.shape[1]
-    flat = rows.reshape(-1)
-    pend = np.empty(2 * nz * PEND_COLS, np.int64)
-    npend = 0
     for q in range(start_col, nq):
-        if (q & (PEND_COLS - 1)) == 0:
-            _apply(flat, pend, npend)
-            npend = 0
-        if ctop[0] < 32:
-            _apply(flat, pend, npend)
+        if ctop[0] < LOG_FREE:
             return q, bad, 4
         # columns in blocks of 2**AB x 2**AB (i, j), so that the tiles a block touches stay in cache
         blk = q >> (2 * AB)
@@ -330,36 +322,26 @@ def _accumulate_cols(
             if tkey != last_key:
                 slot = _slot(wx >> XB, wy >> YB, wz >> ZB, tb)
                 if tab_key[slot] != tkey:
-                    _apply(flat, pend, npend)
                     return col, bad, 5
                 ti = tab_tile[slot]
                 last_key = tkey
             li = ((wx & ((1 << XB) - 1)) << (YB + ZB)) | ((wy & ((1 << YB) - 1)) << ZB) | (wz & ((1 << ZB) - 1))
             t_n[ti, li] += 1
             if r != 0 or lab != 0:
-                ri = np.int64(t_row[ti, li])
-                if ri < 0:
-                    lr = np.int64(t_cnt[ti])
-                    t_cnt[ti] += 1
-                    if t_chunk[ti, lr >> 6] < 0:
-                        ctop[0] -= 1
-                        t_chunk[ti, lr >> 6] = free_c[ctop[0]]
-                    ri = (np.int64(t_chunk[ti, lr >> 6]) << 6) | (lr & 63)
-                    t_row[ti, li] = ri
-                if r != 0:
-                    pend[npend] = ri * width + r - 1
-                    npend += 1
-                if lab != 0:
-                    pend[npend] = ri * width + S + lab - 1
-                    npend += 1
-    _apply(flat, pend, npend)
+                f = t_fill[ti]
+                if f == LOGC:  # the tail chunk is full (or the tile has none yet): link a new one
+                    ctop[0] -= 1
+                    c = free_c[ctop[0]]
+                    l_next[c] = -1
+                    if t_tail[ti] < 0:
+                        t_head[ti] = c
+                    else:
+                        l_next[t_tail[ti]] = c
+                    t_tail[ti] = c
+                    f = 0
+                log[t_tail[ti], f] = (np.uint32(li) << np.uint32(14)) | (np.uint32(r) << np.uint32(7)) | np.uint32(lab)
+                t_fill[ti] = f + 1
     return -1, bad, 0
-
-
-def _apply(flat, pend, npend):  # pragma: no cover - compiled
-    """Add one to ``flat`` at each of the first ``npend`` indices of ``pend``."""
-    for e in range(npend):
-        flat[pend[e]] += 1
 
 
 def _accumulate(
@@ -378,13 +360,13 @@ def _accumulate(
     tab_key,
     tab_tile,
     t_n,
-    t_row,
-    t_cnt,
-    t_chunk,
-    rows,
+    t_head,
+    t_tail,
+    t_fill,
+    log,
+    l_next,
     free_c,
     ctop,
-    S,
     start_col,
 ):  # pragma: no cover - compiled
     """:func:`_accumulate_cols`, with the column height a constant on KITTI's grid: the compiler specialises the
@@ -407,13 +389,13 @@ def _accumulate(
             tab_key,
             tab_tile,
             t_n,
-            t_row,
-            t_cnt,
-            t_chunk,
-            rows,
+            t_head,
+            t_tail,
+            t_fill,
+            log,
+            l_next,
             free_c,
             ctop,
-            S,
             start_col,
         )
     return _accumulate_cols(
@@ -432,13 +414,13 @@ def _accumulate(
         tab_key,
         tab_tile,
         t_n,
-        t_row,
-        t_cnt,
-        t_chunk,
-        rows,
+        t_head,
+        t_tail,
+        t_fill,
+        log,
+        l_next,
         free_c,
         ctop,
-        S,
         start_col,
     )
 
@@ -506,24 +488,37 @@ def _labels_of(cat, S):  # pragma: no cover - compiled
     return lab_of
 
 
-def _row(ti, li, t_row, t_chunk):  # pragma: no cover - compiled
-    """Histogram row of voxel ``li`` of live tile ``ti``, or -1."""
-    return np.int64(t_row[ti, li])
+def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has):  # pragma: no cover - compiled
+    """Add live tile ``ti``'s log to the histogram rows ``h`` (one a voxel of the tile; zero on entry for the voxels
+    it adds to) and mark in ``has`` the voxels with an entry."""
+    c = t_head[ti]
+    while c >= 0:
+        m = t_fill[ti] if c == t_tail[ti] else LOGC
+        for e in range(m):
+            x = log[c, e]
+            li = np.int64(x >> np.uint32(14))
+            r = np.int64((x >> np.uint32(7)) & np.uint32(127))
+            lab = np.int64(x & np.uint32(127))
+            if r != 0:
+                h[li, r - 1] += 1
+            if lab != 0:
+                h[li, S + lab - 1] += 1
+            has[li] = True
+        c = l_next[c]
 
 
-def _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop, tb):  # pragma: no cover
-    """Return live tile ``ti`` and its chunks of histogram rows to the free stacks, zeroed."""
-    used = np.int64(t_cnt[ti])
-    for c in range(CHUNKS):
-        ch = t_chunk[ti, c]
-        if ch >= 0:
-            r0 = np.int64(ch) << 6
-            rows[r0 : r0 + min(64, used - 64 * c), :] = 0
-            free_c[ctop[0]] = ch
-            ctop[0] += 1
-            t_chunk[ti, c] = -1
-    t_cnt[ti] = 0
-    t_row[ti, :] = -1
+def _release(  # pragma: no cover - compiled
+    ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb
+):
+    """Return live tile ``ti`` and the chunks of its log to the free stacks (its counts zeroed)."""
+    c = t_head[ti]
+    while c >= 0:
+        free_c[ctop[0]] = c
+        ctop[0] += 1
+        c = l_next[c]
+    t_head[ti] = -1
+    t_tail[ti] = -1
+    t_fill[ti] = LOGC
     t_n[ti, :] = 0
     tab_key[_key_slot(t_key[ti], tb)] = -1
     t_key[ti] = -1
@@ -545,10 +540,11 @@ def _evict(
     seen_at,
     out_seal,
     t_n,
-    t_row,
-    t_cnt,
-    t_chunk,
-    rows,
+    t_head,
+    t_tail,
+    t_fill,
+    log,
+    l_next,
     free_c,
     ctop,
     tab_key,
@@ -569,57 +565,79 @@ def _evict(
     than ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
     ns = 0
     lab_of = _labels_of(cat, S)
+    h = np.zeros((TILE_VOXELS, S + C - 1), np.int64)
+    has = np.zeros(TILE_VOXELS, np.bool_)
     for ti in range(t_key.size):
         if t_key[ti] < 0:
             continue
         s = t_sup[ti]
         if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not t_hasrec[ti]:
+            _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has)
             for li in range(TILE_VOXELS):
                 n = np.int64(t_n[ti, li])
                 if n == 0:
                     continue
-                ri = _row(ti, li, t_row, t_chunk)
-                if ri < 0:
-                    conf[0] += 1
+                if has[li]:
+                    _reduce_voxel(n, h, li, S, C, lab_of, conf, psame, pall, scal)
+                    h[li, :] = 0
+                    has[li] = False
                 else:
-                    _reduce_voxel(n, rows, ri, S, C, lab_of, conf, psame, pall, scal)
-            _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop, tb)
+                    conf[0] += 1
+            _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
         elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
             out_seal[ns] = ti
             ns += 1
     return ns
 
 
-def _seal_sizes(tiles, t_n, t_row, rows):  # pragma: no cover - compiled
-    """Entries the records of ``tiles`` take: per observed voxel one for ``n`` and one per non-zero count of its
-    histogram row."""
+def _seal_sizes(tiles, t_n, t_head, t_tail, t_fill, l_next):  # pragma: no cover - compiled
+    """At least as many entries as the records of ``tiles`` take: per observed voxel one for ``n``, and one per
+    non-zero count of its histogram row, of which there are at most two per entry of the tile's log."""
     ne = 0
-    W = rows.shape[1]
     for ti in tiles:
         for li in range(TILE_VOXELS):
             if t_n[ti, li] != 0:
                 ne += 1
-                ri = np.int64(t_row[ti, li])
-                if ri >= 0:
-                    for w in range(W):
-                        if rows[ri, w] != 0:
-                            ne += 1
+        c = t_head[ti]
+        while c >= 0:
+            ne += 2 * (t_fill[ti] if c == t_tail[ti] else LOGC)
+            c = l_next[c]
     return ne
 
 
-def _seal_fill(
-    tiles, t_key, t_n, t_row, t_cnt, t_chunk, rows, keys, rne, ent, tab_key, free_c, ctop, free_t, ttop, tb
-):  # pragma: no cover - compiled
-    """Write live tiles (in the given order) as records, then release them. A record: its key and ``rne`` entries
-    (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col`` 0 for ``n``, ``1 + w`` for
-    column ``w`` of its histogram row; only non-zero counts, by voxel then column). Counts fit 16 bits: a live
-    tile counts in uint16."""
+def _seal_fill(  # pragma: no cover - compiled
+    tiles,
+    t_key,
+    t_n,
+    t_head,
+    t_tail,
+    t_fill,
+    log,
+    l_next,
+    S,
+    W,
+    keys,
+    rne,
+    ent,
+    tab_key,
+    free_c,
+    ctop,
+    free_t,
+    ttop,
+    tb,
+):
+    """Write live tiles (in the given order) as records, then release them; returns the entries written. A record:
+    its key and ``rne`` entries (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col``
+    0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts, by voxel
+    then column). Counts fit 16 bits: a live tile's counts stay below 2**16 (``max_frames``)."""
+    h = np.zeros((TILE_VOXELS, W), np.int64)
+    has = np.zeros(TILE_VOXELS, np.bool_)
     e = 0
-    W = rows.shape[1]
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
         e0 = e
+        _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has)
         for li in range(TILE_VOXELS):
             n = np.uint32(t_n[ti, li])
             if n == 0:
@@ -627,15 +645,17 @@ def _seal_fill(
             hi = np.uint32(li) << np.uint32(23)
             ent[e] = hi | n
             e += 1
-            ri = np.int64(t_row[ti, li])
-            if ri >= 0:
+            if has[li]:
                 for w in range(W):
-                    c = np.uint32(rows[ri, w])
+                    c = np.uint32(h[li, w])
                     if c != 0:
                         ent[e] = hi | (np.uint32(w + 1) << np.uint32(16)) | c
                         e += 1
+                h[li, :] = 0
+                has[li] = False
         rne[a] = e - e0
-        _release(ti, tab_key, t_key, t_n, t_row, t_cnt, t_chunk, rows, free_c, ctop, free_t, ttop, tb)
+        _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
+    return e
 
 
 def _gather_records(sel, eoff, rne, ent, oent):  # pragma: no cover - compiled
@@ -755,13 +775,12 @@ if njit is not None:
     _block_range = njit(inline="always")(_block_range)
     _in_range = njit(inline="always")(_in_range)
     _block_box = njit(inline="always")(_block_box)
-    _apply = njit(inline="always", boundscheck=False)(_apply)
     _accumulate_cols = njit(inline="always", boundscheck=False)(_accumulate_cols)
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
     _reduce_voxel = njit(inline="always")(_reduce_voxel)
     _labels_of = njit(inline="always")(_labels_of)
-    _row = njit(inline="always")(_row)
+    _fold = njit(inline="always")(_fold)
     _release = njit(inline="always")(_release)
     frame_supertiles = njit(cache=True, nogil=True)(_frame_supertiles)
     prepare = njit(cache=True, nogil=True)(_prepare)

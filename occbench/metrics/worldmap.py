@@ -6,9 +6,9 @@ Per world voxel the metrics need only three things: ``n`` (observations), the hi
 histogram of predicted train ids. :class:`WorldMapState` keeps them
 
 - **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint16 count per voxel,
-  and a histogram row (S + C - 1 uint16 counts, in chunks of 64 rows per tile) only for voxels with a non-zero
-  category or label. A frame first makes the tiles of its footprint live, then one compiled pass counts its
-  evaluated voxels;
+  and a log per tile (chunks of 256 uint32 entries) with one entry (voxel, category, label) per observation whose
+  category or label is not 0, folded into histogram rows only when the tile is finalised or sealed. A frame first
+  makes the tiles of its footprint live, then one compiled pass counts its evaluated voxels;
 - **finalised**, into integer sums (the city-map confusion and the consistency counts) as soon as a tile is known
   to be complete. That needs a plan (:meth:`WorldMapState.expect`): the poses of every frame that will ever be
   added, to this state or to the states merged with it. A tile whose 12.8 m supertile no pending frame can touch
@@ -280,16 +280,16 @@ class _Records:
 
 # ---------------------------------------------------------------------------- live tiles
 class _Pool:
-    """Live tiles and chunks of 64 histogram rows (grown by doubling), and the direct-mapped tile table."""
+    """Live tiles and the chunks of their logs (both grown by doubling), and the direct-mapped tile table."""
 
-    def __init__(self, width: int, tb: int = K.TXB, tiles: int = 2048, chunks: int = 1024):
+    def __init__(self, width: int, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096):
         self.width = width
         self.tab_key = np.full(1 << (3 * tb), -1, np.int64)
         self.tab_tile = np.zeros(1 << (3 * tb), np.int32)
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
-        self.t_row = np.zeros((0, K.TILE_VOXELS), np.int32)
-        self.t_cnt = np.zeros(0, np.int32)
-        self.t_chunk = np.zeros((0, K.CHUNKS), np.int32)
+        self.t_head = np.zeros(0, np.int32)
+        self.t_tail = np.zeros(0, np.int32)
+        self.t_fill = np.zeros(0, np.int32)
         self.t_key = np.zeros(0, np.int64)
         self.t_last = np.zeros(0, np.int64)
         self.t_frames = np.zeros(0, np.int32)
@@ -297,7 +297,8 @@ class _Pool:
         self.t_hasrec = np.zeros(0, np.bool_)
         self.free_t = np.zeros(0, np.int32)
         self.ttop = np.zeros(1, np.int64)
-        self.rows = np.zeros((0, width), np.uint16)
+        self.log = np.zeros((0, K.LOGC), np.uint32)
+        self.l_next = np.zeros(0, np.int32)
         self.free_c = np.zeros(0, np.int32)
         self.ctop = np.zeros(1, np.int64)
         self.grow_tiles(tiles)
@@ -317,9 +318,9 @@ class _Pool:
         old = self.t_key.size
         pad = n or max(old, 1024)
         self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
-        self.t_row = np.concatenate((self.t_row, np.full((pad, K.TILE_VOXELS), -1, np.int32)))
-        self.t_cnt = np.concatenate((self.t_cnt, np.zeros(pad, np.int32)))
-        self.t_chunk = np.concatenate((self.t_chunk, np.full((pad, K.CHUNKS), -1, np.int32)))
+        self.t_head = np.concatenate((self.t_head, np.full(pad, -1, np.int32)))
+        self.t_tail = np.concatenate((self.t_tail, np.full(pad, -1, np.int32)))
+        self.t_fill = np.concatenate((self.t_fill, np.full(pad, K.LOGC, np.int32)))
         self.t_key = np.concatenate((self.t_key, np.full(pad, -1, np.int64)))
         self.t_last = np.concatenate((self.t_last, np.zeros(pad, np.int64)))
         self.t_frames = np.concatenate((self.t_frames, np.zeros(pad, np.int32)))
@@ -328,9 +329,10 @@ class _Pool:
         self.free_t = self._grown(self.free_t, self.ttop, old, old + pad)
 
     def grow_chunks(self, n: int | None = None) -> None:
-        old = self.rows.shape[0] // 64
-        pad = n or max(old, 256)
-        self.rows = np.concatenate((self.rows, np.zeros((64 * pad, self.width), np.uint16)))
+        old = self.log.shape[0]
+        pad = n or max(old, 1024)
+        self.log = np.concatenate((self.log, np.empty((pad, K.LOGC), np.uint32)))
+        self.l_next = np.concatenate((self.l_next, np.full(pad, -1, np.int32)))
         self.free_c = self._grown(self.free_c, self.ctop, old, old + pad)
 
     @property
@@ -641,13 +643,13 @@ class WorldMapState:
                 pool.tab_key,
                 pool.tab_tile,
                 pool.t_n,
-                pool.t_row,
-                pool.t_cnt,
-                pool.t_chunk,
-                pool.rows,
+                pool.t_head,
+                pool.t_tail,
+                pool.t_fill,
+                pool.log,
+                pool.l_next,
                 pool.free_c,
                 pool.ctop,
-                self.S,
                 col,
             )
             bad += b
@@ -702,10 +704,11 @@ class WorldMapState:
             seen,
             out,
             pool.t_n,
-            pool.t_row,
-            pool.t_cnt,
-            pool.t_chunk,
-            pool.rows,
+            pool.t_head,
+            pool.t_tail,
+            pool.t_fill,
+            pool.log,
+            pool.l_next,
             pool.free_c,
             pool.ctop,
             pool.tab_key,
@@ -728,17 +731,20 @@ class WorldMapState:
         """Write live tiles as records and release them."""
         pool = self._pool
         assert pool is not None
-        ne = K.seal_sizes(tiles, pool.t_n, pool.t_row, pool.rows)
+        ne = K.seal_sizes(tiles, pool.t_n, pool.t_head, pool.t_tail, pool.t_fill, pool.l_next)
         n = tiles.size
         b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(ne, np.uint32))
-        K.seal_fill(
+        e = K.seal_fill(
             tiles,
             pool.t_key,
             pool.t_n,
-            pool.t_row,
-            pool.t_cnt,
-            pool.t_chunk,
-            pool.rows,
+            pool.t_head,
+            pool.t_tail,
+            pool.t_fill,
+            pool.log,
+            pool.l_next,
+            self.S,
+            self.width,
             b.keys,
             b.ne,
             b.ent,
@@ -749,6 +755,7 @@ class WorldMapState:
             pool.ttop,
             self._tb,
         )
+        b.ent = b.ent[:e].copy()  # seal_sizes is an upper bound
         self._recorded.add(b.keys)
         self.records.add(b)
 
@@ -818,7 +825,7 @@ class WorldMapState:
     # -------------------------------------------------------------------- results
     @property
     def nbytes(self) -> int:
-        """Memory held: live tiles and rows (with the table), records in memory, the key set and the sums."""
+        """Memory held: live tiles and their logs (with the table), records in memory, the key set and the sums."""
         self._wait()
         pool = self._pool.nbytes if self._pool is not None else 0
         return pool + self.records.mem_bytes + self._recorded.slots.nbytes + self.conf.nbytes + 64
