@@ -26,16 +26,14 @@ def _torch_state(import_it: bool) -> tuple[bool, int | None]:
 
 
 def test_a_worker_imports_torch_only_when_a_job_does_and_then_gets_its_share_of_the_cores():
-    from occbench.evaluation.executors import threads_per_worker
+    from occbench.evaluation import executors
 
     jobs = [(False,), (True,)]
     got = run_jobs(_torch_state, jobs, workers=2)
-    assert got[0][1] is None and got[1][1] == threads_per_worker(2)
+    assert got[0][1] is None and got[1][1] == executors.threads_per_worker(2)
     assert got[1][0] is False  # scoring-only workers start without torch
     # in a process that imported torch already, the setting applies at once
     import torch
-
-    from occbench.evaluation import executors
 
     before = torch.get_num_threads()
     try:

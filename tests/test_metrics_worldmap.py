@@ -174,7 +174,7 @@ def test_small_pools_table_conflicts_and_count_overflow_guard():
     poses += [poses[-1]] * 4  # standing still
     frames = [(*base, T) for T in poses]
     st = WorldMapState(PROTO, keep_frames=100)
-    st._pool = _Pool(st.width, tiles=16, chunks=1)
+    st._pool = _Pool(tiles=16, chunks=1)
     st._max_frames = 2
     for p, g, inv, T in frames:
         st.add(p, g, T, inv)

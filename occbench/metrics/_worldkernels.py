@@ -51,7 +51,7 @@ TABLE_SIZE = 1 << (3 * TXB)  # its slots
 AB = 4  # log2 of the side, in columns, of the blocks of columns accumulate() visits one after the other
 BI, BJ, BK = 4, 4, 32  # frame sub-blocks whose world bounding boxes make up a frame's footprint
 # prepare / accumulate status codes
-OK, NEED_TILES, CONFLICT, OUT_OF_RANGE, NEED_ROWS, MISMATCH, TOO_WIDE = 0, 1, 2, 3, 4, 5, 6
+OK, NEED_TILES, CONFLICT, OUT_OF_RANGE, NEED_CHUNKS, MISMATCH, TOO_WIDE = 0, 1, 2, 3, 4, 5, 6
 _MARGIN = 1e-6  # voxels: the footprint's bounding boxes are widened by this much against rounding
 
 __all__ = ["INV_BYTES", "INV_NONE", "INV_PACKED", "OFFSETS", "AXIS_BITS", "TILE_VOXELS", "LOGC", "TABLE_SIZE"]
@@ -257,7 +257,7 @@ def _accumulate_cols(
     ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids). ``r_lut``: ground-truth
     id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
     train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
-    empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_ROWS`` with the column to resume
+    empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_CHUNKS`` with the column to resume
     at when fewer than ``LOG_FREE`` free chunks of log are left; ``bad`` = evaluated voxels with a malformed ground
     truth or an invalid prediction (not counted). Each voxel adds one to its ``n`` and, with a non-zero category or
     label, one entry to its tile's log."""

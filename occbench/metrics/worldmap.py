@@ -282,8 +282,7 @@ class _Records:
 class _Pool:
     """Live tiles and the chunks of their logs (both grown by doubling), and the direct-mapped tile table."""
 
-    def __init__(self, width: int, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096):
-        self.width = width
+    def __init__(self, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096):
         self.tab_key = np.full(1 << (3 * tb), -1, np.int64)
         self.tab_tile = np.zeros(1 << (3 * tb), np.int32)
         self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
@@ -560,7 +559,7 @@ class WorldMapState:
         )
         mode, inv = self._invalid(invalid)
         if self._pool is None:
-            self._pool = _Pool(self.width, self._tb)
+            self._pool = _Pool(self._tb)
         pool = self._pool
         fn = self._frame_no + 1
         sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
@@ -653,7 +652,7 @@ class WorldMapState:
                 col,
             )
             bad += b
-            if status == K.NEED_ROWS:
+            if status == K.NEED_CHUNKS:
                 pool.grow_chunks()
             elif status != K.OK:  # pragma: no cover - a footprint that misses a voxel would be a bug
                 raise RuntimeError(f"world map: voxel outside the prepared footprint (status {status})")
