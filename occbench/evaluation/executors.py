@@ -1,4 +1,5 @@
-"""Where jobs run: inline, in local worker processes (default), or on a Ray cluster.
+"""Where jobs run: inline, in local worker processes (default), on threads of this process (jobs whose work is in
+compiled kernels that release the GIL: scoring submitted predictions), or on a Ray cluster.
 
 Every executor calls the same picklable job function with the same arguments and returns the job
 results; the caller merges them in a fixed order, so numbers are identical whichever executor ran.
@@ -10,6 +11,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -89,10 +91,15 @@ def run_jobs(
     address: str | None = None,
     on_done: Callable[[int, Any], None] | None = None,
     import_main: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` in ``jobs``; return results in job order.
 
-    ``executor="local"``: inline when ``workers <= 1``, else a pool of ``workers`` spawned processes.
+    ``executor="local"``: inline when ``workers <= 1``, else a pool of ``workers`` spawned processes, or, with
+    ``stop``, ``workers`` threads of this process (for jobs that spend their time in compiled kernels releasing the
+    GIL: no process starts, results are not pickled); the jobs must then check ``stop`` once per frame
+    (:class:`occbench.runtime.ticks.FrameTicks` with ``stop`` does it in the per-frame callback): it is set when the
+    run is interrupted or a job fails, and the running jobs end at their next frame before the error is raised.
     ``executor="ray"``: one Ray task per job on the cluster at ``address`` (``None``: start a local Ray
     instance with ``workers`` CPUs). ``on_done(i, result)`` is called as each job finishes.
     ``import_main``: whether local workers import the caller's ``__main__`` (``spawn``'s default, which re-runs a
@@ -113,6 +120,8 @@ def run_jobs(
     elif runs_inline(executor, workers, len(jobs)):
         for i, args in enumerate(jobs):
             done(i, fn(*args))
+    elif stop is not None:
+        _run_threads(fn, jobs, workers, done, stop)
     else:
         import multiprocessing as mp
 
@@ -146,6 +155,23 @@ def run_jobs(
             raise
         ex.shutdown(wait=True)
     return results
+
+
+def _run_threads(
+    fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, done: Callable[[int, Any], None], stop: threading.Event
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="occbench-job")
+    try:
+        futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}
+        for f in as_completed(futs):
+            done(futs[f], f.result())
+    except BaseException:  # an interrupt or a failed job: queued jobs cancelled, running ones end at their next frame
+        stop.set()
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
 
 
 def refers_to_main(obj: Any) -> bool:

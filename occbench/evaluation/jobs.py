@@ -6,6 +6,7 @@ written is skipped (resume) and a method's grids are written, atomically, as the
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -138,20 +139,24 @@ def run_planned(
     executor: str = "local",
     address: str | None = None,
     writes: str | None = None,
+    threads: bool = False,
 ) -> list[Any]:
     """Run ``fn(*job_args(job, tick))`` for every job (:func:`occbench.evaluation.executors.run_jobs`) under one
     progress bar ``desc`` of the jobs' frames; the job calls ``tick()`` once per frame (``tick`` is None when
     quiet, and picklable when the job runs in a worker process). ``writes``: the folder the jobs write predictions
-    to, locked for the run (:func:`occbench.io.folder_lock.exclusive_writer`). Returns the jobs' results in job
-    order."""
+    to, locked for the run (:func:`occbench.io.folder_lock.exclusive_writer`). ``threads``: local jobs run on
+    ``workers`` threads of this process instead of worker processes (jobs whose work is in compiled kernels that
+    release the GIL); a job on a thread ends at its next ``tick()`` once the run is interrupted or another job
+    failed. Returns the jobs' results in job order."""
     _refuse_in_a_starting_worker()
     sizes = [len(j.targets) for j in jobs]
     bar = progress_bar(iter(()), desc=desc, total=sum(sizes))
     update = getattr(bar, "update", None)
     inline = runs_inline(executor, workers, len(jobs))
+    stop = threading.Event() if threads and executor == "local" and not inline else None
     with (
         exclusive_writer(writes, PREDICTION_TEMPS) if writes else nullcontext(),
-        FrameTicks(update, executor, inline=inline) as ticks,
+        FrameTicks(update, executor, inline=inline, stop=stop) as ticks,
     ):
         args = [job_args(j, ticks.tick) for j in jobs]
         results = run_jobs(
@@ -161,7 +166,8 @@ def run_planned(
             executor,
             address,
             on_done=ticks.on_job_done(sizes),
-            import_main=True if not inline and _registered_in_main(args, executor) else None,
+            import_main=True if not inline and stop is None and _registered_in_main(args, executor) else None,
+            stop=stop,
         )
     if hasattr(bar, "close"):
         bar.close()

@@ -1,8 +1,9 @@
 """Evaluation runner: dataset -> sequences -> method -> refined predictions -> metric states -> results JSON.
 
-Work is split into jobs (a sequence and a contiguous block of its target scans). Jobs run inline or in
-worker processes; each returns integer metric states that are merged by addition, so the numbers do
-not depend on the number of workers or on the order in which jobs finish.
+Work is split into jobs (a sequence and a contiguous block of its target scans). Jobs run inline, in worker
+processes (methods) or on threads of this process (scoring submitted predictions); each returns integer metric
+states that are merged by addition, so the numbers do not depend on the number of workers or on the order in which
+jobs finish.
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ def evaluate(config: EvalConfig) -> Results:
             executor=executor,
             address=config.address,
             writes=config.save_predictions_dir,
+            threads=mspec is None,  # scoring files: compiled kernels that release the GIL; methods: processes
         )
         problems = [p for s in states for p in s.problems]  # in job order: sequence and scan order
         if problems:
@@ -319,13 +321,16 @@ def evaluate(config: EvalConfig) -> Results:
 
 
 def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, executor: str = "local") -> int:
-    """How many of the ``workers`` asked for pay for their start-up (a spawned process imports numpy, numba and
-    occbench and loads the compiled kernels: about a second of CPU). Scoring submitted predictions costs about
-    25 ms a frame with the city map and consistency and 3 ms without, so a worker starts per 64 or per 512
-    frames; methods (whose cost is unknown here) and Ray get what was asked for."""
+    """How many of the ``workers`` asked for are worth their cost. Scoring submitted predictions runs its jobs on
+    threads of this process (nothing to start but a second opening of the dataset), but each job split off makes
+    world map tiles straddle two jobs (sealed and reduced at the end). Timed on trees of 40, 64, 128 and 815
+    frames (``benchmarks/bench_evaluate_cli.py``), two threads gain from 64 frames with the city map and
+    consistency and from 64-128 without, and at 40 frames cost about what they save: a thread per 32 or per 64
+    frames. Methods (whose cost is unknown here) and Ray get what was
+    asked for."""
     if not scoring_files or executor != "local":
         return workers
-    per_worker = 64 if maps else 512
+    per_worker = 32 if maps else 64
     return max(1, min(workers, frames // per_worker))
 
 

@@ -4,6 +4,7 @@ generator's workers); the bars themselves come from :mod:`occbench.runtime.progr
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,20 +24,50 @@ class _Tick:
             self.queue = None
 
 
+class _StoppableTick:
+    """The per-frame callback of jobs on threads: raises :class:`RunStopped` once ``stop`` is set, else advances
+    the bar (if any) under a lock."""
+
+    def __init__(self, stop: threading.Event, update: Callable[[int], Any] | None) -> None:
+        self.stop, self.update, self.lock = stop, update, threading.Lock()
+
+    def __call__(self, n: int = 1) -> None:
+        if self.stop.is_set():
+            raise RunStopped("the run was stopped")
+        if self.update is not None:
+            with self.lock:
+                self.update(n)
+
+
+class RunStopped(Exception):
+    """Raised by a job's per-frame callback (:class:`FrameTicks` with ``stop``) once the run is stopped: the job,
+    running on a thread of the process, ends at this frame (its result is not used)."""
+
+
 class FrameTicks:
     """Per-frame progress for jobs that may run elsewhere. ``ticks.tick`` goes to every job, which calls it once
     per frame (or with an amount, ``tick(n)``): inline jobs update the bar directly; local worker processes put on
     a manager queue that a thread drains into ``update`` (``tick`` is then picklable); Ray jobs cannot reach the
     bar, so ``ticks.on_job_done`` advances it when a job finishes. With ``update=None`` (quiet) everything is
-    None."""
+    None, except with ``stop`` (jobs on threads of this process: they share the bar, under a lock): ``tick`` then
+    also raises :class:`RunStopped` once ``stop`` is set."""
 
-    def __init__(self, update: Callable[[int], Any] | None, executor: str = "local", inline: bool = True) -> None:
+    def __init__(
+        self,
+        update: Callable[[int], Any] | None,
+        executor: str = "local",
+        inline: bool = True,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.update = update
+        inline = inline or stop is not None
         self._queued = update is not None and executor == "local" and not inline
         self._per_job = update is not None and executor != "local"
         self.tick: Callable[..., None] | None = (
             (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
         )
+        if stop is not None:
+            self.tick = _StoppableTick(stop, update)
 
     def on_job_done(self, sizes: list[int]) -> Callable[[int, Any], None] | None:
         """``on_done`` for ``run_jobs``: job ``i`` of ``sizes[i]`` frames finished (Ray only)."""
@@ -48,7 +79,6 @@ class FrameTicks:
 
     def __enter__(self) -> FrameTicks:
         if self._queued:
-            import threading
             from multiprocessing.managers import SyncManager
 
             from occbench.runtime.processes import worker_context
