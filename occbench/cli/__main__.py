@@ -1,6 +1,6 @@
 """``python -m occbench.cli``: the ``occbench`` command line."""
 
-from occbench.cli.main import main
+from occbench.cli.main import run
 
 if __name__ == "__main__":  # importing this module (e.g. to list modules) runs nothing
-    main()
+    run()

@@ -11,6 +11,8 @@ are imported only when used (:class:`occbench.cli.group.LazyGroup`).
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from occbench.cli.convert import convert
@@ -75,3 +77,14 @@ def main() -> None:
 
 for _command in (evaluate, refine, methods, convert):
     main.add_command(_command)
+
+
+def run() -> None:
+    """The ``occbench`` console script: :data:`main`, then ``gc.freeze()`` as the process exits. The interpreter's
+    shutdown otherwise walks every object the imports made (numba's above all) in its last garbage collections,
+    0.15-0.25 s a command; frozen, they are left to the operating system. Only for a process that is ending: a
+    caller that goes on (a test, a notebook) calls :data:`main` instead."""
+    try:
+        main()
+    finally:
+        gc.freeze()
