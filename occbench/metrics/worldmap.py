@@ -219,24 +219,23 @@ class _Records:
             mem = [b for b in items if isinstance(b, _Batch)]
             if not mem:
                 continue
-            batch = _Batch.concat(mem)
             path = self._files.get(p)
             if path is None:
                 fd, name = tempfile.mkstemp(prefix=f"part{p:02d}-", suffix=".bin", dir=self.spill_dir.path)
                 os.close(fd)
                 path = self._files[p] = Path(name)
             try:
-                with open(path, "ab") as fh:
+                with open(path, "ab") as fh:  # the bytes of _Batch.concat(mem), written without making it
                     offset = fh.tell()
                     for f in _BATCH_FIELDS:
-                        fh.write(np.ascontiguousarray(getattr(batch, f)).tobytes())
+                        for b in mem:
+                            fh.write(memoryview(np.ascontiguousarray(getattr(b, f))).cast("B"))
             except OSError as e:  # a failed write names no file: name the spill file (e.g. a full $TMPDIR)
                 if e.filename is None:
                     raise OSError(e.errno, e.strerror, str(path)) from e
                 raise
-            spilled = _Spilled(
-                self.spill_dir, path, offset, tuple(getattr(batch, f).shape for f in _BATCH_FIELDS), batch.nbytes
-            )
+            shapes = tuple((sum(getattr(b, f).shape[0] for b in mem),) for f in _BATCH_FIELDS)
+            spilled = _Spilled(self.spill_dir, path, offset, shapes, sum(b.nbytes for b in mem))
             kept: list[_Batch | _Spilled] = [b for b in items if not isinstance(b, _Batch)]
             self.parts[p] = kept + [spilled]
         self.mem_bytes = 0
