@@ -306,3 +306,36 @@ def test_another_grid_equals_the_oracle(voxel_size, packed):
     _same(jobs[0].settle().merge(pickle.loads(pickle.dumps(jobs[1].settle()))).reduce(), want)
     with pytest.raises(Exception, match=r"\(200, 200, 16\)"):
         st.add(np.zeros((256, 256, 32), np.uint8), None, poses[0])  # a KITTI-sized frame
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_partitions_reduced_on_any_number_of_threads_give_the_oracle(frames, monkeypatch, threads):
+    """``reduce`` and ``settle`` reduce the partitions on ``REDUCE_THREADS`` threads, each into sums of its own."""
+    import occbench.metrics.worldmap as wm
+
+    monkeypatch.setattr(wm, "REDUCE_THREADS", threads)
+    want = oracle(frames)
+    _same(_state(frames, spill_bytes=1).reduce(want_maps=True), want, maps=True)
+    parts = [_state(frames, plan=True, mine=m, spill_bytes=1).settle() for m in ([0, 2], [1, 3])]
+    _same(parts[0].merge(parts[1]).reduce(), want)
+
+
+def test_each_partition_adds_every_threads_sums_returns_in_partition_order_and_raises_a_helpers_error():
+    from occbench.metrics.worldmap import PARTITIONS, _each_partition
+
+    sums = {"a": np.zeros(2, np.int64)}
+
+    def work(p, into):
+        into["a"] += [1, p]
+        return p * p
+
+    assert _each_partition(work, sums, threads=3) == [p * p for p in range(PARTITIONS)]
+    assert sums["a"].tolist() == [PARTITIONS, sum(range(PARTITIONS))]
+
+    def fails(p, into):
+        if p == PARTITIONS - 1:
+            raise OSError("spill file gone")
+        return p
+
+    with pytest.raises(OSError, match="spill file gone"):
+        _each_partition(fails, {"a": np.zeros(1, np.int64)}, threads=2)

@@ -24,9 +24,9 @@ With ``background=True`` the counting pass of a frame runs on a thread of the st
 
 Results are reduced from the sums and the records partition by partition (the records of one tile, from any
 batch or state, are summed before its voxels are reduced), so memory holds the live tiles (bounded by what the
-last few frames see), at most ``spill_bytes`` of records and one partition while reducing, whatever the drive's
-length. Every count is an integer: results do not depend on the order of frames, on how they were split between
-states, on when tiles were sealed or spilled.
+last few frames see), at most ``spill_bytes`` of records and two partitions while reducing (on two threads),
+whatever the drive's length. Every count is an integer: results do not depend on the order of frames, on how they
+were split between states, on when tiles were sealed or spilled.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,7 @@ def frame_footprint(coef: np.ndarray, grid: Grid = KITTI) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- records
 PARTITIONS = 16
+REDUCE_THREADS = 2  # partitions reduced at once (settle, reduce): what a 2-core machine has
 _BATCH_FIELDS = ("keys", "ne", "ent")
 _DTYPES = dict(zip(_BATCH_FIELDS, map(np.dtype, ("i8", "i4", "u4"))))
 
@@ -156,6 +159,41 @@ class _SpillDir:
         self.path = Path(tempfile.mkdtemp(prefix="occbench-worldmap-") if path is None else path)
         if self.owned:
             weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
+def _each_partition(
+    work: Callable[[int, dict[str, np.ndarray]], Any], sums: dict[str, np.ndarray], threads: int | None = None
+) -> list[Any]:
+    """``work(p, into)`` for every partition ``p``, on ``threads`` threads (default :data:`REDUCE_THREADS`; the
+    compiled reduction releases the GIL; at most ``threads`` partitions in memory at once): each thread adds into
+    sums of its own, added into ``sums`` at the end (integers: the same whichever thread reduced what). Returns the
+    results in partition order."""
+    threads = max(1, REDUCE_THREADS if threads is None else threads)
+    out: list[Any] = [None] * PARTITIONS
+    todo = iter(range(PARTITIONS))
+    lock = threading.Lock()
+
+    def run(into: dict[str, np.ndarray]) -> None:
+        while True:
+            with lock:
+                p = next(todo, None)
+            if p is None:
+                return
+            out[p] = work(p, into)
+
+    if threads == 1:
+        run(sums)
+        return out
+    own = [sums] + [{k: np.zeros_like(v) for k, v in sums.items()} for _ in range(threads - 1)]
+    with ThreadPoolExecutor(threads - 1, thread_name_prefix="occbench-reduce") as ex:
+        helpers = [ex.submit(run, into) for into in own[1:]]
+        run(own[0])
+        for h in helpers:
+            h.result()
+    for into in own[1:]:
+        for k, v in into.items():
+            sums[k] += v
+    return out
 
 
 @dataclass
@@ -229,7 +267,7 @@ class _Records:
                     offset = fh.tell()
                     for f in _BATCH_FIELDS:
                         for b in mem:
-                            fh.write(memoryview(np.ascontiguousarray(getattr(b, f))).cast("B"))
+                            fh.write(np.ascontiguousarray(getattr(b, f)).data.cast("B"))
             except OSError as e:  # a failed write names no file: name the spill file (e.g. a full $TMPDIR)
                 if e.filename is None:
                     raise OSError(e.errno, e.strerror, str(path)) from e
@@ -885,14 +923,12 @@ class WorldMapState:
                 "build the maps without expect()"
             )
         sums = self._sums()
-        mkeys, mcat = [], []
-        for p in range(PARTITIONS):
-            mk, mc = self._reduce_partition(self.records.partition(p), sums, want_maps=want_maps)
-            mkeys.append(mk)
-            mcat.append(mc)
+        found = _each_partition(
+            lambda p, into: self._reduce_partition(self.records.partition(p), into, want_maps=want_maps), sums
+        )
         out: dict[str, Any] = sums
         if want_maps:
-            keys, cat = np.concatenate(mkeys), np.concatenate(mcat)
+            keys, cat = np.concatenate([mk for mk, _ in found]), np.concatenate([mc for _, mc in found])
             o = np.argsort(keys, kind="stable")
             kk = self.S + 1
             out.update(keys=keys[o].astype(np.uint64), g=cat[o] // kk, p=cat[o] % kk)
@@ -907,18 +943,22 @@ class WorldMapState:
         if plan is None or not self.records.nbytes:
             return self
         sums = {"conf": self.conf, "psame": self.psame, "pall": self.pall, "scal": self.scal}
-        kept = _Records(self.width, self.records.spill_bytes, self.records.spill_dir)
-        for p in range(PARTITIONS):
+
+        def settle_partition(p: int, into: dict[str, np.ndarray]) -> _Batch | None:
             batch = self.records.partition(p)
             if not batch.keys.size:
-                continue
+                return None
             sup = _supertile_of(batch.keys)
             shared = np.ones(sup.size, bool)
             if plan.sup_keys.size:
                 i = np.minimum(np.searchsorted(plan.sup_keys, sup), plan.sup_keys.size - 1)
                 shared = (plan.sup_keys[i] != sup) | (plan.ext[i] > 0) | (plan.rem[i] > 0)
-            self._reduce_partition(batch, sums, keep=shared)
-            if shared.any():
-                kept.add(batch.take(np.flatnonzero(shared)))
+            self._reduce_partition(batch, into, keep=shared)
+            return batch.take(np.flatnonzero(shared)) if shared.any() else None
+
+        kept = _Records(self.width, self.records.spill_bytes, self.records.spill_dir)
+        for batch in _each_partition(settle_partition, sums):
+            if batch is not None:
+                kept.add(batch)
         self.records = kept
         return self
