@@ -153,3 +153,22 @@ def test_the_console_script_freezes_the_garbage_collector_as_the_process_ends(mo
     with pytest.raises(SystemExit):
         main()
     assert frozen == [True]
+
+
+def test_a_bad_file_in_a_job_on_a_thread_is_the_error_of_one_job_and_leaves_no_job_thread(
+    submission, tmp_path, monkeypatch
+):
+    """A prediction of the wrong size in the second job: the same error (naming the file) as with one job, raised
+    once every job on a thread has ended (their threads are gone)."""
+    bad = tmp_path / "model"
+    shutil.copytree(submission.folder, bad)
+    victim = sorted((bad / "sequences" / "08" / "predictions").iterdir())[-1]
+    victim.write_bytes(victim.read_bytes()[:1000])
+    broken = Submission(str(bad), submission.dataset)
+    with pytest.raises(Exception) as one:
+        evaluate_with(broken, 1)
+    monkeypatch.setattr(run, "useful_workers", lambda workers, *a, **kw: workers)
+    with pytest.raises(type(one.value)) as two:
+        evaluate_with(broken, 2)
+    assert str(two.value) == str(one.value) and victim.name in str(two.value)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("occbench-job")]
