@@ -326,8 +326,7 @@ def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, e
     world map tiles straddle two jobs (sealed and reduced at the end). Timed on trees of 40, 64, 128 and 815
     frames (``benchmarks/bench_evaluate_cli.py``), two threads gain from 64 frames with the city map and
     consistency and from 64-128 without, and at 40 frames cost about what they save: a thread per 32 or per 64
-    frames. Methods (whose cost is unknown here) and Ray get what was
-    asked for."""
+    frames. Methods (whose cost is unknown here) and Ray get what was asked for."""
     if not scoring_files or executor != "local":
         return workers
     per_worker = 32 if maps else 64
