@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -160,8 +160,6 @@ def run_jobs(
 def _run_threads(
     fn: Callable[..., Any], jobs: Sequence[tuple], workers: int, done: Callable[[int, Any], None], stop: threading.Event
 ) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     ex = ThreadPoolExecutor(workers, thread_name_prefix="occbench-job")
     try:
         futs = {ex.submit(fn, *args): i for i, args in enumerate(jobs)}

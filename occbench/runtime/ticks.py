@@ -63,11 +63,11 @@ class FrameTicks:
         inline = inline or stop is not None
         self._queued = update is not None and executor == "local" and not inline
         self._per_job = update is not None and executor != "local"
-        self.tick: Callable[..., None] | None = (
-            (lambda n=1: update(n)) if (update is not None and executor == "local" and inline) else None
-        )
+        self.tick: Callable[..., None] | None = None
         if stop is not None:
             self.tick = _StoppableTick(stop, update)
+        elif update is not None and executor == "local" and inline:
+            self.tick = lambda n=1: update(n)
 
     def on_job_done(self, sizes: list[int]) -> Callable[[int, Any], None] | None:
         """``on_done`` for ``run_jobs``: job ``i`` of ``sizes[i]`` frames finished (Ray only)."""
