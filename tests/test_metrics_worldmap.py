@@ -182,6 +182,39 @@ def test_small_pools_table_conflicts_and_count_overflow_guard():
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
 
+def test_tiles_listed_as_conflicts_when_the_pool_runs_out_are_sealed_not_lost(monkeypatch):
+    """A frame whose first tiles collide with live tiles (64 m back: part of the table's 102.4 m period) and whose
+    other tiles then need more tiles than the pool has free: the tiles listed before the pool ran out are sealed
+    (once listed, prepare does not list them again; left live, their slots stayed taken and prepare answered
+    "conflict" with nothing listed, for ever). The prepare calls are capped so that a regression fails."""
+    import occbench.metrics._worldkernels as K
+
+    rng = np.random.default_rng(5)
+    base = synthetic_frame(rng)
+    poses = []
+    for x in (0.0, -64.0, -128.0):
+        T = np.eye(4)
+        T[:3, 3] = (x, 0.0, 0.0)
+        poses.append(T)
+    frames = [(*base, T) for T in poses]
+    seen: list[tuple[int, int]] = []
+    prepare = K.prepare
+
+    def capped(*a):
+        out = prepare(*a)
+        seen.append((int(out[0]), int(out[1])))
+        if len(seen) > 200:
+            raise AssertionError(f"prepare called {len(seen)} times for {len(frames)} frames: {seen[-5:]}")
+        return out
+
+    monkeypatch.setattr(K, "prepare", capped)
+    st = WorldMapState(PROTO, keep_frames=100)
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
+    assert any(status == K.NEED_TILES and n > 0 for status, n in seen), seen  # the case this test is about
+    _same(st.reduce(want_maps=True), oracle(frames), maps=True)
+
+
 def test_both_protocols_and_no_ground_truth_reference():
     rng = np.random.default_rng(11)
     p360 = PROTOCOLS["sscbench-kitti360-ssc"]

@@ -622,6 +622,10 @@ class WorldMapState:
                 conflicts,
             )
             if status == K.NEED_TILES:
+                # tiles listed before the pool ran out are marked as listed (prepare does not list them again):
+                # seal them now, or the next call would find their slots taken and list nothing, for ever
+                if nconf:
+                    self._seal(conflicts[:nconf].copy())
                 pool.grow_tiles()
             elif status == K.CONFLICT:
                 self._seal(conflicts[:nconf].copy())
