@@ -182,6 +182,27 @@ def test_small_pools_table_conflicts_and_count_overflow_guard():
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
 
+@pytest.mark.parametrize("listed", [1, 7, 4096])
+def test_count_overflow_guard_holds_when_more_tiles_reach_it_than_one_call_lists(listed):
+    """Standing still: every tile of the frame reaches the frame limit at once, more of them than prepare lists in
+    one call (``listed``); the others are listed by the calls after, so no live tile is ever counted for more than
+    ``_max_frames`` frames (the bound that keeps its uint16 counts from overflowing), and the result is the
+    oracle's."""
+    rng = np.random.default_rng(4)
+    base = synthetic_frame(rng)
+    frames = [(*base, np.eye(4))] * 7
+    st = WorldMapState(PROTO, keep_frames=100)
+    st._conflicts_listed = listed
+    st._max_frames = 3
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
+        pool = st._pool
+        live = pool.t_key >= 0
+        assert live.any() and pool.t_frames[live].max() <= st._max_frames
+    assert st.record_bytes > 0
+    _same(st.reduce(want_maps=True), oracle(frames), maps=True)
+
+
 def test_tiles_listed_as_conflicts_when_the_pool_runs_out_are_sealed_not_lost(monkeypatch):
     """A frame whose first tiles collide with live tiles (64 m back: part of the table's 102.4 m period) and whose
     other tiles then need more tiles than the pool has free: the tiles listed before the pool ran out are sealed

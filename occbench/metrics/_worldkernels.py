@@ -176,9 +176,10 @@ def _prepare(
     ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
     ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
     lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint16 counts could
-    overflow with one more frame), ``OUT_OF_RANGE``, ``TOO_WIDE`` (a slot is needed by two tiles of this frame:
-    the table, ``2**tb`` tiles a side, is narrower than the footprint) or ``OK``. Calling again after growing or
-    evicting is safe."""
+    overflow with one more frame; more than ``conflicts`` holds are listed by the call after), ``OUT_OF_RANGE``,
+    ``TOO_WIDE`` (a slot is needed by two tiles of this frame: the table, ``2**tb`` tiles a side, is narrower than
+    the footprint) or ``OK``. A listed tile is marked (``t_last`` = -1) and not listed again: the caller seals the
+    listed tiles whatever the status, then calls again (after growing the pool, for ``NEED_TILES``)."""
     nconf = 0
     status = 0
     for bi in range(-(-nx // BI)):
@@ -195,13 +196,16 @@ def _prepare(
                             k0 = tab_key[slot]
                             if k0 == key:
                                 ti = tab_tile[slot]
-                                if t_last[ti] != frame_no:
-                                    t_last[ti] = frame_no
-                                    t_frames[ti] += 1
-                                    if t_frames[ti] > max_frames and nconf < conflicts.size:
-                                        conflicts[nconf] = ti
-                                        nconf += 1
+                                if t_last[ti] != frame_no and t_last[ti] != -1:  # -1: listed already
+                                    if t_frames[ti] >= max_frames:  # one more frame could overflow its counts
+                                        if nconf < conflicts.size:  # else listed by the call after the seal
+                                            t_last[ti] = -1
+                                            conflicts[nconf] = ti
+                                            nconf += 1
                                         status = 2
+                                    else:
+                                        t_last[ti] = frame_no
+                                        t_frames[ti] += 1
                             elif k0 < 0:
                                 if ttop[0] == 0:
                                     return 1, nconf

@@ -510,6 +510,8 @@ class WorldMapState:
         if fut is not None:
             self.uncounted += fut.result()
 
+    _conflicts_listed = 4096  # tiles prepare lists at most before they are sealed (more: listed by the next call)
+
     def _max_obs_per_frame(self) -> int:
         """Upper bound of the frame voxels (a cubic lattice of 0.2 m) falling into one world voxel."""
         m = int(np.floor(self.voxel_size / self.grid.voxel_size * np.sqrt(3.0))) + 1
@@ -600,7 +602,7 @@ class WorldMapState:
         pool = self._pool
         fn = self._frame_no + 1
         sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
-        conflicts = np.empty(4096, np.int64)
+        conflicts = np.empty(self._conflicts_listed, np.int64)
         while True:
             status, nconf = K.prepare(
                 coef,
