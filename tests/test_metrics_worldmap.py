@@ -236,6 +236,54 @@ def test_tiles_listed_as_conflicts_when_the_pool_runs_out_are_sealed_not_lost(mo
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
 
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limits(seed):
+    """Random drives (steps, turns, stops, jumps of up to 300 m, returns to the start), a random ``keep_frames``,
+    a small pool, list and frame limit, planned or not: the counts are the brute-force oracle's, and no call loops
+    (prepare is called a bounded number of times)."""
+    import occbench.metrics._worldkernels as K
+
+    rng = np.random.default_rng(seed)
+    base = [synthetic_frame(rng) for _ in range(2)]
+    poses, pos, yaw = [], np.zeros(3), 0.0
+    for _ in range(6):
+        move = rng.integers(4)
+        if move == 0:  # a step forward, turning
+            yaw += rng.normal(0, 0.3)
+            pos = pos + rng.uniform(2, 15) * np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        elif move == 2:  # a jump
+            pos = pos + rng.uniform(-300, 300, 3) * np.array([1, 1, 0.01])
+        elif move == 3:  # back to the start
+            pos = np.zeros(3)
+        T = np.eye(4)
+        T[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+        T[:3, 3] = pos
+        poses.append(T)
+    frames = [(*base[i % 2], T) for i, T in enumerate(poses)]
+    st = WorldMapState(PROTO, keep_frames=int(rng.choice([0, 2, 5, 100])))
+    st._pool = _Pool(tiles=int(rng.integers(1, 3000)), chunks=1)
+    st._conflicts_listed = int(rng.integers(20, 300))
+    st._max_frames = int(rng.integers(1, 4))
+    planned = seed % 2 == 1  # a planned state finalises tiles early: no per-voxel maps
+    if planned:
+        st.expect(np.stack(poses))
+    calls = [0]
+    bound = len(frames) * (6000 // st._conflicts_listed + 30)  # tiles a frame / listed a call, growth
+    prepare = K.prepare
+
+    def counted(*a):
+        calls[0] += 1
+        if calls[0] > bound:
+            raise AssertionError(f"prepare called more than {bound} times for {len(frames)} frames")
+        return prepare(*a)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(K, "prepare", counted)
+        for p, g, inv, T in frames:
+            st.add(p, g, T, inv)
+    _same(st.reduce(want_maps=not planned), oracle(frames), maps=not planned)
+
+
 def test_both_protocols_and_no_ground_truth_reference():
     rng = np.random.default_rng(11)
     p360 = PROTOCOLS["sscbench-kitti360-ssc"]
