@@ -236,6 +236,41 @@ def test_tiles_listed_as_conflicts_when_the_pool_runs_out_are_sealed_not_lost(mo
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
 
+def test_a_pose_out_of_range_after_tiles_were_listed_leaves_a_usable_state(monkeypatch):
+    """A frame whose near tiles collide with live ones (102.4 m back: the table's period) and whose far tiles leave
+    the key's range (209.7 km from the origin) is refused; the tiles listed before that are sealed, so the next
+    frames are counted (prepare calls capped) and the result is the oracle's for the frames that were added."""
+    import occbench.metrics._worldkernels as K
+    from occbench.errors import FormatError
+
+    rng = np.random.default_rng(6)
+    base = synthetic_frame(rng)
+    edge = K.OFFSETS[0] * 0.2  # world x where the key's range ends
+
+    def at(x):
+        T = np.eye(4)
+        T[:3, 3] = (x, 0.0, 0.0)
+        return T
+
+    calls = [0]
+    prepare = K.prepare
+
+    def capped(*a):
+        calls[0] += 1
+        if calls[0] > 100:
+            raise AssertionError("prepare called more than 100 times for three frames")
+        return prepare(*a)
+
+    monkeypatch.setattr(K, "prepare", capped)
+    st = WorldMapState(PROTO, keep_frames=100)
+    st.add(*base[:2], at(edge - 30.0 - 102.4), base[2])
+    with pytest.raises(FormatError, match="too far from the origin"):
+        st.add(*base[:2], at(edge - 30.0), base[2])
+    st.add(*base[:2], at(edge - 30.0 - 102.4 + 51.2), base[2])
+    kept = [(*base, at(edge - 30.0 - 102.4)), (*base, at(edge - 30.0 - 102.4 + 51.2))]
+    _same(st.reduce(want_maps=True), oracle(kept), maps=True)
+
+
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limits(seed):
     """Random drives (steps, turns, stops, jumps of up to 300 m, returns to the start), a random ``keep_frames``,

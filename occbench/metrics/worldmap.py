@@ -623,14 +623,16 @@ class WorldMapState:
                 self._recorded.slots,
                 conflicts,
             )
+            # listed tiles are marked as listed (prepare does not list them again): seal them whatever the status
+            # (the pool ran out, or the pose left the range, after some were listed), or a later call would find
+            # their slots taken and list nothing
+            if nconf:
+                self._seal(conflicts[:nconf].copy())
             if status == K.NEED_TILES:
-                # tiles listed before the pool ran out are marked as listed (prepare does not list them again):
-                # seal them now, or the next call would find their slots taken and list nothing, for ever
-                if nconf:
-                    self._seal(conflicts[:nconf].copy())
                 pool.grow_tiles()
             elif status == K.CONFLICT:
-                self._seal(conflicts[:nconf].copy())
+                if not nconf:  # pragma: no cover - would be a bug: nothing to seal, the next call would be the same
+                    raise RuntimeError("world map: tile table conflict with no tile listed")
             elif status == K.OUT_OF_RANGE:
                 raise _range_error()
             elif status == K.TOO_WIDE:  # pragma: no cover - table_bits makes the table wider than any footprint
