@@ -182,6 +182,32 @@ def test_small_pools_table_conflicts_and_count_overflow_guard():
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
 
+def _at(x: float) -> np.ndarray:
+    """A LiDAR pose ``x`` metres along the world's x axis, not rotated."""
+    T = np.eye(4)
+    T[:3, 3] = (x, 0.0, 0.0)
+    return T
+
+
+def _cap_prepare(monkeypatch, bound: int) -> list[tuple[int, int]]:
+    """Record what ``prepare`` answers (status, tiles listed) from now on; its call number ``bound + 1`` fails the
+    test, so that a loop fails instead of hanging."""
+    import occbench.metrics._worldkernels as K
+
+    seen: list[tuple[int, int]] = []
+    prepare = K.prepare
+
+    def capped(*a):
+        if len(seen) >= bound:
+            raise AssertionError(f"prepare called more than {bound} times: {seen[-5:]}")
+        out = prepare(*a)
+        seen.append((int(out[0]), int(out[1])))
+        return out
+
+    monkeypatch.setattr(K, "prepare", capped)
+    return seen
+
+
 @pytest.mark.parametrize("listed", [1, 7, 4096])
 def test_count_overflow_guard_holds_when_more_tiles_reach_it_than_one_call_lists(listed):
     """Standing still: every tile of the frame reaches the frame limit at once, more of them than prepare lists in
@@ -212,23 +238,8 @@ def test_tiles_listed_as_conflicts_when_the_pool_runs_out_are_sealed_not_lost(mo
 
     rng = np.random.default_rng(5)
     base = synthetic_frame(rng)
-    poses = []
-    for x in (0.0, -64.0, -128.0):
-        T = np.eye(4)
-        T[:3, 3] = (x, 0.0, 0.0)
-        poses.append(T)
-    frames = [(*base, T) for T in poses]
-    seen: list[tuple[int, int]] = []
-    prepare = K.prepare
-
-    def capped(*a):
-        out = prepare(*a)
-        seen.append((int(out[0]), int(out[1])))
-        if len(seen) > 200:
-            raise AssertionError(f"prepare called {len(seen)} times for {len(frames)} frames: {seen[-5:]}")
-        return out
-
-    monkeypatch.setattr(K, "prepare", capped)
+    frames = [(*base, _at(x)) for x in (0.0, -64.0, -128.0)]
+    seen = _cap_prepare(monkeypatch, 200)
     st = WorldMapState(PROTO, keep_frames=100)
     for p, g, inv, T in frames:
         st.add(p, g, T, inv)
@@ -246,38 +257,21 @@ def test_a_pose_out_of_range_after_tiles_were_listed_leaves_a_usable_state(monke
     rng = np.random.default_rng(6)
     base = synthetic_frame(rng)
     edge = K.OFFSETS[0] * 0.2  # world x where the key's range ends
-
-    def at(x):
-        T = np.eye(4)
-        T[:3, 3] = (x, 0.0, 0.0)
-        return T
-
-    calls = [0]
-    prepare = K.prepare
-
-    def capped(*a):
-        calls[0] += 1
-        if calls[0] > 100:
-            raise AssertionError("prepare called more than 100 times for three frames")
-        return prepare(*a)
-
-    monkeypatch.setattr(K, "prepare", capped)
+    _cap_prepare(monkeypatch, 100)
     st = WorldMapState(PROTO, keep_frames=100)
-    st.add(*base[:2], at(edge - 30.0 - 102.4), base[2])
+    st.add(*base[:2], _at(edge - 30.0 - 102.4), base[2])
     with pytest.raises(FormatError, match="too far from the origin"):
-        st.add(*base[:2], at(edge - 30.0), base[2])
-    st.add(*base[:2], at(edge - 30.0 - 102.4 + 51.2), base[2])
-    kept = [(*base, at(edge - 30.0 - 102.4)), (*base, at(edge - 30.0 - 102.4 + 51.2))]
+        st.add(*base[:2], _at(edge - 30.0), base[2])
+    st.add(*base[:2], _at(edge - 30.0 - 102.4 + 51.2), base[2])
+    kept = [(*base, _at(edge - 30.0 - 102.4)), (*base, _at(edge - 30.0 - 102.4 + 51.2))]
     _same(st.reduce(want_maps=True), oracle(kept), maps=True)
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
-def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limits(seed):
+def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limits(seed, monkeypatch):
     """Random drives (steps, turns, stops, jumps of up to 300 m, returns to the start), a random ``keep_frames``,
     a small pool, list and frame limit, planned or not: the counts are the brute-force oracle's, and no call loops
     (prepare is called a bounded number of times)."""
-    import occbench.metrics._worldkernels as K
-
     rng = np.random.default_rng(seed)
     base = [synthetic_frame(rng) for _ in range(2)]
     poses, pos, yaw = [], np.zeros(3), 0.0
@@ -302,20 +296,9 @@ def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limi
     planned = seed % 2 == 1  # a planned state finalises tiles early: no per-voxel maps
     if planned:
         st.expect(np.stack(poses))
-    calls = [0]
-    bound = len(frames) * (6000 // st._conflicts_listed + 30)  # tiles a frame / listed a call, growth
-    prepare = K.prepare
-
-    def counted(*a):
-        calls[0] += 1
-        if calls[0] > bound:
-            raise AssertionError(f"prepare called more than {bound} times for {len(frames)} frames")
-        return prepare(*a)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(K, "prepare", counted)
-        for p, g, inv, T in frames:
-            st.add(p, g, T, inv)
+    _cap_prepare(monkeypatch, len(frames) * (6000 // st._conflicts_listed + 30))  # tiles a frame / listed, growth
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
     _same(st.reduce(want_maps=not planned), oracle(frames), maps=not planned)
 
 
