@@ -429,58 +429,92 @@ def _accumulate(
     )
 
 
-def _reduce_voxel(n, rows, ri, S, C, lab_of, conf, psame, pall, scal):  # pragma: no cover - compiled
-    """Add one world voxel (``n`` observations, histogram row ``ri`` of ``rows``) to the sums; returns
-    ``g * K + p``, its ground-truth (reference) and predicted map categories. Ties go to the lower category.
-    ``lab_of[k]``: the label of static category ``k`` (1..S); every other label is category 0."""
+def _scratch(W):  # pragma: no cover - compiled
+    """Scratch of :func:`_reduce_tile` for ``W`` columns: ``h``, int32 ``(W, TILE_VOXELS)``, a tile's histogram rows
+    column-major (column ``w`` of every voxel together, so that the reduction runs along voxels); ``n``, int64
+    observations per voxel; ``acc``, eight int32 per-voxel partial results (sums of a voxel's counts, at most its
+    ``n``) and ``same``, an int64 one."""
+    h = np.zeros((W, TILE_VOXELS), np.int32)
+    n = np.zeros(TILE_VOXELS, np.int64)
+    acc = np.zeros((8, TILE_VOXELS), np.int32)
+    same = np.zeros(TILE_VOXELS, np.int64)
+    return h, n, acc, same
+
+
+def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp):  # pragma: no cover - compiled
+    """Add the observed world voxels of one tile (``n[li]`` observations, ``0``: not observed; histogram column
+    ``w`` of voxel ``li`` in ``h[w, li]``, zero in the columns ``w`` not in ``cols``, a mask of ``w`` when ``W`` is at
+    most 64, else all columns) to the sums, and write each voxel's ``g * K + p`` (its ground-truth (reference) and
+    predicted map categories) to ``gp``; zero ``h``. Ties go to the lower category. Columns ``0..S-1``: reference
+    categories ``1..S``; column ``S + lab - 1``: predicted label ``lab``; ``lab_of[k]``: the label of static
+    category ``k`` (1..S); every other label is category 0. The passes run along the tile's voxels (the compiler
+    vectorises them); only the sums' updates go one voxel at a time."""
     K = S + 1
-    # reference: category 0 (n minus the static counts) wins ties, then the lower static category
-    sr = 0
-    g = 0
-    best = 0
+    sr, bg, g, sp, bp, p, sl, mx = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]
+    acc[:, :] = 0
+    same[:] = 0
+    # reference: the largest static count, the lower category on ties
     for k in range(S):
-        hk = np.int64(rows[ri, k])
-        sr += hk
-        if hk > best:
-            best = hk
-            g = k + 1
-    if best <= n - sr:
-        g = 0
-    # prediction: static category k has the count of its one label; category 0 the rest of n
-    sp = 0
-    p = 0
-    best = 0
+        if not _has_col(cols, k, S + C - 1):
+            continue
+        hk = h[k]
+        for li in range(TILE_VOXELS):
+            c = np.int32(hk[li])
+            sr[li] += c
+            up = c > bg[li]
+            bg[li] = c if up else bg[li]
+            g[li] = k + 1 if up else g[li]
+    # prediction: static category k has the count of its one label
     for k in range(1, K):
-        c = np.int64(rows[ri, S + lab_of[k] - 1])
-        sp += c
-        if c > best:
-            best = c
-            p = k
-    if best <= n - sp:
-        p = 0
-    conf[p * K + g] += 1
-    if g > 0 and n >= 2:  # a static voxel seen twice or more: how its predicted labels agree
-        sl = 0
-        same = 0
-        mx = 0
-        for lab in range(1, C):
-            c = np.int64(rows[ri, S + lab - 1])
-            sl += c
-            same += c * (c - 1)
-            if c > mx:
-                mx = c
-        h0 = n - sl
-        same += h0 * (h0 - 1)
-        if h0 > mx:
-            mx = h0
-        psame[g] += same
-        pall[g] += n * (n - 1)
-        scal[0] += mx
-        scal[1] += n
-        scal[2] += 1
-        if mx == n:
-            scal[3] += 1
-    return g * K + p
+        if not _has_col(cols, S + lab_of[k] - 1, S + C - 1):
+            continue
+        hk = h[S + lab_of[k] - 1]
+        for li in range(TILE_VOXELS):
+            c = np.int32(hk[li])
+            sp[li] += c
+            up = c > bp[li]
+            bp[li] = c if up else bp[li]
+            p[li] = k if up else p[li]
+    # labels, for the consistency of a static voxel seen twice or more
+    for lab in range(1, C):
+        if not _has_col(cols, S + lab - 1, S + C - 1):
+            continue
+        hk = h[S + lab - 1]
+        for li in range(TILE_VOXELS):
+            c = np.int32(hk[li])
+            sl[li] += c
+            same[li] += np.int64(c) * (c - 1)
+            mx[li] = c if c > mx[li] else mx[li]
+    for li in range(TILE_VOXELS):
+        nv = n[li]
+        if nv == 0:
+            continue
+        gv = g[li] if bg[li] > nv - sr[li] else 0  # category 0 (n minus the static counts) wins ties
+        pv = p[li] if bp[li] > nv - sp[li] else 0
+        conf[pv * K + gv] += 1
+        gp[li] = gv * K + pv
+        if gv > 0 and nv >= 2:  # a static voxel seen twice or more: how its predicted labels agree
+            h0 = nv - sl[li]
+            m = max(mx[li], h0)
+            psame[gv] += same[li] + h0 * (h0 - 1)
+            pall[gv] += nv * (nv - 1)
+            scal[0] += m
+            scal[1] += nv
+            scal[2] += 1
+            if m == nv:
+                scal[3] += 1
+    for w in range(h.shape[0]):
+        if _has_col(cols, w, h.shape[0]):
+            h[w, :] = 0
+
+
+def _has_col(cols, w, W):  # pragma: no cover - compiled
+    """Whether column ``w`` may be non-zero: in the mask ``cols`` (``W`` at most 64), always for wider rows."""
+    return W > 64 or (cols >> np.uint64(w)) & np.uint64(1) != 0
+
+
+def _col_bit(w):  # pragma: no cover - compiled
+    return np.uint64(1) << np.uint64(w & 63)
 
 
 def _labels_of(cat, S):  # pragma: no cover - compiled
@@ -492,9 +526,10 @@ def _labels_of(cat, S):  # pragma: no cover - compiled
     return lab_of
 
 
-def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has):  # pragma: no cover - compiled
-    """Add live tile ``ti``'s log to the histogram rows ``h`` (one a voxel of the tile; zero on entry for the voxels
-    it adds to) and mark in ``has`` the voxels with an entry."""
+def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h):  # pragma: no cover - compiled
+    """Add live tile ``ti``'s log to the column-major histogram rows ``h`` (``h[w, li]``; see :func:`_reduce_tile`);
+    returns the mask of the columns it added to."""
+    cols = np.uint64(0)
     c = t_head[ti]
     while c >= 0:
         m = t_fill[ti] if c == t_tail[ti] else LOGC
@@ -504,11 +539,13 @@ def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has):  # pragma: no cov
             r = np.int64((x >> np.uint32(7)) & np.uint32(127))
             lab = np.int64(x & np.uint32(127))
             if r != 0:
-                h[li, r - 1] += 1
+                h[r - 1, li] += 1
+                cols |= _col_bit(r - 1)
             if lab != 0:
-                h[li, S + lab - 1] += 1
-            has[li] = True
+                h[S + lab - 1, li] += 1
+                cols |= _col_bit(S + lab - 1)
         c = l_next[c]
+    return cols
 
 
 def _release(  # pragma: no cover - compiled
@@ -569,24 +606,17 @@ def _evict(
     than ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
     ns = 0
     lab_of = _labels_of(cat, S)
-    h = np.zeros((TILE_VOXELS, S + C - 1), np.int64)
-    has = np.zeros(TILE_VOXELS, np.bool_)
+    h, nn, acc, same = _scratch(S + C - 1)
+    gp = np.zeros(TILE_VOXELS, np.int64)
     for ti in range(t_key.size):
         if t_key[ti] < 0:
             continue
         s = t_sup[ti]
         if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not t_hasrec[ti]:
-            _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has)
+            cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
             for li in range(TILE_VOXELS):
-                n = np.int64(t_n[ti, li])
-                if n == 0:
-                    continue
-                if has[li]:
-                    _reduce_voxel(n, h, li, S, C, lab_of, conf, psame, pall, scal)
-                    h[li, :] = 0
-                    has[li] = False
-                else:
-                    conf[0] += 1
+                nn[li] = t_n[ti, li]
+            _reduce_tile(nn, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp)
             _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
         elif force or (frame_no - t_last[ti] > keep and (not plan or s < 0 or seen_at[s] != frame_no)):
             out_seal[ns] = ti
@@ -632,31 +662,31 @@ def _seal_fill(  # pragma: no cover - compiled
 ):
     """Write live tiles (in the given order) as records, then release them; returns the entries written. A record:
     its key and ``rne`` entries (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col``
-    0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts, by voxel
-    then column). Counts fit 16 bits: a live tile's counts stay below 2**16 (``max_frames``)."""
-    h = np.zeros((TILE_VOXELS, W), np.int64)
-    has = np.zeros(TILE_VOXELS, np.bool_)
+    0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts: ``n`` by
+    voxel, then the columns one after the other, each by voxel). Counts fit 16 bits: a live tile's counts stay
+    below 2**16 (``max_frames``)."""
+    h = np.zeros((W, TILE_VOXELS), np.int32)
     e = 0
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
         e0 = e
-        _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h, has)
+        cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
         for li in range(TILE_VOXELS):
             n = np.uint32(t_n[ti, li])
-            if n == 0:
+            if n != 0:
+                ent[e] = (np.uint32(li) << np.uint32(23)) | n
+                e += 1
+        for w in range(W):
+            if not _has_col(cols, w, W):
                 continue
-            hi = np.uint32(li) << np.uint32(23)
-            ent[e] = hi | n
-            e += 1
-            if has[li]:
-                for w in range(W):
-                    c = np.uint32(h[li, w])
-                    if c != 0:
-                        ent[e] = hi | (np.uint32(w + 1) << np.uint32(16)) | c
-                        e += 1
-                h[li, :] = 0
-                has[li] = False
+            hw = h[w]
+            for li in range(TILE_VOXELS):
+                c = np.uint32(hw[li])
+                if c != 0:
+                    ent[e] = (np.uint32(li) << np.uint32(23)) | (np.uint32(w + 1) << np.uint32(16)) | c
+                    e += 1
+                    hw[li] = 0
         rne[a] = e - e0
         _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
     return e
@@ -677,9 +707,8 @@ def _reduce_records(
     """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
     of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
     world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""
-    sn = np.zeros(TILE_VOXELS, np.int64)
-    sh = np.zeros((TILE_VOXELS, W), np.int64)
-    has = np.zeros(TILE_VOXELS, np.bool_)
+    sh, sn, acc, same = _scratch(W)
+    gp = np.zeros(TILE_VOXELS, np.int64)
     lab_of = _labels_of(cat, S)
     m = 0
     i = 0
@@ -692,6 +721,7 @@ def _reduce_records(
         if keep[order[i]]:
             i = j
             continue
+        cols = np.uint64(0)
         for a in range(i, j):
             r = order[a]
             for e in range(eoff[r], eoff[r] + rne[r]):
@@ -702,28 +732,21 @@ def _reduce_records(
                 if col == 0:
                     sn[li] += c
                 else:
-                    sh[li, col - 1] += c
-                    has[li] = True
+                    sh[col - 1, li] += c
+                    cols |= _col_bit(col - 1)
         tx = key >> (KY + KZ)
         ty = (key >> KZ) & ((1 << KY) - 1)
         tz = key & ((1 << KZ) - 1)
+        _reduce_tile(sn, sh, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp)
         for li in range(TILE_VOXELS):
-            n = sn[li]
-            if n == 0:
+            if sn[li] == 0:
                 continue
-            gp = 0
-            if has[li]:
-                gp = _reduce_voxel(n, sh, li, S, C, lab_of, conf, psame, pall, scal)
-                sh[li, :] = 0
-                has[li] = False
-            else:
-                conf[0] += 1
             if want_maps:
                 ux = (tx << XB) | (li >> (YB + ZB))
                 uy = (ty << YB) | ((li >> ZB) & ((1 << YB) - 1))
                 uz = (tz << ZB) | (li & ((1 << ZB) - 1))
                 mkeys[m] = (ux << 35) | (uy << 14) | uz
-                mcat[m] = gp
+                mcat[m] = gp[li]
                 m += 1
             sn[li] = 0
         i = j
@@ -782,7 +805,10 @@ if njit is not None:
     _accumulate_cols = njit(inline="always", boundscheck=False)(_accumulate_cols)
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
-    _reduce_voxel = njit(inline="always")(_reduce_voxel)
+    _scratch = njit(inline="always")(_scratch)
+    _reduce_tile = njit(inline="always")(_reduce_tile)
+    _has_col = njit(inline="always")(_has_col)
+    _col_bit = njit(inline="always")(_col_bit)
     _labels_of = njit(inline="always")(_labels_of)
     _fold = njit(inline="always")(_fold)
     _release = njit(inline="always")(_release)
