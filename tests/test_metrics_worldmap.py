@@ -428,6 +428,46 @@ def test_another_grid_equals_the_oracle(voxel_size, packed):
         st.add(np.zeros((256, 256, 32), np.uint8), None, poses[0])  # a KITTI-sized frame
 
 
+def test_rows_wider_than_a_column_mask_equal_the_oracle():
+    """A protocol whose histogram rows (static categories + labels) have more than 64 columns: a tile's reduction
+    then visits every column instead of those its log touched; unplanned with every tile sealed, and planned in two
+    jobs, the counts and maps are the oracle's."""
+    import dataclasses
+
+    names = PROTO.class_names + tuple(f"extra-{i}" for i in range(20, 60))
+    proto = dataclasses.replace(
+        PROTO,
+        id="wide",
+        num_classes=60,
+        class_names=names,
+        miou_classes=tuple(range(1, 60)),
+        static_classes=PROTO.static_classes + ("extra-41", "extra-55"),
+    )
+    assert 64 < len(proto.static_ids) + proto.num_classes - 1 <= 126
+    rng = np.random.default_rng(5)
+    frames = []
+    for t in range(4):
+        p, g, inv = synthetic_frame(rng)
+        p = np.where(rng.random(p.shape) < 0.2, rng.integers(20, 60, p.shape), p).astype(np.uint8)
+        moved = (g != 255) & (g != 0) & (rng.random(g.shape) < 0.2)
+        g = np.where(moved, rng.choice(np.array([30, 41, 55]), g.shape), g).astype(np.uint8)
+        frames.append((p, g, inv, rotated_pose(t)))
+    want = oracle(frames, proto)
+    S = len(proto.static_ids)
+    assert np.isin(want["g"], [S - 1, S]).any() and np.isin(want["p"], [S - 1, S]).any()  # the extra categories
+    st = WorldMapState(proto, keep_frames=0, spill_bytes=1)
+    for p, g, inv, T in frames:
+        assert st.add(p, g, T, inv) == 0
+    _same(st.reduce(want_maps=True), want, maps=True)
+    poses = np.stack([f[3] for f in frames])
+    jobs = [WorldMapState(proto).expect(poses, m) for m in ([0, 1], [2, 3])]
+    for j, m in zip(jobs, ([0, 1], [2, 3])):
+        for i in m:
+            p, g, inv, T = frames[i]
+            assert j.add(p, g, T, inv) == 0
+    _same(jobs[0].settle().merge(jobs[1].settle()).reduce(), want)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_partitions_reduced_on_any_number_of_threads_give_the_oracle(frames, monkeypatch, threads):
     """``reduce`` and ``settle`` reduce the partitions on ``REDUCE_THREADS`` threads, each into sums of its own."""

@@ -443,8 +443,8 @@ def _scratch(W):  # pragma: no cover - compiled
 
 def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp):  # pragma: no cover - compiled
     """Add the observed world voxels of one tile (``n[li]`` observations, ``0``: not observed; histogram column
-    ``w`` of voxel ``li`` in ``h[w, li]``, zero in the columns ``w`` not in ``cols``, a mask of ``w`` when ``W`` is at
-    most 64, else all columns) to the sums, and write each voxel's ``g * K + p`` (its ground-truth (reference) and
+    ``w`` of voxel ``li`` in ``h[w, li]``, zero in the columns whose bit is not in the mask ``cols``: see
+    :func:`_col_bit`) to the sums, and write each voxel's ``g * K + p`` (its ground-truth (reference) and
     predicted map categories) to ``gp``; zero ``h``. Ties go to the lower category. Columns ``0..S-1``: reference
     categories ``1..S``; column ``S + lab - 1``: predicted label ``lab``; ``lab_of[k]``: the label of static
     category ``k`` (1..S); every other label is category 0. The passes run along the tile's voxels (the compiler
@@ -455,7 +455,7 @@ def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, g
     same[:] = 0
     # reference: the largest static count, the lower category on ties
     for k in range(S):
-        if not _has_col(cols, k, S + C - 1):
+        if not _has_col(cols, k):
             continue
         hk = h[k]
         for li in range(TILE_VOXELS):
@@ -466,7 +466,7 @@ def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, g
             g[li] = k + 1 if up else g[li]
     # prediction: static category k has the count of its one label
     for k in range(1, K):
-        if not _has_col(cols, S + lab_of[k] - 1, S + C - 1):
+        if not _has_col(cols, S + lab_of[k] - 1):
             continue
         hk = h[S + lab_of[k] - 1]
         for li in range(TILE_VOXELS):
@@ -477,7 +477,7 @@ def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, g
             p[li] = k if up else p[li]
     # labels, for the consistency of a static voxel seen twice or more
     for lab in range(1, C):
-        if not _has_col(cols, S + lab - 1, S + C - 1):
+        if not _has_col(cols, S + lab - 1):
             continue
         hk = h[S + lab - 1]
         for li in range(TILE_VOXELS):
@@ -504,17 +504,18 @@ def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, g
             if m == nv:
                 scal[3] += 1
     for w in range(h.shape[0]):
-        if _has_col(cols, w, h.shape[0]):
+        if _has_col(cols, w):
             h[w, :] = 0
 
 
-def _has_col(cols, w, W):  # pragma: no cover - compiled
-    """Whether column ``w`` may be non-zero: in the mask ``cols`` (``W`` at most 64), always for wider rows."""
-    return W > 64 or (cols >> np.uint64(w)) & np.uint64(1) != 0
-
-
 def _col_bit(w):  # pragma: no cover - compiled
+    """Bit of column ``w`` in a mask of columns (``w mod 64``: columns 64 apart share a bit)."""
     return np.uint64(1) << np.uint64(w & 63)
+
+
+def _has_col(cols, w):  # pragma: no cover - compiled
+    """Whether column ``w`` may be non-zero: its bit is in the mask ``cols`` (or that of a column 64 apart)."""
+    return (cols & _col_bit(w)) != 0
 
 
 def _labels_of(cat, S):  # pragma: no cover - compiled
@@ -678,7 +679,7 @@ def _seal_fill(  # pragma: no cover - compiled
                 ent[e] = (np.uint32(li) << np.uint32(23)) | n
                 e += 1
         for w in range(W):
-            if not _has_col(cols, w, W):
+            if not _has_col(cols, w):
                 continue
             hw = h[w]
             for li in range(TILE_VOXELS):
