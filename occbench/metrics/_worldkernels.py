@@ -274,7 +274,10 @@ def _accumulate_cols(
     top = np.uint64(nz - 1)
     bad = 0
     last_key = -1
-    ti = 0
+    ti = np.uint64(0)
+    # flat views, indexed with unsigned integers: no stride from memory, no negative-index wrap-around per access
+    tn = t_n.reshape(-1)
+    lg = log.reshape(-1)
     nbj = (ny + (1 << AB) - 1) >> AB
     nq = ((nx + (1 << AB) - 1) >> AB) * nbj << (2 * AB)
     for q in range(start_col, nq):
@@ -301,9 +304,12 @@ def _accumulate_cols(
         x0 = math.floor(bx + akx * 0) + ox
         y0 = math.floor(by + aky * 0) + oy
         const_xy = x0 == math.floor(bx + akx * (nz - 1)) + ox and y0 == math.floor(by + aky * (nz - 1)) + oy
+        # the column's x and y parts of a tile key and of a voxel's index in its tile (used when const_xy)
+        kxy = ((x0 >> XB) << (KY + KZ)) | ((y0 >> YB) << KZ)
+        lxy = ((x0 & ((1 << XB) - 1)) << (YB + ZB)) | ((y0 & ((1 << YB) - 1)) << ZB)
         base = col * nz
         for k in range(nz):
-            v = base + k
+            v = np.uint64(base + k)
             gi = g[v]
             if (ib >> (top - np.uint64(k))) & np.uint64(1):
                 if not empty_only or gi == 0:
@@ -315,22 +321,22 @@ def _accumulate_cols(
             if r == 254 or lab == 255:
                 bad += 1
                 continue
+            wz = math.floor(bz + akz * k) + oz
             if const_xy:
-                wx = x0
-                wy = y0
+                tkey = kxy | (wz >> ZB)
+                li = lxy | (wz & ((1 << ZB) - 1))
             else:
                 wx = math.floor(bx + akx * k) + ox
                 wy = math.floor(by + aky * k) + oy
-            wz = math.floor(bz + akz * k) + oz
-            tkey = ((wx >> XB) << (KY + KZ)) | ((wy >> YB) << KZ) | (wz >> ZB)
+                tkey = ((wx >> XB) << (KY + KZ)) | ((wy >> YB) << KZ) | (wz >> ZB)
+                li = ((wx & ((1 << XB) - 1)) << (YB + ZB)) | ((wy & ((1 << YB) - 1)) << ZB) | (wz & ((1 << ZB) - 1))
             if tkey != last_key:
-                slot = _slot(wx >> XB, wy >> YB, wz >> ZB, tb)
-                if tab_key[slot] != tkey:
+                slot = _key_slot(tkey, tb)
+                if tab_key[np.uint64(slot)] != tkey:
                     return col, bad, 5
-                ti = tab_tile[slot]
+                ti = np.uint64(tab_tile[np.uint64(slot)])
                 last_key = tkey
-            li = ((wx & ((1 << XB) - 1)) << (YB + ZB)) | ((wy & ((1 << YB) - 1)) << ZB) | (wz & ((1 << ZB) - 1))
-            t_n[ti, li] += 1
+            tn[ti * np.uint64(TILE_VOXELS) + np.uint64(li)] += 1
             if r != 0 or lab != 0:
                 f = t_fill[ti]
                 if f == LOGC:  # the tail chunk is full (or the tile has none yet): link a new one
@@ -343,7 +349,8 @@ def _accumulate_cols(
                         l_next[t_tail[ti]] = c
                     t_tail[ti] = c
                     f = 0
-                log[t_tail[ti], f] = (np.uint32(li) << np.uint32(14)) | (np.uint32(r) << np.uint32(7)) | np.uint32(lab)
+                e = (np.uint32(li) << np.uint32(14)) | (np.uint32(r) << np.uint32(7)) | np.uint32(lab)
+                lg[np.uint64(t_tail[ti]) * np.uint64(LOGC) + np.uint64(f)] = e
                 t_fill[ti] = f + 1
     return -1, bad, 0
 
@@ -382,7 +389,7 @@ def _accumulate(
             g,
             inv,
             inv_mode,
-            empty_only,
+            False,
             r_lut,
             l_lut,
             coef,
@@ -531,20 +538,22 @@ def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h):  # pragma: no cover - 
     """Add live tile ``ti``'s log to the column-major histogram rows ``h`` (``h[w, li]``; see :func:`_reduce_tile`);
     returns the mask of the columns it added to."""
     cols = np.uint64(0)
+    hf = h.reshape(-1)  # flat, indexed with unsigned integers (see _accumulate_cols)
+    lab0 = np.uint64(S - 1) * np.uint64(TILE_VOXELS)  # where label 1's column starts, less one column
     c = t_head[ti]
     while c >= 0:
         m = t_fill[ti] if c == t_tail[ti] else LOGC
         for e in range(m):
             x = log[c, e]
-            li = np.int64(x >> np.uint32(14))
-            r = np.int64((x >> np.uint32(7)) & np.uint32(127))
-            lab = np.int64(x & np.uint32(127))
+            li = np.uint64(x >> np.uint32(14))
+            r = np.uint64((x >> np.uint32(7)) & np.uint32(127))
+            lab = np.uint64(x & np.uint32(127))
             if r != 0:
-                h[r - 1, li] += 1
-                cols |= _col_bit(r - 1)
+                hf[(r - np.uint64(1)) * np.uint64(TILE_VOXELS) + li] += 1
+                cols |= _col_bit(r - np.uint64(1))
             if lab != 0:
-                h[S + lab - 1, li] += 1
-                cols |= _col_bit(S + lab - 1)
+                hf[lab0 + lab * np.uint64(TILE_VOXELS) + li] += 1
+                cols |= _col_bit(np.uint64(S - 1) + lab)
         c = l_next[c]
     return cols
 
