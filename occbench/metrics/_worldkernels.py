@@ -389,7 +389,7 @@ def _accumulate(
             g,
             inv,
             inv_mode,
-            False,
+            empty_only,
             r_lut,
             l_lut,
             coef,
@@ -676,26 +676,28 @@ def _seal_fill(  # pragma: no cover - compiled
     voxel, then the columns one after the other, each by voxel). Counts fit 16 bits: a live tile's counts stay
     below 2**16 (``max_frames``)."""
     h = np.zeros((W, TILE_VOXELS), np.int32)
-    e = 0
+    e = np.uint64(0)  # unsigned: no negative-index wrap-around at each store (see _accumulate_cols)
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
         e0 = e
         cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
+        tn = t_n[ti]
         for li in range(TILE_VOXELS):
-            n = np.uint32(t_n[ti, li])
+            n = np.uint32(tn[li])
             if n != 0:
                 ent[e] = (np.uint32(li) << np.uint32(23)) | n
-                e += 1
+                e += np.uint64(1)
         for w in range(W):
             if not _has_col(cols, w):
                 continue
             hw = h[w]
+            cw = np.uint32(w + 1) << np.uint32(16)
             for li in range(TILE_VOXELS):
                 c = np.uint32(hw[li])
                 if c != 0:
-                    ent[e] = (np.uint32(li) << np.uint32(23)) | (np.uint32(w + 1) << np.uint32(16)) | c
-                    e += 1
+                    ent[e] = (np.uint32(li) << np.uint32(23)) | cw | c
+                    e += np.uint64(1)
                     hw[li] = 0
         rne[a] = e - e0
         _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
@@ -732,18 +734,20 @@ def _reduce_records(
             i = j
             continue
         cols = np.uint64(0)
+        shf = sh.reshape(-1)  # flat, unsigned indices (see _accumulate_cols)
         for a in range(i, j):
             r = order[a]
-            for e in range(eoff[r], eoff[r] + rne[r]):
+            e0 = np.uint64(eoff[r])
+            for e in range(e0, e0 + np.uint64(rne[r])):
                 x = ent[e]
-                li = np.int64(x >> np.uint32(23))
-                col = np.int64((x >> np.uint32(16)) & np.uint32(127))
+                li = np.uint64(x >> np.uint32(23))
+                col = np.uint64((x >> np.uint32(16)) & np.uint32(127))
                 c = np.int64(x & np.uint32(0xFFFF))
                 if col == 0:
                     sn[li] += c
                 else:
-                    sh[col - 1, li] += c
-                    cols |= _col_bit(col - 1)
+                    shf[(col - np.uint64(1)) * np.uint64(TILE_VOXELS) + li] += c
+                    cols |= _col_bit(col - np.uint64(1))
         tx = key >> (KY + KZ)
         ty = (key >> KZ) & ((1 << KY) - 1)
         tz = key & ((1 << KZ) - 1)
