@@ -520,6 +520,11 @@ def _col_bit(w):  # pragma: no cover - compiled
     return np.uint64(1) << np.uint64(w & 63)
 
 
+def _cell(w, li):  # pragma: no cover - compiled
+    """Flat index of column ``w``, voxel ``li`` of column-major rows (unsigned: see :func:`_accumulate_cols`)."""
+    return np.uint64(w) * np.uint64(TILE_VOXELS) + np.uint64(li)
+
+
 def _has_col(cols, w):  # pragma: no cover - compiled
     """Whether column ``w`` may be non-zero: its bit is in the mask ``cols`` (or that of a column 64 apart)."""
     return (cols & _col_bit(w)) != 0
@@ -539,7 +544,7 @@ def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h):  # pragma: no cover - 
     returns the mask of the columns it added to."""
     cols = np.uint64(0)
     hf = h.reshape(-1)  # flat, indexed with unsigned integers (see _accumulate_cols)
-    lab0 = np.uint64(S - 1) * np.uint64(TILE_VOXELS)  # where label 1's column starts, less one column
+    one = np.uint64(1)
     c = t_head[ti]
     while c >= 0:
         m = t_fill[ti] if c == t_tail[ti] else LOGC
@@ -549,11 +554,12 @@ def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h):  # pragma: no cover - 
             r = np.uint64((x >> np.uint32(7)) & np.uint32(127))
             lab = np.uint64(x & np.uint32(127))
             if r != 0:
-                hf[(r - np.uint64(1)) * np.uint64(TILE_VOXELS) + li] += 1
-                cols |= _col_bit(r - np.uint64(1))
+                hf[_cell(r - one, li)] += 1
+                cols |= _col_bit(r - one)
             if lab != 0:
-                hf[lab0 + lab * np.uint64(TILE_VOXELS) + li] += 1
-                cols |= _col_bit(np.uint64(S - 1) + lab)
+                w = np.uint64(S) + lab - one
+                hf[_cell(w, li)] += 1
+                cols |= _col_bit(w)
         c = l_next[c]
     return cols
 
@@ -746,7 +752,7 @@ def _reduce_records(
                 if col == 0:
                     sn[li] += c
                 else:
-                    shf[(col - np.uint64(1)) * np.uint64(TILE_VOXELS) + li] += c
+                    shf[_cell(col - np.uint64(1), li)] += c
                     cols |= _col_bit(col - np.uint64(1))
         tx = key >> (KY + KZ)
         ty = (key >> KZ) & ((1 << KY) - 1)
@@ -822,6 +828,7 @@ if njit is not None:
     _scratch = njit(inline="always")(_scratch)
     _reduce_tile = njit(inline="always")(_reduce_tile)
     _has_col = njit(inline="always")(_has_col)
+    _cell = njit(inline="always")(_cell)
     _col_bit = njit(inline="always")(_col_bit)
     _labels_of = njit(inline="always")(_labels_of)
     _fold = njit(inline="always")(_fold)
