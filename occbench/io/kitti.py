@@ -157,11 +157,18 @@ def read_number_rows(path: str | Path, what: str, width: int) -> tuple[np.ndarra
     lines = read_text_lines(path, what)
     if not lines:
         raise FormatError(path, f"{what}: {width} float{'s' if width != 1 else ''} per line", "an empty file")
+    numbers = np.array([i for i, _ in lines])
+    rows = [line.split() for _, line in lines]
+    if all(len(r) == width for r in rows):  # the common case, in one pass; any problem: line by line, below
+        try:
+            flat = np.array([float(tok) for r in rows for tok in r], np.float64)
+        except ValueError:
+            flat = None
+        if flat is not None and np.isfinite(flat).all():
+            return flat.reshape(-1, width), numbers
     expected = f"{width} float{'s' if width != 1 else ''} per line" if width != 1 else "one float per line"
-    vals = np.array([parse_numbers(path, i, line.split(), expected, width) for i, line in lines], np.float64).reshape(
-        -1, width
-    )
-    return vals, np.array([i for i, _ in lines])
+    vals = np.array([parse_numbers(path, i, r, expected, width) for (i, _), r in zip(lines, rows)], np.float64)
+    return vals.reshape(-1, width), numbers
 
 
 CALIB_KEYS = ("P0", "P1", "P2", "P3", "Tr")

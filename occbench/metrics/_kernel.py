@@ -29,6 +29,10 @@ njit: Any
 try:  # numba is a declared dependency; the fallback keeps occbench importable without it
     from numba import njit, types
     from numba.extending import intrinsic
+
+    from occbench._numba_startup import defer_blas_probe
+
+    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 

@@ -35,6 +35,10 @@ from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bi
 njit: Any
 try:
     from numba import njit
+
+    from occbench._numba_startup import defer_blas_probe
+
+    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
 except ImportError:  # pragma: no cover
     njit = None
 

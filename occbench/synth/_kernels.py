@@ -31,6 +31,10 @@ import numpy as np
 njit: Any
 try:  # numba is a declared dependency; without it the generator runs its numpy code
     from numba import njit
+
+    from occbench._numba_startup import defer_blas_probe
+
+    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 

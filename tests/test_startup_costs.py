@@ -1,0 +1,146 @@
+"""What a command pays before its first frame: numba's start-up without scipy, entry points read once, poses
+parsed in one pass (each checked against what it replaces)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from occbench.entry_points import PluginRegistry
+from occbench.errors import FormatError
+from occbench.io.kitti import parse_numbers, read_number_rows, read_text_lines
+
+REPO = Path(__file__).resolve().parents[1]
+SEQ08_POSES = REPO / "tests" / "data" / "kitti-odometry" / "sequences" / "08" / "poses.txt"
+
+
+def _python(code: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+_CORRELATE = (
+    "import numba\n"
+    "@numba.njit\n"
+    "def corr(a, b):\n"
+    "    return np.correlate(a, b)\n"
+    "a, b = np.linspace(0, 1, 50) ** 2, np.linspace(2, 3, 7) ** 3\n"
+    "corr_hex = [float(x).hex() for x in corr(a, b)]\n"
+)
+
+
+def test_the_kernels_load_without_scipy_and_numba_still_probes_blas_when_asked():
+    """Loading and running occbench's kernels does not import scipy (numba's BLAS probe is deferred); numba code
+    that reads the probe (``np.correlate``) gets numba's own answer, and the same numbers as in a process where
+    occbench was never imported."""
+    out = _python(
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from occbench.metrics import SSCMetric, FrameArrays\n"
+        "from occbench.metrics.worldmap import WorldMapState\n"
+        "g = np.zeros((256, 256, 32), np.uint8); g[:, :, :3] = 9\n"
+        "m = SSCMetric(); m.update_frame(g, FrameArrays(g))\n"
+        "WorldMapState().add(g, g, np.eye(4))\n"
+        "before = sorted(k for k in sys.modules if k == 'scipy.linalg' or k.startswith('scipy.linalg.'))\n"
+        "import numba.np.arraymath as am\n"
+        "from numba.np.linalg import ensure_blas\n"
+        "try:\n"
+        "    ensure_blas(); expected = True\n"
+        "except ImportError:\n"
+        "    expected = False\n"
+        + _CORRELATE
+        + "print(json.dumps({'scipy_linalg_before': before, 'probe': bool(am._HAVE_BLAS), 'expected': expected,\n"
+        "                  'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex}))\n"
+    )
+    plain = _python("import json\nimport numpy as np\n" + _CORRELATE + "print(json.dumps({'corr': corr_hex}))\n")
+    assert out["scipy_linalg_before"] == []
+    assert out["probe_type"] == "DeferredProbe"
+    assert out["probe"] == out["expected"] is True  # scipy is a declared dependency
+    assert out["corr"] == plain["corr"]
+
+
+def test_deferred_probe_runs_once():
+    from occbench._numba_startup import DeferredProbe
+
+    calls = []
+    flag = DeferredProbe(lambda: calls.append(1) or True)
+    assert "not run" in repr(flag) and not calls
+    assert flag and flag and bool(flag) is True
+    assert calls == [1] and "True" in repr(flag)
+
+
+def _dist(site: Path, name: str, group: str, entry: str) -> None:
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+
+
+def test_entry_points_are_read_once_and_again_for_a_name_not_found(tmp_path, monkeypatch):
+    """A registry reads its group's entry points once for every name it finds there; a name it does not find
+    makes it read them again, so a distribution installed since is found."""
+    import occbench.entry_points as mod
+
+    group = "occbench.test-startup"
+    site = tmp_path / "site"
+    (site / "plug_a.py").parent.mkdir(parents=True)
+    (site / "plug_a.py").write_text("VALUE = 'a'\n")
+    (site / "plug_b.py").write_text("VALUE = 'b'\n")
+    _dist(site, "plug-a", group, "a = plug_a:VALUE")
+    monkeypatch.syspath_prepend(str(site))
+    reads = []
+    orig = mod.entry_points
+    monkeypatch.setattr(mod, "entry_points", lambda **k: reads.append(k) or orig(**k))
+    reg = PluginRegistry(group, "plug-in")
+    assert [reg.load("a") for _ in range(5)] == ["a"] * 5
+    assert len(reads) == 1
+    assert reg.source("a")["distribution"] == "plug-a" and reg.value("a") == "plug_a:VALUE" and len(reads) == 1
+    _dist(site, "plug-b", group, "b = plug_b:VALUE")  # installed while the process runs
+    importlib.invalidate_caches()  # as after any installation into a running process
+    assert reg.load("b") == "b" and len(reads) == 2
+    assert reg.load("a") == "a" and reg.load("b") == "b" and len(reads) == 2
+    with pytest.raises(Exception, match="nope"):
+        reg.load("nope")
+    with pytest.raises(KeyError):
+        reg.value("nope")
+
+
+def test_poses_parsed_in_one_pass_equal_the_line_by_line_parse(tmp_path):
+    """The one-pass parse of a number file gives the line-by-line parse's values and line numbers, bit for bit
+    (the real poses of sequence 08 and a file of odd but valid tokens), and leaves every problem to it."""
+    odd = tmp_path / "odd.txt"
+    odd.write_text(
+        "\n".join(
+            [
+                " ".join(["1", "-0", "+2.5", "1e-3", "1_000", "7", ".5", "5.", "-1E+2", "3", "4", "5"]),
+                "",
+                "\t".join(f"{x:.17g}" for x in np.random.default_rng(0).normal(size=12)),
+                "   ",
+                " ".join(["0.1"] * 12) + "   ",
+            ]
+        )
+        + "\n"
+    )
+    for path in (SEQ08_POSES, odd):
+        vals, lines = read_number_rows(path, "poses file", 12)
+        ref_lines = read_text_lines(path, "poses file")
+        ref = np.array([parse_numbers(path, i, line.split(), "12 floats per line", 12) for i, line in ref_lines])
+        assert np.array_equal(vals, ref) and vals.dtype == np.float64
+        assert lines.tolist() == [i for i, _ in ref_lines]
+    bad = tmp_path / "bad.txt"
+    for text, match in (
+        ("1 " * 12 + "\n" + "1 " * 11 + "\n", "11 per line on line 2"),
+        ("1 " * 12 + "\n" + "1 " * 11 + "x\n", r"'x' in column 12 is not a number"),
+        ("1 " * 11 + "nan\n", "'nan' on line 1, column 12"),
+        ("1 " * 11 + "1e999\n", "'1e999' on line 1, column 12"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(FormatError, match=match):
+            read_number_rows(bad, "poses file", 12)
