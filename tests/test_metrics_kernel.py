@@ -66,3 +66,44 @@ def test_compiled_path_errors_leave_state_untouched():
     with pytest.raises(FormatError, match="30"):
         m.update_frame(p, FrameArrays(gbad))
     assert np.array_equal(m._counts, before)
+
+
+def test_checked_raw_frames_refuse_unpredictable_ids_anywhere_and_add_good_ones():
+    """``add_checked_raw`` (a submission's ids checked inside the counting pass) refuses a frame exactly when the
+    separate id check (``count_unmapped``, every voxel) finds an unpredictable raw id: at an evaluated voxel, at an
+    invalid one, at one whose ground truth is ignore, at one whose ground truth is empty. A refused or malformed
+    frame leaves the state untouched; a good one adds what ``update_frame`` adds."""
+    from occbench.evaluation.submission import _prediction_lut
+
+    lm = load_label_map()
+    rng = np.random.default_rng(6)
+    checked, plain = SSCMetric(), SSCMetric()
+    p, g, inv = synthetic_frame(rng)
+    pr, gr = lm.inv_lut[p], lm.inv_lut[np.where(g == 255, 0, g)]
+    gr[g == 255] = 52  # ignore
+    packed = np.packbits(inv.reshape(-1))
+    frame = FrameArrays(gr, packed, labels="raw")
+    flat_g, flat_inv = gr.reshape(-1), inv.reshape(-1)
+    where = {
+        "evaluated": np.flatnonzero((flat_g != 52) & (flat_g != 0) & (flat_inv == 0)),
+        "invalid": np.flatnonzero(flat_inv != 0),
+        "ignored": np.flatnonzero(flat_g == 52),
+        "empty": np.flatnonzero((flat_g == 0) & (flat_inv == 0)),
+    }
+    lut = _prediction_lut(lm)
+    for label, idx in where.items():
+        assert idx.size, label
+        for bad_id in (52, 1, 65535):  # maps to ignore; an outlier (ignore); unknown to the label map
+            bad = pr.copy()
+            bad.reshape(-1)[idx[: 1 + len(label)]] = bad_id
+            assert _kernel.count_unmapped(_kernel.readonly(bad.reshape(-1)), lut, lm.num_classes) > 0
+            assert checked.add_checked_raw(bad, frame) is False, (label, bad_id)
+            assert checked.n_frames == 0 and not checked._counts.any()
+    gbad = gr.copy()
+    gbad.reshape(-1)[where["evaluated"][0]] = 65535  # a malformed ground truth, no unpredictable prediction id
+    assert checked.add_checked_raw(pr, FrameArrays(gbad, packed, labels="raw")) is False
+    assert checked.n_frames == 0 and not checked._counts.any()
+    for _ in range(2):
+        assert checked.add_checked_raw(pr, frame) is True
+        plain.update_frame(pr, frame)
+    assert np.array_equal(checked._counts, plain._counts) and checked.n_frames == plain.n_frames == 2

@@ -100,9 +100,10 @@ def run_job(request: JobRequest, on_frame: Callable[[], None] | None = None) -> 
     if mspec is None and store is None and not others and seq.scored_from_raw_files(proto):
         # submitted predictions: score straight from the files (one compiled pass per frame and metric)
         files = _frame_files(seq, todo[0]) if todo else []
+        fused = validate and hasattr(ssc, "add_checked_raw") and _ids_checked_by_ssc(seq.label_map, proto)
         for i, t in enumerate(todo):
             nxt = _frame_files(seq, todo[i + 1]) if i + 1 < len(todo) else None
-            problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate)
+            problem = _update_from_files(ssc, seq, t, files, nxt, maps, validate, fused)
             if problem:
                 problems.append(problem)
             files = nxt or []
@@ -166,6 +167,15 @@ def _submitted(seq: Any, scans: list[int], problems: list[str] | None) -> Iterab
         yield t, seq.label_map.to_train(raw, path)
 
 
+def _ids_checked_by_ssc(label_map: Any, proto: Any) -> bool:
+    """Whether the SSC metric's compiled pass can check a prediction's ids for ``label_map`` (the sequence's):
+    it maps raw ids with the protocol's label map, so the two must map every id alike."""
+    from occbench.labels import load_label_map
+
+    own = load_label_map(proto.label_map)
+    return own.num_classes == label_map.num_classes and np.array_equal(np.asarray(own.lut), np.asarray(label_map.lut))
+
+
 def _update_from_files(
     ssc: Any,
     seq: Any,
@@ -174,6 +184,7 @@ def _update_from_files(
     next_files: list[Path] | None = None,
     maps: Any = None,
     validate: bool = False,
+    fused: bool = False,
 ) -> str | None:
     """Add scan ``t`` of ``seq`` to ``ssc`` (and to the world map state ``maps``) from its files
     (``_frame_files(seq, t)``): ground truth ``.label`` + packed ``.invalid`` and the prediction (a plain
@@ -182,7 +193,9 @@ def _update_from_files(
     here and the metric is handed their arrays: raw label ids and the ``.invalid`` bits as stored. Once the files of
     ``t`` are read, ``next_files`` are prefetched (a page-cache hint: the disk reads them while ``t`` is counted).
     ``validate``: a prediction that does not decode or holds unpredictable raw ids is not counted; the problem is
-    returned instead of raised."""
+    returned instead of raised. ``fused`` (with ``validate``; see :func:`_ids_checked_by_ssc`): the ids are checked
+    by the SSC metric's counting pass (:meth:`~occbench.metrics.SSCMetric.add_checked_raw`), not by a pass of
+    their own; a frame it refuses is checked by that pass, for the message."""
     from occbench.io.pagecache import prefetch
     from occbench.io.voxels import map_label, read_bits_packed
     from occbench.metrics.frame import FrameArrays
@@ -199,13 +212,15 @@ def _update_from_files(
         return str(e)
     if next_files:
         prefetch(*next_files)
-    if validate:
-        from occbench.evaluation.submission import prediction_id_problem
+    arrays = FrameArrays(gt, inv, labels="raw", name=str(path))
+    if not (validate and fused and ssc.add_checked_raw(pred, arrays)):
+        if validate:  # not added: the ids are checked here (a problem is returned), or the frame is malformed
+            from occbench.evaluation.submission import prediction_id_problem
 
-        problem = prediction_id_problem(pred, path, seq.label_map)
-        if problem:
-            return problem
-    ssc.update_frame(pred, FrameArrays(gt, inv, labels="raw", name=str(path)))
+            problem = prediction_id_problem(pred, path, seq.label_map)
+            if problem:
+                return problem
+        ssc.update_frame(pred, arrays)  # raises on a malformed frame, naming what is wrong
     if maps is not None:
         maps.add(pred, gt, seq.poses[t], inv, raw=True)
     return None

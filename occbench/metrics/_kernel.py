@@ -80,8 +80,11 @@ def _column_bits(inv, i64, inv_mode, col, NB):  # pragma: no cover - compiled be
 
 
 def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V, WPC):  # pragma: no cover
-    """Add a frame into ``counts[cell, gs, pred]``; return the number of voxels with a malformed ground truth
-    or an invalid prediction at an evaluated voxel (0 on success; then ``counts[:, 1:, :]`` is complete).
+    """Add a frame into ``counts[cell, gs, pred]``; return ``(bad, unmapped)``: ``bad`` the number of voxels with a
+    malformed ground truth or an invalid prediction at an evaluated voxel (0 on success; then
+    ``counts[:, 1:, :]`` is complete), ``unmapped`` the number of prediction ids that ``p_lut`` maps to no class,
+    at any voxel (every non-zero prediction voxel is visited; a voxel of malformed ground truth is left at once,
+    so ``unmapped`` is exact when ``bad`` is 0).
 
     ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word,
     ``WPC`` = Z / V words a column of ``Z`` voxels (the grid's height: 32 on KITTI; a multiple of 8, at most 64).
@@ -98,6 +101,7 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
     Z = WPC * V
     NB = Z // 8
     bad = 0
+    unmapped = 0
     for col in range(code.shape[0]):
         c = code[col]
         w0 = col * WPC
@@ -125,13 +129,14 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
                         gs = 0
                     pv = p_lut[pi]
                     if pv >= C:
+                        unmapped += 1
                         if gs != 0:
                             bad += 1
                             continue
                         pv = 0
                     counts[c, gs, pv] += 1
         counts[c, 1, 0] += n00
-    return bad
+    return bad, unmapped
 
 
 def _count_train_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover

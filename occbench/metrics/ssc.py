@@ -208,6 +208,22 @@ class SSCMetric(Metric):
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
             self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
 
+    def add_checked_raw(self, pred_raw: np.ndarray, frame: FrameArrays) -> bool | None:
+        """Add one frame of raw ids (``frame.labels == "raw"``) unless its prediction holds an id that the
+        protocol's label map does not map to a class, at any voxel (a submission's files, checked as they are
+        scored), all in the compiled kernel's one pass. Returns True (added), False (nothing added: such ids, or a
+        malformed frame; :meth:`update_frame` says which, precisely), or None where the compiled kernel is not
+        available (nothing added)."""
+        frame = as_frame_arrays(frame)
+        if not (self.use_compiled and _kernel.AVAILABLE) or frame.labels != "raw" or frame.ground_truth is None:
+            return None
+        pred_raw, gt_raw, _ = self._check_shapes(pred_raw, frame.ground_truth, False)
+        mode, inv = self._prep_invalid(frame.invalid, 1, frame.name)
+        p_lut, g_lut = self._raw_lookup()
+        p16 = self._to_u16(pred_raw[0], "raw prediction", frame.name)
+        g16 = self._to_u16(gt_raw[0], "raw ground truth", frame.name)
+        return self._count(p16, g16, mode, None if inv is None else inv[0], p_lut, g_lut, frame.name, True)
+
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
             lm = load_label_map(self.protocol.label_map)
@@ -330,9 +346,12 @@ class SSCMetric(Metric):
         p_lut: np.ndarray | None,
         g_lut: np.ndarray,
         name: str | None,
-    ) -> None:
+        refuse_unmapped: bool = False,
+    ) -> bool:
         """Count one frame: the compiled kernel when numba is present, else (or to raise the precise error
-        of a malformed frame) the numpy kernel. Either adds the whole frame or nothing."""
+        of a malformed frame) the numpy kernel. Either adds the whole frame or nothing. ``refuse_unmapped``
+        (compiled kernel only): a frame whose prediction holds an id ``p_lut`` maps to no class at any voxel, or
+        that the kernel finds malformed, is not added and nothing is raised: returns False (True: added)."""
         if self.use_compiled and _kernel.AVAILABLE:
             C = self.num_classes
             fresh = self._scratch()
@@ -349,19 +368,24 @@ class SSCMetric(Metric):
             Z = self.grid.shape[2]
             if Z == 32:  # the KITTI grid: columns of 32 voxels compiled in as constants
                 if p_lut is None:
-                    bad = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
+                    bad, unmapped = _kernel.count_train(*args, self._p_lut_train, g_lut, fresh)
                 else:
-                    bad = _kernel.count_raw(*args, p_lut, g_lut, fresh)
+                    bad, unmapped = _kernel.count_raw(*args, p_lut, g_lut, fresh)
             elif p_lut is None:
-                bad = _kernel.count_train_z(*args, self._p_lut_train, g_lut, fresh, Z)
+                bad, unmapped = _kernel.count_train_z(*args, self._p_lut_train, g_lut, fresh, Z)
             else:
-                bad = _kernel.count_raw_z(*args, p_lut, g_lut, fresh, Z)
+                bad, unmapped = _kernel.count_raw_z(*args, p_lut, g_lut, fresh, Z)
+            if refuse_unmapped and (bad or unmapped):
+                return False
             if bad == 0:
                 self._counts += fresh[:, 1:, :]
                 self.n_frames += 1
-                return
+                return True
             # fall through: the numpy kernel raises the precise error (nothing was added)
+        elif refuse_unmapped:
+            raise ValueError("refuse_unmapped needs the compiled kernel")
         self._count_numpy(p, g, None if inv is None else self._unpacked(mode, inv), p_lut, g_lut, name)
+        return True
 
     def _scratch(self) -> np.ndarray:
         """Zeroed (n_cells, C + 1, C) int64 counts for one frame (kept between frames, not pickled)."""
