@@ -230,21 +230,24 @@ class _Records:
         self.mem_bytes = 0
         self._files: dict[int, Path] = {}
 
-    def add(self, batch: _Batch) -> None:
-        """Add a batch of records (any order), split by partition."""
+    def add(self, batch: _Batch, borrowed: bool = False) -> None:
+        """Add a batch of records (any order), split by partition (records of one partition keep their order in
+        the batch). ``borrowed``: the batch's arrays will be reused by the caller, so what is kept is copied."""
         if not batch.keys.size:
             return
         part = _partition(batch.keys)
-        order = np.argsort(part, kind="stable")
-        batch = batch.take(order)
-        bounds = np.searchsorted(part[order], np.arange(PARTITIONS + 1))
+        if np.any(part[1:] < part[:-1]):
+            order = np.argsort(part, kind="stable")
+            batch, part, borrowed = batch.take(order), part[order], False
+        bounds = np.searchsorted(part, np.arange(PARTITIONS + 1))
         eend = np.append(batch.offsets(), batch.ent.size)
         for p in range(PARTITIONS):
             a, b = int(bounds[p]), int(bounds[p + 1])
             if a == b:
                 continue
             e0, e1 = int(eend[a]), int(eend[b])
-            self.parts[p].append(_Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1]))
+            kept = _Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1])
+            self.parts[p].append(_Batch(*(getattr(kept, f).copy() for f in _BATCH_FIELDS)) if borrowed else kept)
         self.mem_bytes += batch.nbytes
         if self.mem_bytes > self.spill_bytes:
             self.spill()
@@ -491,6 +494,7 @@ class WorldMapState:
         )
         self._recorded = _KeySet()
         self._pool: _Pool | None = None
+        self._seal_buf = np.zeros(0, np.uint32)
         self._plan: _Plan | None = None
         self._plan_id: str | None = None
         self._mine: set[int] = set()
@@ -775,9 +779,11 @@ class WorldMapState:
         """Write live tiles as records and release them."""
         pool = self._pool
         assert pool is not None
+        # in partition order (stable), as the records are kept: they go from the buffer to their partitions
+        tiles = tiles[np.argsort(_partition(pool.t_key[tiles]), kind="stable")]
         ne = K.seal_sizes(tiles, pool.t_n, pool.t_head, pool.t_tail, pool.t_fill, pool.l_next)
         n = tiles.size
-        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(ne, np.uint32))
+        b = _Batch(np.empty(n, np.int64), np.empty(n, np.int32), self._seal_buffer(ne))
         e = K.seal_fill(
             tiles,
             pool.t_key,
@@ -799,9 +805,20 @@ class WorldMapState:
             pool.ttop,
             self._tb,
         )
-        b.ent = b.ent[:e].copy()  # seal_sizes is an upper bound
+        b.ent = b.ent[:e]  # seal_sizes is an upper bound
         self._recorded.add(b.keys)
-        self.records.add(b)
+        self.records.add(b, borrowed=True)
+
+    _SEAL_BUFFER_MAX = 8 << 20  # entries (32 MB) of the buffer kept between seals; larger seals allocate their own
+
+    def _seal_buffer(self, ne: int) -> np.ndarray:
+        """A buffer of at least ``ne`` entries for :meth:`_seal` to write records into. Kept between seals (up
+        to :attr:`_SEAL_BUFFER_MAX` entries), so its pages are not faulted in and zeroed again each time."""
+        if ne > self._SEAL_BUFFER_MAX:
+            return np.empty(ne, np.uint32)
+        if self._seal_buf.size < ne:
+            self._seal_buf = np.empty(min(self._SEAL_BUFFER_MAX, max(ne, 2 * self._seal_buf.size)), np.uint32)
+        return self._seal_buf[:ne]
 
     def flush(self) -> WorldMapState:
         """Finalise or seal every live tile (done before reducing, merging and pickling)."""
@@ -809,6 +826,7 @@ class WorldMapState:
         self._evict(force=True)
         if self._pool is not None and self._pool.live_tiles == 0:
             self._pool = None  # frees the pool's memory; a later frame allocates a new one
+            self._seal_buf = np.zeros(0, np.uint32)
         return self
 
     # -------------------------------------------------------------------- merging
@@ -850,6 +868,7 @@ class WorldMapState:
         self.flush()
         d = dict(self.__dict__)
         d["_pool"] = None
+        d["_seal_buf"] = np.zeros(0, np.uint32)
         d["_luts"] = {}
         d["_thread"] = d["_pending"] = None
         d["records"] = self.records.portable()
