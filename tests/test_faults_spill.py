@@ -117,3 +117,28 @@ def test_a_real_full_temporary_folder(tree, monkeypatch, tmp_path):
         _check(_evaluate(tree), mnt)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_spill_file_cut_short_is_an_error_naming_it(tmp_path):
+    """Records read back from a spill file that ends early (cut after it was written) are an error naming the
+    file, not a shorter batch."""
+    import numpy as np
+
+    from occbench.metrics.testing import synthetic_frame
+
+    rng = np.random.default_rng(1)
+    state = worldmap.WorldMapState(spill_dir=tmp_path, spill_bytes=0, keep_frames=0)
+    for t in range(3):
+        pred, gt, inv = synthetic_frame(rng)
+        pose = np.eye(4)
+        pose[0, 3] = 40.0 * t  # frames 40 m apart: tiles left behind are sealed and spilled
+        state.add(pred, gt, pose, inv)
+    state.flush()
+    files = sorted(p for p in tmp_path.iterdir() if _spill_file(p))
+    assert files, "nothing was spilled"
+    state.reduce()  # read back whole: fine
+    victim = max(files, key=lambda p: p.stat().st_size)
+    with open(victim, "r+b") as fh:
+        fh.truncate(victim.stat().st_size - 4)
+    with pytest.raises(OSError, match=re.escape(str(victim)) + ".*end early"):
+        state.reduce()

@@ -207,15 +207,20 @@ class _Spilled:
     nbytes: int
 
     def load(self) -> _Batch:
-        arrays, off = [], self.offset
+        out = _Batch(*(np.empty(shape, _DTYPES[f]) for f, shape in zip(_BATCH_FIELDS, self.shapes)))
+        self.load_into(out, 0, 0)
+        return out
+
+    def load_into(self, out: _Batch, r: int, e: int) -> None:
+        """Read the batch into ``out`` from record ``r`` and entry ``e`` on (``out`` has room for it)."""
+        off = self.offset
         with open(self.path, "rb") as fh:
-            for f, shape in zip(_BATCH_FIELDS, self.shapes):
-                dt = _DTYPES[f]
-                n = int(np.prod(shape))
+            for f, shape, at in zip(_BATCH_FIELDS, self.shapes, (r, r, e)):
+                dst = getattr(out, f)[at : at + shape[0]]
                 fh.seek(off)
-                arrays.append(np.fromfile(fh, dt, n).reshape(shape))
-                off += n * dt.itemsize
-        return _Batch(*arrays)
+                if fh.readinto(memoryview(dst).cast("B")) != dst.nbytes:
+                    raise OSError(f"{self.path}: spilled records end early (at byte {fh.tell()})")
+                off += dst.nbytes
 
 
 class _Records:
@@ -289,8 +294,23 @@ class _Records:
             self.spill()
 
     def partition(self, p: int) -> _Batch:
-        """Every record of partition ``p`` in one batch (spilled ones read back)."""
-        return _Batch.concat([b.load() if isinstance(b, _Spilled) else b for b in self.parts[p]])
+        """Every record of partition ``p`` in one batch (spilled ones read back straight into it)."""
+        items = self.parts[p]
+        if len(items) == 1 and isinstance(items[0], _Batch):
+            return items[0]
+        nr = sum(b.shapes[0][0] if isinstance(b, _Spilled) else b.keys.size for b in items)
+        ne = sum(b.shapes[2][0] if isinstance(b, _Spilled) else b.ent.size for b in items)
+        out = _Batch(np.empty(nr, _DTYPES["keys"]), np.empty(nr, _DTYPES["ne"]), np.empty(ne, _DTYPES["ent"]))
+        r = e = 0
+        for b in items:
+            if isinstance(b, _Spilled):
+                b.load_into(out, r, e)
+                r, e = r + b.shapes[0][0], e + b.shapes[2][0]
+            else:
+                for f, at, n in (("keys", r, b.keys.size), ("ne", r, b.ne.size), ("ent", e, b.ent.size)):
+                    getattr(out, f)[at : at + n] = getattr(b, f)
+                r, e = r + b.keys.size, e + b.ent.size
+        return out
 
     def keys(self) -> np.ndarray:
         return (
