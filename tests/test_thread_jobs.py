@@ -58,8 +58,8 @@ def evaluate_with(submission: Submission, workers: int) -> dict:
     return run.evaluate(EvalConfig(submission=submission, workers=workers)).to_dict()
 
 
-def test_two_threads_pay_from_32_frames_with_maps_and_64_without():
-    assert run.useful_workers(2, 31, True, True) == 1 and run.useful_workers(2, 64, True, True) == 2
+def test_two_threads_pay_from_40_frames_with_maps_and_64_without():
+    assert run.useful_workers(2, 39, True, True) == 1 and run.useful_workers(2, 40, True, True) == 2
     assert run.useful_workers(2, 63, True, False) == 1 and run.useful_workers(2, 128, True, False) == 2
     assert run.useful_workers(4, 10, False, True) == 4  # methods: what was asked for
 

@@ -339,12 +339,12 @@ def useful_workers(workers: int, frames: int, scoring_files: bool, maps: bool, e
     """How many of the ``workers`` asked for are worth their cost. Scoring submitted predictions runs its jobs on
     threads of this process (nothing to start but a second opening of the dataset), but each job split off makes
     world map tiles straddle two jobs (sealed and reduced at the end). Timed on trees of 40, 64, 128 and 815
-    frames (``benchmarks/bench_evaluate_cli.py``), two threads gain from 64 frames with the city map and
-    consistency and from 64-128 without, and at 40 frames cost about what they save: a thread per 32 or per 64
-    frames. Methods (whose cost is unknown here) and Ray get what was asked for."""
+    frames (``benchmarks/bench_evaluate_cli.py``), two threads gain from 40 frames with the city map and
+    consistency (the counting thread of one job is the longest part there) and from 64-128 without: a thread per
+    20 or per 64 frames. Methods (whose cost is unknown here) and Ray get what was asked for."""
     if not scoring_files or executor != "local":
         return workers
-    per_worker = 32 if maps else 64
+    per_worker = 20 if maps else 64
     return max(1, min(workers, frames // per_worker))
 
 
