@@ -132,6 +132,29 @@ def test_planned_and_split_states_merge_to_the_oracle_in_any_order_and_through_p
     _same(pickle.loads(pickle.dumps(own)).merge(other).reduce(), want)
 
 
+def test_states_planned_alike_compute_the_footprints_once(frames):
+    """Jobs planned with the same poses and grid share one computation of the plan's footprints (the same
+    arrays); another voxel size or another set of poses gets its own, equal to a computation from scratch."""
+    import occbench.metrics.worldmap as wm
+
+    poses = np.stack([f[3] for f in frames])
+    a = WorldMapState(PROTO).expect(poses, [0, 1])
+    b = WorldMapState(PROTO).expect(poses, [2, 3])
+    assert a._plan.sup_keys is b._plan.sup_keys and a._plan.frame_sups is b._plan.frame_sups
+    assert a._plan.rem is not b._plan.rem and a._plan.rem.sum() + b._plan.rem.sum() == sum(
+        s.size for s in a._plan.frame_sups
+    )
+    c = WorldMapState(PROTO, voxel_size=0.4).expect(poses)
+    assert c._plan.sup_keys is not a._plan.sup_keys
+    wm._FOOTPRINTS.clear()
+    fresh = WorldMapState(PROTO).expect(poses[:3])
+    wm._FOOTPRINTS.clear()
+    again = WorldMapState(PROTO).expect(poses[:3])
+    assert fresh._plan.sup_keys is not again._plan.sup_keys
+    np.testing.assert_array_equal(fresh._plan.sup_keys, again._plan.sup_keys)
+    assert all(np.array_equal(x, y) for x, y in zip(fresh._plan.frame_sups, again._plan.frame_sups))
+
+
 def test_background_counting_merges_and_pickles_to_the_oracle_and_reports_uncounted_voxels(frames):
     want = oracle(frames)
     parts = [_state(frames, plan=True, mine=m, background=True, spill_bytes=1) for m in ([0, 2], [1, 3])]

@@ -403,15 +403,34 @@ class _Pool:
         return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
 
 
+_FOOTPRINTS: dict[tuple, tuple[np.ndarray, list[np.ndarray]]] = {}  # the last plan's, for the jobs that share it
+_FOOTPRINTS_LOCK = threading.Lock()
+
+
+def _plan_footprints(
+    key: tuple, poses: np.ndarray, voxel_size: float, grid: Grid
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(sup_keys, frame_sups)`` of a plan: the supertiles any of its frames touches (sorted), and each frame's as
+    indices into them. Computed once for the jobs of one run planned alike (threads of one process: the last
+    plan's are kept, by ``key``; the arrays are shared and only read)."""
+    with _FOOTPRINTS_LOCK:
+        got = _FOOTPRINTS.get(key)
+        if got is None:
+            feet = [frame_footprint(pose_coefficients(p, voxel_size, grid), grid) for p in poses]
+            sup_keys = np.unique(np.concatenate(feet)) if feet else np.zeros(0, np.int64)
+            got = (sup_keys, [np.searchsorted(sup_keys, f).astype(np.int64) for f in feet])
+            _FOOTPRINTS.clear()
+            _FOOTPRINTS[key] = got
+        return got
+
+
 class _Plan:
     """The frames a state (and the states it will be merged with) will ever see, for early finalisation."""
 
     def __init__(self, poses: np.ndarray, voxel_size: float, mine: np.ndarray, grid: Grid = KITTI):
         poses = np.asarray(poses, np.float64)
         self.id = hashlib.sha256(np.ascontiguousarray(poses).tobytes() + repr(voxel_size).encode()).hexdigest()[:16]
-        feet = [frame_footprint(pose_coefficients(p, voxel_size, grid), grid) for p in poses]
-        self.sup_keys = np.unique(np.concatenate(feet)) if feet else np.zeros(0, np.int64)
-        self.frame_sups = [np.searchsorted(self.sup_keys, f).astype(np.int64) for f in feet]
+        self.sup_keys, self.frame_sups = _plan_footprints((self.id, grid), poses, voxel_size, grid)
         self.mine = np.zeros(len(poses), bool)
         self.mine[mine] = True
         self.rem = np.zeros(self.sup_keys.size, np.int32)
