@@ -113,18 +113,6 @@ class _Batch:
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
 
-    @staticmethod
-    def empty() -> _Batch:
-        return _Batch(*(np.zeros(0, _DTYPES[f]) for f in _BATCH_FIELDS))
-
-    @staticmethod
-    def concat(batches: list[_Batch]) -> _Batch:
-        if not batches:
-            return _Batch.empty()
-        if len(batches) == 1:
-            return batches[0]
-        return _Batch(*(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_FIELDS))
-
     def offsets(self) -> np.ndarray:
         """Per record, its first entry."""
         eoff = np.zeros(self.keys.size, np.int64)
@@ -271,7 +259,7 @@ class _Records:
                 os.close(fd)
                 path = self._files[p] = Path(name)
             try:
-                with open(path, "ab") as fh:  # the bytes of _Batch.concat(mem), written without making it
+                with open(path, "ab") as fh:  # the batches' bytes, field by field, one after the other
                     offset = fh.tell()
                     for f in _BATCH_FIELDS:
                         for b in mem:
