@@ -56,7 +56,8 @@ def defer_blas_probe() -> None:
         import numba.np.arraymath as arraymath
     finally:
         linalg.ensure_blas = probe
-    if getattr(arraymath, "ensure_blas", None) is _skip:
-        arraymath.ensure_blas = probe
+    for name, mod in list(sys.modules.items()):  # whatever bound the stand-in while it was there gets numba's own
+        if name.startswith("numba") and getattr(mod, "ensure_blas", None) is _skip:
+            mod.ensure_blas = probe  # type: ignore[attr-defined]
     if isinstance(getattr(arraymath, "_HAVE_BLAS", None), bool) and callable(getattr(arraymath, "_check_blas", None)):
         arraymath._HAVE_BLAS = DeferredProbe(arraymath._check_blas)

@@ -57,13 +57,15 @@ def test_the_kernels_load_without_scipy_and_numba_still_probes_blas_when_asked()
         "    expected = False\n"
         + _CORRELATE
         + "print(json.dumps({'scipy_linalg_before': before, 'probe': bool(am._HAVE_BLAS), 'expected': expected,\n"
-        "                  'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex}))\n"
+        "                  'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex,\n"
+        "                  'own_probe': am.ensure_blas is ensure_blas}))\n"
     )
     plain = _python("import json\nimport numpy as np\n" + _CORRELATE + "print(json.dumps({'corr': corr_hex}))\n")
     assert out["scipy_linalg_before"] == []
     assert out["probe_type"] == "DeferredProbe"
     assert out["probe"] == out["expected"] is True  # scipy is a declared dependency
     assert out["corr"] == plain["corr"]
+    assert out["own_probe"]  # numba's own check is back in place once the module is imported
 
 
 def test_deferred_probe_runs_once():
