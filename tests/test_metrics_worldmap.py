@@ -452,9 +452,9 @@ def test_another_grid_equals_the_oracle(voxel_size, packed):
 
 
 def test_rows_wider_than_a_column_mask_equal_the_oracle():
-    """A protocol whose histogram rows (static categories + labels) have more than 64 columns: a tile's reduction
-    then visits every column instead of those its log touched; unplanned with every tile sealed, and planned in two
-    jobs, the counts and maps are the oracle's."""
+    """A protocol whose histogram rows (static categories + labels) have more than 64 columns: columns 64 apart
+    share a bit of a tile's column mask, so its reduction visits a superset of the columns its log touched;
+    unplanned with every tile sealed, and planned in two jobs, the counts and maps are the oracle's."""
     import dataclasses
 
     names = PROTO.class_names + tuple(f"extra-{i}" for i in range(20, 60))

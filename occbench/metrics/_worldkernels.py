@@ -34,11 +34,7 @@ from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bi
 # numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
 njit: Any
 try:
-    from numba import njit
-
-    from occbench._numba_startup import defer_blas_probe
-
-    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
+    from numba import njit  # (numba's start-up: see occbench.metrics._kernel, imported above)
 except ImportError:  # pragma: no cover
     njit = None
 

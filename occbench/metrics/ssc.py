@@ -196,17 +196,22 @@ class SSCMetric(Metric):
         *,
         name: str | None = None,
         batch: bool = True,
-    ) -> None:
+        refuse_unmapped: bool = False,
+    ) -> bool:
         """Add one frame (or a batch) of raw label ids; the compiled kernel maps them and reads a bit-packed mask
-        inside its one pass, with no full-size intermediate array."""
+        inside its one pass, with no full-size intermediate array. ``refuse_unmapped``: see :meth:`_count`; returns
+        whether every frame was added."""
         pred_raw, gt_raw, batched = self._check_shapes(pred_raw, gt_raw, batch)
         mode, inv = self._prep_invalid(invalid, pred_raw.shape[0], name)
         p_lut, g_lut = self._raw_lookup()
+        added = True
         for b in range(pred_raw.shape[0]):
             nm = name if not batched else f"{name or 'batch'}[{b}]"
             p16 = self._to_u16(pred_raw[b], "raw prediction", nm)
             g16 = self._to_u16(gt_raw[b], "raw ground truth", nm)
-            self._count(p16, g16, mode, None if inv is None else inv[b], p_lut, g_lut, nm)
+            ib = None if inv is None else inv[b]
+            added &= self._count(p16, g16, mode, ib, p_lut, g_lut, nm, refuse_unmapped)
+        return added
 
     def add_checked_raw(self, pred_raw: np.ndarray, frame: FrameArrays) -> bool | None:
         """Add one frame of raw ids (``frame.labels == "raw"``) unless its prediction holds an id that the
@@ -217,12 +222,9 @@ class SSCMetric(Metric):
         frame = as_frame_arrays(frame)
         if not (self.use_compiled and _kernel.AVAILABLE) or frame.labels != "raw" or frame.ground_truth is None:
             return None
-        pred_raw, gt_raw, _ = self._check_shapes(pred_raw, frame.ground_truth, False)
-        mode, inv = self._prep_invalid(frame.invalid, 1, frame.name)
-        p_lut, g_lut = self._raw_lookup()
-        p16 = self._to_u16(pred_raw[0], "raw prediction", frame.name)
-        g16 = self._to_u16(gt_raw[0], "raw ground truth", frame.name)
-        return self._count(p16, g16, mode, None if inv is None else inv[0], p_lut, g_lut, frame.name, True)
+        return self._update_raw(
+            pred_raw, frame.ground_truth, frame.invalid, name=frame.name, batch=False, refuse_unmapped=True
+        )
 
     def _raw_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         if self._raw_luts is None:
