@@ -642,7 +642,8 @@ def _evict(
 
 def _seal_sizes(tiles, t_n, t_head, t_tail, t_fill, l_next):  # pragma: no cover - compiled
     """At least as many entries as the records of ``tiles`` take: per observed voxel one for ``n``, and one per
-    non-zero count of its histogram row, of which there are at most two per entry of the tile's log."""
+    non-zero count of its histogram row, of which there are at most two per entry of the tile's log; plus one, the
+    entry :func:`_seal_fill` writes after the last one it keeps."""
     ne = 0
     for ti in tiles:
         for li in range(TILE_VOXELS):
@@ -652,7 +653,7 @@ def _seal_sizes(tiles, t_n, t_head, t_tail, t_fill, l_next):  # pragma: no cover
         while c >= 0:
             ne += 2 * (t_fill[ti] if c == t_tail[ti] else LOGC)
             c = l_next[c]
-    return ne
+    return ne + 1  # + 1: seal_fill writes the entry after the last one it keeps
 
 
 def _seal_fill(  # pragma: no cover - compiled
@@ -689,11 +690,13 @@ def _seal_fill(  # pragma: no cover - compiled
         e0 = e
         cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
         tn = t_n[ti]
+        # branch-free: every entry is written and the position moves on past the non-zero ones (the entry after the
+        # last one kept is written too: ``ent`` has one of slack, see seal_sizes); zero counts are too scattered for
+        # a branch per count to be predicted (seal_fill took 2.0 s with one against 1.4 s without, 407 dense frames)
         for li in range(TILE_VOXELS):
             n = np.uint32(tn[li])
-            if n != 0:
-                ent[e] = (np.uint32(li) << np.uint32(23)) | n
-                e += np.uint64(1)
+            ent[e] = (np.uint32(li) << np.uint32(23)) | n
+            e += np.uint64(n != 0)
         for w in range(W):
             if not _has_col(cols, w):
                 continue
@@ -701,10 +704,9 @@ def _seal_fill(  # pragma: no cover - compiled
             cw = np.uint32(w + 1) << np.uint32(16)
             for li in range(TILE_VOXELS):
                 c = np.uint32(hw[li])
-                if c != 0:
-                    ent[e] = (np.uint32(li) << np.uint32(23)) | cw | c
-                    e += np.uint64(1)
-                    hw[li] = 0
+                ent[e] = (np.uint32(li) << np.uint32(23)) | cw | c
+                e += np.uint64(c != 0)
+            hw[:] = 0
         rne[a] = e - e0
         _release(ti, tab_key, t_key, t_n, t_head, t_tail, t_fill, l_next, free_c, ctop, free_t, ttop, tb)
     return e
