@@ -327,6 +327,15 @@ class _Records:
 
 
 # ---------------------------------------------------------------------------- live tiles
+def _extended(a: np.ndarray, pad: int, zero: bool) -> np.ndarray:
+    """``a`` with ``pad`` rows more, zero (``zero``) or uninitialised. Only ``a``'s rows are written: the new ones
+    are pages the kernel maps (zeroed) when they are first used, not when the pool grows (``np.concatenate`` wrote
+    them all, twice for a zeroed array)."""
+    out = (np.zeros if zero else np.empty)((a.shape[0] + pad,) + a.shape[1:], a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
 class _Pool:
     """Live tiles and the chunks of their logs (both grown by doubling), and the direct-mapped tile table."""
 
@@ -364,7 +373,7 @@ class _Pool:
     def grow_tiles(self, n: int | None = None) -> None:
         old = self.t_key.size
         pad = n or max(old, 1024)
-        self.t_n = np.concatenate((self.t_n, np.zeros((pad, K.TILE_VOXELS), np.uint16)))
+        self.t_n = _extended(self.t_n, pad, zero=True)
         self.t_head = np.concatenate((self.t_head, np.full(pad, -1, np.int32)))
         self.t_tail = np.concatenate((self.t_tail, np.full(pad, -1, np.int32)))
         self.t_fill = np.concatenate((self.t_fill, np.full(pad, K.LOGC, np.int32)))
@@ -378,7 +387,7 @@ class _Pool:
     def grow_chunks(self, n: int | None = None) -> None:
         old = self.log.shape[0]
         pad = n or max(old, 1024)
-        self.log = np.concatenate((self.log, np.empty((pad, K.LOGC), np.uint32)))
+        self.log = _extended(self.log, pad, zero=False)
         self.l_next = np.concatenate((self.l_next, np.full(pad, -1, np.int32)))
         self.free_c = self._grown(self.free_c, self.ctop, old, old + pad)
 
