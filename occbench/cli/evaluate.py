@@ -156,7 +156,6 @@ def evaluate(
     from occbench.evaluation.results_path import check_writable, default_results_path, names_folder, resolve_output
     from occbench.evaluation.run import MethodSpec
     from occbench.evaluation.run import evaluate as run_evaluate
-    from occbench.report import full_report
 
     set_quiet(quiet)
     if method and predictions_dir:
@@ -243,7 +242,12 @@ def evaluate(
             )
     except (OccbenchError, KeyError, ValueError, RuntimeError) as e:
         fail(e)
-    report = full_report(results.to_dict())
+
+    def report() -> str:  # the terminal tables (tabulate's import and all) only where they are printed
+        from occbench.report import full_report
+
+        return full_report(results.to_dict())
+
     clash = False
     try:  # before anything is printed: the results are never lost to a closed terminal
         try:
@@ -251,7 +255,7 @@ def evaluate(
         except FileExistsError:  # another run wrote -o while this one ran: both results are kept
             written, clash = results.write(out_path, number=True), True
     except OSError as e:
-        click.echo(report)
+        click.echo(report())
         click.echo(
             f"error: the results JSON could not be written to {out_path} ({e.strerror or e}); "
             "the scores are printed above",
@@ -259,7 +263,7 @@ def evaluate(
         )
         sys.exit(EXIT_FAILED)
     if not quiet:
-        click.echo(report)
+        click.echo(report())
     if clash:
         click.echo(
             f"error: {out_path} was created by another run while this one ran (it is left as it is); these "
