@@ -522,3 +522,53 @@ def test_each_partition_adds_every_threads_sums_returns_in_partition_order_and_r
 
     with pytest.raises(OSError, match="spill file gone"):
         _each_partition(fails, {"a": np.zeros(1, np.int64)}, threads=2)
+
+
+def _records_of(rec, p):
+    """Partition ``p``'s records as a sorted list of (key, entries) pairs (order within a partition is not kept)."""
+    b = rec.partition(p)
+    off = np.concatenate(([0], np.cumsum(b.ne)))
+    return sorted((int(k), tuple(b.ent[off[i] : off[i + 1]].tolist())) for i, k in enumerate(b.keys))
+
+
+@pytest.mark.parametrize("spill_bytes", [1 << 30, 3000, 1])
+def test_records_appended_in_place_spilled_and_handed_over_keep_every_record(spill_bytes, tmp_path, monkeypatch):
+    """Sealed batches (``borrowed``: the caller writes over its arrays afterwards) are appended in place to their
+    partition, spilled (in pieces: a tiny piece size here) and appended again into the same arrays; batches handed
+    over as they are and another state's records (``extend``) join them. Every record comes back, whatever was in
+    memory or on disk; records handed over by ``extend`` are copies (the other state sealing more changes nothing)."""
+    import occbench.metrics.worldmap as wm
+
+    monkeypatch.setattr(wm, "_WRITE_BYTES", 40)  # pieces of 40 bytes: ragged tails exercised
+    rng = np.random.default_rng(7)
+    want: dict[int, list] = {p: [] for p in range(wm.PARTITIONS)}
+
+    def batch(n):  # in partition order, as seals come (any other order is copied in that order first)
+        keys = rng.integers(0, 1 << 40, n).astype(np.int64)
+        keys = keys[np.argsort(wm._partition(keys), kind="stable")]
+        ne = rng.integers(1, 6, n).astype(np.int32)
+        ent = rng.integers(0, 1 << 32, int(ne.sum()), dtype=np.uint64).astype(np.uint32)
+        off = np.concatenate(([0], np.cumsum(ne)))
+        for i, (k, p) in enumerate(zip(keys, wm._partition(keys))):
+            want[int(p)].append((int(k), tuple(ent[off[i] : off[i + 1]].tolist())))
+        return wm._Batch(keys, ne, ent)
+
+    rec = wm._Records(4, spill_bytes, wm._SpillDir(str(tmp_path)))
+    for i in range(12):
+        b = batch(int(rng.integers(1, 60)))
+        rec.add(b, borrowed=(i % 3 != 0))
+        if i % 3 != 0:  # a borrowed batch's arrays are written over by the caller: its records were copied
+            for a in (b.keys, b.ne, b.ent):
+                a[...] = 0
+    other = wm._Records(4, 1 << 30, wm._SpillDir(str(tmp_path)))
+    first = batch(40)
+    other.add(first, borrowed=True)
+    assert sum(o.nr for o in other.open) == 40  # appended in place
+    rec.extend(other)
+    other.spill()  # its arrays are written over by what it seals next (as many records, fewer entries: in place)
+    other.add(wm._Batch(first.keys.copy(), np.ones(40, np.int32), np.ones(40, np.uint32)), borrowed=True)
+    got_spilled = rec.spilled_bytes
+    assert (got_spilled > 0) == (spill_bytes < 1 << 30)
+    for p in range(wm.PARTITIONS):
+        assert _records_of(rec, p) == sorted(want[p]), p
+    assert rec.nbytes == sum(12 * len(v) + 4 * sum(len(e) for _, e in v) for v in want.values())
