@@ -211,67 +211,26 @@ class _Spilled:
                 off += dst.nbytes
 
 
-# spilled records are written in pieces of this size: single writes of several MB measured 5-8x slower (the
-# kernel's page cache allocating large pages for them) than the same bytes in pieces of 1 MB
+# spilled records are written in pieces of this size: single writes of several MB measured 5-8x slower here (the
+# kernel's page cache allocating large pages for them, presumably) than the same bytes in pieces of 1 MB
 _WRITE_BYTES = 1 << 20
 
 
-class _Open:
-    """The records of one partition held in memory, appended in place: arrays grown by doubling, and written over
-    again after the partition is spilled, so that sealing copies into pages already mapped (fresh ones for each
-    batch were faulted in and zeroed by the kernel: about 0.3 s of 0.4 s of copying in a 400-frame dense job)."""
-
-    def __init__(self) -> None:
-        self.keys = np.empty(0, _DTYPES["keys"])
-        self.ne = np.empty(0, _DTYPES["ne"])
-        self.ent = np.empty(0, _DTYPES["ent"])
-        self.nr = self.nent = 0
-
-    @staticmethod
-    def _room(a: np.ndarray, used: int, need: int) -> np.ndarray:
-        if need <= a.size:
-            return a
-        out = np.empty(max(need, 2 * a.size), a.dtype)
-        out[:used] = a[:used]
-        return out
-
-    def append(self, keys: np.ndarray, ne: np.ndarray, ent: np.ndarray) -> None:
-        r, e = self.nr + keys.size, self.nent + ent.size
-        self.keys, self.ne = self._room(self.keys, self.nr, r), self._room(self.ne, self.nr, r)
-        self.ent = self._room(self.ent, self.nent, e)
-        self.keys[self.nr : r], self.ne[self.nr : r], self.ent[self.nent : e] = keys, ne, ent
-        self.nr, self.nent = r, e
-
-    def batch(self) -> _Batch:
-        """What it holds (views: valid until it is cleared)."""
-        return _Batch(self.keys[: self.nr], self.ne[: self.nr], self.ent[: self.nent])
-
-    def clear(self) -> None:
-        self.nr = self.nent = 0
-
-
 class _Records:
-    """Sealed tiles, by partition: batches in memory (those sealed here appended in place, :class:`_Open`; those
-    handed over as they are, ``parts``), or appended to the partition's file once the memory held passes
-    ``spill_bytes``. The order of records within a partition is not kept: the results are sums."""
+    """Sealed tiles, by partition: batches in memory, or appended to the partition's file once the memory held
+    passes ``spill_bytes``."""
 
     def __init__(self, width: int, spill_bytes: int, spill_dir: _SpillDir | None):
         self.width = width
         self.spill_bytes = spill_bytes
         self.spill_dir = spill_dir
         self.parts: list[list[_Batch | _Spilled]] = [[] for _ in range(PARTITIONS)]
-        self.open = [_Open() for _ in range(PARTITIONS)]
         self.mem_bytes = 0
         self._files: dict[int, Path] = {}
 
-    def items(self, p: int) -> list[_Batch | _Spilled]:
-        """Everything partition ``p`` holds (the records appended in place as one batch of views)."""
-        o = self.open[p]
-        return self.parts[p] + [o.batch()] if o.nr else self.parts[p]
-
     def add(self, batch: _Batch, borrowed: bool = False) -> None:
-        """Add a batch of records (any order), split by partition. ``borrowed``: the batch's arrays will be reused by
-        the caller, so what is kept is copied (appended in place to the partition's records in memory)."""
+        """Add a batch of records (any order), split by partition (records of one partition keep their order in
+        the batch). ``borrowed``: the batch's arrays will be reused by the caller, so what is kept is copied."""
         if not batch.keys.size:
             return
         part = _partition(batch.keys)
@@ -285,10 +244,8 @@ class _Records:
             if a == b:
                 continue
             e0, e1 = int(eend[a]), int(eend[b])
-            if borrowed:
-                self.open[p].append(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1])
-            else:
-                self.parts[p].append(_Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1]))
+            kept = _Batch(batch.keys[a:b], batch.ne[a:b], batch.ent[e0:e1])
+            self.parts[p].append(_Batch(*(getattr(kept, f).copy() for f in _BATCH_FIELDS)) if borrowed else kept)
         self.mem_bytes += batch.nbytes
         if self.mem_bytes > self.spill_bytes:
             self.spill()
@@ -297,8 +254,7 @@ class _Records:
         """Append every partition's batches held in memory to its file."""
         if self.spill_dir is None:
             self.spill_dir = _SpillDir()
-        for p in range(PARTITIONS):
-            items = self.items(p)
+        for p, items in enumerate(self.parts):
             mem = [b for b in items if isinstance(b, _Batch)]
             if not mem:
                 continue
@@ -323,22 +279,18 @@ class _Records:
             spilled = _Spilled(self.spill_dir, path, offset, shapes, sum(b.nbytes for b in mem))
             kept: list[_Batch | _Spilled] = [b for b in items if not isinstance(b, _Batch)]
             self.parts[p] = kept + [spilled]
-            self.open[p].clear()  # written out: its arrays take the next records
         self.mem_bytes = 0
 
     def extend(self, other: _Records) -> None:
         for p in range(PARTITIONS):
             self.parts[p].extend(other.parts[p])
-            o = other.open[p]
-            if o.nr:  # a copy: the other's arrays would be written over if it sealed more
-                self.parts[p].append(_Batch(*(getattr(o.batch(), f).copy() for f in _BATCH_FIELDS)))
         self.mem_bytes += other.mem_bytes
         if self.mem_bytes > self.spill_bytes:
             self.spill()
 
     def partition(self, p: int) -> _Batch:
         """Every record of partition ``p`` in one batch (spilled ones read back straight into it)."""
-        items = self.items(p)
+        items = self.parts[p]
         if len(items) == 1 and isinstance(items[0], _Batch):
             return items[0]
         nr = sum(b.shapes[0][0] if isinstance(b, _Spilled) else b.keys.size for b in items)
@@ -364,7 +316,7 @@ class _Records:
 
     @property
     def nbytes(self) -> int:
-        return sum(b.nbytes for p in range(PARTITIONS) for b in self.items(p))
+        return sum(b.nbytes for items in self.parts for b in items)
 
     @property
     def spilled_bytes(self) -> int:
@@ -375,8 +327,7 @@ class _Records:
         of our own are removed with us, so their batches are read back."""
         out = _Records(self.width, self.spill_bytes, None)
         out.parts = [
-            [b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in self.items(p)]
-            for p in range(PARTITIONS)
+            [b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts
         ]
         out.mem_bytes = sum(b.nbytes for items in out.parts for b in items if isinstance(b, _Batch))
         return out
