@@ -146,3 +146,38 @@ def test_poses_parsed_in_one_pass_equal_the_line_by_line_parse(tmp_path):
         bad.write_text(text)
         with pytest.raises(FormatError, match=match):
             read_number_rows(bad, "poses file", 12)
+
+
+def test_number_files_are_parsed_once_per_content(tmp_path, monkeypatch):
+    """A number file read again with the same bytes is not parsed again (each job of a run reads the poses) and
+    gives equal, independent arrays; bytes changed behind an unchanged size and modification time are parsed
+    again; a file that does not parse is refused every time, even where the same path parsed before."""
+    import os
+
+    from occbench.io import kitti
+
+    parses = []
+    parse = kitti._number_rows
+    monkeypatch.setattr(kitti, "_number_rows", lambda *a: parses.append(a[0]) or parse(*a))
+    monkeypatch.setattr(kitti, "_PARSED", {})
+    path = tmp_path / "poses.txt"
+    path.write_text("1 2 3\n4 5 6\n")
+    st = os.stat(path)
+    a, la = read_number_rows(path, "poses file", 3)
+    a[0, 0] = -1  # the caller's copy
+    b, lb = read_number_rows(path, "poses file", 3)
+    assert len(parses) == 1 and b.tolist() == [[1, 2, 3], [4, 5, 6]] and lb.tolist() == la.tolist() == [1, 2]
+    path.write_text("1 2 3\n4 5 7\n")  # same size; the modification time set back too
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    c, _ = read_number_rows(path, "poses file", 3)
+    assert len(parses) == 2 and c.tolist() == [[1, 2, 3], [4, 5, 7]]
+    assert read_number_rows(path, "poses file", 2 + 1)[0].tolist() == c.tolist() and len(parses) == 2
+    path.write_text("1 2 3\n4 5 x\n")
+    for _ in range(2):
+        with pytest.raises(FormatError, match=r"'x' in column 3 is not a number"):
+            read_number_rows(path, "poses file", 3)
+    assert len(parses) == 4
+    with pytest.raises(FormatError, match="2 floats per line"):  # the width is part of what was parsed
+        path.write_text("1 2 3\n4 5 6\n")
+        read_number_rows(path, "poses file", 3)
+        read_number_rows(path, "poses file", 2)
