@@ -182,9 +182,7 @@ def read_number_rows(path: str | Path, what: str, width: int) -> tuple[np.ndarra
     return vals, numbers
 
 
-def _number_rows(
-    path: Path, what: str, width: int, lines: list[tuple[int, str]]
-) -> tuple[np.ndarray, np.ndarray]:
+def _number_rows(path: Path, what: str, width: int, lines: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
     if not lines:
         raise FormatError(path, f"{what}: {width} float{'s' if width != 1 else ''} per line", "an empty file")
     numbers = np.array([i for i, _ in lines])
