@@ -113,6 +113,11 @@ class _Batch:
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in _BATCH_FIELDS)
 
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(records, entries)."""
+        return self.keys.size, self.ent.size
+
     def offsets(self) -> np.ndarray:
         """Per record, its first entry."""
         eoff = np.zeros(self.keys.size, np.int64)
@@ -193,6 +198,11 @@ class _Spilled:
     offset: int
     shapes: tuple
     nbytes: int
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        """(records, entries), as for a batch."""
+        return self.shapes[0][0], self.shapes[2][0]
 
     def load(self) -> _Batch:
         out = _Batch(*(np.empty(shape, _DTYPES[f]) for f, shape in zip(_BATCH_FIELDS, self.shapes)))
@@ -293,18 +303,17 @@ class _Records:
         items = self.parts[p]
         if len(items) == 1 and isinstance(items[0], _Batch):
             return items[0]
-        nr = sum(b.shapes[0][0] if isinstance(b, _Spilled) else b.keys.size for b in items)
-        ne = sum(b.shapes[2][0] if isinstance(b, _Spilled) else b.ent.size for b in items)
+        nr = sum(b.sizes[0] for b in items)
+        ne = sum(b.sizes[1] for b in items)
         out = _Batch(np.empty(nr, _DTYPES["keys"]), np.empty(nr, _DTYPES["ne"]), np.empty(ne, _DTYPES["ent"]))
         r = e = 0
         for b in items:
+            dr, de = b.sizes
             if isinstance(b, _Spilled):
                 b.load_into(out, r, e)
-                r, e = r + b.shapes[0][0], e + b.shapes[2][0]
             else:
-                for f, at, n in (("keys", r, b.keys.size), ("ne", r, b.ne.size), ("ent", e, b.ent.size)):
-                    getattr(out, f)[at : at + n] = getattr(b, f)
-                r, e = r + b.keys.size, e + b.ent.size
+                out.keys[r : r + dr], out.ne[r : r + dr], out.ent[e : e + de] = b.keys, b.ne, b.ent
+            r, e = r + dr, e + de
         return out
 
     def keys(self) -> np.ndarray:
