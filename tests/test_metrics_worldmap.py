@@ -132,6 +132,32 @@ def test_planned_and_split_states_merge_to_the_oracle_in_any_order_and_through_p
     _same(pickle.loads(pickle.dumps(own)).merge(other).reduce(), want)
 
 
+def test_settle_removes_the_files_it_replaces_unless_referred_to_from_elsewhere(frames, tmp_path):
+    """Settling reads every partition for the last time, so the files the state spilled to are removed as it goes
+    (the folder is not left to free them all at the end). Records pickled (as file references) or merged into
+    another state before keep theirs: both still reduce to the oracle."""
+    want = oracle(frames)
+    mines = ([0, 2], [1], [3])
+    parts = [_state(frames, plan=True, mine=m, spill_dir=tmp_path, spill_bytes=1) for m in mines]
+    assert all(p.flush().spilled_bytes > 0 for p in parts)
+    written = {p.name for p in tmp_path.iterdir()}
+    settled = [p.settle() for p in parts]
+    assert not written & {p.name for p in tmp_path.iterdir()}
+    total = WorldMapState(PROTO)
+    for s in settled:
+        total.merge(s)
+    _same(total.reduce(), want)
+
+    sub = tmp_path / "kept"
+    sub.mkdir()
+    parts = [_state(frames, plan=True, mine=m, spill_dir=sub, spill_bytes=1) for m in mines]
+    moved = pickle.loads(pickle.dumps(parts[0]))  # refers to parts[0]'s files
+    into = WorldMapState(PROTO).merge(parts[1])  # holds parts[1]'s batches, files included
+    for p in parts:
+        p.settle()
+    _same(moved.merge(into).merge(parts[2]).reduce(), want)
+
+
 def test_states_planned_alike_compute_the_footprints_once(frames):
     """Jobs planned with the same poses and grid share one computation of the plan's footprints (the same
     arrays); another voxel size or another set of poses gets its own, equal to a computation from scratch."""

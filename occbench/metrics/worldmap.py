@@ -236,7 +236,8 @@ class _Records:
         self.spill_dir = spill_dir
         self.parts: list[list[_Batch | _Spilled]] = [[] for _ in range(PARTITIONS)]
         self.mem_bytes = 0
-        self._files: dict[int, Path] = {}
+        self._files: dict[int, Path] = {}  # partition -> the file this object appends to
+        self._shared = False  # its files are referred to from elsewhere too (portable(), extend()): kept
 
     def add(self, batch: _Batch, borrowed: bool = False) -> None:
         """Add a batch of records (any order), split by partition (records of one partition keep their order in
@@ -292,6 +293,7 @@ class _Records:
         self.mem_bytes = 0
 
     def extend(self, other: _Records) -> None:
+        other._shared = True
         for p in range(PARTITIONS):
             self.parts[p].extend(other.parts[p])
         self.mem_bytes += other.mem_bytes
@@ -316,6 +318,14 @@ class _Records:
             r, e = r + dr, e + de
         return out
 
+    def drop_file(self, p: int) -> None:
+        """Remove partition ``p``'s file once its records are read for the last time (:meth:`WorldMapState.settle`
+        replaces these records), so that the folder's removal at the end of a run does not free every spilled
+        byte at once. Nothing is removed from records whose files are referred to from elsewhere."""
+        path = self._files.pop(p, None)
+        if path is not None and not self._shared:
+            path.unlink(missing_ok=True)
+
     def keys(self) -> np.ndarray:
         return (
             np.concatenate([self.partition(p).keys for p in range(PARTITIONS)])
@@ -334,6 +344,7 @@ class _Records:
     def portable(self) -> _Records:
         """A copy whose batches are in memory or in files the caller manages (for pickling): files in a folder
         of our own are removed with us, so their batches are read back."""
+        self._shared = True
         out = _Records(self.width, self.spill_bytes, None)
         out.parts = [
             [b.load() if isinstance(b, _Spilled) and b.folder.owned else b for b in items] for items in self.parts
@@ -1025,6 +1036,7 @@ class WorldMapState:
 
         def settle_partition(p: int, into: dict[str, np.ndarray]) -> _Batch | None:
             batch = self.records.partition(p)
+            self.records.drop_file(p)  # read for the last time: these records are replaced below
             if not batch.keys.size:
                 return None
             sup = _supertile_of(batch.keys)
