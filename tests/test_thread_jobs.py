@@ -3,13 +3,16 @@ and a failed job or an interrupt ends the other jobs at their next frame."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-import occbench.evaluation.executors as executors
 import occbench.evaluation.run as run
 from occbench.evaluation.config import EvalConfig
 from occbench.evaluation.executors import run_jobs
@@ -46,12 +49,35 @@ def test_submission_jobs_run_on_threads_with_the_numbers_of_one_job(submission, 
 
     monkeypatch.setattr(run, "useful_workers", lambda workers, *a, **kw: workers)  # 7 frames: split anyway
     monkeypatch.setattr(run, "run_job", recording_job)
-    monkeypatch.setattr(executors, "ProcessPoolExecutor", _NoProcesses)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _NoProcesses)  # what the executors import
     two = evaluate_with(submission, 2)
     assert len(seen) == 2 and all(n.startswith("occbench-job") for n in seen), seen
     assert two["header"]["workers"] == 2 and one["header"]["workers"] == 1
     assert two["metrics"] == one["metrics"]
     assert one["metrics"]["city_map"] and one["metrics"]["temporal_consistency"]
+
+
+def test_scoring_on_threads_imports_no_multiprocessing(submission):
+    """``multiprocessing`` (and the process pool's module) are imported only where a worker process is started:
+    about 12 ms of every quiet scoring command's start-up otherwise (a progress bar imports it: tqdm's lock). The
+    command still scores both jobs."""
+    code = (
+        "import json, sys\n"
+        "from occbench.runtime.progress import set_quiet\n"
+        "set_quiet(True)\n"
+        "from occbench.evaluation.config import EvalConfig\n"
+        "from occbench.evaluation.run import evaluate\n"
+        "from occbench.evaluation.specs import DatasetSpec, Submission\n"
+        f"sub = Submission({submission.folder!r}, DatasetSpec('semantickitti', {submission.dataset.root!r}, 'val'))\n"
+        "r = evaluate(EvalConfig(submission=sub, workers=2)).to_dict()\n"
+        "print(json.dumps({'workers': r['header']['workers'], 'frames': r['header']['frames'],\n"
+        "    'loaded': sorted(m for m in ('multiprocessing', 'concurrent.futures.process') if m in sys.modules)}))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["loaded"] == []
+    assert out["frames"] == evaluate_with(submission, 1)["header"]["frames"]
 
 
 def evaluate_with(submission: Submission, workers: int) -> dict:

@@ -13,8 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from occbench.runtime.supervision import die_with_parent, ignore_interrupts, stop_pool
@@ -124,6 +123,8 @@ def run_jobs(
         _run_threads(fn, jobs, workers, done, stop)
     else:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
         from occbench.runtime.processes import worker_context
 

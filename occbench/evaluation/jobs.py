@@ -177,10 +177,12 @@ def run_planned(
 def _refuse_in_a_starting_worker() -> None:
     """A worker process that imports the caller's script to find a method registered there (``spawn``) runs the
     script's top-level code; a run started there would start workers of its own while this one starts, which
-    ``multiprocessing`` refuses with a message about ``freeze_support``. Say what to do instead."""
-    import multiprocessing as mp
+    ``multiprocessing`` refuses with a message about ``freeze_support``. Say what to do instead. A process that has
+    not imported ``multiprocessing`` is no such worker: the worker's start-up imports it."""
+    import sys
 
-    if getattr(mp.current_process(), "_inheriting", False):
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and getattr(mp.current_process(), "_inheriting", False):
         raise RuntimeError(
             "occbench: a worker process, importing the calling script to find the method registered in it "
             "(register_method), reached the script's run of occbench: keep the run under "

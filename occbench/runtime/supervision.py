@@ -10,7 +10,10 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a pool is started: multiprocessing is not imported by a run on threads
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def die_with_parent(parent: int) -> None:
