@@ -79,12 +79,25 @@ for _command in (evaluate, refine, methods, convert):
     main.add_command(_command)
 
 
+# the oldest generation's collections, per collection of the middle one: ten times rarer than Python's default (10)
+FULL_COLLECTION_EVERY = 100
+
+
 def run() -> None:
-    """The ``occbench`` console script: :data:`main`, then ``gc.freeze()`` as the process exits. The interpreter's
-    shutdown otherwise walks every object the imports made (numba's above all) in its last garbage collections,
-    0.15-0.25 s a command; frozen, they are left to the operating system. Only for a process that is ending: a
-    caller that goes on (a test, a notebook) calls :data:`main` instead."""
+    """The ``occbench`` console script: :data:`main`, with full garbage collections made rarer, then
+    ``gc.freeze()`` as the process exits. Only for a process that is ending: a caller that goes on (a test, a
+    notebook) calls :data:`main` instead.
+
+    - A command's imports (numba's above all) make hundreds of thousands of objects and almost no garbage. With
+      Python's default thresholds they set off two full collections before the first frame, about 40 ms of walking
+      them, none of it on a second core. With a full collection every :data:`FULL_COLLECTION_EVERY` collections
+      of the middle generation, a command makes none before its work starts; younger garbage is collected as usual.
+    - The interpreter's shutdown otherwise walks every object the imports made in its last garbage collections,
+      0.15-0.25 s a command; frozen, they are left to the operating system."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], FULL_COLLECTION_EVERY))
     try:
         main()
     finally:
         gc.freeze()
+        gc.set_threshold(*thresholds)
