@@ -4,6 +4,7 @@ and a failed job or an interrupt ends the other jobs at their next frame."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import shutil
 import subprocess
@@ -73,11 +74,16 @@ def test_scoring_on_threads_imports_no_multiprocessing(submission):
         "print(json.dumps({'workers': r['header']['workers'], 'frames': r['header']['frames'],\n"
         "    'loaded': sorted(m for m in ('multiprocessing', 'concurrent.futures.process') if m in sys.modules)}))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.splitlines()[-1])
+    out = _python(code)
     assert out["loaded"] == []
     assert out["frames"] == evaluate_with(submission, 1)["header"]["frames"]
+
+
+def _python(code: str) -> dict:
+    """The JSON that ``code``, run by a new interpreter, prints last."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])
 
 
 def evaluate_with(submission: Submission, workers: int) -> dict:
@@ -204,11 +210,9 @@ def test_the_console_script_makes_no_full_collection_before_its_work(submission,
         "    code = e.code\n"
         "print(json.dumps({'code': code, 'full': len(full), 'thresholds': gc.get_threshold()}))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got = json.loads(r.stdout.splitlines()[-1])
+    got = _python(code)
     assert got["code"] == 0 and json.loads(out.read_text())["metrics"]["city_map"]
-    assert got["thresholds"] == list(__import__("gc").get_threshold())  # put back as the command ends
+    assert got["thresholds"] == list(gc.get_threshold())  # put back as the command ends
     assert (got["full"] == 0) if entry == "run" else (got["full"] > 0), got
 
 
