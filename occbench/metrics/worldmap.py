@@ -504,8 +504,9 @@ class WorldMapState:
             :class:`occbench.grid.Grid`).
         voxel_size: world voxel size in metres (default: the grid's voxel size).
         spill_dir: folder for records spilled to disk; default a temporary folder of the state's own (removed with
-            it). A caller-given folder is left alone (the caller removes it), and pickling the state then refers
-            to the files instead of copying them.
+            it). A caller-given folder is the caller's to remove, and pickling the state then refers to the files
+            instead of copying them; :meth:`settle` removes the files it has read for the last time, unless a
+            pickled copy or another state (:meth:`merge`) refers to them.
         spill_bytes: records held in memory before they are written to disk.
         keep_frames: a live tile not touched for this many frames (and outside the last frame's view) is sealed.
         background: count each frame on a thread of the state's own while the caller goes on (reads and scores the
