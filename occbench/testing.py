@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -242,3 +242,15 @@ def method_package_env(site: Path, module: str, source: str, name: str, cls: str
     env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def python_json(code: str, cwd: Path | None = None, timeout_s: float = 600) -> Any:
+    """The JSON that ``code``, run by a new interpreter (this one's executable) in ``cwd``, prints on its last line
+    of standard output. A failed run is an ``AssertionError`` carrying the end of its standard error."""
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.splitlines()[-1])

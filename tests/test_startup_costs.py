@@ -4,9 +4,6 @@ parsed in one pass (each checked against what it replaces)."""
 from __future__ import annotations
 
 import importlib
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +12,14 @@ import pytest
 from occbench.entry_points import PluginRegistry
 from occbench.errors import FormatError
 from occbench.io.kitti import parse_numbers, read_number_rows, read_text_lines
+from occbench.testing import python_json
 
 REPO = Path(__file__).resolve().parents[1]
 SEQ08_POSES = REPO / "tests" / "data" / "kitti-odometry" / "sequences" / "08" / "poses.txt"
 
 
 def _python(code: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.splitlines()[-1])
+    return python_json(code, cwd=REPO)
 
 
 _CORRELATE = (

@@ -7,7 +7,6 @@ import concurrent.futures
 import gc
 import json
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from occbench.evaluation.executors import run_jobs
 from occbench.evaluation.jobs import run_planned
 from occbench.evaluation.specs import DatasetSpec, Job, Submission
 from occbench.runtime.ticks import RunStopped
-from occbench.testing import make_semantickitti_tree
+from occbench.testing import make_semantickitti_tree, python_json
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +73,9 @@ def test_scoring_on_threads_imports_no_multiprocessing(submission):
         "print(json.dumps({'workers': r['header']['workers'], 'frames': r['header']['frames'],\n"
         "    'loaded': sorted(m for m in ('multiprocessing', 'concurrent.futures.process') if m in sys.modules)}))\n"
     )
-    out = _python(code)
+    out = python_json(code)
     assert out["loaded"] == []
     assert out["frames"] == evaluate_with(submission, 1)["header"]["frames"]
-
-
-def _python(code: str) -> dict:
-    """The JSON that ``code``, run by a new interpreter, prints last."""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.splitlines()[-1])
 
 
 def evaluate_with(submission: Submission, workers: int) -> dict:
@@ -166,7 +158,6 @@ def test_the_console_script_freezes_the_garbage_collector_as_the_process_ends(mo
     """``occbench`` (``occbench.cli:run``) leaves the objects of its imports to the operating system at exit instead
     of the interpreter's last collections (0.15-0.25 s a command); ``main`` itself, for callers that go on, does not."""
     import gc
-    import sys
     from pathlib import Path
 
     try:
@@ -210,7 +201,7 @@ def test_the_console_script_makes_no_full_collection_before_its_work(submission,
         "    code = e.code\n"
         "print(json.dumps({'code': code, 'full': len(full), 'thresholds': gc.get_threshold()}))\n"
     )
-    got = _python(code)
+    got = python_json(code)
     assert got["code"] == 0 and json.loads(out.read_text())["metrics"]["city_map"]
     assert got["thresholds"] == list(gc.get_threshold())  # put back as the command ends
     assert (got["full"] == 0) if entry == "run" else (got["full"] > 0), got
