@@ -1,5 +1,18 @@
-"""numba's start-up without its eager BLAS probe.
+"""numba's start-up, cut to what loading occbench's cached kernels needs.
 
+Two changes, both made by :func:`prepare` (once, where numba's layout is the one this was written for: numba
+0.59-0.68; elsewhere nothing is changed):
+
+**Kernels loaded from the cache without numba's registries.** Before it loads a cached function, numba refreshes
+its typing and target contexts: it imports some 30 modules of implementations (``numba.np.arraymath``,
+``numba.typed``, ``numba.cpython.unicode``, ...) and installs their registries, about 0.12 s on a 2-core machine,
+paid by every command although a cached kernel's machine code uses none of them. What a loaded kernel does need
+is numba's runtime (NRT) initialised and the C helpers every context registers when it is made. For functions
+defined in occbench's own modules, :func:`prepare` makes a cache load initialise the runtime only; a load that
+fails that way is retried the way numba does it, and a cache miss compiles as before (numba's compiler refreshes
+both contexts itself). Other packages' cached functions are loaded as numba loads them.
+
+**BLAS probe deferred.**
 The first function numba compiles or loads from its cache imports ``numba.np.arraymath``, whose import probes
 for BLAS (``_HAVE_BLAS = _check_blas()``) by importing ``scipy.linalg.cython_blas``: about 0.2 s of scipy
 imports (measured on a 2-core machine, warm page cache), paid by every ``occbench evaluate`` although none of
@@ -7,7 +20,8 @@ occbench's kernels calls BLAS. :func:`defer_blas_probe` imports that module with
 ``_HAVE_BLAS`` becomes an object whose truth value runs numba's own probe the first time something asks
 (``np.correlate`` / ``np.convolve`` typed in nopython code, the only readers), so numba behaves as before, with
 the probe (and scipy's import) paid by the code that needs it. Where numba's layout differs from the one this
-was written for (numba 0.59-0.68), nothing is changed.
+was written for, nothing is changed. With the first change the probe's module is imported only by a compile,
+so :func:`prepare` defers the probe there: at the first refresh of numba's CPU context.
 """
 
 from __future__ import annotations
@@ -61,3 +75,53 @@ def defer_blas_probe() -> None:
             mod.ensure_blas = probe  # type: ignore[attr-defined]
     if isinstance(getattr(arraymath, "_HAVE_BLAS", None), bool) and callable(getattr(arraymath, "_check_blas", None)):
         arraymath._HAVE_BLAS = DeferredProbe(arraymath._check_blas)
+
+
+_PREFIX = "occbench."  # functions of these modules are loaded without numba's registries
+_prepared = False
+
+
+def _light_load(orig: Callable, initialize: Callable) -> Callable:
+    def load_overload(self, sig, target_context):  # numba's Cache.load_overload, less the registries' refresh
+        module = getattr(getattr(self, "_py_func", None), "__module__", None) or ""
+        if not module.startswith(_PREFIX):
+            return orig(self, sig, target_context)
+        try:
+            initialize(target_context)  # the runtime a loaded kernel calls (allocation, reference counts)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        except Exception:  # pragma: no cover - a layout this was not written for: numba's own way
+            return orig(self, sig, target_context)
+
+    load_overload.__wrapped__ = orig  # type: ignore[attr-defined]
+    return load_overload
+
+
+def _deferring(orig: Callable) -> Callable:
+    def load_additional_registries(self):
+        defer_blas_probe()  # before this refresh imports numba.np.arraymath
+        return orig(self)
+
+    load_additional_registries.__wrapped__ = orig  # type: ignore[attr-defined]
+    return load_additional_registries
+
+
+def prepare() -> None:
+    """Make the two changes of the module's docstring, once; a no-op where numba is absent or laid out otherwise."""
+    global _prepared
+    if _prepared:
+        return
+    _prepared = True
+    try:
+        from numba.core.caching import Cache
+        from numba.core.cpu import CPUContext
+        from numba.core.runtime.nrt import rtsys
+    except ImportError:  # pragma: no cover - numba absent or laid out otherwise
+        return
+    light = all(callable(getattr(Cache, n, None)) for n in ("_load_overload", "_guard_against_spurious_io_errors"))
+    if not callable(getattr(CPUContext, "load_additional_registries", None)):  # pragma: no cover
+        defer_blas_probe()  # the refresh is laid out otherwise: defer the probe now, as before
+        return
+    CPUContext.load_additional_registries = _deferring(CPUContext.load_additional_registries)  # type: ignore[method-assign]
+    if light and callable(getattr(rtsys, "initialize", None)):
+        Cache.load_overload = _light_load(Cache.load_overload, rtsys.initialize)  # type: ignore[method-assign]

@@ -25,9 +25,9 @@ njit: Any
 try:  # numba is a declared dependency; without it occbench uses numpy code paths
     from numba import njit
 
-    from occbench._numba_startup import defer_blas_probe
+    from occbench._numba_startup import prepare
 
-    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
+    prepare()  # cached kernels load without numba's registries; no scipy import for a BLAS check (see there)
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 

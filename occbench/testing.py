@@ -244,13 +244,16 @@ def method_package_env(site: Path, module: str, source: str, name: str, cls: str
     return env
 
 
-def python_json(code: str, cwd: Path | None = None, timeout_s: float = 600) -> Any:
-    """The JSON that ``code``, run by a new interpreter (this one's executable) in ``cwd``, prints on its last line
-    of standard output. A failed run is an ``AssertionError`` carrying the end of its standard error."""
+def python_json(code: str, cwd: Path | None = None, timeout_s: float = 600, env: dict | None = None) -> Any:
+    """The JSON that ``code``, run by a new interpreter (this one's executable) in ``cwd`` (with environment
+    ``env``, default this process's), prints on its last line of standard output. A failed run is an
+    ``AssertionError`` carrying the end of its standard error."""
     import json
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, cwd=cwd)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s, cwd=cwd, env=env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.splitlines()[-1])

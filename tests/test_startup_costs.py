@@ -32,36 +32,75 @@ _CORRELATE = (
 )
 
 
-def test_the_kernels_load_without_scipy_and_numba_still_probes_blas_when_asked():
-    """Loading and running occbench's kernels does not import scipy (numba's BLAS probe is deferred); numba code
-    that reads the probe (``np.correlate``) gets numba's own answer, and the same numbers as in a process where
+_KERNELS = (
+    "import json, sys\n"
+    "import numpy as np\n"
+    "from occbench.metrics import CityMapMetric, FrameArrays, SSCMetric, TemporalConsistency\n"
+    "g = np.zeros((256, 256, 32), np.uint8); g[:, :, :3] = 9; g[:40, :50, 3:9] = 15\n"
+    "ms = [SSCMetric(), CityMapMetric(), TemporalConsistency()]\n"
+    "for i in range(3):\n"
+    "    pose = np.eye(4); pose[0, 3] = 0.5 * i\n"
+    "    for m in ms:\n"
+    "        m.update_frame(np.roll(g, i, 0), FrameArrays(g, pose=pose))\n"
+    "summary = repr([m.compute() for m in ms])\n"
+    "loaded = sorted(k for k in sys.modules if k == 'numba.np.arraymath' or k.startswith('scipy.linalg'))\n"
+)
+
+
+def test_the_kernels_load_without_numbas_registries_or_scipy_and_numba_still_probes_blas_when_asked(tmp_path):
+    """occbench's kernels, compiled into an empty cache and then loaded from it by another process, give the same
+    numbers; neither process imports scipy (numba's BLAS probe is deferred), and the one that loads imports none of
+    numba's implementation registries (``numba.np.arraymath`` stands for them). Numba code that reads the probe
+    (``np.correlate``, compiled afterwards) gets numba's own answer and the same numbers as in a process where
     occbench was never imported."""
-    out = _python(
-        "import json, sys\n"
-        "import numpy as np\n"
-        "from occbench.metrics import SSCMetric, FrameArrays\n"
-        "from occbench.metrics.worldmap import WorldMapState\n"
-        "g = np.zeros((256, 256, 32), np.uint8); g[:, :, :3] = 9\n"
-        "m = SSCMetric(); m.update_frame(g, FrameArrays(g))\n"
-        "WorldMapState().add(g, g, np.eye(4))\n"
-        "before = sorted(k for k in sys.modules if k == 'scipy.linalg' or k.startswith('scipy.linalg.'))\n"
-        "import numba.np.arraymath as am\n"
+    import os
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    after = (
+        _CORRELATE  # compiled first: its refresh imports numba.np.arraymath where the kernels' load did not
+        + "import numba.np.arraymath as am\n"
         "from numba.np.linalg import ensure_blas\n"
         "try:\n"
         "    ensure_blas(); expected = True\n"
         "except ImportError:\n"
         "    expected = False\n"
-        + _CORRELATE
-        + "print(json.dumps({'scipy_linalg_before': before, 'probe': bool(am._HAVE_BLAS), 'expected': expected,\n"
-        "                  'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex,\n"
+        "print(json.dumps({'loaded': loaded, 'summary': summary, 'probe': bool(am._HAVE_BLAS),\n"
+        "                  'expected': expected, 'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex,\n"
         "                  'own_probe': am.ensure_blas is ensure_blas}))\n"
     )
+    compiled = python_json(_KERNELS + after, cwd=REPO, env=env)
+    assert list((tmp_path / "numba-cache").rglob("*.nbi"))  # the first process compiled into the empty cache
+    loaded = python_json(_KERNELS + after, cwd=REPO, env=env)
     plain = _python("import json\nimport numpy as np\n" + _CORRELATE + "print(json.dumps({'corr': corr_hex}))\n")
-    assert out["scipy_linalg_before"] == []
-    assert out["probe_type"] == "DeferredProbe"
-    assert out["probe"] == out["expected"] is True  # scipy is a declared dependency
-    assert out["corr"] == plain["corr"]
-    assert out["own_probe"]  # numba's own check is back in place once the module is imported
+    assert compiled["loaded"] == ["numba.np.arraymath"]  # imported by the compile, with the probe deferred
+    assert loaded["loaded"] == []  # no registries, no scipy
+    assert loaded["summary"] == compiled["summary"] and "miou" in compiled["summary"]
+    for out in (compiled, loaded):
+        assert out["probe_type"] == "DeferredProbe"
+        assert out["probe"] == out["expected"] is True  # scipy is a declared dependency
+        assert out["corr"] == plain["corr"]
+        assert out["own_probe"]  # numba's own check is back in place once the module is imported
+
+
+def test_other_packages_cached_functions_load_as_numba_loads_them(tmp_path):
+    """Only functions of occbench's modules are loaded without numba's registries: another module's cached
+    function, loaded from the cache after occbench's kernels, makes numba refresh its registries as it always does
+    (``numba.np.polynomial.polynomial_core`` stands for them: only a refresh imports it)."""
+    import os
+
+    (tmp_path / "theirs.py").write_text(
+        "import numba\n\n\n@numba.njit(cache=True)\ndef total(a):\n    return a[0] + a[-1]\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"), "PYTHONPATH": str(tmp_path)}
+    code = _KERNELS + (
+        "import theirs\n"
+        "t = int(theirs.total(np.arange(10)))\n"
+        "refreshed = 'numba.np.polynomial.polynomial_core' in sys.modules\n"
+        "print(json.dumps({'before': loaded, 'total': t, 'after': refreshed}))\n"
+    )
+    python_json(code, cwd=REPO, env=env)  # compiles both into the empty cache
+    out = python_json(code, cwd=REPO, env=env)
+    assert out == {"before": [], "total": 9, "after": True}
 
 
 def test_deferred_probe_runs_once():

@@ -30,9 +30,9 @@ try:  # numba is a declared dependency; the fallback keeps occbench importable w
     from numba import njit, types
     from numba.extending import intrinsic
 
-    from occbench._numba_startup import defer_blas_probe
+    from occbench._numba_startup import prepare
 
-    defer_blas_probe()  # its first compile would import scipy for a BLAS check no kernel here needs
+    prepare()  # cached kernels load without numba's registries; no scipy import for a BLAS check (see there)
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 

@@ -119,12 +119,17 @@ def _column_bits_any(inv, inv_mode, col, nz):  # pragma: no cover - compiled
 
 
 def _sup_index(sup_keys, key):  # pragma: no cover - compiled
-    """Index of ``key`` in the sorted ``sup_keys``, or -1."""
-    if sup_keys.size == 0:
-        return -1
-    i = np.searchsorted(sup_keys, key)
-    if i < sup_keys.size and sup_keys[i] == key:
-        return i
+    """Index of ``key`` in the sorted ``sup_keys``, or -1 (a binary search written out: ``np.searchsorted`` would
+    make the cached kernel import ``numba.np.arraymath`` each time it is loaded, see occbench._numba_startup)."""
+    lo, hi = 0, sup_keys.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sup_keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < sup_keys.size and sup_keys[lo] == key:
+        return lo
     return -1
 
 
