@@ -326,6 +326,18 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux ``/proc/cpuinfo``): ratios to the plain script move with it, as their kernels
+    differ (one ``bincount`` against compiled passes), so a table is only compared with one of the same machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown processor"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -369,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     if "skapi" in variants and a.skapi is None:
         ap.error("the skapi variant needs --skapi SCRIPT")
     a.work.mkdir(parents=True, exist_ok=True)
-    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs: {cpu_model()}")
     # The modules' bytecode, as an installation compiles it (pip does for a regular install; an editable one writes
     # it on the first import) - unless PYTHONDONTWRITEBYTECODE is set, when every run would compile occbench's
     # modules from source (about 0.1 s that no installed copy pays). The plain script's numpy has its bytecode.
@@ -391,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     for density in a.density:
         for frames in a.frames:
             s = bench(a.work, a.poses_dir, frames, density, a.runs, variants, baseline=a.baseline, skapi=a.skapi)
+            s["cpu"] = cpu_model()
             out.append(s)
             print(json.dumps({k: v for k, v in s.items() if k != "commands"}, indent=None))
     print(f"load average {os.getloadavg()}")
