@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if "skapi" in variants and a.skapi is None:
         ap.error("the skapi variant needs --skapi SCRIPT")
     a.work.mkdir(parents=True, exist_ok=True)
-    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs: {cpu_model()}")
+    cpu = cpu_model()
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs: {cpu}")
     # The modules' bytecode, as an installation compiles it (pip does for a regular install; an editable one writes
     # it on the first import) - unless PYTHONDONTWRITEBYTECODE is set, when every run would compile occbench's
     # modules from source (about 0.1 s that no installed copy pays). The plain script's numpy has its bytecode.
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     for density in a.density:
         for frames in a.frames:
             s = bench(a.work, a.poses_dir, frames, density, a.runs, variants, baseline=a.baseline, skapi=a.skapi)
-            s["cpu"] = cpu_model()
+            s["cpu"] = cpu
             out.append(s)
             print(json.dumps({k: v for k, v in s.items() if k != "commands"}, indent=None))
     print(f"load average {os.getloadavg()}")
