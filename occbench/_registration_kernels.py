@@ -23,11 +23,10 @@ import numpy as np
 # numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
 njit: Any
 try:  # numba is a declared dependency; without it occbench uses numpy code paths
-    from numba import njit
-
     from occbench._numba_startup import prepare
 
-    prepare()  # cached kernels load without numba's registries; no scipy import for a BLAS check (see there)
+    prepare()  # numba imported without yaml and scipy; cached kernels load without its registries (see there)
+    from numba import njit
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 

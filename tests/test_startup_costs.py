@@ -1,4 +1,4 @@
-"""What a command pays before its first frame: numba's start-up without scipy, entry points read once, poses
+"""What a command pays before its first frame: numba's start-up without scipy or yaml, entry points read once, poses
 parsed in one pass (each checked against what it replaces)."""
 
 from __future__ import annotations
@@ -103,6 +103,48 @@ def test_other_packages_cached_functions_load_as_numba_loads_them(tmp_path):
     python_json(code, cwd=REPO, env=env)  # compiles theirs (and occbench's kernels where not cached yet)
     out = python_json(code, cwd=REPO, env=env)
     assert out == {"before": [], "total": 9, "after": True}
+
+
+_NUMBA_CONFIG = (
+    "import json, sys\n"
+    "{first}\n"
+    "import numba.core.config as config\n"
+    "state = {{'scheme': config.COLOR_SCHEME, 'yaml': 'yaml' in sys.modules, 'scipy': 'scipy' in sys.modules}}\n"
+    "with open('.numba_config.yaml', 'w') as f:\n"
+    "    f.write('color_scheme: blue_bg\\n')\n"
+    "config.reload_config()\n"
+    "state['reloaded'] = config.COLOR_SCHEME\n"
+    "print(json.dumps(state))\n"
+)
+
+
+@pytest.mark.parametrize("config_file", [False, True])
+def test_numba_is_imported_without_yaml_and_scipy_and_reads_its_configuration_as_it_does_alone(tmp_path, config_file):
+    """Where the working folder holds no ``.numba_config.yaml``, occbench's kernels import numba without ``yaml``
+    and ``scipy``, which numba's own import brings; with one, numba reads it with ``yaml`` as always. Either way
+    numba's configuration is what it is in a process without occbench, and a configuration file written afterwards
+    is read by numba's ``reload_config()`` as numba alone reads it."""
+    import importlib.util
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in env.items() if not k.startswith("NUMBA_") or k == "NUMBA_CACHE_DIR"}
+    out = {}
+    for who, first in (("occbench", "from occbench.metrics import SSCMetric"), ("numba", "import numba")):
+        folder = tmp_path / who
+        folder.mkdir()
+        if config_file:
+            (folder / ".numba_config.yaml").write_text("color_scheme: light_bg\n")
+        out[who] = python_json(_NUMBA_CONFIG.format(first=first), cwd=folder, env=env)
+    have_yaml = importlib.util.find_spec("yaml") is not None
+    assert out["numba"]["yaml"] == have_yaml and out["numba"]["scipy"]  # what numba's import brings by itself
+    scheme = "light_bg" if config_file and have_yaml else "no_color"
+    assert out["occbench"]["scheme"] == out["numba"]["scheme"] == scheme
+    assert out["occbench"]["reloaded"] == out["numba"]["reloaded"] == ("blue_bg" if have_yaml else "no_color")
+    if config_file:
+        assert out["occbench"]["yaml"] == have_yaml
+    else:
+        assert not out["occbench"]["yaml"] and not out["occbench"]["scipy"]
 
 
 def test_deferred_probe_runs_once():

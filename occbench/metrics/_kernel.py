@@ -27,12 +27,11 @@ import numpy as np
 # numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
 njit: Any
 try:  # numba is a declared dependency; the fallback keeps occbench importable without it
-    from numba import njit, types
-    from numba.extending import intrinsic
-
     from occbench._numba_startup import prepare
 
-    prepare()  # cached kernels load without numba's registries; no scipy import for a BLAS check (see there)
+    prepare()  # numba imported without yaml and scipy; cached kernels load without its registries (see there)
+    from numba import njit, types
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     njit = None
 
