@@ -1,6 +1,6 @@
 """numba's start-up, cut to what loading occbench's cached kernels needs.
 
-Three changes, all made by :func:`prepare` (once, where numba's layout is the one this was written for: numba
+Four changes, all made by :func:`prepare` (once, where numba's layout is the one this was written for: numba
 0.59-0.68; elsewhere nothing is changed):
 
 **numba imported without two imports it makes for nothing here** (:func:`import_numba`). numba's import imports
@@ -11,6 +11,16 @@ folder holds no ``.numba_config.yaml`` (and neither module is imported yet), num
 back, so that its ``import yaml`` and ``import scipy`` fail as if absent; numba then has no configuration file to
 read and no version to check. Afterwards numba's configuration gets ``yaml`` back, imported when first used, so
 that a configuration file written later and read by numba's ``reload_config()`` is read as numba reads it.
+
+**numba's runtime loaded from object code.** A loaded kernel calls numba's runtime (NRT): reference counts and
+allocation. numba compiles that runtime's few functions from LLVM IR in every process, once, before the first
+kernel: 23-27 ms on a 2-core machine (``rtsys.initialize``). When occbench loads one of its kernels from numba's
+cache, the runtime's object code is kept beside it (``occbench-nrt-<key>.nrtobj``, with its bitcode for linking,
+as numba keeps a cached function's), and later processes load it as numba loads a cached function. The key is
+a hash of the runtime's IR with numba's and llvmlite's versions, Python's, the optimisation level and the
+code generator's target (triple, processor, features): anything that changes the code makes another file. The
+file carries a SHA-256 of its contents and is used only when that matches; otherwise (and where the folder
+cannot be written) the runtime is compiled as numba compiles it.
 
 **Kernels loaded from the cache without numba's registries.** Before it loads a cached function, numba refreshes
 its typing and target contexts: it imports some 30 modules of implementations (``numba.np.arraymath``,
@@ -35,9 +45,11 @@ so :func:`prepare` defers the probe there: at the first refresh of numba's CPU c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -126,6 +138,82 @@ def import_numba() -> None:
             config._HAVE_YAML = importlib.util.find_spec("yaml") is not None  # type: ignore[attr-defined]
 
 
+_NRT_MAGIC = b"occbench numba runtime object code 1\n"
+
+
+def _runtime_file(ctx: Any, ir_text: str, cache_dir: str) -> str:
+    """Where the runtime's object code for this IR and this code generator is kept in ``cache_dir``."""
+    import numba
+    from numba.core import config
+
+    llvmlite_version = getattr(sys.modules.get("llvmlite"), "__version__", None)  # numba imports it
+    opt = getattr(config, "OPT", None)
+    what = (numba.__version__, llvmlite_version, sys.version_info[:2], opt, ctx.codegen().magic_tuple())
+    key = hashlib.sha256(repr(what).encode() + b"\0" + ir_text.encode()).hexdigest()[:32]
+    return os.path.join(cache_dir, f"occbench-nrt-{key}.nrtobj")
+
+
+def _read_runtime(path: str) -> tuple[bytes, bytes] | None:
+    """(object code, bitcode) from ``path``; None where it is absent or its contents do not match their hash."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    head = len(_NRT_MAGIC) + 32 + 8
+    if len(data) < head or not data.startswith(_NRT_MAGIC):
+        return None
+    digest = data[len(_NRT_MAGIC) : len(_NRT_MAGIC) + 32]
+    (n_obj,) = struct.unpack("<Q", data[head - 8 : head])
+    body = data[head:]
+    if hashlib.sha256(body).digest() != digest or n_obj > len(body):
+        return None
+    return body[:n_obj], body[n_obj:]
+
+
+def _write_runtime(path: str, obj: bytes, bitcode: bytes) -> None:
+    from occbench.io.atomic import atomic_write_bytes
+
+    body = obj + bitcode
+    atomic_write_bytes(path, _NRT_MAGIC + hashlib.sha256(body).digest() + struct.pack("<Q", len(obj)) + body)
+
+
+def _cached_runtime(ctx: Any, cache_dir: str, nrtdynmod: Any) -> Any:
+    """numba's runtime library (what ``nrtdynmod.compile_nrt_functions`` makes): loaded from its object code in
+    ``cache_dir`` where it is there, else compiled as numba compiles it and its object code written there."""
+    ir_mod, library = nrtdynmod.create_nrt_module(ctx)
+    path = _runtime_file(ctx, str(ir_mod), cache_dir)
+    blobs = _read_runtime(path)
+    if blobs is not None:
+        return ctx.codegen().unserialize_library((library.name, "object", blobs))
+    library.enable_object_caching()  # keep the object code the compile makes
+    library.add_ir_module(ir_mod)
+    library.finalize()
+    _, _, (obj, bitcode) = library.serialize_using_object_code()
+    try:
+        _write_runtime(path, obj, bitcode)
+    except OSError:  # a folder that cannot be written: compiled each time, as numba does
+        pass
+    return library
+
+
+def _runtime_initializer(rtsys: Any, nrtdynmod: Any) -> Callable[[Any, str], None]:
+    """``initialize(ctx, cache_dir)``: ``rtsys.initialize(ctx)``, with the runtime's library from
+    :func:`_cached_runtime` (called under numba's compiler lock, as cache loads are)."""
+
+    def initialize(ctx: Any, cache_dir: str) -> None:
+        if getattr(rtsys, "_init", False):
+            return
+        compile_nrt = nrtdynmod.compile_nrt_functions
+        nrtdynmod.compile_nrt_functions = lambda c: _cached_runtime(c, cache_dir, nrtdynmod)
+        try:
+            rtsys.initialize(ctx)
+        finally:
+            nrtdynmod.compile_nrt_functions = compile_nrt
+
+    return initialize
+
+
 _PREFIX = "occbench."  # functions of these modules are loaded without numba's registries
 _prepared = False
 
@@ -136,7 +224,7 @@ def _light_load(orig: Callable, initialize: Callable) -> Callable:
         if not module.startswith(_PREFIX):
             return orig(self, sig, target_context)
         try:
-            initialize(target_context)  # the runtime a loaded kernel calls (allocation, reference counts)
+            initialize(target_context, self._cache_path)  # the runtime a loaded kernel calls (allocation, counts)
             with self._guard_against_spurious_io_errors():
                 return self._load_overload(sig, target_context)
         except Exception:  # pragma: no cover - a layout this was not written for: numba's own way
@@ -166,6 +254,7 @@ def prepare() -> None:
         import_numba()
         from numba.core.caching import Cache
         from numba.core.cpu import CPUContext
+        from numba.core.runtime import nrtdynmod
         from numba.core.runtime.nrt import rtsys
     except ImportError:  # pragma: no cover - numba absent or laid out otherwise
         return
@@ -174,5 +263,10 @@ def prepare() -> None:
         defer_blas_probe()  # the refresh is laid out otherwise: defer the probe now, as before
         return
     CPUContext.load_additional_registries = _deferring(CPUContext.load_additional_registries)  # type: ignore[method-assign]
-    if light and callable(getattr(rtsys, "initialize", None)):
-        Cache.load_overload = _light_load(Cache.load_overload, rtsys.initialize)  # type: ignore[method-assign]
+    light = light and callable(getattr(rtsys, "initialize", None))
+    if light and all(callable(getattr(nrtdynmod, n, None)) for n in ("compile_nrt_functions", "create_nrt_module")):
+        initialize = _runtime_initializer(rtsys, nrtdynmod)
+    else:  # pragma: no cover - another numba layout: the runtime compiled as numba does
+        initialize = lambda ctx, cache_dir: rtsys.initialize(ctx)  # noqa: E731
+    if light:
+        Cache.load_overload = _light_load(Cache.load_overload, initialize)  # type: ignore[method-assign]

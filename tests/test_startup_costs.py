@@ -1,5 +1,5 @@
-"""What a command pays before its first frame: numba's start-up without scipy or yaml, entry points read once, poses
-parsed in one pass (each checked against what it replaces)."""
+"""What a command pays before its first frame: numba's start-up without scipy or yaml, its runtime loaded, entry
+points read once, poses parsed in one pass (each checked against what it replaces)."""
 
 from __future__ import annotations
 
@@ -103,6 +103,58 @@ def test_other_packages_cached_functions_load_as_numba_loads_them(tmp_path):
     python_json(code, cwd=REPO, env=env)  # compiles theirs (and occbench's kernels where not cached yet)
     out = python_json(code, cwd=REPO, env=env)
     assert out == {"before": [], "total": 9, "after": True}
+
+
+_RUNTIME = (
+    "import json, sys\n"
+    "from numba.core import codegen\n"
+    "compiled = []\n"
+    "_finalize = codegen.CPUCodeLibrary.finalize\n"
+    "def finalize(self):\n"
+    "    compiled.append(self.name)\n"
+    "    return _finalize(self)\n"
+    "codegen.CPUCodeLibrary.finalize = finalize\n"
+    "import numpy as np\n"
+    "from occbench.metrics import FrameArrays, SSCMetric\n"
+    "g = np.zeros((256, 256, 32), np.uint8); g[:, :, :3] = 9; g[:40, :50, 3:9] = 15\n"
+    "m = SSCMetric()\n"
+    "m.update_frame(np.roll(g, 1, 0), FrameArrays(g))\n"
+    "summary = repr(m.compute())\n"
+    "before = list(compiled)\n"
+    "import numba\n"
+    "@numba.njit\n"
+    "def squares(n):\n"
+    "    a = np.zeros(n, np.int64)\n"  # allocates: linked against the runtime's library
+    "    for i in range(n):\n"
+    "        a[i] = i * i\n"
+    "    return a\n"
+    "print(json.dumps({'compiled': before, 'summary': summary, 'squares': squares(5).tolist()}))\n"
+)
+
+
+def test_numbas_runtime_is_loaded_from_its_object_code_once_compiled(tmp_path):
+    """The first process that loads occbench's kernels from an empty cache compiles numba's runtime and keeps its
+    object code beside them; the next one loads it and compiles nothing before its first frame. Both give the same
+    numbers, and a function compiled afterwards (it allocates: linked against the runtime) runs. A file whose
+    contents do not match their hash is not loaded: the runtime is compiled again and the file written anew."""
+    import os
+
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    first = python_json(_RUNTIME, cwd=REPO, env=env)
+    files = list(cache.rglob("occbench-nrt-*.nrtobj"))
+    assert len(files) == 1 and first["compiled"][0] == "nrt"  # compiled before any kernel, as numba does
+    second = python_json(_RUNTIME, cwd=REPO, env=env)
+    assert second["compiled"] == []  # the runtime from its object code, the kernels from numba's cache
+    data = bytearray(files[0].read_bytes())
+    data[-1] ^= 0xFF  # one bit flipped in the bitcode
+    files[0].write_bytes(bytes(data))
+    third = python_json(_RUNTIME, cwd=REPO, env=env)
+    assert third["compiled"] == ["nrt"]  # not loaded: compiled, and written again
+    assert python_json(_RUNTIME, cwd=REPO, env=env)["compiled"] == []
+    for out in (first, second, third):
+        assert out["summary"] == first["summary"] and "miou" in out["summary"]
+        assert out["squares"] == [0, 1, 4, 9, 16]
 
 
 _NUMBA_CONFIG = (
