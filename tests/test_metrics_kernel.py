@@ -96,7 +96,8 @@ def test_checked_raw_frames_refuse_unpredictable_ids_anywhere_and_add_good_ones(
         for bad_id in (52, 1, 65535):  # maps to ignore; an outlier (ignore); unknown to the label map
             bad = pr.copy()
             bad.reshape(-1)[idx[: 1 + len(label)]] = bad_id
-            assert _kernel.count_unmapped(_kernel.readonly(bad.reshape(-1)), lut, lm.num_classes) > 0
+            flat = _kernel.readonly(bad.reshape(-1))
+            assert _kernel.count_unmapped(flat, _kernel.words(flat), lut, lm.num_classes) > 0
             assert checked.add_checked_raw(bad, frame) is False, (label, bad_id)
             assert checked.n_frames == 0 and not checked._counts.any()
     gbad = gr.copy()

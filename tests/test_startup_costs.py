@@ -34,6 +34,8 @@ _CORRELATE = (
 
 _KERNELS = (
     "import json, sys\n"
+    # numba's implementation modules that only a refresh of its registries (or a kernel's own code) imports
+    "_LOOKED_FOR = ('numba.np.arraymath', 'numba.np.arrayobj', 'numba.cpython.unicode')\n"
     "import numpy as np\n"
     "from occbench.metrics import CityMapMetric, FrameArrays, SSCMetric, TemporalConsistency\n"
     "g = np.zeros((256, 256, 32), np.uint8); g[:, :, :3] = 9; g[:40, :50, 3:9] = 15\n"
@@ -43,28 +45,38 @@ _KERNELS = (
     "    for m in ms:\n"
     "        m.update_frame(np.roll(g, i, 0), FrameArrays(g, pose=pose))\n"
     "summary = repr([m.compute() for m in ms])\n"
-    "loaded = sorted(k for k in sys.modules if k == 'numba.np.arraymath' or k.startswith('scipy.linalg'))\n"
+    "loaded = sorted(k for k in sys.modules if k in _LOOKED_FOR or k.startswith('scipy.linalg'))\n"
+)
+_EVERY_KERNEL = (  # the kernels _KERNELS does not call: the SSC pass on raw ids, records gathered
+    "from occbench.metrics import _kernel, _worldkernels as K\n"
+    "_kernel.warm_up()\n"
+    "o = np.zeros(3, np.uint32)\n"
+    "K.gather_records(np.array([1, 0]), np.array([0, 2]), np.array([2, 1]), np.arange(3, dtype=np.uint32), o)\n"
+    "gathered = o.tolist()\n"
+    "loaded = sorted(k for k in sys.modules if k in _LOOKED_FOR or k.startswith('scipy.linalg'))\n"
 )
 
 
 def test_the_kernels_load_without_numbas_registries_or_scipy_and_numba_still_probes_blas_when_asked(tmp_path):
     """occbench's kernels, compiled into an empty cache and then loaded from it by another process, give the same
     numbers; neither process imports scipy (numba's BLAS probe is deferred), and the one that loads imports none of
-    numba's implementation registries (``numba.np.arraymath`` stands for them). Numba code that reads the probe
-    (``np.correlate``, compiled afterwards) gets numba's own answer and the same numbers as in a process where
-    occbench was never imported."""
+    numba's implementation registries (``numba.np.arraymath`` stands for them), nor numba's array and string
+    implementations (``numba.np.arrayobj``, ``numba.cpython.unicode``: the kernels make no arrays, views or
+    messages of their own). Numba code that reads the probe (``np.correlate``, compiled afterwards) gets numba's
+    own answer and the same numbers as in a process where occbench was never imported."""
     import os
 
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     after = (
-        _CORRELATE  # compiled first: its refresh imports numba.np.arraymath where the kernels' load did not
+        _EVERY_KERNEL
+        + _CORRELATE  # compiled first: its refresh imports numba.np.arraymath where the kernels' load did not
         + "import numba.np.arraymath as am\n"
         "from numba.np.linalg import ensure_blas\n"
         "try:\n"
         "    ensure_blas(); expected = True\n"
         "except ImportError:\n"
         "    expected = False\n"
-        "print(json.dumps({'loaded': loaded, 'summary': summary, 'probe': bool(am._HAVE_BLAS),\n"
+        "print(json.dumps({'loaded': loaded, 'summary': summary, 'gathered': gathered, 'probe': bool(am._HAVE_BLAS),\n"
         "                  'expected': expected, 'probe_type': type(am._HAVE_BLAS).__name__, 'corr': corr_hex,\n"
         "                  'own_probe': am.ensure_blas is ensure_blas}))\n"
     )
@@ -72,9 +84,11 @@ def test_the_kernels_load_without_numbas_registries_or_scipy_and_numba_still_pro
     assert list((tmp_path / "numba-cache").rglob("*.nbi"))  # the first process compiled into the empty cache
     loaded = python_json(_KERNELS + after, cwd=REPO, env=env)
     plain = _python("import json\nimport numpy as np\n" + _CORRELATE + "print(json.dumps({'corr': corr_hex}))\n")
-    assert compiled["loaded"] == ["numba.np.arraymath"]  # imported by the compile, with the probe deferred
-    assert loaded["loaded"] == []  # no registries, no scipy
+    assert "numba.np.arraymath" in compiled["loaded"]  # imported by the compile, with the probe deferred
+    assert not [m for m in compiled["loaded"] if m.startswith("scipy")]
+    assert loaded["loaded"] == []  # no registries, no scipy, no array or string implementations
     assert loaded["summary"] == compiled["summary"] and "miou" in compiled["summary"]
+    assert loaded["gathered"] == compiled["gathered"] == [2, 0, 1]
     for out in (compiled, loaded):
         assert out["probe_type"] == "DeferredProbe"
         assert out["probe"] == out["expected"] is True  # scipy is a declared dependency

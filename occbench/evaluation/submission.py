@@ -180,7 +180,7 @@ def prediction_id_problem(raw: np.ndarray, path: str | Path | None, lm: LabelMap
 
     flat = _kernel.readonly(np.ascontiguousarray(raw, dtype=np.uint16).reshape(-1))
     lut = _prediction_lut(lm)
-    if not _kernel.count_unmapped(flat, lut, lm.num_classes):
+    if not _kernel.count_unmapped(flat, _kernel.words(flat), lut, lm.num_classes):
         return None
     ids = np.unique(flat)
     bad = ids[lut[ids] >= lm.num_classes]

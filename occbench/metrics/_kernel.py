@@ -78,14 +78,19 @@ def _column_bits(inv, i64, inv_mode, col, NB):  # pragma: no cover - compiled be
     return acc
 
 
-def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V, WPC):  # pragma: no cover
+def _count_py(  # pragma: no cover - compiled below
+    p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V, WPC
+):
     """Add a frame into ``counts[cell, gs, pred]``; return ``(bad, unmapped)``: ``bad`` the number of voxels with a
     malformed ground truth or an invalid prediction at an evaluated voxel (0 on success; then
     ``counts[:, 1:, :]`` is complete), ``unmapped`` the number of prediction ids that ``p_lut`` maps to no class,
     at any voxel (every non-zero prediction voxel is visited; a voxel of malformed ground truth is left at once,
     so ``unmapped`` is exact when ``bad`` is 0).
 
-    ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word,
+    ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word;
+    ``p64``, ``g64``, ``i64``: ``p``, ``g`` and ``inv`` as uint64 words (:func:`words`: views made by the caller, so
+    that the cached kernel's code refers to no numba implementation of ``view``, whose module loading it would
+    import: see :mod:`occbench._numba_startup`),
     ``WPC`` = Z / V words a column of ``Z`` voxels (the grid's height: 32 on KITTI; a multiple of 8, at most 64).
     ``p_lut``: id -> train id (>= C: not a valid prediction); ``g_lut``: id -> gs = 0 not evaluated (ignore),
     c + 1 class c, > C malformed. ``code``: (N / Z,) cell per column.
@@ -94,9 +99,6 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
     are not invalid minus the visited ones that are not invalid (both invalid policies drop an invalid
     empty ground truth).
     """
-    p64 = p.view(np.uint64)
-    g64 = g.view(np.uint64)
-    i64 = inv.view(np.uint64)
     Z = WPC * V
     NB = Z // 8
     bad = 0
@@ -138,31 +140,35 @@ def _count_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, V,
     return bad, unmapped
 
 
-def _count_train_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
+def _count_train_py(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
     """uint8 train ids, columns of 32 voxels (the KITTI grid): 8 voxels a word (constants, so that the compiler
     unrolls the voxel and column loops)."""
-    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, 4)
+    return _count(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, 4)
 
 
-def _count_raw_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
+def _count_raw_py(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts):  # pragma: no cover
     """uint16 raw ids (what ``.label`` files hold), columns of 32 voxels: 4 voxels a word."""
-    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, 8)
+    return _count(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, 8)
 
 
-def _count_train_z_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z):  # pragma: no cover
+def _count_train_z_py(  # pragma: no cover - compiled below
+    p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z
+):
     """uint8 train ids, columns of ``Z`` voxels (a grid of another height; ``Z`` a multiple of 8, at most 64)."""
-    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, Z // 8)
+    return _count(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 8, Z // 8)
 
 
-def _count_raw_z_py(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z):  # pragma: no cover
+def _count_raw_z_py(  # pragma: no cover - compiled below
+    p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, Z
+):
     """uint16 raw ids, columns of ``Z`` voxels."""
-    return _count(p, g, inv, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, Z // 4)
+    return _count(p, g, inv, p64, g64, i64, inv_mode, empty_only, code, C, p_lut, g_lut, counts, 4, Z // 4)
 
 
-def _count_unmapped_py(p, lut, C):  # pragma: no cover - compiled below
-    """Number of ids in ``p`` (flat uint16 raw ids) that ``lut`` does not map to a train id ``0..C-1``, at any voxel
-    (a submission's validity, not only where it is evaluated). Words of 4 zero ids (raw 0 = empty) are skipped."""
-    p64 = p.view(np.uint64)
+def _count_unmapped_py(p, p64, lut, C):  # pragma: no cover - compiled below
+    """Number of ids in ``p`` (flat uint16 raw ids; ``p64``: as uint64 words, :func:`words`) that ``lut`` does not map
+    to a train id ``0..C-1``, at any voxel (a submission's validity, not only where it is evaluated). Words of 4 zero
+    ids (raw 0 = empty) are skipped."""
     n = 0
     for w in range(p64.size):
         if p64[w] == 0:
@@ -187,6 +193,12 @@ else:  # pragma: no cover
 AVAILABLE = count_train is not None
 
 
+def words(a: np.ndarray) -> np.ndarray:
+    """A flat contiguous array (its size in bytes a multiple of 8) as uint64 words, a view: what the kernels read
+    8 bytes at a time."""
+    return a.view(np.uint64)
+
+
 def readonly(a: np.ndarray) -> np.ndarray:
     """A read-only view of ``a``. The kernels are always called with read-only label and mask arrays, so
     that arrays backed by read-only memory maps of the files (``occbench.io.voxels.map_label``) and ordinary
@@ -208,5 +220,5 @@ def warm_up() -> None:
         code = np.zeros(4, np.uint8)
         counts = np.zeros((1, 3, 2), np.int64)
         inv = readonly(np.zeros(16, np.uint8))
-        count_train(z8, z8, inv, INV_PACKED, False, code, 2, lut8, lut8, counts)
-        count_raw(z16, z16, inv, INV_PACKED, False, code, 2, lut16, lut16, counts)
+        count_train(z8, z8, inv, words(z8), words(z8), words(inv), INV_PACKED, False, code, 2, lut8, lut8, counts)
+        count_raw(z16, z16, inv, words(z16), words(z16), words(inv), INV_PACKED, False, code, 2, lut16, lut16, counts)

@@ -239,6 +239,7 @@ def _accumulate_cols(
     p,
     g,
     inv,
+    i64,
     inv_mode,
     empty_only,
     r_lut,
@@ -250,11 +251,11 @@ def _accumulate_cols(
     tb,
     tab_key,
     tab_tile,
-    t_n,
+    tn,
     t_head,
     t_tail,
     t_fill,
-    log,
+    lg,
     l_next,
     free_c,
     ctop,
@@ -263,14 +264,17 @@ def _accumulate_cols(
     """Count the evaluated voxels of one frame of ``nx x ny x nz`` voxels (after :func:`_prepare`) from column
     position ``start_col`` on.
 
-    ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids). ``r_lut``: ground-truth
+    ``p`` / ``g``: flat prediction and ground-truth ids (uint8 train ids or uint16 raw ids); ``i64``: ``inv`` as
+    uint64 words; ``tn`` / ``lg``: the pool's ``t_n`` and ``log`` flat, indexed with unsigned integers (no stride from
+    memory, no negative-index wrap-around per access). Views the caller makes: the kernels make no array, view or
+    reshape of their own, so that loading them from numba's cache imports none of numba's array implementations
+    (see :mod:`occbench._numba_startup`). ``r_lut``: ground-truth
     id -> reference category 0..S, 255 = not evaluated (ignore), 254 = malformed. ``l_lut``: prediction id ->
     train id, 255 = not a valid prediction. A voxel is skipped if invalid (under ``empty_only``: invalid with an
     empty ground truth) or ignored. Returns ``(next_col, bad, status)``: ``NEED_CHUNKS`` with the column to resume
     at when fewer than ``LOG_FREE`` free chunks of log are left; ``bad`` = evaluated voxels with a malformed ground
     truth or an invalid prediction (not counted). Each voxel adds one to its ``n`` and, with a non-zero category or
     label, one entry to its tile's log."""
-    i64 = inv.view(np.uint64)
     c0x, aix, ajx, akx = coef[0, 0], coef[0, 1], coef[0, 2], coef[0, 3]
     c0y, aiy, ajy, aky = coef[1, 0], coef[1, 1], coef[1, 2], coef[1, 3]
     c0z, aiz, ajz, akz = coef[2, 0], coef[2, 1], coef[2, 2], coef[2, 3]
@@ -280,9 +284,6 @@ def _accumulate_cols(
     bad = 0
     last_key = -1
     ti = np.uint64(0)
-    # flat views, indexed with unsigned integers: no stride from memory, no negative-index wrap-around per access
-    tn = t_n.reshape(-1)
-    lg = log.reshape(-1)
     nbj = (ny + (1 << AB) - 1) >> AB
     nq = ((nx + (1 << AB) - 1) >> AB) * nbj << (2 * AB)
     for q in range(start_col, nq):
@@ -364,6 +365,7 @@ def _accumulate(
     p,
     g,
     inv,
+    i64,
     inv_mode,
     empty_only,
     r_lut,
@@ -375,11 +377,11 @@ def _accumulate(
     tb,
     tab_key,
     tab_tile,
-    t_n,
+    tn,
     t_head,
     t_tail,
     t_fill,
-    log,
+    lg,
     l_next,
     free_c,
     ctop,
@@ -393,6 +395,7 @@ def _accumulate(
             p,
             g,
             inv,
+            i64,
             inv_mode,
             empty_only,
             r_lut,
@@ -404,11 +407,11 @@ def _accumulate(
             tb,
             tab_key,
             tab_tile,
-            t_n,
+            tn,
             t_head,
             t_tail,
             t_fill,
-            log,
+            lg,
             l_next,
             free_c,
             ctop,
@@ -418,6 +421,7 @@ def _accumulate(
         p,
         g,
         inv,
+        i64,
         inv_mode,
         empty_only,
         r_lut,
@@ -429,28 +433,16 @@ def _accumulate(
         tb,
         tab_key,
         tab_tile,
-        t_n,
+        tn,
         t_head,
         t_tail,
         t_fill,
-        log,
+        lg,
         l_next,
         free_c,
         ctop,
         start_col,
     )
-
-
-def _scratch(W):  # pragma: no cover - compiled
-    """Scratch of :func:`_reduce_tile` for ``W`` columns: ``h``, int32 ``(W, TILE_VOXELS)``, a tile's histogram rows
-    column-major (column ``w`` of every voxel together, so that the reduction runs along voxels); ``n``, int64
-    observations per voxel; ``acc``, eight int32 per-voxel partial results (sums of a voxel's counts, at most its
-    ``n``) and ``same``, an int64 one."""
-    h = np.zeros((W, TILE_VOXELS), np.int32)
-    n = np.zeros(TILE_VOXELS, np.int64)
-    acc = np.zeros((8, TILE_VOXELS), np.int32)
-    same = np.zeros(TILE_VOXELS, np.int64)
-    return h, n, acc, same
 
 
 def _reduce_tile(n, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp):  # pragma: no cover - compiled
@@ -535,20 +527,11 @@ def _has_col(cols, w):  # pragma: no cover - compiled
     return (cols & _col_bit(w)) != 0
 
 
-def _labels_of(cat, S):  # pragma: no cover - compiled
-    """``lab_of[k]``: the label whose category is ``k`` (1..S), from ``cat`` (label -> category)."""
-    lab_of = np.zeros(S + 1, np.int64)
-    for lab in range(cat.size):
-        if cat[lab] > 0:
-            lab_of[cat[lab]] = lab
-    return lab_of
-
-
-def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h):  # pragma: no cover - compiled
-    """Add live tile ``ti``'s log to the column-major histogram rows ``h`` (``h[w, li]``; see :func:`_reduce_tile`);
-    returns the mask of the columns it added to."""
+def _fold(ti, t_head, t_tail, t_fill, log, l_next, S, hf):  # pragma: no cover - compiled
+    """Add live tile ``ti``'s log to the column-major histogram rows ``h`` (``h[w, li]``; see :func:`_reduce_tile`),
+    given flat (``hf``, indexed with unsigned integers: see :func:`_accumulate_cols`); returns the mask of the
+    columns it added to."""
     cols = np.uint64(0)
-    hf = h.reshape(-1)  # flat, indexed with unsigned integers (see _accumulate_cols)
     one = np.uint64(1)
     c = t_head[ti]
     while c >= 0:
@@ -615,7 +598,13 @@ def _evict(
     tb,
     S,
     C,
-    cat,
+    lab_of,
+    h,
+    hf,
+    nn,
+    acc,
+    same,
+    gp,
     conf,
     psame,
     pall,
@@ -624,17 +613,15 @@ def _evict(
     """After a frame: finalise the live tiles that are complete (``plan``: every frame that may touch the tile's
     supertile is this state's and has been added, ``rem == ext == 0``) into the sums (and the tile itself has no
     sealed records); list in ``out_seal`` the ones to seal (``force``: all others; else those not touched for more
-    than ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed."""
+    than ``keep`` frames whose supertile the last frame did not touch). Returns how many are listed. ``lab_of``,
+    ``h`` ... ``gp``: see :func:`occbench.metrics.worldmap.tile_scratch`."""
     ns = 0
-    lab_of = _labels_of(cat, S)
-    h, nn, acc, same = _scratch(S + C - 1)
-    gp = np.zeros(TILE_VOXELS, np.int64)
     for ti in range(t_key.size):
         if t_key[ti] < 0:
             continue
         s = t_sup[ti]
         if plan and s >= 0 and rem[s] == 0 and ext[s] == 0 and not t_hasrec[ti]:
-            cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
+            cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, hf)
             for li in range(TILE_VOXELS):
                 nn[li] = t_n[ti, li]
             _reduce_tile(nn, h, cols, acc, same, S, C, lab_of, conf, psame, pall, scal, gp)
@@ -671,7 +658,8 @@ def _seal_fill(  # pragma: no cover - compiled
     log,
     l_next,
     S,
-    W,
+    h,
+    hf,
     keys,
     rne,
     ent,
@@ -686,14 +674,15 @@ def _seal_fill(  # pragma: no cover - compiled
     its key and ``rne`` entries (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col``
     0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts: ``n`` by
     voxel, then the columns one after the other, each by voxel). Counts fit 16 bits: a live tile's counts stay
-    below 2**16 (``max_frames``)."""
-    h = np.zeros((W, TILE_VOXELS), np.int32)
+    below 2**16 (``max_frames``). ``h`` / ``hf``: zeros, ``W`` columns (see
+    :func:`occbench.metrics.worldmap.tile_scratch`), left zero."""
+    W = h.shape[0]
     e = np.uint64(0)  # unsigned: no negative-index wrap-around at each store (see _accumulate_cols)
     for a in range(tiles.size):
         ti = tiles[a]
         keys[a] = t_key[ti]
         e0 = e
-        cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, h)
+        cols = _fold(ti, t_head, t_tail, t_fill, log, l_next, S, hf)
         tn = t_n[ti]
         # branch-free: every entry is written and the position moves on past the non-zero ones (the entry after the
         # last one kept is written too: ``ent`` has one of slack, see seal_sizes); zero counts are too scattered for
@@ -721,20 +710,40 @@ def _gather_records(sel, eoff, rne, ent, oent):  # pragma: no cover - compiled
     """Copy the entries of records ``sel`` (in that order) into ``oent``."""
     e = 0
     for r in sel:
-        n = rne[r]
-        oent[e : e + n] = ent[eoff[r] : eoff[r] + n]
-        e += n
+        e0 = eoff[r]
+        for k in range(rne[r]):  # an element loop: a slice assignment's shape check would format its message
+            oent[e + k] = ent[e0 + k]  # with numba's string code, imported to load this kernel
+        e += rne[r]
 
 
 def _reduce_records(
-    keys, eoff, rne, ent, W, order, keep, S, C, cat, conf, psame, pall, scal, want_maps, mkeys, mcat
+    keys,
+    eoff,
+    rne,
+    ent,
+    order,
+    keep,
+    S,
+    C,
+    lab_of,
+    sh,
+    shf,
+    sn,
+    acc,
+    same,
+    gp,
+    conf,
+    psame,
+    pall,
+    scal,
+    want_maps,
+    mkeys,
+    mcat,
 ):  # pragma: no cover - compiled
     """Add the records (``order``: sorted by key, all records of a key together) to the sums, summing the records
     of one tile first; records with ``keep`` set are skipped (the caller keeps them). With ``want_maps`` every
-    world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many."""
-    sh, sn, acc, same = _scratch(W)
-    gp = np.zeros(TILE_VOXELS, np.int64)
-    lab_of = _labels_of(cat, S)
+    world voxel's packed key and ``g * K + p`` go to ``mkeys`` / ``mcat``; returns how many. ``lab_of``, ``sh`` ...
+    ``gp``: see :func:`occbench.metrics.worldmap.tile_scratch`."""
     m = 0
     i = 0
     N = order.size
@@ -747,7 +756,6 @@ def _reduce_records(
             i = j
             continue
         cols = np.uint64(0)
-        shf = sh.reshape(-1)  # flat, unsigned indices (see _accumulate_cols)
         for a in range(i, j):
             r = order[a]
             e0 = np.uint64(eoff[r])
@@ -832,12 +840,10 @@ if njit is not None:
     _accumulate_cols = njit(inline="always", boundscheck=False)(_accumulate_cols)
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
-    _scratch = njit(inline="always")(_scratch)
     _reduce_tile = njit(inline="always")(_reduce_tile)
     _has_col = njit(inline="always")(_has_col)
     _cell = njit(inline="always")(_cell)
     _col_bit = njit(inline="always")(_col_bit)
-    _labels_of = njit(inline="always")(_labels_of)
     _fold = njit(inline="always")(_fold)
     _release = njit(inline="always")(_release)
     frame_supertiles = njit(cache=True, nogil=True)(_frame_supertiles)

@@ -357,11 +357,15 @@ class SSCMetric(Metric):
         if self.use_compiled and _kernel.AVAILABLE:
             C = self.num_classes
             fresh = self._scratch()
-            ro = _kernel.readonly
+            ro, words = _kernel.readonly, _kernel.words
+            kp, kg, ki = ro(p), ro(g), ro(inv) if inv is not None else _NO_INV
             args = (
-                ro(p),
-                ro(g),
-                ro(inv) if inv is not None else _NO_INV,
+                kp,
+                kg,
+                ki,
+                words(kp),
+                words(kg),
+                words(ki),
                 mode,
                 self.protocol.invalid_policy == "mask-empty-only",
                 self.layout.code,
