@@ -52,6 +52,70 @@ if njit is not None:
             return None
         return types.uint64(types.uint64), lambda context, builder, sig, args: builder.ctpop(args[0])
 
+    def _zeros_codegen(dtype: Any, ndim: int) -> Any:
+        """Code that allocates a C-contiguous ``ndim`` array of ``dtype`` zeros from numba's runtime, as ``np.zeros``
+        does, inline: ``np.zeros`` in a kernel calls numba's implementation functions of ``numba.np.arrayobj``, so
+        that loading the kernel from numba's cache imports that module to rebuild their environments (about 20 ms
+        a command; the same happens for ``view``, ``reshape`` and a slice assignment, which the kernels avoid)."""
+        arrty = types.Array(dtype, ndim, "C")
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            from numba.core import cgutils
+            from numba.np.arrayobj import make_array, populate_array  # at compile time only
+
+            intp = context.get_value_type(types.intp)
+            shape = [context.cast(builder, a, t, types.intp) for a, t in zip(args, sig.args)]
+            itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+            strides = [itemsize]
+            for n in reversed(shape[1:]):
+                strides.insert(0, builder.mul(strides[0], n))
+            size = itemsize
+            for n in shape:
+                size = builder.mul(size, n)
+            align = context.get_constant(types.uint32, context.get_preferred_array_alignment(dtype))
+            meminfo = context.nrt.meminfo_alloc_aligned(builder, size, align)
+            data = context.nrt.meminfo_data(builder, meminfo)
+            data = builder.bitcast(data, context.get_data_type(dtype).as_pointer())
+            ary = make_array(arrty)(context, builder)
+            populate_array(
+                ary,
+                data=data,
+                shape=cgutils.pack_array(builder, shape, ty=intp),
+                strides=cgutils.pack_array(builder, strides, ty=intp),
+                itemsize=itemsize,
+                meminfo=meminfo,
+            )
+            cgutils.memset(builder, ary.data, size, 0)
+            return ary._getvalue()
+
+        return arrty, codegen
+
+    @intrinsic
+    def zeros_int64(typingctx, n):  # pragma: no cover - compiled
+        """``np.zeros(n, np.int64)`` in a kernel, without numba's array implementations (see ``_zeros_codegen``)."""
+        if not isinstance(n, types.Integer):
+            return None
+        arrty, codegen = _zeros_codegen(types.int64, 1)
+        return arrty(n), codegen
+
+    @intrinsic
+    def zeros_int32_2d(typingctx, n0, n1):  # pragma: no cover - compiled
+        """``np.zeros((n0, n1), np.int32)`` in a kernel (see ``zeros_int64``)."""
+        if not (isinstance(n0, types.Integer) and isinstance(n1, types.Integer)):
+            return None
+        arrty, codegen = _zeros_codegen(types.int32, 2)
+        return arrty(n0, n1), codegen
+
+else:  # pragma: no cover - the pure-Python kernels' allocations where numba is missing
+
+    def _zeros_int64_py(n):
+        return np.zeros(n, np.int64)
+
+    def _zeros_int32_2d_py(n0, n1):
+        return np.zeros((n0, n1), np.int32)
+
+    zeros_int64, zeros_int32_2d = _zeros_int64_py, _zeros_int32_2d_py  # type: ignore[assignment]
+
 
 def _column_bits(inv, i64, inv_mode, col, NB):  # pragma: no cover - compiled below
     """Invalid flags of the ``Z = 8 NB`` voxels of column ``col`` as one word: bit ``Z - 1 - k`` = voxel ``Z col + k``

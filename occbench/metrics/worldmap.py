@@ -132,27 +132,6 @@ class _Batch:
         return out
 
 
-def tile_scratch(width: int) -> tuple[np.ndarray, ...]:
-    """Scratch of the kernels that reduce tiles (``evict``, ``seal_fill``, ``reduce_records``), made here so that the
-    kernels make no arrays of their own (loading them from numba's cache then imports none of numba's array
-    implementations: see :mod:`occbench._numba_startup`): ``h``, int32 ``(width, TILE_VOXELS)`` zeros, a tile's
-    histogram rows column-major (column ``w`` of every voxel together, so that the reduction runs along voxels),
-    and ``h`` flat; ``n``, int64 observations per voxel; ``acc``, eight int32 per-voxel partial results (sums of a
-    voxel's counts, at most its ``n``); ``same``, an int64 one; ``gp``, int64, each voxel's map categories."""
-    h = np.zeros((width, K.TILE_VOXELS), np.int32)
-    n, same, gp = (np.zeros(K.TILE_VOXELS, np.int64) for _ in range(3))
-    return h, h.reshape(-1), n, np.zeros((8, K.TILE_VOXELS), np.int32), same, gp
-
-
-def labels_of(cat: np.ndarray, S: int) -> np.ndarray:
-    """``lab_of[k]``: the label whose category is ``k`` (1..S), from ``cat`` (label -> category)."""
-    lab_of = np.zeros(S + 1, np.int64)
-    for lab in range(cat.size):
-        if cat[lab] > 0:
-            lab_of[cat[lab]] = lab
-    return lab_of
-
-
 def _supertile_of(keys: np.ndarray) -> np.ndarray:
     """Supertile keys (``(x >> 6) << 15 | y >> 6``) of tile keys."""
     tx, ty = keys >> (K.KY + K.KZ), (keys >> K.KZ) & ((1 << K.KY) - 1)
@@ -852,8 +831,7 @@ class WorldMapState:
             self._tb,
             self.S,
             self.C,
-            labels_of(self.cat, self.S),
-            *tile_scratch(self.width),
+            self.cat,
             self.conf,
             self.psame,
             self.pall,
@@ -882,7 +860,7 @@ class WorldMapState:
             pool.log,
             pool.l_next,
             self.S,
-            *tile_scratch(self.width)[:2],
+            self.width,
             b.keys,
             b.ne,
             b.ent,
@@ -1009,12 +987,12 @@ class WorldMapState:
             batch.offsets(),
             batch.ne,
             batch.ent,
+            self.width,
             order,
             keep,
             self.S,
             self.C,
-            labels_of(self.cat, self.S),
-            *tile_scratch(self.width),
+            self.cat,
             sums["conf"],
             sums["psame"],
             sums["pall"],
