@@ -106,6 +106,30 @@ if njit is not None:
         arrty, codegen = _zeros_codegen(types.int32, 2)
         return arrty(n0, n1), codegen
 
+    @intrinsic
+    def copy_items(typingctx, dst, d0, src, s0, n):  # pragma: no cover - compiled
+        """``dst[d0 : d0 + n] = src[s0 : s0 + n]`` for 1-D C-contiguous arrays of one dtype (the caller keeps the
+        bounds), one ``memcpy``: a slice assignment's shape check formats its message with numba's string code
+        (``numba.cpython.unicode``), which loading the kernel would then import."""
+        ok = isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+        if not (ok and dst.ndim == src.ndim == 1 and dst.layout == src.layout == "C"):
+            return None
+
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            from numba.core import cgutils
+            from numba.np.arrayobj import make_array  # at compile time only
+
+            darr = make_array(sig.args[0])(context, builder, args[0])
+            sarr = make_array(sig.args[2])(context, builder, args[2])
+            d = cgutils.get_item_pointer(context, builder, sig.args[0], darr, [args[1]], wraparound=False)
+            s = cgutils.get_item_pointer(context, builder, sig.args[2], sarr, [args[3]], wraparound=False)
+            n = context.cast(builder, args[4], sig.args[4], types.intp)
+            itemsize = context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+            cgutils.raw_memcpy(builder, d, s, n, itemsize)
+            return context.get_dummy_value()
+
+        return types.none(dst, d0, src, s0, n), codegen
+
 else:  # pragma: no cover - the pure-Python kernels' allocations where numba is missing
 
     def _zeros_int64_py(n):
@@ -114,7 +138,11 @@ else:  # pragma: no cover - the pure-Python kernels' allocations where numba is 
     def _zeros_int32_2d_py(n0, n1):
         return np.zeros((n0, n1), np.int32)
 
+    def _copy_items_py(dst, d0, src, s0, n):
+        dst[d0 : d0 + n] = src[s0 : s0 + n]
+
     zeros_int64, zeros_int32_2d = _zeros_int64_py, _zeros_int32_2d_py  # type: ignore[assignment]
+    copy_items = _copy_items_py  # type: ignore[assignment]
 
 
 def _column_bits(inv, i64, inv_mode, col, NB):  # pragma: no cover - compiled below

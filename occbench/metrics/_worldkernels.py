@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, _column_bits, zeros_int32_2d, zeros_int64
+from occbench.metrics._kernel import (
+    INV_BYTES,
+    INV_NONE,
+    INV_PACKED,
+    _column_bits,
+    copy_items,
+    zeros_int32_2d,
+    zeros_int64,
+)
 
 # numba's dispatchers are typed loosely (a call's signature is only known once compiled): Any
 njit: Any
@@ -719,9 +727,7 @@ def _gather_records(sel, eoff, rne, ent, oent):  # pragma: no cover - compiled
     """Copy the entries of records ``sel`` (in that order) into ``oent``."""
     e = 0
     for r in sel:
-        e0 = eoff[r]
-        for k in range(rne[r]):  # an element loop: a slice assignment's shape check would format its message
-            oent[e + k] = ent[e0 + k]  # with numba's string code, imported to load this kernel
+        copy_items(oent, e, ent, eoff[r], rne[r])  # a slice assignment, without its message (see copy_items)
         e += rne[r]
 
 
