@@ -189,11 +189,11 @@ def _cached_runtime(ctx: Any, cache_dir: str, nrtdynmod: Any) -> Any:
     library.enable_object_caching()  # keep the object code the compile makes
     library.add_ir_module(ir_mod)
     library.finalize()
-    _, _, (obj, bitcode) = library.serialize_using_object_code()
     try:
+        _, _, (obj, bitcode) = library.serialize_using_object_code()
         _write_runtime(path, obj, bitcode)
-    except OSError:  # a folder that cannot be written: compiled each time, as numba does
-        pass
+    except Exception:  # a folder that cannot be written (or another serialisation): compiled each time, as numba does
+        pass  # (the library is compiled and in use: raising now would make numba compile it a second time)
     return library
 
 
