@@ -182,7 +182,7 @@ def _count_py(  # pragma: no cover - compiled below
     ``p``, ``g``: flat (N,) uint8 train ids or uint16 raw ids (same dtype), ``V`` voxels a 64-bit word;
     ``p64``, ``g64``, ``i64``: ``p``, ``g`` and ``inv`` as uint64 words (:func:`words`: views made by the caller, so
     that the cached kernel's code refers to no numba implementation of ``view``, whose module loading it would
-    import: see :mod:`occbench._numba_startup`),
+    import: see ``_zeros_codegen``),
     ``WPC`` = Z / V words a column of ``Z`` voxels (the grid's height: 32 on KITTI; a multiple of 8, at most 64).
     ``p_lut``: id -> train id (>= C: not a valid prediction); ``g_lut``: id -> gs = 0 not evaluated (ignore),
     c + 1 class c, > C malformed. ``code``: (N / Z,) cell per column.

@@ -48,7 +48,7 @@ import numpy as np
 from occbench.errors import FormatError
 from occbench.grid import KITTI, Grid
 from occbench.metrics import _worldkernels as K
-from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, readonly
+from occbench.metrics._kernel import INV_BYTES, INV_NONE, INV_PACKED, readonly, words
 from occbench.metrics.protocol import EvalProtocol, get_protocol
 
 _NO_INV = readonly(np.zeros(8, np.uint8))
@@ -739,7 +739,7 @@ class WorldMapState:
         """Count a frame whose tiles are live (the second half of :meth:`add`), then finalise or seal tiles."""
         pool = self._pool
         assert pool is not None
-        inv_words = inv.view(np.uint64)
+        inv_words = words(inv)
         col, bad = 0, 0
         while col >= 0:
             col, b, status = K.accumulate(
