@@ -212,7 +212,8 @@ def test_merge_refuses_states_planned_for_other_frames(frames):
 
 def test_small_pools_table_conflicts_and_count_overflow_guard():
     """Pools that must grow, two tiles wanting one table slot (frames 204.8 m apart: the table wraps every
-    512 voxels), and tiles sealed before their uint16 counts could overflow (standing still)."""
+    512 voxels), and tiles sealed before their counts could overflow (standing still; no rotation and whole-voxel
+    steps: a voxel takes one observation a frame, ``_max_obs`` 1)."""
     rng = np.random.default_rng(3)
     base = synthetic_frame(rng)
     poses = []
@@ -224,11 +225,46 @@ def test_small_pools_table_conflicts_and_count_overflow_guard():
     frames = [(*base, T) for T in poses]
     st = WorldMapState(PROTO, keep_frames=100)
     st._pool = _Pool(tiles=16, chunks=1)
-    st._max_frames = 2
+    st._max_frames, st._max_obs = 2, 1
     for p, g, inv, T in frames:
         st.add(p, g, T, inv)
     assert st.record_bytes > 0
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
+
+
+def test_a_tile_at_its_frame_budget_is_rebased_on_its_counts_and_sealed_only_near_the_uint8_limit():
+    """Counts are uint8, and a frame adds at most ``_max_obs`` (8 on KITTI's grid) to one: a tile touched by
+    ``_max_frames`` (31) frames could overflow with one more. It is not sealed then: its frame budget is re-based on
+    its largest count, so a tile whose counts are small lives on; one whose counts are near 255 is sealed before the
+    frame is counted, never wrapped around. Standing still at the identity pose (one observation a frame)."""
+    rng = np.random.default_rng(12)
+    base = synthetic_frame(rng)
+    frame = (*base, np.eye(4))
+    st = WorldMapState(PROTO, keep_frames=100)
+    assert st._max_frames == 255 // st._max_obs and st._pool is None
+    st.add(*frame[:2], frame[3], frame[2])
+    pool = st._pool
+    live = np.flatnonzero(pool.t_key >= 0)
+    assert pool.t_n.dtype == np.uint8 and pool.t_n[live].max() == 1
+    seen = pool.t_n[live].max(axis=1) > 0  # (tiles of the footprint the frame saw no voxel of have counts of 0)
+    pool.t_frames[live] = st._max_frames  # at the budget, with counts of 1 (or 0): re-based, not sealed
+    st.add(*frame[:2], frame[3], frame[2])
+    assert st.record_bytes == 0 and (pool.t_key[live] >= 0).all()
+    assert (pool.t_frames[live] == np.where(seen, 2, 1)).all()  # ceil(max / 8) frames' worth, plus this frame
+    _same(st.reduce(want_maps=True), oracle([frame] * 2), maps=True)
+
+    st = WorldMapState(PROTO, keep_frames=100)
+    st.add(*frame[:2], frame[3], frame[2])
+    pool = st._pool
+    ti = int(np.flatnonzero((pool.t_key >= 0) & (pool.t_n.max(axis=1) > 0))[0])
+    key = int(pool.t_key[ti])
+    seen = pool.t_n[ti] > 0
+    pool.t_n[ti, seen] = 248  # 31 frames' worth: one more frame of up to 8 could pass 255
+    pool.t_frames[ti] = st._max_frames
+    st.add(*frame[:2], frame[3], frame[2])
+    assert st.record_bytes > 0  # sealed with its 248s before the frame was counted
+    now = np.flatnonzero(pool.t_key == key)
+    assert now.size == 1 and pool.t_n[now[0]][seen].max() == 1  # live again, counting afresh: no wrap-around
 
 
 def _at(x: float) -> np.ndarray:
@@ -261,19 +297,20 @@ def _cap_prepare(monkeypatch, bound: int) -> list[tuple[int, int]]:
 def test_count_overflow_guard_holds_when_more_tiles_reach_it_than_one_call_lists(listed):
     """Standing still: every tile of the frame reaches the frame limit at once, more of them than prepare lists in
     one call (``listed``); the others are listed by the calls after, so no live tile is ever counted for more than
-    ``_max_frames`` frames (the bound that keeps its uint16 counts from overflowing), and the result is the
-    oracle's."""
+    ``_max_frames`` frames (the bound that keeps its counts from overflowing: ``_max_obs`` 1, a voxel takes one
+    observation a frame at the identity pose), and the result is the oracle's."""
     rng = np.random.default_rng(4)
     base = synthetic_frame(rng)
     frames = [(*base, np.eye(4))] * 7
     st = WorldMapState(PROTO, keep_frames=100)
     st._conflicts_listed = listed
-    st._max_frames = 3
+    st._max_frames, st._max_obs = 3, 1
     for p, g, inv, T in frames:
         st.add(p, g, T, inv)
         pool = st._pool
         live = pool.t_key >= 0
         assert live.any() and pool.t_frames[live].max() <= st._max_frames
+        assert (pool.t_n[live].max(axis=1) <= pool.t_frames[live] * st._max_obs).all()
     assert st.record_bytes > 0
     _same(st.reduce(want_maps=True), oracle(frames), maps=True)
 
@@ -341,7 +378,7 @@ def test_random_drives_with_jumps_and_stops_equal_the_oracle_under_any_pool_limi
     st = WorldMapState(PROTO, keep_frames=int(rng.choice([0, 2, 5, 100])))
     st._pool = _Pool(tiles=int(rng.integers(1, 3000)), chunks=1)
     st._conflicts_listed = int(rng.integers(20, 300))
-    st._max_frames = int(rng.integers(1, 4))
+    st._max_frames, st._max_obs = int(rng.integers(1, 4)), int(rng.integers(1, 9))
     planned = seed % 2 == 1  # a planned state finalises tiles early: no per-voxel maps
     if planned:
         st.expect(np.stack(poses))

@@ -171,11 +171,13 @@ def _prepare(
     tb,
     frame_no,
     max_frames,
+    max_obs,
     tab_key,
     tab_tile,
     t_key,
     t_last,
     t_frames,
+    t_n,
     t_sup,
     t_hasrec,
     free_t,
@@ -188,11 +190,16 @@ def _prepare(
     ``t_last`` = ``frame_no``, ``t_frames`` + 1 once per frame), else allocated from the free stack. Returns
     ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
     ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
-    lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint16 counts could
+    lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint8 counts could
     overflow with one more frame; more than ``conflicts`` holds are listed by the call after), ``OUT_OF_RANGE``,
     ``TOO_WIDE`` (a slot is needed by two tiles of this frame: the table, ``2**tb`` tiles a side, is narrower than
     the footprint) or ``OK``. A listed tile is marked (``t_last`` = -1) and not listed again: the caller seals the
-    listed tiles whatever the status, then calls again (after growing the pool, for ``NEED_TILES``)."""
+    listed tiles whatever the status, then calls again (after growing the pool, for ``NEED_TILES``).
+
+    Overflow: a frame adds at most ``max_obs`` to a count, so a tile's counts stay at most ``t_frames * max_obs``,
+    and ``t_frames <= max_frames`` keeps them within their dtype. A tile at ``max_frames`` is not sealed at once: its
+    ``t_frames`` is first re-based on its largest count (``ceil(max / max_obs)``, which keeps that bound), and only a
+    tile still at ``max_frames`` is listed (see :func:`_rebased`)."""
     nconf = 0
     status = 0
     for bi in range(-(-nx // BI)):
@@ -210,6 +217,8 @@ def _prepare(
                             if k0 == key:
                                 ti = tab_tile[slot]
                                 if t_last[ti] != frame_no and t_last[ti] != -1:  # -1: listed already
+                                    if t_frames[ti] >= max_frames:
+                                        t_frames[ti] = _rebased(t_n, ti, max_obs)
                                     if t_frames[ti] >= max_frames:  # one more frame could overflow its counts
                                         if nconf < conflicts.size:  # else listed by the call after the seal
                                             t_last[ti] = -1
@@ -241,6 +250,16 @@ def _prepare(
                                     nconf += 1
                                 status = 2
     return status, nconf
+
+
+def _rebased(t_n, ti, max_obs):  # pragma: no cover - compiled
+    """Frames' worth of counts tile ``ti`` holds: ``ceil(max / max_obs)`` of its largest count (at most its
+    ``t_frames``, as every frame adds at most ``max_obs`` to a count). Standing still, a voxel seen once a frame
+    reaches 255 after 255 frames, not after ``255 // max_obs``."""
+    m = 0
+    for li in range(TILE_VOXELS):
+        m = max(m, np.int64(t_n[ti, li]))
+    return (m + max_obs - 1) // max_obs
 
 
 def _accumulate_cols(
@@ -692,7 +711,7 @@ def _seal_fill(  # pragma: no cover - compiled
     its key and ``rne`` entries (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col``
     0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts: ``n`` by
     voxel, then the columns one after the other, each by voxel). Counts fit 16 bits: a live tile's counts stay
-    below 2**16 (``max_frames``)."""
+    within their uint8 (``max_frames``, see :func:`_prepare`)."""
     h = zeros_int32_2d(W, TILE_VOXELS)
     e = np.uint64(0)  # unsigned: no negative-index wrap-around at each store (see _accumulate_cols)
     for a in range(tiles.size):
@@ -836,6 +855,7 @@ if njit is not None:
     _accumulate_cols = njit(inline="always", boundscheck=False)(_accumulate_cols)
     _column_bits_any = njit(inline="always")(_column_bits_any)
     _sup_index = njit(inline="always")(_sup_index)
+    _rebased = njit(inline="always")(_rebased)
     _scratch = njit(inline="always")(_scratch)
     _reduce_tile = njit(inline="always")(_reduce_tile)
     _has_col = njit(inline="always")(_has_col)

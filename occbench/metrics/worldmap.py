@@ -5,7 +5,7 @@ Per world voxel the metrics need only three things: ``n`` (observations), the hi
 (0 = not static, 1..S = the static classes: the ground truth's, or the prediction's without ground truth) and the
 histogram of predicted train ids. :class:`WorldMapState` keeps them
 
-- **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint16 count per voxel,
+- **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint8 count per voxel,
   and a log per tile (chunks of 256 uint32 entries) with one entry (voxel, category, label) per observation whose
   category or label is not 0, folded into histogram rows only when the tile is finalised or sealed. A frame first
   makes the tiles of its footprint live, then one compiled pass counts its evaluated voxels;
@@ -369,7 +369,7 @@ class _Pool:
     def __init__(self, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096):
         self.tab_key = np.full(1 << (3 * tb), -1, np.int64)
         self.tab_tile = np.zeros(1 << (3 * tb), np.int32)
-        self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint16)
+        self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint8)
         self.t_head = np.zeros(0, np.int32)
         self.t_tail = np.zeros(0, np.int32)
         self.t_fill = np.zeros(0, np.int32)
@@ -547,7 +547,8 @@ class WorldMapState:
         cat[list(p.static_ids)] = np.arange(1, self.S + 1)
         self.cat = cat
         self.keep_frames = int(keep_frames)
-        self._max_frames = 65535 // self._max_obs_per_frame()
+        self._max_obs = self._max_obs_per_frame()
+        self._max_frames = 255 // self._max_obs  # t_n is uint8: see _worldkernels._prepare
         kk = self.S + 1
         self.conf = np.zeros(kk * kk, np.int64)
         self.psame = np.zeros(kk, np.int64)
@@ -678,11 +679,13 @@ class WorldMapState:
                 self._tb,
                 fn,
                 self._max_frames,
+                self._max_obs,
                 pool.tab_key,
                 pool.tab_tile,
                 pool.t_key,
                 pool.t_last,
                 pool.t_frames,
+                pool.t_n,
                 pool.t_sup,
                 pool.t_hasrec,
                 pool.free_t,
