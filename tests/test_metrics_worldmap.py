@@ -267,6 +267,24 @@ def test_a_tile_at_its_frame_budget_is_rebased_on_its_counts_and_sealed_only_nea
     assert now.size == 1 and pool.t_n[now[0]][seen].max() == 1  # live again, counting afresh: no wrap-around
 
 
+@pytest.mark.parametrize(
+    "voxel_size, counts, max_frames", [(0.2, np.uint8, 31), (0.4, np.uint16, 1023), (0.8, np.uint16, 191)]
+)
+def test_live_counts_are_uint16_where_a_world_voxel_takes_more_than_8_observations_a_frame(
+    voxel_size, counts, max_frames
+):
+    """World voxels of 0.4 m take up to 64 frame voxels of 0.2 m a frame, 0.8 m up to 343: more than a uint8 holds
+    after a few frames, or after one. Their live counts are uint16 (the frame budget 65,535 // the bound), and the
+    result is the oracle's."""
+    rng = np.random.default_rng(13)
+    frames = [(*synthetic_frame(rng), rotated_pose(t)) for t in range(3)]
+    st = WorldMapState(PROTO, voxel_size, keep_frames=0)
+    for p, g, inv, T in frames:
+        st.add(p, g, T, inv)
+    assert st._pool.t_n.dtype == counts and st._max_frames == max_frames
+    _same(st.reduce(want_maps=True), oracle(frames, voxel_size=voxel_size), maps=True)
+
+
 def _at(x: float) -> np.ndarray:
     """A LiDAR pose ``x`` metres along the world's x axis, not rotated."""
     T = np.eye(4)

@@ -189,9 +189,9 @@ def _prepare(
     """Make every tile the frame may touch live before its voxels are counted: found in the table (touched: its
     ``t_last`` = ``frame_no``, ``t_frames`` + 1 once per frame), else allocated from the free stack. Returns
     ``(status, n_conflicts)`` (a new tile's ``t_hasrec``: whether ``recorded``, the key set of sealed tiles, has it):
-    ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts``
-    lists live tiles to evict first: another tile holding a needed slot, or a tile whose uint8 counts could
-    overflow with one more frame; more than ``conflicts`` holds are listed by the call after), ``OUT_OF_RANGE``,
+    ``NEED_TILES`` (the pool is empty: grow it and call again), ``CONFLICT`` (``conflicts`` lists live tiles to
+    evict first: another tile holding a needed slot, or a tile whose counts (uint8 or uint16) could overflow with one
+    more frame; more than ``conflicts`` holds are listed by the call after), ``OUT_OF_RANGE``,
     ``TOO_WIDE`` (a slot is needed by two tiles of this frame: the table, ``2**tb`` tiles a side, is narrower than
     the footprint) or ``OK``. A listed tile is marked (``t_last`` = -1) and not listed again: the caller seals the
     listed tiles whatever the status, then calls again (after growing the pool, for ``NEED_TILES``).
@@ -255,7 +255,7 @@ def _prepare(
 def _rebased(t_n, ti, max_obs):  # pragma: no cover - compiled
     """Frames' worth of counts tile ``ti`` holds: ``ceil(max / max_obs)`` of its largest count (at most its
     ``t_frames``, as every frame adds at most ``max_obs`` to a count). Standing still, a voxel seen once a frame
-    reaches 255 after 255 frames, not after ``255 // max_obs``."""
+    reaches the dtype's largest count (255 for uint8) after that many frames, not after ``max_frames``."""
     m = 0
     for li in range(TILE_VOXELS):
         m = max(m, np.int64(t_n[ti, li]))
@@ -711,7 +711,7 @@ def _seal_fill(  # pragma: no cover - compiled
     its key and ``rne`` entries (uint32 ``li << 23 | col << 16 | count``; ``li`` the voxel within the tile, ``col``
     0 for ``n``, ``1 + w`` for column ``w`` of its histogram row (``W`` columns); only non-zero counts: ``n`` by
     voxel, then the columns one after the other, each by voxel). Counts fit 16 bits: a live tile's counts stay
-    within their uint8 (``max_frames``, see :func:`_prepare`)."""
+    within their dtype, uint8 or uint16 (``max_frames``, see :func:`_prepare`)."""
     h = zeros_int32_2d(W, TILE_VOXELS)
     e = np.uint64(0)  # unsigned: no negative-index wrap-around at each store (see _accumulate_cols)
     for a in range(tiles.size):

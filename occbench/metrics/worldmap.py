@@ -5,8 +5,9 @@ Per world voxel the metrics need only three things: ``n`` (observations), the hi
 (0 = not static, 1..S = the static classes: the ground truth's, or the prediction's without ground truth) and the
 histogram of predicted train ids. :class:`WorldMapState` keeps them
 
-- **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a uint8 count per voxel,
-  and a log per tile (chunks of 256 uint32 entries) with one entry (voxel, category, label) per observation whose
+- **live**, in tiles of 8 x 8 x 8 world voxels (:mod:`occbench.metrics._worldkernels`): a count per voxel (uint8;
+  uint16 for world voxels over 1.15 times the frame's, which can take more than 8 observations a frame), and a log
+  per tile (chunks of 256 uint32 entries) with one entry (voxel, category, label) per observation whose
   category or label is not 0, folded into histogram rows only when the tile is finalised or sealed. A frame first
   makes the tiles of its footprint live, then one compiled pass counts its evaluated voxels;
 - **finalised**, into integer sums (the city-map confusion and the consistency counts) as soon as a tile is known
@@ -366,10 +367,10 @@ def _extended(a: np.ndarray, pad: int, zero: bool) -> np.ndarray:
 class _Pool:
     """Live tiles and the chunks of their logs (both grown by doubling), and the direct-mapped tile table."""
 
-    def __init__(self, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096):
+    def __init__(self, tb: int = K.TXB, tiles: int = 2048, chunks: int = 4096, counts: type = np.uint8):
         self.tab_key = np.full(1 << (3 * tb), -1, np.int64)
         self.tab_tile = np.zeros(1 << (3 * tb), np.int32)
-        self.t_n = np.zeros((0, K.TILE_VOXELS), np.uint8)
+        self.t_n: np.ndarray = np.zeros((0, K.TILE_VOXELS), counts)
         self.t_head = np.zeros(0, np.int32)
         self.t_tail = np.zeros(0, np.int32)
         self.t_fill = np.zeros(0, np.int32)
@@ -548,7 +549,11 @@ class WorldMapState:
         self.cat = cat
         self.keep_frames = int(keep_frames)
         self._max_obs = self._max_obs_per_frame()
-        self._max_frames = 255 // self._max_obs  # t_n is uint8: see _worldkernels._prepare
+        # live counts in uint8 (half the bytes the counting pass touches) where a tile can take 31 frames or more
+        # before it must be re-based or sealed (8 observations a frame at most: world voxels up to 1.15 times the
+        # frame's), else uint16 (see _worldkernels._prepare)
+        self._counts = np.uint8 if self._max_obs <= 8 else np.uint16
+        self._max_frames = int(np.iinfo(self._counts).max) // self._max_obs
         kk = self.S + 1
         self.conf = np.zeros(kk * kk, np.int64)
         self.psame = np.zeros(kk, np.int64)
@@ -667,7 +672,7 @@ class WorldMapState:
         )
         mode, inv = self._invalid(invalid)
         if self._pool is None:
-            self._pool = _Pool(self._tb)
+            self._pool = _Pool(self._tb, counts=self._counts)
         pool = self._pool
         fn = self._frame_no + 1
         sup_keys = plan.sup_keys if plan is not None else np.zeros(0, np.int64)
