@@ -239,29 +239,30 @@ def test_a_tile_at_its_frame_budget_is_rebased_on_its_counts_and_sealed_only_nea
     frame is counted, never wrapped around. Standing still at the identity pose (one observation a frame)."""
     rng = np.random.default_rng(12)
     base = synthetic_frame(rng)
-    frame = (*base, np.eye(4))
+    p, g, inv = base
+    T = np.eye(4)
     st = WorldMapState(PROTO, keep_frames=100)
     assert st._max_frames == 255 // st._max_obs and st._pool is None
-    st.add(*frame[:2], frame[3], frame[2])
+    st.add(p, g, T, inv)
     pool = st._pool
     live = np.flatnonzero(pool.t_key >= 0)
     assert pool.t_n.dtype == np.uint8 and pool.t_n[live].max() == 1
     seen = pool.t_n[live].max(axis=1) > 0  # (tiles of the footprint the frame saw no voxel of have counts of 0)
     pool.t_frames[live] = st._max_frames  # at the budget, with counts of 1 (or 0): re-based, not sealed
-    st.add(*frame[:2], frame[3], frame[2])
+    st.add(p, g, T, inv)
     assert st.record_bytes == 0 and (pool.t_key[live] >= 0).all()
     assert (pool.t_frames[live] == np.where(seen, 2, 1)).all()  # ceil(max / 8) frames' worth, plus this frame
-    _same(st.reduce(want_maps=True), oracle([frame] * 2), maps=True)
+    _same(st.reduce(want_maps=True), oracle([(p, g, inv, T)] * 2), maps=True)
 
     st = WorldMapState(PROTO, keep_frames=100)
-    st.add(*frame[:2], frame[3], frame[2])
+    st.add(p, g, T, inv)
     pool = st._pool
     ti = int(np.flatnonzero((pool.t_key >= 0) & (pool.t_n.max(axis=1) > 0))[0])
     key = int(pool.t_key[ti])
     seen = pool.t_n[ti] > 0
     pool.t_n[ti, seen] = 248  # 31 frames' worth: one more frame of up to 8 could pass 255
     pool.t_frames[ti] = st._max_frames
-    st.add(*frame[:2], frame[3], frame[2])
+    st.add(p, g, T, inv)
     assert st.record_bytes > 0  # sealed with its 248s before the frame was counted
     now = np.flatnonzero(pool.t_key == key)
     assert now.size == 1 and pool.t_n[now[0]][seen].max() == 1  # live again, counting afresh: no wrap-around
